@@ -1,0 +1,126 @@
+// npm run bench:engine — raw engine throughput on synthetic Llama shapes, optionally side by side
+// with llama.cpp (bench/llamacpp, node-llama-cpp) on the very same GGUF file.
+//
+//   npm run bench:engine -- [--shapes 15m,110m] [--dtypes f32,int8,int8-q8_0] [--batches 1,16,64]
+//                           [--threads 2] [--prompt-tokens 128] [--decode-tokens 32] [--reps 3]
+//                           [--llamacpp] [--json FILE]
+//
+// Decode tokens/s at batch B: B sequences are prefilled with P-token prompts (untimed), then D
+// decode steps of B tokens each are timed; the median over reps is printed. Prefill tokens/s: 4
+// prompts of P tokens in one step. dtypes: f32 and int8 load an F32 GGUF (int8 = per-row scales,
+// quantized on load); int8-q8_0 loads the Q8_0 GGUF that llama.cpp runs (group-32 scales).
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+import { synthesizeModel } from '../src/model/synth.js';
+import { EngineInstance } from '../src/workers/engine-instance.js';
+import { GREEDY, packStep, type SeqStep } from '../src/workers/step-pack.js';
+
+export const SHAPES: Record<string, Record<string, unknown>> = {
+  '15m': { architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 288, num_hidden_layers: 6, num_attention_heads: 6,
+    num_key_value_heads: 6, intermediate_size: 768, vocab_size: 32000, max_position_embeddings: 1024, rms_norm_eps: 1e-5,
+    rope_theta: 10000, tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2 },
+  '110m': { architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12,
+    num_key_value_heads: 12, intermediate_size: 2048, vocab_size: 32000, max_position_embeddings: 1024, rms_norm_eps: 1e-5,
+    rope_theta: 10000, tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2 },
+};
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+export async function syntheticGguf(shape: string, dtype: 'f32' | 'q8_0'): Promise<string> {
+  const dir = join(tmpdir(), 'weft-bench');
+  mkdirSync(dir, { recursive: true });
+  const out = join(dir, `${shape}-${dtype}-seed0.gguf`);
+  if (!existsSync(out)) await synthesizeModel({ config: SHAPES[shape], out, format: 'gguf', dtype, seed: 0 });
+  return out;
+}
+
+function timeDecode(e: EngineInstance, batch: number, promptTokens: number, decodeTokens: number): number {
+  const bs = e.blockSize;
+  const blocksPer = Math.ceil((promptTokens + decodeTokens + 1) / bs);
+  const seqs: SeqStep[] = Array.from({ length: batch }, (_, i) => ({
+    seqId: i, tokens: Array.from({ length: promptTokens }, (_, j) => 3 + ((i * 131 + j * 7) % 30000)), startPos: 0, promptLen: promptTokens,
+    blockTable: Array.from({ length: blocksPer }, (_, b) => i * blocksPer + b), doSample: true, sampling: GREEDY,
+  }));
+  for (let i = 0; i < batch; i += 8) {  // prefill in groups so one step stays a sane size
+    const out = e.step(packStep(seqs.slice(i, i + 8), bs));
+    seqs.slice(i, i + 8).forEach((s, j) => { s.startPos = promptTokens; s.tokens = [out.sampled[j]]; });
+  }
+  const t0 = performance.now();
+  for (let d = 0; d < decodeTokens; d++) {
+    const out = e.step(packStep(seqs, bs));
+    seqs.forEach((s, j) => { s.startPos++; s.tokens = [out.sampled[j]]; });
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  e.step(packStep([], bs, { release: seqs.map((s) => s.seqId) }));
+  return (batch * decodeTokens) / seconds;
+}
+
+function timePrefill(e: EngineInstance, promptTokens: number): number {
+  const n = 4, bs = e.blockSize, blocksPer = Math.ceil(promptTokens / bs);
+  const seqs: SeqStep[] = Array.from({ length: n }, (_, i) => ({
+    seqId: 1000 + i, tokens: Array.from({ length: promptTokens }, (_, j) => 3 + ((i * 17 + j * 11) % 30000)), startPos: 0, promptLen: promptTokens,
+    blockTable: Array.from({ length: blocksPer }, (_, b) => i * blocksPer + b), doSample: true, sampling: GREEDY,
+  }));
+  const t0 = performance.now();
+  e.step(packStep(seqs, bs, {}));
+  const seconds = (performance.now() - t0) / 1000;
+  e.step(packStep([], bs, { release: seqs.map((s) => s.seqId) }));
+  return (n * promptTokens) / seconds;
+}
+
+function runLlamaCpp(gguf: string, o: { threads: number; batches: number[]; promptTokens: number; decodeTokens: number }): Map<number, { decode: number; prefill: number }> | null {
+  const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'llamacpp');
+  const install = spawnSync('bash', [join(dir, 'install.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (install.status !== 0) return null;
+  const r = spawnSync(process.execPath, [join(dir, 'run.mjs'), '--model', gguf, '--threads', String(o.threads), '--batches', o.batches.join(','),
+    '--prompt-tokens', String(o.promptTokens), '--decode-tokens', String(o.decodeTokens)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (r.status !== 0) return null;
+  const json = JSON.parse(r.stdout.trim().split('\n').pop()!);
+  return new Map(json.results.map((x: { batch: number; decodeTokensPerSec: number; prefillTokensPerSec: number }) => [x.batch, { decode: x.decodeTokensPerSec, prefill: x.prefillTokensPerSec }]));
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      shapes: { type: 'string', default: '15m,110m' }, dtypes: { type: 'string', default: 'f32,int8,int8-q8_0' },
+      batches: { type: 'string', default: '1,16,64' }, threads: { type: 'string', default: '2' },
+      'prompt-tokens': { type: 'string', default: '128' }, 'decode-tokens': { type: 'string', default: '32' },
+      reps: { type: 'string', default: '3' }, llamacpp: { type: 'boolean', default: false }, json: { type: 'string' },
+    },
+  });
+  const batches = values.batches!.split(',').map(Number);
+  const threads = Number(values.threads), reps = Number(values.reps);
+  const promptTokens = Number(values['prompt-tokens']), decodeTokens = Number(values['decode-tokens']);
+  const rows: Record<string, unknown>[] = [];
+  for (const shape of values.shapes!.split(',')) {
+    const ref = values.llamacpp ? runLlamaCpp(await syntheticGguf(shape, 'q8_0'), { threads, batches, promptTokens, decodeTokens }) : null;
+    if (values.llamacpp && !ref) process.stderr.write('llama.cpp run failed (see above); printing weft figures only\n');
+    for (const dtype of values.dtypes!.split(',')) {
+      const path = await syntheticGguf(shape, dtype === 'int8-q8_0' ? 'q8_0' : 'f32');
+      const maxBatch = Math.max(...batches, 4);
+      const numKvBlocks = maxBatch * Math.ceil((promptTokens + decodeTokens + 1) / 16) + 8;
+      const e = await EngineInstance.open({ modelPath: path, dtype: dtype === 'f32' ? 'f32' : 'int8', numThreads: threads, numKvBlocks, blockSize: 16 });
+      timeDecode(e, 1, 8, 4);  // warm-up
+      const prefill = median(Array.from({ length: reps }, () => timePrefill(e, promptTokens)));
+      for (const batch of batches) {
+        const decode = median(Array.from({ length: reps }, () => timeDecode(e, batch, promptTokens, decodeTokens)));
+        const lc = ref?.get(batch);
+        const row = { shape, dtype, isa: e.isa, threads, batch, decodeTokPerSec: +decode.toFixed(1), prefillTokPerSec: +prefill.toFixed(1),
+          llamacppDecodeTokPerSec: lc ? +lc.decode.toFixed(1) : null, ratioVsLlamacpp: lc ? +(decode / lc.decode).toFixed(2) : null,
+          llamacppPrefillTokPerSec: lc ? +lc.prefill.toFixed(1) : null };
+        rows.push(row);
+        process.stdout.write(`${shape.padEnd(5)} ${dtype.padEnd(10)} ${e.isa.padEnd(7)} t=${threads} batch ${String(batch).padStart(3)}: decode ${decode.toFixed(1).padStart(8)} tok/s` +
+          `  prefill ${prefill.toFixed(0).padStart(6)} tok/s` + (lc ? `   llama.cpp ${lc.decode.toFixed(1).padStart(8)} tok/s  ratio ${(decode / lc.decode).toFixed(2)}x` : '') + '\n');
+      }
+      e.close();
+    }
+  }
+  if (values.json) writeFileSync(values.json, JSON.stringify(rows, null, 2));
+}
+
+await main();

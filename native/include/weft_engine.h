@@ -1,0 +1,140 @@
+// The backend-agnostic engine interface: one model (weights, shared by every engine instance
+// in the process) and engine instances (a paged KV cache, threads, per-sequence sampling state)
+// that run one batched step per call. Native code returns a Status; it never prints or exits.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace weft {
+
+enum class StatusCode {
+  ok = 0,
+  bad_input,        // WEFT_ERR_ENGINE_BAD_INPUT
+  model_corrupt,    // WEFT_ERR_MODEL_CORRUPT
+  model_dtype,      // WEFT_ERR_MODEL_UNSUPPORTED_DTYPE
+  model_shape,      // WEFT_ERR_MODEL_SHAPE_MISMATCH
+  model_missing,    // WEFT_ERR_MODEL_MISSING_TENSOR
+  not_found,        // WEFT_ERR_MODEL_NOT_FOUND
+  out_of_memory,    // WEFT_ERR_ENGINE_OUT_OF_MEMORY
+  no_device,        // WEFT_ERR_ENGINE_NO_DEVICE
+  internal,         // WEFT_ERR_ENGINE_INTERNAL
+};
+
+struct Status {
+  StatusCode code = StatusCode::ok;
+  std::string message;
+  bool ok() const { return code == StatusCode::ok; }
+  static Status Ok() { return {}; }
+  static Status Error(StatusCode c, std::string m) { return {c, std::move(m)}; }
+};
+const char* status_code_name(StatusCode c);  // "WEFT_ERR_…"
+
+enum class RopeScalingType { none = 0, linear = 1, llama3 = 2 };
+
+struct ModelConfig {
+  int dim = 0, num_layers = 0, num_heads = 0, num_kv_heads = 0, head_dim = 0;
+  int ffn_dim = 0, vocab_size = 0, max_positions = 0;
+  float rms_eps = 1e-5f, rope_theta = 10000.f;
+  RopeScalingType rope_scaling = RopeScalingType::none;
+  float rope_factor = 1.f, rope_low_freq_factor = 1.f, rope_high_freq_factor = 4.f;
+  int rope_original_max_positions = 8192;
+  bool tie_embeddings = false, qkv_bias = false;
+};
+
+enum class TensorDType { f32, f16, bf16, q8_0, i8 };
+
+struct TensorSpec {
+  std::string name;   // canonical HF name
+  std::string file;
+  uint64_t offset = 0, byte_length = 0;
+  TensorDType dtype = TensorDType::f32;
+  std::vector<int64_t> shape;  // HF orientation
+};
+
+enum class WeightDType { f32, int8 };
+
+struct ModelSpec {
+  std::string key;                 // cache key: same key → same loaded weights
+  ModelConfig config;
+  WeightDType weight_dtype = WeightDType::f32;
+  bool rope_interleaved = false;   // GGUF llama q/k row order
+  std::vector<TensorSpec> tensors;
+};
+
+class Model;  // opaque, immutable after load, shared across threads
+// Loads (or returns the already loaded) weights for spec.key. Files are memory-mapped once per
+// process; derived packed weights are shared by every engine instance.
+Status model_load(const ModelSpec& spec, std::shared_ptr<const Model>* out);
+const ModelConfig& model_config(const Model& m);
+uint64_t model_weight_bytes(const Model& m);  // bytes one decode step reads from weights
+
+enum class Backend { cpu = 0, cuda = 1 };
+
+struct EngineOptions {
+  Backend backend = Backend::cpu;
+  int num_threads = 1;
+  int num_kv_blocks = 256;
+  int block_size = 16;
+  int isa = -1;            // -1 auto, else weft::Isa value (tests force scalar/avx2/avx512)
+  int device = 0;          // CUDA device
+};
+
+// One batched step. All arrays are borrowed for the duration of the call.
+// T = num_tokens, N = num_seqs. Tokens of sequence i are [query_start[i], query_start[i+1]).
+struct StepInput {
+  int num_tokens = 0, num_seqs = 0;
+  const int32_t* token_ids = nullptr;     // [T]
+  const int32_t* positions = nullptr;     // [T]
+  const int32_t* slot_mapping = nullptr;  // [T] block_id * block_size + offset
+  const int32_t* seq_ids = nullptr;       // [N] engine-wide sequence ids (penalty history)
+  const int32_t* query_start = nullptr;   // [N+1]
+  const int32_t* context_lens = nullptr;  // [N] KV length after this step
+  const int32_t* prompt_lens = nullptr;   // [N] tokens before the first output (penalties)
+  const int32_t* block_tables = nullptr;  // [N * max_blocks_per_seq]
+  int max_blocks_per_seq = 0;
+  const uint8_t* do_sample = nullptr;     // [N] 1: sample a token after this step's last token
+  // sampling parameters, [N] each
+  const float* temperature = nullptr;
+  const int32_t* top_k = nullptr;         // 0 = off
+  const float* top_p = nullptr;           // 1 = off
+  const float* min_p = nullptr;           // 0 = off
+  const float* repetition_penalty = nullptr;  // 1 = off
+  const float* presence_penalty = nullptr;    // 0 = off
+  const float* frequency_penalty = nullptr;   // 0 = off
+  const uint32_t* seeds = nullptr;        // [2N] lo, hi
+  const int32_t* num_logprobs = nullptr;  // [N] -1: none; 0: chosen token only; k: + top k
+  // housekeeping executed before the forward pass
+  const int32_t* block_copies = nullptr;  // [2C] src, dst block ids
+  int num_block_copies = 0;
+  const int32_t* forks = nullptr;         // [2F] parent seq id, child seq id (copies history)
+  int num_forks = 0;
+  const int32_t* release_seq_ids = nullptr;  // [R] sequences whose state can be dropped
+  int num_release = 0;
+  bool return_logits = false;             // raw logits of each sampled row (tests, rerankers)
+};
+
+struct StepOutput {
+  std::vector<int32_t> sampled;     // [N] -1 when not sampled
+  std::vector<float> logprobs;      // [N] chosen token's logprob (NaN when not asked)
+  int top_n = 0;                    // max num_logprobs in the batch
+  std::vector<int32_t> top_ids;     // [N * top_n], -1 padded
+  std::vector<float> top_logprobs;  // [N * top_n]
+  std::vector<float> logits;        // [num sampled rows * vocab] when return_logits
+  double forward_us = 0, sample_us = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual Status step(const StepInput& in, StepOutput* out) = 0;
+  virtual int num_kv_blocks() const = 0;
+  virtual int block_size() const = 0;
+  virtual const char* isa_name() const = 0;
+};
+
+Status engine_create(std::shared_ptr<const Model> model, const EngineOptions& opts,
+                     std::unique_ptr<Engine>* out);
+
+}  // namespace weft

@@ -1,0 +1,266 @@
+// node-addon-api glue only: converts JS objects and typed arrays to the engine's structs and
+// Status codes to JS errors carrying a `code`. Context-aware: each worker thread gets its own
+// addon instance, while models (weights) are shared process-wide by model_load's cache.
+#include <napi.h>
+
+#include "cpu/isa.h"
+#include "weft_engine.h"
+
+namespace {
+
+using weft::Status;
+
+[[noreturn]] void throw_status(Napi::Env env, const Status& s) {
+  Napi::Error e = Napi::Error::New(env, s.message);
+  e.Set("code", Napi::String::New(env, weft::status_code_name(s.code)));
+  throw e;
+}
+
+[[noreturn]] void throw_bad(Napi::Env env, const std::string& m) {
+  throw_status(env, Status::Error(weft::StatusCode::bad_input, m));
+}
+
+int get_int(Napi::Object o, const char* k, int def) {
+  Napi::Value v = o.Get(k);
+  return v.IsNumber() ? v.As<Napi::Number>().Int32Value() : def;
+}
+double get_num(Napi::Object o, const char* k, double def) {
+  Napi::Value v = o.Get(k);
+  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : def;
+}
+bool get_bool(Napi::Object o, const char* k, bool def) {
+  Napi::Value v = o.Get(k);
+  return v.IsBoolean() ? v.As<Napi::Boolean>().Value() : def;
+}
+std::string get_str(Napi::Env env, Napi::Object o, const char* k) {
+  Napi::Value v = o.Get(k);
+  if (!v.IsString()) throw_bad(env, std::string("expected string field ") + k);
+  return v.As<Napi::String>().Utf8Value();
+}
+
+template <class T, napi_typedarray_type Type>
+const T* typed(Napi::Env env, Napi::Object o, const char* k, size_t min_len, bool optional = false) {
+  Napi::Value v = o.Get(k);
+  if (optional && (v.IsUndefined() || v.IsNull())) return nullptr;
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != Type)
+    throw_bad(env, std::string("field ") + k + " must be a typed array of the right type");
+  Napi::TypedArray a = v.As<Napi::TypedArray>();
+  if (a.ElementLength() < min_len) throw_bad(env, std::string("field ") + k + " is too short");
+  return reinterpret_cast<const T*>(static_cast<const uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset());
+}
+#define I32(k, n) typed<int32_t, napi_int32_array>(env, in, k, n)
+#define F32(k, n) typed<float, napi_float32_array>(env, in, k, n)
+
+weft::TensorDType parse_dtype(Napi::Env env, const std::string& s) {
+  if (s == "F32") return weft::TensorDType::f32;
+  if (s == "F16") return weft::TensorDType::f16;
+  if (s == "BF16") return weft::TensorDType::bf16;
+  if (s == "Q8_0") return weft::TensorDType::q8_0;
+  if (s == "I8") return weft::TensorDType::i8;
+  throw_status(env, Status::Error(weft::StatusCode::model_dtype, "unsupported tensor dtype " + s));
+}
+
+struct ModelHolder { std::shared_ptr<const weft::Model> model; };
+struct EngineHolder { std::unique_ptr<weft::Engine> engine; };
+
+template <class T>
+Napi::Value wrap(Napi::Env env, T* p) {
+  return Napi::External<T>::New(env, p, [](Napi::Env, T* q) { delete q; });
+}
+template <class T>
+T* unwrap(Napi::Env env, Napi::Value v, const char* what) {
+  if (!v.IsExternal()) throw_bad(env, std::string("expected a ") + what + " handle");
+  return v.As<Napi::External<T>>().Data();
+}
+
+template <class T>
+Napi::Value to_array(Napi::Env env, const std::vector<T>& v) {
+  Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, v.size() * sizeof(T));
+  if (!v.empty()) std::memcpy(buf.Data(), v.data(), v.size() * sizeof(T));
+  if constexpr (std::is_same_v<T, float>) return Napi::Float32Array::New(env, v.size(), buf, 0);
+  else return Napi::Int32Array::New(env, v.size(), buf, 0);
+}
+
+class WeftAddon : public Napi::Addon<WeftAddon> {
+ public:
+  WeftAddon(Napi::Env env, Napi::Object exports) {
+    DefineAddon(exports, {
+        InstanceMethod("loadModel", &WeftAddon::LoadModel),
+        InstanceMethod("createEngine", &WeftAddon::CreateEngine),
+        InstanceMethod("engineStep", &WeftAddon::EngineStep),
+        InstanceMethod("engineInfo", &WeftAddon::EngineInfo),
+        InstanceMethod("engineClose", &WeftAddon::EngineClose),
+        InstanceMethod("cpuInfo", &WeftAddon::CpuInfo),
+        InstanceMethod("cudaDeviceCount", &WeftAddon::CudaDeviceCount),
+    });
+  }
+
+ private:
+  Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) throw_bad(env, "loadModel(spec) needs an object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    weft::ModelSpec spec;
+    spec.key = get_str(env, o, "key");
+    spec.weight_dtype = get_str(env, o, "weightDtype") == "int8" ? weft::WeightDType::int8 : weft::WeightDType::f32;
+    spec.rope_interleaved = get_bool(o, "ropeInterleaved", false);
+    Napi::Object c = o.Get("config").As<Napi::Object>();
+    weft::ModelConfig& mc = spec.config;
+    mc.dim = get_int(c, "dim", 0);
+    mc.num_layers = get_int(c, "numLayers", 0);
+    mc.num_heads = get_int(c, "numHeads", 0);
+    mc.num_kv_heads = get_int(c, "numKvHeads", 0);
+    mc.head_dim = get_int(c, "headDim", 0);
+    mc.ffn_dim = get_int(c, "ffnDim", 0);
+    mc.vocab_size = get_int(c, "vocabSize", 0);
+    mc.max_positions = get_int(c, "maxPositions", 0);
+    mc.rms_eps = float(get_num(c, "rmsEps", 1e-5));
+    mc.rope_theta = float(get_num(c, "ropeTheta", 10000));
+    mc.tie_embeddings = get_bool(c, "tieEmbeddings", false);
+    mc.qkv_bias = get_bool(c, "qkvBias", false);
+    Napi::Value rs = c.Get("ropeScaling");
+    if (rs.IsObject()) {
+      Napi::Object r = rs.As<Napi::Object>();
+      const std::string type = get_str(env, r, "type");
+      mc.rope_scaling = type == "llama3" ? weft::RopeScalingType::llama3 : weft::RopeScalingType::linear;
+      mc.rope_factor = float(get_num(r, "factor", 1));
+      mc.rope_low_freq_factor = float(get_num(r, "lowFreqFactor", 1));
+      mc.rope_high_freq_factor = float(get_num(r, "highFreqFactor", 4));
+      mc.rope_original_max_positions = get_int(r, "originalMaxPositions", 8192);
+    }
+    Napi::Array tensors = o.Get("tensors").As<Napi::Array>();
+    for (uint32_t i = 0; i < tensors.Length(); ++i) {
+      Napi::Object t = tensors.Get(i).As<Napi::Object>();
+      weft::TensorSpec ts;
+      ts.name = get_str(env, t, "name");
+      ts.file = get_str(env, t, "file");
+      ts.offset = uint64_t(get_num(t, "offset", 0));
+      ts.byte_length = uint64_t(get_num(t, "byteLength", 0));
+      ts.dtype = parse_dtype(env, get_str(env, t, "dtype"));
+      Napi::Array shape = t.Get("shape").As<Napi::Array>();
+      for (uint32_t d = 0; d < shape.Length(); ++d) ts.shape.push_back(int64_t(shape.Get(d).As<Napi::Number>().Int64Value()));
+      spec.tensors.push_back(std::move(ts));
+    }
+    auto* holder = new ModelHolder();
+    Status s = weft::model_load(spec, &holder->model);
+    if (!s.ok()) {
+      delete holder;
+      throw_status(env, s);
+    }
+    Napi::Object res = Napi::Object::New(env);
+    res.Set("handle", wrap(env, holder));
+    res.Set("weightBytes", Napi::Number::New(env, double(weft::model_weight_bytes(*holder->model))));
+    return res;
+  }
+
+  Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ModelHolder* m = unwrap<ModelHolder>(env, info[0], "model");
+    if (!info[1].IsObject()) throw_bad(env, "createEngine(model, options) needs options");
+    Napi::Object o = info[1].As<Napi::Object>();
+    weft::EngineOptions opts;
+    opts.num_threads = get_int(o, "numThreads", 1);
+    opts.num_kv_blocks = get_int(o, "numKvBlocks", 256);
+    opts.block_size = get_int(o, "blockSize", 16);
+    opts.isa = get_int(o, "isa", -1);
+    opts.device = get_int(o, "device", 0);
+    const std::string backend = o.Get("backend").IsString() ? get_str(env, o, "backend") : "cpu";
+    opts.backend = backend == "cuda" ? weft::Backend::cuda : weft::Backend::cpu;
+    auto* holder = new EngineHolder();
+    Status s = weft::engine_create(m->model, opts, &holder->engine);
+    if (!s.ok()) {
+      delete holder;
+      throw_status(env, s);
+    }
+    return wrap(env, holder);
+  }
+
+  Napi::Value EngineStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    EngineHolder* h = unwrap<EngineHolder>(env, info[0], "engine");
+    if (!h->engine) throw_bad(env, "engine is closed");
+    if (!info[1].IsObject()) throw_bad(env, "step(input) needs an object");
+    Napi::Object in = info[1].As<Napi::Object>();
+    weft::StepInput s;
+    s.num_tokens = get_int(in, "numTokens", -1);
+    s.num_seqs = get_int(in, "numSeqs", -1);
+    s.max_blocks_per_seq = get_int(in, "maxBlocksPerSeq", 0);
+    if (s.num_tokens < 0 || s.num_seqs < 0 || s.max_blocks_per_seq < 0) throw_bad(env, "numTokens, numSeqs, maxBlocksPerSeq required");
+    const size_t T = s.num_tokens, N = s.num_seqs;
+    s.token_ids = I32("tokenIds", T);
+    s.positions = I32("positions", T);
+    s.slot_mapping = I32("slotMapping", T);
+    s.seq_ids = I32("seqIds", N);
+    s.query_start = I32("queryStart", N + 1);
+    s.context_lens = I32("contextLens", N);
+    s.prompt_lens = I32("promptLens", N);
+    s.block_tables = I32("blockTables", N * s.max_blocks_per_seq);
+    s.do_sample = typed<uint8_t, napi_uint8_array>(env, in, "doSample", N);
+    s.temperature = F32("temperature", N);
+    s.top_k = I32("topK", N);
+    s.top_p = F32("topP", N);
+    s.min_p = F32("minP", N);
+    s.repetition_penalty = F32("repetitionPenalty", N);
+    s.presence_penalty = F32("presencePenalty", N);
+    s.frequency_penalty = F32("frequencyPenalty", N);
+    s.seeds = typed<uint32_t, napi_uint32_array>(env, in, "seeds", 2 * N);
+    s.num_logprobs = I32("numLogprobs", N);
+    s.num_block_copies = get_int(in, "numBlockCopies", 0);
+    s.num_forks = get_int(in, "numForks", 0);
+    s.num_release = get_int(in, "numRelease", 0);
+    if (s.num_block_copies < 0 || s.num_forks < 0 || s.num_release < 0) throw_bad(env, "negative housekeeping count");
+    s.block_copies = s.num_block_copies ? I32("blockCopies", 2 * size_t(s.num_block_copies)) : nullptr;
+    s.forks = s.num_forks ? I32("forks", 2 * size_t(s.num_forks)) : nullptr;
+    s.release_seq_ids = s.num_release ? I32("releaseSeqIds", size_t(s.num_release)) : nullptr;
+    s.return_logits = get_bool(in, "returnLogits", false);
+    weft::StepOutput out;
+    Status st = h->engine->step(s, &out);
+    if (!st.ok()) throw_status(env, st);
+    Napi::Object res = Napi::Object::New(env);
+    res.Set("sampled", to_array(env, out.sampled));
+    res.Set("logprobs", to_array(env, out.logprobs));
+    res.Set("topN", Napi::Number::New(env, out.top_n));
+    res.Set("topIds", to_array(env, out.top_ids));
+    res.Set("topLogprobs", to_array(env, out.top_logprobs));
+    if (s.return_logits) res.Set("logits", to_array(env, out.logits));
+    res.Set("forwardUs", Napi::Number::New(env, out.forward_us));
+    res.Set("sampleUs", Napi::Number::New(env, out.sample_us));
+    return res;
+  }
+
+  Napi::Value EngineInfo(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    EngineHolder* h = unwrap<EngineHolder>(env, info[0], "engine");
+    if (!h->engine) throw_bad(env, "engine is closed");
+    Napi::Object res = Napi::Object::New(env);
+    res.Set("numKvBlocks", Napi::Number::New(env, h->engine->num_kv_blocks()));
+    res.Set("blockSize", Napi::Number::New(env, h->engine->block_size()));
+    res.Set("isa", Napi::String::New(env, h->engine->isa_name()));
+    return res;
+  }
+
+  Napi::Value EngineClose(const Napi::CallbackInfo& info) {
+    unwrap<EngineHolder>(info.Env(), info[0], "engine")->engine.reset();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object res = Napi::Object::New(env);
+    res.Set("isa", Napi::String::New(env, weft::isa_name(weft::isa_detect())));
+    Napi::Array supported = Napi::Array::New(env);
+    for (int i = 0; i <= 2; ++i)
+      if (weft::isa_supported(static_cast<weft::Isa>(i)))
+        supported.Set(supported.Length(), Napi::String::New(env, weft::isa_name(static_cast<weft::Isa>(i))));
+    res.Set("supported", supported);
+    return res;
+  }
+
+  Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), 0);  // this build has no CUDA backend
+  }
+};
+
+}  // namespace
+
+NODE_API_ADDON(WeftAddon)

@@ -1,0 +1,259 @@
+// The CPU engine: one batched forward pass per step over a packed batch of prefill chunks and
+// decode tokens, a paged KV cache owned by the instance, and native sampling.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <new>
+#include <unordered_map>
+
+#include "cpu/attention.h"
+#include "cpu/ops.h"
+#include "model.h"
+#include "sampler.h"
+#include "thread_pool.h"
+
+namespace weft {
+namespace {
+
+double now_us() {
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+class CpuEngine final : public Engine {
+ public:
+  CpuEngine(std::shared_ptr<const Model> model, const EngineOptions& o, Isa isa)
+      : model_(std::move(model)), cfg_(model_->config), opts_(o), isa_(isa), pool_(o.num_threads) {
+    const size_t per_layer = size_t(o.num_kv_blocks) * o.block_size * cfg_.num_kv_heads * cfg_.head_dim;
+    k_cache_.assign(per_layer * cfg_.num_layers, 0.f);
+    v_cache_.assign(per_layer * cfg_.num_layers, 0.f);
+    inv_freq_.resize(cfg_.head_dim / 2);
+    rope_inv_freq(cfg_, inv_freq_.data());
+    thread_scratch_.resize(pool_.size());
+    sample_scratch_.resize(pool_.size());
+  }
+
+  int num_kv_blocks() const override { return opts_.num_kv_blocks; }
+  int block_size() const override { return opts_.block_size; }
+  const char* isa_name() const override { return weft::isa_name(isa_); }
+
+  Status step(const StepInput& in, StepOutput* out) override {
+    Status s = validate(in);
+    if (!s.ok()) return s;
+    try {
+      housekeeping(in);
+      const double t0 = now_us();
+      forward(in);
+      const double t1 = now_us();
+      sample(in, out);
+      out->forward_us = t1 - t0;
+      out->sample_us = now_us() - t1;
+    } catch (const std::bad_alloc&) {
+      return Status::Error(StatusCode::out_of_memory, "out of memory during step");
+    }
+    return Status::Ok();
+  }
+
+ private:
+  Status validate(const StepInput& in) const {
+    const int T = in.num_tokens, N = in.num_seqs, B = opts_.num_kv_blocks, bs = opts_.block_size;
+    auto bad = [](const std::string& m) { return Status::Error(StatusCode::bad_input, m); };
+    if (T < 0 || N < 0 || (N > 0 && (!in.query_start || in.query_start[0] != 0 || in.query_start[N] != T)))
+      return bad("query_start must run from 0 to num_tokens");
+    for (int t = 0; t < T; ++t) {
+      if (in.token_ids[t] < 0 || in.token_ids[t] >= cfg_.vocab_size) return bad("token id out of range");
+      if (in.slot_mapping[t] < 0 || in.slot_mapping[t] >= B * bs) return bad("slot out of range");
+      if (in.positions[t] < 0) return bad("negative position");
+    }
+    for (int i = 0; i < N; ++i) {
+      const int q0 = in.query_start[i], q1 = in.query_start[i + 1], ctx = in.context_lens[i];
+      if (q1 < q0) return bad("query_start must not decrease");
+      if (ctx > in.max_blocks_per_seq * bs) return bad("context longer than the block table");
+      if (q1 > q0 && in.positions[q1 - 1] >= ctx) return bad("position beyond context length");
+      if (in.do_sample[i] && q1 == q0) return bad("a sampled sequence needs at least one token");
+      for (int b = 0; b < (ctx + bs - 1) / bs; ++b) {
+        const int blk = in.block_tables[size_t(i) * in.max_blocks_per_seq + b];
+        if (blk < 0 || blk >= B) return bad("block id out of range");
+      }
+    }
+    for (int c = 0; c < 2 * in.num_block_copies; ++c)
+      if (in.block_copies[c] < 0 || in.block_copies[c] >= B) return bad("block copy id out of range");
+    return Status::Ok();
+  }
+
+  size_t block_floats() const { return size_t(opts_.block_size) * cfg_.num_kv_heads * cfg_.head_dim; }
+  PagedKv layer_kv(int l) {
+    const size_t per_layer = block_floats() * opts_.num_kv_blocks;
+    return PagedKv{k_cache_.data() + l * per_layer, v_cache_.data() + l * per_layer, opts_.block_size,
+                   cfg_.num_kv_heads, cfg_.head_dim};
+  }
+
+  void housekeeping(const StepInput& in) {
+    for (int r = 0; r < in.num_release; ++r) history_.erase(in.release_seq_ids[r]);
+    for (int f = 0; f < in.num_forks; ++f) history_[in.forks[2 * f + 1]] = history_[in.forks[2 * f]];
+    for (int c = 0; c < in.num_block_copies; ++c)
+      for (int l = 0; l < cfg_.num_layers; ++l) {
+        PagedKv kv = layer_kv(l);
+        const size_t n = block_floats(), src = in.block_copies[2 * c] * n, dst = in.block_copies[2 * c + 1] * n;
+        std::memcpy(kv.k + dst, kv.k + src, n * sizeof(float));
+        std::memcpy(kv.v + dst, kv.v + src, n * sizeof(float));
+      }
+    for (int i = 0; i < in.num_seqs; ++i) {
+      auto& h = history_[in.seq_ids[i]];
+      for (int t = in.query_start[i]; t < in.query_start[i + 1]; ++t) {
+        const int pos = in.positions[t];
+        if (size_t(pos) >= h.size()) h.resize(pos + 1, -1);
+        h[pos] = in.token_ids[t];
+      }
+    }
+  }
+
+  // y[m][n] = x[m][k] W^T, split over the pool in panels of 16 columns.
+  void matmul(const Matrix& w, const float* x, int m, float* y) {
+    if (w.is_int8) quantize_act(isa_, x, m, w.k, w.i8.group, &act_q_);
+    const int panels = (w.n + kPackRows - 1) / kPackRows;
+    const int tasks = std::min(panels, pool_.size() * (m >= 8 ? 4 : 2));
+    pool_.run(tasks, [&](int task, int) {
+      const int p0 = int(int64_t(panels) * task / tasks), p1 = int(int64_t(panels) * (task + 1) / tasks);
+      const int n0 = p0 * kPackRows, n1 = std::min(w.n, p1 * kPackRows);
+      if (n1 <= n0) return;
+      if (w.is_int8)
+        matmul_i8(isa_, act_q_, w.i8, y, w.n, n0, n1);
+      else
+        matmul_f32(isa_, x, m, w.f32, y, w.n, n0, n1);
+    });
+  }
+
+  void parallel_rows(int rows, const std::function<void(int, int)>& fn) {
+    const int tasks = std::min(rows, pool_.size() * 4);
+    pool_.run(tasks, [&](int task, int thread) {
+      for (int r = int(int64_t(rows) * task / tasks); r < int(int64_t(rows) * (task + 1) / tasks); ++r) fn(r, thread);
+    });
+  }
+
+  void forward(const StepInput& in) {
+    const int T = in.num_tokens, D = cfg_.dim, hd = cfg_.head_dim;
+    const int q_cols = cfg_.num_heads * hd, kv_cols = cfg_.num_kv_heads * hd, qkv_cols = q_cols + 2 * kv_cols;
+    const int F = cfg_.ffn_dim, group = cfg_.num_heads / cfg_.num_kv_heads;
+    x_.resize(size_t(T) * D);
+    h_.resize(size_t(T) * D);
+    qkv_.resize(size_t(T) * qkv_cols);
+    attn_.resize(size_t(T) * q_cols);
+    gu_.resize(size_t(T) * 2 * F);
+    act_.resize(size_t(T) * F);
+    tmp_.resize(size_t(T) * D);
+    token_seq_.resize(T);
+    for (int i = 0; i < in.num_seqs; ++i)
+      for (int t = in.query_start[i]; t < in.query_start[i + 1]; ++t) token_seq_[t] = i;
+    parallel_rows(T, [&](int t, int) { tensor_row_f32(model_->embed, in.token_ids[t], &x_[size_t(t) * D]); });
+    const float scale = 1.0f / std::sqrt(float(hd));
+    for (int l = 0; l < cfg_.num_layers; ++l) {
+      const LayerWeights& w = model_->layers[l];
+      const PagedKv kv = layer_kv(l);
+      parallel_rows(T, [&](int t, int) { rmsnorm_f32(&x_[size_t(t) * D], w.attn_norm.data(), cfg_.rms_eps, D, &h_[size_t(t) * D]); });
+      matmul(w.qkv, h_.data(), T, qkv_.data());
+      parallel_rows(T, [&](int t, int) {
+        float* r = &qkv_[size_t(t) * qkv_cols];
+        if (!w.qkv_bias.empty())
+          for (int c = 0; c < qkv_cols; ++c) r[c] += w.qkv_bias[c];
+        rope_apply_f32(r, cfg_.num_heads, hd, in.positions[t], inv_freq_.data());
+        rope_apply_f32(r + q_cols, cfg_.num_kv_heads, hd, in.positions[t], inv_freq_.data());
+        kv_write_f32(kv, in.slot_mapping[t], r + q_cols, r + q_cols + kv_cols);
+      });
+      parallel_rows(T * cfg_.num_kv_heads, [&](int task, int thread) {
+        const int t = task / cfg_.num_kv_heads, g = task % cfg_.num_kv_heads, i = token_seq_[t];
+        auto& scores = thread_scratch_[thread];
+        const int ctx = in.positions[t] + 1;
+        if (scores.size() < size_t(ctx)) scores.resize(ctx);
+        attention_token_group_f32(kv, in.block_tables + size_t(i) * in.max_blocks_per_seq, ctx, g,
+                                  &qkv_[size_t(t) * qkv_cols + g * group * hd], group, scale, scores.data(),
+                                  &attn_[size_t(t) * q_cols + g * group * hd]);
+      });
+      matmul(w.o, attn_.data(), T, tmp_.data());
+      for (size_t j = 0; j < x_.size(); ++j) x_[j] += tmp_[j];
+      parallel_rows(T, [&](int t, int) { rmsnorm_f32(&x_[size_t(t) * D], w.ffn_norm.data(), cfg_.rms_eps, D, &h_[size_t(t) * D]); });
+      matmul(w.gate_up, h_.data(), T, gu_.data());
+      parallel_rows(T, [&](int t, int) { silu_mul_f32(&gu_[size_t(t) * 2 * F], &gu_[size_t(t) * 2 * F + F], F, &act_[size_t(t) * F]); });
+      matmul(w.down, act_.data(), T, tmp_.data());
+      for (size_t j = 0; j < x_.size(); ++j) x_[j] += tmp_[j];
+    }
+  }
+
+  void sample(const StepInput& in, StepOutput* out) {
+    const int N = in.num_seqs, D = cfg_.dim, V = cfg_.vocab_size;
+    rows_.clear();
+    for (int i = 0; i < N; ++i)
+      if (in.do_sample[i]) rows_.push_back(i);
+    const int S = int(rows_.size());
+    h_.resize(size_t(std::max(S, 1)) * D);
+    for (int r = 0; r < S; ++r)
+      rmsnorm_f32(&x_[size_t(in.query_start[rows_[r] + 1] - 1) * D], model_->final_norm.data(), cfg_.rms_eps, D, &h_[size_t(r) * D]);
+    logits_.resize(size_t(S) * V);
+    if (S > 0) matmul(model_->lm_head, h_.data(), S, logits_.data());
+    int top_n = 0;
+    for (int r = 0; r < S; ++r) top_n = std::max(top_n, in.num_logprobs[rows_[r]]);
+    out->sampled.assign(N, -1);
+    out->logprobs.assign(N, NAN);
+    out->top_n = top_n;
+    out->top_ids.assign(size_t(N) * top_n, -1);
+    out->top_logprobs.assign(size_t(N) * top_n, NAN);
+    parallel_rows(S, [&](int r, int thread) {
+      const int i = rows_[r];
+      SampleParams p;
+      p.temperature = in.temperature[i];
+      p.top_k = in.top_k[i];
+      p.top_p = in.top_p[i];
+      p.min_p = in.min_p[i];
+      p.repetition_penalty = in.repetition_penalty[i];
+      p.presence_penalty = in.presence_penalty[i];
+      p.frequency_penalty = in.frequency_penalty[i];
+      p.seed = uint64_t(in.seeds[2 * i]) | (uint64_t(in.seeds[2 * i + 1]) << 32);
+      p.num_logprobs = in.num_logprobs[i];
+      const auto& h = history_.at(in.seq_ids[i]);
+      SampleResult res;
+      sample_row(&logits_[size_t(r) * V], V, p, h.data(), in.context_lens[i], in.prompt_lens[i],
+                 uint64_t(in.context_lens[i]), &sample_scratch_[thread], &res);
+      out->sampled[i] = res.token;
+      out->logprobs[i] = res.logprob;
+      for (size_t j = 0; j < res.top.size(); ++j) {
+        out->top_ids[size_t(i) * top_n + j] = res.top[j].first;
+        out->top_logprobs[size_t(i) * top_n + j] = res.top[j].second;
+      }
+    });
+    if (in.return_logits) out->logits = logits_;
+  }
+
+  std::shared_ptr<const Model> model_;
+  const ModelConfig cfg_;
+  EngineOptions opts_;
+  Isa isa_;
+  ThreadPool pool_;
+  std::vector<float> k_cache_, v_cache_, inv_freq_;
+  std::vector<float> x_, h_, qkv_, attn_, gu_, act_, tmp_, logits_;
+  std::vector<int> token_seq_, rows_;
+  QuantAct act_q_;
+  std::vector<std::vector<float>> thread_scratch_;
+  std::vector<SampleScratch> sample_scratch_;
+  std::unordered_map<int32_t, std::vector<int32_t>> history_;
+};
+
+}  // namespace
+
+Status engine_create(std::shared_ptr<const Model> model, const EngineOptions& o, std::unique_ptr<Engine>* out) {
+  if (!model) return Status::Error(StatusCode::bad_input, "no model");
+  if (o.backend != Backend::cpu)
+    return Status::Error(StatusCode::no_device, "this build has no CUDA backend");
+  if (o.num_threads < 1 || o.num_threads > 256) return Status::Error(StatusCode::bad_input, "num_threads must be 1..256");
+  if (o.num_kv_blocks < 1 || o.block_size < 1 || o.block_size > 1024)
+    return Status::Error(StatusCode::bad_input, "num_kv_blocks and block_size must be positive");
+  Isa isa = o.isa < 0 ? isa_detect() : static_cast<Isa>(o.isa);
+  if (o.isa > 2 || !isa_supported(isa)) return Status::Error(StatusCode::bad_input, "ISA not supported by this CPU");
+  try {
+    out->reset(new CpuEngine(std::move(model), o, isa));
+  } catch (const std::bad_alloc&) {
+    return Status::Error(StatusCode::out_of_memory, "cannot allocate the KV cache (" + std::to_string(o.num_kv_blocks) + " blocks)");
+  }
+  return Status::Ok();
+}
+
+}  // namespace weft

@@ -1,0 +1,78 @@
+// Dense matrix products for the CPU engine: Y[m][n] = sum_k X[m][k] * W[n][k].
+// W is the weight in HF orientation (out_features x in_features). Weights are packed once at
+// load time into a layout shared by every ISA; activations are given per call.
+// Each kernel is single-threaded and computes output columns [n0, n1) (multiples of
+// kPackRows, except n1 == n): the engine splits that range across its threads.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "cpu/isa.h"
+
+namespace weft {
+
+constexpr int kPackRows = 16;   // weight rows interleaved per panel (one 512-bit lane of floats/int32)
+constexpr int kQ8Group = 32;    // group size of grouped int8 scales (GGUF Q8_0 block)
+
+// 64-byte aligned owning buffer (no std::vector: the packed data must be aligned for wide loads).
+struct AlignedBuffer {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(size_t n);
+  ~AlignedBuffer();
+  AlignedBuffer(AlignedBuffer&& o) noexcept;
+  AlignedBuffer& operator=(AlignedBuffer&& o) noexcept;
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  template <class T> T* as() const { return static_cast<T*>(ptr); }
+};
+
+// FP32 weight, packed in panels of kPackRows rows.
+struct PackedF32 {
+  int n = 0, k = 0;
+  AlignedBuffer data;
+};
+
+// Int8 weight-only quantized matrix: symmetric int8 values with one float scale per row
+// (group == 0) or per kQ8Group consecutive k of a row (group == kQ8Group).
+// `row_sums` holds what the kernels need to correct for the unsigned activation offset
+// (layout private to the kernels). k is padded inside the packing as needed.
+struct PackedI8 {
+  int n = 0, k = 0;
+  int group = 0;
+  AlignedBuffer data;
+  AlignedBuffer scales;
+  AlignedBuffer row_sums;
+};
+
+// Activations quantized per row (token): symmetric int8 with one float scale per row,
+// stored in whatever form the int8 kernels want (e.g. offset to uint8 for VNNI).
+struct QuantAct {
+  int m = 0, k = 0;
+  AlignedBuffer data;
+  AlignedBuffer scales;
+  AlignedBuffer aux;  // kernel-private (e.g. per-group sums)
+  void reserve(int m, int k);
+};
+
+// ---- packing (load time) ----
+void pack_f32(const float* w, int n, int k, PackedF32* out);
+// Quantize a float matrix: group 0 = per-row scale, kQ8Group = per-32 group scales.
+void quantize_pack_i8(const float* w, int n, int k, int group, PackedI8* out);
+// Already-quantized rows: q[n][k] int8 and scales ([n] for group 0, [n][k/32] for group 32).
+void pack_i8(const int8_t* q, const float* scales, int n, int k, int group, PackedI8* out);
+// GGUF Q8_0 blocks (per 32 values: fp16 scale d, then 32 int8) -> group-32 PackedI8.
+void pack_q8_0(const void* blocks, int n, int k, PackedI8* out);
+// Inverse, for tests and for the quantize command: float values of row r.
+void unpack_i8_row(const PackedI8& w, int r, float* out);
+
+// ---- compute (per step) ----
+// x: [m][k] row-major floats. y: row-major with leading dimension ldy; writes y[i][n0..n1).
+void matmul_f32(Isa isa, const float* x, int m, const PackedF32& w, float* y, int ldy, int n0, int n1);
+// Quantize activations once per step per input (shared by every matrix with the same input).
+void quantize_act(Isa isa, const float* x, int m, int k, int group, QuantAct* out);
+void matmul_i8(Isa isa, const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
+
+}  // namespace weft

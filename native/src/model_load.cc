@@ -1,0 +1,252 @@
+// model_load: spec (file offsets from the TypeScript loader) → packed weights, cached per key
+// so every engine instance in the process shares one copy.
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <new>
+
+#include "model.h"
+
+namespace weft {
+namespace {
+
+uint64_t dtype_bytes(TensorDType d, int64_t count) {
+  switch (d) {
+    case TensorDType::f32: return count * 4;
+    case TensorDType::f16:
+    case TensorDType::bf16: return count * 2;
+    case TensorDType::q8_0: return (count / 32) * 34;
+    case TensorDType::i8: return count;
+  }
+  return 0;
+}
+
+struct Loader {
+  const ModelSpec& spec;
+  Model& model;
+  std::map<std::string, TensorView> views;
+  std::vector<std::vector<float>> scale_store;  // aligned copies of i8 row scales
+
+  Status open_all() {
+    std::map<std::string, const TensorSpec*> by_name;
+    for (const auto& t : spec.tensors) by_name[t.name] = &t;
+    for (const auto& t : spec.tensors) {
+      if (t.name.size() > 6 && t.name.compare(t.name.size() - 6, 6, "_scale") == 0) continue;
+      std::shared_ptr<MappedFile> f;
+      Status s = mapped_file_open(t.file, &f);
+      if (!s.ok()) return s;
+      model.files.push_back(f);
+      if (t.shape.empty() || t.shape.size() > 2)
+        return Status::Error(StatusCode::model_shape, t.name + " in " + t.file + ": rank must be 1 or 2");
+      int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1, cols = t.shape.back();
+      if (t.dtype == TensorDType::q8_0 && cols % 32 != 0)
+        return Status::Error(StatusCode::model_corrupt, t.name + " in " + t.file + ": Q8_0 row length not a multiple of 32");
+      if (t.byte_length != dtype_bytes(t.dtype, rows * cols) || t.offset + t.byte_length > f->size)
+        return Status::Error(StatusCode::model_corrupt, t.name + " in " + t.file + ": data size or offset out of bounds");
+      TensorView v{f->data + t.offset, t.dtype, rows, cols, nullptr};
+      if (t.dtype == TensorDType::i8) {
+        auto it = by_name.find(t.name + "_scale");
+        if (it == by_name.end())
+          return Status::Error(StatusCode::model_missing, t.name + "_scale missing for int8 tensor in " + t.file);
+        const TensorSpec& ss = *it->second;
+        std::shared_ptr<MappedFile> sf;
+        if (!(s = mapped_file_open(ss.file, &sf)).ok()) return s;
+        model.files.push_back(sf);
+        if (ss.dtype != TensorDType::f32 || ss.byte_length != uint64_t(rows) * 4 || ss.offset + ss.byte_length > sf->size)
+          return Status::Error(StatusCode::model_corrupt, ss.name + " in " + ss.file + ": expected F32 [" + std::to_string(rows) + "]");
+        scale_store.emplace_back(rows);
+        std::memcpy(scale_store.back().data(), sf->data + ss.offset, rows * 4);
+        v.row_scales = scale_store.back().data();
+      }
+      views[t.name] = v;
+    }
+    return Status::Ok();
+  }
+
+  Status get(const std::string& name, int64_t rows, int64_t cols, TensorView* out) {
+    auto it = views.find(name);
+    if (it == views.end()) return Status::Error(StatusCode::model_missing, "missing tensor " + name);
+    const TensorView& v = it->second;
+    if (v.rows != rows || v.cols != cols)
+      return Status::Error(StatusCode::model_shape, name + ": expected [" + std::to_string(rows) + ", " +
+                           std::to_string(cols) + "], found [" + std::to_string(v.rows) + ", " + std::to_string(v.cols) + "]");
+    *out = v;
+    return Status::Ok();
+  }
+
+  Status vec(const std::string& name, int64_t n, std::vector<float>* out) {
+    TensorView v;
+    Status s = get(name, 1, n, &v);
+    if (!s.ok()) return s;
+    out->resize(n);
+    tensor_row_f32(v, 0, out->data());
+    return Status::Ok();
+  }
+};
+
+// Rows of a stacked matrix: which tensor and which of its rows (GGUF llama q/k rows are
+// permuted for interleaved RoPE; map them back to the HF rotate-half order).
+struct Part {
+  TensorView view;
+  int unpermute_heads = 0;  // > 0: undo the GGUF permutation with this many heads
+};
+
+int64_t source_row(const Part& p, int64_t r) {
+  if (p.unpermute_heads <= 0) return r;
+  const int64_t hd = p.view.rows / p.unpermute_heads, h = r / hd, i = r % hd, half = hd / 2;
+  const int64_t s = i / half, j = i % half;  // HF row (h, s, j) sits at GGUF row (h, j, s)
+  return h * hd + j * 2 + s;
+}
+
+Status build_matrix(const std::vector<Part>& parts, WeightDType wd, Matrix* m) {
+  int64_t n = 0, k = parts[0].view.cols;
+  bool all_q8 = true, all_i8 = true;
+  for (const auto& p : parts) {
+    n += p.view.rows;
+    all_q8 &= p.view.dtype == TensorDType::q8_0;
+    all_i8 &= p.view.dtype == TensorDType::i8;
+  }
+  m->n = int(n);
+  m->k = int(k);
+  m->is_int8 = wd == WeightDType::int8;
+  if (m->is_int8 && all_q8) {
+    const int64_t row_bytes = (k / 32) * 34;
+    std::vector<uint8_t> blocks(n * row_bytes);
+    int64_t o = 0;
+    for (const auto& p : parts)
+      for (int64_t r = 0; r < p.view.rows; ++r, ++o)
+        std::memcpy(&blocks[o * row_bytes], p.view.data + source_row(p, r) * row_bytes, row_bytes);
+    pack_q8_0(blocks.data(), int(n), int(k), &m->i8);
+    return Status::Ok();
+  }
+  if (m->is_int8 && all_i8) {
+    std::vector<int8_t> q(n * k);
+    std::vector<float> scales(n);
+    int64_t o = 0;
+    for (const auto& p : parts)
+      for (int64_t r = 0; r < p.view.rows; ++r, ++o) {
+        const int64_t sr = source_row(p, r);
+        std::memcpy(&q[o * k], p.view.data + sr * k, k);
+        scales[o] = p.view.row_scales[sr];
+      }
+    pack_i8(q.data(), scales.data(), int(n), int(k), 0, &m->i8);
+    return Status::Ok();
+  }
+  std::vector<float> w(n * k);
+  int64_t o = 0;
+  for (const auto& p : parts)
+    for (int64_t r = 0; r < p.view.rows; ++r, ++o) tensor_row_f32(p.view, source_row(p, r), &w[o * k]);
+  if (m->is_int8)
+    quantize_pack_i8(w.data(), int(n), int(k), 0, &m->i8);
+  else
+    pack_f32(w.data(), int(n), int(k), &m->f32);
+  return Status::Ok();
+}
+
+uint64_t matrix_bytes(const Matrix& m) {
+  return m.is_int8 ? uint64_t(m.n) * m.k + uint64_t(m.n) * 4 : uint64_t(m.n) * m.k * 4;
+}
+
+Status validate_config(const ModelConfig& c) {
+  if (c.dim <= 0 || c.num_layers <= 0 || c.num_heads <= 0 || c.num_kv_heads <= 0 || c.head_dim <= 0 ||
+      c.ffn_dim <= 0 || c.vocab_size <= 0 || c.num_heads % c.num_kv_heads != 0 || c.head_dim % 2 != 0)
+    return Status::Error(StatusCode::bad_input, "invalid model config");
+  return Status::Ok();
+}
+
+Status load_uncached(const ModelSpec& spec, Model* model) {
+  const ModelConfig& c = spec.config;
+  Status s = validate_config(c);
+  if (!s.ok()) return s;
+  model->config = c;
+  model->weight_dtype = spec.weight_dtype;
+  Loader L{spec, *model, {}, {}};
+  if (!(s = L.open_all()).ok()) return s;
+  if (!(s = L.get("model.embed_tokens.weight", c.vocab_size, c.dim, &model->embed)).ok()) return s;
+  if (model->embed.dtype == TensorDType::i8)
+    return Status::Error(StatusCode::model_dtype, "model.embed_tokens.weight: int8 embeddings are not supported");
+  const int q_rows = c.num_heads * c.head_dim, kv_rows = c.num_kv_heads * c.head_dim;
+  const int perm_q = spec.rope_interleaved ? c.num_heads : 0, perm_k = spec.rope_interleaved ? c.num_kv_heads : 0;
+  model->layers.resize(c.num_layers);
+  for (int l = 0; l < c.num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    LayerWeights& lw = model->layers[l];
+    TensorView q, k, v, o, g, u, d;
+    if (!(s = L.vec(p + "input_layernorm.weight", c.dim, &lw.attn_norm)).ok()) return s;
+    if (!(s = L.vec(p + "post_attention_layernorm.weight", c.dim, &lw.ffn_norm)).ok()) return s;
+    if (!(s = L.get(p + "self_attn.q_proj.weight", q_rows, c.dim, &q)).ok()) return s;
+    if (!(s = L.get(p + "self_attn.k_proj.weight", kv_rows, c.dim, &k)).ok()) return s;
+    if (!(s = L.get(p + "self_attn.v_proj.weight", kv_rows, c.dim, &v)).ok()) return s;
+    if (!(s = L.get(p + "self_attn.o_proj.weight", c.dim, q_rows, &o)).ok()) return s;
+    if (!(s = L.get(p + "mlp.gate_proj.weight", c.ffn_dim, c.dim, &g)).ok()) return s;
+    if (!(s = L.get(p + "mlp.up_proj.weight", c.ffn_dim, c.dim, &u)).ok()) return s;
+    if (!(s = L.get(p + "mlp.down_proj.weight", c.dim, c.ffn_dim, &d)).ok()) return s;
+    if (c.qkv_bias) {
+      std::vector<float> bq, bk, bv;
+      if (!(s = L.vec(p + "self_attn.q_proj.bias", q_rows, &bq)).ok()) return s;
+      if (!(s = L.vec(p + "self_attn.k_proj.bias", kv_rows, &bk)).ok()) return s;
+      if (!(s = L.vec(p + "self_attn.v_proj.bias", kv_rows, &bv)).ok()) return s;
+      // the bias rows follow the weight rows' permutation
+      Part pq{TensorView{reinterpret_cast<const uint8_t*>(bq.data()), TensorDType::f32, q_rows, 1, nullptr}, perm_q};
+      Part pk{TensorView{reinterpret_cast<const uint8_t*>(bk.data()), TensorDType::f32, kv_rows, 1, nullptr}, perm_k};
+      for (int r = 0; r < q_rows; ++r) lw.qkv_bias.push_back(bq[source_row(pq, r)]);
+      for (int r = 0; r < kv_rows; ++r) lw.qkv_bias.push_back(bk[source_row(pk, r)]);
+      lw.qkv_bias.insert(lw.qkv_bias.end(), bv.begin(), bv.end());
+    }
+    if (!(s = build_matrix({{q, perm_q}, {k, perm_k}, {v, 0}}, spec.weight_dtype, &lw.qkv)).ok()) return s;
+    if (!(s = build_matrix({{o, 0}}, spec.weight_dtype, &lw.o)).ok()) return s;
+    if (!(s = build_matrix({{g, 0}, {u, 0}}, spec.weight_dtype, &lw.gate_up)).ok()) return s;
+    if (!(s = build_matrix({{d, 0}}, spec.weight_dtype, &lw.down)).ok()) return s;
+    model->weight_bytes += matrix_bytes(lw.qkv) + matrix_bytes(lw.o) + matrix_bytes(lw.gate_up) + matrix_bytes(lw.down);
+  }
+  if (!(s = L.vec("model.norm.weight", c.dim, &model->final_norm)).ok()) return s;
+  TensorView head = model->embed;
+  if (!c.tie_embeddings || L.views.count("lm_head.weight"))
+    if (!(s = L.get("lm_head.weight", c.vocab_size, c.dim, &head)).ok()) return s;
+  if (!(s = build_matrix({{head, 0}}, spec.weight_dtype, &model->lm_head)).ok()) return s;
+  model->weight_bytes += matrix_bytes(model->lm_head);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status model_load(const ModelSpec& spec, std::shared_ptr<const Model>* out) {
+  static std::mutex mu;
+  static std::map<std::string, std::weak_ptr<const Model>> cache;
+  std::lock_guard<std::mutex> lock(mu);  // one load at a time; a second worker waits and shares
+  if (auto m = cache[spec.key].lock()) {
+    *out = m;
+    return Status::Ok();
+  }
+  try {
+    auto model = std::make_shared<Model>();
+    Status s = load_uncached(spec, model.get());
+    if (!s.ok()) return s;
+    cache[spec.key] = model;
+    *out = model;
+    return Status::Ok();
+  } catch (const std::bad_alloc&) {
+    return Status::Error(StatusCode::out_of_memory, "out of memory while loading " + spec.key);
+  }
+}
+
+const ModelConfig& model_config(const Model& m) { return m.config; }
+uint64_t model_weight_bytes(const Model& m) { return m.weight_bytes; }
+
+const char* status_code_name(StatusCode c) {
+  switch (c) {
+    case StatusCode::ok: return "OK";
+    case StatusCode::bad_input: return "WEFT_ERR_ENGINE_BAD_INPUT";
+    case StatusCode::model_corrupt: return "WEFT_ERR_MODEL_CORRUPT";
+    case StatusCode::model_dtype: return "WEFT_ERR_MODEL_UNSUPPORTED_DTYPE";
+    case StatusCode::model_shape: return "WEFT_ERR_MODEL_SHAPE_MISMATCH";
+    case StatusCode::model_missing: return "WEFT_ERR_MODEL_MISSING_TENSOR";
+    case StatusCode::not_found: return "WEFT_ERR_MODEL_NOT_FOUND";
+    case StatusCode::out_of_memory: return "WEFT_ERR_ENGINE_OUT_OF_MEMORY";
+    case StatusCode::no_device: return "WEFT_ERR_ENGINE_NO_DEVICE";
+    case StatusCode::internal: return "WEFT_ERR_ENGINE_INTERNAL";
+  }
+  return "WEFT_ERR_ENGINE_INTERNAL";
+}
+
+}  // namespace weft

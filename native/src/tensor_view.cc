@@ -1,0 +1,73 @@
+// Reading weight rows out of mapped files, whatever their on-disk dtype.
+#include <cstring>
+
+#include "model.h"
+
+namespace weft {
+
+static float f16_to_f32(uint16_t h) {
+  uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ffu, bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: renormalize
+      exp = 127 - 15 + 1;
+      while (!(mant & 0x400u)) { mant <<= 1; --exp; }
+      bits = sign | (exp << 23) | ((mant & 0x3ffu) << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+void tensor_row_f32(const TensorView& t, int64_t r, float* out) {
+  const int64_t k = t.cols;
+  switch (t.dtype) {
+    case TensorDType::f32:
+      std::memcpy(out, t.data + r * k * 4, k * 4);
+      break;
+    case TensorDType::f16: {
+      const uint8_t* p = t.data + r * k * 2;
+      for (int64_t i = 0; i < k; ++i) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * i, 2);
+        out[i] = f16_to_f32(h);
+      }
+      break;
+    }
+    case TensorDType::bf16: {
+      const uint8_t* p = t.data + r * k * 2;
+      for (int64_t i = 0; i < k; ++i) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * i, 2);
+        uint32_t bits = static_cast<uint32_t>(h) << 16;
+        std::memcpy(out + i, &bits, 4);
+      }
+      break;
+    }
+    case TensorDType::q8_0: {
+      const uint8_t* p = t.data + r * (k / 32) * 34;
+      for (int64_t b = 0; b < k / 32; ++b, p += 34) {
+        uint16_t h;
+        std::memcpy(&h, p, 2);
+        const float d = f16_to_f32(h);
+        const int8_t* q = reinterpret_cast<const int8_t*>(p + 2);
+        for (int i = 0; i < 32; ++i) out[b * 32 + i] = d * q[i];
+      }
+      break;
+    }
+    case TensorDType::i8: {
+      const int8_t* q = reinterpret_cast<const int8_t*>(t.data) + r * k;
+      const float s = t.row_scales[r];
+      for (int64_t i = 0; i < k; ++i) out[i] = s * q[i];
+      break;
+    }
+  }
+}
+
+}  // namespace weft

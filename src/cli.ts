@@ -1,0 +1,106 @@
+// The `weft` command line: generate, quantize, synth, serve.
+import { parseArgs } from 'node:util';
+
+import { isWeftError, WeftError } from './errors.js';
+import { loadModelSpec } from './model/load.js';
+import { quantizeModel } from './model/quantize.js';
+import { synthesizeModel } from './model/synth.js';
+import { runOffline } from './offline.js';
+import { TextTokenizer } from './tokenizer.js';
+import type { WeightDtype } from './workers/binding.js';
+import { EngineInstance } from './workers/engine-instance.js';
+
+const USAGE = `usage:
+  weft generate --model PATH --prompt TEXT --max-tokens N [--temperature T] [--top-k K] [--top-p P]
+                [--min-p P] [--seed S] [--backend cpu] [--dtype f32|int8] [--threads N] [--json]
+  weft quantize MODEL_DIR OUT_DIR        write a pre-quantized int8 model directory
+  weft synth CONFIG OUT [--format gguf|hf] [--dtype f32|f16|q8_0] [--seed S]
+                                         seeded random weights at the shape of a config.json
+  weft serve [options]                   the HTTP server (same as npm start)`;
+
+function usageError(message: string): never {
+  throw new WeftError('WEFT_ERR_CONFIG_INVALID', `${message}\n${USAGE}`);
+}
+
+function num(v: string | undefined, name: string, def: number, integer = false): number {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) usageError(`--${name} must be a${integer ? 'n integer' : ' number'}, got "${v}"`);
+  return n;
+}
+
+async function generate(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv, strict: true,
+    options: {
+      model: { type: 'string' }, prompt: { type: 'string' }, 'max-tokens': { type: 'string' },
+      temperature: { type: 'string' }, 'top-k': { type: 'string' }, 'top-p': { type: 'string' }, 'min-p': { type: 'string' },
+      seed: { type: 'string' }, backend: { type: 'string' }, dtype: { type: 'string' }, threads: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  });
+  if (!values.model) usageError('--model is required');
+  if (values.prompt === undefined) usageError('--prompt is required (use --prompt "" to start from BOS)');
+  const backend = values.backend ?? 'cpu';
+  if (backend !== 'cpu' && backend !== 'auto') usageError(`--backend ${backend} is not available in this build (cpu | auto)`);
+  const dtype = (values.dtype ?? 'f32') as WeightDtype;
+  if (dtype !== 'f32' && dtype !== 'int8') usageError('--dtype must be f32 or int8');
+  const maxTokens = num(values['max-tokens'], 'max-tokens', 64, true);
+  const temperature = num(values.temperature, 'temperature', 0);
+  const topK = num(values['top-k'], 'top-k', 0, true);
+  const topP = num(values['top-p'], 'top-p', 1);
+  const minP = num(values['min-p'], 'min-p', 0);
+  const seed = num(values.seed, 'seed', Math.floor(Math.random() * 2 ** 32), true);
+  const threads = num(values.threads, 'threads', 1, true);
+  if (maxTokens < 1 || temperature < 0 || topK < 0 || topP <= 0 || topP > 1 || minP < 0 || minP > 1 || seed < 0 || threads < 1)
+    usageError('sampling values out of range');
+
+  const spec = await loadModelSpec(values.model);
+  const tok = new TextTokenizer(spec);
+  const promptIds = await tok.encode(values.prompt);
+  if (promptIds.length === 0) usageError('the prompt encodes to no tokens and the model has no BOS token');
+  const maxLen = spec.config.maxPositions;
+  if (promptIds.length + maxTokens > maxLen) usageError(`prompt (${promptIds.length} tokens) + --max-tokens ${maxTokens} exceeds the context (${maxLen})`);
+  const engine = await EngineInstance.open(
+    { modelPath: values.model, dtype, numThreads: threads, numKvBlocks: Math.ceil((promptIds.length + maxTokens) / 16) + 1, blockSize: 16 }, spec);
+  const [res] = runOffline(engine, [{ promptIds, maxTokens, sampling: { temperature, topK, topP, minP, seed } }]);
+  engine.close();
+  const text = await tok.decode(res.outputIds);
+  if (values.json) process.stdout.write(JSON.stringify({ prompt_ids: promptIds, output_ids: res.outputIds, text }) + '\n');
+  else process.stdout.write(text + '\n');
+}
+
+async function synth(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv, allowPositionals: true, strict: true,
+    options: { format: { type: 'string' }, dtype: { type: 'string' }, seed: { type: 'string' } },
+  });
+  if (positionals.length !== 2) usageError('synth needs CONFIG and OUT');
+  const format = (values.format ?? 'gguf') as 'gguf' | 'hf';
+  const dtype = (values.dtype ?? 'f32') as 'f32' | 'f16' | 'q8_0';
+  if (!['gguf', 'hf'].includes(format) || !['f32', 'f16', 'q8_0'].includes(dtype)) usageError('bad --format or --dtype');
+  await synthesizeModel({ config: positionals[0], out: positionals[1], format, dtype, seed: num(values.seed, 'seed', 0, true) });
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    if (cmd === 'generate') await generate(rest);
+    else if (cmd === 'quantize') {
+      if (rest.length !== 2) usageError('quantize needs MODEL_DIR and OUT_DIR');
+      await quantizeModel(rest[0], rest[1]);
+    } else if (cmd === 'synth') await synth(rest);
+    else if (cmd === 'serve') {
+      const { runServer } = await import('./server.js');
+      await runServer(rest);
+    } else if (cmd === undefined || cmd === '--help' || cmd === '-h') {
+      process.stdout.write(USAGE + '\n');
+      return cmd === undefined ? 1 : 0;
+    } else usageError(`unknown command "${cmd}"`);
+    return 0;
+  } catch (e) {
+    const code = isWeftError(e) ? e.code : (e as { code?: string }).code ?? 'ERROR';
+    process.stderr.write(`weft: ${code}: ${(e as Error).message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,62 @@
+// Every error weft can raise, declared once with its HTTP status.
+// Codes are WEFT_ERR_<AREA>_<WHAT>; the HTTP layer renders { error: { message, type, code } }.
+
+export interface ErrorSpec {
+  readonly status: number;
+  readonly type: string;
+}
+
+export const ERRORS = {
+  // model files and formats
+  WEFT_ERR_MODEL_NOT_FOUND: { status: 500, type: 'model_error' },
+  WEFT_ERR_MODEL_UNSUPPORTED_ARCH: { status: 500, type: 'model_error' },
+  WEFT_ERR_MODEL_UNSUPPORTED_DTYPE: { status: 500, type: 'model_error' },
+  WEFT_ERR_MODEL_CORRUPT: { status: 500, type: 'model_error' },
+  WEFT_ERR_MODEL_SHAPE_MISMATCH: { status: 500, type: 'model_error' },
+  WEFT_ERR_MODEL_MISSING_TENSOR: { status: 500, type: 'model_error' },
+  WEFT_ERR_MODEL_BAD_CONFIG: { status: 500, type: 'model_error' },
+  WEFT_ERR_MODEL_TOKENIZER: { status: 500, type: 'model_error' },
+  // native engine
+  WEFT_ERR_ENGINE_NATIVE_LOAD: { status: 500, type: 'engine_error' },
+  WEFT_ERR_ENGINE_BAD_INPUT: { status: 500, type: 'engine_error' },
+  WEFT_ERR_ENGINE_OUT_OF_MEMORY: { status: 503, type: 'engine_error' },
+  WEFT_ERR_ENGINE_INTERNAL: { status: 500, type: 'engine_error' },
+  WEFT_ERR_ENGINE_NO_DEVICE: { status: 500, type: 'engine_error' },
+  // configuration and command line
+  WEFT_ERR_CONFIG_INVALID: { status: 500, type: 'config_error' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export class WeftError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly type: string;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'WeftError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.type = ERRORS[code].type;
+  }
+}
+
+export function isWeftError(e: unknown): e is WeftError {
+  return e instanceof WeftError;
+}
+
+// Errors cross worker threads as plain data; rebuild the typed error on the other side.
+export interface ErrorData {
+  code: ErrorCode;
+  message: string;
+}
+
+export function toErrorData(e: unknown): ErrorData {
+  if (isWeftError(e)) return { code: e.code, message: e.message };
+  return { code: 'WEFT_ERR_ENGINE_INTERNAL', message: e instanceof Error ? e.message : String(e) };
+}
+
+export function fromErrorData(d: ErrorData): WeftError {
+  const code = (d.code in ERRORS ? d.code : 'WEFT_ERR_ENGINE_INTERNAL') as ErrorCode;
+  return new WeftError(code, d.message);
+}

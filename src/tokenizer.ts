@@ -1,0 +1,70 @@
+// Text ↔ token ids through HF tokenizers, and an incremental detokenizer for streaming that
+// never emits broken UTF-8.
+import tokenizers from 'tokenizers';
+
+import { WeftError } from './errors.js';
+import type { ModelSpec } from './model/types.js';
+
+export class TextTokenizer {
+  readonly #tok: tokenizers.Tokenizer;
+  readonly bosTokenId: number | null;
+
+  constructor(spec: Pick<ModelSpec, 'tokenizerJson' | 'config' | 'path'>) {
+    try {
+      this.#tok = tokenizers.Tokenizer.fromString(spec.tokenizerJson);
+    } catch (e) {
+      throw new WeftError('WEFT_ERR_MODEL_TOKENIZER', `${spec.path}: cannot load tokenizer: ${(e as Error).message}`);
+    }
+    this.bosTokenId = spec.config.bosTokenId;
+  }
+
+  // An empty text encodes to BOS alone (when the model has one).
+  async encode(text: string, addSpecialTokens = true): Promise<number[]> {
+    if (text === '') return addSpecialTokens && this.bosTokenId !== null ? [this.bosTokenId] : [];
+    const enc = await this.#tok.encode(text, undefined, { addSpecialTokens });
+    return enc.getIds();
+  }
+
+  async encodeWithPieces(text: string, addSpecialTokens = true): Promise<{ ids: number[]; tokens: string[] }> {
+    const enc = await this.#tok.encode(text, undefined, { addSpecialTokens });
+    return { ids: enc.getIds(), tokens: enc.getTokens() };
+  }
+
+  decode(ids: number[], skipSpecialTokens = true): Promise<string> {
+    return this.#tok.decode(ids, skipSpecialTokens);
+  }
+
+  vocabSize(): number {
+    return this.#tok.getVocabSize(true);
+  }
+}
+
+// Streams text for a growing list of ids: decodes a short window and emits only the new
+// suffix once it no longer ends in an incomplete character (U+FFFD).
+export class IncrementalDetokenizer {
+  #ids: number[] = [];
+  #prefixOffset = 0;
+  #readOffset = 0;
+
+  constructor(private readonly tok: TextTokenizer, private readonly skipSpecialTokens = true) {}
+
+  async push(id: number): Promise<string> {
+    this.#ids.push(id);
+    const prefix = await this.tok.decode(this.#ids.slice(this.#prefixOffset, this.#readOffset), this.skipSpecialTokens);
+    const full = await this.tok.decode(this.#ids.slice(this.#prefixOffset), this.skipSpecialTokens);
+    if (full.length > prefix.length && !full.endsWith('\uFFFD')) {
+      this.#prefixOffset = this.#readOffset;
+      this.#readOffset = this.#ids.length;
+      return full.slice(prefix.length);
+    }
+    return '';
+  }
+
+  // Whatever is left at the end (an incomplete trailing character is emitted as U+FFFD).
+  async flush(): Promise<string> {
+    const prefix = await this.tok.decode(this.#ids.slice(this.#prefixOffset, this.#readOffset), this.skipSpecialTokens);
+    const full = await this.tok.decode(this.#ids.slice(this.#prefixOffset), this.skipSpecialTokens);
+    this.#prefixOffset = this.#readOffset = this.#ids.length;
+    return full.length > prefix.length ? full.slice(prefix.length) : '';
+  }
+}

@@ -1,0 +1,152 @@
+// The whole native surface, typed. Handles are branded so a model handle cannot be passed
+// where an engine handle is expected. Native errors carry a WEFT_ERR_* code and are rebuilt
+// here as WeftError.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { ERRORS, WeftError, type ErrorCode } from '../errors.js';
+import type { ModelConfig, ModelSpec } from '../model/types.js';
+
+declare const modelBrand: unique symbol;
+declare const engineBrand: unique symbol;
+export type ModelHandle = { readonly [modelBrand]: true };
+export type EngineHandle = { readonly [engineBrand]: true };
+
+export type WeightDtype = 'f32' | 'int8';
+export type IsaName = 'scalar' | 'avx2' | 'avx512';
+export const ISA_IDS: Record<IsaName, number> = { scalar: 0, avx2: 1, avx512: 2 };
+
+export interface NativeModelSpec {
+  key: string;
+  weightDtype: WeightDtype;
+  ropeInterleaved: boolean;
+  config: ModelConfig;
+  tensors: { name: string; file: string; offset: number; byteLength: number; dtype: string; shape: number[] }[];
+}
+
+export interface NativeEngineOptions {
+  backend?: 'cpu' | 'cuda';
+  numThreads: number;
+  numKvBlocks: number;
+  blockSize: number;
+  isa?: number;      // -1 or absent: best available
+  device?: number;
+}
+
+// One batched step: T tokens of N sequences, packed (see native/include/weft_engine.h).
+export interface NativeStepInput {
+  numTokens: number;
+  numSeqs: number;
+  maxBlocksPerSeq: number;
+  tokenIds: Int32Array;
+  positions: Int32Array;
+  slotMapping: Int32Array;
+  seqIds: Int32Array;
+  queryStart: Int32Array;
+  contextLens: Int32Array;
+  promptLens: Int32Array;
+  blockTables: Int32Array;
+  doSample: Uint8Array;
+  temperature: Float32Array;
+  topK: Int32Array;
+  topP: Float32Array;
+  minP: Float32Array;
+  repetitionPenalty: Float32Array;
+  presencePenalty: Float32Array;
+  frequencyPenalty: Float32Array;
+  seeds: Uint32Array;
+  numLogprobs: Int32Array;
+  numBlockCopies: number;
+  blockCopies?: Int32Array;
+  numForks: number;
+  forks?: Int32Array;
+  numRelease: number;
+  releaseSeqIds?: Int32Array;
+  returnLogits: boolean;
+}
+
+export interface NativeStepOutput {
+  sampled: Int32Array;
+  logprobs: Float32Array;
+  topN: number;
+  topIds: Int32Array;
+  topLogprobs: Float32Array;
+  logits?: Float32Array;
+  forwardUs: number;
+  sampleUs: number;
+}
+
+export interface NativeAddon {
+  loadModel(spec: NativeModelSpec): { handle: ModelHandle; weightBytes: number };
+  createEngine(model: ModelHandle, options: NativeEngineOptions): EngineHandle;
+  engineStep(engine: EngineHandle, input: NativeStepInput): NativeStepOutput;
+  engineInfo(engine: EngineHandle): { numKvBlocks: number; blockSize: number; isa: IsaName };
+  engineClose(engine: EngineHandle): void;
+  cpuInfo(): { isa: IsaName; supported: IsaName[] };
+  cudaDeviceCount(): number;
+}
+
+// Walk up from this file (src/ or dist/src/) to the package root's build output.
+function findAddonPath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, 'build', 'Release', 'weft_native.node');
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new WeftError('WEFT_ERR_ENGINE_NATIVE_LOAD', 'native addon build/Release/weft_native.node not found: run `npm install` (or `npm run build`)');
+}
+
+let addon: NativeAddon | null = null;
+
+function rethrow(e: unknown): never {
+  const code = (e as { code?: string })?.code;
+  if (typeof code === 'string' && code in ERRORS) throw new WeftError(code as ErrorCode, (e as Error).message);
+  throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', e instanceof Error ? e.message : String(e));
+}
+
+// Every call goes through here so native errors come out typed.
+function guard<A extends unknown[], R>(fn: (...a: A) => R): (...a: A) => R {
+  return (...a: A) => {
+    try {
+      return fn(...a);
+    } catch (e) {
+      rethrow(e);
+    }
+  };
+}
+
+export function loadNative(): NativeAddon {
+  if (addon) return addon;
+  const path = findAddonPath();
+  let raw: NativeAddon;
+  try {
+    raw = createRequire(import.meta.url)(path) as NativeAddon;
+  } catch (e) {
+    throw new WeftError('WEFT_ERR_ENGINE_NATIVE_LOAD', `cannot load ${path}: ${(e as Error).message}`);
+  }
+  addon = {
+    loadModel: guard(raw.loadModel.bind(raw)),
+    createEngine: guard(raw.createEngine.bind(raw)),
+    engineStep: guard(raw.engineStep.bind(raw)),
+    engineInfo: guard(raw.engineInfo.bind(raw)),
+    engineClose: guard(raw.engineClose.bind(raw)),
+    cpuInfo: guard(raw.cpuInfo.bind(raw)),
+    cudaDeviceCount: guard(raw.cudaDeviceCount.bind(raw)),
+  };
+  return addon;
+}
+
+export function toNativeModelSpec(spec: ModelSpec, weightDtype: WeightDtype, key: string): NativeModelSpec {
+  return {
+    key: `${key}|${weightDtype}`,
+    weightDtype,
+    ropeInterleaved: spec.ropeInterleaved,
+    config: spec.config,
+    tensors: Object.entries(spec.tensors).map(([name, t]) => ({
+      name, file: t.file, offset: t.offset, byteLength: t.byteLength, dtype: t.dtype, shape: t.shape,
+    })),
+  };
+}
