@@ -22,8 +22,14 @@ export const ERRORS = {
   WEFT_ERR_ENGINE_OUT_OF_MEMORY: { status: 503, type: 'engine_error' },
   WEFT_ERR_ENGINE_INTERNAL: { status: 500, type: 'engine_error' },
   WEFT_ERR_ENGINE_NO_DEVICE: { status: 500, type: 'engine_error' },
+  WEFT_ERR_ENGINE_WORKER_DIED: { status: 500, type: 'engine_error' },
   // configuration and command line
   WEFT_ERR_CONFIG_INVALID: { status: 500, type: 'config_error' },
+  // scheduler: admission of a request to an engine instance
+  WEFT_ERR_SCHED_QUEUE_FULL: { status: 429, type: 'overloaded_error' },
+  WEFT_ERR_SCHED_TOO_LONG: { status: 400, type: 'invalid_request_error' },
+  WEFT_ERR_SCHED_INVALID_PARAMS: { status: 400, type: 'invalid_request_error' },
+  WEFT_ERR_SCHED_DUPLICATE_ID: { status: 400, type: 'invalid_request_error' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -1,4 +1,5 @@
 // Packs one step's sequences into the typed arrays of the native step call.
+import { WeftError } from '../errors.js';
 import type { NativeStepInput } from './binding.js';
 
 export interface SamplingParams {
@@ -40,6 +41,8 @@ export function packStep(seqs: readonly SeqStep[], blockSize: number, extras: St
   let maxBlocks = 1;
   for (const s of seqs) {
     T += s.tokens.length;
+    if (s.blockTable.length * blockSize < s.startPos + s.tokens.length)
+      throw new WeftError('WEFT_ERR_ENGINE_BAD_INPUT', `sequence ${s.seqId}: block table covers ${s.blockTable.length * blockSize} tokens, context needs ${s.startPos + s.tokens.length}`);
     maxBlocks = Math.max(maxBlocks, Math.ceil((s.startPos + s.tokens.length) / blockSize));
   }
   const input: NativeStepInput = {

@@ -1,0 +1,70 @@
+// The messages between the engine loop (main thread) and a step worker (one engine instance).
+// A sequence's full data (prompt length, sampling parameters) is sent once, when it is first
+// scheduled on the instance; after that only what changed: new tokens, new block-table entries.
+import type { ErrorData } from '../errors.js';
+import type { SamplingParams } from '../workers/step-pack.js';
+
+export interface EngineInitOptions {
+  modelPath: string;
+  dtype: 'f32' | 'int8';
+  numThreads: number;
+  numKvBlocks: number;
+  blockSize: number;
+  isa?: 'scalar' | 'avx2' | 'avx512';
+}
+
+export interface InitMessage {
+  kind: 'init';
+  options: EngineInitOptions;
+}
+
+export interface InitReply {
+  numKvBlocks: number;
+  blockSize: number;
+  isa: string;
+  weightBytes: number;
+}
+
+export interface NewSeqData {
+  seqId: number;
+  promptLen: number;
+  sampling: SamplingParams;
+}
+
+export interface StepMessage {
+  kind: 'step';
+  newSeqs: NewSeqData[];
+  // per scheduled sequence, in batch order
+  seqIds: Int32Array;
+  startPos: Int32Array;
+  numNewTokens: Int32Array;
+  doSample: Uint8Array;
+  tokenIds: Int32Array;          // the new tokens of every sequence, concatenated
+  // block-table changes since the sequence was last sent: (seqId, blockIndex, blockId) triples
+  blockUpdates: Int32Array;
+  blockCopies: Int32Array;       // (src, dst) pairs, executed before the forward pass
+  forks: Int32Array;             // (parent seqId, child seqId) pairs
+  release: Int32Array;           // finished or preempted seqIds: drop their state
+  returnLogits: boolean;
+}
+
+export interface StepReply {
+  ok: true;
+  sampled: Int32Array;
+  logprobs: Float32Array;
+  topN: number;
+  topIds: Int32Array;
+  topLogprobs: Float32Array;
+  logits?: Float32Array;
+  forwardUs: number;
+  sampleUs: number;
+  packUs: number;                // worker-side unpacking and packing
+}
+
+export interface ErrorReply {
+  ok: false;
+  error: ErrorData;
+}
+
+export type WorkerMessage = InitMessage | StepMessage;
+export type WorkerReply = InitReply | StepReply | ErrorReply;
