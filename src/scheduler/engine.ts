@@ -1,0 +1,258 @@
+// The engine loop: for each engine instance, schedule → one step on its worker → postprocess →
+// emit tokens to each request's stream. It runs while there is work and sleeps when idle.
+// New requests go to the least-loaded instance and stay there (their KV lives in its worker).
+import { WeftError, isWeftError } from '../errors.js';
+import type { StepMessage, StepReply } from './protocol.js';
+import { Scheduler, type SchedulerOptions, type SchedulerOutput, type SchedulerStats } from './scheduler.js';
+import { Sequence, type FinishReason, type SequenceInit } from './sequence.js';
+import { TokenStream } from './token-stream.js';
+
+// What the loop needs of a worker (EngineWorker implements it; tests inject fakes).
+export interface StepRunner {
+  readonly info: { numKvBlocks: number; blockSize: number };
+  step(msg: StepMessage): Promise<StepReply>;
+  restart(): Promise<void>;
+}
+
+export interface TokenEvent {
+  tokenId: number | null;         // null on a final event without a new token (abort, error)
+  logprob?: number;
+  topLogprobs?: { id: number; logprob: number }[];
+  finishReason?: FinishReason;
+  error?: WeftError;
+}
+
+export interface StepTiming {
+  instance: number;
+  numSeqs: number;
+  numTokens: number;
+  scheduleUs: number;   // schedule() + building the message + postprocess()
+  packUs: number;       // worker-side unpack and pack
+  nativeUs: number;     // forward + sampling
+  transferUs: number;   // the rest of the round trip: messaging between threads
+  totalUs: number;
+}
+
+export interface EngineLoopOptions {
+  scheduler: Partial<SchedulerOptions>;
+  eosTokenIds: number[];
+  onStep?: (t: StepTiming) => void;
+  onFinish?: (seq: Sequence, reason: FinishReason) => void;
+  now?: () => number;   // ms clock, injectable for tests
+}
+
+export interface RequestHandle {
+  readonly requestId: string;
+  readonly instance: number;
+  readonly sequence: Sequence;
+  readonly events: AsyncIterable<TokenEvent>;
+}
+
+interface Instance {
+  runner: StepRunner;
+  scheduler: Scheduler;
+  streams: Map<number, { seq: Sequence; stream: TokenStream<TokenEvent> }>;   // by seqId
+  wake: (() => void) | null;
+  running: Promise<void>;
+  pendingRelease: number[];   // seqIds finished or preempted in a step that sent no message
+}
+
+let nextRequestId = 0;
+
+export class EngineLoop {
+  readonly #instances: Instance[];
+  readonly #opts: EngineLoopOptions;
+  readonly #now: () => number;
+  #closed = false;
+
+  constructor(runners: StepRunner[], opts: EngineLoopOptions) {
+    this.#opts = opts;
+    this.#now = opts.now ?? (() => performance.now());
+    this.#instances = runners.map((runner) => ({ runner, scheduler: this.#newScheduler(runner), streams: new Map(), wake: null, running: Promise.resolve(), pendingRelease: [] }));
+    this.#instances.forEach((inst, i) => { inst.running = this.#run(inst, i); });
+  }
+
+  #newScheduler(runner: StepRunner): Scheduler {
+    return new Scheduler({ ...this.#opts.scheduler, numBlocks: runner.info.numKvBlocks, blockSize: runner.info.blockSize });
+  }
+
+  // Queues a request; throws WEFT_ERR_SCHED_* (queue full, too long, bad parameters) at once.
+  submit(init: Omit<SequenceInit, 'requestId' | 'eosTokenIds' | 'arrivalTime'> & { requestId?: string }): RequestHandle {
+    if (this.#closed) throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', 'engine is shutting down');
+    const index = this.#leastLoaded();
+    const inst = this.#instances[index];
+    const seq = new Sequence({ ...init, requestId: init.requestId ?? `req-${nextRequestId++}`, eosTokenIds: this.#opts.eosTokenIds, arrivalTime: this.#now() });
+    inst.scheduler.add(seq);
+    const stream = new TokenStream<TokenEvent>();
+    inst.streams.set(seq.seqId, { seq, stream });
+    inst.wake?.();
+    return { requestId: seq.requestId, instance: index, sequence: seq, events: stream };
+  }
+
+  // Ends a request (client gone, stop string matched): its blocks are freed at once and its
+  // stream ends with the reason.
+  finish(requestId: string, reason: FinishReason = 'abort'): boolean {
+    for (const inst of this.#instances) {
+      if (inst.scheduler.finish(requestId, reason, this.#now())) {
+        inst.wake?.();
+        return true;
+      }
+    }
+    return false;
+  }
+
+  abort(requestId: string): boolean {
+    return this.finish(requestId, 'abort');
+  }
+
+  stats(): SchedulerStats[] {
+    return this.#instances.map((i) => i.scheduler.stats());
+  }
+
+  get numInstances(): number {
+    return this.#instances.length;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const inst of this.#instances) inst.wake?.();
+    await Promise.all(this.#instances.map((i) => i.running));
+  }
+
+  #leastLoaded(): number {
+    let best = 0, bestLoad = Infinity;
+    this.#instances.forEach((inst, i) => {
+      const s = inst.scheduler;
+      const load = s.numRunning + s.numWaiting + s.blockManager.usage;
+      if (load < bestLoad) { best = i; bestLoad = load; }
+    });
+    return best;
+  }
+
+  async #run(inst: Instance, index: number): Promise<void> {
+    while (!this.#closed) {
+      if (inst.scheduler.isIdle) {
+        await new Promise<void>((resolve) => { inst.wake = resolve; });
+        inst.wake = null;
+        continue;
+      }
+      const t0 = this.#now();
+      const out = inst.scheduler.schedule(t0);
+      this.#endFinished(inst, out);
+      if (out.scheduled.length === 0) {
+        inst.pendingRelease.push(...releasedIds(out));
+        // Nothing fits right now (or only finishes to report): wait for a change.
+        if (!inst.scheduler.isIdle) await new Promise<void>((resolve) => { inst.wake = resolve; });
+        inst.wake = null;
+        continue;
+      }
+      const msg = buildStepMessage(out, inst.pendingRelease.splice(0));
+      const t1 = this.#now();
+      let reply: StepReply;
+      try {
+        reply = await inst.runner.step(msg);
+      } catch (e) {
+        await this.#failInstance(inst, out, e);
+        continue;
+      }
+      const t2 = this.#now();
+      this.#emit(inst, out, reply, t2);
+      const t3 = this.#now();
+      const nativeUs = reply.forwardUs + reply.sampleUs;
+      this.#opts.onStep?.({
+        instance: index, numSeqs: out.scheduled.length, numTokens: out.numScheduledTokens,
+        scheduleUs: ((t1 - t0) + (t3 - t2)) * 1000, packUs: reply.packUs, nativeUs,
+        transferUs: Math.max(0, (t2 - t1) * 1000 - nativeUs - reply.packUs), totalUs: (t3 - t0) * 1000,
+      });
+    }
+  }
+
+  #emit(inst: Instance, out: SchedulerOutput, reply: StepReply, now: number): void {
+    const events = inst.scheduler.postprocess(out, reply.sampled, now);
+    const index = new Map(out.scheduled.map((s, i) => [s.seq, i]));
+    for (const ev of events) {
+      if (ev.newTokenId === null && !ev.finished) continue;
+      const i = index.get(ev.seq)!;
+      const stream = inst.streams.get(ev.seq.seqId)?.stream;
+      if (!stream) continue;
+      const e: TokenEvent = { tokenId: ev.newTokenId };
+      if (ev.newTokenId !== null && !Number.isNaN(reply.logprobs[i])) {
+        e.logprob = reply.logprobs[i];
+        if (reply.topN > 0) {
+          e.topLogprobs = [];
+          for (let j = 0; j < reply.topN && reply.topIds[i * reply.topN + j] >= 0; j++) e.topLogprobs.push({ id: reply.topIds[i * reply.topN + j], logprob: reply.topLogprobs[i * reply.topN + j] });
+        }
+      }
+      if (ev.finished) {
+        e.finishReason = ev.finished;
+        if (ev.finished === 'error') e.error = new WeftError('WEFT_ERR_ENGINE_INTERNAL', 'the engine returned no token');
+        inst.streams.delete(ev.seq.seqId);
+        this.#opts.onFinish?.(ev.seq, ev.finished);
+      }
+      stream.push(e, !!ev.finished);
+    }
+  }
+
+  // Sequences finished outside a step (abort, stop string) end their streams here.
+  #endFinished(inst: Instance, out: SchedulerOutput): void {
+    for (const f of out.finished) {
+      const stream = inst.streams.get(f.seq.seqId)?.stream;
+      if (!stream) continue;
+      inst.streams.delete(f.seq.seqId);
+      this.#opts.onFinish?.(f.seq, f.reason);
+      stream.push({ tokenId: null, finishReason: f.reason }, true);
+    }
+  }
+
+  // A worker died or its step threw: every sequence of this instance ends with the typed
+  // error (the KV cache is gone with the worker), the worker is recreated, others carry on.
+  async #failInstance(inst: Instance, out: SchedulerOutput, e: unknown): Promise<void> {
+    const error = isWeftError(e) ? e : new WeftError('WEFT_ERR_ENGINE_INTERNAL', String(e));
+    inst.scheduler.postprocess(out, new Int32Array(out.scheduled.length).fill(-1), this.#now());
+    for (const { seq, stream } of inst.streams.values()) {
+      inst.scheduler.finish(seq.requestId, 'error');
+      this.#opts.onFinish?.(seq, 'error');
+      stream.push({ tokenId: null, finishReason: 'error', error }, true);
+    }
+    inst.streams.clear();
+    inst.pendingRelease = [];
+    // Requests submitted while the worker restarts wait in the fresh scheduler.
+    inst.scheduler = this.#newScheduler(inst.runner);
+    try {
+      await inst.runner.restart();
+    } catch {
+      // the next step fails again and is reported the same way
+    }
+  }
+}
+
+function releasedIds(out: SchedulerOutput): number[] {
+  return [...out.finished.map((f) => f.seq.seqId), ...out.preempted.map((s) => s.seqId)];
+}
+
+export function buildStepMessage(out: SchedulerOutput, earlierReleases: number[] = []): StepMessage {
+  const n = out.scheduled.length;
+  const seqIds = new Int32Array(n), startPos = new Int32Array(n), numNewTokens = new Int32Array(n), doSample = new Uint8Array(n);
+  const tokenIds = new Int32Array(out.numScheduledTokens);
+  const updates: number[] = [];
+  let off = 0;
+  out.scheduled.forEach((s, i) => {
+    seqIds[i] = s.seqId;
+    startPos[i] = s.startPos;
+    numNewTokens[i] = s.numNewTokens;
+    doSample[i] = s.doSample ? 1 : 0;
+    tokenIds.set(s.tokenIds, off);
+    off += s.numNewTokens;
+    for (const [idx, b] of s.blockUpdates) updates.push(s.seqId, idx, b);
+  });
+  return {
+    kind: 'step',
+    newSeqs: out.newSeqs.map((s) => ({ seqId: s.seqId, promptLen: s.numPromptTokens, sampling: { ...s.sampling } })),
+    seqIds, startPos, numNewTokens, doSample, tokenIds,
+    blockUpdates: Int32Array.from(updates),
+    blockCopies: Int32Array.from(out.blockCopies.flat()),
+    forks: new Int32Array(0),
+    release: Int32Array.from([...earlierReleases, ...releasedIds(out)]),
+    returnLogits: false,
+  };
+}

@@ -1,0 +1,131 @@
+// The engine loop through real Piscina workers on stories260K: concurrent requests give exactly
+// the tokens each gives alone, also under preemption; prefix-cache hits; worker death.
+import t from 'tap';
+
+import { EngineLoop, type RequestHandle, type StepTiming } from '../../src/scheduler/engine.js';
+import { runOffline } from '../../src/offline.js';
+import { EngineInstance } from '../../src/workers/engine-instance.js';
+import { EngineWorker } from '../../src/workers/pool.js';
+import { MODEL_DIR } from '../fixtures/paths.js';
+
+const EOS = [2];
+const opts = (numKvBlocks: number) => ({ modelPath: MODEL_DIR, dtype: 'f32' as const, numThreads: 1, numKvBlocks, blockSize: 16 });
+
+function prompts(n: number): { promptIds: number[]; maxTokens: number }[] {
+  let x = 7;
+  const rnd = () => ((x = (x * 1103515245 + 12345) % 2147483648) / 2147483648);
+  return Array.from({ length: n }, (_, i) => ({
+    promptIds: [1, ...Array.from({ length: 1 + Math.floor(rnd() * 60) }, () => 3 + Math.floor(rnd() * 500))],
+    maxTokens: 4 + Math.floor(rnd() * 40) + (i % 7 === 0 ? 60 : 0),
+  }));
+}
+
+async function alone(reqs: { promptIds: number[]; maxTokens: number }[]): Promise<number[][]> {
+  const e = await EngineInstance.open(opts(64));
+  const out = reqs.map((r) => runOffline(e, [{ ...r, stopTokenIds: [] }], { eosTokenIds: EOS })[0].outputIds);
+  e.close();
+  return out;
+}
+
+async function collect(h: RequestHandle): Promise<{ ids: number[]; reason?: string; code?: string }> {
+  const ids: number[] = [];
+  for await (const ev of h.events) {
+    if (ev.tokenId !== null) ids.push(ev.tokenId);
+    if (ev.finishReason) return { ids, reason: ev.finishReason, code: ev.error?.code };
+  }
+  return { ids };
+}
+
+async function runConcurrent(numKvBlocks: number, reqs: { promptIds: number[]; maxTokens: number }[], schedulerOpts = {}) {
+  const worker = await EngineWorker.start(0, opts(numKvBlocks));
+  const steps: StepTiming[] = [];
+  const loop = new EngineLoop([worker], { scheduler: { maxNumBatchedTokens: 64, maxNumSeqs: 64, maxModelLen: 512, ...schedulerOpts }, eosTokenIds: EOS, onStep: (s) => steps.push(s) });
+  const results = await Promise.all(reqs.map(async (r, i) => {
+    await new Promise((res) => setTimeout(res, (i % 16) * 3));  // staggered arrivals
+    return collect(loop.submit({ promptTokenIds: r.promptIds, maxTokens: r.maxTokens }));
+  }));
+  const stats = loop.stats()[0];
+  await loop.close();
+  await worker.close();
+  return { results, stats, steps };
+}
+
+t.test('64 concurrent greedy requests equal each request alone', async (t) => {
+  const reqs = prompts(64);
+  const expected = await alone(reqs);
+  const { results, stats, steps } = await runConcurrent(256, reqs);
+  results.forEach((r, i) => t.same(r.ids, expected[i], `request ${i}`));
+  t.equal(stats.numUsedBlocks, 0, 'every block is free at the end');
+  t.ok(steps.some((s) => s.numSeqs > 16), `batches reached ${Math.max(...steps.map((s) => s.numSeqs))} sequences`);
+  t.ok(steps.every((s) => s.numTokens <= 64), 'the token budget holds');
+});
+
+t.test('a KV cache too small for all of them: preemptions happen, outputs unchanged', async (t) => {
+  const reqs = prompts(64);
+  const expected = await alone(reqs);
+  const { results, stats } = await runConcurrent(24, reqs);
+  t.ok(stats.numPreemptions > 0, `preemptions: ${stats.numPreemptions}`);
+  results.forEach((r, i) => t.same(r.ids, expected[i], `request ${i}`));
+  t.equal(stats.numUsedBlocks, 0);
+});
+
+t.test('a shared prompt prefix hits the prefix cache and gives the same tokens', async (t) => {
+  const prefix = [1, ...Array.from({ length: 50 }, (_, i) => 3 + ((i * 37) % 500))];
+  const a = { promptIds: [...prefix, 100, 101], maxTokens: 10 };
+  const b = { promptIds: [...prefix, 200, 201, 202], maxTokens: 10 };
+  const expected = await alone([a, b]);
+  const worker = await EngineWorker.start(0, opts(64));
+  const loop = new EngineLoop([worker], { scheduler: { maxModelLen: 512 }, eosTokenIds: EOS });
+  const ra = await collect(loop.submit({ promptTokenIds: a.promptIds, maxTokens: a.maxTokens }));
+  const before = loop.stats()[0].numPrefixCacheHits;
+  const rb = await collect(loop.submit({ promptTokenIds: b.promptIds, maxTokens: b.maxTokens }));
+  const hits = loop.stats()[0].numPrefixCacheHits - before;
+  t.equal(hits, 48, 'three full 16-token blocks of the shared prefix came from the cache');
+  t.same(ra.ids, expected[0]);
+  t.same(rb.ids, expected[1]);
+  await loop.close();
+  await worker.close();
+});
+
+t.test('a worker killed mid-step fails its sequences with a typed error; the others carry on', async (t) => {
+  const w0 = await EngineWorker.start(0, opts(64));
+  const w1 = await EngineWorker.start(1, opts(64));
+  const loop = new EngineLoop([w0, w1], { scheduler: { maxModelLen: 512 }, eosTokenIds: EOS });
+  const reqs = prompts(6).map((r) => ({ ...r, maxTokens: 200 }));
+  const expected = await alone(reqs);
+  const handles = reqs.map((r) => loop.submit({ promptTokenIds: r.promptIds, maxTokens: r.maxTokens }));
+  t.ok(handles.some((h) => h.instance === 0) && handles.some((h) => h.instance === 1), 'placed on both instances');
+  const pending = handles.map(collect);
+  await new Promise((res) => setTimeout(res, 30));
+  await w0.killForTest();
+  const results = await Promise.all(pending);
+  handles.forEach((h, i) => {
+    if (h.instance === 0) {
+      t.equal(results[i].reason, 'error', `request ${i} on the dead worker ends with an error`);
+      t.equal(results[i].code, 'WEFT_ERR_ENGINE_WORKER_DIED');
+    } else t.same(results[i].ids, expected[i], `request ${i} on the healthy worker is unaffected`);
+  });
+  // the instance was recreated and serves again
+  const again = await Promise.all([0, 1, 2, 3].map(() => collect(loop.submit({ promptTokenIds: reqs[0].promptIds, maxTokens: 20 }))));
+  for (const r of again) t.same(r.ids, expected[0].slice(0, 20));
+  await loop.close();
+  await w0.close();
+  await w1.close();
+});
+
+t.test('abort in every state frees the blocks and ends the stream', async (t) => {
+  const worker = await EngineWorker.start(0, opts(64));
+  const loop = new EngineLoop([worker], { scheduler: { maxModelLen: 512, maxNumSeqs: 2, maxNumBatchedTokens: 32 }, eosTokenIds: EOS });
+  const long = { promptTokenIds: [1, ...Array.from({ length: 200 }, (_, i) => 3 + i)], maxTokens: 100 };
+  const hs = [loop.submit(long), loop.submit(long), loop.submit(long)];  // third one waits (maxNumSeqs 2)
+  const pending = hs.map(collect);
+  await new Promise((res) => setTimeout(res, 5));  // first two mid-prefill
+  for (const h of hs) t.ok(loop.abort(h.requestId));
+  const results = await Promise.all(pending);
+  for (const r of results) t.equal(r.reason, 'abort');
+  await new Promise((res) => setTimeout(res, 20));
+  t.equal(loop.stats()[0].numUsedBlocks, 0);
+  t.notOk(loop.abort(hs[0].requestId), 'a second abort is a no-op');
+  await loop.close();
+  await worker.close();
+});
