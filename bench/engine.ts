@@ -3,12 +3,15 @@
 //
 //   npm run bench:engine -- [--shapes 15m,110m] [--dtypes f32,int8,int8-q8_0] [--batches 1,16,64]
 //                           [--threads 2] [--prompt-tokens 128] [--decode-tokens 32] [--reps 3]
-//                           [--llamacpp] [--json FILE]
+//                           [--llamacpp] [--mode raw|loop|both] [--json FILE]
 //
 // Decode tokens/s at batch B: B sequences are prefilled with P-token prompts (untimed), then D
 // decode steps of B tokens each are timed; the median over reps is printed. Prefill tokens/s: 4
 // prompts of P tokens in one step. dtypes: f32 and int8 load an F32 GGUF (int8 = per-row scales,
 // quantized on load); int8-q8_0 loads the Q8_0 GGUF that llama.cpp runs (group-32 scales).
+// --mode loop (or both) runs the largest batch again through the scheduler, the engine loop and a
+// Piscina worker, and prints its decode tokens/s next to the raw engine's, with the per-step
+// overhead outside the model (scheduling, packing, thread hops).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { synthesizeModel } from '../src/model/synth.js';
+import { timeLoop } from './loop-mode.js';
 import { EngineInstance } from '../src/workers/engine-instance.js';
 import { GREEDY, packStep, type SeqStep } from '../src/workers/step-pack.js';
 
@@ -91,6 +95,7 @@ async function main(): Promise<void> {
       batches: { type: 'string', default: '1,16,64' }, threads: { type: 'string', default: '2' },
       'prompt-tokens': { type: 'string', default: '128' }, 'decode-tokens': { type: 'string', default: '32' },
       reps: { type: 'string', default: '3' }, llamacpp: { type: 'boolean', default: false }, json: { type: 'string' },
+      mode: { type: 'string', default: 'raw' },
     },
   });
   const batches = values.batches!.split(',').map(Number);
@@ -118,6 +123,18 @@ async function main(): Promise<void> {
           `  prefill ${prefill.toFixed(0).padStart(6)} tok/s` + (lc ? `   llama.cpp ${lc.decode.toFixed(1).padStart(8)} tok/s  ratio ${(decode / lc.decode).toFixed(2)}x` : '') + '\n');
       }
       e.close();
+      if (values.mode === 'loop' || values.mode === 'both') {
+        const batch = Math.max(...batches);
+        const raw = (rows.at(-1) as { decodeTokPerSec: number }).decodeTokPerSec;
+        const loops = [];
+        for (let r = 0; r < reps; r++) loops.push(await timeLoop(path, dtype === 'f32' ? 'f32' : 'int8', threads, batch, promptTokens, decodeTokens));
+        const l = loops.sort((a, b) => a.decodeTokPerSec - b.decodeTokPerSec)[Math.floor(loops.length / 2)];
+        rows.push({ shape, dtype, mode: 'loop', threads, batch, decodeTokPerSec: +l.decodeTokPerSec.toFixed(1), rawDecodeTokPerSec: raw,
+          loopVsRaw: +(l.decodeTokPerSec / raw).toFixed(3), overheadUsPerStep: Math.round(l.overheadUsPerStep), scheduleUs: Math.round(l.scheduleUs),
+          packUs: Math.round(l.packUs), transferUs: Math.round(l.transferUs), nativeUs: Math.round(l.nativeUs) });
+        process.stdout.write(`${shape.padEnd(5)} ${dtype.padEnd(10)} loop    t=${threads} batch ${String(batch).padStart(3)}: decode ${l.decodeTokPerSec.toFixed(1).padStart(8)} tok/s` +
+          `  = ${(100 * l.decodeTokPerSec / raw).toFixed(1)}% of raw; per step: overhead ${l.overheadUsPerStep.toFixed(0)} us (schedule ${l.scheduleUs.toFixed(0)}, pack ${l.packUs.toFixed(0)}, transfer ${l.transferUs.toFixed(0)}), native ${(l.nativeUs / 1000).toFixed(1)} ms\n`);
+      }
     }
   }
   if (values.json) writeFileSync(values.json, JSON.stringify(rows, null, 2));

@@ -1,0 +1,182 @@
+// loadModelSpec: a HF directory or a .gguf file → ModelSpec (config, tensor locations, tokenizer),
+// with every required tensor checked against the config. Reads headers and metadata only.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+import tokenizers from 'tokenizers';
+
+import { WeftError } from '../errors.js';
+import { configFromGguf, configFromHf, type TokenDefaults } from './config.js';
+import { ggufTensorRefs, readGguf } from './gguf.js';
+import { tokenizerJsonFromGguf } from './gguf-tokenizer.js';
+import { readSafetensors, readSafetensorsIndex, readTensorBytes, toFloat32 } from './safetensors.js';
+import type { ModelConfig, ModelSpec, TensorRef } from './types.js';
+
+export async function loadModelSpec(path: string): Promise<ModelSpec> {
+  const abs = resolve(path);
+  if (!existsSync(abs)) throw new WeftError('WEFT_ERR_MODEL_NOT_FOUND', `${abs}: no such model directory or .gguf file`);
+  return statSync(abs).isDirectory() ? loadHfDir(abs) : loadGgufFile(abs);
+}
+
+function need(dir: string, ...names: string[]): string {
+  for (const n of names) if (existsSync(join(dir, n))) return join(dir, n);
+  throw new WeftError('WEFT_ERR_MODEL_NOT_FOUND', `${dir}: ${names.join(' or ')} is missing`);
+}
+
+function readJson(file: string, code: 'WEFT_ERR_MODEL_BAD_CONFIG' | 'WEFT_ERR_MODEL_TOKENIZER'): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new WeftError(code, `${file}: not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new WeftError(code, `${file}: not a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+// The tokenizer JSON must load in HF tokenizers; anything else fails here, not at the first request.
+function checkTokenizer(json: string, file: string): void {
+  try {
+    tokenizers.Tokenizer.fromString(json);
+  } catch (e) {
+    throw new WeftError('WEFT_ERR_MODEL_TOKENIZER', `${file}: HF tokenizers cannot load it: ${(e as Error).message}`);
+  }
+}
+
+// bos/eos ids named by tokenizer_config.json's token strings, when config.json names none.
+function tokenizerDefaults(tok: Record<string, unknown>, tokConfig: Record<string, unknown> | null): TokenDefaults {
+  const ids = new Map<string, number>();
+  const model = tok.model as { vocab?: unknown } | undefined;
+  if (model && typeof model.vocab === 'object' && model.vocab !== null && !Array.isArray(model.vocab))
+    for (const [t, id] of Object.entries(model.vocab as Record<string, number>)) ids.set(t, id);
+  if (Array.isArray(tok.added_tokens)) for (const a of tok.added_tokens as { id: number; content: string }[]) ids.set(a.content, a.id);
+  const lookup = (v: unknown) => {
+    const s = typeof v === 'string' ? v : (v as { content?: string } | null | undefined)?.content;
+    return s === undefined ? null : ids.get(s) ?? null;
+  };
+  const eos = lookup(tokConfig?.eos_token);
+  return { bosTokenId: lookup(tokConfig?.bos_token), eosTokenIds: eos === null ? [] : [eos] };
+}
+
+function chatTemplateOf(dir: string, tokConfig: Record<string, unknown> | null): string | null {
+  const t = tokConfig?.chat_template;
+  if (typeof t === 'string') return t;
+  if (Array.isArray(t)) {
+    const named = (t as { name?: string; template?: string }[]).find((x) => x.name === 'default');
+    return typeof named?.template === 'string' ? named.template : null;
+  }
+  const jinja = join(dir, 'chat_template.jinja');  // newer transformers keep it beside the config
+  return existsSync(jinja) ? readFileSync(jinja, 'utf8') : null;
+}
+
+function generationDefaults(gen: Record<string, unknown> | null): ModelSpec['generationDefaults'] {
+  if (!gen || gen.do_sample === false) return {};
+  const out: ModelSpec['generationDefaults'] = {};
+  if (typeof gen.temperature === 'number') out.temperature = gen.temperature;
+  if (typeof gen.top_p === 'number') out.topP = gen.top_p;
+  if (typeof gen.top_k === 'number') out.topK = gen.top_k;
+  return out;
+}
+
+function loadHfDir(dir: string): ModelSpec {
+  const configFile = need(dir, 'config.json');
+  const weights = need(dir, 'model.safetensors', 'model.safetensors.index.json');
+  const tokFile = need(dir, 'tokenizer.json');
+  const tokConfigFile = join(dir, 'tokenizer_config.json');
+  const tokConfig = existsSync(tokConfigFile) ? readJson(tokConfigFile, 'WEFT_ERR_MODEL_TOKENIZER') : null;
+  const genFile = join(dir, 'generation_config.json');
+  const gen = existsSync(genFile) ? readJson(genFile, 'WEFT_ERR_MODEL_BAD_CONFIG') : null;
+
+  const tokenizerJson = readFileSync(tokFile, 'utf8');
+  const tok = readJson(tokFile, 'WEFT_ERR_MODEL_TOKENIZER');
+  checkTokenizer(tokenizerJson, tokFile);
+  const config = configFromHf(readJson(configFile, 'WEFT_ERR_MODEL_BAD_CONFIG'), configFile, gen, tokenizerDefaults(tok, tokConfig));
+  const all = weights.endsWith('.index.json') ? readSafetensorsIndex(weights) : readSafetensors(weights);
+  return {
+    format: 'hf',
+    path: dir,
+    config,
+    tensors: checkTensors(config, all, configFile, weights),
+    ropeInterleaved: false,
+    tokenizerJson,
+    chatTemplate: chatTemplateOf(dir, tokConfig),
+    generationDefaults: generationDefaults(gen),
+  };
+}
+
+function loadGgufFile(file: string): ModelSpec {
+  const g = readGguf(file);
+  const { tensors, other } = ggufTensorRefs(g);
+  const freqsRef = other['rope_freqs.weight'];
+  const ropeFreqs = freqsRef?.dtype === 'F32' ? toFloat32(readTensorBytes(freqsRef), 'F32') : null;
+  const config = configFromGguf(g.metadata, file, { hasOutputTensor: 'lm_head.weight' in tensors, ropeFreqs });
+  const tokenizerJson = tokenizerJsonFromGguf(g.metadata, file);
+  checkTokenizer(tokenizerJson, file);
+  const template = g.metadata.get('tokenizer.chat_template');
+  return {
+    format: 'gguf',
+    path: file,
+    config,
+    tensors: checkTensors(config, tensors, file, file),
+    ropeInterleaved: config.architecture === 'llama',  // llama.cpp permutes llama q/k rows, not qwen2's
+    tokenizerJson,
+    chatTemplate: typeof template === 'string' ? template : null,
+    generationDefaults: {},
+  };
+}
+
+// name → expected shape for every tensor the engine reads.
+export function expectedShapes(c: ModelConfig): Map<string, number[]> {
+  const q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim;
+  const m = new Map<string, number[]>([['model.embed_tokens.weight', [c.vocabSize, c.dim]]]);
+  for (let l = 0; l < c.numLayers; l++) {
+    const p = `model.layers.${l}.`;
+    m.set(`${p}input_layernorm.weight`, [c.dim]);
+    m.set(`${p}self_attn.q_proj.weight`, [q, c.dim]);
+    m.set(`${p}self_attn.k_proj.weight`, [kv, c.dim]);
+    m.set(`${p}self_attn.v_proj.weight`, [kv, c.dim]);
+    m.set(`${p}self_attn.o_proj.weight`, [c.dim, q]);
+    if (c.qkvBias) {
+      m.set(`${p}self_attn.q_proj.bias`, [q]);
+      m.set(`${p}self_attn.k_proj.bias`, [kv]);
+      m.set(`${p}self_attn.v_proj.bias`, [kv]);
+    }
+    m.set(`${p}post_attention_layernorm.weight`, [c.dim]);
+    m.set(`${p}mlp.gate_proj.weight`, [c.ffnDim, c.dim]);
+    m.set(`${p}mlp.up_proj.weight`, [c.ffnDim, c.dim]);
+    m.set(`${p}mlp.down_proj.weight`, [c.dim, c.ffnDim]);
+  }
+  m.set('model.norm.weight', [c.dim]);
+  m.set('lm_head.weight', [c.vocabSize, c.dim]);
+  return m;
+}
+
+const same = (a: number[], b: number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
+const fmt = (s: number[]) => `[${s.join(', ')}]`;
+
+// Keeps only the tensors the engine reads (plus int8 scales), each present and of the right shape.
+function checkTensors(c: ModelConfig, all: Record<string, TensorRef>, configFile: string, weightsFile: string): Record<string, TensorRef> {
+  const out: Record<string, TensorRef> = {};
+  for (const [name, shape] of expectedShapes(c)) {
+    const t = all[name];
+    if (!t) {
+      if (name === 'lm_head.weight' && c.tieEmbeddings) continue;
+      const why = name === 'lm_head.weight' ? ' and the embeddings are not tied' : '';
+      throw new WeftError('WEFT_ERR_MODEL_MISSING_TENSOR', `${weightsFile}: tensor ${name} is missing${why} (config: ${configFile})`);
+    }
+    if (!same(t.shape, shape))
+      throw new WeftError('WEFT_ERR_MODEL_SHAPE_MISMATCH', `${t.file}: tensor ${name} has shape ${fmt(t.shape)}, the config (${configFile}) expects ${fmt(shape)}`);
+    // int8 rows need a per-row scale and are not gathered (embeddings); Q8_0 blocks carry their own
+    const isProjection = shape.length === 2 && name !== 'model.embed_tokens.weight';
+    if ((t.dtype === 'I8' && !isProjection) || (t.dtype === 'Q8_0' && shape.length !== 2))
+      throw new WeftError('WEFT_ERR_MODEL_UNSUPPORTED_DTYPE', `${t.file}: tensor ${name} is ${t.dtype}, which weft reads only for weight matrices`);
+    out[name] = t;
+    if (t.dtype !== 'I8') continue;
+    const s = all[`${name}_scale`];
+    if (!s) throw new WeftError('WEFT_ERR_MODEL_MISSING_TENSOR', `${t.file}: tensor ${name}_scale is missing for the I8 tensor ${name}`);
+    if (s.dtype !== 'F32' || !same(s.shape, [shape[0]]))
+      throw new WeftError('WEFT_ERR_MODEL_SHAPE_MISMATCH', `${s.file}: tensor ${name}_scale is ${s.dtype} ${fmt(s.shape)}, expected F32 [${shape[0]}]`);
+    out[`${name}_scale`] = s;
+  }
+  return out;
+}
