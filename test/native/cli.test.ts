@@ -1,0 +1,75 @@
+// The `weft` command line, called in-process.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+
+import { main } from '../../src/cli.js';
+import { GOLDEN_IDS, MODEL_DIR, MODEL_GGUF } from '../fixtures/paths.js';
+
+async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '', err = '';
+  const w1 = process.stdout.write, w2 = process.stderr.write;
+  process.stdout.write = ((s: string) => { out += s; return true; }) as typeof process.stdout.write;
+  process.stderr.write = ((s: string) => { err += s; return true; }) as typeof process.stderr.write;
+  try {
+    const code = await main(args);
+    return { code, out, err };
+  } finally {
+    process.stdout.write = w1;
+    process.stderr.write = w2;
+  }
+}
+
+t.test('generate --json from BOS prints the golden ids (HF and GGUF)', async (t) => {
+  for (const model of [MODEL_DIR, MODEL_GGUF]) {
+    const r = await run(['generate', '--model', model, '--prompt', '', '--max-tokens', '48', '--json']);
+    t.equal(r.code, 0, r.err);
+    const j = JSON.parse(r.out);
+    t.same(j.prompt_ids, [1]);
+    t.same(j.output_ids, GOLDEN_IDS.slice(1));
+    t.match(j.text, /^Once upon a time/);
+  }
+});
+
+t.test('generate prints text; sampling with a seed is reproducible; int8 works', async (t) => {
+  const plain = await run(['generate', '--model', MODEL_DIR, '--prompt', 'Once upon a time', '--max-tokens', '10']);
+  t.equal(plain.code, 0);
+  t.ok(plain.out.trim().length > 0);
+  const args = ['generate', '--model', MODEL_DIR, '--prompt', 'Lily', '--max-tokens', '20', '--temperature', '0.9', '--top-k', '40', '--top-p', '0.95', '--seed', '42', '--json'];
+  const a = JSON.parse((await run(args)).out), b = JSON.parse((await run(args)).out);
+  t.same(a.output_ids, b.output_ids);
+  const q = await run(['generate', '--model', MODEL_DIR, '--prompt', '', '--max-tokens', '16', '--dtype', 'int8', '--json']);
+  t.same(JSON.parse(q.out).output_ids, GOLDEN_IDS.slice(1, 17));
+});
+
+t.test('synth and quantize commands write loadable models', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const gguf = join(dir, 'tiny.gguf');
+  t.equal((await run(['synth', join(MODEL_DIR, 'config.json'), gguf, '--format', 'gguf', '--dtype', 'q8_0', '--seed', '3'])).code, 0);
+  const g = await run(['generate', '--model', gguf, '--prompt', '', '--max-tokens', '5', '--json', '--dtype', 'int8']);
+  t.equal(g.code, 0, g.err);
+  t.equal(JSON.parse(g.out).output_ids.length, 5);
+  t.equal((await run(['quantize', MODEL_DIR, join(dir, 'q')])).code, 0);
+  const q = await run(['generate', '--model', join(dir, 'q'), '--prompt', '', '--max-tokens', '8', '--json', '--dtype', 'int8']);
+  t.same(JSON.parse(q.out).output_ids, GOLDEN_IDS.slice(1, 9));
+});
+
+t.test('bad command lines fail with a code, not a crash', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['generate', '--prompt', 'x'], /WEFT_ERR_CONFIG_INVALID.*--model/],
+    [['generate', '--model', MODEL_DIR], /WEFT_ERR_CONFIG_INVALID.*--prompt/],
+    [['generate', '--model', MODEL_DIR, '--prompt', 'x', '--max-tokens', 'abc'], /WEFT_ERR_CONFIG_INVALID/],
+    [['generate', '--model', MODEL_DIR, '--prompt', 'x', '--dtype', 'q4'], /WEFT_ERR_CONFIG_INVALID/],
+    [['generate', '--model', MODEL_DIR, '--prompt', 'x', '--max-tokens', '600'], /WEFT_ERR_CONFIG_INVALID.*context/],
+    [['generate', '--model', '/nonexistent', '--prompt', 'x'], /WEFT_ERR_MODEL_NOT_FOUND/],
+    [['generate', '--model', MODEL_DIR, '--prompt', 'x', '--bogus'], /Unknown option/],
+    [['frobnicate'], /WEFT_ERR_CONFIG_INVALID.*unknown command/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await run(args);
+    t.equal(r.code, 1, args.join(' '));
+    t.match(r.err, re);
+  }
+});
