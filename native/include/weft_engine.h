@@ -71,6 +71,8 @@ const ModelConfig& model_config(const Model& m);
 uint64_t model_weight_bytes(const Model& m);  // bytes one decode step reads from weights
 
 enum class Backend { cpu = 0, cuda = 1 };
+// KV cache element type; automatic = f32 for f32 weights (the reference path), f16 otherwise.
+enum class KvDType { automatic = 0, f32 = 1, f16 = 2 };
 
 struct EngineOptions {
   Backend backend = Backend::cpu;
@@ -78,6 +80,7 @@ struct EngineOptions {
   int num_kv_blocks = 256;
   int block_size = 16;
   int isa = -1;            // -1 auto, else weft::Isa value (tests force scalar/avx2/avx512)
+  KvDType kv_dtype = KvDType::automatic;
   int device = 0;          // CUDA device
 };
 
@@ -132,6 +135,7 @@ class Engine {
   virtual int num_kv_blocks() const = 0;
   virtual int block_size() const = 0;
   virtual const char* isa_name() const = 0;
+  virtual bool kv_f16() const = 0;
 };
 
 Status engine_create(std::shared_ptr<const Model> model, const EngineOptions& opts,

@@ -164,6 +164,9 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
     opts.block_size = get_int(o, "blockSize", 16);
     opts.isa = get_int(o, "isa", -1);
     opts.device = get_int(o, "device", 0);
+    const std::string kv = o.Get("kvDtype").IsString() ? get_str(env, o, "kvDtype") : "auto";
+    if (kv != "auto" && kv != "f32" && kv != "f16") throw_bad(env, "kvDtype must be auto, f32 or f16");
+    opts.kv_dtype = kv == "f32" ? weft::KvDType::f32 : kv == "f16" ? weft::KvDType::f16 : weft::KvDType::automatic;
     const std::string backend = o.Get("backend").IsString() ? get_str(env, o, "backend") : "cpu";
     opts.backend = backend == "cuda" ? weft::Backend::cuda : weft::Backend::cpu;
     auto* holder = new EngineHolder();
@@ -236,6 +239,7 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
     res.Set("numKvBlocks", Napi::Number::New(env, h->engine->num_kv_blocks()));
     res.Set("blockSize", Napi::Number::New(env, h->engine->block_size()));
     res.Set("isa", Napi::String::New(env, h->engine->isa_name()));
+    res.Set("kvDtype", Napi::String::New(env, h->engine->kv_f16() ? "f16" : "f32"));
     return res;
   }
 

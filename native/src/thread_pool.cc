@@ -1,5 +1,7 @@
 #include "thread_pool.h"
 
+#include <sched.h>
+
 #include <chrono>
 
 namespace weft {
@@ -13,6 +15,15 @@ static inline void cpu_relax() {
 // How long a worker keeps polling for the next job before it sleeps. Ops inside one step
 // follow each other within a few microseconds; steps are separated by JavaScript work.
 static constexpr auto kSpinWindow = std::chrono::microseconds(200);
+// Polls before a waiting thread starts yielding its core. On a loaded machine (the Node event
+// loop, other processes) a busy-waiting thread would take the core a straggler needs to finish
+// its part of the job; sched_yield hands it over and costs little when nobody else is runnable.
+static constexpr int kPollsBeforeYield = 2000;
+
+static inline void wait_a_little(int polls) {
+  if (polls < kPollsBeforeYield) cpu_relax();
+  else sched_yield();
+}
 
 ThreadPool::ThreadPool(int num_threads) : num_threads_(num_threads < 1 ? 1 : num_threads) {
   for (int i = 1; i < num_threads_; ++i) workers_.emplace_back(&ThreadPool::worker_main, this, i);
@@ -52,7 +63,7 @@ void ThreadPool::run(int num_tasks, const std::function<void(int, int)>& fn) {
   }
   if (num_sleeping_.load(std::memory_order_acquire) > 0) cv_.notify_all();
   drain(0);
-  while (num_busy_.load(std::memory_order_acquire) > 0) cpu_relax();
+  for (int polls = 0; num_busy_.load(std::memory_order_acquire) > 0; ++polls) wait_a_little(polls);
 }
 
 void ThreadPool::worker_main(int thread_index) {
@@ -61,7 +72,7 @@ void ThreadPool::worker_main(int thread_index) {
     auto spin_until = std::chrono::steady_clock::now() + kSpinWindow;
     int polls = 0;
     while (generation_.load(std::memory_order_acquire) == seen) {
-      cpu_relax();
+      wait_a_little(polls);
       if (++polls % 256 == 0 && std::chrono::steady_clock::now() > spin_until) {
         std::unique_lock<std::mutex> lock(mu_);
         num_sleeping_.fetch_add(1);

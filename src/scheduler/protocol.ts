@@ -11,6 +11,7 @@ export interface EngineInitOptions {
   numKvBlocks: number;
   blockSize: number;
   isa?: 'scalar' | 'avx2' | 'avx512';
+  kvDtype?: 'auto' | 'f32' | 'f16';
 }
 
 export interface InitMessage {

@@ -33,7 +33,10 @@ export interface NativeEngineOptions {
   blockSize: number;
   isa?: number;      // -1 or absent: best available
   device?: number;
+  kvDtype?: KvDtype; // auto: f32 with f32 weights (the reference path), f16 with int8
 }
+
+export type KvDtype = 'auto' | 'f32' | 'f16';
 
 // One batched step: T tokens of N sequences, packed (see native/include/weft_engine.h).
 export interface NativeStepInput {
@@ -82,7 +85,7 @@ export interface NativeAddon {
   loadModel(spec: NativeModelSpec): { handle: ModelHandle; weightBytes: number };
   createEngine(model: ModelHandle, options: NativeEngineOptions): EngineHandle;
   engineStep(engine: EngineHandle, input: NativeStepInput): NativeStepOutput;
-  engineInfo(engine: EngineHandle): { numKvBlocks: number; blockSize: number; isa: IsaName };
+  engineInfo(engine: EngineHandle): { numKvBlocks: number; blockSize: number; isa: IsaName; kvDtype: 'f32' | 'f16' };
   engineClose(engine: EngineHandle): void;
   cpuInfo(): { isa: IsaName; supported: IsaName[] };
   cudaDeviceCount(): number;

@@ -4,7 +4,7 @@ import { realpathSync } from 'node:fs';
 
 import { loadModelSpec } from '../model/load.js';
 import type { ModelSpec } from '../model/types.js';
-import { ISA_IDS, loadNative, toNativeModelSpec, type EngineHandle, type IsaName, type NativeStepInput,
+import { ISA_IDS, loadNative, toNativeModelSpec, type EngineHandle, type IsaName, type KvDtype, type NativeStepInput,
   type NativeStepOutput, type WeightDtype } from './binding.js';
 
 export interface EngineInstanceOptions {
@@ -14,6 +14,7 @@ export interface EngineInstanceOptions {
   numKvBlocks: number;
   blockSize: number;
   isa?: IsaName;          // default: the best the CPU has
+  kvDtype?: KvDtype;      // default auto: f32 KV with f32 weights, f16 KV with int8 weights
 }
 
 export class EngineInstance {
@@ -21,6 +22,7 @@ export class EngineInstance {
   readonly numKvBlocks: number;
   readonly blockSize: number;
   readonly isa: IsaName;
+  readonly kvDtype: 'f32' | 'f16';
   readonly weightBytes: number;
   #handle: EngineHandle | null;
 
@@ -31,6 +33,7 @@ export class EngineInstance {
     this.numKvBlocks = info.numKvBlocks;
     this.blockSize = info.blockSize;
     this.isa = info.isa;
+    this.kvDtype = info.kvDtype;
     this.weightBytes = weightBytes;
   }
 
@@ -41,7 +44,7 @@ export class EngineInstance {
     const model = native.loadModel(toNativeModelSpec(modelSpec, o.dtype, key));
     const handle = native.createEngine(model.handle, {
       backend: 'cpu', numThreads: o.numThreads, numKvBlocks: o.numKvBlocks, blockSize: o.blockSize,
-      isa: o.isa ? ISA_IDS[o.isa] : -1,
+      isa: o.isa ? ISA_IDS[o.isa] : -1, kvDtype: o.kvDtype ?? 'auto',
     });
     return new EngineInstance(modelSpec, handle, model.weightBytes);
   }

@@ -9,6 +9,7 @@
 
 #include "cpu/attention.h"
 #include "cpu/ops.h"
+#include "cpu/simd_ops.h"
 #include "model.h"
 #include "sampler.h"
 #include "thread_pool.h"
@@ -24,9 +25,10 @@ class CpuEngine final : public Engine {
  public:
   CpuEngine(std::shared_ptr<const Model> model, const EngineOptions& o, Isa isa)
       : model_(std::move(model)), cfg_(model_->config), opts_(o), isa_(isa), pool_(o.num_threads) {
-    const size_t per_layer = size_t(o.num_kv_blocks) * o.block_size * cfg_.num_kv_heads * cfg_.head_dim;
-    k_cache_.assign(per_layer * cfg_.num_layers, 0.f);
-    v_cache_.assign(per_layer * cfg_.num_layers, 0.f);
+    kv_f16_ = o.kv_dtype == KvDType::f16 || (o.kv_dtype == KvDType::automatic && model_->weight_dtype == WeightDType::int8);
+    const size_t bytes = block_bytes() * o.num_kv_blocks * cfg_.num_layers;
+    k_cache_.assign(bytes, 0);
+    v_cache_.assign(bytes, 0);
     inv_freq_.resize(cfg_.head_dim / 2);
     rope_inv_freq(cfg_, inv_freq_.data());
     thread_scratch_.resize(pool_.size());
@@ -36,6 +38,7 @@ class CpuEngine final : public Engine {
   int num_kv_blocks() const override { return opts_.num_kv_blocks; }
   int block_size() const override { return opts_.block_size; }
   const char* isa_name() const override { return weft::isa_name(isa_); }
+  bool kv_f16() const override { return kv_f16_; }
 
   Status step(const StepInput& in, StepOutput* out) override {
     Status s = validate(in);
@@ -81,10 +84,10 @@ class CpuEngine final : public Engine {
     return Status::Ok();
   }
 
-  size_t block_floats() const { return size_t(opts_.block_size) * cfg_.num_kv_heads * cfg_.head_dim; }
+  size_t block_bytes() const { return size_t(opts_.block_size) * cfg_.num_kv_heads * cfg_.head_dim * (kv_f16_ ? 2 : 4); }
   PagedKv layer_kv(int l) {
-    const size_t per_layer = block_floats() * opts_.num_kv_blocks;
-    return PagedKv{k_cache_.data() + l * per_layer, v_cache_.data() + l * per_layer, opts_.block_size,
+    const size_t per_layer = block_bytes() * opts_.num_kv_blocks;
+    return PagedKv{k_cache_.data() + l * per_layer, v_cache_.data() + l * per_layer, kv_f16_, opts_.block_size,
                    cfg_.num_kv_heads, cfg_.head_dim};
   }
 
@@ -94,9 +97,9 @@ class CpuEngine final : public Engine {
     for (int c = 0; c < in.num_block_copies; ++c)
       for (int l = 0; l < cfg_.num_layers; ++l) {
         PagedKv kv = layer_kv(l);
-        const size_t n = block_floats(), src = in.block_copies[2 * c] * n, dst = in.block_copies[2 * c + 1] * n;
-        std::memcpy(kv.k + dst, kv.k + src, n * sizeof(float));
-        std::memcpy(kv.v + dst, kv.v + src, n * sizeof(float));
+        const size_t n = block_bytes(), src = in.block_copies[2 * c] * n, dst = in.block_copies[2 * c + 1] * n;
+        std::memcpy(static_cast<uint8_t*>(kv.k) + dst, static_cast<uint8_t*>(kv.k) + src, n);
+        std::memcpy(static_cast<uint8_t*>(kv.v) + dst, static_cast<uint8_t*>(kv.v) + src, n);
       }
     for (int i = 0; i < in.num_seqs; ++i) {
       auto& h = history_[in.seq_ids[i]];
@@ -150,7 +153,7 @@ class CpuEngine final : public Engine {
     for (int l = 0; l < cfg_.num_layers; ++l) {
       const LayerWeights& w = model_->layers[l];
       const PagedKv kv = layer_kv(l);
-      parallel_rows(T, [&](int t, int) { rmsnorm_f32(&x_[size_t(t) * D], w.attn_norm.data(), cfg_.rms_eps, D, &h_[size_t(t) * D]); });
+      parallel_rows(T, [&](int t, int) { rmsnorm_isa(isa_, &x_[size_t(t) * D], w.attn_norm.data(), cfg_.rms_eps, D, &h_[size_t(t) * D]); });
       matmul(w.qkv, h_.data(), T, qkv_.data());
       parallel_rows(T, [&](int t, int) {
         float* r = &qkv_[size_t(t) * qkv_cols];
@@ -158,24 +161,24 @@ class CpuEngine final : public Engine {
           for (int c = 0; c < qkv_cols; ++c) r[c] += w.qkv_bias[c];
         rope_apply_f32(r, cfg_.num_heads, hd, in.positions[t], inv_freq_.data());
         rope_apply_f32(r + q_cols, cfg_.num_kv_heads, hd, in.positions[t], inv_freq_.data());
-        kv_write_f32(kv, in.slot_mapping[t], r + q_cols, r + q_cols + kv_cols);
+        kv_write_isa(isa_, kv, in.slot_mapping[t], r + q_cols, r + q_cols + kv_cols);
       });
       parallel_rows(T * cfg_.num_kv_heads, [&](int task, int thread) {
         const int t = task / cfg_.num_kv_heads, g = task % cfg_.num_kv_heads, i = token_seq_[t];
         auto& scores = thread_scratch_[thread];
         const int ctx = in.positions[t] + 1;
         if (scores.size() < size_t(ctx)) scores.resize(ctx);
-        attention_token_group_f32(kv, in.block_tables + size_t(i) * in.max_blocks_per_seq, ctx, g,
+        attention_group_isa(isa_, kv, in.block_tables + size_t(i) * in.max_blocks_per_seq, ctx, g,
                                   &qkv_[size_t(t) * qkv_cols + g * group * hd], group, scale, scores.data(),
                                   &attn_[size_t(t) * q_cols + g * group * hd]);
       });
       matmul(w.o, attn_.data(), T, tmp_.data());
-      for (size_t j = 0; j < x_.size(); ++j) x_[j] += tmp_[j];
-      parallel_rows(T, [&](int t, int) { rmsnorm_f32(&x_[size_t(t) * D], w.ffn_norm.data(), cfg_.rms_eps, D, &h_[size_t(t) * D]); });
+      add_inplace_isa(isa_, x_.data(), tmp_.data(), x_.size());
+      parallel_rows(T, [&](int t, int) { rmsnorm_isa(isa_, &x_[size_t(t) * D], w.ffn_norm.data(), cfg_.rms_eps, D, &h_[size_t(t) * D]); });
       matmul(w.gate_up, h_.data(), T, gu_.data());
-      parallel_rows(T, [&](int t, int) { silu_mul_f32(&gu_[size_t(t) * 2 * F], &gu_[size_t(t) * 2 * F + F], F, &act_[size_t(t) * F]); });
+      parallel_rows(T, [&](int t, int) { silu_mul_isa(isa_, &gu_[size_t(t) * 2 * F], &gu_[size_t(t) * 2 * F + F], F, &act_[size_t(t) * F]); });
       matmul(w.down, act_.data(), T, tmp_.data());
-      for (size_t j = 0; j < x_.size(); ++j) x_[j] += tmp_[j];
+      add_inplace_isa(isa_, x_.data(), tmp_.data(), x_.size());
     }
   }
 
@@ -187,7 +190,7 @@ class CpuEngine final : public Engine {
     const int S = int(rows_.size());
     h_.resize(size_t(std::max(S, 1)) * D);
     for (int r = 0; r < S; ++r)
-      rmsnorm_f32(&x_[size_t(in.query_start[rows_[r] + 1] - 1) * D], model_->final_norm.data(), cfg_.rms_eps, D, &h_[size_t(r) * D]);
+      rmsnorm_isa(isa_, &x_[size_t(in.query_start[rows_[r] + 1] - 1) * D], model_->final_norm.data(), cfg_.rms_eps, D, &h_[size_t(r) * D]);
     logits_.resize(size_t(S) * V);
     if (S > 0) matmul(model_->lm_head, h_.data(), S, logits_.data());
     int top_n = 0;
@@ -228,7 +231,9 @@ class CpuEngine final : public Engine {
   EngineOptions opts_;
   Isa isa_;
   ThreadPool pool_;
-  std::vector<float> k_cache_, v_cache_, inv_freq_;
+  bool kv_f16_ = false;
+  std::vector<uint8_t> k_cache_, v_cache_;
+  std::vector<float> inv_freq_;
   std::vector<float> x_, h_, qkv_, attn_, gu_, act_, tmp_, logits_;
   std::vector<int> token_seq_, rows_;
   QuantAct act_q_;

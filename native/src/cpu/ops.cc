@@ -53,3 +53,44 @@ void silu_mul_f32(const float* gate, const float* up, int n, float* out) {
 }
 
 }  // namespace weft
+
+// ---- ISA dispatch of the vectorized versions (simd_ops_*.cc) ----
+#include "cpu/simd_ops.h"
+
+namespace weft {
+
+void rmsnorm_isa(Isa isa, const float* x, const float* w, float eps, int dim, float* out) {
+  if (isa == Isa::avx512) return avx512::rmsnorm(x, w, eps, dim, out);
+  if (isa == Isa::avx2) return avx2::rmsnorm(x, w, eps, dim, out);
+  rmsnorm_f32(x, w, eps, dim, out);
+}
+
+void silu_mul_isa(Isa isa, const float* gate, const float* up, int n, float* out) {
+  if (isa == Isa::avx512) return avx512::silu_mul(gate, up, n, out);
+  if (isa == Isa::avx2) return avx2::silu_mul(gate, up, n, out);
+  silu_mul_f32(gate, up, n, out);
+}
+
+void add_inplace_isa(Isa isa, float* x, const float* y, size_t n) {
+  if (isa == Isa::avx512) return avx512::add_inplace(x, y, n);
+  if (isa == Isa::avx2) return avx2::add_inplace(x, y, n);
+  for (size_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+void kv_write_isa(Isa isa, const PagedKv& kv, int slot, const float* k, const float* v) {
+  if (isa == Isa::avx512) return avx512::kv_write(kv, slot, k, v);
+  if (isa == Isa::avx2) return avx2::kv_write(kv, slot, k, v);
+  kv_write_ref(kv, slot, k, v);
+}
+
+void attention_group_isa(Isa isa, const PagedKv& kv, const int32_t* block_table, int ctx_len, int kv_head,
+                         const float* q, int heads_per_group, float scale, float* scores, float* out) {
+  // wide paths need whole vectors per head and at most 16 of them (the accumulator array)
+  if (isa == Isa::avx512 && kv.head_dim % 16 == 0 && kv.head_dim <= 256)
+    return avx512::attention_group(kv, block_table, ctx_len, kv_head, q, heads_per_group, scale, scores, out);
+  if (isa != Isa::scalar && kv.head_dim % 8 == 0 && kv.head_dim <= 128)
+    return avx2::attention_group(kv, block_table, ctx_len, kv_head, q, heads_per_group, scale, scores, out);
+  attention_token_group_ref(kv, block_table, ctx_len, kv_head, q, heads_per_group, scale, scores, out);
+}
+
+}  // namespace weft

@@ -1,0 +1,52 @@
+// Every ISA path (scalar reference, AVX2, AVX-512) and both KV cache types agree on a synthetic
+// model whose head_dim (32) takes the wide attention paths that stories260K (head_dim 8) cannot.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+
+import { synthesizeModel } from '../../src/model/synth.js';
+import { runOffline, type OfflineRequest } from '../../src/offline.js';
+import { loadNative } from '../../src/workers/binding.js';
+import { EngineInstance } from '../../src/workers/engine-instance.js';
+
+const CONFIG = {
+  architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 128, num_hidden_layers: 2, num_attention_heads: 4,
+  num_key_value_heads: 2, intermediate_size: 256, vocab_size: 512, max_position_embeddings: 256, rms_norm_eps: 1e-5, rope_theta: 10000,
+  tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2,
+};
+
+t.test('scalar, AVX2 and AVX-512 agree; f16 KV stays close to f32 KV', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-isa-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'm.gguf');
+  await synthesizeModel({ config: CONFIG, out: path, format: 'gguf', dtype: 'f32', seed: 11 });
+  // prompts long enough to span several blocks and the 4-position attention groups, with tails
+  const reqs: OfflineRequest[] = [37, 5, 70].map((n, i) => ({ promptIds: [1, ...Array.from({ length: n }, (_, j) => 3 + ((i * 53 + j * 29) % 500))], maxTokens: 6, ignoreEos: true }));
+  const run = async (dtype: 'f32' | 'int8', isa: 'scalar' | 'avx2' | 'avx512', kvDtype: 'f32' | 'f16') => {
+    const e = await EngineInstance.open({ modelPath: path, dtype, numThreads: 1, numKvBlocks: 32, blockSize: 16, isa, kvDtype });
+    const r = runOffline(e, reqs, { returnLogits: true, chunkSize: 9 });
+    e.close();
+    return r;
+  };
+  const maxDiff = (a: Awaited<ReturnType<typeof run>>, b: Awaited<ReturnType<typeof run>>) => {
+    let m = 0;
+    a.forEach((ra, i) => ra.logits.forEach((l, p) => l.forEach((v, j) => { m = Math.max(m, Math.abs(v - b[i].logits[p][j])); })));
+    return m;
+  };
+  for (const dtype of ['f32', 'int8'] as const) {
+    const ref = await run(dtype, 'scalar', 'f32');
+    for (const isa of loadNative().cpuInfo().supported) {
+      for (const kv of ['f32', 'f16'] as const) {
+        const r = await run(dtype, isa, kv);
+        const d = maxDiff(ref, r);
+        // f32 KV: only summation order differs. f16 KV: K/V rounded to 11 bits (~5e-4 relative);
+        // with int8 weights that perturbation can flip an activation's int8 rounding by one
+        // step (1/127 of the row's absmax), so the bound is looser there (logits here are |x| < 3).
+        const tol = kv === 'f32' ? 2e-4 : dtype === 'f32' ? 2e-3 : 5e-2;
+        t.ok(d < tol, `${dtype} weights, ${isa}, ${kv} KV: max |logit diff| vs scalar ${d.toExponential(2)} < ${tol}`);
+        if (kv === 'f32') r.forEach((x, i) => t.same(x.outputIds, ref[i].outputIds, `${dtype} ${isa} request ${i} tokens`));
+      }
+    }
+  }
+});
