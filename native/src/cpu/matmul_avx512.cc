@@ -1,0 +1,318 @@
+// AVX-512 (F+BW+VL+VNNI) kernels. Register-blocked outer products with no horizontal sums:
+// one zmm of packed weights covers 16 output rows (x 4 k for int8), each token's activation is
+// broadcast and multiplied into a [panels x tokens] tile of accumulators.
+// GCC 12's AVX-512 headers build "undefined" vectors by self-initialization, which -Wall
+// reports as -Wuninitialized once inlined into a target("avx512f") function.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <array>
+#include <cstring>
+#include <utility>
+
+#include "cpu/matmul_internal.h"
+
+#define WEFT_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+
+namespace weft {
+namespace detail {
+namespace {
+
+// Lanes of a panel that are real rows: all 16 except in the last panel when n % 16 != 0.
+WEFT_AVX512 inline __mmask16 row_mask(int valid) {
+  return valid >= kPackRows ? __mmask16(0xFFFF) : __mmask16((1u << (valid > 0 ? valid : 0)) - 1);
+}
+
+WEFT_AVX512 inline __m512i bcast4(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// ---- int8 ----
+
+// acc += dot(x u8 quads, w s8 quads). Inline asm because GCC 12 copies the tied accumulator
+// of the vpdpbusd intrinsic to a fresh register every use (2 moves per multiply in a tile).
+WEFT_AVX512 inline void dpbusd(__m512i& acc, __m512i x, __m512i w) {
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w));
+}
+
+// Shared arguments of one [NP panels x T tokens] int8 tile.
+struct I8Tile {
+  const uint8_t* x;    // activation quads of the tile's first token (QuantAct layout)
+  size_t xstride;      // bytes between consecutive k-quads (4 * m)
+  const float* xs;     // scales of the tile's tokens
+  const int8_t* w;     // first panel's packed data
+  size_t wstride;      // bytes between panels
+  int kq;              // k-quads (padded k / 4)
+  const float* ws;     // first panel's scales ([p][g][16])
+  const int32_t* rs;   // first panel's row sums, same layout
+  int groups;          // scale groups per row (1 for per-row scales)
+  float* y;            // output of the first token at the first panel's first row
+  int ldy;
+  int valid;           // real rows from the first panel on (for masking the last panel)
+  const int8_t* pf;    // the next panel group's data (NP * kq lines), prefetched meanwhile
+  const float* pf_ws;  // ... and its scales and row sums (NP * groups lines each)
+  const int32_t* pf_rs;
+};
+
+#ifndef WEFT_PF_HINT
+#define WEFT_PF_HINT _MM_HINT_T0
+#endif
+// Weights stream from DRAM (a model is far larger than the LLC), and the first token tile of
+// a panel group would need ~64 B/cycle. Every tile therefore prefetches the next group, one
+// line per panel per k-quad, so that its data is cached before its first tile starts.
+template <int NP>
+WEFT_AVX512 inline void prefetch_next(const int8_t* pf) {
+#pragma GCC unroll 16
+  for (int i = 0; i < NP; ++i) _mm_prefetch(reinterpret_cast<const char*>(pf + i * 64), WEFT_PF_HINT);
+}
+
+// Per-row scales: one int32 accumulator per (panel, token) over all of k, scaled at the end.
+template <int NP, int T>
+WEFT_AVX512 void i8_tile_row(const I8Tile& a) {
+  __m512i acc[NP][T];
+  #pragma GCC unroll 16
+  for (int i = 0; i < NP; ++i)
+    #pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) acc[i][t] = _mm512_setzero_si512();
+  const uint8_t* xj = a.x;
+  const int8_t* wj = a.w;
+  const size_t xstride = a.xstride, wstride = a.wstride;
+  const int8_t* pf = a.pf;
+  for (int j = a.kq; j > 0; --j, xj += xstride, wj += 64, pf += NP * 64) {
+    prefetch_next<NP>(pf);
+    __m512i wv[NP];
+    #pragma GCC unroll 16
+    for (int i = 0; i < NP; ++i) wv[i] = _mm512_load_si512(wj + i * wstride);
+    #pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) {
+      const __m512i xb = bcast4(xj + 4 * t);
+      #pragma GCC unroll 16
+      for (int i = 0; i < NP; ++i) dpbusd(acc[i][t], xb, wv[i]);
+    }
+  }
+  #pragma GCC unroll 16
+  for (int i = 0; i < NP; ++i) {
+    const __m512i rs = _mm512_load_si512(a.rs + i * kPackRows);  // -128 * row sum
+    const __m512 ws = _mm512_load_ps(a.ws + i * kPackRows);
+    const __mmask16 mask = row_mask(a.valid - i * kPackRows);
+    #pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) {
+      const __m512 s = _mm512_mul_ps(ws, _mm512_set1_ps(a.xs[t]));
+      const __m512i dot = _mm512_add_epi32(acc[i][t], rs);
+      _mm512_mask_storeu_ps(a.y + size_t(t) * a.ldy + i * kPackRows, mask, _mm512_mul_ps(_mm512_cvtepi32_ps(dot), s));
+    }
+  }
+}
+
+// Group-32 scales: int32 accumulators per group (8 k-quads), folded into float ones.
+template <int NP, int T>
+WEFT_AVX512 void i8_tile_group(const I8Tile& a) {
+  __m512 facc[NP][T];
+  #pragma GCC unroll 16
+  for (int i = 0; i < NP; ++i)
+    #pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) facc[i][t] = _mm512_setzero_ps();
+  const size_t gstride = size_t(a.groups) * kPackRows;  // scales/sums between panels
+  const uint8_t* xj = a.x;
+  const int8_t* wj = a.w;
+  const int8_t* pf = a.pf;
+  for (int g = 0; g < a.groups; ++g) {
+    prefetch_next<NP>(reinterpret_cast<const int8_t*>(a.pf_ws + g * NP * kPackRows));
+    prefetch_next<NP>(reinterpret_cast<const int8_t*>(a.pf_rs + g * NP * kPackRows));
+    __m512i acc[NP][T];
+    #pragma GCC unroll 16
+    for (int i = 0; i < NP; ++i) {
+      const __m512i r = _mm512_load_si512(a.rs + i * gstride + g * kPackRows);
+      #pragma GCC unroll 16
+      for (int t = 0; t < T; ++t) acc[i][t] = r;
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < kQ8Group / kQuad; ++j, xj += a.xstride, wj += 64, pf += NP * 64) {
+      prefetch_next<NP>(pf);
+      __m512i wv[NP];
+      #pragma GCC unroll 16
+      for (int i = 0; i < NP; ++i) wv[i] = _mm512_load_si512(wj + i * a.wstride);
+      #pragma GCC unroll 16
+      for (int t = 0; t < T; ++t) {
+        const __m512i xb = bcast4(xj + 4 * t);
+        #pragma GCC unroll 16
+        for (int i = 0; i < NP; ++i) dpbusd(acc[i][t], xb, wv[i]);
+      }
+    }
+    #pragma GCC unroll 16
+    for (int i = 0; i < NP; ++i) {
+      const __m512 ws = _mm512_load_ps(a.ws + i * gstride + g * kPackRows);
+      #pragma GCC unroll 16
+      for (int t = 0; t < T; ++t) facc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][t]), ws, facc[i][t]);
+    }
+  }
+  #pragma GCC unroll 16
+  for (int i = 0; i < NP; ++i) {
+    const __mmask16 mask = row_mask(a.valid - i * kPackRows);
+    #pragma GCC unroll 16
+    for (int t = 0; t < T; ++t)
+      _mm512_mask_storeu_ps(a.y + size_t(t) * a.ldy + i * kPackRows, mask,
+                            _mm512_mul_ps(facc[i][t], _mm512_set1_ps(a.xs[t])));
+  }
+}
+
+// Tile shapes: [panels][tokens]. Per k-quad a tile issues NP weight loads, T broadcasts and
+// NP*T vpdpbusd; the group kernel also keeps NP*T float accumulators (32 zmm in all).
+#ifndef WEFT_ROW_NP
+#define WEFT_ROW_NP 2
+#define WEFT_ROW_T 8
+#define WEFT_GRP_NP 2
+#define WEFT_GRP_T 6
+#endif
+constexpr int kRowNP = WEFT_ROW_NP, kRowT = WEFT_ROW_T, kGrpNP = WEFT_GRP_NP, kGrpT = WEFT_GRP_T;
+
+// Kernel tables [NP - 1][T - 1], so tails of panels and tokens use smaller tiles.
+using I8Fn = void (*)(const I8Tile&);
+template <bool G, int NP, size_t... T>
+constexpr std::array<I8Fn, sizeof...(T)> i8_tiles(std::index_sequence<T...>) {
+  return {{(G ? &i8_tile_group<NP, int(T) + 1> : &i8_tile_row<NP, int(T) + 1>)...}};
+}
+template <bool G, int TM, size_t... P>
+constexpr std::array<std::array<I8Fn, TM>, sizeof...(P)> i8_table(std::index_sequence<P...>) {
+  return {{i8_tiles<G, int(P) + 1>(std::make_index_sequence<TM>())...}};
+}
+
+template <bool G, int NPM, int TM>
+void i8_run(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1) {
+  static constexpr auto table = i8_table<G, TM>(std::make_index_sequence<NPM>());
+  const int m = x.m, kp = i8_kpad(w.k), groups = G ? kp / kQ8Group : 1;
+  I8Tile a;
+  a.xstride = size_t(kQuad) * m;
+  a.wstride = size_t(kp) * kPackRows;
+  a.kq = kp / kQuad;
+  a.groups = groups;
+  a.ldy = ldy;
+  // Spread the tokens evenly over the fewest tiles (e.g. 64 = 6 x 6 + 4 x 7, not 9 x 7 + 1).
+  const int tiles = (m + TM - 1) / TM;
+  const int p1 = panels_of(n1);
+  for (int p = n0 / kPackRows; p < p1; p += NPM) {
+    const int np = p1 - p < NPM ? p1 - p : NPM;
+    a.w = w.data.as<int8_t>() + size_t(p) * a.wstride;
+    a.ws = w.scales.as<float>() + size_t(p) * groups * kPackRows;
+    a.rs = w.row_sums.as<int32_t>() + size_t(p) * groups * kPackRows;
+    a.valid = n1 - p * kPackRows;
+    const bool last = p + NPM >= p1;
+    a.pf = last ? a.w : a.w + size_t(np) * a.wstride;
+    a.pf_ws = last ? a.ws : a.ws + size_t(np) * groups * kPackRows;
+    a.pf_rs = last ? a.rs : a.rs + size_t(np) * groups * kPackRows;
+    for (int tile = 0; tile < tiles; ++tile) {
+      const int t0 = int(int64_t(m) * tile / tiles), t1 = int(int64_t(m) * (tile + 1) / tiles);
+      a.x = x.data.as<uint8_t>() + size_t(kQuad) * t0;
+      a.xs = x.scales.as<float>() + t0;
+      a.y = y + size_t(t0) * ldy + p * kPackRows;
+      table[np - 1][t1 - t0 - 1](a);
+    }
+  }
+}
+
+}  // namespace
+
+void matmul_i8_avx512(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1) {
+  if (w.group != 0)
+    i8_run<true, kGrpNP, kGrpT>(x, w, y, ldy, n0, n1);
+  else
+    i8_run<false, kRowNP, kRowT>(x, w, y, ldy, n0, n1);
+}
+
+namespace {
+
+// ---- f32 ----
+
+// [NP panels x T tokens] of float accumulators; x rows are read in place (stride k).
+template <int NP, int T>
+WEFT_AVX512 void f32_tile(const float* x, int k, const float* w, size_t wstride, float* y, int ldy, int valid) {
+  __m512 acc[NP][T];
+  #pragma GCC unroll 16
+  for (int i = 0; i < NP; ++i)
+    #pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) acc[i][t] = _mm512_setzero_ps();
+  for (int c = 0; c < k; ++c) {
+    __m512 wv[NP];
+    #pragma GCC unroll 16
+    for (int i = 0; i < NP; ++i) wv[i] = _mm512_load_ps(w + i * wstride + size_t(c) * kPackRows);
+    #pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) {
+      const __m512 xb = _mm512_set1_ps(x[size_t(t) * k + c]);
+      #pragma GCC unroll 16
+      for (int i = 0; i < NP; ++i) acc[i][t] = _mm512_fmadd_ps(wv[i], xb, acc[i][t]);
+    }
+  }
+  #pragma GCC unroll 16
+  for (int i = 0; i < NP; ++i) {
+    const __mmask16 mask = row_mask(valid - i * kPackRows);
+    #pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(y + size_t(t) * ldy + i * kPackRows, mask, acc[i][t]);
+  }
+}
+
+using F32Fn = void (*)(const float*, int, const float*, size_t, float*, int, int);
+constexpr int kMaxTF = 12;
+template <int NP, size_t... T>
+constexpr std::array<F32Fn, sizeof...(T)> f32_table(std::index_sequence<T...>) {
+  return {{&f32_tile<NP, int(T) + 1>...}};
+}
+
+}  // namespace
+
+void matmul_f32_avx512(const float* x, int m, const PackedF32& w, float* y, int ldy, int n0, int n1) {
+  static const auto t2 = f32_table<2>(std::make_index_sequence<kMaxTF>());
+  static const auto t1 = f32_table<1>(std::make_index_sequence<kMaxTF>());
+  const int k = w.k, p1 = panels_of(n1);
+  const size_t wstride = size_t(k) * kPackRows;
+  for (int p = n0 / kPackRows; p < p1; p += 2) {
+    const int np = p + 2 <= p1 ? 2 : 1;
+    for (int t0 = 0; t0 < m; t0 += kMaxTF) {
+      const int tt = m - t0 < kMaxTF ? m - t0 : kMaxTF;
+      (np == 2 ? t2 : t1)[tt - 1](x + size_t(t0) * k, k, w.data.as<float>() + p * wstride, wstride,
+                                  y + size_t(t0) * ldy + p * kPackRows, ldy, n1 - p * kPackRows);
+    }
+  }
+}
+
+// 16 floats -> 16 bytes of x+128; the caller scatters them as 4 k-quads.
+WEFT_AVX512 void quantize_act_avx512(const float* x, int m, int k, QuantAct* out) {
+  const int kp = i8_kpad(k);
+  uint8_t* d = out->data.as<uint8_t>();
+  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127), off = _mm512_set1_epi32(128);
+  for (int t = 0; t < m; ++t) {
+    const float* xr = x + size_t(t) * k;
+    __m512 vmax = _mm512_setzero_ps();
+    for (int c = 0; c < k; c += 16) {
+      const __mmask16 mk = row_mask(k - c);
+      vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_maskz_loadu_ps(mk, xr + c)));
+    }
+    const float amax = _mm512_reduce_max_ps(vmax);
+    const float scale = amax / 127.0f, inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+    out->scales.as<float>()[t] = scale;
+    const __m512 vinv = _mm512_set1_ps(inv);
+    for (int c = 0; c < kp; c += 16) {
+      const __m512 v = _mm512_maskz_loadu_ps(row_mask(k - c), xr + c);
+      __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, vinv));  // round half to even
+      q = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi), off);
+      const __m128i b = _mm512_cvtepi32_epi8(q);
+      uint8_t* dst = d + size_t(c / kQuad) * kQuad * m + size_t(t) * kQuad;
+      if (m == 1) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), b);
+      } else {
+        const size_t s = size_t(kQuad) * m;
+        const int32_t q0 = _mm_extract_epi32(b, 0), q1 = _mm_extract_epi32(b, 1);
+        const int32_t q2 = _mm_extract_epi32(b, 2), q3 = _mm_extract_epi32(b, 3);
+        std::memcpy(dst, &q0, 4);
+        std::memcpy(dst + s, &q1, 4);
+        std::memcpy(dst + 2 * s, &q2, 4);
+        std::memcpy(dst + 3 * s, &q3, 4);
+      }
+    }
+  }
+}
+
+}  // namespace detail
+}  // namespace weft
