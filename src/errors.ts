@@ -30,6 +30,26 @@ export const ERRORS = {
   WEFT_ERR_SCHED_TOO_LONG: { status: 400, type: 'invalid_request_error' },
   WEFT_ERR_SCHED_INVALID_PARAMS: { status: 400, type: 'invalid_request_error' },
   WEFT_ERR_SCHED_DUPLICATE_ID: { status: 400, type: 'invalid_request_error' },
+  // HTTP layer: transport-level problems with a request
+  WEFT_ERR_HTTP_NOT_FOUND: { status: 404, type: 'not_found_error' },
+  WEFT_ERR_HTTP_BAD_JSON: { status: 400, type: 'invalid_request_error' },
+  WEFT_ERR_HTTP_EMPTY_BODY: { status: 400, type: 'invalid_request_error' },
+  WEFT_ERR_HTTP_BODY_TOO_LARGE: { status: 413, type: 'invalid_request_error' },
+  WEFT_ERR_HTTP_UNSUPPORTED_MEDIA_TYPE: { status: 415, type: 'invalid_request_error' },
+  WEFT_ERR_HTTP_NOT_READY: { status: 503, type: 'unavailable_error' },
+  WEFT_ERR_HTTP_SHUTTING_DOWN: { status: 503, type: 'unavailable_error' },
+  WEFT_ERR_HTTP_INTERNAL: { status: 500, type: 'internal_error' },
+  // authentication (Bearer API keys)
+  WEFT_ERR_AUTH_MISSING_KEY: { status: 401, type: 'authentication_error' },
+  WEFT_ERR_AUTH_INVALID_KEY: { status: 401, type: 'authentication_error' },
+  // request content: schema violations and values the schema cannot judge
+  WEFT_ERR_REQ_INVALID: { status: 400, type: 'invalid_request_error' },
+  WEFT_ERR_REQ_PROMPT_TOO_LONG: { status: 400, type: 'invalid_request_error' },
+  WEFT_ERR_REQ_INVALID_TOKEN_ID: { status: 400, type: 'invalid_request_error' },
+  WEFT_ERR_REQ_BAD_MESSAGES: { status: 400, type: 'invalid_request_error' },
+  WEFT_ERR_REQ_CHAT_TEMPLATE: { status: 400, type: 'invalid_request_error' },
+  WEFT_ERR_REQ_UNKNOWN_MODEL: { status: 404, type: 'not_found_error' },
+  WEFT_ERR_REQ_TIMEOUT: { status: 504, type: 'timeout_error' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

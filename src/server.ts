@@ -1,8 +1,116 @@
-// Entry point of `npm start`. The HTTP server (routes, scheduler, workers) is not built yet:
-// until it lands this says so and exits non-zero, rather than pretending to serve.
-export async function runServer(_argv: string[]): Promise<void> {
-  process.stderr.write('weft: the HTTP server is not implemented yet; use `weft generate --model PATH --prompt TEXT` meanwhile\n');
-  process.exitCode = 2;
+// main: loadConfig → buildApp → listen (so /health answers and /ready says 503 while the model
+// loads) → load the model → start the engine workers → attach. SIGTERM/SIGINT: stop accepting,
+// let in-flight requests finish (bounded by shutdownTimeoutMs), close the workers, exit.
+import { basename } from 'node:path';
+
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+
+import { buildApp } from './app.js';
+import { configUsage, describeConfig, engineSlice, generationSlice, loadConfig, resolveBackend, schedulerSlice, type Config } from './config.js';
+import { DEMO_MODEL_NAME, ensureDemoModel } from './demo-model.js';
+import { isWeftError } from './errors.js';
+import { GenerationService } from './generation.js';
+import { loadModelSpec } from './model/load.js';
+import type { Metrics } from './metrics.js';
+import { EngineLoop } from './scheduler/engine.js';
+import { TextTokenizer } from './tokenizer.js';
+import { loadNative } from './workers/binding.js';
+import { EngineWorker } from './workers/pool.js';
+
+export interface Engine {
+  service: GenerationService;
+  close(): Promise<void>;
+}
+
+// Model files → workers → engine loop → generation service, with the metrics hooks wired.
+export async function startEngine(config: Readonly<Config>, metrics: Metrics, log?: FastifyBaseLogger): Promise<Engine> {
+  const e = engineSlice(config);
+  const isDemo = e.model === '';
+  const modelPath = isDemo ? await ensureDemoModel() : e.model;
+  if (isDemo) log?.warn(`*** no --model given: serving the built-in DEMO model (synthetic weights, its output is noise) from ${modelPath}; pass --model PATH or WEFT_MODEL to serve a real model ***`);
+  const backend = resolveBackend(e.backend, loadNative().cudaDeviceCount());
+  log?.info(`backend: ${backend} (asked: ${e.backend})`);
+  const spec = await loadModelSpec(modelPath);
+  const sched = schedulerSlice(config, spec.config.maxPositions);
+  const workers: EngineWorker[] = [];
+  try {
+    for (let i = 0; i < e.numInstances; i++)
+      workers.push(await EngineWorker.start(i, { modelPath, dtype: e.dtype, numThreads: e.numThreads, numKvBlocks: e.kvCacheBlocks, blockSize: e.blockSize }));
+  } catch (err) {
+    await Promise.all(workers.map((w) => w.close()));
+    throw err;
+  }
+  const loop = new EngineLoop(workers, {
+    scheduler: { ...sched, blockSize: e.blockSize }, eosTokenIds: spec.config.eosTokenIds,
+    onStep: metrics.onStep, onFinish: metrics.onFinish,
+  });
+  metrics.addStatsSource(() => loop.stats());
+  const id = config.servedModelName || (isDemo ? DEMO_MODEL_NAME : basename(modelPath).replace(/\.gguf$/, ''));
+  const service = new GenerationService(loop, new TextTokenizer(spec), {
+    id, path: modelPath, isDemo, backend, dtype: e.dtype, maxModelLen: sched.maxModelLen, vocabSize: spec.config.vocabSize,
+    eosTokenIds: spec.config.eosTokenIds, numInstances: e.numInstances, chatTemplate: spec.chatTemplate,
+  }, generationSlice(config), metrics);
+  log?.info(`model ${id} ready: ${spec.format} ${modelPath}, ${e.numInstances} instance(s) × ${e.numThreads} thread(s), ${e.kvCacheBlocks} KV blocks of ${e.blockSize}, context ${sched.maxModelLen}`);
+  return {
+    service,
+    async close() {
+      await loop.close();
+      await Promise.all(workers.map((w) => w.close()));
+    },
+  };
+}
+
+// Stops accepting, waits for in-flight requests up to shutdownTimeoutMs, then aborts the rest.
+export async function shutdown(app: FastifyInstance, engine: Engine | null, timeoutMs: number): Promise<void> {
+  app.weft.isShuttingDown = true;
+  const closing = app.close();
+  const drained = engine ? await engine.service.drain(timeoutMs) : true;
+  if (!drained) {
+    app.log.warn('shutdown: in-flight requests past the timeout are aborted');
+    engine?.service.abortAll();
+    app.server.closeAllConnections();
+  }
+  // keep-alive connections that went idle since close() began
+  app.server.closeIdleConnections();
+  await closing;
+  await engine?.close();
+}
+
+export async function runServer(argv: string[]): Promise<void> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(configUsage() + '\n');
+    return;
+  }
+  let config: Readonly<Config>;
+  try {
+    config = loadConfig({ argv });
+  } catch (e) {
+    process.stderr.write(`weft: ${isWeftError(e) ? e.code + ': ' : ''}${(e as Error).message}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  const app = await buildApp(config);
+  app.log.info({ config: describeConfig(config) }, 'effective configuration');
+  await app.listen({ port: config.port, host: config.host });
+  let engine: Engine | null = null;
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    app.log.info(`${signal}: draining (up to ${config.shutdownTimeoutMs} ms)`);
+    shutdown(app, engine, config.shutdownTimeoutMs).then(() => process.exit(0), (e) => { app.log.error(e); process.exit(1); });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  try {
+    engine = await startEngine(config, app.weft.metrics, app.log);
+    if (stopping) return void (await engine.close());
+    app.weft.attach(engine.service);
+  } catch (e) {
+    app.log.fatal({ err: e }, `cannot start the engine: ${(e as Error).message}`);
+    await app.close();
+    process.exitCode = 1;
+  }
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) await runServer(process.argv.slice(2));

@@ -115,6 +115,12 @@ struct StepInput {
   int num_forks = 0;
   const int32_t* release_seq_ids = nullptr;  // [R] sequences whose state can be dropped
   int num_release = 0;
+  // Token history not fed this step (a prompt prefix served from the prefix cache), so that
+  // penalties see the whole sequence: for each of H sequences, tokens at positions 0, 1, …
+  const int32_t* history_seq_ids = nullptr;  // [H]
+  const int32_t* history_offsets = nullptr;  // [H+1] into history_tokens
+  const int32_t* history_tokens = nullptr;
+  int num_history = 0;
   bool return_logits = false;             // raw logits of each sampled row (tests, rerankers)
 };
 

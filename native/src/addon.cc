@@ -215,6 +215,15 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
     s.block_copies = s.num_block_copies ? I32("blockCopies", 2 * size_t(s.num_block_copies)) : nullptr;
     s.forks = s.num_forks ? I32("forks", 2 * size_t(s.num_forks)) : nullptr;
     s.release_seq_ids = s.num_release ? I32("releaseSeqIds", size_t(s.num_release)) : nullptr;
+    s.num_history = get_int(in, "numHistory", 0);
+    if (s.num_history < 0) throw_bad(env, "negative numHistory");
+    if (s.num_history > 0) {
+      s.history_seq_ids = I32("historySeqIds", size_t(s.num_history));
+      s.history_offsets = I32("historyOffsets", size_t(s.num_history) + 1);
+      const int32_t total = s.history_offsets[s.num_history];
+      if (total < 0) throw_bad(env, "bad historyOffsets");
+      s.history_tokens = I32("historyTokens", size_t(total));
+    }
     s.return_logits = get_bool(in, "returnLogits", false);
     weft::StepOutput out;
     Status st = h->engine->step(s, &out);

@@ -247,7 +247,10 @@ export function buildStepMessage(out: SchedulerOutput, earlierReleases: number[]
   });
   return {
     kind: 'step',
-    newSeqs: out.newSeqs.map((s) => ({ seqId: s.seqId, promptLen: s.numPromptTokens, sampling: { ...s.sampling } })),
+    newSeqs: out.scheduled.filter((s) => s.isNew).map((s) => ({
+      seqId: s.seqId, promptLen: s.seq.numPromptTokens, sampling: { ...s.seq.sampling },
+      ...(s.startPos > 0 ? { prefixTokens: s.seq.tokenIds.slice(0, s.startPos) } : {}),
+    })),
     seqIds, startPos, numNewTokens, doSample, tokenIds,
     blockUpdates: Int32Array.from(updates),
     blockCopies: Int32Array.from(out.blockCopies.flat()),

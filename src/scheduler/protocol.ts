@@ -30,6 +30,7 @@ export interface NewSeqData {
   seqId: number;
   promptLen: number;
   sampling: SamplingParams;
+  prefixTokens?: number[];   // tokens before the first one fed (a prefix-cache hit): penalty history
 }
 
 export interface StepMessage {

@@ -67,6 +67,10 @@ export interface NativeStepInput {
   forks?: Int32Array;
   numRelease: number;
   releaseSeqIds?: Int32Array;
+  numHistory: number;
+  historySeqIds?: Int32Array;
+  historyOffsets?: Int32Array;
+  historyTokens?: Int32Array;
   returnLogits: boolean;
 }
 

@@ -32,6 +32,7 @@ export interface StepExtras {
   blockCopies?: ArrayLike<number>;  // src, dst pairs
   forks?: ArrayLike<number>;        // parent, child seq id pairs
   release?: ArrayLike<number>;      // seq ids
+  history?: { seqId: number; tokens: ArrayLike<number> }[];  // prefixes not fed (prefix-cache hits)
   returnLogits?: boolean;
 }
 
@@ -59,6 +60,8 @@ export function packStep(seqs: readonly SeqStep[], blockSize: number, extras: St
     forks: extras.forks ? Int32Array.from(extras.forks) : undefined,
     numRelease: extras.release ? extras.release.length : 0,
     releaseSeqIds: extras.release ? Int32Array.from(extras.release) : undefined,
+    numHistory: extras.history?.length ?? 0,
+    ...packHistory(extras.history ?? []),
     returnLogits: extras.returnLogits ?? false,
   };
   let t = 0;
@@ -90,6 +93,15 @@ export function packStep(seqs: readonly SeqStep[], blockSize: number, extras: St
   });
   input.queryStart[N] = t;
   return input;
+}
+
+function packHistory(h: { seqId: number; tokens: ArrayLike<number> }[]): Pick<NativeStepInput, 'historySeqIds' | 'historyOffsets' | 'historyTokens'> {
+  if (h.length === 0) return {};
+  const offsets = new Int32Array(h.length + 1);
+  h.forEach((x, i) => { offsets[i + 1] = offsets[i] + x.tokens.length; });
+  const tokens = new Int32Array(offsets[h.length]);
+  h.forEach((x, i) => tokens.set(Array.from(x.tokens), offsets[i]));
+  return { historySeqIds: Int32Array.from(h.map((x) => x.seqId)), historyOffsets: offsets, historyTokens: tokens };
 }
 
 // All arrays of a packed step, for transferring them to a worker instead of copying.

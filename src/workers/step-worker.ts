@@ -41,7 +41,8 @@ function runStep(m: StepMessage): WorkerReply {
       blockTable: s.blockTable, doSample: m.doSample[i] === 1, sampling: s.sampling });
     off += n;
   }
-  const input = packStep(steps, engine.blockSize, { blockCopies: m.blockCopies, forks: m.forks, release: m.release, returnLogits: m.returnLogits });
+  const history = m.newSeqs.filter((n) => n.prefixTokens).map((n) => ({ seqId: n.seqId, tokens: n.prefixTokens! }));
+  const input = packStep(steps, engine.blockSize, { blockCopies: m.blockCopies, forks: m.forks, release: m.release, history, returnLogits: m.returnLogits });
   const packUs = (performance.now() - t0) * 1000;
   const out = engine.step(input);
   return { ok: true, ...out, packUs };

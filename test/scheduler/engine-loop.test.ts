@@ -87,6 +87,24 @@ t.test('a shared prompt prefix hits the prefix cache and gives the same tokens',
   await worker.close();
 });
 
+t.test('penalties see the whole prompt when its prefix came from the cache', async (t) => {
+  const prefix = [1, ...Array.from({ length: 40 }, (_, i) => 3 + ((i * 13) % 60))];
+  const sampling = { repetitionPenalty: 1.5, presencePenalty: 0.5 };
+  const b = { promptIds: [...prefix, 7, 8], maxTokens: 24 };
+  const e = await EngineInstance.open(opts(16));
+  const expected = runOffline(e, [{ ...b, sampling }], { eosTokenIds: EOS })[0].outputIds;
+  e.close();
+  const worker = await EngineWorker.start(0, opts(64));
+  const loop = new EngineLoop([worker], { scheduler: { maxModelLen: 512 }, eosTokenIds: EOS });
+  await collect(loop.submit({ promptTokenIds: [...prefix, 5], maxTokens: 4 }));  // fills the prefix cache
+  const before = loop.stats()[0].numPrefixCacheHits;
+  const r = await collect(loop.submit({ promptTokenIds: b.promptIds, maxTokens: b.maxTokens, sampling }));
+  t.ok(loop.stats()[0].numPrefixCacheHits - before >= 32, 'the prefix came from the cache');
+  t.same(r.ids, expected);
+  await loop.close();
+  await worker.close();
+});
+
 t.test('a worker killed mid-step fails its sequences with a typed error; the others carry on', async (t) => {
   const w0 = await EngineWorker.start(0, opts(64));
   const w1 = await EngineWorker.start(1, opts(64));

@@ -79,6 +79,10 @@ class CpuEngine final : public Engine {
         if (blk < 0 || blk >= B) return bad("block id out of range");
       }
     }
+    if (in.num_history < 0 || (in.num_history > 0 && (!in.history_offsets || in.history_offsets[0] != 0)))
+      return bad("history_offsets must start at 0");
+    for (int i = 0; i < in.num_history; ++i)
+      if (in.history_offsets[i + 1] < in.history_offsets[i]) return bad("history_offsets must not decrease");
     for (int c = 0; c < 2 * in.num_block_copies; ++c)
       if (in.block_copies[c] < 0 || in.block_copies[c] >= B) return bad("block copy id out of range");
     return Status::Ok();
@@ -94,6 +98,13 @@ class CpuEngine final : public Engine {
   void housekeeping(const StepInput& in) {
     for (int r = 0; r < in.num_release; ++r) history_.erase(in.release_seq_ids[r]);
     for (int f = 0; f < in.num_forks; ++f) history_[in.forks[2 * f + 1]] = history_[in.forks[2 * f]];
+    for (int i = 0; i < in.num_history; ++i) {
+      auto& h = history_[in.history_seq_ids[i]];
+      const int32_t* b = in.history_tokens + in.history_offsets[i];
+      const int32_t* e = in.history_tokens + in.history_offsets[i + 1];
+      if (h.size() < size_t(e - b)) h.resize(e - b, -1);
+      std::copy(b, e, h.begin());
+    }
     for (int c = 0; c < in.num_block_copies; ++c)
       for (int l = 0; l < cfg_.num_layers; ++l) {
         PagedKv kv = layer_kv(l);

@@ -1,0 +1,108 @@
+// buildApp(config): the Fastify instance with every plugin and route registered, no listen.
+// The engine is attached when it is ready (/ready answers 503 until then), so the server can
+// listen while the model loads, and tests can build apps over a shared engine.
+import cors from '@fastify/cors';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+
+import { serverSlice, type Config } from './config.js';
+import { WeftError } from './errors.js';
+import type { GenerationService } from './generation.js';
+import { Metrics } from './metrics.js';
+import { registerDocs } from './routes/docs.js';
+import { errorBody, toWeftError } from './routes/error-body.js';
+import { chatRoutes } from './routes/chat.js';
+import { generateRoutes } from './routes/generate.js';
+import { healthRoutes } from './routes/health.js';
+import { openaiRoutes } from './routes/openai.js';
+import { ajvOptions } from './routes/schemas.js';
+import { tokenizeRoutes } from './routes/tokenize.js';
+
+export class AppState {
+  #service: GenerationService | null = null;
+  isShuttingDown = false;
+
+  constructor(readonly metrics: Metrics) {}
+
+  attach(service: GenerationService): void {
+    this.#service = service;
+    if (service.metrics !== this.metrics) this.metrics.addStatsSource(() => service.loop.stats());
+  }
+
+  get isReady(): boolean {
+    return this.#service !== null && !this.isShuttingDown;
+  }
+
+  // The engine, or a 503 while it loads or after shutdown began.
+  get service(): GenerationService {
+    if (this.isShuttingDown) throw new WeftError('WEFT_ERR_HTTP_SHUTTING_DOWN', 'the server is shutting down');
+    if (!this.#service) throw new WeftError('WEFT_ERR_HTTP_NOT_READY', 'the model is still loading');
+    return this.#service;
+  }
+
+  get maybeService(): GenerationService | null {
+    return this.#service;
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    weft: AppState;
+  }
+}
+
+export interface AppDeps {
+  service?: GenerationService;   // attach now (else call app.weft.attach later)
+  metrics?: Metrics;             // default: a fresh registry for this app
+}
+
+const PUBLIC_ROUTES = new Set(['/health']);
+
+export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Promise<FastifyInstance> {
+  const s = serverSlice(config);
+  const app = Fastify({
+    logger: s.logLevel === 'silent' ? false : { level: s.logLevel },
+    bodyLimit: s.bodyLimit,
+    ajv: { customOptions: { ...ajvOptions } },
+    forceCloseConnections: 'idle',
+    return503OnClosing: false,   // requests still arriving during shutdown get our 503 body (WEFT_ERR_HTTP_SHUTTING_DOWN)
+  });
+  const metrics = deps.metrics ?? deps.service?.metrics ?? new Metrics();
+  app.decorate('weft', new AppState(metrics));
+  if (deps.service) app.weft.attach(deps.service);
+
+  app.setErrorHandler((err, request, reply) => sendError(app, request, reply, toWeftError(err, request.body)));
+  app.setNotFoundHandler((request, reply) =>
+    sendError(app, request, reply, new WeftError('WEFT_ERR_HTTP_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)));
+
+  if (s.cors) {
+    const origins = s.cors.split(',').map((o) => o.trim());
+    await app.register(cors, { origin: origins.includes('*') ? true : origins });
+  }
+  if (s.apiKeys.length > 0) app.addHook('onRequest', bearerAuth(new Set(s.apiKeys)));
+
+  await registerDocs(app);
+  await app.register(healthRoutes);
+  await app.register(generateRoutes);
+  await app.register(chatRoutes);
+  await app.register(tokenizeRoutes);
+  await app.register(openaiRoutes);
+  return app;
+}
+
+function sendError(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, e: WeftError): FastifyReply {
+  app.weft.metrics.countError(e.code);
+  if (e.status >= 500 && e.status !== 503) request.log.error({ err: e }, e.message);
+  if (e.code === 'WEFT_ERR_SCHED_QUEUE_FULL' || e.status === 503) reply.header('retry-after', '1');
+  return reply.status(e.status).send(errorBody(e));
+}
+
+// Optional API keys: `Authorization: Bearer <key>` on every route but /health.
+function bearerAuth(keys: Set<string>) {
+  return async (request: FastifyRequest): Promise<void> => {
+    if (request.method === 'OPTIONS' || PUBLIC_ROUTES.has(request.url.split('?')[0])) return;
+    const header = request.headers.authorization;
+    if (!header) throw new WeftError('WEFT_ERR_AUTH_MISSING_KEY', 'this server needs an API key: Authorization: Bearer <key>');
+    const m = /^Bearer\s+(.+)$/i.exec(header);
+    if (!m || !keys.has(m[1].trim())) throw new WeftError('WEFT_ERR_AUTH_INVALID_KEY', 'the API key is not valid');
+  };
+}

@@ -1,0 +1,220 @@
+// The generation service the routes share: token ids in → engine loop → incremental
+// detokenizing → stop strings → text out, with a per-request timeout and abort on disconnect.
+// Routes see text, ids and finish reasons; never sequences or blocks.
+import { WeftError } from './errors.js';
+import type { Metrics } from './metrics.js';
+import type { EngineLoop, RequestHandle } from './scheduler/engine.js';
+import type { FinishReason } from './scheduler/sequence.js';
+import { IncrementalDetokenizer, type TextTokenizer } from './tokenizer.js';
+import type { SamplingParams } from './workers/step-pack.js';
+
+export interface ModelInfo {
+  id: string;              // the served model name
+  path: string;
+  isDemo: boolean;
+  backend: 'cpu' | 'gpu';
+  dtype: string;
+  maxModelLen: number;
+  vocabSize: number;
+  eosTokenIds: number[];
+  numInstances: number;
+  chatTemplate: string | null;
+}
+
+export interface GenRequest {
+  promptIds: number[];
+  maxTokens?: number;           // default: what the context leaves after the prompt
+  minTokens?: number;
+  ignoreEos?: boolean;
+  stopTokenIds?: number[];
+  stop?: string[];              // never part of the output
+  sampling?: Partial<SamplingParams>;
+}
+
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+  top?: { id: number; logprob: number }[];
+}
+
+// One engine token: the text it made releasable (may be '' while a stop string or a
+// multi-byte character is pending) and its id.
+export interface GenDelta {
+  text: string;
+  tokenId: number;
+  logprob?: TokenLogprob;
+}
+
+export interface GenResult {
+  text: string;
+  tokenIds: number[];
+  logprobs: TokenLogprob[];
+  finishReason: 'stop' | 'length' | 'abort';
+  numPromptTokens: number;
+  numOutputTokens: number;
+}
+
+export interface RunHooks {
+  onDelta?: (d: GenDelta) => void | Promise<void>;
+  signal?: AbortSignal;          // client gone: the sequence is aborted
+}
+
+export interface Generation {
+  readonly result: Promise<GenResult>;
+  abort(): void;
+}
+
+export class GenerationService {
+  readonly #active = new Set<RequestHandle>();
+  readonly #tokenText = new Map<number, string>();
+
+  constructor(
+    readonly loop: EngineLoop,
+    readonly tokenizer: TextTokenizer,
+    readonly model: Readonly<ModelInfo>,
+    readonly options: Readonly<{ maxPromptTokens: number; requestTimeoutMs: number }>,
+    readonly metrics?: Metrics,
+  ) {
+    metrics?.setPreemptedSource(() => [...this.#active].filter((h) => h.sequence.numPreemptions > 0).length);
+  }
+
+  get eosTokenId(): number | null {
+    return this.model.eosTokenIds[0] ?? null;
+  }
+
+  get numActive(): number {
+    return this.#active.size;
+  }
+
+  // Checks ids a client sent (prompts, stop ids) against the vocabulary.
+  checkTokenIds(ids: readonly number[], what: string): void {
+    const bad = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= this.model.vocabSize);
+    if (bad !== undefined) throw new WeftError('WEFT_ERR_REQ_INVALID_TOKEN_ID', `${what}: token id ${bad} is outside the vocabulary [0, ${this.model.vocabSize})`);
+  }
+
+  async encode(text: string, addSpecialTokens = true): Promise<number[]> {
+    return this.tokenizer.encode(text, addSpecialTokens);
+  }
+
+  // The text of one token as OpenAI logprobs show it (special tokens included).
+  async tokenText(id: number): Promise<string> {
+    let s = this.#tokenText.get(id);
+    if (s === undefined) {
+      s = await this.tokenizer.decode([id], false);
+      this.#tokenText.set(id, s);
+    }
+    return s;
+  }
+
+  #checkPrompt(req: GenRequest): void {
+    const n = req.promptIds.length;
+    if (n === 0) throw new WeftError('WEFT_ERR_REQ_INVALID', 'the prompt has no tokens (and the model has no BOS token)');
+    this.checkTokenIds(req.promptIds, 'prompt');
+    if (req.stopTokenIds) this.checkTokenIds(req.stopTokenIds, 'stop_token_ids');
+    const limit = this.options.maxPromptTokens || this.model.maxModelLen - 1;
+    if (n > limit) throw new WeftError('WEFT_ERR_REQ_PROMPT_TOO_LONG', `the prompt has ${n} tokens; at most ${limit} are allowed`);
+  }
+
+  // Submits synchronously (a full queue, a too-long request or bad values throw here, before
+  // any work and before a route commits to a response), then streams.
+  start(req: GenRequest, hooks: RunHooks = {}): Generation {
+    this.#checkPrompt(req);
+    const seed = req.sampling?.seed ?? Math.floor(Math.random() * 2 ** 53);
+    const handle = this.loop.submit({
+      promptTokenIds: req.promptIds, maxTokens: req.maxTokens, minTokens: req.minTokens, ignoreEos: req.ignoreEos,
+      stopTokenIds: req.stopTokenIds, sampling: { ...req.sampling, seed },
+    });
+    this.#active.add(handle);
+    const abort = () => { this.loop.abort(handle.requestId); };
+    hooks.signal?.addEventListener('abort', abort, { once: true });
+    if (hooks.signal?.aborted) abort();
+    return { abort, result: this.#finishRun(handle, req, hooks) };
+  }
+
+  async #finishRun(handle: RequestHandle, req: GenRequest, hooks: RunHooks): Promise<GenResult> {
+    let timedOut = false;
+    const timer = this.options.requestTimeoutMs > 0
+      ? setTimeout(() => { timedOut = true; this.loop.abort(handle.requestId); }, this.options.requestTimeoutMs) : null;
+    try {
+      const res = await this.#consume(handle, req, hooks);
+      if (timedOut && res.finishReason === 'abort')
+        throw new WeftError('WEFT_ERR_REQ_TIMEOUT', `the request ran past its ${this.options.requestTimeoutMs} ms limit after ${res.numOutputTokens} tokens`);
+      return res;
+    } finally {
+      if (timer) clearTimeout(timer);
+      this.#active.delete(handle);
+      // a consumer that throws (a broken socket) must not leave the sequence running
+      if (!handle.sequence.isFinished) this.loop.abort(handle.requestId);
+    }
+  }
+
+  // start() and wait.
+  run(req: GenRequest, hooks: RunHooks = {}): Promise<GenResult> {
+    try {
+      return this.start(req, hooks).result;
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  async #consume(handle: RequestHandle, req: GenRequest, hooks: RunHooks): Promise<GenResult> {
+    const detok = new IncrementalDetokenizer(this.tokenizer);
+    const stops = (req.stop ?? []).filter((s) => s.length > 0);
+    const holdBack = stops.reduce((m, s) => Math.max(m, s.length - 1), 0);
+    const tokenIds: number[] = [], logprobs: TokenLogprob[] = [];
+    let full = '', released = 0, stopAt = -1;
+    let reason: FinishReason | undefined;
+    let lastTokenAt = 0;
+
+    // Finds a stop string in the text not yet released; releases what can no longer start one.
+    const advance = (isEnd: boolean): string => {
+      if (stopAt < 0 && stops.length > 0) {
+        const from = Math.max(0, released - holdBack);
+        for (const s of stops) {
+          const i = full.indexOf(s, from);
+          if (i >= 0 && (stopAt < 0 || i < stopAt)) stopAt = i;
+        }
+      }
+      const upTo = stopAt >= 0 ? stopAt : isEnd ? full.length : Math.max(released, full.length - holdBack);
+      const out = full.slice(released, upTo);
+      released = Math.max(released, upTo);
+      return out;
+    };
+
+    for await (const ev of handle.events) {
+      if (ev.error) throw ev.error;
+      if (ev.tokenId !== null && stopAt < 0) {
+        const now = performance.now();
+        if (lastTokenAt > 0) this.metrics?.observeInterTokenLatency((now - lastTokenAt) / 1000);
+        lastTokenAt = now;
+        tokenIds.push(ev.tokenId);
+        const lp: TokenLogprob | undefined = ev.logprob === undefined ? undefined
+          : { id: ev.tokenId, logprob: ev.logprob, ...(ev.topLogprobs ? { top: ev.topLogprobs } : {}) };
+        if (lp) logprobs.push(lp);
+        full += await detok.push(ev.tokenId);
+        if (ev.finishReason) full += await detok.flush();
+        const text = advance(!!ev.finishReason);
+        if (stopAt >= 0 && !ev.finishReason) this.loop.finish(handle.requestId, 'stop');
+        await hooks.onDelta?.({ text, tokenId: ev.tokenId, ...(lp ? { logprob: lp } : {}) });
+      }
+      if (ev.finishReason) { reason = ev.finishReason; break; }
+    }
+    if (reason === undefined || reason === 'error') throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', 'the engine ended the request without a result');
+    const finishReason = stopAt >= 0 ? 'stop' : reason;
+    return {
+      text: full.slice(0, stopAt >= 0 ? stopAt : full.length), tokenIds, logprobs, finishReason,
+      numPromptTokens: req.promptIds.length, numOutputTokens: tokenIds.length,
+    };
+  }
+
+  // For shutdown: resolves when no request is in flight (or after maxMs).
+  async drain(maxMs: number): Promise<boolean> {
+    const until = Date.now() + maxMs;
+    while (this.#active.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    return this.#active.size === 0;
+  }
+
+  abortAll(): void {
+    for (const h of this.#active) this.loop.abort(h.requestId);
+  }
+}

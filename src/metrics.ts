@@ -1,0 +1,152 @@
+// Every metric once, on a registry of its own (one per app, so tests can build several).
+// Names follow vLLM's set (anchors §2) with a weft_ prefix. Request timings come from the
+// engine's monotonic timestamps at finish; gauges and cumulative engine counters are read
+// from the loop's stats() at scrape time.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+import type { StepTiming } from './scheduler/engine.js';
+import type { SchedulerStats } from './scheduler/scheduler.js';
+import type { FinishReason } from './scheduler/sequence.js';
+
+// The sequence timestamps a finished request reports (ms, one monotonic clock).
+export interface FinishedTimings {
+  arrivalTime: number;
+  firstScheduledTime: number | null;
+  firstTokenTime: number | null;
+  finishedTime: number | null;
+  numPromptTokens: number;
+  numOutputTokens: number;
+}
+
+const LATENCY_S = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560];
+const REQUEST_S = [0.01, 0.05, 0.1, 0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680];
+const STEP_S = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+const COUNT_1_2_5 = (max: number) => {
+  const out: number[] = [];
+  for (let m = 1; m <= max; m *= 10) for (const f of [1, 2, 5]) if (m * f <= max) out.push(m * f);
+  return out;
+};
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly #statsSources: (() => SchedulerStats[])[] = [];
+  #numPreemptedActive: () => number = () => 0;
+  // cumulative engine counters seen at the last scrape, to turn totals into increments
+  #seen = { preemptions: 0, queries: 0, hits: 0 };
+
+  readonly ttft; readonly itl; readonly e2e; readonly queueTime; readonly prefillTime; readonly decodeTime; readonly inferenceTime;
+  readonly requestPromptTokens; readonly requestGenerationTokens;
+  readonly stepBatchSize; readonly stepTokens; readonly stepTime;
+  readonly running; readonly waiting; readonly preempted; readonly kvUsage;
+  readonly promptTokens; readonly generationTokens; readonly requestSuccess; readonly preemptions;
+  readonly prefixQueries; readonly prefixHits; readonly errors;
+
+  constructor(opts: { maxModelLen?: number; defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    const hist = (name: string, help: string, buckets: number[], labelNames: string[] = []) => new Histogram({ name, help, buckets, labelNames, registers });
+    const counter = (name: string, help: string, labelNames: string[] = [], collect?: () => void) =>
+      new Counter({ name, help, labelNames, registers, ...(collect ? { collect } : {}) });
+    const gauge = (name: string, help: string, collect: (g: Gauge) => void) =>
+      new Gauge({ name, help, registers, collect() { collect(this); } });
+    const tokens = COUNT_1_2_5(opts.maxModelLen ?? 4096);
+
+    this.ttft = hist('weft_time_to_first_token_seconds', 'Time from arrival to the first output token', LATENCY_S);
+    this.itl = hist('weft_inter_token_latency_seconds', 'Time between consecutive output tokens of a request', LATENCY_S);
+    this.e2e = hist('weft_e2e_request_latency_seconds', 'Time from arrival to finish', REQUEST_S);
+    this.queueTime = hist('weft_request_queue_time_seconds', 'Time from arrival to first scheduled', REQUEST_S);
+    this.prefillTime = hist('weft_request_prefill_time_seconds', 'Time from first scheduled to the first token', REQUEST_S);
+    this.decodeTime = hist('weft_request_decode_time_seconds', 'Time from the first token to finish', REQUEST_S);
+    this.inferenceTime = hist('weft_request_inference_time_seconds', 'Time from first scheduled to finish', REQUEST_S);
+    this.requestPromptTokens = hist('weft_request_prompt_tokens', 'Prompt tokens per request', tokens);
+    this.requestGenerationTokens = hist('weft_request_generation_tokens', 'Output tokens per request', tokens);
+    this.stepBatchSize = hist('weft_step_batch_size', 'Sequences per engine step', COUNT_1_2_5(4096));
+    this.stepTokens = hist('weft_iteration_tokens_total', 'Tokens computed per engine step', COUNT_1_2_5(1 << 16));
+    this.stepTime = hist('weft_step_time_seconds', 'Wall time of one engine step (schedule, run, postprocess)', STEP_S);
+
+    const sum = (f: (s: SchedulerStats) => number) => this.#stats().reduce((a, s) => a + f(s), 0);
+    this.running = gauge('weft_num_requests_running', 'Requests in the running batch', (g) => g.set(sum((s) => s.numRunning)));
+    this.waiting = gauge('weft_num_requests_waiting', 'Requests waiting (queued or preempted)', (g) => g.set(sum((s) => s.numWaiting)));
+    this.preempted = gauge('weft_num_requests_preempted', 'Unfinished requests that were preempted at least once', (g) => g.set(this.#numPreemptedActive()));
+    this.kvUsage = gauge('weft_kv_cache_usage_perc', 'Fraction of KV cache blocks in use (0-1), mean over instances', (g) => {
+      const s = this.#stats();
+      const used = s.reduce((a, x) => a + x.numUsedBlocks, 0), total = s.reduce((a, x) => a + x.numUsedBlocks + x.numFreeBlocks, 0);
+      g.set(total ? used / total : 0);
+    });
+    this.promptTokens = counter('weft_prompt_tokens_total', 'Prompt tokens processed (finished requests)');
+    this.generationTokens = counter('weft_generation_tokens_total', 'Output tokens generated (finished requests)');
+    this.requestSuccess = counter('weft_request_success_total', 'Requests finished, by reason', ['finished_reason']);
+    this.preemptions = counter('weft_num_preemptions_total', 'Preemptions by the scheduler', [], () => this.#syncTotals());
+    this.prefixQueries = counter('weft_prefix_cache_queries_total', 'Prompt tokens looked up in the prefix cache', [], () => this.#syncTotals());
+    this.prefixHits = counter('weft_prefix_cache_hits_total', 'Prompt tokens found in the prefix cache', [], () => this.#syncTotals());
+    this.errors = counter('weft_errors_total', 'Error responses, by code', ['code']);
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'weft_' });
+  }
+
+  // Where gauges read engine state (one source per engine loop).
+  addStatsSource(f: () => SchedulerStats[]): void {
+    this.#statsSources.push(f);
+  }
+
+  setPreemptedSource(f: () => number): void {
+    this.#numPreemptedActive = f;
+  }
+
+  #stats(): SchedulerStats[] {
+    return this.#statsSources.flatMap((f) => f());
+  }
+
+  // Engine totals only grow, except when an instance restarts with a fresh scheduler: then the
+  // new total counts from zero and is added whole.
+  #syncTotals(): void {
+    const s = this.#stats();
+    const now = { preemptions: s.reduce((a, x) => a + x.numPreemptions, 0), queries: s.reduce((a, x) => a + x.numPrefixCacheQueries, 0), hits: s.reduce((a, x) => a + x.numPrefixCacheHits, 0) };
+    const inc = (c: Counter, k: keyof typeof now) => {
+      const d = now[k] >= this.#seen[k] ? now[k] - this.#seen[k] : now[k];
+      if (d > 0) c.inc(d);
+    };
+    inc(this.preemptions, 'preemptions');
+    inc(this.prefixQueries, 'queries');
+    inc(this.prefixHits, 'hits');
+    this.#seen = now;
+  }
+
+  // EngineLoop onStep.
+  readonly onStep = (t: StepTiming): void => {
+    this.stepBatchSize.observe(t.numSeqs);
+    this.stepTokens.observe(t.numTokens);
+    this.stepTime.observe(t.totalUs / 1e6);
+  };
+
+  // EngineLoop onFinish: the request's intervals from its engine timestamps.
+  readonly onFinish = (t: FinishedTimings, reason: FinishReason): void => {
+    const s = (a: number | null, b: number | null) => (a === null || b === null ? null : Math.max(0, b - a) / 1000);
+    const obs = (h: Histogram, v: number | null) => { if (v !== null) h.observe(v); };
+    obs(this.ttft, s(t.arrivalTime, t.firstTokenTime));
+    obs(this.e2e, s(t.arrivalTime, t.finishedTime));
+    obs(this.queueTime, s(t.arrivalTime, t.firstScheduledTime));
+    obs(this.prefillTime, s(t.firstScheduledTime, t.firstTokenTime));
+    obs(this.decodeTime, s(t.firstTokenTime, t.finishedTime));
+    obs(this.inferenceTime, s(t.firstScheduledTime, t.finishedTime));
+    this.requestPromptTokens.observe(t.numPromptTokens);
+    this.requestGenerationTokens.observe(t.numOutputTokens);
+    this.promptTokens.inc(t.numPromptTokens);
+    this.generationTokens.inc(t.numOutputTokens);
+    this.requestSuccess.inc({ finished_reason: reason });
+  };
+
+  observeInterTokenLatency(seconds: number): void {
+    this.itl.observe(seconds);
+  }
+
+  countError(code: string): void {
+    this.errors.inc({ code });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

@@ -1,0 +1,58 @@
+// /chat: multi-turn chat rendered with the model's chat template (or the plain fallback),
+// streamed like /stream unless `stream: false`. Also the prompt rendering the other chat
+// routes (/v1/chat/completions, /tokenize with messages) share.
+import type { FastifyInstance } from 'fastify';
+
+import { ChatTemplate, normalizeMessages, type ChatMessage } from '../chat-template.js';
+import type { GenerationService } from '../generation.js';
+import { resultBody, streamGeneration } from './generate.js';
+import { toGenRequest, type SamplingFields } from './params.js';
+import { chatBody } from './schemas.js';
+import { onClientGone } from './sse.js';
+
+type MessageInput = string | { role: string; content: string | { type: string; text?: string }[] };
+
+const templates = new WeakMap<GenerationService, Promise<ChatTemplate>>();
+
+function templateFor(svc: GenerationService): Promise<ChatTemplate> {
+  let t = templates.get(svc);
+  if (!t) {
+    t = (async () => {
+      const bos = svc.tokenizer.bosTokenId;
+      const eos = svc.eosTokenId === null ? '' : await svc.tokenText(svc.eosTokenId);
+      return new ChatTemplate(svc.model.chatTemplate, { bosToken: bos === null ? '' : await svc.tokenText(bos), eosToken: eos });
+    })();
+    templates.set(svc, t);
+  }
+  return t;
+}
+
+// messages → prompt text and ids (BOS added by the tokenizer unless the template wrote it).
+export async function renderChat(svc: GenerationService, messages: readonly MessageInput[], addGenerationPrompt = true): Promise<{ text: string; ids: number[]; messages: ChatMessage[] }> {
+  const norm = normalizeMessages(messages);
+  const template = await templateFor(svc);
+  const text = template.render(norm, addGenerationPrompt);
+  const ids = await svc.encode(text, template.addSpecialTokensFor(text));
+  return { text, ids, messages: norm };
+}
+
+interface ChatBody extends SamplingFields {
+  messages: MessageInput[];
+  stream?: boolean;
+  logprobs?: number;
+}
+
+export async function chatRoutes(app: FastifyInstance): Promise<void> {
+  app.post<{ Body: ChatBody }>('/chat', { schema: { body: chatBody, tags: ['generate'], summary: 'Multi-turn chat (SSE unless stream is false)' } }, async (request, reply) => {
+    const svc = app.weft.service;
+    const b = request.body;
+    const { text, ids } = await renderChat(svc, b.messages);
+    const req = toGenRequest(svc, ids, b, b.logprobs ?? -1, svc.model.maxModelLen);
+    if (b.stream === false) {
+      const gen = svc.start(req);
+      onClientGone(reply, gen.abort);
+      return resultBody(text, await gen.result, b.logprobs !== undefined);
+    }
+    await streamGeneration(app, request, reply, svc, req, text);
+  });
+}

@@ -1,0 +1,29 @@
+// OpenAPI 3 generated from the route schemas (@fastify/swagger), served with Swagger UI at
+// /docs (assets come from the package: works offline) and as JSON at /docs/json.
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { FastifyInstance } from 'fastify';
+
+const errorSchema = {
+  type: 'object',
+  properties: {
+    error: {
+      type: 'object',
+      properties: { message: { type: 'string' }, type: { type: 'string' }, code: { type: 'string', description: 'a WEFT_ERR_… code' } },
+    },
+  },
+} as const;
+
+// Must run before the routes are registered: @fastify/swagger collects them as they are added.
+export async function registerDocs(app: FastifyInstance): Promise<void> {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'weft', description: 'LLM inference server: seed routes, OpenAI-compatible routes, health and metrics. Errors are { error: { message, type, code } }.', version: '0.1.0' },
+      components: { schemas: { Error: errorSchema }, securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+      tags: [{ name: 'generate' }, { name: 'openai' }, { name: 'tokenize' }, { name: 'health' }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+}

@@ -1,0 +1,178 @@
+// OpenAI-compatible routes: /v1/completions, /v1/chat/completions (both streamed or not,
+// with n, stop, seed, logprobs, usage and vLLM's sampling extras) and /v1/models.
+import { randomUUID } from 'node:crypto';
+
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+
+import { WeftError } from '../errors.js';
+import type { GenDelta, GenRequest, GenResult, GenerationService, TokenLogprob } from '../generation.js';
+import { renderChat } from './chat.js';
+import { streamErrorBody } from './error-body.js';
+import { allOrAbort, startAll } from './generate.js';
+import { toGenRequest, usage, withSeed, type SamplingFields } from './params.js';
+import { chatCompletionsBody, completionsBody } from './schemas.js';
+import { SseStream, onClientGone } from './sse.js';
+
+interface OpenAiCommon extends SamplingFields {
+  model: string;
+  n?: number;
+  stream?: boolean | null;
+  stream_options?: { include_usage?: boolean } | null;
+}
+interface CompletionsBody extends OpenAiCommon {
+  prompt: string | string[] | number[];
+  logprobs?: number | null;
+}
+interface ChatCompletionsBody extends OpenAiCommon {
+  messages: { role: string; content: string | { type: string; text?: string }[] }[];
+  logprobs?: boolean | null;
+  top_logprobs?: number | null;
+}
+
+// Shapes one choice's output for the wire: completions and chat differ only here.
+interface Format {
+  object: string;
+  chunkObject: string;
+  choice(index: number, r: GenResult): Promise<Record<string, unknown>>;
+  chunkChoice(index: number, d: GenDelta, isFirst: boolean): Promise<Record<string, unknown> | null>;
+}
+
+const finishReason = (r: GenResult) => (r.finishReason === 'abort' ? 'stop' : r.finishReason);
+
+function checkModel(svc: GenerationService, model: string): void {
+  if (model !== svc.model.id) throw new WeftError('WEFT_ERR_REQ_UNKNOWN_MODEL', `the model "${model}" does not exist; this server serves "${svc.model.id}"`);
+}
+
+// Runs every (prompt × n) choice together; answers once, or streams chunks as tokens come.
+async function respond(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, body: OpenAiCommon,
+  reqs: GenRequest[], fmt: Format, idPrefix: string): Promise<unknown> {
+  const svc = app.weft.service;
+  const n = body.n ?? 1;
+  const all = reqs.flatMap((r) => Array.from({ length: n }, (_, j) => withSeed(r, j)));
+  const base = { id: `${idPrefix}-${randomUUID().replaceAll('-', '')}`, created: Math.floor(Date.now() / 1000), model: svc.model.id };
+  const total = (rs: GenResult[]) => usage(reqs.reduce((a, r) => a + r.promptIds.length, 0), rs.reduce((a, r) => a + r.numOutputTokens, 0));
+
+  if (!body.stream) {
+    const gens = startAll(svc, all);
+    onClientGone(reply, () => gens.forEach((g) => g.abort()));
+    const results = await allOrAbort(gens);
+    return { ...base, object: fmt.object, choices: await Promise.all(results.map((r, i) => fmt.choice(i, r))), usage: total(results) };
+  }
+
+  let sse: SseStream | null = null;
+  const first = all.map(() => true);
+  const chunk = (choices: unknown[], extra = {}) => ({ ...base, object: fmt.chunkObject, choices, ...extra });
+  const gens = startAll(svc, all, (i) => ({
+    onDelta: async (d) => {
+      const c = await fmt.chunkChoice(i, d, first[i]);
+      if (c) { first[i] = false; await sse?.send(chunk([c])); }
+    },
+  }));
+  sse = SseStream.open(request, reply);
+  sse.signal.addEventListener('abort', () => gens.forEach((g) => g.abort()), { once: true });
+  try {
+    const results = await Promise.all(gens.map(async (g, i) => {
+      const r = await g.result;
+      const last = fmt.object === 'chat.completion' ? { index: i, delta: {}, logprobs: null, finish_reason: finishReason(r) }
+        : { index: i, text: '', logprobs: null, finish_reason: finishReason(r) };
+      await sse!.send(chunk([last]));
+      return r;
+    }));
+    if (body.stream_options?.include_usage) await sse.send(chunk([], { usage: total(results) }));
+  } catch (e) {
+    gens.forEach((g) => { g.abort(); g.result.catch(() => undefined); });
+    await sse.send(streamErrorBody(app.weft.metrics, e));
+  }
+  await sse.done();
+  return reply;
+}
+
+// ---- /v1/completions ----
+
+async function completionLogprobs(svc: GenerationService, lps: TokenLogprob[], startOffset = 0) {
+  const tokens = await Promise.all(lps.map((l) => svc.tokenText(l.id)));
+  const offsets: number[] = [];
+  tokens.reduce((at, t) => { offsets.push(at); return at + t.length; }, startOffset);
+  const top = await Promise.all(lps.map(async (l) => Object.fromEntries(await Promise.all((l.top ?? []).map(async (x) => [await svc.tokenText(x.id), x.logprob])))));
+  return { tokens, token_logprobs: lps.map((l) => l.logprob), top_logprobs: top, text_offset: offsets };
+}
+
+function completionFormat(svc: GenerationService, withLogprobs: boolean): Format {
+  const textSoFar: number[] = [];
+  return {
+    object: 'text_completion',
+    chunkObject: 'text_completion',
+    choice: async (index, r) => ({
+      index, text: r.text, finish_reason: finishReason(r), logprobs: withLogprobs ? await completionLogprobs(svc, r.logprobs) : null,
+    }),
+    chunkChoice: async (index, d) => {
+      if (d.text === '' && !(withLogprobs && d.logprob)) return null;
+      const lp = withLogprobs && d.logprob ? await completionLogprobs(svc, [d.logprob], textSoFar[index] ?? 0) : null;
+      textSoFar[index] = (textSoFar[index] ?? 0) + d.text.length;
+      return { index, text: d.text, logprobs: lp, finish_reason: null };
+    },
+  };
+}
+
+// ---- /v1/chat/completions ----
+
+async function chatLogprobEntry(svc: GenerationService, l: TokenLogprob) {
+  const entry = async (id: number, logprob: number) => {
+    const token = await svc.tokenText(id);
+    return { token, logprob, bytes: [...Buffer.from(token, 'utf8')] };
+  };
+  return { ...(await entry(l.id, l.logprob)), top_logprobs: await Promise.all((l.top ?? []).map((x) => entry(x.id, x.logprob))) };
+}
+
+function chatFormat(svc: GenerationService, withLogprobs: boolean): Format {
+  return {
+    object: 'chat.completion',
+    chunkObject: 'chat.completion.chunk',
+    choice: async (index, r) => ({
+      index, message: { role: 'assistant', content: r.text }, finish_reason: finishReason(r),
+      logprobs: withLogprobs ? { content: await Promise.all(r.logprobs.map((l) => chatLogprobEntry(svc, l))) } : null,
+    }),
+    chunkChoice: async (index, d, isFirst) => {
+      if (d.text === '' && !isFirst && !(withLogprobs && d.logprob)) return null;
+      const lp = withLogprobs && d.logprob ? { content: [await chatLogprobEntry(svc, d.logprob)] } : null;
+      return { index, delta: isFirst ? { role: 'assistant', content: d.text } : { content: d.text }, logprobs: lp, finish_reason: null };
+    },
+  };
+}
+
+export async function openaiRoutes(app: FastifyInstance): Promise<void> {
+  app.post<{ Body: CompletionsBody }>('/v1/completions', { schema: { body: completionsBody, tags: ['openai'], summary: 'OpenAI-compatible completions' } }, async (request, reply) => {
+    const svc = app.weft.service;
+    const b = request.body;
+    checkModel(svc, b.model);
+    const prompts: number[][] = typeof b.prompt === 'string' ? [await svc.encode(b.prompt)]
+      : b.prompt.every((p) => typeof p === 'number') ? [b.prompt as number[]]
+        : await Promise.all((b.prompt as string[]).map((p) => svc.encode(p)));
+    const numLogprobs = b.logprobs == null ? -1 : b.logprobs;
+    const reqs = prompts.map((ids) => toGenRequest(svc, ids, b, numLogprobs, 16));  // OpenAI's default max_tokens
+    return respond(app, request, reply, b, reqs, completionFormat(svc, b.logprobs != null), 'cmpl');
+  });
+
+  app.post<{ Body: ChatCompletionsBody }>('/v1/chat/completions', { schema: { body: chatCompletionsBody, tags: ['openai'], summary: 'OpenAI-compatible chat completions' } }, async (request, reply) => {
+    const svc = app.weft.service;
+    const b = request.body;
+    checkModel(svc, b.model);
+    if (b.top_logprobs != null && !b.logprobs) throw new WeftError('WEFT_ERR_REQ_INVALID', 'top_logprobs needs logprobs: true');
+    const { ids } = await renderChat(svc, b.messages);
+    const numLogprobs = b.logprobs ? b.top_logprobs ?? 0 : -1;
+    const req = toGenRequest(svc, ids, b, numLogprobs, svc.model.maxModelLen);
+    return respond(app, request, reply, b, [req], chatFormat(svc, !!b.logprobs), 'chatcmpl');
+  });
+
+  app.get('/v1/models', { schema: { tags: ['openai'], summary: 'The served model' } }, async () => {
+    const m = app.weft.service.model;
+    return {
+      object: 'list',
+      data: [{
+        id: m.id, object: 'model', created: 0, owned_by: 'weft', root: m.path, max_model_len: m.maxModelLen,
+        backend: m.backend, dtype: m.dtype, is_demo: m.isDemo,
+        ...(m.isDemo ? { notice: 'built-in demo model: seeded synthetic weights, output is noise; pass --model PATH to serve a real model' } : {}),
+      }],
+    };
+  });
+}

@@ -1,0 +1,60 @@
+// Request bodies (already validated by schemas.ts) → the generation service's GenRequest.
+// vLLM's conventions: temperature 0 = greedy, top_k -1/0 = off, no seed = a random one.
+import type { GenRequest, GenerationService } from '../generation.js';
+import type { SamplingParams } from '../workers/step-pack.js';
+
+export interface SamplingFields {
+  temperature?: number | null;
+  top_p?: number | null;
+  top_k?: number | null;
+  min_p?: number | null;
+  repetition_penalty?: number | null;
+  presence_penalty?: number | null;
+  frequency_penalty?: number | null;
+  seed?: number | null;
+  max_tokens?: number | null;
+  max_completion_tokens?: number | null;
+  min_tokens?: number;
+  ignore_eos?: boolean;
+  stop?: string | string[] | null;
+  stop_token_ids?: number[];
+}
+
+// Generating routes without an explicit max_tokens get this many, within the context.
+export const DEFAULT_MAX_TOKENS = 256;
+
+export function toGenRequest(svc: GenerationService, promptIds: number[], b: SamplingFields, numLogprobs = -1,
+  defaultMaxTokens = DEFAULT_MAX_TOKENS): GenRequest {
+  const sampling: Partial<SamplingParams> = { numLogprobs };
+  const defaults = { temperature: 1, topP: 1, topK: 0 };
+  sampling.temperature = b.temperature ?? defaults.temperature;
+  sampling.topP = b.top_p ?? defaults.topP;
+  sampling.topK = b.top_k == null || b.top_k < 0 ? 0 : b.top_k;
+  if (b.min_p != null) sampling.minP = b.min_p;
+  if (b.repetition_penalty != null) sampling.repetitionPenalty = b.repetition_penalty;
+  if (b.presence_penalty != null) sampling.presencePenalty = b.presence_penalty;
+  if (b.frequency_penalty != null) sampling.frequencyPenalty = b.frequency_penalty;
+  if (b.seed != null) sampling.seed = b.seed;
+  const explicit = b.max_completion_tokens ?? b.max_tokens ?? undefined;
+  const room = Math.max(1, svc.model.maxModelLen - promptIds.length);
+  return {
+    promptIds,
+    maxTokens: explicit ?? Math.min(defaultMaxTokens, room),
+    minTokens: b.min_tokens,
+    ignoreEos: b.ignore_eos,
+    stopTokenIds: b.stop_token_ids,
+    stop: b.stop == null ? [] : typeof b.stop === 'string' ? [b.stop] : b.stop,
+    sampling,
+  };
+}
+
+// Seeds for n parallel samples: a given seed s gives s, s+1, …; none gives n random ones.
+export function withSeed(req: GenRequest, i: number): GenRequest {
+  const seed = req.sampling?.seed;
+  if (seed === undefined || i === 0) return req;
+  return { ...req, sampling: { ...req.sampling, seed: (seed + i) % Number.MAX_SAFE_INTEGER } };
+}
+
+export function usage(promptTokens: number, completionTokens: number) {
+  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+}

@@ -1,0 +1,95 @@
+// Every request schema, and the only request validation. Unknown fields are rejected
+// (additionalProperties: false, with Ajv's removeAdditional off); every sampling value has a range.
+// The same schemas generate the OpenAPI document at /docs.
+const int = (minimum: number, maximum: number, description?: string) => ({ type: 'integer', minimum, maximum, ...(description ? { description } : {}) });
+const num = (minimum: number, maximum: number, description?: string) => ({ type: 'number', minimum, maximum, ...(description ? { description } : {}) });
+const nullable = <T extends { type: string }>(s: T) => ({ ...s, type: [s.type, 'null'] });
+
+export const MAX_TOKEN_ID = 2 ** 31 - 1;
+const tokenIds = (maxItems: number) => ({ type: 'array', items: int(0, MAX_TOKEN_ID), maxItems });
+const stop = {
+  description: 'stop strings: generation ends before the first match, which is not returned',
+  anyOf: [{ type: 'string', minLength: 1, maxLength: 256 }, { type: 'array', items: { type: 'string', minLength: 1, maxLength: 256 }, maxItems: 16 }],
+};
+
+// Sampling fields shared by every generating route (vLLM names).
+const sampling = {
+  temperature: nullable(num(0, 100, '0 = greedy')),
+  top_p: nullable({ type: 'number', exclusiveMinimum: 0, maximum: 1 }),
+  top_k: nullable(int(-1, 1_000_000, '0 or -1 = off')),
+  min_p: nullable(num(0, 1)),
+  repetition_penalty: nullable({ type: 'number', exclusiveMinimum: 0, maximum: 10 }),
+  presence_penalty: nullable(num(-2, 2)),
+  frequency_penalty: nullable(num(-2, 2)),
+  seed: nullable(int(0, Number.MAX_SAFE_INTEGER)),
+  max_tokens: nullable(int(1, 1 << 22)),
+  min_tokens: int(0, 1 << 22),
+  ignore_eos: { type: 'boolean' },
+  stop,
+  stop_token_ids: tokenIds(64),
+} as const;
+
+const body = (properties: Record<string, unknown>, required: string[], description: string) => ({
+  description, type: 'object', additionalProperties: false, required, properties,
+});
+
+const messageObject = {
+  type: 'object', additionalProperties: false, required: ['role', 'content'],
+  properties: {
+    role: { type: 'string', enum: ['system', 'user', 'assistant'] },
+    content: {
+      anyOf: [
+        { type: 'string', maxLength: 1 << 20 },
+        { type: 'array', maxItems: 64, items: { type: 'object', additionalProperties: false, required: ['type', 'text'], properties: { type: { type: 'string', enum: ['text'] }, text: { type: 'string' } } } },
+      ],
+    },
+    name: { type: 'string', maxLength: 256 },
+  },
+};
+const messages = { type: 'array', minItems: 1, maxItems: 1024, items: messageObject };
+const seedMessages = {
+  description: 'OpenAI {role, content} objects, or strings alternating user / assistant ending with the user',
+  type: 'array', minItems: 1, maxItems: 1024, items: { anyOf: [{ type: 'string', maxLength: 1 << 20 }, messageObject] },
+};
+
+const prompt = { type: 'string', maxLength: 1 << 22, description: '"" = the BOS token alone' };
+const native = { ...sampling, logprobs: int(0, 20, 'top log-probabilities per token (0 = the chosen token only)') };
+
+export const generateBody = body({ prompt, ...native }, ['prompt'], 'One completion of a prompt');
+export const streamBody = generateBody;
+export const generateBatchBody = body({ prompts: { type: 'array', minItems: 1, maxItems: 64, items: prompt }, ...native }, ['prompts'], 'Several prompts, scheduled together');
+export const chatBody = body({ messages: seedMessages, stream: { type: 'boolean', default: true }, ...native }, ['messages'], 'Multi-turn chat through the model chat template');
+export const tokenizeBody = {
+  ...body({ text: { type: 'string', maxLength: 1 << 22 }, messages: seedMessages, add_special_tokens: { type: 'boolean', default: true } }, [], 'Text or chat messages → token ids and token strings'),
+  oneOf: [{ required: ['text'] }, { required: ['messages'] }],
+};
+export const detokenizeBody = body({ ids: tokenIds(1 << 20), skip_special_tokens: { type: 'boolean', default: true } }, ['ids'], 'Token ids → text');
+
+const openaiCommon = {
+  model: { type: 'string', maxLength: 512 },
+  n: int(1, 16),
+  stream: nullable({ type: 'boolean' }),
+  stream_options: nullable({ type: 'object', additionalProperties: false, properties: { include_usage: { type: 'boolean' }, continuous_usage_stats: { type: 'boolean' } } }),
+  user: { type: 'string', maxLength: 256 },
+  ...sampling,
+  stop: { anyOf: [...stop.anyOf, { type: 'null' }] },
+};
+
+export const completionsBody = body({
+  ...openaiCommon,
+  prompt: {
+    anyOf: [prompt, { type: 'array', minItems: 1, maxItems: 64, items: prompt }, { type: 'array', minItems: 1, items: int(0, MAX_TOKEN_ID), maxItems: 1 << 20 }],
+  },
+  logprobs: nullable(int(0, 20)),
+  echo: { type: 'boolean', enum: [false], description: 'echo is not supported' },
+}, ['model', 'prompt'], 'OpenAI-compatible text completion');
+
+export const chatCompletionsBody = body({
+  ...openaiCommon,
+  messages,
+  max_completion_tokens: nullable(int(1, 1 << 22)),
+  logprobs: nullable({ type: 'boolean' }),
+  top_logprobs: nullable(int(0, 20)),
+}, ['model', 'messages'], 'OpenAI-compatible chat completion');
+
+export const ajvOptions = { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } as const;

@@ -1,0 +1,96 @@
+// The generation service over a scripted engine loop and the real tokenizer: UTF-8 split over
+// byte tokens never streams broken characters, stop strings spanning tokens never leak, the
+// streamed text equals the final text, and an aborted request aborts its sequence.
+import t from 'tap';
+
+import { ChatTemplate, normalizeMessages } from '../../src/chat-template.js';
+import { GenerationService } from '../../src/generation.js';
+import { loadModelSpec } from '../../src/model/load.js';
+import type { EngineLoop, TokenEvent } from '../../src/scheduler/engine.js';
+import { TextTokenizer } from '../../src/tokenizer.js';
+import { MODEL_DIR } from '../fixtures/paths.js';
+
+const spec = await loadModelSpec(MODEL_DIR);
+const tok = new TextTokenizer(spec);
+
+// Emits the given ids one event at a time (the last with finishReason 'length').
+function scriptedLoop(ids: number[]) {
+  const calls: string[] = [];
+  let finished = false;
+  const loop = {
+    submit() {
+      const events = (async function* (): AsyncGenerator<TokenEvent> {
+        for (let i = 0; i < ids.length; i++) {
+          await new Promise((r) => setImmediate(r));
+          if (finished) return yield { tokenId: null, finishReason: 'stop' };
+          yield { tokenId: ids[i], ...(i === ids.length - 1 ? { finishReason: 'length' as const } : {}) };
+        }
+      })();
+      return { requestId: 'r1', instance: 0, sequence: { numPreemptions: 0, get isFinished() { return finished; } }, events };
+    },
+    finish(_id: string, reason: string) { calls.push(reason); finished = true; return true; },
+    abort(id: string) { return loop.finish(id, 'abort'); },
+    stats: () => [],
+  };
+  return { loop: loop as unknown as EngineLoop, calls };
+}
+
+const service = (ids: number[]) => {
+  const { loop, calls } = scriptedLoop(ids);
+  const svc = new GenerationService(loop, tok, {
+    id: 'x', path: MODEL_DIR, isDemo: false, backend: 'cpu', dtype: 'f32', maxModelLen: 512, vocabSize: 512, eosTokenIds: [2], numInstances: 1, chatTemplate: null,
+  }, { maxPromptTokens: 0, requestTimeoutMs: 0 });
+  return { svc, calls };
+};
+
+t.test('multi-byte characters over byte tokens stream whole', async (t) => {
+  const text = 'A snowman ☃ and 日本 café';
+  const ids = (await tok.encode(text, false));
+  t.ok(ids.some((id) => id >= 3 && id < 259), 'the text needs byte-fallback tokens');
+  const { svc } = service(ids);
+  const deltas: string[] = [];
+  const r = await svc.run({ promptIds: [1] }, { onDelta: (d) => { deltas.push(d.text); } });
+  t.notOk(deltas.some((d) => d.includes('\uFFFD')), 'no delta holds a broken character');
+  t.equal(deltas.join(''), r.text);
+  t.equal(r.text, await tok.decode(ids));
+});
+
+t.test('a stop string spanning tokens never leaks', async (t) => {
+  const ids = await tok.encode('Once upon a time there was a big dog named Max', false);
+  for (const stop of ['there was', 'e w', 'Max', 'not in the text']) {
+    const { svc, calls } = service(ids);
+    const deltas: string[] = [];
+    const r = await svc.run({ promptIds: [1], stop: [stop, 'zzzz'] }, { onDelta: (d) => { deltas.push(d.text); } });
+    const full = await tok.decode(ids);
+    const at = full.indexOf(stop);
+    t.equal(r.text, at < 0 ? full : full.slice(0, at), `${stop}: text`);
+    t.equal(deltas.join(''), r.text, `${stop}: streamed == final`);
+    t.equal(r.finishReason, at < 0 ? 'length' : 'stop');
+    if (at >= 0 && at + stop.length < full.length) t.same(calls, ['stop'], `${stop}: the sequence is finished with reason stop`);
+  }
+});
+
+t.test('an aborted request aborts its sequence', async (t) => {
+  const ids = await tok.encode('Once upon a time there was a big dog named Max', false);
+  const { svc, calls } = service(ids);
+  const ac = new AbortController();
+  const r = await svc.run({ promptIds: [1] }, { signal: ac.signal, onDelta: () => ac.abort() });
+  t.same(calls, ['abort']);
+  t.ok(r.numOutputTokens < ids.length);
+});
+
+t.test('chat templates: the model template through jinja, or the plain fallback', async (t) => {
+  const msgs = normalizeMessages(['hi', 'hello', 'how are you?']);
+  t.same(msgs.map((m) => m.role), ['user', 'assistant', 'user']);
+  const chatml = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+  t.equal(new ChatTemplate(chatml, { bosToken: '<s>', eosToken: '</s>' }).render(msgs.slice(0, 1)), '<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n');
+  const llama = "{{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }} {% endfor %}";
+  const tpl = new ChatTemplate(llama, { bosToken: '<s>', eosToken: '</s>' });
+  t.equal(tpl.render(msgs.slice(0, 1)), '<s>[user] hi ');
+  t.notOk(tpl.addSpecialTokensFor('<s>[user] hi '), 'a template that writes BOS gets no second one');
+  const plain = new ChatTemplate(null, { bosToken: '<s>', eosToken: '</s>' });
+  t.equal(plain.source, 'plain');
+  t.equal(plain.render([{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hi' }]), 'system: be brief\nuser: hi\nassistant:');
+  t.throws(() => normalizeMessages(['a', 'b']), { code: 'WEFT_ERR_REQ_BAD_MESSAGES' });
+  t.throws(() => new ChatTemplate('{{ raise_exception("no") }}', { bosToken: '', eosToken: '' }).render(msgs), { code: 'WEFT_ERR_REQ_CHAT_TEMPLATE' });
+});

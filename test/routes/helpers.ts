@@ -1,0 +1,48 @@
+// Shared by the route tests: an app over a real engine on stories260K (or an app with no
+// engine), built the way server.ts builds it, and small SSE helpers.
+import type { FastifyInstance } from 'fastify';
+
+import { buildApp } from '../../src/app.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import { Metrics } from '../../src/metrics.js';
+import { startEngine, type Engine } from '../../src/server.js';
+import { MODEL_DIR } from '../fixtures/paths.js';
+
+export const MODEL_ID = 'stories260K';
+
+export function testConfig(overrides: Partial<Config> = {}): Readonly<Config> {
+  return loadConfig({ env: {}, overrides: { model: MODEL_DIR, logLevel: 'silent', kvCacheBlocks: 256, maxNumSeqs: 64, maxNumBatchedTokens: 256, ...overrides } });
+}
+
+export interface TestServer {
+  app: FastifyInstance;
+  engine: Engine;
+  close(): Promise<void>;
+}
+
+export async function startTestApp(overrides: Partial<Config> = {}): Promise<TestServer> {
+  const config = testConfig(overrides);
+  const metrics = new Metrics({ defaultMetrics: false });
+  const engine = await startEngine(config, metrics);
+  const app = await buildApp(config, { service: engine.service, metrics });
+  return { app, engine, async close() { await app.close(); await engine.close(); } };
+}
+
+// `data: …` payloads of an SSE body, in order ([DONE] kept as the string).
+export function sseData(body: string): unknown[] {
+  return body.split('\n\n').filter((f) => f.startsWith('data: ')).map((f) => {
+    const d = f.slice(6);
+    return d === '[DONE]' ? d : JSON.parse(d);
+  });
+}
+
+// One metric's value from Prometheus text (the sum over label sets matching `labels`).
+export function metricValue(text: string, name: string, labels = ''): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const m = /^([^\s{]+)(\{[^}]*\})?\s+(\S+)$/.exec(line);
+    if (m && m[1] === name && (m[2] ?? '').includes(labels)) sum += Number(m[3]);
+  }
+  return sum;
+}

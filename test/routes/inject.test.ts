@@ -1,0 +1,211 @@
+// Routes through inject() on the real model: request schemas, the bad-input table (each case
+// with its status and WEFT_ERR code), SSE framing, auth, CORS, readiness, 429, timeouts.
+import t from 'tap';
+
+import { buildApp } from '../../src/app.js';
+import { Metrics } from '../../src/metrics.js';
+import { MODEL_ID, sseData, startTestApp, testConfig } from './helpers.js';
+
+const s = await startTestApp();
+t.teardown(() => s.close());
+const { app } = s;
+
+type Case = [name: string, method: 'GET' | 'POST', url: string, payload: unknown, status: number, code: string, headers?: Record<string, string>];
+const m = MODEL_ID;
+const BAD: Case[] = [
+  ['malformed JSON', 'POST', '/generate', '{"prompt": ', 400, 'WEFT_ERR_HTTP_BAD_JSON', { 'content-type': 'application/json' }],
+  ['empty JSON body', 'POST', '/generate', '', 400, 'WEFT_ERR_HTTP_EMPTY_BODY', { 'content-type': 'application/json' }],
+  ['no body at all', 'POST', '/generate', undefined, 400, 'WEFT_ERR_HTTP_EMPTY_BODY'],
+  ['body not an object', 'POST', '/generate', '[1,2]', 400, 'WEFT_ERR_REQ_INVALID', { 'content-type': 'application/json' }],
+  ['unsupported media type', 'POST', '/generate', 'prompt=x', 415, 'WEFT_ERR_HTTP_UNSUPPORTED_MEDIA_TYPE', { 'content-type': 'application/x-www-form-urlencoded' }],
+  ['missing prompt', 'POST', '/generate', { max_tokens: 3 }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['prompt of wrong type', 'POST', '/generate', { prompt: 5 }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['unknown field', 'POST', '/generate', { prompt: 'a', foo: 1 }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['negative temperature', 'POST', '/generate', { prompt: 'a', temperature: -0.5 }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['absurd temperature', 'POST', '/generate', { prompt: 'a', temperature: 1e9 }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['top_p zero', 'POST', '/generate', { prompt: 'a', top_p: 0 }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['top_p above 1', 'POST', '/generate', { prompt: 'a', top_p: 1.5 }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['top_k below -1', 'POST', '/generate', { prompt: 'a', top_k: -2 }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['top_k fractional', 'POST', '/generate', { prompt: 'a', top_k: 2.5 }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['min_p above 1', 'POST', '/generate', { prompt: 'a', min_p: 2 }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['repetition_penalty zero', 'POST', '/generate', { prompt: 'a', repetition_penalty: 0 }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['presence_penalty out of range', 'POST', '/generate', { prompt: 'a', presence_penalty: 3 }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['frequency_penalty out of range', 'POST', '/generate', { prompt: 'a', frequency_penalty: -3 }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['negative seed', 'POST', '/generate', { prompt: 'a', seed: -1 }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['max_tokens zero', 'POST', '/generate', { prompt: 'a', max_tokens: 0 }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['max_tokens as string', 'POST', '/generate', { prompt: 'a', max_tokens: '5' }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['prompt + max_tokens beyond the context', 'POST', '/generate', { prompt: 'a', max_tokens: 100000 }, 400, 'WEFT_ERR_SCHED_TOO_LONG'],
+  ['min_tokens above max_tokens', 'POST', '/generate', { prompt: 'a', max_tokens: 2, min_tokens: 5 }, 400, 'WEFT_ERR_SCHED_INVALID_PARAMS'],
+  ['stop token id outside the vocabulary', 'POST', '/generate', { prompt: 'a', stop_token_ids: [99999] }, 400, 'WEFT_ERR_REQ_INVALID_TOKEN_ID'],
+  ['empty stop string', 'POST', '/generate', { prompt: 'a', stop: [''] }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['too many logprobs', 'POST', '/generate', { prompt: 'a', logprobs: 50 }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['stream: unknown field', 'POST', '/stream', { prompt: 'a', bogus: true }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['batch: empty prompts', 'POST', '/generate_batch', { prompts: [] }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['chat: even list of strings', 'POST', '/chat', { messages: ['hi', 'hello'] }, 400, 'WEFT_ERR_REQ_BAD_MESSAGES'],
+  ['chat: bad role', 'POST', '/chat', { messages: [{ role: 'robot', content: 'x' }] }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['chat: empty messages', 'POST', '/chat', { messages: [] }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['tokenize: neither text nor messages', 'POST', '/tokenize', {}, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['tokenize: both text and messages', 'POST', '/tokenize', { text: 'a', messages: ['b'] }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['detokenize: negative id', 'POST', '/detokenize', { ids: [-1] }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['detokenize: id outside the vocabulary', 'POST', '/detokenize', { ids: [1, 100000] }, 400, 'WEFT_ERR_REQ_INVALID_TOKEN_ID'],
+  ['detokenize: ids not an array', 'POST', '/detokenize', { ids: 'abc' }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['completions: missing model', 'POST', '/v1/completions', { prompt: 'a' }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['completions: unknown model', 'POST', '/v1/completions', { model: 'gpt-9', prompt: 'a' }, 404, 'WEFT_ERR_REQ_UNKNOWN_MODEL'],
+  ['completions: n too large', 'POST', '/v1/completions', { model: m, prompt: 'a', n: 1000 }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['completions: prompt token id outside the vocabulary', 'POST', '/v1/completions', { model: m, prompt: [1, 5000] }, 400, 'WEFT_ERR_REQ_INVALID_TOKEN_ID'],
+  ['completions: echo unsupported', 'POST', '/v1/completions', { model: m, prompt: 'a', echo: true }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['chat completions: missing messages', 'POST', '/v1/chat/completions', { model: m }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['chat completions: top_logprobs without logprobs', 'POST', '/v1/chat/completions', { model: m, messages: [{ role: 'user', content: 'x' }], top_logprobs: 2 }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['chat completions: image content part', 'POST', '/v1/chat/completions', { model: m, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: 'x' }] }] }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['unknown route', 'GET', '/v2/nothing', undefined, 404, 'WEFT_ERR_HTTP_NOT_FOUND'],
+  ['wrong method', 'GET', '/generate', undefined, 404, 'WEFT_ERR_HTTP_NOT_FOUND'],
+];
+
+t.test(`bad-input table (${BAD.length} cases)`, async (t) => {
+  t.ok(BAD.length >= 30);
+  for (const [name, method, url, payload, status, code, headers] of BAD) {
+    const res = await app.inject({ method, url, headers, ...(payload === undefined ? {} : { payload: payload as string }) });
+    t.equal(res.statusCode, status, `${name}: status`);
+    const body = res.json();
+    t.equal(body.error?.code, code, `${name}: code`);
+    t.type(body.error?.message, 'string', `${name}: message`);
+    t.type(body.error?.type, 'string', `${name}: type`);
+  }
+  const ok = await app.inject({ method: 'POST', url: '/generate', payload: { prompt: 'Once', max_tokens: 3, temperature: 0 } });
+  t.equal(ok.statusCode, 200, 'the server keeps serving after every bad request');
+});
+
+t.test('body over the size limit → 413', async (t) => {
+  const small = await buildApp(testConfig({ bodyLimit: 1024 }), { service: s.engine.service, metrics: new Metrics({ defaultMetrics: false }) });
+  const res = await small.inject({ method: 'POST', url: '/generate', payload: { prompt: 'x'.repeat(4096) } });
+  t.equal(res.statusCode, 413);
+  t.equal(res.json().error.code, 'WEFT_ERR_HTTP_BODY_TOO_LARGE');
+  await small.close();
+});
+
+t.test('prompt length limits, checked before any work', async (t) => {
+  const limited = await startTestApp({ maxPromptTokens: 4 });
+  const res = await limited.app.inject({ method: 'POST', url: '/generate', payload: { prompt: 'Once upon a time there was', max_tokens: 1 } });
+  t.equal(res.statusCode, 400);
+  t.equal(res.json().error.code, 'WEFT_ERR_REQ_PROMPT_TOO_LONG');
+  await limited.close();
+  const long = await app.inject({ method: 'POST', url: '/generate', payload: { prompt: 'Once upon a time there was a girl '.repeat(80), max_tokens: 1 } });
+  t.equal(long.statusCode, 400);
+  t.equal(long.json().error.code, 'WEFT_ERR_REQ_PROMPT_TOO_LONG', 'a prompt that fills the context');
+});
+
+t.test('/stream SSE framing', async (t) => {
+  const res = await app.inject({ method: 'POST', url: '/stream', payload: { prompt: '', max_tokens: 8, temperature: 0 } });
+  t.equal(res.statusCode, 200);
+  t.match(res.headers['content-type'], /^text\/event-stream/);
+  t.ok(res.body.split('\n\n').slice(0, -1).every((f) => f.startsWith('data: ')), 'every frame is data: …\\n\\n');
+  const events = sseData(res.body);
+  t.equal(events.at(-1), '[DONE]');
+  const tokens = events.slice(0, -2) as { text: string; token_id: number }[];
+  t.equal(tokens.length, 8, 'one event per token');
+  const final = events.at(-2) as { finish_reason: string; usage: { completion_tokens: number }; output_text: string };
+  t.equal(final.finish_reason, 'length');
+  t.equal(final.usage.completion_tokens, 8);
+  t.equal(tokens.map((e) => e.text).join(''), final.output_text);
+});
+
+t.test('/v1 streaming framing: chunks, include_usage, [DONE] unquoted', async (t) => {
+  const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: m, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, stream: true, stream_options: { include_usage: true } } });
+  t.match(res.body, /data: \[DONE\]\n\n$/);
+  const events = sseData(res.body).slice(0, -1) as { object: string; choices: { delta?: { role?: string }; finish_reason: string | null }[]; usage?: { completion_tokens: number } }[];
+  t.ok(events.every((e) => e.object === 'chat.completion.chunk'));
+  t.equal(events[0].choices[0].delta?.role, 'assistant');
+  t.equal(events.at(-2)!.choices[0].finish_reason, 'length');
+  t.same(events.at(-1)!.choices, []);
+  t.equal(events.at(-1)!.usage?.completion_tokens, 4);
+});
+
+t.test('errors during admission keep their status on streaming routes; full queue → 429 + Retry-After', async (t) => {
+  const tight = await startTestApp({ maxNumSeqs: 1, maxNumWaiting: 1, maxNumBatchedTokens: 64 });
+  const reqs = await Promise.all(Array.from({ length: 6 }, () =>
+    tight.app.inject({ method: 'POST', url: '/stream', payload: { prompt: 'Once', max_tokens: 200, ignore_eos: true } })));
+  const refused = reqs.filter((r) => r.statusCode === 429);
+  t.ok(refused.length > 0, `${refused.length} of 6 refused`);
+  t.equal(refused[0].json().error.code, 'WEFT_ERR_SCHED_QUEUE_FULL');
+  t.equal(refused[0].headers['retry-after'], '1');
+  t.ok(reqs.some((r) => r.statusCode === 200), 'the admitted ones complete');
+  await tight.close();
+});
+
+t.test('a request past its timeout ends with a clear error', async (t) => {
+  const slow = await startTestApp({ requestTimeoutMs: 1 });
+  const res = await slow.app.inject({ method: 'POST', url: '/generate', payload: { prompt: 'Once', max_tokens: 400, ignore_eos: true } });
+  t.equal(res.statusCode, 504);
+  t.equal(res.json().error.code, 'WEFT_ERR_REQ_TIMEOUT');
+  const st = await slow.app.inject({ method: 'POST', url: '/stream', payload: { prompt: 'Once', max_tokens: 400, ignore_eos: true } });
+  t.equal((sseData(st.body).at(-2) as { error: { code: string } }).error.code, 'WEFT_ERR_REQ_TIMEOUT', 'streamed: an error event, then [DONE]');
+  await slow.close();
+});
+
+t.test('API keys: Bearer on every route but /health', async (t) => {
+  const locked = await buildApp(testConfig({ apiKeys: ['sk-one', 'sk-two'] as never }), { service: s.engine.service, metrics: new Metrics({ defaultMetrics: false }) });
+  t.equal((await locked.inject({ url: '/health' })).statusCode, 200);
+  const none = await locked.inject({ url: '/v1/models' });
+  t.equal(none.statusCode, 401);
+  t.equal(none.json().error.code, 'WEFT_ERR_AUTH_MISSING_KEY');
+  const wrong = await locked.inject({ url: '/metrics', headers: { authorization: 'Bearer nope' } });
+  t.equal(wrong.json().error.code, 'WEFT_ERR_AUTH_INVALID_KEY');
+  t.equal((await locked.inject({ url: '/v1/models', headers: { authorization: 'Bearer sk-two' } })).statusCode, 200);
+  await locked.close();
+});
+
+t.test('CORS is off by default, on when configured', async (t) => {
+  const plain = await app.inject({ url: '/health', headers: { origin: 'http://x.example' } });
+  t.notOk(plain.headers['access-control-allow-origin']);
+  const open = await buildApp(testConfig({ cors: 'http://x.example' }), { service: s.engine.service, metrics: new Metrics({ defaultMetrics: false }) });
+  t.equal((await open.inject({ url: '/health', headers: { origin: 'http://x.example' } })).headers['access-control-allow-origin'], 'http://x.example');
+  await open.close();
+});
+
+t.test('/ready is 503 before the engine is attached; /health is 200', async (t) => {
+  const loading = await buildApp(testConfig(), { metrics: new Metrics({ defaultMetrics: false }) });
+  t.equal((await loading.inject({ url: '/health' })).statusCode, 200);
+  const r = await loading.inject({ url: '/ready' });
+  t.equal(r.statusCode, 503);
+  t.equal(r.json().error.code, 'WEFT_ERR_HTTP_NOT_READY');
+  loading.weft.attach(s.engine.service);
+  const ready = await loading.inject({ url: '/ready' });
+  t.equal(ready.statusCode, 200);
+  t.equal(ready.json().backend, 'cpu');
+  await loading.close();
+});
+
+t.test('tokenize / detokenize / models / docs', async (t) => {
+  const tok = (await app.inject({ method: 'POST', url: '/tokenize', payload: { text: 'Once upon' } })).json();
+  t.equal(tok.ids[0], 1, 'BOS first');
+  t.equal(tok.tokens.length, tok.ids.length);
+  const noSpecial = (await app.inject({ method: 'POST', url: '/tokenize', payload: { text: 'Once upon', add_special_tokens: false } })).json();
+  t.same(noSpecial.ids, tok.ids.slice(1));
+  const chat = (await app.inject({ method: 'POST', url: '/tokenize', payload: { messages: ['hello'] } })).json();
+  t.equal(chat.prompt, 'user: hello\nassistant:', 'the plain fallback template');
+  t.equal((await app.inject({ method: 'POST', url: '/detokenize', payload: { ids: tok.ids } })).json().text, 'Once upon');
+  const models = (await app.inject({ url: '/v1/models' })).json();
+  t.equal(models.data[0].id, MODEL_ID);
+  t.equal(models.data[0].backend, 'cpu');
+  const spec = (await app.inject({ url: '/docs/json' })).json();
+  t.equal(spec.openapi, '3.0.3');
+  for (const p of ['/generate', '/stream', '/generate_batch', '/chat', '/tokenize', '/detokenize', '/v1/completions', '/v1/chat/completions', '/v1/models'])
+    t.ok(spec.paths[p], `OpenAPI has ${p}`);
+  t.ok(spec.paths['/generate'].post.requestBody.content['application/json'].schema.properties.temperature, 'schemas come from the route schemas');
+  const ui = await app.inject({ url: '/docs/' });
+  t.equal(ui.statusCode, 200);
+  t.match(ui.body, /swagger/i);
+  const css = await app.inject({ url: '/docs/static/swagger-ui.css' });
+  t.equal(css.statusCode, 200, 'Swagger UI assets are served from the package (offline)');
+});
+
+t.test('stop strings never leak; stream text equals non-streamed text', async (t) => {
+  const p = { prompt: 'Once upon a time', max_tokens: 40, temperature: 0, stop: ['park', 'xyz'] };
+  const full = (await app.inject({ method: 'POST', url: '/generate', payload: { ...p, stop: undefined } })).json();
+  const cut = (await app.inject({ method: 'POST', url: '/generate', payload: p })).json();
+  t.ok(full.output_text.includes('park'), 'the stop string would occur');
+  t.equal(cut.output_text, full.output_text.slice(0, full.output_text.indexOf('park')));
+  t.equal(cut.finish_reason, 'stop');
+  const st = sseData((await app.inject({ method: 'POST', url: '/stream', payload: p })).body);
+  t.equal((st.slice(0, -2) as { text: string }[]).map((e) => e.text).join(''), cut.output_text);
+});
