@@ -22,6 +22,7 @@ const KEYS = {
   numInstances: { kind: 'int', min: 1, max: 64, help: 'engine instances (worker threads, each with its own KV cache)' },
   numThreads: { kind: 'int', min: 1, max: 256, help: 'compute threads per instance' },
   kvCacheBlocks: { kind: 'int', min: 1, max: 1 << 24, help: 'KV cache blocks per instance' },
+  kvDtype: { kind: ['auto', 'f32', 'f16'], help: 'KV cache element type; auto = f32 with f32 weights, f16 with int8' },
   blockSize: { kind: 'int', min: 1, max: 1024, help: 'tokens per KV block' },
   maxNumBatchedTokens: { kind: 'int', min: 1, max: 1 << 20, help: 'tokens computed per step' },
   maxNumSeqs: { kind: 'int', min: 1, max: 1 << 16, help: 'running sequences per instance' },
@@ -46,6 +47,7 @@ export interface Config {
   numInstances: number;
   numThreads: number;
   kvCacheBlocks: number;
+  kvDtype: 'auto' | 'f32' | 'f16';
   blockSize: number;
   maxNumBatchedTokens: number;
   maxNumSeqs: number;
@@ -72,6 +74,7 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   numInstances: 1,             // instances
   numThreads: 1,               // threads per instance
   kvCacheBlocks: 1024,         // blocks per instance
+  kvDtype: 'auto',             // element type of the KV cache
   blockSize: 16,               // tokens per block
   maxNumBatchedTokens: 2048,   // tokens per step
   maxNumSeqs: 256,             // sequences per instance
@@ -186,7 +189,7 @@ export type ServerConfig = ReturnType<typeof serverSlice>;
 
 export const engineSlice = (c: Readonly<Config>) => Object.freeze({
   model: c.model, backend: c.backend, dtype: c.dtype, numInstances: c.numInstances, numThreads: c.numThreads,
-  kvCacheBlocks: c.kvCacheBlocks, blockSize: c.blockSize,
+  kvCacheBlocks: c.kvCacheBlocks, kvDtype: c.kvDtype, blockSize: c.blockSize,
 });
 
 // maxModelLen 0 → the model's context.

@@ -35,7 +35,7 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
   const workers: EngineWorker[] = [];
   try {
     for (let i = 0; i < e.numInstances; i++)
-      workers.push(await EngineWorker.start(i, { modelPath, dtype: e.dtype, numThreads: e.numThreads, numKvBlocks: e.kvCacheBlocks, blockSize: e.blockSize }));
+      workers.push(await EngineWorker.start(i, { modelPath, dtype: e.dtype, numThreads: e.numThreads, numKvBlocks: e.kvCacheBlocks, blockSize: e.blockSize, kvDtype: e.kvDtype }));
   } catch (err) {
     await Promise.all(workers.map((w) => w.close()));
     throw err;
