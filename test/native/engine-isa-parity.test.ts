@@ -23,8 +23,10 @@ t.test('scalar, AVX2 and AVX-512 agree; f16 KV stays close to f32 KV', async (t)
   await synthesizeModel({ config: CONFIG, out: path, format: 'gguf', dtype: 'f32', seed: 11 });
   // prompts long enough to span several blocks and the 4-position attention groups, with tails
   const reqs: OfflineRequest[] = [37, 5, 70].map((n, i) => ({ promptIds: [1, ...Array.from({ length: n }, (_, j) => 3 + ((i * 53 + j * 29) % 500))], maxTokens: 6, ignoreEos: true }));
-  const run = async (dtype: 'f32' | 'int8', isa: 'scalar' | 'avx2' | 'avx512', kvDtype: 'f32' | 'f16') => {
-    const e = await EngineInstance.open({ modelPath: path, dtype, numThreads: 1, numKvBlocks: 32, blockSize: 16, isa, kvDtype });
+  const q8Path = join(dir, 'm-q8_0.gguf');
+  await synthesizeModel({ config: CONFIG, out: q8Path, format: 'gguf', dtype: 'q8_0', seed: 11 });
+  const run = async (dtype: 'f32' | 'int8', isa: 'scalar' | 'avx2' | 'avx512', kvDtype: 'f32' | 'f16', model = path) => {
+    const e = await EngineInstance.open({ modelPath: model, dtype, numThreads: 1, numKvBlocks: 32, blockSize: 16, isa, kvDtype });
     const r = runOffline(e, reqs, { returnLogits: true, chunkSize: 9 });
     e.close();
     return r;
@@ -48,5 +50,13 @@ t.test('scalar, AVX2 and AVX-512 agree; f16 KV stays close to f32 KV', async (t)
         if (kv === 'f32') r.forEach((x, i) => t.same(x.outputIds, ref[i].outputIds, `${dtype} ${isa} request ${i} tokens`));
       }
     }
+  }
+  // Q8_0 weights keep their group-32 scales in the int8 kernels
+  const q8ref = await run('int8', 'scalar', 'f32', q8Path);
+  for (const isa of loadNative().cpuInfo().supported) {
+    const r = await run('int8', isa, 'f32', q8Path);
+    const d = maxDiff(q8ref, r);
+    t.ok(d < 2e-4, `Q8_0 (group-32) int8, ${isa}: max |logit diff| vs scalar ${d.toExponential(2)}`);
+    r.forEach((x, i) => t.same(x.outputIds, q8ref[i].outputIds, `Q8_0 ${isa} request ${i} tokens`));
   }
 });
