@@ -6,6 +6,9 @@ import type { Metrics } from './metrics.js';
 import type { EngineLoop, RequestHandle } from './scheduler/engine.js';
 import type { FinishReason } from './scheduler/sequence.js';
 import { IncrementalDetokenizer, type TextTokenizer } from './tokenizer.js';
+
+// Prompt tokens decoded as context for the first output token's text (vLLM uses 5).
+const DETOKENIZE_CONTEXT = 5;
 import type { SamplingParams } from './workers/step-pack.js';
 
 export interface ModelInfo {
@@ -158,7 +161,7 @@ export class GenerationService {
   }
 
   async #consume(handle: RequestHandle, req: GenRequest, hooks: RunHooks): Promise<GenResult> {
-    const detok = new IncrementalDetokenizer(this.tokenizer);
+    const detok = new IncrementalDetokenizer(this.tokenizer, true, req.promptIds.slice(-DETOKENIZE_CONTEXT));
     const stops = (req.stop ?? []).filter((s) => s.length > 0);
     const holdBack = stops.reduce((m, s) => Math.max(m, s.length - 1), 0);
     const tokenIds: number[] = [], logprobs: TokenLogprob[] = [];

@@ -40,13 +40,18 @@ export class TextTokenizer {
 }
 
 // Streams text for a growing list of ids: decodes a short window and emits only the new
-// suffix once it no longer ends in an incomplete character (U+FFFD).
+// suffix once it no longer ends in an incomplete character (U+FFFD). `contextIds` (the last
+// few prompt tokens) are decoded as context but never emitted, so the first output token keeps
+// the leading space a SentencePiece decoder strips at the start of a text.
 export class IncrementalDetokenizer {
-  #ids: number[] = [];
+  #ids: number[];
   #prefixOffset = 0;
-  #readOffset = 0;
+  #readOffset: number;
 
-  constructor(private readonly tok: TextTokenizer, private readonly skipSpecialTokens = true) {}
+  constructor(private readonly tok: TextTokenizer, private readonly skipSpecialTokens = true, contextIds: readonly number[] = []) {
+    this.#ids = [...contextIds];
+    this.#readOffset = this.#ids.length;
+  }
 
   async push(id: number): Promise<string> {
     this.#ids.push(id);

@@ -39,8 +39,9 @@ interface Format {
 
 const finishReason = (r: GenResult) => (r.finishReason === 'abort' ? 'stop' : r.finishReason);
 
-function checkModel(svc: GenerationService, model: string): void {
-  if (model !== svc.model.id) throw new WeftError('WEFT_ERR_REQ_UNKNOWN_MODEL', `the model "${model}" does not exist; this server serves "${svc.model.id}"`);
+// `model` may be left out (as vLLM allows): it then means the one served model.
+function checkModel(svc: GenerationService, model: string | undefined): void {
+  if (model !== undefined && model !== svc.model.id) throw new WeftError('WEFT_ERR_REQ_UNKNOWN_MODEL', `the model "${model}" does not exist; this server serves "${svc.model.id}"`);
 }
 
 // Runs every (prompt × n) choice together; answers once, or streams chunks as tokens come.

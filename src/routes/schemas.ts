@@ -82,7 +82,7 @@ export const completionsBody = body({
   },
   logprobs: nullable(int(0, 20)),
   echo: { type: 'boolean', enum: [false], description: 'echo is not supported' },
-}, ['model', 'prompt'], 'OpenAI-compatible text completion');
+}, ['prompt'], 'OpenAI-compatible text completion');
 
 export const chatCompletionsBody = body({
   ...openaiCommon,
@@ -90,6 +90,6 @@ export const chatCompletionsBody = body({
   max_completion_tokens: nullable(int(1, 1 << 22)),
   logprobs: nullable({ type: 'boolean' }),
   top_logprobs: nullable(int(0, 20)),
-}, ['model', 'messages'], 'OpenAI-compatible chat completion');
+}, ['messages'], 'OpenAI-compatible chat completion');
 
 export const ajvOptions = { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } as const;

@@ -150,3 +150,10 @@ t.test('no model given: the built-in demo model, said loudly', async (t) => {
   t.equal(r.usage.completion_tokens, 5, 'it generates, with its own tokenizer and chat template');
   t.match(r.input, /^user: hi\nassistant:$/);
 });
+
+t.test('the first streamed token keeps its leading space; model may be left out', async (t) => {
+  const r = await post('/v1/completions', { prompt: 'Lily', max_tokens: 3, temperature: 0 });
+  t.equal(r.status, 200);
+  const j = (await r.json()) as { choices: { text: string }[] };
+  t.match(j.choices[0].text, /^ \S/, `"Lily" continues with "${j.choices[0].text}"`);
+});

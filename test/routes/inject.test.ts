@@ -49,7 +49,7 @@ const BAD: Case[] = [
   ['detokenize: negative id', 'POST', '/detokenize', { ids: [-1] }, 400, 'WEFT_ERR_REQ_INVALID'],
   ['detokenize: id outside the vocabulary', 'POST', '/detokenize', { ids: [1, 100000] }, 400, 'WEFT_ERR_REQ_INVALID_TOKEN_ID'],
   ['detokenize: ids not an array', 'POST', '/detokenize', { ids: 'abc' }, 400, 'WEFT_ERR_REQ_INVALID'],
-  ['completions: missing model', 'POST', '/v1/completions', { prompt: 'a' }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['completions: model not a string', 'POST', '/v1/completions', { model: 5, prompt: 'a' }, 400, 'WEFT_ERR_REQ_INVALID'],
   ['completions: unknown model', 'POST', '/v1/completions', { model: 'gpt-9', prompt: 'a' }, 404, 'WEFT_ERR_REQ_UNKNOWN_MODEL'],
   ['completions: n too large', 'POST', '/v1/completions', { model: m, prompt: 'a', n: 1000 }, 400, 'WEFT_ERR_REQ_INVALID'],
   ['completions: prompt token id outside the vocabulary', 'POST', '/v1/completions', { model: m, prompt: [1, 5000] }, 400, 'WEFT_ERR_REQ_INVALID_TOKEN_ID'],
