@@ -4,6 +4,8 @@
 // exceed the last-level cache (as in a real decode step, where every layer's weights stream
 // from DRAM), so m = 1 shows memory bandwidth rather than L3 bandwidth.
 //   bench_matmul [--scalar] [--runs N] [--warm]   (--warm: no rotation, one cached copy)
+// "avx2(vnni)" is what Isa::avx2 runs on a CPU with AVX-VNNI; "avx2(plain)" forces the
+// vpmaddubsw int8 path of AVX2-only CPUs (f32 is the same code in both rows).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "cpu/matmul.h"
+#include "cpu/matmul_internal.h"
 
 using namespace weft;
 using Clock = std::chrono::steady_clock;
@@ -59,7 +62,21 @@ struct Shape {
   int n, k;
 };
 
-static void bench_shape(Isa isa, const Shape& s, const std::vector<int>& ms) {
+// An ISA as the engine runs it, or the AVX2 int8 path without AVX-VNNI (forced).
+struct Variant {
+  const char* name;
+  Isa isa;
+  bool avx2_plain;
+};
+
+static void bench_shape(const Variant& v, const Shape& s, const std::vector<int>& ms) {
+  const Isa isa = v.isa;
+  auto i8 = [&](const QuantAct& qa, const PackedI8& w, float* y) {
+    if (v.avx2_plain)
+      detail::matmul_i8_avx2_plain(qa, w, y, s.n, 0, s.n);
+    else
+      matmul_i8(isa, qa, w, y, s.n, 0, s.n);
+  };
   std::mt19937 rng(42);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   std::vector<float> w(size_t(s.n) * s.k), x(size_t(64) * s.k), y(size_t(64) * s.n);
@@ -89,10 +106,10 @@ static void bench_shape(Isa isa, const Shape& s, const std::vector<int>& ms) {
     const double macs = double(m) * s.n * s.k;
     const double tf = time_call([&](long i) { matmul_f32(isa, x.data(), m, fc[i % fc.size()], y.data(), s.n, 0, s.n); });
     quantize_act(isa, x.data(), m, s.k, 0, &qa);
-    const double tr = time_call([&](long i) { matmul_i8(isa, qa, rc[i % rc.size()], y.data(), s.n, 0, s.n); });
+    const double tr = time_call([&](long i) { i8(qa, rc[i % rc.size()], y.data()); });
     quantize_act(isa, x.data(), m, s.k, kQ8Group, &qa);
-    const double tg = time_call([&](long i) { matmul_i8(isa, qa, gc[i % gc.size()], y.data(), s.n, 0, s.n); });
-    std::printf("%-7s %-9s %5d %5d %3d | %7.1f %6.1f | %7.1f %6.1f | %7.1f %6.1f\n", isa_name(isa), s.name,
+    const double tg = time_call([&](long i) { i8(qa, gc[i % gc.size()], y.data()); });
+    std::printf("%-11s %-8s %5d %5d %3d | %7.1f %6.1f | %7.1f %6.1f | %7.1f %6.1f\n", v.name, s.name,
                 s.n, s.k, m, macs / tf * 1e-9, f_bytes / tf * 1e-9, macs / tr * 1e-9, r_bytes / tr * 1e-9,
                 macs / tg * 1e-9, g_bytes / tg * 1e-9);
     std::fflush(stdout);
@@ -108,7 +125,7 @@ static void bench_quantize(Isa isa) {
       std::vector<float> x(size_t(m) * k);
       for (auto& v : x) v = nd(rng);
       const double t = time_call([&](long) { quantize_act(isa, x.data(), m, k, 0, &qa); });
-      std::printf("%-7s quantize_act k=%4d m=%2d: %8.2f us  %6.1f GB/s of float input\n", isa_name(isa), k, m,
+      std::printf("%-11s quantize_act k=%4d m=%2d: %8.2f us  %6.1f GB/s of float input\n", isa_name(isa), k, m,
                   t * 1e6, x.size() * 4 / t * 1e-9);
     }
 }
@@ -165,13 +182,18 @@ int main(int argc, char** argv) {
   }
   std::printf("single thread, median of %d runs; GMAC/s and GB/s of weight bytes read per call%s\n", g_runs,
               g_rotate_bytes ? " (weights rotated past the LLC)" : " (weights cached)");
-  std::printf("%-7s %-9s %5s %5s %3s | %14s | %14s | %14s\n", "isa", "matrix", "n", "k", "m", "f32 GMAC GB/s",
+  std::printf("%-11s %-8s %5s %5s %3s | %14s | %14s | %14s\n", "isa", "matrix", "n", "k", "m", "f32 GMAC  GB/s",
               "i8row GMAC GB/s", "i8g32 GMAC GB/s");
   const Shape shapes[] = {{"qkv/o", 768, 768}, {"gate/up", 2048, 768}, {"down", 768, 2048}, {"lm_head", 32000, 768}};
-  for (Isa isa : {Isa::avx512, Isa::avx2, Isa::scalar}) {
-    if (!isa_supported(isa) || (isa == Isa::scalar && !scalar)) continue;
-    for (const Shape& s : shapes) bench_shape(isa, s, {1, 16, 64});
+  std::vector<Variant> variants;
+  if (isa_supported(Isa::avx512)) variants.push_back({"avx512", Isa::avx512, false});
+  if (isa_supported(Isa::avx2)) {
+    variants.push_back({detail::avx_vnni_supported() ? "avx2(vnni)" : "avx2", Isa::avx2, false});
+    if (detail::avx_vnni_supported()) variants.push_back({"avx2(plain)", Isa::avx2, true});
   }
+  if (scalar) variants.push_back({"scalar", Isa::scalar, false});
+  for (const Variant& v : variants)
+    for (const Shape& s : shapes) bench_shape(v, s, {1, 16, 64});
   for (Isa isa : {Isa::avx512, Isa::avx2, Isa::scalar})
     if (isa_supported(isa) && (isa != Isa::scalar || scalar)) bench_quantize(isa);
   return 0;

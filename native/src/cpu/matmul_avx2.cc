@@ -1,120 +1,280 @@
-// AVX2 + FMA kernels on the shared packed layouts (matmul_internal.h), for x86-64 CPUs without
-// AVX-512 VNNI. int8: vpmaddubsw would saturate on the unsigned (x+128) activations, so both
-// operands are widened to int16 and multiplied with vpmaddwd, which is exact; the int32 dot
-// products and the final float operations are those of the scalar reference.
-#pragma GCC target("avx2,fma")
+// AVX2+FMA kernels on the shared packed layouts (see matmul_internal.h). A ymm covers half a
+// panel: 8 rows (x 4 k-bytes for int8). Tiles are one panel (2 halves) x T tokens, sized to
+// the 16 ymm registers.
+//
+// int8 without VNNI: vpmaddubsw multiplies u8 by s8 into saturating int16 pairs, so the
+// offset activations (up to 255) cannot be used directly (255*127*2 overflows). Instead
+// |w| is the unsigned operand (|-128| = 128 is still exact as u8) and the sign of w moves
+// onto the signed activation (|x| <= 127, so negating never overflows): pairs are at most
+// 2*128*127 = 32512, exact. vpmaddwd with ones then widens to int32 lanes of 4 k each,
+// giving exactly sum x*w, the same int32 dot as the VNNI kernels.
+// With AVX-VNNI (256-bit vpdpbusd), the offset scheme of the AVX-512 kernels is used.
 #include <immintrin.h>
 
-#include <algorithm>
+#include <array>
 #include <cstring>
+#include <utility>
 
 #include "cpu/matmul_internal.h"
+
+// The AVX-VNNI instruction is emitted by inline asm, so every function here needs only
+// avx2+fma and the VNNI variant is simply never called on CPUs without AVX-VNNI.
+#define WEFT_AVX2 __attribute__((target("avx2,fma")))
 
 namespace weft {
 namespace detail {
 namespace {
 
-constexpr int kF32Tile = 4;  // tokens per f32 tile: 8 accumulators + 2 weights + 1 broadcast
-constexpr int kI8Tile = 2;   // tokens per int8 tile: 8 accumulators + 4 widened weights + 2 x
+constexpr int kHalf = kPackRows / 2;  // rows per ymm
 
-// Rows [0, 16) of one output panel for tokens t0..t0+nt-1, written to y (lanes < valid only).
-inline void store_panel(float* y, int ldy, int t, int r0, int valid, __m256 lo, __m256 hi) {
-  float* dst = y + size_t(t) * ldy + r0;
-  if (valid == kPackRows) {
-    _mm256_storeu_ps(dst, lo);
-    _mm256_storeu_ps(dst + 8, hi);
-    return;
-  }
-  alignas(32) float tmp[kPackRows];
-  _mm256_store_ps(tmp, lo);
-  _mm256_store_ps(tmp + 8, hi);
-  std::memcpy(dst, tmp, valid * sizeof(float));
+// Lane mask for the real rows of a half panel (valid may be <= 0 or >= 8).
+WEFT_AVX2 inline __m256i half_mask(int valid) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-// int32 pair sums of 4 rows each (a: rows 0-3, b: rows 4-7) → one int32 per row 0..7.
-inline __m256i fold_pairs(__m256i a, __m256i b) {
-  const __m256i h = _mm256_hadd_epi32(a, b);  // [r0 r1 r4 r5 | r2 r3 r6 r7]
-  return _mm256_permutevar8x32_epi32(h, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
+WEFT_AVX2 inline void store_rows(float* y, int valid, __m256 v) {
+  if (valid >= kHalf)
+    _mm256_storeu_ps(y, v);
+  else if (valid > 0)
+    _mm256_maskstore_ps(y, half_mask(valid), v);
+}
+
+WEFT_AVX2 inline __m256i bcast4(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// ---- int8 ----
+
+struct I8Args {
+  const uint8_t* x;  // k-quads of the tile's first token (QuantAct layout)
+  size_t xstride;    // 4 * m
+  const float* xs;
+  const int8_t* w;   // the panel's data
+  const float* ws;   // the panel's scales [g][16]
+  const int32_t* rs; // the panel's row sums [g][16] (VNNI only)
+  int groups;        // scale groups (1: per-row scales over all k-quads)
+  int glen;          // k-quads per group
+  float* y;
+  int ldy, valid;
+  Prefetch pf;
+};
+
+// acc[h][t] += dot of one k-quad for half h, token t.
+template <int T, bool VNNI>
+struct QuadStep;
+
+template <int T>
+struct QuadStep<T, false> {
+  WEFT_AVX2 static inline void run(__m256i (&acc)[2][T], const uint8_t* xj, const int8_t* wj) {
+    const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8(char(0x80));
+    __m256i wv[2], aw[2];
+    for (int h = 0; h < 2; ++h) {
+      wv[h] = _mm256_load_si256(reinterpret_cast<const __m256i*>(wj + h * 32));
+      aw[h] = _mm256_abs_epi8(wv[h]);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      const __m256i xb = _mm256_xor_si256(bcast4(xj + 4 * t), flip);  // u8 x+128 -> s8 x
+      for (int h = 0; h < 2; ++h) {
+        const __m256i p = _mm256_maddubs_epi16(aw[h], _mm256_sign_epi8(xb, wv[h]));
+        acc[h][t] = _mm256_add_epi32(acc[h][t], _mm256_madd_epi16(p, ones));
+      }
+    }
+  }
+};
+
+template <int T>
+struct QuadStep<T, true> {
+  WEFT_AVX2 static inline void run(__m256i (&acc)[2][T], const uint8_t* xj, const int8_t* wj) {
+    __m256i wv[2];
+    for (int h = 0; h < 2; ++h) wv[h] = _mm256_load_si256(reinterpret_cast<const __m256i*>(wj + h * 32));
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      const __m256i xb = bcast4(xj + 4 * t);
+      // Inline asm: GCC 12 copies the tied accumulator of the intrinsic on every use.
+      for (int h = 0; h < 2; ++h) __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc[h][t]) : "x"(xb), "x"(wv[h]));
+    }
+  }
+};
+
+// One panel x T tokens, per-row (groups == 1) or group-32 scales.
+template <int T, bool G, bool VNNI>
+WEFT_AVX2 void i8_tile(const I8Args& a) {
+  __m256 facc[2][T];
+  __m256i acc[2][T];
+#pragma GCC unroll 8
+  for (int h = 0; h < 2; ++h)
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) facc[h][t] = _mm256_setzero_ps();
+  const uint8_t* xj = a.x;
+  const int8_t* wj = a.w;
+  Prefetch pf = a.pf;
+  for (int g = 0; g < a.groups; ++g) {
+#pragma GCC unroll 8
+    for (int h = 0; h < 2; ++h) {
+      // VNNI: start from -128 * sum(w) to cancel the +128 offset of the activations.
+      const __m256i init = VNNI ? _mm256_load_si256(reinterpret_cast<const __m256i*>(a.rs + g * kPackRows + h * kHalf))
+                                : _mm256_setzero_si256();
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) acc[h][t] = init;
+    }
+    for (int j = 0; j < a.glen; ++j, xj += a.xstride, wj += 64) {
+      pf.step();
+      QuadStep<T, VNNI>::run(acc, xj, wj);
+    }
+#pragma GCC unroll 8
+    for (int h = 0; h < 2; ++h) {
+      const __m256 ws = _mm256_load_ps(a.ws + g * kPackRows + h * kHalf);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) {
+        const __m256 dot = _mm256_cvtepi32_ps(acc[h][t]);
+        if (G)  // same float ops as the scalar and AVX-512 kernels
+          facc[h][t] = _mm256_fmadd_ps(dot, ws, facc[h][t]);
+        else
+          facc[h][t] = _mm256_mul_ps(dot, _mm256_mul_ps(ws, _mm256_set1_ps(a.xs[t])));
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int h = 0; h < 2; ++h)
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t)
+      store_rows(a.y + size_t(t) * a.ldy + h * kHalf, a.valid - h * kHalf,
+                 G ? _mm256_mul_ps(facc[h][t], _mm256_set1_ps(a.xs[t])) : facc[h][t]);
+}
+
+using I8Fn = void (*)(const I8Args&);
+constexpr int kMaxT = 6;
+template <bool G, bool VNNI, size_t... T>
+constexpr std::array<I8Fn, sizeof...(T)> i8_table(std::index_sequence<T...>) {
+  return {{&i8_tile<int(T) + 1, G, VNNI>...}};
+}
+
+template <bool VNNI>
+void i8_run(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1) {
+  static constexpr auto row = i8_table<false, VNNI>(std::make_index_sequence<kMaxT>());
+  static constexpr auto grp = i8_table<true, VNNI>(std::make_index_sequence<kMaxT>());
+  const bool grouped = w.group != 0;
+  const int m = x.m, kp = i8_kpad(w.k), kq = kp / kQuad, groups = grouped ? kp / kQ8Group : 1;
+  // Largest tile that fits 16 ymm: accumulators (x2 with group float sums) + weights + temps
+  // (the plain path also keeps |w| and two constants).
+  const int tm = VNNI ? (grouped ? 3 : 6) : (grouped ? 2 : 3);
+  const int tiles = (m + tm - 1) / tm, p1 = panels_of(n1);
+  I8Args a;
+  a.xstride = size_t(kQuad) * m;
+  a.groups = groups;
+  a.glen = kq / groups;
+  a.ldy = ldy;
+  for (int p = n0 / kPackRows; p < p1; ++p) {
+    a.w = w.data.as<int8_t>() + size_t(p) * kq * 64;
+    a.ws = w.scales.as<float>() + size_t(p) * groups * kPackRows;
+    a.rs = w.row_sums.as<int32_t>() + size_t(p) * groups * kPackRows;
+    a.valid = n1 - p * kPackRows;
+    for (int tile = 0; tile < tiles; ++tile) {
+      const int t0 = int(int64_t(m) * tile / tiles), t1 = int(int64_t(m) * (tile + 1) / tiles);
+      a.x = x.data.as<uint8_t>() + size_t(kQuad) * t0;
+      a.xs = x.scales.as<float>() + t0;
+      a.y = y + size_t(t0) * ldy + p * kPackRows;
+      a.pf = Prefetch(a.w + size_t(kq) * 64, grouped ? a.ws + groups * kPackRows : nullptr,
+                      a.rs + groups * kPackRows, p + 1 < p1 ? kq : 0, tile, tiles, kq);
+      (grouped ? grp : row)[t1 - t0 - 1](a);
+    }
+  }
+}
+
+// ---- f32 ----
+
+template <int T>
+WEFT_AVX2 void f32_tile(const float* x, int k, const float* w, float* y, int ldy, int valid, Prefetch pf) {
+  __m256 acc[2][T];
+#pragma GCC unroll 8
+  for (int h = 0; h < 2; ++h)
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) acc[h][t] = _mm256_setzero_ps();
+  for (int c = 0; c < k; ++c) {
+    pf.step();
+    const __m256 w0 = _mm256_load_ps(w + size_t(c) * kPackRows), w1 = _mm256_load_ps(w + size_t(c) * kPackRows + kHalf);
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      const __m256 xb = _mm256_broadcast_ss(x + size_t(t) * k + c);
+      acc[0][t] = _mm256_fmadd_ps(w0, xb, acc[0][t]);
+      acc[1][t] = _mm256_fmadd_ps(w1, xb, acc[1][t]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int h = 0; h < 2; ++h)
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) store_rows(y + size_t(t) * ldy + h * kHalf, valid - h * kHalf, acc[h][t]);
+}
+
+using F32Fn = void (*)(const float*, int, const float*, float*, int, int, Prefetch);
+constexpr int kF32T = 6;  // 12 accumulators + 2 weights + 1 broadcast
+template <size_t... T>
+constexpr std::array<F32Fn, sizeof...(T)> f32_table(std::index_sequence<T...>) {
+  return {{&f32_tile<int(T) + 1>...}};
 }
 
 }  // namespace
 
 void matmul_f32_avx2(const float* x, int m, const PackedF32& w, float* y, int ldy, int n0, int n1) {
-  const int k = w.k;
-  for (int r0 = n0; r0 < n1; r0 += kPackRows) {
-    const float* wp = w.data.as<float>() + size_t(r0 / kPackRows) * k * kPackRows;
-    const int valid = std::min(kPackRows, n1 - r0);
-    for (int t0 = 0; t0 < m; t0 += kF32Tile) {
-      const int nt = std::min(kF32Tile, m - t0);
-      __m256 acc[kF32Tile][2];
-      for (int t = 0; t < kF32Tile; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-      for (int c = 0; c < k; ++c) {
-        const __m256 lo = _mm256_loadu_ps(wp + size_t(c) * kPackRows), hi = _mm256_loadu_ps(wp + size_t(c) * kPackRows + 8);
-        for (int t = 0; t < nt; ++t) {
-          const __m256 xb = _mm256_broadcast_ss(x + size_t(t0 + t) * k + c);
-          acc[t][0] = _mm256_fmadd_ps(lo, xb, acc[t][0]);
-          acc[t][1] = _mm256_fmadd_ps(hi, xb, acc[t][1]);
-        }
-      }
-      for (int t = 0; t < nt; ++t) store_panel(y, ldy, t0 + t, r0, valid, acc[t][0], acc[t][1]);
+  static constexpr auto table = f32_table(std::make_index_sequence<kF32T>());
+  const int k = w.k, p1 = panels_of(n1), tiles = (m + kF32T - 1) / kF32T;
+  for (int p = n0 / kPackRows; p < p1; ++p) {
+    const float* wp = w.data.as<float>() + size_t(p) * k * kPackRows;
+    for (int tile = 0; tile < tiles; ++tile) {
+      const int t0 = int(int64_t(m) * tile / tiles), t1 = int(int64_t(m) * (tile + 1) / tiles);
+      table[t1 - t0 - 1](x + size_t(t0) * k, k, wp, y + size_t(t0) * ldy + p * kPackRows, ldy, n1 - p * kPackRows,
+                         Prefetch(wp + size_t(k) * kPackRows, nullptr, nullptr, p + 1 < p1 ? k : 0, tile, tiles, k));
     }
   }
 }
 
-void quantize_act_avx2(const float* x, int m, int k, QuantAct* out) { quantize_act_scalar(x, m, k, out); }
+void matmul_i8_avx2_plain(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1) {
+  i8_run<false>(x, w, y, ldy, n0, n1);
+}
+void matmul_i8_avx2_vnni(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1) {
+  i8_run<true>(x, w, y, ldy, n0, n1);
+}
+bool avx_vnni_supported() { return __builtin_cpu_supports("avxvnni"); }
 
 void matmul_i8_avx2(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1) {
-  const int m = x.m, kp = i8_kpad(w.k), kq = kp / kQuad;
-  const bool grouped = w.group != 0;
-  const int groups = grouped ? kp / kQ8Group : 1, quads_per_group = grouped ? kQ8Group / kQuad : kq;
-  const uint8_t* xd = x.data.as<uint8_t>();
-  const float* xs = x.scales.as<float>();
-  const __m128i offset = _mm_set1_epi16(128);
-  for (int r0 = n0; r0 < n1; r0 += kPackRows) {
-    const int p = r0 / kPackRows, valid = std::min(kPackRows, n1 - r0);
-    const int8_t* wp = w.data.as<int8_t>() + size_t(p) * kq * 64;
-    const float* ws = w.scales.as<float>() + size_t(p) * groups * kPackRows;
-    for (int t0 = 0; t0 < m; t0 += kI8Tile) {
-      const int nt = std::min(kI8Tile, m - t0);
-      __m256 facc[kI8Tile][2];
-      for (int t = 0; t < kI8Tile; ++t) facc[t][0] = facc[t][1] = _mm256_setzero_ps();
-      for (int g = 0; g < groups; ++g) {
-        __m256i acc[kI8Tile][4];
-        for (int t = 0; t < kI8Tile; ++t)
-          for (int a = 0; a < 4; ++a) acc[t][a] = _mm256_setzero_si256();
-        for (int j = g * quads_per_group; j < (g + 1) * quads_per_group; ++j) {
-          const int8_t* wq = wp + size_t(j) * 64;  // 16 rows x 4 k
-          __m256i w16[4];
-          for (int a = 0; a < 4; ++a) w16[a] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wq + 16 * a)));
-          for (int t = 0; t < nt; ++t) {
-            int32_t quad;
-            std::memcpy(&quad, xd + size_t(kQuad) * (size_t(j) * m + t0 + t), 4);
-            const __m128i x16 = _mm_sub_epi16(_mm_cvtepu8_epi16(_mm_cvtsi32_si128(quad)), offset);
-            const __m256i xb = _mm256_broadcastq_epi64(x16);  // the 4 k values, for each row
-            for (int a = 0; a < 4; ++a) acc[t][a] = _mm256_add_epi32(acc[t][a], _mm256_madd_epi16(w16[a], xb));
-          }
-        }
-        for (int t = 0; t < nt; ++t) {
-          const __m256 lo = _mm256_cvtepi32_ps(fold_pairs(acc[t][0], acc[t][1]));
-          const __m256 hi = _mm256_cvtepi32_ps(fold_pairs(acc[t][2], acc[t][3]));
-          if (!grouped) {
-            const __m256 s = _mm256_set1_ps(xs[t0 + t]);
-            facc[t][0] = _mm256_mul_ps(lo, _mm256_mul_ps(_mm256_loadu_ps(ws), s));
-            facc[t][1] = _mm256_mul_ps(hi, _mm256_mul_ps(_mm256_loadu_ps(ws + 8), s));
-          } else {
-            facc[t][0] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(ws + size_t(g) * kPackRows), facc[t][0]);
-            facc[t][1] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(ws + size_t(g) * kPackRows + 8), facc[t][1]);
-          }
-        }
-      }
-      for (int t = 0; t < nt; ++t) {
-        if (grouped) {
-          const __m256 s = _mm256_set1_ps(xs[t0 + t]);
-          facc[t][0] = _mm256_mul_ps(facc[t][0], s);
-          facc[t][1] = _mm256_mul_ps(facc[t][1], s);
-        }
-        store_panel(y, ldy, t0 + t, r0, valid, facc[t][0], facc[t][1]);
-      }
+  static const bool vnni = avx_vnni_supported();
+  (vnni ? matmul_i8_avx2_vnni : matmul_i8_avx2_plain)(x, w, y, ldy, n0, n1);
+}
+
+// 8 floats -> 8 bytes of x+128 = two k-quads, stored at their QuantAct positions.
+WEFT_AVX2 void quantize_act_avx2(const float* x, int m, int k, QuantAct* out) {
+  const int kp = i8_kpad(k);
+  uint8_t* d = out->data.as<uint8_t>();
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127), off = _mm256_set1_epi32(128);
+  // Low byte of each int32 to the first 4 bytes of its 128-bit lane.
+  const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,  //
+                                        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+  const size_t s = size_t(kQuad) * m;
+  for (int t = 0; t < m; ++t) {
+    const float* xr = x + size_t(t) * k;
+    __m256 vmax = _mm256_setzero_ps();
+    for (int c = 0; c < k; c += kHalf)
+      vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, _mm256_maskload_ps(xr + c, half_mask(k - c))));
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, vmax);
+    float amax = 0.0f;
+    for (float v : lanes) amax = v > amax ? v : amax;
+    const float scale = amax / 127.0f, inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+    out->scales.as<float>()[t] = scale;
+    const __m256 vinv = _mm256_set1_ps(inv);
+    uint8_t* dst = d + size_t(t) * kQuad;
+    for (int c = 0; c < kp; c += kHalf, dst += 2 * s) {
+      const __m256 v = _mm256_maskload_ps(xr + c, half_mask(k - c));
+      __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(v, vinv));  // round half to even
+      q = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(q, lo), hi), off);
+      q = _mm256_shuffle_epi8(q, pick);
+      const int32_t q0 = _mm256_extract_epi32(q, 0), q1 = _mm256_extract_epi32(q, 4);
+      std::memcpy(dst, &q0, 4);
+      std::memcpy(dst + s, &q1, 4);
     }
   }
 }

@@ -38,37 +38,6 @@ WEFT_AVX512 inline void dpbusd(__m512i& acc, __m512i x, __m512i w) {
   __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w));
 }
 
-// Weights stream from DRAM (a model is far larger than the LLC), and the first token tile of
-// a panel group would need ~16 B/cycle, more than one core's DRAM bandwidth. So the tiles of a
-// group prefetch the next group's lines, spread evenly over the whole group's run time: tile
-// `tile` of `tiles` takes lines [tile, tile + 1) * total / tiles, over its `iters` iterations.
-// (Also for grouped weights: every 8th data line also brings one line of scales and sums.)
-struct Prefetch {
-  const char* data = nullptr;
-  const char* scales = nullptr;  // optional
-  const char* sums = nullptr;    // optional
-  int line = 0, end = 0;         // data lines left to this tile
-  int err = 0, num = 0, den = 1;  // Bresenham: num lines per den iterations
-
-  Prefetch() = default;
-  Prefetch(const void* d, const void* sc, const void* su, int total, int tile, int tiles, int iters)
-      : data(static_cast<const char*>(d)), scales(static_cast<const char*>(sc)), sums(static_cast<const char*>(su)) {
-    line = int(int64_t(total) * tile / tiles);
-    end = int(int64_t(total) * (tile + 1) / tiles);
-    num = end - line;
-    den = iters > 0 ? iters : 1;
-  }
-  inline void step() {
-    for (err += num; err >= den && line < end; err -= den, ++line) {
-      _mm_prefetch(data + size_t(line) * 64, _MM_HINT_T0);
-      if (scales && line % 8 == 0) {
-        _mm_prefetch(scales + size_t(line / 8) * 64, _MM_HINT_T0);
-        _mm_prefetch(sums + size_t(line / 8) * 64, _MM_HINT_T0);
-      }
-    }
-  }
-};
-
 // Shared arguments of one [NP panels x T tokens] int8 tile.
 struct I8Tile {
   const uint8_t* x;    // activation quads of the tile's first token (QuantAct layout)
@@ -176,11 +145,14 @@ WEFT_AVX512 void i8_tile_group(const I8Tile& a) {
 
 // One token (decode at batch 1): DRAM-bound, so keep few streams (NP panels) but split each
 // panel's k-quads over two accumulators (even/odd) so the vpdpbusd latency chain does not
-// limit cache-resident matrices. Same integer dots and float ops as the tiles above.
+// limit cache-resident matrices. For group-32 weights the +128 offset is cancelled with an
+// extra vpdpbusd of 128 x w instead of reading the row sums (1/8 of the weight traffic);
+// compute is idle here anyway. Same integer dots and float ops as the tiles above.
 template <bool G, int NP>
 WEFT_AVX512 void i8_gemv(const I8Tile& a) {
   const int glen = G ? kQ8Group / kQuad : a.kq;  // k-quads per scale group
   const size_t gstride = size_t(a.groups) * kPackRows;
+  const __m512i c128 = _mm512_set1_epi8(char(0x80));
   const float xs = a.xs[0];
   const uint8_t* xj = a.x;
   const int8_t* wj = a.w;
@@ -189,11 +161,11 @@ WEFT_AVX512 void i8_gemv(const I8Tile& a) {
 #pragma GCC unroll 16
   for (int i = 0; i < NP; ++i) facc[i] = _mm512_setzero_ps();
   for (int g = 0; g < a.groups; ++g) {
-    __m512i acc0[NP], acc1[NP];
+    __m512i acc0[NP], acc1[NP], off0[NP], off1[NP];
 #pragma GCC unroll 16
     for (int i = 0; i < NP; ++i) {
-      acc0[i] = _mm512_load_si512(a.rs + i * gstride + g * kPackRows);
-      acc1[i] = _mm512_setzero_si512();
+      acc0[i] = G ? _mm512_setzero_si512() : _mm512_load_si512(a.rs + i * gstride);
+      acc1[i] = off0[i] = off1[i] = _mm512_setzero_si512();
     }
 #pragma GCC unroll 8
     for (int j = 0; j < glen; j += 2, xj += 8, wj += 128) {  // xstride is 4 for one token
@@ -202,19 +174,22 @@ WEFT_AVX512 void i8_gemv(const I8Tile& a) {
       const __m512i x0 = bcast4(xj), x1 = bcast4(xj + 4);
 #pragma GCC unroll 16
       for (int i = 0; i < NP; ++i) {
-        dpbusd(acc0[i], x0, _mm512_load_si512(wj + i * a.wstride));
-        dpbusd(acc1[i], x1, _mm512_load_si512(wj + i * a.wstride + 64));
+        const __m512i w0 = _mm512_load_si512(wj + i * a.wstride), w1 = _mm512_load_si512(wj + i * a.wstride + 64);
+        dpbusd(acc0[i], x0, w0);
+        dpbusd(acc1[i], x1, w1);
+        if (G) {
+          dpbusd(off0[i], c128, w0);
+          dpbusd(off1[i], c128, w1);
+        }
       }
     }
 #pragma GCC unroll 16
     for (int i = 0; i < NP; ++i) {
       const __m512 ws = _mm512_load_ps(a.ws + i * gstride + g * kPackRows);
-      const __m512 dot = _mm512_cvtepi32_ps(_mm512_add_epi32(acc0[i], acc1[i]));
-      if (G) {
-        facc[i] = _mm512_fmadd_ps(dot, ws, facc[i]);
-      } else {
-        facc[i] = _mm512_mul_ps(dot, _mm512_mul_ps(ws, _mm512_set1_ps(xs)));
-      }
+      __m512i idot = _mm512_add_epi32(acc0[i], acc1[i]);
+      if (G) idot = _mm512_sub_epi32(idot, _mm512_add_epi32(off0[i], off1[i]));
+      const __m512 dot = _mm512_cvtepi32_ps(idot);
+      facc[i] = G ? _mm512_fmadd_ps(dot, ws, facc[i]) : _mm512_mul_ps(dot, _mm512_mul_ps(ws, _mm512_set1_ps(xs)));
     }
   }
 #pragma GCC unroll 16
@@ -223,18 +198,11 @@ WEFT_AVX512 void i8_gemv(const I8Tile& a) {
                           G ? _mm512_mul_ps(facc[i], _mm512_set1_ps(xs)) : facc[i]);
 }
 
-// Tile shapes: [panels][tokens]. Per k-quad a tile issues NP weight loads, T broadcasts and
-// NP*T vpdpbusd; the group kernel also keeps NP*T float accumulators (32 zmm in all).
-#ifndef WEFT_ROW_NP
-#define WEFT_ROW_NP 2
-#define WEFT_ROW_T 8
-#define WEFT_GRP_NP 2
-#define WEFT_GRP_T 6
-#endif
-#ifndef WEFT_GEMV_NP
-#define WEFT_GEMV_NP 2
-#endif
-constexpr int kRowNP = WEFT_ROW_NP, kRowT = WEFT_ROW_T, kGrpNP = WEFT_GRP_NP, kGrpT = WEFT_GRP_T;
+// Tile shapes [panels x tokens]. Per k-quad a tile issues NP weight loads, T broadcasts and
+// NP*T vpdpbusd. 2 x 8 (16 accumulators) reaches ~95% of the vpdpbusd peak from cache; the
+// group kernel also keeps NP*T float sums, so 2 x 7 (28 of the 32 zmm). Measured on Zen 5:
+// 3 x 8 is no faster, and 1 x 14 / 3 x 4 / 4 x 3 are slower. m == 1 uses the GEMV kernel.
+constexpr int kRowNP = 2, kRowT = 8, kGrpNP = 2, kGrpT = 7, kGemvNP = 2;
 
 // Kernel tables [NP - 1][T - 1], so tails of panels and tokens use smaller tiles.
 using I8Fn = void (*)(const I8Tile&);
@@ -269,8 +237,9 @@ void i8_run(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int
     a.valid = n1 - p * kPackRows;
     const int next = p1 - (p + np) < NPM ? p1 - (p + np) : NPM;  // panels of the next group
     for (int tile = 0; tile < tiles; ++tile) {
+      // Grouped weights: prefetch scales too, and row sums unless the GEMV (TM == 1) skips them.
       a.pf = Prefetch(a.w + size_t(np) * a.wstride, G ? a.ws + size_t(np) * groups * kPackRows : nullptr,
-                      a.rs + size_t(np) * groups * kPackRows, next * a.kq, tile, tiles, a.kq);
+                      G && TM > 1 ? a.rs + size_t(np) * groups * kPackRows : nullptr, next * a.kq, tile, tiles, a.kq);
       const int t0 = int(int64_t(m) * tile / tiles), t1 = int(int64_t(m) * (tile + 1) / tiles);
       a.x = x.data.as<uint8_t>() + size_t(kQuad) * t0;
       a.xs = x.scales.as<float>() + t0;
@@ -283,10 +252,8 @@ void i8_run(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int
 }  // namespace
 
 void matmul_i8_avx512(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1) {
-#ifndef WEFT_NO_GEMV
-  if (x.m == 1 && w.group != 0) return i8_run<true, WEFT_GEMV_NP, 1>(x, w, y, ldy, n0, n1);
-  if (x.m == 1) return i8_run<false, WEFT_GEMV_NP, 1>(x, w, y, ldy, n0, n1);
-#endif
+  if (x.m == 1 && w.group != 0) return i8_run<true, kGemvNP, 1>(x, w, y, ldy, n0, n1);
+  if (x.m == 1) return i8_run<false, kGemvNP, 1>(x, w, y, ldy, n0, n1);
   if (w.group != 0)
     i8_run<true, kGrpNP, kGrpT>(x, w, y, ldy, n0, n1);
   else
@@ -298,52 +265,60 @@ namespace {
 // ---- f32 ----
 
 // [NP panels x T tokens] of float accumulators; x rows are read in place (stride k).
+// One k step of a panel is one cache line, so the next group's prefetch runs per k step.
 template <int NP, int T>
-WEFT_AVX512 void f32_tile(const float* x, int k, const float* w, size_t wstride, float* y, int ldy, int valid) {
+WEFT_AVX512 void f32_tile(const float* x, int k, const float* w, size_t wstride, float* y, int ldy, int valid,
+                          Prefetch pf) {
   __m512 acc[NP][T];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = 0; i < NP; ++i)
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int t = 0; t < T; ++t) acc[i][t] = _mm512_setzero_ps();
   for (int c = 0; c < k; ++c) {
+    pf.step();
     __m512 wv[NP];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < NP; ++i) wv[i] = _mm512_load_ps(w + i * wstride + size_t(c) * kPackRows);
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int t = 0; t < T; ++t) {
       const __m512 xb = _mm512_set1_ps(x[size_t(t) * k + c]);
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int i = 0; i < NP; ++i) acc[i][t] = _mm512_fmadd_ps(wv[i], xb, acc[i][t]);
     }
   }
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = 0; i < NP; ++i) {
     const __mmask16 mask = row_mask(valid - i * kPackRows);
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(y + size_t(t) * ldy + i * kPackRows, mask, acc[i][t]);
   }
 }
 
-using F32Fn = void (*)(const float*, int, const float*, size_t, float*, int, int);
-constexpr int kMaxTF = 12;
+// 2 panels x 12 tokens: 24 accumulators, 2 weight loads and 12 broadcasts per 24 FMAs.
+constexpr int kF32NP = 2, kF32T = 12;
+using F32Fn = void (*)(const float*, int, const float*, size_t, float*, int, int, Prefetch);
 template <int NP, size_t... T>
-constexpr std::array<F32Fn, sizeof...(T)> f32_table(std::index_sequence<T...>) {
+constexpr std::array<F32Fn, sizeof...(T)> f32_tiles(std::index_sequence<T...>) {
   return {{&f32_tile<NP, int(T) + 1>...}};
+}
+template <size_t... P>
+constexpr std::array<std::array<F32Fn, kF32T>, sizeof...(P)> f32_table(std::index_sequence<P...>) {
+  return {{f32_tiles<int(P) + 1>(std::make_index_sequence<kF32T>())...}};
 }
 
 }  // namespace
 
 void matmul_f32_avx512(const float* x, int m, const PackedF32& w, float* y, int ldy, int n0, int n1) {
-  static const auto t2 = f32_table<2>(std::make_index_sequence<kMaxTF>());
-  static const auto t1 = f32_table<1>(std::make_index_sequence<kMaxTF>());
-  const int k = w.k, p1 = panels_of(n1);
+  static constexpr auto table = f32_table(std::make_index_sequence<kF32NP>());
+  const int k = w.k, p1 = panels_of(n1), tiles = (m + kF32T - 1) / kF32T;
   const size_t wstride = size_t(k) * kPackRows;
-  for (int p = n0 / kPackRows; p < p1; p += 2) {
-    const int np = p + 2 <= p1 ? 2 : 1;
-    for (int t0 = 0; t0 < m; t0 += kMaxTF) {
-      const int tt = m - t0 < kMaxTF ? m - t0 : kMaxTF;
-      (np == 2 ? t2 : t1)[tt - 1](x + size_t(t0) * k, k, w.data.as<float>() + p * wstride, wstride,
-                                  y + size_t(t0) * ldy + p * kPackRows, ldy, n1 - p * kPackRows);
+  for (int p = n0 / kPackRows; p < p1; p += kF32NP) {
+    const int np = p1 - p < kF32NP ? p1 - p : kF32NP, next = p1 - (p + np) < kF32NP ? p1 - (p + np) : kF32NP;
+    const float* wp = w.data.as<float>() + p * wstride;
+    for (int tile = 0; tile < tiles; ++tile) {
+      const int t0 = int(int64_t(m) * tile / tiles), t1 = int(int64_t(m) * (tile + 1) / tiles);
+      table[np - 1][t1 - t0 - 1](x + size_t(t0) * k, k, wp, wstride, y + size_t(t0) * ldy + p * kPackRows, ldy,
+                                 n1 - p * kPackRows, Prefetch(wp + np * wstride, nullptr, nullptr, next * k, tile, tiles, k));
     }
   }
 }

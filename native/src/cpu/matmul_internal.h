@@ -16,6 +16,8 @@
 //                   k-quads hold 128 (x = 0).
 //  QuantAct.scales  float [m]: absmax/127 of each token (0 for an all-zero token).
 #pragma once
+#include <xmmintrin.h>  // _mm_prefetch (baseline x86-64)
+
 #include <cstdint>
 
 #include "cpu/matmul.h"
@@ -28,6 +30,39 @@ constexpr int kQuad = 4;  // k values per int32 lane of a packed int8 panel
 inline int round_up(int a, int b) { return (a + b - 1) / b * b; }
 inline int i8_kpad(int k) { return round_up(k, kQ8Group); }
 inline int panels_of(int n) { return (n + kPackRows - 1) / kPackRows; }
+
+// Software prefetch of the next panel group, shared by the vector kernels. Weights stream
+// from DRAM (a model is far larger than the LLC), and the first token tile of a panel group
+// would need ~16 B/cycle, more than one core's DRAM bandwidth. So the tiles of a group
+// prefetch the next group's lines, spread evenly over the whole group's run time: tile `tile`
+// of `tiles` takes lines [tile, tile + 1) * total / tiles, over its `iters` iterations (calls
+// of step()). For group-32 int8 weights, 8 data lines (one group of one panel) go with one
+// line of scales and one of row sums, so every 8th data line also prefetches those.
+struct Prefetch {
+  const char* data = nullptr;
+  const char* scales = nullptr;  // optional (grouped int8 only)
+  const char* sums = nullptr;    // optional, with scales
+  unsigned line = 0;             // next data line to prefetch
+  int err = 0, num = 0, den = 1;  // Bresenham: num lines over den calls of step()
+
+  Prefetch() = default;
+  Prefetch(const void* d, const void* sc, const void* su, int total, int tile, int tiles, int iters)
+      : data(static_cast<const char*>(d)), scales(static_cast<const char*>(sc)), sums(static_cast<const char*>(su)) {
+    line = unsigned(int64_t(total) * tile / tiles);
+    num = int(int64_t(total) * (tile + 1) / tiles) - int(line);
+    den = iters > 0 ? iters : 1;
+  }
+  // Called exactly `iters` times; prefetches exactly `num` lines in all.
+  inline void step() {
+    for (err += num; err >= den; err -= den, ++line) {
+      _mm_prefetch(data + size_t(line) * 64, _MM_HINT_T0);
+      if (scales && (line & 7) == 0) {
+        _mm_prefetch(scales + size_t(line >> 3) * 64, _MM_HINT_T0);
+        if (sums) _mm_prefetch(sums + size_t(line >> 3) * 64, _MM_HINT_T0);
+      }
+    }
+  }
+};
 
 // Kernels. Each computes y[i][n0..n1) for all m rows; n0 a multiple of kPackRows.
 void matmul_f32_scalar(const float* x, int m, const PackedF32& w, float* y, int ldy, int n0, int n1);
@@ -43,6 +78,10 @@ void quantize_act_avx512(const float* x, int m, int k, QuantAct* out);
 void matmul_i8_scalar(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
 void matmul_i8_avx2(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
 void matmul_i8_avx512(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
+// matmul_i8_avx2 uses the AVX-VNNI variant when the CPU has it; both exposed for the tests.
+bool avx_vnni_supported();
+void matmul_i8_avx2_plain(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
+void matmul_i8_avx2_vnni(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
 
 }  // namespace detail
 }  // namespace weft
