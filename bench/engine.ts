@@ -81,7 +81,10 @@ function runLlamaCpp(gguf: string, o: { threads: number; batches: number[]; prom
   const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'llamacpp');
   const install = spawnSync('bash', [join(dir, 'install.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
   if (install.status !== 0) return null;
-  const r = spawnSync(process.execPath, [join(dir, 'run.mjs'), '--model', gguf, '--threads', String(o.threads), '--batches', o.batches.join(','),
+  // llama.cpp's best of 1 and N threads, flash attention on and off (its prebuilt binary runs
+  // batch-1 decode far slower with 2 threads on a small machine: bench/llamacpp/README.md).
+  const threads = o.threads > 1 ? `1,${o.threads}` : '1';
+  const r = spawnSync(process.execPath, [join(dir, 'run.mjs'), '--model', gguf, '--threads', threads, '--flash-attention', 'on,off', '--repeat', '2', '--batches', o.batches.join(','),
     '--prompt-tokens', String(o.promptTokens), '--decode-tokens', String(o.decodeTokens)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   if (r.status !== 0) return null;
   const json = JSON.parse(r.stdout.trim().split('\n').pop()!);
