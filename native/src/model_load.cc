@@ -143,8 +143,10 @@ Status build_matrix(const std::vector<Part>& parts, WeightDType wd, Matrix* m) {
   return Status::Ok();
 }
 
+// Bytes a step streams for this matrix: the packed buffers as laid out (padding, group scales
+// and the int8 row sums included).
 uint64_t matrix_bytes(const Matrix& m) {
-  return m.is_int8 ? uint64_t(m.n) * m.k + uint64_t(m.n) * 4 : uint64_t(m.n) * m.k * 4;
+  return m.is_int8 ? m.i8.data.bytes + m.i8.scales.bytes + m.i8.row_sums.bytes : m.f32.data.bytes;
 }
 
 Status validate_config(const ModelConfig& c) {

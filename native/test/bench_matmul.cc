@@ -2,7 +2,8 @@
 // Single-threaded, whole [0, n) per call. Each figure is the median of `runs` timed runs;
 // a run repeats the call until it lasts >= 20 ms. Weights rotate over enough copies to
 // exceed the last-level cache (as in a real decode step, where every layer's weights stream
-// from DRAM), so m = 1 shows memory bandwidth rather than L3 bandwidth.
+// from DRAM), so m = 1 shows memory bandwidth rather than L3 bandwidth. GB/s counts the
+// packed weight bytes per call: n*k*4 for f32, int8 data + float scales for int8.
 //   bench_matmul [--scalar] [--runs N] [--warm]   (--warm: no rotation, one cached copy)
 // "avx2(vnni)" is what Isa::avx2 runs on a CPU with AVX-VNNI; "avx2(plain)" forces the
 // vpmaddubsw int8 path of AVX2-only CPUs (f32 is the same code in both rows).

@@ -178,7 +178,7 @@ void i8_run(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int
       a.xs = x.scales.as<float>() + t0;
       a.y = y + size_t(t0) * ldy + p * kPackRows;
       a.pf = Prefetch(a.w + size_t(kq) * 64, grouped ? a.ws + groups * kPackRows : nullptr,
-                      a.rs + groups * kPackRows, p + 1 < p1 ? kq : 0, tile, tiles, kq);
+                      grouped && VNNI ? a.rs + groups * kPackRows : nullptr, p + 1 < p1 ? kq : 0, tile, tiles, kq);
       (grouped ? grp : row)[t1 - t0 - 1](a);
     }
   }

@@ -1,6 +1,7 @@
 // AVX-512 (F+BW+VL+VNNI) kernels. Register-blocked outer products with no horizontal sums:
 // one zmm of packed weights covers 16 output rows (x 4 k for int8), each token's activation is
 // broadcast and multiplied into a [panels x tokens] tile of accumulators.
+//
 // GCC 12's AVX-512 headers build "undefined" vectors by self-initialization, which -Wall
 // reports as -Wuninitialized once inlined into a target("avx512f") function.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -201,8 +202,9 @@ WEFT_AVX512 void i8_gemv(const I8Tile& a) {
 // Tile shapes [panels x tokens]. Per k-quad a tile issues NP weight loads, T broadcasts and
 // NP*T vpdpbusd. 2 x 8 (16 accumulators) reaches ~95% of the vpdpbusd peak from cache; the
 // group kernel also keeps NP*T float sums, so 2 x 7 (28 of the 32 zmm). Measured on Zen 5:
-// 3 x 8 is no faster, and 1 x 14 / 3 x 4 / 4 x 3 are slower. m == 1 uses the GEMV kernel.
-constexpr int kRowNP = 2, kRowT = 8, kGrpNP = 2, kGrpT = 7, kGemvNP = 2;
+// 3 x 8 is no faster, and 1 x 14 / 3 x 4 / 4 x 3 are slower. m == 1 uses the GEMV kernel on
+// one panel at a time: a single sequential stream gets ~20% more DRAM bandwidth than two.
+constexpr int kRowNP = 2, kRowT = 8, kGrpNP = 2, kGrpT = 7, kGemvNP = 1;
 
 // Kernel tables [NP - 1][T - 1], so tails of panels and tokens use smaller tiles.
 using I8Fn = void (*)(const I8Tile&);
@@ -311,9 +313,10 @@ constexpr std::array<std::array<F32Fn, kF32T>, sizeof...(P)> f32_table(std::inde
 void matmul_f32_avx512(const float* x, int m, const PackedF32& w, float* y, int ldy, int n0, int n1) {
   static constexpr auto table = f32_table(std::make_index_sequence<kF32NP>());
   const int k = w.k, p1 = panels_of(n1), tiles = (m + kF32T - 1) / kF32T;
+  const int npm = m == 1 ? 1 : kF32NP;  // one token: one sequential weight stream (see kGemvNP)
   const size_t wstride = size_t(k) * kPackRows;
-  for (int p = n0 / kPackRows; p < p1; p += kF32NP) {
-    const int np = p1 - p < kF32NP ? p1 - p : kF32NP, next = p1 - (p + np) < kF32NP ? p1 - (p + np) : kF32NP;
+  for (int p = n0 / kPackRows; p < p1; p += npm) {
+    const int np = p1 - p < npm ? p1 - p : npm, next = p1 - (p + np) < npm ? p1 - (p + np) : npm;
     const float* wp = w.data.as<float>() + p * wstride;
     for (int tile = 0; tile < tiles; ++tile) {
       const int t0 = int(int64_t(m) * tile / tiles), t1 = int(int64_t(m) * (tile + 1) / tiles);

@@ -9,8 +9,9 @@
 //                   [p][kp/4][16 rows][4 consecutive k]  (one 64-byte zmm per k-quad).
 //  PackedI8.scales  float. group 0: [npad] (one per row); group 32: [p][kp/32][16].
 //  PackedI8.row_sums int32, same shape as scales: -128 * sum of the row's (group's) int8
-//                   values. The VNNI kernels start each accumulator at this value so that
-//                   sum (x+128)*w + row_sum == sum x*w exactly.
+//                   values. The VNNI kernels add it to their accumulators so that
+//                   sum (x+128)*w + row_sum == sum x*w exactly. (The non-VNNI AVX2 path works
+//                   on signed x and needs none; the AVX-512 group GEMV recomputes it.)
 //  QuantAct.data    uint8 x+128, k-quad major: the 4 bytes of token t, k-quad j are at
 //                   byte 4*(j*m + t), so a token tile's broadcasts are contiguous. Padded
 //                   k-quads hold 128 (x = 0).
