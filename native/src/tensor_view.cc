@@ -1,29 +1,10 @@
 // Reading weight rows out of mapped files, whatever their on-disk dtype.
 #include <cstring>
 
+#include "half.h"
 #include "model.h"
 
 namespace weft {
-
-static float f16_to_f32(uint16_t h) {
-  uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ffu, bits;
-  if (exp == 0) {
-    if (mant == 0) {
-      bits = sign;
-    } else {  // subnormal: renormalize
-      exp = 127 - 15 + 1;
-      while (!(mant & 0x400u)) { mant <<= 1; --exp; }
-      bits = sign | (exp << 23) | ((mant & 0x3ffu) << 13);
-    }
-  } else if (exp == 31) {
-    bits = sign | 0x7f800000u | (mant << 13);
-  } else {
-    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
 
 void tensor_row_f32(const TensorView& t, int64_t r, float* out) {
   const int64_t k = t.cols;

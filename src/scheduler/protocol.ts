@@ -2,6 +2,7 @@
 // A sequence's full data (prompt length, sampling parameters) is sent once, when it is first
 // scheduled on the instance; after that only what changed: new tokens, new block-table entries.
 import type { ErrorData } from '../errors.js';
+import type { NativeStepOutput } from '../workers/binding.js';
 import type { SamplingParams } from '../workers/step-pack.js';
 
 export interface EngineInitOptions {
@@ -50,16 +51,8 @@ export interface StepMessage {
   returnLogits: boolean;
 }
 
-export interface StepReply {
+export interface StepReply extends NativeStepOutput {
   ok: true;
-  sampled: Int32Array;
-  logprobs: Float32Array;
-  topN: number;
-  topIds: Int32Array;
-  topLogprobs: Float32Array;
-  logits?: Float32Array;
-  forwardUs: number;
-  sampleUs: number;
   packUs: number;                // worker-side unpacking and packing
 }
 

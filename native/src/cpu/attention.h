@@ -25,9 +25,6 @@ inline size_t kv_pos_offset(const PagedKv& kv, const int32_t* block_table, int p
   return kv_offset(kv, block_table[p / kv.block_size] * kv.block_size + p % kv.block_size, kv_head);
 }
 
-uint16_t f32_to_f16(float f);
-float f16_to_f32_value(uint16_t h);
-
 // Writes one token's k and v ([num_kv_heads * head_dim] each) into its slot (scalar reference).
 void kv_write_ref(const PagedKv& kv, int slot, const float* k, const float* v);
 
