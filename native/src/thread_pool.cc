@@ -32,7 +32,7 @@ ThreadPool::ThreadPool(int num_threads) : num_threads_(num_threads < 1 ? 1 : num
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    stop_.store(true, std::memory_order_release);
     generation_.fetch_add(1);
   }
   cv_.notify_all();
@@ -82,10 +82,7 @@ void ThreadPool::worker_main(int thread_index) {
       }
     }
     seen = generation_.load(std::memory_order_acquire);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stop_) return;
-    }
+    if (stop_.load(std::memory_order_acquire)) return;
     drain(thread_index);
     num_busy_.fetch_sub(1, std::memory_order_release);
   }

@@ -37,7 +37,7 @@ class ThreadPool {
   std::atomic<int> num_sleeping_{0};
   int num_tasks_ = 0;
   const std::function<void(int, int)>* fn_ = nullptr;
-  bool stop_ = false;
+  std::atomic<bool> stop_{false};  // read by workers on every job without the lock
 };
 
 }  // namespace weft
