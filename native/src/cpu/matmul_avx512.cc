@@ -56,19 +56,16 @@ struct I8Tile {
   Prefetch pf;         // this tile's share of the next panel group
 };
 
-// Per-row scales: one int32 accumulator per (panel, token) over all of k, scaled at the end.
-template <int NP, int T>
-WEFT_AVX512 void i8_tile_row(const I8Tile& a) {
-  __m512i acc[NP][T];
-#pragma GCC unroll 16
-  for (int i = 0; i < NP; ++i)
-#pragma GCC unroll 16
-    for (int t = 0; t < T; ++t) acc[i][t] = _mm512_setzero_si512();
-  const uint8_t* xj = a.x;
-  const int8_t* wj = a.w;
-  const size_t xstride = a.xstride, wstride = a.wstride;
-  Prefetch pf = a.pf;
-  for (int j = 0; j < a.kq; ++j, xj += xstride, wj += 64) {
+// The tiles' inner loop: acc[i][t] += the dots of k-quads of NP panels with T tokens, advancing
+// xj and wj past them. Q > 0: exactly Q quads, a constant the loop is fully unrolled over (a
+// scale group: unrolling it is worth ~40% at m = 64); Q == 0: num_quads, not unrolled.
+// Always inlined, so each tile compiles as if the loop were written in place.
+template <int NP, int T, int Q>
+WEFT_AVX512 __attribute__((always_inline)) inline void i8_quads(__m512i (&acc)[NP][T], const uint8_t*& xj, const int8_t*& wj,
+                                                               int num_quads, size_t xstride, size_t wstride, Prefetch& pf) {
+  const int n = Q > 0 ? Q : num_quads;
+#pragma GCC unroll 8
+  for (int j = 0; j < n; ++j, xj += xstride, wj += 64) {
     pf.step();
     __m512i wv[NP];
 #pragma GCC unroll 16
@@ -80,6 +77,20 @@ WEFT_AVX512 void i8_tile_row(const I8Tile& a) {
       for (int i = 0; i < NP; ++i) dpbusd(acc[i][t], xb, wv[i]);
     }
   }
+}
+
+// Per-row scales: one int32 accumulator per (panel, token) over all of k, scaled at the end.
+template <int NP, int T>
+WEFT_AVX512 void i8_tile_row(const I8Tile& a) {
+  __m512i acc[NP][T];
+#pragma GCC unroll 16
+  for (int i = 0; i < NP; ++i)
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) acc[i][t] = _mm512_setzero_si512();
+  const uint8_t* xj = a.x;
+  const int8_t* wj = a.w;
+  Prefetch pf = a.pf;
+  i8_quads<NP, T, 0>(acc, xj, wj, a.kq, a.xstride, a.wstride, pf);
 #pragma GCC unroll 16
   for (int i = 0; i < NP; ++i) {
     const __m512i rs = _mm512_load_si512(a.rs + i * kPackRows);  // -128 * row sum
@@ -114,19 +125,7 @@ WEFT_AVX512 void i8_tile_group(const I8Tile& a) {
 #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) acc[i][t] = r;
     }
-#pragma GCC unroll 8
-    for (int j = 0; j < kQ8Group / kQuad; ++j, xj += a.xstride, wj += 64) {
-      pf.step();
-      __m512i wv[NP];
-#pragma GCC unroll 16
-      for (int i = 0; i < NP; ++i) wv[i] = _mm512_load_si512(wj + i * a.wstride);
-#pragma GCC unroll 16
-      for (int t = 0; t < T; ++t) {
-        const __m512i xb = bcast4(xj + 4 * t);
-#pragma GCC unroll 16
-        for (int i = 0; i < NP; ++i) dpbusd(acc[i][t], xb, wv[i]);
-      }
-    }
+    i8_quads<NP, T, kQ8Group / kQuad>(acc, xj, wj, 0, a.xstride, a.wstride, pf);
 #pragma GCC unroll 16
     for (int i = 0; i < NP; ++i) {
       const __m512 ws = _mm512_load_ps(a.ws + i * gstride + g * kPackRows);
