@@ -4,6 +4,7 @@
 //   npm run bench:engine -- [--shapes 15m,110m] [--dtypes f32,int8,int8-q8_0] [--batches 1,16,64]
 //                           [--threads 2] [--prompt-tokens 128] [--decode-tokens 32] [--reps 3]
 //                           [--llamacpp] [--mode raw|loop|both] [--json FILE]
+//   npm run bench:engine -- --backend gpu [...]   the CUDA backend (bench/engine-gpu.ts)
 //
 // Decode tokens/s at batch B: B sequences are prefilled with P-token prompts (untimed), then D
 // decode steps of B tokens each are timed; the median over reps is printed. Prefill tokens/s: 4
@@ -22,7 +23,7 @@ import { parseArgs } from 'node:util';
 import { synthesizeModel } from '../src/model/synth.js';
 import { timeLoop } from './loop-mode.js';
 import { EngineInstance } from '../src/workers/engine-instance.js';
-import { GREEDY, packStep, type SeqStep } from '../src/workers/step-pack.js';
+import { timeDecode, timePrefill } from './timing.js';
 
 export const SHAPES: Record<string, Record<string, unknown>> = {
   '15m': { architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 288, num_hidden_layers: 6, num_attention_heads: 6,
@@ -43,40 +44,6 @@ export async function syntheticGguf(shape: string, dtype: 'f32' | 'q8_0'): Promi
   return out;
 }
 
-function timeDecode(e: EngineInstance, batch: number, promptTokens: number, decodeTokens: number): number {
-  const bs = e.blockSize;
-  const blocksPer = Math.ceil((promptTokens + decodeTokens + 1) / bs);
-  const seqs: SeqStep[] = Array.from({ length: batch }, (_, i) => ({
-    seqId: i, tokens: Array.from({ length: promptTokens }, (_, j) => 3 + ((i * 131 + j * 7) % 30000)), startPos: 0, promptLen: promptTokens,
-    blockTable: Array.from({ length: blocksPer }, (_, b) => i * blocksPer + b), doSample: true, sampling: GREEDY,
-  }));
-  for (let i = 0; i < batch; i += 8) {  // prefill in groups so one step stays a sane size
-    const out = e.step(packStep(seqs.slice(i, i + 8), bs));
-    seqs.slice(i, i + 8).forEach((s, j) => { s.startPos = promptTokens; s.tokens = [out.sampled[j]]; });
-  }
-  const t0 = performance.now();
-  for (let d = 0; d < decodeTokens; d++) {
-    const out = e.step(packStep(seqs, bs));
-    seqs.forEach((s, j) => { s.startPos++; s.tokens = [out.sampled[j]]; });
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  e.step(packStep([], bs, { release: seqs.map((s) => s.seqId) }));
-  return (batch * decodeTokens) / seconds;
-}
-
-function timePrefill(e: EngineInstance, promptTokens: number): number {
-  const n = 4, bs = e.blockSize, blocksPer = Math.ceil(promptTokens / bs);
-  const seqs: SeqStep[] = Array.from({ length: n }, (_, i) => ({
-    seqId: 1000 + i, tokens: Array.from({ length: promptTokens }, (_, j) => 3 + ((i * 17 + j * 11) % 30000)), startPos: 0, promptLen: promptTokens,
-    blockTable: Array.from({ length: blocksPer }, (_, b) => i * blocksPer + b), doSample: true, sampling: GREEDY,
-  }));
-  const t0 = performance.now();
-  e.step(packStep(seqs, bs, {}));
-  const seconds = (performance.now() - t0) / 1000;
-  e.step(packStep([], bs, { release: seqs.map((s) => s.seqId) }));
-  return (n * promptTokens) / seconds;
-}
-
 function runLlamaCpp(gguf: string, o: { threads: number; batches: number[]; promptTokens: number; decodeTokens: number }): Map<number, { decode: number; prefill: number }> | null {
   const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'llamacpp');
   const install = spawnSync('bash', [join(dir, 'install.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -92,6 +59,15 @@ function runLlamaCpp(gguf: string, o: { threads: number; batches: number[]; prom
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--backend')) {
+    const i = process.argv.indexOf('--backend');
+    if (process.argv[i + 1] === 'gpu') {
+      const { mainGpu } = await import('./engine-gpu.js');
+      return mainGpu(process.argv.slice(2).filter((_, j) => j !== i - 2 && j !== i - 1));
+    }
+    if (process.argv[i + 1] !== 'cpu') throw new Error('--backend must be cpu or gpu');
+    process.argv.splice(i, 2);
+  }
   const { values } = parseArgs({
     options: {
       shapes: { type: 'string', default: '15m,110m' }, dtypes: { type: 'string', default: 'f32,int8,int8-q8_0' },

@@ -1,18 +1,20 @@
 // The `weft` command line: generate, quantize, synth, serve.
 import { parseArgs } from 'node:util';
 
+import { resolveBackend, resolveDtype, type Config } from './config.js';
 import { isWeftError, WeftError } from './errors.js';
 import { loadModelSpec } from './model/load.js';
 import { quantizeModel } from './model/quantize.js';
 import { synthesizeModel } from './model/synth.js';
 import { runOffline } from './offline.js';
 import { TextTokenizer } from './tokenizer.js';
-import type { WeightDtype } from './workers/binding.js';
+import { loadNative } from './workers/binding.js';
 import { EngineInstance } from './workers/engine-instance.js';
 
 const USAGE = `usage:
   weft generate --model PATH --prompt TEXT --max-tokens N [--temperature T] [--top-k K] [--top-p P]
-                [--min-p P] [--seed S] [--backend cpu] [--dtype f32|int8] [--threads N] [--json]
+                [--min-p P] [--seed S] [--backend cpu|gpu|auto] [--dtype auto|f32|int8|f16|bf16]
+                [--threads N] [--json]
   weft quantize MODEL_DIR OUT_DIR        write a pre-quantized int8 model directory
   weft synth CONFIG OUT [--format gguf|hf] [--dtype f32|f16|q8_0] [--seed S]
                                          seeded random weights at the shape of a config.json
@@ -41,10 +43,11 @@ async function generate(argv: string[]): Promise<void> {
   });
   if (!values.model) usageError('--model is required');
   if (values.prompt === undefined) usageError('--prompt is required (use --prompt "" to start from BOS)');
-  const backend = values.backend ?? 'cpu';
-  if (backend !== 'cpu' && backend !== 'auto') usageError(`--backend ${backend} is not available in this build (cpu | auto)`);
-  const dtype = (values.dtype ?? 'f32') as WeightDtype;
-  if (dtype !== 'f32' && dtype !== 'int8') usageError('--dtype must be f32 or int8');
+  const asked = values.backend ?? 'cpu';
+  if (asked !== 'cpu' && asked !== 'gpu' && asked !== 'auto') usageError(`--backend must be cpu, gpu or auto, got "${asked}"`);
+  const askedDtype = values.dtype ?? 'auto';
+  if (!['auto', 'f32', 'int8', 'f16', 'bf16'].includes(askedDtype)) usageError('--dtype must be auto, f32, int8, f16 or bf16');
+  const backend = resolveBackend(asked, loadNative().cudaDeviceCount());
   const maxTokens = num(values['max-tokens'], 'max-tokens', 64, true);
   const temperature = num(values.temperature, 'temperature', 0);
   const topK = num(values['top-k'], 'top-k', 0, true);
@@ -56,13 +59,15 @@ async function generate(argv: string[]): Promise<void> {
     usageError('sampling values out of range');
 
   const spec = await loadModelSpec(values.model);
+  const dtype = resolveDtype(askedDtype as Config['dtype'], backend, spec.tensors['model.embed_tokens.weight']?.dtype === 'BF16');
   const tok = new TextTokenizer(spec);
   const promptIds = await tok.encode(values.prompt);
   if (promptIds.length === 0) usageError('the prompt encodes to no tokens and the model has no BOS token');
   const maxLen = spec.config.maxPositions;
   if (promptIds.length + maxTokens > maxLen) usageError(`prompt (${promptIds.length} tokens) + --max-tokens ${maxTokens} exceeds the context (${maxLen})`);
   const engine = await EngineInstance.open(
-    { modelPath: values.model, dtype, numThreads: threads, numKvBlocks: Math.ceil((promptIds.length + maxTokens) / 16) + 1, blockSize: 16 }, spec);
+    { modelPath: values.model, dtype, numThreads: threads, numKvBlocks: Math.ceil((promptIds.length + maxTokens) / 16) + 1, blockSize: 16,
+      backend, maxContextLen: promptIds.length + maxTokens }, spec);
   const [res] = runOffline(engine, [{ promptIds, maxTokens, sampling: { temperature, topK, topP, minP, seed } }]);
   engine.close();
   const text = await tok.decode(res.outputIds);

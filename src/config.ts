@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 
 import { WeftError } from './errors.js';
 
-type Kind = 'int' | 'string' | 'bool' | 'list' | readonly string[];
+type Kind = 'int' | 'number' | 'string' | 'bool' | 'list' | readonly string[];
 
 interface KeySpec {
   kind: Kind;
@@ -18,11 +18,13 @@ interface KeySpec {
 const KEYS = {
   model: { kind: 'string', help: 'HF model directory or .gguf file; empty = the built-in demo model' },
   backend: { kind: ['cpu', 'gpu', 'auto'], help: 'compute backend; auto = GPU when one is visible, else CPU' },
-  dtype: { kind: ['f32', 'int8'], help: 'weight type in memory' },
+  dtype: { kind: ['auto', 'f32', 'int8', 'f16', 'bf16'], help: 'weight type in memory; auto = f32 on the CPU, bf16 on a GPU for bf16 checkpoints else f16; int8 on both' },
   numInstances: { kind: 'int', min: 1, max: 64, help: 'engine instances (worker threads, each with its own KV cache)' },
   numThreads: { kind: 'int', min: 1, max: 256, help: 'compute threads per instance' },
-  kvCacheBlocks: { kind: 'int', min: 1, max: 1 << 24, help: 'KV cache blocks per instance' },
-  kvDtype: { kind: ['auto', 'f32', 'f16'], help: 'KV cache element type; auto = f32 with f32 weights, f16 with int8' },
+  kvCacheBlocks: { kind: 'int', min: 1, max: 1 << 24, help: 'KV cache blocks per instance (GPU: used only when gpuMemoryUtilization is 0)' },
+  kvDtype: { kind: ['auto', 'f32', 'f16'], help: 'CPU KV cache element type; auto = f32 with f32 weights, f16 with int8 (the GPU caches in its activation type)' },
+  gpuMemoryUtilization: { kind: 'number', min: 0, max: 0.99, help: 'GPU: share of the memory free after the weights that the KV caches take, split evenly over the instances on a device; 0 = kvCacheBlocks' },
+  cudaGraphs: { kind: 'bool', help: 'GPU: replay decode steps from CUDA graphs captured per batch size' },
   blockSize: { kind: 'int', min: 1, max: 1024, help: 'tokens per KV block' },
   maxNumBatchedTokens: { kind: 'int', min: 1, max: 1 << 20, help: 'tokens computed per step' },
   maxNumSeqs: { kind: 'int', min: 1, max: 1 << 16, help: 'running sequences per instance' },
@@ -43,11 +45,13 @@ const KEYS = {
 export interface Config {
   model: string;
   backend: 'cpu' | 'gpu' | 'auto';
-  dtype: 'f32' | 'int8';
+  dtype: 'auto' | 'f32' | 'int8' | 'f16' | 'bf16';
   numInstances: number;
   numThreads: number;
   kvCacheBlocks: number;
   kvDtype: 'auto' | 'f32' | 'f16';
+  gpuMemoryUtilization: number;
+  cudaGraphs: boolean;
   blockSize: number;
   maxNumBatchedTokens: number;
   maxNumSeqs: number;
@@ -70,11 +74,13 @@ export type ConfigKey = keyof typeof KEYS;
 export const DEFAULTS: Readonly<Config> = Object.freeze({
   model: '',                   // path; '' = demo model
   backend: 'auto',
-  dtype: 'f32',
+  dtype: 'auto',
   numInstances: 1,             // instances
   numThreads: 1,               // threads per instance
   kvCacheBlocks: 1024,         // blocks per instance
   kvDtype: 'auto',             // element type of the KV cache
+  gpuMemoryUtilization: 0.9,   // fraction of free GPU memory
+  cudaGraphs: true,
   blockSize: 16,               // tokens per block
   maxNumBatchedTokens: 2048,   // tokens per step
   maxNumSeqs: 256,             // sequences per instance
@@ -110,6 +116,12 @@ function coerce(key: ConfigKey, raw: string | boolean | number | readonly string
     case 'int': {
       const n = typeof text === 'number' ? text : Number(text);
       if (text === '' || !Number.isSafeInteger(n)) invalid(key, source, `must be an integer, got "${String(raw)}"`);
+      if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) invalid(key, source, `must be in [${spec.min}, ${spec.max}], got ${n}`);
+      return n;
+    }
+    case 'number': {
+      const n = typeof text === 'number' ? text : Number(text);
+      if (text === '' || !Number.isFinite(n)) invalid(key, source, `must be a number, got "${String(raw)}"`);
       if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) invalid(key, source, `must be in [${spec.min}, ${spec.max}], got ${n}`);
       return n;
     }
@@ -157,7 +169,9 @@ export function loadConfig({ argv = [], env = process.env, overrides = {} }: Loa
   }
   const c = out as unknown as Config;
   if (c.maxNumBatchedTokens < c.maxNumSeqs) invalid('maxNumBatchedTokens', 'merged', `must be at least maxNumSeqs (${c.maxNumSeqs})`);
-  if (c.backend === 'gpu') invalid('backend', 'merged', 'gpu: this build has no CUDA backend; use cpu or auto');
+  if (c.backend === 'gpu' && c.dtype === 'f32') invalid('dtype', 'merged', 'f32 weights run on the CPU backend; a GPU takes f16, bf16 or int8 (or auto)');
+  if (c.backend === 'cpu' && (c.dtype === 'f16' || c.dtype === 'bf16')) invalid('dtype', 'merged', `${c.dtype} weights run on the GPU backend; the CPU takes f32 or int8 (or auto)`);
+  if (c.backend === 'gpu' && c.kvDtype === 'f32') invalid('kvDtype', 'merged', 'the GPU caches keys and values in its activation type (f16 or bf16); use auto');
   return Object.freeze(c);
 }
 
@@ -166,12 +180,28 @@ export function configUsage(): string {
     .map(([k, s]) => `  --${flagName(k)}  ${envName(k)}  ${s.help} (default ${JSON.stringify(DEFAULTS[k as ConfigKey])})`).join('\n');
 }
 
-// auto → gpu when the native layer sees a CUDA device, else cpu. This build runs CPU only.
+// auto → gpu when the native layer sees a CUDA device, else cpu.
 export function resolveBackend(backend: Config['backend'], cudaDeviceCount: number): 'cpu' | 'gpu' {
   if (backend === 'cpu') return 'cpu';
   if (cudaDeviceCount > 0) return 'gpu';
-  if (backend === 'gpu') throw new WeftError('WEFT_ERR_CONFIG_INVALID', 'config key backend: gpu requested but no GPU is visible');
+  if (backend === 'gpu') throw new WeftError('WEFT_ERR_ENGINE_NO_DEVICE', 'backend gpu requested but no CUDA device is visible (no GPU, no NVIDIA driver, or a build without CUDA)');
   return 'cpu';
+}
+
+// The weight type for the resolved backend: auto = f32 on the CPU; on a GPU bf16 for bf16
+// checkpoints, else f16. Types a backend cannot run are refused (after auto-resolution too).
+export function resolveDtype(dtype: Config['dtype'], backend: 'cpu' | 'gpu', checkpointBf16: boolean): 'f32' | 'int8' | 'f16' | 'bf16' {
+  if (dtype === 'auto') return backend === 'cpu' ? 'f32' : checkpointBf16 ? 'bf16' : 'f16';
+  if (backend === 'gpu' && dtype === 'f32') invalid('dtype', 'merged', 'f32 weights run on the CPU backend; a GPU takes f16, bf16 or int8');
+  if (backend === 'cpu' && (dtype === 'f16' || dtype === 'bf16')) invalid('dtype', 'merged', `${dtype} weights run on the GPU backend; the CPU takes f32 or int8`);
+  return dtype;
+}
+
+// Instance i of n on one device takes an equal share of what is free when it starts:
+// u/(n - i*u) of the then-free memory gives each the fraction u/n of the memory free at first.
+export function kvFractionForInstance(utilization: number, instancesOnDevice: number, indexOnDevice: number): number {
+  if (utilization <= 0) return 0;
+  return utilization / (instancesOnDevice - indexOnDevice * utilization);
 }
 
 // What the effective config prints at startup: keys are masked.
@@ -190,6 +220,7 @@ export type ServerConfig = ReturnType<typeof serverSlice>;
 export const engineSlice = (c: Readonly<Config>) => Object.freeze({
   model: c.model, backend: c.backend, dtype: c.dtype, numInstances: c.numInstances, numThreads: c.numThreads,
   kvCacheBlocks: c.kvCacheBlocks, kvDtype: c.kvDtype, blockSize: c.blockSize,
+  gpuMemoryUtilization: c.gpuMemoryUtilization, cudaGraphs: c.cudaGraphs,
 });
 
 // maxModelLen 0 → the model's context.

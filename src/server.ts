@@ -6,7 +6,7 @@ import { basename } from 'node:path';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 
 import { buildApp } from './app.js';
-import { configUsage, describeConfig, engineSlice, generationSlice, loadConfig, resolveBackend, schedulerSlice, type Config } from './config.js';
+import { configUsage, describeConfig, engineSlice, generationSlice, kvFractionForInstance, loadConfig, resolveBackend, resolveDtype, schedulerSlice, type Config } from './config.js';
 import { DEMO_MODEL_NAME, ensureDemoModel } from './demo-model.js';
 import { isWeftError } from './errors.js';
 import { GenerationService } from './generation.js';
@@ -28,14 +28,29 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
   const isDemo = e.model === '';
   const modelPath = isDemo ? await ensureDemoModel() : e.model;
   if (isDemo) log?.warn(`*** no --model given: serving the built-in DEMO model (synthetic weights, its output is noise) from ${modelPath}; pass --model PATH or WEFT_MODEL to serve a real model ***`);
-  const backend = resolveBackend(e.backend, loadNative().cudaDeviceCount());
-  log?.info(`backend: ${backend} (asked: ${e.backend})`);
+  const native = loadNative();
+  const devices = native.cudaDeviceCount();
+  const backend = resolveBackend(e.backend, devices);
+  log?.info(`backend: ${backend} (asked: ${e.backend}; ${devices} CUDA device(s) visible)`);
   const spec = await loadModelSpec(modelPath);
+  const dtype = resolveDtype(e.dtype, backend, spec.tensors['model.embed_tokens.weight']?.dtype === 'BF16');
   const sched = schedulerSlice(config, spec.config.maxPositions);
   const workers: EngineWorker[] = [];
   try {
-    for (let i = 0; i < e.numInstances; i++)
-      workers.push(await EngineWorker.start(i, { modelPath, dtype: e.dtype, numThreads: e.numThreads, numKvBlocks: e.kvCacheBlocks, blockSize: e.blockSize, kvDtype: e.kvDtype }));
+    for (let i = 0; i < e.numInstances; i++) {
+      // GPU instances go round-robin over the visible devices, one CUDA stream each
+      const device = backend === 'gpu' ? i % devices : 0;
+      const onDevice = backend === 'gpu' ? Math.floor(e.numInstances / devices) + (device < e.numInstances % devices ? 1 : 0) : 1;
+      if (backend === 'gpu') {
+        const d = native.cudaDeviceInfo(device);
+        log?.info(`instance ${i}: cuda:${device} ${d.name} (sm ${d.computeCapability}, ${d.smCount} SMs, ${(d.freeBytes / 2 ** 30).toFixed(1)} of ${(d.totalBytes / 2 ** 30).toFixed(1)} GiB free)`);
+      }
+      workers.push(await EngineWorker.start(i, {
+        modelPath, dtype, numThreads: e.numThreads, numKvBlocks: e.kvCacheBlocks, blockSize: e.blockSize, kvDtype: e.kvDtype,
+        backend, device, kvCacheFraction: backend === 'gpu' ? kvFractionForInstance(e.gpuMemoryUtilization, onDevice, Math.floor(i / devices)) : 0,
+        maxNumTokens: sched.maxNumBatchedTokens, maxNumSeqs: sched.maxNumSeqs, maxContextLen: sched.maxModelLen, cudaGraphs: e.cudaGraphs,
+      }));
+    }
   } catch (err) {
     await Promise.all(workers.map((w) => w.close()));
     throw err;
@@ -47,10 +62,10 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
   metrics.addStatsSource(() => loop.stats());
   const id = config.servedModelName || (isDemo ? DEMO_MODEL_NAME : basename(modelPath).replace(/\.gguf$/, ''));
   const service = new GenerationService(loop, new TextTokenizer(spec), {
-    id, path: modelPath, isDemo, backend, dtype: e.dtype, maxModelLen: sched.maxModelLen, vocabSize: spec.config.vocabSize,
+    id, path: modelPath, isDemo, backend, dtype, maxModelLen: sched.maxModelLen, vocabSize: spec.config.vocabSize,
     eosTokenIds: spec.config.eosTokenIds, numInstances: e.numInstances, chatTemplate: spec.chatTemplate,
   }, generationSlice(config), metrics);
-  log?.info(`model ${id} ready: ${spec.format} ${modelPath}, ${e.numInstances} instance(s) × ${e.numThreads} thread(s), ${e.kvCacheBlocks} KV blocks of ${e.blockSize}, context ${sched.maxModelLen}`);
+  log?.info(`model ${id} ready: ${spec.format} ${modelPath}, ${e.numInstances} ${backend} instance(s)${backend === 'cpu' ? ` × ${e.numThreads} thread(s)` : ''}, ${dtype} weights, ${workers.map((w) => w.info.numKvBlocks).join('/')} KV blocks of ${e.blockSize}, context ${sched.maxModelLen}`);
   return {
     service,
     async close() {

@@ -53,12 +53,16 @@ struct TensorSpec {
   std::vector<int64_t> shape;  // HF orientation
 };
 
-enum class WeightDType { f32, int8 };
+// f32 and int8 run on the CPU; f16, bf16 and int8 on CUDA.
+enum class WeightDType { f32, int8, f16, bf16 };
+
+enum class Backend { cpu = 0, cuda = 1 };
 
 struct ModelSpec {
   std::string key;                 // cache key: same key → same loaded weights
   ModelConfig config;
   WeightDType weight_dtype = WeightDType::f32;
+  Backend target = Backend::cpu;   // weight layout: CPU packed panels, or row-major staging for CUDA
   bool rope_interleaved = false;   // GGUF llama q/k row order
   std::vector<TensorSpec> tensors;
 };
@@ -70,7 +74,6 @@ Status model_load(const ModelSpec& spec, std::shared_ptr<const Model>* out);
 const ModelConfig& model_config(const Model& m);
 uint64_t model_weight_bytes(const Model& m);  // bytes one decode step reads from weights
 
-enum class Backend { cpu = 0, cuda = 1 };
 // KV cache element type; automatic = f32 for f32 weights (the reference path), f16 otherwise.
 enum class KvDType { automatic = 0, f32 = 1, f16 = 2 };
 
@@ -82,6 +85,13 @@ struct EngineOptions {
   int isa = -1;            // -1 auto, else weft::Isa value (tests force scalar/avx2/avx512)
   KvDType kv_dtype = KvDType::automatic;
   int device = 0;          // CUDA device
+  // CUDA: when > 0, the KV cache takes this fraction of the device memory free after the
+  // weights and this instance's workspaces, and num_kv_blocks is ignored (see num_kv_blocks()).
+  double kv_cache_fraction = 0;
+  int max_num_tokens = 2048;  // CUDA: activation workspace sized for this many tokens per step
+  int max_num_seqs = 256;     // CUDA: and this many sequences
+  int max_context_len = 0;    // CUDA: longest context of a sequence (0: the model's max_positions)
+  bool cuda_graphs = true;    // CUDA: replay decode steps from graphs captured per batch bucket
 };
 
 // One batched step. All arrays are borrowed for the duration of the call.
@@ -140,11 +150,20 @@ class Engine {
   virtual Status step(const StepInput& in, StepOutput* out) = 0;
   virtual int num_kv_blocks() const = 0;
   virtual int block_size() const = 0;
-  virtual const char* isa_name() const = 0;
-  virtual bool kv_f16() const = 0;
+  virtual const char* isa_name() const = 0;     // CPU ISA, or the CUDA device name
+  virtual const char* kv_dtype_name() const = 0;  // "f32", "f16" or "bf16"
 };
 
 Status engine_create(std::shared_ptr<const Model> model, const EngineOptions& opts,
                      std::unique_ptr<Engine>* out);
+
+// CUDA devices visible to this build (0 when built without CUDA or without a driver/GPU).
+int cuda_device_count();
+struct CudaDeviceInfo {
+  std::string name;
+  int major = 0, minor = 0, sm_count = 0;
+  uint64_t total_bytes = 0, free_bytes = 0;
+};
+Status cuda_device_info(int device, CudaDeviceInfo* out);
 
 }  // namespace weft

@@ -92,6 +92,7 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
         InstanceMethod("engineClose", &WeftAddon::EngineClose),
         InstanceMethod("cpuInfo", &WeftAddon::CpuInfo),
         InstanceMethod("cudaDeviceCount", &WeftAddon::CudaDeviceCount),
+        InstanceMethod("cudaDeviceInfo", &WeftAddon::CudaDeviceInfo),
     });
   }
 
@@ -102,7 +103,15 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
     Napi::Object o = info[0].As<Napi::Object>();
     weft::ModelSpec spec;
     spec.key = get_str(env, o, "key");
-    spec.weight_dtype = get_str(env, o, "weightDtype") == "int8" ? weft::WeightDType::int8 : weft::WeightDType::f32;
+    const std::string wd = get_str(env, o, "weightDtype");
+    if (wd == "f32") spec.weight_dtype = weft::WeightDType::f32;
+    else if (wd == "int8") spec.weight_dtype = weft::WeightDType::int8;
+    else if (wd == "f16") spec.weight_dtype = weft::WeightDType::f16;
+    else if (wd == "bf16") spec.weight_dtype = weft::WeightDType::bf16;
+    else throw_bad(env, "weightDtype must be f32, int8, f16 or bf16");
+    const std::string target = o.Get("target").IsString() ? get_str(env, o, "target") : "cpu";
+    if (target != "cpu" && target != "cuda") throw_bad(env, "target must be cpu or cuda");
+    spec.target = target == "cuda" ? weft::Backend::cuda : weft::Backend::cpu;
     spec.rope_interleaved = get_bool(o, "ropeInterleaved", false);
     Napi::Object c = o.Get("config").As<Napi::Object>();
     weft::ModelConfig& mc = spec.config;
@@ -168,7 +177,13 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
     if (kv != "auto" && kv != "f32" && kv != "f16") throw_bad(env, "kvDtype must be auto, f32 or f16");
     opts.kv_dtype = kv == "f32" ? weft::KvDType::f32 : kv == "f16" ? weft::KvDType::f16 : weft::KvDType::automatic;
     const std::string backend = o.Get("backend").IsString() ? get_str(env, o, "backend") : "cpu";
+    if (backend != "cpu" && backend != "cuda") throw_bad(env, "backend must be cpu or cuda");
     opts.backend = backend == "cuda" ? weft::Backend::cuda : weft::Backend::cpu;
+    opts.kv_cache_fraction = get_num(o, "kvCacheFraction", 0);
+    opts.max_num_tokens = get_int(o, "maxNumTokens", 2048);
+    opts.max_num_seqs = get_int(o, "maxNumSeqs", 256);
+    opts.max_context_len = get_int(o, "maxContextLen", 0);
+    opts.cuda_graphs = get_bool(o, "cudaGraphs", true);
     auto* holder = new EngineHolder();
     Status s = weft::engine_create(m->model, opts, &holder->engine);
     if (!s.ok()) {
@@ -248,7 +263,7 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
     res.Set("numKvBlocks", Napi::Number::New(env, h->engine->num_kv_blocks()));
     res.Set("blockSize", Napi::Number::New(env, h->engine->block_size()));
     res.Set("isa", Napi::String::New(env, h->engine->isa_name()));
-    res.Set("kvDtype", Napi::String::New(env, h->engine->kv_f16() ? "f16" : "f32"));
+    res.Set("kvDtype", Napi::String::New(env, h->engine->kv_dtype_name()));
     return res;
   }
 
@@ -270,7 +285,21 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
   }
 
   Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), 0);  // this build has no CUDA backend
+    return Napi::Number::New(info.Env(), weft::cuda_device_count());
+  }
+
+  Napi::Value CudaDeviceInfo(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    weft::CudaDeviceInfo d;
+    Status s = weft::cuda_device_info(info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0, &d);
+    if (!s.ok()) throw_status(env, s);
+    Napi::Object res = Napi::Object::New(env);
+    res.Set("name", Napi::String::New(env, d.name));
+    res.Set("computeCapability", Napi::String::New(env, std::to_string(d.major) + "." + std::to_string(d.minor)));
+    res.Set("smCount", Napi::Number::New(env, d.sm_count));
+    res.Set("totalBytes", Napi::Number::New(env, double(d.total_bytes)));
+    res.Set("freeBytes", Napi::Number::New(env, double(d.free_bytes)));
+    return res;
   }
 };
 

@@ -1,10 +1,12 @@
 // model_load: spec (file offsets from the TypeScript loader) → packed weights, cached per key
 // so every engine instance in the process shares one copy.
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <new>
 
+#include "half.h"
 #include "model.h"
 
 namespace weft {
@@ -143,10 +145,95 @@ Status build_matrix(const std::vector<Part>& parts, WeightDType wd, Matrix* m) {
   return Status::Ok();
 }
 
+// The CUDA staging of the same stacked matrix: row-major, k zero-padded to a multiple of 64.
+// int8: GGUF Q8_0 keeps its per-32 scales, pre-quantized int8 its per-row scales, and float
+// sources are quantized per row (symmetric, as on the CPU).
+Status build_host_matrix(const std::vector<Part>& parts, WeightDType wd, HostMatrix* m) {
+  int64_t n = 0;
+  const int64_t k = parts[0].view.cols;
+  bool all_q8 = true, all_i8 = true;
+  for (const auto& p : parts) {
+    n += p.view.rows;
+    all_q8 &= p.view.dtype == TensorDType::q8_0;
+    all_i8 &= p.view.dtype == TensorDType::i8;
+  }
+  const int64_t kpad = (k + 63) / 64 * 64;
+  m->n = int(n);
+  m->k = int(k);
+  m->kpad = int(kpad);
+  std::vector<float> row(k);
+  if (wd != WeightDType::int8) {
+    m->kind = wd == WeightDType::bf16 ? HostWeightKind::bf16 : HostWeightKind::f16;
+    m->half.assign(n * kpad, 0);
+    int64_t o = 0;
+    for (const auto& p : parts)
+      for (int64_t r = 0; r < p.view.rows; ++r, ++o) {
+        tensor_row_f32(p.view, source_row(p, r), row.data());
+        uint16_t* dst = &m->half[o * kpad];
+        for (int64_t c = 0; c < k; ++c) dst[c] = wd == WeightDType::bf16 ? f32_to_bf16(row[c]) : f32_to_f16(row[c]);
+      }
+    return Status::Ok();
+  }
+  m->kind = HostWeightKind::i8;
+  m->q.assign(n * kpad, 0);
+  if (all_q8) {
+    m->group = 32;
+    m->scales.assign(n * (kpad / 32), 0.f);
+    const int64_t row_bytes = (k / 32) * 34;
+    int64_t o = 0;
+    for (const auto& p : parts)
+      for (int64_t r = 0; r < p.view.rows; ++r, ++o) {
+        const uint8_t* src = p.view.data + source_row(p, r) * row_bytes;
+        for (int64_t b = 0; b < k / 32; ++b, src += 34) {
+          uint16_t d;
+          std::memcpy(&d, src, 2);
+          m->scales[o * (kpad / 32) + b] = f16_to_f32(d);
+          std::memcpy(&m->q[o * kpad + b * 32], src + 2, 32);
+        }
+      }
+    return Status::Ok();
+  }
+  m->group = 0;
+  m->scales.assign(n, 0.f);
+  int64_t o = 0;
+  for (const auto& p : parts)
+    for (int64_t r = 0; r < p.view.rows; ++r, ++o) {
+      const int64_t sr = source_row(p, r);
+      if (all_i8) {
+        std::memcpy(&m->q[o * kpad], p.view.data + sr * k, k);
+        m->scales[o] = p.view.row_scales[sr];
+        continue;
+      }
+      tensor_row_f32(p.view, sr, row.data());
+      float amax = 0;
+      for (int64_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(row[c]));
+      const float scale = amax > 0 ? amax / 127.f : 1.f;
+      m->scales[o] = scale;
+      for (int64_t c = 0; c < k; ++c)
+        m->q[o * kpad + c] = int8_t(std::lrint(std::min(127.f, std::max(-127.f, row[c] / scale))));
+    }
+  return Status::Ok();
+}
+
+// Builds the matrix for the model's target: CPU packed panels, or CUDA staging.
+Status build_target_matrix(const std::vector<Part>& parts, const ModelSpec& spec, Matrix* cpu, HostMatrix* gpu) {
+  return spec.target == Backend::cuda ? build_host_matrix(parts, spec.weight_dtype, gpu)
+                                      : build_matrix(parts, spec.weight_dtype, cpu);
+}
+
 // Bytes a step streams for this matrix: the packed buffers as laid out (padding, group scales
 // and the int8 row sums included).
 uint64_t matrix_bytes(const Matrix& m) {
   return m.is_int8 ? m.i8.data.bytes + m.i8.scales.bytes + m.i8.row_sums.bytes : m.f32.data.bytes;
+}
+
+Status validate_dtype_target(const ModelSpec& spec) {
+  const WeightDType wd = spec.weight_dtype;
+  if (spec.target == Backend::cpu && (wd == WeightDType::f16 || wd == WeightDType::bf16))
+    return Status::Error(StatusCode::model_dtype, "f16/bf16 weights run on the CUDA backend; the CPU backend takes f32 or int8");
+  if (spec.target == Backend::cuda && wd == WeightDType::f32)
+    return Status::Error(StatusCode::model_dtype, "f32 weights run on the CPU backend; the CUDA backend takes f16, bf16 or int8");
+  return Status::Ok();
 }
 
 Status validate_config(const ModelConfig& c) {
@@ -156,17 +243,43 @@ Status validate_config(const ModelConfig& c) {
   return Status::Ok();
 }
 
+// CUDA: the embedding table in the activation dtype, and the LM head (sharing the table's
+// device buffer when the embeddings are tied, unquantized and dim is a multiple of 64).
+Status stage_embeddings_cuda(const ModelSpec& spec, const TensorView& head, Model* model) {
+  const ModelConfig& c = spec.config;
+  const bool bf16 = model->act_bf16;
+  model->g_embed.resize(size_t(c.vocab_size) * c.dim);
+  std::vector<float> row(c.dim);
+  for (int r = 0; r < c.vocab_size; ++r) {
+    tensor_row_f32(model->embed, r, row.data());
+    for (int i = 0; i < c.dim; ++i) model->g_embed[size_t(r) * c.dim + i] = bf16 ? f32_to_bf16(row[i]) : f32_to_f16(row[i]);
+  }
+  const bool same_table = head.data == model->embed.data;
+  model->g_lm_head_is_embed = same_table && spec.weight_dtype != WeightDType::int8 && c.dim % 64 == 0;
+  if (!model->g_lm_head_is_embed) {
+    Status s = build_host_matrix({{head, 0}}, spec.weight_dtype, &model->g_lm_head);
+    if (!s.ok()) return s;
+  }
+  model->weight_bytes += model->g_lm_head_is_embed ? uint64_t(c.vocab_size) * c.dim * 2 : model->g_lm_head.bytes();
+  return Status::Ok();
+}
+
 Status load_uncached(const ModelSpec& spec, Model* model) {
   const ModelConfig& c = spec.config;
   Status s = validate_config(c);
   if (!s.ok()) return s;
+  if (!(s = validate_dtype_target(spec)).ok()) return s;
   model->config = c;
   model->weight_dtype = spec.weight_dtype;
+  model->target = spec.target;
   Loader L{spec, *model, {}, {}};
   if (!(s = L.open_all()).ok()) return s;
   if (!(s = L.get("model.embed_tokens.weight", c.vocab_size, c.dim, &model->embed)).ok()) return s;
   if (model->embed.dtype == TensorDType::i8)
     return Status::Error(StatusCode::model_dtype, "model.embed_tokens.weight: int8 embeddings are not supported");
+  // CUDA activations: bf16 for bf16 weights, or int8 quantized from a bf16 checkpoint; else f16.
+  model->act_bf16 = spec.weight_dtype == WeightDType::bf16 ||
+                    (spec.weight_dtype == WeightDType::int8 && model->embed.dtype == TensorDType::bf16);
   const int q_rows = c.num_heads * c.head_dim, kv_rows = c.num_kv_heads * c.head_dim;
   const int perm_q = spec.rope_interleaved ? c.num_heads : 0, perm_k = spec.rope_interleaved ? c.num_kv_heads : 0;
   model->layers.resize(c.num_layers);
@@ -195,19 +308,23 @@ Status load_uncached(const ModelSpec& spec, Model* model) {
       for (int r = 0; r < kv_rows; ++r) lw.qkv_bias.push_back(bk[source_row(pk, r)]);
       lw.qkv_bias.insert(lw.qkv_bias.end(), bv.begin(), bv.end());
     }
-    if (!(s = build_matrix({{q, perm_q}, {k, perm_k}, {v, 0}}, spec.weight_dtype, &lw.qkv)).ok()) return s;
-    if (!(s = build_matrix({{o, 0}}, spec.weight_dtype, &lw.o)).ok()) return s;
-    if (!(s = build_matrix({{g, 0}, {u, 0}}, spec.weight_dtype, &lw.gate_up)).ok()) return s;
-    if (!(s = build_matrix({{d, 0}}, spec.weight_dtype, &lw.down)).ok()) return s;
-    model->weight_bytes += matrix_bytes(lw.qkv) + matrix_bytes(lw.o) + matrix_bytes(lw.gate_up) + matrix_bytes(lw.down);
+    if (!(s = build_target_matrix({{q, perm_q}, {k, perm_k}, {v, 0}}, spec, &lw.qkv, &lw.g_qkv)).ok()) return s;
+    if (!(s = build_target_matrix({{o, 0}}, spec, &lw.o, &lw.g_o)).ok()) return s;
+    if (!(s = build_target_matrix({{g, 0}, {u, 0}}, spec, &lw.gate_up, &lw.g_gate_up)).ok()) return s;
+    if (!(s = build_target_matrix({{d, 0}}, spec, &lw.down, &lw.g_down)).ok()) return s;
+    model->weight_bytes += matrix_bytes(lw.qkv) + matrix_bytes(lw.o) + matrix_bytes(lw.gate_up) + matrix_bytes(lw.down) +
+                           lw.g_qkv.bytes() + lw.g_o.bytes() + lw.g_gate_up.bytes() + lw.g_down.bytes();
   }
   if (!(s = L.vec("model.norm.weight", c.dim, &model->final_norm)).ok()) return s;
   TensorView head = model->embed;
   if (!c.tie_embeddings || L.views.count("lm_head.weight"))
     if (!(s = L.get("lm_head.weight", c.vocab_size, c.dim, &head)).ok()) return s;
-  if (!(s = build_matrix({{head, 0}}, spec.weight_dtype, &model->lm_head)).ok()) return s;
-  model->weight_bytes += matrix_bytes(model->lm_head);
-  return Status::Ok();
+  if (spec.target == Backend::cpu) {
+    if (!(s = build_matrix({{head, 0}}, spec.weight_dtype, &model->lm_head)).ok()) return s;
+    model->weight_bytes += matrix_bytes(model->lm_head);
+    return Status::Ok();
+  }
+  return stage_embeddings_cuda(spec, head, model);
 }
 
 }  // namespace

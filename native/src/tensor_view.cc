@@ -26,8 +26,7 @@ void tensor_row_f32(const TensorView& t, int64_t r, float* out) {
       for (int64_t i = 0; i < k; ++i) {
         uint16_t h;
         std::memcpy(&h, p + 2 * i, 2);
-        uint32_t bits = static_cast<uint32_t>(h) << 16;
-        std::memcpy(out + i, &bits, 4);
+        out[i] = bf16_to_f32(h);
       }
       break;
     }

@@ -3,17 +3,10 @@
 // scheduled on the instance; after that only what changed: new tokens, new block-table entries.
 import type { ErrorData } from '../errors.js';
 import type { NativeStepOutput } from '../workers/binding.js';
+import type { EngineInstanceOptions } from '../workers/engine-instance.js';
 import type { SamplingParams } from '../workers/step-pack.js';
 
-export interface EngineInitOptions {
-  modelPath: string;
-  dtype: 'f32' | 'int8';
-  numThreads: number;
-  numKvBlocks: number;
-  blockSize: number;
-  isa?: 'scalar' | 'avx2' | 'avx512';
-  kvDtype?: 'auto' | 'f32' | 'f16';
-}
+export type EngineInitOptions = EngineInstanceOptions;
 
 export interface InitMessage {
   kind: 'init';

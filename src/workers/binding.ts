@@ -14,13 +14,14 @@ declare const engineBrand: unique symbol;
 export type ModelHandle = { readonly [modelBrand]: true };
 export type EngineHandle = { readonly [engineBrand]: true };
 
-export type WeightDtype = 'f32' | 'int8';
+export type WeightDtype = 'f32' | 'int8' | 'f16' | 'bf16';
 export type IsaName = 'scalar' | 'avx2' | 'avx512';
 export const ISA_IDS: Record<IsaName, number> = { scalar: 0, avx2: 1, avx512: 2 };
 
 export interface NativeModelSpec {
   key: string;
   weightDtype: WeightDtype;
+  target: 'cpu' | 'cuda';  // weight layout: CPU packed panels, or CUDA staging
   ropeInterleaved: boolean;
   config: ModelConfig;
   tensors: { name: string; file: string; offset: number; byteLength: number; dtype: string; shape: number[] }[];
@@ -33,7 +34,12 @@ export interface NativeEngineOptions {
   blockSize: number;
   isa?: number;      // -1 or absent: best available
   device?: number;
-  kvDtype?: KvDtype; // auto: f32 with f32 weights (the reference path), f16 with int8
+  kvDtype?: KvDtype; // auto: f32 with f32 weights (the reference path), f16 with int8 (CPU only)
+  kvCacheFraction?: number;  // CUDA: KV cache = this share of free device memory (0: numKvBlocks)
+  maxNumTokens?: number;     // CUDA: workspace sizing
+  maxNumSeqs?: number;
+  maxContextLen?: number;
+  cudaGraphs?: boolean;
 }
 
 export type KvDtype = 'auto' | 'f32' | 'f16';
@@ -89,10 +95,20 @@ export interface NativeAddon {
   loadModel(spec: NativeModelSpec): { handle: ModelHandle; weightBytes: number };
   createEngine(model: ModelHandle, options: NativeEngineOptions): EngineHandle;
   engineStep(engine: EngineHandle, input: NativeStepInput): NativeStepOutput;
-  engineInfo(engine: EngineHandle): { numKvBlocks: number; blockSize: number; isa: IsaName; kvDtype: 'f32' | 'f16' };
+  // isa: the CPU ISA, or the CUDA device's name
+  engineInfo(engine: EngineHandle): { numKvBlocks: number; blockSize: number; isa: string; kvDtype: 'f32' | 'f16' | 'bf16' };
   engineClose(engine: EngineHandle): void;
   cpuInfo(): { isa: IsaName; supported: IsaName[] };
   cudaDeviceCount(): number;
+  cudaDeviceInfo(device: number): CudaDeviceInfo;
+}
+
+export interface CudaDeviceInfo {
+  name: string;
+  computeCapability: string;
+  smCount: number;
+  totalBytes: number;
+  freeBytes: number;
 }
 
 // Walk up from this file (src/ or dist/src/) to the package root's build output.
@@ -142,14 +158,16 @@ export function loadNative(): NativeAddon {
     engineClose: guard(raw.engineClose.bind(raw)),
     cpuInfo: guard(raw.cpuInfo.bind(raw)),
     cudaDeviceCount: guard(raw.cudaDeviceCount.bind(raw)),
+    cudaDeviceInfo: guard(raw.cudaDeviceInfo.bind(raw)),
   };
   return addon;
 }
 
-export function toNativeModelSpec(spec: ModelSpec, weightDtype: WeightDtype, key: string): NativeModelSpec {
+export function toNativeModelSpec(spec: ModelSpec, weightDtype: WeightDtype, key: string, target: 'cpu' | 'cuda' = 'cpu'): NativeModelSpec {
   return {
-    key: `${key}|${weightDtype}`,
+    key: `${key}|${weightDtype}|${target}`,
     weightDtype,
+    target,
     ropeInterleaved: spec.ropeInterleaved,
     config: spec.config,
     tensors: Object.entries(spec.tensors).map(([name, t]) => ({

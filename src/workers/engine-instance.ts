@@ -1,5 +1,6 @@
-// One native engine instance (a KV cache, threads, sampling state) over a model whose weights
-// are shared by every instance in the process.
+// One native engine instance over a model whose weights are shared by every instance in the
+// process: on the CPU a KV cache, threads and sampling state; on a GPU the same on one CUDA
+// stream, with the weights uploaded once per device.
 import { realpathSync } from 'node:fs';
 
 import { loadModelSpec } from '../model/load.js';
@@ -9,24 +10,32 @@ import { ISA_IDS, loadNative, toNativeModelSpec, type EngineHandle, type IsaName
 
 export interface EngineInstanceOptions {
   modelPath: string;
-  dtype: WeightDtype;
+  dtype: WeightDtype;     // cpu: f32 | int8; gpu: f16 | bf16 | int8
   numThreads: number;
-  numKvBlocks: number;
+  numKvBlocks: number;    // gpu: used when kvCacheFraction is 0
   blockSize: number;
   isa?: IsaName;          // default: the best the CPU has
-  kvDtype?: KvDtype;      // default auto: f32 KV with f32 weights, f16 KV with int8 weights
+  kvDtype?: KvDtype;      // cpu only; default auto: f32 KV with f32 weights, f16 KV with int8 weights
+  backend?: 'cpu' | 'gpu';
+  device?: number;        // gpu: CUDA device index
+  kvCacheFraction?: number;  // gpu: share of the free device memory the KV cache takes (0: numKvBlocks)
+  maxNumTokens?: number;  // gpu: tokens per step the workspaces are sized for
+  maxNumSeqs?: number;    // gpu: sequences per step
+  maxContextLen?: number; // gpu: longest context (0: the model's)
+  cudaGraphs?: boolean;   // gpu: decode steps replay captured graphs (default true)
 }
 
 export class EngineInstance {
   readonly spec: ModelSpec;
   readonly numKvBlocks: number;
   readonly blockSize: number;
-  readonly isa: IsaName;
-  readonly kvDtype: 'f32' | 'f16';
+  readonly isa: string;   // the CPU ISA, or the CUDA device
+  readonly kvDtype: 'f32' | 'f16' | 'bf16';
+  readonly backend: 'cpu' | 'gpu';
   readonly weightBytes: number;
   #handle: EngineHandle | null;
 
-  private constructor(spec: ModelSpec, handle: EngineHandle, weightBytes: number) {
+  private constructor(spec: ModelSpec, handle: EngineHandle, weightBytes: number, backend: 'cpu' | 'gpu') {
     const info = loadNative().engineInfo(handle);
     this.spec = spec;
     this.#handle = handle;
@@ -35,18 +44,22 @@ export class EngineInstance {
     this.isa = info.isa;
     this.kvDtype = info.kvDtype;
     this.weightBytes = weightBytes;
+    this.backend = backend;
   }
 
   static async open(o: EngineInstanceOptions, spec?: ModelSpec): Promise<EngineInstance> {
     const modelSpec = spec ?? (await loadModelSpec(o.modelPath));
     const native = loadNative();
     const key = realpathSync(o.modelPath);
-    const model = native.loadModel(toNativeModelSpec(modelSpec, o.dtype, key));
+    const backend = o.backend ?? 'cpu';
+    const model = native.loadModel(toNativeModelSpec(modelSpec, o.dtype, key, backend === 'gpu' ? 'cuda' : 'cpu'));
     const handle = native.createEngine(model.handle, {
-      backend: 'cpu', numThreads: o.numThreads, numKvBlocks: o.numKvBlocks, blockSize: o.blockSize,
-      isa: o.isa ? ISA_IDS[o.isa] : -1, kvDtype: o.kvDtype ?? 'auto',
+      backend: backend === 'gpu' ? 'cuda' : 'cpu', numThreads: o.numThreads, numKvBlocks: o.numKvBlocks, blockSize: o.blockSize,
+      isa: o.isa ? ISA_IDS[o.isa] : -1, kvDtype: o.kvDtype ?? 'auto', device: o.device ?? 0,
+      kvCacheFraction: o.kvCacheFraction ?? 0, maxNumTokens: o.maxNumTokens ?? 2048, maxNumSeqs: o.maxNumSeqs ?? 256,
+      maxContextLen: o.maxContextLen ?? 0, cudaGraphs: o.cudaGraphs ?? true,
     });
-    return new EngineInstance(modelSpec, handle, model.weightBytes);
+    return new EngineInstance(modelSpec, handle, model.weightBytes, backend);
   }
 
   step(input: NativeStepInput): NativeStepOutput {

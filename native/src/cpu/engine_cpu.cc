@@ -12,7 +12,9 @@
 #include "cpu/simd_ops.h"
 #include "model.h"
 #include "sampler.h"
+#include "step_common.h"
 #include "thread_pool.h"
+#include "engine_factory.h"
 
 namespace weft {
 namespace {
@@ -38,10 +40,10 @@ class CpuEngine final : public Engine {
   int num_kv_blocks() const override { return opts_.num_kv_blocks; }
   int block_size() const override { return opts_.block_size; }
   const char* isa_name() const override { return weft::isa_name(isa_); }
-  bool kv_f16() const override { return kv_f16_; }
+  const char* kv_dtype_name() const override { return kv_f16_ ? "f16" : "f32"; }
 
   Status step(const StepInput& in, StepOutput* out) override {
-    Status s = validate(in);
+    Status s = validate_step(in, cfg_, opts_.num_kv_blocks, opts_.block_size);
     if (!s.ok()) return s;
     try {
       housekeeping(in);
@@ -58,36 +60,6 @@ class CpuEngine final : public Engine {
   }
 
  private:
-  Status validate(const StepInput& in) const {
-    const int T = in.num_tokens, N = in.num_seqs, B = opts_.num_kv_blocks, bs = opts_.block_size;
-    auto bad = [](const std::string& m) { return Status::Error(StatusCode::bad_input, m); };
-    if (T < 0 || N < 0 || (N > 0 && (!in.query_start || in.query_start[0] != 0 || in.query_start[N] != T)))
-      return bad("query_start must run from 0 to num_tokens");
-    for (int t = 0; t < T; ++t) {
-      if (in.token_ids[t] < 0 || in.token_ids[t] >= cfg_.vocab_size) return bad("token id out of range");
-      if (in.slot_mapping[t] < 0 || in.slot_mapping[t] >= B * bs) return bad("slot out of range");
-      if (in.positions[t] < 0) return bad("negative position");
-    }
-    for (int i = 0; i < N; ++i) {
-      const int q0 = in.query_start[i], q1 = in.query_start[i + 1], ctx = in.context_lens[i];
-      if (q1 < q0) return bad("query_start must not decrease");
-      if (ctx > in.max_blocks_per_seq * bs) return bad("context longer than the block table");
-      if (q1 > q0 && in.positions[q1 - 1] >= ctx) return bad("position beyond context length");
-      if (in.do_sample[i] && q1 == q0) return bad("a sampled sequence needs at least one token");
-      for (int b = 0; b < (ctx + bs - 1) / bs; ++b) {
-        const int blk = in.block_tables[size_t(i) * in.max_blocks_per_seq + b];
-        if (blk < 0 || blk >= B) return bad("block id out of range");
-      }
-    }
-    if (in.num_history < 0 || (in.num_history > 0 && (!in.history_offsets || in.history_offsets[0] != 0)))
-      return bad("history_offsets must start at 0");
-    for (int i = 0; i < in.num_history; ++i)
-      if (in.history_offsets[i + 1] < in.history_offsets[i]) return bad("history_offsets must not decrease");
-    for (int c = 0; c < 2 * in.num_block_copies; ++c)
-      if (in.block_copies[c] < 0 || in.block_copies[c] >= B) return bad("block copy id out of range");
-    return Status::Ok();
-  }
-
   size_t block_bytes() const { return size_t(opts_.block_size) * cfg_.num_kv_heads * cfg_.head_dim * (kv_f16_ ? 2 : 4); }
   PagedKv layer_kv(int l) {
     const size_t per_layer = block_bytes() * opts_.num_kv_blocks;
@@ -96,15 +68,7 @@ class CpuEngine final : public Engine {
   }
 
   void housekeeping(const StepInput& in) {
-    for (int r = 0; r < in.num_release; ++r) history_.erase(in.release_seq_ids[r]);
-    for (int f = 0; f < in.num_forks; ++f) history_[in.forks[2 * f + 1]] = history_[in.forks[2 * f]];
-    for (int i = 0; i < in.num_history; ++i) {
-      auto& h = history_[in.history_seq_ids[i]];
-      const int32_t* b = in.history_tokens + in.history_offsets[i];
-      const int32_t* e = in.history_tokens + in.history_offsets[i + 1];
-      if (h.size() < size_t(e - b)) h.resize(e - b, -1);
-      std::copy(b, e, h.begin());
-    }
+    history_.apply(in);
     for (int c = 0; c < in.num_block_copies; ++c)
       for (int l = 0; l < cfg_.num_layers; ++l) {
         PagedKv kv = layer_kv(l);
@@ -112,14 +76,6 @@ class CpuEngine final : public Engine {
         std::memcpy(static_cast<uint8_t*>(kv.k) + dst, static_cast<uint8_t*>(kv.k) + src, n);
         std::memcpy(static_cast<uint8_t*>(kv.v) + dst, static_cast<uint8_t*>(kv.v) + src, n);
       }
-    for (int i = 0; i < in.num_seqs; ++i) {
-      auto& h = history_[in.seq_ids[i]];
-      for (int t = in.query_start[i]; t < in.query_start[i + 1]; ++t) {
-        const int pos = in.positions[t];
-        if (size_t(pos) >= h.size()) h.resize(pos + 1, -1);
-        h[pos] = in.token_ids[t];
-      }
-    }
   }
 
   // y[m][n] = x[m][k] W^T, split over the pool in panels of 16 columns.
@@ -250,15 +206,14 @@ class CpuEngine final : public Engine {
   QuantAct act_q_;
   std::vector<std::vector<float>> thread_scratch_;
   std::vector<SampleScratch> sample_scratch_;
-  std::unordered_map<int32_t, std::vector<int32_t>> history_;
+  SequenceHistory history_;
 };
 
 }  // namespace
 
-Status engine_create(std::shared_ptr<const Model> model, const EngineOptions& o, std::unique_ptr<Engine>* out) {
-  if (!model) return Status::Error(StatusCode::bad_input, "no model");
-  if (o.backend != Backend::cpu)
-    return Status::Error(StatusCode::no_device, "this build has no CUDA backend");
+Status cpu_engine_create(std::shared_ptr<const Model> model, const EngineOptions& o, std::unique_ptr<Engine>* out) {
+  if (model->target != Backend::cpu)
+    return Status::Error(StatusCode::bad_input, "the model was loaded for the CUDA backend; load it with target cpu");
   if (o.num_threads < 1 || o.num_threads > 256) return Status::Error(StatusCode::bad_input, "num_threads must be 1..256");
   if (o.num_kv_blocks < 1 || o.block_size < 1 || o.block_size > 1024)
     return Status::Error(StatusCode::bad_input, "num_kv_blocks and block_size must be positive");

@@ -1,0 +1,36 @@
+// engine_create: the backend switch. A build without CUDA (no nvcc at build time) answers
+// no_device for the CUDA backend and reports zero devices.
+#include "engine_factory.h"
+#include "model.h"
+
+namespace weft {
+
+Status engine_create(std::shared_ptr<const Model> model, const EngineOptions& o, std::unique_ptr<Engine>* out) {
+  if (!model) return Status::Error(StatusCode::bad_input, "no model");
+  if (o.backend == Backend::cpu) return cpu_engine_create(std::move(model), o, out);
+#ifdef WEFT_HAVE_CUDA
+  return cuda_engine_create(std::move(model), o, out);
+#else
+  return Status::Error(StatusCode::no_device, "this build has no CUDA backend (no CUDA compiler was found when it was built)");
+#endif
+}
+
+int cuda_device_count() {
+#ifdef WEFT_HAVE_CUDA
+  return cuda_runtime_device_count();
+#else
+  return 0;
+#endif
+}
+
+Status cuda_device_info(int device, CudaDeviceInfo* out) {
+#ifdef WEFT_HAVE_CUDA
+  return cuda_runtime_device_info(device, out);
+#else
+  (void)device;
+  (void)out;
+  return Status::Error(StatusCode::no_device, "this build has no CUDA backend");
+#endif
+}
+
+}  // namespace weft

@@ -1,0 +1,58 @@
+#include "step_common.h"
+
+#include <algorithm>
+#include <string>
+
+namespace weft {
+
+Status validate_step(const StepInput& in, const ModelConfig& cfg, int num_blocks, int block_size) {
+  const int T = in.num_tokens, N = in.num_seqs, B = num_blocks, bs = block_size;
+  auto bad = [](const std::string& m) { return Status::Error(StatusCode::bad_input, m); };
+  if (T < 0 || N < 0 || (N > 0 && (!in.query_start || in.query_start[0] != 0 || in.query_start[N] != T)))
+    return bad("query_start must run from 0 to num_tokens");
+  for (int t = 0; t < T; ++t) {
+    if (in.token_ids[t] < 0 || in.token_ids[t] >= cfg.vocab_size) return bad("token id out of range");
+    if (in.slot_mapping[t] < 0 || in.slot_mapping[t] >= B * bs) return bad("slot out of range");
+    if (in.positions[t] < 0) return bad("negative position");
+  }
+  for (int i = 0; i < N; ++i) {
+    const int q0 = in.query_start[i], q1 = in.query_start[i + 1], ctx = in.context_lens[i];
+    if (q1 < q0) return bad("query_start must not decrease");
+    if (ctx > in.max_blocks_per_seq * bs) return bad("context longer than the block table");
+    if (q1 > q0 && in.positions[q1 - 1] >= ctx) return bad("position beyond context length");
+    if (in.do_sample[i] && q1 == q0) return bad("a sampled sequence needs at least one token");
+    for (int b = 0; b < (ctx + bs - 1) / bs; ++b) {
+      const int blk = in.block_tables[size_t(i) * in.max_blocks_per_seq + b];
+      if (blk < 0 || blk >= B) return bad("block id out of range");
+    }
+  }
+  if (in.num_history < 0 || (in.num_history > 0 && (!in.history_offsets || in.history_offsets[0] != 0)))
+    return bad("history_offsets must start at 0");
+  for (int i = 0; i < in.num_history; ++i)
+    if (in.history_offsets[i + 1] < in.history_offsets[i]) return bad("history_offsets must not decrease");
+  for (int c = 0; c < 2 * in.num_block_copies; ++c)
+    if (in.block_copies[c] < 0 || in.block_copies[c] >= B) return bad("block copy id out of range");
+  return Status::Ok();
+}
+
+void SequenceHistory::apply(const StepInput& in) {
+  for (int r = 0; r < in.num_release; ++r) map_.erase(in.release_seq_ids[r]);
+  for (int f = 0; f < in.num_forks; ++f) map_[in.forks[2 * f + 1]] = map_[in.forks[2 * f]];
+  for (int i = 0; i < in.num_history; ++i) {
+    auto& h = map_[in.history_seq_ids[i]];
+    const int32_t* b = in.history_tokens + in.history_offsets[i];
+    const int32_t* e = in.history_tokens + in.history_offsets[i + 1];
+    if (h.size() < size_t(e - b)) h.resize(e - b, -1);
+    std::copy(b, e, h.begin());
+  }
+  for (int i = 0; i < in.num_seqs; ++i) {
+    auto& h = map_[in.seq_ids[i]];
+    for (int t = in.query_start[i]; t < in.query_start[i + 1]; ++t) {
+      const int pos = in.positions[t];
+      if (size_t(pos) >= h.size()) h.resize(pos + 1, -1);
+      h[pos] = in.token_ids[t];
+    }
+  }
+}
+
+}  // namespace weft

@@ -1,0 +1,24 @@
+// What every backend does the same way around its forward pass: validating a step's packed
+// input, and keeping each sequence's token history (penalties read it).
+#pragma once
+#include <unordered_map>
+#include <vector>
+
+#include "weft_engine.h"
+
+namespace weft {
+
+Status validate_step(const StepInput& in, const ModelConfig& cfg, int num_blocks, int block_size);
+
+// Per-sequence token histories, updated by a step's housekeeping (releases, forks, prefix-cache
+// history) and then by the tokens it feeds.
+class SequenceHistory {
+ public:
+  void apply(const StepInput& in);
+  const std::vector<int32_t>& at(int32_t seq_id) const { return map_.at(seq_id); }
+
+ private:
+  std::unordered_map<int32_t, std::vector<int32_t>> map_;
+};
+
+}  // namespace weft
