@@ -148,6 +148,8 @@ class CudaEngine final : public Engine {
     if (!(s = kv_.alloc(per_block / 2 * num_blocks_, &v, "the V cache")).ok()) return s;
     k_cache_ = static_cast<uint8_t*>(k);
     v_cache_ = static_cast<uint8_t*>(v);
+    // the zero-fills ran on the legacy stream, which the engine's non-blocking stream does not wait for
+    WEFT_CUDA_TRY(cudaDeviceSynchronize(), "engine initialization");
     return Status::Ok();
   }
 
@@ -228,6 +230,7 @@ class CudaEngine final : public Engine {
     if (!s.ok()) return s;
     WEFT_CUDA_TRY(cudaHostAlloc(&host_meta_, cap.end, cudaHostAllocDefault), "cudaHostAlloc (metadata)");
     WEFT_CUDA_TRY(cudaHostAlloc(&host_out_, out_bytes_, cudaHostAllocDefault), "cudaHostAlloc (outputs)");
+    WEFT_CUDA_TRY(cudaDeviceSynchronize(), "workspace zero-fill");  // see init()
     return Status::Ok();
   }
 
