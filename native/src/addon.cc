@@ -85,18 +85,43 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
  public:
   WeftAddon(Napi::Env env, Napi::Object exports) {
     DefineAddon(exports, {
-        InstanceMethod("loadModel", &WeftAddon::LoadModel),
-        InstanceMethod("createEngine", &WeftAddon::CreateEngine),
-        InstanceMethod("engineStep", &WeftAddon::EngineStep),
-        InstanceMethod("engineInfo", &WeftAddon::EngineInfo),
-        InstanceMethod("engineClose", &WeftAddon::EngineClose),
-        InstanceMethod("cpuInfo", &WeftAddon::CpuInfo),
-        InstanceMethod("cudaDeviceCount", &WeftAddon::CudaDeviceCount),
-        InstanceMethod("cudaDeviceInfo", &WeftAddon::CudaDeviceInfo),
+        InstanceMethod("loadModel", &WeftAddon::Guarded<&WeftAddon::LoadModel>),
+        InstanceMethod("createEngine", &WeftAddon::Guarded<&WeftAddon::CreateEngine>),
+        InstanceMethod("engineStep", &WeftAddon::Guarded<&WeftAddon::EngineStep>),
+        InstanceMethod("engineInfo", &WeftAddon::Guarded<&WeftAddon::EngineInfo>),
+        InstanceMethod("engineClose", &WeftAddon::Guarded<&WeftAddon::EngineClose>),
+        InstanceMethod("cpuInfo", &WeftAddon::Guarded<&WeftAddon::CpuInfo>),
+        InstanceMethod("cudaDeviceCount", &WeftAddon::Guarded<&WeftAddon::CudaDeviceCount>),
+        InstanceMethod("cudaDeviceInfo", &WeftAddon::Guarded<&WeftAddon::CudaDeviceInfo>),
     });
   }
 
  private:
+  // Every method runs behind this: no C++ exception ever leaves the addon. A worker thread that
+  // is terminated while a step runs makes the N-API calls that build the result fail; the
+  // resulting Napi::Error must not reach node-addon-api's own handler, whose rethrow into a
+  // terminating environment would call std::terminate and abort the whole process.
+  template <Napi::Value (WeftAddon::*Method)(const Napi::CallbackInfo&)>
+  Napi::Value Guarded(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    try {
+      return (this->*Method)(info);
+    } catch (const Napi::Error& e) {
+      bool thrown = false;
+      try {
+        napi_value v = e.Value();
+        thrown = v != nullptr && napi_throw(env, v) == napi_ok;
+      } catch (...) {
+      }
+      bool pending = false;
+      if (!thrown && napi_is_exception_pending(env, &pending) == napi_ok && !pending)
+        napi_throw_error(env, "WEFT_ERR_ENGINE_INTERNAL", "native call failed while its environment shut down");
+    } catch (...) {
+      napi_throw_error(env, "WEFT_ERR_ENGINE_INTERNAL", "unexpected native exception");
+    }
+    return Napi::Value();
+  }
+
   Napi::Value LoadModel(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!info[0].IsObject()) throw_bad(env, "loadModel(spec) needs an object");
