@@ -259,6 +259,12 @@ WEFT_CUDA_TEST(attention_decode_forced_splits) {
       }
 }
 
+// Both prefill kernels where the tensor-core one applies (head_dim 64/128), else the automatic one.
+static std::vector<AttentionPrefillPath> prefill_paths(const Shape& sh) {
+  if (sh.hd == 64 || sh.hd == 128) return {AttentionPrefillPath::mma, AttentionPrefillPath::simt};
+  return {AttentionPrefillPath::automatic};
+}
+
 WEFT_CUDA_TEST(attention_prefill) {
   const Shape shapes[] = {
       {8, 4, 8, 16}, {32, 8, 64, 16}, {8, 8, 64, 16}, {16, 8, 128, 16}, {32, 8, 128, 16}, {8, 4, 32, 16}, {8, 2, 96, 16},
@@ -268,9 +274,7 @@ WEFT_CUDA_TEST(attention_prefill) {
   const std::vector<Seq> chunked = {{3, 100}, {64, 128}, {100, 1000}, {129, 429}, {2, 2049}, {16, 16}};
   for (DType t : kTypes)
     for (const Shape& sh : shapes) {
-      std::vector<AttentionPrefillPath> paths = {AttentionPrefillPath::automatic};
-      if (sh.hd == 64 || sh.hd == 128) paths = {AttentionPrefillPath::mma, AttentionPrefillPath::simt};
-      for (AttentionPrefillPath p : paths) {
+      for (AttentionPrefillPath p : prefill_paths(sh)) {
         Opts o;
         o.force.prefill = p;
         o.q_range = 2.f;
@@ -330,9 +334,7 @@ WEFT_CUDA_TEST(attention_odd_shapes) {
   const std::vector<Seq> seqs = {{1, 700}, {33, 33}, {5, 90}, {1, 3}, {70, 170}};
   for (DType t : kTypes)
     for (const Shape& sh : shapes) {
-      std::vector<AttentionPrefillPath> paths = {AttentionPrefillPath::automatic};
-      if (sh.hd == 64 || sh.hd == 128) paths = {AttentionPrefillPath::mma, AttentionPrefillPath::simt};
-      for (AttentionPrefillPath p : paths) {
+      for (AttentionPrefillPath p : prefill_paths(sh)) {
         Opts o;
         o.force.prefill = p;
         o.seed = 41;
