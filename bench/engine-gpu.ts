@@ -11,16 +11,13 @@
 // its own CUDA stream in its own worker thread, sharing the weights — decoding at once against
 // one. Medians over --reps. bf16 loads an F16 GGUF as bf16; int8 loads the Q8_0 GGUF (group-32
 // scales, the CPU path's layout).
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 
-import { synthesizeModel } from '../src/model/synth.js';
 import { loadNative } from '../src/workers/binding.js';
 import { EngineInstance } from '../src/workers/engine-instance.js';
-import { timeDecode, timePrefill } from './timing.js';
+import { median, syntheticGguf, timeDecode, timePrefill } from './timing.js';
 
 export const GPU_SHAPES: Record<string, Record<string, unknown>> = {
   '1b': { architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 2048, num_hidden_layers: 16, num_attention_heads: 32,
@@ -28,19 +25,6 @@ export const GPU_SHAPES: Record<string, Record<string, unknown>> = {
     rope_theta: 500000, rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
     tie_word_embeddings: true, bos_token_id: 128000, eos_token_id: 128001 },
 };
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-async function syntheticGguf(shape: string, dtype: 'f16' | 'q8_0'): Promise<string> {
-  const dir = join(process.env.WEFT_BENCH_DIR ?? tmpdir(), 'weft-bench');
-  mkdirSync(dir, { recursive: true });
-  const out = join(dir, `${shape}-${dtype}-seed0.gguf`);
-  if (!existsSync(out)) {
-    process.stderr.write(`synthesizing ${out} …\n`);
-    await synthesizeModel({ config: GPU_SHAPES[shape], out, format: 'gguf', dtype, seed: 0 });
-  }
-  return out;
-}
 
 export interface StreamJob { path: string; dtype: 'bf16' | 'int8'; batch: number; promptTokens: number; decodeTokens: number; numKvBlocks: number; maxContextLen: number; graphs: boolean }
 
@@ -90,7 +74,7 @@ export async function mainGpu(argv: string[]): Promise<void> {
   const rows: Record<string, unknown>[] = [];
   for (const shape of values.shapes!.split(',')) {
     for (const dtype of values.dtypes!.split(',') as ('bf16' | 'int8')[]) {
-      const path = await syntheticGguf(shape, dtype === 'int8' ? 'q8_0' : 'f16');
+      const path = await syntheticGguf(shape, GPU_SHAPES[shape], dtype === 'int8' ? 'q8_0' : 'f16');
       const maxBatch = Math.max(...batches);
       const ctx = promptTokens + decodeTokens + 1;
       const job: StreamJob = { path, dtype, batch: maxBatch, promptTokens, decodeTokens, maxContextLen: Math.max(ctx, pl),

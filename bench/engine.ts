@@ -14,16 +14,14 @@
 // Piscina worker, and prints its decode tokens/s next to the raw engine's, with the per-step
 // overhead outside the model (scheduling, packing, thread hops).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { synthesizeModel } from '../src/model/synth.js';
 import { timeLoop } from './loop-mode.js';
 import { EngineInstance } from '../src/workers/engine-instance.js';
-import { timeDecode, timePrefill } from './timing.js';
+import { median, syntheticGguf, timeDecode, timePrefill } from './timing.js';
 
 export const SHAPES: Record<string, Record<string, unknown>> = {
   '15m': { architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 288, num_hidden_layers: 6, num_attention_heads: 6,
@@ -33,16 +31,6 @@ export const SHAPES: Record<string, Record<string, unknown>> = {
     num_key_value_heads: 12, intermediate_size: 2048, vocab_size: 32000, max_position_embeddings: 1024, rms_norm_eps: 1e-5,
     rope_theta: 10000, tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2 },
 };
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-export async function syntheticGguf(shape: string, dtype: 'f32' | 'q8_0'): Promise<string> {
-  const dir = join(tmpdir(), 'weft-bench');
-  mkdirSync(dir, { recursive: true });
-  const out = join(dir, `${shape}-${dtype}-seed0.gguf`);
-  if (!existsSync(out)) await synthesizeModel({ config: SHAPES[shape], out, format: 'gguf', dtype, seed: 0 });
-  return out;
-}
 
 function runLlamaCpp(gguf: string, o: { threads: number; batches: number[]; promptTokens: number; decodeTokens: number }): Map<number, { decode: number; prefill: number }> | null {
   const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'llamacpp');
@@ -59,16 +47,13 @@ function runLlamaCpp(gguf: string, o: { threads: number; batches: number[]; prom
 }
 
 async function main(): Promise<void> {
-  if (process.argv.includes('--backend')) {
-    const i = process.argv.indexOf('--backend');
-    if (process.argv[i + 1] === 'gpu') {
-      const { mainGpu } = await import('./engine-gpu.js');
-      return mainGpu(process.argv.slice(2).filter((_, j) => j !== i - 2 && j !== i - 1));
-    }
-    if (process.argv[i + 1] !== 'cpu') throw new Error('--backend must be cpu or gpu');
-    process.argv.splice(i, 2);
-  }
+  const argv = process.argv.slice(2);
+  const b = argv.indexOf('--backend');
+  const backend = b >= 0 ? argv.splice(b, 2)[1] : 'cpu';
+  if (backend === 'gpu') return (await import('./engine-gpu.js')).mainGpu(argv);
+  if (backend !== 'cpu') throw new Error('--backend must be cpu or gpu');
   const { values } = parseArgs({
+    args: argv,
     options: {
       shapes: { type: 'string', default: '15m,110m' }, dtypes: { type: 'string', default: 'f32,int8,int8-q8_0' },
       batches: { type: 'string', default: '1,16,64' }, threads: { type: 'string', default: '2' },
@@ -82,10 +67,10 @@ async function main(): Promise<void> {
   const promptTokens = Number(values['prompt-tokens']), decodeTokens = Number(values['decode-tokens']);
   const rows: Record<string, unknown>[] = [];
   for (const shape of values.shapes!.split(',')) {
-    const ref = values.llamacpp ? runLlamaCpp(await syntheticGguf(shape, 'q8_0'), { threads, batches, promptTokens, decodeTokens }) : null;
+    const ref = values.llamacpp ? runLlamaCpp(await syntheticGguf(shape, SHAPES[shape], 'q8_0'), { threads, batches, promptTokens, decodeTokens }) : null;
     if (values.llamacpp && !ref) process.stderr.write('llama.cpp run failed (see above); printing weft figures only\n');
     for (const dtype of values.dtypes!.split(',')) {
-      const path = await syntheticGguf(shape, dtype === 'int8-q8_0' ? 'q8_0' : 'f32');
+      const path = await syntheticGguf(shape, SHAPES[shape], dtype === 'int8-q8_0' ? 'q8_0' : 'f32');
       const maxBatch = Math.max(...batches, 4);
       const numKvBlocks = maxBatch * Math.ceil((promptTokens + decodeTokens + 1) / 16) + 8;
       const e = await EngineInstance.open({ modelPath: path, dtype: dtype === 'f32' ? 'f32' : 'int8', numThreads: threads, numKvBlocks, blockSize: 16 });

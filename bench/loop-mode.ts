@@ -2,6 +2,7 @@
 // a Piscina worker, to measure what serving costs outside the model.
 import { EngineLoop, type StepTiming } from '../src/scheduler/engine.js';
 import { EngineWorker } from '../src/workers/pool.js';
+import { median } from './timing.js';
 
 export interface LoopResult {
   decodeTokPerSec: number;
@@ -13,7 +14,6 @@ export interface LoopResult {
   nativeUs: number;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 export async function timeLoop(modelPath: string, dtype: 'f32' | 'int8', threads: number, batch: number, promptTokens: number, decodeTokens: number): Promise<LoopResult> {
   const numKvBlocks = batch * Math.ceil((promptTokens + decodeTokens + 1) / 16) + 8;

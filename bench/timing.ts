@@ -1,6 +1,27 @@
-// Timed decode and prefill on one engine instance (CPU or GPU), shared by the benchmarks.
+// What the benchmarks share: synthetic models cached on disk, medians, and timed decode and
+// prefill on one engine instance (CPU or GPU).
+import { existsSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { synthesizeModel } from '../src/model/synth.js';
 import type { EngineInstance } from '../src/workers/engine-instance.js';
 import { GREEDY, packStep, type SeqStep } from '../src/workers/step-pack.js';
+
+export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+// A seeded random GGUF at the shape of `config`, written once to $WEFT_BENCH_DIR (default
+// $TMPDIR)/weft-bench/NAME-DTYPE-seed0.gguf.
+export async function syntheticGguf(name: string, config: Record<string, unknown>, dtype: 'f32' | 'f16' | 'q8_0'): Promise<string> {
+  const dir = join(process.env.WEFT_BENCH_DIR ?? tmpdir(), 'weft-bench');
+  mkdirSync(dir, { recursive: true });
+  const out = join(dir, `${name}-${dtype}-seed0.gguf`);
+  if (!existsSync(out)) {
+    process.stderr.write(`synthesizing ${out} …\n`);
+    await synthesizeModel({ config, out, format: 'gguf', dtype, seed: 0 });
+  }
+  return out;
+}
 
 // Decode tokens/s at batch B: B sequences prefilled with P-token prompts (untimed, in groups of
 // `prefillGroup`), then D timed decode steps of B tokens.
