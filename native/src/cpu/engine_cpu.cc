@@ -5,7 +5,6 @@
 #include <cmath>
 #include <cstring>
 #include <new>
-#include <unordered_map>
 
 #include "cpu/attention.h"
 #include "cpu/ops.h"

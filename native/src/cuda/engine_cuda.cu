@@ -9,7 +9,6 @@
 // Decode-only steps (every sequence feeds one token and samples) replay a CUDA graph captured
 // per (batch bucket, context bucket); other steps launch the same kernels directly.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -236,8 +235,7 @@ class CudaEngine final : public Engine {
 
   // Variable-length uploads (block copies, penalty histories): a growable pair of buffers.
   Status reserve_var(size_t bytes) {
-    if (bytes <= var_cap_) return Status::Ok();
-    drop_graphs();  // not used by graphs, but keep one rule: pointers change → graphs go
+    if (bytes <= var_cap_) return Status::Ok();  // graphs never read these buffers: they stay valid
     if (host_var_) cudaFreeHost(host_var_), host_var_ = nullptr;
     if (dev_var_) cudaFree(dev_var_), dev_var_ = nullptr;
     var_cap_ = 0;
@@ -297,11 +295,10 @@ class CudaEngine final : public Engine {
       if (!s.ok()) return s;
     }
     const Layout L(d.tokens, d.seqs, d.stride);
-    Status s = stage(in, rows, d, L);
-    if (!s.ok()) return s;
+    stage(in, rows, d, L);
     WEFT_CUDA_TRY(cudaMemcpyAsync(dev_meta_, host_meta_, L.end, cudaMemcpyHostToDevice, stream_), "metadata upload");
     // penalty histories and block copies
-    s = stage_var(in, rows);
+    Status s = stage_var(in, rows);
     if (!s.ok()) return s;
     if (in.num_block_copies > 0)
       WEFT_CUDA_TRY(cuda::copy_blocks(static_cast<const int32_t*>(dev_var_), in.num_block_copies, cfg_.num_layers, num_blocks_,
@@ -357,7 +354,7 @@ class CudaEngine final : public Engine {
 
   // Fills the pinned metadata for layout L (padding entries: token 0 at position 0 in no slot,
   // sequences with no tokens and no context).
-  Status stage(const StepInput& in, const std::vector<int>& rows, const Dims& d, const Layout& L) {
+  void stage(const StepInput& in, const std::vector<int>& rows, const Dims& d, const Layout& L) {
     const int T = in.num_tokens, N = in.num_seqs, S = int(rows.size());
     std::memset(host_meta_, 0, L.end);
     std::memcpy(hm<int32_t>(L.token_ids), in.token_ids, 4 * size_t(T));
@@ -393,7 +390,6 @@ class CudaEngine final : public Engine {
       if (has_penalty(in, i)) hist_total += uint32_t(in.context_lens[i]);
     }
     hm<int32_t>(L.hist_offsets)[S] = int32_t(hist_total);
-    return Status::Ok();
   }
 
   static bool has_penalty(const StepInput& in, int i) {
