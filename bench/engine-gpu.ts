@@ -2,8 +2,8 @@
 // (seeded random weights; real weights cannot travel to the GPU machine).
 //
 //   npm run bench:engine -- --backend gpu [--shapes 1b] [--dtypes bf16,int8] [--batches 1,64,256]
-//        [--prompt-tokens 128] [--decode-tokens 64] [--prefill 4x1024] [--streams 1,2,4] [--reps 3]
-//        [--hbm-tbps 3.35] [--tensor-tflops 989] [--no-graphs] [--json FILE]
+//        [--prompt-tokens 128] [--decode-tokens 64] [--prefill 1x2048,4x1024] [--streams 1,2,4] [--reps 3]
+//        [--hbm-tbps 3.35] [--tensor-tflops 989] [--no-graphs] [--json FILE]   (--streams 0: skip the streams runs)
 //
 // Prints decode tokens/s per batch with the share of the bandwidth roofline (weight bytes one
 // decode step streams over the HBM bandwidth) and of the tensor-core roofline (2 FLOPs per weight
@@ -25,6 +25,18 @@ export const GPU_SHAPES: Record<string, Record<string, unknown>> = {
     rope_theta: 500000, rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
     tie_word_embeddings: true, bos_token_id: 128000, eos_token_id: 128001 },
 };
+
+// FLOPs of one prefill step of n prompts of L tokens: the layers' projections for every token,
+// causal attention (QK^T and PV over the L(L+1)/2 visible pairs per head), and the LM head for
+// the one sampled row per prompt. The embedding is a gather, not a product.
+export function prefillFlops(c: Record<string, unknown>, n: number, L: number): number {
+  const [d, layers, nh, kvh, ffn, vocab] = ['hidden_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads', 'intermediate_size', 'vocab_size']
+    .map((k) => Number(c[k]));
+  const hd = Number(c.head_dim ?? d / nh);
+  const perToken = 2 * layers * (d * (nh + 2 * kvh) * hd + nh * hd * d + 3 * d * ffn);
+  const attention = layers * nh * 4 * hd * (L * (L + 1)) / 2;
+  return n * (L * perToken + attention + 2 * d * vocab);
+}
 
 export interface StreamJob { path: string; dtype: 'bf16' | 'int8'; batch: number; promptTokens: number; decodeTokens: number; numKvBlocks: number; maxContextLen: number; graphs: boolean }
 
@@ -56,7 +68,7 @@ export async function mainGpu(argv: string[]): Promise<void> {
     options: {
       shapes: { type: 'string', default: '1b' }, dtypes: { type: 'string', default: 'bf16,int8' },
       batches: { type: 'string', default: '1,64,256' }, 'prompt-tokens': { type: 'string', default: '128' },
-      'decode-tokens': { type: 'string', default: '64' }, prefill: { type: 'string', default: '4x1024' },
+      'decode-tokens': { type: 'string', default: '64' }, prefill: { type: 'string', default: '1x2048,4x1024' },
       streams: { type: 'string', default: '1,2,4' }, 'stream-batch': { type: 'string', default: '64' }, reps: { type: 'string', default: '3' },
       'hbm-tbps': { type: 'string', default: '3.35' }, 'tensor-tflops': { type: 'string', default: '989' },
       'no-graphs': { type: 'boolean', default: false }, json: { type: 'string' },
@@ -68,7 +80,9 @@ export async function mainGpu(argv: string[]): Promise<void> {
   process.stdout.write(`device: ${dev.name} (sm ${dev.computeCapability}, ${dev.smCount} SMs, ${(dev.totalBytes / 2 ** 30).toFixed(1)} GiB)\n`);
   const batches = values.batches!.split(',').map(Number), reps = Number(values.reps);
   const promptTokens = Number(values['prompt-tokens']), decodeTokens = Number(values['decode-tokens']);
-  const [pn, pl] = values.prefill!.split('x').map(Number);
+  const prefills = values.prefill!.split(',').map((x) => x.split('x').map(Number));  // e.g. 4x1024,1x2048
+  const pn = Math.max(...prefills.map((x) => x[0])), pl = Math.max(...prefills.map((x) => x[1]));
+  const prefillTokens = Math.max(...prefills.map(([n, l]) => n * l));
   const hbm = Number(values['hbm-tbps']) * 1e12, peak = Number(values['tensor-tflops']) * 1e12;
   const graphs = !values['no-graphs'];
   const rows: Record<string, unknown>[] = [];
@@ -79,13 +93,17 @@ export async function mainGpu(argv: string[]): Promise<void> {
       const ctx = promptTokens + decodeTokens + 1;
       const job: StreamJob = { path, dtype, batch: maxBatch, promptTokens, decodeTokens, maxContextLen: Math.max(ctx, pl),
         numKvBlocks: Math.max(maxBatch * Math.ceil(ctx / 16), pn * Math.ceil(pl / 16)) + 16, graphs };
-      const e = await openGpu(job, Math.max(pn * pl, maxBatch * 8), Math.max(maxBatch, pn));
+      const e = await openGpu(job, Math.max(prefillTokens, maxBatch * 8), Math.max(maxBatch, pn));
       const params = e.weightBytes / (dtype === 'int8' ? 1.0 : 2);  // ≈ weights read per step / bytes per weight
       timeDecode(e, 1, 8, 4);  // warm-up
-      const prefill = median(Array.from({ length: reps }, () => timePrefill(e, pl, pn)));
-      rows.push({ shape, dtype, device: dev.name, kind: 'prefill', tokens: pn * pl, prefillTokPerSec: +prefill.toFixed(0),
-        tensorRooflineShare: +((prefill * 2 * params) / peak).toFixed(3) });
-      process.stdout.write(`${shape} ${dtype.padEnd(5)} prefill ${pn}x${pl}: ${prefill.toFixed(0).padStart(8)} tok/s  (${(100 * prefill * 2 * params / peak).toFixed(1)}% of ${values['tensor-tflops']} TFLOP/s)\n`);
+      for (const [pn, pl] of prefills) {
+        const prefill = median(Array.from({ length: reps }, () => timePrefill(e, pl, pn)));
+        const tflops = (prefill / (pn * pl)) * prefillFlops(GPU_SHAPES[shape], pn, pl) / 1e12;
+        rows.push({ shape, dtype, device: dev.name, kind: 'prefill', prompts: pn, promptTokens: pl, prefillTokPerSec: +prefill.toFixed(0),
+          modelTflops: +tflops.toFixed(1), tensorRooflineShare: +(tflops * 1e12 / peak).toFixed(3) });
+        process.stdout.write(`${shape} ${dtype.padEnd(5)} prefill ${pn}x${pl}: ${prefill.toFixed(0).padStart(8)} tok/s  ${tflops.toFixed(1)} TFLOP/s of model FLOPs` +
+          ` = ${(100 * tflops * 1e12 / peak).toFixed(1)}% of ${values['tensor-tflops']}\n`);
+      }
       for (const batch of batches) {
         const decode = median(Array.from({ length: reps }, () => timeDecode(e, batch, promptTokens, decodeTokens, 64)));
         const stepSeconds = batch / decode;
@@ -100,7 +118,7 @@ export async function mainGpu(argv: string[]): Promise<void> {
       e.close();
       const sb = Number(values['stream-batch']);
       let one = 0;
-      for (const k of values.streams!.split(',').map(Number)) {
+      for (const k of values.streams!.split(',').map(Number).filter((x) => x > 0)) {  // --streams 0: none
         const runs: { aggregate: number; each: number[] }[] = [];
         for (let i = 0; i < reps; i++) runs.push(await timeStreams(k, { ...job, batch: sb, numKvBlocks: sb * Math.ceil(ctx / 16) + 16 }));
         const m = runs.sort((a, b) => a.aggregate - b.aggregate)[Math.floor(runs.length / 2)];

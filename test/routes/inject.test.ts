@@ -3,8 +3,13 @@
 import t from 'tap';
 
 import { buildApp } from '../../src/app.js';
+import { resolveBackend } from '../../src/config.js';
 import { Metrics } from '../../src/metrics.js';
+import { loadNative } from '../../src/workers/binding.js';
 import { MODEL_ID, sseData, startTestApp, testConfig } from './helpers.js';
+
+// the test app's backend is auto: the GPU where one is visible
+const BACKEND = resolveBackend('auto', loadNative().cudaDeviceCount());
 
 const s = await startTestApp();
 t.teardown(() => s.close());
@@ -171,7 +176,7 @@ t.test('/ready is 503 before the engine is attached; /health is 200', async (t) 
   loading.weft.attach(s.engine.service);
   const ready = await loading.inject({ url: '/ready' });
   t.equal(ready.statusCode, 200);
-  t.equal(ready.json().backend, 'cpu');
+  t.equal(ready.json().backend, BACKEND, 'auto resolves to the GPU where one is visible');
   await loading.close();
 });
 
@@ -186,7 +191,7 @@ t.test('tokenize / detokenize / models / docs', async (t) => {
   t.equal((await app.inject({ method: 'POST', url: '/detokenize', payload: { ids: tok.ids } })).json().text, 'Once upon');
   const models = (await app.inject({ url: '/v1/models' })).json();
   t.equal(models.data[0].id, MODEL_ID);
-  t.equal(models.data[0].backend, 'cpu');
+  t.equal(models.data[0].backend, BACKEND);
   const spec = (await app.inject({ url: '/docs/json' })).json();
   t.equal(spec.openapi, '3.0.3');
   for (const p of ['/generate', '/stream', '/generate_batch', '/chat', '/tokenize', '/detokenize', '/v1/completions', '/v1/chat/completions', '/v1/models'])

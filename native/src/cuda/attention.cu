@@ -194,6 +194,7 @@ __device__ __forceinline__ void decode_partition(int ctx, int splits, int& len, 
 // HG: query heads per CTA. decode: 1 decode mode, 0 prefill mode (see the top of the file).
 template <class T, int VEC, int TPT, int NV, int HG>
 __global__ void __launch_bounds__(kThreads) token_kernel(const Params p, const int decode) {
+  pdl_trigger();  // the o projection may start fetching its weights
   constexpr int GP = 32 / TPT;          // positions per warp pass
   constexpr int P = HG >= 8 ? 2 : 4;    // passes per iteration
   constexpr int TOK = P * GP;           // positions per warp iteration
@@ -392,6 +393,7 @@ __global__ void __launch_bounds__(kThreads) token_kernel(const Params p, const i
 // Merges the partitions of the split decode sequences: one CTA per (sequence, query head).
 template <class T>
 __global__ void __launch_bounds__(kThreads) reduce_kernel(const Params p) {
+  pdl_trigger();  // the o projection may start fetching its weights
   __shared__ float sw[kMaxSplits];
   const int seq = blockIdx.x, head = blockIdx.y;
   const int q0 = p.query_start[seq], q_len = p.query_start[seq + 1] - q0, ctx = p.context_lens[seq];
@@ -433,6 +435,7 @@ template <int HD> struct MmaCfg {
 
 template <class T, int HD>
 __global__ void __launch_bounds__(kThreads) prefill_mma_kernel(const Params p) {
+  pdl_trigger();  // the o projection may start fetching its weights
   using C = MmaCfg<HD>;
   static_assert(C::kRows == kWarps * 16 && C::kRows == C::kTK, "Q is staged in a K tile");
   extern __shared__ __align__(16) unsigned char smem_raw[];

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "weft_engine.h"
 
@@ -23,6 +24,10 @@ inline const char* dtype_name(DType t) { return t == DType::f16 ? "f16" : "bf16"
 // are no_device, anything else (launch failure, illegal address, …) is internal.
 inline Status cuda_status(cudaError_t e, const std::string& what) {
   if (e == cudaSuccess) return Status::Ok();
+  // A failed call (an allocation, say) also leaves its error pending for cudaGetLastError, which
+  // every launcher returns: clear it, or the next healthy step would report it. Sticky errors
+  // (a faulted context) stay whatever is cleared.
+  cudaGetLastError();
   StatusCode c = StatusCode::internal;
   if (e == cudaErrorMemoryAllocation) c = StatusCode::out_of_memory;
   else if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver || e == cudaErrorInvalidDevice ||
@@ -39,6 +44,14 @@ inline Status cuda_status(cudaError_t e, const std::string& what) {
 
 inline unsigned ceil_div(long a, long b) { return unsigned((a + b - 1) / b); }
 
+// Programmatic dependent launch (Hopper): a kernel launched with launch_pdl may be scheduled
+// while the kernel before it in the stream still runs, so it can fetch what no earlier kernel
+// writes (weights) before pdl_wait(), which returns once that kernel has completed and its
+// writes are visible. Kernels that precede such a launch call pdl_trigger() first thing, which
+// lets the dependent grid be scheduled as soon as all of their CTAs have started. Both device
+// calls are no-ops for kernels launched the ordinary way. Off unless WEFT_CUDA_PDL=1 (read once).
+bool pdl_enabled();
+
 // ---- device helpers (CUDA translation units only; host files may include this header) ----
 #if defined(__CUDACC__)
 template <class T> __device__ __forceinline__ float to_f(T v);
@@ -50,6 +63,30 @@ template <class T> __device__ __forceinline__ T from_f(float v);
 template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
 template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+// Launches kernel<<<grid, block, smem, stream>>>(args...), allowed to overlap the previous kernel
+// of the stream when pdl_enabled() (the kernel must call pdl_wait() before reading activations).
+template <class... KArgs, class... Args>
+cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                       Args&&... args) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = stream;
+  cfg.attrs = attr, cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
 
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -1,9 +1,21 @@
 // Device discovery for the addon and the logs: a build with CUDA on a machine without a driver
 // or a GPU reports zero devices rather than failing.
+#include <cstdlib>
+#include <cstring>
+
 #include "cuda/common.cuh"
 #include "engine_factory.h"
 
 namespace weft {
+namespace cuda {
+bool pdl_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("WEFT_CUDA_PDL");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return on;
+}
+}  // namespace cuda
 
 int cuda_runtime_device_count() {
   int n = 0;

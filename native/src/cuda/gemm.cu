@@ -196,11 +196,13 @@ __global__ void __launch_bounds__(NW * 32) gemv_kernel(const Params p) {
 #pragma unroll
   for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
 
-  for (int cbase = warp; cbase < nch; cbase += NW * U) {
-    uint4 wl[U], wh[U], xr[U][NT][XV];
-    float sl[U], sh[U];
+  // W (and its scales) never change, so the first iteration's W loads are issued before
+  // pdl_wait(): under programmatic dependent launch they overlap the kernel before this one.
+  uint4 wl[U], wh[U], xr[U][NT][XV];
+  float sl[U], sh[U];
+  auto load_w = [&](int cbase) {
 #pragma unroll
-    for (int u = 0; u < U; ++u) {  // issue every load of the iteration first
+    for (int u = 0; u < U; ++u) {
       const int c = cbase + u * NW;
       if (c < nch) {
         wl[u] = ldg_stream(wlo + size_t(c) * 64);
@@ -211,6 +213,18 @@ __global__ void __launch_bounds__(NW * 32) gemv_kernel(const Params p) {
         } else {
           sl[u] = sh[u] = 1.f;
         }
+      }
+    }
+  };
+  load_w(warp);
+  pdl_wait();
+
+  for (int cbase = warp; cbase < nch; cbase += NW * U) {
+    if (cbase != warp) load_w(cbase);
+#pragma unroll
+    for (int u = 0; u < U; ++u) {  // issue every load of the iteration first
+      const int c = cbase + u * NW;
+      if (c < nch) {
 #pragma unroll
         for (int j = 0; j < NT; ++j)
 #pragma unroll
@@ -503,8 +517,7 @@ int multiprocessor_count() {
 }
 
 template <class T, int MODE, int NT, int NW> cudaError_t launch_gemv(const Params& p, cudaStream_t stream) {
-  gemv_kernel<T, MODE, NT, NW><<<ceil_div(p.n, 16), NW * 32, 0, stream>>>(p);
-  return cudaGetLastError();
+  return launch_pdl(gemv_kernel<T, MODE, NT, NW>, dim3(ceil_div(p.n, 16)), dim3(NW * 32), 0, stream, p);
 }
 
 template <class T, int MODE> cudaError_t launch_gemv_m(const Params& p, cudaStream_t stream) {

@@ -11,6 +11,7 @@ __global__ void __launch_bounds__(kThreads) rmsnorm_kernel(const float* __restri
                                                            const int32_t* __restrict__ rows,
                                                            const float* __restrict__ w, float eps, int dim,
                                                            T* __restrict__ out, int ld_out) {
+  pdl_trigger();  // the projection after a norm may start fetching its weights
   __shared__ float partial[kThreads / 32];
   const int r = blockIdx.x;
   const float* xr = x + size_t(rows ? rows[r] : r) * ldx;

@@ -6,6 +6,7 @@ namespace {
 
 template <class T>
 __global__ void silu_mul_kernel(const T* __restrict__ gu, int ld_gu, int ffn, T* __restrict__ out, int ld_out) {
+  pdl_trigger();  // the down projection may start fetching its weights
   const int t = blockIdx.y;
   const T* row = gu + size_t(t) * ld_gu;
   T* o = out + size_t(t) * ld_out;

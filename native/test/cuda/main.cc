@@ -1,7 +1,7 @@
 // test_cuda: every CUDA op against the CPU reference on seeded random inputs, and whole steps on
 // a real model (WEFT_TEST_MODEL_DIR or --model DIR). Prints one line per check and a summary;
 // exits 0 when all pass, 1 on a failure, and 0 with "skipped" when no CUDA device is visible.
-// Usage: test_cuda [--model DIR] [--list] [name-substring ...]
+// Usage: test_cuda [--model DIR] [--list] [name-substring | =exact-name ...]
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
   int run = 0;
   for (const auto& t : registry()) {
     bool selected = filters.empty();
-    for (const auto& f : filters) selected |= t.name.find(f) != std::string::npos;
+    for (const auto& f : filters)
+      selected |= f[0] == '=' ? t.name == f.substr(1) : t.name.find(f) != std::string::npos;
     if (!selected) continue;
     ++run;
     h.current = t.name;

@@ -334,7 +334,7 @@ template <class F> float time_ms(F&& call, int copies, int iters) {
 }  // namespace
 
 // Timing report, checks nothing but launch success: batch-1 decode on Llama-3.2-1B shapes
-// (target: >= 75% of HBM bandwidth, ~2.5 TB/s on an H100 SXM).
+// (GB/s of weights, inputs and outputs; compare with the device's HBM bandwidth).
 WEFT_CUDA_TEST(gemm_perf_decode) {
   const int shapes[][2] = {{3072, 2048}, {2048, 2048}, {16384, 2048}, {2048, 8192}, {128256, 2048}};
   for (const int m : {1, 8}) {
@@ -365,8 +365,8 @@ WEFT_CUDA_TEST(gemm_perf_decode) {
         for (auto* p : ws) delete p;
         for (auto* p : ss) delete p;
         const double gbs = (wbytes + size_t(m) * k * 2 + size_t(m) * n * 8) / (ms * 1e6);
-        std::printf("  info  m=%d n=%6d k=%5d %-8s %8.2f us  %7.1f GB/s (%.0f%% of 3350)\n", m, n, k,
-                    kind == 0 ? "bf16" : "i8/g32", ms * 1e3, gbs, gbs / 33.5);
+        std::printf("  info  m=%d n=%6d k=%5d %-8s %8.2f us  %7.1f GB/s\n", m, n, k, kind == 0 ? "bf16" : "i8/g32",
+                    ms * 1e3, gbs);
         h.check(err == cudaSuccess, "decode gemm launched");
       }
     }
