@@ -1,7 +1,9 @@
 // The `weft` command line: generate, quantize, synth, serve.
 import { parseArgs } from 'node:util';
 
-import { resolveBackend, resolveDtype, type Config } from './config.js';
+import { resolveBackend, resolveDtype, resolveNumThreads, type Config } from './config.js';
+import { checkpointKind } from './model/types.js';
+import { usableCpuCount } from './system.js';
 import { isWeftError, WeftError } from './errors.js';
 import { loadModelSpec } from './model/load.js';
 import { quantizeModel } from './model/quantize.js';
@@ -14,7 +16,7 @@ import { EngineInstance } from './workers/engine-instance.js';
 const USAGE = `usage:
   weft generate --model PATH --prompt TEXT --max-tokens N [--temperature T] [--top-k K] [--top-p P]
                 [--min-p P] [--seed S] [--backend cpu|gpu|auto] [--dtype auto|f32|int8|f16|bf16]
-                [--threads N] [--json]
+                [--threads N|auto] [--json]
   weft quantize MODEL_DIR OUT_DIR        write a pre-quantized int8 model directory
   weft synth CONFIG OUT [--format gguf|hf] [--dtype f32|f16|q8_0] [--seed S]
                                          seeded random weights at the shape of a config.json
@@ -54,12 +56,12 @@ async function generate(argv: string[]): Promise<void> {
   const topP = num(values['top-p'], 'top-p', 1);
   const minP = num(values['min-p'], 'min-p', 0);
   const seed = num(values.seed, 'seed', Math.floor(Math.random() * 2 ** 32), true);
-  const threads = num(values.threads, 'threads', 1, true);
+  const threads = values.threads === undefined || values.threads === 'auto' ? resolveNumThreads(0, 1, usableCpuCount()) : num(values.threads, 'threads', 1, true);
   if (maxTokens < 1 || temperature < 0 || topK < 0 || topP <= 0 || topP > 1 || minP < 0 || minP > 1 || seed < 0 || threads < 1)
     usageError('sampling values out of range');
 
   const spec = await loadModelSpec(values.model);
-  const dtype = resolveDtype(askedDtype as Config['dtype'], backend, spec.tensors['model.embed_tokens.weight']?.dtype === 'BF16');
+  const dtype = resolveDtype(askedDtype as Config['dtype'], backend, checkpointKind(spec));
   const tok = new TextTokenizer(spec);
   const promptIds = await tok.encode(values.prompt);
   if (promptIds.length === 0) usageError('the prompt encodes to no tokens and the model has no BOS token');

@@ -4,8 +4,9 @@
 import { parseArgs } from 'node:util';
 
 import { WeftError } from './errors.js';
+import type { CheckpointKind } from './model/types.js';
 
-type Kind = 'int' | 'number' | 'string' | 'bool' | 'list' | readonly string[];
+type Kind = 'int' | 'intOrAuto' | 'number' | 'string' | 'bool' | 'list' | readonly string[];
 
 interface KeySpec {
   kind: Kind;
@@ -18,9 +19,9 @@ interface KeySpec {
 const KEYS = {
   model: { kind: 'string', help: 'HF model directory or .gguf file; empty = the built-in demo model' },
   backend: { kind: ['cpu', 'gpu', 'auto'], help: 'compute backend; auto = GPU when one is visible, else CPU' },
-  dtype: { kind: ['auto', 'f32', 'int8', 'f16', 'bf16'], help: 'weight type in memory; auto = f32 on the CPU, bf16 on a GPU for bf16 checkpoints else f16; int8 on both' },
+  dtype: { kind: ['auto', 'f32', 'int8', 'f16', 'bf16'], help: 'weight type in memory; auto = the file\'s: int8 for Q8_0 GGUF, else f32 on the CPU, bf16 on a GPU for bf16 checkpoints else f16' },
   numInstances: { kind: 'int', min: 1, max: 64, help: 'engine instances (worker threads, each with its own KV cache)' },
-  numThreads: { kind: 'int', min: 1, max: 256, help: 'compute threads per instance' },
+  numThreads: { kind: 'intOrAuto', min: 1, max: 256, help: 'compute threads per instance; auto (0) = the CPUs this process may use (affinity and cgroup quota), over the instances' },
   kvCacheBlocks: { kind: 'int', min: 1, max: 1 << 24, help: 'KV cache blocks per instance (GPU: used only when gpuMemoryUtilization is 0)' },
   kvDtype: { kind: ['auto', 'f32', 'f16'], help: 'CPU KV cache element type; auto = f32 with f32 weights, f16 with int8 (the GPU caches in its activation type)' },
   gpuMemoryUtilization: { kind: 'number', min: 0, max: 0.99, help: 'GPU: share of the memory free after the weights that the KV caches take, split evenly over the instances on a device; 0 = kvCacheBlocks' },
@@ -76,7 +77,7 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   backend: 'auto',
   dtype: 'auto',
   numInstances: 1,             // instances
-  numThreads: 1,               // threads per instance
+  numThreads: 0,               // threads per instance; 0 = auto
   kvCacheBlocks: 1024,         // blocks per instance
   kvDtype: 'auto',             // element type of the KV cache
   gpuMemoryUtilization: 0.9,   // fraction of free GPU memory
@@ -113,6 +114,9 @@ function coerce(key: ConfigKey, raw: string | boolean | number | readonly string
     return text;
   }
   switch (spec.kind) {
+    case 'intOrAuto':
+      if (text === 'auto' || text === 0) return 0;
+    // falls through: otherwise an integer in range
     case 'int': {
       const n = typeof text === 'number' ? text : Number(text);
       if (text === '' || !Number.isSafeInteger(n)) invalid(key, source, `must be an integer, got "${String(raw)}"`);
@@ -188,13 +192,21 @@ export function resolveBackend(backend: Config['backend'], cudaDeviceCount: numb
   return 'cpu';
 }
 
-// The weight type for the resolved backend: auto = f32 on the CPU; on a GPU bf16 for bf16
+// The weight type for the resolved backend. auto follows the file: a Q8_0 checkpoint runs on the
+// int8 path (its group-32 scales kept), otherwise f32 on the CPU, and on a GPU bf16 for bf16
 // checkpoints, else f16. Types a backend cannot run are refused (after auto-resolution too).
-export function resolveDtype(dtype: Config['dtype'], backend: 'cpu' | 'gpu', checkpointBf16: boolean): 'f32' | 'int8' | 'f16' | 'bf16' {
-  if (dtype === 'auto') return backend === 'cpu' ? 'f32' : checkpointBf16 ? 'bf16' : 'f16';
+export function resolveDtype(dtype: Config['dtype'], backend: 'cpu' | 'gpu', checkpoint: CheckpointKind): 'f32' | 'int8' | 'f16' | 'bf16' {
+  if (dtype === 'auto') return checkpoint === 'q8_0' ? 'int8' : backend === 'cpu' ? 'f32' : checkpoint === 'bf16' ? 'bf16' : 'f16';
   if (backend === 'gpu' && dtype === 'f32') invalid('dtype', 'merged', 'f32 weights run on the CPU backend; a GPU takes f16, bf16 or int8');
   if (backend === 'cpu' && (dtype === 'f16' || dtype === 'bf16')) invalid('dtype', 'merged', `${dtype} weights run on the GPU backend; the CPU takes f32 or int8`);
   return dtype;
+}
+
+// Compute threads per CPU instance: numThreads, or for auto (0) the CPUs this process may use
+// split over the instances (at least 1 each).
+export function resolveNumThreads(numThreads: number, numInstances: number, usableCpus: number): number {
+  if (numThreads > 0) return numThreads;
+  return Math.max(1, Math.floor(usableCpus / numInstances));
 }
 
 // Instance i of n on one device takes an equal share of what is free when it starts:

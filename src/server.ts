@@ -6,11 +6,13 @@ import { basename } from 'node:path';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 
 import { buildApp } from './app.js';
-import { configUsage, describeConfig, engineSlice, generationSlice, kvFractionForInstance, loadConfig, resolveBackend, resolveDtype, schedulerSlice, type Config } from './config.js';
+import { configUsage, describeConfig, engineSlice, generationSlice, kvFractionForInstance, loadConfig, resolveBackend, resolveDtype, resolveNumThreads, schedulerSlice, type Config } from './config.js';
 import { DEMO_MODEL_NAME, ensureDemoModel } from './demo-model.js';
 import { isWeftError } from './errors.js';
 import { GenerationService } from './generation.js';
 import { loadModelSpec } from './model/load.js';
+import { checkpointKind } from './model/types.js';
+import { usableCpuCount } from './system.js';
 import type { Metrics } from './metrics.js';
 import { EngineLoop } from './scheduler/engine.js';
 import { TextTokenizer } from './tokenizer.js';
@@ -33,7 +35,9 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
   const backend = resolveBackend(e.backend, devices);
   log?.info(`backend: ${backend} (asked: ${e.backend}; ${devices} CUDA device(s) visible)`);
   const spec = await loadModelSpec(modelPath);
-  const dtype = resolveDtype(e.dtype, backend, spec.tensors['model.embed_tokens.weight']?.dtype === 'BF16');
+  const dtype = resolveDtype(e.dtype, backend, checkpointKind(spec));
+  const numThreads = resolveNumThreads(e.numThreads, e.numInstances, usableCpuCount());
+  if (backend === 'cpu') log?.info(`compute threads: ${numThreads} per instance (${e.numThreads === 0 ? `auto: ${usableCpuCount()} usable CPU(s)` : '--num-threads'})`);
   const sched = schedulerSlice(config, spec.config.maxPositions);
   const workers: EngineWorker[] = [];
   try {
@@ -46,7 +50,7 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
         log?.info(`instance ${i}: cuda:${device} ${d.name} (sm ${d.computeCapability}, ${d.smCount} SMs, ${(d.freeBytes / 2 ** 30).toFixed(1)} of ${(d.totalBytes / 2 ** 30).toFixed(1)} GiB free)`);
       }
       workers.push(await EngineWorker.start(i, {
-        modelPath, dtype, numThreads: e.numThreads, numKvBlocks: e.kvCacheBlocks, blockSize: e.blockSize, kvDtype: e.kvDtype,
+        modelPath, dtype, numThreads, numKvBlocks: e.kvCacheBlocks, blockSize: e.blockSize, kvDtype: e.kvDtype,
         backend, device, kvCacheFraction: backend === 'gpu' ? kvFractionForInstance(e.gpuMemoryUtilization, onDevice, Math.floor(i / devices)) : 0,
         maxNumTokens: sched.maxNumBatchedTokens, maxNumSeqs: sched.maxNumSeqs, maxContextLen: sched.maxModelLen, cudaGraphs: e.cudaGraphs,
       }));
@@ -65,7 +69,7 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
     id, path: modelPath, isDemo, backend, dtype, maxModelLen: sched.maxModelLen, vocabSize: spec.config.vocabSize,
     eosTokenIds: spec.config.eosTokenIds, numInstances: e.numInstances, chatTemplate: spec.chatTemplate,
   }, generationSlice(config), metrics);
-  log?.info(`model ${id} ready: ${spec.format} ${modelPath}, ${e.numInstances} ${backend} instance(s)${backend === 'cpu' ? ` × ${e.numThreads} thread(s)` : ''}, ${dtype} weights, ${workers.map((w) => w.info.numKvBlocks).join('/')} KV blocks of ${e.blockSize}, context ${sched.maxModelLen}`);
+  log?.info(`model ${id} ready: ${spec.format} ${modelPath}, ${e.numInstances} ${backend} instance(s)${backend === 'cpu' ? ` × ${numThreads} thread(s)` : ''}, ${dtype} weights, ${workers.map((w) => w.info.numKvBlocks).join('/')} KV blocks of ${e.blockSize}, context ${sched.maxModelLen}`);
   return {
     service,
     async close() {

@@ -48,4 +48,8 @@ Status mapped_file_open(const std::string& path, std::shared_ptr<MappedFile>* ou
   return Status::Ok();
 }
 
+void mapped_file_drop_pages(const MappedFile& f) {
+  if (f.data && f.size) madvise(const_cast<uint8_t*>(f.data), f.size, MADV_DONTNEED);
+}
+
 }  // namespace weft

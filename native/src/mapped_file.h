@@ -18,4 +18,9 @@ struct MappedFile {
 
 Status mapped_file_open(const std::string& path, std::shared_ptr<MappedFile>* out);
 
+// Drops the pages of the mapping this process has touched (they stay in the page cache and fault
+// back in on the next read). After a load has copied the weights into packed buffers, the file's
+// pages would otherwise stay in the process's resident set twice over.
+void mapped_file_drop_pages(const MappedFile& f);
+
 }  // namespace weft

@@ -341,6 +341,7 @@ Status model_load(const ModelSpec& spec, std::shared_ptr<const Model>* out) {
     auto model = std::make_shared<Model>();
     Status s = load_uncached(spec, model.get());
     if (!s.ok()) return s;
+    for (const auto& f : model->files) mapped_file_drop_pages(*f);
     cache[spec.key] = model;
     *out = model;
     return Status::Ok();

@@ -3,6 +3,9 @@
 
 export type TensorDType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'I8';
 
+// What `--dtype auto` follows: a file of Q8_0 matrices, a bf16 checkpoint, or other floats.
+export type CheckpointKind = 'q8_0' | 'bf16' | 'float';
+
 export interface TensorRef {
   file: string;          // absolute path
   offset: number;        // absolute byte offset of the data in the file
@@ -48,4 +51,11 @@ export interface ModelSpec {
   tokenizerJson: string;               // a HF tokenizers JSON document
   chatTemplate: string | null;
   generationDefaults: { temperature?: number; topP?: number; topK?: number };
+}
+
+// Q8_0 when the layers' projections are stored Q8_0 (llama.cpp keeps some small tensors in F32
+// in such files), bf16 when the embedding is, else float.
+export function checkpointKind(spec: ModelSpec): CheckpointKind {
+  if (spec.tensors['model.layers.0.self_attn.q_proj.weight']?.dtype === 'Q8_0') return 'q8_0';
+  return spec.tensors['model.embed_tokens.weight']?.dtype === 'BF16' ? 'bf16' : 'float';
 }

@@ -218,8 +218,10 @@ export class BlockManager {
   #release(block: number): void {
     if (--this.#refCounts[block] > 0) return;
     if (this.#refCounts[block] < 0) throw new Error(`block ${block} freed twice`);
+    // A block with no hash has no cache value: it is handed out again before the blocks never
+    // touched, so the KV memory in use (allocated lazily by the engines) stays near peak use.
     if (this.#hashes[block] !== NO_HASH) this.#cachedFree.push(block);
-    else this.#plainFree.push(block);
+    else this.#plainFree.unshift(block);
     // a copy into a block nobody holds any more is moot, and the block may be handed out again
     if (this.#pendingCopies.length > 0) this.#pendingCopies = this.#pendingCopies.filter(([, dst]) => dst !== block);
   }

@@ -46,6 +46,19 @@ export class FreeBlockQueue {
     this.#size++;
   }
 
+  // Puts a block at the head: the next one handed out.
+  unshift(block: number): void {
+    const { prev, next, owner } = this.links;
+    if (owner[block] !== -1) throw new Error(`block ${block} is already free`);
+    owner[block] = this.queueId;
+    prev[block] = -1;
+    next[block] = this.#head;
+    if (this.#head === -1) this.#tail = block;
+    else prev[this.#head] = block;
+    this.#head = block;
+    this.#size++;
+  }
+
   // Takes the least recently freed block, or -1.
   shift(): number {
     const block = this.#head;

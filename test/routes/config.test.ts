@@ -1,8 +1,18 @@
 // The one configuration: defaults < environment < CLI flags, validated (the error names the
 // key), frozen, and sliced per part.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import t from 'tap';
 
-import { DEFAULTS, describeConfig, kvFractionForInstance, loadConfig, resolveBackend, resolveDtype, schedulerSlice, serverSlice } from '../../src/config.js';
+import { DEFAULTS, describeConfig, kvFractionForInstance, loadConfig, resolveBackend, resolveDtype, resolveNumThreads, schedulerSlice, serverSlice } from '../../src/config.js';
+import { loadModelSpec } from '../../src/model/load.js';
+import { synthesizeModel } from '../../src/model/synth.js';
+import { checkpointKind } from '../../src/model/types.js';
+import { cgroupCpuLimit, usableCpuCount } from '../../src/system.js';
+import { MODEL_DIR } from '../fixtures/paths.js';
+import { startTestApp } from './helpers.js';
 
 t.test('defaults < env < flags', async (t) => {
   t.equal(loadConfig({ env: {} }).port, 8080);
@@ -48,13 +58,16 @@ t.test('backend auto', async (t) => {
 });
 
 t.test('dtype auto and GPU memory shares', async (t) => {
-  t.equal(resolveDtype('auto', 'cpu', true), 'f32');
-  t.equal(resolveDtype('auto', 'gpu', true), 'bf16');
-  t.equal(resolveDtype('auto', 'gpu', false), 'f16');
-  t.equal(resolveDtype('int8', 'gpu', false), 'int8');
-  t.equal(resolveDtype('int8', 'cpu', false), 'int8');
-  t.throws(() => resolveDtype('f32', 'gpu', false), { code: 'WEFT_ERR_CONFIG_INVALID' });
-  t.throws(() => resolveDtype('bf16', 'cpu', true), { code: 'WEFT_ERR_CONFIG_INVALID' });
+  t.equal(resolveDtype('auto', 'cpu', 'bf16'), 'f32');
+  t.equal(resolveDtype('auto', 'gpu', 'bf16'), 'bf16');
+  t.equal(resolveDtype('auto', 'gpu', 'float'), 'f16');
+  t.equal(resolveDtype('auto', 'cpu', 'q8_0'), 'int8', 'a Q8_0 file runs on the int8 path');
+  t.equal(resolveDtype('auto', 'gpu', 'q8_0'), 'int8');
+  t.equal(resolveDtype('f32', 'cpu', 'q8_0'), 'f32', 'an explicit dtype still converts');
+  t.equal(resolveDtype('int8', 'gpu', 'float'), 'int8');
+  t.equal(resolveDtype('int8', 'cpu', 'float'), 'int8');
+  t.throws(() => resolveDtype('f32', 'gpu', 'float'), { code: 'WEFT_ERR_CONFIG_INVALID' });
+  t.throws(() => resolveDtype('bf16', 'cpu', 'bf16'), { code: 'WEFT_ERR_CONFIG_INVALID' });
   t.equal(loadConfig({ argv: ['--gpu-memory-utilization', '0.5'] }).gpuMemoryUtilization, 0.5);
   t.equal(loadConfig({ env: { WEFT_CUDA_GRAPHS: 'false' } }).cudaGraphs, false);
   // n instances started one after another each take u/n of the memory free at the start
@@ -69,4 +82,34 @@ t.test('dtype auto and GPU memory shares', async (t) => {
     for (const x of taken) t.ok(Math.abs(x - (1000 * u) / n) < 1e-9, `u=${u} n=${n}: ${taken.map((v) => v.toFixed(1)).join(', ')}`);
   }
   t.equal(kvFractionForInstance(0, 2, 1), 0, 'utilization 0 = fixed block count');
+});
+
+t.test('--num-threads auto: the usable CPUs over the instances, at least 1', async (t) => {
+  t.equal(loadConfig({ env: {} }).numThreads, 0, 'auto is the default');
+  t.equal(loadConfig({ env: {}, argv: ['--num-threads', 'auto'] }).numThreads, 0);
+  t.equal(loadConfig({ env: { WEFT_NUM_THREADS: '3' } }).numThreads, 3);
+  t.equal(resolveNumThreads(0, 1, 8), 8);
+  t.equal(resolveNumThreads(0, 3, 8), 2);
+  t.equal(resolveNumThreads(0, 4, 2), 1);
+  t.equal(resolveNumThreads(5, 4, 2), 5, 'an explicit count wins');
+  t.ok(usableCpuCount() >= 1);
+  t.equal(cgroupCpuLimit('max 100000'), Infinity);
+  t.equal(cgroupCpuLimit('150000 100000\n'), 2);
+  t.equal(cgroupCpuLimit('50000 100000'), 1);
+});
+
+t.test('--dtype auto on a Q8_0 GGUF serves on the int8 path', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-q8-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const out = join(dir, 'm.gguf');
+  const config = JSON.parse(readFileSync(join(MODEL_DIR, 'config.json'), 'utf8'));
+  await synthesizeModel({ config, out, format: 'gguf', dtype: 'q8_0', seed: 1 });
+  const spec = await loadModelSpec(out);
+  t.equal(checkpointKind(spec), 'q8_0');
+  t.equal(resolveDtype('auto', 'cpu', checkpointKind(spec)), 'int8');
+  t.equal(checkpointKind(await loadModelSpec(MODEL_DIR)), 'float');
+  const s = await startTestApp({ model: out, backend: 'cpu' });
+  t.teardown(() => s.close());
+  const m = (await s.app.inject({ url: '/v1/models' })).json();
+  t.equal(m.data[0].dtype, 'int8', JSON.stringify(m.data[0]));
 });

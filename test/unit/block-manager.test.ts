@@ -68,7 +68,7 @@ t.test('allocate and appendSlots answer "no room" without changing anything', as
   t.throws(() => bm.free({ ...a, blockTable: [0] } as unknown as Sequence), /freed twice/);
 });
 
-t.test('free blocks are handed out least recently freed first', async (t) => {
+t.test('freed blocks that cache nothing are handed out again first, before never-used ones', async (t) => {
   const bm = new BlockManager({ numBlocks: 6, blockSize: BS, enablePrefixCaching: false });
   const a = seqOf('a', range(1, 8));
   const b = seqOf('b', range(1, 8));
@@ -76,11 +76,11 @@ t.test('free blocks are handed out least recently freed first', async (t) => {
   admit(bm, b);
   t.same(a.blockTable, [0, 1]);
   t.same(b.blockTable, [2, 3]);
-  bm.free(b);  // freed tail first: 3, 2 join the queue behind 4, 5
+  bm.free(b);  // freed tail first: 3, then 2 go to the head of the queue, before 4, 5
   bm.free(a);  // then 1, 0
   const c = seqOf('c', range(100, 24));
   admit(bm, c);
-  t.same(c.blockTable, [4, 5, 3, 2, 1, 0]);
+  t.same(c.blockTable, [0, 1, 2, 3, 4, 5], 'the memory already touched is reused; 4 and 5 come last');
 });
 
 t.test('prefix cache: hits on computed full blocks only, counted in tokens', async (t) => {
@@ -134,10 +134,11 @@ t.test('cached free blocks are evicted LRU, after blocks holding nothing', async
   bm.free(a);    // freed tail first: 1, then 0
   bm.free(b);    // 3, then 2
   t.equal(bm.numCachedBlocks, 2);
-  // blocks holding nothing go first (4, 1, 3), then the least recently freed cached one (0)
+  // blocks holding nothing go first (3 and 1, most recently freed first, then the never-used 4),
+  // then the least recently freed cached one (0)
   const c = seqOf('c', range(100, 16));
   t.ok(admit(bm, c));
-  t.same(c.blockTable, [4, 1, 3, 0]);
+  t.same(c.blockTable, [3, 1, 4, 0]);
   t.equal(bm.numEvictions, 1);
   t.ok(bm.isBlockCached(0), "block 0 now caches c's last block");
   t.equal(bm.getCachedPrefix(seqOf('a2', [...range(10, 4), 1])).numTokens, 0, "a's prefix was evicted");

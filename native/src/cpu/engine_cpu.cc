@@ -6,6 +6,8 @@
 #include <cstring>
 #include <new>
 
+#include <sys/mman.h>
+
 #include "cpu/attention.h"
 #include "cpu/ops.h"
 #include "cpu/simd_ops.h"
@@ -18,6 +20,28 @@
 namespace weft {
 namespace {
 
+// The KV cache: anonymous pages, which the kernel zero-fills on first touch, so memory is taken
+// as blocks are used rather than all at start (a std::vector zero-fills, and so touches, all of
+// it). Size refused like any allocation: std::bad_alloc.
+class KvBuffer {
+ public:
+  KvBuffer() = default;
+  KvBuffer(const KvBuffer&) = delete;
+  KvBuffer& operator=(const KvBuffer&) = delete;
+  ~KvBuffer() { if (ptr_) munmap(ptr_, bytes_); }
+  void allocate(size_t bytes) {
+    void* p = mmap(nullptr, std::max<size_t>(bytes, 1), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    ptr_ = static_cast<uint8_t*>(p);
+    bytes_ = std::max<size_t>(bytes, 1);
+  }
+  uint8_t* data() const { return ptr_; }
+
+ private:
+  uint8_t* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
 double now_us() {
   return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -28,8 +52,8 @@ class CpuEngine final : public Engine {
       : model_(std::move(model)), cfg_(model_->config), opts_(o), isa_(isa), pool_(o.num_threads) {
     kv_f16_ = o.kv_dtype == KvDType::f16 || (o.kv_dtype == KvDType::automatic && model_->weight_dtype == WeightDType::int8);
     const size_t bytes = block_bytes() * o.num_kv_blocks * cfg_.num_layers;
-    k_cache_.assign(bytes, 0);
-    v_cache_.assign(bytes, 0);
+    k_cache_.allocate(bytes);
+    v_cache_.allocate(bytes);
     inv_freq_.resize(cfg_.head_dim / 2);
     rope_inv_freq(cfg_, inv_freq_.data());
     thread_scratch_.resize(pool_.size());
@@ -81,7 +105,9 @@ class CpuEngine final : public Engine {
   void matmul(const Matrix& w, const float* x, int m, float* y) {
     if (w.is_int8) quantize_act(isa_, x, m, w.k, w.i8.group, &act_q_);
     const int panels = (w.n + kPackRows - 1) / kPackRows;
-    const int tasks = std::min(panels, pool_.size() * (m >= 8 ? 4 : 2));
+    // Many small tasks: a compute thread that loses its core to another process (the Node main
+    // thread, a client on the same machine) delays only its current task, not a fixed share.
+    const int tasks = std::min(panels, pool_.size() * 8);
     pool_.run(tasks, [&](int task, int) {
       const int p0 = int(int64_t(panels) * task / tasks), p1 = int(int64_t(panels) * (task + 1) / tasks);
       const int n0 = p0 * kPackRows, n1 = std::min(w.n, p1 * kPackRows);
@@ -198,7 +224,7 @@ class CpuEngine final : public Engine {
   Isa isa_;
   ThreadPool pool_;
   bool kv_f16_ = false;
-  std::vector<uint8_t> k_cache_, v_cache_;
+  KvBuffer k_cache_, v_cache_;
   std::vector<float> inv_freq_;
   std::vector<float> x_, h_, qkv_, attn_, gu_, act_, tmp_, logits_;
   std::vector<int> token_seq_, rows_;
