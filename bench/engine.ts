@@ -21,16 +21,9 @@ import { parseArgs } from 'node:util';
 
 import { timeLoop } from './loop-mode.js';
 import { EngineInstance } from '../src/workers/engine-instance.js';
+import { SHAPES } from './shapes.js';
 import { median, syntheticGguf, timeDecode, timePrefill } from './timing.js';
 
-export const SHAPES: Record<string, Record<string, unknown>> = {
-  '15m': { architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 288, num_hidden_layers: 6, num_attention_heads: 6,
-    num_key_value_heads: 6, intermediate_size: 768, vocab_size: 32000, max_position_embeddings: 1024, rms_norm_eps: 1e-5,
-    rope_theta: 10000, tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2 },
-  '110m': { architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12,
-    num_key_value_heads: 12, intermediate_size: 2048, vocab_size: 32000, max_position_embeddings: 1024, rms_norm_eps: 1e-5,
-    rope_theta: 10000, tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2 },
-};
 
 function runLlamaCpp(gguf: string, o: { threads: number; batches: number[]; promptTokens: number; decodeTokens: number }): Map<number, { decode: number; prefill: number }> | null {
   const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'llamacpp');

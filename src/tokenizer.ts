@@ -34,6 +34,11 @@ export class TextTokenizer {
     return this.#tok.decode(ids, skipSpecialTokens);
   }
 
+  // Several decodes in one trip to the tokenizer's thread: a streamed token costs one hop.
+  decodeMany(ids: number[][], skipSpecialTokens = true): Promise<string[]> {
+    return this.#tok.decodeBatch(ids, skipSpecialTokens);
+  }
+
   vocabSize(): number {
     return this.#tok.getVocabSize(true);
   }
@@ -55,8 +60,7 @@ export class IncrementalDetokenizer {
 
   async push(id: number): Promise<string> {
     this.#ids.push(id);
-    const prefix = await this.tok.decode(this.#ids.slice(this.#prefixOffset, this.#readOffset), this.skipSpecialTokens);
-    const full = await this.tok.decode(this.#ids.slice(this.#prefixOffset), this.skipSpecialTokens);
+    const [prefix, full] = await this.#window();
     if (full.length > prefix.length && !full.endsWith('\uFFFD')) {
       this.#prefixOffset = this.#readOffset;
       this.#readOffset = this.#ids.length;
@@ -67,9 +71,13 @@ export class IncrementalDetokenizer {
 
   // Whatever is left at the end (an incomplete trailing character is emitted as U+FFFD).
   async flush(): Promise<string> {
-    const prefix = await this.tok.decode(this.#ids.slice(this.#prefixOffset, this.#readOffset), this.skipSpecialTokens);
-    const full = await this.tok.decode(this.#ids.slice(this.#prefixOffset), this.skipSpecialTokens);
+    const [prefix, full] = await this.#window();
     this.#prefixOffset = this.#readOffset = this.#ids.length;
     return full.length > prefix.length ? full.slice(prefix.length) : '';
+  }
+
+  // The text of the already emitted context and of the whole window, decoded together.
+  #window(): Promise<string[]> {
+    return this.tok.decodeMany([this.#ids.slice(this.#prefixOffset, this.#readOffset), this.#ids.slice(this.#prefixOffset)], this.skipSpecialTokens);
   }
 }

@@ -59,6 +59,7 @@ void ThreadPool::run(int num_tasks, const std::function<void(int, int)>& fn) {
     num_tasks_ = num_tasks;
     next_task_.store(0, std::memory_order_relaxed);
     num_busy_.store(num_threads_ - 1, std::memory_order_relaxed);
+    parked_.store(false, std::memory_order_relaxed);
     generation_.fetch_add(1, std::memory_order_release);
   }
   if (num_sleeping_.load(std::memory_order_acquire) > 0) cv_.notify_all();
@@ -73,7 +74,8 @@ void ThreadPool::worker_main(int thread_index) {
     int polls = 0;
     while (generation_.load(std::memory_order_acquire) == seen) {
       wait_a_little(polls);
-      if (++polls % 256 == 0 && std::chrono::steady_clock::now() > spin_until) {
+      const bool parked = parked_.load(std::memory_order_acquire);
+      if (parked || (++polls % 256 == 0 && std::chrono::steady_clock::now() > spin_until)) {
         std::unique_lock<std::mutex> lock(mu_);
         num_sleeping_.fetch_add(1);
         cv_.wait(lock, [&] { return generation_.load() != seen; });

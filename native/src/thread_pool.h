@@ -22,6 +22,9 @@ class ThreadPool {
   int size() const { return num_threads_; }
   // Runs fn(task, thread) for task in [0, num_tasks) across the pool; returns when all are done.
   void run(int num_tasks, const std::function<void(int, int)>& fn);
+  // The last job of a step is done: workers sleep at once instead of spinning, since what comes
+  // next (the reply to Node.js, the next schedule) needs the cores; run() wakes them again.
+  void park() { parked_.store(true, std::memory_order_release); }
 
  private:
   void worker_main(int thread_index);
@@ -38,6 +41,7 @@ class ThreadPool {
   int num_tasks_ = 0;
   const std::function<void(int, int)>* fn_ = nullptr;
   std::atomic<bool> stop_{false};  // read by workers on every job without the lock
+  std::atomic<bool> parked_{false};
 };
 
 }  // namespace weft

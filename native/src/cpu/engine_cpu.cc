@@ -77,8 +77,10 @@ class CpuEngine final : public Engine {
       out->forward_us = t1 - t0;
       out->sample_us = now_us() - t1;
     } catch (const std::bad_alloc&) {
+      pool_.park();
       return Status::Error(StatusCode::out_of_memory, "out of memory during step");
     }
+    pool_.park();
     return Status::Ok();
   }
 
