@@ -62,6 +62,11 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
   const loop = new EngineLoop(workers, {
     scheduler: { ...sched, blockSize: e.blockSize }, eosTokenIds: spec.config.eosTokenIds,
     onStep: metrics.onStep, onFinish: metrics.onFinish,
+    onInstanceFailure: (f) => {
+      const what = `engine instance ${f.instance} failed (${f.error.code}: ${f.error.message}); ${f.numFailedRequests} request(s) ended with that error`;
+      if (f.restarted) log?.error(`${what}; the instance was restarted with an empty KV cache`);
+      else log?.error(`${what}; restarting it failed too (${f.restartError?.code}: ${f.restartError?.message})`);
+    },
   });
   metrics.addStatsSource(() => loop.stats());
   const id = config.servedModelName || (isDemo ? DEMO_MODEL_NAME : basename(modelPath).replace(/\.gguf$/, ''));

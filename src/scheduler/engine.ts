@@ -38,7 +38,18 @@ export interface EngineLoopOptions {
   eosTokenIds: number[];
   onStep?: (t: StepTiming) => void;
   onFinish?: (seq: Sequence, reason: FinishReason) => void;
+  // An instance's step failed (its worker died, or the engine returned an error): what was lost,
+  // and whether the fresh worker came up. The server logs it; the loop itself never logs.
+  onInstanceFailure?: (f: InstanceFailure) => void;
   now?: () => number;   // ms clock, injectable for tests
+}
+
+export interface InstanceFailure {
+  instance: number;
+  error: WeftError;
+  numFailedRequests: number;
+  restarted: boolean;
+  restartError?: WeftError;
 }
 
 export interface RequestHandle {
@@ -152,7 +163,7 @@ export class EngineLoop {
       try {
         reply = await inst.runner.step(msg);
       } catch (e) {
-        await this.#failInstance(inst, out, e);
+        await this.#failInstance(inst, index, out, e);
         continue;
       }
       const t2 = this.#now();
@@ -206,9 +217,10 @@ export class EngineLoop {
 
   // A worker died or its step threw: every sequence of this instance ends with the typed
   // error (the KV cache is gone with the worker), the worker is recreated, others carry on.
-  async #failInstance(inst: Instance, out: SchedulerOutput, e: unknown): Promise<void> {
+  async #failInstance(inst: Instance, index: number, out: SchedulerOutput, e: unknown): Promise<void> {
     const error = isWeftError(e) ? e : new WeftError('WEFT_ERR_ENGINE_INTERNAL', String(e));
     inst.scheduler.postprocess(out, new Int32Array(out.scheduled.length).fill(-1), this.#now());
+    const numFailedRequests = inst.streams.size;
     for (const { seq, stream } of inst.streams.values()) {
       inst.scheduler.finish(seq.requestId, 'error');
       this.#opts.onFinish?.(seq, 'error');
@@ -218,11 +230,14 @@ export class EngineLoop {
     inst.pendingRelease = [];
     // Requests submitted while the worker restarts wait in the fresh scheduler.
     inst.scheduler = this.#newScheduler(inst.runner);
+    let restartError: WeftError | undefined;
     try {
       await inst.runner.restart();
-    } catch {
+    } catch (r) {
       // the next step fails again and is reported the same way
+      restartError = isWeftError(r) ? r : new WeftError('WEFT_ERR_ENGINE_INTERNAL', String(r));
     }
+    this.#opts.onInstanceFailure?.({ instance: index, error, numFailedRequests, restarted: !restartError, ...(restartError ? { restartError } : {}) });
   }
 }
 

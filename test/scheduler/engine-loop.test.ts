@@ -2,7 +2,7 @@
 // the tokens each gives alone, also under preemption; prefix-cache hits; worker death.
 import t from 'tap';
 
-import { EngineLoop, type RequestHandle, type StepTiming } from '../../src/scheduler/engine.js';
+import { EngineLoop, type InstanceFailure, type RequestHandle, type StepTiming } from '../../src/scheduler/engine.js';
 import { runOffline } from '../../src/offline.js';
 import { EngineInstance } from '../../src/workers/engine-instance.js';
 import { EngineWorker } from '../../src/workers/pool.js';
@@ -108,7 +108,8 @@ t.test('penalties see the whole prompt when its prefix came from the cache', asy
 t.test('a worker killed mid-step fails its sequences with a typed error; the others carry on', async (t) => {
   const w0 = await EngineWorker.start(0, opts(64));
   const w1 = await EngineWorker.start(1, opts(64));
-  const loop = new EngineLoop([w0, w1], { scheduler: { maxModelLen: 512 }, eosTokenIds: EOS });
+  const failures: InstanceFailure[] = [];
+  const loop = new EngineLoop([w0, w1], { scheduler: { maxModelLen: 512 }, eosTokenIds: EOS, onInstanceFailure: (f) => failures.push(f) });
   const reqs = prompts(6).map((r) => ({ ...r, maxTokens: 200 }));
   const expected = await alone(reqs);
   const handles = reqs.map((r) => loop.submit({ promptTokenIds: r.promptIds, maxTokens: r.maxTokens }));
@@ -126,6 +127,10 @@ t.test('a worker killed mid-step fails its sequences with a typed error; the oth
   // the instance was recreated and serves again
   const again = await Promise.all([0, 1, 2, 3].map(() => collect(loop.submit({ promptTokenIds: reqs[0].promptIds, maxTokens: 20 }))));
   for (const r of again) t.same(r.ids, expected[0].slice(0, 20));
+  // reported (for the server's log) once the restart is done, which serving again implies
+  t.equal(failures.length, 1, 'the failure is reported once');
+  t.match(failures[0], { instance: 0, restarted: true, error: { code: 'WEFT_ERR_ENGINE_WORKER_DIED' } });
+  t.equal(failures[0]?.numFailedRequests, handles.filter((h) => h.instance === 0).length, 'with the requests it ended');
   await loop.close();
   await w0.close();
   await w1.close();
