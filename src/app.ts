@@ -1,6 +1,8 @@
 // buildApp(config): the Fastify instance with every plugin and route registered, no listen.
 // The engine is attached when it is ready (/ready answers 503 until then), so the server can
 // listen while the model loads, and tests can build apps over a shared engine.
+import { createHash, timingSafeEqual } from 'node:crypto';
+
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 
@@ -78,7 +80,7 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
     const origins = s.cors.split(',').map((o) => o.trim());
     await app.register(cors, { origin: origins.includes('*') ? true : origins });
   }
-  if (s.apiKeys.length > 0) app.addHook('onRequest', bearerAuth(new Set(s.apiKeys)));
+  if (s.apiKeys.length > 0) app.addHook('onRequest', bearerAuth(keyMatcher(s.apiKeys)));
 
   await registerDocs(app);
   await app.register(healthRoutes);
@@ -96,13 +98,26 @@ function sendError(app: FastifyInstance, request: FastifyRequest, reply: Fastify
   return reply.status(e.status).send(errorBody(e));
 }
 
-// Optional API keys: `Authorization: Bearer <key>` on every route but /health.
-function bearerAuth(keys: Set<string>) {
+// Optional API keys: `Authorization: Bearer <key>` on every route but /health. Keys are compared
+// as SHA-256 digests with timingSafeEqual, against every key: the time taken says nothing about
+// how much of a guess matched (a Set lookup or === would).
+function keyMatcher(keys: readonly string[]): (candidate: string) => boolean {
+  const digest = (k: string) => new Uint8Array(createHash('sha256').update(k).digest());
+  const digests = keys.map(digest);
+  return (candidate) => {
+    const d = digest(candidate);
+    let ok = false;
+    for (const k of digests) ok = timingSafeEqual(k, d) || ok;
+    return ok;
+  };
+}
+
+function bearerAuth(isKey: (candidate: string) => boolean) {
   return async (request: FastifyRequest): Promise<void> => {
     if (request.method === 'OPTIONS' || PUBLIC_ROUTES.has(request.url.split('?')[0])) return;
     const header = request.headers.authorization;
     if (!header) throw new WeftError('WEFT_ERR_AUTH_MISSING_KEY', 'this server needs an API key: Authorization: Bearer <key>');
     const m = /^Bearer\s+(.+)$/i.exec(header);
-    if (!m || !keys.has(m[1].trim())) throw new WeftError('WEFT_ERR_AUTH_INVALID_KEY', 'the API key is not valid');
+    if (!m || !isKey(m[1].trim())) throw new WeftError('WEFT_ERR_AUTH_INVALID_KEY', 'the API key is not valid');
   };
 }

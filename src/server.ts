@@ -115,7 +115,18 @@ export async function runServer(argv: string[]): Promise<void> {
   }
   const app = await buildApp(config);
   app.log.info({ config: describeConfig(config) }, 'effective configuration');
-  await app.listen({ port: config.port, host: config.host });
+  try {
+    await app.listen({ port: config.port, host: config.host });
+  } catch (e) {
+    // a port in use or not allowed is the user's to fix: one line, not a stack trace
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'EADDRINUSE' ? 'the address is in use (another server? choose one with --port)'
+      : code === 'EACCES' ? 'permission denied (ports below 1024 need privileges)' : (e as Error).message;
+    process.stderr.write(`weft: cannot listen on ${config.host}:${config.port}: ${why}\n`);
+    await app.close();
+    process.exitCode = 1;
+    return;
+  }
   let engine: Engine | null = null;
   let stopping = false;
   const stop = (signal: string) => {

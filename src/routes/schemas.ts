@@ -18,7 +18,7 @@ const sampling = {
   top_p: nullable({ type: 'number', exclusiveMinimum: 0, maximum: 1 }),
   top_k: nullable(int(-1, 1_000_000, '0 or -1 = off')),
   min_p: nullable(num(0, 1)),
-  repetition_penalty: nullable({ type: 'number', exclusiveMinimum: 0, maximum: 10 }),
+  repetition_penalty: nullable({ type: 'number', minimum: 0.001, maximum: 10 }),  // 1e-300 would become 0 in float32
   presence_penalty: nullable(num(-2, 2)),
   frequency_penalty: nullable(num(-2, 2)),
   seed: nullable(int(0, Number.MAX_SAFE_INTEGER)),

@@ -1,6 +1,7 @@
 // The one configuration: defaults < environment < CLI flags, validated (the error names the
 // key), frozen, and sliced per part.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -12,6 +13,7 @@ import { synthesizeModel } from '../../src/model/synth.js';
 import { checkpointKind } from '../../src/model/types.js';
 import { cgroupCpuLimit, usableCpuCount } from '../../src/system.js';
 import { MODEL_DIR } from '../fixtures/paths.js';
+import { runServer } from '../../src/server.js';
 import { startTestApp } from './helpers.js';
 
 t.test('defaults < env < flags', async (t) => {
@@ -112,4 +114,24 @@ t.test('--dtype auto on a Q8_0 GGUF serves on the int8 path', async (t) => {
   t.teardown(() => s.close());
   const m = (await s.app.inject({ url: '/v1/models' })).json();
   t.equal(m.data[0].dtype, 'int8', JSON.stringify(m.data[0]));
+});
+
+t.test('a port in use: one line on stderr, exit code 1, no stack trace', async (t) => {
+  const blocker = createServer();
+  await new Promise<void>((res) => blocker.listen(0, '127.0.0.1', res));
+  t.teardown(() => blocker.close());
+  const port = (blocker.address() as { port: number }).port;
+  let err = '';
+  const write = process.stderr.write;
+  process.stderr.write = ((s: string) => { err += s; return true; }) as typeof process.stderr.write;
+  const before = process.exitCode;
+  try {
+    await runServer(['--model', MODEL_DIR, '--host', '127.0.0.1', '--port', String(port), '--log-level', 'silent']);
+  } finally {
+    process.stderr.write = write;
+  }
+  t.equal(process.exitCode, 1);
+  process.exitCode = before;
+  t.match(err, `weft: cannot listen on 127.0.0.1:${port}: the address is in use`);
+  t.notMatch(err, /\n\s+at /, 'no stack trace');
 });

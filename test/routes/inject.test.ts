@@ -156,7 +156,20 @@ t.test('API keys: Bearer on every route but /health', async (t) => {
   const wrong = await locked.inject({ url: '/metrics', headers: { authorization: 'Bearer nope' } });
   t.equal(wrong.json().error.code, 'WEFT_ERR_AUTH_INVALID_KEY');
   t.equal((await locked.inject({ url: '/v1/models', headers: { authorization: 'Bearer sk-two' } })).statusCode, 200);
+  t.equal((await locked.inject({ url: '/v1/models', headers: { authorization: 'Bearer sk-one' } })).statusCode, 200, 'every key works');
+  for (const guess of ['sk-on', 'sk-onee', 'SK-ONE', 'sk-twosk-one', 'sk-one,sk-two'])
+    t.equal((await locked.inject({ url: '/v1/models', headers: { authorization: `Bearer ${guess}` } })).json().error?.code, 'WEFT_ERR_AUTH_INVALID_KEY', `"${guess}" is refused`);
   await locked.close();
+});
+
+t.test('a repetition penalty that float32 would turn into 0 is refused', async (t) => {
+  for (const repetition_penalty of [1e-300, 0, -1]) {
+    const r = await app.inject({ method: 'POST', url: '/generate', payload: { prompt: 'x', max_tokens: 2, repetition_penalty } });
+    t.equal(r.statusCode, 400, String(repetition_penalty));
+    t.equal(r.json().error.code, 'WEFT_ERR_REQ_INVALID');
+  }
+  const ok = await app.inject({ method: 'POST', url: '/generate', payload: { prompt: 'x', max_tokens: 2, repetition_penalty: 0.5 } });
+  t.equal(ok.statusCode, 200);
 });
 
 t.test('CORS is off by default, on when configured', async (t) => {
