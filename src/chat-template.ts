@@ -13,14 +13,11 @@ export interface ChatMessage {
 
 export const PLAIN_FALLBACK = 'plain';
 
-// The seed's form: strings alternating user / assistant, the last one from the user.
+// The seed's form: a list of strings is the user's turns, oldest first (assistant turns need the
+// {role, content} form). `POST /chat {"messages": ["Hello", "Tell me a story."]}` is two user turns.
 export function normalizeMessages(messages: readonly (string | { role: string; content: string | { type: string; text?: string }[] })[]): ChatMessage[] {
   if (messages.length === 0) throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', 'messages must not be empty');
-  const isStrings = messages.every((m) => typeof m === 'string');
-  if (isStrings) {
-    if (messages.length % 2 === 0) throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', 'a list of strings alternates user / assistant and must end with a user turn (odd length)');
-    return (messages as string[]).map((content, i) => ({ role: i % 2 === 0 ? 'user' : 'assistant', content }));
-  }
+  if (messages.every((m) => typeof m === 'string')) return (messages as string[]).map((content) => ({ role: 'user', content }));
   if (messages.some((m) => typeof m === 'string')) throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', 'messages mixes strings and {role, content} objects');
   return (messages as { role: string; content: string | { type: string; text?: string }[] }[]).map((m, i) => {
     if (!['system', 'user', 'assistant'].includes(m.role)) throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', `messages[${i}].role "${m.role}" is not system, user or assistant`);
@@ -54,6 +51,18 @@ export class ChatTemplate {
     return !(this.specials.bosToken && rendered.startsWith(this.specials.bosToken));
   }
 
+  // Renders the messages; where the template refuses consecutive user turns (templates that
+  // demand user/assistant alternation raise an exception), they are joined into one, by lines.
+  renderJoiningUserTurns(messages: readonly ChatMessage[], addGenerationPrompt = true): string {
+    try {
+      return this.render(messages, addGenerationPrompt);
+    } catch (e) {
+      const joined = joinConsecutiveUserTurns(messages);
+      if (joined.length === messages.length) throw e;
+      return this.render(joined, addGenerationPrompt);
+    }
+  }
+
   render(messages: readonly ChatMessage[], addGenerationPrompt = true): string {
     if (!this.#template) return messages.map((m) => `${m.role}: ${m.content}\n`).join('') + (addGenerationPrompt ? 'assistant:' : '');
     try {
@@ -64,4 +73,14 @@ export class ChatTemplate {
       throw new WeftError('WEFT_ERR_REQ_CHAT_TEMPLATE', `the chat template failed on these messages: ${(e as Error).message}`);
     }
   }
+}
+
+function joinConsecutiveUserTurns(messages: readonly ChatMessage[]): ChatMessage[] {
+  const out: ChatMessage[] = [];
+  for (const m of messages) {
+    const last = out[out.length - 1];
+    if (last && last.role === 'user' && m.role === 'user') out[out.length - 1] = { role: 'user', content: `${last.content}\n${m.content}` };
+    else out.push({ ...m });
+  }
+  return out;
 }

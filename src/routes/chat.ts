@@ -31,7 +31,7 @@ function templateFor(svc: GenerationService): Promise<ChatTemplate> {
 export async function renderChat(svc: GenerationService, messages: readonly MessageInput[], addGenerationPrompt = true): Promise<{ text: string; ids: number[]; messages: ChatMessage[] }> {
   const norm = normalizeMessages(messages);
   const template = await templateFor(svc);
-  const text = template.render(norm, addGenerationPrompt);
+  const text = template.renderJoiningUserTurns(norm, addGenerationPrompt);
   const ids = await svc.encode(text, template.addSpecialTokensFor(text));
   return { text, ids, messages: norm };
 }

@@ -81,7 +81,7 @@ t.test('an aborted request aborts its sequence', async (t) => {
 
 t.test('chat templates: the model template through jinja, or the plain fallback', async (t) => {
   const msgs = normalizeMessages(['hi', 'hello', 'how are you?']);
-  t.same(msgs.map((m) => m.role), ['user', 'assistant', 'user']);
+  t.same(msgs.map((m) => m.role), ['user', 'user', 'user'], "a list of strings is the user's turns");
   const chatml = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
   t.equal(new ChatTemplate(chatml, { bosToken: '<s>', eosToken: '</s>' }).render(msgs.slice(0, 1)), '<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n');
   const llama = "{{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }} {% endfor %}";
@@ -91,6 +91,13 @@ t.test('chat templates: the model template through jinja, or the plain fallback'
   const plain = new ChatTemplate(null, { bosToken: '<s>', eosToken: '</s>' });
   t.equal(plain.source, 'plain');
   t.equal(plain.render([{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hi' }]), 'system: be brief\nuser: hi\nassistant:');
-  t.throws(() => normalizeMessages(['a', 'b']), { code: 'WEFT_ERR_REQ_BAD_MESSAGES' });
+  t.same(normalizeMessages(['Hello', 'Tell me a story.']), [{ role: 'user', content: 'Hello' }, { role: 'user', content: 'Tell me a story.' }]);
+  // a template that demands alternation gets consecutive user turns joined
+  const strict = "{% for m in messages %}{% if (m.role == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('roles must alternate') }}{% endif %}[{{ m.role }}] {{ m.content }}\n{% endfor %}";
+  const st = new ChatTemplate(strict, { bosToken: '', eosToken: '' });
+  t.throws(() => st.render(normalizeMessages(['Hello', 'Tell me a story.'])), { code: 'WEFT_ERR_REQ_CHAT_TEMPLATE' });
+  t.equal(st.renderJoiningUserTurns(normalizeMessages(['Hello', 'Tell me a story.'])), '[user] Hello\nTell me a story.\n');
+  t.equal(new ChatTemplate(chatml, { bosToken: '', eosToken: '' }).renderJoiningUserTurns(normalizeMessages(['Hello', 'Tell me a story.'])),
+    '<|im_start|>user\nHello<|im_end|>\n<|im_start|>user\nTell me a story.<|im_end|>\n<|im_start|>assistant\n', 'templates that allow it keep the turns');
   t.throws(() => new ChatTemplate('{{ raise_exception("no") }}', { bosToken: '', eosToken: '' }).render(msgs), { code: 'WEFT_ERR_REQ_CHAT_TEMPLATE' });
 });
