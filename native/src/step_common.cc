@@ -36,8 +36,9 @@ Status validate_step(const StepInput& in, const ModelConfig& cfg, int num_blocks
 }
 
 void SequenceHistory::apply(const StepInput& in) {
-  for (int r = 0; r < in.num_release; ++r) map_.erase(in.release_seq_ids[r]);
+  // Forks before releases: a parent may be released in the very step that forks it.
   for (int f = 0; f < in.num_forks; ++f) map_[in.forks[2 * f + 1]] = map_[in.forks[2 * f]];
+  for (int r = 0; r < in.num_release; ++r) map_.erase(in.release_seq_ids[r]);
   for (int i = 0; i < in.num_history; ++i) {
     auto& h = map_[in.history_seq_ids[i]];
     const int32_t* b = in.history_tokens + in.history_offsets[i];

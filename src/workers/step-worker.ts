@@ -20,12 +20,13 @@ const seqs = new Map<number, SeqState>();
 function runStep(m: StepMessage): WorkerReply {
   if (!engine) throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', 'worker has no engine (not initialized or restarted)');
   const t0 = performance.now();
-  for (let i = 0; i < m.release.length; i++) seqs.delete(m.release[i]);
-  for (const n of m.newSeqs) seqs.set(n.seqId, { promptLen: n.promptLen, sampling: n.sampling, blockTable: [] });
+  // Forks before releases: a parent may be released in the very step that forks it.
   for (let i = 0; i < m.forks.length; i += 2) {
     const parent = seqs.get(m.forks[i]);
     if (parent) seqs.set(m.forks[i + 1], { ...parent, blockTable: [...parent.blockTable] });
   }
+  for (let i = 0; i < m.release.length; i++) seqs.delete(m.release[i]);
+  for (const n of m.newSeqs) seqs.set(n.seqId, { promptLen: n.promptLen, sampling: n.sampling, blockTable: [] });
   for (let i = 0; i < m.blockUpdates.length; i += 3) {
     const s = seqs.get(m.blockUpdates[i]);
     if (!s) throw new WeftError('WEFT_ERR_ENGINE_BAD_INPUT', `block update for unknown sequence ${m.blockUpdates[i]}`);

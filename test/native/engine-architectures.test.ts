@@ -68,3 +68,26 @@ t.test('a block copy forks a sequence: the copy continues exactly like the origi
   t.same([next, out.sampled[0]], alone);
   e.close();
 });
+
+t.test('a fork and the release of its parent in one step: the child keeps the parent\'s history', async (t) => {
+  // With a strong repetition penalty the next tokens depend on the penalty history (prompt and
+  // outputs). Native forks copy it; they must run before the step's releases, or a parent
+  // released in the step that forks it leaves its child with none.
+  const e = await EngineInstance.open({ modelPath: MODEL_DIR, dtype: 'f32', numThreads: 1, numKvBlocks: 8, blockSize: 16 });
+  const sampling = { ...GREEDY, repetitionPenalty: 5 };
+  const prompt = [1, 403, 407, 261, 378, 432, 383, 286];  // greedy would repeat 261 next; the penalty forbids it
+  const alone = runOffline(e, [{ promptIds: prompt, maxTokens: 6, ignoreEos: true, sampling: { repetitionPenalty: 5 } }])[0].outputIds;
+  t.notSame(alone, runOffline(e, [{ promptIds: prompt, maxTokens: 6, ignoreEos: true }])[0].outputIds, 'the penalty changes the tokens');
+  const first = e.step(packStep([{ seqId: 1, tokens: prompt, startPos: 0, promptLen: 8, blockTable: [0], doSample: true, sampling }], 16)).sampled[0];
+  const out = [first];
+  // seq 2 forks from seq 1 (a copy of its partly filled block), and seq 1 is released, in one step
+  let tok = e.step(packStep([{ seqId: 2, tokens: [first], startPos: 8, promptLen: 8, blockTable: [1], doSample: true, sampling }], 16,
+    { blockCopies: [0, 1], forks: [1, 2], release: [1] })).sampled[0];
+  out.push(tok);
+  for (let pos = 9; out.length < 6; pos++) {
+    tok = e.step(packStep([{ seqId: 2, tokens: [tok], startPos: pos, promptLen: 8, blockTable: [1], doSample: true, sampling }], 16)).sampled[0];
+    out.push(tok);
+  }
+  t.same(out, alone, 'the fork continues exactly like the unforked sequence');
+  e.close();
+});
