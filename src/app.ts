@@ -12,6 +12,7 @@ import type { GenerationService } from './generation.js';
 import { Metrics } from './metrics.js';
 import { registerDocs } from './routes/docs.js';
 import { errorBody, toWeftError } from './routes/error-body.js';
+import { beamRoutes } from './routes/beam.js';
 import { chatRoutes } from './routes/chat.js';
 import { generateRoutes } from './routes/generate.js';
 import { healthRoutes } from './routes/health.js';
@@ -86,6 +87,7 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
   await app.register(healthRoutes);
   await app.register(generateRoutes);
   await app.register(chatRoutes);
+  await app.register(beamRoutes);
   await app.register(tokenizeRoutes);
   await app.register(openaiRoutes);
   return app;

@@ -3,6 +3,8 @@
 // Routes see text, ids and finish reasons; never sequences or blocks.
 import { WeftError } from './errors.js';
 import type { Metrics } from './metrics.js';
+import type { BeamOutcome } from './scheduler/beam-group.js';
+import type { EarlyStopping } from './scheduler/beam-search.js';
 import type { EngineLoop, RequestHandle } from './scheduler/engine.js';
 import type { FinishReason } from './scheduler/sequence.js';
 import { IncrementalDetokenizer, type TextTokenizer } from './tokenizer.js';
@@ -34,6 +36,14 @@ export interface GenRequest {
   sampling?: Partial<SamplingParams>;
 }
 
+// Beam search: HF generate(num_beams=…) semantics (see scheduler/beam-search.ts).
+export interface BeamRequest {
+  beamWidth: number;
+  lengthPenalty: number;
+  earlyStopping: EarlyStopping;
+  numReturnSequences: number;
+}
+
 export interface TokenLogprob {
   id: number;
   logprob: number;
@@ -55,6 +65,7 @@ export interface GenResult {
   finishReason: 'stop' | 'length' | 'abort';
   numPromptTokens: number;
   numOutputTokens: number;
+  beam?: BeamOutcome;           // beam search: every returned hypothesis and the chosen one
 }
 
 export interface RunHooks {
@@ -151,6 +162,24 @@ export class GenerationService {
     }
   }
 
+  // A beam search (greedy over beams: sampling fields other than penalties are ignored). Streams
+  // the chosen hypothesis' tokens as they become final; the result carries every hypothesis.
+  startBeam(req: GenRequest, beam: BeamRequest, hooks: RunHooks = {}): Generation {
+    this.#checkPrompt(req);
+    const handle = this.loop.submitBeam({
+      promptTokenIds: req.promptIds, sampling: { repetitionPenalty: req.sampling?.repetitionPenalty ?? 1 },
+    }, {
+      beamWidth: beam.beamWidth, maxTokens: req.maxTokens ?? Math.max(1, this.model.maxModelLen - req.promptIds.length), lengthPenalty: beam.lengthPenalty,
+      earlyStopping: beam.earlyStopping, numReturnSequences: beam.numReturnSequences, ignoreEos: req.ignoreEos, minTokens: req.minTokens,
+      stopTokenIds: req.stopTokenIds,
+    });
+    this.#active.add(handle);
+    const abort = () => { this.loop.abort(handle.requestId); };
+    hooks.signal?.addEventListener('abort', abort, { once: true });
+    if (hooks.signal?.aborted) abort();
+    return { abort, result: this.#finishRun(handle, { ...req, stop: [] }, hooks) };
+  }
+
   // start() and wait.
   run(req: GenRequest, hooks: RunHooks = {}): Promise<GenResult> {
     try {
@@ -167,6 +196,7 @@ export class GenerationService {
     const tokenIds: number[] = [], logprobs: TokenLogprob[] = [];
     let full = '', released = 0, stopAt = -1;
     let reason: FinishReason | undefined;
+    let beam: BeamOutcome | undefined;
     let lastTokenAt = 0;
 
     // Finds a stop string in the text not yet released; releases what can no longer start one.
@@ -200,13 +230,23 @@ export class GenerationService {
         if (stopAt >= 0 && !ev.finishReason) this.loop.finish(handle.requestId, 'stop');
         await hooks.onDelta?.({ text, tokenId: ev.tokenId, ...(lp ? { logprob: lp } : {}) });
       }
-      if (ev.finishReason) { reason = ev.finishReason; break; }
+      if (ev.finishReason) {
+        reason = ev.finishReason;
+        beam = ev.beam;
+        if (ev.tokenId === null && ev.beam) {  // a beam search's last tokens were already final
+          const tail = await detok.flush();
+          full += tail;
+          const text = advance(true);
+          if (text && tokenIds.length > 0) await hooks.onDelta?.({ text, tokenId: tokenIds[tokenIds.length - 1] });
+        }
+        break;
+      }
     }
     if (reason === undefined || reason === 'error') throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', 'the engine ended the request without a result');
     const finishReason = stopAt >= 0 ? 'stop' : reason;
     return {
       text: full.slice(0, stopAt >= 0 ? stopAt : full.length), tokenIds, logprobs, finishReason,
-      numPromptTokens: req.promptIds.length, numOutputTokens: tokenIds.length,
+      numPromptTokens: req.promptIds.length, numOutputTokens: tokenIds.length, ...(beam ? { beam } : {}),
     };
   }
 

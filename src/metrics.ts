@@ -40,6 +40,7 @@ export class Metrics {
   readonly running; readonly waiting; readonly preempted; readonly kvUsage;
   readonly promptTokens; readonly generationTokens; readonly requestSuccess; readonly preemptions;
   readonly prefixQueries; readonly prefixHits; readonly errors;
+  readonly beamSearches; readonly beamHypotheses; readonly rerankTime;
 
   constructor(opts: { maxModelLen?: number; defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -62,6 +63,9 @@ export class Metrics {
     this.stepBatchSize = hist('weft_step_batch_size', 'Sequences per engine step', COUNT_1_2_5(4096));
     this.stepTokens = hist('weft_iteration_tokens_total', 'Tokens computed per engine step', COUNT_1_2_5(1 << 16));
     this.stepTime = hist('weft_step_time_seconds', 'Wall time of one engine step (schedule, run, postprocess)', STEP_S);
+    this.beamSearches = counter('weft_beam_search_requests_total', 'Beam searches finished (/stream_chat_beam, /rerank_scores), by reranker', ['reranker']);
+    this.beamHypotheses = hist('weft_beam_search_hypotheses', 'Hypotheses returned per beam search', [1, 2, 4, 8, 16]);
+    this.rerankTime = hist('weft_rerank_time_seconds', 'Time to rank the hypotheses of one beam search', LATENCY_S);
 
     const sum = (f: (s: SchedulerStats) => number) => this.#stats().reduce((a, s) => a + f(s), 0);
     this.running = gauge('weft_num_requests_running', 'Requests in the running batch', (g) => g.set(sum((s) => s.numRunning)));
@@ -133,6 +137,12 @@ export class Metrics {
     this.generationTokens.inc(t.numOutputTokens);
     this.requestSuccess.inc({ finished_reason: reason });
   };
+
+  observeBeamSearch(reranker: string, numHypotheses: number, rerankSeconds: number): void {
+    this.beamSearches.inc({ reranker });
+    this.beamHypotheses.observe(numHypotheses);
+    this.rerankTime.observe(rerankSeconds);
+  }
 
   observeInterTokenLatency(seconds: number): void {
     this.itl.observe(seconds);

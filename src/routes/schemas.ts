@@ -48,7 +48,7 @@ const messageObject = {
 };
 const messages = { type: 'array', minItems: 1, maxItems: 1024, items: messageObject };
 const seedMessages = {
-  description: 'OpenAI {role, content} objects, or strings alternating user / assistant ending with the user',
+  description: "OpenAI {role, content} objects, or strings: the user's turns, oldest first",
   type: 'array', minItems: 1, maxItems: 1024, items: { anyOf: [{ type: 'string', maxLength: 1 << 20 }, messageObject] },
 };
 
@@ -59,6 +59,21 @@ export const generateBody = body({ prompt, ...native }, ['prompt'], 'One complet
 export const streamBody = generateBody;
 export const generateBatchBody = body({ prompts: { type: 'array', minItems: 1, maxItems: 64, items: prompt }, ...native }, ['prompts'], 'Several prompts, scheduled together');
 export const chatBody = body({ messages: seedMessages, stream: { type: 'boolean', default: true }, ...native }, ['messages'], 'Multi-turn chat through the model chat template');
+// Beam search (HF generate(num_beams=…) semantics); greedy over beams, so no sampling fields.
+export const beamChatBody = body({
+  messages: seedMessages,
+  beam_width: { ...int(1, 16, 'beams kept per step (1 = greedy)'), default: 4 },
+  max_tokens: nullable(int(1, 1 << 22)),
+  min_tokens: int(0, 1 << 22),
+  length_penalty: { ...num(-10, 10, 'hypothesis score = sum of log-probs / generated_len ** length_penalty'), default: 1 },
+  early_stopping: { anyOf: [{ type: 'boolean' }, { type: 'string', enum: ['never'] }], default: false, description: "HF's: true, false or \"never\"" },
+  num_return_sequences: int(1, 16),
+  use_rerank: { type: 'boolean', default: false, description: 'rerank the returned hypotheses (without a reranker model: by beam score, "logprob")' },
+  ignore_eos: { type: 'boolean' },
+  stop_token_ids: tokenIds(64),
+  repetition_penalty: sampling.repetition_penalty,
+}, ['messages'], 'Beam search over a chat, the chosen hypothesis streamed as its tokens become final');
+
 export const tokenizeBody = {
   ...body({ text: { type: 'string', maxLength: 1 << 22 }, messages: seedMessages, add_special_tokens: { type: 'boolean', default: true } }, [], 'Text or chat messages → token ids and token strings'),
   oneOf: [{ required: ['text'] }, { required: ['messages'] }],

@@ -2,6 +2,8 @@
 // emit tokens to each request's stream. It runs while there is work and sleeps when idle.
 // New requests go to the least-loaded instance and stay there (their KV lives in its worker).
 import { WeftError, isWeftError } from '../errors.js';
+import { BeamGroup, type BeamOutcome, type BeamSelector } from './beam-group.js';
+import type { BeamCandidate, BeamParams } from './beam-search.js';
 import type { StepMessage, StepReply } from './protocol.js';
 import { Scheduler, type SchedulerOptions, type SchedulerOutput, type SchedulerStats } from './scheduler.js';
 import { Sequence, type FinishReason, type SequenceInit } from './sequence.js';
@@ -20,6 +22,7 @@ export interface TokenEvent {
   topLogprobs?: { id: number; logprob: number }[];
   finishReason?: FinishReason;
   error?: WeftError;
+  beam?: BeamOutcome;             // a beam search's final event: every hypothesis and the chosen one
 }
 
 export interface StepTiming {
@@ -63,6 +66,7 @@ interface Instance {
   runner: StepRunner;
   scheduler: Scheduler;
   streams: Map<number, { seq: Sequence; stream: TokenStream<TokenEvent> }>;   // by seqId
+  beams: Map<string, { group: BeamGroup; stream: TokenStream<TokenEvent> }>;  // beam searches by requestId
   wake: (() => void) | null;
   running: Promise<void>;
   pendingRelease: number[];   // seqIds finished or preempted in a step that sent no message
@@ -79,7 +83,7 @@ export class EngineLoop {
   constructor(runners: StepRunner[], opts: EngineLoopOptions) {
     this.#opts = opts;
     this.#now = opts.now ?? (() => performance.now());
-    this.#instances = runners.map((runner) => ({ runner, scheduler: this.#newScheduler(runner), streams: new Map(), wake: null, running: Promise.resolve(), pendingRelease: [] }));
+    this.#instances = runners.map((runner) => ({ runner, scheduler: this.#newScheduler(runner), streams: new Map(), beams: new Map(), wake: null, running: Promise.resolve(), pendingRelease: [] }));
     this.#instances.forEach((inst, i) => { inst.running = this.#run(inst, i); });
   }
 
@@ -100,10 +104,37 @@ export class EngineLoop {
     return { requestId: seq.requestId, instance: index, sequence: seq, events: stream };
   }
 
+  // Queues a beam search: one sequence (the prompt) that forks into up to params.beamWidth beams
+  // sharing its KV blocks. Its events are the tokens of the result as they become final, then
+  // one event with the finish reason and every hypothesis (`beam`).
+  submitBeam(init: Omit<SequenceInit, 'requestId' | 'eosTokenIds' | 'arrivalTime' | 'isBeam'> & { requestId?: string },
+    params: Omit<BeamParams, 'eosTokenIds'>, select?: BeamSelector): RequestHandle {
+    if (this.#closed) throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', 'engine is shutting down');
+    const index = this.#leastLoaded();
+    const inst = this.#instances[index];
+    const numCandidates = 2 * params.beamWidth;
+    const seq = new Sequence({
+      ...init, requestId: init.requestId ?? `req-${nextRequestId++}`, eosTokenIds: this.#opts.eosTokenIds, arrivalTime: this.#now(), isBeam: true,
+      maxTokens: params.maxTokens, sampling: { ...init.sampling, temperature: 0, numLogprobs: numCandidates },
+    });
+    const group = new BeamGroup(seq, { ...params, eosTokenIds: this.#opts.eosTokenIds }, select);
+    inst.scheduler.add(seq);
+    const stream = new TokenStream<TokenEvent>();
+    inst.beams.set(seq.requestId, { group, stream });
+    inst.wake?.();
+    return { requestId: seq.requestId, instance: index, sequence: seq, events: stream };
+  }
+
   // Ends a request (client gone, stop string matched): its blocks are freed at once and its
   // stream ends with the reason.
   finish(requestId: string, reason: FinishReason = 'abort'): boolean {
     for (const inst of this.#instances) {
+      const beam = inst.beams.get(requestId);
+      if (beam) {
+        this.#endBeam(inst, beam, reason === 'error' ? 'error' : 'abort');
+        inst.wake?.();
+        return true;
+      }
       if (inst.scheduler.finish(requestId, reason, this.#now())) {
         inst.wake?.();
         return true;
@@ -182,6 +213,10 @@ export class EngineLoop {
     const events = inst.scheduler.postprocess(out, reply.sampled, now);
     const index = new Map(out.scheduled.map((s, i) => [s.seq, i]));
     for (const ev of events) {
+      if (ev.seq.isBeam) {
+        this.#emitBeam(inst, ev.seq, ev.newTokenId === null ? null : candidatesOf(reply, index.get(ev.seq)!), ev.finished, now);
+        continue;
+      }
       if (ev.newTokenId === null && !ev.finished) continue;
       const i = index.get(ev.seq)!;
       const stream = inst.streams.get(ev.seq.seqId)?.stream;
@@ -204,6 +239,32 @@ export class EngineLoop {
     }
   }
 
+  // A beam sampled (candidates: its top log-probs), or failed. Once every beam of its search has
+  // sampled, the policy runs and the tokens it made final go to the request's stream.
+  #emitBeam(inst: Instance, seq: Sequence, candidates: BeamCandidate[] | null, finished: FinishReason | undefined, now: number): void {
+    const entry = [...inst.beams.values()].find((b) => b.group.has(seq));
+    if (!entry) return;
+    if (finished === 'error') return this.#endBeam(inst, entry, 'error');
+    if (candidates === null || !entry.group.report(seq, candidates)) return;
+    const { tokens, outcome } = entry.group.apply(inst.scheduler, now);
+    tokens.forEach((tokenId, i) => {
+      const isLast = outcome !== undefined && i === tokens.length - 1;
+      entry.stream.push({ tokenId, ...(isLast ? { finishReason: outcome.chosen.finishReason, beam: outcome } : {}) }, isLast);
+    });
+    if (outcome && tokens.length === 0) entry.stream.push({ tokenId: null, finishReason: outcome.chosen.finishReason, beam: outcome }, true);
+    if (outcome) {
+      inst.beams.delete(entry.group.requestId);
+      this.#opts.onFinish?.(entry.group.root, outcome.chosen.finishReason);
+    }
+  }
+
+  #endBeam(inst: Instance, entry: { group: BeamGroup; stream: TokenStream<TokenEvent> }, reason: 'abort' | 'error', error?: WeftError): void {
+    entry.group.abort(inst.scheduler, reason, this.#now());
+    inst.beams.delete(entry.group.requestId);
+    this.#opts.onFinish?.(entry.group.root, reason);
+    entry.stream.push({ tokenId: null, finishReason: reason, ...(reason === 'error' ? { error: error ?? new WeftError('WEFT_ERR_ENGINE_INTERNAL', 'the engine returned no token') } : {}) }, true);
+  }
+
   // Sequences finished outside a step (abort, stop string) end their streams here.
   #endFinished(inst: Instance, out: SchedulerOutput): void {
     for (const f of out.finished) {
@@ -220,7 +281,8 @@ export class EngineLoop {
   async #failInstance(inst: Instance, index: number, out: SchedulerOutput, e: unknown): Promise<void> {
     const error = isWeftError(e) ? e : new WeftError('WEFT_ERR_ENGINE_INTERNAL', String(e));
     inst.scheduler.postprocess(out, new Int32Array(out.scheduled.length).fill(-1), this.#now());
-    const numFailedRequests = inst.streams.size;
+    const numFailedRequests = inst.streams.size + inst.beams.size;
+    for (const entry of [...inst.beams.values()]) this.#endBeam(inst, entry, 'error', error);
     for (const { seq, stream } of inst.streams.values()) {
       inst.scheduler.finish(seq.requestId, 'error');
       this.#opts.onFinish?.(seq, 'error');
@@ -239,6 +301,13 @@ export class EngineLoop {
     }
     this.#opts.onInstanceFailure?.({ instance: index, error, numFailedRequests, restarted: !restartError, ...(restartError ? { restartError } : {}) });
   }
+}
+
+// A beam's candidates for the search: the top log-probs the engine returned for row i.
+function candidatesOf(reply: StepReply, i: number): BeamCandidate[] {
+  const out: BeamCandidate[] = [];
+  for (let j = 0; j < reply.topN && reply.topIds[i * reply.topN + j] >= 0; j++) out.push({ tokenId: reply.topIds[i * reply.topN + j], logprob: reply.topLogprobs[i * reply.topN + j] });
+  return out;
 }
 
 function releasedIds(out: SchedulerOutput): number[] {
@@ -269,7 +338,7 @@ export function buildStepMessage(out: SchedulerOutput, earlierReleases: number[]
     seqIds, startPos, numNewTokens, doSample, tokenIds,
     blockUpdates: Int32Array.from(updates),
     blockCopies: Int32Array.from(out.blockCopies.flat()),
-    forks: new Int32Array(0),
+    forks: Int32Array.from(out.forks.flat()),
     release: Int32Array.from([...earlierReleases, ...releasedIds(out)]),
     returnLogits: false,
   };

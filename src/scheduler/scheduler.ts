@@ -37,6 +37,7 @@ export interface SchedulerOutput {
   readonly blockCopies: BlockCopy[];   // run before the forward pass
   readonly finished: FinishedSeq[];    // since the last step, each once: release native state
   readonly preempted: Sequence[];      // release native state; they come back as new
+  readonly forks: [parentSeqId: number, childSeqId: number][];  // since the last step; applied first
 }
 
 export interface StepEvent {
@@ -69,6 +70,7 @@ export class Scheduler {
   #running: Sequence[] = [];  // admission order
   readonly #byId = new Map<string, Sequence>();
   #finishedSinceLastStep: FinishedSeq[] = [];
+  #forksSinceLastStep: [number, number][] = [];
   #numArrivals = 0;
   #isStepInFlight = false;
 
@@ -152,6 +154,7 @@ export class Scheduler {
       if (budget === 0) break;
       if (seq.status !== 'running') continue;  // preempted for an earlier one in this loop
       const numNewTokens = Math.min(seq.numTokens - seq.numComputedTokens, budget);
+      if (numNewTokens === 0) continue;  // a beam waiting for the rest of its group's step
       while (!this.blockManager.appendSlots(seq, numNewTokens)) {
         const victim = pickVictim(this.#running)!;  // seq itself is running, so there is one
         budget += step.get(victim) ?? 0;
@@ -183,6 +186,8 @@ export class Scheduler {
     this.lastStepNumTokens = this.options.maxNumBatchedTokens - budget;
     this.#isStepInFlight = step.size > 0;
     const scheduled = [...step].map(([seq, n]) => describeStep(seq, n, now));
+    const forks = this.#forksSinceLastStep;
+    this.#forksSinceLastStep = [];
     return {
       scheduled,
       newSeqs: scheduled.filter((s) => s.isNew).map((s) => s.seq),
@@ -190,6 +195,7 @@ export class Scheduler {
       blockCopies: this.blockManager.takeBlockCopies(),
       finished,
       preempted,
+      forks,
     };
   }
 
@@ -213,6 +219,7 @@ export class Scheduler {
         this.#finish(seq, 'error', now);
         return void events.push({ seq, newTokenId: null, finished: 'error' });
       }
+      if (seq.isBeam) return void events.push({ seq, newTokenId: token });  // the search picks (appendBeamToken, forkBeam)
       seq.appendToken(token, now);
       const reason = checkStop(seq, this.options.maxModelLen);
       if (reason === null) return void events.push({ seq, newTokenId: token });
@@ -220,6 +227,30 @@ export class Scheduler {
       events.push({ seq, newTokenId: token, finished: reason });
     });
     return events;
+  }
+
+  // Beam search, after postprocess: the token the policy chose for a beam (no stop checks: the
+  // policy ends beams), and a new beam forked from a running one before the parent's token is
+  // appended. The child shares every block (copy-on-write); the worker learns it through the
+  // next step's forks, applied there before that step's releases.
+  appendBeamToken(seq: Sequence, tokenId: number, now: number): void {
+    if (!seq.isBeam || seq.status !== 'running') throw new Error(`appendBeamToken: ${seq.requestId} is not a running beam`);
+    seq.appendToken(tokenId, now);
+  }
+
+  forkBeam(parent: Sequence, child: Sequence): void {
+    if (!parent.isBeam || !child.isBeam || parent.status !== 'running' || child.status !== 'waiting') throw new Error('forkBeam: a running beam and a new beam are needed');
+    if (this.#byId.has(child.requestId)) throw new WeftError('WEFT_ERR_SCHED_DUPLICATE_ID', `request id ${child.requestId} is already in use`);
+    child.tokenIds.push(...parent.outputTokenIds);
+    child.maxTokens = parent.maxTokens;
+    this.blockManager.fork(parent, child);
+    child.status = 'running';
+    child.arrivalOrder = this.#numArrivals++;
+    child.isKnownToWorker = true;
+    child.sentBlockTable = parent.sentBlockTable.slice();
+    this.#running.push(child);
+    this.#byId.set(child.requestId, child);
+    this.#forksSinceLastStep.push([parent.seqId, child.seqId]);
   }
 
   #validateNew(seq: Sequence): void {

@@ -17,6 +17,9 @@ export interface SequenceInit {
   sampling?: Partial<SamplingParams>;  // passed through to the engine untouched
   arrivalTime?: number;                // caller's clock; the scheduler never reads one
   seqId?: number;                      // default: the next process-wide id
+  // A beam of a beam search: the search policy, not postprocess, picks its next token (and
+  // forks or ends it); see beam-group.ts.
+  isBeam?: boolean;
 }
 
 let nextSeqId = 0;
@@ -36,6 +39,7 @@ export class Sequence {
   readonly eosTokenIds: readonly number[];
   readonly priority: number;
   readonly sampling: Readonly<SamplingParams>;
+  readonly isBeam: boolean;
 
   status: SeqStatus = 'waiting';
   finishReason: FinishReason | null = null;
@@ -73,6 +77,7 @@ export class Sequence {
     this.priority = init.priority ?? 0;
     this.sampling = Object.freeze({ ...GREEDY, ...init.sampling });
     this.arrivalTime = init.arrivalTime ?? 0;
+    this.isBeam = init.isBeam ?? false;
   }
 
   get numTokens(): number {

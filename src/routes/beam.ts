@@ -1,0 +1,103 @@
+// Beam search over a chat: POST /stream_chat_beam streams the chosen hypothesis (SSE: each token
+// once it can no longer change, then a final event with the scores), POST /rerank_scores returns
+// every hypothesis with its scores. The search runs inside the continuous batcher (beams share
+// the prompt's KV blocks); the reranker orders the returned hypotheses.
+import type { FastifyInstance } from 'fastify';
+
+import { WeftError } from '../errors.js';
+import type { BeamRequest, GenerationService, GenRequest, GenResult } from '../generation.js';
+import { logprobReranker } from '../rerank.js';
+import { renderChat } from './chat.js';
+import { streamErrorBody } from './error-body.js';
+import { tokenEvent } from './generate.js';
+import { usage } from './params.js';
+import { beamChatBody } from './schemas.js';
+import { SseStream, onClientGone } from './sse.js';
+
+interface BeamChatBody {
+  messages: (string | { role: string; content: string })[];
+  beam_width: number;
+  max_tokens?: number | null;
+  min_tokens?: number;
+  length_penalty: number;
+  early_stopping: boolean | 'never';
+  num_return_sequences?: number;
+  use_rerank: boolean;
+  ignore_eos?: boolean;
+  stop_token_ids?: number[];
+  repetition_penalty?: number | null;
+}
+
+const DEFAULT_BEAM_MAX_TOKENS = 64;
+
+function toBeam(svc: GenerationService, ids: number[], b: BeamChatBody): { req: GenRequest; beam: BeamRequest } {
+  const numReturn = b.num_return_sequences ?? b.beam_width;
+  if (numReturn > b.beam_width) throw new WeftError('WEFT_ERR_REQ_INVALID', `num_return_sequences (${numReturn}) must not exceed beam_width (${b.beam_width})`);
+  // the engine returns 2 × beam_width log-probs per beam; the CUDA sampler keeps at most 20
+  if (svc.model.backend === 'gpu' && 2 * b.beam_width > 20) throw new WeftError('WEFT_ERR_REQ_INVALID', `beam_width ${b.beam_width}: the GPU backend supports beam widths up to 10`);
+  const room = Math.max(1, svc.model.maxModelLen - ids.length);
+  return {
+    req: {
+      promptIds: ids, maxTokens: b.max_tokens ?? Math.min(DEFAULT_BEAM_MAX_TOKENS, room), minTokens: b.min_tokens, ignoreEos: b.ignore_eos,
+      stopTokenIds: b.stop_token_ids, sampling: b.repetition_penalty == null ? {} : { repetitionPenalty: b.repetition_penalty },
+    },
+    beam: { beamWidth: b.beam_width, lengthPenalty: b.length_penalty, earlyStopping: b.early_stopping, numReturnSequences: numReturn },
+  };
+}
+
+// The returned hypotheses as text, ranked by the reranker (the logprob one: the beam score).
+async function ranked(svc: GenerationService, query: string, r: GenResult) {
+  const hyps = r.beam!.hypotheses;
+  const texts = await Promise.all(hyps.map((h) => svc.tokenizer.decode(h.tokens)));
+  const t0 = performance.now();
+  const order = await logprobReranker.rank(query, hyps.map((h, i) => ({ text: texts[i], beamScore: h.score, cumLogprob: h.cumLogprob })));
+  svc.metrics?.observeBeamSearch(logprobReranker.name, hyps.length, (performance.now() - t0) / 1000);
+  return order.map((o, rank) => ({
+    rank, output_ids: hyps[o.index].tokens, output_text: texts[o.index], cumulative_logprob: hyps[o.index].cumLogprob,
+    beam_score: hyps[o.index].score, rerank_score: o.score, finish_reason: hyps[o.index].finishReason,
+  }));
+}
+
+export async function beamRoutes(app: FastifyInstance): Promise<void> {
+  app.post<{ Body: BeamChatBody }>('/stream_chat_beam', { schema: { body: beamChatBody, tags: ['generate'], summary: 'Beam search over a chat, streamed (SSE)' } }, async (request, reply) => {
+    const svc = app.weft.service;
+    const b = request.body;
+    const { text, ids } = await renderChat(svc, b.messages);
+    const { req, beam } = toBeam(svc, ids, b);
+    let sse: SseStream | null = null;
+    const gen = svc.startBeam(req, beam, { onDelta: (d) => sse?.send(tokenEvent(d)) });
+    sse = SseStream.open(request, reply);
+    sse.signal.addEventListener('abort', gen.abort, { once: true });
+    try {
+      const r = await gen.result;
+      const chosen = r.beam!.chosen;
+      app.weft.metrics.observeBeamSearch(logprobReranker.name, r.beam!.hypotheses.length, 0);
+      await sse.send({
+        finish_reason: r.finishReason, usage: usage(r.numPromptTokens, r.numOutputTokens), output_text: r.text, output_ids: r.tokenIds, input: text,
+        beam_width: b.beam_width, beam_score: chosen.score, cumulative_logprob: chosen.cumLogprob, num_hypotheses: r.beam!.hypotheses.length,
+        ...(b.use_rerank ? { reranker: logprobReranker.name, rerank_score: chosen.score } : {}),
+      });
+    } catch (e) {
+      await sse.send(streamErrorBody(app.weft.metrics, e));
+    }
+    await sse.done();
+  });
+
+  app.post<{ Body: BeamChatBody }>('/rerank_scores', { schema: { body: beamChatBody, tags: ['generate'], summary: 'Beam search over a chat: every hypothesis with its scores' } }, async (request, reply) => {
+    const svc = app.weft.service;
+    const b = request.body;
+    const t0 = performance.now();
+    const { text, ids } = await renderChat(svc, b.messages);
+    const { req, beam } = toBeam(svc, ids, b);
+    const gen = svc.startBeam(req, beam);
+    onClientGone(reply, gen.abort);
+    const r = await gen.result;
+    const t1 = performance.now();
+    const hypotheses = await ranked(svc, text, r);
+    return {
+      input: text, prompt_ids: ids, reranker: logprobReranker.name, beam_width: b.beam_width, length_penalty: b.length_penalty,
+      early_stopping: b.early_stopping, hypotheses, chosen: hypotheses[0], usage: usage(r.numPromptTokens, r.numOutputTokens),
+      timings: { search_ms: +(t1 - t0).toFixed(2), rerank_ms: +(performance.now() - t1).toFixed(2) },
+    };
+  });
+}

@@ -1,0 +1,170 @@
+// Beam search through the server on stories260K: the seed's example as written, width 1 = greedy,
+// the hypotheses against an independent brute-force beam search (every beam's full prefix
+// re-run through a CPU engine each step, HF's algorithm written out here, sharing no code with
+// scheduler/beam-search.ts), streamed text = final text, blocks shared between beams, abort
+// frees everything, and ordinary requests batched with a search keep their tokens.
+import t from 'tap';
+
+import { EngineLoop } from '../../src/scheduler/engine.js';
+import { runOffline } from '../../src/offline.js';
+import { EngineInstance } from '../../src/workers/engine-instance.js';
+import { EngineWorker } from '../../src/workers/pool.js';
+import { MODEL_DIR } from '../fixtures/paths.js';
+import { metricValue, sseData, startTestApp } from './helpers.js';
+
+const s = await startTestApp();
+t.teardown(() => s.close());
+const post = (url: string, payload: unknown) => s.app.inject({ method: 'POST', url, payload });
+const EOS = 2;
+const PERIOD = 426;
+
+t.test("the seed's example works as written", async (t) => {
+  const r = await post('/stream_chat_beam', { messages: ['Hello', 'Tell me a story.'], beam_width: 4, max_tokens: 32, use_rerank: true });
+  t.equal(r.statusCode, 200, r.body);
+  t.match(r.headers['content-type'], /text\/event-stream/);
+  const events = sseData(r.body);
+  t.equal(events.at(-1), '[DONE]');
+  const final = events.at(-2) as { output_ids: number[]; output_text: string; reranker: string; finish_reason: string; beam_score: number };
+  const tokens = events.slice(0, -2) as { token_id: number; text: string }[];
+  t.same(tokens.map((e) => e.token_id), final.output_ids, 'every token streamed once, in order: nothing retracted');
+  t.equal(tokens.map((e) => e.text).join(''), final.output_text, 'streamed text == final text');
+  t.equal(final.reranker, 'logprob', 'use_rerank without a reranker model says which one ranked');
+  t.ok(Number.isFinite(final.beam_score));
+  const metrics = (await s.app.inject({ url: '/metrics' })).body;
+  t.equal(metricValue(metrics, 'weft_num_requests_running'), 0);
+  t.ok(metricValue(metrics, 'weft_beam_search_requests_total') >= 1, 'counted in /metrics');
+});
+
+t.test('bad beam bodies get a 400 with a code', async (t) => {
+  const base = { messages: ['Hello'], max_tokens: 4 };
+  for (const [extra, code] of [
+    [{ beam_width: 0 }, 'WEFT_ERR_REQ_INVALID'], [{ beam_width: 17 }, 'WEFT_ERR_REQ_INVALID'], [{ early_stopping: 'sometimes' }, 'WEFT_ERR_REQ_INVALID'],
+    [{ beam_width: 2, num_return_sequences: 3 }, 'WEFT_ERR_REQ_INVALID'], [{ temperature: 0.7 }, 'WEFT_ERR_REQ_INVALID'], [{ messages: [] }, 'WEFT_ERR_REQ_INVALID'],
+  ] as const) {
+    for (const url of ['/stream_chat_beam', '/rerank_scores']) {
+      const r = await post(url, { ...base, ...extra });
+      t.equal(r.statusCode, 400, `${url} ${JSON.stringify(extra)}`);
+      t.equal(r.json().error.code, code);
+    }
+  }
+});
+
+t.test('beam_width 1 is greedy, token for token', async (t) => {
+  const greedy = (await post('/chat', { messages: ['Once upon a time'], stream: false, temperature: 0, max_tokens: 24, ignore_eos: true })).json();
+  const beam = (await post('/rerank_scores', { messages: ['Once upon a time'], beam_width: 1, max_tokens: 24, ignore_eos: true })).json();
+  t.same(beam.hypotheses[0].output_ids, greedy.output_ids);
+});
+
+// ---- the brute-force reference ----
+
+function logSoftmax(logits: Float32Array): Float64Array {
+  let max = -Infinity;
+  for (const x of logits) max = Math.max(max, x);
+  let sum = 0;
+  for (const x of logits) sum += Math.exp(x - max);
+  const lse = max + Math.log(sum);
+  return Float64Array.from(logits, (x) => x - lse);
+}
+
+interface RefHyp { tokens: number[]; cum: number; score: number }
+
+// HF's beam search, step by step, with each beam's next-token log-probs from a full re-run of its
+// prefix. Returns the kept hypotheses best first.
+function bruteForce(e: EngineInstance, prompt: number[], k: number, maxTokens: number, lp: number, early: boolean | 'never', enders: number[]): RefHyp[] {
+  let beams: { tokens: number[]; cum: number }[] = [{ tokens: [], cum: 0 }];
+  const hyps: RefHyp[] = [];
+  const addHyp = (h: RefHyp) => {
+    if (hyps.length < k) hyps.push(h);
+    else if (h.score > Math.min(...hyps.map((x) => x.score))) hyps.splice(hyps.findIndex((x) => x.score === Math.min(...hyps.map((y) => y.score))), 1, h);
+  };
+  let done = false;
+  for (let len = 1; len <= maxTokens && !done; len++) {
+    const logits = runOffline(e, beams.map((b) => ({ promptIds: [...prompt, ...b.tokens], maxTokens: 1, ignoreEos: true })), { returnLogits: true });
+    const all: { beam: number; token: number; cum: number }[] = [];
+    beams.forEach((b, i) => logSoftmax(logits[i].logits[0]).forEach((l, token) => all.push({ beam: i, token, cum: b.cum + l })));
+    all.sort((a, b) => b.cum - a.cum || a.beam - b.beam || a.token - b.token);
+    const next: { tokens: number[]; cum: number }[] = [];
+    for (const [rank, c] of all.slice(0, 2 * k).entries()) {
+      const tokens = [...beams[c.beam].tokens, c.token];
+      if (enders.includes(c.token)) {
+        if (rank < k) addHyp({ tokens, cum: c.cum, score: c.cum / tokens.length ** lp });
+      } else next.push({ tokens, cum: c.cum });
+      if (next.length === k) break;
+    }
+    beams = next;
+    if (hyps.length === k) {
+      const best = beams[0].cum;
+      const worst = Math.min(...hyps.map((h) => h.score));
+      if (early === true) done = true;
+      else if (early === 'never' && lp > 0) done = worst >= best / maxTokens ** lp;
+      else done = worst >= best / len ** lp;
+    }
+  }
+  if (!done) for (const b of beams) addHyp({ tokens: b.tokens, cum: b.cum, score: b.cum / b.tokens.length ** lp });
+  return hyps.sort((a, b) => b.score - a.score);
+}
+
+t.test('the hypotheses equal an independent brute-force beam search', async (t) => {
+  const e = await EngineInstance.open({ modelPath: MODEL_DIR, dtype: 'f32', numThreads: 1, numKvBlocks: 512, blockSize: 16 });
+  t.teardown(() => e.close());
+  const messages = ['Lily and Tom'];
+  const prompt = (await post('/tokenize', { messages })).json().ids as number[];
+  let sawStop = false, sawLength = false;
+  for (const k of [2, 4, 8]) {
+    for (const lp of [0, 1, 2]) {
+      for (const early of [true, false, 'never'] as const) {
+        const maxTokens = 14;
+        // '.' (426) ends a hypothesis too: stories260K rarely ranks EOS among its top candidates
+        const got = (await post('/rerank_scores', { messages, beam_width: k, max_tokens: maxTokens, length_penalty: lp, early_stopping: early, stop_token_ids: [PERIOD] })).json();
+        const want = bruteForce(e, prompt, k, maxTokens, lp, early, [EOS, PERIOD]);
+        const what = `k=${k} lp=${lp} early=${early}`;
+        t.same(got.hypotheses.map((h: { output_ids: number[] }) => h.output_ids), want.map((h) => h.tokens), `${what}: hypotheses`);
+        got.hypotheses.forEach((h: { beam_score: number; cumulative_logprob: number; finish_reason: string }, i: number) => {
+          if (!want[i]) return;
+          t.ok(Math.abs(h.cumulative_logprob - want[i].cum) < 1e-3 && Math.abs(h.beam_score - want[i].score) < 1e-3, `${what}: scores of hypothesis ${i}`);
+          if (h.finish_reason === 'stop') sawStop = true;
+          else sawLength = true;
+        });
+      }
+    }
+  }
+  t.ok(sawStop && sawLength, 'hypotheses ended both by EOS and by length');
+});
+
+t.test('beams share blocks; abort frees them all; ordinary requests keep their tokens', async (t) => {
+  const worker = await EngineWorker.start(0, { modelPath: MODEL_DIR, dtype: 'f32', numThreads: 1, numKvBlocks: 256, blockSize: 16 });
+  const used: number[] = [];
+  const loop = new EngineLoop([worker], { scheduler: { maxModelLen: 512 }, eosTokenIds: [EOS], onStep: () => used.push(loop.stats()[0].numUsedBlocks) });
+  t.teardown(async () => { await loop.close(); await worker.close(); });
+  const prompt = [1, ...Array.from({ length: 199 }, (_, i) => 3 + ((i * 37) % 400))];   // 200 tokens: 13 blocks
+  const collect = async (h: { events: AsyncIterable<{ tokenId: number | null; finishReason?: string }> }) => {
+    const ids: number[] = [];
+    let reason = '';
+    for await (const ev of h.events) {
+      if (ev.tokenId !== null) ids.push(ev.tokenId);
+      if (ev.finishReason) reason = ev.finishReason;
+    }
+    return { ids, reason };
+  };
+  const beamParams = { beamWidth: 8, maxTokens: 20, lengthPenalty: 1, earlyStopping: false as const };
+  await collect(loop.submitBeam({ promptTokenIds: prompt }, beamParams));
+  const one = Math.ceil((prompt.length + 20) / 16);
+  t.ok(Math.max(...used) < 2 * one, `a width-8 search held at most ${Math.max(...used)} blocks; one sequence needs ${one}`);
+  t.equal(loop.stats()[0].numUsedBlocks, 0, 'all freed at the end');
+
+  // abort in the middle: wait until the search has streamed a token, then abort
+  const h = loop.submitBeam({ promptTokenIds: prompt }, { ...beamParams, maxTokens: 200 });
+  const it = h.events[Symbol.asyncIterator]();
+  let first = await it.next();
+  while (!first.done && first.value.tokenId === null) first = await it.next();
+  loop.abort(h.requestId);
+  for (let ev = await it.next(); !ev.done; ev = await it.next()) if (ev.value.finishReason) t.equal(ev.value.finishReason, 'abort');
+  t.equal(loop.stats()[0].numUsedBlocks, 0, 'an aborted search frees every block');
+  t.equal(loop.stats()[0].numRunning, 0);
+
+  // an ordinary greedy request alone, then beside a running search
+  const plain = { promptTokenIds: [1, 403, 407], maxTokens: 30, ignoreEos: true };
+  const alone = await collect(loop.submit(plain));
+  const [beside] = await Promise.all([collect(loop.submit(plain)), collect(loop.submitBeam({ promptTokenIds: prompt }, beamParams))]);
+  t.same(beside.ids, alone.ids, 'batched with a beam search, the ordinary request is unchanged');
+});
