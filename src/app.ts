@@ -10,9 +10,11 @@ import { serverSlice, type Config } from './config.js';
 import { WeftError } from './errors.js';
 import type { GenerationService } from './generation.js';
 import { Metrics } from './metrics.js';
+import type { Reranker } from './rerank.js';
 import { registerDocs } from './routes/docs.js';
 import { errorBody, toWeftError } from './routes/error-body.js';
 import { beamRoutes } from './routes/beam.js';
+import { rerankRoutes } from './routes/rerank.js';
 import { chatRoutes } from './routes/chat.js';
 import { generateRoutes } from './routes/generate.js';
 import { healthRoutes } from './routes/health.js';
@@ -22,6 +24,7 @@ import { tokenizeRoutes } from './routes/tokenize.js';
 
 export class AppState {
   #service: GenerationService | null = null;
+  reranker: Reranker | null = null;   // a reranker model (--reranker-model), when one is loaded
   isShuttingDown = false;
 
   constructor(readonly metrics: Metrics) {}
@@ -55,6 +58,7 @@ declare module 'fastify' {
 
 export interface AppDeps {
   service?: GenerationService;   // attach now (else call app.weft.attach later)
+  reranker?: Reranker;
   metrics?: Metrics;             // default: a fresh registry for this app
 }
 
@@ -72,6 +76,7 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
   const metrics = deps.metrics ?? deps.service?.metrics ?? new Metrics();
   app.decorate('weft', new AppState(metrics));
   if (deps.service) app.weft.attach(deps.service);
+  if (deps.reranker) app.weft.reranker = deps.reranker;
 
   app.setErrorHandler((err, request, reply) => sendError(app, request, reply, toWeftError(err, request.body)));
   app.setNotFoundHandler((request, reply) =>
@@ -88,6 +93,7 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
   await app.register(generateRoutes);
   await app.register(chatRoutes);
   await app.register(beamRoutes);
+  await app.register(rerankRoutes);
   await app.register(tokenizeRoutes);
   await app.register(openaiRoutes);
   return app;

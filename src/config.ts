@@ -40,6 +40,7 @@ const KEYS = {
   requestTimeoutMs: { kind: 'int', min: 0, max: 86_400_000, help: 'per-request generation limit; 0 = none' },
   shutdownTimeoutMs: { kind: 'int', min: 0, max: 3_600_000, help: 'wait for in-flight requests on SIGTERM' },
   servedModelName: { kind: 'string', help: 'model id in /v1/models; empty = derived from the path' },
+  rerankerModel: { kind: 'string', help: 'a Qwen3-Reranker-style causal LM (HF directory or .gguf) for /v1/rerank and use_rerank; empty = none' },
   logLevel: { kind: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], help: 'pino log level' },
 } as const satisfies Record<string, KeySpec>;
 
@@ -67,6 +68,7 @@ export interface Config {
   requestTimeoutMs: number;
   shutdownTimeoutMs: number;
   servedModelName: string;
+  rerankerModel: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
@@ -96,6 +98,7 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   requestTimeoutMs: 600_000,   // ms
   shutdownTimeoutMs: 30_000,   // ms
   servedModelName: '',         // id; '' = from the model path
+  rerankerModel: '',           // path; '' = no reranker model
   logLevel: 'info',
 });
 

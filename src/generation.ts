@@ -4,7 +4,7 @@
 import { WeftError } from './errors.js';
 import type { Metrics } from './metrics.js';
 import type { BeamOutcome } from './scheduler/beam-group.js';
-import type { EarlyStopping } from './scheduler/beam-search.js';
+import type { EarlyStopping, Hypothesis } from './scheduler/beam-search.js';
 import type { EngineLoop, RequestHandle } from './scheduler/engine.js';
 import type { FinishReason } from './scheduler/sequence.js';
 import { IncrementalDetokenizer, type TextTokenizer } from './tokenizer.js';
@@ -42,6 +42,9 @@ export interface BeamRequest {
   lengthPenalty: number;
   earlyStopping: EarlyStopping;
   numReturnSequences: number;
+  // An async reranker: picks the hypothesis to stream once the search ends (index into the
+  // returned ones); without it the best beam score is streamed.
+  choose?: (hypotheses: Hypothesis[]) => Promise<number>;
 }
 
 export interface TokenLogprob {
@@ -110,6 +113,14 @@ export class GenerationService {
     return this.tokenizer.encode(text, addSpecialTokens);
   }
 
+  // The text `tokens` add after a prompt, as a streamed response shows it (a SentencePiece decoder
+  // would drop the leading space of a text decoded on its own).
+  async decodeContinuation(promptIds: readonly number[], tokens: readonly number[]): Promise<string> {
+    const ctx = promptIds.slice(-DETOKENIZE_CONTEXT);
+    const [head, full] = await this.tokenizer.decodeMany([ctx, [...ctx, ...tokens]]);
+    return full.slice(head.length);
+  }
+
   // The text of one token as OpenAI logprobs show it (special tokens included).
   async tokenText(id: number): Promise<string> {
     let s = this.#tokenText.get(id);
@@ -145,12 +156,12 @@ export class GenerationService {
     return { abort, result: this.#finishRun(handle, req, hooks) };
   }
 
-  async #finishRun(handle: RequestHandle, req: GenRequest, hooks: RunHooks): Promise<GenResult> {
+  async #finishRun(handle: RequestHandle, req: GenRequest, hooks: RunHooks, choose?: BeamRequest['choose']): Promise<GenResult> {
     let timedOut = false;
     const timer = this.options.requestTimeoutMs > 0
       ? setTimeout(() => { timedOut = true; this.loop.abort(handle.requestId); }, this.options.requestTimeoutMs) : null;
     try {
-      const res = await this.#consume(handle, req, hooks);
+      const res = await this.#consume(handle, req, hooks, choose);
       if (timedOut && res.finishReason === 'abort')
         throw new WeftError('WEFT_ERR_REQ_TIMEOUT', `the request ran past its ${this.options.requestTimeoutMs} ms limit after ${res.numOutputTokens} tokens`);
       return res;
@@ -172,12 +183,12 @@ export class GenerationService {
       beamWidth: beam.beamWidth, maxTokens: req.maxTokens ?? Math.max(1, this.model.maxModelLen - req.promptIds.length), lengthPenalty: beam.lengthPenalty,
       earlyStopping: beam.earlyStopping, numReturnSequences: beam.numReturnSequences, ignoreEos: req.ignoreEos, minTokens: req.minTokens,
       stopTokenIds: req.stopTokenIds,
-    });
+    }, beam.choose ? 'defer' : undefined);
     this.#active.add(handle);
     const abort = () => { this.loop.abort(handle.requestId); };
     hooks.signal?.addEventListener('abort', abort, { once: true });
     if (hooks.signal?.aborted) abort();
-    return { abort, result: this.#finishRun(handle, { ...req, stop: [] }, hooks) };
+    return { abort, result: this.#finishRun(handle, { ...req, stop: [] }, hooks, beam.choose) };
   }
 
   // start() and wait.
@@ -189,7 +200,7 @@ export class GenerationService {
     }
   }
 
-  async #consume(handle: RequestHandle, req: GenRequest, hooks: RunHooks): Promise<GenResult> {
+  async #consume(handle: RequestHandle, req: GenRequest, hooks: RunHooks, choose?: BeamRequest['choose']): Promise<GenResult> {
     const detok = new IncrementalDetokenizer(this.tokenizer, true, req.promptIds.slice(-DETOKENIZE_CONTEXT));
     const stops = (req.stop ?? []).filter((s) => s.length > 0);
     const holdBack = stops.reduce((m, s) => Math.max(m, s.length - 1), 0);
@@ -233,6 +244,18 @@ export class GenerationService {
       if (ev.finishReason) {
         reason = ev.finishReason;
         beam = ev.beam;
+        if (beam?.deferred && choose) {  // the reranker picks; its hypothesis extends what was streamed
+          beam = { ...beam, chosen: beam.hypotheses[await choose(beam.hypotheses)] };
+          const rest = beam.chosen.tokens.slice(tokenIds.length);
+          for (const [i, id] of rest.entries()) {
+            tokenIds.push(id);
+            full += await detok.push(id);
+            if (i === rest.length - 1) full += await detok.flush();
+            await hooks.onDelta?.({ text: advance(i === rest.length - 1), tokenId: id });
+          }
+          reason = beam.chosen.finishReason;
+          if (rest.length > 0) break;
+        }
         if (ev.tokenId === null && ev.beam) {  // a beam search's last tokens were already final
           const tail = await detok.flush();
           full += tail;

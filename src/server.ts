@@ -12,6 +12,7 @@ import { isWeftError } from './errors.js';
 import { GenerationService } from './generation.js';
 import { loadModelSpec } from './model/load.js';
 import { checkpointKind } from './model/types.js';
+import { ModelReranker } from './rerank.js';
 import { usableCpuCount } from './system.js';
 import type { Metrics } from './metrics.js';
 import { EngineLoop } from './scheduler/engine.js';
@@ -21,6 +22,7 @@ import { EngineWorker } from './workers/pool.js';
 
 export interface Engine {
   service: GenerationService;
+  reranker: ModelReranker | null;   // --reranker-model
   close(): Promise<void>;
 }
 
@@ -75,11 +77,24 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
     eosTokenIds: spec.config.eosTokenIds, numInstances: e.numInstances, chatTemplate: spec.chatTemplate,
   }, generationSlice(config), metrics);
   log?.info(`model ${id} ready: ${spec.format} ${modelPath}, ${e.numInstances} ${backend} instance(s)${backend === 'cpu' ? ` × ${numThreads} thread(s)` : ''}, ${dtype} weights, ${workers.map((w) => w.info.numKvBlocks).join('/')} KV blocks of ${e.blockSize}, context ${sched.maxModelLen}`);
+  let reranker: ModelReranker | null = null;
+  if (config.rerankerModel) {
+    // one instance beside the model's, on the same backend; its own KV cache and prefix cache
+    const rspec = await loadModelSpec(config.rerankerModel);
+    reranker = await ModelReranker.start(basename(config.rerankerModel).replace(/\.gguf$/, ''), {
+      modelPath: config.rerankerModel, dtype: resolveDtype('auto', backend, checkpointKind(rspec)), numThreads, numKvBlocks: e.kvCacheBlocks,
+      blockSize: e.blockSize, backend, device: 0, kvCacheFraction: 0, maxNumTokens: sched.maxNumBatchedTokens, maxNumSeqs: sched.maxNumSeqs,
+      maxContextLen: Math.min(sched.maxModelLen, rspec.config.maxPositions), cudaGraphs: e.cudaGraphs,
+    });
+    log?.info(`reranker ${reranker.name} ready: ${config.rerankerModel} (yes = ${reranker.yesId}, no = ${reranker.noId})`);
+  }
   return {
     service,
+    reranker,
     async close() {
       await loop.close();
       await Promise.all(workers.map((w) => w.close()));
+      await reranker?.close();
     },
   };
 }
@@ -141,6 +156,7 @@ export async function runServer(argv: string[]): Promise<void> {
     engine = await startEngine(config, app.weft.metrics, app.log);
     if (stopping) return void (await engine.close());
     app.weft.attach(engine.service);
+    app.weft.reranker = engine.reranker;
   } catch (e) {
     app.log.fatal({ err: e }, `cannot start the engine: ${(e as Error).message}`);
     await app.close();

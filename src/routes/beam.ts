@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 
 import { WeftError } from '../errors.js';
 import type { BeamRequest, GenerationService, GenRequest, GenResult } from '../generation.js';
-import { logprobReranker } from '../rerank.js';
+import { logprobReranker, ModelReranker, type Reranker } from '../rerank.js';
 import { renderChat } from './chat.js';
 import { streamErrorBody } from './error-body.js';
 import { tokenEvent } from './generate.js';
@@ -15,7 +15,7 @@ import { beamChatBody } from './schemas.js';
 import { SseStream, onClientGone } from './sse.js';
 
 interface BeamChatBody {
-  messages: (string | { role: string; content: string })[];
+  messages: (string | { role: string; content: string | { type: string; text?: string }[] })[];
   beam_width: number;
   max_tokens?: number | null;
   min_tokens?: number;
@@ -45,13 +45,25 @@ function toBeam(svc: GenerationService, ids: number[], b: BeamChatBody): { req: 
   };
 }
 
-// The returned hypotheses as text, ranked by the reranker (the logprob one: the beam score).
-async function ranked(svc: GenerationService, query: string, r: GenResult) {
+// The reranker for a request: the model's when use_rerank and one is loaded, else the beam score.
+function rerankerFor(app: FastifyInstance, b: BeamChatBody): Reranker {
+  return b.use_rerank && app.weft.reranker ? app.weft.reranker : logprobReranker;
+}
+
+// What the reranker judges the hypotheses against: the last user turn.
+function queryOf(b: BeamChatBody): string {
+  const last = [...b.messages].reverse().find((m) => typeof m === 'string' || m.role === 'user') ?? b.messages[b.messages.length - 1];
+  if (typeof last === 'string') return last;
+  return typeof last.content === 'string' ? last.content : (last.content as { text?: string }[]).map((p) => p.text ?? '').join('');
+}
+
+// The returned hypotheses as text, ranked by the reranker.
+async function ranked(svc: GenerationService, reranker: Reranker, query: string, promptIds: number[], r: GenResult) {
   const hyps = r.beam!.hypotheses;
-  const texts = await Promise.all(hyps.map((h) => svc.tokenizer.decode(h.tokens)));
+  const texts = await Promise.all(hyps.map((h) => svc.decodeContinuation(promptIds, h.tokens)));
   const t0 = performance.now();
-  const order = await logprobReranker.rank(query, hyps.map((h, i) => ({ text: texts[i], beamScore: h.score, cumLogprob: h.cumLogprob })));
-  svc.metrics?.observeBeamSearch(logprobReranker.name, hyps.length, (performance.now() - t0) / 1000);
+  const order = await reranker.rank(query, hyps.map((h, i) => ({ text: texts[i], beamScore: h.score, cumLogprob: h.cumLogprob })));
+  svc.metrics?.observeBeamSearch(reranker.name, hyps.length, (performance.now() - t0) / 1000);
   return order.map((o, rank) => ({
     rank, output_ids: hyps[o.index].tokens, output_text: texts[o.index], cumulative_logprob: hyps[o.index].cumLogprob,
     beam_score: hyps[o.index].score, rerank_score: o.score, finish_reason: hyps[o.index].finishReason,
@@ -64,6 +76,18 @@ export async function beamRoutes(app: FastifyInstance): Promise<void> {
     const b = request.body;
     const { text, ids } = await renderChat(svc, b.messages);
     const { req, beam } = toBeam(svc, ids, b);
+    const reranker = rerankerFor(app, b);
+    let rerankScore: number | undefined;
+    if (reranker instanceof ModelReranker) {  // a model picks once the search ends; the rest streams then
+      beam.choose = async (hyps) => {
+        const texts = await Promise.all(hyps.map((h) => svc.decodeContinuation(ids, h.tokens)));
+        const t0 = performance.now();
+        const [best] = await reranker.rank(queryOf(b), texts.map((text) => ({ text })));
+        app.weft.metrics.observeBeamSearch(reranker.name, hyps.length, (performance.now() - t0) / 1000);
+        rerankScore = best.score;
+        return best.index;
+      };
+    }
     let sse: SseStream | null = null;
     const gen = svc.startBeam(req, beam, { onDelta: (d) => sse?.send(tokenEvent(d)) });
     sse = SseStream.open(request, reply);
@@ -71,11 +95,11 @@ export async function beamRoutes(app: FastifyInstance): Promise<void> {
     try {
       const r = await gen.result;
       const chosen = r.beam!.chosen;
-      app.weft.metrics.observeBeamSearch(logprobReranker.name, r.beam!.hypotheses.length, 0);
+      if (!beam.choose) app.weft.metrics.observeBeamSearch(reranker.name, r.beam!.hypotheses.length, 0);
       await sse.send({
         finish_reason: r.finishReason, usage: usage(r.numPromptTokens, r.numOutputTokens), output_text: r.text, output_ids: r.tokenIds, input: text,
         beam_width: b.beam_width, beam_score: chosen.score, cumulative_logprob: chosen.cumLogprob, num_hypotheses: r.beam!.hypotheses.length,
-        ...(b.use_rerank ? { reranker: logprobReranker.name, rerank_score: chosen.score } : {}),
+        ...(b.use_rerank ? { reranker: reranker.name, rerank_score: rerankScore ?? chosen.score } : {}),
       });
     } catch (e) {
       await sse.send(streamErrorBody(app.weft.metrics, e));
@@ -93,9 +117,10 @@ export async function beamRoutes(app: FastifyInstance): Promise<void> {
     onClientGone(reply, gen.abort);
     const r = await gen.result;
     const t1 = performance.now();
-    const hypotheses = await ranked(svc, text, r);
+    const reranker = rerankerFor(app, b);
+    const hypotheses = await ranked(svc, reranker, queryOf(b), ids, r);
     return {
-      input: text, prompt_ids: ids, reranker: logprobReranker.name, beam_width: b.beam_width, length_penalty: b.length_penalty,
+      input: text, prompt_ids: ids, reranker: reranker.name, beam_width: b.beam_width, length_penalty: b.length_penalty,
       early_stopping: b.early_stopping, hypotheses, chosen: hypotheses[0], usage: usage(r.numPromptTokens, r.numOutputTokens),
       timings: { search_ms: +(t1 - t0).toFixed(2), rerank_ms: +(performance.now() - t1).toFixed(2) },
     };

@@ -74,6 +74,17 @@ export const beamChatBody = body({
   repetition_penalty: sampling.repetition_penalty,
 }, ['messages'], 'Beam search over a chat, the chosen hypothesis streamed as its tokens become final');
 
+// Cohere / Jina / vLLM rerank: documents as strings or {text} objects.
+export const rerankBody = body({
+  model: { type: 'string', maxLength: 512 },
+  query: { type: 'string', minLength: 1, maxLength: 1 << 20 },
+  documents: { type: 'array', minItems: 1, maxItems: 1000, items: { anyOf: [{ type: 'string', maxLength: 1 << 20 }, { type: 'object', additionalProperties: true, required: ['text'], properties: { text: { type: 'string', maxLength: 1 << 20 } } }] } },
+  top_n: int(1, 1000),
+  return_documents: { type: 'boolean' },
+  instruction: { type: 'string', maxLength: 4096, description: 'the <Instruct> of the reranker prompt' },
+  max_chunks_per_doc: int(1, 1000),
+}, ['query', 'documents'], 'Score documents against a query with the reranker model (Cohere, Jina and vLLM shapes)');
+
 export const tokenizeBody = {
   ...body({ text: { type: 'string', maxLength: 1 << 22 }, messages: seedMessages, add_special_tokens: { type: 'boolean', default: true } }, [], 'Text or chat messages → token ids and token strings'),
   oneOf: [{ required: ['text'] }, { required: ['messages'] }],

@@ -9,8 +9,9 @@ import type { Scheduler } from './scheduler.js';
 import { Sequence } from './sequence.js';
 
 export interface BeamOutcome {
-  chosen: Hypothesis;           // what was streamed
+  chosen: Hypothesis;           // what was streamed (with 'defer': the best by beam score, for now)
   hypotheses: Hypothesis[];     // every returned hypothesis, best beam score first
+  deferred: boolean;            // the caller chooses (an async reranker) and streams the rest
 }
 
 export interface BeamEmit {
@@ -18,9 +19,9 @@ export interface BeamEmit {
   outcome?: BeamOutcome;        // set once, when the search has ended
 }
 
-// Chooses the hypothesis to stream among the returned ones (a reranker); the default keeps the
-// beam-search order.
-export type BeamSelector = (hypotheses: Hypothesis[]) => Hypothesis;
+// Chooses the hypothesis to stream among the returned ones; the default keeps the beam-search
+// order. 'defer': stream only what every returned hypothesis shares; the caller chooses.
+export type BeamSelector = ((hypotheses: Hypothesis[]) => Hypothesis) | 'defer';
 
 export class BeamGroup {
   readonly requestId: string;
@@ -98,8 +99,9 @@ export class BeamGroup {
     this.#beams = [];
     this.#ended = true;
     const hypotheses = this.search.finish();
+    if (this.select === 'defer') return { tokens: this.#takeCommitted(commonPrefix(hypotheses.map((h) => h.tokens))), outcome: { chosen: hypotheses[0], hypotheses, deferred: true } };
     const chosen = this.select(hypotheses);
-    return { tokens: this.#takeCommitted(chosen.tokens), outcome: { chosen, hypotheses } };
+    return { tokens: this.#takeCommitted(chosen.tokens), outcome: { chosen, hypotheses, deferred: false } };
   }
 
   // Frees every beam (abort, error); nothing more is emitted.
@@ -114,4 +116,10 @@ export class BeamGroup {
     this.#numEmitted = Math.max(this.#numEmitted, prefix.length);
     return out;
   }
+}
+
+function commonPrefix(lists: readonly (readonly number[])[]): number[] {
+  const out: number[] = [];
+  for (let i = 0; lists.length > 0 && lists.every((l) => i < l.length && l[i] === lists[0][i]); i++) out.push(lists[0][i]);
+  return out;
 }

@@ -23,6 +23,7 @@ export interface TokenEvent {
   finishReason?: FinishReason;
   error?: WeftError;
   beam?: BeamOutcome;             // a beam search's final event: every hypothesis and the chosen one
+  logits?: Float32Array;          // the sampled row's raw logits, for sequences that asked
 }
 
 export interface StepTiming {
@@ -222,6 +223,7 @@ export class EngineLoop {
       const stream = inst.streams.get(ev.seq.seqId)?.stream;
       if (!stream) continue;
       const e: TokenEvent = { tokenId: ev.newTokenId };
+      if (ev.newTokenId !== null && ev.seq.returnLogits && reply.logits) e.logits = logitsRow(reply.logits, out, i);
       if (ev.newTokenId !== null && !Number.isNaN(reply.logprobs[i])) {
         e.logprob = reply.logprobs[i];
         if (reply.topN > 0) {
@@ -303,6 +305,15 @@ export class EngineLoop {
   }
 }
 
+// The logits of scheduled sequence i: the engine returns one row per sampling sequence, in order.
+function logitsRow(logits: Float32Array, out: SchedulerOutput, i: number): Float32Array {
+  let row = 0;
+  for (let j = 0; j < i; j++) if (out.scheduled[j].doSample) row++;
+  const numRows = out.scheduled.filter((s) => s.doSample).length;
+  const vocab = logits.length / numRows;
+  return logits.slice(row * vocab, (row + 1) * vocab);
+}
+
 // A beam's candidates for the search: the top log-probs the engine returned for row i.
 function candidatesOf(reply: StepReply, i: number): BeamCandidate[] {
   const out: BeamCandidate[] = [];
@@ -340,6 +351,6 @@ export function buildStepMessage(out: SchedulerOutput, earlierReleases: number[]
     blockCopies: Int32Array.from(out.blockCopies.flat()),
     forks: Int32Array.from(out.forks.flat()),
     release: Int32Array.from([...earlierReleases, ...releasedIds(out)]),
-    returnLogits: false,
+    returnLogits: out.scheduled.some((s) => s.doSample && s.seq.returnLogits),
   };
 }

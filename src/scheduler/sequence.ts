@@ -20,6 +20,7 @@ export interface SequenceInit {
   // A beam of a beam search: the search policy, not postprocess, picks its next token (and
   // forks or ends it); see beam-group.ts.
   isBeam?: boolean;
+  returnLogits?: boolean;              // each sampled token's event carries the raw logits row (rerankers)
 }
 
 let nextSeqId = 0;
@@ -40,6 +41,7 @@ export class Sequence {
   readonly priority: number;
   readonly sampling: Readonly<SamplingParams>;
   readonly isBeam: boolean;
+  readonly returnLogits: boolean;
 
   status: SeqStatus = 'waiting';
   finishReason: FinishReason | null = null;
@@ -78,6 +80,7 @@ export class Sequence {
     this.sampling = Object.freeze({ ...GREEDY, ...init.sampling });
     this.arrivalTime = init.arrivalTime ?? 0;
     this.isBeam = init.isBeam ?? false;
+    this.returnLogits = init.returnLogits ?? false;
   }
 
   get numTokens(): number {

@@ -24,7 +24,7 @@ export async function startTestApp(overrides: Partial<Config> = {}): Promise<Tes
   const config = testConfig(overrides);
   const metrics = new Metrics({ defaultMetrics: false });
   const engine = await startEngine(config, metrics);
-  const app = await buildApp(config, { service: engine.service, metrics });
+  const app = await buildApp(config, { service: engine.service, metrics, ...(engine.reranker ? { reranker: engine.reranker } : {}) });
   return { app, engine, async close() { await app.close(); await engine.close(); } };
 }
 
