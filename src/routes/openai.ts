@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 import { WeftError } from '../errors.js';
-import type { GenDelta, GenRequest, GenResult, GenerationService, TokenLogprob } from '../generation.js';
+import type { GenDelta, GenRequest, GenResult, Generation, GenerationService, TokenLogprob } from '../generation.js';
 import { renderChat } from './chat.js';
 import { streamErrorBody } from './error-body.js';
 import { allOrAbort, startAll } from './generate.js';
@@ -18,6 +18,9 @@ interface OpenAiCommon extends SamplingFields {
   n?: number;
   stream?: boolean | null;
   stream_options?: { include_usage?: boolean } | null;
+  use_beam_search?: boolean;
+  length_penalty?: number;
+  early_stopping?: boolean | 'never';
 }
 interface CompletionsBody extends OpenAiCommon {
   prompt: string | string[] | number[];
@@ -39,9 +42,79 @@ interface Format {
 
 const finishReason = (r: GenResult) => (r.finishReason === 'abort' ? 'stop' : r.finishReason);
 
+// What a beam search cannot combine with: log-probs, stop strings (stop token ids work), and on a
+// GPU widths above 10 (the CUDA sampler returns at most 20 log-probs per row).
+function checkBeam(svc: GenerationService, b: OpenAiCommon, wantsLogprobs: boolean): void {
+  if (!b.use_beam_search) {
+    if (b.length_penalty !== undefined || b.early_stopping !== undefined) throw new WeftError('WEFT_ERR_REQ_INVALID', 'length_penalty and early_stopping need use_beam_search: true');
+    return;
+  }
+  if (wantsLogprobs) throw new WeftError('WEFT_ERR_REQ_INVALID', 'logprobs are not available with use_beam_search');
+  const stop = b.stop == null ? [] : typeof b.stop === 'string' ? [b.stop] : b.stop;
+  if (stop.length > 0) throw new WeftError('WEFT_ERR_REQ_INVALID', 'stop strings are not available with use_beam_search (stop_token_ids are)');
+  if (svc.model.backend === 'gpu' && (b.n ?? 1) > 10) throw new WeftError('WEFT_ERR_REQ_INVALID', `use_beam_search with n = ${b.n}: the GPU backend supports widths up to 10`);
+}
+
 // `model` may be left out (as vLLM allows): it then means the one served model.
 function checkModel(svc: GenerationService, model: string | undefined): void {
   if (model !== undefined && model !== svc.model.id) throw new WeftError('WEFT_ERR_REQ_UNKNOWN_MODEL', `the model "${model}" does not exist; this server serves "${svc.model.id}"`);
+}
+
+// vLLM's use_beam_search: one search of width n per prompt, its n hypotheses the choices (prompt
+// p's j-th best is choice p·n + j). Streamed, each prompt's best streams as its tokens become
+// final; the other hypotheses follow whole when the search ends.
+async function respondBeam(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, body: OpenAiCommon,
+  reqs: GenRequest[], fmt: Format, base: Record<string, unknown>): Promise<unknown> {
+  const svc = app.weft.service;
+  const n = body.n ?? 1;
+  const beam = { beamWidth: n, lengthPenalty: body.length_penalty ?? 1, earlyStopping: body.early_stopping ?? false, numReturnSequences: n };
+  const asChoices = async (req: GenRequest, r: GenResult): Promise<GenResult[]> => Promise.all(r.beam!.hypotheses.map(async (h) => ({
+    text: await svc.decodeContinuation(req.promptIds, h.tokens), tokenIds: h.tokens, logprobs: [], finishReason: h.finishReason,
+    numPromptTokens: req.promptIds.length, numOutputTokens: h.tokens.length,
+  })));
+  const total = (rs: GenResult[][]) => usage(reqs.reduce((a, r) => a + r.promptIds.length, 0), rs.reduce((a, c) => a + (c[0]?.numOutputTokens ?? 0), 0));
+  let sse: SseStream | null = null;
+  const first = reqs.map(() => true);
+  const chunk = (choices: unknown[], extra = {}) => ({ ...base, object: fmt.chunkObject, choices, ...extra });
+  const gens: Generation[] = [];
+  try {
+    reqs.forEach((r, p) => gens.push(svc.startBeam(r, beam, body.stream ? {
+      onDelta: async (d) => {
+        const c = await fmt.chunkChoice(p * n, d, first[p]);
+        if (c) { first[p] = false; await sse?.send(chunk([c])); }
+      },
+    } : {})));
+  } catch (e) {
+    gens.forEach((g) => { g.abort(); g.result.catch(() => undefined); });
+    throw e;
+  }
+  if (!body.stream) {
+    onClientGone(reply, () => gens.forEach((g) => g.abort()));
+    const results = await allOrAbort(gens);
+    const choices = await Promise.all(results.map((r, p) => asChoices(reqs[p], r)));
+    return { ...base, object: fmt.object, choices: await Promise.all(choices.flat().map((c, i) => fmt.choice(i, c))), usage: total(choices) };
+  }
+  sse = SseStream.open(request, reply);
+  sse.signal.addEventListener('abort', () => gens.forEach((g) => g.abort()), { once: true });
+  try {
+    const all = await Promise.all(gens.map(async (g, p) => {
+      const choices = await asChoices(reqs[p], await g.result);
+      for (const [j, c] of choices.entries()) {
+        const whole = j === 0 ? {} : await fmt.chunkChoice(p * n + j, { text: c.text, tokenId: c.tokenIds.at(-1) ?? -1 }, true);
+        if (whole) await sse!.send(chunk([whole]));
+        const end = fmt.object === 'chat.completion' ? { index: p * n + j, delta: {}, logprobs: null, finish_reason: finishReason(c) }
+          : { index: p * n + j, text: '', logprobs: null, finish_reason: finishReason(c) };
+        await sse!.send(chunk([end]));
+      }
+      return choices;
+    }));
+    if (body.stream_options?.include_usage) await sse.send(chunk([], { usage: total(all) }));
+  } catch (e) {
+    gens.forEach((g) => { g.abort(); g.result.catch(() => undefined); });
+    await sse.send(streamErrorBody(app.weft.metrics, e));
+  }
+  await sse.done();
+  return reply;
 }
 
 // Runs every (prompt × n) choice together; answers once, or streams chunks as tokens come.
@@ -52,6 +125,7 @@ async function respond(app: FastifyInstance, request: FastifyRequest, reply: Fas
   const all = reqs.flatMap((r) => Array.from({ length: n }, (_, j) => withSeed(r, j)));
   const base = { id: `${idPrefix}-${randomUUID().replaceAll('-', '')}`, created: Math.floor(Date.now() / 1000), model: svc.model.id };
   const total = (rs: GenResult[]) => usage(reqs.reduce((a, r) => a + r.promptIds.length, 0), rs.reduce((a, r) => a + r.numOutputTokens, 0));
+  if (body.use_beam_search) return respondBeam(app, request, reply, body, reqs, fmt, base);
 
   if (!body.stream) {
     const gens = startAll(svc, all);
@@ -150,6 +224,7 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
       : b.prompt.every((p) => typeof p === 'number') ? [b.prompt as number[]]
         : await Promise.all((b.prompt as string[]).map((p) => svc.encode(p)));
     const numLogprobs = b.logprobs == null ? -1 : b.logprobs;
+    checkBeam(svc, b, numLogprobs >= 0);
     const reqs = prompts.map((ids) => toGenRequest(svc, ids, b, numLogprobs, 16));  // OpenAI's default max_tokens
     return respond(app, request, reply, b, reqs, completionFormat(svc, b.logprobs != null), 'cmpl');
   });
@@ -161,6 +236,7 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
     if (b.top_logprobs != null && !b.logprobs) throw new WeftError('WEFT_ERR_REQ_INVALID', 'top_logprobs needs logprobs: true');
     const { ids } = await renderChat(svc, b.messages);
     const numLogprobs = b.logprobs ? b.top_logprobs ?? 0 : -1;
+    checkBeam(svc, b, numLogprobs >= 0);
     const req = toGenRequest(svc, ids, b, numLogprobs, svc.model.maxModelLen);
     return respond(app, request, reply, b, [req], chatFormat(svc, !!b.logprobs), 'chatcmpl');
   });

@@ -99,6 +99,10 @@ const openaiCommon = {
   user: { type: 'string', maxLength: 256 },
   ...sampling,
   stop: { anyOf: [...stop.anyOf, { type: 'null' }] },
+  // vLLM's beam search extension: n is the width, every beam a choice
+  use_beam_search: { type: 'boolean', description: 'beam search of width n (HF semantics); the choices are the n hypotheses, best first' },
+  length_penalty: num(-10, 10),
+  early_stopping: { anyOf: [{ type: 'boolean' }, { type: 'string', enum: ['never'] }] },
 };
 
 export const completionsBody = body({

@@ -168,3 +168,28 @@ t.test('beams share blocks; abort frees them all; ordinary requests keep their t
   const [beside] = await Promise.all([collect(loop.submit(plain)), collect(loop.submitBeam({ promptTokenIds: prompt }, beamParams))]);
   t.same(beside.ids, alone.ids, 'batched with a beam search, the ordinary request is unchanged');
 });
+
+t.test("OpenAI routes: vLLM's use_beam_search, n = width, streamed and not", async (t) => {
+  const messages = [{ role: 'user', content: 'Lily and Tom' }];
+  const ref = (await post('/rerank_scores', { messages: ['Lily and Tom'], beam_width: 3, max_tokens: 12, length_penalty: 1 })).json();
+  const plain = (await post('/v1/chat/completions', { messages, n: 3, use_beam_search: true, max_tokens: 12, temperature: 0 })).json();
+  t.same(plain.choices.map((c: { message: { content: string } }) => c.message.content), ref.hypotheses.map((h: { output_text: string }) => h.output_text), 'the n hypotheses, best first');
+  const streamed = sseData((await post('/v1/chat/completions', { messages, n: 3, use_beam_search: true, max_tokens: 12, stream: true })).body);
+  t.equal(streamed.at(-1), '[DONE]');
+  const chunks = streamed.slice(0, -1) as { choices: { index: number; delta: { content?: string }; finish_reason: string | null }[] }[];
+  for (const i of [0, 1, 2]) {
+    const text = chunks.flatMap((c) => c.choices).filter((c) => c.index === i).map((c) => c.delta.content ?? '').join('');
+    t.equal(text, plain.choices[i].message.content, `choice ${i}: streamed == not streamed`);
+    t.ok(chunks.some((c) => c.choices.some((x) => x.index === i && x.finish_reason)), `choice ${i} finishes`);
+  }
+  const cmpl = (await post('/v1/completions', { prompt: [1, 403, 407], n: 2, use_beam_search: true, max_tokens: 8 })).json();
+  t.equal(cmpl.choices.length, 2);
+  for (const [payload, what] of [
+    [{ messages, n: 2, use_beam_search: true, logprobs: true }, 'logprobs'], [{ messages, n: 2, use_beam_search: true, stop: ['.'] }, 'stop strings'],
+    [{ messages, length_penalty: 1 }, 'length_penalty without use_beam_search'],
+  ] as const) {
+    const r = await post('/v1/chat/completions', payload);
+    t.equal(r.statusCode, 400, what);
+    t.equal(r.json().error.code, 'WEFT_ERR_REQ_INVALID', what);
+  }
+});
