@@ -3,7 +3,7 @@
 // Routes see text, ids and finish reasons; never sequences or blocks.
 import { WeftError } from './errors.js';
 import type { Metrics } from './metrics.js';
-import type { BeamOutcome } from './scheduler/beam-group.js';
+import type { BeamOutcome, LiveBeams } from './scheduler/beam-group.js';
 import type { EarlyStopping, Hypothesis } from './scheduler/beam-search.js';
 import type { EngineLoop, RequestHandle } from './scheduler/engine.js';
 import type { FinishReason } from './scheduler/sequence.js';
@@ -45,6 +45,7 @@ export interface BeamRequest {
   // An async reranker: picks the hypothesis to stream once the search ends (index into the
   // returned ones); without it the best beam score is streamed.
   choose?: (hypotheses: Hypothesis[]) => Promise<number>;
+  streamBeams?: boolean;        // hooks.onBeams gets the live beams after each step
 }
 
 export interface TokenLogprob {
@@ -73,6 +74,7 @@ export interface GenResult {
 
 export interface RunHooks {
   onDelta?: (d: GenDelta) => void | Promise<void>;
+  onBeams?: (beams: LiveBeams) => void | Promise<void>;   // beam search with streamBeams: after each step
   signal?: AbortSignal;          // client gone: the sequence is aborted
 }
 
@@ -183,7 +185,7 @@ export class GenerationService {
       beamWidth: beam.beamWidth, maxTokens: req.maxTokens ?? Math.max(1, this.model.maxModelLen - req.promptIds.length), lengthPenalty: beam.lengthPenalty,
       earlyStopping: beam.earlyStopping, numReturnSequences: beam.numReturnSequences, ignoreEos: req.ignoreEos, minTokens: req.minTokens,
       stopTokenIds: req.stopTokenIds,
-    }, beam.choose ? 'defer' : undefined);
+    }, beam.choose ? 'defer' : undefined, beam.streamBeams ?? false);
     this.#active.add(handle);
     const abort = () => { this.loop.abort(handle.requestId); };
     hooks.signal?.addEventListener('abort', abort, { once: true });
@@ -227,6 +229,7 @@ export class GenerationService {
 
     for await (const ev of handle.events) {
       if (ev.error) throw ev.error;
+      if (ev.beams) await hooks.onBeams?.(ev.beams);
       if (ev.tokenId !== null && stopAt < 0) {
         const now = performance.now();
         if (lastTokenAt > 0) this.metrics?.observeInterTokenLatency((now - lastTokenAt) / 1000);

@@ -23,6 +23,7 @@ interface BeamChatBody {
   early_stopping: boolean | 'never';
   num_return_sequences?: number;
   use_rerank: boolean;
+  stream_beams: boolean;
   ignore_eos?: boolean;
   stop_token_ids?: number[];
   repetition_penalty?: number | null;
@@ -89,7 +90,16 @@ export async function beamRoutes(app: FastifyInstance): Promise<void> {
       };
     }
     let sse: SseStream | null = null;
-    const gen = svc.startBeam(req, beam, { onDelta: (d) => sse?.send(tokenEvent(d)) });
+    beam.streamBeams = b.stream_beams;
+    const text1 = (tokens: readonly number[]) => svc.decodeContinuation(ids, tokens);
+    const gen = svc.startBeam(req, beam, {
+      onDelta: (d) => sse?.send(tokenEvent(d)),
+      // the demo page's view: every beam and kept hypothesis so far, as ids and text
+      onBeams: async (live) => sse?.send({
+        beams: await Promise.all(live.beams.map(async (x) => ({ token_ids: x.tokens, text: await text1(x.tokens), cumulative_logprob: x.cumLogprob }))),
+        hypotheses: await Promise.all(live.hypotheses.map(async (h) => ({ token_ids: h.tokens, text: await text1(h.tokens), beam_score: h.score, finish_reason: h.finishReason }))),
+      }, 'beams'),
+    });
     sse = SseStream.open(request, reply);
     sse.signal.addEventListener('abort', gen.abort, { once: true });
     try {

@@ -69,6 +69,7 @@ export const beamChatBody = body({
   early_stopping: { anyOf: [{ type: 'boolean' }, { type: 'string', enum: ['never'] }], default: false, description: "HF's: true, false or \"never\"" },
   num_return_sequences: int(1, 16),
   use_rerank: { type: 'boolean', default: false, description: 'rerank the returned hypotheses (without a reranker model: by beam score, "logprob")' },
+  stream_beams: { type: 'boolean', default: false, description: '/stream_chat_beam: also `event: beams` frames with the live beams and kept hypotheses after each step' },
   ignore_eos: { type: 'boolean' },
   stop_token_ids: tokenIds(64),
   repetition_penalty: sampling.repetition_penalty,

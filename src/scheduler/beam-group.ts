@@ -17,6 +17,12 @@ export interface BeamOutcome {
 export interface BeamEmit {
   tokens: number[];             // newly final tokens, in order
   outcome?: BeamOutcome;        // set once, when the search has ended
+  live?: LiveBeams;             // while it runs: the alive beams and the kept hypotheses
+}
+
+export interface LiveBeams {
+  beams: { tokens: readonly number[]; cumLogprob: number }[];
+  hypotheses: Hypothesis[];
 }
 
 // Chooses the hypothesis to stream among the returned ones; the default keeps the beam-search
@@ -90,7 +96,10 @@ export class BeamGroup {
     for (const [p, parent] of parents.entries()) if (!byParent.has(p)) scheduler.finish(parent.requestId, 'stop', now);
     this.#beams = next;
     if (this.#beams.length === 0) return this.#end(scheduler, now);
-    return { tokens: this.#takeCommitted(this.search.committedPrefix()) };
+    return {
+      tokens: this.#takeCommitted(this.search.committedPrefix()),
+      live: { beams: this.search.beams.map((b) => ({ tokens: [...b.tokens], cumLogprob: b.cumLogprob })), hypotheses: [...this.search.hypotheses] },
+    };
   }
 
   // Ends the search (done, or aborted by the caller): every beam still alive is freed.

@@ -2,7 +2,7 @@
 // emit tokens to each request's stream. It runs while there is work and sleeps when idle.
 // New requests go to the least-loaded instance and stay there (their KV lives in its worker).
 import { WeftError, isWeftError } from '../errors.js';
-import { BeamGroup, type BeamOutcome, type BeamSelector } from './beam-group.js';
+import { BeamGroup, type BeamOutcome, type BeamSelector, type LiveBeams } from './beam-group.js';
 import type { BeamCandidate, BeamParams } from './beam-search.js';
 import type { StepMessage, StepReply } from './protocol.js';
 import { Scheduler, type SchedulerOptions, type SchedulerOutput, type SchedulerStats } from './scheduler.js';
@@ -24,6 +24,7 @@ export interface TokenEvent {
   error?: WeftError;
   beam?: BeamOutcome;             // a beam search's final event: every hypothesis and the chosen one
   logits?: Float32Array;          // the sampled row's raw logits, for sequences that asked
+  beams?: LiveBeams;              // a beam search that asked for them: its beams after each step (no token)
 }
 
 export interface StepTiming {
@@ -63,11 +64,17 @@ export interface RequestHandle {
   readonly events: AsyncIterable<TokenEvent>;
 }
 
+interface BeamEntry {
+  group: BeamGroup;
+  stream: TokenStream<TokenEvent>;
+  streamBeams: boolean;
+}
+
 interface Instance {
   runner: StepRunner;
   scheduler: Scheduler;
   streams: Map<number, { seq: Sequence; stream: TokenStream<TokenEvent> }>;   // by seqId
-  beams: Map<string, { group: BeamGroup; stream: TokenStream<TokenEvent> }>;  // beam searches by requestId
+  beams: Map<string, BeamEntry>;  // beam searches by requestId
   wake: (() => void) | null;
   running: Promise<void>;
   pendingRelease: number[];   // seqIds finished or preempted in a step that sent no message
@@ -109,7 +116,7 @@ export class EngineLoop {
   // sharing its KV blocks. Its events are the tokens of the result as they become final, then
   // one event with the finish reason and every hypothesis (`beam`).
   submitBeam(init: Omit<SequenceInit, 'requestId' | 'eosTokenIds' | 'arrivalTime' | 'isBeam'> & { requestId?: string },
-    params: Omit<BeamParams, 'eosTokenIds'>, select?: BeamSelector): RequestHandle {
+    params: Omit<BeamParams, 'eosTokenIds'>, select?: BeamSelector, streamBeams = false): RequestHandle {
     if (this.#closed) throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', 'engine is shutting down');
     const index = this.#leastLoaded();
     const inst = this.#instances[index];
@@ -121,7 +128,7 @@ export class EngineLoop {
     const group = new BeamGroup(seq, { ...params, eosTokenIds: this.#opts.eosTokenIds }, select);
     inst.scheduler.add(seq);
     const stream = new TokenStream<TokenEvent>();
-    inst.beams.set(seq.requestId, { group, stream });
+    inst.beams.set(seq.requestId, { group, stream, streamBeams });
     inst.wake?.();
     return { requestId: seq.requestId, instance: index, sequence: seq, events: stream };
   }
@@ -248,7 +255,8 @@ export class EngineLoop {
     if (!entry) return;
     if (finished === 'error') return this.#endBeam(inst, entry, 'error');
     if (candidates === null || !entry.group.report(seq, candidates)) return;
-    const { tokens, outcome } = entry.group.apply(inst.scheduler, now);
+    const { tokens, outcome, live } = entry.group.apply(inst.scheduler, now);
+    if (live && entry.streamBeams) entry.stream.push({ tokenId: null, beams: live });
     tokens.forEach((tokenId, i) => {
       const isLast = outcome !== undefined && i === tokens.length - 1;
       entry.stream.push({ tokenId, ...(isLast ? { finishReason: outcome.chosen.finishReason, beam: outcome } : {}) }, isLast);
@@ -260,7 +268,7 @@ export class EngineLoop {
     }
   }
 
-  #endBeam(inst: Instance, entry: { group: BeamGroup; stream: TokenStream<TokenEvent> }, reason: 'abort' | 'error', error?: WeftError): void {
+  #endBeam(inst: Instance, entry: BeamEntry, reason: 'abort' | 'error', error?: WeftError): void {
     entry.group.abort(inst.scheduler, reason, this.#now());
     inst.beams.delete(entry.group.requestId);
     this.#opts.onFinish?.(entry.group.root, reason);

@@ -193,3 +193,21 @@ t.test("OpenAI routes: vLLM's use_beam_search, n = width, streamed and not", asy
     t.equal(r.json().error.code, 'WEFT_ERR_REQ_INVALID', what);
   }
 });
+
+t.test('stream_beams: event: beams frames show the live beams after each step', async (t) => {
+  const r = await post('/stream_chat_beam', { messages: ['Hello'], beam_width: 3, max_tokens: 10, stream_beams: true });
+  const frames = r.body.split('\n\n').filter((f) => f.startsWith('event: beams\n')).map((f) => JSON.parse(f.split('\n')[1].slice(6)));
+  t.ok(frames.length >= 5, `${frames.length} beams frames`);
+  for (const f of frames) {
+    t.ok(f.beams.length >= 1 && f.beams.length <= 3, 'at most beam_width beams');
+    for (const b of f.beams) t.equal(typeof b.text, 'string');
+  }
+  const lengths = frames.map((f) => f.beams[0].token_ids.length);
+  t.same(lengths, [...lengths].sort((a, b) => a - b), 'the beams grow step by step');
+  const final = sseData(r.body).at(-2) as { output_ids: number[] };
+  const last = frames.at(-1);
+  t.ok([...last.beams, ...last.hypotheses].some((b: { token_ids: number[] }) => final.output_ids.slice(0, b.token_ids.length).join() === b.token_ids.join()),
+    'the chosen hypothesis continues one of the last frame\'s');
+  const quiet = await post('/stream_chat_beam', { messages: ['Hello'], beam_width: 3, max_tokens: 10 });
+  t.notMatch(quiet.body, /event: beams/, 'off by default');
+});
