@@ -126,6 +126,12 @@ export class EngineLoop {
       maxTokens: params.maxTokens, sampling: { ...init.sampling, temperature: 0, numLogprobs: numCandidates },
     });
     const group = new BeamGroup(seq, { ...params, eosTokenIds: this.#opts.eosTokenIds }, select);
+    // A search is preempted and readmitted whole, so all its beams at full length must fit: the
+    // prompt's full blocks once, the rest of every beam's blocks each.
+    const { numBlocks, blockSize } = inst.scheduler.options;
+    const numShared = Math.floor(seq.numPromptTokens / blockSize);
+    const numWorst = numShared + params.beamWidth * (Math.ceil((seq.numPromptTokens + params.maxTokens) / blockSize) - numShared);
+    if (numWorst > numBlocks) throw new WeftError('WEFT_ERR_SCHED_TOO_LONG', `a beam search of width ${params.beamWidth} over ${seq.numPromptTokens} + ${params.maxTokens} tokens needs up to ${numWorst} KV blocks; the cache has ${numBlocks}`);
     inst.scheduler.add(seq);
     const stream = new TokenStream<TokenEvent>();
     inst.beams.set(seq.requestId, { group, stream, streamBeams });

@@ -156,12 +156,15 @@ export class Scheduler {
       const numNewTokens = Math.min(seq.numTokens - seq.numComputedTokens, budget);
       if (numNewTokens === 0) continue;  // a beam waiting for the rest of its group's step
       while (!this.blockManager.appendSlots(seq, numNewTokens)) {
+        // the victim, with every beam of its search: a search is preempted as a whole
         const victim = pickVictim(this.#running)!;  // seq itself is running, so there is one
-        budget += step.get(victim) ?? 0;
-        step.delete(victim);
-        this.#preempt(victim);
-        preempted.push(victim);
-        if (victim === seq) break;  // alone and still no room: it waits
+        for (const v of victim.isBeam ? this.#running.filter((r) => r.beamGroup === victim.beamGroup) : [victim]) {
+          budget += step.get(v) ?? 0;
+          step.delete(v);
+          this.#preempt(v);
+          preempted.push(v);
+        }
+        if (seq.status !== 'running') break;  // alone and still no room: it waits
       }
       if (seq.status !== 'running') continue;
       step.set(seq, numNewTokens);
@@ -170,16 +173,34 @@ export class Scheduler {
 
     // 2. Waiting sequences by priority and arrival, unless this step had to preempt (they would
     //    take the blocks just freed). The head waits for room rather than being overtaken.
+    //    A preempted beam search comes back whole or not at all: beams that ran without their
+    //    siblings would hold blocks while waiting for them.
     while (preempted.length === 0 && budget > 0 && this.#waiting.length > 0 && this.#running.length < this.options.maxNumSeqs) {
-      const seq = this.#waiting[0];
-      const prefix = this.blockManager.getCachedPrefix(seq);
-      const numNewTokens = Math.min(seq.numTokens - prefix.numTokens, budget);
-      if (!this.blockManager.allocate(seq, prefix, numNewTokens)) break;
-      this.#waiting.shift();
-      seq.status = 'running';
-      this.#running.push(seq);
-      step.set(seq, numNewTokens);
-      budget -= numNewTokens;
+      const head = this.#waiting[0];
+      const members = head.isBeam ? this.#waiting.filter((w) => w.beamGroup === head.beamGroup) : [head];
+      if (this.#running.length + members.length > this.options.maxNumSeqs) break;
+      const admitted: [Sequence, number][] = [];
+      for (const seq of members) {
+        const prefix = this.blockManager.getCachedPrefix(seq);
+        const numNewTokens = Math.min(seq.numTokens - prefix.numTokens, budget);
+        if (numNewTokens <= 0 || !this.blockManager.allocate(seq, prefix, numNewTokens)) break;
+        admitted.push([seq, numNewTokens]);
+        budget -= numNewTokens;
+      }
+      if (admitted.length < members.length) {  // no room for all: undo, and the head waits
+        for (const [seq, n] of admitted) {
+          this.blockManager.free(seq);
+          seq.numComputedTokens = 0;
+          budget += n;
+        }
+        break;
+      }
+      for (const [seq, n] of admitted) {
+        this.#waiting.splice(this.#waiting.indexOf(seq), 1);
+        seq.status = 'running';
+        this.#running.push(seq);
+        step.set(seq, n);
+      }
     }
 
     this.lastStepNumSeqs = step.size;
@@ -242,6 +263,7 @@ export class Scheduler {
     if (!parent.isBeam || !child.isBeam || parent.status !== 'running' || child.status !== 'waiting') throw new Error('forkBeam: a running beam and a new beam are needed');
     if (this.#byId.has(child.requestId)) throw new WeftError('WEFT_ERR_SCHED_DUPLICATE_ID', `request id ${child.requestId} is already in use`);
     child.tokenIds.push(...parent.outputTokenIds);
+    child.beamGroup = parent.beamGroup;
     child.maxTokens = parent.maxTokens;
     this.blockManager.fork(parent, child);
     child.status = 'running';

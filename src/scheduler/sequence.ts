@@ -41,6 +41,7 @@ export class Sequence {
   readonly priority: number;
   readonly sampling: Readonly<SamplingParams>;
   readonly isBeam: boolean;
+  beamGroup: string | null = null;     // the search a beam belongs to (its root's request id)
   readonly returnLogits: boolean;
 
   status: SeqStatus = 'waiting';
@@ -80,6 +81,7 @@ export class Sequence {
     this.sampling = Object.freeze({ ...GREEDY, ...init.sampling });
     this.arrivalTime = init.arrivalTime ?? 0;
     this.isBeam = init.isBeam ?? false;
+    if (this.isBeam) this.beamGroup = this.requestId;
     this.returnLogits = init.returnLogits ?? false;
   }
 

@@ -211,3 +211,38 @@ t.test('stream_beams: event: beams frames show the live beams after each step', 
   const quiet = await post('/stream_chat_beam', { messages: ['Hello'], beam_width: 3, max_tokens: 10 });
   t.notMatch(quiet.body, /event: beams/, 'off by default');
 });
+
+t.test('a search preempted for room comes back whole and ends as without pressure', async (t) => {
+  const collectBeam = async (h: { events: AsyncIterable<{ tokenId: number | null; beam?: { chosen: { tokens: number[] } } }> }) => {
+    let chosen: number[] = [];
+    for await (const ev of h.events) if (ev.beam) chosen = ev.beam.chosen.tokens;
+    return chosen;
+  };
+  const run = async (numKvBlocks: number) => {
+    const worker = await EngineWorker.start(0, { modelPath: MODEL_DIR, dtype: 'f32', numThreads: 1, numKvBlocks, blockSize: 16 });
+    const loop = new EngineLoop([worker], { scheduler: { maxModelLen: 512 }, eosTokenIds: [EOS] });
+    const prompt = [1, ...Array.from({ length: 63 }, (_, i) => 3 + ((i * 53) % 400))];
+    // an ordinary request arrives first and grows; the search then competes for the blocks left
+    const other = loop.submit({ promptTokenIds: [1, ...Array.from({ length: 149 }, (_, i) => 5 + (i % 300))], maxTokens: 60, ignoreEos: true });
+    const search = collectBeam(loop.submitBeam({ promptTokenIds: prompt }, { beamWidth: 4, maxTokens: 40, lengthPenalty: 1, earlyStopping: false, ignoreEos: true }));
+    for await (const _ of other.events) { /* drain */ }
+    const chosen = await search;
+    const stats = loop.stats()[0];
+    await loop.close();
+    await worker.close();
+    return { chosen, stats };
+  };
+  const free = await run(256);
+  const tight = await run(22);
+  t.equal(free.stats.numPreemptions, 0);
+  t.ok(tight.stats.numPreemptions > 0, `${tight.stats.numPreemptions} preemptions with 22 blocks`);
+  t.same(tight.chosen, free.chosen, 'the same hypothesis wins');
+  t.equal(tight.stats.numUsedBlocks, 0, 'every block freed');
+  // a search that could never fit the cache whole is refused up front
+  const worker = await EngineWorker.start(0, { modelPath: MODEL_DIR, dtype: 'f32', numThreads: 1, numKvBlocks: 12, blockSize: 16 });
+  const loop = new EngineLoop([worker], { scheduler: { maxModelLen: 512 }, eosTokenIds: [EOS] });
+  t.throws(() => loop.submitBeam({ promptTokenIds: Array.from({ length: 64 }, (_, i) => 3 + i) }, { beamWidth: 4, maxTokens: 40, lengthPenalty: 1, earlyStopping: false }),
+    { code: 'WEFT_ERR_SCHED_TOO_LONG' });
+  await loop.close();
+  await worker.close();
+});
