@@ -41,6 +41,7 @@ struct ModelConfig {
   float rope_factor = 1.f, rope_low_freq_factor = 1.f, rope_high_freq_factor = 4.f;
   int rope_original_max_positions = 8192;
   bool tie_embeddings = false, qkv_bias = false;
+  bool qk_norm = false;  // Qwen3: per-head RMSNorm of q and k before RoPE
 };
 
 enum class TensorDType { f32, f16, bf16, q8_0, i8 };

@@ -152,6 +152,7 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
     mc.rope_theta = float(get_num(c, "ropeTheta", 10000));
     mc.tie_embeddings = get_bool(c, "tieEmbeddings", false);
     mc.qkv_bias = get_bool(c, "qkvBias", false);
+    mc.qk_norm = get_bool(c, "qkNorm", false);
     Napi::Value rs = c.Get("ropeScaling");
     if (rs.IsObject()) {
       Napi::Object r = rs.As<Napi::Object>();

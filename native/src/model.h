@@ -44,6 +44,7 @@ struct HostMatrix {
 struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;
   std::vector<float> qkv_bias;  // empty unless config.qkv_bias
+  std::vector<float> q_norm, k_norm;  // [head_dim] each, shared by all heads; empty unless config.qk_norm
   Matrix qkv;       // q, k, v projections stacked: (num_heads + 2 * num_kv_heads) * head_dim rows
   Matrix o;
   Matrix gate_up;   // gate then up: 2 * ffn_dim rows

@@ -308,6 +308,15 @@ Status load_uncached(const ModelSpec& spec, Model* model) {
       for (int r = 0; r < kv_rows; ++r) lw.qkv_bias.push_back(bk[source_row(pk, r)]);
       lw.qkv_bias.insert(lw.qkv_bias.end(), bv.begin(), bv.end());
     }
+    if (c.qk_norm) {
+      // the norm runs over a whole head in HF (rotate-half) order, so GGUF permuted rows would
+      // need their norm weights permuted too; llama.cpp permutes only llama q/k, which has no q/k norm
+      if (spec.rope_interleaved) return Status::Error(StatusCode::bad_input, "q/k norm with interleaved (permuted) GGUF q/k rows");
+      // the CUDA engine normalizes before rope_qkv adds the bias (neither Qwen2 nor Qwen3 has both)
+      if (c.qkv_bias) return Status::Error(StatusCode::bad_input, "q/k norm together with a q/k/v bias is not supported");
+      if (!(s = L.vec(p + "self_attn.q_norm.weight", c.head_dim, &lw.q_norm)).ok()) return s;
+      if (!(s = L.vec(p + "self_attn.k_norm.weight", c.head_dim, &lw.k_norm)).ok()) return s;
+    }
     if (!(s = build_target_matrix({{q, perm_q}, {k, perm_k}, {v, 0}}, spec, &lw.qkv, &lw.g_qkv)).ok()) return s;
     if (!(s = build_target_matrix({{o, 0}}, spec, &lw.o, &lw.g_o)).ok()) return s;
     if (!(s = build_target_matrix({{g, 0}, {u, 0}}, spec, &lw.gate_up, &lw.g_gate_up)).ok()) return s;

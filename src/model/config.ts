@@ -7,9 +7,10 @@ import type { ModelConfig, RopeScaling } from './types.js';
 type Raw = Record<string, unknown>;
 
 const HF_ARCHITECTURES: Record<string, ModelConfig['architecture']> = {
-  LlamaForCausalLM: 'llama', MistralForCausalLM: 'llama', Qwen2ForCausalLM: 'qwen2',
+  LlamaForCausalLM: 'llama', MistralForCausalLM: 'llama', Qwen2ForCausalLM: 'qwen2', Qwen3ForCausalLM: 'qwen3',
 };
-const HF_MODEL_TYPES: Record<string, ModelConfig['architecture']> = { llama: 'llama', mistral: 'llama', qwen2: 'qwen2' };
+const HF_MODEL_TYPES: Record<string, ModelConfig['architecture']> = { llama: 'llama', mistral: 'llama', qwen2: 'qwen2', qwen3: 'qwen3' };
+const GGUF_ARCHITECTURES: ModelConfig['architecture'][] = ['llama', 'qwen2', 'qwen3'];
 
 const badConfig = (file: string, field: string, what: string): never => {
   throw new WeftError('WEFT_ERR_MODEL_BAD_CONFIG', `${file}: ${field} ${what}`);
@@ -78,12 +79,12 @@ export function configFromHf(raw: unknown, file: string, generation: Raw | null,
   const archName = Array.isArray(r.architectures) ? r.architectures[0] : undefined;
   const architecture = archName !== undefined ? HF_ARCHITECTURES[String(archName)] : HF_MODEL_TYPES[String(r.model_type)];
   if (!architecture)
-    unsupported(file, `architecture ${JSON.stringify(archName ?? r.model_type)} is not supported (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)`);
+    unsupported(file, `architecture ${JSON.stringify(archName ?? r.model_type)} is not supported (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)`);
   if (r.hidden_act !== undefined && r.hidden_act !== 'silu') unsupported(file, `hidden_act ${JSON.stringify(r.hidden_act)} is not supported (silu)`);
-  if (r.attention_bias === true || r.mlp_bias === true) unsupported(file, 'attention_bias / mlp_bias on a Llama model are not supported');
+  if (r.attention_bias === true || r.mlp_bias === true) unsupported(file, 'attention_bias / mlp_bias on a Llama or Qwen3 model are not supported');
   const dim = posInt(r.hidden_size, 'hidden_size', file);
   const numHeads = posInt(r.num_attention_heads, 'num_attention_heads', file);
-  const maxPositions = posInt(r.max_position_embeddings ?? (architecture === 'qwen2' ? 32768 : 2048), 'max_position_embeddings', file);
+  const maxPositions = posInt(r.max_position_embeddings ?? (architecture === 'llama' ? 2048 : 32768), 'max_position_embeddings', file);
   const window = r.sliding_window;
   if (r.use_sliding_window !== false && window !== undefined && window !== null && !(typeof window === 'number' && window >= maxPositions))
     unsupported(file, `sliding_window ${JSON.stringify(window)} < max_position_embeddings ${maxPositions}: sliding-window attention is not supported`);
@@ -107,6 +108,7 @@ export function configFromHf(raw: unknown, file: string, generation: Raw | null,
     maxPositions,
     tieEmbeddings: r.tie_word_embeddings === undefined ? false : r.tie_word_embeddings === true,
     qkvBias: architecture === 'qwen2',
+    qkNorm: architecture === 'qwen3',
     bosTokenId: bos[0] ?? null,
     eosTokenIds: eos,
   }, file);
@@ -129,7 +131,8 @@ export interface GgufConfigExtras {
 // GGUF metadata → ModelConfig.
 export function configFromGguf(meta: Map<string, GgufValue>, file: string, extras: GgufConfigExtras): ModelConfig {
   const arch = meta.get('general.architecture');
-  if (arch !== 'llama' && arch !== 'qwen2') return unsupported(file, `general.architecture ${JSON.stringify(arch)} is not supported (llama, qwen2)`);
+  if (!GGUF_ARCHITECTURES.includes(arch as ModelConfig['architecture']))
+    return unsupported(file, `general.architecture ${JSON.stringify(arch)} is not supported (${GGUF_ARCHITECTURES.join(', ')})`);
   const key = (k: string) => `${arch}.${k}`;
   const get = (k: string) => meta.get(key(k));
   const num = (k: string) => { const v = get(k); return typeof v === 'number' ? shortF32(v) : v; };
@@ -146,7 +149,7 @@ export function configFromGguf(meta: Map<string, GgufValue>, file: string, extra
   const id = (k: string) => { const v = meta.get(k); return typeof v === 'number' && v >= 0 && v < tokens.length ? v : null; };
   const eos = ['tokenizer.ggml.eos_token_id', 'tokenizer.ggml.eot_token_id', 'tokenizer.ggml.eom_token_id'].map(id).filter((v) => v !== null);
   return validate({
-    architecture: arch,
+    architecture: arch as ModelConfig['architecture'],
     dim,
     numLayers: posInt(get('block_count'), key('block_count'), file),
     numHeads,
@@ -160,6 +163,7 @@ export function configFromGguf(meta: Map<string, GgufValue>, file: string, extra
     maxPositions: posInt(get('context_length'), key('context_length'), file),
     tieEmbeddings: !extras.hasOutputTensor,
     qkvBias: arch === 'qwen2',
+    qkNorm: arch === 'qwen3',
     bosTokenId: id('tokenizer.ggml.bos_token_id'),
     eosTokenIds: [...new Set(eos)],
   }, file);

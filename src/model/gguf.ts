@@ -168,11 +168,12 @@ export function readGguf(path: string): GgufFile {
 
 export const alignUp = (n: number, a: number): number => Math.ceil(n / a) * a;
 
-// GGUF tensor names → canonical HF names (llama.cpp's tensor map for llama/qwen2).
+// GGUF tensor names → canonical HF names (llama.cpp's tensor map for llama/qwen2/qwen3).
 const LAYER_NAMES: Record<string, string> = {
   attn_q: 'self_attn.q_proj', attn_k: 'self_attn.k_proj', attn_v: 'self_attn.v_proj', attn_output: 'self_attn.o_proj',
   ffn_gate: 'mlp.gate_proj', ffn_up: 'mlp.up_proj', ffn_down: 'mlp.down_proj',
   attn_norm: 'input_layernorm', ffn_norm: 'post_attention_layernorm',
+  attn_q_norm: 'self_attn.q_norm', attn_k_norm: 'self_attn.k_norm',
 };
 const GLOBAL_NAMES: Record<string, string> = {
   'token_embd.weight': 'model.embed_tokens.weight', 'output_norm.weight': 'model.norm.weight', 'output.weight': 'lm_head.weight',

@@ -118,7 +118,7 @@ function loadGgufFile(file: string): ModelSpec {
     path: file,
     config,
     tensors: checkTensors(config, tensors, file, file),
-    ropeInterleaved: config.architecture === 'llama',  // llama.cpp permutes llama q/k rows, not qwen2's
+    ropeInterleaved: config.architecture === 'llama',  // llama.cpp permutes llama q/k rows, not qwen2's or qwen3's
     tokenizerJson,
     chatTemplate: typeof template === 'string' ? template : null,
     generationDefaults: {},
@@ -140,6 +140,10 @@ export function expectedShapes(c: ModelConfig): Map<string, number[]> {
       m.set(`${p}self_attn.q_proj.bias`, [q]);
       m.set(`${p}self_attn.k_proj.bias`, [kv]);
       m.set(`${p}self_attn.v_proj.bias`, [kv]);
+    }
+    if (c.qkNorm) {
+      m.set(`${p}self_attn.q_norm.weight`, [c.headDim]);
+      m.set(`${p}self_attn.k_norm.weight`, [c.headDim]);
     }
     m.set(`${p}post_attention_layernorm.weight`, [c.dim]);
     m.set(`${p}mlp.gate_proj.weight`, [c.ffnDim, c.dim]);

@@ -63,8 +63,10 @@ function fillRow(out: Float32Array, seed: number, nameHash: number, row: number,
 // with tied embeddings, the logit of the input token itself (|e|²/rms(x)) wins every argmax, so
 // the model only repeats its input. Here that self term is under one logit std and the argmax
 // follows the context. Logits are flat (|logit| ≲ 2): fine for timing, not for sampling quality.
-// Norm weights 1 ± 0.02, biases ±0.02.
+// Norm weights 1 ± 0.02, biases ±0.02. Qwen3's per-head q/k norm weights are 1 ± 0.5: they
+// scale each RoPE frequency's share of the attention scores, so a test sees them at work.
 function valueRange(name: string, shape: number[]): [number, number] {
+  if (/\.[qk]_norm\.weight$/.test(name)) return [1, 0.5];
   if (name.endsWith('norm.weight')) return [1, 0.02];
   if (name.endsWith('.bias')) return [0, 0.02];
   return [0, (name === 'model.embed_tokens.weight' ? 0.5 : 1) / Math.sqrt(shape[1])];

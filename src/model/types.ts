@@ -19,7 +19,7 @@ export type RopeScaling =
   | { type: 'linear'; factor: number };
 
 export interface ModelConfig {
-  architecture: 'llama' | 'qwen2';
+  architecture: 'llama' | 'qwen2' | 'qwen3';
   dim: number;
   numLayers: number;
   numHeads: number;
@@ -33,6 +33,7 @@ export interface ModelConfig {
   maxPositions: number;
   tieEmbeddings: boolean;
   qkvBias: boolean;
+  qkNorm: boolean;       // Qwen3: RMSNorm over each q and k head (weights [headDim]) before RoPE
   bosTokenId: number | null;
   eosTokenIds: number[];
 }
@@ -42,7 +43,7 @@ export interface ModelSpec {
   path: string;                       // the directory or .gguf file given
   config: ModelConfig;
   // Canonical HF names: model.embed_tokens.weight, model.layers.N.self_attn.{q,k,v,o}_proj.weight
-  // (+ .bias for q/k/v), model.layers.N.mlp.{gate,up,down}_proj.weight,
+  // (+ .bias for q/k/v), model.layers.N.self_attn.{q,k}_norm.weight (qkNorm), model.layers.N.mlp.{gate,up,down}_proj.weight,
   // model.layers.N.{input,post_attention}_layernorm.weight, model.norm.weight, lm_head.weight.
   // Pre-quantized I8 matrices come with a sibling F32 `<name>_scale` ([out] per row).
   tensors: Record<string, TensorRef>;

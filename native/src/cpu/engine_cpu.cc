@@ -153,6 +153,11 @@ class CpuEngine final : public Engine {
         float* r = &qkv_[size_t(t) * qkv_cols];
         if (!w.qkv_bias.empty())
           for (int c = 0; c < qkv_cols; ++c) r[c] += w.qkv_bias[c];
+        if (!w.q_norm.empty()) {  // Qwen3: each q and k head normalized before RoPE (in place)
+          for (int h = 0; h < cfg_.num_heads; ++h) rmsnorm_isa(isa_, r + h * hd, w.q_norm.data(), cfg_.rms_eps, hd, r + h * hd);
+          for (int h = 0; h < cfg_.num_kv_heads; ++h)
+            rmsnorm_isa(isa_, r + q_cols + h * hd, w.k_norm.data(), cfg_.rms_eps, hd, r + q_cols + h * hd);
+        }
         rope_apply_f32(r, cfg_.num_heads, hd, in.positions[t], inv_freq_.data());
         rope_apply_f32(r + q_cols, cfg_.num_kv_heads, hd, in.positions[t], inv_freq_.data());
         kv_write_isa(isa_, kv, in.slot_mapping[t], r + q_cols, r + q_cols + kv_cols);

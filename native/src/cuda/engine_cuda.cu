@@ -19,6 +19,7 @@
 #include "cuda/embedding.cuh"
 #include "cuda/gemm.cuh"
 #include "cuda/kv_write.cuh"
+#include "cuda/qk_norm.cuh"
 #include "cuda/rmsnorm.cuh"
 #include "cuda/rope.cuh"
 #include "cuda/sampling.cuh"
@@ -455,6 +456,10 @@ class CudaEngine final : public Engine {
       void* vc = v_cache_ + l * layer_bytes;
       WEFT_CUDA_TRY(cuda::rmsnorm(act_, x_, D, nullptr, Tn, w.attn_norm, cfg_.rms_eps, D, h_, Dp, st), "attn rmsnorm");
       WEFT_CUDA_TRY(cuda::gemm(act_, h_, Tn, w.qkv, qkv_, qkv_cols, cuda::Epilogue::store_f32, st), "qkv projection");
+      if (w.q_norm)  // Qwen3 (no qkv bias, so rope_qkv's bias add cannot come after it)
+        WEFT_CUDA_TRY(cuda::qk_norm_f32(qkv_, qkv_cols, Tn, w.q_norm, w.k_norm, cfg_.num_heads, cfg_.num_kv_heads, hd,
+                                        cfg_.rms_eps, st),
+                      "q/k norm");
       WEFT_CUDA_TRY(cuda::rope_qkv(act_, qkv_, qkv_cols, Tn, w.qkv_bias, dmeta<int32_t>(L.positions), m.inv_freq,
                                    cfg_.num_heads, cfg_.num_kv_heads, hd, q_, q_cols, st),
                     "rope");

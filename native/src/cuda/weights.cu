@@ -55,6 +55,8 @@ Status upload(const std::shared_ptr<const Model>& model, DeviceModel* dm) {
     if (!(s = u.vec(hl.attn_norm, &dl.attn_norm, "attn_norm")).ok()) return s;
     if (!(s = u.vec(hl.ffn_norm, &dl.ffn_norm, "ffn_norm")).ok()) return s;
     if (!hl.qkv_bias.empty() && !(s = u.vec(hl.qkv_bias, &dl.qkv_bias, "qkv_bias")).ok()) return s;
+    if (!hl.q_norm.empty() && !(s = u.vec(hl.q_norm, &dl.q_norm, "q_norm")).ok()) return s;
+    if (!hl.k_norm.empty() && !(s = u.vec(hl.k_norm, &dl.k_norm, "k_norm")).ok()) return s;
     if (!(s = u.matrix(hl.g_qkv, &dl.qkv, "qkv")).ok()) return s;
     if (!(s = u.matrix(hl.g_o, &dl.o, "o_proj")).ok()) return s;
     if (!(s = u.matrix(hl.g_gate_up, &dl.gate_up, "gate_up")).ok()) return s;

@@ -15,6 +15,8 @@ struct DeviceLayer {
   const float* attn_norm = nullptr;
   const float* ffn_norm = nullptr;
   const float* qkv_bias = nullptr;  // nullptr unless config.qkv_bias
+  const float* q_norm = nullptr;    // [head_dim] each; nullptr unless config.qk_norm
+  const float* k_norm = nullptr;
   GemmWeight qkv, o, gate_up, down;
 };
 

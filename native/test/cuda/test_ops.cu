@@ -1,4 +1,4 @@
-// The small per-token ops (embedding, RMSNorm, RoPE, paged-KV write, SwiGLU, block copy) against
+// The small per-token ops (embedding, RMSNorm, Qwen3's q/k norm, RoPE, paged-KV write, SwiGLU, block copy) against
 // the CPU reference (native/src/cpu/ops.h, attention.h) on seeded random inputs.
 #include <algorithm>
 #include <numeric>
@@ -8,6 +8,7 @@
 #include "cuda/block_copy.cuh"
 #include "cuda/embedding.cuh"
 #include "cuda/kv_write.cuh"
+#include "cuda/qk_norm.cuh"
 #include "cuda/rmsnorm.cuh"
 #include "cuda/rope.cuh"
 #include "cuda/silu_mul.cuh"
@@ -113,6 +114,30 @@ WEFT_CUDA_TEST(rope_matches_cpu_incl_llama3_and_bias) {
       h.check_close(got_k.data(), want_k.data(), want_k.size(), 2e-4f, 1e-4f, what + " k (fp32)");
       h.check_close(got_q.data(), want_q.data(), want_q.size(), 2e-4f, type_eps(t), what + " q (rounded)");
     }
+}
+
+WEFT_CUDA_TEST(qk_norm_per_head_matches_cpu) {
+  // head_dim 128 as in Qwen3, 32 (one value per lane), 40 (a lane does two, some one), 8 (idle lanes);
+  // 16 + 8 heads fill whole blocks of 4 warps, 5 + 1 leave a partial block
+  const int dims[][3] = {{128, 16, 8}, {32, 4, 2}, {40, 5, 1}, {8, 2, 2}};
+  for (const auto& d : dims) {
+    const int hd = d[0], nh = d[1], nkv = d[2], qc = nh * hd, kvc = nkv * hd, T = 5;
+    const int ld = qc + 2 * kvc + 64;  // padded rows: the kernel must not touch v or the padding
+    const auto qkv = random_vec(size_t(T) * ld, 11, -4, 4);
+    const auto qw = random_vec(hd, 12, 0.5f, 1.5f), kw = random_vec(hd, 13, 0.5f, 1.5f);
+    DeviceBuf<float> dqkv(qkv), dqw(qw), dkw(kw);
+    cuda_ok(weft::cuda::qk_norm_f32(dqkv.ptr, ld, T, dqw.ptr, dkw.ptr, nh, nkv, hd, 1e-6f, nullptr), "launch");
+    sync("qk_norm");
+    std::vector<float> want = qkv;
+    for (int r = 0; r < T; ++r) {
+      float* row = &want[size_t(r) * ld];
+      for (int h = 0; h < nh; ++h) weft::rmsnorm_f32(row + h * hd, qw.data(), 1e-6f, hd, row + h * hd);
+      for (int h = 0; h < nkv; ++h) weft::rmsnorm_f32(row + qc + h * hd, kw.data(), 1e-6f, hd, row + qc + h * hd);
+    }
+    // fp32 throughout: rsqrtf and the summation order differ from the host by a few ulp
+    h.check_close(dqkv.download().data(), want.data(), want.size(), 1e-6f, 1e-5f,
+                  "head_dim " + std::to_string(hd) + ", " + std::to_string(nh) + "+" + std::to_string(nkv) + " heads");
+  }
 }
 
 WEFT_CUDA_TEST(kv_write_paged_slots) {
