@@ -145,17 +145,27 @@ export class GenerationService {
   // Submits synchronously (a full queue, a too-long request or bad values throw here, before
   // any work and before a route commits to a response), then streams.
   start(req: GenRequest, hooks: RunHooks = {}): Generation {
+    return this.startN(req, 1, () => hooks)[0];
+  }
+
+  // n samples of one prompt, prefilled once (the others fork from the first). Seeds: a given
+  // seed s gives s, s+1, …; none gives n random ones.
+  startN(req: GenRequest, n: number, hooks: (i: number) => RunHooks = () => ({})): Generation[] {
     this.#checkPrompt(req);
-    const seed = req.sampling?.seed ?? Math.floor(Math.random() * 2 ** 53);
-    const handle = this.loop.submit({
-      promptTokenIds: req.promptIds, maxTokens: req.maxTokens, minTokens: req.minTokens, ignoreEos: req.ignoreEos,
-      stopTokenIds: req.stopTokenIds, sampling: { ...req.sampling, seed },
-    });
+    const seed = req.sampling?.seed;
+    const handles = this.loop.submitN(Array.from({ length: n }, (_, i) => ({
+      promptTokenIds: req.promptIds, maxTokens: req.maxTokens, minTokens: req.minTokens, ignoreEos: req.ignoreEos, stopTokenIds: req.stopTokenIds,
+      sampling: { ...req.sampling, seed: seed === undefined ? Math.floor(Math.random() * 2 ** 53) : (seed + i) % Number.MAX_SAFE_INTEGER },
+    })));
+    return handles.map((h, i) => this.#track(h, req, hooks(i)));
+  }
+
+  #track(handle: RequestHandle, req: GenRequest, hooks: RunHooks, choose?: BeamRequest['choose']): Generation {
     this.#active.add(handle);
     const abort = () => { this.loop.abort(handle.requestId); };
     hooks.signal?.addEventListener('abort', abort, { once: true });
     if (hooks.signal?.aborted) abort();
-    return { abort, result: this.#finishRun(handle, req, hooks) };
+    return { abort, result: this.#finishRun(handle, req, hooks, choose) };
   }
 
   async #finishRun(handle: RequestHandle, req: GenRequest, hooks: RunHooks, choose?: BeamRequest['choose']): Promise<GenResult> {
@@ -186,11 +196,7 @@ export class GenerationService {
       earlyStopping: beam.earlyStopping, numReturnSequences: beam.numReturnSequences, ignoreEos: req.ignoreEos, minTokens: req.minTokens,
       stopTokenIds: req.stopTokenIds,
     }, beam.choose ? 'defer' : undefined, beam.streamBeams ?? false);
-    this.#active.add(handle);
-    const abort = () => { this.loop.abort(handle.requestId); };
-    hooks.signal?.addEventListener('abort', abort, { once: true });
-    if (hooks.signal?.aborted) abort();
-    return { abort, result: this.#finishRun(handle, { ...req, stop: [] }, hooks, beam.choose) };
+    return this.#track(handle, { ...req, stop: [] }, hooks, beam.choose);
   }
 
   // start() and wait.

@@ -43,11 +43,12 @@ export async function streamGeneration(app: FastifyInstance, request: FastifyReq
   await sse.done();
 }
 
-// Admits every request before any runs; one refused request aborts those already admitted.
-export function startAll(svc: GenerationService, reqs: GenRequest[], hooks: (i: number) => RunHooks = () => ({})): Generation[] {
+// Admits every request (n samples each, prefilled once) before any runs; one refused request
+// aborts those already admitted. Generation p·n + j is prompt p's j-th sample.
+export function startAll(svc: GenerationService, reqs: GenRequest[], hooks: (i: number) => RunHooks = () => ({}), n = 1): Generation[] {
   const gens: Generation[] = [];
   try {
-    reqs.forEach((r, i) => gens.push(svc.start(r, hooks(i))));
+    reqs.forEach((r, p) => gens.push(...svc.startN(r, n, (j) => hooks(p * n + j))));
   } catch (e) {
     gens.forEach((g) => { g.abort(); g.result.catch(() => undefined); });
     throw e;

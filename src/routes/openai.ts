@@ -9,7 +9,7 @@ import type { GenDelta, GenRequest, GenResult, Generation, GenerationService, To
 import { renderChat } from './chat.js';
 import { streamErrorBody } from './error-body.js';
 import { allOrAbort, startAll } from './generate.js';
-import { toGenRequest, usage, withSeed, type SamplingFields } from './params.js';
+import { toGenRequest, usage, type SamplingFields } from './params.js';
 import { chatCompletionsBody, completionsBody } from './schemas.js';
 import { SseStream, onClientGone } from './sse.js';
 
@@ -122,13 +122,13 @@ async function respond(app: FastifyInstance, request: FastifyRequest, reply: Fas
   reqs: GenRequest[], fmt: Format, idPrefix: string): Promise<unknown> {
   const svc = app.weft.service;
   const n = body.n ?? 1;
-  const all = reqs.flatMap((r) => Array.from({ length: n }, (_, j) => withSeed(r, j)));
+  const all = reqs.flatMap((r) => Array.from({ length: n }, () => r));  // one entry per choice
   const base = { id: `${idPrefix}-${randomUUID().replaceAll('-', '')}`, created: Math.floor(Date.now() / 1000), model: svc.model.id };
   const total = (rs: GenResult[]) => usage(reqs.reduce((a, r) => a + r.promptIds.length, 0), rs.reduce((a, r) => a + r.numOutputTokens, 0));
   if (body.use_beam_search) return respondBeam(app, request, reply, body, reqs, fmt, base);
 
   if (!body.stream) {
-    const gens = startAll(svc, all);
+    const gens = startAll(svc, reqs, undefined, n);
     onClientGone(reply, () => gens.forEach((g) => g.abort()));
     const results = await allOrAbort(gens);
     return { ...base, object: fmt.object, choices: await Promise.all(results.map((r, i) => fmt.choice(i, r))), usage: total(results) };
@@ -137,12 +137,12 @@ async function respond(app: FastifyInstance, request: FastifyRequest, reply: Fas
   let sse: SseStream | null = null;
   const first = all.map(() => true);
   const chunk = (choices: unknown[], extra = {}) => ({ ...base, object: fmt.chunkObject, choices, ...extra });
-  const gens = startAll(svc, all, (i) => ({
+  const gens = startAll(svc, reqs, (i) => ({
     onDelta: async (d) => {
       const c = await fmt.chunkChoice(i, d, first[i]);
       if (c) { first[i] = false; await sse?.send(chunk([c])); }
     },
-  }));
+  }), n);
   sse = SseStream.open(request, reply);
   sse.signal.addEventListener('abort', () => gens.forEach((g) => g.abort()), { once: true });
   try {

@@ -48,13 +48,6 @@ export function toGenRequest(svc: GenerationService, promptIds: number[], b: Sam
   };
 }
 
-// Seeds for n parallel samples: a given seed s gives s, s+1, …; none gives n random ones.
-export function withSeed(req: GenRequest, i: number): GenRequest {
-  const seed = req.sampling?.seed;
-  if (seed === undefined || i === 0) return req;
-  return { ...req, sampling: { ...req.sampling, seed: (seed + i) % Number.MAX_SAFE_INTEGER } };
-}
-
 export function usage(promptTokens: number, completionTokens: number) {
   return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
 }

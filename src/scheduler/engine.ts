@@ -71,6 +71,8 @@ interface BeamEntry {
 }
 
 interface Instance {
+  // n > 1 samples: siblings waiting for their first sequence's prompt to be computed, by its seqId
+  siblings: Map<number, { seq: Sequence; stream: TokenStream<TokenEvent> }[]>;
   runner: StepRunner;
   scheduler: Scheduler;
   streams: Map<number, { seq: Sequence; stream: TokenStream<TokenEvent> }>;   // by seqId
@@ -91,7 +93,7 @@ export class EngineLoop {
   constructor(runners: StepRunner[], opts: EngineLoopOptions) {
     this.#opts = opts;
     this.#now = opts.now ?? (() => performance.now());
-    this.#instances = runners.map((runner) => ({ runner, scheduler: this.#newScheduler(runner), streams: new Map(), beams: new Map(), wake: null, running: Promise.resolve(), pendingRelease: [] }));
+    this.#instances = runners.map((runner) => ({ runner, scheduler: this.#newScheduler(runner), streams: new Map(), beams: new Map(), siblings: new Map(), wake: null, running: Promise.resolve(), pendingRelease: [] }));
     this.#instances.forEach((inst, i) => { inst.running = this.#run(inst, i); });
   }
 
@@ -110,6 +112,39 @@ export class EngineLoop {
     inst.streams.set(seq.seqId, { seq, stream });
     inst.wake?.();
     return { requestId: seq.requestId, instance: index, sequence: seq, events: stream };
+  }
+
+  // n samples of one prompt (inits differ in sampling and request id only): the first prefills the
+  // prompt; when its first token comes, the others fork from it (forkForSampling) rather than
+  // prefilling again. Each is an independent request from then on.
+  submitN(inits: (Omit<SequenceInit, 'requestId' | 'eosTokenIds' | 'arrivalTime'> & { requestId?: string })[]): RequestHandle[] {
+    const first = this.submit(inits[0]);
+    if (inits.length === 1) return [first];
+    const inst = this.#instances[first.instance];
+    const siblings = inits.slice(1).map((init) => ({
+      seq: new Sequence({ ...init, requestId: init.requestId ?? `req-${nextRequestId++}`, eosTokenIds: this.#opts.eosTokenIds, arrivalTime: this.#now() }),
+      stream: new TokenStream<TokenEvent>(),
+    }));
+    inst.siblings.set(first.sequence.seqId, siblings);
+    return [first, ...siblings.map(({ seq, stream }) => ({ requestId: seq.requestId, instance: first.instance, sequence: seq, events: stream }))];
+  }
+
+  // The first of n samples sampled its first token (its prompt is in the cache): the siblings fork.
+  // If it ended before that (abort, error), they are queued as ordinary requests instead.
+  #releaseSiblings(inst: Instance, first: Sequence): boolean {
+    const siblings = inst.siblings.get(first.seqId);
+    if (!siblings) return false;
+    inst.siblings.delete(first.seqId);
+    for (const s of siblings) {
+      try {
+        if (first.status === 'running') inst.scheduler.forkForSampling(first, s.seq);
+        else inst.scheduler.add(s.seq);
+        inst.streams.set(s.seq.seqId, s);
+      } catch (e) {
+        s.stream.push({ tokenId: null, finishReason: 'error', error: isWeftError(e) ? e : new WeftError('WEFT_ERR_ENGINE_INTERNAL', String(e)) }, true);
+      }
+    }
+    return siblings.length > 0;
   }
 
   // Queues a beam search: one sequence (the prompt) that forks into up to params.beamWidth beams
@@ -143,6 +178,14 @@ export class EngineLoop {
   // stream ends with the reason.
   finish(requestId: string, reason: FinishReason = 'abort'): boolean {
     for (const inst of this.#instances) {
+      for (const siblings of inst.siblings.values()) {
+        const k = siblings.findIndex((s) => s.seq.requestId === requestId);
+        if (k < 0) continue;
+        const [s] = siblings.splice(k, 1);
+        this.#opts.onFinish?.(s.seq, reason);
+        s.stream.push({ tokenId: null, finishReason: reason }, true);
+        return true;
+      }
       const beam = inst.beams.get(requestId);
       if (beam) {
         this.#endBeam(inst, beam, reason === 'error' ? 'error' : 'abort');
@@ -194,11 +237,11 @@ export class EngineLoop {
       }
       const t0 = this.#now();
       const out = inst.scheduler.schedule(t0);
-      this.#endFinished(inst, out);
+      const queuedSiblings = this.#endFinished(inst, out);
       if (out.scheduled.length === 0) {
         inst.pendingRelease.push(...releasedIds(out));
         // Nothing fits right now (or only finishes to report): wait for a change.
-        if (!inst.scheduler.isIdle) await new Promise<void>((resolve) => { inst.wake = resolve; });
+        if (!inst.scheduler.isIdle && !queuedSiblings) await new Promise<void>((resolve) => { inst.wake = resolve; });
         inst.wake = null;
         continue;
       }
@@ -231,6 +274,7 @@ export class EngineLoop {
         this.#emitBeam(inst, ev.seq, ev.newTokenId === null ? null : candidatesOf(reply, index.get(ev.seq)!), ev.finished, now);
         continue;
       }
+      if (ev.newTokenId !== null || ev.finished) this.#releaseSiblings(inst, ev.seq);
       if (ev.newTokenId === null && !ev.finished) continue;
       const i = index.get(ev.seq)!;
       const stream = inst.streams.get(ev.seq.seqId)?.stream;
@@ -281,15 +325,19 @@ export class EngineLoop {
     entry.stream.push({ tokenId: null, finishReason: reason, ...(reason === 'error' ? { error: error ?? new WeftError('WEFT_ERR_ENGINE_INTERNAL', 'the engine returned no token') } : {}) }, true);
   }
 
-  // Sequences finished outside a step (abort, stop string) end their streams here.
-  #endFinished(inst: Instance, out: SchedulerOutput): void {
+  // Sequences finished outside a step (abort, stop string) end their streams here. True when
+  // that queued siblings of one of them (n samples): there is work although nothing ran.
+  #endFinished(inst: Instance, out: SchedulerOutput): boolean {
+    let queued = false;
     for (const f of out.finished) {
+      queued = this.#releaseSiblings(inst, f.seq) || queued;
       const stream = inst.streams.get(f.seq.seqId)?.stream;
       if (!stream) continue;
       inst.streams.delete(f.seq.seqId);
       this.#opts.onFinish?.(f.seq, f.reason);
       stream.push({ tokenId: null, finishReason: f.reason }, true);
     }
+    return queued;
   }
 
   // A worker died or its step threw: every sequence of this instance ends with the typed
@@ -297,6 +345,8 @@ export class EngineLoop {
   async #failInstance(inst: Instance, index: number, out: SchedulerOutput, e: unknown): Promise<void> {
     const error = isWeftError(e) ? e : new WeftError('WEFT_ERR_ENGINE_INTERNAL', String(e));
     inst.scheduler.postprocess(out, new Int32Array(out.scheduled.length).fill(-1), this.#now());
+    for (const siblings of inst.siblings.values()) for (const s of siblings) inst.streams.set(s.seq.seqId, s);
+    inst.siblings.clear();
     const numFailedRequests = inst.streams.size + inst.beams.size;
     for (const entry of [...inst.beams.values()]) this.#endBeam(inst, entry, 'error', error);
     for (const { seq, stream } of inst.streams.values()) {

@@ -275,6 +275,22 @@ export class Scheduler {
     this.#forksSinceLastStep.push([parent.seqId, child.seqId]);
   }
 
+  // n > 1 samples of one prompt: once the parent's prompt is computed, a sibling takes its blocks
+  // (copy-on-write) instead of prefilling again, and recomputes only the last prompt position to
+  // sample its own first token. The worker learns it as a new sequence (its own sampling) with
+  // the parent's blocks; the penalty history gets the prompt.
+  forkForSampling(parent: Sequence, child: Sequence): void {
+    if (parent.status !== 'running' || parent.numComputedTokens < parent.numPromptTokens) throw new Error('forkForSampling: the parent has not computed its prompt');
+    if (child.promptTokenIds.join() !== parent.promptTokenIds.join()) throw new Error('forkForSampling: the prompts differ');
+    this.#validateNew(child);
+    this.blockManager.fork(parent, child);
+    child.numComputedTokens = child.numPromptTokens - 1;
+    child.status = 'running';
+    child.arrivalOrder = this.#numArrivals++;
+    this.#running.push(child);
+    this.#byId.set(child.requestId, child);
+  }
+
   #validateNew(seq: Sequence): void {
     const { maxModelLen, numBlocks, blockSize } = this.options;
     const invalid = (msg: string) => new WeftError('WEFT_ERR_SCHED_INVALID_PARAMS', msg);

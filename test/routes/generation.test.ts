@@ -28,6 +28,7 @@ function scriptedLoop(ids: number[]) {
       })();
       return { requestId: 'r1', instance: 0, sequence: { numPreemptions: 0, get isFinished() { return finished; } }, events };
     },
+    submitN(inits: unknown[]) { return inits.map(() => loop.submit()); },
     finish(_id: string, reason: string) { calls.push(reason); finished = true; return true; },
     abort(id: string) { return loop.finish(id, 'abort'); },
     stats: () => [],

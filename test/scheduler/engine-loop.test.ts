@@ -152,3 +152,36 @@ t.test('abort in every state frees the blocks and ends the stream', async (t) =>
   await loop.close();
   await worker.close();
 });
+
+t.test('n samples of one prompt: prefilled once, the others fork; the same tokens as n separate requests', async (t) => {
+  const worker = await EngineWorker.start(0, opts(256));
+  const used: number[] = [];
+  const loop = new EngineLoop([worker], { scheduler: { maxModelLen: 512 }, eosTokenIds: EOS, onStep: () => used.push(loop.stats()[0].numUsedBlocks) });
+  t.teardown(async () => { await loop.close(); await worker.close(); });
+  const prompt = [1, ...Array.from({ length: 199 }, (_, i) => 3 + ((i * 41) % 400))];   // 200 tokens: 13 blocks
+  const init = (seed: number) => ({ promptTokenIds: prompt, maxTokens: 12, ignoreEos: true, sampling: { temperature: 0.9, topK: 40, seed } });
+  const separate = [];
+  for (const seed of [5, 6, 7, 8]) separate.push((await collect(loop.submit(init(seed)))).ids);
+  used.length = 0;
+  const grouped = await Promise.all(loop.submitN([5, 6, 7, 8].map(init)).map(collect));
+  t.same(grouped.map((r) => r.ids), separate, 'each sample as if alone (counter-based sampling, seeds s..s+3)');
+  t.ok(new Set(grouped.map((r) => r.ids.join())).size > 1, 'the samples differ');
+  const one = Math.ceil((prompt.length + 12) / 16);
+  t.ok(Math.max(...used) < 2 * one, `4 samples held at most ${Math.max(...used)} blocks; one sequence needs ${one}`);
+  t.equal(loop.stats()[0].numUsedBlocks, 0);
+});
+
+t.test('n samples: a sibling aborted before the fork ends at once; the first ending early still lets the others run', async (t) => {
+  const worker = await EngineWorker.start(0, opts(64));
+  const loop = new EngineLoop([worker], { scheduler: { maxModelLen: 512 }, eosTokenIds: EOS });
+  t.teardown(async () => { await loop.close(); await worker.close(); });
+  const hs = loop.submitN([1, 2, 3].map((seed) => ({ promptTokenIds: [1, 403, 407], maxTokens: 6, ignoreEos: true, sampling: { temperature: 1, seed } })));
+  t.ok(loop.abort(hs[2].requestId), 'a sibling not yet forked can be aborted');
+  loop.abort(hs[0].requestId);   // the first, aborted before its first token: the second runs on its own
+  const [a, b, c] = await Promise.all(hs.map(collect));
+  t.equal(a.reason, 'abort');
+  t.equal(c.reason, 'abort');
+  t.equal(b.reason, 'length');
+  t.equal(b.ids.length, 6);
+  t.equal(loop.stats()[0].numUsedBlocks, 0);
+});
