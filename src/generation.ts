@@ -11,7 +11,7 @@ import { IncrementalDetokenizer, type TextTokenizer } from './tokenizer.js';
 
 // Prompt tokens decoded as context for the first output token's text (vLLM uses 5).
 const DETOKENIZE_CONTEXT = 5;
-import type { SamplingParams } from './workers/step-pack.js';
+import type { SamplingParams } from './sampling.js';
 
 export interface ModelInfo {
   id: string;              // the served model name

@@ -4,7 +4,8 @@
 // single decode tokens side by side.
 import { WeftError } from './errors.js';
 import type { EngineInstance } from './workers/engine-instance.js';
-import { GREEDY, packStep, type SamplingParams, type SeqStep } from './workers/step-pack.js';
+import { GREEDY, type SamplingParams } from './sampling.js';
+import { packStep, type SeqStep } from './workers/step-pack.js';
 
 export interface OfflineRequest {
   promptIds: number[];

@@ -97,6 +97,20 @@ struct EngineOptions {
 
 // One batched step. All arrays are borrowed for the duration of the call.
 // T = num_tokens, N = num_seqs. Tokens of sequence i are [query_start[i], query_start[i+1]).
+// The per-sequence sampling parameters, defined once for C++ (the TypeScript twin is
+// src/sampling.ts): X(type, name, name in the step object from JavaScript, value meaning "off").
+// StepInput holds one array of each, SampleParams one value of each, and the addon reads them
+// by these names. The seed travels apart, as two uint32 words per sequence.
+#define WEFT_SAMPLING_FIELDS(X)                                   \
+  X(float, temperature, "temperature", 0)             /* 0 = greedy */ \
+  X(int32_t, top_k, "topK", 0)                                    \
+  X(float, top_p, "topP", 1)                                      \
+  X(float, min_p, "minP", 0)                                      \
+  X(float, repetition_penalty, "repetitionPenalty", 1)            \
+  X(float, presence_penalty, "presencePenalty", 0)                \
+  X(float, frequency_penalty, "frequencyPenalty", 0)              \
+  X(int32_t, num_logprobs, "numLogprobs", -1) /* -1 none, 0 chosen, k top k */
+
 struct StepInput {
   int num_tokens = 0, num_seqs = 0;
   const int32_t* token_ids = nullptr;     // [T]
@@ -109,16 +123,11 @@ struct StepInput {
   const int32_t* block_tables = nullptr;  // [N * max_blocks_per_seq]
   int max_blocks_per_seq = 0;
   const uint8_t* do_sample = nullptr;     // [N] 1: sample a token after this step's last token
-  // sampling parameters, [N] each
-  const float* temperature = nullptr;
-  const int32_t* top_k = nullptr;         // 0 = off
-  const float* top_p = nullptr;           // 1 = off
-  const float* min_p = nullptr;           // 0 = off
-  const float* repetition_penalty = nullptr;  // 1 = off
-  const float* presence_penalty = nullptr;    // 0 = off
-  const float* frequency_penalty = nullptr;   // 0 = off
+  // sampling parameters, [N] each (WEFT_SAMPLING_FIELDS), and the seeds
+#define WEFT_STEP_INPUT_FIELD(T, name, js, off) const T* name = nullptr;
+  WEFT_SAMPLING_FIELDS(WEFT_STEP_INPUT_FIELD)
+#undef WEFT_STEP_INPUT_FIELD
   const uint32_t* seeds = nullptr;        // [2N] lo, hi
-  const int32_t* num_logprobs = nullptr;  // [N] -1: none; 0: chosen token only; k: + top k
   // housekeeping executed before the forward pass
   const int32_t* block_copies = nullptr;  // [2C] src, dst block ids
   int num_block_copies = 0;

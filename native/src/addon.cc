@@ -3,6 +3,8 @@
 // addon instance, while models (weights) are shared process-wide by model_load's cache.
 #include <napi.h>
 
+#include <type_traits>
+
 #include "cpu/isa.h"
 #include "weft_engine.h"
 
@@ -36,6 +38,12 @@ std::string get_str(Napi::Env env, Napi::Object o, const char* k) {
   Napi::Value v = o.Get(k);
   if (!v.IsString()) throw_bad(env, std::string("expected string field ") + k);
   return v.As<Napi::String>().Utf8Value();
+}
+
+// The typed array kind that carries T (the sampling fields are float or int32).
+template <class T> constexpr napi_typedarray_type typed_array_type() {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, int32_t>, "a sampling field is float or int32_t");
+  return std::is_same_v<T, float> ? napi_float32_array : napi_int32_array;
 }
 
 template <class T, napi_typedarray_type Type>
@@ -240,15 +248,10 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
     s.prompt_lens = I32("promptLens", N);
     s.block_tables = I32("blockTables", N * s.max_blocks_per_seq);
     s.do_sample = typed<uint8_t, napi_uint8_array>(env, in, "doSample", N);
-    s.temperature = F32("temperature", N);
-    s.top_k = I32("topK", N);
-    s.top_p = F32("topP", N);
-    s.min_p = F32("minP", N);
-    s.repetition_penalty = F32("repetitionPenalty", N);
-    s.presence_penalty = F32("presencePenalty", N);
-    s.frequency_penalty = F32("frequencyPenalty", N);
+#define WEFT_READ_SAMPLING(T, name, js, off) s.name = typed<T, typed_array_type<T>()>(env, in, js, N);
+    WEFT_SAMPLING_FIELDS(WEFT_READ_SAMPLING)
+#undef WEFT_READ_SAMPLING
     s.seeds = typed<uint32_t, napi_uint32_array>(env, in, "seeds", 2 * N);
-    s.num_logprobs = I32("numLogprobs", N);
     s.num_block_copies = get_int(in, "numBlockCopies", 0);
     s.num_forks = get_int(in, "numForks", 0);
     s.num_release = get_int(in, "numRelease", 0);

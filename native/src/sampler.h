@@ -5,15 +5,25 @@
 #include <cstdint>
 #include <vector>
 
+#include "weft_engine.h"
+
 namespace weft {
 
 struct SampleParams {
-  float temperature = 0;
-  int top_k = 0;
-  float top_p = 1, min_p = 0;
-  float repetition_penalty = 1, presence_penalty = 0, frequency_penalty = 0;
+#define WEFT_SAMPLE_PARAM(T, name, js, off) T name = off;
+  WEFT_SAMPLING_FIELDS(WEFT_SAMPLE_PARAM)
+#undef WEFT_SAMPLE_PARAM
   uint64_t seed = 0;
-  int num_logprobs = -1;
+
+  // Row i of a step's sampling arrays.
+  static SampleParams of(const StepInput& in, int i) {
+    SampleParams p;
+#define WEFT_SAMPLE_PARAM_OF(T, name, js, off) p.name = in.name[i];
+    WEFT_SAMPLING_FIELDS(WEFT_SAMPLE_PARAM_OF)
+#undef WEFT_SAMPLE_PARAM_OF
+    p.seed = uint64_t(in.seeds[2 * i]) | (uint64_t(in.seeds[2 * i + 1]) << 32);
+    return p;
+  }
 };
 
 struct SampleScratch {

@@ -1,7 +1,7 @@
 // Request bodies (already validated by schemas.ts) → the generation service's GenRequest.
 // vLLM's conventions: temperature 0 = greedy, top_k -1/0 = off, no seed = a random one.
 import type { GenRequest, GenerationService } from '../generation.js';
-import type { SamplingParams } from '../workers/step-pack.js';
+import type { SamplingParams } from '../sampling.js';
 
 export interface SamplingFields {
   temperature?: number | null;

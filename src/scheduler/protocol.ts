@@ -4,7 +4,7 @@
 import type { ErrorData } from '../errors.js';
 import type { NativeStepOutput } from '../workers/binding.js';
 import type { EngineInstanceOptions } from '../workers/engine-instance.js';
-import type { SamplingParams } from '../workers/step-pack.js';
+import type { SamplingParams } from '../sampling.js';
 
 export type EngineInitOptions = EngineInstanceOptions;
 

@@ -1,6 +1,6 @@
 // Per-request state on one engine instance. The scheduler and the block manager own every
 // field; the layers above read them and change a sequence only through the Scheduler.
-import { GREEDY, type SamplingParams } from '../workers/step-pack.js';
+import { GREEDY, type SamplingParams } from '../sampling.js';
 
 export type SeqStatus = 'waiting' | 'running' | 'preempted' | 'finished';
 export type FinishReason = 'stop' | 'length' | 'abort' | 'error';

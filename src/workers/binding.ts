@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 
 import { ERRORS, WeftError, type ErrorCode } from '../errors.js';
 import type { ModelConfig, ModelSpec } from '../model/types.js';
+import type { SamplingArrays } from '../sampling.js';
 
 declare const modelBrand: unique symbol;
 declare const engineBrand: unique symbol;
@@ -45,7 +46,8 @@ export interface NativeEngineOptions {
 export type KvDtype = 'auto' | 'f32' | 'f16';
 
 // One batched step: T tokens of N sequences, packed (see native/include/weft_engine.h).
-export interface NativeStepInput {
+// The sampling arrays (one per field of src/sampling.ts, and the seeds) are part of every step.
+export interface NativeStepInput extends SamplingArrays {
   numTokens: number;
   numSeqs: number;
   maxBlocksPerSeq: number;
@@ -58,15 +60,6 @@ export interface NativeStepInput {
   promptLens: Int32Array;
   blockTables: Int32Array;
   doSample: Uint8Array;
-  temperature: Float32Array;
-  topK: Int32Array;
-  topP: Float32Array;
-  minP: Float32Array;
-  repetitionPenalty: Float32Array;
-  presencePenalty: Float32Array;
-  frequencyPenalty: Float32Array;
-  seeds: Uint32Array;
-  numLogprobs: Int32Array;
   numBlockCopies: number;
   blockCopies?: Int32Array;
   numForks: number;

@@ -1,22 +1,10 @@
 // Packs one step's sequences into the typed arrays of the native step call.
 import { WeftError } from '../errors.js';
+import { samplingArrays, setSampling, type SamplingParams } from '../sampling.js';
 import type { NativeStepInput } from './binding.js';
 
-export interface SamplingParams {
-  temperature: number;       // 0 = greedy
-  topK: number;              // 0 = off
-  topP: number;              // 1 = off
-  minP: number;              // 0 = off
-  repetitionPenalty: number; // 1 = off
-  presencePenalty: number;   // 0 = off
-  frequencyPenalty: number;  // 0 = off
-  seed: number;              // 0 .. 2^53-1
-  numLogprobs: number;       // -1 none, 0 chosen token, k top-k too
-}
-
-export const GREEDY: Readonly<SamplingParams> = Object.freeze({
-  temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, seed: 0, numLogprobs: -1,
-});
+// The sampling parameters are defined once, in src/sampling.ts.
+export { GREEDY, type SamplingParams } from '../sampling.js';
 
 export interface SeqStep {
   seqId: number;
@@ -51,9 +39,7 @@ export function packStep(seqs: readonly SeqStep[], blockSize: number, extras: St
     tokenIds: new Int32Array(T), positions: new Int32Array(T), slotMapping: new Int32Array(T),
     seqIds: new Int32Array(N), queryStart: new Int32Array(N + 1), contextLens: new Int32Array(N),
     promptLens: new Int32Array(N), blockTables: new Int32Array(N * maxBlocks), doSample: new Uint8Array(N),
-    temperature: new Float32Array(N), topK: new Int32Array(N), topP: new Float32Array(N), minP: new Float32Array(N),
-    repetitionPenalty: new Float32Array(N), presencePenalty: new Float32Array(N), frequencyPenalty: new Float32Array(N),
-    seeds: new Uint32Array(2 * N), numLogprobs: new Int32Array(N),
+    ...samplingArrays(N),
     numBlockCopies: extras.blockCopies ? extras.blockCopies.length / 2 : 0,
     blockCopies: extras.blockCopies ? Int32Array.from(extras.blockCopies) : undefined,
     numForks: extras.forks ? extras.forks.length / 2 : 0,
@@ -79,17 +65,7 @@ export function packStep(seqs: readonly SeqStep[], blockSize: number, extras: St
     input.promptLens[i] = s.promptLen;
     for (let b = 0; b < Math.min(s.blockTable.length, maxBlocks); b++) input.blockTables[i * maxBlocks + b] = s.blockTable[b];
     input.doSample[i] = s.doSample ? 1 : 0;
-    const p = s.sampling;
-    input.temperature[i] = p.temperature;
-    input.topK[i] = p.topK;
-    input.topP[i] = p.topP;
-    input.minP[i] = p.minP;
-    input.repetitionPenalty[i] = p.repetitionPenalty;
-    input.presencePenalty[i] = p.presencePenalty;
-    input.frequencyPenalty[i] = p.frequencyPenalty;
-    input.seeds[2 * i] = p.seed % 0x100000000;
-    input.seeds[2 * i + 1] = Math.floor(p.seed / 0x100000000);
-    input.numLogprobs[i] = p.numLogprobs;
+    setSampling(input, i, s.sampling);
   });
   input.queryStart[N] = t;
   return input;

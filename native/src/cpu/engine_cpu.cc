@@ -201,16 +201,7 @@ class CpuEngine final : public Engine {
     out->top_logprobs.assign(size_t(N) * top_n, NAN);
     parallel_rows(S, [&](int r, int thread) {
       const int i = rows_[r];
-      SampleParams p;
-      p.temperature = in.temperature[i];
-      p.top_k = in.top_k[i];
-      p.top_p = in.top_p[i];
-      p.min_p = in.min_p[i];
-      p.repetition_penalty = in.repetition_penalty[i];
-      p.presence_penalty = in.presence_penalty[i];
-      p.frequency_penalty = in.frequency_penalty[i];
-      p.seed = uint64_t(in.seeds[2 * i]) | (uint64_t(in.seeds[2 * i + 1]) << 32);
-      p.num_logprobs = in.num_logprobs[i];
+      const SampleParams p = SampleParams::of(in, i);
       const auto& h = history_.at(in.seq_ids[i]);
       SampleResult res;
       sample_row(&logits_[size_t(r) * V], V, p, h.data(), in.context_lens[i], in.prompt_lens[i],
