@@ -6,6 +6,7 @@
 // streams the tokens that can no longer change.
 import { BeamSearch, type BeamCandidate, type BeamParams, type Hypothesis } from './beam-search.js';
 import type { Scheduler } from './scheduler.js';
+import { WeftError } from '../errors.js';
 import { Sequence } from './sequence.js';
 
 export interface BeamOutcome {
@@ -28,6 +29,16 @@ export interface LiveBeams {
 // Chooses the hypothesis to stream among the returned ones; the default keeps the beam-search
 // order. 'defer': stream only what every returned hypothesis shares; the caller chooses.
 export type BeamSelector = ((hypotheses: Hypothesis[]) => Hypothesis) | 'defer';
+
+// A search is preempted and readmitted whole, so all its beams at full length must fit the KV
+// cache: the prompt's full blocks once, the rest of every beam's blocks each.
+export function checkBeamFits(cache: { numBlocks: number; blockSize: number }, numPromptTokens: number, p: Pick<BeamParams, 'beamWidth' | 'maxTokens'>): void {
+  const numShared = Math.floor(numPromptTokens / cache.blockSize);
+  const numWorst = numShared + p.beamWidth * (Math.ceil((numPromptTokens + p.maxTokens) / cache.blockSize) - numShared);
+  if (numWorst > cache.numBlocks) {
+    throw new WeftError('WEFT_ERR_SCHED_TOO_LONG', `a beam search of width ${p.beamWidth} over ${numPromptTokens} + ${p.maxTokens} tokens needs up to ${numWorst} KV blocks; the cache has ${cache.numBlocks}`);
+  }
+}
 
 export class BeamGroup {
   readonly requestId: string;

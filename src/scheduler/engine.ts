@@ -2,9 +2,10 @@
 // emit tokens to each request's stream. It runs while there is work and sleeps when idle.
 // New requests go to the least-loaded instance and stay there (their KV lives in its worker).
 import { WeftError, isWeftError } from '../errors.js';
-import { BeamGroup, type BeamOutcome, type BeamSelector, type LiveBeams } from './beam-group.js';
+import { BeamGroup, checkBeamFits, type BeamOutcome, type BeamSelector, type LiveBeams } from './beam-group.js';
 import type { BeamCandidate, BeamParams } from './beam-search.js';
 import type { StepMessage, StepReply } from './protocol.js';
+import { buildStepMessage, candidatesOf, logitsRow, releasedIds } from './step-message.js';
 import { Scheduler, type SchedulerOptions, type SchedulerOutput, type SchedulerStats } from './scheduler.js';
 import { Sequence, type FinishReason, type SequenceInit } from './sequence.js';
 import { TokenStream } from './token-stream.js';
@@ -161,12 +162,7 @@ export class EngineLoop {
       maxTokens: params.maxTokens, sampling: { ...init.sampling, temperature: 0, numLogprobs: numCandidates },
     });
     const group = new BeamGroup(seq, { ...params, eosTokenIds: this.#opts.eosTokenIds }, select);
-    // A search is preempted and readmitted whole, so all its beams at full length must fit: the
-    // prompt's full blocks once, the rest of every beam's blocks each.
-    const { numBlocks, blockSize } = inst.scheduler.options;
-    const numShared = Math.floor(seq.numPromptTokens / blockSize);
-    const numWorst = numShared + params.beamWidth * (Math.ceil((seq.numPromptTokens + params.maxTokens) / blockSize) - numShared);
-    if (numWorst > numBlocks) throw new WeftError('WEFT_ERR_SCHED_TOO_LONG', `a beam search of width ${params.beamWidth} over ${seq.numPromptTokens} + ${params.maxTokens} tokens needs up to ${numWorst} KV blocks; the cache has ${numBlocks}`);
+    checkBeamFits(inst.scheduler.options, seq.numPromptTokens, params);
     inst.scheduler.add(seq);
     const stream = new TokenStream<TokenEvent>();
     inst.beams.set(seq.requestId, { group, stream, streamBeams });
@@ -367,54 +363,4 @@ export class EngineLoop {
     }
     this.#opts.onInstanceFailure?.({ instance: index, error, numFailedRequests, restarted: !restartError, ...(restartError ? { restartError } : {}) });
   }
-}
-
-// The logits of scheduled sequence i: the engine returns one row per sampling sequence, in order.
-function logitsRow(logits: Float32Array, out: SchedulerOutput, i: number): Float32Array {
-  let row = 0;
-  for (let j = 0; j < i; j++) if (out.scheduled[j].doSample) row++;
-  const numRows = out.scheduled.filter((s) => s.doSample).length;
-  const vocab = logits.length / numRows;
-  return logits.slice(row * vocab, (row + 1) * vocab);
-}
-
-// A beam's candidates for the search: the top log-probs the engine returned for row i.
-function candidatesOf(reply: StepReply, i: number): BeamCandidate[] {
-  const out: BeamCandidate[] = [];
-  for (let j = 0; j < reply.topN && reply.topIds[i * reply.topN + j] >= 0; j++) out.push({ tokenId: reply.topIds[i * reply.topN + j], logprob: reply.topLogprobs[i * reply.topN + j] });
-  return out;
-}
-
-function releasedIds(out: SchedulerOutput): number[] {
-  return [...out.finished.map((f) => f.seq.seqId), ...out.preempted.map((s) => s.seqId)];
-}
-
-export function buildStepMessage(out: SchedulerOutput, earlierReleases: number[] = []): StepMessage {
-  const n = out.scheduled.length;
-  const seqIds = new Int32Array(n), startPos = new Int32Array(n), numNewTokens = new Int32Array(n), doSample = new Uint8Array(n);
-  const tokenIds = new Int32Array(out.numScheduledTokens);
-  const updates: number[] = [];
-  let off = 0;
-  out.scheduled.forEach((s, i) => {
-    seqIds[i] = s.seqId;
-    startPos[i] = s.startPos;
-    numNewTokens[i] = s.numNewTokens;
-    doSample[i] = s.doSample ? 1 : 0;
-    tokenIds.set(s.tokenIds, off);
-    off += s.numNewTokens;
-    for (const [idx, b] of s.blockUpdates) updates.push(s.seqId, idx, b);
-  });
-  return {
-    kind: 'step',
-    newSeqs: out.scheduled.filter((s) => s.isNew).map((s) => ({
-      seqId: s.seqId, promptLen: s.seq.numPromptTokens, sampling: { ...s.seq.sampling },
-      ...(s.startPos > 0 ? { prefixTokens: s.seq.tokenIds.slice(0, s.startPos) } : {}),
-    })),
-    seqIds, startPos, numNewTokens, doSample, tokenIds,
-    blockUpdates: Int32Array.from(updates),
-    blockCopies: Int32Array.from(out.blockCopies.flat()),
-    forks: Int32Array.from(out.forks.flat()),
-    release: Int32Array.from([...earlierReleases, ...releasedIds(out)]),
-    returnLogits: out.scheduled.some((s) => s.doSample && s.seq.returnLogits),
-  };
 }

@@ -1,0 +1,55 @@
+// Between the scheduler's output and the worker: the step message built from a SchedulerOutput,
+// and the pieces of a step's reply a request reads (its logits row, a beam's candidates).
+import type { BeamCandidate } from './beam-search.js';
+import type { StepMessage, StepReply } from './protocol.js';
+import type { SchedulerOutput } from './scheduler.js';
+
+// The logits of scheduled sequence i: the engine returns one row per sampling sequence, in order.
+export function logitsRow(logits: Float32Array, out: SchedulerOutput, i: number): Float32Array {
+  let row = 0;
+  for (let j = 0; j < i; j++) if (out.scheduled[j].doSample) row++;
+  const numRows = out.scheduled.filter((s) => s.doSample).length;
+  const vocab = logits.length / numRows;
+  return logits.slice(row * vocab, (row + 1) * vocab);
+}
+
+// A beam's candidates for the search: the top log-probs the engine returned for row i.
+export function candidatesOf(reply: StepReply, i: number): BeamCandidate[] {
+  const out: BeamCandidate[] = [];
+  for (let j = 0; j < reply.topN && reply.topIds[i * reply.topN + j] >= 0; j++) out.push({ tokenId: reply.topIds[i * reply.topN + j], logprob: reply.topLogprobs[i * reply.topN + j] });
+  return out;
+}
+
+export function releasedIds(out: SchedulerOutput): number[] {
+  return [...out.finished.map((f) => f.seq.seqId), ...out.preempted.map((s) => s.seqId)];
+}
+
+export function buildStepMessage(out: SchedulerOutput, earlierReleases: number[] = []): StepMessage {
+  const n = out.scheduled.length;
+  const seqIds = new Int32Array(n), startPos = new Int32Array(n), numNewTokens = new Int32Array(n), doSample = new Uint8Array(n);
+  const tokenIds = new Int32Array(out.numScheduledTokens);
+  const updates: number[] = [];
+  let off = 0;
+  out.scheduled.forEach((s, i) => {
+    seqIds[i] = s.seqId;
+    startPos[i] = s.startPos;
+    numNewTokens[i] = s.numNewTokens;
+    doSample[i] = s.doSample ? 1 : 0;
+    tokenIds.set(s.tokenIds, off);
+    off += s.numNewTokens;
+    for (const [idx, b] of s.blockUpdates) updates.push(s.seqId, idx, b);
+  });
+  return {
+    kind: 'step',
+    newSeqs: out.scheduled.filter((s) => s.isNew).map((s) => ({
+      seqId: s.seqId, promptLen: s.seq.numPromptTokens, sampling: { ...s.seq.sampling },
+      ...(s.startPos > 0 ? { prefixTokens: s.seq.tokenIds.slice(0, s.startPos) } : {}),
+    })),
+    seqIds, startPos, numNewTokens, doSample, tokenIds,
+    blockUpdates: Int32Array.from(updates),
+    blockCopies: Int32Array.from(out.blockCopies.flat()),
+    forks: Int32Array.from(out.forks.flat()),
+    release: Int32Array.from([...earlierReleases, ...releasedIds(out)]),
+    returnLogits: out.scheduled.some((s) => s.doSample && s.seq.returnLogits),
+  };
+}
