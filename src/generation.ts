@@ -194,9 +194,28 @@ export class GenerationService {
     }, {
       beamWidth: beam.beamWidth, maxTokens: req.maxTokens ?? Math.max(1, this.model.maxModelLen - req.promptIds.length), lengthPenalty: beam.lengthPenalty,
       earlyStopping: beam.earlyStopping, numReturnSequences: beam.numReturnSequences, ignoreEos: req.ignoreEos, minTokens: req.minTokens,
-      stopTokenIds: req.stopTokenIds,
+      stopTokenIds: req.stopTokenIds, endsWithStop: this.#stopCheck(req.stop ?? []),
     }, beam.choose ? 'defer' : undefined, beam.streamBeams ?? false);
-    return this.#track(handle, { ...req, stop: [] }, hooks, beam.choose);
+    return this.#track(handle, req, hooks, beam.choose);
+  }
+
+  // Beam search with stop strings: a hypothesis ends once its text contains one. Only the tail
+  // can hold a new match (an earlier one would have ended it), so only the tail is decoded.
+  #stopCheck(stop: string[]): ((tokens: readonly number[]) => boolean) | undefined {
+    const stops = stop.filter((x) => x.length > 0);
+    if (stops.length === 0) return undefined;
+    const window = 4 * Math.max(...stops.map((x) => x.length)) + 4;   // tokens; a byte token may be a quarter of a character
+    return (tokens) => {
+      const text = this.tokenizer.decodeNow(tokens.slice(-window));
+      return stops.some((x) => text.includes(x));
+    };
+  }
+
+  // The text of a hypothesis as returned: decoded as streamed, cut before its first stop string.
+  async hypothesisText(promptIds: readonly number[], tokens: readonly number[], stop: readonly string[] = []): Promise<string> {
+    const text = await this.decodeContinuation(promptIds, tokens);
+    const cut = Math.min(...stop.filter((x) => x.length > 0).map((x) => text.indexOf(x)).filter((i) => i >= 0), text.length);
+    return text.slice(0, cut);
   }
 
   // start() and wait.
@@ -247,7 +266,8 @@ export class GenerationService {
         full += await detok.push(ev.tokenId);
         if (ev.finishReason) full += await detok.flush();
         const text = advance(!!ev.finishReason);
-        if (stopAt >= 0 && !ev.finishReason) this.loop.finish(handle.requestId, 'stop');
+        // a beam search ends its hypotheses on stop strings itself; its stream goes on to the result
+        if (stopAt >= 0 && !ev.finishReason && !handle.sequence.isBeam) this.loop.finish(handle.requestId, 'stop');
         await hooks.onDelta?.({ text, tokenId: ev.tokenId, ...(lp ? { logprob: lp } : {}) });
       }
       if (ev.finishReason) {

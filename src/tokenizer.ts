@@ -8,6 +8,8 @@ import type { ModelSpec } from './model/types.js';
 export class TextTokenizer {
   readonly #tok: tokenizers.Tokenizer;
   readonly bosTokenId: number | null;
+  readonly #decoder: tokenizers.Decoder | null;
+  readonly #special: ReadonlySet<number>;
 
   constructor(spec: Pick<ModelSpec, 'tokenizerJson' | 'config' | 'path'>) {
     try {
@@ -16,6 +18,9 @@ export class TextTokenizer {
       throw new WeftError('WEFT_ERR_MODEL_TOKENIZER', `${spec.path}: cannot load tokenizer: ${(e as Error).message}`);
     }
     this.bosTokenId = spec.config.bosTokenId;
+    this.#decoder = this.#tok.getDecoder();
+    const added = (JSON.parse(spec.tokenizerJson) as { added_tokens?: { id: number; special?: boolean }[] }).added_tokens ?? [];
+    this.#special = new Set(added.filter((t) => t.special).map((t) => t.id));
   }
 
   // An empty text encodes to BOS alone (when the model has one).
@@ -37,6 +42,17 @@ export class TextTokenizer {
   // Several decodes in one trip to the tokenizer's thread: a streamed token costs one hop.
   decodeMany(ids: number[][], skipSpecialTokens = true): Promise<string[]> {
     return this.#tok.decodeBatch(ids, skipSpecialTokens);
+  }
+
+  // Synchronous decode through the tokenizer's decoder, for checks made inside the engine loop
+  // (beam search stop strings). Special tokens are left out, as by decode(ids, true).
+  decodeNow(ids: readonly number[]): string {
+    const pieces: string[] = [];
+    for (const id of ids) {
+      const t = this.#special.has(id) ? null : this.#tok.idToToken(id);
+      if (t !== null) pieces.push(t);
+    }
+    return this.#decoder ? this.#decoder.decode(pieces) : pieces.join('');
   }
 
   vocabSize(): number {

@@ -25,6 +25,7 @@ interface BeamChatBody {
   use_rerank: boolean;
   stream_beams: boolean;
   ignore_eos?: boolean;
+  stop?: string | string[] | null;
   stop_token_ids?: number[];
   repetition_penalty?: number | null;
 }
@@ -40,7 +41,8 @@ function toBeam(svc: GenerationService, ids: number[], b: BeamChatBody): { req: 
   return {
     req: {
       promptIds: ids, maxTokens: b.max_tokens ?? Math.min(DEFAULT_BEAM_MAX_TOKENS, room), minTokens: b.min_tokens, ignoreEos: b.ignore_eos,
-      stopTokenIds: b.stop_token_ids, sampling: b.repetition_penalty == null ? {} : { repetitionPenalty: b.repetition_penalty },
+      stopTokenIds: b.stop_token_ids, stop: b.stop == null ? [] : typeof b.stop === 'string' ? [b.stop] : b.stop,
+      sampling: b.repetition_penalty == null ? {} : { repetitionPenalty: b.repetition_penalty },
     },
     beam: { beamWidth: b.beam_width, lengthPenalty: b.length_penalty, earlyStopping: b.early_stopping, numReturnSequences: numReturn },
   };
@@ -59,9 +61,9 @@ function queryOf(b: BeamChatBody): string {
 }
 
 // The returned hypotheses as text, ranked by the reranker.
-async function ranked(svc: GenerationService, reranker: Reranker, query: string, promptIds: number[], r: GenResult) {
+async function ranked(svc: GenerationService, reranker: Reranker, query: string, promptIds: number[], stops: string[], r: GenResult) {
   const hyps = r.beam!.hypotheses;
-  const texts = await Promise.all(hyps.map((h) => svc.decodeContinuation(promptIds, h.tokens)));
+  const texts = await Promise.all(hyps.map((h) => svc.hypothesisText(promptIds, h.tokens, stops)));
   const t0 = performance.now();
   const order = await reranker.rank(query, hyps.map((h, i) => ({ text: texts[i], beamScore: h.score, cumLogprob: h.cumLogprob })));
   svc.metrics?.observeBeamSearch(reranker.name, hyps.length, (performance.now() - t0) / 1000);
@@ -81,7 +83,7 @@ export async function beamRoutes(app: FastifyInstance): Promise<void> {
     let rerankScore: number | undefined;
     if (reranker instanceof ModelReranker) {  // a model picks once the search ends; the rest streams then
       beam.choose = async (hyps) => {
-        const texts = await Promise.all(hyps.map((h) => svc.decodeContinuation(ids, h.tokens)));
+        const texts = await Promise.all(hyps.map((h) => svc.hypothesisText(ids, h.tokens, req.stop)));
         const t0 = performance.now();
         const [best] = await reranker.rank(queryOf(b), texts.map((text) => ({ text })));
         app.weft.metrics.observeBeamSearch(reranker.name, hyps.length, (performance.now() - t0) / 1000);
@@ -128,7 +130,7 @@ export async function beamRoutes(app: FastifyInstance): Promise<void> {
     const r = await gen.result;
     const t1 = performance.now();
     const reranker = rerankerFor(app, b);
-    const hypotheses = await ranked(svc, reranker, queryOf(b), ids, r);
+    const hypotheses = await ranked(svc, reranker, queryOf(b), ids, req.stop ?? [], r);
     return {
       input: text, prompt_ids: ids, reranker: reranker.name, beam_width: b.beam_width, length_penalty: b.length_penalty,
       early_stopping: b.early_stopping, hypotheses, chosen: hypotheses[0], usage: usage(r.numPromptTokens, r.numOutputTokens),

@@ -42,7 +42,7 @@ interface Format {
 
 const finishReason = (r: GenResult) => (r.finishReason === 'abort' ? 'stop' : r.finishReason);
 
-// What a beam search cannot combine with: log-probs, stop strings (stop token ids work), and on a
+// What a beam search cannot combine with: log-probs, and on a
 // GPU widths above 10 (the CUDA sampler returns at most 20 log-probs per row).
 function checkBeam(svc: GenerationService, b: OpenAiCommon, wantsLogprobs: boolean): void {
   if (!b.use_beam_search) {
@@ -50,8 +50,6 @@ function checkBeam(svc: GenerationService, b: OpenAiCommon, wantsLogprobs: boole
     return;
   }
   if (wantsLogprobs) throw new WeftError('WEFT_ERR_REQ_INVALID', 'logprobs are not available with use_beam_search');
-  const stop = b.stop == null ? [] : typeof b.stop === 'string' ? [b.stop] : b.stop;
-  if (stop.length > 0) throw new WeftError('WEFT_ERR_REQ_INVALID', 'stop strings are not available with use_beam_search (stop_token_ids are)');
   if (svc.model.backend === 'gpu' && (b.n ?? 1) > 10) throw new WeftError('WEFT_ERR_REQ_INVALID', `use_beam_search with n = ${b.n}: the GPU backend supports widths up to 10`);
 }
 
@@ -69,7 +67,7 @@ async function respondBeam(app: FastifyInstance, request: FastifyRequest, reply:
   const n = body.n ?? 1;
   const beam = { beamWidth: n, lengthPenalty: body.length_penalty ?? 1, earlyStopping: body.early_stopping ?? false, numReturnSequences: n };
   const asChoices = async (req: GenRequest, r: GenResult): Promise<GenResult[]> => Promise.all(r.beam!.hypotheses.map(async (h) => ({
-    text: await svc.decodeContinuation(req.promptIds, h.tokens), tokenIds: h.tokens, logprobs: [], finishReason: h.finishReason,
+    text: await svc.hypothesisText(req.promptIds, h.tokens, req.stop), tokenIds: h.tokens, logprobs: [], finishReason: h.finishReason,
     numPromptTokens: req.promptIds.length, numOutputTokens: h.tokens.length,
   })));
   const total = (rs: GenResult[][]) => usage(reqs.reduce((a, r) => a + r.promptIds.length, 0), rs.reduce((a, c) => a + (c[0]?.numOutputTokens ?? 0), 0));

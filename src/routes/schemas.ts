@@ -71,6 +71,7 @@ export const beamChatBody = body({
   use_rerank: { type: 'boolean', default: false, description: 'rerank the returned hypotheses (without a reranker model: by beam score, "logprob")' },
   stream_beams: { type: 'boolean', default: false, description: '/stream_chat_beam: also `event: beams` frames with the live beams and kept hypotheses after each step' },
   ignore_eos: { type: 'boolean' },
+  stop: sampling.stop,
   stop_token_ids: tokenIds(64),
   repetition_penalty: sampling.repetition_penalty,
 }, ['messages'], 'Beam search over a chat, the chosen hypothesis streamed as its tokens become final');

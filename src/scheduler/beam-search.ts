@@ -15,6 +15,9 @@ export interface BeamParams {
   stopTokenIds?: readonly number[];  // end a hypothesis like EOS, even with ignoreEos
   ignoreEos?: boolean;
   minTokens?: number;                // EOS/stop tokens do not end a hypothesis before this many generated tokens
+  // Stop strings: true when the text of these generated tokens contains one (asked of each top
+  // candidate that no ending id ends; the text layer above answers, this module knows no text).
+  endsWithStop?: (tokens: readonly number[]) => boolean;
   numReturnSequences?: number;       // 1..beamWidth, default beamWidth
 }
 
@@ -93,6 +96,7 @@ export class BeamSearch {
   readonly minTokens: number;
   readonly numReturnSequences: number;
   private readonly endingIds: ReadonlySet<number>;
+  private readonly endsWithStop?: (tokens: readonly number[]) => boolean;
 
   private alive: Beam[] = [{ tokens: [], cumLogprob: 0 }];
   private kept: KeptHypotheses;
@@ -113,6 +117,7 @@ export class BeamSearch {
     const ending = new Set(params.stopTokenIds ?? []);
     if (!params.ignoreEos) for (const id of params.eosTokenIds) ending.add(id);
     this.endingIds = ending;
+    this.endsWithStop = params.endsWithStop;
     this.kept = new KeptHypotheses(this.beamWidth);
   }
 
@@ -145,7 +150,8 @@ export class BeamSearch {
     const finished: Hypothesis[] = [];
     for (let rank = 0; rank < top.length && next.length < k; rank++) {
       const c = top[rank];
-      if (!canEnd || !this.endingIds.has(c.tokenId)) {
+      const ends = canEnd && (this.endingIds.has(c.tokenId) || (this.endsWithStop?.([...this.alive[c.parent].tokens, c.tokenId]) ?? false));
+      if (!ends) {
         next.push(c);
         continue;
       }

@@ -3,6 +3,9 @@
 // re-run through a CPU engine each step, HF's algorithm written out here, sharing no code with
 // scheduler/beam-search.ts), streamed text = final text, blocks shared between beams, abort
 // frees everything, and ordinary requests batched with a search keep their tokens.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
 import t from 'tap';
 
 import { EngineLoop } from '../../src/scheduler/engine.js';
@@ -185,7 +188,7 @@ t.test("OpenAI routes: vLLM's use_beam_search, n = width, streamed and not", asy
   const cmpl = (await post('/v1/completions', { prompt: [1, 403, 407], n: 2, use_beam_search: true, max_tokens: 8 })).json();
   t.equal(cmpl.choices.length, 2);
   for (const [payload, what] of [
-    [{ messages, n: 2, use_beam_search: true, logprobs: true }, 'logprobs'], [{ messages, n: 2, use_beam_search: true, stop: ['.'] }, 'stop strings'],
+    [{ messages, n: 2, use_beam_search: true, logprobs: true }, 'logprobs'],
     [{ messages, length_penalty: 1 }, 'length_penalty without use_beam_search'],
   ] as const) {
     const r = await post('/v1/chat/completions', payload);
@@ -245,4 +248,28 @@ t.test('a search preempted for room comes back whole and ends as without pressur
     { code: 'WEFT_ERR_SCHED_TOO_LONG' });
   await loop.close();
   await worker.close();
+});
+
+t.test('stop strings end hypotheses inside the search (and never appear in the result)', async (t) => {
+  const e = await EngineInstance.open({ modelPath: MODEL_DIR, dtype: 'f32', numThreads: 1, numKvBlocks: 512, blockSize: 16 });
+  t.teardown(() => e.close());
+  // the vocabulary's tokens whose text holds a '.', read from tokenizer.json (not through weft)
+  const vocab = JSON.parse(readFileSync(join(MODEL_DIR, 'tokenizer.json'), 'utf8')).model.vocab as Record<string, number>;
+  const dots = Object.entries(vocab).filter(([k]) => k.includes('.')).map(([, id]) => id);
+  t.ok(dots.length > 0);
+  const messages = ['Lily and Tom'];
+  const prompt = (await post('/tokenize', { messages })).json().ids as number[];
+  let stopped = 0;
+  for (const k of [2, 4]) {
+    const got = (await post('/rerank_scores', { messages, beam_width: k, max_tokens: 14, stop: ['.'] })).json();
+    const want = bruteForce(e, prompt, k, 14, 1, false, [EOS, ...dots]);
+    t.same(got.hypotheses.map((h: { output_ids: number[] }) => h.output_ids), want.map((h) => h.tokens), `width ${k}: as a search where '.' ends a hypothesis`);
+    stopped += got.hypotheses.filter((h: { finish_reason: string }) => h.finish_reason === 'stop').length;
+    for (const h of got.hypotheses) t.notMatch(h.output_text, /\./, 'the stop string is not returned');
+    const streamed = sseData((await post('/stream_chat_beam', { messages, beam_width: k, max_tokens: 14, stop: '.' })).body);
+    const final = streamed.at(-2) as { output_text: string };
+    t.equal((streamed.slice(0, -2) as { text: string }[]).map((x) => x.text).join(''), final.output_text, 'streamed == final');
+    t.equal(final.output_text, got.hypotheses[0].output_text);
+  }
+  t.ok(stopped > 0, `${stopped} hypotheses ended on the stop string`);
 });
