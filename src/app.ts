@@ -21,6 +21,7 @@ import { healthRoutes } from './routes/health.js';
 import { openaiRoutes } from './routes/openai.js';
 import { ajvOptions } from './routes/schemas.js';
 import { tokenizeRoutes } from './routes/tokenize.js';
+import { webuiRoutes } from './routes/webui.js';
 
 export class AppState {
   #service: GenerationService | null = null;
@@ -62,7 +63,7 @@ export interface AppDeps {
   metrics?: Metrics;             // default: a fresh registry for this app
 }
 
-const PUBLIC_ROUTES = new Set(['/health']);
+const PUBLIC_ROUTES = new Set(['/health', '/']);   // '/' is the chat page: it asks for the key itself
 
 export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Promise<FastifyInstance> {
   const s = serverSlice(config);
@@ -96,6 +97,7 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
   await app.register(rerankRoutes);
   await app.register(tokenizeRoutes);
   await app.register(openaiRoutes);
+  if (s.webui) await app.register(webuiRoutes);
   return app;
 }
 
@@ -106,7 +108,7 @@ function sendError(app: FastifyInstance, request: FastifyRequest, reply: Fastify
   return reply.status(e.status).send(errorBody(e));
 }
 
-// Optional API keys: `Authorization: Bearer <key>` on every route but /health. Keys are compared
+// Optional API keys: `Authorization: Bearer <key>` on every route but /health and / (the page). Keys are compared
 // as SHA-256 digests with timingSafeEqual, against every key: the time taken says nothing about
 // how much of a guess matched (a Set lookup or === would).
 function keyMatcher(keys: readonly string[]): (candidate: string) => boolean {

@@ -36,6 +36,7 @@ const KEYS = {
   host: { kind: 'string', help: 'listen address' },
   apiKeys: { kind: 'list', help: 'comma-separated Bearer keys; empty = no auth' },
   cors: { kind: 'string', help: 'allowed origin(s), comma-separated, or * ; empty = CORS off' },
+  webui: { kind: 'bool', help: 'serve the chat page at GET / (--no-webui turns it off)' },
   bodyLimit: { kind: 'int', min: 1024, max: 1 << 30, help: 'bytes per request body' },
   requestTimeoutMs: { kind: 'int', min: 0, max: 86_400_000, help: 'per-request generation limit; 0 = none' },
   shutdownTimeoutMs: { kind: 'int', min: 0, max: 3_600_000, help: 'wait for in-flight requests on SIGTERM' },
@@ -64,6 +65,7 @@ export interface Config {
   host: string;
   apiKeys: readonly string[];
   cors: string;
+  webui: boolean;
   bodyLimit: number;
   requestTimeoutMs: number;
   shutdownTimeoutMs: number;
@@ -94,6 +96,7 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   host: '0.0.0.0',             // address
   apiKeys: Object.freeze([]) as readonly string[],  // keys
   cors: '',                    // origins; '' = off
+  webui: true,                 // GET / serves the chat page
   bodyLimit: 1_048_576,        // bytes
   requestTimeoutMs: 600_000,   // ms
   shutdownTimeoutMs: 30_000,   // ms
@@ -154,6 +157,7 @@ export interface LoadConfigInput {
 export function loadConfig({ argv = [], env = process.env, overrides = {} }: LoadConfigInput = {}): Readonly<Config> {
   const out: Record<string, unknown> = { ...DEFAULTS };
   const keys = Object.keys(KEYS) as ConfigKey[];
+  const boolKeys = keys.filter((k) => KEYS[k].kind === 'bool');   // each also takes --no-<flag>
   for (const k of keys) {
     const v = env[envName(k)];
     if (v !== undefined) out[k] = coerce(k, v, `env ${envName(k)}`);
@@ -161,7 +165,7 @@ export function loadConfig({ argv = [], env = process.env, overrides = {} }: Loa
   let values: Record<string, unknown>;
   try {
     ({ values } = parseArgs({ args: argv, strict: true, allowPositionals: false,
-      options: Object.fromEntries([...keys.map((k) => [flagName(k), { type: 'string' }]), ['help', { type: 'boolean' }]]) }));
+      options: Object.fromEntries([...keys.map((k) => [flagName(k), { type: 'string' }]), ...boolKeys.map((k) => [`no-${flagName(k)}`, { type: 'boolean' }]), ['help', { type: 'boolean' }]]) }));
   } catch (e) {
     throw new WeftError('WEFT_ERR_CONFIG_INVALID', `${(e as Error).message}\n${configUsage()}`);
   }
@@ -170,6 +174,7 @@ export function loadConfig({ argv = [], env = process.env, overrides = {} }: Loa
     const v = values[flagName(k)];
     if (v !== undefined) out[k] = coerce(k, v as string, `--${flagName(k)}`);
   }
+  for (const k of boolKeys) if (values[`no-${flagName(k)}`]) out[k] = false;
   for (const [k, v] of Object.entries(overrides)) {
     if (!(k in KEYS)) invalid(k, 'overrides', 'unknown key');
     if (v !== undefined) out[k] = coerce(k as ConfigKey, v as string, 'overrides');
@@ -227,7 +232,7 @@ export function describeConfig(c: Readonly<Config>): Record<string, unknown> {
 // ---- slices ----
 
 export const serverSlice = (c: Readonly<Config>) => Object.freeze({
-  port: c.port, host: c.host, apiKeys: c.apiKeys, cors: c.cors, bodyLimit: c.bodyLimit,
+  port: c.port, host: c.host, apiKeys: c.apiKeys, cors: c.cors, webui: c.webui, bodyLimit: c.bodyLimit,
   requestTimeoutMs: c.requestTimeoutMs, shutdownTimeoutMs: c.shutdownTimeoutMs, logLevel: c.logLevel,
 });
 export type ServerConfig = ReturnType<typeof serverSlice>;

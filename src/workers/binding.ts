@@ -1,13 +1,12 @@
 // The whole native surface, typed. Handles are branded so a model handle cannot be passed
 // where an engine handle is expected. Native errors carry a WEFT_ERR_* code and are rebuilt
 // here as WeftError.
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+
 
 import { ERRORS, WeftError, type ErrorCode } from '../errors.js';
 import type { ModelConfig, ModelSpec } from '../model/types.js';
+import { findInPackage } from '../package-path.js';
 import type { SamplingArrays } from '../sampling.js';
 
 declare const modelBrand: unique symbol;
@@ -104,14 +103,10 @@ export interface CudaDeviceInfo {
   freeBytes: number;
 }
 
-// Walk up from this file (src/ or dist/src/) to the package root's build output.
+// The package root's build output, from src/ or dist/src/.
 function findAddonPath(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    const candidate = join(dir, 'build', 'Release', 'weft_native.node');
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
-  }
+  const path = findInPackage(import.meta.url, 'build', 'Release', 'weft_native.node');
+  if (path) return path;
   throw new WeftError('WEFT_ERR_ENGINE_NATIVE_LOAD', 'native addon build/Release/weft_native.node not found: run `npm install` (or `npm run build`)');
 }
 
