@@ -99,7 +99,7 @@ export async function main(argv: string[]): Promise<number> {
     } else if (cmd === 'synth') await synth(rest);
     else if (cmd === 'serve') {
       const { runServer } = await import('./server.js');
-      await runServer(rest);
+      return await runServer(rest);   // 0 once serving; a failed start exits non-zero
     } else if (cmd === undefined || cmd === '--help' || cmd === '-h') {
       process.stdout.write(USAGE + '\n');
       return cmd === undefined ? 1 : 0;

@@ -115,10 +115,12 @@ export async function shutdown(app: FastifyInstance, engine: Engine | null, time
   await engine?.close();
 }
 
-export async function runServer(argv: string[]): Promise<void> {
+// Starts the server; resolves once it serves (0) or failed to start (1; 2 for a bad config),
+// the exit code also set on process.exitCode. A failure is one readable line on stderr.
+export async function runServer(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(configUsage() + '\n');
-    return;
+    return 0;
   }
   let config: Readonly<Config>;
   try {
@@ -126,7 +128,7 @@ export async function runServer(argv: string[]): Promise<void> {
   } catch (e) {
     process.stderr.write(`weft: ${isWeftError(e) ? e.code + ': ' : ''}${(e as Error).message}\n`);
     process.exitCode = 2;
-    return;
+    return 2;
   }
   const app = await buildApp(config);
   app.log.info({ config: describeConfig(config) }, 'effective configuration');
@@ -140,7 +142,7 @@ export async function runServer(argv: string[]): Promise<void> {
     process.stderr.write(`weft: cannot listen on ${config.host}:${config.port}: ${why}\n`);
     await app.close();
     process.exitCode = 1;
-    return;
+    return 1;
   }
   let engine: Engine | null = null;
   let stopping = false;
@@ -154,14 +156,20 @@ export async function runServer(argv: string[]): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   try {
     engine = await startEngine(config, app.weft.metrics, app.log);
-    if (stopping) return void (await engine.close());
+    if (stopping) {
+      await engine.close();
+      return 0;
+    }
     app.weft.attach(engine.service);
     app.weft.reranker = engine.reranker;
   } catch (e) {
     app.log.fatal({ err: e }, `cannot start the engine: ${(e as Error).message}`);
+    process.stderr.write(`weft: cannot start the engine: ${isWeftError(e) ? e.code + ': ' : ''}${(e as Error).message}\n`);
     await app.close();
     process.exitCode = 1;
+    return 1;
   }
+  return 0;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) await runServer(process.argv.slice(2));

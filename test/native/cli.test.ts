@@ -73,3 +73,13 @@ t.test('bad command lines fail with a code, not a crash', async (t) => {
     t.match(r.err, re);
   }
 });
+
+t.test('weft serve: a start that fails exits non-zero with one readable line', async (t) => {
+  const missing = await run(['serve', '--model', '/nonexistent/model', '--host', '127.0.0.1', '--port', '0', '--log-level', 'silent']);
+  t.equal(missing.code, 1, 'a missing model');
+  t.match(missing.err, /^weft: cannot start the engine: WEFT_ERR_\w+: /m);
+  const bad = await run(['serve', '--bogus']);
+  t.equal(bad.code, 2, 'a bad flag');
+  t.match(bad.err, /WEFT_ERR_CONFIG_INVALID/);
+  process.exitCode = 0;   // runServer also sets it; this test process must still exit 0
+});
