@@ -1,8 +1,10 @@
 // The `weft` command line: generate, quantize, synth, serve.
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 
 import { resolveBackend, resolveDtype, resolveNumThreads, type Config } from './config.js';
 import { checkpointKind } from './model/types.js';
+import { findInPackage } from './package-path.js';
 import { usableCpuCount } from './system.js';
 import { isWeftError, WeftError } from './errors.js';
 import { loadModelSpec } from './model/load.js';
@@ -16,11 +18,17 @@ import { EngineInstance } from './workers/engine-instance.js';
 const USAGE = `usage:
   weft generate --model PATH --prompt TEXT --max-tokens N [--temperature T] [--top-k K] [--top-p P]
                 [--min-p P] [--seed S] [--backend cpu|gpu|auto] [--dtype auto|f32|int8|f16|bf16]
-                [--threads N|auto] [--json]
+                [--num-threads N|auto] [--json]
   weft quantize MODEL_DIR OUT_DIR        write a pre-quantized int8 model directory
   weft synth CONFIG OUT [--format gguf|hf] [--dtype f32|f16|q8_0] [--seed S]
                                          seeded random weights at the shape of a config.json
-  weft serve [options]                   the HTTP server (same as npm start)`;
+  weft serve [options]                   the HTTP server (same as npm start; weft serve --help lists its flags)
+  weft --version`;
+
+async function packageVersion(): Promise<string> {
+  const path = findInPackage(import.meta.url, 'package.json');
+  return path ? (JSON.parse(await readFile(path, 'utf8')) as { version: string }).version : 'unknown';
+}
 
 function usageError(message: string): never {
   throw new WeftError('WEFT_ERR_CONFIG_INVALID', `${message}\n${USAGE}`);
@@ -40,9 +48,10 @@ async function generate(argv: string[]): Promise<void> {
       model: { type: 'string' }, prompt: { type: 'string' }, 'max-tokens': { type: 'string' },
       temperature: { type: 'string' }, 'top-k': { type: 'string' }, 'top-p': { type: 'string' }, 'min-p': { type: 'string' },
       seed: { type: 'string' }, backend: { type: 'string' }, dtype: { type: 'string' }, threads: { type: 'string' },
-      json: { type: 'boolean' },
+      'num-threads': { type: 'string' }, json: { type: 'boolean' },
     },
   });
+  values.threads ??= values['num-threads'];   // serve's spelling works here too
   if (!values.model) usageError('--model is required');
   if (values.prompt === undefined) usageError('--prompt is required (use --prompt "" to start from BOS)');
   const asked = values.backend ?? 'cpu';
@@ -92,6 +101,15 @@ async function synth(argv: string[]): Promise<void> {
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
+    if (cmd === '--version' || cmd === '-v') {
+      process.stdout.write(`weft ${await packageVersion()}\n`);
+      return 0;
+    }
+    // `weft generate --help`, `weft synth --help`, …: the usage, not an error
+    if (cmd !== 'serve' && (rest.includes('--help') || rest.includes('-h'))) {
+      process.stdout.write(USAGE + '\n');
+      return 0;
+    }
     if (cmd === 'generate') await generate(rest);
     else if (cmd === 'quantize') {
       if (rest.length !== 2) usageError('quantize needs MODEL_DIR and OUT_DIR');

@@ -165,7 +165,8 @@ export function loadConfig({ argv = [], env = process.env, overrides = {} }: Loa
   let values: Record<string, unknown>;
   try {
     ({ values } = parseArgs({ args: argv, strict: true, allowPositionals: false,
-      options: Object.fromEntries([...keys.map((k) => [flagName(k), { type: 'string' }]), ...boolKeys.map((k) => [`no-${flagName(k)}`, { type: 'boolean' }]), ['help', { type: 'boolean' }]]) }));
+      options: Object.fromEntries([...keys.map((k) => [flagName(k), { type: 'string' }]), ...boolKeys.map((k) => [`no-${flagName(k)}`, { type: 'boolean' }]),
+        ['help', { type: 'boolean' }], ['api-key', { type: 'string', multiple: true }]]) }));
   } catch (e) {
     throw new WeftError('WEFT_ERR_CONFIG_INVALID', `${(e as Error).message}\n${configUsage()}`);
   }
@@ -175,6 +176,9 @@ export function loadConfig({ argv = [], env = process.env, overrides = {} }: Loa
     if (v !== undefined) out[k] = coerce(k, v as string, `--${flagName(k)}`);
   }
   for (const k of boolKeys) if (values[`no-${flagName(k)}`]) out[k] = false;
+  // vLLM's and llama.cpp's spelling: --api-key KEY, repeatable
+  const single = values['api-key'] as string[] | undefined;
+  if (single) out.apiKeys = coerce('apiKeys', [...(out.apiKeys as readonly string[]), ...single].join(','), '--api-key');
   for (const [k, v] of Object.entries(overrides)) {
     if (!(k in KEYS)) invalid(k, 'overrides', 'unknown key');
     if (v !== undefined) out[k] = coerce(k as ConfigKey, v as string, 'overrides');

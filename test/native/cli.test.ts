@@ -83,3 +83,16 @@ t.test('weft serve: a start that fails exits non-zero with one readable line', a
   t.match(bad.err, /WEFT_ERR_CONFIG_INVALID/);
   process.exitCode = 0;   // runServer also sets it; this test process must still exit 0
 });
+
+t.test('weft --version, and --help on every command', async (t) => {
+  const v = await run(['--version']);
+  t.equal(v.code, 0);
+  t.match(v.out, /^weft \d+\.\d+\.\d+/);
+  for (const cmd of ['generate', 'synth', 'quantize']) {
+    const h = await run([cmd, '--help']);
+    t.equal(h.code, 0, `${cmd} --help`);
+    t.match(h.out, /usage:/);
+  }
+  const g = await run(['generate', '--model', MODEL_DIR, '--prompt', '', '--max-tokens', '4', '--num-threads', '1', '--json']);
+  t.equal(g.code, 0, "generate takes serve's --num-threads too");
+});

@@ -135,3 +135,8 @@ t.test('a port in use: one line on stderr, exit code 1, no stack trace', async (
   t.match(err, `weft: cannot listen on 127.0.0.1:${port}: the address is in use`);
   t.notMatch(err, /\n\s+at /, 'no stack trace');
 });
+
+t.test("--api-key, the vLLM and llama.cpp spelling, adds keys", async (t) => {
+  t.same(loadConfig({ env: {}, argv: ['--api-key', 'a'] }).apiKeys, ['a']);
+  t.same(loadConfig({ env: {}, argv: ['--api-key', 'a', '--api-key', 'b', '--api-keys', 'c'] }).apiKeys, ['c', 'a', 'b']);
+});
