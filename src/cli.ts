@@ -1,5 +1,7 @@
 // The `weft` command line: generate, quantize, synth, serve.
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { resolveBackend, resolveDtype, resolveNumThreads, type Config } from './config.js';
@@ -95,7 +97,12 @@ async function synth(argv: string[]): Promise<void> {
   const format = (values.format ?? 'gguf') as 'gguf' | 'hf';
   const dtype = (values.dtype ?? 'f32') as 'f32' | 'f16' | 'q8_0';
   if (!['gguf', 'hf'].includes(format) || !['f32', 'f16', 'q8_0'].includes(dtype)) usageError('bad --format or --dtype');
-  await synthesizeModel({ config: positionals[0], out: positionals[1], format, dtype, seed: num(values.seed, 'seed', 0, true) });
+  // a tokenizer (and its chat template) lying next to the config.json goes with the model
+  const dir = dirname(positionals[0]);
+  const tokenizerJson = existsSync(join(dir, 'tokenizer.json')) ? await readFile(join(dir, 'tokenizer.json'), 'utf8') : undefined;
+  const tokConfig = existsSync(join(dir, 'tokenizer_config.json')) ? JSON.parse(await readFile(join(dir, 'tokenizer_config.json'), 'utf8')) as { chat_template?: unknown } : {};
+  const chatTemplate = typeof tokConfig.chat_template === 'string' ? tokConfig.chat_template : undefined;
+  await synthesizeModel({ config: positionals[0], out: positionals[1], format, dtype, seed: num(values.seed, 'seed', 0, true), tokenizerJson, chatTemplate });
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -76,6 +76,11 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
     id, path: modelPath, isDemo, backend, dtype, maxModelLen: sched.maxModelLen, vocabSize: spec.config.vocabSize,
     eosTokenIds: spec.config.eosTokenIds, numInstances: e.numInstances, chatTemplate: spec.chatTemplate,
   }, generationSlice(config), metrics);
+  // a cache that cannot hold one full context is a configuration mistake, not an error: say so
+  for (const w of workers) {
+    const tokens = w.info.numKvBlocks * w.info.blockSize;
+    if (tokens < sched.maxModelLen) log?.warn(`engine instance ${w.index}: its KV cache holds ${tokens} tokens, less than one full context (${sched.maxModelLen}); long requests will be refused — raise --kv-cache-blocks or lower --max-model-len`);
+  }
   log?.info(`model ${id} ready: ${spec.format} ${modelPath}, ${e.numInstances} ${backend} instance(s)${backend === 'cpu' ? ` × ${numThreads} thread(s)` : ''}, ${dtype} weights, ${workers.map((w) => w.info.numKvBlocks).join('/')} KV blocks of ${e.blockSize}, context ${sched.maxModelLen}`);
   let reranker: ModelReranker | null = null;
   if (config.rerankerModel) {

@@ -21,6 +21,7 @@ export interface SynthOptions {
   dtype: 'f32' | 'f16' | 'q8_0';
   seed: number;
   tokenizerJson?: string;                    // default: a synthetic SentencePiece-style vocabulary
+  chatTemplate?: string | null;              // default: a simple one with the synthetic vocabulary, none with a given tokenizer
 }
 
 const CHUNK_BYTES = 4 << 20;
@@ -185,7 +186,7 @@ async function writeHf(opts: SynthOptions, raw: Record<string, unknown>, config:
   json('tokenizer_config.json', {
     add_bos_token: vocab.addBos, add_eos_token: false, bos_token: tokenName(vocab.bosId), eos_token: tokenName(vocab.eosId),
     unk_token: tokenName(vocab.unkId), model_max_length: config.maxPositions,
-    ...(opts.tokenizerJson ? {} : { chat_template: SIMPLE_CHAT_TEMPLATE }),
+    ...(templateOf(opts) ? { chat_template: templateOf(opts) } : {}),
   });
 }
 
@@ -213,7 +214,7 @@ function ropeFreqFactors(c: ModelConfig): Float32Array | null {
   return out;
 }
 
-function ggufMetadata(c: ModelConfig, vocab: GgufVocab, fileType: number, withTemplate: boolean): GgufEntry[] {
+function ggufMetadata(c: ModelConfig, vocab: GgufVocab, fileType: number, template: string | null): GgufEntry[] {
   const a = c.architecture;
   const u32 = (key: string, value: number): GgufEntry => ({ key: `${a}.${key}`, type: GGUF_TYPE.U32, value });
   const f32 = (key: string, value: number): GgufEntry => ({ key: `${a}.${key}`, type: GGUF_TYPE.F32, value });
@@ -229,7 +230,7 @@ function ggufMetadata(c: ModelConfig, vocab: GgufVocab, fileType: number, withTe
     ...(c.ropeScaling?.type === 'linear'
       ? [{ key: `${a}.rope.scaling.type`, type: GGUF_TYPE.STRING, value: 'linear' }, f32('rope.scaling.factor', c.ropeScaling.factor)] : []),
     ...ggufTokenizerEntries(vocab),
-    ...(withTemplate ? [{ key: 'tokenizer.chat_template', type: GGUF_TYPE.STRING, value: SIMPLE_CHAT_TEMPLATE }] : []),
+    ...(template ? [{ key: 'tokenizer.chat_template', type: GGUF_TYPE.STRING, value: template }] : []),
   ];
 }
 
@@ -253,7 +254,7 @@ async function writeGguf(opts: SynthOptions, c: ModelConfig, vocab: GgufVocab, n
   const fileType = opts.dtype === 'f32' ? 0 : opts.dtype === 'f16' ? 1 : 7;
   const fh = await open(opts.out, 'w');
   try {
-    await fh.write(encodeGgufHeader(ggufMetadata(c, vocab, fileType, !opts.tokenizerJson), infos));
+    await fh.write(encodeGgufHeader(ggufMetadata(c, vocab, fileType, templateOf(opts)), infos));
     for (const t of infos) {
       const write = async (b: Uint8Array) => { await fh.write(b); };
       if (t.hfName === 'rope_freqs.weight') await write(asF32(freqs!));
@@ -268,4 +269,11 @@ async function writeGguf(opts: SynthOptions, c: ModelConfig, vocab: GgufVocab, n
   } finally {
     await fh.close();
   }
+}
+
+// The chat template written with the model: the given one, else the simple template that goes
+// with the synthetic vocabulary (a given tokenizer without a template gets none).
+function templateOf(opts: SynthOptions): string | null {
+  if (opts.chatTemplate !== undefined) return opts.chatTemplate;
+  return opts.tokenizerJson ? null : SIMPLE_CHAT_TEMPLATE;
 }

@@ -1,10 +1,12 @@
 // The `weft` command line, called in-process.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 
 import { main } from '../../src/cli.js';
+import { loadModelSpec } from '../../src/model/load.js';
+import { TextTokenizer } from '../../src/tokenizer.js';
 import { GOLDEN_IDS, MODEL_DIR, MODEL_GGUF } from '../fixtures/paths.js';
 
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -95,4 +97,25 @@ t.test('weft --version, and --help on every command', async (t) => {
   }
   const g = await run(['generate', '--model', MODEL_DIR, '--prompt', '', '--max-tokens', '4', '--num-threads', '1', '--json']);
   t.equal(g.code, 0, "generate takes serve's --num-threads too");
+});
+
+t.test('weft synth takes the tokenizer and chat template lying next to the config.json', async (t) => {
+  const smol = join(MODEL_DIR, '..', 'smollm2-135m-shape');
+  const dir = mkdtempSync(join(tmpdir(), 'weft-synth-tok-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const config = { architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 64, intermediate_size: 128, num_hidden_layers: 1,
+    num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 49152, max_position_embeddings: 512, rms_norm_eps: 1e-5, rope_theta: 10000,
+    tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2 };
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+  copyFileSync(join(smol, 'tokenizer.json'), join(dir, 'tokenizer.json'));
+  copyFileSync(join(smol, 'tokenizer_config.json'), join(dir, 'tokenizer_config.json'));
+  const want = JSON.parse(readFileSync(join(smol, 'tokenizer_config.json'), 'utf8')).chat_template as string;
+  for (const format of ['gguf', 'hf'] as const) {
+    const out = join(dir, format === 'gguf' ? 'm.gguf' : 'm-hf');
+    t.equal((await run(['synth', join(dir, 'config.json'), out, '--format', format])).code, 0, format);
+    const spec = await loadModelSpec(out);
+    t.equal(spec.chatTemplate, want, `${format}: the chat template came along`);
+    const reference = new TextTokenizer({ tokenizerJson: readFileSync(join(smol, 'tokenizer.json'), 'utf8'), config: spec.config, path: smol });
+    t.same(await new TextTokenizer(spec).encode('hello world', false), await reference.encode('hello world', false), `${format}: the same tokenizer`);
+  }
 });

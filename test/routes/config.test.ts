@@ -13,8 +13,9 @@ import { synthesizeModel } from '../../src/model/synth.js';
 import { checkpointKind } from '../../src/model/types.js';
 import { cgroupCpuLimit, usableCpuCount } from '../../src/system.js';
 import { MODEL_DIR } from '../fixtures/paths.js';
-import { runServer } from '../../src/server.js';
-import { startTestApp } from './helpers.js';
+import { Metrics } from '../../src/metrics.js';
+import { runServer, startEngine } from '../../src/server.js';
+import { startTestApp, testConfig } from './helpers.js';
 
 t.test('defaults < env < flags', async (t) => {
   t.equal(loadConfig({ env: {} }).port, 8080);
@@ -139,4 +140,16 @@ t.test('a port in use: one line on stderr, exit code 1, no stack trace', async (
 t.test("--api-key, the vLLM and llama.cpp spelling, adds keys", async (t) => {
   t.same(loadConfig({ env: {}, argv: ['--api-key', 'a'] }).apiKeys, ['a']);
   t.same(loadConfig({ env: {}, argv: ['--api-key', 'a', '--api-key', 'b', '--api-keys', 'c'] }).apiKeys, ['c', 'a', 'b']);
+});
+
+t.test('a KV cache smaller than one full context starts with a warning', async (t) => {
+  const warnings: string[] = [];
+  const log = { info() {}, debug() {}, error() {}, fatal() {}, trace() {}, warn(m: string) { warnings.push(m); }, child() { return log; }, level: 'info' };
+  const engine = await startEngine(testConfig({ kvCacheBlocks: 4, maxNumBatchedTokens: 64 }), new Metrics({ defaultMetrics: false }), log as never);
+  t.teardown(() => engine.close());
+  t.match(warnings.join('\n'), /KV cache holds 64 tokens, less than one full context/);
+  const quiet: string[] = [];
+  const ok = await startEngine(testConfig(), new Metrics({ defaultMetrics: false }), { ...log, warn(m: string) { quiet.push(m); } } as never);
+  t.teardown(() => ok.close());
+  t.same(quiet.filter((m) => m.includes('KV cache')), [], 'no warning when a context fits');
 });
