@@ -85,6 +85,7 @@ export interface Generation {
 
 export class GenerationService {
   readonly #active = new Set<RequestHandle>();
+  readonly #idle = new EventTarget();   // 'idle' when the last request in flight ends
   readonly #tokenText = new Map<number, string>();
 
   constructor(
@@ -180,6 +181,7 @@ export class GenerationService {
     } finally {
       if (timer) clearTimeout(timer);
       this.#active.delete(handle);
+      if (this.#active.size === 0) this.#idle.dispatchEvent(new Event('idle'));
       // a consumer that throws (a broken socket) must not leave the sequence running
       if (!handle.sequence.isFinished) this.loop.abort(handle.requestId);
     }
@@ -302,10 +304,17 @@ export class GenerationService {
     };
   }
 
-  // For shutdown: resolves when no request is in flight (or after maxMs).
+  // Resolves once no request is in flight (at once when none is).
+  idle(): Promise<void> {
+    if (this.#active.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.addEventListener('idle', () => resolve(), { once: true }));
+  }
+
+  // For shutdown: resolves when no request is in flight, or after maxMs at the latest.
   async drain(maxMs: number): Promise<boolean> {
-    const until = Date.now() + maxMs;
-    while (this.#active.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.idle(), new Promise<void>((resolve) => { timer = setTimeout(resolve, maxMs); })]);
+    clearTimeout(timer);
     return this.#active.size === 0;
   }
 
