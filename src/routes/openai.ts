@@ -38,6 +38,21 @@ interface Format {
   chunkObject: string;
   choice(index: number, r: GenResult): Promise<Record<string, unknown>>;
   chunkChoice(index: number, d: GenDelta, isFirst: boolean): Promise<Record<string, unknown> | null>;
+  endChoice(index: number, r: GenResult): Record<string, unknown>;   // a streamed choice's last chunk
+}
+
+// The end of every streamed response: each choice's last chunk (sent by `run`, which returns the
+// usage), the usage chunk if asked, or an error event; then [DONE].
+async function endStream(app: FastifyInstance, sse: SseStream, gens: Generation[], includeUsage: boolean,
+  chunk: (choices: unknown[], extra?: object) => unknown, run: () => Promise<unknown>): Promise<void> {
+  try {
+    const total = await run();
+    if (includeUsage) await sse.send(chunk([], { usage: total }));
+  } catch (e) {
+    gens.forEach((g) => { g.abort(); g.result.catch(() => undefined); });
+    await sse.send(streamErrorBody(app.weft.metrics, e));
+  }
+  await sse.done();
 }
 
 const finishReason = (r: GenResult) => (r.finishReason === 'abort' ? 'stop' : r.finishReason);
@@ -94,24 +109,15 @@ async function respondBeam(app: FastifyInstance, request: FastifyRequest, reply:
   }
   sse = SseStream.open(request, reply);
   sse.signal.addEventListener('abort', () => gens.forEach((g) => g.abort()), { once: true });
-  try {
-    const all = await Promise.all(gens.map(async (g, p) => {
-      const choices = await asChoices(reqs[p], await g.result);
-      for (const [j, c] of choices.entries()) {
-        const whole = j === 0 ? {} : await fmt.chunkChoice(p * n + j, { text: c.text, tokenId: c.tokenIds.at(-1) ?? -1 }, true);
-        if (whole) await sse!.send(chunk([whole]));
-        const end = fmt.object === 'chat.completion' ? { index: p * n + j, delta: {}, logprobs: null, finish_reason: finishReason(c) }
-          : { index: p * n + j, text: '', logprobs: null, finish_reason: finishReason(c) };
-        await sse!.send(chunk([end]));
-      }
-      return choices;
-    }));
-    if (body.stream_options?.include_usage) await sse.send(chunk([], { usage: total(all) }));
-  } catch (e) {
-    gens.forEach((g) => { g.abort(); g.result.catch(() => undefined); });
-    await sse.send(streamErrorBody(app.weft.metrics, e));
-  }
-  await sse.done();
+  await endStream(app, sse, gens, !!body.stream_options?.include_usage, chunk, async () => total(await Promise.all(gens.map(async (g, p) => {
+    const choices = await asChoices(reqs[p], await g.result);
+    for (const [j, c] of choices.entries()) {
+      const whole = j === 0 ? null : await fmt.chunkChoice(p * n + j, { text: c.text, tokenId: c.tokenIds.at(-1) ?? -1 }, true);
+      if (whole) await sse!.send(chunk([whole]));
+      await sse!.send(chunk([fmt.endChoice(p * n + j, c)]));
+    }
+    return choices;
+  }))));
   return reply;
 }
 
@@ -120,7 +126,6 @@ async function respond(app: FastifyInstance, request: FastifyRequest, reply: Fas
   reqs: GenRequest[], fmt: Format, idPrefix: string): Promise<unknown> {
   const svc = app.weft.service;
   const n = body.n ?? 1;
-  const all = reqs.flatMap((r) => Array.from({ length: n }, () => r));  // one entry per choice
   const base = { id: `${idPrefix}-${randomUUID().replaceAll('-', '')}`, created: Math.floor(Date.now() / 1000), model: svc.model.id };
   const total = (rs: GenResult[]) => usage(reqs.reduce((a, r) => a + r.promptIds.length, 0), rs.reduce((a, r) => a + r.numOutputTokens, 0));
   if (body.use_beam_search) return respondBeam(app, request, reply, body, reqs, fmt, base);
@@ -133,7 +138,7 @@ async function respond(app: FastifyInstance, request: FastifyRequest, reply: Fas
   }
 
   let sse: SseStream | null = null;
-  const first = all.map(() => true);
+  const first = Array.from({ length: reqs.length * n }, () => true);   // per choice: no chunk sent yet
   const chunk = (choices: unknown[], extra = {}) => ({ ...base, object: fmt.chunkObject, choices, ...extra });
   const gens = startAll(svc, reqs, (i) => ({
     onDelta: async (d) => {
@@ -143,20 +148,11 @@ async function respond(app: FastifyInstance, request: FastifyRequest, reply: Fas
   }), n);
   sse = SseStream.open(request, reply);
   sse.signal.addEventListener('abort', () => gens.forEach((g) => g.abort()), { once: true });
-  try {
-    const results = await Promise.all(gens.map(async (g, i) => {
-      const r = await g.result;
-      const last = fmt.object === 'chat.completion' ? { index: i, delta: {}, logprobs: null, finish_reason: finishReason(r) }
-        : { index: i, text: '', logprobs: null, finish_reason: finishReason(r) };
-      await sse!.send(chunk([last]));
-      return r;
-    }));
-    if (body.stream_options?.include_usage) await sse.send(chunk([], { usage: total(results) }));
-  } catch (e) {
-    gens.forEach((g) => { g.abort(); g.result.catch(() => undefined); });
-    await sse.send(streamErrorBody(app.weft.metrics, e));
-  }
-  await sse.done();
+  await endStream(app, sse, gens, !!body.stream_options?.include_usage, chunk, async () => total(await Promise.all(gens.map(async (g, i) => {
+    const r = await g.result;
+    await sse!.send(chunk([fmt.endChoice(i, r)]));
+    return r;
+  }))));
   return reply;
 }
 
@@ -184,6 +180,7 @@ function completionFormat(svc: GenerationService, withLogprobs: boolean): Format
       textSoFar[index] = (textSoFar[index] ?? 0) + d.text.length;
       return { index, text: d.text, logprobs: lp, finish_reason: null };
     },
+    endChoice: (index, r) => ({ index, text: '', logprobs: null, finish_reason: finishReason(r) }),
   };
 }
 
@@ -210,6 +207,7 @@ function chatFormat(svc: GenerationService, withLogprobs: boolean): Format {
       const lp = withLogprobs && d.logprob ? { content: [await chatLogprobEntry(svc, d.logprob)] } : null;
       return { index, delta: isFirst ? { role: 'assistant', content: d.text } : { content: d.text }, logprobs: lp, finish_reason: null };
     },
+    endChoice: (index, r) => ({ index, delta: {}, logprobs: null, finish_reason: finishReason(r) }),
   };
 }
 
