@@ -24,7 +24,12 @@ async function resubmitSearch(loop: EngineLoop, prompt: number[], width: number,
   const search = new BeamSearch({ beamWidth: width, maxTokens, lengthPenalty: 1, earlyStopping: false, eosTokenIds: [], ignoreEos: true });
   while (!search.isDone) {
     const candidates = await Promise.all(search.beams.map(async (b): Promise<BeamCandidate[]> => {
-      const h = loop.submit({ promptTokenIds: [...prompt, ...b.tokens], maxTokens: 1, ignoreEos: true, sampling: { temperature: 0, numLogprobs: search.numCandidates } });
+      const h = loop.submit({
+        promptTokenIds: [...prompt, ...b.tokens],
+        maxTokens: 1,
+        ignoreEos: true,
+        sampling: { temperature: 0, numLogprobs: search.numCandidates },
+      });
       const top: BeamCandidate[] = [];
       for await (const ev of h.events) for (const c of ev.topLogprobs ?? []) top.push({ tokenId: c.id, logprob: c.logprob });
       return top;
@@ -54,7 +59,10 @@ async function main(): Promise<void> {
   const time = async (f: () => Promise<void>) => { const t0 = performance.now(); await f(); return performance.now() - t0; };
   const runs = {
     greedy: () => drain(loop.submit({ promptTokenIds: prompt(), maxTokens: N, ignoreEos: true, sampling: { temperature: 0 } })),
-    beams: () => drain(loop.submitBeam({ promptTokenIds: prompt() }, { beamWidth: width, maxTokens: N, lengthPenalty: 1, earlyStopping: false, ignoreEos: true })),
+    beams: () =>
+      drain(
+        loop.submitBeam({ promptTokenIds: prompt() }, { beamWidth: width, maxTokens: N, lengthPenalty: 1, earlyStopping: false, ignoreEos: true }),
+      ),
     resubmit: () => resubmitSearch(loop, prompt(), width, N),
   };
   for (const f of Object.values(runs)) await f();  // warm-up

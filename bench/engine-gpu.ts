@@ -101,8 +101,10 @@ export async function mainGpu(argv: string[]): Promise<void> {
         const tflops = (prefill / (pn * pl)) * prefillFlops(GPU_SHAPES[shape], pn, pl) / 1e12;
         rows.push({ shape, dtype, device: dev.name, kind: 'prefill', prompts: pn, promptTokens: pl, prefillTokPerSec: +prefill.toFixed(0),
           modelTflops: +tflops.toFixed(1), tensorRooflineShare: +(tflops * 1e12 / peak).toFixed(3) });
-        process.stdout.write(`${shape} ${dtype.padEnd(5)} prefill ${pn}x${pl}: ${prefill.toFixed(0).padStart(8)} tok/s  ${tflops.toFixed(1)} TFLOP/s of model FLOPs` +
-          ` = ${(100 * tflops * 1e12 / peak).toFixed(1)}% of ${values['tensor-tflops']}\n`);
+        process.stdout.write(
+          `${shape} ${dtype.padEnd(5)} prefill ${pn}x${pl}: ${prefill.toFixed(0).padStart(8)} tok/s  ${tflops.toFixed(1)} TFLOP/s of model FLOPs` +
+            ` = ${((100 * tflops * 1e12) / peak).toFixed(1)}% of ${values['tensor-tflops']}\n`,
+        );
       }
       for (const batch of batches) {
         const decode = median(Array.from({ length: reps }, () => timeDecode(e, batch, promptTokens, decodeTokens, 64)));

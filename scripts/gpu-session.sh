@@ -58,7 +58,8 @@ run_driver() {
   local log=$1 deadline=$2
   shift 2
   rm -rf /tmp/tc && mkdir -p /tmp/tc
-  printf '%s\n' "$@" | xargs -P 8 -I{} sh -c "timeout $(until_t "$deadline") ./build/test_cuda --model '$WEFT_TEST_MODEL_DIR' '={}' > /tmp/tc/{}.log 2>&1; echo \$? > /tmp/tc/{}.rc"
+  local one="timeout $(until_t "$deadline") ./build/test_cuda --model '$WEFT_TEST_MODEL_DIR'"
+  printf '%s\n' "$@" | xargs -P 8 -I{} sh -c "$one '={}' > /tmp/tc/{}.log 2>&1; echo \$? > /tmp/tc/{}.rc"
   : > "$log"
   local failing=()
   for t in "$@"; do

@@ -67,7 +67,8 @@ async function generate(argv: string[]): Promise<void> {
   const topP = num(values['top-p'], 'top-p', 1);
   const minP = num(values['min-p'], 'min-p', 0);
   const seed = num(values.seed, 'seed', Math.floor(Math.random() * 2 ** 32), true);
-  const threads = values.threads === undefined || values.threads === 'auto' ? resolveNumThreads(0, 1, usableCpuCount()) : num(values.threads, 'threads', 1, true);
+  const threads =
+    values.threads === undefined || values.threads === 'auto' ? resolveNumThreads(0, 1, usableCpuCount()) : num(values.threads, 'threads', 1, true);
   if (maxTokens < 1 || temperature < 0 || topK < 0 || topP <= 0 || topP > 1 || minP < 0 || minP > 1 || seed < 0 || threads < 1)
     usageError('sampling values out of range');
 
@@ -100,7 +101,9 @@ async function synth(argv: string[]): Promise<void> {
   // a tokenizer (and its chat template) lying next to the config.json goes with the model
   const dir = dirname(positionals[0]);
   const tokenizerJson = existsSync(join(dir, 'tokenizer.json')) ? await readFile(join(dir, 'tokenizer.json'), 'utf8') : undefined;
-  const tokConfig = existsSync(join(dir, 'tokenizer_config.json')) ? JSON.parse(await readFile(join(dir, 'tokenizer_config.json'), 'utf8')) as { chat_template?: unknown } : {};
+  const tokConfig = existsSync(join(dir, 'tokenizer_config.json'))
+    ? (JSON.parse(await readFile(join(dir, 'tokenizer_config.json'), 'utf8')) as { chat_template?: unknown })
+    : {};
   const chatTemplate = typeof tokConfig.chat_template === 'string' ? tokConfig.chat_template : undefined;
   await synthesizeModel({ config: positionals[0], out: positionals[1], format, dtype, seed: num(values.seed, 'seed', 0, true), tokenizerJson, chatTemplate });
 }

@@ -19,12 +19,28 @@ interface KeySpec {
 const KEYS = {
   model: { kind: 'string', help: 'HF model directory or .gguf file; empty = the built-in demo model' },
   backend: { kind: ['cpu', 'gpu', 'auto'], help: 'compute backend; auto = GPU when one is visible, else CPU' },
-  dtype: { kind: ['auto', 'f32', 'int8', 'f16', 'bf16'], help: 'weight type in memory; auto = the file\'s: int8 for Q8_0 GGUF, else f32 on the CPU, bf16 on a GPU for bf16 checkpoints else f16' },
+  dtype: {
+    kind: ['auto', 'f32', 'int8', 'f16', 'bf16'],
+    help: "weight type in memory; auto = the file's: int8 for Q8_0 GGUF, else f32 on the CPU, bf16 on a GPU for bf16 checkpoints else f16",
+  },
   numInstances: { kind: 'int', min: 1, max: 64, help: 'engine instances (worker threads, each with its own KV cache)' },
-  numThreads: { kind: 'intOrAuto', min: 1, max: 256, help: 'compute threads per instance; auto (0) = the CPUs this process may use (affinity and cgroup quota), over the instances' },
+  numThreads: {
+    kind: 'intOrAuto',
+    min: 1,
+    max: 256,
+    help: 'compute threads per instance; auto (0) = the CPUs this process may use (affinity and cgroup quota), over the instances',
+  },
   kvCacheBlocks: { kind: 'int', min: 1, max: 1 << 24, help: 'KV cache blocks per instance (GPU: used only when gpuMemoryUtilization is 0)' },
-  kvDtype: { kind: ['auto', 'f32', 'f16'], help: 'CPU KV cache element type; auto = f32 with f32 weights, f16 with int8 (the GPU caches in its activation type)' },
-  gpuMemoryUtilization: { kind: 'number', min: 0, max: 0.99, help: 'GPU: share of the memory free after the weights that the KV caches take, split evenly over the instances on a device; 0 = kvCacheBlocks' },
+  kvDtype: {
+    kind: ['auto', 'f32', 'f16'],
+    help: 'CPU KV cache element type; auto = f32 with f32 weights, f16 with int8 (the GPU caches in its activation type)',
+  },
+  gpuMemoryUtilization: {
+    kind: 'number',
+    min: 0,
+    max: 0.99,
+    help: 'GPU: share of the memory free after the weights that the KV caches take, split evenly over the instances on a device; 0 = kvCacheBlocks',
+  },
   cudaGraphs: { kind: 'bool', help: 'GPU: replay decode steps from CUDA graphs captured per batch size' },
   blockSize: { kind: 'int', min: 1, max: 1024, help: 'tokens per KV block' },
   maxNumBatchedTokens: { kind: 'int', min: 1, max: 1 << 20, help: 'tokens computed per step' },

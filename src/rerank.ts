@@ -60,7 +60,8 @@ export class ModelReranker implements Reranker {
     const tokenizer = new TextTokenizer(spec);
     const one = async (word: string) => {
       const ids = await tokenizer.encode(word, false);
-      if (ids.length !== 1) throw new WeftError('WEFT_ERR_MODEL_TOKENIZER', `reranker ${options.modelPath}: "${word}" is not a single token (${ids.length} tokens)`);
+      if (ids.length !== 1)
+        throw new WeftError('WEFT_ERR_MODEL_TOKENIZER', `reranker ${options.modelPath}: "${word}" is not a single token (${ids.length} tokens)`);
       return ids[0];
     };
     const [yesId, noId] = [await one('yes'), await one('no')];

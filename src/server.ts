@@ -6,7 +6,10 @@ import { basename } from 'node:path';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 
 import { buildApp } from './app.js';
-import { configUsage, describeConfig, engineSlice, generationSlice, kvFractionForInstance, loadConfig, resolveBackend, resolveDtype, resolveNumThreads, schedulerSlice, type Config } from './config.js';
+import {
+  configUsage, describeConfig, engineSlice, generationSlice, kvFractionForInstance, loadConfig,
+  resolveBackend, resolveDtype, resolveNumThreads, schedulerSlice, type Config,
+} from './config.js';
 import { DEMO_MODEL_NAME, ensureDemoModel } from './demo-model.js';
 import { isWeftError } from './errors.js';
 import { GenerationService } from './generation.js';
@@ -39,7 +42,8 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
   const spec = await loadModelSpec(modelPath);
   const dtype = resolveDtype(e.dtype, backend, checkpointKind(spec));
   const numThreads = resolveNumThreads(e.numThreads, e.numInstances, usableCpuCount());
-  if (backend === 'cpu') log?.info(`compute threads: ${numThreads} per instance (${e.numThreads === 0 ? `auto: ${usableCpuCount()} usable CPU(s)` : '--num-threads'})`);
+  if (backend === 'cpu')
+    log?.info(`compute threads: ${numThreads} per instance (${e.numThreads === 0 ? `auto: ${usableCpuCount()} usable CPU(s)` : '--num-threads'})`);
   const sched = schedulerSlice(config, spec.config.maxPositions);
   const workers: EngineWorker[] = [];
   try {
@@ -79,9 +83,17 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
   // a cache that cannot hold one full context is a configuration mistake, not an error: say so
   for (const w of workers) {
     const tokens = w.info.numKvBlocks * w.info.blockSize;
-    if (tokens < sched.maxModelLen) log?.warn(`engine instance ${w.index}: its KV cache holds ${tokens} tokens, less than one full context (${sched.maxModelLen}); long requests will be refused — raise --kv-cache-blocks or lower --max-model-len`);
+    if (tokens < sched.maxModelLen)
+      log?.warn(
+        `engine instance ${w.index}: its KV cache holds ${tokens} tokens, less than one full context (${sched.maxModelLen}); ` +
+          'long requests will be refused — raise --kv-cache-blocks or lower --max-model-len',
+      );
   }
-  log?.info(`model ${id} ready: ${spec.format} ${modelPath}, ${e.numInstances} ${backend} instance(s)${backend === 'cpu' ? ` × ${numThreads} thread(s)` : ''}, ${dtype} weights, ${workers.map((w) => w.info.numKvBlocks).join('/')} KV blocks of ${e.blockSize}, context ${sched.maxModelLen}`);
+  log?.info(
+    `model ${id} ready: ${spec.format} ${modelPath}, ${e.numInstances} ${backend} instance(s)` +
+      `${backend === 'cpu' ? ` × ${numThreads} thread(s)` : ''}, ${dtype} weights, ` +
+      `${workers.map((w) => w.info.numKvBlocks).join('/')} KV blocks of ${e.blockSize}, context ${sched.maxModelLen}`,
+  );
   let reranker: ModelReranker | null = null;
   if (config.rerankerModel) {
     // one instance beside the model's, on the same backend; its own KV cache and prefix cache

@@ -35,7 +35,11 @@ export function formatComparison(peerLabel: string, rows: CompareRow[]): string 
   const w = [34, 12, 14, 11];
   const head = ['', 'weft', peerLabel, 'weft/peer'];
   const fmtRow = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join(' ');
-  return [fmtRow(head), '-'.repeat(w.reduce((a, b) => a + b + 1, -1)), ...rows.map((r) => fmtRow([r.name, cell(r.weft), cell(r.peer), ratio(r.weft, r.peer)]))].join('\n');
+  return [
+    fmtRow(head),
+    '-'.repeat(w.reduce((a, b) => a + b + 1, -1)),
+    ...rows.map((r) => fmtRow([r.name, cell(r.weft), cell(r.peer), ratio(r.weft, r.peer)])),
+  ].join('\n');
 }
 
 // llama-server splits its context evenly over its slots: each needs room for the longest request.

@@ -33,12 +33,25 @@ function target(label: string, baseUrl: string, cfg: BenchConfig, server: Server
   };
 }
 
-async function benchServer(t: PointTarget, cfg: BenchConfig, requestsFor: (point: number) => BenchRequest[], io: Io, modelId: string, replay?: PointResult[]): Promise<PointResult[]> {
+async function benchServer(
+  t: PointTarget,
+  cfg: BenchConfig,
+  requestsFor: (point: number) => BenchRequest[],
+  io: Io,
+  modelId: string,
+  replay?: PointResult[],
+): Promise<PointResult[]> {
   const isMulti = cfg.sweep || cfg.concurrencies.length > 1;
   if (isMulti) io.out(tableHeader());
-  const points = await runSession(t, cfg, requestsFor, (p, note) => {
-    if (isMulti) io.out(tableRow(p) + (note ? `  ${note}` : ''));
-  }, replay?.map((p) => ({ requestRate: p.requestRate, maxConcurrency: p.maxConcurrency })));
+  const points = await runSession(
+    t,
+    cfg,
+    requestsFor,
+    (p, note) => {
+      if (isMulti) io.out(tableRow(p) + (note ? `  ${note}` : ''));
+    },
+    replay?.map((p) => ({ requestRate: p.requestRate, maxConcurrency: p.maxConcurrency })),
+  );
   for (const [i, p] of points.entries()) {
     io.out(formatSummary(p, cfg));
     if (cfg.saveResult) io.log(`saved ${saveResult(p, cfg, modelId, points.length > 1 ? `-point${i}` : '')}`);

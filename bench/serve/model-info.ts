@@ -50,5 +50,8 @@ export function localVocabSize(modelPath: string): number | undefined {
 export function checkFits(requests: BenchRequest[], maxModelLen: number | undefined): void {
   if (!maxModelLen) return;
   const worst = requests.reduce((a, r) => Math.max(a, r.promptLen + r.maxTokens), 0);
-  if (worst > maxModelLen) throw new Error(`a request needs ${worst} tokens (prompt + max_tokens) but the server's context is ${maxModelLen}: lower the input/output lengths`);
+  if (worst > maxModelLen)
+    throw new Error(
+      `a request needs ${worst} tokens (prompt + max_tokens) but the server's context is ${maxModelLen}: lower the input/output lengths`,
+    );
 }

@@ -62,7 +62,8 @@ export function parseConcurrencies(v: string | undefined): (number | null)[] {
 
 function checkUrl(name: string, url: string, allowRemote: boolean): string {
   const u = new URL(url);
-  if (!allowRemote && !['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname)) throw new Error(`${name} ${url} is not on this machine; pass --allow-remote to benchmark a remote server`);
+  if (!allowRemote && !['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname))
+    throw new Error(`${name} ${url} is not on this machine; pass --allow-remote to benchmark a remote server`);
   return url.replace(/\/+$/, '');
 }
 

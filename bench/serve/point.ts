@@ -24,15 +24,27 @@ export interface PointTarget {
   peakRssMb: (() => number) | null;
 }
 
-export async function runPoint(t: PointTarget, cfg: BenchConfig, requests: BenchRequest[], requestRate: number, maxConcurrency: number | null): Promise<PointResult> {
+export async function runPoint(
+  t: PointTarget,
+  cfg: BenchConfig,
+  requests: BenchRequest[],
+  requestRate: number,
+  maxConcurrency: number | null,
+): Promise<PointResult> {
   const scraper = new MetricsScraper(t.client.baseUrl);
   const progress = cfg.showProgress ? new Progress(process.stderr, `${t.label} rate=${requestRate} conc=${maxConcurrency ?? '∞'}`) : null;
   scraper.start();
   let run: RunResult;
   try {
     run = await runLoad({
-      requests, numWarmups: cfg.numWarmups, requestRate, burstiness: cfg.burstiness, maxConcurrency, seed: cfg.dataset.seed,
-      send: (req, t0) => sendRequest(t.client, req, t0), onProgress: progress ? (d, n) => progress.update(d, n) : undefined,
+      requests,
+      numWarmups: cfg.numWarmups,
+      requestRate,
+      burstiness: cfg.burstiness,
+      maxConcurrency,
+      seed: cfg.dataset.seed,
+      send: (req, t0) => sendRequest(t.client, req, t0),
+      onProgress: progress ? (d, n) => progress.update(d, n) : undefined,
     });
   } finally {
     progress?.done();

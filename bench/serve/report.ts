@@ -110,7 +110,9 @@ export function resultJson(p: PointResult, cfg: BenchConfig, modelId: string): R
 export function resultFilename(p: PointResult, cfg: BenchConfig, modelId: string, suffix = ''): string {
   const rate = Number.isFinite(p.requestRate) ? String(p.requestRate) : 'inf';
   const conc = p.maxConcurrency !== null ? `-concurrency${p.maxConcurrency}` : '';
-  const base = cfg.resultFilename ? cfg.resultFilename.replace(/\.json$/, '') : `${p.server}-${rate}qps${conc}-${modelId.replace(/[^\w.-]/g, '_')}-${dateStamp(p.run.startedAt)}`;
+  const base = cfg.resultFilename
+    ? cfg.resultFilename.replace(/\.json$/, '')
+    : `${p.server}-${rate}qps${conc}-${modelId.replace(/[^\w.-]/g, '_')}-${dateStamp(p.run.startedAt)}`;
   return `${base}${suffix}.json`;
 }
 

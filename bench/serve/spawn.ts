@@ -51,7 +51,8 @@ function exited(child: ChildProcess): Promise<void> {
 async function waitReady(spec: SpawnSpec, child: ChildProcess, tail: () => string): Promise<void> {
   const deadline = Date.now() + spec.startTimeoutMs;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${spec.label} exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${tail()}`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`${spec.label} exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${tail()}`);
     try {
       const res = await fetch(`http://127.0.0.1:${spec.port}${spec.readyPath}`, { signal: AbortSignal.timeout(2000) });
       await res.body?.cancel();
@@ -68,7 +69,9 @@ export async function startServer(spec: SpawnSpec): Promise<ServerProcess> {
   const keep = (b: Buffer) => { out = (out + b.toString()).slice(-4000); };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
-  const spawnError = new Promise<never>((_, reject) => child.once('error', (e) => reject(new Error(`cannot start ${spec.label} (${spec.command}): ${e.message}`))));
+  const spawnError = new Promise<never>((_, reject) =>
+    child.once('error', (e) => reject(new Error(`cannot start ${spec.label} (${spec.command}): ${e.message}`))),
+  );
   const rss = new RssSampler(child.pid ?? -1);
   const stop = async () => {
     rss.stop();
@@ -95,9 +98,18 @@ export function repoRoot(): string {
 }
 
 // weft from this checkout; quiet logs unless --server-args says otherwise (the last flag wins).
-export function weftSpec(modelPath: string, port: number, serverArgs: string[], command = [process.execPath, join(repoRoot(), 'dist', 'src', 'server.js')]): SpawnSpec {
+export function weftSpec(
+  modelPath: string,
+  port: number,
+  serverArgs: string[],
+  command = [process.execPath, join(repoRoot(), 'dist', 'src', 'server.js')],
+): SpawnSpec {
   return {
-    label: 'weft', command: command[0], readyPath: '/ready', port, startTimeoutMs: 300_000,
+    label: 'weft',
+    command: command[0],
+    readyPath: '/ready',
+    port,
+    startTimeoutMs: 300_000,
     args: [...command.slice(1), '--model', modelPath, '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', ...serverArgs],
   };
 }

@@ -53,7 +53,11 @@ export function renderChart(spec: ChartSpec): string {
   const xs = niceTicks(x0, x1), ys = niceTicks(y0, y1);
   const px = (x: number) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const py = (y: number) => H - B - ((y - y0) / (y1 - y0)) * (H - T - B);
-  for (const y of ys) out.push(`<line x1="${L}" x2="${W - R}" y1="${py(y).toFixed(1)}" y2="${py(y).toFixed(1)}" stroke="#eee"/><text x="${L - 5}" y="${(py(y) + 4).toFixed(1)}" text-anchor="end">${label(y)}</text>`);
+  for (const y of ys)
+    out.push(
+      `<line x1="${L}" x2="${W - R}" y1="${py(y).toFixed(1)}" y2="${py(y).toFixed(1)}" stroke="#eee"/>` +
+        `<text x="${L - 5}" y="${(py(y) + 4).toFixed(1)}" text-anchor="end">${label(y)}</text>`,
+    );
   for (const x of xs) out.push(`<text x="${px(x).toFixed(1)}" y="${H - B + 15}" text-anchor="middle">${label(x)}</text>`);
   out.push(`<line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="#333"/><line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="#333"/>`,
     `<text x="${(L + W - R) / 2}" y="${H - 8}" text-anchor="middle">${escapeXml(spec.xLabel)}</text>`,
@@ -62,10 +66,16 @@ export function renderChart(spec: ChartSpec): string {
     const color = COLORS[i % COLORS.length];
     const pts = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)).sort((a, b) => (spec.kind === 'line' ? a[0] - b[0] : 0));
     if (spec.kind === 'line' && pts.length > 1) {
-      out.push(`<polyline fill="none" stroke="${color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="5 3"' : ''} points="${pts.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>`);
+      out.push(
+        `<polyline fill="none" stroke="${color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="5 3"' : ''} ` +
+          `points="${pts.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>`,
+      );
     }
     const r = spec.kind === 'scatter' ? 2.5 : 3.5;
-    for (const [x, y] of pts) out.push(`<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="${r}" fill="${color}"${spec.kind === 'scatter' ? ' fill-opacity="0.5"' : ''}/>`);
+    for (const [x, y] of pts)
+      out.push(
+        `<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="${r}" fill="${color}"${spec.kind === 'scatter' ? ' fill-opacity="0.5"' : ''}/>`,
+      );
     const ly = T + 4 + i * 14;
     out.push(`<rect x="${W - R - 150}" y="${ly}" width="10" height="10" fill="${color}"/><text x="${W - R - 136}" y="${ly + 9}">${escapeXml(s.name)}</text>`);
   });

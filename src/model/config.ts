@@ -79,7 +79,10 @@ export function configFromHf(raw: unknown, file: string, generation: Raw | null,
   const archName = Array.isArray(r.architectures) ? r.architectures[0] : undefined;
   const architecture = archName !== undefined ? HF_ARCHITECTURES[String(archName)] : HF_MODEL_TYPES[String(r.model_type)];
   if (!architecture)
-    unsupported(file, `architecture ${JSON.stringify(archName ?? r.model_type)} is not supported (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)`);
+    unsupported(
+      file,
+      `architecture ${JSON.stringify(archName ?? r.model_type)} is not supported (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)`,
+    );
   if (r.hidden_act !== undefined && r.hidden_act !== 'silu') unsupported(file, `hidden_act ${JSON.stringify(r.hidden_act)} is not supported (silu)`);
   if (r.attention_bias === true || r.mlp_bias === true) unsupported(file, 'attention_bias / mlp_bias on a Llama or Qwen3 model are not supported');
   const dim = posInt(r.hidden_size, 'hidden_size', file);

@@ -61,11 +61,13 @@ const finishReason = (r: GenResult) => (r.finishReason === 'abort' ? 'stop' : r.
 // GPU widths above 10 (the CUDA sampler returns at most 20 log-probs per row).
 function checkBeam(svc: GenerationService, b: OpenAiCommon, wantsLogprobs: boolean): void {
   if (!b.use_beam_search) {
-    if (b.length_penalty !== undefined || b.early_stopping !== undefined) throw new WeftError('WEFT_ERR_REQ_INVALID', 'length_penalty and early_stopping need use_beam_search: true');
+    if (b.length_penalty !== undefined || b.early_stopping !== undefined)
+      throw new WeftError('WEFT_ERR_REQ_INVALID', 'length_penalty and early_stopping need use_beam_search: true');
     return;
   }
   if (wantsLogprobs) throw new WeftError('WEFT_ERR_REQ_INVALID', 'logprobs are not available with use_beam_search');
-  if (svc.model.backend === 'gpu' && (b.n ?? 1) > 10) throw new WeftError('WEFT_ERR_REQ_INVALID', `use_beam_search with n = ${b.n}: the GPU backend supports widths up to 10`);
+  if (svc.model.backend === 'gpu' && (b.n ?? 1) > 10)
+    throw new WeftError('WEFT_ERR_REQ_INVALID', `use_beam_search with n = ${b.n}: the GPU backend supports widths up to 10`);
 }
 
 // `model` may be left out (as vLLM allows): it then means the one served model.

@@ -22,7 +22,8 @@ export async function rerankRoutes(app: FastifyInstance): Promise<void> {
   for (const url of ['/v1/rerank', '/rerank', '/v2/rerank']) {
     app.post<{ Body: RerankBody }>(url, { schema: { body: rerankBody, tags: ['rerank'], summary: 'Rerank documents against a query' } }, async (request) => {
       const r = app.weft.reranker;
-      if (!(r instanceof ModelReranker)) throw new WeftError('WEFT_ERR_REQ_NO_RERANKER', 'this server has no reranker model: start it with --reranker-model PATH');
+      if (!(r instanceof ModelReranker))
+        throw new WeftError('WEFT_ERR_REQ_NO_RERANKER', 'this server has no reranker model: start it with --reranker-model PATH');
       const b = request.body;
       const docs = b.documents.map((d) => (typeof d === 'string' ? d : d.text));
       const ids = await Promise.all(docs.map((d) => r.promptIds(b.query, d, b.instruction)));

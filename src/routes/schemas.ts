@@ -60,32 +60,62 @@ export const streamBody = generateBody;
 export const generateBatchBody = body({ prompts: { type: 'array', minItems: 1, maxItems: 64, items: prompt }, ...native }, ['prompts'], 'Several prompts, scheduled together');
 export const chatBody = body({ messages: seedMessages, stream: { type: 'boolean', default: true }, ...native }, ['messages'], 'Multi-turn chat through the model chat template');
 // Beam search (HF generate(num_beams=…) semantics); greedy over beams, so no sampling fields.
-export const beamChatBody = body({
-  messages: seedMessages,
-  beam_width: { ...int(1, 16, 'beams kept per step (1 = greedy)'), default: 4 },
-  max_tokens: nullable(int(1, 1 << 22)),
-  min_tokens: int(0, 1 << 22),
-  length_penalty: { ...num(-10, 10, 'hypothesis score = sum of log-probs / generated_len ** length_penalty'), default: 1 },
-  early_stopping: { anyOf: [{ type: 'boolean' }, { type: 'string', enum: ['never'] }], default: false, description: "HF's: true, false or \"never\"" },
-  num_return_sequences: int(1, 16),
-  use_rerank: { type: 'boolean', default: false, description: 'rerank the returned hypotheses (without a reranker model: by beam score, "logprob")' },
-  stream_beams: { type: 'boolean', default: false, description: '/stream_chat_beam: also `event: beams` frames with the live beams and kept hypotheses after each step' },
-  ignore_eos: { type: 'boolean' },
-  stop: sampling.stop,
-  stop_token_ids: tokenIds(64),
-  repetition_penalty: sampling.repetition_penalty,
-}, ['messages'], 'Beam search over a chat, the chosen hypothesis streamed as its tokens become final');
+export const beamChatBody = body(
+  {
+    messages: seedMessages,
+    beam_width: { ...int(1, 16, 'beams kept per step (1 = greedy)'), default: 4 },
+    max_tokens: nullable(int(1, 1 << 22)),
+    min_tokens: int(0, 1 << 22),
+    length_penalty: { ...num(-10, 10, 'hypothesis score = sum of log-probs / generated_len ** length_penalty'), default: 1 },
+    early_stopping: {
+      anyOf: [{ type: 'boolean' }, { type: 'string', enum: ['never'] }],
+      default: false,
+      description: 'HF\'s: true, false or "never"',
+    },
+    num_return_sequences: int(1, 16),
+    use_rerank: {
+      type: 'boolean',
+      default: false,
+      description: 'rerank the returned hypotheses (without a reranker model: by beam score, "logprob")',
+    },
+    stream_beams: {
+      type: 'boolean',
+      default: false,
+      description: '/stream_chat_beam: also `event: beams` frames with the live beams and kept hypotheses after each step',
+    },
+    ignore_eos: { type: 'boolean' },
+    stop: sampling.stop,
+    stop_token_ids: tokenIds(64),
+    repetition_penalty: sampling.repetition_penalty,
+  },
+  ['messages'],
+  'Beam search over a chat, the chosen hypothesis streamed as its tokens become final',
+);
 
 // Cohere / Jina / vLLM rerank: documents as strings or {text} objects.
-export const rerankBody = body({
-  model: { type: 'string', maxLength: 512 },
-  query: { type: 'string', minLength: 1, maxLength: 1 << 20 },
-  documents: { type: 'array', minItems: 1, maxItems: 1000, items: { anyOf: [{ type: 'string', maxLength: 1 << 20 }, { type: 'object', additionalProperties: true, required: ['text'], properties: { text: { type: 'string', maxLength: 1 << 20 } } }] } },
-  top_n: int(1, 1000),
-  return_documents: { type: 'boolean' },
-  instruction: { type: 'string', maxLength: 4096, description: 'the <Instruct> of the reranker prompt' },
-  max_chunks_per_doc: int(1, 1000),
-}, ['query', 'documents'], 'Score documents against a query with the reranker model (Cohere, Jina and vLLM shapes)');
+export const rerankBody = body(
+  {
+    model: { type: 'string', maxLength: 512 },
+    query: { type: 'string', minLength: 1, maxLength: 1 << 20 },
+    documents: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 1000,
+      items: {
+        anyOf: [
+          { type: 'string', maxLength: 1 << 20 },
+          { type: 'object', additionalProperties: true, required: ['text'], properties: { text: { type: 'string', maxLength: 1 << 20 } } },
+        ],
+      },
+    },
+    top_n: int(1, 1000),
+    return_documents: { type: 'boolean' },
+    instruction: { type: 'string', maxLength: 4096, description: 'the <Instruct> of the reranker prompt' },
+    max_chunks_per_doc: int(1, 1000),
+  },
+  ['query', 'documents'],
+  'Score documents against a query with the reranker model (Cohere, Jina and vLLM shapes)',
+);
 
 export const tokenizeBody = {
   ...body({ text: { type: 'string', maxLength: 1 << 22 }, messages: seedMessages, add_special_tokens: { type: 'boolean', default: true } }, [], 'Text or chat messages → token ids and token strings'),

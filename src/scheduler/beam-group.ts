@@ -36,7 +36,11 @@ export function checkBeamFits(cache: { numBlocks: number; blockSize: number }, n
   const numShared = Math.floor(numPromptTokens / cache.blockSize);
   const numWorst = numShared + p.beamWidth * (Math.ceil((numPromptTokens + p.maxTokens) / cache.blockSize) - numShared);
   if (numWorst > cache.numBlocks) {
-    throw new WeftError('WEFT_ERR_SCHED_TOO_LONG', `a beam search of width ${p.beamWidth} over ${numPromptTokens} + ${p.maxTokens} tokens needs up to ${numWorst} KV blocks; the cache has ${cache.numBlocks}`);
+    throw new WeftError(
+      'WEFT_ERR_SCHED_TOO_LONG',
+      `a beam search of width ${p.beamWidth} over ${numPromptTokens} + ${p.maxTokens} tokens needs up to ${numWorst} KV blocks; ` +
+        `the cache has ${cache.numBlocks}`,
+    );
   }
 }
 
@@ -119,7 +123,11 @@ export class BeamGroup {
     this.#beams = [];
     this.#ended = true;
     const hypotheses = this.search.finish();
-    if (this.select === 'defer') return { tokens: this.#takeCommitted(commonPrefix(hypotheses.map((h) => h.tokens))), outcome: { chosen: hypotheses[0], hypotheses, deferred: true } };
+    if (this.select === 'defer')
+      return {
+        tokens: this.#takeCommitted(commonPrefix(hypotheses.map((h) => h.tokens))),
+        outcome: { chosen: hypotheses[0], hypotheses, deferred: true },
+      };
     const chosen = this.select(hypotheses);
     return { tokens: this.#takeCommitted(chosen.tokens), outcome: { chosen, hypotheses, deferred: false } };
   }

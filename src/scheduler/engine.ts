@@ -94,7 +94,16 @@ export class EngineLoop {
   constructor(runners: StepRunner[], opts: EngineLoopOptions) {
     this.#opts = opts;
     this.#now = opts.now ?? (() => performance.now());
-    this.#instances = runners.map((runner) => ({ runner, scheduler: this.#newScheduler(runner), streams: new Map(), beams: new Map(), siblings: new Map(), wake: null, running: Promise.resolve(), pendingRelease: [] }));
+    this.#instances = runners.map((runner) => ({
+      runner,
+      scheduler: this.#newScheduler(runner),
+      streams: new Map(),
+      beams: new Map(),
+      siblings: new Map(),
+      wake: null,
+      running: Promise.resolve(),
+      pendingRelease: [],
+    }));
     this.#instances.forEach((inst, i) => { inst.running = this.#run(inst, i); });
   }
 
@@ -318,7 +327,14 @@ export class EngineLoop {
     entry.group.abort(inst.scheduler, reason, this.#now());
     inst.beams.delete(entry.group.requestId);
     this.#opts.onFinish?.(entry.group.root, reason);
-    entry.stream.push({ tokenId: null, finishReason: reason, ...(reason === 'error' ? { error: error ?? new WeftError('WEFT_ERR_ENGINE_INTERNAL', 'the engine returned no token') } : {}) }, true);
+    entry.stream.push(
+      {
+        tokenId: null,
+        finishReason: reason,
+        ...(reason === 'error' ? { error: error ?? new WeftError('WEFT_ERR_ENGINE_INTERNAL', 'the engine returned no token') } : {}),
+      },
+      true,
+    );
   }
 
   // Sequences finished outside a step (abort, stop string) end their streams here. True when

@@ -260,7 +260,8 @@ export class Scheduler {
   }
 
   forkBeam(parent: Sequence, child: Sequence): void {
-    if (!parent.isBeam || !child.isBeam || parent.status !== 'running' || child.status !== 'waiting') throw new Error('forkBeam: a running beam and a new beam are needed');
+    if (!parent.isBeam || !child.isBeam || parent.status !== 'running' || child.status !== 'waiting')
+      throw new Error('forkBeam: a running beam and a new beam are needed');
     if (this.#byId.has(child.requestId)) throw new WeftError('WEFT_ERR_SCHED_DUPLICATE_ID', `request id ${child.requestId} is already in use`);
     child.tokenIds.push(...parent.outputTokenIds);
     child.beamGroup = parent.beamGroup;
@@ -280,7 +281,8 @@ export class Scheduler {
   // sample its own first token. The worker learns it as a new sequence (its own sampling) with
   // the parent's blocks; the penalty history gets the prompt.
   forkForSampling(parent: Sequence, child: Sequence): void {
-    if (parent.status !== 'running' || parent.numComputedTokens < parent.numPromptTokens) throw new Error('forkForSampling: the parent has not computed its prompt');
+    if (parent.status !== 'running' || parent.numComputedTokens < parent.numPromptTokens)
+      throw new Error('forkForSampling: the parent has not computed its prompt');
     if (child.promptTokenIds.join() !== parent.promptTokenIds.join()) throw new Error('forkForSampling: the prompts differ');
     this.#validateNew(child);
     this.blockManager.fork(parent, child);

@@ -16,7 +16,8 @@ export function logitsRow(logits: Float32Array, out: SchedulerOutput, i: number)
 // A beam's candidates for the search: the top log-probs the engine returned for row i.
 export function candidatesOf(reply: StepReply, i: number): BeamCandidate[] {
   const out: BeamCandidate[] = [];
-  for (let j = 0; j < reply.topN && reply.topIds[i * reply.topN + j] >= 0; j++) out.push({ tokenId: reply.topIds[i * reply.topN + j], logprob: reply.topLogprobs[i * reply.topN + j] });
+  for (let j = 0; j < reply.topN && reply.topIds[i * reply.topN + j] >= 0; j++)
+    out.push({ tokenId: reply.topIds[i * reply.topN + j], logprob: reply.topLogprobs[i * reply.topN + j] });
   return out;
 }
 

@@ -20,7 +20,8 @@ t.test('random: lengths within the range-ratio bounds, ids in [10, vocab)', asyn
   for (const r of reqs) {
     const ids = r.prompt as number[];
     t.equal(ids.length, r.promptLen);
-    if (r.promptLen < 75 || r.promptLen > 125 || r.maxTokens < 15 || r.maxTokens > 25 || ids.some((x) => x < 10 || x >= 512)) t.fail(`out of bounds: ${r.promptLen}/${r.maxTokens}`);
+    if (r.promptLen < 75 || r.promptLen > 125 || r.maxTokens < 15 || r.maxTokens > 25 || ids.some((x) => x < 10 || x >= 512))
+      t.fail(`out of bounds: ${r.promptLen}/${r.maxTokens}`);
   }
   t.ok(new Set(reqs.map((r) => r.promptLen)).size > 10, 'lengths vary');
   t.same(buildDataset(BASE), reqs, 'seeded');

@@ -13,7 +13,17 @@ import { MODEL_GGUF, REPO_ROOT } from '../fixtures/paths.js';
 const FAKE = [process.execPath, join(REPO_ROOT, 'test', 'fixtures', 'fake-openai-server.mjs')];
 
 function point(server: string, ttft: number, itl: number, rss: number | null): PointResult {
-  const r: RequestRecord = { success: true, error: '', promptLen: 8, outputTokens: 3, generatedText: '', startMs: 0, ttftMs: ttft, itlMs: [itl, itl], latencyMs: ttft + 2 * itl };
+  const r: RequestRecord = {
+    success: true,
+    error: '',
+    promptLen: 8,
+    outputTokens: 3,
+    generatedText: '',
+    startMs: 0,
+    ttftMs: ttft,
+    itlMs: [itl, itl],
+    latencyMs: ttft + 2 * itl,
+  };
   return {
     server, requestRate: Infinity, maxConcurrency: 4, serverMetrics: {}, peakRssMb: rss,
     run: { records: [r, r], durationMs: 1000, startedAt: new Date(0) }, metrics: computeMetrics([r, r], 1000, [99], null),
@@ -25,7 +35,10 @@ t.test('the side-by-side table: one row per number, ratio weft/peer', async (t) 
   t.equal(ratio(1, 0), 'n/a');
   t.equal(ratio(null, 2), 'n/a');
   const rows = comparisonRows(point('weft', 10, 2, 100), point('llama-server', 20, 4, 50));
-  t.same(rows.map((r) => r.name), ['Output token throughput (tok/s)', 'TTFT p50 (ms)', 'TTFT p99 (ms)', 'ITL p50 (ms)', 'ITL p99 (ms)', 'TPOT median (ms)', 'Peak RSS (MB)']);
+  t.same(
+    rows.map((r) => r.name),
+    ['Output token throughput (tok/s)', 'TTFT p50 (ms)', 'TTFT p99 (ms)', 'ITL p50 (ms)', 'ITL p99 (ms)', 'TPOT median (ms)', 'Peak RSS (MB)'],
+  );
   const text = formatComparison('llama-server', rows);
   const lines = text.split('\n');
   t.match(lines[0], /weft\s+llama-server\s+weft\/peer/);
@@ -59,7 +72,17 @@ t.test('a spawned server is waited for, measured and stopped', async (t) => {
     await s.stop();
   }
   await t.rejects(fetch(s.baseUrl + '/health'), 'stopped');
-  await t.rejects(startServer({ label: 'broken', command: process.execPath, args: ['-e', 'process.exit(3)'], port: await freePort(), readyPath: '/', startTimeoutMs: 5000 }), /exited/);
+  await t.rejects(
+    startServer({
+      label: 'broken',
+      command: process.execPath,
+      args: ['-e', 'process.exit(3)'],
+      port: await freePort(),
+      readyPath: '/',
+      startTimeoutMs: 5000,
+    }),
+    /exited/,
+  );
 });
 
 t.test('--peer llama-server runs the same load against an injected peer and prints the table', async (t) => {

@@ -14,7 +14,15 @@ const cfg = (argv: string[]): BenchConfig => toConfig(parseArgs(['--url', 'http:
 function pointOf(c: BenchConfig, rate = Infinity, throughput = 2): PointResult {
   const r = { success: true, error: '', promptLen: 4, outputTokens: 3, generatedText: 'abc', startMs: 0, ttftMs: 10, itlMs: [5, 7], latencyMs: 22 };
   const metrics = computeMetrics([r], 1000 / throughput, c.percentiles, c.slo);
-  return { server: 'weft', requestRate: rate, maxConcurrency: 2, serverMetrics: {}, peakRssMb: 12.5, run: { records: [r], durationMs: 1000 / throughput, startedAt: new Date(2024, 0, 2, 3, 4, 5) }, metrics };
+  return {
+    server: 'weft',
+    requestRate: rate,
+    maxConcurrency: 2,
+    serverMetrics: {},
+    peakRssMb: 12.5,
+    run: { records: [r], durationMs: 1000 / throughput, startedAt: new Date(2024, 0, 2, 3, 4, 5) },
+    metrics,
+  };
 }
 
 t.test('vLLM layout: centred headers and 40-column labels', async (t) => {

@@ -74,25 +74,37 @@ const logSoftmax = (l: Float32Array) => {
   return Array.from(l, (v) => v - m - z);
 };
 
-t.test('greedy ids equal llama.cpp\'s on a synthetic Qwen3 GGUF, next-token log-probabilities close', { skip: existsSync(NLC) ? false : 'node-llama-cpp is not installed (sh bench/llamacpp/install.sh)' }, async (t) => {
-  const nlc = (await import(pathToFileURL(NLC).href)) as NlcModule;
-  const dir = mkdtempSync(join(tmpdir(), 'weft-qwen3-llamacpp-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const tokenizerJson = readFileSync(join(MODEL_DIR, 'tokenizer.json'), 'utf8');
-  for (const [dtype, weftDtype, tol] of [['f32', 'f32', 1e-4], ['q8_0', 'int8', 0.05]] as const) {
-    const file = join(dir, `${dtype}.gguf`);
-    await synthesizeModel({ config: QWEN3, out: file, format: 'gguf', dtype, seed: 7, tokenizerJson });
-    const e = await EngineInstance.open({ modelPath: file, dtype: weftDtype, numThreads: 1, numKvBlocks: 8, blockSize: 16 });
-    const ours = PROMPTS.map((p) => runOffline(e, [{ promptIds: p, maxTokens: NUM_TOKENS, ignoreEos: true }], { returnLogits: true })[0]);
-    e.close();
-    const theirs = await llamaCpp(nlc, file);
-    PROMPTS.forEach((_, i) => t.same(ours[i].outputIds, theirs.ids[i],
-      `${dtype}, prompt ${i}: weft (${weftDtype}) ${ours[i].outputIds.join(' ')} / llama.cpp ${theirs.ids[i].join(' ')}`));
-    // log-probabilities of the whole vocabulary at the first generated position
-    const lp = logSoftmax(ours[0].logits[0]);
-    t.equal(theirs.probs.size, lp.length, 'llama.cpp returned the full distribution');
-    let d = 0;
-    for (const [id, p] of theirs.probs) d = Math.max(d, Math.abs(Math.log(p) - lp[id]));
-    t.ok(d < tol, `${dtype}: max |log p diff| vs llama.cpp ${d.toExponential(2)} (< ${tol})`);
-  }
-});
+t.test(
+  "greedy ids equal llama.cpp's on a synthetic Qwen3 GGUF, next-token log-probabilities close",
+  { skip: existsSync(NLC) ? false : 'node-llama-cpp is not installed (sh bench/llamacpp/install.sh)' },
+  async (t) => {
+    const nlc = (await import(pathToFileURL(NLC).href)) as NlcModule;
+    const dir = mkdtempSync(join(tmpdir(), 'weft-qwen3-llamacpp-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const tokenizerJson = readFileSync(join(MODEL_DIR, 'tokenizer.json'), 'utf8');
+    for (const [dtype, weftDtype, tol] of [
+      ['f32', 'f32', 1e-4],
+      ['q8_0', 'int8', 0.05],
+    ] as const) {
+      const file = join(dir, `${dtype}.gguf`);
+      await synthesizeModel({ config: QWEN3, out: file, format: 'gguf', dtype, seed: 7, tokenizerJson });
+      const e = await EngineInstance.open({ modelPath: file, dtype: weftDtype, numThreads: 1, numKvBlocks: 8, blockSize: 16 });
+      const ours = PROMPTS.map((p) => runOffline(e, [{ promptIds: p, maxTokens: NUM_TOKENS, ignoreEos: true }], { returnLogits: true })[0]);
+      e.close();
+      const theirs = await llamaCpp(nlc, file);
+      PROMPTS.forEach((_, i) =>
+        t.same(
+          ours[i].outputIds,
+          theirs.ids[i],
+          `${dtype}, prompt ${i}: weft (${weftDtype}) ${ours[i].outputIds.join(' ')} / llama.cpp ${theirs.ids[i].join(' ')}`,
+        ),
+      );
+      // log-probabilities of the whole vocabulary at the first generated position
+      const lp = logSoftmax(ours[0].logits[0]);
+      t.equal(theirs.probs.size, lp.length, 'llama.cpp returned the full distribution');
+      let d = 0;
+      for (const [id, p] of theirs.probs) d = Math.max(d, Math.abs(Math.log(p) - lp[id]));
+      t.ok(d < tol, `${dtype}: max |log p diff| vs llama.cpp ${d.toExponential(2)} (< ${tol})`);
+    }
+  },
+);

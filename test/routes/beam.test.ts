@@ -41,8 +41,12 @@ t.test("the seed's example works as written", async (t) => {
 t.test('bad beam bodies get a 400 with a code', async (t) => {
   const base = { messages: ['Hello'], max_tokens: 4 };
   for (const [extra, code] of [
-    [{ beam_width: 0 }, 'WEFT_ERR_REQ_INVALID'], [{ beam_width: 17 }, 'WEFT_ERR_REQ_INVALID'], [{ early_stopping: 'sometimes' }, 'WEFT_ERR_REQ_INVALID'],
-    [{ beam_width: 2, num_return_sequences: 3 }, 'WEFT_ERR_REQ_INVALID'], [{ temperature: 0.7 }, 'WEFT_ERR_REQ_INVALID'], [{ messages: [] }, 'WEFT_ERR_REQ_INVALID'],
+    [{ beam_width: 0 }, 'WEFT_ERR_REQ_INVALID'],
+    [{ beam_width: 17 }, 'WEFT_ERR_REQ_INVALID'],
+    [{ early_stopping: 'sometimes' }, 'WEFT_ERR_REQ_INVALID'],
+    [{ beam_width: 2, num_return_sequences: 3 }, 'WEFT_ERR_REQ_INVALID'],
+    [{ temperature: 0.7 }, 'WEFT_ERR_REQ_INVALID'],
+    [{ messages: [] }, 'WEFT_ERR_REQ_INVALID'],
   ] as const) {
     for (const url of ['/stream_chat_beam', '/rerank_scores']) {
       const r = await post(url, { ...base, ...extra });
@@ -118,7 +122,16 @@ t.test('the hypotheses equal an independent brute-force beam search', async (t) 
       for (const early of [true, false, 'never'] as const) {
         const maxTokens = 14;
         // '.' (426) ends a hypothesis too: stories260K rarely ranks EOS among its top candidates
-        const got = (await post('/rerank_scores', { messages, beam_width: k, max_tokens: maxTokens, length_penalty: lp, early_stopping: early, stop_token_ids: [PERIOD] })).json();
+        const got = (
+          await post('/rerank_scores', {
+            messages,
+            beam_width: k,
+            max_tokens: maxTokens,
+            length_penalty: lp,
+            early_stopping: early,
+            stop_token_ids: [PERIOD],
+          })
+        ).json();
         const want = bruteForce(e, prompt, k, maxTokens, lp, early, [EOS, PERIOD]);
         const what = `k=${k} lp=${lp} early=${early}`;
         t.same(got.hypotheses.map((h: { output_ids: number[] }) => h.output_ids), want.map((h) => h.tokens), `${what}: hypotheses`);
@@ -176,7 +189,11 @@ t.test("OpenAI routes: vLLM's use_beam_search, n = width, streamed and not", asy
   const messages = [{ role: 'user', content: 'Lily and Tom' }];
   const ref = (await post('/rerank_scores', { messages: ['Lily and Tom'], beam_width: 3, max_tokens: 12, length_penalty: 1 })).json();
   const plain = (await post('/v1/chat/completions', { messages, n: 3, use_beam_search: true, max_tokens: 12, temperature: 0 })).json();
-  t.same(plain.choices.map((c: { message: { content: string } }) => c.message.content), ref.hypotheses.map((h: { output_text: string }) => h.output_text), 'the n hypotheses, best first');
+  t.same(
+    plain.choices.map((c: { message: { content: string } }) => c.message.content),
+    ref.hypotheses.map((h: { output_text: string }) => h.output_text),
+    'the n hypotheses, best first',
+  );
   const streamed = sseData((await post('/v1/chat/completions', { messages, n: 3, use_beam_search: true, max_tokens: 12, stream: true })).body);
   t.equal(streamed.at(-1), '[DONE]');
   const chunks = streamed.slice(0, -1) as { choices: { index: number; delta: { content?: string }; finish_reason: string | null }[] }[];
@@ -227,7 +244,9 @@ t.test('a search preempted for room comes back whole and ends as without pressur
     const prompt = [1, ...Array.from({ length: 63 }, (_, i) => 3 + ((i * 53) % 400))];
     // an ordinary request arrives first and grows; the search then competes for the blocks left
     const other = loop.submit({ promptTokenIds: [1, ...Array.from({ length: 149 }, (_, i) => 5 + (i % 300))], maxTokens: 60, ignoreEos: true });
-    const search = collectBeam(loop.submitBeam({ promptTokenIds: prompt }, { beamWidth: 4, maxTokens: 40, lengthPenalty: 1, earlyStopping: false, ignoreEos: true }));
+    const search = collectBeam(
+      loop.submitBeam({ promptTokenIds: prompt }, { beamWidth: 4, maxTokens: 40, lengthPenalty: 1, earlyStopping: false, ignoreEos: true }),
+    );
     for await (const _ of other.events) { /* drain */ }
     const chosen = await search;
     const stats = loop.stats()[0];
@@ -244,8 +263,14 @@ t.test('a search preempted for room comes back whole and ends as without pressur
   // a search that could never fit the cache whole is refused up front
   const worker = await EngineWorker.start(0, { modelPath: MODEL_DIR, dtype: 'f32', numThreads: 1, numKvBlocks: 12, blockSize: 16 });
   const loop = new EngineLoop([worker], { scheduler: { maxModelLen: 512 }, eosTokenIds: [EOS] });
-  t.throws(() => loop.submitBeam({ promptTokenIds: Array.from({ length: 64 }, (_, i) => 3 + i) }, { beamWidth: 4, maxTokens: 40, lengthPenalty: 1, earlyStopping: false }),
-    { code: 'WEFT_ERR_SCHED_TOO_LONG' });
+  t.throws(
+    () =>
+      loop.submitBeam(
+        { promptTokenIds: Array.from({ length: 64 }, (_, i) => 3 + i) },
+        { beamWidth: 4, maxTokens: 40, lengthPenalty: 1, earlyStopping: false },
+      ),
+    { code: 'WEFT_ERR_SCHED_TOO_LONG' },
+  );
   await loop.close();
   await worker.close();
 });

@@ -7,7 +7,17 @@ import { join } from 'node:path';
 
 import t from 'tap';
 
-import { DEFAULTS, describeConfig, kvFractionForInstance, loadConfig, resolveBackend, resolveDtype, resolveNumThreads, schedulerSlice, serverSlice } from '../../src/config.js';
+import {
+  DEFAULTS,
+  describeConfig,
+  kvFractionForInstance,
+  loadConfig,
+  resolveBackend,
+  resolveDtype,
+  resolveNumThreads,
+  schedulerSlice,
+  serverSlice,
+} from '../../src/config.js';
 import { loadModelSpec } from '../../src/model/load.js';
 import { synthesizeModel } from '../../src/model/synth.js';
 import { checkpointKind } from '../../src/model/types.js';

@@ -94,7 +94,9 @@ t.test('chat templates: the model template through jinja, or the plain fallback'
   t.equal(plain.render([{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hi' }]), 'system: be brief\nuser: hi\nassistant:');
   t.same(normalizeMessages(['Hello', 'Tell me a story.']), [{ role: 'user', content: 'Hello' }, { role: 'user', content: 'Tell me a story.' }]);
   // a template that demands alternation gets consecutive user turns joined
-  const strict = "{% for m in messages %}{% if (m.role == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('roles must alternate') }}{% endif %}[{{ m.role }}] {{ m.content }}\n{% endfor %}";
+  const strict =
+    "{% for m in messages %}{% if (m.role == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('roles must alternate') }}{% endif %}" +
+    '[{{ m.role }}] {{ m.content }}\n{% endfor %}';
   const st = new ChatTemplate(strict, { bosToken: '', eosToken: '' });
   t.throws(() => st.render(normalizeMessages(['Hello', 'Tell me a story.'])), { code: 'WEFT_ERR_REQ_CHAT_TEMPLATE' });
   t.equal(st.renderJoiningUserTurns(normalizeMessages(['Hello', 'Tell me a story.'])), '[user] Hello\nTell me a story.\n');

@@ -11,7 +11,19 @@ import { MODEL_DIR } from '../fixtures/paths.js';
 export const MODEL_ID = 'stories260K';
 
 export function testConfig(overrides: Partial<Config> = {}): Readonly<Config> {
-  return loadConfig({ env: {}, overrides: { model: MODEL_DIR, logLevel: 'silent', kvCacheBlocks: 256, gpuMemoryUtilization: 0, numThreads: 1, maxNumSeqs: 64, maxNumBatchedTokens: 256, ...overrides } });
+  return loadConfig({
+    env: {},
+    overrides: {
+      model: MODEL_DIR,
+      logLevel: 'silent',
+      kvCacheBlocks: 256,
+      gpuMemoryUtilization: 0,
+      numThreads: 1,
+      maxNumSeqs: 64,
+      maxNumBatchedTokens: 256,
+      ...overrides,
+    },
+  });
 }
 
 export interface TestServer {

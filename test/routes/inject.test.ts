@@ -157,7 +157,11 @@ t.test('API keys: Bearer on every route but /health', async (t) => {
   t.equal((await locked.inject({ url: '/v1/models', headers: { authorization: 'Bearer sk-two' } })).statusCode, 200);
   t.equal((await locked.inject({ url: '/v1/models', headers: { authorization: 'Bearer sk-one' } })).statusCode, 200, 'every key works');
   for (const guess of ['sk-on', 'sk-onee', 'SK-ONE', 'sk-twosk-one', 'sk-one,sk-two'])
-    t.equal((await locked.inject({ url: '/v1/models', headers: { authorization: `Bearer ${guess}` } })).json().error?.code, 'WEFT_ERR_AUTH_INVALID_KEY', `"${guess}" is refused`);
+    t.equal(
+      (await locked.inject({ url: '/v1/models', headers: { authorization: `Bearer ${guess}` } })).json().error?.code,
+      'WEFT_ERR_AUTH_INVALID_KEY',
+      `"${guess}" is refused`,
+    );
   await locked.close();
 });
 
@@ -198,7 +202,11 @@ t.test("the seed's example works as written: POST /chat {messages: ['Hello', 'Te
   t.match(streamed.headers['content-type'], /text\/event-stream/);
   const events = sseData(streamed.body);
   t.ok(events.length >= 2, 'tokens, then the final event');
-  const plain = await app.inject({ method: 'POST', url: '/chat', payload: { messages: ['Hello', 'Tell me a story.'], stream: false, max_tokens: 8, temperature: 0 } });
+  const plain = await app.inject({
+    method: 'POST',
+    url: '/chat',
+    payload: { messages: ['Hello', 'Tell me a story.'], stream: false, max_tokens: 8, temperature: 0 },
+  });
   t.equal(plain.statusCode, 200, plain.body);
   t.equal(plain.json().usage.completion_tokens ?? plain.json().output_ids.length, plain.json().output_ids.length);
   const tok = (await app.inject({ method: 'POST', url: '/tokenize', payload: { messages: ['Hello', 'Tell me a story.'] } })).json();

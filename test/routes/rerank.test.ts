@@ -69,7 +69,12 @@ t.test("Cohere's, Jina's and vLLM's request shapes", async (t) => {
   t.equal(jina.results[0].document.text, docs[jina.results[0].index], '{text} documents come back');
   const vllm = (await post('/rerank', { query: 'q', documents: docs })).json();
   t.equal(vllm.results.length, 4);
-  for (const [payload, what] of [[{ query: 'q' }, 'no documents'], [{ query: 'q', documents: [] }, 'empty'], [{ query: '', documents: ['a'] }, 'empty query'], [{ query: 'q', documents: [1] }, 'a number']] as const) {
+  for (const [payload, what] of [
+    [{ query: 'q' }, 'no documents'],
+    [{ query: 'q', documents: [] }, 'empty'],
+    [{ query: '', documents: ['a'] }, 'empty query'],
+    [{ query: 'q', documents: [1] }, 'a number'],
+  ] as const) {
     const bad = await post('/v1/rerank', payload);
     t.equal(bad.statusCode, 400, what);
     t.equal(bad.json().error.code, 'WEFT_ERR_REQ_INVALID', what);

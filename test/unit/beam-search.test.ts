@@ -156,7 +156,12 @@ t.test('matches the brute-force HF reference', async (t) => {
       got.length === want.length &&
       got.every((h, i) => {
         const w = want[i];
-        return h.finishReason === w.reason && h.tokens.join() === w.tokens.join() && Math.abs(h.cumLogprob - w.cum) <= 1e-9 && Math.abs(h.score - w.score) <= 1e-9;
+        return (
+          h.finishReason === w.reason &&
+          h.tokens.join() === w.tokens.join() &&
+          Math.abs(h.cumLogprob - w.cum) <= 1e-9 &&
+          Math.abs(h.score - w.score) <= 1e-9
+        );
       });
     if (!same) failures.push(`hypotheses differ: got ${JSON.stringify(got)} want ${JSON.stringify(want)}`);
     t.same(failures, [], caseName(c));
