@@ -5,12 +5,13 @@
 #   build/test_cuda, build/Release/weft_native.node, dist/  built on the machine with Node
 # Stages (each bounded by a deadline, in seconds from the start, so a hang cannot eat the lease):
 #   cuda   test_cuda, one process per test, 8 at a time (the CPU references dominate), then the
-#          gemm and engine tests again with WEFT_CUDA_PDL=1; failing tests under compute-sanitizer
+#          gemm, engine and op tests again with WEFT_CUDA_PDL=0; failing tests under compute-sanitizer
 #   tap    the tap suite with the GPU visible, beside the cuda stage (backend auto → the route
 #          tests serve on the GPU; engine-cuda.test.ts runs test_cuda's checks through Node)
 #   perf   test_cuda's kernel timing reports, alone on the GPU
 #   bench  bench:engine --backend gpu on a synthetic Llama-3.2-1B shape: bf16 and int8, graphs on;
-#          the same with WEFT_CUDA_PDL=1; bf16 graphs off; then 1/2/4 streams (bf16)
+#          bf16 with WEFT_CUDA_PDL=0; bf16 graphs off
+#   streams 1/2/4 streams (bf16)
 # Logs go to $OUT (default /tmp/gpu-out); STAGES picks stages; SCALE=200 doubles the deadlines.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -81,9 +82,9 @@ if has cuda; then
   stamp "test_cuda (each test alone, 8 at a time)"
   mapfile -t all < <(./build/test_cuda --list | grep -v _perf)
   run_driver "$OUT/test_cuda.log" 110 "${all[@]}"
-  stamp "test_cuda gemm and engine tests with WEFT_CUDA_PDL=1"
-  mapfile -t pdl < <(./build/test_cuda --list | grep -E '^(gemm|engine)_' | grep -v _perf)
-  WEFT_CUDA_PDL=1 run_driver "$OUT/test_cuda_pdl.log" 150 "${pdl[@]}"
+  stamp "test_cuda gemm, engine and op tests with WEFT_CUDA_PDL=0"
+  mapfile -t pdl < <(./build/test_cuda --list | grep -E '^(gemm|engine|rope|rmsnorm|silu)' | grep -v _perf)
+  WEFT_CUDA_PDL=0 run_driver "$OUT/test_cuda_nopdl.log" 150 "${pdl[@]}"
 fi
 
 if has tap; then
@@ -105,11 +106,13 @@ if has bench; then
   bench() { node dist/bench/engine.js --backend gpu --hbm-tbps 4.8 "$@" 2>&1 | tee -a "$OUT/bench.log"; }
   stamp "bench: bf16 and int8, graphs on" | tee -a "$OUT/bench.log"
   timeout "$(until_t 300)" bash -c "$(declare -f bench); bench --streams 0 --json $OUT/bench.json"
-  stamp "bench: WEFT_CUDA_PDL=1" | tee -a "$OUT/bench.log"
-  WEFT_CUDA_PDL=1 timeout "$(until_t 390)" bash -c "$(declare -f bench); bench --streams 0 --prefill 1x2048 --json $OUT/bench-pdl.json"
+  stamp "bench: WEFT_CUDA_PDL=0" | tee -a "$OUT/bench.log"
+  WEFT_CUDA_PDL=0 timeout "$(until_t 370)" bash -c "$(declare -f bench); bench --dtypes bf16 --streams 0 --prefill 1x2048 --json $OUT/bench-nopdl.json"
   stamp "bench: bf16, graphs off" | tee -a "$OUT/bench.log"
-  timeout "$(until_t 430)" bash -c "$(declare -f bench); bench --dtypes bf16 --streams 0 --prefill 1x2048 --no-graphs"
+  timeout "$(until_t 410)" bash -c "$(declare -f bench); bench --dtypes bf16 --streams 0 --prefill 1x2048 --no-graphs"
+fi
+if has streams; then
   stamp "bench: 1, 2, 4 streams (bf16)" | tee -a "$OUT/bench.log"
-  timeout "$(until_t 520)" bash -c "$(declare -f bench); bench --dtypes bf16 --batches 1 --prefill 1x64"
+  timeout "$(until_t 500)" node dist/bench/engine.js --backend gpu --hbm-tbps 4.8 --dtypes bf16 --batches 1 --prefill 1x64 2>&1 | tee -a "$OUT/bench.log"
 fi
 stamp "done"

@@ -45,7 +45,7 @@ t.test('the C++ CUDA driver is built and runs (or says why it skips)', async (t)
   }
   const list = spawnSync(driver, ['--list'], { encoding: 'utf8' });
   t.equal(list.status, 0);
-  for (const name of ['gemm', 'attention', 'sampl', 'rmsnorm', 'rope', 'kv_write', 'engine_greedy_golden_ids', 'engine_batched_equals_alone'])
+  for (const name of ['gemm', 'attention', 'sampl', 'rmsnorm', 'rope', 'engine_greedy_golden_ids', 'engine_batched_equals_alone'])
     t.match(list.stdout, name, `the driver has ${name} tests`);
   if (devices === 0) {
     const r = spawnSync(driver, ['--model', MODEL_DIR], { encoding: 'utf8' });

@@ -15,7 +15,8 @@ import { EngineWorker } from '../../src/workers/pool.js';
 import { MODEL_DIR } from '../fixtures/paths.js';
 import { metricValue, sseData, startTestApp } from './helpers.js';
 
-const s = await startTestApp();
+// the CPU backend: the brute-force oracle below runs the f32 CPU engine, whose scores the server must match to 1e-3
+const s = await startTestApp({ backend: 'cpu' });
 t.teardown(() => s.close());
 const post = (url: string, payload: unknown) => s.app.inject({ method: 'POST', url, payload });
 const EOS = 2;

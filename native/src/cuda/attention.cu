@@ -194,6 +194,7 @@ __device__ __forceinline__ void decode_partition(int ctx, int splits, int& len, 
 // HG: query heads per CTA. decode: 1 decode mode, 0 prefill mode (see the top of the file).
 template <class T, int VEC, int TPT, int NV, int HG>
 __global__ void __launch_bounds__(kThreads) token_kernel(const Params p, const int decode) {
+  pdl_wait();
   pdl_trigger();  // the o projection may start fetching its weights
   constexpr int GP = 32 / TPT;          // positions per warp pass
   constexpr int P = HG >= 8 ? 2 : 4;    // passes per iteration
@@ -393,6 +394,7 @@ __global__ void __launch_bounds__(kThreads) token_kernel(const Params p, const i
 // Merges the partitions of the split decode sequences: one CTA per (sequence, query head).
 template <class T>
 __global__ void __launch_bounds__(kThreads) reduce_kernel(const Params p) {
+  pdl_wait();
   pdl_trigger();  // the o projection may start fetching its weights
   __shared__ float sw[kMaxSplits];
   const int seq = blockIdx.x, head = blockIdx.y;
@@ -435,6 +437,7 @@ template <int HD> struct MmaCfg {
 
 template <class T, int HD>
 __global__ void __launch_bounds__(kThreads) prefill_mma_kernel(const Params p) {
+  pdl_wait();
   pdl_trigger();  // the o projection may start fetching its weights
   using C = MmaCfg<HD>;
   static_assert(C::kRows == kWarps * 16 && C::kRows == C::kTK, "Q is staged in a K tile");
@@ -667,12 +670,11 @@ int splits_heuristic(int num_seqs, int num_tokens, int kv_ctas, int max_ctx) {
 template <class T, int VEC, int TPT, int NV>
 cudaError_t launch_token_hg(int hg, const Params& p, dim3 grid, int decode, cudaStream_t stream) {
   switch (hg) {
-    case 1: token_kernel<T, VEC, TPT, NV, 1><<<grid, kThreads, 0, stream>>>(p, decode); break;
-    case 2: token_kernel<T, VEC, TPT, NV, 2><<<grid, kThreads, 0, stream>>>(p, decode); break;
-    case 4: token_kernel<T, VEC, TPT, NV, 4><<<grid, kThreads, 0, stream>>>(p, decode); break;
-    default: token_kernel<T, VEC, TPT, NV, 8><<<grid, kThreads, 0, stream>>>(p, decode); break;
+    case 1: return launch_pdl(token_kernel<T, VEC, TPT, NV, 1>, grid, dim3(kThreads), 0, stream, p, decode);
+    case 2: return launch_pdl(token_kernel<T, VEC, TPT, NV, 2>, grid, dim3(kThreads), 0, stream, p, decode);
+    case 4: return launch_pdl(token_kernel<T, VEC, TPT, NV, 4>, grid, dim3(kThreads), 0, stream, p, decode);
+    default: return launch_pdl(token_kernel<T, VEC, TPT, NV, 8>, grid, dim3(kThreads), 0, stream, p, decode);
   }
-  return cudaGetLastError();
 }
 
 // Picks the lane layout from head_dim: 16-byte loads with the fewest lanes per position that
@@ -701,8 +703,7 @@ template <class T, int HD> cudaError_t launch_mma(const Params& p, dim3 grid, cu
       done.fetch_or(bit, std::memory_order_relaxed);
     }
   }
-  kernel<<<grid, kThreads, C::kSmemBytes, stream>>>(p);
-  return cudaGetLastError();
+  return launch_pdl(kernel, grid, dim3(kThreads), C::kSmemBytes, stream, p);
 }
 
 bool aligned(const void* ptr, size_t n) { return reinterpret_cast<uintptr_t>(ptr) % n == 0; }
@@ -743,8 +744,7 @@ template <class T> cudaError_t run(const AttentionArgs& a, const AttentionForce&
     cudaError_t e = launch_token<T>(vec16, hg, d, dim3(a.num_seqs, unsigned(kv_ctas), splits), 1, stream);
     if (e != cudaSuccess) return e;
     if (splits > 1) {
-      reduce_kernel<T><<<dim3(a.num_seqs, a.num_heads), kThreads, 0, stream>>>(d);
-      e = cudaGetLastError();
+      e = launch_pdl(reduce_kernel<T>, dim3(a.num_seqs, a.num_heads), dim3(kThreads), 0, stream, d);
       if (e != cudaSuccess) return e;
     }
   }

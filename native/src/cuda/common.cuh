@@ -49,7 +49,9 @@ inline unsigned ceil_div(long a, long b) { return unsigned((a + b - 1) / b); }
 // writes (weights) before pdl_wait(), which returns once that kernel has completed and its
 // writes are visible. Kernels that precede such a launch call pdl_trigger() first thing, which
 // lets the dependent grid be scheduled as soon as all of their CTAs have started. Both device
-// calls are no-ops for kernels launched the ordinary way. Off unless WEFT_CUDA_PDL=1 (read once).
+// calls are no-ops for kernels launched the ordinary way. Every kernel launched with launch_pdl
+// must call pdl_wait() in every CTA before it reads or writes activations (the chain of waits is
+// what orders each kernel after all earlier ones). On unless WEFT_CUDA_PDL=0 (read once).
 bool pdl_enabled();
 
 // ---- device helpers (CUDA translation units only; host files may include this header) ----

@@ -11,7 +11,7 @@ namespace cuda {
 bool pdl_enabled() {
   static const bool on = [] {
     const char* v = std::getenv("WEFT_CUDA_PDL");
-    return v != nullptr && std::strcmp(v, "1") == 0;
+    return v == nullptr || std::strcmp(v, "0") != 0;
   }();
   return on;
 }

@@ -18,7 +18,6 @@
 #include "cuda/block_copy.cuh"
 #include "cuda/embedding.cuh"
 #include "cuda/gemm.cuh"
-#include "cuda/kv_write.cuh"
 #include "cuda/qk_norm.cuh"
 #include "cuda/rmsnorm.cuh"
 #include "cuda/rope.cuh"
@@ -460,19 +459,21 @@ class CudaEngine final : public Engine {
         WEFT_CUDA_TRY(cuda::qk_norm_f32(qkv_, qkv_cols, Tn, w.q_norm, w.k_norm, cfg_.num_heads, cfg_.num_kv_heads, hd,
                                         cfg_.rms_eps, st),
                       "q/k norm");
+      const cuda::KvDest kv{dmeta<int32_t>(L.slots), opts_.block_size, kc, vc};
       WEFT_CUDA_TRY(cuda::rope_qkv(act_, qkv_, qkv_cols, Tn, w.qkv_bias, dmeta<int32_t>(L.positions), m.inv_freq,
-                                   cfg_.num_heads, cfg_.num_kv_heads, hd, q_, q_cols, st),
-                    "rope");
-      WEFT_CUDA_TRY(cuda::kv_write(act_, qkv_, qkv_cols, q_cols, q_cols + kv_cols, dmeta<int32_t>(L.slots), Tn,
-                                   cfg_.num_kv_heads, hd, opts_.block_size, kc, vc, st),
-                    "kv write");
+                                   cfg_.num_heads, cfg_.num_kv_heads, hd, q_, q_cols, &kv, st),
+                    "rope and kv write");
       a.k_cache = kc;
       a.v_cache = vc;
       WEFT_CUDA_TRY(cuda::attention(act_, a, st), "attention");
       WEFT_CUDA_TRY(cuda::gemm(act_, attn_, Tn, w.o, x_, D, cuda::Epilogue::add_f32, st), "o projection");
       WEFT_CUDA_TRY(cuda::rmsnorm(act_, x_, D, nullptr, Tn, w.ffn_norm, cfg_.rms_eps, D, h_, Dp, st), "ffn rmsnorm");
-      WEFT_CUDA_TRY(cuda::gemm(act_, h_, Tn, w.gate_up, gu_, 2 * F, cuda::Epilogue::store_act, st), "gate_up projection");
-      WEFT_CUDA_TRY(cuda::silu_mul(act_, gu_, 2 * F, Tn, F, mlp_, pad64(F), st), "silu_mul");
+      if (Tn <= cuda::kGemvMaxM) {  // decode: SwiGLU in the gemv's epilogue, one launch fewer
+        WEFT_CUDA_TRY(cuda::gemm(act_, h_, Tn, w.gate_up, mlp_, pad64(F), cuda::Epilogue::swiglu, st), "gate_up + swiglu");
+      } else {
+        WEFT_CUDA_TRY(cuda::gemm(act_, h_, Tn, w.gate_up, gu_, 2 * F, cuda::Epilogue::store_act, st), "gate_up projection");
+        WEFT_CUDA_TRY(cuda::silu_mul(act_, gu_, 2 * F, Tn, F, mlp_, pad64(F), st), "silu_mul");
+      }
       WEFT_CUDA_TRY(cuda::gemm(act_, mlp_, Tn, w.down, x_, D, cuda::Epilogue::add_f32, st), "down projection");
     }
     if (d.head_rows > 0) {

@@ -159,7 +159,7 @@ template <class T> __device__ __forceinline__ void epilogue(const Params& p, siz
 template <class T, int MODE, int NT, int NW>
 __global__ void __launch_bounds__(NW * 32) gemv_kernel(const Params p) {
   constexpr bool kI8 = MODE != kDense;
-  constexpr int U = (kI8 && NT == 2) ? 2 : 4;  // chunks per warp per iteration (register budget)
+  constexpr int U = kI8 ? 2 : 4;  // chunks per warp per iteration (register budget: two iterations in flight)
   constexpr int EPT = kI8 ? 16 : 8;            // k elements per lane per chunk
   constexpr int PAIRS = EPT / 2;
   constexpr int XV = EPT / 8;                  // 16-byte X loads per token tile per chunk
@@ -198,31 +198,33 @@ __global__ void __launch_bounds__(NW * 32) gemv_kernel(const Params p) {
 
   // W (and its scales) never change, so the first iteration's W loads are issued before
   // pdl_wait(): under programmatic dependent launch they overlap the kernel before this one.
-  uint4 wl[U], wh[U], xr[U][NT][XV];
-  float sl[U], sh[U];
-  auto load_w = [&](int cbase) {
+  // Later iterations are double-buffered: the next iteration's W loads are in flight while this
+  // one's mma run (the long-k shapes, the down projection, take several iterations per warp).
+  uint4 wl[U], wh[U], nwl[U], nwh[U], xr[U][NT][XV];
+  float sl[U], sh[U], nsl[U], nsh[U];
+  auto load_w = [&](int cbase, uint4 (&lo)[U], uint4 (&hi)[U], float (&slo_)[U], float (&shi_)[U]) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = cbase + u * NW;
       if (c < nch) {
-        wl[u] = ldg_stream(wlo + size_t(c) * 64);
-        wh[u] = ldg_stream(whi + size_t(c) * 64);
+        lo[u] = ldg_stream(wlo + size_t(c) * 64);
+        hi[u] = ldg_stream(whi + size_t(c) * 64);
         if constexpr (MODE == kI8G32) {
-          sl[u] = __ldg(slo + 2 * c);
-          sh[u] = __ldg(shi + 2 * c);
+          slo_[u] = __ldg(slo + 2 * c);
+          shi_[u] = __ldg(shi + 2 * c);
         } else {
-          sl[u] = sh[u] = 1.f;
+          slo_[u] = shi_[u] = 1.f;
         }
       }
     }
   };
-  load_w(warp);
+  load_w(warp, wl, wh, sl, sh);
   pdl_wait();
+  pdl_trigger();  // the next kernel may start fetching its weights
 
   for (int cbase = warp; cbase < nch; cbase += NW * U) {
-    if (cbase != warp) load_w(cbase);
 #pragma unroll
-    for (int u = 0; u < U; ++u) {  // issue every load of the iteration first
+    for (int u = 0; u < U; ++u) {  // X of this iteration (L2), then the next iteration's W
       const int c = cbase + u * NW;
       if (c < nch) {
 #pragma unroll
@@ -233,6 +235,8 @@ __global__ void __launch_bounds__(NW * 32) gemv_kernel(const Params p) {
                                  : make_uint4(0u, 0u, 0u, 0u);
       }
     }
+    const bool more = cbase + NW * U < nch;
+    if (more) load_w(cbase + NW * U, nwl, nwh, nsl, nsh);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = cbase + u * NW;
@@ -260,6 +264,10 @@ __global__ void __launch_bounds__(NW * 32) gemv_kernel(const Params p) {
         }
       }
     }
+    if (more) {
+#pragma unroll
+      for (int u = 0; u < U; ++u) wl[u] = nwl[u], wh[u] = nwh[u], sl[u] = nsl[u], sh[u] = nsh[u];
+    }
   }
 
   // C fragment: acc[j][0..1] = (W row g, tokens j*8 + 2t, +1), acc[j][2..3] = (row g+8, same).
@@ -271,6 +279,20 @@ __global__ void __launch_bounds__(NW * 32) gemv_kernel(const Params p) {
     red[warp][j * 8 + 2 * t + 1][g + 8] = acc[j][3];
   }
   __syncthreads();
+  if (p.ep == int(Epilogue::swiglu)) {  // rows r, r + 1 (r even) are gate and up of output (row0 + r) / 2
+    for (int i = threadIdx.x; i < NT * 8 * 8; i += NW * 32) {
+      const int tok = i >> 3, r = 2 * (i & 7), row = row0 + r;
+      if (tok < m && row < n) {
+        float g = 0.f, u = 0.f;
+#pragma unroll
+        for (int w = 0; w < NW; ++w) g += red[w][tok][r], u += red[w][tok][r + 1];
+        if constexpr (MODE == kI8Row) g *= __ldg(p.scales + row), u *= __ldg(p.scales + row + 1);
+        g = to_f(from_f<T>(g)), u = to_f(from_f<T>(u));
+        static_cast<T*>(p.y)[size_t(tok) * p.ldy + row / 2] = from_f<T>(g / (1.f + expf(-g)) * u);
+      }
+    }
+    return;
+  }
   for (int i = threadIdx.x; i < NT * 8 * 16; i += NW * 32) {
     const int tok = i >> 4, r = i & 15, row = row0 + r;
     if (tok < m && row < n) {
@@ -580,7 +602,11 @@ cudaError_t gemm_with_path(GemmPath path, DType act, const void* x, int m, const
   const int n = w.n, k = w.k;
   if (m < 0 || n < 0 || k <= 0 || k % 64 != 0) return cudaErrorInvalidValue;
   if (act != DType::f16 && act != DType::bf16) return cudaErrorInvalidValue;
-  if (ep != Epilogue::store_f32 && ep != Epilogue::store_act && ep != Epilogue::add_f32) return cudaErrorInvalidValue;
+  if (ep != Epilogue::store_f32 && ep != Epilogue::store_act && ep != Epilogue::add_f32 && ep != Epilogue::swiglu)
+    return cudaErrorInvalidValue;
+  const bool swiglu = ep == Epilogue::swiglu;
+  if (swiglu && (n % 2 != 0 || m > kGemvMaxM || (path != GemmPath::automatic && path != GemmPath::gemv)))
+    return cudaErrorInvalidValue;
   int mode = kDense;
   switch (w.kind) {
     case WeightKind::f16:
@@ -596,7 +622,7 @@ cudaError_t gemm_with_path(GemmPath path, DType act, const void* x, int m, const
     default: return cudaErrorInvalidValue;
   }
   if (m == 0 || n == 0) return cudaSuccess;  // nothing to compute
-  if (x == nullptr || w.data == nullptr || y == nullptr || ldy < n) return cudaErrorInvalidValue;
+  if (x == nullptr || w.data == nullptr || y == nullptr || ldy < (swiglu ? n / 2 : n)) return cudaErrorInvalidValue;
   if (!aligned16(x) || !aligned16(w.data)) return cudaErrorInvalidValue;  // 16-byte loads of rows
   if (path == GemmPath::automatic) path = gemm_choose_path(m, n, multiprocessor_count());
   if (path == GemmPath::gemv && m > kGemvMaxM) return cudaErrorInvalidValue;

@@ -25,7 +25,14 @@ enum class Epilogue {
   store_f32 = 0,  // y (float*) [m][ldy] = result
   store_act = 1,  // y (T*)     [m][ldy] = result rounded to T
   add_f32 = 2,    // y (float*) [m][ldy] += result (the residual stream)
+  // SwiGLU of interleaved gate/up rows (W rows 2j and 2j + 1 are gate j and up j; n even):
+  // y (T*) [m][ldy >= n/2], y[t][j] = silu(g) * u of the two results, each first rounded to T,
+  // exactly what store_act followed by silu_mul() computes. Decode gemv only (m <= kGemvMaxM).
+  swiglu = 3,
 };
+
+// The small-m cut-off: m <= kGemvMaxM takes the bandwidth-bound gemv kernel (decode).
+constexpr int kGemvMaxM = 16;
 
 // act: the dtype of x (and of y for store_act). For f16/bf16 weights the weight kind must match act.
 // Small m (decode) uses a bandwidth-bound kernel, larger m a tiled tensor-core kernel.

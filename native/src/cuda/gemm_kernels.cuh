@@ -15,9 +15,6 @@ enum class GemmPath {
   tc_skinny = 4,  // tensor cores, 64x32x64 CTA tile, 8 warps splitting k 4 ways, 6 stages
 };
 
-// The small-m cut-off: m <= kGemvMaxM takes the gemv path.
-constexpr int kGemvMaxM = 16;
-
 GemmPath gemm_choose_path(int m, int n, int multiprocessors);
 
 // gemm() with the path forced (automatic: gemm() itself). Same validation as gemm(); a forced

@@ -11,6 +11,7 @@ __global__ void __launch_bounds__(kThreads) rmsnorm_kernel(const float* __restri
                                                            const int32_t* __restrict__ rows,
                                                            const float* __restrict__ w, float eps, int dim,
                                                            T* __restrict__ out, int ld_out) {
+  pdl_wait();
   pdl_trigger();  // the projection after a norm may start fetching its weights
   __shared__ float partial[kThreads / 32];
   const int r = blockIdx.x;
@@ -36,9 +37,9 @@ __global__ void __launch_bounds__(kThreads) rmsnorm_kernel(const float* __restri
 cudaError_t rmsnorm(DType t, const float* x, int ldx, const int32_t* rows, int num_rows, const float* w, float eps,
                     int dim, void* out, int ld_out, cudaStream_t stream) {
   if (num_rows <= 0) return cudaSuccess;
-  WEFT_DISPATCH_DTYPE(t, rmsnorm_kernel<T><<<num_rows, kThreads, 0, stream>>>(x, ldx, rows, w, eps, dim,
-                                                                            static_cast<T*>(out), ld_out));
-  return cudaGetLastError();
+  WEFT_DISPATCH_DTYPE(t, return launch_pdl(rmsnorm_kernel<T>, dim3(num_rows), dim3(kThreads), 0, stream, x, ldx, rows, w,
+                                           eps, dim, static_cast<T*>(out), ld_out));
+  return cudaErrorInvalidValue;  // not reached
 }
 
 }  // namespace cuda

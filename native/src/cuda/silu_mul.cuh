@@ -1,5 +1,7 @@
-// SwiGLU: out[t][i] = silu(gate[t][i]) * up[t][i], where the gate_up matrix's output row t holds
-// gate in columns [0, ffn) and up in [ffn, 2*ffn), in the activation dtype.
+// SwiGLU for the prefill path: out[t][i] = silu(gate[t][i]) * up[t][i], where the gate_up
+// matrix's output row t holds gate i and up i interleaved, in columns 2i and 2i + 1 (the device
+// gate_up weight's row order, weights.cuh), in the activation dtype. Decode steps get the same
+// values from the gate_up gemv's swiglu epilogue (gemm.cuh) without this kernel.
 #pragma once
 #include "cuda/common.cuh"
 

@@ -1,5 +1,6 @@
 #include "cuda/weights.cuh"
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 
@@ -37,6 +38,24 @@ struct Uploader {
     if (!s.ok() || m.kind != HostWeightKind::i8) return s;
     return vec(m.scales, &w->scales, what);
   }
+  // gate_up with its rows interleaved (gate j, up j at rows 2j, 2j+1), so that one CTA of the
+  // decode gemv holds both halves of an output and applies SwiGLU in its epilogue (silu_mul.cuh).
+  Status gate_up(const HostMatrix& m, GemmWeight* w) {
+    HostMatrix il = m;
+    const int f = m.n / 2;
+    const size_t row = size_t(m.kpad), srow = m.kind != HostWeightKind::i8 ? 0 : m.scales.size() / size_t(m.n);
+    for (int j = 0; j < f; ++j)
+      for (int half = 0; half < 2; ++half) {
+        const size_t from = size_t(half * f + j), to = size_t(2 * j + half);
+        if (m.kind == HostWeightKind::i8) {
+          std::copy_n(&m.q[from * row], row, &il.q[to * row]);
+          std::copy_n(&m.scales[from * srow], srow, &il.scales[to * srow]);
+        } else {
+          std::copy_n(&m.half[from * row], row, &il.half[to * row]);
+        }
+      }
+    return matrix(il, w, "gate_up");
+  }
 };
 
 Status upload(const std::shared_ptr<const Model>& model, DeviceModel* dm) {
@@ -59,7 +78,7 @@ Status upload(const std::shared_ptr<const Model>& model, DeviceModel* dm) {
     if (!hl.k_norm.empty() && !(s = u.vec(hl.k_norm, &dl.k_norm, "k_norm")).ok()) return s;
     if (!(s = u.matrix(hl.g_qkv, &dl.qkv, "qkv")).ok()) return s;
     if (!(s = u.matrix(hl.g_o, &dl.o, "o_proj")).ok()) return s;
-    if (!(s = u.matrix(hl.g_gate_up, &dl.gate_up, "gate_up")).ok()) return s;
+    if (!(s = u.gate_up(hl.g_gate_up, &dl.gate_up)).ok()) return s;
     if (!(s = u.matrix(hl.g_down, &dl.down, "down")).ok()) return s;
   }
   if (!(s = u.put(m.g_embed, &dm->embed, "embed_tokens")).ok()) return s;

@@ -17,7 +17,8 @@ struct DeviceLayer {
   const float* qkv_bias = nullptr;  // nullptr unless config.qkv_bias
   const float* q_norm = nullptr;    // [head_dim] each; nullptr unless config.qk_norm
   const float* k_norm = nullptr;
-  GemmWeight qkv, o, gate_up, down;
+  GemmWeight qkv, o, down;
+  GemmWeight gate_up;  // rows interleaved: gate j and up j at rows 2j and 2j + 1
 };
 
 struct DeviceModel {

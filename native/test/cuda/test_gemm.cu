@@ -48,7 +48,7 @@ const char* path_name(GemmPath p) {
   return "?";
 }
 const char* ep_name(Epilogue e) {
-  return e == Epilogue::store_f32 ? "store_f32" : e == Epilogue::store_act ? "store_act" : "add_f32";
+  return e == Epilogue::store_f32 ? "store_f32" : e == Epilogue::store_act ? "store_act" : e == Epilogue::add_f32 ? "add_f32" : "swiglu";
 }
 
 // A weight matrix as uploaded, and the exact values the reference multiplies by.
@@ -236,6 +236,69 @@ WEFT_CUDA_TEST(gemm_i8_row_f16) { check_combo(h, {WeightKind::i8, 0, DType::f16}
 WEFT_CUDA_TEST(gemm_i8_row_bf16) { check_combo(h, {WeightKind::i8, 0, DType::bf16}, 400); }
 WEFT_CUDA_TEST(gemm_i8_g32_f16) { check_combo(h, {WeightKind::i8, 32, DType::f16}, 500); }
 WEFT_CUDA_TEST(gemm_i8_g32_bf16) { check_combo(h, {WeightKind::i8, 32, DType::bf16}, 600); }
+
+// The swiglu epilogue (decode gemv, interleaved gate/up rows) equals store_act through the same
+// path followed by SwiGLU on the host: the same sums, rounded to T, then silu(g) * u rounded to T
+// (device expf against std::exp: at most one rounding step of T apart). Columns past n/2 of y
+// keep their sentinel; m > kGemvMaxM, a forced tensor-core path and an odd n are refused.
+WEFT_CUDA_TEST(gemm_swiglu_epilogue) {
+  const Combo combos[] = {{WeightKind::bf16, 0, DType::bf16}, {WeightKind::f16, 0, DType::f16},
+                          {WeightKind::i8, 0, DType::f16}, {WeightKind::i8, 32, DType::bf16}};
+  const int shapes[][2] = {{2, 64}, {34, 192}, {1024, 512}, {4098, 256}};
+  uint32_t seed = 900;
+  for (const Combo& c : combos)
+    for (const auto& sh : shapes) {
+      const int n = sh[0], k = sh[1], f = n / 2, ldy = f + 5, mmax = weft::cuda::kGemvMaxM;
+      const std::vector<uint16_t> xbits = weft_test::to_half_vec(weft_test::random_vec(size_t(mmax) * k, seed), c.act);
+      const HostWeight w = make_weight(c, n, k, seed++ * 3 + 1);
+      DeviceBuf<uint16_t> dx(xbits);
+      DeviceBuf<uint16_t> dw16(c.kind == WeightKind::i8 ? std::vector<uint16_t>{} : w.bits);
+      DeviceBuf<int8_t> dw8(c.kind == WeightKind::i8 ? w.q : std::vector<int8_t>{});
+      DeviceBuf<float> dscales(w.scales);
+      GemmWeight gw;
+      gw.data = c.kind == WeightKind::i8 ? static_cast<const void*>(dw8.ptr) : static_cast<const void*>(dw16.ptr);
+      gw.scales = c.kind == WeightKind::i8 ? dscales.ptr : nullptr;
+      gw.kind = c.kind, gw.group = c.group, gw.n = n, gw.k = k;
+      const std::vector<uint16_t> sentinel(size_t(mmax) * ldy, uint16_t(0x5A5A));
+      DeviceBuf<uint16_t> dfull(size_t(mmax) * n), dy(sentinel);
+      const std::string tag = combo_name(c) + " n=" + std::to_string(n) + " k=" + std::to_string(k);
+      for (const int m : {1, 3, 9, 16}) {
+        dy.upload(sentinel);
+        weft_test::cuda_ok(weft::cuda::gemm_with_path(GemmPath::gemv, c.act, dx.ptr, m, gw, dfull.ptr, n,
+                                                      Epilogue::store_act, nullptr), "store_act");
+        weft_test::cuda_ok(weft::cuda::gemm(c.act, dx.ptr, m, gw, dy.ptr, ldy, Epilogue::swiglu, nullptr), "swiglu");
+        weft_test::sync("swiglu");
+        const std::vector<float> full = weft_test::from_half_vec(dfull.download(), c.act);
+        const std::vector<float> got = weft_test::from_half_vec(dy.download(), c.act);
+        const std::vector<float> sent = weft_test::from_half_vec(sentinel, c.act);
+        std::vector<float> g, want;
+        bool outside_ok = true;
+        for (int i = 0; i < mmax; ++i)
+          for (int j = 0; j < ldy; ++j) {
+            const size_t o = size_t(i) * ldy + j;
+            if (i < m && j < f) {
+              const float gate = full[size_t(i) * n + 2 * j], up = full[size_t(i) * n + 2 * j + 1];
+              g.push_back(got[o]);
+              want.push_back(weft_test::round_to(gate / (1.f + std::exp(-gate)) * up, c.act));
+            } else if (std::memcmp(&got[o], &sent[o], sizeof(float)) != 0) {
+              outside_ok = false;
+            }
+          }
+        const std::string what = tag + " m=" + std::to_string(m);
+        h.check(outside_ok, what + ": nothing written outside y[m][n/2]");
+        h.check_close(g.data(), want.data(), g.size(), 1e-6f, c.act == DType::f16 ? 1.f / 1024 : 1.f / 128, what);
+      }
+      h.check(weft::cuda::gemm(c.act, dx.ptr, mmax + 1, gw, dy.ptr, ldy, Epilogue::swiglu, nullptr) == cudaErrorInvalidValue,
+              tag + ": m > kGemvMaxM refused");
+      h.check(weft::cuda::gemm_with_path(GemmPath::tc_medium, c.act, dx.ptr, 1, gw, dy.ptr, ldy, Epilogue::swiglu,
+                                         nullptr) == cudaErrorInvalidValue,
+              tag + ": a tensor-core path refused");
+      GemmWeight odd = gw;
+      odd.n = n - 1;
+      h.check(weft::cuda::gemm(c.act, dx.ptr, 1, odd, dy.ptr, ldy, Epilogue::swiglu, nullptr) == cudaErrorInvalidValue,
+              tag + ": odd n refused");
+    }
+}
 
 // Invalid arguments are rejected with cudaErrorInvalidValue before anything is launched.
 WEFT_CUDA_TEST(gemm_invalid_inputs) {

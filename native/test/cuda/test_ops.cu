@@ -7,7 +7,6 @@
 #include "cpu/ops.h"
 #include "cuda/block_copy.cuh"
 #include "cuda/embedding.cuh"
-#include "cuda/kv_write.cuh"
 #include "cuda/qk_norm.cuh"
 #include "cuda/rmsnorm.cuh"
 #include "cuda/rope.cuh"
@@ -90,7 +89,7 @@ WEFT_CUDA_TEST(rope_matches_cpu_incl_llama3_and_bias) {
       DeviceBuf<int32_t> dpos(pos);
       DeviceBuf<uint16_t> dq(size_t(T) * qc);
       cuda_ok(weft::cuda::rope_qkv(t, dqkv.ptr, cols, T, use_bias ? dbias.ptr : nullptr, dpos.ptr, dinv.ptr, c.num_heads,
-                                   c.num_kv_heads, hd, dq.ptr, qc, nullptr),
+                                   c.num_kv_heads, hd, dq.ptr, qc, nullptr, nullptr),
               "launch");
       sync("rope");
       std::vector<float> want = qkv, want_q(size_t(T) * qc);
@@ -140,25 +139,37 @@ WEFT_CUDA_TEST(qk_norm_per_head_matches_cpu) {
   }
 }
 
-WEFT_CUDA_TEST(kv_write_paged_slots) {
+WEFT_CUDA_TEST(rope_kv_write_paged_slots) {
   for (DType t : kTypes) {
-    const int kvh = 4, hd = 8, bs = 16, blocks = 6, qc = 64, cols = qc + 2 * kvh * hd, T = 5;
+    const int kvh = 4, nh = 8, hd = 8, bs = 16, blocks = 6, qc = nh * hd, cols = qc + 2 * kvh * hd, T = 5;
+    weft::ModelConfig c;
+    c.num_heads = nh, c.num_kv_heads = kvh, c.head_dim = hd, c.dim = qc;
+    std::vector<float> inv(hd / 2);
+    weft::rope_inv_freq(c, inv.data());
     const auto qkv = random_vec(size_t(T) * cols, 6);
-    const std::vector<int32_t> slots = {0, 17, 95, -1, 40};
-    DeviceBuf<float> dqkv(qkv);
-    DeviceBuf<int32_t> ds(slots);
+    const std::vector<int32_t> slots = {0, 17, 95, -1, 40}, pos = {0, 3, 90, 1, 33};
+    DeviceBuf<float> dqkv(qkv), dinv(inv);
+    DeviceBuf<int32_t> ds(slots), dpos(pos);
+    DeviceBuf<uint16_t> dq(size_t(T) * qc);
     const size_t n = size_t(blocks) * kvh * bs * hd;
     DeviceBuf<uint16_t> dk(n), dv(n);
-    cuda_ok(weft::cuda::kv_write(t, dqkv.ptr, cols, qc, qc + kvh * hd, ds.ptr, T, kvh, hd, bs, dk.ptr, dv.ptr, nullptr), "launch");
-    sync("kv_write");
-    std::vector<float> wk(n, 0.f), wv(n, 0.f);
-    weft::PagedKv kv{wk.data(), wv.data(), false, bs, kvh, hd};
-    for (int r = 0; r < T; ++r)
-      if (slots[r] >= 0) weft::kv_write_ref(kv, slots[r], &qkv[size_t(r) * cols + qc], &qkv[size_t(r) * cols + qc + kvh * hd]);
+    const weft::cuda::KvDest kv{ds.ptr, bs, dk.ptr, dv.ptr};
+    cuda_ok(weft::cuda::rope_qkv(t, dqkv.ptr, cols, T, nullptr, dpos.ptr, dinv.ptr, nh, kvh, hd, dq.ptr, qc, &kv, nullptr),
+            "launch");
+    sync("rope + kv_write");
+    std::vector<float> wk(n, 0.f), wv(n, 0.f), row(cols);
+    weft::PagedKv ref{wk.data(), wv.data(), false, bs, kvh, hd};
+    for (int r = 0; r < T; ++r) {
+      std::copy_n(&qkv[size_t(r) * cols], cols, row.data());
+      weft::rope_apply_f32(row.data() + qc, kvh, hd, pos[r], inv.data());
+      if (slots[r] >= 0) weft::kv_write_ref(ref, slots[r], row.data() + qc, row.data() + qc + kvh * hd);
+    }
     for (auto& x : wk) x = round_to(x, t);
     for (auto& x : wv) x = round_to(x, t);
-    h.check_close(from_half_vec(dk.download(), t).data(), wk.data(), n, 0, 0, std::string("K ") + weft::cuda::dtype_name(t));
-    h.check_close(from_half_vec(dv.download(), t).data(), wv.data(), n, 0, 0, std::string("V ") + weft::cuda::dtype_name(t) + " (slot -1 skipped)");
+    const std::string name = weft::cuda::dtype_name(t);
+    // k: rotated on the device (sincosf) and on the host, then one rounding each; v: copied exactly
+    h.check_close(from_half_vec(dk.download(), t).data(), wk.data(), n, 2e-4f, type_eps(t), "K " + name);
+    h.check_close(from_half_vec(dv.download(), t).data(), wv.data(), n, 0, 0, "V " + name + " (slot -1 skipped)");
   }
 }
 
@@ -172,7 +183,11 @@ WEFT_CUDA_TEST(silu_mul_swiglu) {
       cuda_ok(weft::cuda::silu_mul(t, dgu.ptr, 2 * F, T, F, dout.ptr, ld_out, nullptr), "launch");
       sync("silu_mul");
       std::vector<float> want(size_t(T) * ld_out, 0.f);
-      for (int r = 0; r < T; ++r) weft::silu_mul_f32(&gu[size_t(r) * 2 * F], &gu[size_t(r) * 2 * F + F], F, &want[size_t(r) * ld_out]);
+      std::vector<float> g(F), u(F);  // gate i and up i are columns 2i and 2i + 1
+      for (int r = 0; r < T; ++r) {
+        for (int i = 0; i < F; ++i) g[i] = gu[size_t(r) * 2 * F + 2 * i], u[i] = gu[size_t(r) * 2 * F + 2 * i + 1];
+        weft::silu_mul_f32(g.data(), u.data(), F, &want[size_t(r) * ld_out]);
+      }
       h.check_close(from_half_vec(dout.download(), t).data(), want.data(), want.size(), 1e-5f, 2 * type_eps(t),
                     std::string(weft::cuda::dtype_name(t)) + " ffn " + std::to_string(F));
     }
