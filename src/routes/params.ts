@@ -18,6 +18,7 @@ export interface SamplingFields {
   ignore_eos?: boolean;
   stop?: string | string[] | null;
   stop_token_ids?: number[];
+  allowed_token_ids?: number[];
 }
 
 // Generating routes without an explicit max_tokens get this many, within the context.
@@ -45,6 +46,7 @@ export function toGenRequest(svc: GenerationService, promptIds: number[], b: Sam
     stopTokenIds: b.stop_token_ids,
     stop: b.stop == null ? [] : typeof b.stop === 'string' ? [b.stop] : b.stop,
     sampling,
+    ...(b.allowed_token_ids ? { constraint: { type: 'token_ids' as const, ids: b.allowed_token_ids } } : {}),
   };
 }
 
