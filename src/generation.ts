@@ -15,6 +15,7 @@ import type { SamplingParams } from './sampling.js';
 
 export interface ModelInfo {
   id: string;              // the served model name
+  aliases: readonly string[];   // other names requests may use (--served-model-name a,b,…)
   path: string;
   isDemo: boolean;
   backend: 'cpu' | 'gpu';
@@ -69,6 +70,7 @@ export interface GenResult {
   finishReason: 'stop' | 'length' | 'abort';
   numPromptTokens: number;
   numOutputTokens: number;
+  numCachedTokens: number;      // prompt tokens found in the prefix cache (not computed)
   beam?: BeamOutcome;           // beam search: every returned hypothesis and the chosen one
 }
 
@@ -300,7 +302,8 @@ export class GenerationService {
     const finishReason = stopAt >= 0 ? 'stop' : reason;
     return {
       text: full.slice(0, stopAt >= 0 ? stopAt : full.length), tokenIds, logprobs, finishReason,
-      numPromptTokens: req.promptIds.length, numOutputTokens: tokenIds.length, ...(beam ? { beam } : {}),
+      numPromptTokens: req.promptIds.length, numOutputTokens: tokenIds.length, numCachedTokens: handle.sequence.numCachedPromptTokens,
+      ...(beam ? { beam } : {}),
     };
   }
 
