@@ -78,7 +78,8 @@ export class Metrics {
     const sum = (f: (s: SchedulerStats) => number) => this.#stats().reduce((a, s) => a + f(s), 0);
     this.running = loadGauge('num_requests_running', 'Requests in the running batch', (g) => g.set(sum((s) => s.numRunning)));
     this.waiting = loadGauge('num_requests_waiting', 'Requests waiting (queued or preempted)', (g) => g.set(sum((s) => s.numWaiting)));
-    this.preempted = gauge('weft_num_requests_preempted', 'Unfinished requests that were preempted at least once', (g) => g.set(this.#numPreemptedActive()));
+    this.preempted = gauge('weft_num_requests_preempted', 'Unfinished requests that were preempted at least once',
+      (g) => g.set(this.#numPreemptedActive()));
     // blocks held by running requests over all blocks; evictable prefix-cache blocks count as free
     this.kvUsage = loadGauge('kv_cache_usage_perc', 'Fraction of KV cache blocks in use (0-1) over all instances', (g) => {
       const total = sum((s) => s.numBlocks);
@@ -91,6 +92,13 @@ export class Metrics {
       const s = this.#stats();
       if (s.length > 0) g.set({ block_size: String(s[0].blockSize), num_gpu_blocks: String(sum((x) => x.numBlocks)) }, 1);
     }, ['block_size', 'num_gpu_blocks']);
+    // vLLM's LoRA state, which a picker's LoRA-affinity scorer reads by default: weft serves no
+    // adapters (max_lora 0); the value is the time of the reading, as vLLM's is
+    if (opts.compat === 'vllm') {
+      gauge('vllm:lora_requests_info', 'LoRA adapters: none (weft serves no adapters)', (g) => {
+        g.set({ max_lora: '0', running_lora_adapters: '', waiting_lora_adapters: '' }, Date.now() / 1000);
+      }, ['max_lora', 'running_lora_adapters', 'waiting_lora_adapters']);
+    }
     this.promptTokens = counter('weft_prompt_tokens_total', 'Prompt tokens processed (finished requests)');
     this.generationTokens = counter('weft_generation_tokens_total', 'Output tokens generated (finished requests)');
     this.requestSuccess = counter('weft_request_success_total', 'Requests finished, by reason', ['finished_reason']);

@@ -37,6 +37,9 @@ t.test('load gauges under saturation: summed over instances, bounded, and the sa
     t.same(info.labels, { block_size: '16', num_gpu_blocks: String(numInstances * kvCacheBlocks) }, `${prefix}cache_config_info labels`);
     t.equal(info.value, 1, `${prefix}cache_config_info is an info gauge`);
   }
+  const lora = idle.get('vllm:lora_requests_info');
+  t.same(lora?.samples.map((x) => x.labels), [{ max_lora: '0', running_lora_adapters: '', waiting_lora_adapters: '' }],
+    'vllm:lora_requests_info: no adapters, as a LoRA-affinity scorer expects to read it');
 
   // 24 requests for 2 × 4 running slots: the rest queue until slots free up
   const numRequests = 24;
