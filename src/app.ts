@@ -74,7 +74,7 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
     forceCloseConnections: 'idle',
     return503OnClosing: false,   // requests still arriving during shutdown get our 503 body (WEFT_ERR_HTTP_SHUTTING_DOWN)
   });
-  const metrics = deps.metrics ?? deps.service?.metrics ?? new Metrics();
+  const metrics = deps.metrics ?? deps.service?.metrics ?? new Metrics({ compat: config.metricsCompat });
   app.decorate('weft', new AppState(metrics));
   if (deps.service) app.weft.attach(deps.service);
   if (deps.reranker) app.weft.reranker = deps.reranker;

@@ -16,6 +16,7 @@ import type { ConstraintSpec } from './structured/types.js';
 
 export interface ModelInfo {
   id: string;              // the served model name
+  aliases: readonly string[];   // other names requests may use (--served-model-name a,b,…)
   path: string;
   isDemo: boolean;
   backend: 'cpu' | 'gpu';
@@ -71,6 +72,7 @@ export interface GenResult {
   finishReason: 'stop' | 'length' | 'abort';
   numPromptTokens: number;
   numOutputTokens: number;
+  numCachedTokens: number;      // prompt tokens found in the prefix cache (not computed)
   beam?: BeamOutcome;           // beam search: every returned hypothesis and the chosen one
 }
 
@@ -305,7 +307,8 @@ export class GenerationService {
     const finishReason = stopAt >= 0 ? 'stop' : reason;
     return {
       text: full.slice(0, stopAt >= 0 ? stopAt : full.length), tokenIds, logprobs, finishReason,
-      numPromptTokens: req.promptIds.length, numOutputTokens: tokenIds.length, ...(beam ? { beam } : {}),
+      numPromptTokens: req.promptIds.length, numOutputTokens: tokenIds.length, numCachedTokens: handle.sequence.numCachedPromptTokens,
+      ...(beam ? { beam } : {}),
     };
   }
 

@@ -75,9 +75,11 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
     },
   });
   metrics.addStatsSource(() => loop.stats());
-  const id = config.servedModelName || (isDemo ? DEMO_MODEL_NAME : basename(modelPath).replace(/\.gguf$/, ''));
+  // --served-model-name: the first name is the id; the others are aliases a gateway may rewrite `model` to
+  const [id, ...aliases] = config.servedModelName.length > 0 ? config.servedModelName
+    : [isDemo ? DEMO_MODEL_NAME : basename(modelPath).replace(/\.gguf$/, '')];
   const service = new GenerationService(loop, new TextTokenizer(spec), {
-    id, path: modelPath, isDemo, backend, dtype, maxModelLen: sched.maxModelLen, vocabSize: spec.config.vocabSize,
+    id, aliases, path: modelPath, isDemo, backend, dtype, maxModelLen: sched.maxModelLen, vocabSize: spec.config.vocabSize,
     eosTokenIds: spec.config.eosTokenIds, numInstances: e.numInstances, chatTemplate: spec.chatTemplate,
   }, generationSlice(config), metrics);
   // a cache that cannot hold one full context is a configuration mistake, not an error: say so

@@ -50,6 +50,11 @@ export function toGenRequest(svc: GenerationService, promptIds: number[], b: Sam
   };
 }
 
-export function usage(promptTokens: number, completionTokens: number) {
-  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+// cachedTokens (the OpenAI routes): prompt tokens served from the prefix cache, as OpenAI's
+// prompt_tokens_details.cached_tokens
+export function usage(promptTokens: number, completionTokens: number, cachedTokens?: number) {
+  return {
+    prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens,
+    ...(cachedTokens === undefined ? {} : { prompt_tokens_details: { cached_tokens: cachedTokens } }),
+  };
 }
