@@ -23,10 +23,18 @@ import { ajvOptions } from './routes/schemas.js';
 import { tokenizeRoutes } from './routes/tokenize.js';
 import { webuiRoutes } from './routes/webui.js';
 
+export interface LoadProgress {
+  phase: 'download' | 'load';
+  file?: string;
+  bytes?: number;
+  total?: number;
+}
+
 export class AppState {
   #service: GenerationService | null = null;
   reranker: Reranker | null = null;   // a reranker model (--reranker-model), when one is loaded
   isShuttingDown = false;
+  loadProgress: LoadProgress | null = null;   // while the model downloads or loads: what /ready reports
 
   constructor(readonly metrics: Metrics) {}
 

@@ -17,7 +17,12 @@ interface KeySpec {
 
 // Every key once, with its kind, range and unit.
 const KEYS = {
-  model: { kind: 'string', help: 'HF model directory or .gguf file; empty = the built-in demo model' },
+  model: {
+    kind: 'string',
+    help: 'HF model directory, .gguf file, or Hugging Face Hub id org/name[@revision] (hf://… too; downloaded into the HF cache); '
+      + 'empty = the built-in demo model',
+  },
+  ggufFile: { kind: 'string', help: 'with a Hub id: the .gguf file of a GGUF repository to use (default: the only one, else Q8_0, BF16, F16, F32)' },
   backend: { kind: ['cpu', 'gpu', 'auto'], help: 'compute backend; auto = GPU when one is visible, else CPU' },
   dtype: {
     kind: ['auto', 'f32', 'int8', 'f16', 'bf16'],
@@ -67,6 +72,7 @@ const KEYS = {
 
 export interface Config {
   model: string;
+  ggufFile: string;
   backend: 'cpu' | 'gpu' | 'auto';
   dtype: 'auto' | 'f32' | 'int8' | 'f16' | 'bf16';
   numInstances: number;
@@ -98,7 +104,8 @@ export interface Config {
 export type ConfigKey = keyof typeof KEYS;
 
 export const DEFAULTS: Readonly<Config> = Object.freeze({
-  model: '',                   // path; '' = demo model
+  model: '',                   // path or Hub id; '' = demo model
+  ggufFile: '',
   backend: 'auto',
   dtype: 'auto',
   numInstances: 1,             // instances
@@ -267,7 +274,7 @@ export const serverSlice = (c: Readonly<Config>) => Object.freeze({
 export type ServerConfig = ReturnType<typeof serverSlice>;
 
 export const engineSlice = (c: Readonly<Config>) => Object.freeze({
-  model: c.model, backend: c.backend, dtype: c.dtype, numInstances: c.numInstances, numThreads: c.numThreads,
+  model: c.model, ggufFile: c.ggufFile, backend: c.backend, dtype: c.dtype, numInstances: c.numInstances, numThreads: c.numThreads,
   kvCacheBlocks: c.kvCacheBlocks, kvDtype: c.kvDtype, blockSize: c.blockSize,
   gpuMemoryUtilization: c.gpuMemoryUtilization, cudaGraphs: c.cudaGraphs,
 });
