@@ -114,7 +114,10 @@ async function synth(argv: string[]): Promise<void> {
     ? (JSON.parse(await readFile(join(dir, 'tokenizer_config.json'), 'utf8')) as { chat_template?: unknown })
     : {};
   const chatTemplate = typeof tokConfig.chat_template === 'string' ? tokConfig.chat_template : undefined;
-  await synthesizeModel({ config: positionals[0], out: positionals[1], format, dtype, seed: num(values.seed, 'seed', 0, true), tokenizerJson, chatTemplate });
+  const bar = progressBar(process.stderr, 'items');
+  await synthesizeModel({ config: positionals[0], out: positionals[1], format, dtype, seed: num(values.seed, 'seed', 0, true), tokenizerJson, chatTemplate,
+    onProgress: (done, total) => bar.update('synth: tensors', done, total) });
+  bar.end();
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -132,7 +135,9 @@ export async function main(argv: string[]): Promise<number> {
     if (cmd === 'generate') await generate(rest);
     else if (cmd === 'quantize') {
       if (rest.length !== 2) usageError('quantize needs MODEL_DIR and OUT_DIR');
-      await quantizeModel(rest[0], rest[1]);
+      const bar = progressBar(process.stderr, 'items');
+      await quantizeModel(rest[0], rest[1], (done, total) => bar.update('quantize: tensors', done, total));
+      bar.end();
     } else if (cmd === 'synth') await synth(rest);
     else if (cmd === 'serve') {
       const { runServer } = await import('./server.js');
