@@ -9,7 +9,8 @@ import { TextTokenizer, tokenAlone } from '../../src/tokenizer.js';
 import { startTestApp } from '../routes/helpers.js';
 import { MODEL_DIR, SMOLLM_DIR } from '../fixtures/paths.js';
 
-const TEXT = 'Once upon a time, naïve Zoë ate 12 crêpes — 東京で寿司を食べた 🍣🎉! Ωμέγα, привет; "quotes"\ttab\nnewline  two spaces';
+const TEXT = 'Once upon a time, naïve Zoë ate 12 crêpes — 東京で寿司を食べた 🍣🎉! Ωμέγα, привет; '
+  + '"quotes"\ttab\nnewline  two spaces';
 
 const tokenizerOf = (dir: string) =>
   new TextTokenizer({ tokenizerJson: readFileSync(join(dir, 'tokenizer.json'), 'utf8'), config: { bosTokenId: null } as never, path: dir });
