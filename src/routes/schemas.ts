@@ -28,6 +28,10 @@ const sampling = {
   stop,
   stop_token_ids: tokenIds(64),
   allowed_token_ids: { ...tokenIds(1 << 20), minItems: 1, description: "vLLM's: only these tokens may be generated" },
+  logit_bias: nullable({
+    type: 'object', maxProperties: 1024, propertyNames: { pattern: '^[0-9]{1,10}$' }, additionalProperties: num(-100, 100),
+    description: "OpenAI's: token id (a string) → a bias added to its logit before sampling (-100 bans it, 100 all but forces it)",
+  }),
 } as const;
 
 // example: what Swagger UI's "Try it out" sends (it would otherwise send the schema's maxima);

@@ -408,19 +408,26 @@ class CudaEngine final : public Engine {
 
   // dev_var_: [block copy pairs][penalty history tokens of the sampled rows with penalties]
   //          [mask row of each sampled row, -1 for none][the token masks those rows use]
+  //          [bias offsets of the sampled rows (S + 1)][their bias ids][their bias values]
   Status stage_var(const StepInput& in, const std::vector<int>& rows) {
-    size_t hist = 0;
+    size_t hist = 0, biases = 0;
     bool masked = false;
     for (int i : rows) {
       if (has_penalty(in, i)) hist += size_t(in.context_lens[i]);
       masked |= step_mask(in, i) != nullptr;
+      biases += size_t(step_bias(in, i).count);
     }
     const size_t copies = 2 * size_t(in.num_block_copies), S = rows.size();
     hist_offset_ = align16(copies * 4);
-    mask_row_offset_ = masked ? align16(hist_offset_ + hist * 4) : 0;
+    size_t end = hist_offset_ + hist * 4;
+    mask_row_offset_ = masked ? align16(end) : 0;
     mask_offset_ = masked ? align16(mask_row_offset_ + S * 4) : 0;
     const size_t mask_bytes = masked ? size_t(in.num_masks) * in.mask_words * 4 : 0;
-    const size_t bytes = masked ? mask_offset_ + mask_bytes : hist_offset_ + hist * 4;
+    if (masked) end = mask_offset_ + mask_bytes;
+    bias_offset_ = biases ? align16(end) : 0;
+    bias_total_ = biases;
+    if (biases) end = bias_offset_ + (S + 1 + 2 * biases) * 4;
+    const size_t bytes = end;
     if (bytes == 0) return Status::Ok();
     Status s = reserve_var(bytes);
     if (!s.ok()) return s;
@@ -437,6 +444,18 @@ class CudaEngine final : public Engine {
       int32_t* mr = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(host_var_) + mask_row_offset_);
       for (size_t r = 0; r < S; ++r) mr[r] = step_mask(in, rows[r]) ? in.mask_index[rows[r]] : -1;
       std::memcpy(static_cast<uint8_t*>(host_var_) + mask_offset_, in.token_masks, mask_bytes);
+    }
+    if (biases) {
+      int32_t* off = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(host_var_) + bias_offset_);
+      int32_t* ids = off + S + 1;
+      float* vals = reinterpret_cast<float*>(ids + biases);
+      off[0] = 0;
+      for (size_t r = 0; r < S; ++r) {
+        const LogitBias b = step_bias(in, rows[r]);
+        std::memcpy(ids + off[r], b.ids, 4 * size_t(b.count));
+        std::memcpy(vals + off[r], b.values, 4 * size_t(b.count));
+        off[r + 1] = off[r] + b.count;
+      }
     }
     WEFT_CUDA_TRY(cudaMemcpyAsync(dev_var_, host_var_, bytes, cudaMemcpyHostToDevice, stream_), "history upload");
     return Status::Ok();
@@ -567,6 +586,11 @@ class CudaEngine final : public Engine {
                                             stream_),
                     "token masks");
     }
+    if (bias_offset_ > 0) {
+      const int32_t* off = reinterpret_cast<const int32_t*>(static_cast<const uint8_t*>(dev_var_) + bias_offset_);
+      const float* values = reinterpret_cast<const float*>(off + S + 1 + bias_total_);
+      WEFT_CUDA_TRY(cuda::apply_logit_bias(logits_, S, cfg_.vocab_size, off, off + S + 1, values, stream_), "logit bias");
+    }
     profile_.begin(stream_, false);
     WEFT_CUDA_TRY(cuda::sample(a, stream_), "sampling");
     profile_.end(stream_, "sampling", false, decode_step_);
@@ -610,6 +634,7 @@ class CudaEngine final : public Engine {
   void* dev_var_ = nullptr;
   size_t var_cap_ = 0, hist_offset_ = 0;
   size_t mask_row_offset_ = 0, mask_offset_ = 0;  // in dev_var_; 0: no token masks this step
+  size_t bias_offset_ = 0, bias_total_ = 0;        // in dev_var_; 0: no logit biases this step
   std::map<std::pair<int, int>, cudaGraphExec_t> graphs_;
   SequenceHistory history_;
 };

@@ -52,5 +52,10 @@ cudaError_t sample(const SamplingArgs& a, cudaStream_t stream);
 cudaError_t apply_token_masks(float* logits, int num_rows, int vocab, const int32_t* mask_row, const uint32_t* masks,
                               int words, cudaStream_t stream);
 
+// Logit biases (StepInput::bias_*), in place after the masks: row r adds values[j] to the logit
+// of token ids[j] for j in [offsets[r], offsets[r+1]), in order (as the CPU sampler does).
+cudaError_t apply_logit_bias(float* logits, int num_rows, int vocab, const int32_t* offsets, const int32_t* ids,
+                             const float* values, cudaStream_t stream);
+
 }  // namespace cuda
 }  // namespace weft
