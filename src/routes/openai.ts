@@ -58,17 +58,14 @@ async function endStream(app: FastifyInstance, sse: SseStream, gens: Generation[
 
 const finishReason = (r: GenResult) => (r.finishReason === 'abort' ? 'stop' : r.finishReason);
 
-// What a beam search cannot combine with: log-probs, and on a
-// GPU widths above 10 (the CUDA sampler returns at most 20 log-probs per row).
-function checkBeam(svc: GenerationService, b: OpenAiCommon, wantsLogprobs: boolean): void {
+// What a beam search cannot combine with: log-probs (and beam-only fields without it).
+function checkBeam(b: OpenAiCommon, wantsLogprobs: boolean): void {
   if (!b.use_beam_search) {
     if (b.length_penalty !== undefined || b.early_stopping !== undefined)
       throw new WeftError('WEFT_ERR_REQ_INVALID', 'length_penalty and early_stopping need use_beam_search: true');
     return;
   }
   if (wantsLogprobs) throw new WeftError('WEFT_ERR_REQ_INVALID', 'logprobs are not available with use_beam_search');
-  if (svc.model.backend === 'gpu' && (b.n ?? 1) > 10)
-    throw new WeftError('WEFT_ERR_REQ_INVALID', `use_beam_search with n = ${b.n}: the GPU backend supports widths up to 10`);
 }
 
 // `model` may be left out (as vLLM allows): it then means the one served model. Any of its names
@@ -242,7 +239,7 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
       : b.prompt.every((p) => typeof p === 'number') ? [b.prompt as number[]]
         : await Promise.all((b.prompt as string[]).map((p) => svc.encode(p)));
     const numLogprobs = b.logprobs == null ? -1 : b.logprobs;
-    checkBeam(svc, b, numLogprobs >= 0);
+    checkBeam(b, numLogprobs >= 0);
     const reqs = prompts.map((ids) => toGenRequest(svc, ids, b, numLogprobs, 16));  // OpenAI's default max_tokens
     return respond(app, request, reply, b, reqs, completionFormat(svc, b.logprobs != null), 'cmpl');
   });
@@ -254,7 +251,7 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
     if (b.top_logprobs != null && !b.logprobs) throw new WeftError('WEFT_ERR_REQ_INVALID', 'top_logprobs needs logprobs: true');
     const { ids } = await renderChat(svc, b.messages);
     const numLogprobs = b.logprobs ? b.top_logprobs ?? 0 : -1;
-    checkBeam(svc, b, numLogprobs >= 0);
+    checkBeam(b, numLogprobs >= 0);
     const req = toGenRequest(svc, ids, b, numLogprobs, svc.model.maxModelLen);
     return respond(app, request, reply, b, [req], chatFormat(svc, !!b.logprobs), 'chatcmpl');
   });

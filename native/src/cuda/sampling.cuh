@@ -11,7 +11,8 @@
 namespace weft {
 namespace cuda {
 
-constexpr int kMaxTopLogprobs = 20;
+// 32: the top 2k candidates of a beam search of width k up to 16 (OpenAI's top_logprobs stops at 20).
+constexpr int kMaxTopLogprobs = 32;
 
 struct SamplingArgs {
   int num_rows = 0, vocab = 0;
