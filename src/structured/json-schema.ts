@@ -18,6 +18,24 @@ const NUMBER_BOUNDS = ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaxim
 // A JSON string's content without escapes: what a length-limited string may hold.
 const PLAIN_STRING_CHAR = '[^"\\\\\\x00-\\x1f]';
 
+// Formats as patterns (xgrammar's own format grammars are looser: any month has 31 days, a
+// second may be 60, an IPv4 octet may have leading zeros). Each is a subset of its format: every
+// string it allows is valid (February has 28 days here, email local parts no quoted forms).
+const DATE = '\\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\\d|30)|02-(?:0[1-9]|1\\d|2[0-8]))';
+const TIME = '(?:[01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(?:\\.\\d{1,6})?(?:Z|[+-](?:[01]\\d|2[0-3]):[0-5]\\d)';
+const OCTET = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
+const LABEL = '[a-z0-9](?:[a-z0-9-]{0,20}[a-z0-9])?';
+export const FORMAT_PATTERNS: Record<string, string> = {
+  date: DATE,
+  time: TIME,
+  'date-time': `${DATE}T${TIME}`,
+  ipv4: `${OCTET}(?:\\.${OCTET}){3}`,
+  email: `[a-z0-9_+-]{1,32}(?:\\.[a-z0-9_+-]{1,32}){0,3}@(?:${LABEL}\\.){1,3}[a-z]{2,6}`,
+  hostname: `(?:${LABEL}\\.){0,3}${LABEL}`,
+  uri: `https?://(?:${LABEL}\\.){1,3}[a-z]{2,6}(?:/[A-Za-z0-9._~-]{0,24}){0,4}`,
+  uuid: '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}',
+};
+
 const isObj = (v: Json | undefined): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function bad(path: string, why: string): never {
@@ -42,6 +60,10 @@ function rewriteStrings(s: Obj, path: string): void {
   if (typeof s.pattern === 'string') {
     if (hasLength || s.format !== undefined) bad(path, 'pattern together with minLength, maxLength or format is not supported');
     s.pattern = rewriteJsonStringPattern(s.pattern, `pattern at ${path || '/'}`);
+  } else if (typeof s.format === 'string' && FORMAT_PATTERNS[s.format] !== undefined) {
+    if (hasLength) bad(path, 'minLength or maxLength together with format is not supported');
+    s.pattern = FORMAT_PATTERNS[s.format];
+    delete s.format;
   } else if (hasLength && typesOf(s).includes('string')) {
     if (s.format !== undefined) bad(path, 'minLength or maxLength together with format is not supported');
     const min = typeof s.minLength === 'number' ? s.minLength : 0;
@@ -67,6 +89,8 @@ function visit(node: Json, path: string): void {
   for (const k of UNSUPPORTED) if (node[k] !== undefined) bad(path, `"${k}" is not supported`);
   if (node.uniqueItems === true) bad(path, '"uniqueItems": true is not supported');
   if (Array.isArray(node.allOf) && node.allOf.length > 1) bad(path, 'allOf with more than one schema is not supported');
+  if (node.propertyNames !== undefined && node.additionalProperties !== undefined && node.additionalProperties !== true)
+    bad(path, 'propertyNames together with additionalProperties is not supported (the values would go unchecked)');
   checkNumbers(node, path);
   rewriteStrings(node, path);
   for (const k of SCHEMA_MAPS) if (isObj(node[k])) for (const [name, sub] of Object.entries(node[k] as Obj)) visit(sub, `${path}/${k}/${name}`);

@@ -3,7 +3,8 @@
 // character ranges beyond ASCII (it takes any single byte for them), and classes that exclude
 // non-ASCII characters. The rewrite keeps the language the same, or makes it a subset, so every
 // output still matches the original pattern:
-// - `.` becomes [^\n\r] (JavaScript's dot, minus U+2028/9, which it would also exclude);
+// - `.` becomes [^\n\r] (JavaScript's dot, minus U+2028/9, which it would also exclude); \s, \d
+//   and \w are ASCII (JavaScript's \s also has Unicode spaces: [^\s] here allows U+00A0, U+200A…);
 // - a class with non-ASCII ranges becomes an alternation of its characters (at most 1024);
 // - inside a JSON string (schema `pattern`s, which xgrammar matches against the raw JSON text),
 //   `"`, `\` and control characters are taken out of classes and dots, and \s means a space.
@@ -31,6 +32,17 @@ export function subtract(ranges: Range[], cut: Range[]): Range[] {
       if (b < lo || a > hi) return [[lo, hi]];
       return [...(lo < a ? [[lo, a - 1] as Range] : []), ...(hi > b ? [[b + 1, hi] as Range] : [])];
     });
+  }
+  return out;
+}
+
+// Sorted, with overlapping and adjacent ranges joined.
+function merge(ranges: Range[]): Range[] {
+  const out: Range[] = [];
+  for (const [a, b] of [...ranges].sort((x, y) => x[0] - y[0])) {
+    const last = out[out.length - 1];
+    if (last && a <= last[1] + 1) last[1] = Math.max(last[1], b);
+    else out.push([a, b]);
   }
   return out;
 }
@@ -222,7 +234,7 @@ class RegexRewriter {
   // A set of characters (or its complement) in the form xgrammar matches correctly.
   #classText(ranges: Range[], negated: boolean): string {
     if (negated) {
-      const cut = this.json ? [...ranges, ...JSON_UNSAFE] : ranges;
+      const cut = merge(this.json ? [...ranges, ...JSON_UNSAFE] : ranges);
       return `[^${cut.map(([a, b]) => (a === b ? lit(a, true) : `${lit(a, true)}-${lit(b, true)}`)).join('')}]`;
     }
     const safe = this.json ? subtract(ranges, JSON_UNSAFE) : ranges;
