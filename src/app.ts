@@ -23,10 +23,18 @@ import { ajvOptions } from './routes/schemas.js';
 import { tokenizeRoutes } from './routes/tokenize.js';
 import { webuiRoutes } from './routes/webui.js';
 
+export interface LoadProgress {
+  phase: 'download' | 'load';
+  file?: string;
+  bytes?: number;
+  total?: number;
+}
+
 export class AppState {
   #service: GenerationService | null = null;
   reranker: Reranker | null = null;   // a reranker model (--reranker-model), when one is loaded
   isShuttingDown = false;
+  loadProgress: LoadProgress | null = null;   // while the model downloads or loads: what /ready reports
 
   constructor(readonly metrics: Metrics) {}
 
@@ -74,7 +82,7 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
     forceCloseConnections: 'idle',
     return503OnClosing: false,   // requests still arriving during shutdown get our 503 body (WEFT_ERR_HTTP_SHUTTING_DOWN)
   });
-  const metrics = deps.metrics ?? deps.service?.metrics ?? new Metrics();
+  const metrics = deps.metrics ?? deps.service?.metrics ?? new Metrics({ compat: config.metricsCompat });
   app.decorate('weft', new AppState(metrics));
   if (deps.service) app.weft.attach(deps.service);
   if (deps.reranker) app.weft.reranker = deps.reranker;

@@ -9,7 +9,9 @@ import { checkpointKind } from './model/types.js';
 import { findInPackage } from './package-path.js';
 import { usableCpuCount } from './system.js';
 import { isWeftError, WeftError } from './errors.js';
+import { parseHubId, resolveHubModel } from './hub.js';
 import { loadModelSpec } from './model/load.js';
+import { progressBar } from './progress.js';
 import { quantizeModel } from './model/quantize.js';
 import { synthesizeModel } from './model/synth.js';
 import { runOffline } from './offline.js';
@@ -18,7 +20,7 @@ import { loadNative } from './workers/binding.js';
 import { EngineInstance } from './workers/engine-instance.js';
 
 const USAGE = `usage:
-  weft generate --model PATH --prompt TEXT --max-tokens N [--temperature T] [--top-k K] [--top-p P]
+  weft generate --model PATH|ORG/NAME[@REV] [--gguf-file F] --prompt TEXT --max-tokens N [--temperature T] [--top-k K] [--top-p P]
                 [--min-p P] [--seed S] [--backend cpu|gpu|auto] [--dtype auto|f32|int8|f16|bf16]
                 [--num-threads N|auto] [--json]
   weft quantize MODEL_DIR OUT_DIR        write a pre-quantized int8 model directory
@@ -50,7 +52,7 @@ async function generate(argv: string[]): Promise<void> {
       model: { type: 'string' }, prompt: { type: 'string' }, 'max-tokens': { type: 'string' },
       temperature: { type: 'string' }, 'top-k': { type: 'string' }, 'top-p': { type: 'string' }, 'min-p': { type: 'string' },
       seed: { type: 'string' }, backend: { type: 'string' }, dtype: { type: 'string' }, threads: { type: 'string' },
-      'num-threads': { type: 'string' }, json: { type: 'boolean' },
+      'num-threads': { type: 'string' }, json: { type: 'boolean' }, 'gguf-file': { type: 'string' },
     },
   });
   values.threads ??= values['num-threads'];   // serve's spelling works here too
@@ -72,7 +74,14 @@ async function generate(argv: string[]): Promise<void> {
   if (maxTokens < 1 || temperature < 0 || topK < 0 || topP <= 0 || topP > 1 || minP < 0 || minP > 1 || seed < 0 || threads < 1)
     usageError('sampling values out of range');
 
-  const spec = await loadModelSpec(values.model);
+  const bar = progressBar();
+  const hubId = parseHubId(values.model);
+  const modelPath = !hubId ? values.model : await resolveHubModel(hubId, {
+    ...(values['gguf-file'] ? { ggufFile: values['gguf-file'] } : {}),
+    onProgress: (p) => bar.update(`${p.file} (${p.fileIndex}/${p.numFiles})`, p.bytes, p.total),
+  });
+  bar.end();
+  const spec = await loadModelSpec(modelPath);
   const dtype = resolveDtype(askedDtype as Config['dtype'], backend, checkpointKind(spec));
   const tok = new TextTokenizer(spec);
   const promptIds = await tok.encode(values.prompt);
@@ -80,7 +89,7 @@ async function generate(argv: string[]): Promise<void> {
   const maxLen = spec.config.maxPositions;
   if (promptIds.length + maxTokens > maxLen) usageError(`prompt (${promptIds.length} tokens) + --max-tokens ${maxTokens} exceeds the context (${maxLen})`);
   const engine = await EngineInstance.open(
-    { modelPath: values.model, dtype, numThreads: threads, numKvBlocks: Math.ceil((promptIds.length + maxTokens) / 16) + 1, blockSize: 16,
+    { modelPath, dtype, numThreads: threads, numKvBlocks: Math.ceil((promptIds.length + maxTokens) / 16) + 1, blockSize: 16,
       backend, maxContextLen: promptIds.length + maxTokens }, spec);
   const [res] = runOffline(engine, [{ promptIds, maxTokens, sampling: { temperature, topK, topP, minP, seed } }]);
   engine.close();
@@ -105,7 +114,10 @@ async function synth(argv: string[]): Promise<void> {
     ? (JSON.parse(await readFile(join(dir, 'tokenizer_config.json'), 'utf8')) as { chat_template?: unknown })
     : {};
   const chatTemplate = typeof tokConfig.chat_template === 'string' ? tokConfig.chat_template : undefined;
-  await synthesizeModel({ config: positionals[0], out: positionals[1], format, dtype, seed: num(values.seed, 'seed', 0, true), tokenizerJson, chatTemplate });
+  const bar = progressBar(process.stderr, 'items');
+  await synthesizeModel({ config: positionals[0], out: positionals[1], format, dtype, seed: num(values.seed, 'seed', 0, true), tokenizerJson, chatTemplate,
+    onProgress: (done, total) => bar.update('synth: tensors', done, total) });
+  bar.end();
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -123,7 +135,9 @@ export async function main(argv: string[]): Promise<number> {
     if (cmd === 'generate') await generate(rest);
     else if (cmd === 'quantize') {
       if (rest.length !== 2) usageError('quantize needs MODEL_DIR and OUT_DIR');
-      await quantizeModel(rest[0], rest[1]);
+      const bar = progressBar(process.stderr, 'items');
+      await quantizeModel(rest[0], rest[1], (done, total) => bar.update('quantize: tensors', done, total));
+      bar.end();
     } else if (cmd === 'synth') await synth(rest);
     else if (cmd === 'serve') {
       const { runServer } = await import('./server.js');

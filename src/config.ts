@@ -17,7 +17,12 @@ interface KeySpec {
 
 // Every key once, with its kind, range and unit.
 const KEYS = {
-  model: { kind: 'string', help: 'HF model directory or .gguf file; empty = the built-in demo model' },
+  model: {
+    kind: 'string',
+    help: 'HF model directory, .gguf file, or Hugging Face Hub id org/name[@revision] (hf://… too; downloaded into the HF cache); '
+      + 'empty = the built-in demo model',
+  },
+  ggufFile: { kind: 'string', help: 'with a Hub id: the .gguf file of a GGUF repository to use (default: the only one, else Q8_0, BF16, F16, F32)' },
   backend: { kind: ['cpu', 'gpu', 'auto'], help: 'compute backend; auto = GPU when one is visible, else CPU' },
   dtype: {
     kind: ['auto', 'f32', 'int8', 'f16', 'bf16'],
@@ -56,13 +61,18 @@ const KEYS = {
   bodyLimit: { kind: 'int', min: 1024, max: 1 << 30, help: 'bytes per request body' },
   requestTimeoutMs: { kind: 'int', min: 0, max: 86_400_000, help: 'per-request generation limit; 0 = none' },
   shutdownTimeoutMs: { kind: 'int', min: 0, max: 3_600_000, help: 'wait for in-flight requests on SIGTERM' },
-  servedModelName: { kind: 'string', help: 'model id in /v1/models; empty = derived from the path' },
+  servedModelName: {
+    kind: 'list',
+    help: 'model names, comma-separated or the flag repeated: the first is the id, every one is accepted as `model`; empty = from the path',
+  },
   rerankerModel: { kind: 'string', help: 'a Qwen3-Reranker-style causal LM (HF directory or .gguf) for /v1/rerank and use_rerank; empty = none' },
   logLevel: { kind: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], help: 'pino log level' },
+  metricsCompat: { kind: ['none', 'vllm'], help: "vllm = also export the load gauges under vLLM's names (vllm:num_requests_waiting, …)" },
 } as const satisfies Record<string, KeySpec>;
 
 export interface Config {
   model: string;
+  ggufFile: string;
   backend: 'cpu' | 'gpu' | 'auto';
   dtype: 'auto' | 'f32' | 'int8' | 'f16' | 'bf16';
   numInstances: number;
@@ -85,15 +95,17 @@ export interface Config {
   bodyLimit: number;
   requestTimeoutMs: number;
   shutdownTimeoutMs: number;
-  servedModelName: string;
+  servedModelName: readonly string[];
   rerankerModel: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  metricsCompat: 'none' | 'vllm';
 }
 
 export type ConfigKey = keyof typeof KEYS;
 
 export const DEFAULTS: Readonly<Config> = Object.freeze({
-  model: '',                   // path; '' = demo model
+  model: '',                   // path or Hub id; '' = demo model
+  ggufFile: '',
   backend: 'auto',
   dtype: 'auto',
   numInstances: 1,             // instances
@@ -116,9 +128,10 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   bodyLimit: 1_048_576,        // bytes
   requestTimeoutMs: 600_000,   // ms
   shutdownTimeoutMs: 30_000,   // ms
-  servedModelName: '',         // id; '' = from the model path
+  servedModelName: Object.freeze([]) as readonly string[],  // names; none = from the model path
   rerankerModel: '',           // path; '' = no reranker model
   logLevel: 'info',
+  metricsCompat: 'none',       // extra metric names
 });
 
 const envName = (k: string) => 'WEFT_' + k.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
@@ -181,7 +194,8 @@ export function loadConfig({ argv = [], env = process.env, overrides = {} }: Loa
   let values: Record<string, unknown>;
   try {
     ({ values } = parseArgs({ args: argv, strict: true, allowPositionals: false,
-      options: Object.fromEntries([...keys.map((k) => [flagName(k), { type: 'string' }]), ...boolKeys.map((k) => [`no-${flagName(k)}`, { type: 'boolean' }]),
+      options: Object.fromEntries([...keys.map((k) => [flagName(k), { type: 'string', multiple: KEYS[k].kind === 'list' }]),
+        ...boolKeys.map((k) => [`no-${flagName(k)}`, { type: 'boolean' }]),
         ['help', { type: 'boolean' }], ['api-key', { type: 'string', multiple: true }]]) }));
   } catch (e) {
     throw new WeftError('WEFT_ERR_CONFIG_INVALID', `${(e as Error).message}\n${configUsage()}`);
@@ -189,7 +203,8 @@ export function loadConfig({ argv = [], env = process.env, overrides = {} }: Loa
   if (values.help) throw new WeftError('WEFT_ERR_CONFIG_INVALID', configUsage());
   for (const k of keys) {
     const v = values[flagName(k)];
-    if (v !== undefined) out[k] = coerce(k, v as string, `--${flagName(k)}`);
+    // a list flag given several times: its values together (--served-model-name a --served-model-name b)
+    if (v !== undefined) out[k] = coerce(k, Array.isArray(v) ? v.join(',') : (v as string), `--${flagName(k)}`);
   }
   for (const k of boolKeys) if (values[`no-${flagName(k)}`]) out[k] = false;
   // vLLM's and llama.cpp's spelling: --api-key KEY, repeatable
@@ -200,6 +215,7 @@ export function loadConfig({ argv = [], env = process.env, overrides = {} }: Loa
     if (v !== undefined) out[k] = coerce(k as ConfigKey, v as string, 'overrides');
   }
   const c = out as unknown as Config;
+  if (new Set(c.servedModelName).size !== c.servedModelName.length) invalid('servedModelName', 'merged', 'a name is given twice');
   if (c.maxNumBatchedTokens < c.maxNumSeqs) invalid('maxNumBatchedTokens', 'merged', `must be at least maxNumSeqs (${c.maxNumSeqs})`);
   if (c.backend === 'gpu' && c.dtype === 'f32') invalid('dtype', 'merged', 'f32 weights run on the CPU backend; a GPU takes f16, bf16 or int8 (or auto)');
   if (c.backend === 'cpu' && (c.dtype === 'f16' || c.dtype === 'bf16')) invalid('dtype', 'merged', `${c.dtype} weights run on the GPU backend; the CPU takes f32 or int8 (or auto)`);
@@ -258,7 +274,7 @@ export const serverSlice = (c: Readonly<Config>) => Object.freeze({
 export type ServerConfig = ReturnType<typeof serverSlice>;
 
 export const engineSlice = (c: Readonly<Config>) => Object.freeze({
-  model: c.model, backend: c.backend, dtype: c.dtype, numInstances: c.numInstances, numThreads: c.numThreads,
+  model: c.model, ggufFile: c.ggufFile, backend: c.backend, dtype: c.dtype, numInstances: c.numInstances, numThreads: c.numThreads,
   kvCacheBlocks: c.kvCacheBlocks, kvDtype: c.kvDtype, blockSize: c.blockSize,
   gpuMemoryUtilization: c.gpuMemoryUtilization, cudaGraphs: c.cudaGraphs,
 });

@@ -16,6 +16,9 @@ export const ERRORS = {
   WEFT_ERR_MODEL_MISSING_TENSOR: { status: 500, type: 'model_error' },
   WEFT_ERR_MODEL_BAD_CONFIG: { status: 500, type: 'model_error' },
   WEFT_ERR_MODEL_TOKENIZER: { status: 500, type: 'model_error' },
+  WEFT_ERR_MODEL_UNSUPPORTED: { status: 500, type: 'model_error' },  // a Hub repository without files weft reads
+  WEFT_ERR_MODEL_HUB: { status: 500, type: 'model_error' },          // the Hub unreachable or answering an error
+  WEFT_ERR_MODEL_HUB_AUTH: { status: 500, type: 'model_error' },     // 401/403: a gated or private model without HF_TOKEN
   // native engine
   WEFT_ERR_ENGINE_NATIVE_LOAD: { status: 500, type: 'engine_error' },
   WEFT_ERR_ENGINE_BAD_INPUT: { status: 500, type: 'engine_error' },

@@ -12,9 +12,11 @@ import { IncrementalDetokenizer, type TextTokenizer } from './tokenizer.js';
 // Prompt tokens decoded as context for the first output token's text (vLLM uses 5).
 const DETOKENIZE_CONTEXT = 5;
 import type { SamplingParams } from './sampling.js';
+import type { ConstraintSpec } from './structured/types.js';
 
 export interface ModelInfo {
   id: string;              // the served model name
+  aliases: readonly string[];   // other names requests may use (--served-model-name a,b,…)
   path: string;
   isDemo: boolean;
   backend: 'cpu' | 'gpu';
@@ -34,6 +36,7 @@ export interface GenRequest {
   stopTokenIds?: number[];
   stop?: string[];              // never part of the output
   sampling?: Partial<SamplingParams>;
+  constraint?: ConstraintSpec;  // structured output: only the tokens it allows are sampled
 }
 
 // Beam search: HF generate(num_beams=…) semantics (see scheduler/beam-search.ts).
@@ -69,6 +72,7 @@ export interface GenResult {
   finishReason: 'stop' | 'length' | 'abort';
   numPromptTokens: number;
   numOutputTokens: number;
+  numCachedTokens: number;      // prompt tokens found in the prefix cache (not computed)
   beam?: BeamOutcome;           // beam search: every returned hypothesis and the chosen one
 }
 
@@ -139,6 +143,7 @@ export class GenerationService {
     if (n === 0) throw new WeftError('WEFT_ERR_REQ_INVALID', 'the prompt has no tokens (and the model has no BOS token)');
     this.checkTokenIds(req.promptIds, 'prompt');
     if (req.stopTokenIds) this.checkTokenIds(req.stopTokenIds, 'stop_token_ids');
+    if (req.constraint?.type === 'token_ids') this.checkTokenIds(req.constraint.ids, 'allowed_token_ids');
     const limit = this.options.maxPromptTokens || this.model.maxModelLen - 1;
     if (n > limit) throw new WeftError('WEFT_ERR_REQ_PROMPT_TOO_LONG', `the prompt has ${n} tokens; at most ${limit} are allowed`);
   }
@@ -157,6 +162,7 @@ export class GenerationService {
     const handles = this.loop.submitN(Array.from({ length: n }, (_, i) => ({
       promptTokenIds: req.promptIds, maxTokens: req.maxTokens, minTokens: req.minTokens, ignoreEos: req.ignoreEos, stopTokenIds: req.stopTokenIds,
       sampling: { ...req.sampling, seed: seed === undefined ? Math.floor(Math.random() * 2 ** 53) : (seed + i) % Number.MAX_SAFE_INTEGER },
+      ...(req.constraint ? { constraint: req.constraint } : {}),
     })));
     return handles.map((h, i) => this.#track(h, req, hooks(i)));
   }
@@ -193,6 +199,7 @@ export class GenerationService {
     this.#checkPrompt(req);
     const handle = this.loop.submitBeam({
       promptTokenIds: req.promptIds, sampling: { repetitionPenalty: req.sampling?.repetitionPenalty ?? 1 },
+      ...(req.constraint ? { constraint: req.constraint } : {}),
     }, {
       beamWidth: beam.beamWidth, maxTokens: req.maxTokens ?? Math.max(1, this.model.maxModelLen - req.promptIds.length), lengthPenalty: beam.lengthPenalty,
       earlyStopping: beam.earlyStopping, numReturnSequences: beam.numReturnSequences, ignoreEos: req.ignoreEos, minTokens: req.minTokens,
@@ -300,7 +307,8 @@ export class GenerationService {
     const finishReason = stopAt >= 0 ? 'stop' : reason;
     return {
       text: full.slice(0, stopAt >= 0 ? stopAt : full.length), tokenIds, logprobs, finishReason,
-      numPromptTokens: req.promptIds.length, numOutputTokens: tokenIds.length, ...(beam ? { beam } : {}),
+      numPromptTokens: req.promptIds.length, numOutputTokens: tokenIds.length, numCachedTokens: handle.sequence.numCachedPromptTokens,
+      ...(beam ? { beam } : {}),
     };
   }
 

@@ -1,7 +1,10 @@
 // Every metric once, on a registry of its own (one per app, so tests can build several).
 // Names follow vLLM's set (anchors §2) with a weft_ prefix. Request timings come from the
 // engine's monotonic timestamps at finish; gauges and cumulative engine counters are read
-// from the loop's stats() at scrape time.
+// from the loop's stats() at scrape time, summed over the engine instances.
+// The load gauges an endpoint picker scores pods by (queued, running, KV use, cache config)
+// can also be exported under vLLM's names (compat 'vllm'), so a picker with its default
+// metric names reads a weft pod as it reads a vLLM one.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 import type { StepTiming } from './scheduler/engine.js';
@@ -37,18 +40,23 @@ export class Metrics {
   readonly ttft; readonly itl; readonly e2e; readonly queueTime; readonly prefillTime; readonly decodeTime; readonly inferenceTime;
   readonly requestPromptTokens; readonly requestGenerationTokens;
   readonly stepBatchSize; readonly stepTokens; readonly stepTime;
-  readonly running; readonly waiting; readonly preempted; readonly kvUsage;
+  readonly running; readonly waiting; readonly preempted; readonly kvUsage; readonly cacheConfig;
   readonly promptTokens; readonly generationTokens; readonly requestSuccess; readonly preemptions;
   readonly prefixQueries; readonly prefixHits; readonly errors;
   readonly beamSearches; readonly beamHypotheses; readonly rerankTime;
 
-  constructor(opts: { maxModelLen?: number; defaultMetrics?: boolean } = {}) {
+  constructor(opts: { maxModelLen?: number; defaultMetrics?: boolean; compat?: 'none' | 'vllm' } = {}) {
     const registers = [this.registry];
     const hist = (name: string, help: string, buckets: number[], labelNames: string[] = []) => new Histogram({ name, help, buckets, labelNames, registers });
     const counter = (name: string, help: string, labelNames: string[] = [], collect?: () => void) =>
       new Counter({ name, help, labelNames, registers, ...(collect ? { collect } : {}) });
-    const gauge = (name: string, help: string, collect: (g: Gauge) => void) =>
-      new Gauge({ name, help, registers, collect() { collect(this); } });
+    const gauge = (name: string, help: string, collect: (g: Gauge) => void, labelNames: string[] = []) =>
+      new Gauge({ name, help, labelNames, registers, collect() { collect(this); } });
+    // weft_<name>, and vllm:<name> with the same value when compat is 'vllm'
+    const loadGauge = (name: string, help: string, collect: (g: Gauge) => void, labelNames: string[] = []) => {
+      if (opts.compat === 'vllm') gauge(`vllm:${name}`, help, collect, labelNames);
+      return gauge(`weft_${name}`, help, collect, labelNames);
+    };
     const tokens = COUNT_1_2_5(opts.maxModelLen ?? 4096);
 
     this.ttft = hist('weft_time_to_first_token_seconds', 'Time from arrival to the first output token', LATENCY_S);
@@ -68,14 +76,29 @@ export class Metrics {
     this.rerankTime = hist('weft_rerank_time_seconds', 'Time to rank the hypotheses of one beam search', LATENCY_S);
 
     const sum = (f: (s: SchedulerStats) => number) => this.#stats().reduce((a, s) => a + f(s), 0);
-    this.running = gauge('weft_num_requests_running', 'Requests in the running batch', (g) => g.set(sum((s) => s.numRunning)));
-    this.waiting = gauge('weft_num_requests_waiting', 'Requests waiting (queued or preempted)', (g) => g.set(sum((s) => s.numWaiting)));
-    this.preempted = gauge('weft_num_requests_preempted', 'Unfinished requests that were preempted at least once', (g) => g.set(this.#numPreemptedActive()));
-    this.kvUsage = gauge('weft_kv_cache_usage_perc', 'Fraction of KV cache blocks in use (0-1), mean over instances', (g) => {
-      const s = this.#stats();
-      const used = s.reduce((a, x) => a + x.numUsedBlocks, 0), total = s.reduce((a, x) => a + x.numUsedBlocks + x.numFreeBlocks, 0);
-      g.set(total ? used / total : 0);
+    this.running = loadGauge('num_requests_running', 'Requests in the running batch', (g) => g.set(sum((s) => s.numRunning)));
+    this.waiting = loadGauge('num_requests_waiting', 'Requests waiting (queued or preempted)', (g) => g.set(sum((s) => s.numWaiting)));
+    this.preempted = gauge('weft_num_requests_preempted', 'Unfinished requests that were preempted at least once',
+      (g) => g.set(this.#numPreemptedActive()));
+    // blocks held by running requests over all blocks; evictable prefix-cache blocks count as free
+    this.kvUsage = loadGauge('kv_cache_usage_perc', 'Fraction of KV cache blocks in use (0-1) over all instances', (g) => {
+      const total = sum((s) => s.numBlocks);
+      g.set(total ? sum((s) => s.numUsedBlocks) / total : 0);
     });
+    // an info gauge (value 1): the labels carry the KV cache's shape; no series before an engine is attached
+    this.cacheConfig = loadGauge('cache_config_info', 'KV cache configuration: block_size tokens per block, num_gpu_blocks blocks over all instances '
+      + '(on the CPU backend too)', (g) => {
+      g.reset();
+      const s = this.#stats();
+      if (s.length > 0) g.set({ block_size: String(s[0].blockSize), num_gpu_blocks: String(sum((x) => x.numBlocks)) }, 1);
+    }, ['block_size', 'num_gpu_blocks']);
+    // vLLM's LoRA state, which a picker's LoRA-affinity scorer reads by default: weft serves no
+    // adapters (max_lora 0); the value is the time of the reading, as vLLM's is
+    if (opts.compat === 'vllm') {
+      gauge('vllm:lora_requests_info', 'LoRA adapters: none (weft serves no adapters)', (g) => {
+        g.set({ max_lora: '0', running_lora_adapters: '', waiting_lora_adapters: '' }, Date.now() / 1000);
+      }, ['max_lora', 'running_lora_adapters', 'waiting_lora_adapters']);
+    }
     this.promptTokens = counter('weft_prompt_tokens_total', 'Prompt tokens processed (finished requests)');
     this.generationTokens = counter('weft_generation_tokens_total', 'Output tokens generated (finished requests)');
     this.requestSuccess = counter('weft_request_success_total', 'Requests finished, by reason', ['finished_reason']);

@@ -14,6 +14,7 @@ export interface OfflineRequest {
   stopTokenIds?: number[];
   ignoreEos?: boolean;
   startStep?: number;       // join the batch at this step (tests mixed prefill/decode)
+  mask?: Uint32Array;       // only these tokens are sampled (ceil(vocab / 32) words, bit t & 31 of word t >> 5)
 }
 
 export interface OfflineResult {
@@ -66,7 +67,7 @@ export function runOffline(engine: EngineInstance, requests: OfflineRequest[], o
         s.blocks.push(b);
       }
       return { seqId: s.index, tokens: s.tokens.slice(s.numComputed, end), startPos: s.numComputed, promptLen: s.req.promptIds.length,
-        blockTable: s.blocks, doSample: end === s.tokens.length, sampling: s.sampling };
+        blockTable: s.blocks, doSample: end === s.tokens.length, sampling: s.sampling, ...(s.req.mask ? { mask: s.req.mask } : {}) };
     });
     const out = engine.step(packStep(steps, bs, { release: release.splice(0), returnLogits: o.returnLogits }));
     o.onStep?.({ numTokens: steps.reduce((a, s) => a + s.tokens.length, 0), numSeqs: steps.length, forwardUs: out.forwardUs, sampleUs: out.sampleUs });

@@ -5,7 +5,7 @@ import { basename } from 'node:path';
 
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 
-import { buildApp } from './app.js';
+import { buildApp, type LoadProgress } from './app.js';
 import {
   configUsage, describeConfig, engineSlice, generationSlice, kvFractionForInstance, loadConfig,
   resolveBackend, resolveDtype, resolveNumThreads, schedulerSlice, type Config,
@@ -13,7 +13,9 @@ import {
 import { DEMO_MODEL_NAME, ensureDemoModel } from './demo-model.js';
 import { isWeftError } from './errors.js';
 import { GenerationService } from './generation.js';
+import { parseHubId, resolveHubModel } from './hub.js';
 import { loadModelSpec } from './model/load.js';
+import { progressBar } from './progress.js';
 import { checkpointKind } from './model/types.js';
 import { ModelReranker } from './rerank.js';
 import { usableCpuCount } from './system.js';
@@ -29,11 +31,32 @@ export interface Engine {
   close(): Promise<void>;
 }
 
+// --model as given: a local path, or a Hub id resolved to its files in the Hub cache (downloaded
+// when missing, with a progress bar on a terminal and the bytes in /ready's progress).
+async function modelSource(model: string, ggufFile: string, log?: FastifyBaseLogger, onProgress?: (p: LoadProgress) => void): Promise<string> {
+  const id = parseHubId(model);
+  if (!id) return model;
+  log?.info(`model ${id.repo}@${id.revision}: from the Hugging Face Hub cache, downloading what is missing`);
+  const bar = progressBar();
+  const path = await resolveHubModel(id, {
+    ...(ggufFile ? { ggufFile } : {}),
+    onProgress: (p) => {
+      bar.update(`${p.file} (${p.fileIndex}/${p.numFiles})`, p.bytes, p.total);
+      onProgress?.({ phase: 'download', file: p.file, bytes: p.bytes, total: p.total });
+    },
+  });
+  bar.end();
+  log?.info(`model ${id.repo}@${id.revision}: ${path}`);
+  onProgress?.({ phase: 'load' });
+  return path;
+}
+
 // Model files → workers → engine loop → generation service, with the metrics hooks wired.
-export async function startEngine(config: Readonly<Config>, metrics: Metrics, log?: FastifyBaseLogger): Promise<Engine> {
+export async function startEngine(config: Readonly<Config>, metrics: Metrics, log?: FastifyBaseLogger,
+  onProgress?: (p: LoadProgress) => void): Promise<Engine> {
   const e = engineSlice(config);
   const isDemo = e.model === '';
-  const modelPath = isDemo ? await ensureDemoModel() : e.model;
+  const modelPath = isDemo ? await ensureDemoModel() : await modelSource(e.model, e.ggufFile, log, onProgress);
   if (isDemo) log?.warn(`*** no --model given: serving the built-in DEMO model (synthetic weights, its output is noise) from ${modelPath}; pass --model PATH or WEFT_MODEL to serve a real model ***`);
   const native = loadNative();
   const devices = native.cudaDeviceCount();
@@ -75,9 +98,11 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
     },
   });
   metrics.addStatsSource(() => loop.stats());
-  const id = config.servedModelName || (isDemo ? DEMO_MODEL_NAME : basename(modelPath).replace(/\.gguf$/, ''));
+  // --served-model-name: the first name is the id; the others are aliases a gateway may rewrite `model` to
+  const [id, ...aliases] = config.servedModelName.length > 0 ? config.servedModelName
+    : [isDemo ? DEMO_MODEL_NAME : basename(modelPath).replace(/\.gguf$/, '')];
   const service = new GenerationService(loop, new TextTokenizer(spec), {
-    id, path: modelPath, isDemo, backend, dtype, maxModelLen: sched.maxModelLen, vocabSize: spec.config.vocabSize,
+    id, aliases, path: modelPath, isDemo, backend, dtype, maxModelLen: sched.maxModelLen, vocabSize: spec.config.vocabSize,
     eosTokenIds: spec.config.eosTokenIds, numInstances: e.numInstances, chatTemplate: spec.chatTemplate,
   }, generationSlice(config), metrics);
   // a cache that cannot hold one full context is a configuration mistake, not an error: say so
@@ -172,7 +197,9 @@ export async function runServer(argv: string[]): Promise<number> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   try {
-    engine = await startEngine(config, app.weft.metrics, app.log);
+    app.weft.loadProgress = { phase: 'load' };
+    engine = await startEngine(config, app.weft.metrics, app.log, (p) => { app.weft.loadProgress = p; });
+    app.weft.loadProgress = null;
     if (stopping) {
       await engine.close();
       return 0;

@@ -142,6 +142,14 @@ struct StepInput {
   const int32_t* history_tokens = nullptr;
   int num_history = 0;
   bool return_logits = false;             // raw logits of each sampled row (tests, rerankers)
+  // Token masks (structured output): a sampled sequence i with mask_index[i] >= 0 may only sample
+  // the tokens allowed by row mask_index[i] of token_masks ([num_masks][mask_words], bit t & 31 of
+  // word t >> 5 set = token t allowed, mask_words = ceil(vocab / 32)). The mask applies to the
+  // logits before everything else (penalties, greedy, sampling rules, log-probs: the log-probs are
+  // those of the allowed tokens). mask_index null or -1: every token allowed, at no cost.
+  const int32_t* mask_index = nullptr;    // [N]
+  const uint32_t* token_masks = nullptr;  // [num_masks * mask_words]
+  int num_masks = 0, mask_words = 0;
 };
 
 struct StepOutput {

@@ -269,6 +269,14 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
       s.history_tokens = I32("historyTokens", size_t(total));
     }
     s.return_logits = get_bool(in, "returnLogits", false);
+    s.num_masks = get_int(in, "numMasks", 0);
+    if (s.num_masks < 0) throw_bad(env, "negative numMasks");
+    if (s.num_masks > 0) {
+      s.mask_words = get_int(in, "maskWords", 0);
+      if (s.mask_words <= 0) throw_bad(env, "maskWords must be positive with token masks");
+      s.mask_index = I32("maskIndex", N);
+      s.token_masks = typed<uint32_t, napi_uint32_array>(env, in, "tokenMasks", size_t(s.num_masks) * size_t(s.mask_words));
+    }
     weft::StepOutput out;
     Status st = h->engine->step(s, &out);
     if (!st.ok()) throw_status(env, st);

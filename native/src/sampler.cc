@@ -119,7 +119,13 @@ int32_t sample_stochastic(const float* logits, int vocab, const SampleParams& p,
 }  // namespace
 
 void sample_row(const float* logits, int vocab, const SampleParams& p, const int32_t* history, int history_len,
-                int prompt_len, uint64_t counter, SampleScratch* s, SampleResult* out) {
+                int prompt_len, uint64_t counter, SampleScratch* s, SampleResult* out, const uint32_t* mask) {
+  if (mask) {
+    s->masked.assign(logits, logits + vocab);
+    for (int t = 0; t < vocab; ++t)
+      if (!((mask[t >> 5] >> (t & 31)) & 1u)) s->masked[t] = -INFINITY;
+    logits = s->masked.data();
+  }
   s->logits.assign(logits, logits + vocab);
   if (s->counts.size() != size_t(vocab)) s->counts.assign(vocab, 0);
   float* z = s->logits.data();

@@ -28,6 +28,7 @@ struct SampleParams {
 
 struct SampleScratch {
   std::vector<float> logits;
+  std::vector<float> masked;    // the raw logits with a token mask applied
   std::vector<int32_t> counts;  // per vocab id, all zero between calls
   std::vector<std::pair<float, int32_t>> cand;
 };
@@ -40,7 +41,10 @@ struct SampleResult {
 
 // history: the sequence's tokens [0, history_len); the first prompt_len are the prompt.
 // counter: the position the sampled token will take (makes the draw reproducible).
+// mask: the allowed tokens (StepInput::token_masks), or nullptr; disallowed logits count as -inf
+// for everything, log-probs included.
 void sample_row(const float* logits, int vocab, const SampleParams& p, const int32_t* history, int history_len,
-                int prompt_len, uint64_t counter, SampleScratch* scratch, SampleResult* out);
+                int prompt_len, uint64_t counter, SampleScratch* scratch, SampleResult* out,
+                const uint32_t* mask = nullptr);
 
 }  // namespace weft

@@ -5,6 +5,18 @@
 
 namespace weft {
 
+bool mask_allows_any(const uint32_t* mask, int vocab) {
+  const int full = vocab / 32;
+  for (int w = 0; w < full; ++w)
+    if (mask[w]) return true;
+  const int rest = vocab % 32;
+  return rest > 0 && (mask[full] & ((1u << rest) - 1u)) != 0;
+}
+
+const uint32_t* step_mask(const StepInput& in, int i) {
+  return in.num_masks > 0 && in.mask_index[i] >= 0 ? in.token_masks + size_t(in.mask_index[i]) * in.mask_words : nullptr;
+}
+
 Status validate_step(const StepInput& in, const ModelConfig& cfg, int num_blocks, int block_size) {
   const int T = in.num_tokens, N = in.num_seqs, B = num_blocks, bs = block_size;
   auto bad = [](const std::string& m) { return Status::Error(StatusCode::bad_input, m); };
@@ -32,6 +44,17 @@ Status validate_step(const StepInput& in, const ModelConfig& cfg, int num_blocks
     if (in.history_offsets[i + 1] < in.history_offsets[i]) return bad("history_offsets must not decrease");
   for (int c = 0; c < 2 * in.num_block_copies; ++c)
     if (in.block_copies[c] < 0 || in.block_copies[c] >= B) return bad("block copy id out of range");
+  if (in.num_masks > 0) {
+    const int words = (cfg.vocab_size + 31) / 32;
+    if (in.mask_words != words) return bad("mask_words must be ceil(vocab_size / 32) = " + std::to_string(words));
+    for (int i = 0; i < N; ++i) {
+      const int m = in.mask_index[i];
+      if (m < -1 || m >= in.num_masks) return bad("mask_index out of range");
+      if (m < 0 || !in.do_sample[i]) continue;
+      if (!mask_allows_any(in.token_masks + size_t(m) * words, cfg.vocab_size))
+        return bad("the token mask of sequence " + std::to_string(in.seq_ids[i]) + " allows no token");
+    }
+  }
   return Status::Ok();
 }
 

@@ -10,6 +10,11 @@ namespace weft {
 
 Status validate_step(const StepInput& in, const ModelConfig& cfg, int num_blocks, int block_size);
 
+// Token masks (StepInput::token_masks): whether a mask row allows any token below vocab, and the
+// mask row of sequence i (nullptr: every token allowed).
+bool mask_allows_any(const uint32_t* mask, int vocab);
+const uint32_t* step_mask(const StepInput& in, int i);
+
 // Per-sequence token histories, updated by a step's housekeeping (releases, forks, prefix-cache
 // history) and then by the tokens it feeds.
 class SequenceHistory {

@@ -34,7 +34,8 @@ function* rowBlocks(ref: TensorRef): Generator<Uint8Array> {
     yield readTensorBytes(ref, r * rowBytes, Math.min(rowsPer, ref.shape[0] - r) * rowBytes);
 }
 
-export async function quantizeModel(inDir: string, outDir: string): Promise<void> {
+// onProgress: tensors written so far, of all.
+export async function quantizeModel(inDir: string, outDir: string, onProgress?: (done: number, total: number) => void): Promise<void> {
   if (resolve(inDir) === resolve(outDir)) throw new WeftError('WEFT_ERR_CONFIG_INVALID', `quantize: the output directory must differ from ${inDir}`);
   const spec = await loadModelSpec(inDir);
   if (spec.format !== 'hf') throw new WeftError('WEFT_ERR_CONFIG_INVALID', `quantize: ${inDir} is not a HF model directory`);
@@ -53,7 +54,8 @@ export async function quantizeModel(inDir: string, outDir: string): Promise<void
     : [{ name, dtype: src.dtype, shape: src.shape }]));
   mkdirSync(outDir, { recursive: true });
   const w = await SafetensorsWriter.create(join(outDir, 'model.safetensors'), entries);
-  for (const { src, quantize } of jobs) {
+  for (const [i, { src, quantize }] of jobs.entries()) {
+    onProgress?.(i, jobs.length);
     if (!quantize) {
       for (const block of rowBlocks(src)) await w.write(block);
       continue;
@@ -70,6 +72,7 @@ export async function quantizeModel(inDir: string, outDir: string): Promise<void
     }
     await w.write(new Uint8Array(scales.buffer));
   }
+  onProgress?.(jobs.length, jobs.length);
   await w.close();
 
   const config = JSON.parse(readFileSync(join(inDir, 'config.json'), 'utf8')) as Record<string, unknown>;

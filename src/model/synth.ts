@@ -22,6 +22,7 @@ export interface SynthOptions {
   seed: number;
   tokenizerJson?: string;                    // default: a synthetic SentencePiece-style vocabulary
   chatTemplate?: string | null;              // default: a simple one with the synthetic vocabulary, none with a given tokenizer
+  onProgress?: (done: number, total: number) => void;  // tensors written
 }
 
 const CHUNK_BYTES = 4 << 20;
@@ -176,7 +177,10 @@ async function writeHf(opts: SynthOptions, raw: Record<string, unknown>, config:
   mkdirSync(opts.out, { recursive: true });
   const dtype = opts.dtype === 'f16' ? 'F16' : 'F32';
   const w = await SafetensorsWriter.create(join(opts.out, 'model.safetensors'), names.map((name) => ({ name, dtype, shape: shapes.get(name)! })));
-  for (const name of names) await streamTensor(name, shapes.get(name)!, seed, dtype === 'F16' ? asF16 : asF32, (b) => w.write(b));
+  for (const [i, name] of names.entries()) {
+    await streamTensor(name, shapes.get(name)!, seed, dtype === 'F16' ? asF16 : asF32, (b) => w.write(b));
+    opts.onProgress?.(i + 1, names.length);
+  }
   await w.close();
   const json = (f: string, v: unknown) => writeFileSync(join(opts.out, f), JSON.stringify(v, null, 2) + '\n');
   json('config.json', { ...raw, torch_dtype: dtype === 'F16' ? 'float16' : 'float32' });
@@ -255,7 +259,8 @@ async function writeGguf(opts: SynthOptions, c: ModelConfig, vocab: GgufVocab, n
   const fh = await open(opts.out, 'w');
   try {
     await fh.write(encodeGgufHeader(ggufMetadata(c, vocab, fileType, templateOf(opts)), infos));
-    for (const t of infos) {
+    for (const [i, t] of infos.entries()) {
+      opts.onProgress?.(i, infos.length);
       const write = async (b: Uint8Array) => { await fh.write(b); };
       if (t.hfName === 'rope_freqs.weight') await write(asF32(freqs!));
       else {
@@ -266,6 +271,7 @@ async function writeGguf(opts: SynthOptions, c: ModelConfig, vocab: GgufVocab, n
       }
       await write(new Uint8Array(alignUp(t.bytes, 32) - t.bytes));
     }
+    opts.onProgress?.(infos.length, infos.length);
   } finally {
     await fh.close();
   }

@@ -15,7 +15,8 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
         ? new WeftError('WEFT_ERR_HTTP_SHUTTING_DOWN', 'the server is shutting down')
         : new WeftError('WEFT_ERR_HTTP_NOT_READY', 'the model is still loading');
       app.weft.metrics.countError(e.code);
-      return reply.status(503).header('retry-after', '1').send({ status: 'loading', ...errorBody(e) });
+      const progress = app.weft.isShuttingDown ? null : app.weft.loadProgress;
+      return reply.status(503).header('retry-after', '1').send({ status: 'loading', ...(progress ? { progress } : {}), ...errorBody(e) });
     }
     const m = svc.model;
     return {

@@ -70,9 +70,12 @@ function checkBeam(svc: GenerationService, b: OpenAiCommon, wantsLogprobs: boole
     throw new WeftError('WEFT_ERR_REQ_INVALID', `use_beam_search with n = ${b.n}: the GPU backend supports widths up to 10`);
 }
 
-// `model` may be left out (as vLLM allows): it then means the one served model.
+// `model` may be left out (as vLLM allows): it then means the one served model. Any of its names
+// (--served-model-name) is accepted: a gateway may rewrite the name a client sent.
 function checkModel(svc: GenerationService, model: string | undefined): void {
-  if (model !== undefined && model !== svc.model.id) throw new WeftError('WEFT_ERR_REQ_UNKNOWN_MODEL', `the model "${model}" does not exist; this server serves "${svc.model.id}"`);
+  const names = [svc.model.id, ...svc.model.aliases];
+  if (model !== undefined && !names.includes(model))
+    throw new WeftError('WEFT_ERR_REQ_UNKNOWN_MODEL', `the model "${model}" does not exist; served: ${names.map((x) => `"${x}"`).join(', ')}`);
 }
 
 // vLLM's use_beam_search: one search of width n per prompt, its n hypotheses the choices (prompt
@@ -85,9 +88,12 @@ async function respondBeam(app: FastifyInstance, request: FastifyRequest, reply:
   const beam = { beamWidth: n, lengthPenalty: body.length_penalty ?? 1, earlyStopping: body.early_stopping ?? false, numReturnSequences: n };
   const asChoices = async (req: GenRequest, r: GenResult): Promise<GenResult[]> => Promise.all(r.beam!.hypotheses.map(async (h) => ({
     text: await svc.hypothesisText(req.promptIds, h.tokens, req.stop), tokenIds: h.tokens, logprobs: [], finishReason: h.finishReason,
-    numPromptTokens: req.promptIds.length, numOutputTokens: h.tokens.length,
+    numPromptTokens: req.promptIds.length, numOutputTokens: h.tokens.length, numCachedTokens: r.numCachedTokens,
   })));
-  const total = (rs: GenResult[][]) => usage(reqs.reduce((a, r) => a + r.promptIds.length, 0), rs.reduce((a, c) => a + (c[0]?.numOutputTokens ?? 0), 0));
+  // each prompt's best hypothesis carries its output and cached tokens
+  const ofBest = (rs: GenResult[][], f: (r: GenResult) => number) => rs.reduce((a, c) => a + (c[0] ? f(c[0]) : 0), 0);
+  const total = (rs: GenResult[][]) =>
+    usage(reqs.reduce((a, r) => a + r.promptIds.length, 0), ofBest(rs, (r) => r.numOutputTokens), ofBest(rs, (r) => r.numCachedTokens));
   let sse: SseStream | null = null;
   const first = reqs.map(() => true);
   const chunk = (choices: unknown[], extra = {}) => ({ ...base, object: fmt.chunkObject, choices, ...extra });
@@ -128,8 +134,11 @@ async function respond(app: FastifyInstance, request: FastifyRequest, reply: Fas
   reqs: GenRequest[], fmt: Format, idPrefix: string): Promise<unknown> {
   const svc = app.weft.service;
   const n = body.n ?? 1;
-  const base = { id: `${idPrefix}-${randomUUID().replaceAll('-', '')}`, created: Math.floor(Date.now() / 1000), model: svc.model.id };
-  const total = (rs: GenResult[]) => usage(reqs.reduce((a, r) => a + r.promptIds.length, 0), rs.reduce((a, r) => a + r.numOutputTokens, 0));
+  // the name the request used (as vLLM answers), so a client sees the alias it asked for
+  const base = { id: `${idPrefix}-${randomUUID().replaceAll('-', '')}`, created: Math.floor(Date.now() / 1000), model: body.model ?? svc.model.id };
+  // a prompt's n samples share its prefill: its prompt and cached tokens count once (its first sample's)
+  const total = (rs: GenResult[]) => usage(reqs.reduce((a, r) => a + r.promptIds.length, 0), rs.reduce((a, r) => a + r.numOutputTokens, 0),
+    rs.reduce((a, r, i) => a + (i % n === 0 ? r.numCachedTokens : 0), 0));
   if (body.use_beam_search) return respondBeam(app, request, reply, body, reqs, fmt, base);
 
   if (!body.stream) {
@@ -239,15 +248,15 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
     return respond(app, request, reply, b, [req], chatFormat(svc, !!b.logprobs), 'chatcmpl');
   });
 
-  app.get('/v1/models', { schema: { tags: ['openai'], summary: 'The served model' } }, async () => {
+  app.get('/v1/models', { schema: { tags: ['openai'], summary: 'The served model, once per name it answers to' } }, async () => {
     const m = app.weft.service.model;
     return {
       object: 'list',
-      data: [{
-        id: m.id, object: 'model', created: 0, owned_by: 'weft', root: m.path, max_model_len: m.maxModelLen,
+      data: [m.id, ...m.aliases].map((id) => ({
+        id, object: 'model', created: 0, owned_by: 'weft', root: m.path, max_model_len: m.maxModelLen,
         backend: m.backend, dtype: m.dtype, is_demo: m.isDemo,
         ...(m.isDemo ? { notice: 'built-in demo model: seeded synthetic weights, output is noise; pass --model PATH to serve a real model' } : {}),
-      }],
+      })),
     };
   });
 }

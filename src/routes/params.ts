@@ -18,6 +18,7 @@ export interface SamplingFields {
   ignore_eos?: boolean;
   stop?: string | string[] | null;
   stop_token_ids?: number[];
+  allowed_token_ids?: number[];
 }
 
 // Generating routes without an explicit max_tokens get this many, within the context.
@@ -45,9 +46,15 @@ export function toGenRequest(svc: GenerationService, promptIds: number[], b: Sam
     stopTokenIds: b.stop_token_ids,
     stop: b.stop == null ? [] : typeof b.stop === 'string' ? [b.stop] : b.stop,
     sampling,
+    ...(b.allowed_token_ids ? { constraint: { type: 'token_ids' as const, ids: b.allowed_token_ids } } : {}),
   };
 }
 
-export function usage(promptTokens: number, completionTokens: number) {
-  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+// cachedTokens (the OpenAI routes): prompt tokens served from the prefix cache, as OpenAI's
+// prompt_tokens_details.cached_tokens
+export function usage(promptTokens: number, completionTokens: number, cachedTokens?: number) {
+  return {
+    prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens,
+    ...(cachedTokens === undefined ? {} : { prompt_tokens_details: { cached_tokens: cachedTokens } }),
+  };
 }

@@ -27,6 +27,7 @@ const sampling = {
   ignore_eos: { type: 'boolean' },
   stop,
   stop_token_ids: tokenIds(64),
+  allowed_token_ids: { ...tokenIds(1 << 20), minItems: 1, description: "vLLM's: only these tokens may be generated" },
 } as const;
 
 const body = (properties: Record<string, unknown>, required: string[], description: string) => ({

@@ -100,6 +100,7 @@ export class BeamGroup {
         const child = new Sequence({
           requestId: `${this.requestId}#beam${++this.#numForks}`, promptTokenIds: this.root.promptTokenIds, maxTokens: parent.maxTokens,
           eosTokenIds: parent.eosTokenIds, sampling: parent.sampling, arrivalTime: parent.arrivalTime, isBeam: true, priority: parent.priority,
+          ...(parent.constraint ? { constraint: parent.constraint } : {}),
         });
         scheduler.forkBeam(parent, child);
         scheduler.appendBeamToken(child, c.tokenId, now);

@@ -55,6 +55,8 @@ export interface SchedulerStats {
   kvCacheUsage: number;
   numPrefixCacheQueries: number;  // tokens
   numPrefixCacheHits: number;     // tokens
+  numBlocks: number;              // KV blocks of the instance
+  blockSize: number;              // tokens per block
   lastStepNumSeqs: number;
   lastStepNumTokens: number;
 }
@@ -112,6 +114,7 @@ export class Scheduler {
       numWaiting: this.numWaiting, numRunning: this.numRunning, numPreemptions: this.numPreemptions,
       numUsedBlocks: bm.numUsedBlocks, numFreeBlocks: bm.numFreeBlocks, kvCacheUsage: bm.usage,
       numPrefixCacheQueries: bm.numPrefixCacheQueries, numPrefixCacheHits: bm.numPrefixCacheHits,
+      numBlocks: bm.numBlocks, blockSize: bm.blockSize,
       lastStepNumSeqs: this.lastStepNumSeqs, lastStepNumTokens: this.lastStepNumTokens,
     };
   }

@@ -1,6 +1,7 @@
 // Per-request state on one engine instance. The scheduler and the block manager own every
 // field; the layers above read them and change a sequence only through the Scheduler.
 import { GREEDY, type SamplingParams } from '../sampling.js';
+import type { ConstraintSpec } from '../structured/types.js';
 
 export type SeqStatus = 'waiting' | 'running' | 'preempted' | 'finished';
 export type FinishReason = 'stop' | 'length' | 'abort' | 'error';
@@ -21,6 +22,7 @@ export interface SequenceInit {
   // forks or ends it); see beam-group.ts.
   isBeam?: boolean;
   returnLogits?: boolean;              // each sampled token's event carries the raw logits row (rerankers)
+  constraint?: ConstraintSpec;         // structured output: the worker masks the tokens it disallows
 }
 
 let nextSeqId = 0;
@@ -43,6 +45,7 @@ export class Sequence {
   readonly isBeam: boolean;
   beamGroup: string | null = null;     // the search a beam belongs to (its root's request id)
   readonly returnLogits: boolean;
+  readonly constraint: ConstraintSpec | null;
 
   status: SeqStatus = 'waiting';
   finishReason: FinishReason | null = null;
@@ -83,6 +86,7 @@ export class Sequence {
     this.isBeam = init.isBeam ?? false;
     if (this.isBeam) this.beamGroup = this.requestId;
     this.returnLogits = init.returnLogits ?? false;
+    this.constraint = init.constraint ?? null;
   }
 
   get numTokens(): number {

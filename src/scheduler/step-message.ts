@@ -45,6 +45,7 @@ export function buildStepMessage(out: SchedulerOutput, earlierReleases: number[]
     newSeqs: out.scheduled.filter((s) => s.isNew).map((s) => ({
       seqId: s.seqId, promptLen: s.seq.numPromptTokens, sampling: { ...s.seq.sampling },
       ...(s.startPos > 0 ? { prefixTokens: s.seq.tokenIds.slice(0, s.startPos) } : {}),
+      ...(s.seq.constraint ? { constraint: s.seq.constraint } : {}),
     })),
     seqIds, startPos, numNewTokens, doSample, tokenIds,
     blockUpdates: Int32Array.from(updates),

@@ -16,7 +16,8 @@ export type ConstraintSpec =
   | { type: 'json_schema'; schema: string }          // JSON text of a JSON Schema
   | { type: 'regex'; pattern: string }
   | { type: 'choice'; choices: string[] }            // exactly one of these strings
-  | { type: 'grammar'; grammar: string };            // llama.cpp GBNF, root rule `root`
+  | { type: 'grammar'; grammar: string }             // llama.cpp GBNF, root rule `root`
+  | { type: 'token_ids'; ids: number[] };            // vLLM's allowed_token_ids: only these, at every step
 
 export interface TokenMatcher {
   // Writes the allowed next tokens: bit (t & 31) of word (t >> 5) is set when token t may follow.

@@ -70,6 +70,12 @@ export interface NativeStepInput extends SamplingArrays {
   historyOffsets?: Int32Array;
   historyTokens?: Int32Array;
   returnLogits: boolean;
+  // Token masks (structured output): sequence i may only sample the tokens of row maskIndex[i]
+  // of tokenMasks ([numMasks][maskWords] bits, maskWords = ceil(vocab / 32)); -1: unconstrained.
+  numMasks?: number;
+  maskWords?: number;
+  maskIndex?: Int32Array;
+  tokenMasks?: Uint32Array;
 }
 
 export interface NativeStepOutput {

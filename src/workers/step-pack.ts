@@ -14,6 +14,7 @@ export interface SeqStep {
   blockTable: ArrayLike<number>;
   doSample: boolean;
   sampling: SamplingParams;
+  mask?: Uint32Array;               // the allowed next tokens (structured output), when sampled
 }
 
 export interface StepExtras {
@@ -68,7 +69,26 @@ export function packStep(seqs: readonly SeqStep[], blockSize: number, extras: St
     setSampling(input, i, s.sampling);
   });
   input.queryStart[N] = t;
+  packMasks(input, seqs);
   return input;
+}
+
+// Token masks of the sampled sequences that have one; a step without any packs nothing.
+function packMasks(input: NativeStepInput, seqs: readonly SeqStep[]): void {
+  const masked = seqs.filter((s) => s.doSample && s.mask);
+  if (masked.length === 0) return;
+  const words = masked[0].mask!.length;
+  input.numMasks = masked.length;
+  input.maskWords = words;
+  input.maskIndex = new Int32Array(seqs.length).fill(-1);
+  input.tokenMasks = new Uint32Array(masked.length * words);
+  let m = 0;
+  seqs.forEach((s, i) => {
+    if (!s.doSample || !s.mask) return;
+    if (s.mask.length !== words) throw new WeftError('WEFT_ERR_ENGINE_BAD_INPUT', 'token masks of one step differ in length');
+    input.tokenMasks!.set(s.mask, m * words);
+    input.maskIndex![i] = m++;
+  });
 }
 
 function packHistory(h: { seqId: number; tokens: ArrayLike<number> }[]): Pick<NativeStepInput, 'historySeqIds' | 'historyOffsets' | 'historyTokens'> {

@@ -39,7 +39,8 @@ function scriptedLoop(ids: number[]) {
 const service = (ids: number[]) => {
   const { loop, calls } = scriptedLoop(ids);
   const svc = new GenerationService(loop, tok, {
-    id: 'x', path: MODEL_DIR, isDemo: false, backend: 'cpu', dtype: 'f32', maxModelLen: 512, vocabSize: 512, eosTokenIds: [2], numInstances: 1, chatTemplate: null,
+    id: 'x', aliases: [], path: MODEL_DIR,
+    isDemo: false, backend: 'cpu', dtype: 'f32', maxModelLen: 512, vocabSize: 512, eosTokenIds: [2], numInstances: 1, chatTemplate: null,
   }, { maxPromptTokens: 0, requestTimeoutMs: 0 });
   return { svc, calls };
 };

@@ -34,7 +34,7 @@ export interface TestServer {
 
 export async function startTestApp(overrides: Partial<Config> = {}): Promise<TestServer> {
   const config = testConfig(overrides);
-  const metrics = new Metrics({ defaultMetrics: false });
+  const metrics = new Metrics({ defaultMetrics: false, compat: config.metricsCompat });
   const engine = await startEngine(config, metrics);
   const app = await buildApp(config, { service: engine.service, metrics, ...(engine.reranker ? { reranker: engine.reranker } : {}) });
   return { app, engine, async close() { await app.close(); await engine.close(); } };

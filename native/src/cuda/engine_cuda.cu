@@ -319,14 +319,14 @@ class CudaEngine final : public Engine {
     out->top_ids.assign(size_t(N) * top_n, -1);
     out->top_logprobs.assign(size_t(N) * top_n, NAN);
     if (S > 0) {
-      if (!(s = sample(S, top_n, L)).ok()) return s;
-      const size_t copy = size_t(S) * (8 + 8 * top_n);
-      WEFT_CUDA_TRY(cudaMemcpyAsync(host_out_, dev_out_, copy, cudaMemcpyDeviceToHost, stream_), "output download");
-      if (in.return_logits) {
+      if (in.return_logits) {  // before sampling, which applies the token masks in place
         out->logits.resize(size_t(S) * V);
         WEFT_CUDA_TRY(cudaMemcpyAsync(out->logits.data(), logits_, out->logits.size() * 4, cudaMemcpyDeviceToHost, stream_),
                       "logits download");
       }
+      if (!(s = sample(S, top_n, L)).ok()) return s;
+      const size_t copy = size_t(S) * (8 + 8 * top_n);
+      WEFT_CUDA_TRY(cudaMemcpyAsync(host_out_, dev_out_, copy, cudaMemcpyDeviceToHost, stream_), "output download");
     }
     WEFT_CUDA_TRY(cudaEventRecord(events_[2], stream_), "cudaEventRecord");
     WEFT_CUDA_TRY(cudaStreamSynchronize(stream_), "the step");
@@ -397,13 +397,20 @@ class CudaEngine final : public Engine {
   }
 
   // dev_var_: [block copy pairs][penalty history tokens of the sampled rows with penalties]
+  //          [mask row of each sampled row, -1 for none][the token masks those rows use]
   Status stage_var(const StepInput& in, const std::vector<int>& rows) {
     size_t hist = 0;
-    for (int i : rows)
+    bool masked = false;
+    for (int i : rows) {
       if (has_penalty(in, i)) hist += size_t(in.context_lens[i]);
-    const size_t copies = 2 * size_t(in.num_block_copies);
+      masked |= step_mask(in, i) != nullptr;
+    }
+    const size_t copies = 2 * size_t(in.num_block_copies), S = rows.size();
     hist_offset_ = align16(copies * 4);
-    const size_t bytes = hist_offset_ + hist * 4;
+    mask_row_offset_ = masked ? align16(hist_offset_ + hist * 4) : 0;
+    mask_offset_ = masked ? align16(mask_row_offset_ + S * 4) : 0;
+    const size_t mask_bytes = masked ? size_t(in.num_masks) * in.mask_words * 4 : 0;
+    const size_t bytes = masked ? mask_offset_ + mask_bytes : hist_offset_ + hist * 4;
     if (bytes == 0) return Status::Ok();
     Status s = reserve_var(bytes);
     if (!s.ok()) return s;
@@ -415,6 +422,11 @@ class CudaEngine final : public Engine {
       const auto& seq = history_.at(in.seq_ids[i]);
       const size_t n = size_t(in.context_lens[i]);
       for (size_t p = 0; p < n; ++p) *ht++ = p < seq.size() ? seq[p] : -1;
+    }
+    if (masked) {
+      int32_t* mr = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(host_var_) + mask_row_offset_);
+      for (size_t r = 0; r < S; ++r) mr[r] = step_mask(in, rows[r]) ? in.mask_index[rows[r]] : -1;
+      std::memcpy(static_cast<uint8_t*>(host_var_) + mask_offset_, in.token_masks, mask_bytes);
     }
     WEFT_CUDA_TRY(cudaMemcpyAsync(dev_var_, host_var_, bytes, cudaMemcpyHostToDevice, stream_), "history upload");
     return Status::Ok();
@@ -535,6 +547,13 @@ class CudaEngine final : public Engine {
     a.out_top_ids = reinterpret_cast<int32_t*>(a.out_logprob + S);
     a.out_top_logprobs = reinterpret_cast<float*>(a.out_top_ids + size_t(S) * top_n);
     a.workspace = samp_ws_;
+    if (mask_offset_ > 0) {
+      const uint8_t* var = static_cast<const uint8_t*>(dev_var_);
+      WEFT_CUDA_TRY(cuda::apply_token_masks(logits_, S, cfg_.vocab_size, reinterpret_cast<const int32_t*>(var + mask_row_offset_),
+                                            reinterpret_cast<const uint32_t*>(var + mask_offset_), (cfg_.vocab_size + 31) / 32,
+                                            stream_),
+                    "token masks");
+    }
     WEFT_CUDA_TRY(cuda::sample(a, stream_), "sampling");
     return Status::Ok();
   }
@@ -572,6 +591,7 @@ class CudaEngine final : public Engine {
   void* host_var_ = nullptr;
   void* dev_var_ = nullptr;
   size_t var_cap_ = 0, hist_offset_ = 0;
+  size_t mask_row_offset_ = 0, mask_offset_ = 0;  // in dev_var_; 0: no token masks this step
   std::map<std::pair<int, int>, cudaGraphExec_t> graphs_;
   SequenceHistory history_;
 };

@@ -516,7 +516,27 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SamplingArgs a, float*
   }
 }
 
+// One CTA column per masked row; rows without a mask return at once.
+__global__ void mask_kernel(float* __restrict__ logits, int vocab, const int32_t* __restrict__ mask_row,
+                            const uint32_t* __restrict__ masks, int words) {
+  const int r = blockIdx.y, m = mask_row[r];
+  if (m < 0) return;
+  const uint32_t* mask = masks + size_t(m) * words;
+  float* row = logits + size_t(r) * vocab;
+  for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < vocab; t += gridDim.x * blockDim.x)
+    if (!((__ldg(mask + (t >> 5)) >> (t & 31)) & 1u)) row[t] = -INFINITY;
+}
+
 }  // namespace
+
+cudaError_t apply_token_masks(float* logits, int num_rows, int vocab, const int32_t* mask_row, const uint32_t* masks,
+                              int words, cudaStream_t stream) {
+  if (num_rows <= 0) return cudaSuccess;
+  if (!logits || !mask_row || !masks || vocab <= 0 || words != (vocab + 31) / 32) return cudaErrorInvalidValue;
+  const dim3 grid(std::min(ceil_div(vocab, kThreads), 64u), unsigned(num_rows));
+  mask_kernel<<<grid, kThreads, 0, stream>>>(logits, vocab, mask_row, masks, words);
+  return cudaGetLastError();
+}
 
 size_t sampling_workspace_bytes(int max_rows, int vocab) {
   if (max_rows <= 0 || vocab <= 0) return 0;

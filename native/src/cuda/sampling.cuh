@@ -46,5 +46,11 @@ size_t sampling_workspace_bytes(int max_rows, int vocab);
 
 cudaError_t sample(const SamplingArgs& a, cudaStream_t stream);
 
+// Token masks (StepInput::token_masks), in place before sample(): for each row r with
+// mask_row[r] >= 0, the logits of the tokens not allowed by masks[mask_row[r]] ([words] each,
+// bit t & 31 of word t >> 5) become -inf. Rows with mask_row[r] < 0 are untouched.
+cudaError_t apply_token_masks(float* logits, int num_rows, int vocab, const int32_t* mask_row, const uint32_t* masks,
+                              int words, cudaStream_t stream);
+
 }  // namespace cuda
 }  // namespace weft

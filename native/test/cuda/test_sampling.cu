@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
@@ -561,5 +562,68 @@ WEFT_CUDA_TEST(sampling_edge_cases) {
     const std::vector<weft::SampleResult> c = run_cpu(all, vocab, rows);
     h.check_equal(g.token, std::vector<int32_t>{c[0].token, c[1].token, c[2].token},
                   "penalties: empty history, invalid ids, prompt_len past the end");
+  }
+}
+
+// (f) token masks (structured output): apply_token_masks sets exactly the disallowed logits of the
+// masked rows to -inf and leaves unmasked rows alone; greedy rows then pick the CPU sampler's
+// masked token (the CPU applies the same mask itself) with its log-prob over the allowed tokens,
+// and stochastic rows only ever draw allowed tokens.
+WEFT_CUDA_TEST(sampling_token_masks) {
+  for (int vocab : kVocabs) {
+    const int n = 6, words = (vocab + 31) / 32;
+    std::mt19937 rng(vocab);
+    std::vector<float> logits;
+    std::vector<Row> rows(n);
+    std::vector<int32_t> mask_row(n);
+    std::vector<uint32_t> masks(size_t(n) * words, 0u);
+    for (int r = 0; r < n; ++r) {
+      const std::vector<float> row = distinct_logits(vocab, uint32_t(vocab * 7 + r));
+      logits.insert(logits.end(), row.begin(), row.end());
+      mask_row[r] = r == 1 ? -1 : n - 1 - r;  // row 1 unmasked; the others use masks in reverse order
+      rows[r].counter = 50 + r;
+      rows[r].p.seed = 7 + r;
+      rows[r].p.num_logprobs = 0;
+      if (r >= 3) rows[r].p.temperature = 1.f;  // stochastic
+    }
+    for (int m = 0; m < n; ++m) {
+      uint32_t* w = &masks[size_t(m) * words];
+      if (m == 2) {  // a single allowed token: the row's worst logit
+        const int t = top_ids_of(&logits[size_t(n - 1 - m) * vocab], vocab, vocab).back();
+        w[t >> 5] |= 1u << (t & 31);
+        continue;
+      }
+      for (int t = 0; t < vocab; ++t)
+        if (rng() % 10 == 0) w[t >> 5] |= 1u << (t & 31);
+      w[0] |= 1u;  // never empty
+    }
+    const std::string tag = "vocab " + std::to_string(vocab);
+    DeviceBuf<float> d_logits(logits);
+    DeviceBuf<int32_t> d_rows(mask_row);
+    DeviceBuf<uint32_t> d_masks(masks);
+    cuda_ok(weft::cuda::apply_token_masks(d_logits.ptr, n, vocab, d_rows.ptr, d_masks.ptr, words, nullptr), "mask launch");
+    weft_test::sync("apply_token_masks");
+    const std::vector<float> got = d_logits.download();
+    std::vector<float> want = logits;
+    for (int r = 0; r < n; ++r)
+      if (mask_row[r] >= 0)
+        for (int t = 0; t < vocab; ++t)
+          if (!((masks[size_t(mask_row[r]) * words + (t >> 5)] >> (t & 31)) & 1u)) want[size_t(r) * vocab + t] = -INFINITY;
+    h.check(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0, tag + ": exactly the disallowed logits are -inf");
+
+    const Out g = run_gpu(got, vocab, rows, 0);
+    weft::SampleScratch scratch;
+    for (int r = 0; r < n; ++r) {
+      const uint32_t* m = mask_row[r] >= 0 ? &masks[size_t(mask_row[r]) * words] : nullptr;
+      weft::SampleResult c;
+      weft::sample_row(&logits[size_t(r) * vocab], vocab, rows[r].p, nullptr, 0, 0, rows[r].counter, &scratch, &c, m);
+      const int tok = g.token[r];
+      const bool allowed = tok >= 0 && tok < vocab && (!m || ((m[tok >> 5] >> (tok & 31)) & 1u));
+      h.check(allowed, tag + " row " + std::to_string(r) + ": the sampled token is allowed");
+      if (rows[r].p.temperature == 0.f) {
+        h.check(tok == c.token, tag + " row " + std::to_string(r) + ": greedy equals the CPU's masked greedy");
+        h.check(std::fabs(g.logprob[r] - c.logprob) < 1e-4f, tag + " row " + std::to_string(r) + ": log-prob over the allowed tokens");
+      }
+    }
   }
 }
