@@ -9,6 +9,7 @@ import { resultBody, streamGeneration } from './generate.js';
 import { toGenRequest, type SamplingFields } from './params.js';
 import { chatBody } from './schemas.js';
 import { onClientGone } from './sse.js';
+import { constrain, type StructuredFields } from './structured.js';
 
 type MessageInput = string | { role: string; content: string | { type: string; text?: string }[] };
 
@@ -36,7 +37,7 @@ export async function renderChat(svc: GenerationService, messages: readonly Mess
   return { text, ids, messages: norm };
 }
 
-interface ChatBody extends SamplingFields {
+interface ChatBody extends SamplingFields, StructuredFields {
   messages: MessageInput[];
   stream?: boolean;
   logprobs?: number;
@@ -47,7 +48,7 @@ export async function chatRoutes(app: FastifyInstance): Promise<void> {
     const svc = app.weft.service;
     const b = request.body;
     const { text, ids } = await renderChat(svc, b.messages);
-    const req = toGenRequest(svc, ids, b, b.logprobs ?? -1, svc.model.maxModelLen);
+    const req = await constrain(toGenRequest(svc, ids, b, b.logprobs ?? -1, svc.model.maxModelLen), b);
     if (b.stream === false) {
       const gen = svc.start(req);
       onClientGone(reply, gen.abort);

@@ -12,8 +12,9 @@ import { allOrAbort, startAll } from './generate.js';
 import { toGenRequest, usage, type SamplingFields } from './params.js';
 import { chatCompletionsBody, completionsBody } from './schemas.js';
 import { SseStream, onClientGone } from './sse.js';
+import { constrain, type StructuredFields } from './structured.js';
 
-interface OpenAiCommon extends SamplingFields {
+interface OpenAiCommon extends SamplingFields, StructuredFields {
   model: string;
   n?: number;
   stream?: boolean | null;
@@ -232,7 +233,7 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
         : await Promise.all((b.prompt as string[]).map((p) => svc.encode(p)));
     const numLogprobs = b.logprobs == null ? -1 : b.logprobs;
     checkBeam(svc, b, numLogprobs >= 0);
-    const reqs = prompts.map((ids) => toGenRequest(svc, ids, b, numLogprobs, 16));  // OpenAI's default max_tokens
+    const reqs = await Promise.all(prompts.map((ids) => constrain(toGenRequest(svc, ids, b, numLogprobs, 16), b)));  // OpenAI's default max_tokens
     return respond(app, request, reply, b, reqs, completionFormat(svc, b.logprobs != null), 'cmpl');
   });
 

@@ -1,6 +1,8 @@
 // Every request schema, and the only request validation. Unknown fields are rejected
 // (additionalProperties: false, with Ajv's removeAdditional off); every sampling value has a range.
 // The same schemas generate the OpenAPI document at /docs.
+import { structuredFields } from './structured.js';
+
 const int = (minimum: number, maximum: number, description?: string) => ({ type: 'integer', minimum, maximum, ...(description ? { description } : {}) });
 const num = (minimum: number, maximum: number, description?: string) => ({ type: 'number', minimum, maximum, ...(description ? { description } : {}) });
 const nullable = <T extends { type: string }>(s: T) => ({ ...s, type: [s.type, 'null'] });
@@ -54,7 +56,7 @@ const seedMessages = {
 };
 
 const prompt = { type: 'string', maxLength: 1 << 22, description: '"" = the BOS token alone' };
-const native = { ...sampling, logprobs: int(0, 20, 'top log-probabilities per token (0 = the chosen token only)') };
+const native = { ...sampling, ...structuredFields, logprobs: int(0, 20, 'top log-probabilities per token (0 = the chosen token only)') };
 
 export const generateBody = body({ prompt, ...native }, ['prompt'], 'One completion of a prompt');
 export const streamBody = generateBody;
@@ -131,6 +133,7 @@ const openaiCommon = {
   stream_options: nullable({ type: 'object', additionalProperties: false, properties: { include_usage: { type: 'boolean' }, continuous_usage_stats: { type: 'boolean' } } }),
   user: { type: 'string', maxLength: 256 },
   ...sampling,
+  ...structuredFields,
   stop: { anyOf: [...stop.anyOf, { type: 'null' }] },
   // vLLM's beam search extension: n is the width, every beam a choice
   use_beam_search: { type: 'boolean', description: 'beam search of width n (HF semantics); the choices are the n hypotheses, best first' },

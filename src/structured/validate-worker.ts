@@ -25,6 +25,7 @@ const CODES: Record<ConstraintSpec['type'], ErrorCode> = {
   regex: 'WEFT_ERR_REQ_BAD_REGEX',
   choice: 'WEFT_ERR_REQ_BAD_CHOICE',
   grammar: 'WEFT_ERR_REQ_BAD_GRAMMAR',
+  token_ids: 'WEFT_ERR_REQ_INVALID_TOKEN_ID',
 };
 
 let instance: Promise<XgrammarInstance> | null = null;

@@ -33,24 +33,20 @@ const REGEXES: [string, RegExp][] = [
 
 // GBNF grammars written for these tests (llama.cpp syntax: multi-line rules in parentheses,
 // repetition braces, negated classes, `.`).
-const JSON_GBNF = String.raw`# any JSON value
-root    ::= space value space
-value   ::= object | array | string | number | "true" | "false" | "null"
+const JSON_GBNF = String.raw`# any JSON value, laid out as llama.cpp's json.gbnf is (whitespace after each token)
+root    ::= value
+value   ::= object | array | string | number | ("true" | "false" | "null") ws
 object  ::=
-  "{" space (
-    member (space "," space member)*
-  )? space "}"
-member  ::= string space ":" space value
-array   ::= "[" space ( value (space "," space value)* )? space "]"
-string  ::= "\"" char* "\""
+  "{" ws (
+    string ":" ws value
+    ("," ws string ":" ws value)*
+  )? "}" ws
+array   ::= "[" ws ( value ("," ws value)* )? "]" ws
+string  ::= "\"" char* "\"" ws
 char    ::= [^"\\\x00-\x1F\x7F] | "\\" escape
-escape  ::= ["\\/bfnrt] | "u" hex hex hex hex
-hex     ::= [0-9a-fA-F]
-number  ::= "-"? int frac? exp?
-int     ::= "0" | [1-9] [0-9]{0,15}
-frac    ::= "." [0-9]+
-exp     ::= [eE] [-+]? [0-9]+
-space   ::= [ \t\n]{0,8}
+escape  ::= ["\\/bfnrt] | "u" [0-9a-fA-F]{4}
+number  ::= "-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]+)? ([eE] [-+]? [0-9]+)? ws
+ws      ::= | " " | "\n" [ \t]{0,20}
 `;
 const ARITHMETIC_GBNF = String.raw`root   ::= expr
 expr   ::= term (" " [-+] " " term)*
