@@ -2,6 +2,7 @@
 // (additionalProperties: false, with Ajv's removeAdditional off); every sampling value has a range.
 // The same schemas generate the OpenAPI document at /docs.
 import { structuredFields } from './structured.js';
+import { toolFields } from './tools.js';
 
 const int = (minimum: number, maximum: number, description?: string) => ({ type: 'integer', minimum, maximum, ...(description ? { description } : {}) });
 const num = (minimum: number, maximum: number, description?: string) => ({ type: 'number', minimum, maximum, ...(description ? { description } : {}) });
@@ -37,16 +38,31 @@ const body = (properties: Record<string, unknown>, required: string[], descripti
 });
 
 const messageObject = {
-  type: 'object', additionalProperties: false, required: ['role', 'content'],
+  type: 'object', additionalProperties: false, required: ['role'],
   properties: {
-    role: { type: 'string', enum: ['system', 'user', 'assistant'] },
+    role: { type: 'string', enum: ['system', 'user', 'assistant', 'tool'] },
     content: {
       anyOf: [
+        { type: 'null' },
         { type: 'string', maxLength: 1 << 20 },
         { type: 'array', maxItems: 64, items: { type: 'object', additionalProperties: false, required: ['type', 'text'], properties: { type: { type: 'string', enum: ['text'] }, text: { type: 'string' } } } },
       ],
     },
     name: { type: 'string', maxLength: 256 },
+    tool_calls: {
+      type: 'array', maxItems: 128, description: 'an assistant turn\'s tool calls (OpenAI shape)',
+      items: {
+        type: 'object', additionalProperties: false, required: ['function'],
+        properties: {
+          id: { type: 'string', maxLength: 256 }, type: { type: 'string', enum: ['function'] },
+          function: {
+            type: 'object', additionalProperties: false, required: ['name', 'arguments'],
+            properties: { name: { type: 'string', maxLength: 256 }, arguments: { type: 'string', maxLength: 1 << 20 } },
+          },
+        },
+      },
+    },
+    tool_call_id: { type: 'string', maxLength: 256, description: 'a tool turn: the call it answers' },
   },
 };
 const messages = { type: 'array', minItems: 1, maxItems: 1024, items: messageObject };
@@ -151,6 +167,7 @@ export const completionsBody = body({
 }, ['prompt'], 'OpenAI-compatible text completion');
 
 export const chatCompletionsBody = body({
+  ...toolFields,
   ...openaiCommon,
   messages,
   max_completion_tokens: nullable(int(1, 1 << 22)),
