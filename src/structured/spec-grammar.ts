@@ -8,15 +8,17 @@ import { rewriteRegex } from './regex.js';
 import type { ConstraintSpec } from './types.js';
 import type { XgApi, XgGrammar } from './xgrammar-wasm.js';
 
-// Whitespace between JSON elements: none, one space, or one newline and up to 20 spaces or tabs of
-// indentation — compact and indented JSON both fit, but a model cannot pad forever (small models
-// fall into whitespace loops when any run is allowed). xgrammar writes each of its whitespace slots
-// as one of two expressions; each becomes this group, written inline: as a rule reference it makes
-// xgrammar 0.1.27 accept a missing comma in repeated members ({"a": "b" "c": 1}). The lookahead
-// assertions after strings (whitespace, then a delimiter) keep a plain class.
+// Whitespace between JSON elements: none, one space, or one newline with an indentation of up to
+// 12 spaces (in pairs) or 4 tabs — compact and indented JSON fit, but no slot holds a long run
+// (small models fall into whitespace loops when any run is allowed). xgrammar writes each of its
+// whitespace slots as one of two expressions; each becomes this group of literals, written inline:
+// as a rule reference it makes xgrammar 0.1.27 accept a missing comma in repeated members
+// ({"a": "b" "c": 1}), and a bounded class repetition ([ \t]{0,20}) compiles several times slower.
+// The lookahead assertions after strings (whitespace, then a delimiter) keep a plain class.
 const XG_WHITESPACE = ['[ \\n\\t]{0,1}', '[ \\n\\t]*'];
 const XG_LOOKAHEAD = ['(= [ \\n\\t]{0,1} ', '(= [ \\n\\t]* '];
-const JSON_WHITESPACE = '("" | " " | "\\n" [ \\t]{0,20})';
+const INDENTS = ['', ...Array.from({ length: 6 }, (_, i) => ' '.repeat(2 * i + 2)), ...Array.from({ length: 4 }, (_, i) => '\\t'.repeat(i + 1))];
+const JSON_WHITESPACE = `("" | " " | ${INDENTS.map((x) => `"\\n${x}"`).join(' | ')})`;
 
 async function jsonGrammar(api: XgApi, schema: string, strict: boolean): Promise<XgGrammar> {
   let ebnf = (await api.Testings._jsonSchemaToEBNF(schema, true, undefined, undefined, strict, 1)).replaceAll(XG_LOOKAHEAD[0], '(= LOOKAHEAD-WS ');
