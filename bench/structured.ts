@@ -22,6 +22,7 @@ import { grammarVocabFromJson } from '../src/structured/vocab.js';
 import { XgrammarCompiler } from '../src/structured/xgrammar.js';
 import { findInPackage } from '../src/package-path.js';
 import { EngineWorker } from '../src/workers/pool.js';
+import { mulberry32 } from './random.js';
 import { SHAPES } from './shapes.js';
 import { median, syntheticGguf } from './timing.js';
 
@@ -42,15 +43,6 @@ const SPECS: [string, ConstraintSpec][] = [
   ['grammar (arithmetic)', { type: 'grammar', grammar: 'root ::= expr\nexpr ::= term ((" + " | " - ") term)*\nterm ::= [0-9]{1,4} | "(" expr ")"' }],
 ];
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // Times fill + accept along a random walk (restarting when only stop tokens remain).
 async function timeMasks(c: XgrammarCompiler, spec: ConstraintSpec, vocabSize: number, stop: Set<number>, numTokens: number) {
@@ -118,7 +110,10 @@ async function decodeRun(loop: EngineLoop, steps: (StepTiming & { at: number })[
   await submit(batch, decodeTokens + 1);
   const decode = steps.filter((s) => s.numSeqs === batch && s.numTokens === batch);
   const wall = decode[decode.length - 1].at - decode[0].at;
-  return { tokPerSec: (batch * (decode.length - 1)) / (wall / 1000), packUs: median(decode.map((s) => s.packUs)), nativeUs: median(decode.map((s) => s.nativeUs)) };
+  return {
+    tokPerSec: (batch * (decode.length - 1)) / (wall / 1000),
+    packUs: median(decode.map((s) => s.packUs)), nativeUs: median(decode.map((s) => s.nativeUs)),
+  };
 }
 
 async function engineDecode(o: { shape: string; batch: number; decodeTokens: number; threads: number; backend: 'cpu' | 'gpu'; reps: number }) {
@@ -162,16 +157,21 @@ async function main(): Promise<void> {
   const g = await grammarEngine(values.tokenizer!, Number(values['mask-tokens']));
   const ms = (x: number) => x.toFixed(3);
   console.log(`grammar engine on ${g.tokenizer} (${g.vocabSize} tokens)`);
-  console.log(`  vocabulary prepared in ${g.prepareMs.toFixed(0)} ms; 50-property JSON Schema: compile ${g.compileMs.toFixed(0)} ms (cached: ${ms(g.cachedMs)} ms), route check ${g.checkMs.toFixed(1)} ms`);
+  console.log(`  vocabulary prepared in ${g.prepareMs.toFixed(0)} ms; 50-property JSON Schema: compile ${g.compileMs.toFixed(0)} ms ` +
+    `(cached: ${ms(g.cachedMs)} ms), route check ${g.checkMs.toFixed(1)} ms`);
   console.log('  per token (ms)                  mask p50   mask p99   accept p50 accept p99');
-  for (const m of g.masks) console.log(`  ${m.name.padEnd(30)}  ${ms(m.fillP50).padStart(8)}  ${ms(m.fillP99).padStart(9)}  ${ms(m.acceptP50).padStart(9)}  ${ms(m.acceptP99).padStart(9)}`);
+  for (const m of g.masks) {
+    const cols = [ms(m.fillP50).padStart(8), ms(m.fillP99).padStart(9), ms(m.acceptP50).padStart(9), ms(m.acceptP99).padStart(9)];
+    console.log(`  ${m.name.padEnd(30)}  ${cols.join('  ')}`);
+  }
   let e: Awaited<ReturnType<typeof engineDecode>> | null = null;
   if (!values['skip-engine']) {
     e = await engineDecode({ shape: values.shape!, batch: Number(values.batch), decodeTokens: Number(values['decode-tokens']),
       threads: Number(values.threads), backend: values.backend as 'cpu' | 'gpu', reps: Number(values.reps) });
     console.log(`decode at batch ${e.batch}, ${e.shape} Q8_0 (${e.backend}): ${e.unconstrainedTokPerSec.toFixed(0)} tok/s unconstrained, ` +
       `${e.constrainedTokPerSec.toFixed(0)} tok/s with every sequence under the JSON Schema (${(100 * e.ratio).toFixed(1)}%)`);
-    console.log(`  per decode step (medians): engine ${(e.nativeUs / 1000).toFixed(2)} ms, masks of ${e.batch} sequences ${(e.maskUsPerStep / 1000).toFixed(2)} ms ` +
+    console.log(`  per decode step (medians): engine ${(e.nativeUs / 1000).toFixed(2)} ms, ` +
+      `masks of ${e.batch} sequences ${(e.maskUsPerStep / 1000).toFixed(2)} ms ` +
       `in the worker → ${(100 * e.stepRatio).toFixed(1)}% of unconstrained throughput`);
   }
   if (values.json) writeFileSync(values.json, JSON.stringify({ grammar: g, decode: e }, null, 2));

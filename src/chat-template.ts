@@ -49,9 +49,11 @@ export function normalizeMessages(messages: readonly MessageInput[]): ChatMessag
   if (messages.every((m) => typeof m === 'string')) return (messages as string[]).map((content) => ({ role: 'user', content }));
   if (messages.some((m) => typeof m === 'string')) throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', 'messages mixes strings and {role, content} objects');
   return (messages as Exclude<MessageInput, string>[]).map((m, i) => {
-    if (!ROLES.includes(m.role)) throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', `messages[${i}].role "${m.role}" is not system, user, assistant or tool`);
+    if (!ROLES.includes(m.role))
+      throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', `messages[${i}].role "${m.role}" is not system, user, assistant or tool`);
     const calls = m.tool_calls ?? [];
-    if (calls.length > 0 && m.role !== 'assistant') throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', `messages[${i}]: only assistant turns carry tool_calls`);
+    if (calls.length > 0 && m.role !== 'assistant')
+      throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', `messages[${i}]: only assistant turns carry tool_calls`);
     if (m.content == null && calls.length === 0) throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', `messages[${i}] has no content`);
     const content = m.content == null ? '' : typeof m.content === 'string' ? m.content : m.content.map((p) => {
       if (p.type !== 'text' || typeof p.text !== 'string') throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', `messages[${i}]: only text content parts are supported`);

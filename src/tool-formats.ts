@@ -149,7 +149,12 @@ export class ToolCallStream {
       }
       // release all but a tail that may be the start of <tool_call>
       let keep = 0;
-      if (!isEnd) for (let k = Math.min(HERMES_OPEN.length - 1, this.#held.length); k > 0; k--) if (HERMES_OPEN.startsWith(this.#held.slice(-k))) { keep = k; break; }
+      for (let k = Math.min(HERMES_OPEN.length - 1, this.#held.length); k > 0 && !isEnd; k--) {
+        if (HERMES_OPEN.startsWith(this.#held.slice(-k))) {
+          keep = k;
+          break;
+        }
+      }
       out.content += this.#held.slice(0, this.#held.length - keep);
       this.#held = this.#held.slice(this.#held.length - keep);
       return out;
@@ -180,7 +185,8 @@ export class ToolCallStream {
 export function toolInstructions(parser: ToolParserName, tools: readonly ToolFunction[]): string {
   const list = tools.map((f) => JSON.stringify({ type: 'function', function: f })).join('\n');
   if (parser === 'hermes')
-    return `You may call these functions:\n<tools>\n${list}\n</tools>\nTo call one, answer with ${HERMES_OPEN}{"name": …, "arguments": {…}}${HERMES_CLOSE}`;
+    return `You may call these functions:\n<tools>\n${list}\n</tools>\n` +
+      `To call one, answer with ${HERMES_OPEN}{"name": …, "arguments": {…}}${HERMES_CLOSE}`;
   if (parser === 'llama3_json') return `You may call these functions:\n${list}\nTo call one, answer with only {"name": …, "parameters": {…}}`;
   return `You may call these functions:\n${list}\nTo call them, answer with [TOOL_CALLS] [{"name": …, "arguments": {…}}]`;
 }

@@ -80,7 +80,8 @@ export async function generateRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: GenerateBody }>('/stream', { schema: { body: streamBody, tags: ['generate'], summary: 'Generate, streamed as Server-Sent Events' } }, async (request, reply) => {
     const svc = app.weft.service;
     const b = request.body;
-    await streamGeneration(app, request, reply, svc, await constrain(toGenRequest(svc, await svc.encode(b.prompt), b, b.logprobs ?? -1), b), b.prompt);
+    const req = await constrain(toGenRequest(svc, await svc.encode(b.prompt), b, b.logprobs ?? -1), b);
+    await streamGeneration(app, request, reply, svc, req, b.prompt);
   });
 
   app.post<{ Body: Omit<GenerateBody, 'prompt'> & { prompts: string[] } }>('/generate_batch',

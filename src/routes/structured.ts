@@ -54,7 +54,10 @@ export const structuredFields = {
 type SchemaValue = boolean | Record<string, unknown>;
 
 export interface StructuredFields {
-  response_format?: { type: 'text' | 'json_object' | 'json_schema'; json_schema?: { name: string; schema?: SchemaValue; strict?: boolean | null } } | null;
+  response_format?: {
+    type: 'text' | 'json_object' | 'json_schema';
+    json_schema?: { name: string; schema?: SchemaValue; strict?: boolean | null };
+  } | null;
   structured_outputs?: { json?: SchemaValue | string; regex?: string; choice?: string[]; grammar?: string; json_object?: boolean } | null;
   guided_json?: SchemaValue | string;
   guided_regex?: string;
@@ -79,7 +82,10 @@ function requested(b: StructuredFields): [field: string, spec: ConstraintSpec][]
   const so = b.structured_outputs;
   if (so) {
     const kinds = (['json', 'regex', 'choice', 'grammar', 'json_object'] as const).filter((k) => so[k] !== undefined && so[k] !== false);
-    if (kinds.length !== 1) throw new WeftError('WEFT_ERR_REQ_CONFLICTING_CONSTRAINTS', `structured_outputs takes exactly one of json, regex, choice, grammar, json_object; got ${kinds.join(', ') || 'none'}`);
+    if (kinds.length !== 1) {
+      throw new WeftError('WEFT_ERR_REQ_CONFLICTING_CONSTRAINTS',
+        `structured_outputs takes exactly one of json, regex, choice, grammar, json_object; got ${kinds.join(', ') || 'none'}`);
+    }
     if (so.json !== undefined) out.push(['structured_outputs.json', jsonSchemaSpec(so.json)]);
     if (so.regex !== undefined) out.push(['structured_outputs.regex', { type: 'regex', pattern: so.regex }]);
     if (so.choice !== undefined) out.push(['structured_outputs.choice', { type: 'choice', choices: so.choice }]);
@@ -104,7 +110,8 @@ export async function constrain(req: GenRequest, b: StructuredFields, extra?: [f
   if (extra) all.push(extra);
   if (req.constraint) all.push(['allowed_token_ids', req.constraint]);
   if (all.length === 0) return req;
-  if (all.length > 1) throw new WeftError('WEFT_ERR_REQ_CONFLICTING_CONSTRAINTS', `one constraint per request; this one asks for ${all.map(([f]) => f).join(' and ')}`);
+  if (all.length > 1)
+    throw new WeftError('WEFT_ERR_REQ_CONFLICTING_CONSTRAINTS', `one constraint per request; this one asks for ${all.map(([f]) => f).join(' and ')}`);
   const [, spec] = all[0];
   await constraintValidator.check(spec);
   return { ...req, constraint: spec };

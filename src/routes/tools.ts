@@ -38,7 +38,10 @@ export const toolFields = {
     anyOf: [
       { type: 'string', enum: ['none', 'auto', 'required'] },
       { type: 'object', additionalProperties: false, required: ['type', 'function'],
-        properties: { type: { type: 'string', enum: ['function'] }, function: { type: 'object', required: ['name'], properties: { name: { type: 'string' } } } } },
+        properties: {
+          type: { type: 'string', enum: ['function'] },
+          function: { type: 'object', required: ['name'], properties: { name: { type: 'string' } } },
+        } },
     ],
   },
   parallel_tool_calls: { type: 'boolean', nullable: true },
@@ -105,7 +108,10 @@ export function planTools(b: ToolFields, template: string | null, configured: To
     return { mode: 'required', functions, parser, isParallel, constraint: ['tool_choice', spec] };
   }
   const f = functions.find((x) => x.name === choice.function.name);
-  if (!f) throw new WeftError('WEFT_ERR_REQ_BAD_TOOL_CHOICE', `tool_choice names the function "${choice.function.name}", which is not among the tools (${[...names].join(', ')})`);
+  if (!f) {
+    throw new WeftError('WEFT_ERR_REQ_BAD_TOOL_CHOICE',
+      `tool_choice names the function "${choice.function.name}", which is not among the tools (${[...names].join(', ')})`);
+  }
   const spec: ConstraintSpec = { type: 'json_schema', schema: JSON.stringify(f.parameters ?? { type: 'object' }) };
   return { mode: 'named', functions, parser, isParallel, named: f.name, constraint: ['tool_choice', spec] };
 }
@@ -114,7 +120,8 @@ export function planTools(b: ToolFields, template: string | null, configured: To
 // as transformers passes them; for one that does not, the tool instructions of the format join the
 // system message, past calls are written into their assistant turns in the format, and tool
 // results become user turns.
-export function promptMessages(messages: ChatMessage[], plan: ToolPlan | undefined, supportsTools: boolean): { messages: ChatMessage[]; tools?: object[] } {
+export function promptMessages(messages: ChatMessage[], plan: ToolPlan | undefined,
+  supportsTools: boolean): { messages: ChatMessage[]; tools?: object[] } {
   const functions = plan?.functions ?? [];
   if (supportsTools) return { messages, ...(functions.length > 0 ? { tools: functions.map((f) => ({ type: 'function', function: f })) } : {}) };
   const parser = plan?.parser ?? 'hermes';
@@ -193,7 +200,8 @@ export function withToolCalls<F extends ChatFormat>(base: F, plan: ToolPlan): F 
       const a = rd.push(r.text), z = rd.end();
       const calls = [...a.calls, ...z.calls], content = (a.content + z.content).trim();
       if (calls.length === 0) return c;
-      return { ...c, message: { role: 'assistant', content: content === '' ? null : content, tool_calls: calls.map(openAiCall) }, finish_reason: 'tool_calls' };
+      const message = { role: 'assistant', content: content === '' ? null : content, tool_calls: calls.map(openAiCall) };
+      return { ...c, message, finish_reason: 'tool_calls' };
     },
     chunkChoice: async (index, d, isFirst) => {
       const rd = reader(index);

@@ -12,36 +12,31 @@
 // (`<[id]>`, `<|tok|>`) are not supported.
 import { WeftError } from '../errors.js';
 import { MAX_NON_ASCII_CLASS, subtract, type Range } from './regex.js';
+import { Scanner } from './scanner.js';
 
 // xgrammar matches a class with non-ASCII ranges byte by byte (any single byte in range counts as
 // a character), but a negated class and single characters correctly: `.` is a negated empty class.
 const ANY_CHAR = '[^]';
 
-class GbnfParser {
-  #pos = 0;
+class GbnfParser extends Scanner {
   readonly rules = new Map<string, string>();
   readonly referenced = new Map<string, number>();   // rule name → position of its first use
 
-  constructor(private readonly src: string) {}
-
-  fail(why: string, at = this.#pos): never {
+  fail(why: string, at = this.pos): never {
     const before = this.src.slice(0, at);
     const line = before.split('\n').length, col = at - before.lastIndexOf('\n');
     throw new WeftError('WEFT_ERR_REQ_BAD_GRAMMAR', `grammar: line ${line}, column ${col}: ${why}`);
   }
 
-  #peek(): string {
-    return this.src[this.#pos] ?? '';
-  }
 
   // spaces, tabs and comments; newlines too when `newlineOk` (inside parentheses, between rules)
   #space(newlineOk: boolean): void {
-    while (this.#pos < this.src.length) {
-      const c = this.#peek();
+    while (this.pos < this.src.length) {
+      const c = this.peek();
       if (c === '#') {
-        while (this.#pos < this.src.length && this.#peek() !== '\n' && this.#peek() !== '\r') this.#pos++;
+        while (this.pos < this.src.length && this.peek() !== '\n' && this.peek() !== '\r') this.pos++;
       } else if (c === ' ' || c === '\t' || (newlineOk && (c === '\n' || c === '\r'))) {
-        this.#pos++;
+        this.pos++;
       } else {
         break;
       }
@@ -49,25 +44,26 @@ class GbnfParser {
   }
 
   #name(): string {
-    const m = /^[a-zA-Z0-9_-]+/.exec(this.src.slice(this.#pos, this.#pos + 256));
-    if (!m) this.fail(`expected a rule name, found ${JSON.stringify(this.#peek() || 'the end')}`);
-    this.#pos += m[0].length;
+    const m = /^[a-zA-Z0-9_-]+/.exec(this.src.slice(this.pos, this.pos + 256));
+    if (!m) this.fail(`expected a rule name, found ${JSON.stringify(this.peek() || 'the end')}`);
+    this.pos += m[0].length;
     return /^[0-9]/.test(m[0]) ? `r-${m[0]}` : m[0];
   }
 
   parse(): Map<string, string> {
     this.#space(true);
-    while (this.#pos < this.src.length) {
-      const at = this.#pos;
+    while (this.pos < this.src.length) {
+      const at = this.pos;
       const name = this.#name();
       this.#space(false);
-      if (!this.src.startsWith('::=', this.#pos)) this.fail('expected ::=');
-      this.#pos += 3;
+      if (!this.src.startsWith('::=', this.pos)) this.fail('expected ::=');
+      this.pos += 3;
       this.#space(true);
       const body = this.#alternates(false);
       if (this.rules.has(name)) this.fail(`rule "${name}" is defined twice`, at);
       this.rules.set(name, body);
-      if (this.#pos < this.src.length && this.#peek() !== '\n' && this.#peek() !== '\r') this.fail(`expected the end of the rule, found ${JSON.stringify(this.#peek())}`);
+      if (this.pos < this.src.length && this.peek() !== '\n' && this.peek() !== '\r')
+        this.fail(`expected the end of the rule, found ${JSON.stringify(this.peek())}`);
       this.#space(true);
     }
     if (!this.rules.has('root')) throw new WeftError('WEFT_ERR_REQ_BAD_GRAMMAR', 'grammar: there is no rule named root');
@@ -77,8 +73,8 @@ class GbnfParser {
 
   #alternates(nested: boolean): string {
     const alts = [this.#sequence(nested)];
-    while (this.#peek() === '|') {
-      this.#pos++;
+    while (this.peek() === '|') {
+      this.pos++;
       this.#space(true);
       alts.push(this.#sequence(nested));
     }
@@ -88,20 +84,20 @@ class GbnfParser {
   #sequence(nested: boolean): string {
     const items: string[] = [];
     for (;;) {
-      const c = this.#peek();
+      const c = this.peek();
       if (c === '"') items.push(this.#string());
       else if (c === '[') items.push(this.#charClass());
-      else if (c === '.') { this.#pos++; items.push(ANY_CHAR); }
+      else if (c === '.') { this.pos++; items.push(ANY_CHAR); }
       else if (c === '(') {
-        this.#pos++;
+        this.pos++;
         this.#space(true);
         const inner = this.#alternates(true);
-        if (this.#peek() !== ')') this.fail('expected )');
-        this.#pos++;
+        if (this.peek() !== ')') this.fail('expected )');
+        this.pos++;
         items.push(`(${inner})`);
       } else if (c === '*' || c === '+' || c === '?') {
         if (items.length === 0) this.fail(`${c} has nothing to repeat`);
-        this.#pos++;
+        this.pos++;
         items[items.length - 1] += c;
       } else if (c === '{') {
         if (items.length === 0) this.fail('{ has nothing to repeat');
@@ -109,7 +105,7 @@ class GbnfParser {
       } else if (c === '<' || c === '!') {
         this.fail('token references (<...>) are not supported');
       } else if (/[a-zA-Z0-9_-]/.test(c)) {
-        const at = this.#pos;
+        const at = this.pos;
         const name = this.#name();
         if (!this.referenced.has(name)) this.referenced.set(name, at);
         items.push(name);
@@ -122,88 +118,58 @@ class GbnfParser {
   }
 
   #braces(): string {
-    this.#pos++;
+    this.pos++;
     this.#space(true);
     const int = (): number => {
-      const m = /^[0-9]{1,9}/.exec(this.src.slice(this.#pos, this.#pos + 10));
+      const m = /^[0-9]{1,9}/.exec(this.src.slice(this.pos, this.pos + 10));
       if (!m) this.fail('expected an integer');
-      this.#pos += m[0].length;
+      this.pos += m[0].length;
       this.#space(true);
       return Number(m[0]);
     };
     const min = int();
     let out = `{${min}}`;
-    if (this.#peek() === ',') {
-      this.#pos++;
+    if (this.peek() === ',') {
+      this.pos++;
       this.#space(true);
-      if (this.#peek() === '}') out = `{${min},}`;
+      if (this.peek() === '}') out = `{${min},}`;
       else {
         const max = int();
         if (max < min) this.fail(`{${min},${max}}: the maximum is below the minimum`);
         out = `{${min},${max}}`;
       }
     }
-    if (this.#peek() !== '}') this.fail('expected }');
-    this.#pos++;
+    if (this.peek() !== '}') this.fail('expected }');
+    this.pos++;
     return out;
   }
 
   // One character of a string or class, escapes decoded (llama.cpp's parse_char).
   #char(): number {
-    const c = this.#peek();
-    if (c === '') this.fail('unexpected end of the grammar');
-    if (c !== '\\') {
-      const cp = this.src.codePointAt(this.#pos)!;
-      this.#pos += cp > 0xffff ? 2 : 1;
-      return cp;
-    }
-    const e = this.src[this.#pos + 1] ?? '';
-    const hex = (n: number): number => {
-      const h = this.src.slice(this.#pos + 2, this.#pos + 2 + n);
-      if (!new RegExp(`^[0-9a-fA-F]{${n}}$`).test(h)) this.fail(`\\${e} needs ${n} hex digits`);
-      this.#pos += 2 + n;
-      const v = parseInt(h, 16);
-      if (v > 0x10ffff) this.fail('code point above U+10FFFF');
-      return v;
-    };
-    if (e === 'x') return hex(2);
-    if (e === 'u') return hex(4);
-    if (e === 'U') return hex(8);
+    const cp = this.codePoint();
+    if (cp !== null) return cp;
+    const e = this.src[this.pos + 1] ?? '';
     const simple: Record<string, number> = { t: 9, r: 13, n: 10, '\\': 92, '"': 34, '[': 91, ']': 93 };
     if (!(e in simple)) this.fail(`unknown escape \\${e}`);
-    this.#pos += 2;
+    this.pos += 2;
     return simple[e];
   }
 
   #string(): string {
-    this.#pos++;
+    this.pos++;
     let out = '';
-    while (this.#peek() !== '"') {
-      if (this.#peek() === '') this.fail('unterminated string');
+    while (this.peek() !== '"') {
+      if (this.peek() === '') this.fail('unterminated string');
       out += escapeChar(this.#char(), '"\\');
     }
-    this.#pos++;
+    this.pos++;
     return `"${out}"`;
   }
 
   #charClass(): string {
-    const at = this.#pos++;
-    const negated = this.#peek() === '^';
-    if (negated) this.#pos++;
-    const ranges: Range[] = [];
-    while (this.#peek() !== ']') {
-      if (this.#peek() === '') this.fail('unterminated character class');
-      const lo = this.#char();
-      let hi = lo;
-      if (this.#peek() === '-' && this.src[this.#pos + 1] !== ']') {
-        this.#pos++;
-        hi = this.#char();
-        if (hi < lo) this.fail('a character range ends below its start');
-      }
-      ranges.push([lo, hi]);
-    }
-    this.#pos++;
-    const text = (rs: Range[]) => rs.map(([a, b]) => (a === b ? escapeChar(a, CLASS_SPECIAL) : `${escapeChar(a, CLASS_SPECIAL)}-${escapeChar(b, CLASS_SPECIAL)}`)).join('');
+    const { at, isNegated: negated, ranges } = this.readClass(() => this.#char());
+    const one = (cp: number) => escapeChar(cp, CLASS_SPECIAL);
+    const text = (rs: Range[]) => rs.map(([a, b]) => (a === b ? one(a) : `${one(a)}-${one(b)}`)).join('');
     if (negated) {
       if (ranges.some(([, b]) => b > 0x7f)) this.fail('a negated class may list only ASCII characters', at);
       return `[^${text(ranges)}]`;

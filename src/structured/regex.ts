@@ -12,6 +12,7 @@
 // \p{...}, flags, anchors other than a leading ^ and a trailing $, negated classes that list
 // non-ASCII characters, and literals a JSON string cannot hold unescaped (in JSON mode).
 import { WeftError, type ErrorCode } from '../errors.js';
+import { Scanner } from './scanner.js';
 
 export const MAX_NON_ASCII_CLASS = 1024;
 const META = new Set([...'\\^$.|?*+()[]{}/-']);
@@ -55,30 +56,28 @@ function lit(cp: number, inClass: boolean): string {
   return ch;
 }
 
-class RegexRewriter {
-  #pos = 0;
+class RegexRewriter extends Scanner {
 
-  constructor(private readonly src: string, private readonly json: boolean, private readonly code: ErrorCode, private readonly what: string) {}
+  constructor(src: string, private readonly json: boolean, private readonly code: ErrorCode, private readonly what: string) {
+    super(src);
+  }
 
-  fail(why: string, at = this.#pos): never {
+  fail(why: string, at = this.pos): never {
     throw new WeftError(this.code, `${this.what} ${JSON.stringify(this.src)}: at position ${at}: ${why}`);
   }
 
-  #peek(): string {
-    return this.src[this.#pos] ?? '';
-  }
 
   rewrite(): string {
-    if (this.#peek() === '^') this.#pos++;
+    if (this.peek() === '^') this.pos++;
     const out = this.#alternation(true);
-    if (this.#pos < this.src.length) this.fail(`unexpected ${JSON.stringify(this.#peek())}`);
+    if (this.pos < this.src.length) this.fail(`unexpected ${JSON.stringify(this.peek())}`);
     return out;
   }
 
   #alternation(top: boolean): string {
     const branches = [this.#sequence(top)];
-    while (this.#peek() === '|') {
-      this.#pos++;
+    while (this.peek() === '|') {
+      this.pos++;
       branches.push(this.#sequence(top));
     }
     const joined = branches.join('|');
@@ -88,11 +87,11 @@ class RegexRewriter {
   #sequence(top: boolean): string {
     let out = '';
     for (;;) {
-      const c = this.#peek();
+      const c = this.peek();
       if (c === '' || c === '|' || c === ')') return out;
       if (c === '$') {
-        const at = this.#pos++;
-        if (!(top && this.#pos === this.src.length)) this.fail('$ is supported only at the end', at);
+        const at = this.pos++;
+        if (!(top && this.pos === this.src.length)) this.fail('$ is supported only at the end', at);
         return out;
       }
       const atom = this.#atom();
@@ -101,47 +100,47 @@ class RegexRewriter {
   }
 
   #quantifier(): string {
-    const c = this.#peek();
+    const c = this.peek();
     let q = '';
     if (c === '*' || c === '+' || c === '?') {
-      this.#pos++;
+      this.pos++;
       q = c;
     } else if (c === '{') {
-      const m = /^\{(\d{1,6})(,(\d{0,6}))?\}/.exec(this.src.slice(this.#pos));
+      const m = /^\{(\d{1,6})(,(\d{0,6}))?\}/.exec(this.src.slice(this.pos));
       if (!m) return '';   // a literal brace, as JavaScript reads it
       if (m[3] && Number(m[3]) < Number(m[1])) this.fail(`${m[0]}: the maximum is below the minimum`);
-      this.#pos += m[0].length;
+      this.pos += m[0].length;
       q = m[0];
     } else {
       return '';
     }
-    if (this.#peek() === '?') this.#pos++;   // lazy: the same language
-    if ('*+?{'.includes(this.#peek()) && this.#peek() !== '') this.fail('two quantifiers in a row');
+    if (this.peek() === '?') this.pos++;   // lazy: the same language
+    if ('*+?{'.includes(this.peek()) && this.peek() !== '') this.fail('two quantifiers in a row');
     return q;
   }
 
   #atom(): string {
-    const at = this.#pos;
-    const c = this.#peek();
+    const at = this.pos;
+    const c = this.peek();
     if (c === '(') {
-      this.#pos++;
-      if (this.src.startsWith('?:', this.#pos)) this.#pos += 2;
-      else if (this.#peek() === '?') {
-        const named = /^\?<([A-Za-z_][A-Za-z0-9_]*)>/.exec(this.src.slice(this.#pos));
+      this.pos++;
+      if (this.src.startsWith('?:', this.pos)) this.pos += 2;
+      else if (this.peek() === '?') {
+        const named = /^\?<([A-Za-z_][A-Za-z0-9_]*)>/.exec(this.src.slice(this.pos));
         if (!named) this.fail('lookaround and group flags are not supported');
-        this.#pos += named[0].length;
+        this.pos += named[0].length;
       }
       const inner = this.#alternation(false);
-      if (this.#peek() !== ')') this.fail('unclosed (', at);
-      this.#pos++;
+      if (this.peek() !== ')') this.fail('unclosed (', at);
+      this.pos++;
       return `(${inner.split('|').some((b) => b === '') ? `(?:${inner})` : inner})`;
     }
     if (c === '[') return this.#charClass();
     if (c === '.') {
-      this.#pos++;
+      this.pos++;
       return this.#classText(subtract([[0, 0x10ffff]], [[0x0a, 0x0a], [0x0d, 0x0d]]), false);
     }
-    if (c === '*' || c === '+' || c === '?' || c === '{' && /^\{\d/.test(this.src.slice(this.#pos))) this.fail(`${c} has nothing to repeat`);
+    if (c === '*' || c === '+' || c === '?' || c === '{' && /^\{\d/.test(this.src.slice(this.pos))) this.fail(`${c} has nothing to repeat`);
     if (c === '^') this.fail('^ is supported only at the start');
     if (c === ')') this.fail('unmatched )');
     if (c === '\\') {
@@ -156,76 +155,47 @@ class RegexRewriter {
 
   // \d \w \s and their negations
   #shorthand(): { ranges: Range[]; negated: boolean } | null {
-    const e = this.src[this.#pos + 1] ?? '';
+    const e = this.src[this.pos + 1] ?? '';
     const base = SHORTHAND[e.toLowerCase()];
     if (!base || !'dwsDWS'.includes(e)) return null;
-    this.#pos += 2;
+    this.pos += 2;
     const ranges = this.json && e === 's' ? [[0x20, 0x20] as Range] : base;
     return { ranges, negated: e !== e.toLowerCase() };
   }
 
   // One character, escapes decoded.
   #char(): number {
-    const c = this.#peek();
-    if (c === '') this.fail('unexpected end');
-    if (c !== '\\') {
-      const cp = this.src.codePointAt(this.#pos)!;
-      this.#pos += cp > 0xffff ? 2 : 1;
-      return cp;
-    }
-    const e = this.src[this.#pos + 1] ?? '';
-    const hex = (skip: number, n: number): number => {
-      const h = this.src.slice(this.#pos + skip, this.#pos + skip + n);
-      if (!new RegExp(`^[0-9a-fA-F]{${n}}$`).test(h)) this.fail(`\\${e} needs ${n} hex digits`);
-      this.#pos += skip + n;
-      return parseInt(h, 16);
-    };
-    if (e === 'x') return hex(2, 2);
-    if (e === 'u' && this.src[this.#pos + 2] === '{') {
-      const m = /^\\u\{([0-9a-fA-F]{1,6})\}/.exec(this.src.slice(this.#pos));
+    const cp = this.codePoint();
+    if (cp !== null) return cp;
+    const e = this.src[this.pos + 1] ?? '';
+    if (e === 'u') {   // \u{…}
+      const m = /^\\u\{([0-9a-fA-F]{1,6})\}/.exec(this.src.slice(this.pos));
       if (!m || parseInt(m[1], 16) > 0x10ffff) this.fail('bad \\u{...} escape');
-      this.#pos += m[0].length;
+      this.pos += m[0].length;
       return parseInt(m[1], 16);
     }
-    if (e === 'u') return hex(2, 4);
     const controls: Record<string, number> = { t: 9, n: 10, r: 13, f: 12, v: 11, '0': 0 };
-    if (e in controls && !(e === '0' && /[0-9]/.test(this.src[this.#pos + 2] ?? ''))) {
-      this.#pos += 2;
+    if (e in controls && !(e === '0' && /[0-9]/.test(this.src[this.pos + 2] ?? ''))) {
+      this.pos += 2;
       return controls[e];
     }
     if (/[1-9k]/.test(e)) this.fail('backreferences are not supported');
     if (e === 'b' || e === 'B') this.fail('word boundaries (\\b, \\B) are not supported');
     if (e === 'p' || e === 'P') this.fail('Unicode property classes (\\p{...}) are not supported');
     if (e === '' || /[a-zA-Z0-9]/.test(e)) this.fail(`unknown escape \\${e}`);
-    this.#pos += 2;
+    this.pos += 2;
     return e.codePointAt(0)!;
   }
 
   #charClass(): string {
-    const at = this.#pos++;
-    const negated = this.#peek() === '^';
-    if (negated) this.#pos++;
-    let ranges: Range[] = [];
-    while (this.#peek() !== ']') {
-      if (this.#peek() === '') this.fail('unclosed [', at);
-      if (this.#peek() === '\\') {
-        const sh = this.#shorthand();
-        if (sh) {
-          if (sh.negated) this.fail('\\D, \\W and \\S inside a class are not supported');
-          ranges.push(...sh.ranges);
-          continue;
-        }
-      }
-      const lo = this.#char();
-      let hi = lo;
-      if (this.#peek() === '-' && this.src[this.#pos + 1] !== ']' && this.src[this.#pos + 1] !== undefined) {
-        this.#pos++;
-        hi = this.#char();
-        if (hi < lo) this.fail('a character range ends below its start');
-      }
-      ranges.push([lo, hi]);
-    }
-    this.#pos++;
+    const member = () => {
+      const sh = this.peek() === '\\' ? this.#shorthand() : null;
+      if (sh?.negated) this.fail('\\D, \\W and \\S inside a class are not supported');
+      return sh?.ranges ?? null;
+    };
+    const read = this.readClass(() => this.#char(), member);
+    const { at, isNegated: negated } = read;
+    let ranges = read.ranges;
     if (negated && ranges.some(([, b]) => b > 0x7f)) this.fail('a negated class may list only ASCII characters', at);
     if (!negated) ranges = ranges.filter(([a, b]) => b >= a);
     return this.#classText(ranges, negated);

@@ -5,6 +5,7 @@
 import { parentPort } from 'node:worker_threads';
 
 import { WeftError, toErrorData, type ErrorCode, type ErrorData } from '../errors.js';
+import { Lazy } from './lazy.js';
 import { grammarOf } from './spec-grammar.js';
 import type { ConstraintSpec } from './types.js';
 import { XgrammarAbort, XgrammarInstance } from './xgrammar-wasm.js';
@@ -28,23 +29,16 @@ const CODES: Record<ConstraintSpec['type'], ErrorCode> = {
   token_ids: 'WEFT_ERR_REQ_INVALID_TOKEN_ID',
 };
 
-let instance: Promise<XgrammarInstance> | null = null;
+const instance = new Lazy(() => XgrammarInstance.create());
 let queue: Promise<unknown> = Promise.resolve();
 
 async function check(spec: ConstraintSpec): Promise<void> {
-  instance ??= XgrammarInstance.create();
-  let xg: XgrammarInstance;
-  try {
-    xg = await instance;
-  } catch (e) {
-    instance = null;
-    throw e;
-  }
+  const xg = await instance.get();
   try {
     const grammar = await xg.run((api) => grammarOf(api, spec));
     grammar.dispose();
   } catch (e) {
-    if (xg.isBroken) instance = null;
+    if (xg.isBroken) instance.reset();
     if (e instanceof XgrammarAbort) throw new WeftError(CODES[spec.type], `${spec.type.replace('_', ' ')}: ${e.detail}`);
     throw e;
   }

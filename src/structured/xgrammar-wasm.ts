@@ -17,6 +17,7 @@ import { dirname } from 'node:path';
 import type * as Xg from '@mlc-ai/web-xgrammar';
 
 import { WeftError } from '../errors.js';
+import { Lazy } from './lazy.js';
 
 export type XgApi = Pick<typeof Xg, 'Grammar' | 'GrammarCompiler' | 'GrammarMatcher' | 'TokenizerInfo' | 'Testings'>;
 export type XgGrammar = Xg.Grammar;
@@ -52,7 +53,7 @@ interface Loaded {
   wasm: WasmModule;
 }
 
-let loaded: Promise<Loaded> | null = null;
+const bundle = new Lazy(loadBundle);
 
 function loadError(why: string): WeftError {
   return new WeftError('WEFT_ERR_ENGINE_NATIVE_LOAD', `${PACKAGE}@${VERSION}: ${why}`);
@@ -99,14 +100,7 @@ export class XgrammarInstance {
 
   // A fresh instance with its own WASM memory.
   static async create(): Promise<XgrammarInstance> {
-    loaded ??= loadBundle();
-    let l: Loaded;
-    try {
-      l = await loaded;
-    } catch (e) {
-      loaded = null;
-      throw e;
-    }
+    const l = await bundle.get();
     const messages: string[] = [];
     const moduleArg: Record<string, unknown> = {
       print: (s: string) => { messages.push(s); },

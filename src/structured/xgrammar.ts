@@ -134,7 +134,8 @@ export class XgrammarCompiler implements ConstraintCompiler {
   // `vocabSize` is the model's logits width: ids the tokenizer does not have are never allowed.
   static async create(vocab: GrammarVocab, vocabSize: number, options: Partial<CompilerOptions> = {}): Promise<XgrammarCompiler> {
     const shared = {
-      vocabSize, numWords: Math.ceil(vocabSize / 32), stopTokenIds: vocab.stopTokenIds.filter((t) => t < vocabSize), utf8: new Utf8Guard(vocab, vocabSize),
+      vocabSize, numWords: Math.ceil(vocabSize / 32), stopTokenIds: vocab.stopTokenIds.filter((t) => t < vocabSize),
+      utf8: new Utf8Guard(vocab, vocabSize),
     };
     const c = new XgrammarCompiler(vocab, shared, await XgrammarInstance.create(), { ...DEFAULT_OPTIONS, ...options });
     await c.#compiler;
@@ -209,6 +210,7 @@ export class XgrammarCompiler implements ConstraintCompiler {
 
 // The worker's entry point: the model's vocabulary and stop tokens, read the way the server
 // reads them, and a compiler for its logits width.
-export async function openConstraintCompiler(modelPath: string, vocabSize: number, options: Partial<CompilerOptions> = {}): Promise<ConstraintCompiler> {
+export async function openConstraintCompiler(modelPath: string, vocabSize: number,
+  options: Partial<CompilerOptions> = {}): Promise<ConstraintCompiler> {
   return XgrammarCompiler.create(loadGrammarVocab(modelPath), vocabSize, options);
 }

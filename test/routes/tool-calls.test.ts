@@ -16,7 +16,8 @@ const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused', maxRetries:
 const ajv = new Ajv2020({ strict: false });
 
 // small schemas: the prompt (instructions and tools) takes 434 of the model's 512 positions
-const ADD_PARAMS = { type: 'object', properties: { a: { type: 'integer', minimum: 0, maximum: 9 }, b: { type: 'integer', minimum: 0, maximum: 9 } }, required: ['a', 'b'] };
+const DIGIT = { type: 'integer', minimum: 0, maximum: 9 };
+const ADD_PARAMS = { type: 'object', properties: { a: DIGIT, b: DIGIT }, required: ['a', 'b'] };
 const NOTE_PARAMS = { type: 'object', properties: { text: { type: 'string', maxLength: 4 } }, required: ['text'] };
 const tools = [
   { type: 'function' as const, function: { name: 'add', parameters: ADD_PARAMS } },
@@ -83,7 +84,8 @@ t.test('tool_choice auto: <tool_call> blocks read into tool_calls, the rest is c
   t.equal(r.choices[0].finish_reason, 'tool_calls');
   t.equal(r.choices[0].message.content, 'Sure.');
   checkCalls(t, r.choices[0].message.tool_calls as Call[], 'auto', 'add');
-  const stream = (await client.chat.completions.create({ ...body, stream: true } as never)) as AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>;
+  type Chunks = AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>;
+  const stream = (await client.chat.completions.create({ ...body, stream: true } as never)) as Chunks;
   const chunks: OpenAI.Chat.Completions.ChatCompletionChunk[] = [];
   for await (const c of stream) chunks.push(c);
   t.equal(chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('').trim(), 'Sure.', 'streamed content stops before the tag');
@@ -99,9 +101,11 @@ t.test('a tool result in the history is part of the prompt', async (t) => {
   const one = [tools[0]];
   const without = await client.chat.completions.create({ model: 'stories260K', messages: history, tools: one, max_tokens: 4, seed: 1 });
   const withResult = await client.chat.completions.create({
-    model: 'stories260K', messages: [...history, { role: 'tool', content: 'The sum is 5.', tool_call_id: 'call_1' }], tools: one, max_tokens: 4, seed: 1,
+    model: 'stories260K', messages: [...history, { role: 'tool', content: 'The sum is 5.', tool_call_id: 'call_1' }], tools: one,
+    max_tokens: 4, seed: 1,
   });
-  t.ok(withResult.usage!.prompt_tokens > without.usage!.prompt_tokens + 5, `${withResult.usage!.prompt_tokens} > ${without.usage!.prompt_tokens} prompt tokens`);
+  const [a, b] = [withResult.usage!.prompt_tokens, without.usage!.prompt_tokens];
+  t.ok(a > b + 5, `${a} > ${b} prompt tokens`);
 });
 
 t.test('bad tools and tool_choice values are 400s with codes', async (t) => {
@@ -111,9 +115,12 @@ t.test('bad tools and tool_choice values are 400s with codes', async (t) => {
     ['required without tools', { tool_choice: 'required' }, 'WEFT_ERR_REQ_BAD_TOOL_CHOICE'],
     ['an unknown tool_choice string', { tools, tool_choice: 'sometimes' }, 'WEFT_ERR_REQ_INVALID'],
     ['a function named twice', { tools: [tools[0], tools[0]] }, 'WEFT_ERR_REQ_BAD_TOOLS'],
-    ['parameters that are not a schema', { tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'nope' } } }] }, 'WEFT_ERR_REQ_BAD_TOOLS'],
-    ['required and response_format together', { tools, tool_choice: 'required', response_format: { type: 'json_object' } }, 'WEFT_ERR_REQ_CONFLICTING_CONSTRAINTS'],
-    ['tool_calls on a user turn', { messages: [{ role: 'user', content: 'x', tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{}' } }] }] },
+    ['parameters that are not a schema', { tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'nope' } } }] },
+      'WEFT_ERR_REQ_BAD_TOOLS'],
+    ['required and response_format together', { tools, tool_choice: 'required', response_format: { type: 'json_object' } },
+      'WEFT_ERR_REQ_CONFLICTING_CONSTRAINTS'],
+    ['tool_calls on a user turn',
+      { messages: [{ role: 'user', content: 'x', tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{}' } }] }] },
       'WEFT_ERR_REQ_BAD_MESSAGES'],
   ];
   for (const [name, payload, code] of cases) {

@@ -13,6 +13,7 @@ const WALKS = 20;
 const obj = (properties: Record<string, unknown>, required = Object.keys(properties), extra: object = {}) =>
   ({ type: 'object', properties, required, ...extra });
 const point = obj({ x: { type: 'integer' }, y: { type: 'integer' } });
+const fmt = (format: string) => ({ type: 'string', format });
 
 export const SCHEMAS: [name: string, schema: unknown][] = [
   ['flat object', obj({ name: { type: 'string' }, age: { type: 'integer' } })],
@@ -31,12 +32,14 @@ export const SCHEMAS: [name: string, schema: unknown][] = [
   ['const property', obj({ version: { const: 2 }, kind: { const: 'event' } })],
   ['anyOf string or integer', { anyOf: [{ type: 'string' }, { type: 'integer' }] }],
   ['oneOf tagged union', {
-    oneOf: [obj({ kind: { const: 'circle' }, r: { type: 'integer' } }), obj({ kind: { const: 'rect' }, w: { type: 'integer' }, h: { type: 'integer' } })],
+    oneOf: [obj({ kind: { const: 'circle' }, r: { type: 'integer' } }),
+      obj({ kind: { const: 'rect' }, w: { type: 'integer' }, h: { type: 'integer' } })],
   }],
   ['nullable object', { anyOf: [point, { type: 'null' }] }],
   ['type list', { type: ['string', 'null'] }],
   ['$ref and $defs', { $defs: { point }, ...obj({ from: { $ref: '#/$defs/point' }, to: { $ref: '#/$defs/point' } }) }],
-  ['anyOf of $refs', { $defs: { a: obj({ a: { type: 'integer' } }), b: obj({ b: { type: 'string' } }) }, anyOf: [{ $ref: '#/$defs/a' }, { $ref: '#/$defs/b' }] }],
+  ['anyOf of $refs',
+    { $defs: { a: obj({ a: { type: 'integer' } }), b: obj({ b: { type: 'string' } }) }, anyOf: [{ $ref: '#/$defs/a' }, { $ref: '#/$defs/b' }] }],
   ['recursive $ref (tree)', {
     $defs: { node: obj({ value: { type: 'integer' }, children: { type: 'array', items: { $ref: '#/$defs/node' }, maxItems: 2 } }) },
     $ref: '#/$defs/node',
@@ -55,8 +58,8 @@ export const SCHEMAS: [name: string, schema: unknown][] = [
   ['string length 2..8', { type: 'string', minLength: 2, maxLength: 8 }],
   ['string format date', { type: 'string', format: 'date' }],
   ['string format uuid', { type: 'string', format: 'uuid' }],
-  ['string formats time, date-time, ipv4', obj({ t: { type: 'string', format: 'time' }, dt: { type: 'string', format: 'date-time' }, ip: { type: 'string', format: 'ipv4' } })],
-  ['string formats email, uri, hostname', obj({ e: { type: 'string', format: 'email' }, u: { type: 'string', format: 'uri' }, h: { type: 'string', format: 'hostname' } })],
+  ['string formats time, date-time, ipv4', obj({ t: fmt('time'), dt: fmt('date-time'), ip: fmt('ipv4') })],
+  ['string formats email, uri, hostname', obj({ e: fmt('email'), u: fmt('uri'), h: fmt('hostname') })],
   ['map (additionalProperties)', { type: 'object', additionalProperties: { type: 'integer' } }],
   ['closed object', obj({ a: { type: 'integer' } }, ['a'], { additionalProperties: false })],
   ['empty object only', { type: 'object', additionalProperties: false }],

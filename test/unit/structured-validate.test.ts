@@ -73,7 +73,8 @@ t.test('regex rewrite', async (t) => {
 
 t.test('JSON Schema rewrite', async (t) => {
   const out = JSON.parse(rewriteJsonSchema(JSON.stringify({
-    type: 'object', properties: { s: { type: 'string', maxLength: 4 }, d: { type: 'string', format: 'date' }, p: { type: 'string', pattern: '^a.$' } },
+    type: 'object',
+    properties: { s: { type: 'string', maxLength: 4 }, d: { type: 'string', format: 'date' }, p: { type: 'string', pattern: '^a.$' } },
   })));
   t.equal(out.properties.s.pattern, '[^"\\\\\\x00-\\x1f]{0,4}', 'string lengths as a JSON-safe pattern');
   t.equal(out.properties.s.maxLength, undefined);

@@ -9,7 +9,10 @@ import { loadTokenizerFiles } from '../../src/model/load.js';
 import type { ConstraintCompiler, TokenMatcher } from '../../src/structured/types.js';
 import { openConstraintCompiler } from '../../src/structured/xgrammar.js';
 import { TextTokenizer } from '../../src/tokenizer.js';
+import { mulberry32 } from '../../bench/random.js';
 import { MODEL_DIR, REPO_ROOT } from '../fixtures/paths.js';
+
+export { mulberry32 };
 
 export const SMOLLM2_DIR = join(REPO_ROOT, '..', 'shared', 'models', 'smollm2-135m-shape');
 export const TOKENIZER_DIRS: [name: string, dir: string][] = [['stories260K', MODEL_DIR], ['smollm2', SMOLLM2_DIR]];
@@ -44,15 +47,6 @@ export async function walkEnv(dir: string, extraVocab = 0): Promise<WalkEnv> {
   };
 }
 
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function allowedTokens(mask: Uint32Array, vocabSize: number, keep: (t: number) => boolean = () => true): number[] {
   const out: number[] = [];

@@ -7,13 +7,14 @@ import { ChatTemplate, normalizeMessages } from '../../src/chat-template.js';
 import { planTools, promptMessages } from '../../src/routes/tools.js';
 import { ToolCallStream, callsAsText, detectToolParser, parseToolOutput, type ParsedOutput, type ToolParserName } from '../../src/tool-formats.js';
 
+const BROKEN = 'Broken <tool_call>{"name": "a", "arguments": </tool_call> end';
 const CASES: [parser: ToolParserName, text: string, expected: ParsedOutput][] = [
   ['hermes', 'Sure.\n<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>',
     { content: 'Sure.', calls: [{ name: 'add', arguments: '{"a":1,"b":2}' }] }],
   ['hermes', '<tool_call>{"name": "a", "arguments": {}}</tool_call>\n<tool_call>{"name": "b", "arguments": "{\\"x\\": [1]}"}</tool_call>',
     { content: '', calls: [{ name: 'a', arguments: '{}' }, { name: 'b', arguments: '{"x": [1]}' }] }],
   ['hermes', 'No tools needed: 2 < 3 and <tool is not a tag.', { content: 'No tools needed: 2 < 3 and <tool is not a tag.', calls: [] }],
-  ['hermes', 'Broken <tool_call>{"name": "a", "arguments": </tool_call> end', { content: 'Broken <tool_call>{"name": "a", "arguments": </tool_call> end', calls: [] }],
+  ['hermes', BROKEN, { content: BROKEN, calls: [] }],
   ['hermes', 'cut off <tool_call>{"name": "a", "arguments": {"q": "}"}}', { content: 'cut off', calls: [{ name: 'a', arguments: '{"q":"}"}' }] }],
   ['llama3_json', '{"name": "add", "parameters": {"a": 1}}', { content: '', calls: [{ name: 'add', arguments: '{"a":1}' }] }],
   ['llama3_json', '<|python_tag|>{"name": "a", "parameters": {}}; {"name": "b", "parameters": {"s": ";"}}',
@@ -59,9 +60,12 @@ t.test('the parser follows the template', async (t) => {
 });
 
 // A Qwen-style template that renders tools, tool calls and tool results itself (written for this test).
-const TOOL_TEMPLATE = `{%- if tools %}<|system|>Tools:{% for tool in tools %} {{ tool.function.name }}{% endfor %}
-{% endif %}{%- for m in messages %}<|{{ m.role }}|>{{ m.content }}{% if m.tool_calls %}{% for c in m.tool_calls %}<tool_call>{{ c.function.name }} {{ c.function.arguments | tojson }}</tool_call>{% endfor %}{% endif %}
-{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}`;
+const TOOL_TEMPLATE = [
+  '{%- if tools %}<|system|>Tools:{% for tool in tools %} {{ tool.function.name }}{% endfor %}\n{% endif %}',
+  '{%- for m in messages %}<|{{ m.role }}|>{{ m.content }}',
+  '{% if m.tool_calls %}{% for c in m.tool_calls %}<tool_call>{{ c.function.name }} {{ c.function.arguments | tojson }}</tool_call>{% endfor %}{% endif %}',
+  '\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}',
+].join('');
 
 const history = normalizeMessages([
   { role: 'user', content: 'Add 1 and 2' },
@@ -95,7 +99,8 @@ t.test('tool_choice and tools are checked', async (t) => {
   t.throws(() => planTools({ tools, tool_choice: { type: 'function', function: { name: 'g' } } }, null), { code: 'WEFT_ERR_REQ_BAD_TOOL_CHOICE' });
   t.throws(() => planTools({ tool_choice: 'required' }, null), { code: 'WEFT_ERR_REQ_BAD_TOOL_CHOICE' });
   t.throws(() => planTools({ tools: [...tools, ...tools] }, null), { code: 'WEFT_ERR_REQ_BAD_TOOLS' });
-  t.throws(() => planTools({ tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'nope' } } }] }, null), { code: 'WEFT_ERR_REQ_BAD_TOOLS' });
+  const notSchema = [{ type: 'function' as const, function: { name: 'f', parameters: { type: 'nope' } } }];
+  t.throws(() => planTools({ tools: notSchema }, null), { code: 'WEFT_ERR_REQ_BAD_TOOLS' });
   t.equal(planTools({ tools, tool_choice: 'none' }, null).mode, 'none');
   t.equal(planTools({ tools }, null).mode, 'auto', 'tools alone: auto');
   const req = planTools({ tools, tool_choice: 'required', parallel_tool_calls: false }, null);
