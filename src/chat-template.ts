@@ -6,32 +6,73 @@ import { Template } from '@huggingface/jinja';
 
 import { WeftError } from './errors.js';
 
+// An assistant turn's tool call as templates read it (transformers' convention: arguments as an
+// object when they are JSON).
+export interface ChatToolCall {
+  id?: string;
+  type: 'function';
+  function: { name: string; arguments: unknown };
+}
+
 export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
+  role: 'system' | 'user' | 'assistant' | 'tool';
   content: string;
+  tool_calls?: ChatToolCall[];   // assistant
+  tool_call_id?: string;         // tool
+  name?: string;
+}
+
+export type MessageInput = string | {
+  role: string;
+  content?: string | { type: string; text?: string }[] | null;
+  name?: string;
+  tool_calls?: { id?: string; type?: string; function: { name: string; arguments: string } }[];
+  tool_call_id?: string;
+};
+
+const ROLES = ['system', 'user', 'assistant', 'tool'];
+
+function parsedArguments(args: string): unknown {
+  try {
+    return JSON.parse(args);
+  } catch {
+    return args;
+  }
 }
 
 export const PLAIN_FALLBACK = 'plain';
 
 // The seed's form: a list of strings is the user's turns, oldest first (assistant turns need the
 // {role, content} form). `POST /chat {"messages": ["Hello", "Tell me a story."]}` is two user turns.
-export function normalizeMessages(messages: readonly (string | { role: string; content: string | { type: string; text?: string }[] })[]): ChatMessage[] {
+export function normalizeMessages(messages: readonly MessageInput[]): ChatMessage[] {
   if (messages.length === 0) throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', 'messages must not be empty');
   if (messages.every((m) => typeof m === 'string')) return (messages as string[]).map((content) => ({ role: 'user', content }));
   if (messages.some((m) => typeof m === 'string')) throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', 'messages mixes strings and {role, content} objects');
-  return (messages as { role: string; content: string | { type: string; text?: string }[] }[]).map((m, i) => {
-    if (!['system', 'user', 'assistant'].includes(m.role)) throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', `messages[${i}].role "${m.role}" is not system, user or assistant`);
-    const content = typeof m.content === 'string' ? m.content : m.content.map((p) => {
+  return (messages as Exclude<MessageInput, string>[]).map((m, i) => {
+    if (!ROLES.includes(m.role))
+      throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', `messages[${i}].role "${m.role}" is not system, user, assistant or tool`);
+    const calls = m.tool_calls ?? [];
+    if (calls.length > 0 && m.role !== 'assistant')
+      throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', `messages[${i}]: only assistant turns carry tool_calls`);
+    if (m.content == null && calls.length === 0) throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', `messages[${i}] has no content`);
+    const content = m.content == null ? '' : typeof m.content === 'string' ? m.content : m.content.map((p) => {
       if (p.type !== 'text' || typeof p.text !== 'string') throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', `messages[${i}]: only text content parts are supported`);
       return p.text;
     }).join('');
-    return { role: m.role as ChatMessage['role'], content };
+    return {
+      role: m.role as ChatMessage['role'], content,
+      ...(calls.length > 0 ? { tool_calls: calls.map((c) => ({ ...(c.id ? { id: c.id } : {}), type: 'function' as const,
+        function: { name: c.function.name, arguments: parsedArguments(c.function.arguments) } })) } : {}),
+      ...(m.tool_call_id !== undefined ? { tool_call_id: m.tool_call_id } : {}),
+      ...(m.name !== undefined ? { name: m.name } : {}),
+    };
   });
 }
 
 export class ChatTemplate {
   readonly #template: Template | null;
   readonly source: 'model' | typeof PLAIN_FALLBACK;
+  readonly #supportsTools: boolean;
 
   constructor(template: string | null, private readonly specials: { bosToken: string; eosToken: string }) {
     let t: Template | null = null;
@@ -44,6 +85,12 @@ export class ChatTemplate {
     }
     this.#template = t;
     this.source = t ? 'model' : PLAIN_FALLBACK;
+    this.#supportsTools = t !== null && /\btools\b/.test(template ?? '');
+  }
+
+  // Whether the template renders the `tools` variable itself (as transformers passes it).
+  get supportsTools(): boolean {
+    return this.#supportsTools;
   }
 
   // Templates that start with the BOS text add it themselves; otherwise the tokenizer adds it.
@@ -53,21 +100,23 @@ export class ChatTemplate {
 
   // Renders the messages; where the template refuses consecutive user turns (templates that
   // demand user/assistant alternation raise an exception), they are joined into one, by lines.
-  renderJoiningUserTurns(messages: readonly ChatMessage[], addGenerationPrompt = true): string {
+  renderJoiningUserTurns(messages: readonly ChatMessage[], addGenerationPrompt = true, tools?: readonly object[]): string {
     try {
-      return this.render(messages, addGenerationPrompt);
+      return this.render(messages, addGenerationPrompt, tools);
     } catch (e) {
       const joined = joinConsecutiveUserTurns(messages);
       if (joined.length === messages.length) throw e;
-      return this.render(joined, addGenerationPrompt);
+      return this.render(joined, addGenerationPrompt, tools);
     }
   }
 
-  render(messages: readonly ChatMessage[], addGenerationPrompt = true): string {
+  // `tools`: OpenAI-shaped {type: "function", function} entries, for templates that render them.
+  render(messages: readonly ChatMessage[], addGenerationPrompt = true, tools?: readonly object[]): string {
     if (!this.#template) return messages.map((m) => `${m.role}: ${m.content}\n`).join('') + (addGenerationPrompt ? 'assistant:' : '');
     try {
       return this.#template.render({
         messages, add_generation_prompt: addGenerationPrompt, bos_token: this.specials.bosToken, eos_token: this.specials.eosToken,
+        ...(tools && tools.length > 0 ? { tools } : {}),
       });
     } catch (e) {
       throw new WeftError('WEFT_ERR_REQ_CHAT_TEMPLATE', `the chat template failed on these messages: ${(e as Error).message}`);

@@ -65,6 +65,10 @@ const KEYS = {
     kind: 'list',
     help: 'model names, comma-separated or the flag repeated: the first is the id, every one is accepted as `model`; empty = from the path',
   },
+  toolCallParser: {
+    kind: ['auto', 'hermes', 'llama3_json', 'mistral'],
+    help: 'how tool calls are read from the output on /v1/chat/completions; auto = from the chat template (else hermes)',
+  },
   rerankerModel: { kind: 'string', help: 'a Qwen3-Reranker-style causal LM (HF directory or .gguf) for /v1/rerank and use_rerank; empty = none' },
   logLevel: { kind: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], help: 'pino log level' },
   metricsCompat: { kind: ['none', 'vllm'], help: "vllm = also export the load gauges under vLLM's names (vllm:num_requests_waiting, …)" },
@@ -97,6 +101,7 @@ export interface Config {
   shutdownTimeoutMs: number;
   servedModelName: readonly string[];
   rerankerModel: string;
+  toolCallParser: 'auto' | 'hermes' | 'llama3_json' | 'mistral';
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   metricsCompat: 'none' | 'vllm';
 }
@@ -130,6 +135,7 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   shutdownTimeoutMs: 30_000,   // ms
   servedModelName: Object.freeze([]) as readonly string[],  // names; none = from the model path
   rerankerModel: '',           // path; '' = no reranker model
+  toolCallParser: 'auto',      // tool-call format; auto = from the chat template
   logLevel: 'info',
   metricsCompat: 'none',       // extra metric names
 });

@@ -54,6 +54,14 @@ export const ERRORS = {
   WEFT_ERR_REQ_CHAT_TEMPLATE: { status: 400, type: 'invalid_request_error' },
   WEFT_ERR_REQ_UNKNOWN_MODEL: { status: 404, type: 'not_found_error' },
   WEFT_ERR_REQ_TIMEOUT: { status: 504, type: 'timeout_error' },
+  // structured output and tool calling: a constraint the grammar engine cannot take, named by kind
+  WEFT_ERR_REQ_BAD_JSON_SCHEMA: { status: 400, type: 'invalid_request_error' },
+  WEFT_ERR_REQ_BAD_REGEX: { status: 400, type: 'invalid_request_error' },
+  WEFT_ERR_REQ_BAD_GRAMMAR: { status: 400, type: 'invalid_request_error' },
+  WEFT_ERR_REQ_BAD_CHOICE: { status: 400, type: 'invalid_request_error' },
+  WEFT_ERR_REQ_CONFLICTING_CONSTRAINTS: { status: 400, type: 'invalid_request_error' },
+  WEFT_ERR_REQ_BAD_TOOLS: { status: 400, type: 'invalid_request_error' },
+  WEFT_ERR_REQ_BAD_TOOL_CHOICE: { status: 400, type: 'invalid_request_error' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -13,6 +13,7 @@ import { IncrementalDetokenizer, type TextTokenizer } from './tokenizer.js';
 const DETOKENIZE_CONTEXT = 5;
 import type { LogitBias, SamplingParams } from './sampling.js';
 import type { ConstraintSpec } from './structured/types.js';
+import type { ToolParserName } from './tool-formats.js';
 
 export interface ModelInfo {
   id: string;              // the served model name
@@ -26,6 +27,7 @@ export interface ModelInfo {
   eosTokenIds: number[];
   numInstances: number;
   chatTemplate: string | null;
+  toolCallParser?: 'auto' | ToolParserName;   // --tool-call-parser (default auto: from the chat template)
 }
 
 export interface GenRequest {

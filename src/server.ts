@@ -104,6 +104,7 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
   const service = new GenerationService(loop, new TextTokenizer(spec), {
     id, aliases, path: modelPath, isDemo, backend, dtype, maxModelLen: sched.maxModelLen, vocabSize: spec.config.vocabSize,
     eosTokenIds: spec.config.eosTokenIds, numInstances: e.numInstances, chatTemplate: spec.chatTemplate,
+    toolCallParser: config.toolCallParser,
   }, generationSlice(config), metrics);
   // a cache that cannot hold one full context is a configuration mistake, not an error: say so
   for (const w of workers) {

@@ -78,19 +78,42 @@ function generationDefaults(gen: Record<string, unknown> | null): ModelSpec['gen
   return out;
 }
 
-function loadHfDir(dir: string): ModelSpec {
+// The tokenizer half of a model (tokenizer JSON, the config that names bos/eos, the chat template),
+// read exactly as loadModelSpec reads it but without the weights: the worker's grammar engine
+// (src/structured) needs only this, and must agree with the server on the vocabulary and EOS.
+export interface TokenizerFiles {
+  tokenizerJson: string;
+  config: ModelConfig;
+  chatTemplate: string | null;
+}
+
+export function loadTokenizerFiles(path: string): TokenizerFiles {
+  const abs = resolve(path);
+  if (!existsSync(abs)) throw new WeftError('WEFT_ERR_MODEL_NOT_FOUND', `${abs}: no such model directory or .gguf file`);
+  if (statSync(abs).isDirectory()) return hfTokenizerFiles(abs);
+  const g = readGguf(abs);
+  return { tokenizerJson: tokenizerJsonFromGguf(g.metadata, abs), config: ggufConfig(g, abs), chatTemplate: ggufChatTemplate(g.metadata) };
+}
+
+function hfTokenizerFiles(dir: string): TokenizerFiles & { tokFile: string; gen: Record<string, unknown> | null } {
   const configFile = need(dir, 'config.json');
-  const weights = need(dir, 'model.safetensors', 'model.safetensors.index.json');
   const tokFile = need(dir, 'tokenizer.json');
   const tokConfigFile = join(dir, 'tokenizer_config.json');
   const tokConfig = existsSync(tokConfigFile) ? readJson(tokConfigFile, 'WEFT_ERR_MODEL_TOKENIZER') : null;
   const genFile = join(dir, 'generation_config.json');
   const gen = existsSync(genFile) ? readJson(genFile, 'WEFT_ERR_MODEL_BAD_CONFIG') : null;
-
   const tokenizerJson = readFileSync(tokFile, 'utf8');
   const tok = readJson(tokFile, 'WEFT_ERR_MODEL_TOKENIZER');
-  checkTokenizer(tokenizerJson, tokFile);
   const config = configFromHf(readJson(configFile, 'WEFT_ERR_MODEL_BAD_CONFIG'), configFile, gen, tokenizerDefaults(tok, tokConfig));
+  return { tokenizerJson, config, chatTemplate: chatTemplateOf(dir, tokConfig), tokFile, gen };
+}
+
+function loadHfDir(dir: string): ModelSpec {
+  const configFile = need(dir, 'config.json');
+  const weights = need(dir, 'model.safetensors', 'model.safetensors.index.json');
+  need(dir, 'tokenizer.json');
+  const { tokenizerJson, config, chatTemplate, tokFile, gen } = hfTokenizerFiles(dir);
+  checkTokenizer(tokenizerJson, tokFile);
   const all = weights.endsWith('.index.json') ? readSafetensorsIndex(weights) : readSafetensors(weights);
   return {
     format: 'hf',
@@ -99,20 +122,29 @@ function loadHfDir(dir: string): ModelSpec {
     tensors: checkTensors(config, all, configFile, weights),
     ropeInterleaved: false,
     tokenizerJson,
-    chatTemplate: chatTemplateOf(dir, tokConfig),
+    chatTemplate,
     generationDefaults: generationDefaults(gen),
   };
 }
 
-function loadGgufFile(file: string): ModelSpec {
-  const g = readGguf(file);
+function ggufConfig(g: ReturnType<typeof readGguf>, file: string): ModelConfig {
   const { tensors, other } = ggufTensorRefs(g);
   const freqsRef = other['rope_freqs.weight'];
   const ropeFreqs = freqsRef?.dtype === 'F32' ? toFloat32(readTensorBytes(freqsRef), 'F32') : null;
-  const config = configFromGguf(g.metadata, file, { hasOutputTensor: 'lm_head.weight' in tensors, ropeFreqs });
+  return configFromGguf(g.metadata, file, { hasOutputTensor: 'lm_head.weight' in tensors, ropeFreqs });
+}
+
+function ggufChatTemplate(meta: ReturnType<typeof readGguf>['metadata']): string | null {
+  const template = meta.get('tokenizer.chat_template');
+  return typeof template === 'string' ? template : null;
+}
+
+function loadGgufFile(file: string): ModelSpec {
+  const g = readGguf(file);
+  const { tensors } = ggufTensorRefs(g);
+  const config = ggufConfig(g, file);
   const tokenizerJson = tokenizerJsonFromGguf(g.metadata, file);
   checkTokenizer(tokenizerJson, file);
-  const template = g.metadata.get('tokenizer.chat_template');
   return {
     format: 'gguf',
     path: file,
@@ -120,7 +152,7 @@ function loadGgufFile(file: string): ModelSpec {
     tensors: checkTensors(config, tensors, file, file),
     ropeInterleaved: config.architecture === 'llama',  // llama.cpp permutes llama q/k rows, not qwen2's or qwen3's
     tokenizerJson,
-    chatTemplate: typeof template === 'string' ? template : null,
+    chatTemplate: ggufChatTemplate(g.metadata),
     generationDefaults: {},
   };
 }

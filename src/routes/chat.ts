@@ -3,14 +3,15 @@
 // routes (/v1/chat/completions, /tokenize with messages) share.
 import type { FastifyInstance } from 'fastify';
 
-import { ChatTemplate, normalizeMessages, type ChatMessage } from '../chat-template.js';
+import { ChatTemplate, normalizeMessages, type ChatMessage, type MessageInput } from '../chat-template.js';
 import type { GenerationService } from '../generation.js';
 import { resultBody, streamGeneration } from './generate.js';
 import { toGenRequest, type SamplingFields } from './params.js';
 import { chatBody } from './schemas.js';
 import { onClientGone } from './sse.js';
+import { constrain, type StructuredFields } from './structured.js';
+import { promptMessages, type ToolPlan } from './tools.js';
 
-type MessageInput = string | { role: string; content: string | { type: string; text?: string }[] };
 
 const templates = new WeakMap<GenerationService, Promise<ChatTemplate>>();
 
@@ -28,15 +29,18 @@ function templateFor(svc: GenerationService): Promise<ChatTemplate> {
 }
 
 // messages → prompt text and ids (BOS added by the tokenizer unless the template wrote it).
-export async function renderChat(svc: GenerationService, messages: readonly MessageInput[], addGenerationPrompt = true): Promise<{ text: string; ids: number[]; messages: ChatMessage[] }> {
-  const norm = normalizeMessages(messages);
+// `tools`: a tool-calling plan (routes/tools.ts) whose functions the prompt shows.
+export async function renderChat(svc: GenerationService, messages: readonly MessageInput[], addGenerationPrompt = true,
+  tools?: ToolPlan): Promise<{ text: string; ids: number[]; messages: ChatMessage[] }> {
   const template = await templateFor(svc);
-  const text = template.renderJoiningUserTurns(norm, addGenerationPrompt);
+  const prompt = promptMessages(normalizeMessages(messages), tools, template.supportsTools);
+  const norm = prompt.messages;
+  const text = template.renderJoiningUserTurns(norm, addGenerationPrompt, prompt.tools);
   const ids = await svc.encode(text, template.addSpecialTokensFor(text));
   return { text, ids, messages: norm };
 }
 
-interface ChatBody extends SamplingFields {
+interface ChatBody extends SamplingFields, StructuredFields {
   messages: MessageInput[];
   stream?: boolean;
   logprobs?: number;
@@ -47,7 +51,7 @@ export async function chatRoutes(app: FastifyInstance): Promise<void> {
     const svc = app.weft.service;
     const b = request.body;
     const { text, ids } = await renderChat(svc, b.messages);
-    const req = toGenRequest(svc, ids, b, b.logprobs ?? -1, svc.model.maxModelLen);
+    const req = await constrain(toGenRequest(svc, ids, b, b.logprobs ?? -1, svc.model.maxModelLen), b);
     if (b.stream === false) {
       const gen = svc.start(req);
       onClientGone(reply, gen.abort);

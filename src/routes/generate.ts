@@ -7,8 +7,9 @@ import { streamErrorBody } from './error-body.js';
 import { toGenRequest, usage, type SamplingFields } from './params.js';
 import { generateBatchBody, generateBody, streamBody } from './schemas.js';
 import { SseStream, onClientGone } from './sse.js';
+import { constrain, type StructuredFields } from './structured.js';
 
-export interface GenerateBody extends SamplingFields {
+export interface GenerateBody extends SamplingFields, StructuredFields {
   prompt: string;
   logprobs?: number;
 }
@@ -70,7 +71,7 @@ export async function generateRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: GenerateBody }>('/generate', { schema: { body: generateBody, tags: ['generate'], summary: 'Generate a completion' } }, async (request, reply) => {
     const svc = app.weft.service;
     const b = request.body;
-    const req = toGenRequest(svc, await svc.encode(b.prompt), b, b.logprobs ?? -1);
+    const req = await constrain(toGenRequest(svc, await svc.encode(b.prompt), b, b.logprobs ?? -1), b);
     const gen = svc.start(req);
     onClientGone(reply, gen.abort);
     return resultBody(b.prompt, await gen.result, b.logprobs !== undefined);
@@ -79,14 +80,15 @@ export async function generateRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: GenerateBody }>('/stream', { schema: { body: streamBody, tags: ['generate'], summary: 'Generate, streamed as Server-Sent Events' } }, async (request, reply) => {
     const svc = app.weft.service;
     const b = request.body;
-    await streamGeneration(app, request, reply, svc, toGenRequest(svc, await svc.encode(b.prompt), b, b.logprobs ?? -1), b.prompt);
+    const req = await constrain(toGenRequest(svc, await svc.encode(b.prompt), b, b.logprobs ?? -1), b);
+    await streamGeneration(app, request, reply, svc, req, b.prompt);
   });
 
   app.post<{ Body: Omit<GenerateBody, 'prompt'> & { prompts: string[] } }>('/generate_batch',
     { schema: { body: generateBatchBody, tags: ['generate'], summary: 'Generate for several prompts, scheduled together' } }, async (request, reply) => {
       const svc = app.weft.service;
       const b = request.body;
-      const reqs = await Promise.all(b.prompts.map(async (p) => toGenRequest(svc, await svc.encode(p), b, b.logprobs ?? -1)));
+      const reqs = await Promise.all(b.prompts.map(async (p) => constrain(toGenRequest(svc, await svc.encode(p), b, b.logprobs ?? -1), b)));
       const gens = startAll(svc, reqs);
       onClientGone(reply, () => gens.forEach((g) => g.abort()));
       const results = await allOrAbort(gens);

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
+import type { MessageInput } from '../chat-template.js';
 import { WeftError } from '../errors.js';
 import type { GenDelta, GenRequest, GenResult, Generation, GenerationService, TokenLogprob } from '../generation.js';
 import { renderChat } from './chat.js';
@@ -12,9 +13,11 @@ import { allOrAbort, startAll } from './generate.js';
 import { toGenRequest, usage, type SamplingFields } from './params.js';
 import { chatCompletionsBody, completionsBody } from './schemas.js';
 import { SseStream, onClientGone } from './sse.js';
+import { constrain, type StructuredFields } from './structured.js';
+import { planTools, withToolCalls, type ToolFields } from './tools.js';
 import { tokenAlone, TokenTextStream } from '../tokenizer.js';
 
-interface OpenAiCommon extends SamplingFields {
+interface OpenAiCommon extends SamplingFields, StructuredFields {
   model: string;
   n?: number;
   stream?: boolean | null;
@@ -27,8 +30,8 @@ interface CompletionsBody extends OpenAiCommon {
   prompt: string | string[] | number[];
   logprobs?: number | null;
 }
-interface ChatCompletionsBody extends OpenAiCommon {
-  messages: { role: string; content: string | { type: string; text?: string }[] }[];
+interface ChatCompletionsBody extends OpenAiCommon, ToolFields {
+  messages: Exclude<MessageInput, string>[];
   logprobs?: boolean | null;
   top_logprobs?: number | null;
 }
@@ -240,7 +243,7 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
         : await Promise.all((b.prompt as string[]).map((p) => svc.encode(p)));
     const numLogprobs = b.logprobs == null ? -1 : b.logprobs;
     checkBeam(b, numLogprobs >= 0);
-    const reqs = prompts.map((ids) => toGenRequest(svc, ids, b, numLogprobs, 16));  // OpenAI's default max_tokens
+    const reqs = await Promise.all(prompts.map((ids) => constrain(toGenRequest(svc, ids, b, numLogprobs, 16), b)));  // OpenAI's default max_tokens
     return respond(app, request, reply, b, reqs, completionFormat(svc, b.logprobs != null), 'cmpl');
   });
 
@@ -249,11 +252,12 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
     const b = request.body;
     checkModel(svc, b.model);
     if (b.top_logprobs != null && !b.logprobs) throw new WeftError('WEFT_ERR_REQ_INVALID', 'top_logprobs needs logprobs: true');
-    const { ids } = await renderChat(svc, b.messages);
+    const tools = planTools(b, svc.model.chatTemplate, svc.model.toolCallParser);
+    const { ids } = await renderChat(svc, b.messages, true, tools);
     const numLogprobs = b.logprobs ? b.top_logprobs ?? 0 : -1;
     checkBeam(b, numLogprobs >= 0);
-    const req = toGenRequest(svc, ids, b, numLogprobs, svc.model.maxModelLen);
-    return respond(app, request, reply, b, [req], chatFormat(svc, !!b.logprobs), 'chatcmpl');
+    const req = await constrain(toGenRequest(svc, ids, b, numLogprobs, svc.model.maxModelLen), b, tools.constraint);
+    return respond(app, request, reply, b, [req], withToolCalls(chatFormat(svc, !!b.logprobs), tools), 'chatcmpl');
   });
 
   app.get('/v1/models', { schema: { tags: ['openai'], summary: 'The served model, once per name it answers to' } }, async () => {

@@ -1,6 +1,9 @@
 // Every request schema, and the only request validation. Unknown fields are rejected
 // (additionalProperties: false, with Ajv's removeAdditional off); every sampling value has a range.
 // The same schemas generate the OpenAPI document at /docs.
+import { structuredFields } from './structured.js';
+import { toolFields } from './tools.js';
+
 const int = (minimum: number, maximum: number, description?: string) => ({ type: 'integer', minimum, maximum, ...(description ? { description } : {}) });
 const num = (minimum: number, maximum: number, description?: string) => ({ type: 'number', minimum, maximum, ...(description ? { description } : {}) });
 const nullable = <T extends { type: string }>(s: T) => ({ ...s, type: [s.type, 'null'] });
@@ -41,16 +44,31 @@ const body = (properties: Record<string, unknown>, required: string[], descripti
 });
 
 const messageObject = {
-  type: 'object', additionalProperties: false, required: ['role', 'content'],
+  type: 'object', additionalProperties: false, required: ['role'],
   properties: {
-    role: { type: 'string', enum: ['system', 'user', 'assistant'] },
+    role: { type: 'string', enum: ['system', 'user', 'assistant', 'tool'] },
     content: {
       anyOf: [
+        { type: 'null' },
         { type: 'string', maxLength: 1 << 20 },
         { type: 'array', maxItems: 64, items: { type: 'object', additionalProperties: false, required: ['type', 'text'], properties: { type: { type: 'string', enum: ['text'] }, text: { type: 'string' } } } },
       ],
     },
     name: { type: 'string', maxLength: 256 },
+    tool_calls: {
+      type: 'array', maxItems: 128, description: 'an assistant turn\'s tool calls (OpenAI shape)',
+      items: {
+        type: 'object', additionalProperties: false, required: ['function'],
+        properties: {
+          id: { type: 'string', maxLength: 256 }, type: { type: 'string', enum: ['function'] },
+          function: {
+            type: 'object', additionalProperties: false, required: ['name', 'arguments'],
+            properties: { name: { type: 'string', maxLength: 256 }, arguments: { type: 'string', maxLength: 1 << 20 } },
+          },
+        },
+      },
+    },
+    tool_call_id: { type: 'string', maxLength: 256, description: 'a tool turn: the call it answers' },
   },
 };
 const messages = { type: 'array', minItems: 1, maxItems: 1024, items: messageObject };
@@ -60,7 +78,7 @@ const seedMessages = {
 };
 
 const prompt = { type: 'string', maxLength: 1 << 22, description: '"" = the BOS token alone' };
-const native = { ...sampling, logprobs: int(0, 20, 'top log-probabilities per token (0 = the chosen token only)') };
+const native = { ...sampling, ...structuredFields, logprobs: int(0, 20, 'top log-probabilities per token (0 = the chosen token only)') };
 
 export const generateBody = body({ prompt, ...native }, ['prompt'], 'One completion of a prompt',
   { prompt: 'Once upon a time', max_tokens: 32, temperature: 0.8, seed: 42 });
@@ -144,6 +162,7 @@ const openaiCommon = {
   stream_options: nullable({ type: 'object', additionalProperties: false, properties: { include_usage: { type: 'boolean' }, continuous_usage_stats: { type: 'boolean' } } }),
   user: { type: 'string', maxLength: 256 },
   ...sampling,
+  ...structuredFields,
   stop: { anyOf: [...stop.anyOf, { type: 'null' }] },
   // vLLM's beam search extension: n is the width, every beam a choice
   use_beam_search: { type: 'boolean', description: 'beam search of width n (HF semantics); the choices are the n hypotheses, best first' },
@@ -161,6 +180,7 @@ export const completionsBody = body({
 }, ['prompt'], 'OpenAI-compatible text completion', { prompt: 'Once upon a time', max_tokens: 16, temperature: 0.7 });
 
 export const chatCompletionsBody = body({
+  ...toolFields,
   ...openaiCommon,
   messages,
   max_completion_tokens: nullable(int(1, 1 << 22)),

@@ -1,15 +1,17 @@
 // The engine worker's source of token matchers: one per constrained sequence, made from its
-// ConstraintSpec. allowed_token_ids needs no grammar; the grammar kinds go to the grammar engine,
-// opened on the first such sequence so that servers without constraints never load it.
-import { WeftError } from '../errors.js';
+// ConstraintSpec. allowed_token_ids needs no grammar; the grammar kinds go to the grammar engine
+// (xgrammar.ts), opened on the first such sequence so that servers without constraints never load it.
 import { AllowedTokensMatcher } from './allowed-tokens.js';
-import type { ConstraintSpec, TokenMatcher } from './types.js';
+import { Lazy } from './lazy.js';
+import type { ConstraintCompiler, ConstraintSpec, TokenMatcher } from './types.js';
+import { openConstraintCompiler } from './xgrammar.js';
 
 export type MatcherFactory = (spec: ConstraintSpec) => Promise<TokenMatcher>;
 
 export function matcherFactory(modelPath: string, vocabSize: number): MatcherFactory {
+  const compiler = new Lazy<ConstraintCompiler>(() => openConstraintCompiler(modelPath, vocabSize));   // retried after a failure
   return async (spec) => {
     if (spec.type === 'token_ids') return new AllowedTokensMatcher(spec.ids, vocabSize);
-    throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', `constraint ${spec.type} needs the grammar engine, which this build lacks (${modelPath})`);
+    return (await compiler.get()).matcher(spec);
   };
 }
