@@ -107,15 +107,17 @@ export async function mainGpu(argv: string[]): Promise<void> {
         );
       }
       for (const batch of batches) {
-        const decode = median(Array.from({ length: reps }, () => timeDecode(e, batch, promptTokens, decodeTokens, 64)));
+        const split = { forwardUs: 0, sampleUs: 0 };
+        const decode = median(Array.from({ length: reps }, () => timeDecode(e, batch, promptTokens, decodeTokens, 64, split)));
         const stepSeconds = batch / decode;
         const bwRoofline = batch / (e.weightBytes / hbm);  // tok/s if each step only streamed the weights at full bandwidth
         const row = { shape, dtype, device: dev.name, kind: 'decode', batch, graphs, decodeTokPerSec: +decode.toFixed(1), stepMs: +(stepSeconds * 1e3).toFixed(3),
           weightBytes: e.weightBytes, bandwidthRooflineTokPerSec: +bwRoofline.toFixed(0), bandwidthShare: +(decode / bwRoofline).toFixed(3),
-          tensorShare: +((decode * 2 * params) / peak).toFixed(3) };
+          tensorShare: +((decode * 2 * params) / peak).toFixed(3), forwardUs: +split.forwardUs.toFixed(1), sampleUs: +split.sampleUs.toFixed(1) };
         rows.push(row);
         process.stdout.write(`${shape} ${dtype.padEnd(5)} decode batch ${String(batch).padStart(3)}: ${decode.toFixed(1).padStart(9)} tok/s  step ${(stepSeconds * 1e3).toFixed(3)} ms` +
-          `  bandwidth roofline ${bwRoofline.toFixed(0)} tok/s → ${(100 * row.bandwidthShare).toFixed(1)}%  tensor ${(100 * row.tensorShare).toFixed(1)}%\n`);
+          `  bandwidth roofline ${bwRoofline.toFixed(0)} tok/s → ${(100 * row.bandwidthShare).toFixed(1)}%  tensor ${(100 * row.tensorShare).toFixed(1)}%` +
+          `  (device: forward ${split.forwardUs.toFixed(0)} µs + sampling ${split.sampleUs.toFixed(0)} µs)\n`);
       }
       e.close();
       const sb = Number(values['stream-batch']);

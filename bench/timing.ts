@@ -25,7 +25,10 @@ export async function syntheticGguf(name: string, config: Record<string, unknown
 
 // Decode tokens/s at batch B: B sequences prefilled with P-token prompts (untimed, in groups of
 // `prefillGroup`), then D timed decode steps of B tokens.
-export function timeDecode(e: EngineInstance, batch: number, promptTokens: number, decodeTokens: number, prefillGroup = 8): number {
+// split, when given, receives the engine's own device times per decode step (CUDA events around
+// the forward pass and around sampling), medians over the timed steps.
+export function timeDecode(e: EngineInstance, batch: number, promptTokens: number, decodeTokens: number, prefillGroup = 8,
+  split?: { forwardUs: number; sampleUs: number }): number {
   const bs = e.blockSize;
   const blocksPer = Math.ceil((promptTokens + decodeTokens + 1) / bs);
   const seqs: SeqStep[] = Array.from({ length: batch }, (_, i) => ({
@@ -36,13 +39,17 @@ export function timeDecode(e: EngineInstance, batch: number, promptTokens: numbe
     const out = e.step(packStep(seqs.slice(i, i + prefillGroup), bs));
     seqs.slice(i, i + prefillGroup).forEach((s, j) => { s.startPos = promptTokens; s.tokens = [out.sampled[j]]; });
   }
+  const fwd: number[] = [], smp: number[] = [];
   const t0 = performance.now();
   for (let d = 0; d < decodeTokens; d++) {
     const out = e.step(packStep(seqs, bs));
+    fwd.push(out.forwardUs);
+    smp.push(out.sampleUs);
     seqs.forEach((s, j) => { s.startPos++; s.tokens = [out.sampled[j]]; });
   }
   const seconds = (performance.now() - t0) / 1000;
   e.step(packStep([], bs, { release: seqs.map((s) => s.seqId) }));
+  if (split) Object.assign(split, { forwardUs: median(fwd), sampleUs: median(smp) });
   return (batch * decodeTokens) / seconds;
 }
 

@@ -11,13 +11,14 @@
 #   perf   test_cuda's kernel timing reports, alone on the GPU
 #   bench  bench:engine --backend gpu on a synthetic Llama-3.2-1B shape: bf16 and int8, graphs on;
 #          bf16 with WEFT_CUDA_PDL=0; bf16 graphs off
+#   profile bf16 decode at batch 1 and 64 without graphs, WEFT_CUDA_PROFILE=1: the time of each op
 #   streams 1/2/4 streams (bf16)
 # Logs go to $OUT (default /tmp/gpu-out); STAGES picks stages; SCALE=200 doubles the deadlines.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export OUT="${OUT:-/tmp/gpu-out}"
 mkdir -p "$OUT"
-STAGES="${STAGES:-cuda tap perf bench}"
+STAGES="${STAGES:-cuda tap perf bench profile}"
 t0=$(date +%s)
 stamp() { echo "=== [$(($(date +%s) - t0))s] $*"; }
 # Seconds left until second T of this run (at least 1).
@@ -110,6 +111,13 @@ if has bench; then
   WEFT_CUDA_PDL=0 timeout "$(until_t 370)" bash -c "$(declare -f bench); bench --dtypes bf16 --streams 0 --prefill 1x2048 --json $OUT/bench-nopdl.json"
   stamp "bench: bf16, graphs off" | tee -a "$OUT/bench.log"
   timeout "$(until_t 410)" bash -c "$(declare -f bench); bench --dtypes bf16 --streams 0 --prefill 1x2048 --no-graphs"
+fi
+if has profile; then
+  stamp "profile: bf16 decode, eager, events around each op" | tee -a "$OUT/profile.log"
+  for b in 1 64; do
+    WEFT_CUDA_PROFILE=1 timeout "$(until_t 470)" node dist/bench/engine.js --backend gpu --hbm-tbps 4.8 --dtypes bf16 --batches $b \
+      --streams 0 --no-graphs --prefill 1x64 --reps 1 2>&1 | tee -a "$OUT/profile.log"
+  done
 fi
 if has streams; then
   stamp "bench: 1, 2, 4 streams (bf16)" | tee -a "$OUT/bench.log"

@@ -71,7 +71,9 @@ export interface AppDeps {
   metrics?: Metrics;             // default: a fresh registry for this app
 }
 
-const PUBLIC_ROUTES = new Set(['/health', '/']);   // '/' is the chat page: it asks for the key itself
+// '/' is the chat page and /docs the API reference: both ask for the key themselves (Swagger UI's Authorize)
+const PUBLIC_ROUTES = new Set(['/health', '/']);
+const isPublic = (path: string) => PUBLIC_ROUTES.has(path) || path === '/docs' || path.startsWith('/docs/');
 
 export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Promise<FastifyInstance> {
   const s = serverSlice(config);
@@ -132,7 +134,7 @@ function keyMatcher(keys: readonly string[]): (candidate: string) => boolean {
 
 function bearerAuth(isKey: (candidate: string) => boolean) {
   return async (request: FastifyRequest): Promise<void> => {
-    if (request.method === 'OPTIONS' || PUBLIC_ROUTES.has(request.url.split('?')[0])) return;
+    if (request.method === 'OPTIONS' || isPublic(request.url.split('?')[0])) return;
     const header = request.headers.authorization;
     if (!header) throw new WeftError('WEFT_ERR_AUTH_MISSING_KEY', 'this server needs an API key: Authorization: Bearer <key>');
     const m = /^Bearer\s+(.+)$/i.exec(header);

@@ -11,7 +11,7 @@ import { IncrementalDetokenizer, type TextTokenizer } from './tokenizer.js';
 
 // Prompt tokens decoded as context for the first output token's text (vLLM uses 5).
 const DETOKENIZE_CONTEXT = 5;
-import type { SamplingParams } from './sampling.js';
+import type { LogitBias, SamplingParams } from './sampling.js';
 import type { ConstraintSpec } from './structured/types.js';
 import type { ToolParserName } from './tool-formats.js';
 
@@ -39,6 +39,7 @@ export interface GenRequest {
   stop?: string[];              // never part of the output
   sampling?: Partial<SamplingParams>;
   constraint?: ConstraintSpec;  // structured output: only the tokens it allows are sampled
+  logitBias?: LogitBias;        // OpenAI's logit_bias
 }
 
 // Beam search: HF generate(num_beams=…) semantics (see scheduler/beam-search.ts).
@@ -146,6 +147,7 @@ export class GenerationService {
     this.checkTokenIds(req.promptIds, 'prompt');
     if (req.stopTokenIds) this.checkTokenIds(req.stopTokenIds, 'stop_token_ids');
     if (req.constraint?.type === 'token_ids') this.checkTokenIds(req.constraint.ids, 'allowed_token_ids');
+    if (req.logitBias) this.checkTokenIds(req.logitBias.map(([id]) => id), 'logit_bias');
     const limit = this.options.maxPromptTokens || this.model.maxModelLen - 1;
     if (n > limit) throw new WeftError('WEFT_ERR_REQ_PROMPT_TOO_LONG', `the prompt has ${n} tokens; at most ${limit} are allowed`);
   }
@@ -165,6 +167,7 @@ export class GenerationService {
       promptTokenIds: req.promptIds, maxTokens: req.maxTokens, minTokens: req.minTokens, ignoreEos: req.ignoreEos, stopTokenIds: req.stopTokenIds,
       sampling: { ...req.sampling, seed: seed === undefined ? Math.floor(Math.random() * 2 ** 53) : (seed + i) % Number.MAX_SAFE_INTEGER },
       ...(req.constraint ? { constraint: req.constraint } : {}),
+      ...(req.logitBias ? { logitBias: req.logitBias } : {}),
     })));
     return handles.map((h, i) => this.#track(h, req, hooks(i)));
   }
@@ -202,6 +205,7 @@ export class GenerationService {
     const handle = this.loop.submitBeam({
       promptTokenIds: req.promptIds, sampling: { repetitionPenalty: req.sampling?.repetitionPenalty ?? 1 },
       ...(req.constraint ? { constraint: req.constraint } : {}),
+      ...(req.logitBias ? { logitBias: req.logitBias } : {}),
     }, {
       beamWidth: beam.beamWidth, maxTokens: req.maxTokens ?? Math.max(1, this.model.maxModelLen - req.promptIds.length), lengthPenalty: beam.lengthPenalty,
       earlyStopping: beam.earlyStopping, numReturnSequences: beam.numReturnSequences, ignoreEos: req.ignoreEos, minTokens: req.minTokens,

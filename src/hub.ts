@@ -100,7 +100,8 @@ export async function resolveHubModel(id: HubId, o: HubOptions = {}): Promise<st
           ctl.enqueue(chunk);
         },
       }));
-      return new Response(counted as unknown as ConstructorParameters<typeof Response>[0], { status: res.status, statusText: res.statusText, headers: res.headers });
+      const head = { status: res.status, statusText: res.statusText, headers: res.headers };
+      return new Response(counted as unknown as ConstructorParameters<typeof Response>[0], head);
     };
     // the library announces each download with console.debug, on stdout: that would corrupt
     // `weft generate --json`, and the progress bar says it already

@@ -4,7 +4,7 @@
 // single decode tokens side by side.
 import { WeftError } from './errors.js';
 import type { EngineInstance } from './workers/engine-instance.js';
-import { GREEDY, type SamplingParams } from './sampling.js';
+import { GREEDY, type LogitBias, type SamplingParams } from './sampling.js';
 import { packStep, type SeqStep } from './workers/step-pack.js';
 
 export interface OfflineRequest {
@@ -15,6 +15,7 @@ export interface OfflineRequest {
   ignoreEos?: boolean;
   startStep?: number;       // join the batch at this step (tests mixed prefill/decode)
   mask?: Uint32Array;       // only these tokens are sampled (ceil(vocab / 32) words, bit t & 31 of word t >> 5)
+  logitBias?: LogitBias;    // (token, added logit) pairs
 }
 
 export interface OfflineResult {
@@ -67,7 +68,8 @@ export function runOffline(engine: EngineInstance, requests: OfflineRequest[], o
         s.blocks.push(b);
       }
       return { seqId: s.index, tokens: s.tokens.slice(s.numComputed, end), startPos: s.numComputed, promptLen: s.req.promptIds.length,
-        blockTable: s.blocks, doSample: end === s.tokens.length, sampling: s.sampling, ...(s.req.mask ? { mask: s.req.mask } : {}) };
+        blockTable: s.blocks, doSample: end === s.tokens.length, sampling: s.sampling,
+        ...(s.req.mask ? { mask: s.req.mask } : {}), ...(s.req.logitBias ? { logitBias: s.req.logitBias } : {}) };
     });
     const out = engine.step(packStep(steps, bs, { release: release.splice(0), returnLogits: o.returnLogits }));
     o.onStep?.({ numTokens: steps.reduce((a, s) => a + s.tokens.length, 0), numSeqs: steps.length, forwardUs: out.forwardUs, sampleUs: out.sampleUs });

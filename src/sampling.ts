@@ -21,6 +21,10 @@ export type SamplingParams = { [K in SamplingField]: number } & {
   seed: number;              // 0 .. 2^53-1
 };
 
+// OpenAI's logit_bias: (token id, added logit) pairs, applied natively after the token mask and
+// before every sampling rule (log-probs included). Sparse, so it travels apart from the fields.
+export type LogitBias = readonly (readonly [number, number])[];
+
 // The per-sequence arrays of a native step, one per field.
 export type SamplingArrays = { [K in SamplingField]: InstanceType<(typeof SAMPLING_FIELDS)[K]['array']> } & { seeds: Uint32Array };
 

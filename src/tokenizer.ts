@@ -10,6 +10,8 @@ export class TextTokenizer {
   readonly bosTokenId: number | null;
   readonly #decoder: tokenizers.Decoder | null;
   readonly #special: ReadonlySet<number>;
+  readonly #bytesOf: (id: number) => Uint8Array;
+  readonly #bytes = new Map<number, Uint8Array>();
 
   constructor(spec: Pick<ModelSpec, 'tokenizerJson' | 'config' | 'path'>) {
     try {
@@ -19,8 +21,26 @@ export class TextTokenizer {
     }
     this.bosTokenId = spec.config.bosTokenId;
     this.#decoder = this.#tok.getDecoder();
-    const added = (JSON.parse(spec.tokenizerJson) as { added_tokens?: { id: number; special?: boolean }[] }).added_tokens ?? [];
+    const json = JSON.parse(spec.tokenizerJson) as TokenizerJson;
+    const added = json.added_tokens ?? [];
     this.#special = new Set(added.filter((t) => t.special).map((t) => t.id));
+    this.#bytesOf = tokenBytesFunction(json, (id) => this.#tok.idToToken(id));
+  }
+
+  // The bytes a token stands for in a text, leading space and byte-fallback bytes included
+  // (a SentencePiece '▁' is a space, <0xE2> the byte 0xE2, a byte-level BPE symbol its byte);
+  // special tokens: their content.
+  tokenBytes(id: number): Uint8Array {
+    let b = this.#bytes.get(id);
+    if (b === undefined) this.#bytes.set(id, (b = this.#bytesOf(id)));
+    return b;
+  }
+
+  // Token strings in context, so that joined they are the text of the ids' bytes: a token that
+  // ends inside a multi-byte character gets '' and the one completing it the whole character.
+  tokenStrings(ids: readonly number[]): string[] {
+    const s = new TokenTextStream(this);
+    return ids.map((id) => s.push(id));
   }
 
   // An empty text encodes to BOS alone (when the model has one).
@@ -57,6 +77,69 @@ export class TextTokenizer {
 
   vocabSize(): number {
     return this.#tok.getVocabSize(true);
+  }
+}
+
+interface TokenizerJson {
+  added_tokens?: { id: number; content: string; special?: boolean }[];
+  decoder?: { type?: string; decoders?: { type?: string }[] } | null;
+}
+
+// GPT-2's byte-level alphabet: printable bytes stand for themselves, the others are shifted
+// to code points 256 and up.
+function byteLevelDecoder(): Map<string, number> {
+  const printable = (b: number) => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+  const map = new Map<string, number>();
+  let next = 256;
+  for (let b = 0; b < 256; b++) map.set(String.fromCodePoint(printable(b) ? b : next++), b);
+  return map;
+}
+
+function tokenBytesFunction(json: TokenizerJson, piece: (id: number) => string | null): (id: number) => Uint8Array {
+  const added = new Map((json.added_tokens ?? []).map((t) => [t.id, t.content]));
+  const decoders = [json.decoder?.type, ...(json.decoder?.decoders ?? []).map((d) => d.type)];
+  const utf8 = (s: string) => new Uint8Array(Buffer.from(s, 'utf8'));
+  if (decoders.includes('ByteLevel')) {
+    const alphabet = byteLevelDecoder();
+    return (id) => {
+      if (added.has(id)) return utf8(added.get(id)!);
+      const p = piece(id) ?? '';
+      const out: number[] = [];
+      for (const ch of p) {
+        const b = alphabet.get(ch);
+        if (b !== undefined) out.push(b);
+        else out.push(...utf8(ch));
+      }
+      return new Uint8Array(out);
+    };
+  }
+  // SentencePiece-style (Metaspace / Replace ▁ → space, byte fallback <0xNN>)
+  return (id) => {
+    if (added.has(id)) return utf8(added.get(id)!);
+    const p = piece(id) ?? '';
+    const byte = /^<0x([0-9A-Fa-f]{2})>$/.exec(p);
+    return byte ? new Uint8Array([parseInt(byte[1], 16)]) : utf8(p.replace(/\u2581/g, ' '));
+  };
+}
+
+// Token by token, the text each one completes (see TextTokenizer.tokenStrings).
+export class TokenTextStream {
+  readonly #decoder = new TextDecoder('utf-8', { fatal: false });
+
+  constructor(private readonly tok: TextTokenizer) {}
+
+  push(id: number): string {
+    return this.#decoder.decode(this.tok.tokenBytes(id), { stream: true });
+  }
+}
+
+// A token's text on its own, as in a list of alternatives: its bytes as UTF-8, or, when they are
+// not whole characters, `bytes:` and their hex escapes (as vLLM writes them).
+export function tokenAlone(bytes: Uint8Array): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return 'bytes:' + [...bytes].map((b) => `\\x${b.toString(16).padStart(2, '0')}`).join('');
   }
 }
 

@@ -150,6 +150,12 @@ struct StepInput {
   const int32_t* mask_index = nullptr;    // [N]
   const uint32_t* token_masks = nullptr;  // [num_masks * mask_words]
   int num_masks = 0, mask_words = 0;
+  // Logit biases (OpenAI's logit_bias): sequence i adds bias_values[j] to the logit of token
+  // bias_ids[j] for j in [bias_offsets[i], bias_offsets[i+1]), after its mask and before
+  // everything else (log-probs included). bias_offsets null: no biases.
+  const int32_t* bias_offsets = nullptr;  // [N + 1]
+  const int32_t* bias_ids = nullptr;
+  const float* bias_values = nullptr;
 };
 
 struct StepOutput {

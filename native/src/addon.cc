@@ -277,6 +277,13 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
       s.mask_index = I32("maskIndex", N);
       s.token_masks = typed<uint32_t, napi_uint32_array>(env, in, "tokenMasks", size_t(s.num_masks) * size_t(s.mask_words));
     }
+    if (in.Get("biasOffsets").IsTypedArray()) {
+      s.bias_offsets = I32("biasOffsets", N + 1);
+      const int32_t total = s.bias_offsets[N];
+      if (total < 0) throw_bad(env, "bad biasOffsets");
+      s.bias_ids = I32("biasIds", size_t(total));
+      s.bias_values = typed<float, napi_float32_array>(env, in, "biasValues", size_t(total));
+    }
     weft::StepOutput out;
     Status st = h->engine->step(s, &out);
     if (!st.ok()) throw_status(env, st);

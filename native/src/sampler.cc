@@ -119,11 +119,14 @@ int32_t sample_stochastic(const float* logits, int vocab, const SampleParams& p,
 }  // namespace
 
 void sample_row(const float* logits, int vocab, const SampleParams& p, const int32_t* history, int history_len,
-                int prompt_len, uint64_t counter, SampleScratch* s, SampleResult* out, const uint32_t* mask) {
-  if (mask) {
+                int prompt_len, uint64_t counter, SampleScratch* s, SampleResult* out, const uint32_t* mask,
+                const LogitBias& bias) {
+  if (mask || bias.count > 0) {
     s->masked.assign(logits, logits + vocab);
-    for (int t = 0; t < vocab; ++t)
-      if (!((mask[t >> 5] >> (t & 31)) & 1u)) s->masked[t] = -INFINITY;
+    if (mask)
+      for (int t = 0; t < vocab; ++t)
+        if (!((mask[t >> 5] >> (t & 31)) & 1u)) s->masked[t] = -INFINITY;
+    for (int j = 0; j < bias.count; ++j) s->masked[bias.ids[j]] += bias.values[j];
     logits = s->masked.data();
   }
   s->logits.assign(logits, logits + vocab);

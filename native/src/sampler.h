@@ -43,8 +43,14 @@ struct SampleResult {
 // counter: the position the sampled token will take (makes the draw reproducible).
 // mask: the allowed tokens (StepInput::token_masks), or nullptr; disallowed logits count as -inf
 // for everything, log-probs included.
+// bias: num_bias (token, added logit) pairs, applied after the mask, before everything else.
+struct LogitBias {
+  const int32_t* ids = nullptr;
+  const float* values = nullptr;
+  int count = 0;
+};
 void sample_row(const float* logits, int vocab, const SampleParams& p, const int32_t* history, int history_len,
                 int prompt_len, uint64_t counter, SampleScratch* scratch, SampleResult* out,
-                const uint32_t* mask = nullptr);
+                const uint32_t* mask = nullptr, const LogitBias& bias = {});
 
 }  // namespace weft

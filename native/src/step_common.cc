@@ -1,6 +1,7 @@
 #include "step_common.h"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 namespace weft {
@@ -15,6 +16,12 @@ bool mask_allows_any(const uint32_t* mask, int vocab) {
 
 const uint32_t* step_mask(const StepInput& in, int i) {
   return in.num_masks > 0 && in.mask_index[i] >= 0 ? in.token_masks + size_t(in.mask_index[i]) * in.mask_words : nullptr;
+}
+
+LogitBias step_bias(const StepInput& in, int i) {
+  if (!in.bias_offsets) return {};
+  const int b = in.bias_offsets[i];
+  return {in.bias_ids + b, in.bias_values + b, in.bias_offsets[i + 1] - b};
 }
 
 Status validate_step(const StepInput& in, const ModelConfig& cfg, int num_blocks, int block_size) {
@@ -44,6 +51,16 @@ Status validate_step(const StepInput& in, const ModelConfig& cfg, int num_blocks
     if (in.history_offsets[i + 1] < in.history_offsets[i]) return bad("history_offsets must not decrease");
   for (int c = 0; c < 2 * in.num_block_copies; ++c)
     if (in.block_copies[c] < 0 || in.block_copies[c] >= B) return bad("block copy id out of range");
+  if (in.bias_offsets) {
+    if (in.bias_offsets[0] != 0) return bad("bias_offsets must start at 0");
+    for (int i = 0; i < N; ++i) {
+      if (in.bias_offsets[i + 1] < in.bias_offsets[i]) return bad("bias_offsets must not decrease");
+      for (int j = in.bias_offsets[i]; j < in.bias_offsets[i + 1]; ++j) {
+        if (in.bias_ids[j] < 0 || in.bias_ids[j] >= cfg.vocab_size) return bad("logit bias token id out of range");
+        if (!std::isfinite(in.bias_values[j])) return bad("logit bias values must be finite");
+      }
+    }
+  }
   if (in.num_masks > 0) {
     const int words = (cfg.vocab_size + 31) / 32;
     if (in.mask_words != words) return bad("mask_words must be ceil(vocab_size / 32) = " + std::to_string(words));

@@ -4,6 +4,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "sampler.h"
 #include "weft_engine.h"
 
 namespace weft {
@@ -14,6 +15,8 @@ Status validate_step(const StepInput& in, const ModelConfig& cfg, int num_blocks
 // mask row of sequence i (nullptr: every token allowed).
 bool mask_allows_any(const uint32_t* mask, int vocab);
 const uint32_t* step_mask(const StepInput& in, int i);
+// Logit biases of sequence i (StepInput::bias_offsets): none when the step has no biases.
+LogitBias step_bias(const StepInput& in, int i);
 
 // Per-sequence token histories, updated by a step's housekeeping (releases, forks, prefix-cache
 // history) and then by the tokens it feeds.

@@ -36,9 +36,6 @@ const DEFAULT_BEAM_MAX_TOKENS = 64;
 function toBeam(svc: GenerationService, ids: number[], b: BeamChatBody): { req: GenRequest; beam: BeamRequest } {
   const numReturn = b.num_return_sequences ?? b.beam_width;
   if (numReturn > b.beam_width) throw new WeftError('WEFT_ERR_REQ_INVALID', `num_return_sequences (${numReturn}) must not exceed beam_width (${b.beam_width})`);
-  // the engine returns 2 × beam_width log-probs per beam; the CUDA sampler keeps at most 20
-  if (svc.model.backend === 'gpu' && 2 * b.beam_width > 20)
-    throw new WeftError('WEFT_ERR_REQ_INVALID', `beam_width ${b.beam_width}: the GPU backend supports beam widths up to 10`);
   const room = Math.max(1, svc.model.maxModelLen - ids.length);
   return {
     req: {

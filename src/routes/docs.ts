@@ -4,6 +4,8 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 
+import { ERRORS } from '../errors.js';
+
 const errorSchema = {
   type: 'object',
   properties: {
@@ -13,6 +15,17 @@ const errorSchema = {
     },
   },
 } as const;
+
+// The error responses every route documents, one per HTTP status, listing the codes that status
+// carries (from the one error table). Added to the OpenAPI document only (a transform): route
+// responses are not serialized through these schemas.
+function errorResponses(): Record<string, unknown> {
+  const byStatus = new Map<number, string[]>();
+  for (const [code, spec] of Object.entries(ERRORS)) byStatus.set(spec.status, [...(byStatus.get(spec.status) ?? []), code]);
+  return Object.fromEntries([...byStatus].sort(([a], [b]) => a - b).map(([status, codes]) => [status, {
+    description: `{ error: { message, type, code } } with code one of: ${codes.join(', ')}`, ...errorSchema,
+  }]));
+}
 
 // Must run before the routes are registered: @fastify/swagger collects them as they are added.
 export async function registerDocs(app: FastifyInstance): Promise<void> {
@@ -24,6 +37,10 @@ export async function registerDocs(app: FastifyInstance): Promise<void> {
       security: [{ bearer: [] }],
       tags: [{ name: 'generate' }, { name: 'openai' }, { name: 'tokenize' }, { name: 'health' }],
     },
+    transform: ({ schema, url }) => ({
+      schema: { ...schema, response: { 200: { description: 'OK: JSON, or an SSE stream (text/event-stream) when streaming' }, ...errorResponses() } },
+      url,
+    }),
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 }

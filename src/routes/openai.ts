@@ -15,6 +15,7 @@ import { chatCompletionsBody, completionsBody } from './schemas.js';
 import { SseStream, onClientGone } from './sse.js';
 import { constrain, type StructuredFields } from './structured.js';
 import { planTools, withToolCalls, type ToolFields } from './tools.js';
+import { tokenAlone, TokenTextStream } from '../tokenizer.js';
 
 interface OpenAiCommon extends SamplingFields, StructuredFields {
   model: string;
@@ -60,17 +61,14 @@ async function endStream(app: FastifyInstance, sse: SseStream, gens: Generation[
 
 const finishReason = (r: GenResult) => (r.finishReason === 'abort' ? 'stop' : r.finishReason);
 
-// What a beam search cannot combine with: log-probs, and on a
-// GPU widths above 10 (the CUDA sampler returns at most 20 log-probs per row).
-function checkBeam(svc: GenerationService, b: OpenAiCommon, wantsLogprobs: boolean): void {
+// What a beam search cannot combine with: log-probs (and beam-only fields without it).
+function checkBeam(b: OpenAiCommon, wantsLogprobs: boolean): void {
   if (!b.use_beam_search) {
     if (b.length_penalty !== undefined || b.early_stopping !== undefined)
       throw new WeftError('WEFT_ERR_REQ_INVALID', 'length_penalty and early_stopping need use_beam_search: true');
     return;
   }
   if (wantsLogprobs) throw new WeftError('WEFT_ERR_REQ_INVALID', 'logprobs are not available with use_beam_search');
-  if (svc.model.backend === 'gpu' && (b.n ?? 1) > 10)
-    throw new WeftError('WEFT_ERR_REQ_INVALID', `use_beam_search with n = ${b.n}: the GPU backend supports widths up to 10`);
 }
 
 // `model` may be left out (as vLLM allows): it then means the one served model. Any of its names
@@ -172,25 +170,30 @@ async function respond(app: FastifyInstance, request: FastifyRequest, reply: Fas
 
 // ---- /v1/completions ----
 
-async function completionLogprobs(svc: GenerationService, lps: TokenLogprob[], startOffset = 0) {
-  const tokens = await Promise.all(lps.map((l) => svc.tokenText(l.id)));
+// Log-prob token strings: the chosen tokens in context (joined, they are the text: leading spaces
+// kept, a character split over byte tokens on the token completing it), alternatives on their own.
+function completionLogprobs(svc: GenerationService, lps: TokenLogprob[], stream: TokenTextStream, startOffset = 0) {
+  const tokens = lps.map((l) => stream.push(l.id));
   const offsets: number[] = [];
   tokens.reduce((at, t) => { offsets.push(at); return at + t.length; }, startOffset);
-  const top = await Promise.all(lps.map(async (l) => Object.fromEntries(await Promise.all((l.top ?? []).map(async (x) => [await svc.tokenText(x.id), x.logprob])))));
+  const top = lps.map((l) => Object.fromEntries((l.top ?? []).map((x) => [tokenAlone(svc.tokenizer.tokenBytes(x.id)), x.logprob])));
   return { tokens, token_logprobs: lps.map((l) => l.logprob), top_logprobs: top, text_offset: offsets };
 }
 
 function completionFormat(svc: GenerationService, withLogprobs: boolean): Format {
   const textSoFar: number[] = [];
+  const streams: TokenTextStream[] = [];
   return {
     object: 'text_completion',
     chunkObject: 'text_completion',
     choice: async (index, r) => ({
-      index, text: r.text, finish_reason: finishReason(r), logprobs: withLogprobs ? await completionLogprobs(svc, r.logprobs) : null,
+      index, text: r.text, finish_reason: finishReason(r),
+      logprobs: withLogprobs ? completionLogprobs(svc, r.logprobs, new TokenTextStream(svc.tokenizer)) : null,
     }),
     chunkChoice: async (index, d) => {
       if (d.text === '' && !(withLogprobs && d.logprob)) return null;
-      const lp = withLogprobs && d.logprob ? await completionLogprobs(svc, [d.logprob], textSoFar[index] ?? 0) : null;
+      const stream = (streams[index] ??= new TokenTextStream(svc.tokenizer));
+      const lp = withLogprobs && d.logprob ? completionLogprobs(svc, [d.logprob], stream, textSoFar[index] ?? 0) : null;
       textSoFar[index] = (textSoFar[index] ?? 0) + d.text.length;
       return { index, text: d.text, logprobs: lp, finish_reason: null };
     },
@@ -200,25 +203,30 @@ function completionFormat(svc: GenerationService, withLogprobs: boolean): Format
 
 // ---- /v1/chat/completions ----
 
-async function chatLogprobEntry(svc: GenerationService, l: TokenLogprob) {
-  const entry = async (id: number, logprob: number) => {
-    const token = await svc.tokenText(id);
-    return { token, logprob, bytes: [...Buffer.from(token, 'utf8')] };
-  };
-  return { ...(await entry(l.id, l.logprob)), top_logprobs: await Promise.all((l.top ?? []).map((x) => entry(x.id, x.logprob))) };
+// OpenAI's chat log-prob entry: `bytes` are the token's own UTF-8 bytes (concatenated, the
+// content's); `token` as in completionLogprobs.
+function chatLogprobEntry(svc: GenerationService, l: TokenLogprob, stream: TokenTextStream) {
+  const bytes = (id: number) => [...svc.tokenizer.tokenBytes(id)];
+  const top = (l.top ?? []).map((x) => ({ token: tokenAlone(svc.tokenizer.tokenBytes(x.id)), logprob: x.logprob, bytes: bytes(x.id) }));
+  return { token: stream.push(l.id), logprob: l.logprob, bytes: bytes(l.id), top_logprobs: top };
 }
 
 function chatFormat(svc: GenerationService, withLogprobs: boolean): Format {
+  const streams: TokenTextStream[] = [];
   return {
     object: 'chat.completion',
     chunkObject: 'chat.completion.chunk',
-    choice: async (index, r) => ({
-      index, message: { role: 'assistant', content: r.text }, finish_reason: finishReason(r),
-      logprobs: withLogprobs ? { content: await Promise.all(r.logprobs.map((l) => chatLogprobEntry(svc, l))) } : null,
-    }),
+    choice: async (index, r) => {
+      const stream = new TokenTextStream(svc.tokenizer);
+      return {
+        index, message: { role: 'assistant', content: r.text }, finish_reason: finishReason(r),
+        logprobs: withLogprobs ? { content: r.logprobs.map((l) => chatLogprobEntry(svc, l, stream)) } : null,
+      };
+    },
     chunkChoice: async (index, d, isFirst) => {
       if (d.text === '' && !isFirst && !(withLogprobs && d.logprob)) return null;
-      const lp = withLogprobs && d.logprob ? { content: [await chatLogprobEntry(svc, d.logprob)] } : null;
+      const stream = (streams[index] ??= new TokenTextStream(svc.tokenizer));
+      const lp = withLogprobs && d.logprob ? { content: [chatLogprobEntry(svc, d.logprob, stream)] } : null;
       return { index, delta: isFirst ? { role: 'assistant', content: d.text } : { content: d.text }, logprobs: lp, finish_reason: null };
     },
     endChoice: (index, r) => ({ index, delta: {}, logprobs: null, finish_reason: finishReason(r) }),
@@ -234,7 +242,7 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
       : b.prompt.every((p) => typeof p === 'number') ? [b.prompt as number[]]
         : await Promise.all((b.prompt as string[]).map((p) => svc.encode(p)));
     const numLogprobs = b.logprobs == null ? -1 : b.logprobs;
-    checkBeam(svc, b, numLogprobs >= 0);
+    checkBeam(b, numLogprobs >= 0);
     const reqs = await Promise.all(prompts.map((ids) => constrain(toGenRequest(svc, ids, b, numLogprobs, 16), b)));  // OpenAI's default max_tokens
     return respond(app, request, reply, b, reqs, completionFormat(svc, b.logprobs != null), 'cmpl');
   });
@@ -247,7 +255,7 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
     const tools = planTools(b, svc.model.chatTemplate, svc.model.toolCallParser);
     const { ids } = await renderChat(svc, b.messages, true, tools);
     const numLogprobs = b.logprobs ? b.top_logprobs ?? 0 : -1;
-    checkBeam(svc, b, numLogprobs >= 0);
+    checkBeam(b, numLogprobs >= 0);
     const req = await constrain(toGenRequest(svc, ids, b, numLogprobs, svc.model.maxModelLen), b, tools.constraint);
     return respond(app, request, reply, b, [req], withToolCalls(chatFormat(svc, !!b.logprobs), tools), 'chatcmpl');
   });

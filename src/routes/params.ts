@@ -19,6 +19,7 @@ export interface SamplingFields {
   stop?: string | string[] | null;
   stop_token_ids?: number[];
   allowed_token_ids?: number[];
+  logit_bias?: Record<string, number> | null;
 }
 
 // Generating routes without an explicit max_tokens get this many, within the context.
@@ -47,6 +48,7 @@ export function toGenRequest(svc: GenerationService, promptIds: number[], b: Sam
     stop: b.stop == null ? [] : typeof b.stop === 'string' ? [b.stop] : b.stop,
     sampling,
     ...(b.allowed_token_ids ? { constraint: { type: 'token_ids' as const, ids: b.allowed_token_ids } } : {}),
+    ...(b.logit_bias && Object.keys(b.logit_bias).length ? { logitBias: Object.entries(b.logit_bias).map(([id, v]) => [Number(id), v] as const) } : {}),
   };
 }
 

@@ -31,10 +31,16 @@ const sampling = {
   stop,
   stop_token_ids: tokenIds(64),
   allowed_token_ids: { ...tokenIds(1 << 20), minItems: 1, description: "vLLM's: only these tokens may be generated" },
+  logit_bias: nullable({
+    type: 'object', maxProperties: 1024, propertyNames: { pattern: '^[0-9]{1,10}$' }, additionalProperties: num(-100, 100),
+    description: "OpenAI's: token id (a string) → a bias added to its logit before sampling (-100 bans it, 100 all but forces it)",
+  }),
 } as const;
 
-const body = (properties: Record<string, unknown>, required: string[], description: string) => ({
-  description, type: 'object', additionalProperties: false, required, properties,
+// example: what Swagger UI's "Try it out" sends (it would otherwise send the schema's maxima);
+// test/routes/docs.test.ts posts each one and expects a 2xx.
+const body = (properties: Record<string, unknown>, required: string[], description: string, example: Record<string, unknown>) => ({
+  description, type: 'object', additionalProperties: false, required, properties, examples: [example],
 });
 
 const messageObject = {
@@ -74,10 +80,13 @@ const seedMessages = {
 const prompt = { type: 'string', maxLength: 1 << 22, description: '"" = the BOS token alone' };
 const native = { ...sampling, ...structuredFields, logprobs: int(0, 20, 'top log-probabilities per token (0 = the chosen token only)') };
 
-export const generateBody = body({ prompt, ...native }, ['prompt'], 'One completion of a prompt');
+export const generateBody = body({ prompt, ...native }, ['prompt'], 'One completion of a prompt',
+  { prompt: 'Once upon a time', max_tokens: 32, temperature: 0.8, seed: 42 });
 export const streamBody = generateBody;
-export const generateBatchBody = body({ prompts: { type: 'array', minItems: 1, maxItems: 64, items: prompt }, ...native }, ['prompts'], 'Several prompts, scheduled together');
-export const chatBody = body({ messages: seedMessages, stream: { type: 'boolean', default: true }, ...native }, ['messages'], 'Multi-turn chat through the model chat template');
+export const generateBatchBody = body({ prompts: { type: 'array', minItems: 1, maxItems: 64, items: prompt }, ...native }, ['prompts'],
+  'Several prompts, scheduled together', { prompts: ['Once upon a time', 'The little dog'], max_tokens: 16 });
+export const chatBody = body({ messages: seedMessages, stream: { type: 'boolean', default: true }, ...native }, ['messages'],
+  'Multi-turn chat through the model chat template', { messages: ['Hello', 'Tell me a story.'] });
 // Beam search (HF generate(num_beams=…) semantics); greedy over beams, so no sampling fields.
 export const beamChatBody = body(
   {
@@ -109,6 +118,7 @@ export const beamChatBody = body(
   },
   ['messages'],
   'Beam search over a chat, the chosen hypothesis streamed as its tokens become final',
+  { messages: ['Hello', 'Tell me a story.'], beam_width: 4, max_tokens: 32, use_rerank: true },
 );
 
 // Cohere / Jina / vLLM rerank: documents as strings or {text} objects.
@@ -134,13 +144,16 @@ export const rerankBody = body(
   },
   ['query', 'documents'],
   'Score documents against a query with the reranker model (Cohere, Jina and vLLM shapes)',
+  { query: 'What do cats eat?', documents: ['Cats eat fish and meat.', 'Paris is the capital of France.'], top_n: 1 },
 );
 
 export const tokenizeBody = {
-  ...body({ text: { type: 'string', maxLength: 1 << 22 }, messages: seedMessages, add_special_tokens: { type: 'boolean', default: true } }, [], 'Text or chat messages → token ids and token strings'),
+  ...body({ text: { type: 'string', maxLength: 1 << 22 }, messages: seedMessages, add_special_tokens: { type: 'boolean', default: true } }, [],
+    'Text or chat messages → token ids and token strings', { text: 'Once upon a time' }),
   oneOf: [{ required: ['text'] }, { required: ['messages'] }],
 };
-export const detokenizeBody = body({ ids: tokenIds(1 << 20), skip_special_tokens: { type: 'boolean', default: true } }, ['ids'], 'Token ids → text');
+export const detokenizeBody = body({ ids: tokenIds(1 << 20), skip_special_tokens: { type: 'boolean', default: true } }, ['ids'], 'Token ids → text',
+  { ids: [1, 403, 407, 261] });
 
 const openaiCommon = {
   model: { type: 'string', maxLength: 512 },
@@ -164,7 +177,7 @@ export const completionsBody = body({
   },
   logprobs: nullable(int(0, 20)),
   echo: { type: 'boolean', enum: [false], description: 'echo is not supported' },
-}, ['prompt'], 'OpenAI-compatible text completion');
+}, ['prompt'], 'OpenAI-compatible text completion', { prompt: 'Once upon a time', max_tokens: 16, temperature: 0.7 });
 
 export const chatCompletionsBody = body({
   ...toolFields,
@@ -173,6 +186,6 @@ export const chatCompletionsBody = body({
   max_completion_tokens: nullable(int(1, 1 << 22)),
   logprobs: nullable({ type: 'boolean' }),
   top_logprobs: nullable(int(0, 20)),
-}, ['messages'], 'OpenAI-compatible chat completion');
+}, ['messages'], 'OpenAI-compatible chat completion', { messages: [{ role: 'user', content: 'Tell me a story.' }], max_tokens: 32 });
 
 export const ajvOptions = { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } as const;

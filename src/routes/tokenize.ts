@@ -19,8 +19,11 @@ export async function tokenizeRoutes(app: FastifyInstance): Promise<void> {
     let prompt: string | undefined;
     if (b.messages !== undefined) ({ ids, text: prompt } = await renderChat(svc, b.messages));
     else ids = await svc.encode(b.text!, addSpecial);
-    const tokens = await Promise.all(ids.map((id) => svc.tokenText(id)));
-    return { ids, tokens, count: ids.length, max_model_len: svc.model.maxModelLen, ...(prompt !== undefined ? { prompt } : {}) };
+    // tokens joined are the text of the ids (leading spaces kept; a character split over byte
+    // tokens is on the token completing it), token_bytes each token's own UTF-8 bytes
+    const tokens = svc.tokenizer.tokenStrings(ids);
+    const token_bytes = ids.map((id) => [...svc.tokenizer.tokenBytes(id)]);
+    return { ids, tokens, token_bytes, count: ids.length, max_model_len: svc.model.maxModelLen, ...(prompt !== undefined ? { prompt } : {}) };
   });
 
   app.post<{ Body: { ids: number[]; skip_special_tokens?: boolean } }>('/detokenize',

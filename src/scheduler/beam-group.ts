@@ -101,6 +101,7 @@ export class BeamGroup {
           requestId: `${this.requestId}#beam${++this.#numForks}`, promptTokenIds: this.root.promptTokenIds, maxTokens: parent.maxTokens,
           eosTokenIds: parent.eosTokenIds, sampling: parent.sampling, arrivalTime: parent.arrivalTime, isBeam: true, priority: parent.priority,
           ...(parent.constraint ? { constraint: parent.constraint } : {}),
+          ...(parent.logitBias ? { logitBias: parent.logitBias } : {}),
         });
         scheduler.forkBeam(parent, child);
         scheduler.appendBeamToken(child, c.tokenId, now);

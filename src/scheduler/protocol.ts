@@ -4,7 +4,7 @@
 import type { ErrorData } from '../errors.js';
 import type { NativeStepOutput } from '../workers/binding.js';
 import type { EngineInstanceOptions } from '../workers/engine-instance.js';
-import type { SamplingParams } from '../sampling.js';
+import type { LogitBias, SamplingParams } from '../sampling.js';
 import type { ConstraintSpec } from '../structured/types.js';
 
 export type EngineInitOptions = EngineInstanceOptions;
@@ -27,6 +27,7 @@ export interface NewSeqData {
   sampling: SamplingParams;
   prefixTokens?: number[];   // tokens before the first one fed (a prefix-cache hit): penalty history
   constraint?: ConstraintSpec;  // structured output (src/structured/types.ts)
+  logitBias?: LogitBias;        // OpenAI's logit_bias
 }
 
 export interface StepMessage {

@@ -1,6 +1,6 @@
 // Per-request state on one engine instance. The scheduler and the block manager own every
 // field; the layers above read them and change a sequence only through the Scheduler.
-import { GREEDY, type SamplingParams } from '../sampling.js';
+import { GREEDY, type LogitBias, type SamplingParams } from '../sampling.js';
 import type { ConstraintSpec } from '../structured/types.js';
 
 export type SeqStatus = 'waiting' | 'running' | 'preempted' | 'finished';
@@ -23,6 +23,7 @@ export interface SequenceInit {
   isBeam?: boolean;
   returnLogits?: boolean;              // each sampled token's event carries the raw logits row (rerankers)
   constraint?: ConstraintSpec;         // structured output: the worker masks the tokens it disallows
+  logitBias?: LogitBias;               // OpenAI's logit_bias, passed to the engine untouched
 }
 
 let nextSeqId = 0;
@@ -46,6 +47,7 @@ export class Sequence {
   beamGroup: string | null = null;     // the search a beam belongs to (its root's request id)
   readonly returnLogits: boolean;
   readonly constraint: ConstraintSpec | null;
+  readonly logitBias: LogitBias | null;
 
   status: SeqStatus = 'waiting';
   finishReason: FinishReason | null = null;
@@ -87,6 +89,7 @@ export class Sequence {
     if (this.isBeam) this.beamGroup = this.requestId;
     this.returnLogits = init.returnLogits ?? false;
     this.constraint = init.constraint ?? null;
+    this.logitBias = init.logitBias?.length ? init.logitBias : null;
   }
 
   get numTokens(): number {

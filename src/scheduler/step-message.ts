@@ -46,6 +46,7 @@ export function buildStepMessage(out: SchedulerOutput, earlierReleases: number[]
       seqId: s.seqId, promptLen: s.seq.numPromptTokens, sampling: { ...s.seq.sampling },
       ...(s.startPos > 0 ? { prefixTokens: s.seq.tokenIds.slice(0, s.startPos) } : {}),
       ...(s.seq.constraint ? { constraint: s.seq.constraint } : {}),
+      ...(s.seq.logitBias ? { logitBias: s.seq.logitBias } : {}),
     })),
     seqIds, startPos, numNewTokens, doSample, tokenIds,
     blockUpdates: Int32Array.from(updates),

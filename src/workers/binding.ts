@@ -76,6 +76,10 @@ export interface NativeStepInput extends SamplingArrays {
   maskWords?: number;
   maskIndex?: Int32Array;
   tokenMasks?: Uint32Array;
+  // Logit biases: sequence i adds biasValues[j] to token biasIds[j]'s logit, j in [biasOffsets[i], biasOffsets[i+1]).
+  biasOffsets?: Int32Array;
+  biasIds?: Int32Array;
+  biasValues?: Float32Array;
 }
 
 export interface NativeStepOutput {

@@ -1,6 +1,6 @@
 // Packs one step's sequences into the typed arrays of the native step call.
 import { WeftError } from '../errors.js';
-import { samplingArrays, setSampling, type SamplingParams } from '../sampling.js';
+import { samplingArrays, setSampling, type LogitBias, type SamplingParams } from '../sampling.js';
 import type { NativeStepInput } from './binding.js';
 
 // The sampling parameters are defined once, in src/sampling.ts.
@@ -15,6 +15,7 @@ export interface SeqStep {
   doSample: boolean;
   sampling: SamplingParams;
   mask?: Uint32Array;               // the allowed next tokens (structured output), when sampled
+  logitBias?: LogitBias;            // OpenAI's logit_bias, when sampled
 }
 
 export interface StepExtras {
@@ -70,7 +71,21 @@ export function packStep(seqs: readonly SeqStep[], blockSize: number, extras: St
   });
   input.queryStart[N] = t;
   packMasks(input, seqs);
+  packBiases(input, seqs);
   return input;
+}
+
+// Logit biases of the sampled sequences that have some, as CSR over every sequence of the step.
+function packBiases(input: NativeStepInput, seqs: readonly SeqStep[]): void {
+  if (!seqs.some((s) => s.doSample && s.logitBias?.length)) return;
+  const offsets = new Int32Array(seqs.length + 1);
+  seqs.forEach((s, i) => { offsets[i + 1] = offsets[i] + (s.doSample ? (s.logitBias?.length ?? 0) : 0); });
+  const ids = new Int32Array(offsets[seqs.length]), values = new Float32Array(offsets[seqs.length]);
+  seqs.forEach((s, i) => {
+    if (!s.doSample || !s.logitBias) return;
+    s.logitBias.forEach(([id, v], j) => { ids[offsets[i] + j] = id; values[offsets[i] + j] = v; });
+  });
+  Object.assign(input, { biasOffsets: offsets, biasIds: ids, biasValues: values });
 }
 
 // Token masks of the sampled sequences that have one; a step without any packs nothing.

@@ -8,6 +8,7 @@ import type { InitReply, StepMessage, WorkerMessage, WorkerReply } from '../sche
 import { matcherFactory, type MatcherFactory } from '../structured/matchers.js';
 import type { TokenMatcher } from '../structured/types.js';
 import { EngineInstance } from './engine-instance.js';
+import type { LogitBias } from '../sampling.js';
 import { packStep, type SamplingParams, type SeqStep } from './step-pack.js';
 
 interface SeqState {
@@ -18,6 +19,7 @@ interface SeqState {
   // src/structured/types.ts); consumed counts the output tokens it has accepted.
   matcher?: TokenMatcher;
   consumed: number;
+  logitBias?: LogitBias;
 }
 
 let engine: EngineInstance | null = null;
@@ -55,7 +57,7 @@ async function runStep(m: StepMessage): Promise<WorkerReply> {
   for (let i = 0; i < m.release.length; i++) release(m.release[i]);
   for (const n of m.newSeqs) {
     release(n.seqId);  // a preempted sequence comes back as new: its matcher starts over
-    const s: SeqState = { promptLen: n.promptLen, sampling: n.sampling, blockTable: [], consumed: 0 };
+    const s: SeqState = { promptLen: n.promptLen, sampling: n.sampling, blockTable: [], consumed: 0, ...(n.logitBias ? { logitBias: n.logitBias } : {}) };
     if (n.constraint) {
       matchers ??= matcherFactory(engine.spec.path, engine.spec.config.vocabSize);
       s.matcher = await matchers(n.constraint);
@@ -80,7 +82,7 @@ async function runStep(m: StepMessage): Promise<WorkerReply> {
       if (doSample) await s.matcher.fillNextTokenMask((mask = new Uint32Array(Math.ceil(engine.spec.config.vocabSize / 32))));
     }
     steps.push({ seqId: m.seqIds[i], tokens, startPos: m.startPos[i], promptLen: s.promptLen,
-      blockTable: s.blockTable, doSample, sampling: s.sampling, ...(mask ? { mask } : {}) });
+      blockTable: s.blockTable, doSample, sampling: s.sampling, ...(mask ? { mask } : {}), ...(s.logitBias ? { logitBias: s.logitBias } : {}) });
     off += n;
   }
   const history = m.newSeqs.filter((n) => n.prefixTokens).map((n) => ({ seqId: n.seqId, tokens: n.prefixTokens! }));

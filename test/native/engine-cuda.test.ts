@@ -178,3 +178,23 @@ t.test('GPU: the server serves /generate with --backend gpu', { skip: NO_GPU }, 
   t.equal(m.statusCode, 200);
   await s.close();
 });
+
+t.test('GPU: the top 32 log-probs (a width-16 beam search asks for 2 × 16), and a width-16 beam search served', { skip: NO_GPU }, async (t) => {
+  const cpu = await EngineInstance.open({ modelPath: MODEL_DIR, dtype: 'f32', numThreads: 1, numKvBlocks: 64, blockSize: 16 });
+  t.teardown(() => cpu.close());
+  const e = await openGpu('f16');
+  t.teardown(() => e.close());
+  const req = { promptIds: [1, 403, 407], maxTokens: 1, ignoreEos: true, sampling: { numLogprobs: 32 } };
+  const [g] = runOffline(e, [req]);
+  const [c] = runOffline(cpu, [req]);
+  const top = g.topLogprobs[0];
+  t.equal(top.length, 32, '32 candidates');
+  t.ok(top.every((x, i) => i === 0 || x.logprob <= top[i - 1].logprob), 'best first');
+  const cpuIds = new Set(c.topLogprobs[0].map((x) => x.id));
+  t.ok(top.filter((x) => cpuIds.has(x.id)).length >= 30, 'the same candidates as the CPU f32 engine (f16 may swap the last near-ties)');
+  const s = await startTestApp({ backend: 'gpu', dtype: 'f16' });
+  t.teardown(() => s.close());
+  const r = await s.app.inject({ method: 'POST', url: '/rerank_scores', payload: { messages: ['Hello'], beam_width: 16, max_tokens: 8 } });
+  t.equal(r.statusCode, 200, r.body);
+  t.equal(r.json().hypotheses.length, 16, '16 hypotheses');
+});

@@ -121,4 +121,38 @@ for (const backend of backends) {
       'a mask of the wrong length',
     );
   });
+
+  t.test(`${backend}: logit biases shift the logits before everything; masks still win`, async (t) => {
+    const e = await open();
+    t.teardown(() => e.close());
+    const V = e.spec.config.vocabSize;
+    const base: OfflineRequest = { promptIds: [1], maxTokens: 6, ignoreEos: true, sampling: { numLogprobs: 1 } };
+    const [raw] = runOffline(e, [base], { returnLogits: true });
+    const [forced] = runOffline(e, [{ ...base, logitBias: [[413, 100]] }]);
+    t.same(forced.outputIds, Array(6).fill(413), '+100 forces a token');
+    const [banned] = runOffline(e, [{ ...base, maxTokens: 1, logitBias: [[raw.outputIds[0], -100]] }]);
+    const logits = [...raw.logits[0]];
+    logits[raw.outputIds[0]] -= 100;
+    const argmax = logits.indexOf(Math.max(...logits));
+    t.equal(banned.outputIds[0], argmax, '-100 on the greedy token gives the next best');
+    const lse = Math.log(logits.reduce((a, x) => a + Math.exp(x), 0));
+    t.ok(Math.abs(banned.logprobs[0] - (logits[argmax] - lse)) < 2e-3, 'log-probs of the biased logits');
+    const [masked] = runOffline(e, [
+      {
+        ...base,
+        mask: maskOf(V, [400, 401]),
+        logitBias: [
+          [413, 100],
+          [401, 0.5],
+        ],
+      },
+    ]);
+    t.ok(
+      masked.outputIds.every((id) => id === 400 || id === 401),
+      'a bias cannot bring back a masked token',
+    );
+    const mixed = runOffline(e, [base, { ...base, logitBias: [[413, 100]] }]);
+    t.same(mixed[0].outputIds, raw.outputIds, 'an unbiased neighbour is untouched');
+    t.same(mixed[1].outputIds, Array(6).fill(413));
+  });
 }

@@ -52,3 +52,16 @@ t.test('ids outside the vocabulary and empty sets are 400s with a code', async (
   t.equal(empty.statusCode, 400);
   t.match(empty.json().error.code, /^WEFT_ERR_/);
 });
+
+t.test("logit_bias (OpenAI's): +100 forces a token, bad keys and values are 400s", async (t) => {
+  const r = await post('/v1/completions', { prompt: 'Lily and Tom', max_tokens: 8, temperature: 1, seed: 3, logit_bias: { '413': 100 } });
+  t.equal(r.statusCode, 200, r.body);
+  t.equal(r.json().choices[0].text, 'tttttttt', "token 413 is 't'");
+  const chat = await post('/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, temperature: 0, logit_bias: { '411': 100 } });
+  t.equal(chat.json().choices[0].message.content, 'eeee');
+  for (const [bias, code] of [[{ abc: 1 }, 'WEFT_ERR_REQ_INVALID'], [{ '5': 101 }, 'WEFT_ERR_REQ_INVALID'], [{ '99999': 1 }, 'WEFT_ERR_REQ_INVALID_TOKEN_ID']] as const) {
+    const bad = await post('/v1/completions', { prompt: 'a', max_tokens: 2, logit_bias: bias });
+    t.equal(bad.statusCode, 400, JSON.stringify(bias));
+    t.equal(bad.json().error.code, code);
+  }
+});

@@ -41,7 +41,8 @@ const server = createServer((req: IncomingMessage, res: ServerResponse) => {
   const url = new URL(req.url ?? '/', 'http://x');
   const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
     const data = Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
-    res.writeHead(status, { 'content-type': Buffer.isBuffer(body) ? 'application/octet-stream' : 'application/json', 'content-length': String(data.length), ...headers });
+    const type = Buffer.isBuffer(body) ? 'application/octet-stream' : 'application/json';
+    res.writeHead(status, { 'content-type': type, 'content-length': String(data.length), ...headers });
     res.end(data);
   };
   const api = /^\/api\/models\/([^/]+\/[^/]+)\/(revision|tree|paths-info)\/([^/]+)$/.exec(url.pathname);

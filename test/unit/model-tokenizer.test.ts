@@ -12,9 +12,8 @@ import {
   ggufTokenizerEntries, ggufVocab, tokenizerJsonFromGguf, tokenizerJsonFromVocab, vocabFromTokenizerJson,
 } from '../../src/model/gguf-tokenizer.js';
 import { buildSyntheticVocab } from '../../src/model/synth.js';
-import { MODEL_DIR, MODEL_GGUF } from '../fixtures/paths.js';
+import { MODEL_DIR, MODEL_GGUF, SMOLLM_DIR } from '../fixtures/paths.js';
 
-const SMOLLM_DIR = join(MODEL_DIR, '..', 'smollm2-135m-shape');
 const STRINGS = ['Once upon a time', 'Hello world', 'café ☕ 123', '  two  spaces', 'The quick brown fox jumps over the lazy dog.',
   "Lily's ball!"];
 const MORE = ['', ' ', 'a', '\n\nnew\tlines\n', 'ÀÉÎÕÜ ñ ß 日本語 🎉🎉', 'x'.repeat(300), '1234567890 3.14159', "don't won't I'm"];

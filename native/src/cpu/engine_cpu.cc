@@ -205,7 +205,7 @@ class CpuEngine final : public Engine {
       const auto& h = history_.at(in.seq_ids[i]);
       SampleResult res;
       sample_row(&logits_[size_t(r) * V], V, p, h.data(), in.context_lens[i], in.prompt_lens[i],
-                 uint64_t(in.context_lens[i]), &sample_scratch_[thread], &res, step_mask(in, i));
+                 uint64_t(in.context_lens[i]), &sample_scratch_[thread], &res, step_mask(in, i), step_bias(in, i));
       out->sampled[i] = res.token;
       out->logprobs[i] = res.logprob;
       for (size_t j = 0; j < res.top.size(); ++j) {

@@ -19,6 +19,7 @@
 #include "cuda/embedding.cuh"
 #include "cuda/gemm.cuh"
 #include "cuda/qk_norm.cuh"
+#include "cuda/op_profile.cuh"
 #include "cuda/rmsnorm.cuh"
 #include "cuda/rope.cuh"
 #include "cuda/sampling.cuh"
@@ -26,6 +27,14 @@
 #include "cuda/weights.cuh"
 #include "engine_factory.h"
 #include "step_common.h"
+
+// An op of the forward pass: launched, error-checked and, under WEFT_CUDA_PROFILE=1, timed.
+#define WEFT_CUDA_OP(expr, what)                         \
+  do {                                                   \
+    profile_.begin(st, capturing_);                      \
+    WEFT_CUDA_TRY(expr, what);                           \
+    profile_.end(st, what, capturing_, decode_step_);    \
+  } while (0)
 
 namespace weft {
 namespace {
@@ -331,6 +340,7 @@ class CudaEngine final : public Engine {
     WEFT_CUDA_TRY(cudaEventRecord(events_[2], stream_), "cudaEventRecord");
     WEFT_CUDA_TRY(cudaStreamSynchronize(stream_), "the step");
     WEFT_CUDA_TRY(cudaGetLastError(), "the step");
+    profile_.collect();
     const int32_t* tok = static_cast<const int32_t*>(host_out_);
     const float* lp = reinterpret_cast<const float*>(tok + S);
     const int32_t* tids = reinterpret_cast<const int32_t*>(lp + S);
@@ -398,19 +408,26 @@ class CudaEngine final : public Engine {
 
   // dev_var_: [block copy pairs][penalty history tokens of the sampled rows with penalties]
   //          [mask row of each sampled row, -1 for none][the token masks those rows use]
+  //          [bias offsets of the sampled rows (S + 1)][their bias ids][their bias values]
   Status stage_var(const StepInput& in, const std::vector<int>& rows) {
-    size_t hist = 0;
+    size_t hist = 0, biases = 0;
     bool masked = false;
     for (int i : rows) {
       if (has_penalty(in, i)) hist += size_t(in.context_lens[i]);
       masked |= step_mask(in, i) != nullptr;
+      biases += size_t(step_bias(in, i).count);
     }
     const size_t copies = 2 * size_t(in.num_block_copies), S = rows.size();
     hist_offset_ = align16(copies * 4);
-    mask_row_offset_ = masked ? align16(hist_offset_ + hist * 4) : 0;
+    size_t end = hist_offset_ + hist * 4;
+    mask_row_offset_ = masked ? align16(end) : 0;
     mask_offset_ = masked ? align16(mask_row_offset_ + S * 4) : 0;
     const size_t mask_bytes = masked ? size_t(in.num_masks) * in.mask_words * 4 : 0;
-    const size_t bytes = masked ? mask_offset_ + mask_bytes : hist_offset_ + hist * 4;
+    if (masked) end = mask_offset_ + mask_bytes;
+    bias_offset_ = biases ? align16(end) : 0;
+    bias_total_ = biases;
+    if (biases) end = bias_offset_ + (S + 1 + 2 * biases) * 4;
+    const size_t bytes = end;
     if (bytes == 0) return Status::Ok();
     Status s = reserve_var(bytes);
     if (!s.ok()) return s;
@@ -428,6 +445,18 @@ class CudaEngine final : public Engine {
       for (size_t r = 0; r < S; ++r) mr[r] = step_mask(in, rows[r]) ? in.mask_index[rows[r]] : -1;
       std::memcpy(static_cast<uint8_t*>(host_var_) + mask_offset_, in.token_masks, mask_bytes);
     }
+    if (biases) {
+      int32_t* off = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(host_var_) + bias_offset_);
+      int32_t* ids = off + S + 1;
+      float* vals = reinterpret_cast<float*>(ids + biases);
+      off[0] = 0;
+      for (size_t r = 0; r < S; ++r) {
+        const LogitBias b = step_bias(in, rows[r]);
+        std::memcpy(ids + off[r], b.ids, 4 * size_t(b.count));
+        std::memcpy(vals + off[r], b.values, 4 * size_t(b.count));
+        off[r + 1] = off[r] + b.count;
+      }
+    }
     WEFT_CUDA_TRY(cudaMemcpyAsync(dev_var_, host_var_, bytes, cudaMemcpyHostToDevice, stream_), "history upload");
     return Status::Ok();
   }
@@ -440,7 +469,8 @@ class CudaEngine final : public Engine {
     const int Dp = pad64(D);
     const int32_t* ids = dmeta<int32_t>(L.token_ids);
     cudaStream_t st = stream_;
-    WEFT_CUDA_TRY(cuda::embedding_gather(act_, m.embed, ids, Tn, D, x_, st), "embedding");
+    decode_step_ = d.max_query_len == 1;
+    WEFT_CUDA_OP(cuda::embedding_gather(act_, m.embed, ids, Tn, D, x_, st), "embedding");
     cuda::AttentionArgs a;
     a.query_start = dmeta<int32_t>(L.query_start);
     a.context_lens = dmeta<int32_t>(L.context_lens);
@@ -465,34 +495,34 @@ class CudaEngine final : public Engine {
       const cuda::DeviceLayer& w = m.layers[l];
       void* kc = k_cache_ + l * layer_bytes;
       void* vc = v_cache_ + l * layer_bytes;
-      WEFT_CUDA_TRY(cuda::rmsnorm(act_, x_, D, nullptr, Tn, w.attn_norm, cfg_.rms_eps, D, h_, Dp, st), "attn rmsnorm");
-      WEFT_CUDA_TRY(cuda::gemm(act_, h_, Tn, w.qkv, qkv_, qkv_cols, cuda::Epilogue::store_f32, st), "qkv projection");
+      WEFT_CUDA_OP(cuda::rmsnorm(act_, x_, D, nullptr, Tn, w.attn_norm, cfg_.rms_eps, D, h_, Dp, st), "attn rmsnorm");
+      WEFT_CUDA_OP(cuda::gemm(act_, h_, Tn, w.qkv, qkv_, qkv_cols, cuda::Epilogue::store_f32, st), "qkv projection");
       if (w.q_norm)  // Qwen3 (no qkv bias, so rope_qkv's bias add cannot come after it)
-        WEFT_CUDA_TRY(cuda::qk_norm_f32(qkv_, qkv_cols, Tn, w.q_norm, w.k_norm, cfg_.num_heads, cfg_.num_kv_heads, hd,
+        WEFT_CUDA_OP(cuda::qk_norm_f32(qkv_, qkv_cols, Tn, w.q_norm, w.k_norm, cfg_.num_heads, cfg_.num_kv_heads, hd,
                                         cfg_.rms_eps, st),
                       "q/k norm");
       const cuda::KvDest kv{dmeta<int32_t>(L.slots), opts_.block_size, kc, vc};
-      WEFT_CUDA_TRY(cuda::rope_qkv(act_, qkv_, qkv_cols, Tn, w.qkv_bias, dmeta<int32_t>(L.positions), m.inv_freq,
+      WEFT_CUDA_OP(cuda::rope_qkv(act_, qkv_, qkv_cols, Tn, w.qkv_bias, dmeta<int32_t>(L.positions), m.inv_freq,
                                    cfg_.num_heads, cfg_.num_kv_heads, hd, q_, q_cols, &kv, st),
                     "rope and kv write");
       a.k_cache = kc;
       a.v_cache = vc;
-      WEFT_CUDA_TRY(cuda::attention(act_, a, st), "attention");
-      WEFT_CUDA_TRY(cuda::gemm(act_, attn_, Tn, w.o, x_, D, cuda::Epilogue::add_f32, st), "o projection");
-      WEFT_CUDA_TRY(cuda::rmsnorm(act_, x_, D, nullptr, Tn, w.ffn_norm, cfg_.rms_eps, D, h_, Dp, st), "ffn rmsnorm");
+      WEFT_CUDA_OP(cuda::attention(act_, a, st), "attention");
+      WEFT_CUDA_OP(cuda::gemm(act_, attn_, Tn, w.o, x_, D, cuda::Epilogue::add_f32, st), "o projection");
+      WEFT_CUDA_OP(cuda::rmsnorm(act_, x_, D, nullptr, Tn, w.ffn_norm, cfg_.rms_eps, D, h_, Dp, st), "ffn rmsnorm");
       if (Tn <= cuda::kGemvMaxM) {  // decode: SwiGLU in the gemv's epilogue, one launch fewer
-        WEFT_CUDA_TRY(cuda::gemm(act_, h_, Tn, w.gate_up, mlp_, pad64(F), cuda::Epilogue::swiglu, st), "gate_up + swiglu");
+        WEFT_CUDA_OP(cuda::gemm(act_, h_, Tn, w.gate_up, mlp_, pad64(F), cuda::Epilogue::swiglu, st), "gate_up + swiglu");
       } else {
-        WEFT_CUDA_TRY(cuda::gemm(act_, h_, Tn, w.gate_up, gu_, 2 * F, cuda::Epilogue::store_act, st), "gate_up projection");
-        WEFT_CUDA_TRY(cuda::silu_mul(act_, gu_, 2 * F, Tn, F, mlp_, pad64(F), st), "silu_mul");
+        WEFT_CUDA_OP(cuda::gemm(act_, h_, Tn, w.gate_up, gu_, 2 * F, cuda::Epilogue::store_act, st), "gate_up projection");
+        WEFT_CUDA_OP(cuda::silu_mul(act_, gu_, 2 * F, Tn, F, mlp_, pad64(F), st), "silu_mul");
       }
-      WEFT_CUDA_TRY(cuda::gemm(act_, mlp_, Tn, w.down, x_, D, cuda::Epilogue::add_f32, st), "down projection");
+      WEFT_CUDA_OP(cuda::gemm(act_, mlp_, Tn, w.down, x_, D, cuda::Epilogue::add_f32, st), "down projection");
     }
     if (d.head_rows > 0) {
-      WEFT_CUDA_TRY(cuda::rmsnorm(act_, x_, D, dmeta<int32_t>(L.sample_rows), d.head_rows, m.final_norm, cfg_.rms_eps, D,
+      WEFT_CUDA_OP(cuda::rmsnorm(act_, x_, D, dmeta<int32_t>(L.sample_rows), d.head_rows, m.final_norm, cfg_.rms_eps, D,
                                   hs_, Dp, st),
                     "final rmsnorm");
-      WEFT_CUDA_TRY(cuda::gemm(act_, hs_, d.head_rows, m.lm_head, logits_, cfg_.vocab_size, cuda::Epilogue::store_f32, st),
+      WEFT_CUDA_OP(cuda::gemm(act_, hs_, d.head_rows, m.lm_head, logits_, cfg_.vocab_size, cuda::Epilogue::store_f32, st),
                     "lm head");
     }
     return Status::Ok();
@@ -506,7 +536,9 @@ class CudaEngine final : public Engine {
       cudaGraph_t g = nullptr;
       cudaGraphExec_t exec = nullptr;
       WEFT_CUDA_TRY(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "graph capture");
+      capturing_ = true;
       Status s = forward(d, L);
+      capturing_ = false;
       const cudaError_t e = cudaStreamEndCapture(stream_, &g);
       if (!s.ok()) {
         if (g) cudaGraphDestroy(g);
@@ -554,10 +586,20 @@ class CudaEngine final : public Engine {
                                             stream_),
                     "token masks");
     }
+    if (bias_offset_ > 0) {
+      const int32_t* off = reinterpret_cast<const int32_t*>(static_cast<const uint8_t*>(dev_var_) + bias_offset_);
+      const float* values = reinterpret_cast<const float*>(off + S + 1 + bias_total_);
+      WEFT_CUDA_TRY(cuda::apply_logit_bias(logits_, S, cfg_.vocab_size, off, off + S + 1, values, stream_), "logit bias");
+    }
+    profile_.begin(stream_, false);
     WEFT_CUDA_TRY(cuda::sample(a, stream_), "sampling");
+    profile_.end(stream_, "sampling", false, decode_step_);
     return Status::Ok();
   }
 
+  cuda::OpProfile profile_;
+  bool capturing_ = false;    // forward() is being captured into a graph
+  bool decode_step_ = false;  // the current step feeds one token per sequence
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const cuda::DeviceModel> dm_;
   const ModelConfig cfg_;
@@ -592,6 +634,7 @@ class CudaEngine final : public Engine {
   void* dev_var_ = nullptr;
   size_t var_cap_ = 0, hist_offset_ = 0;
   size_t mask_row_offset_ = 0, mask_offset_ = 0;  // in dev_var_; 0: no token masks this step
+  size_t bias_offset_ = 0, bias_total_ = 0;        // in dev_var_; 0: no logit biases this step
   std::map<std::pair<int, int>, cudaGraphExec_t> graphs_;
   SequenceHistory history_;
 };

@@ -527,7 +527,24 @@ __global__ void mask_kernel(float* __restrict__ logits, int vocab, const int32_t
     if (!((__ldg(mask + (t >> 5)) >> (t & 31)) & 1u)) row[t] = -INFINITY;
 }
 
+// One thread per row adds that row's biases in order: a token listed twice gets both, in the
+// CPU's order (a handful of entries per row, so no parallelism is lost).
+__global__ void bias_kernel(float* __restrict__ logits, int num_rows, int vocab, const int32_t* __restrict__ offsets,
+                            const int32_t* __restrict__ ids, const float* __restrict__ values) {
+  const int r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r >= num_rows) return;
+  for (int j = offsets[r]; j < offsets[r + 1]; ++j) logits[size_t(r) * vocab + ids[j]] += values[j];
+}
+
 }  // namespace
+
+cudaError_t apply_logit_bias(float* logits, int num_rows, int vocab, const int32_t* offsets, const int32_t* ids,
+                             const float* values, cudaStream_t stream) {
+  if (num_rows <= 0) return cudaSuccess;
+  if (!logits || !offsets || vocab <= 0) return cudaErrorInvalidValue;
+  bias_kernel<<<ceil_div(num_rows, 128), 128, 0, stream>>>(logits, num_rows, vocab, offsets, ids, values);
+  return cudaGetLastError();
+}
 
 cudaError_t apply_token_masks(float* logits, int num_rows, int vocab, const int32_t* mask_row, const uint32_t* masks,
                               int words, cudaStream_t stream) {

@@ -11,7 +11,8 @@
 namespace weft {
 namespace cuda {
 
-constexpr int kMaxTopLogprobs = 20;
+// 32: the top 2k candidates of a beam search of width k up to 16 (OpenAI's top_logprobs stops at 20).
+constexpr int kMaxTopLogprobs = 32;
 
 struct SamplingArgs {
   int num_rows = 0, vocab = 0;
@@ -51,6 +52,11 @@ cudaError_t sample(const SamplingArgs& a, cudaStream_t stream);
 // bit t & 31 of word t >> 5) become -inf. Rows with mask_row[r] < 0 are untouched.
 cudaError_t apply_token_masks(float* logits, int num_rows, int vocab, const int32_t* mask_row, const uint32_t* masks,
                               int words, cudaStream_t stream);
+
+// Logit biases (StepInput::bias_*), in place after the masks: row r adds values[j] to the logit
+// of token ids[j] for j in [offsets[r], offsets[r+1]), in order (as the CPU sampler does).
+cudaError_t apply_logit_bias(float* logits, int num_rows, int vocab, const int32_t* offsets, const int32_t* ids,
+                             const float* values, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace weft
