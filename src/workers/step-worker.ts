@@ -79,7 +79,12 @@ async function runStep(m: StepMessage): Promise<WorkerReply> {
     let mask: Uint32Array | undefined;
     if (s.matcher) {
       advance(s, tokens, m.startPos[i], m.seqIds[i]);
-      if (doSample) await s.matcher.fillNextTokenMask((mask = new Uint32Array(Math.ceil(engine.spec.config.vocabSize / 32))));
+      if (doSample) {
+        await s.matcher.fillNextTokenMask((mask = new Uint32Array(Math.ceil(engine.spec.config.vocabSize / 32))));
+        // A grammar complete in a model without any end token allows nothing: the sequence goes on
+        // unconstrained (its max_tokens ends it) rather than failing the whole step.
+        if (!mask.some((w) => w !== 0)) mask = undefined;
+      }
     }
     steps.push({ seqId: m.seqIds[i], tokens, startPos: m.startPos[i], promptLen: s.promptLen,
       blockTable: s.blockTable, doSample, sampling: s.sampling, ...(mask ? { mask } : {}), ...(s.logitBias ? { logitBias: s.logitBias } : {}) });
