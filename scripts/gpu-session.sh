@@ -12,13 +12,14 @@
 #   bench  bench:engine --backend gpu on a synthetic Llama-3.2-1B shape: bf16 and int8, graphs on;
 #          bf16 with WEFT_CUDA_PDL=0; bf16 graphs off
 #   profile bf16 decode at batch 1 and 64 without graphs, WEFT_CUDA_PROFILE=1: the time of each op
+#   structured  bench:structured on the GPU: decode at batch 64 under a JSON Schema against none
 #   streams 1/2/4 streams (bf16)
 # Logs go to $OUT (default /tmp/gpu-out); STAGES picks stages; SCALE=200 doubles the deadlines.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export OUT="${OUT:-/tmp/gpu-out}"
 mkdir -p "$OUT"
-STAGES="${STAGES:-cuda tap perf bench profile}"
+STAGES="${STAGES:-cuda tap perf bench profile structured}"
 t0=$(date +%s)
 stamp() { echo "=== [$(($(date +%s) - t0))s] $*"; }
 # Seconds left until second T of this run (at least 1).
@@ -118,6 +119,10 @@ if has profile; then
     WEFT_CUDA_PROFILE=1 timeout "$(until_t 470)" node dist/bench/engine.js --backend gpu --hbm-tbps 4.8 --dtypes bf16 --batches $b \
       --streams 0 --no-graphs --prefill 1x64 --reps 1 2>&1 | tee -a "$OUT/profile.log"
   done
+fi
+if has structured; then
+  stamp "bench:structured on the GPU" | tee -a "$OUT/structured.log"
+  timeout "$(until_t 540)" node dist/bench/structured.js --backend gpu --batch 64 2>&1 | tee -a "$OUT/structured.log"
 fi
 if has streams; then
   stamp "bench: 1, 2, 4 streams (bf16)" | tee -a "$OUT/bench.log"
