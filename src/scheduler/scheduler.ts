@@ -97,6 +97,13 @@ export class Scheduler {
     return this.#running.length;
   }
 
+  // Waiting sequences beyond the free running slots: what maxNumWaiting caps. Arrivals join the
+  // running batch only between steps; counting those the free slots will take at the next step
+  // would refuse requests while the batch has room.
+  get numQueued(): number {
+    return Math.max(0, this.#waiting.length - Math.max(0, this.options.maxNumSeqs - this.#running.length));
+  }
+
   // nothing queued, running, or left to report
   get isIdle(): boolean {
     return this.#byId.size === 0 && this.#finishedSinceLastStep.length === 0;
@@ -120,7 +127,7 @@ export class Scheduler {
   // the waiting queue is full; fills in maxTokens when the request left it out.
   add(seq: Sequence): void {
     this.#validateNew(seq);
-    if (this.#waiting.length >= this.options.maxNumWaiting) {
+    if (this.numQueued >= this.options.maxNumWaiting) {
       throw new WeftError('WEFT_ERR_SCHED_QUEUE_FULL', `server overloaded: ${this.#waiting.length} requests already waiting`);
     }
     seq.arrivalOrder = this.#numArrivals++;

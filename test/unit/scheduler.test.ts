@@ -49,29 +49,46 @@ t.test('options: defaults, validation, frozen', async (t) => {
   t.equal(codeOf(() => new Scheduler({ maxNumBatchedTokens: 8, maxNumSeqs: 9 })), 'WEFT_ERR_CONFIG_INVALID 500', 'every running sequence can decode each step');
 });
 
+t.test('admission: a burst is refused only beyond the free running slots plus maxNumWaiting', async (t) => {
+  // issue 14: arrivals join the batch between steps; a cap that counted them refused a burst while the batch had room
+  const sched = new Scheduler({ maxNumSeqs: 16, maxNumWaiting: 2, maxModelLen: 64, numBlocks: 64, blockSize: 4 });
+  const burst = range(0, 20).map((i) => codeOf(() => sched.add(makeSeq(`r${i}`, [1, 2, 3], { maxTokens: 4 }))));
+  t.same(burst.slice(0, 18), Array(18).fill(undefined), '16 free slots + 2 waiting: 18 admitted');
+  t.same(burst.slice(18), ['WEFT_ERR_SCHED_QUEUE_FULL 429', 'WEFT_ERR_SCHED_QUEUE_FULL 429']);
+  const out = sched.schedule(0);
+  t.equal(out.scheduled.length, 16, 'the next step runs all 16 slots');
+  sched.postprocess(out, new Int32Array(16).fill(5), 0);
+  t.equal(sched.numRunning, 16);
+  t.equal(sched.numWaiting, 2);
+});
+
 t.test('add: queue full, too long, invalid', async (t) => {
-  const sched = new Scheduler({ maxNumWaiting: 2, maxModelLen: 64, numBlocks: 4, blockSize: 4 });
-  sched.add(makeSeq('a', [1, 2], { maxTokens: 4 }));
-  sched.add(makeSeq('b', [1, 2], { maxTokens: 4 }));
+  // one running slot: the first arrival will take it at the next step; two more may wait
+  const sched = new Scheduler({ maxNumSeqs: 1, maxNumWaiting: 2, maxModelLen: 64, numBlocks: 4, blockSize: 4 });
+  for (const id of ['a', 'b', 'c']) sched.add(makeSeq(id, [1, 2], { maxTokens: 4 }));
   let err: unknown;
   try {
-    sched.add(makeSeq('c', [1, 2], { maxTokens: 4 }));
+    sched.add(makeSeq('x', [1, 2], { maxTokens: 4 }));
   } catch (e) {
     err = e;
   }
   t.ok(err instanceof WeftError);
   t.match(err, { code: 'WEFT_ERR_SCHED_QUEUE_FULL', status: 429, type: 'overloaded_error' });
-  t.equal(sched.numWaiting, 2, 'the rejected one is not queued');
-  sched.postprocess(sched.schedule(0), new Int32Array([5, 5]), 0);
-  t.equal(sched.numWaiting, 0);
-  t.doesNotThrow(() => sched.add(makeSeq('c', [1, 2], { maxTokens: 4 })), 'room again once admitted');
+  t.equal(sched.numWaiting, 3, 'the rejected one is not queued');
+  sched.postprocess(sched.schedule(0), new Int32Array([5]), 0);
+  t.equal(sched.numRunning, 1);
+  t.equal(sched.numWaiting, 2, 'the batch is full: two wait');
+  t.equal(codeOf(() => sched.add(makeSeq('x', [1, 2], { maxTokens: 4 }))), 'WEFT_ERR_SCHED_QUEUE_FULL 429', 'still full');
+  t.ok(sched.finish('a', 'abort'));
+  t.doesNotThrow(() => sched.add(makeSeq('x', [1, 2], { maxTokens: 4 })), 'room again once a running one ends');
+  for (const id of ['b', 'c', 'x']) sched.finish(id, 'abort');
 
   t.equal(codeOf(() => sched.add(makeSeq('d', range(1, 64)))), 'WEFT_ERR_SCHED_TOO_LONG 400', 'prompt ≥ maxModelLen');
   t.equal(codeOf(() => sched.add(makeSeq('d', range(1, 60), { maxTokens: 5 }))), 'WEFT_ERR_SCHED_TOO_LONG 400', 'prompt + maxTokens > maxModelLen');
   // the cache holds 16 tokens; the last sampled token is never stored
   t.equal(codeOf(() => sched.add(makeSeq('d', range(1, 10), { maxTokens: 8 }))), 'WEFT_ERR_SCHED_TOO_LONG 400', 'can never fit the cache');
   t.equal(codeOf(() => sched.add(makeSeq('d', range(1, 10), { maxTokens: 7 }))), undefined, 'fits exactly');
-  t.equal(codeOf(() => sched.add(makeSeq('c', [1]))), 'WEFT_ERR_SCHED_DUPLICATE_ID 400');
+  t.equal(codeOf(() => sched.add(makeSeq('d', [1]))), 'WEFT_ERR_SCHED_DUPLICATE_ID 400');
   t.equal(codeOf(() => sched.add(makeSeq('e', []))), 'WEFT_ERR_SCHED_INVALID_PARAMS 400');
   t.equal(codeOf(() => sched.add(makeSeq('e', [1], { maxTokens: 0 }))), 'WEFT_ERR_SCHED_INVALID_PARAMS 400');
   t.equal(codeOf(() => sched.add(makeSeq('e', [1], { maxTokens: 3, minTokens: 4 }))), 'WEFT_ERR_SCHED_INVALID_PARAMS 400');
