@@ -27,21 +27,38 @@ async function alone(reqs: { promptIds: number[]; maxTokens: number }[]): Promis
   return out;
 }
 
-async function collect(h: RequestHandle): Promise<{ ids: number[]; reason?: string; code?: string }> {
+async function collect(h: RequestHandle, onToken?: () => void): Promise<{ ids: number[]; reason?: string; code?: string }> {
   const ids: number[] = [];
   for await (const ev of h.events) {
-    if (ev.tokenId !== null) ids.push(ev.tokenId);
+    if (ev.tokenId !== null) {
+      ids.push(ev.tokenId);
+      onToken?.();
+    }
     if (ev.finishReason) return { ids, reason: ev.finishReason, code: ev.error?.code };
   }
   return { ids };
 }
 
+// Resolves once `steps` holds at least k entries (k = 0: at once).
+function stepCounter() {
+  const steps: StepTiming[] = [];
+  const waiters: { k: number; resolve: () => void }[] = [];
+  return {
+    steps,
+    onStep(st: StepTiming) {
+      steps.push(st);
+      for (const w of waiters.filter((x) => x.k <= steps.length)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(); }
+    },
+    after: (k: number) => (k <= steps.length ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ k, resolve }))),
+  };
+}
+
 async function runConcurrent(numKvBlocks: number, reqs: { promptIds: number[]; maxTokens: number }[], schedulerOpts = {}) {
   const worker = await EngineWorker.start(0, opts(numKvBlocks));
-  const steps: StepTiming[] = [];
-  const loop = new EngineLoop([worker], { scheduler: { maxNumBatchedTokens: 64, maxNumSeqs: 64, maxModelLen: 512, ...schedulerOpts }, eosTokenIds: EOS, onStep: (s) => steps.push(s) });
+  const { steps, onStep, after } = stepCounter();
+  const loop = new EngineLoop([worker], { scheduler: { maxNumBatchedTokens: 64, maxNumSeqs: 64, maxModelLen: 512, ...schedulerOpts }, eosTokenIds: EOS, onStep });
   const results = await Promise.all(reqs.map(async (r, i) => {
-    await new Promise((res) => setTimeout(res, (i % 16) * 3));  // staggered arrivals
+    await after(i % 16);  // staggered arrivals: request i joins after step i mod 16
     return collect(loop.submit({ promptTokenIds: r.promptIds, maxTokens: r.maxTokens }));
   }));
   const stats = loop.stats()[0];
@@ -114,8 +131,15 @@ t.test('a worker killed mid-step fails its sequences with a typed error; the oth
   const expected = await alone(reqs);
   const handles = reqs.map((r) => loop.submit({ promptTokenIds: r.promptIds, maxTokens: r.maxTokens }));
   t.ok(handles.some((h) => h.instance === 0) && handles.some((h) => h.instance === 1), 'placed on both instances');
-  const pending = handles.map(collect);
-  await new Promise((res) => setTimeout(res, 30));
+  // killed once every request has a token: all are mid-generation (200 tokens each)
+  let numStarted = 0;
+  let allStarted!: () => void;
+  const started = new Promise<void>((resolve) => { allStarted = resolve; });
+  const pending = handles.map((h) => {
+    let isFirst = true;
+    return collect(h, () => { if (isFirst && ++numStarted === handles.length) allStarted(); isFirst = false; });
+  });
+  await started;
   await w0.killForTest();
   const results = await Promise.all(pending);
   handles.forEach((h, i) => {
@@ -138,15 +162,24 @@ t.test('a worker killed mid-step fails its sequences with a typed error; the oth
 
 t.test('abort in every state frees the blocks and ends the stream', async (t) => {
   const worker = await EngineWorker.start(0, opts(64));
-  const loop = new EngineLoop([worker], { scheduler: { maxModelLen: 512, maxNumSeqs: 2, maxNumBatchedTokens: 32 }, eosTokenIds: EOS });
-  const long = { promptTokenIds: [1, ...Array.from({ length: 200 }, (_, i) => 3 + i)], maxTokens: 100 };
-  const hs = [loop.submit(long), loop.submit(long), loop.submit(long)];  // third one waits (maxNumSeqs 2)
-  const pending = hs.map(collect);
-  await new Promise((res) => setTimeout(res, 5));  // first two mid-prefill
-  for (const h of hs) t.ok(loop.abort(h.requestId));
+  // different prompts: none comes from another's prefix cache
+  const long = (k: number) => ({ promptTokenIds: [1, ...Array.from({ length: 200 }, (_, i) => 3 + ((i + 97 * k) % 500))], maxTokens: 100 });
+  const hs: RequestHandle[] = [];
+  const states: string[] = [];
+  // aborted between two steps, once the second is mid-prefill: the first decodes, the third waits (maxNumSeqs 2)
+  const onStep = () => {
+    const [a, b] = hs.map((h) => h.sequence);
+    if (states.length > 0 || b.status !== 'running' || b.numComputedTokens >= b.numPromptTokens) return;
+    states.push(...hs.map((h) => `${h.sequence.status}${h.sequence.numOutputTokens > 0 ? ' decoding' : ''}`));
+    t.ok(a.numOutputTokens > 0, 'the first is decoding');
+    for (const h of hs) t.ok(loop.abort(h.requestId));
+  };
+  const loop = new EngineLoop([worker], { scheduler: { maxModelLen: 512, maxNumSeqs: 2, maxNumBatchedTokens: 32 }, eosTokenIds: EOS, onStep });
+  hs.push(loop.submit(long(0)), loop.submit(long(1)), loop.submit(long(2)));
+  const pending = hs.map((h) => collect(h));
   const results = await Promise.all(pending);
+  t.same(states, ['running decoding', 'running', 'waiting'], 'aborted while decoding, mid-prefill and waiting');
   for (const r of results) t.equal(r.reason, 'abort');
-  await new Promise((res) => setTimeout(res, 20));
   t.equal(loop.stats()[0].numUsedBlocks, 0);
   t.notOk(loop.abort(hs[0].requestId), 'a second abort is a no-op');
   await loop.close();
@@ -163,7 +196,7 @@ t.test('n samples of one prompt: prefilled once, the others fork; the same token
   const separate = [];
   for (const seed of [5, 6, 7, 8]) separate.push((await collect(loop.submit(init(seed)))).ids);
   used.length = 0;
-  const grouped = await Promise.all(loop.submitN([5, 6, 7, 8].map(init)).map(collect));
+  const grouped = await Promise.all(loop.submitN([5, 6, 7, 8].map(init)).map((h) => collect(h)));
   t.same(grouped.map((r) => r.ids), separate, 'each sample as if alone (counter-based sampling, seeds s..s+3)');
   t.ok(new Set(grouped.map((r) => r.ids.join())).size > 1, 'the samples differ');
   const one = Math.ceil((prompt.length + 12) / 16);
@@ -178,7 +211,7 @@ t.test('n samples: a sibling aborted before the fork ends at once; the first end
   const hs = loop.submitN([1, 2, 3].map((seed) => ({ promptTokenIds: [1, 403, 407], maxTokens: 6, ignoreEos: true, sampling: { temperature: 1, seed } })));
   t.ok(loop.abort(hs[2].requestId), 'a sibling not yet forked can be aborted');
   loop.abort(hs[0].requestId);   // the first, aborted before its first token: the second runs on its own
-  const [a, b, c] = await Promise.all(hs.map(collect));
+  const [a, b, c] = await Promise.all(hs.map((h) => collect(h)));
   t.equal(a.reason, 'abort');
   t.equal(c.reason, 'abort');
   t.equal(b.reason, 'length');
