@@ -65,7 +65,7 @@ export interface GenDelta {
 export interface GenResult {
   text: string;
   tokenIds: number[];
-  logprobs: TokenLogprob[];
+  logprobs: TokenLogprob[];     // empty when hooks.onDelta took them one by one (a stream keeps none)
   finishReason: 'stop' | 'length' | 'abort';
   numPromptTokens: number;
   numOutputTokens: number;
@@ -278,7 +278,8 @@ export class GenerationService {
         tokenIds.push(ev.tokenId);
         const lp: TokenLogprob | undefined = ev.logprob === undefined ? undefined
           : { id: ev.tokenId, logprob: ev.logprob, ...(ev.topLogprobs ? { top: ev.topLogprobs } : {}) };
-        if (lp) logprobs.push(lp);
+        // a streamed request has had each one already: kept, n × max_tokens × top-k entries would be its largest memory
+        if (lp && !hooks.onDelta) logprobs.push(lp);
         full += await detok.push(ev.tokenId);
         if (ev.finishReason) full += await detok.flush();
         const text = advance(!!ev.finishReason);

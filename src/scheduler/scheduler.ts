@@ -135,6 +135,16 @@ export class Scheduler {
     this.#byId.set(seq.requestId, seq);
   }
 
+  // Backpressure: a held sequence keeps its state and place but is not computed (and is the first
+  // preempted when blocks run short) until release(). Beams are never held: a search steps whole.
+  hold(seq: Sequence): void {
+    if (!seq.isBeam && !seq.isFinished) seq.isHeld = true;
+  }
+
+  release(seq: Sequence): void {
+    seq.isHeld = false;
+  }
+
   abort(requestId: string, now?: number): boolean {
     return this.finish(requestId, 'abort', now);
   }
@@ -159,7 +169,7 @@ export class Scheduler {
     // 1. Running sequences: a decode token each, then their next prefill chunks.
     for (const seq of orderRunning(this.#running)) {
       if (budget === 0) break;
-      if (seq.status !== 'running') continue;  // preempted for an earlier one in this loop
+      if (seq.status !== 'running' || seq.isHeld) continue;  // preempted for an earlier one in this loop, or held
       const numNewTokens = Math.min(seq.numTokens - seq.numComputedTokens, budget);
       if (numNewTokens === 0) continue;  // a beam waiting for the rest of its group's step
       while (!this.blockManager.appendSlots(seq, numNewTokens)) {
@@ -182,8 +192,9 @@ export class Scheduler {
     //    take the blocks just freed). The head waits for room rather than being overtaken.
     //    A preempted beam search comes back whole or not at all: beams that ran without their
     //    siblings would hold blocks while waiting for them.
-    while (preempted.length === 0 && budget > 0 && this.#waiting.length > 0 && this.#running.length < this.options.maxNumSeqs) {
-      const head = this.#waiting[0];
+    while (preempted.length === 0 && budget > 0 && this.#running.length < this.options.maxNumSeqs) {
+      const head = this.#waiting.find((w) => !w.isHeld);   // a held one would only sit in the batch
+      if (head === undefined) break;
       const members = head.isBeam ? this.#waiting.filter((w) => w.beamGroup === head.beamGroup) : [head];
       if (this.#running.length + members.length > this.options.maxNumSeqs) break;
       const admitted: [Sequence, number][] = [];

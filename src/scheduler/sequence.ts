@@ -45,6 +45,7 @@ export class Sequence {
   readonly returnLogits: boolean;
 
   status: SeqStatus = 'waiting';
+  isHeld = false;                      // its consumer lags: not computed until it catches up (Scheduler.hold)
   finishReason: FinishReason | null = null;
   arrivalOrder = -1;                   // set by Scheduler.add; ties between equal priorities
 

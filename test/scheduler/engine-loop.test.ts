@@ -2,7 +2,7 @@
 // the tokens each gives alone, also under preemption; prefix-cache hits; worker death.
 import t from 'tap';
 
-import { EngineLoop, type InstanceFailure, type RequestHandle, type StepTiming } from '../../src/scheduler/engine.js';
+import { EngineLoop, MAX_QUEUED_EVENTS, type InstanceFailure, type RequestHandle, type StepTiming } from '../../src/scheduler/engine.js';
 import { runOffline } from '../../src/offline.js';
 import { EngineInstance } from '../../src/workers/engine-instance.js';
 import { EngineWorker } from '../../src/workers/pool.js';
@@ -158,6 +158,31 @@ t.test('a worker killed mid-step fails its sequences with a typed error; the oth
   await loop.close();
   await w0.close();
   await w1.close();
+});
+
+t.test('backpressure: a consumer that stops reading holds its sequence; reading again resumes it, same tokens', async (t) => {
+  const worker = await EngineWorker.start(0, opts(64));
+  const { onStep, steps } = stepCounter();
+  let heldAt = -1;
+  let h: RequestHandle | null = null;
+  let isHeld!: () => void;
+  const held = new Promise<void>((resolve) => { isHeld = resolve; });
+  const loop = new EngineLoop([worker], {
+    scheduler: { maxModelLen: 512 }, eosTokenIds: EOS,
+    onStep: (st) => { onStep(st); if (heldAt < 0 && h?.sequence.isHeld) { heldAt = steps.length; isHeld(); } },
+  });
+  t.teardown(async () => { await loop.close(); await worker.close(); });
+  const req = { promptTokenIds: [1, 403, 407], maxTokens: 200, ignoreEos: true };
+  const expected = (await collect(loop.submit(req))).ids;
+  h = loop.submit(req);   // nobody reads its events yet
+  await held;
+  t.equal(h!.sequence.numOutputTokens, MAX_QUEUED_EVENTS, `held once ${MAX_QUEUED_EVENTS} events wait unread`);
+  const other = await collect(loop.submit({ ...req, maxTokens: 20 }));
+  t.same(other.ids, expected.slice(0, 20), 'others run meanwhile');
+  t.equal(h!.sequence.numOutputTokens, MAX_QUEUED_EVENTS, 'and the held one did not move');
+  const r = await collect(h!);
+  t.same(r.ids, expected, 'read again: it resumes and ends as if never held');
+  t.equal(loop.stats()[0].numUsedBlocks, 0);
 });
 
 t.test('abort in every state frees the blocks and ends the stream', async (t) => {

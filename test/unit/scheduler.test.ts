@@ -204,11 +204,50 @@ t.test('the preemption victim is the most recently admitted; it goes back to the
   t.equal(sched.numRunning + sched.numWaiting, 0);
 });
 
-t.test('pickVictim: worst priority, then most recently admitted', async (t) => {
-  const s = (id: string, priority: number) => makeSeq(id, [1], { priority });
+t.test('pickVictim: a held sequence, then worst priority, then most recently admitted', async (t) => {
+  const s = (id: string, priority: number, isHeld = false) => Object.assign(makeSeq(id, [1], { priority }), { isHeld });
   t.equal(pickVictim([s('a', 0), s('b', 1), s('c', 0)])?.requestId, 'b');
   t.equal(pickVictim([s('a', 0), s('b', 0), s('c', 0)])?.requestId, 'c');
+  t.equal(pickVictim([s('a', 0, true), s('b', 1), s('c', 0)])?.requestId, 'a', 'held first: it makes no progress anyway');
   t.equal(pickVictim([]), undefined);
+});
+
+t.test('hold: a held sequence keeps its place but is not computed; release lets it run on', async (t) => {
+  const { sched, worker } = setup({ maxNumBatchedTokens: 64, maxNumSeqs: 2, blockSize: 4, numBlocks: 32 });
+  for (const id of ['a', 'b', 'c']) sched.add(makeSeq(id, range(1, 6), { maxTokens: 6, ignoreEos: true }));
+  const step = (now: number) => {
+    const out = sched.schedule(now);
+    sched.postprocess(out, worker.step(out), now);
+    return out.scheduled.map((s) => s.seq.requestId);
+  };
+  t.same(step(0), ['a', 'b']);
+  const [a, b] = sched.running;
+  sched.hold(a);
+  t.same(step(1), ['b'], 'a is held: only b steps');
+  t.equal(a.status, 'running', 'a keeps its slot and its blocks');
+  t.ok(a.blockTable.length > 0);
+  sched.hold(b);
+  t.same(step(2), [], 'both held: nothing runs, c waits for a free slot');
+  t.notOk(sched.isIdle);
+  sched.release(a);
+  sched.release(b);
+  t.same(step(3), ['a', 'b'], 'released: they run on');
+  runUntilIdle(sched, worker);
+  assertAllFree(t, sched);
+  const beam = makeSeq('beam', [1, 2], { isBeam: true });
+  sched.hold(beam);
+  t.notOk(beam.isHeld, 'a beam is never held: its search steps whole');
+});
+
+t.test('hold: a held sequence waiting (preempted) is not readmitted; the next one is', async (t) => {
+  const sched = new Scheduler({ maxNumBatchedTokens: 64, maxNumSeqs: 4, blockSize: 4, numBlocks: 32 });
+  const [x, y] = [makeSeq('x', range(1, 6), { maxTokens: 4 }), makeSeq('y', range(1, 6), { maxTokens: 4 })];
+  sched.add(x);
+  sched.add(y);
+  sched.hold(x);   // a waiting sequence held (as one preempted while held would be)
+  const out = sched.schedule(0);
+  t.same(out.scheduled.map((s) => s.seq.requestId), ['y'], 'y overtakes the held head');
+  t.same(sched.waiting.map((s) => s.requestId), ['x']);
 });
 
 t.test('orderRunning: decodes first, then prefill chunks, each in admission order', async (t) => {
