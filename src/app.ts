@@ -19,6 +19,7 @@ import { rerankRoutes } from './routes/rerank.js';
 import { chatRoutes } from './routes/chat.js';
 import { generateRoutes } from './routes/generate.js';
 import { healthRoutes } from './routes/health.js';
+import { MemoryRelief } from './memory-relief.js';
 import { InFlight } from './routes/in-flight.js';
 import { openaiRoutes } from './routes/openai.js';
 import { ajvOptions } from './routes/schemas.js';
@@ -30,12 +31,13 @@ export class AppState {
   reranker: Reranker | null = null;   // a reranker model (--reranker-model), when one is loaded
   isShuttingDown = false;
   readonly inFlight: InFlight;   // responses not yet closed (shutdown waits on them; slow readers are cut off)
+  readonly relief = new MemoryRelief();   // collects once shed connections' buffers are garbage
 
   constructor(
     readonly metrics: Metrics,
     readonly limits: ClientLimits,
   ) {
-    this.inFlight = new InFlight(limits.writeTimeoutMs, (code) => metrics.countError(code));
+    this.inFlight = new InFlight(limits.writeTimeoutMs, (code) => metrics.countError(code), () => this.relief.shed());
   }
 
   attach(service: GenerationService): void {
@@ -99,6 +101,7 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
     const origins = s.cors.split(',').map((o) => o.trim());
     await app.register(cors, { origin: origins.includes('*') ? true : origins });
   }
+  app.addHook('onClose', async () => app.weft.relief.close());
   app.addHook('onRequest', async (request, reply) => app.weft.inFlight.track(reply.raw, request.log));
   if (s.apiKeys.length > 0) app.addHook('onRequest', bearerAuth(keyMatcher(s.apiKeys)));
 

@@ -53,6 +53,7 @@ export function onClientError(this: FastifyInstance, err: NodeJS.ErrnoException,
   const e = clientErrorOf(err, !!pending, this.weft.limits);
   this.weft.metrics.countError(e.code);
   this.log.debug({ code: e.code, cause: err.code, remote: socket.remoteAddress }, e.message);
+  if (e.code === 'WEFT_ERR_HTTP_REQUEST_TIMEOUT') this.weft.relief.shed();   // its buffered body is garbage now
   if (socket.writable && !pending?.headersSent) {
     const body = JSON.stringify(errorBody(e));
     socket.write(

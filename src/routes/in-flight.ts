@@ -14,6 +14,7 @@ export class InFlight {
   constructor(
     readonly writeTimeoutMs: number,
     readonly countError: (code: string) => void,
+    readonly onCutOff: () => void = () => undefined,   // memory to give back (MemoryRelief)
   ) {}
 
   get size(): number {
@@ -46,6 +47,7 @@ export class InFlight {
     this.countError(e.code);
     log.warn({ code: e.code, remote: res.socket?.remoteAddress, unsentBytes: res.writableLength }, e.message);
     res.destroy();
+    this.onCutOff();
   }
 
   // Resolves true once no response is in flight, or false after maxMs.
