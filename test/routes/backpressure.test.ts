@@ -7,7 +7,7 @@ import t from 'tap';
 import { buildApp } from '../../src/app.js';
 import { Metrics } from '../../src/metrics.js';
 import { metricValue, startTestApp, testConfig, type TestServer } from './helpers.js';
-import { postHead, rawConnect } from './raw-socket.js';
+import { postHead, rawConnect } from '../../bench/raw-socket.js';
 
 // A log that tests can wait on: resolves the first line matching `re`.
 function logSink() {

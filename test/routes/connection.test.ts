@@ -5,7 +5,7 @@
 import t from 'tap';
 
 import { metricValue, sseData, startTestApp } from './helpers.js';
-import { parseResponse, postHead, rawConnect, type RawConnection } from './raw-socket.js';
+import { parseResponse, postHead, rawConnect, writeThenRead, type RawConnection } from '../../bench/raw-socket.js';
 
 const HEADERS_MS = 400;
 const BODY_MS = 800;
@@ -119,20 +119,7 @@ t.test("the Swagger UI's static files refuse odd paths with a 403 in the error s
 });
 
 t.test('a body over the limit: the 413 and its code reach a client that writes all of it before reading', async (t) => {
-  const send = async (size: number, chunked: boolean) => {
-    const c = await rawConnect(port);
-    c.socket.pause();   // reads nothing until its whole body is written
-    c.socket.write(postHead('/generate', chunked ? 'Transfer-Encoding: chunked' : `Content-Length: ${size}`));
-    const piece = Buffer.alloc(256 * 1024, 0x20);
-    for (let sent = 0; sent < size && c.socket.writable; sent += piece.length) {
-      const ok = c.socket.write(chunked ? Buffer.concat([Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from('\r\n')]) : piece);
-      if (!ok) await new Promise((r) => { c.socket.once('drain', r); c.socket.once('close', r); });
-    }
-    if (chunked && c.socket.writable) c.socket.write('0\r\n\r\n');
-    c.socket.resume();
-    return c.closed;
-  };
-  const results = await Promise.all(Array.from({ length: 8 }, (_, i) => send((5 + i) << 20, i % 4 === 3)));
+  const results = await Promise.all(Array.from({ length: 8 }, (_, i) => writeThenRead(port, '/generate', (5 + i) << 20, i % 4 === 3)));
   results.forEach(({ text, error }, i) => {
     t.equal(text ? parseResponse(text).status : error, 413, `${5 + i} MiB${i % 4 === 3 ? ' (chunked)' : ''}: the 413 arrived`);
     if (text) t.equal(errorOf(text).code, 'WEFT_ERR_HTTP_BODY_TOO_LARGE');

@@ -1,5 +1,6 @@
-// Raw TCP clients for what HTTP clients hide: the bytes a server writes, and whether and when it
-// closes the connection (a stalled body, a client that never reads, a reset mid-upload).
+// Raw TCP clients for what HTTP clients hide (the hostile-client benchmark and the connection tests):
+// the bytes a server writes, and whether and when it closes the connection (a stalled body, a client
+// that never reads, a reset mid-upload).
 import { connect, type Socket } from 'node:net';
 
 export interface RawConnection {
@@ -48,8 +49,10 @@ export interface RawResponse {
   body: string;
 }
 
-// The first response in `text` (its body up to the end of the text; chunked bodies are de-chunked).
+// The first final response in `text` (a 100 Continue before it skipped; its body up to the end of
+// the text; chunked bodies are de-chunked).
 export function parseResponse(text: string): RawResponse {
+  while (text.startsWith('HTTP/1.1 100 ')) text = text.slice(text.indexOf('\r\n\r\n') + 4);
   const end = text.indexOf('\r\n\r\n');
   if (end < 0) throw new Error(`no complete response head in ${JSON.stringify(text.slice(0, 200))}`);
   const [statusLine, ...lines] = text.slice(0, end).split('\r\n');
@@ -72,4 +75,31 @@ export function parseResponse(text: string): RawResponse {
 // A POST head for `path` with a JSON content type and the given extra header lines.
 export function postHead(path: string, ...extra: string[]): string {
   return [`POST ${path} HTTP/1.1`, 'Host: localhost', 'Content-Type: application/json', ...extra].join('\r\n') + '\r\n\r\n';
+}
+
+function drainedOrClosed(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => { socket.off('drain', done); socket.off('close', done); resolve(); };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
+}
+
+// A client that writes a whole body of `size` bytes (declared, or chunked) before it reads a byte of
+// the answer, as many HTTP clients do: what the server answered, or how the connection failed.
+export async function writeThenRead(port: number, path: string, size: number, isChunked: boolean): Promise<{ text: string; error?: string }> {
+  const c = await rawConnect(port);
+  c.socket.pause();
+  c.socket.write(postHead(path, isChunked ? 'Transfer-Encoding: chunked' : `Content-Length: ${size}`));
+  const piece = new Uint8Array(256 * 1024).fill(0x20);
+  for (let sent = 0; sent < size && c.socket.writable; sent += piece.length) {
+    const part = piece.subarray(0, Math.min(piece.length, size - sent));
+    if (isChunked) c.socket.write(`${part.length.toString(16)}\r\n`);
+    const ok = c.socket.write(part);
+    if (isChunked) c.socket.write('\r\n');
+    if (!ok) await drainedOrClosed(c.socket);
+  }
+  if (isChunked && c.socket.writable) c.socket.write('0\r\n\r\n');
+  c.socket.resume();
+  return c.closed;
 }
