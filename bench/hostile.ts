@@ -123,7 +123,8 @@ async function slow(server: ServerProcess, a: Args): Promise<void> {
     console.log(`  ${kind}: ${o.length} connections; ${formatMap(count(o.map((x) => `${x.status} ${x.code}`)))}; ` +
       `closed after ${stats(o.map((x) => 100 * x.over))} % of the ${kind === 'stalled body' ? bodyMs : headersMs} ms timeout`);
   }
-  console.log(`  normal requests (4 tokens) in the first second, bodies still arriving: ${uploadLatencies.length}, latency ms ${stats(uploadLatencies)}`);
+  console.log(`  normal requests (4 tokens) in the first second, bodies still arriving: ${uploadLatencies.length}, ` +
+    `latency ms ${stats(uploadLatencies)}`);
   console.log(`  normal requests after it, until the last slow connection closed: ${latencies.length}, latency ms ${stats(latencies)}`);
   console.log(`  RSS: before ${base.toFixed(1)} MiB, peak ${peak.toFixed(1)} MiB, after ${after.toFixed(1)} MiB`);
 }
@@ -186,7 +187,8 @@ async function shutdown(server: ServerProcess, a: Args): Promise<void> {
     return last.includes('"error"') ? `error ${JSON.parse(last).error.code} + [DONE]` : 'finished + [DONE]';
   }));
   await stopped;
-  console.log(`  ${k} streams (${formatMap(statuses)}) when SIGTERM came, shutdown timeout 1000 ms; exited after ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+  const exitS = ((performance.now() - t0) / 1000).toFixed(2);
+  console.log(`  ${k} streams (${formatMap(statuses)}) when SIGTERM came, shutdown timeout 1000 ms; exited after ${exitS} s`);
   console.log(`  how they ended: ${formatMap(count(ends))}`);
 }
 
@@ -225,7 +227,8 @@ async function main(argv: string[]): Promise<void> {
     const sc = SCENARIOS[name];
     if (!sc) throw new Error(`no scenario ${name}: ${Object.keys(SCENARIOS).join(', ')}`);
     const flags = `${sc.flags(a)} ${a['server-args']}`.trim();
-    console.log(`${name}: weft ${flags} (load average ${loadavg()[0].toFixed(1)} on ${cpus().length} CPUs${process.env.GLIBC_TUNABLES ? `, GLIBC_TUNABLES=${process.env.GLIBC_TUNABLES}` : ''})`);
+    const tunables = process.env.GLIBC_TUNABLES ? `, GLIBC_TUNABLES=${process.env.GLIBC_TUNABLES}` : '';
+    console.log(`${name}: weft ${flags} (load average ${loadavg()[0].toFixed(1)} on ${cpus().length} CPUs${tunables})`);
     const server = await startWeft(a.model, flags);
     try {
       await warm(server.baseUrl);

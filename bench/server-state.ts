@@ -19,7 +19,8 @@ export const DEFAULT_MODEL = join(repoRoot(), '..', 'shared', 'models', 'stories
 
 export async function serverState(baseUrl: string): Promise<ServerState> {
   const text = await (await fetch(`${baseUrl}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
-  const v = parsePrometheus(text, ['weft_num_requests_running', 'weft_num_requests_waiting', 'weft_kv_cache_usage_perc', 'weft_process_resident_memory_bytes']);
+  const names = ['weft_num_requests_running', 'weft_num_requests_waiting', 'weft_kv_cache_usage_perc', 'weft_process_resident_memory_bytes'];
+  const v = parsePrometheus(text, names);
   const errors: Record<string, number> = {};
   for (const m of text.matchAll(/^weft_errors_total\{code="([^"]+)"\} (\S+)$/gm)) errors[m[1]] = Number(m[2]);
   return {

@@ -142,7 +142,10 @@ export class GenerationService {
   checkNumSequences(numSequences: number, what: string): void {
     const max = this.options.maxSeqsPerRequest ?? Infinity;
     if (numSequences > max)
-      throw new WeftError('WEFT_ERR_REQ_TOO_MANY_SEQUENCES', `${what} = ${numSequences} sequences; one request may start at most ${max} (--max-seqs-per-request)`);
+      throw new WeftError(
+        'WEFT_ERR_REQ_TOO_MANY_SEQUENCES',
+        `${what} = ${numSequences} sequences; one request may start at most ${max} (--max-seqs-per-request)`,
+      );
   }
 
   #checkPrompt(req: GenRequest): void {
@@ -187,7 +190,8 @@ export class GenerationService {
     };
     this.#active.set(handle, fail);
     const ms = this.options.requestTimeoutMs;
-    const timer = ms > 0 ? setTimeout(() => fail((n) => new WeftError('WEFT_ERR_REQ_TIMEOUT', `the request ran past its ${ms} ms limit after ${n} tokens`)), ms) : null;
+    const timedOut = (n: number) => new WeftError('WEFT_ERR_REQ_TIMEOUT', `the request ran past its ${ms} ms limit after ${n} tokens`);
+    const timer = ms > 0 ? setTimeout(() => fail(timedOut), ms) : null;
     try {
       const res = await this.#consume(handle, req, hooks, choose);
       if (failure && res.finishReason === 'abort') throw (failure as Failure)(res.numOutputTokens);

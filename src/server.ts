@@ -129,7 +129,8 @@ export async function shutdown(app: FastifyInstance, engine: Engine | null, time
   const drained = engine ? await engine.service.drain(timeoutMs) : true;
   if (!drained && engine) {
     app.log.warn(`shutdown: ${engine.service.numActive} request(s) still running after ${timeoutMs} ms are aborted (WEFT_ERR_HTTP_SHUTDOWN_ABORTED)`);
-    engine.service.abortAll(new WeftError('WEFT_ERR_HTTP_SHUTDOWN_ABORTED', `the server shut down before this request finished (shutdown timeout ${timeoutMs} ms)`));
+    const why = `the server shut down before this request finished (shutdown timeout ${timeoutMs} ms)`;
+    engine.service.abortAll(new WeftError('WEFT_ERR_HTTP_SHUTDOWN_ABORTED', why));
     if (!(await app.weft.inFlight.settled(FINAL_EVENT_GRACE_MS)))
       app.log.warn(`shutdown: ${app.weft.inFlight.size} response(s) not written after ${FINAL_EVENT_GRACE_MS} ms are cut off`);
     app.server.closeAllConnections();

@@ -25,9 +25,15 @@ const errorOf = (text: string) => JSON.parse(parseResponse(text).body).error as 
 t.test('requests that arrive too slowly get a 408 with its code and lose the connection; others are served meanwhile', async (t) => {
   const kinds: { name: string; limit: number; what: RegExp; start(c: RawConnection): void }[] = [
     { name: 'idle (connected, nothing sent)', limit: HEADERS_MS, what: /headers/, start: () => undefined },
-    { name: 'slow headers', limit: HEADERS_MS, what: /headers/, start: (c) => { c.socket.write('POST /generate HTTP/1.1\r\nHost: x\r\n'); trickle(c, 'X-A: b\r\n'); } },
+    {
+      name: 'slow headers', limit: HEADERS_MS, what: /headers/,
+      start: (c) => { c.socket.write('POST /generate HTTP/1.1\r\nHost: x\r\n'); trickle(c, 'X-A: b\r\n'); },
+    },
     { name: 'stalled body', limit: BODY_MS, what: /body/, start: (c) => c.socket.write(postHead('/generate', 'Content-Length: 100') + '{"prompt":') },
-    { name: 'trickled body', limit: BODY_MS, what: /body/, start: (c) => { c.socket.write(postHead('/generate', 'Content-Length: 1000000')); trickle(c, ' '); } },
+    {
+      name: 'trickled body', limit: BODY_MS, what: /body/,
+      start: (c) => { c.socket.write(postHead('/generate', 'Content-Length: 1000000')); trickle(c, ' '); },
+    },
     {
       name: 'chunked body that never ends', limit: BODY_MS, what: /body/,
       start: (c) => { c.socket.write(postHead('/generate', 'Transfer-Encoding: chunked')); trickle(c, '1\r\n \r\n'); },

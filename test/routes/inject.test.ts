@@ -135,7 +135,8 @@ t.test('errors during admission keep their status on streaming routes; full queu
   const a = svc.start(req, { onDelta: () => started() });
   await running;
   const b = svc.start(req);
-  for (const [url, payload] of [['/stream', { prompt: 'Once' }], ['/generate', { prompt: 'Once' }], ['/v1/completions', { prompt: 'Once', stream: true }]] as const) {
+  const routes = [['/stream', { prompt: 'Once' }], ['/generate', { prompt: 'Once' }], ['/v1/completions', { prompt: 'Once', stream: true }]] as const;
+  for (const [url, payload] of routes) {
     const r = await tight.app.inject({ method: 'POST', url, payload });
     t.equal(r.statusCode, 429, `${url}: 429, not a stream that fails`);
     t.equal(r.json().error.code, 'WEFT_ERR_SCHED_QUEUE_FULL');
@@ -168,7 +169,8 @@ t.test('one request may start at most --max-seqs-per-request sequences (prompts 
   t.equal(at.json().choices.length, 256);
   const capped = await startTestApp({ maxSeqsPerRequest: 4 });
   t.teardown(() => capped.close());
-  const stream = await capped.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { messages: [{ role: 'user', content: 'x' }], n: 5, stream: true } });
+  const payload = { messages: [{ role: 'user', content: 'x' }], n: 5, stream: true };
+  const stream = await capped.app.inject({ method: 'POST', url: '/v1/chat/completions', payload });
   t.equal(stream.statusCode, 400, 'configurable; a streamed request is refused before its stream begins');
   t.equal(stream.json().error.code, 'WEFT_ERR_REQ_TOO_MANY_SEQUENCES');
   t.equal((await capped.app.inject({ method: 'POST', url: '/generate_batch', payload: { prompts: prompts(5), max_tokens: 1 } })).statusCode, 400);

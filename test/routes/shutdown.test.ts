@@ -44,6 +44,7 @@ t.test('streams running past the shutdown timeout end with a shutdown error even
       `${path}: its final event is the shutdown error`);
   }
   const p = await plain;
-  t.match({ status: p.status, body: await p.json() }, { status: 503, body: { error: { code: /^WEFT_ERR_HTTP_SHUT/ } } }, 'a plain request: 503 with a code');
+  const answer = { status: p.status, body: await p.json() };
+  t.match(answer, { status: 503, body: { error: { code: /^WEFT_ERR_HTTP_SHUT/ } } }, 'a plain request: 503 with a code');
   await t.rejects(fetch(`${base}/health`), 'the server is closed');
 });

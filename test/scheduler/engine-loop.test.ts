@@ -56,7 +56,8 @@ function stepCounter() {
 async function runConcurrent(numKvBlocks: number, reqs: { promptIds: number[]; maxTokens: number }[], schedulerOpts = {}) {
   const worker = await EngineWorker.start(0, opts(numKvBlocks));
   const { steps, onStep, after } = stepCounter();
-  const loop = new EngineLoop([worker], { scheduler: { maxNumBatchedTokens: 64, maxNumSeqs: 64, maxModelLen: 512, ...schedulerOpts }, eosTokenIds: EOS, onStep });
+  const scheduler = { maxNumBatchedTokens: 64, maxNumSeqs: 64, maxModelLen: 512, ...schedulerOpts };
+  const loop = new EngineLoop([worker], { scheduler, eosTokenIds: EOS, onStep });
   const results = await Promise.all(reqs.map(async (r, i) => {
     await after(i % 16);  // staggered arrivals: request i joins after step i mod 16
     return collect(loop.submit({ promptTokenIds: r.promptIds, maxTokens: r.maxTokens }));
