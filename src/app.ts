@@ -6,11 +6,12 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 
-import { serverSlice, type Config } from './config.js';
+import { clientLimitsSlice, serverSlice, type ClientLimits, type Config } from './config.js';
 import { WeftError } from './errors.js';
 import type { GenerationService } from './generation.js';
 import { Metrics } from './metrics.js';
 import type { Reranker } from './rerank.js';
+import { connectionOptions, drainUnreadBody, onClientError } from './routes/connection.js';
 import { registerDocs } from './routes/docs.js';
 import { errorBody, toWeftError } from './routes/error-body.js';
 import { beamRoutes } from './routes/beam.js';
@@ -18,6 +19,8 @@ import { rerankRoutes } from './routes/rerank.js';
 import { chatRoutes } from './routes/chat.js';
 import { generateRoutes } from './routes/generate.js';
 import { healthRoutes } from './routes/health.js';
+import { MemoryRelief } from './memory-relief.js';
+import { InFlight } from './routes/in-flight.js';
 import { openaiRoutes } from './routes/openai.js';
 import { ajvOptions } from './routes/schemas.js';
 import { tokenizeRoutes } from './routes/tokenize.js';
@@ -35,8 +38,15 @@ export class AppState {
   reranker: Reranker | null = null;   // a reranker model (--reranker-model), when one is loaded
   isShuttingDown = false;
   loadProgress: LoadProgress | null = null;   // while the model downloads or loads: what /ready reports
+  readonly inFlight: InFlight;   // responses not yet closed (shutdown waits on them; slow readers are cut off)
+  readonly relief = new MemoryRelief();   // collects once shed connections' buffers are garbage
 
-  constructor(readonly metrics: Metrics) {}
+  constructor(
+    readonly metrics: Metrics,
+    readonly limits: ClientLimits,
+  ) {
+    this.inFlight = new InFlight(limits.writeTimeoutMs, (code) => metrics.countError(code), () => this.relief.shed());
+  }
 
   attach(service: GenerationService): void {
     this.#service = service;
@@ -69,6 +79,7 @@ export interface AppDeps {
   service?: GenerationService;   // attach now (else call app.weft.attach later)
   reranker?: Reranker;
   metrics?: Metrics;             // default: a fresh registry for this app
+  logStream?: { write(line: string): void };   // where the log goes (default stdout): tests read it
 }
 
 // '/' is the chat page and /docs the API reference: both ask for the key themselves (Swagger UI's Authorize)
@@ -77,15 +88,18 @@ const isPublic = (path: string) => PUBLIC_ROUTES.has(path) || path === '/docs' |
 
 export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Promise<FastifyInstance> {
   const s = serverSlice(config);
+  const limits = clientLimitsSlice(config);
+  const metrics = deps.metrics ?? deps.service?.metrics ?? new Metrics({ compat: config.metricsCompat });
   const app = Fastify({
-    logger: s.logLevel === 'silent' ? false : { level: s.logLevel },
+    logger: s.logLevel === 'silent' ? false : { level: s.logLevel, ...(deps.logStream ? { stream: deps.logStream } : {}) },
     bodyLimit: s.bodyLimit,
     ajv: { customOptions: { ...ajvOptions } },
     forceCloseConnections: 'idle',
     return503OnClosing: false,   // requests still arriving during shutdown get our 503 body (WEFT_ERR_HTTP_SHUTTING_DOWN)
+    ...connectionOptions(limits),
+    clientErrorHandler: onClientError,
   });
-  const metrics = deps.metrics ?? deps.service?.metrics ?? new Metrics({ compat: config.metricsCompat });
-  app.decorate('weft', new AppState(metrics));
+  app.decorate('weft', new AppState(metrics, limits));
   if (deps.service) app.weft.attach(deps.service);
   if (deps.reranker) app.weft.reranker = deps.reranker;
 
@@ -97,6 +111,8 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
     const origins = s.cors.split(',').map((o) => o.trim());
     await app.register(cors, { origin: origins.includes('*') ? true : origins });
   }
+  app.addHook('onClose', async () => app.weft.relief.close());
+  app.addHook('onRequest', async (request, reply) => app.weft.inFlight.track(reply.raw, request.log));
   if (s.apiKeys.length > 0) app.addHook('onRequest', bearerAuth(keyMatcher(s.apiKeys)));
 
   await registerDocs(app);
@@ -111,10 +127,12 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
   return app;
 }
 
-function sendError(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, e: WeftError): FastifyReply {
+async function sendError(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, e: WeftError): Promise<FastifyReply> {
   app.weft.metrics.countError(e.code);
   if (e.status >= 500 && e.status !== 503) request.log.error({ err: e }, e.message);
   if (e.code === 'WEFT_ERR_SCHED_QUEUE_FULL' || e.status === 503) reply.header('retry-after', '1');
+  // answered before its body was read (too large, no key): the client reads this only if it could send the body first
+  if (!(await drainUnreadBody(request.raw, app.weft.limits.lingerMaxBytes))) reply.header('connection', 'close');
   return reply.status(e.status).send(errorBody(e));
 }
 

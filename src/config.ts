@@ -69,6 +69,23 @@ const KEYS = {
     kind: ['auto', 'hermes', 'llama3_json', 'mistral'],
     help: 'how tool calls are read from the output on /v1/chat/completions; auto = from the chat template (else hermes)',
   },
+  // slow and hostile clients: how long a request may take to arrive, a response to be taken, what one request may start
+  headersTimeoutMs: {
+    kind: 'int', min: 1, max: 3_600_000,
+    help: 'request line and headers must arrive within this (from a request\'s first byte; a new connection\'s from connecting); else 408',
+  },
+  bodyTimeoutMs: { kind: 'int', min: 0, max: 3_600_000, help: 'a whole request (headers and body) must arrive within this; else 408; 0 = no limit' },
+  writeTimeoutMs: {
+    kind: 'int', min: 0, max: 3_600_000,
+    help: 'a client that leaves more than maxStreamLagBytes of a stream (or a finished response) untaken this long is cut off; 0 = never',
+  },
+  maxStreamLagBytes: { kind: 'int', min: 1, max: 1 << 30, help: 'bytes of a streamed response a client may leave unread before the stream waits for it' },
+  lingerMaxBytes: {
+    kind: 'int', min: 0, max: 1 << 30,
+    help: 'bytes of a refused body (413) read and discarded so the client sees the error before the connection closes',
+  },
+  maxSeqsPerRequest: { kind: 'int', min: 1, max: 1 << 16, help: 'sequences one request may start: prompts × n (beam search: × width); more → 400' },
+  exposeModelPath: { kind: 'bool', help: "/ready and /v1/models show the model's path on disk" },
   rerankerModel: { kind: 'string', help: 'a Qwen3-Reranker-style causal LM (HF directory or .gguf) for /v1/rerank and use_rerank; empty = none' },
   logLevel: { kind: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], help: 'pino log level' },
   metricsCompat: { kind: ['none', 'vllm'], help: "vllm = also export the load gauges under vLLM's names (vllm:num_requests_waiting, …)" },
@@ -100,6 +117,13 @@ export interface Config {
   requestTimeoutMs: number;
   shutdownTimeoutMs: number;
   servedModelName: readonly string[];
+  headersTimeoutMs: number;
+  bodyTimeoutMs: number;
+  writeTimeoutMs: number;
+  maxStreamLagBytes: number;
+  lingerMaxBytes: number;
+  maxSeqsPerRequest: number;
+  exposeModelPath: boolean;
   rerankerModel: string;
   toolCallParser: 'auto' | 'hermes' | 'llama3_json' | 'mistral';
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -134,6 +158,13 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   requestTimeoutMs: 600_000,   // ms
   shutdownTimeoutMs: 30_000,   // ms
   servedModelName: Object.freeze([]) as readonly string[],  // names; none = from the model path
+  headersTimeoutMs: 10_000,    // ms
+  bodyTimeoutMs: 60_000,       // ms
+  writeTimeoutMs: 30_000,      // ms
+  maxStreamLagBytes: 1_048_576,  // bytes per streamed response
+  lingerMaxBytes: 67_108_864,  // bytes per refused body
+  maxSeqsPerRequest: 256,      // sequences per request
+  exposeModelPath: false,
   rerankerModel: '',           // path; '' = no reranker model
   toolCallParser: 'auto',      // tool-call format; auto = from the chat template
   logLevel: 'info',
@@ -225,6 +256,8 @@ export function loadConfig({ argv = [], env = process.env, overrides = {} }: Loa
   if (c.maxNumBatchedTokens < c.maxNumSeqs) invalid('maxNumBatchedTokens', 'merged', `must be at least maxNumSeqs (${c.maxNumSeqs})`);
   if (c.backend === 'gpu' && c.dtype === 'f32') invalid('dtype', 'merged', 'f32 weights run on the CPU backend; a GPU takes f16, bf16 or int8 (or auto)');
   if (c.backend === 'cpu' && (c.dtype === 'f16' || c.dtype === 'bf16')) invalid('dtype', 'merged', `${c.dtype} weights run on the GPU backend; the CPU takes f32 or int8 (or auto)`);
+  if (c.bodyTimeoutMs > 0 && c.headersTimeoutMs > c.bodyTimeoutMs)
+    invalid('headersTimeoutMs', 'merged', `must not exceed bodyTimeoutMs (${c.bodyTimeoutMs}): the headers are part of the request`);
   if (c.backend === 'gpu' && c.kvDtype === 'f32') invalid('kvDtype', 'merged', 'the GPU caches keys and values in its activation type (f16 or bf16); use auto');
   return Object.freeze(c);
 }
@@ -278,6 +311,14 @@ export const serverSlice = (c: Readonly<Config>) => Object.freeze({
   requestTimeoutMs: c.requestTimeoutMs, shutdownTimeoutMs: c.shutdownTimeoutMs, logLevel: c.logLevel,
 });
 export type ServerConfig = ReturnType<typeof serverSlice>;
+
+// What the HTTP layer needs against slow and hostile clients.
+export const clientLimitsSlice = (c: Readonly<Config>) => Object.freeze({
+  headersTimeoutMs: c.headersTimeoutMs, bodyTimeoutMs: c.bodyTimeoutMs, writeTimeoutMs: c.writeTimeoutMs,
+  maxStreamLagBytes: c.maxStreamLagBytes, lingerMaxBytes: c.lingerMaxBytes, maxSeqsPerRequest: c.maxSeqsPerRequest,
+  exposeModelPath: c.exposeModelPath,
+});
+export type ClientLimits = ReturnType<typeof clientLimitsSlice>;
 
 export const engineSlice = (c: Readonly<Config>) => Object.freeze({
   model: c.model, ggufFile: c.ggufFile, backend: c.backend, dtype: c.dtype, numInstances: c.numInstances, numThreads: c.numThreads,

@@ -42,6 +42,13 @@ export const ERRORS = {
   WEFT_ERR_HTTP_NOT_READY: { status: 503, type: 'unavailable_error' },
   WEFT_ERR_HTTP_SHUTTING_DOWN: { status: 503, type: 'unavailable_error' },
   WEFT_ERR_HTTP_INTERNAL: { status: 500, type: 'internal_error' },
+  WEFT_ERR_HTTP_FORBIDDEN: { status: 403, type: 'permission_error' },
+  // the connection: Node's parser and timers, slow clients, shutdown
+  WEFT_ERR_HTTP_REQUEST_TIMEOUT: { status: 408, type: 'timeout_error' },
+  WEFT_ERR_HTTP_HEADERS_TOO_LARGE: { status: 431, type: 'invalid_request_error' },
+  WEFT_ERR_HTTP_BAD_REQUEST: { status: 400, type: 'invalid_request_error' },
+  WEFT_ERR_HTTP_WRITE_TIMEOUT: { status: 408, type: 'timeout_error' },   // logged and counted: the client is not reading
+  WEFT_ERR_HTTP_SHUTDOWN_ABORTED: { status: 503, type: 'unavailable_error' },
   // authentication (Bearer API keys)
   WEFT_ERR_AUTH_MISSING_KEY: { status: 401, type: 'authentication_error' },
   WEFT_ERR_AUTH_INVALID_KEY: { status: 401, type: 'authentication_error' },
@@ -62,6 +69,7 @@ export const ERRORS = {
   WEFT_ERR_REQ_CONFLICTING_CONSTRAINTS: { status: 400, type: 'invalid_request_error' },
   WEFT_ERR_REQ_BAD_TOOLS: { status: 400, type: 'invalid_request_error' },
   WEFT_ERR_REQ_BAD_TOOL_CHOICE: { status: 400, type: 'invalid_request_error' },
+  WEFT_ERR_REQ_TOO_MANY_SEQUENCES: { status: 400, type: 'invalid_request_error' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -71,7 +71,7 @@ export interface GenDelta {
 export interface GenResult {
   text: string;
   tokenIds: number[];
-  logprobs: TokenLogprob[];
+  logprobs: TokenLogprob[];     // empty when hooks.onDelta took them one by one (a stream keeps none)
   finishReason: 'stop' | 'length' | 'abort';
   numPromptTokens: number;
   numOutputTokens: number;
@@ -90,8 +90,11 @@ export interface Generation {
   abort(): void;
 }
 
+// Why a request was aborted on the server's side (timeout, shutdown): its result rejects with this.
+type Failure = (numOutputTokens: number) => WeftError;
+
 export class GenerationService {
-  readonly #active = new Set<RequestHandle>();
+  readonly #active = new Map<RequestHandle, (why: Failure) => void>();   // each request in flight → how to fail it
   readonly #idle = new EventTarget();   // 'idle' when the last request in flight ends
   readonly #tokenText = new Map<number, string>();
 
@@ -99,10 +102,10 @@ export class GenerationService {
     readonly loop: EngineLoop,
     readonly tokenizer: TextTokenizer,
     readonly model: Readonly<ModelInfo>,
-    readonly options: Readonly<{ maxPromptTokens: number; requestTimeoutMs: number }>,
+    readonly options: Readonly<{ maxPromptTokens: number; requestTimeoutMs: number; maxSeqsPerRequest?: number }>,
     readonly metrics?: Metrics,
   ) {
-    metrics?.setPreemptedSource(() => [...this.#active].filter((h) => h.sequence.numPreemptions > 0).length);
+    metrics?.setPreemptedSource(() => [...this.#active.keys()].filter((h) => h.sequence.numPreemptions > 0).length);
   }
 
   get eosTokenId(): number | null {
@@ -141,6 +144,17 @@ export class GenerationService {
     return s;
   }
 
+  // One request's sequences (prompts × n, or × the beam width) are capped: a small body must not
+  // fill the instance (64 prompts × n 16 would be 1,024 sequences).
+  checkNumSequences(numSequences: number, what: string): void {
+    const max = this.options.maxSeqsPerRequest ?? Infinity;
+    if (numSequences > max)
+      throw new WeftError(
+        'WEFT_ERR_REQ_TOO_MANY_SEQUENCES',
+        `${what} = ${numSequences} sequences; one request may start at most ${max} (--max-seqs-per-request)`,
+      );
+  }
+
   #checkPrompt(req: GenRequest): void {
     const n = req.promptIds.length;
     if (n === 0) throw new WeftError('WEFT_ERR_REQ_INVALID', 'the prompt has no tokens (and the model has no BOS token)');
@@ -173,7 +187,6 @@ export class GenerationService {
   }
 
   #track(handle: RequestHandle, req: GenRequest, hooks: RunHooks, choose?: BeamRequest['choose']): Generation {
-    this.#active.add(handle);
     const abort = () => { this.loop.abort(handle.requestId); };
     hooks.signal?.addEventListener('abort', abort, { once: true });
     if (hooks.signal?.aborted) abort();
@@ -181,13 +194,18 @@ export class GenerationService {
   }
 
   async #finishRun(handle: RequestHandle, req: GenRequest, hooks: RunHooks, choose?: BeamRequest['choose']): Promise<GenResult> {
-    let timedOut = false;
-    const timer = this.options.requestTimeoutMs > 0
-      ? setTimeout(() => { timedOut = true; this.loop.abort(handle.requestId); }, this.options.requestTimeoutMs) : null;
+    let failure: Failure | null = null;
+    const fail = (why: Failure) => {
+      failure ??= why;
+      this.loop.abort(handle.requestId);
+    };
+    this.#active.set(handle, fail);
+    const ms = this.options.requestTimeoutMs;
+    const timedOut = (n: number) => new WeftError('WEFT_ERR_REQ_TIMEOUT', `the request ran past its ${ms} ms limit after ${n} tokens`);
+    const timer = ms > 0 ? setTimeout(() => fail(timedOut), ms) : null;
     try {
       const res = await this.#consume(handle, req, hooks, choose);
-      if (timedOut && res.finishReason === 'abort')
-        throw new WeftError('WEFT_ERR_REQ_TIMEOUT', `the request ran past its ${this.options.requestTimeoutMs} ms limit after ${res.numOutputTokens} tokens`);
+      if (failure && res.finishReason === 'abort') throw (failure as Failure)(res.numOutputTokens);
       return res;
     } finally {
       if (timer) clearTimeout(timer);
@@ -277,7 +295,8 @@ export class GenerationService {
         tokenIds.push(ev.tokenId);
         const lp: TokenLogprob | undefined = ev.logprob === undefined ? undefined
           : { id: ev.tokenId, logprob: ev.logprob, ...(ev.topLogprobs ? { top: ev.topLogprobs } : {}) };
-        if (lp) logprobs.push(lp);
+        // a streamed request has had each one already: kept, n × max_tokens × top-k entries would be its largest memory
+        if (lp && !hooks.onDelta) logprobs.push(lp);
         full += await detok.push(ev.tokenId);
         if (ev.finishReason) full += await detok.flush();
         const text = advance(!!ev.finishReason);
@@ -332,7 +351,9 @@ export class GenerationService {
     return this.#active.size === 0;
   }
 
-  abortAll(): void {
-    for (const h of this.#active) this.loop.abort(h.requestId);
+  // Shutdown: every request in flight is aborted and its result rejects with `error` (streams end
+  // with it as their final event).
+  abortAll(error: WeftError): void {
+    for (const fail of this.#active.values()) fail(() => error);
   }
 }

@@ -11,7 +11,7 @@ import {
   resolveBackend, resolveDtype, resolveNumThreads, schedulerSlice, type Config,
 } from './config.js';
 import { DEMO_MODEL_NAME, ensureDemoModel } from './demo-model.js';
-import { isWeftError } from './errors.js';
+import { WeftError, isWeftError } from './errors.js';
 import { GenerationService } from './generation.js';
 import { parseHubId, resolveHubModel } from './hub.js';
 import { loadModelSpec } from './model/load.js';
@@ -105,7 +105,7 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
     id, aliases, path: modelPath, isDemo, backend, dtype, maxModelLen: sched.maxModelLen, vocabSize: spec.config.vocabSize,
     eosTokenIds: spec.config.eosTokenIds, numInstances: e.numInstances, chatTemplate: spec.chatTemplate,
     toolCallParser: config.toolCallParser,
-  }, generationSlice(config), metrics);
+  }, { ...generationSlice(config), maxSeqsPerRequest: config.maxSeqsPerRequest }, metrics);
   // a cache that cannot hold one full context is a configuration mistake, not an error: say so
   for (const w of workers) {
     const tokens = w.info.numKvBlocks * w.info.blockSize;
@@ -142,14 +142,23 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
   };
 }
 
-// Stops accepting, waits for in-flight requests up to shutdownTimeoutMs, then aborts the rest.
+// After the shutdown timeout, how long the aborted requests get to write their last event before
+// their connections are closed anyway (a client that does not read them).
+const FINAL_EVENT_GRACE_MS = 2000;
+
+// Stops accepting, waits for in-flight requests up to shutdownTimeoutMs, then aborts the rest: each
+// stream ends with an error event (WEFT_ERR_HTTP_SHUTDOWN_ABORTED) and [DONE], a plain request gets
+// a 503 with that code; then the connections close.
 export async function shutdown(app: FastifyInstance, engine: Engine | null, timeoutMs: number): Promise<void> {
   app.weft.isShuttingDown = true;
   const closing = app.close();
   const drained = engine ? await engine.service.drain(timeoutMs) : true;
-  if (!drained) {
-    app.log.warn('shutdown: in-flight requests past the timeout are aborted');
-    engine?.service.abortAll();
+  if (!drained && engine) {
+    app.log.warn(`shutdown: ${engine.service.numActive} request(s) still running after ${timeoutMs} ms are aborted (WEFT_ERR_HTTP_SHUTDOWN_ABORTED)`);
+    const why = `the server shut down before this request finished (shutdown timeout ${timeoutMs} ms)`;
+    engine.service.abortAll(new WeftError('WEFT_ERR_HTTP_SHUTDOWN_ABORTED', why));
+    if (!(await app.weft.inFlight.settled(FINAL_EVENT_GRACE_MS)))
+      app.log.warn(`shutdown: ${app.weft.inFlight.size} response(s) not written after ${FINAL_EVENT_GRACE_MS} ms are cut off`);
     app.server.closeAllConnections();
   }
   // keep-alive connections that went idle since close() began

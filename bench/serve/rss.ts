@@ -30,6 +30,11 @@ export function processTree(pid: number): number[] {
   return out;
 }
 
+// The tree's resident memory now (kB).
+export function treeRssKb(pid: number): number {
+  return processTree(pid).reduce((a, p) => a + statusKb(p, 'VmRSS'), 0);
+}
+
 export class RssSampler {
   private peakKb = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -37,9 +42,8 @@ export class RssSampler {
   constructor(private readonly pid: number, private readonly intervalMs = 250) {}
 
   sample(): void {
-    const tree = processTree(this.pid);
-    const sum = tree.reduce((a, p) => a + statusKb(p, 'VmRSS'), 0);
-    const hwm = Math.max(0, ...tree.map((p) => statusKb(p, 'VmHWM')));
+    const sum = treeRssKb(this.pid);
+    const hwm = Math.max(0, ...processTree(this.pid).map((p) => statusKb(p, 'VmHWM')));
     this.peakKb = Math.max(this.peakKb, sum, hwm);
   }
 

@@ -47,6 +47,7 @@ export async function streamGeneration(app: FastifyInstance, request: FastifyReq
 // Admits every request (n samples each, prefilled once) before any runs; one refused request
 // aborts those already admitted. Generation p·n + j is prompt p's j-th sample.
 export function startAll(svc: GenerationService, reqs: GenRequest[], hooks: (i: number) => RunHooks = () => ({}), n = 1): Generation[] {
+  svc.checkNumSequences(reqs.length * n, `${reqs.length} prompt(s) × n ${n}`);
   const gens: Generation[] = [];
   try {
     reqs.forEach((r, p) => gens.push(...svc.startN(r, n, (j) => hooks(p * n + j))));

@@ -20,7 +20,7 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
     }
     const m = svc.model;
     return {
-      status: 'ready', model: m.id, path: m.path, is_demo: m.isDemo, backend: m.backend, dtype: m.dtype,
+      status: 'ready', model: m.id, ...(app.weft.limits.exposeModelPath ? { path: m.path } : {}), is_demo: m.isDemo, backend: m.backend, dtype: m.dtype,
       num_instances: m.numInstances, max_model_len: m.maxModelLen, chat_template: m.chatTemplate ? 'model' : 'plain',
     };
   });

@@ -87,6 +87,7 @@ async function respondBeam(app: FastifyInstance, request: FastifyRequest, reply:
   const svc = app.weft.service;
   const n = body.n ?? 1;
   const beam = { beamWidth: n, lengthPenalty: body.length_penalty ?? 1, earlyStopping: body.early_stopping ?? false, numReturnSequences: n };
+  svc.checkNumSequences(reqs.length * n, `${reqs.length} prompt(s) × beam width ${n}`);
   const asChoices = async (req: GenRequest, r: GenResult): Promise<GenResult[]> => Promise.all(r.beam!.hypotheses.map(async (h) => ({
     text: await svc.hypothesisText(req.promptIds, h.tokens, req.stop), tokenIds: h.tokens, logprobs: [], finishReason: h.finishReason,
     numPromptTokens: req.promptIds.length, numOutputTokens: h.tokens.length, numCachedTokens: r.numCachedTokens,
@@ -262,10 +263,11 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
 
   app.get('/v1/models', { schema: { tags: ['openai'], summary: 'The served model, once per name it answers to' } }, async () => {
     const m = app.weft.service.model;
+    const root = app.weft.limits.exposeModelPath ? m.path : m.id;   // where the model lies on disk: only when asked
     return {
       object: 'list',
       data: [m.id, ...m.aliases].map((id) => ({
-        id, object: 'model', created: 0, owned_by: 'weft', root: m.path, max_model_len: m.maxModelLen,
+        id, object: 'model', created: 0, owned_by: 'weft', root, max_model_len: m.maxModelLen,
         backend: m.backend, dtype: m.dtype, is_demo: m.isDemo,
         ...(m.isDemo ? { notice: 'built-in demo model: seeded synthetic weights, output is noise; pass --model PATH to serve a real model' } : {}),
       })),

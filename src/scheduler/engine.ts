@@ -85,6 +85,11 @@ interface Instance {
 
 let nextRequestId = 0;
 
+// Backpressure: a sequence whose consumer has this many events not yet taken (a client that reads
+// slowly, or not at all) is held, not computed, until the consumer has taken them all. The engine
+// never runs further ahead of a consumer than this.
+export const MAX_QUEUED_EVENTS = 64;
+
 export class EngineLoop {
   readonly #instances: Instance[];
   readonly #opts: EngineLoopOptions;
@@ -300,7 +305,16 @@ export class EngineLoop {
         this.#opts.onFinish?.(ev.seq, ev.finished);
       }
       stream.push(e, !!ev.finished);
+      if (!ev.finished && stream.size >= MAX_QUEUED_EVENTS && !ev.seq.isHeld) this.#hold(inst, ev.seq, stream);
     }
+  }
+
+  #hold(inst: Instance, seq: Sequence, stream: TokenStream<TokenEvent>): void {
+    inst.scheduler.hold(seq);
+    stream.onceEmpty(() => {
+      inst.scheduler.release(seq);
+      inst.wake?.();
+    });
   }
 
   // A beam sampled (candidates: its top log-probs), or failed. Once every beam of its search has

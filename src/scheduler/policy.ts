@@ -20,12 +20,14 @@ export function insertWaiting(queue: Sequence[], seq: Sequence): void {
   queue.splice(lo, 0, seq);
 }
 
-// Preemption victim: the running sequence with the worst priority, and among those the most
-// recently admitted (running is kept in admission order). With equal priorities this is
-// vLLM's choice, the tail of the running queue.
+// Preemption victim: a held sequence (its consumer lags; it makes no progress anyway) before any
+// other, then the worst priority, and among those the most recently admitted (running is kept in
+// admission order). With equal priorities and none held this is vLLM's choice, the tail of the
+// running queue.
 export function pickVictim(running: readonly Sequence[]): Sequence | undefined {
   let victim: Sequence | undefined;
-  for (const seq of running) if (victim === undefined || seq.priority >= victim.priority) victim = seq;
+  const isAsGood = (a: Sequence, b: Sequence) => (a.isHeld !== b.isHeld ? a.isHeld : a.priority >= b.priority);
+  for (const seq of running) if (victim === undefined || isAsGood(seq, victim)) victim = seq;
   return victim;
 }
 

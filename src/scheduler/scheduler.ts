@@ -99,6 +99,13 @@ export class Scheduler {
     return this.#running.length;
   }
 
+  // Waiting sequences beyond the free running slots: what maxNumWaiting caps. Arrivals join the
+  // running batch only between steps; counting those the free slots will take at the next step
+  // would refuse requests while the batch has room.
+  get numQueued(): number {
+    return Math.max(0, this.#waiting.length - Math.max(0, this.options.maxNumSeqs - this.#running.length));
+  }
+
   // nothing queued, running, or left to report
   get isIdle(): boolean {
     return this.#byId.size === 0 && this.#finishedSinceLastStep.length === 0;
@@ -123,12 +130,22 @@ export class Scheduler {
   // the waiting queue is full; fills in maxTokens when the request left it out.
   add(seq: Sequence): void {
     this.#validateNew(seq);
-    if (this.#waiting.length >= this.options.maxNumWaiting) {
+    if (this.numQueued >= this.options.maxNumWaiting) {
       throw new WeftError('WEFT_ERR_SCHED_QUEUE_FULL', `server overloaded: ${this.#waiting.length} requests already waiting`);
     }
     seq.arrivalOrder = this.#numArrivals++;
     insertWaiting(this.#waiting, seq);
     this.#byId.set(seq.requestId, seq);
+  }
+
+  // Backpressure: a held sequence keeps its state and place but is not computed (and is the first
+  // preempted when blocks run short) until release(). Beams are never held: a search steps whole.
+  hold(seq: Sequence): void {
+    if (!seq.isBeam && !seq.isFinished) seq.isHeld = true;
+  }
+
+  release(seq: Sequence): void {
+    seq.isHeld = false;
   }
 
   abort(requestId: string, now?: number): boolean {
@@ -155,7 +172,7 @@ export class Scheduler {
     // 1. Running sequences: a decode token each, then their next prefill chunks.
     for (const seq of orderRunning(this.#running)) {
       if (budget === 0) break;
-      if (seq.status !== 'running') continue;  // preempted for an earlier one in this loop
+      if (seq.status !== 'running' || seq.isHeld) continue;  // preempted for an earlier one in this loop, or held
       const numNewTokens = Math.min(seq.numTokens - seq.numComputedTokens, budget);
       if (numNewTokens === 0) continue;  // a beam waiting for the rest of its group's step
       while (!this.blockManager.appendSlots(seq, numNewTokens)) {
@@ -178,8 +195,9 @@ export class Scheduler {
     //    take the blocks just freed). The head waits for room rather than being overtaken.
     //    A preempted beam search comes back whole or not at all: beams that ran without their
     //    siblings would hold blocks while waiting for them.
-    while (preempted.length === 0 && budget > 0 && this.#waiting.length > 0 && this.#running.length < this.options.maxNumSeqs) {
-      const head = this.#waiting[0];
+    while (preempted.length === 0 && budget > 0 && this.#running.length < this.options.maxNumSeqs) {
+      const head = this.#waiting.find((w) => !w.isHeld);   // a held one would only sit in the batch
+      if (head === undefined) break;
       const members = head.isBeam ? this.#waiting.filter((w) => w.beamGroup === head.beamGroup) : [head];
       if (this.#running.length + members.length > this.options.maxNumSeqs) break;
       const admitted: [Sequence, number][] = [];

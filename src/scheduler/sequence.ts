@@ -50,6 +50,7 @@ export class Sequence {
   readonly logitBias: LogitBias | null;
 
   status: SeqStatus = 'waiting';
+  isHeld = false;                      // its consumer lags: not computed until it catches up (Scheduler.hold)
   finishReason: FinishReason | null = null;
   arrivalOrder = -1;                   // set by Scheduler.add; ties between equal priorities
 

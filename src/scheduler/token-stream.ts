@@ -4,6 +4,17 @@ export class TokenStream<T> implements AsyncIterable<T> {
   #items: T[] = [];
   #waiter: ((r: IteratorResult<T>) => void) | null = null;
   #closed = false;
+  #onEmpty: (() => void) | null = null;
+
+  // events pushed and not yet taken: how far the consumer lags
+  get size(): number {
+    return this.#items.length;
+  }
+
+  // Calls fn once, when the consumer has taken every queued event.
+  onceEmpty(fn: () => void): void {
+    this.#onEmpty = fn;
+  }
 
   push(item: T, isLast = false): void {
     if (this.#closed) return;
@@ -22,7 +33,15 @@ export class TokenStream<T> implements AsyncIterable<T> {
   [Symbol.asyncIterator](): AsyncIterator<T> {
     return {
       next: () => {
-        if (this.#items.length > 0) return Promise.resolve({ value: this.#items.shift()!, done: false });
+        if (this.#items.length > 0) {
+          const value = this.#items.shift()!;
+          if (this.#items.length === 0 && this.#onEmpty) {
+            const fn = this.#onEmpty;
+            this.#onEmpty = null;
+            fn();
+          }
+          return Promise.resolve({ value, done: false });
+        }
         if (this.#closed) return Promise.resolve({ value: undefined, done: true });
         return new Promise((resolve) => { this.#waiter = resolve; });
       },

@@ -57,6 +57,9 @@ t.test('invalid values name the key', async (t) => {
     [{}, ['--max-num-seqs', '512', '--max-num-batched-tokens', '256'], /maxNumBatchedTokens/],
     [{}, ['--no-such-flag', '1'], /no-such-flag/],
     [{ WEFT_DTYPE: 'f8' }, [], /dtype/],
+    [{}, ['--headers-timeout-ms', '5000', '--body-timeout-ms', '1000'], /headersTimeoutMs.*must not exceed bodyTimeoutMs/],
+    [{}, ['--max-seqs-per-request', '0'], /maxSeqsPerRequest/],
+    [{}, ['--expose-model-path', 'perhaps'], /exposeModelPath.*true or false/],
   ];
   for (const [env, argv, msg] of bad) t.throws(() => loadConfig({ env, argv }), { code: 'WEFT_ERR_CONFIG_INVALID', message: msg }, JSON.stringify([env, argv]));
 });

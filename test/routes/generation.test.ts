@@ -13,8 +13,8 @@ import { MODEL_DIR } from '../fixtures/paths.js';
 const spec = await loadModelSpec(MODEL_DIR);
 const tok = new TextTokenizer(spec);
 
-// Emits the given ids one event at a time (the last with finishReason 'length').
-function scriptedLoop(ids: number[]) {
+// Emits the given ids one event at a time (the last with finishReason 'length'), with a log-prob each if asked.
+function scriptedLoop(ids: number[], withLogprobs = false) {
   const calls: string[] = [];
   let finished = false;
   const loop = {
@@ -23,7 +23,7 @@ function scriptedLoop(ids: number[]) {
         for (let i = 0; i < ids.length; i++) {
           await new Promise((r) => setImmediate(r));
           if (finished) return yield { tokenId: null, finishReason: 'stop' };
-          yield { tokenId: ids[i], ...(i === ids.length - 1 ? { finishReason: 'length' as const } : {}) };
+          yield { tokenId: ids[i], ...(withLogprobs ? { logprob: -0.5 } : {}), ...(i === ids.length - 1 ? { finishReason: 'length' as const } : {}) };
         }
       })();
       return { requestId: 'r1', instance: 0, sequence: { numPreemptions: 0, get isFinished() { return finished; } }, events };
@@ -36,8 +36,8 @@ function scriptedLoop(ids: number[]) {
   return { loop: loop as unknown as EngineLoop, calls };
 }
 
-const service = (ids: number[]) => {
-  const { loop, calls } = scriptedLoop(ids);
+const service = (ids: number[], withLogprobs = false) => {
+  const { loop, calls } = scriptedLoop(ids, withLogprobs);
   const svc = new GenerationService(loop, tok, {
     id: 'x', aliases: [], path: MODEL_DIR,
     isDemo: false, backend: 'cpu', dtype: 'f32', maxModelLen: 512, vocabSize: 512, eosTokenIds: [2], numInstances: 1, chatTemplate: null,
@@ -70,6 +70,16 @@ t.test('a stop string spanning tokens never leaks', async (t) => {
     t.equal(r.finishReason, at < 0 ? 'length' : 'stop');
     if (at >= 0 && at + stop.length < full.length) t.same(calls, ['stop'], `${stop}: the sequence is finished with reason stop`);
   }
+});
+
+t.test('a streamed request keeps no log-probs in its result (each went out with its delta)', async (t) => {
+  const ids = await tok.encode('Once upon a time', false);
+  const deltas: number[] = [];
+  const streamed = await service(ids, true).svc.run({ promptIds: [1] }, { onDelta: (d) => { deltas.push(d.logprob!.logprob); } });
+  t.same(deltas, ids.map(() => -0.5), 'each delta carries its log-prob');
+  t.same(streamed.logprobs, [], 'the result keeps none');
+  const plain = await service(ids, true).svc.run({ promptIds: [1] });
+  t.equal(plain.logprobs.length, ids.length, 'a plain request keeps them all for its answer');
 });
 
 t.test('an aborted request aborts its sequence', async (t) => {

@@ -126,14 +126,64 @@ t.test('/v1 streaming framing: chunks, include_usage, [DONE] unquoted', async (t
 
 t.test('errors during admission keep their status on streaming routes; full queue → 429 + Retry-After', async (t) => {
   const tight = await startTestApp({ maxNumSeqs: 1, maxNumWaiting: 1, maxNumBatchedTokens: 64 });
-  const reqs = await Promise.all(Array.from({ length: 6 }, () =>
-    tight.app.inject({ method: 'POST', url: '/stream', payload: { prompt: 'Once', max_tokens: 200, ignore_eos: true } })));
-  const refused = reqs.filter((r) => r.statusCode === 429);
-  t.ok(refused.length > 0, `${refused.length} of 6 refused`);
-  t.equal(refused[0].json().error.code, 'WEFT_ERR_SCHED_QUEUE_FULL');
-  t.equal(refused[0].headers['retry-after'], '1');
-  t.ok(reqs.some((r) => r.statusCode === 200), 'the admitted ones complete');
-  await tight.close();
+  t.teardown(() => tight.close());
+  const svc = tight.engine.service;
+  const req = { promptIds: await svc.encode('Once'), maxTokens: 400, ignoreEos: true };
+  // the one running slot taken (its first token came), one request waiting behind it: the queue is full
+  let started!: () => void;
+  const running = new Promise<void>((resolve) => { started = resolve; });
+  const a = svc.start(req, { onDelta: () => started() });
+  await running;
+  const b = svc.start(req);
+  const routes = [['/stream', { prompt: 'Once' }], ['/generate', { prompt: 'Once' }], ['/v1/completions', { prompt: 'Once', stream: true }]] as const;
+  for (const [url, payload] of routes) {
+    const r = await tight.app.inject({ method: 'POST', url, payload });
+    t.equal(r.statusCode, 429, `${url}: 429, not a stream that fails`);
+    t.equal(r.json().error.code, 'WEFT_ERR_SCHED_QUEUE_FULL');
+    t.equal(r.headers['retry-after'], '1');
+  }
+  a.abort();
+  b.abort();
+  t.same((await Promise.all([a.result, b.result])).map((r) => r.finishReason), ['abort', 'abort']);
+  t.equal((await tight.app.inject({ method: 'POST', url: '/stream', payload: { prompt: 'Once', max_tokens: 2 } })).statusCode, 200, 'room again');
+});
+
+t.test('a burst is admitted while the batch has free slots, whatever --max-num-waiting says', async (t) => {
+  const small = await startTestApp({ maxNumWaiting: 4 });   // 64 running slots (the test config)
+  t.teardown(() => small.close());
+  const res = await Promise.all(Array.from({ length: 60 }, (_, i) =>
+    small.app.inject({ method: 'POST', url: '/generate', payload: { prompt: `Once ${i}`, max_tokens: 4 } })));
+  t.same(res.map((r) => r.statusCode), Array(60).fill(200), 'no 429 while slots are free');
+});
+
+t.test('one request may start at most --max-seqs-per-request sequences (prompts × n, or × the beam width)', async (t) => {
+  const prompts = (k: number) => Array.from({ length: k }, (_, i) => `p${i}`);
+  const over = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: prompts(64), n: 16, max_tokens: 480 } });
+  t.equal(over.statusCode, 400, '64 prompts × n 16 = 1,024 sequences');
+  t.equal(over.json().error.code, 'WEFT_ERR_REQ_TOO_MANY_SEQUENCES');
+  t.match(over.json().error.message, /1024 sequences; one request may start at most 256/);
+  const beams = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: prompts(17), n: 16, use_beam_search: true } });
+  t.equal(beams.json().error?.code, 'WEFT_ERR_REQ_TOO_MANY_SEQUENCES', 'beam search: prompts × width');
+  const at = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: prompts(16), n: 16, max_tokens: 1 } });
+  t.equal(at.statusCode, 200, '16 × 16 = 256: at the limit');
+  t.equal(at.json().choices.length, 256);
+  const capped = await startTestApp({ maxSeqsPerRequest: 4 });
+  t.teardown(() => capped.close());
+  const payload = { messages: [{ role: 'user', content: 'x' }], n: 5, stream: true };
+  const stream = await capped.app.inject({ method: 'POST', url: '/v1/chat/completions', payload });
+  t.equal(stream.statusCode, 400, 'configurable; a streamed request is refused before its stream begins');
+  t.equal(stream.json().error.code, 'WEFT_ERR_REQ_TOO_MANY_SEQUENCES');
+  t.equal((await capped.app.inject({ method: 'POST', url: '/generate_batch', payload: { prompts: prompts(5), max_tokens: 1 } })).statusCode, 400);
+});
+
+t.test("/ready and /v1/models show the model's path only with --expose-model-path", async (t) => {
+  const hidden = JSON.stringify([(await app.inject({ url: '/ready' })).json(), (await app.inject({ url: '/v1/models' })).json()]);
+  t.notMatch(hidden, s.engine.service.model.path, 'not by default');
+  t.equal((await app.inject({ url: '/v1/models' })).json().data[0].root, MODEL_ID, 'root is the model id');
+  const open = await buildApp(testConfig({ exposeModelPath: true }), { service: s.engine.service, metrics: new Metrics({ defaultMetrics: false }) });
+  t.equal((await open.inject({ url: '/ready' })).json().path, s.engine.service.model.path);
+  t.equal((await open.inject({ url: '/v1/models' })).json().data[0].root, s.engine.service.model.path);
+  await open.close();
 });
 
 t.test('a request past its timeout ends with a clear error', async (t) => {

@@ -51,22 +51,23 @@ t.test('gauges (running, waiting, preempted, KV usage) and preemptions', async (
   // 12 blocks of 16 tokens for 6 sequences of up to ~150 tokens: they cannot all fit
   const s = await startTestApp({ kvCacheBlocks: 12, maxNumSeqs: 8, maxNumBatchedTokens: 64 });
   t.teardown(() => s.close());
+  // /metrics as it reads after each token: every step's state (the gauges are collected when the
+  // text is asked for, so each snapshot is taken at its token, whenever it finishes rendering)
+  const snapshots: Promise<string>[] = [];
+  const svc = s.engine.service;
+  const gens = await Promise.all(Array.from({ length: 6 }, async (_, i) => svc.start(
+    { promptIds: await svc.encode(`Once upon a time ${i}`), maxTokens: 140, ignoreEos: true },
+    { onDelta: () => { snapshots.push(s.app.weft.metrics.text()); } },
+  )));
+  const results = await Promise.all(gens.map((g) => g.result));
+  t.same(results.map((r) => r.finishReason), Array(6).fill('length'));
   const peak = { running: 0, waiting: 0, preempted: 0, kv: 0 };
-  let isDone = false;
-  const poll = (async () => {
-    while (!isDone) {
-      const m = await scrape(s.app);
-      peak.running = Math.max(peak.running, metricValue(m, 'weft_num_requests_running'));
-      peak.waiting = Math.max(peak.waiting, metricValue(m, 'weft_num_requests_waiting'));
-      peak.preempted = Math.max(peak.preempted, metricValue(m, 'weft_num_requests_preempted'));
-      peak.kv = Math.max(peak.kv, metricValue(m, 'weft_kv_cache_usage_perc'));
-      await new Promise((r) => setImmediate(r));
-    }
-  })();
-  const res = await Promise.all(Array.from({ length: 6 }, (_, i) => gen(s.app, { prompt: `Once upon a time ${i}`, max_tokens: 140, ignore_eos: true })));
-  isDone = true;
-  await poll;
-  t.same(res.map((r) => r.statusCode), Array(6).fill(200));
+  for (const m of await Promise.all(snapshots)) {
+    peak.running = Math.max(peak.running, metricValue(m, 'weft_num_requests_running'));
+    peak.waiting = Math.max(peak.waiting, metricValue(m, 'weft_num_requests_waiting'));
+    peak.preempted = Math.max(peak.preempted, metricValue(m, 'weft_num_requests_preempted'));
+    peak.kv = Math.max(peak.kv, metricValue(m, 'weft_kv_cache_usage_perc'));
+  }
   const m = await scrape(s.app);
   t.ok(metricValue(m, 'weft_num_preemptions_total') > 0, `preemptions counted (${metricValue(m, 'weft_num_preemptions_total')})`);
   t.ok(peak.running > 1, `running gauge peaked at ${peak.running}`);

@@ -2,7 +2,7 @@
 // the tokens each gives alone, also under preemption; prefix-cache hits; worker death.
 import t from 'tap';
 
-import { EngineLoop, type InstanceFailure, type RequestHandle, type StepTiming } from '../../src/scheduler/engine.js';
+import { EngineLoop, MAX_QUEUED_EVENTS, type InstanceFailure, type RequestHandle, type StepTiming } from '../../src/scheduler/engine.js';
 import { runOffline } from '../../src/offline.js';
 import { EngineInstance } from '../../src/workers/engine-instance.js';
 import { EngineWorker } from '../../src/workers/pool.js';
@@ -27,21 +27,39 @@ async function alone(reqs: { promptIds: number[]; maxTokens: number }[]): Promis
   return out;
 }
 
-async function collect(h: RequestHandle): Promise<{ ids: number[]; reason?: string; code?: string }> {
+async function collect(h: RequestHandle, onToken?: () => void): Promise<{ ids: number[]; reason?: string; code?: string }> {
   const ids: number[] = [];
   for await (const ev of h.events) {
-    if (ev.tokenId !== null) ids.push(ev.tokenId);
+    if (ev.tokenId !== null) {
+      ids.push(ev.tokenId);
+      onToken?.();
+    }
     if (ev.finishReason) return { ids, reason: ev.finishReason, code: ev.error?.code };
   }
   return { ids };
 }
 
+// Resolves once `steps` holds at least k entries (k = 0: at once).
+function stepCounter() {
+  const steps: StepTiming[] = [];
+  const waiters: { k: number; resolve: () => void }[] = [];
+  return {
+    steps,
+    onStep(st: StepTiming) {
+      steps.push(st);
+      for (const w of waiters.filter((x) => x.k <= steps.length)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(); }
+    },
+    after: (k: number) => (k <= steps.length ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ k, resolve }))),
+  };
+}
+
 async function runConcurrent(numKvBlocks: number, reqs: { promptIds: number[]; maxTokens: number }[], schedulerOpts = {}) {
   const worker = await EngineWorker.start(0, opts(numKvBlocks));
-  const steps: StepTiming[] = [];
-  const loop = new EngineLoop([worker], { scheduler: { maxNumBatchedTokens: 64, maxNumSeqs: 64, maxModelLen: 512, ...schedulerOpts }, eosTokenIds: EOS, onStep: (s) => steps.push(s) });
+  const { steps, onStep, after } = stepCounter();
+  const scheduler = { maxNumBatchedTokens: 64, maxNumSeqs: 64, maxModelLen: 512, ...schedulerOpts };
+  const loop = new EngineLoop([worker], { scheduler, eosTokenIds: EOS, onStep });
   const results = await Promise.all(reqs.map(async (r, i) => {
-    await new Promise((res) => setTimeout(res, (i % 16) * 3));  // staggered arrivals
+    await after(i % 16);  // staggered arrivals: request i joins after step i mod 16
     return collect(loop.submit({ promptTokenIds: r.promptIds, maxTokens: r.maxTokens }));
   }));
   const stats = loop.stats()[0];
@@ -114,8 +132,15 @@ t.test('a worker killed mid-step fails its sequences with a typed error; the oth
   const expected = await alone(reqs);
   const handles = reqs.map((r) => loop.submit({ promptTokenIds: r.promptIds, maxTokens: r.maxTokens }));
   t.ok(handles.some((h) => h.instance === 0) && handles.some((h) => h.instance === 1), 'placed on both instances');
-  const pending = handles.map(collect);
-  await new Promise((res) => setTimeout(res, 30));
+  // killed once every request has a token: all are mid-generation (200 tokens each)
+  let numStarted = 0;
+  let allStarted!: () => void;
+  const started = new Promise<void>((resolve) => { allStarted = resolve; });
+  const pending = handles.map((h) => {
+    let isFirst = true;
+    return collect(h, () => { if (isFirst && ++numStarted === handles.length) allStarted(); isFirst = false; });
+  });
+  await started;
   await w0.killForTest();
   const results = await Promise.all(pending);
   handles.forEach((h, i) => {
@@ -136,17 +161,51 @@ t.test('a worker killed mid-step fails its sequences with a typed error; the oth
   await w1.close();
 });
 
+t.test('backpressure: a consumer that stops reading holds its sequence; reading again resumes it, same tokens', async (t) => {
+  const worker = await EngineWorker.start(0, opts(64));
+  const { onStep, steps } = stepCounter();
+  let heldAt = -1;
+  let h: RequestHandle | null = null;
+  let isHeld!: () => void;
+  const held = new Promise<void>((resolve) => { isHeld = resolve; });
+  const loop = new EngineLoop([worker], {
+    scheduler: { maxModelLen: 512 }, eosTokenIds: EOS,
+    onStep: (st) => { onStep(st); if (heldAt < 0 && h?.sequence.isHeld) { heldAt = steps.length; isHeld(); } },
+  });
+  t.teardown(async () => { await loop.close(); await worker.close(); });
+  const req = { promptTokenIds: [1, 403, 407], maxTokens: 200, ignoreEos: true };
+  const expected = (await collect(loop.submit(req))).ids;
+  h = loop.submit(req);   // nobody reads its events yet
+  await held;
+  t.equal(h!.sequence.numOutputTokens, MAX_QUEUED_EVENTS, `held once ${MAX_QUEUED_EVENTS} events wait unread`);
+  const other = await collect(loop.submit({ ...req, maxTokens: 20 }));
+  t.same(other.ids, expected.slice(0, 20), 'others run meanwhile');
+  t.equal(h!.sequence.numOutputTokens, MAX_QUEUED_EVENTS, 'and the held one did not move');
+  const r = await collect(h!);
+  t.same(r.ids, expected, 'read again: it resumes and ends as if never held');
+  t.equal(loop.stats()[0].numUsedBlocks, 0);
+});
+
 t.test('abort in every state frees the blocks and ends the stream', async (t) => {
   const worker = await EngineWorker.start(0, opts(64));
-  const loop = new EngineLoop([worker], { scheduler: { maxModelLen: 512, maxNumSeqs: 2, maxNumBatchedTokens: 32 }, eosTokenIds: EOS });
-  const long = { promptTokenIds: [1, ...Array.from({ length: 200 }, (_, i) => 3 + i)], maxTokens: 100 };
-  const hs = [loop.submit(long), loop.submit(long), loop.submit(long)];  // third one waits (maxNumSeqs 2)
-  const pending = hs.map(collect);
-  await new Promise((res) => setTimeout(res, 5));  // first two mid-prefill
-  for (const h of hs) t.ok(loop.abort(h.requestId));
+  // different prompts: none comes from another's prefix cache
+  const long = (k: number) => ({ promptTokenIds: [1, ...Array.from({ length: 200 }, (_, i) => 3 + ((i + 97 * k) % 500))], maxTokens: 100 });
+  const hs: RequestHandle[] = [];
+  const states: string[] = [];
+  // aborted between two steps, once the second is mid-prefill: the first decodes, the third waits (maxNumSeqs 2)
+  const onStep = () => {
+    const [a, b] = hs.map((h) => h.sequence);
+    if (states.length > 0 || b.status !== 'running' || b.numComputedTokens >= b.numPromptTokens) return;
+    states.push(...hs.map((h) => `${h.sequence.status}${h.sequence.numOutputTokens > 0 ? ' decoding' : ''}`));
+    t.ok(a.numOutputTokens > 0, 'the first is decoding');
+    for (const h of hs) t.ok(loop.abort(h.requestId));
+  };
+  const loop = new EngineLoop([worker], { scheduler: { maxModelLen: 512, maxNumSeqs: 2, maxNumBatchedTokens: 32 }, eosTokenIds: EOS, onStep });
+  hs.push(loop.submit(long(0)), loop.submit(long(1)), loop.submit(long(2)));
+  const pending = hs.map((h) => collect(h));
   const results = await Promise.all(pending);
+  t.same(states, ['running decoding', 'running', 'waiting'], 'aborted while decoding, mid-prefill and waiting');
   for (const r of results) t.equal(r.reason, 'abort');
-  await new Promise((res) => setTimeout(res, 20));
   t.equal(loop.stats()[0].numUsedBlocks, 0);
   t.notOk(loop.abort(hs[0].requestId), 'a second abort is a no-op');
   await loop.close();
@@ -163,7 +222,7 @@ t.test('n samples of one prompt: prefilled once, the others fork; the same token
   const separate = [];
   for (const seed of [5, 6, 7, 8]) separate.push((await collect(loop.submit(init(seed)))).ids);
   used.length = 0;
-  const grouped = await Promise.all(loop.submitN([5, 6, 7, 8].map(init)).map(collect));
+  const grouped = await Promise.all(loop.submitN([5, 6, 7, 8].map(init)).map((h) => collect(h)));
   t.same(grouped.map((r) => r.ids), separate, 'each sample as if alone (counter-based sampling, seeds s..s+3)');
   t.ok(new Set(grouped.map((r) => r.ids.join())).size > 1, 'the samples differ');
   const one = Math.ceil((prompt.length + 12) / 16);
@@ -178,7 +237,7 @@ t.test('n samples: a sibling aborted before the fork ends at once; the first end
   const hs = loop.submitN([1, 2, 3].map((seed) => ({ promptTokenIds: [1, 403, 407], maxTokens: 6, ignoreEos: true, sampling: { temperature: 1, seed } })));
   t.ok(loop.abort(hs[2].requestId), 'a sibling not yet forked can be aborted');
   loop.abort(hs[0].requestId);   // the first, aborted before its first token: the second runs on its own
-  const [a, b, c] = await Promise.all(hs.map(collect));
+  const [a, b, c] = await Promise.all(hs.map((h) => collect(h)));
   t.equal(a.reason, 'abort');
   t.equal(c.reason, 'abort');
   t.equal(b.reason, 'length');

@@ -49,29 +49,46 @@ t.test('options: defaults, validation, frozen', async (t) => {
   t.equal(codeOf(() => new Scheduler({ maxNumBatchedTokens: 8, maxNumSeqs: 9 })), 'WEFT_ERR_CONFIG_INVALID 500', 'every running sequence can decode each step');
 });
 
+t.test('admission: a burst is refused only beyond the free running slots plus maxNumWaiting', async (t) => {
+  // issue 14: arrivals join the batch between steps; a cap that counted them refused a burst while the batch had room
+  const sched = new Scheduler({ maxNumSeqs: 16, maxNumWaiting: 2, maxModelLen: 64, numBlocks: 64, blockSize: 4 });
+  const burst = range(0, 20).map((i) => codeOf(() => sched.add(makeSeq(`r${i}`, [1, 2, 3], { maxTokens: 4 }))));
+  t.same(burst.slice(0, 18), Array(18).fill(undefined), '16 free slots + 2 waiting: 18 admitted');
+  t.same(burst.slice(18), ['WEFT_ERR_SCHED_QUEUE_FULL 429', 'WEFT_ERR_SCHED_QUEUE_FULL 429']);
+  const out = sched.schedule(0);
+  t.equal(out.scheduled.length, 16, 'the next step runs all 16 slots');
+  sched.postprocess(out, new Int32Array(16).fill(5), 0);
+  t.equal(sched.numRunning, 16);
+  t.equal(sched.numWaiting, 2);
+});
+
 t.test('add: queue full, too long, invalid', async (t) => {
-  const sched = new Scheduler({ maxNumWaiting: 2, maxModelLen: 64, numBlocks: 4, blockSize: 4 });
-  sched.add(makeSeq('a', [1, 2], { maxTokens: 4 }));
-  sched.add(makeSeq('b', [1, 2], { maxTokens: 4 }));
+  // one running slot: the first arrival will take it at the next step; two more may wait
+  const sched = new Scheduler({ maxNumSeqs: 1, maxNumWaiting: 2, maxModelLen: 64, numBlocks: 4, blockSize: 4 });
+  for (const id of ['a', 'b', 'c']) sched.add(makeSeq(id, [1, 2], { maxTokens: 4 }));
   let err: unknown;
   try {
-    sched.add(makeSeq('c', [1, 2], { maxTokens: 4 }));
+    sched.add(makeSeq('x', [1, 2], { maxTokens: 4 }));
   } catch (e) {
     err = e;
   }
   t.ok(err instanceof WeftError);
   t.match(err, { code: 'WEFT_ERR_SCHED_QUEUE_FULL', status: 429, type: 'overloaded_error' });
-  t.equal(sched.numWaiting, 2, 'the rejected one is not queued');
-  sched.postprocess(sched.schedule(0), new Int32Array([5, 5]), 0);
-  t.equal(sched.numWaiting, 0);
-  t.doesNotThrow(() => sched.add(makeSeq('c', [1, 2], { maxTokens: 4 })), 'room again once admitted');
+  t.equal(sched.numWaiting, 3, 'the rejected one is not queued');
+  sched.postprocess(sched.schedule(0), new Int32Array([5]), 0);
+  t.equal(sched.numRunning, 1);
+  t.equal(sched.numWaiting, 2, 'the batch is full: two wait');
+  t.equal(codeOf(() => sched.add(makeSeq('x', [1, 2], { maxTokens: 4 }))), 'WEFT_ERR_SCHED_QUEUE_FULL 429', 'still full');
+  t.ok(sched.finish('a', 'abort'));
+  t.doesNotThrow(() => sched.add(makeSeq('x', [1, 2], { maxTokens: 4 })), 'room again once a running one ends');
+  for (const id of ['b', 'c', 'x']) sched.finish(id, 'abort');
 
   t.equal(codeOf(() => sched.add(makeSeq('d', range(1, 64)))), 'WEFT_ERR_SCHED_TOO_LONG 400', 'prompt ≥ maxModelLen');
   t.equal(codeOf(() => sched.add(makeSeq('d', range(1, 60), { maxTokens: 5 }))), 'WEFT_ERR_SCHED_TOO_LONG 400', 'prompt + maxTokens > maxModelLen');
   // the cache holds 16 tokens; the last sampled token is never stored
   t.equal(codeOf(() => sched.add(makeSeq('d', range(1, 10), { maxTokens: 8 }))), 'WEFT_ERR_SCHED_TOO_LONG 400', 'can never fit the cache');
   t.equal(codeOf(() => sched.add(makeSeq('d', range(1, 10), { maxTokens: 7 }))), undefined, 'fits exactly');
-  t.equal(codeOf(() => sched.add(makeSeq('c', [1]))), 'WEFT_ERR_SCHED_DUPLICATE_ID 400');
+  t.equal(codeOf(() => sched.add(makeSeq('d', [1]))), 'WEFT_ERR_SCHED_DUPLICATE_ID 400');
   t.equal(codeOf(() => sched.add(makeSeq('e', []))), 'WEFT_ERR_SCHED_INVALID_PARAMS 400');
   t.equal(codeOf(() => sched.add(makeSeq('e', [1], { maxTokens: 0 }))), 'WEFT_ERR_SCHED_INVALID_PARAMS 400');
   t.equal(codeOf(() => sched.add(makeSeq('e', [1], { maxTokens: 3, minTokens: 4 }))), 'WEFT_ERR_SCHED_INVALID_PARAMS 400');
@@ -187,11 +204,50 @@ t.test('the preemption victim is the most recently admitted; it goes back to the
   t.equal(sched.numRunning + sched.numWaiting, 0);
 });
 
-t.test('pickVictim: worst priority, then most recently admitted', async (t) => {
-  const s = (id: string, priority: number) => makeSeq(id, [1], { priority });
+t.test('pickVictim: a held sequence, then worst priority, then most recently admitted', async (t) => {
+  const s = (id: string, priority: number, isHeld = false) => Object.assign(makeSeq(id, [1], { priority }), { isHeld });
   t.equal(pickVictim([s('a', 0), s('b', 1), s('c', 0)])?.requestId, 'b');
   t.equal(pickVictim([s('a', 0), s('b', 0), s('c', 0)])?.requestId, 'c');
+  t.equal(pickVictim([s('a', 0, true), s('b', 1), s('c', 0)])?.requestId, 'a', 'held first: it makes no progress anyway');
   t.equal(pickVictim([]), undefined);
+});
+
+t.test('hold: a held sequence keeps its place but is not computed; release lets it run on', async (t) => {
+  const { sched, worker } = setup({ maxNumBatchedTokens: 64, maxNumSeqs: 2, blockSize: 4, numBlocks: 32 });
+  for (const id of ['a', 'b', 'c']) sched.add(makeSeq(id, range(1, 6), { maxTokens: 6, ignoreEos: true }));
+  const step = (now: number) => {
+    const out = sched.schedule(now);
+    sched.postprocess(out, worker.step(out), now);
+    return out.scheduled.map((s) => s.seq.requestId);
+  };
+  t.same(step(0), ['a', 'b']);
+  const [a, b] = sched.running;
+  sched.hold(a);
+  t.same(step(1), ['b'], 'a is held: only b steps');
+  t.equal(a.status, 'running', 'a keeps its slot and its blocks');
+  t.ok(a.blockTable.length > 0);
+  sched.hold(b);
+  t.same(step(2), [], 'both held: nothing runs, c waits for a free slot');
+  t.notOk(sched.isIdle);
+  sched.release(a);
+  sched.release(b);
+  t.same(step(3), ['a', 'b'], 'released: they run on');
+  runUntilIdle(sched, worker);
+  assertAllFree(t, sched);
+  const beam = makeSeq('beam', [1, 2], { isBeam: true });
+  sched.hold(beam);
+  t.notOk(beam.isHeld, 'a beam is never held: its search steps whole');
+});
+
+t.test('hold: a held sequence waiting (preempted) is not readmitted; the next one is', async (t) => {
+  const sched = new Scheduler({ maxNumBatchedTokens: 64, maxNumSeqs: 4, blockSize: 4, numBlocks: 32 });
+  const [x, y] = [makeSeq('x', range(1, 6), { maxTokens: 4 }), makeSeq('y', range(1, 6), { maxTokens: 4 })];
+  sched.add(x);
+  sched.add(y);
+  sched.hold(x);   // a waiting sequence held (as one preempted while held would be)
+  const out = sched.schedule(0);
+  t.same(out.scheduled.map((s) => s.seq.requestId), ['y'], 'y overtakes the held head');
+  t.same(sched.waiting.map((s) => s.requestId), ['x']);
 });
 
 t.test('orderRunning: decodes first, then prefill chunks, each in admission order', async (t) => {

@@ -1,0 +1,242 @@
+// npm run bench:hostile — slow and hostile clients against a weft started for each scenario, with
+// the figures issue 14 asks for:
+//   slow        stalled bodies (1 MB of a declared 1,000,000 sent, then nothing) and idle or
+//               slow-header connections: each must get a 408 and be closed within its timeout,
+//               while normal requests keep answering; RSS before, at the peak, after
+//   nonreading  streaming clients that never read (n 16, logprobs 20, max_tokens 480): cut off
+//               after the write timeout, their sequences freed; RSS before, at the peak, after
+//   shutdown    long streams when SIGTERM comes with a 1 s shutdown timeout: each must end with
+//               a final event carrying the shutdown error code, then [DONE]
+//   bodies      bodies of 5–20 MiB from clients that write everything before reading: each must
+//               receive the 413 with its code
+//
+//   npm run bench:hostile -- [--scenario all|slow|nonreading|shutdown|bodies] [--model DIR]
+//     [--stalled 300] [--idle 500] [--headers-timeout-ms 5000] [--body-timeout-ms 10000]
+//     [--nonreading 10] [--write-timeout-ms 5000] [--streams 50] [--bodies 20] [--server-args "..."]
+import { cpus, loadavg } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+
+import { parseResponse, postHead, rawConnect, writeThenRead, type RawConnection } from './raw-socket.js';
+import { DEFAULT_MODEL, formatCounts, increments, serverState, settledState, startWeft } from './server-state.js';
+import { treeRssKb } from './serve/rss.js';
+import type { ServerProcess } from './serve/spawn.js';
+
+type Args = Record<string, string>;
+const num = (a: Args, k: string) => Number(a[k]);
+const mib = (pid: number) => treeRssKb(pid) / 1024;
+const stats = (xs: number[]) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length === 0 ? 'none' : `median ${s[Math.floor(s.length / 2)].toFixed(1)}, max ${s.at(-1)!.toFixed(1)}`;
+};
+const count = <T>(xs: T[]) => xs.reduce((m, x) => m.set(x, (m.get(x) ?? 0) + 1), new Map<T, number>());
+const formatMap = (m: Map<unknown, number>) => [...m].map(([k, v]) => `${String(k)}: ${v}`).join(', ');
+
+// Peak RSS of the server while `during` runs, sampled every 100 ms.
+async function peakRssWhile(pid: number, during: Promise<unknown>): Promise<number> {
+  let peak = mib(pid);
+  let isDone = false;
+  void during.finally(() => { isDone = true; });
+  while (!isDone) {
+    peak = Math.max(peak, mib(pid));
+    await Promise.race([sleep(100), during.catch(() => undefined)]);
+  }
+  return Math.max(peak, mib(pid));
+}
+
+// RSS once it has stopped falling for 3 s (the server collects a second after it last shed a
+// connection, and freed buffers go back to the OS over a few seconds), at most 20 s.
+async function restingRss(pid: number): Promise<number> {
+  let last = mib(pid), numStable = 0;
+  for (let i = 0; i < 20 && numStable < 3; i++) {
+    await sleep(1000);
+    const now = mib(pid);
+    numStable = now >= last - 1 ? numStable + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
+const post = (baseUrl: string, path: string, body: object) =>
+  fetch(baseUrl + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+// Before the baseline: the KV cache is taken from the OS as its blocks are first used, and the
+// worker's buffers grow with the batch; 48 sequences of 480 tokens use every block of the default
+// cache, so what the baseline leaves out is what the scenario adds.
+async function warm(baseUrl: string): Promise<void> {
+  const body = { prompt: 'Once', n: 16, max_tokens: 480, ignore_eos: true };
+  await Promise.all([0, 1, 2].map(() => post(baseUrl, '/v1/completions', body).then((r) => r.text())));
+}
+
+async function slow(server: ServerProcess, a: Args): Promise<void> {
+  const [headersMs, bodyMs] = [num(a, 'headers-timeout-ms'), num(a, 'body-timeout-ms')];
+  const base = await restingRss(server.pid);
+  const numIdle = num(a, 'idle'), numStalled = num(a, 'stalled');
+  // each timeout counts from when the server began the request: a connection's accept (idle, slow
+  // headers), its headers for a stalled body (seen here as the 100 Continue Node sends then)
+  const conns: { kind: string; limit: number; c: RawConnection; startedAt: number }[] = [];
+  for (let i = 0; i < numIdle; i++) {
+    const c = await rawConnect(Number(new URL(server.baseUrl).port));
+    if (i % 2 === 1) {   // half of them: headers begun, one header line per second
+      c.socket.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\n');
+      const timer = setInterval(() => c.socket.writable && c.socket.write('X-Slow: 1\r\n'), 1000);
+      c.socket.once('close', () => clearInterval(timer));
+    }
+    conns.push({ kind: i % 2 ? 'slow headers' : 'idle', limit: headersMs, c, startedAt: c.connectedAt });
+  }
+  const piece = new Uint8Array(999_000).fill(0x20);
+  await Promise.all(Array.from({ length: numStalled }, async () => {
+    const c = await rawConnect(Number(new URL(server.baseUrl).port));
+    c.socket.write(postHead('/v1/completions', 'Content-Length: 1000000', 'Expect: 100-continue'));
+    await c.waitFor(/^HTTP\/1.1 100 Continue\r\n\r\n/);
+    conns.push({ kind: 'stalled body', limit: bodyMs, c, startedAt: performance.now() });
+    await new Promise((resolve) => c.socket.write(piece, resolve));
+  }));
+  // normal requests, one after another, until every slow connection is closed; those in the first
+  // second (the server still reading 300 MB of bodies) apart
+  const latencies: number[] = [], uploadLatencies: number[] = [];
+  let isUploading = true;
+  void sleep(1000).then(() => { isUploading = false; });
+  const allClosed = Promise.all(conns.map((x) => x.c.closed));
+  let isDone = false;
+  void allClosed.then(() => { isDone = true; });
+  const normal = (async () => {
+    while (!isDone) {
+      const t0 = performance.now();
+      const r = await post(server.baseUrl, '/v1/completions', { prompt: 'Once upon a time', max_tokens: 4 });
+      await r.text();
+      if (r.status === 200) (isUploading ? uploadLatencies : latencies).push(performance.now() - t0);
+      await sleep(100);
+    }
+  })();
+  const peak = await peakRssWhile(server.pid, allClosed);
+  await normal;
+  const outcomes = await Promise.all(conns.map(async (x) => {
+    const { text, at } = await x.c.closed;
+    const status = text ? parseResponse(text).status : 0;
+    const code = text ? (JSON.parse(parseResponse(text).body).error?.code as string) : 'none';
+    return { kind: x.kind, status, code, over: (at - x.startedAt) / x.limit };
+  }));
+  const after = await restingRss(server.pid);
+  for (const kind of ['idle', 'slow headers', 'stalled body']) {
+    const o = outcomes.filter((x) => x.kind === kind);
+    console.log(`  ${kind}: ${o.length} connections; ${formatMap(count(o.map((x) => `${x.status} ${x.code}`)))}; ` +
+      `closed after ${stats(o.map((x) => 100 * x.over))} % of the ${kind === 'stalled body' ? bodyMs : headersMs} ms timeout`);
+  }
+  console.log(`  normal requests (4 tokens) in the first second, bodies still arriving: ${uploadLatencies.length}, ` +
+    `latency ms ${stats(uploadLatencies)}`);
+  console.log(`  normal requests after it, until the last slow connection closed: ${latencies.length}, latency ms ${stats(latencies)}`);
+  console.log(`  RSS: before ${base.toFixed(1)} MiB, peak ${peak.toFixed(1)} MiB, after ${after.toFixed(1)} MiB`);
+}
+
+async function nonreading(server: ServerProcess, a: Args): Promise<void> {
+  const k = num(a, 'nonreading');
+  const base = await restingRss(server.pid);
+  const before = await serverState(server.baseUrl);
+  const body = JSON.stringify({ prompt: 'Once', n: 16, logprobs: 20, max_tokens: 480, ignore_eos: true, stream: true });
+  const t0 = performance.now();
+  const clients = await Promise.all(Array.from({ length: k }, async () => {
+    const c = await rawConnect(Number(new URL(server.baseUrl).port));
+    c.socket.pause();
+    c.socket.write(postHead('/v1/completions', `Content-Length: ${body.length}`) + body);
+    return c;
+  }));
+  // the server's own count of the clients it cut off
+  const cutOff = (async () => {
+    for (;;) {
+      const s = await serverState(server.baseUrl);
+      if ((s.errors.WEFT_ERR_HTTP_WRITE_TIMEOUT ?? 0) - (before.errors.WEFT_ERR_HTTP_WRITE_TIMEOUT ?? 0) >= k) return performance.now() - t0;
+      await sleep(50);
+    }
+  })();
+  const peak = await peakRssWhile(server.pid, cutOff);
+  const ms = await cutOff;
+  const settled = await settledState(server.baseUrl);
+  for (const c of clients) c.socket.destroy();
+  const after = await restingRss(server.pid);
+  console.log(`  ${k} clients that never read: all cut off ${(ms / 1000).toFixed(2)} s after they asked ` +
+    `(write timeout ${num(a, 'write-timeout-ms')} ms); server errors: ${formatCounts(increments(before.errors, settled.errors))}`);
+  console.log(`  then: running ${settled.running}, waiting ${settled.waiting}, KV ${(100 * settled.kvUsage).toFixed(1)}%`);
+  console.log(`  RSS: before ${base.toFixed(1)} MiB, peak ${peak.toFixed(1)} MiB, after ${after.toFixed(1)} MiB`);
+}
+
+async function shutdown(server: ServerProcess, a: Args): Promise<void> {
+  const k = num(a, 'streams');
+  const long = { max_tokens: 480, ignore_eos: true };
+  const bodies: [string, object][] = [
+    ['/v1/completions', { prompt: 'Once', stream: true, ...long }],
+    ['/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], stream: true, ...long }],
+    ['/stream', { prompt: 'Lily', ...long }],
+    ['/chat', { messages: ['hello'], ...long }],
+    ['/stream_chat_beam', { messages: ['hello'], beam_width: 2, ...long }],
+  ];
+  const streams = await Promise.all(Array.from({ length: k }, async (_, i) => {
+    const [path, body] = bodies[i % bodies.length];
+    const res = await post(server.baseUrl, path, body);
+    return { path, res };
+  }));
+  const statuses = count(streams.map((s) => s.res.status));
+  const t0 = performance.now();
+  const stopped = server.stop();   // SIGTERM, and wait for the exit
+  const ends = await Promise.all(streams.map(async ({ res }) => {
+    let text = '';
+    try { text = await res.text(); } catch (e) { return `cut (${(e as Error).message})`; }
+    const data = text.split('\n\n').filter((f) => f.startsWith('data: ')).map((f) => f.slice(6));
+    if (data.at(-1) !== '[DONE]') return 'no [DONE]';
+    const last = data.at(-2) ?? '';
+    return last.includes('"error"') ? `error ${JSON.parse(last).error.code} + [DONE]` : 'finished + [DONE]';
+  }));
+  await stopped;
+  const exitS = ((performance.now() - t0) / 1000).toFixed(2);
+  console.log(`  ${k} streams (${formatMap(statuses)}) when SIGTERM came, shutdown timeout 1000 ms; exited after ${exitS} s`);
+  console.log(`  how they ended: ${formatMap(count(ends))}`);
+}
+
+async function bodies(server: ServerProcess, a: Args): Promise<void> {
+  const k = num(a, 'bodies');
+  const port = Number(new URL(server.baseUrl).port);
+  const send = async (size: number, isChunked: boolean) => {
+    const { text, error } = await writeThenRead(port, '/v1/completions', size, isChunked);
+    return text ? `${parseResponse(text).status} ${JSON.parse(parseResponse(text).body).error?.code}` : `no response (${error})`;
+  };
+  const sizes = Array.from({ length: k }, (_, i) => Math.round((5 + (15 * i) / Math.max(1, k - 1)) * 2 ** 20));
+  const results = await Promise.all(sizes.map((size, i) => send(size, i % 4 === 3)));
+  console.log(`  ${k} bodies of 5–20 MiB (every 4th chunked), body limit 1 MiB: ${formatMap(count(results))}`);
+}
+
+const SCENARIOS: Record<string, { flags: (a: Args) => string; run: (s: ServerProcess, a: Args) => Promise<void> }> = {
+  slow: { flags: (a) => `--headers-timeout-ms ${a['headers-timeout-ms']} --body-timeout-ms ${a['body-timeout-ms']}`, run: slow },
+  nonreading: { flags: (a) => `--write-timeout-ms ${a['write-timeout-ms']}`, run: nonreading },
+  shutdown: { flags: () => '--shutdown-timeout-ms 1000 --max-num-seqs 8', run: shutdown },
+  bodies: { flags: () => '', run: bodies },
+};
+
+async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      scenario: { type: 'string', default: 'all' }, model: { type: 'string', default: DEFAULT_MODEL }, 'server-args': { type: 'string', default: '' },
+      stalled: { type: 'string', default: '300' }, idle: { type: 'string', default: '500' },
+      'headers-timeout-ms': { type: 'string', default: '5000' }, 'body-timeout-ms': { type: 'string', default: '10000' },
+      nonreading: { type: 'string', default: '10' }, 'write-timeout-ms': { type: 'string', default: '5000' },
+      streams: { type: 'string', default: '50' }, bodies: { type: 'string', default: '20' },
+    },
+  });
+  const a = values as Args;
+  for (const name of a.scenario === 'all' ? Object.keys(SCENARIOS) : a.scenario.split(',')) {
+    const sc = SCENARIOS[name];
+    if (!sc) throw new Error(`no scenario ${name}: ${Object.keys(SCENARIOS).join(', ')}`);
+    const flags = `${sc.flags(a)} ${a['server-args']}`.trim();
+    const tunables = process.env.GLIBC_TUNABLES ? `, GLIBC_TUNABLES=${process.env.GLIBC_TUNABLES}` : '';
+    console.log(`${name}: weft ${flags} (load average ${loadavg()[0].toFixed(1)} on ${cpus().length} CPUs${tunables})`);
+    const server = await startWeft(a.model, flags);
+    try {
+      await warm(server.baseUrl);
+      await sc.run(server, a);
+    } finally {
+      await server.stop();
+    }
+  }
+}
+
+await main(process.argv.slice(2));
