@@ -6,7 +6,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 
-import { clientLimitsSlice, serverSlice, type ClientLimits, type Config } from './config.js';
+import { clientLimitsSlice, serverSlice, type ClientLimits, type Config, type ServerConfig } from './config.js';
+import { prettyLine, prettyLogStream } from './log-format.js';
 import { WeftError } from './errors.js';
 import type { GenerationService } from './generation.js';
 import { Metrics } from './metrics.js';
@@ -86,12 +87,21 @@ export interface AppDeps {
 const PUBLIC_ROUTES = new Set(['/health', '/']);
 const isPublic = (path: string) => PUBLIC_ROUTES.has(path) || path === '/docs' || path.startsWith('/docs/');
 
+// The log's destination: the caller's stream, else stdout, readable there when it is a terminal.
+function logStreamOf(s: ServerConfig, deps: AppDeps): { stream?: { write(line: string): void } } {
+  if (deps.logStream)
+    return { stream: s.logFormat === 'pretty' ? { write: (l: string) => deps.logStream!.write(prettyLine(l.trimEnd())) } : deps.logStream };
+  return s.logFormat === 'pretty' || (s.logFormat === 'auto' && process.stdout.isTTY) ? { stream: prettyLogStream() } : {};
+}
+
 export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Promise<FastifyInstance> {
   const s = serverSlice(config);
   const limits = clientLimitsSlice(config);
   const metrics = deps.metrics ?? deps.service?.metrics ?? new Metrics({ compat: config.metricsCompat });
   const app = Fastify({
-    logger: s.logLevel === 'silent' ? false : { level: s.logLevel, ...(deps.logStream ? { stream: deps.logStream } : {}) },
+    logger: s.logLevel === 'silent' ? false : { level: s.logLevel, ...logStreamOf(s, deps) },
+    // one access line per request at info (onResponse below); Fastify's two per request go to debug
+    disableRequestLogging: true,
     bodyLimit: s.bodyLimit,
     ajv: { customOptions: { ...ajvOptions } },
     forceCloseConnections: 'idle',
@@ -104,6 +114,13 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
   if (deps.reranker) app.weft.reranker = deps.reranker;
 
   app.setErrorHandler((err, request, reply) => sendError(app, request, reply, toWeftError(err, request.body)));
+  // request logging: the request at debug, one access line per response at info
+  app.addHook('onRequest', async (request) => {
+    request.log.debug({ method: request.method, url: request.url, remote: request.ip }, 'request');
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(`${request.method} ${request.url.split('?')[0]} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)} ms`);
+  });
   app.setNotFoundHandler((request, reply) =>
     sendError(app, request, reply, new WeftError('WEFT_ERR_HTTP_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)));
 

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { resolveBackend, resolveDtype, resolveNumThreads, type Config } from './config.js';
+import { hubEnv, resolveBackend, resolveDtype, resolveNumThreads, type Config } from './config.js';
 import { checkpointKind } from './model/types.js';
 import { findInPackage } from './package-path.js';
 import { usableCpuCount } from './system.js';
@@ -77,6 +77,7 @@ async function generate(argv: string[]): Promise<void> {
   const bar = progressBar();
   const hubId = parseHubId(values.model);
   const modelPath = !hubId ? values.model : await resolveHubModel(hubId, {
+    env: hubEnv(),
     ...(values['gguf-file'] ? { ggufFile: values['gguf-file'] } : {}),
     onProgress: (p) => bar.update(`${p.file} (${p.fileIndex}/${p.numFiles})`, p.bytes, p.total),
   });

@@ -88,6 +88,7 @@ const KEYS = {
   exposeModelPath: { kind: 'bool', help: "/ready and /v1/models show the model's path on disk" },
   rerankerModel: { kind: 'string', help: 'a Qwen3-Reranker-style causal LM (HF directory or .gguf) for /v1/rerank and use_rerank; empty = none' },
   logLevel: { kind: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], help: 'pino log level' },
+  logFormat: { kind: ['auto', 'json', 'pretty'], help: 'log lines as JSON or readable text; auto = readable on a terminal, JSON otherwise' },
   metricsCompat: { kind: ['none', 'vllm'], help: "vllm = also export the load gauges under vLLM's names (vllm:num_requests_waiting, …)" },
 } as const satisfies Record<string, KeySpec>;
 
@@ -127,6 +128,7 @@ export interface Config {
   rerankerModel: string;
   toolCallParser: 'auto' | 'hermes' | 'llama3_json' | 'mistral';
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  logFormat: 'auto' | 'json' | 'pretty';
   metricsCompat: 'none' | 'vllm';
 }
 
@@ -168,6 +170,7 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   rerankerModel: '',           // path; '' = no reranker model
   toolCallParser: 'auto',      // tool-call format; auto = from the chat template
   logLevel: 'info',
+  logFormat: 'auto',
   metricsCompat: 'none',       // extra metric names
 });
 
@@ -308,7 +311,7 @@ export function describeConfig(c: Readonly<Config>): Record<string, unknown> {
 
 export const serverSlice = (c: Readonly<Config>) => Object.freeze({
   port: c.port, host: c.host, apiKeys: c.apiKeys, cors: c.cors, webui: c.webui, bodyLimit: c.bodyLimit,
-  requestTimeoutMs: c.requestTimeoutMs, shutdownTimeoutMs: c.shutdownTimeoutMs, logLevel: c.logLevel,
+  requestTimeoutMs: c.requestTimeoutMs, shutdownTimeoutMs: c.shutdownTimeoutMs, logLevel: c.logLevel, logFormat: c.logFormat,
 });
 export type ServerConfig = ReturnType<typeof serverSlice>;
 
@@ -335,3 +338,11 @@ export const schedulerSlice = (c: Readonly<Config>, modelMaxPositions: number) =
 export const generationSlice = (c: Readonly<Config>) => Object.freeze({
   maxPromptTokens: c.maxPromptTokens, requestTimeoutMs: c.requestTimeoutMs,
 });
+
+// The Hugging Face Hub's own variables (huggingface_hub's names), read for Hub model ids.
+export type HubEnv = Partial<Record<'HF_HOME' | 'HF_HUB_CACHE' | 'HF_ENDPOINT' | 'HF_TOKEN' | 'HF_HUB_OFFLINE', string>>;
+export function hubEnv(env: Record<string, string | undefined> = process.env): HubEnv {
+  const out: HubEnv = {};
+  for (const k of ['HF_HOME', 'HF_HUB_CACHE', 'HF_ENDPOINT', 'HF_TOKEN', 'HF_HUB_OFFLINE'] as const) if (env[k] !== undefined) out[k] = env[k];
+  return out;
+}

@@ -11,6 +11,7 @@ import { TransformStream } from 'node:stream/web';
 
 import { downloadFileToCacheDir, getHFHubCachePath, listFiles } from '@huggingface/hub';
 
+import type { HubEnv } from './config.js';
 import { WeftError } from './errors.js';
 
 export interface HubId {
@@ -28,7 +29,7 @@ export interface DownloadProgress {
 
 export interface HubOptions {
   ggufFile?: string;  // pick this .gguf of a GGUF repository
-  env?: NodeJS.ProcessEnv;
+  env: HubEnv;        // config.ts's hubEnv(): the HF_* variables
   onProgress?: (p: DownloadProgress) => void;
   fetch?: typeof fetch;
 }
@@ -49,8 +50,8 @@ const COMMIT = /^[0-9a-f]{40}$/;
 const GGUF_PREFERENCE = ['q8_0', 'bf16', 'f16', 'f32'];
 
 // The local directory (HF checkpoints) or .gguf file for a Hub id, downloading what is missing.
-export async function resolveHubModel(id: HubId, o: HubOptions = {}): Promise<string> {
-  const env = o.env ?? process.env;
+export async function resolveHubModel(id: HubId, o: HubOptions): Promise<string> {
+  const env = o.env;
   const cacheDir = env.HF_HUB_CACHE ?? (env.HF_HOME ? join(env.HF_HOME, 'hub') : getHFHubCachePath());
   const storage = join(cacheDir, `models--${id.repo.replace(/\//g, '--')}`);
   if (truthy(env.HF_HUB_OFFLINE)) return fromCache(id, storage, o.ggufFile);

@@ -7,7 +7,7 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 
 import { buildApp, type LoadProgress } from './app.js';
 import {
-  configUsage, describeConfig, engineSlice, generationSlice, kvFractionForInstance, loadConfig,
+  configUsage, describeConfig, engineSlice, hubEnv, generationSlice, kvFractionForInstance, loadConfig,
   resolveBackend, resolveDtype, resolveNumThreads, schedulerSlice, type Config,
 } from './config.js';
 import { DEMO_MODEL_NAME, ensureDemoModel } from './demo-model.js';
@@ -39,6 +39,7 @@ async function modelSource(model: string, ggufFile: string, log?: FastifyBaseLog
   log?.info(`model ${id.repo}@${id.revision}: from the Hugging Face Hub cache, downloading what is missing`);
   const bar = progressBar();
   const path = await resolveHubModel(id, {
+    env: hubEnv(),
     ...(ggufFile ? { ggufFile } : {}),
     onProgress: (p) => {
       bar.update(`${p.file} (${p.fileIndex}/${p.numFiles})`, p.bytes, p.total);
@@ -199,7 +200,11 @@ export async function runServer(argv: string[]): Promise<number> {
   let engine: Engine | null = null;
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {  // a second Ctrl-C (or SIGTERM) does not wait for the drain
+      app.log.warn(`${signal} again: exiting now, without waiting for in-flight requests`);
+      process.stderr.write(`weft: ${signal} again: exiting now\n`);
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    }
     stopping = true;
     app.log.info(`${signal}: draining (up to ${config.shutdownTimeoutMs} ms)`);
     shutdown(app, engine, config.shutdownTimeoutMs).then(() => process.exit(0), (e) => { app.log.error(e); process.exit(1); });
