@@ -31,6 +31,8 @@ export type MessageInput = string | {
 };
 
 const ROLES = ['system', 'user', 'assistant', 'tool'];
+// OpenAI's newer name for the system role: templates know only 'system'.
+const ROLE_ALIASES: Record<string, ChatMessage['role']> = { developer: 'system' };
 
 function parsedArguments(args: string): unknown {
   try {
@@ -48,7 +50,8 @@ export function normalizeMessages(messages: readonly MessageInput[]): ChatMessag
   if (messages.length === 0) throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', 'messages must not be empty');
   if (messages.every((m) => typeof m === 'string')) return (messages as string[]).map((content) => ({ role: 'user', content }));
   if (messages.some((m) => typeof m === 'string')) throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', 'messages mixes strings and {role, content} objects');
-  return (messages as Exclude<MessageInput, string>[]).map((m, i) => {
+  return (messages as Exclude<MessageInput, string>[]).map((raw, i) => {
+    const m = ROLE_ALIASES[raw.role] ? { ...raw, role: ROLE_ALIASES[raw.role] } : raw;
     if (!ROLES.includes(m.role))
       throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', `messages[${i}].role "${m.role}" is not system, user, assistant or tool`);
     const calls = m.tool_calls ?? [];

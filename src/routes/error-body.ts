@@ -23,13 +23,31 @@ interface FastifyLikeError {
   message?: string;
 }
 
+// Fields other servers take that weft does not: what to use instead.
+const UNSUPPORTED_FIELDS: Record<string, string> = {
+  best_of: 'best_of is not supported: ask for n samples, or use_beam_search for the n best',
+  functions: 'the legacy functions API is not supported: use tools',
+  function_call: 'the legacy functions API is not supported: use tool_choice',
+  suffix: 'suffix (insertion) is not supported',
+  prompt_logprobs: "prompt_logprobs is not supported: weft does not compute the prompt's log-probs",
+};
+
+// An Ajv error that names a field (an unknown one, or one out of range), said with that name.
+function validationMessage(fe: FastifyLikeError): string | undefined {
+  const v = (fe.validation ?? [])[0] as { keyword?: string; instancePath?: string; params?: { additionalProperty?: string } } | undefined;
+  const field = v?.params?.additionalProperty;
+  if (v?.keyword !== 'additionalProperties' || !field) return undefined;
+  const where = v.instancePath ? ` in ${v.instancePath.slice(1).replaceAll('/', '.')}` : '';
+  return UNSUPPORTED_FIELDS[field] && !where ? UNSUPPORTED_FIELDS[field] : `unknown field "${field}"${where}`;
+}
+
 export function toWeftError(e: unknown, body?: unknown): WeftError {
   if (isWeftError(e)) return e;
   const fe = (e ?? {}) as FastifyLikeError;
   if (fe.validation) {
     if (fe.validationContext === 'body' && (body === undefined || body === null))
       return new WeftError('WEFT_ERR_HTTP_EMPTY_BODY', 'the request needs a JSON body');
-    return new WeftError('WEFT_ERR_REQ_INVALID', fe.message ?? 'invalid request');
+    return new WeftError('WEFT_ERR_REQ_INVALID', validationMessage(fe) ?? fe.message ?? 'invalid request');
   }
   const mapped = fe.code ? FASTIFY_CODES[fe.code] : undefined;
   if (mapped) return new WeftError(mapped, fe.message ?? mapped);

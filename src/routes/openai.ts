@@ -29,6 +29,7 @@ interface OpenAiCommon extends SamplingFields, StructuredFields {
 interface CompletionsBody extends OpenAiCommon {
   prompt: string | string[] | number[];
   logprobs?: number | null;
+  echo?: boolean;
 }
 interface ChatCompletionsBody extends OpenAiCommon, ToolFields {
   messages: Exclude<MessageInput, string>[];
@@ -202,6 +203,25 @@ function completionFormat(svc: GenerationService, withLogprobs: boolean): Format
   };
 }
 
+// echo (completions): each choice's text starts with its prompt, so does a streamed choice's first chunk.
+function withEcho(fmt: Format, prompts: readonly string[], n: number): Format {
+  const started = new Set<number>();
+  return {
+    ...fmt,
+    choice: async (index, r) => {
+      const c = await fmt.choice(index, r);
+      return { ...c, text: prompts[Math.floor(index / n)] + String(c.text) };
+    },
+    chunkChoice: async (index, d, isFirst) => {
+      const c = await fmt.chunkChoice(index, d, isFirst);
+      if (started.has(index)) return c;
+      started.add(index);
+      const text = prompts[Math.floor(index / n)];
+      return c ? { ...c, text: text + String(c.text) } : { index, text, logprobs: null, finish_reason: null };
+    },
+  };
+}
+
 // ---- /v1/chat/completions ----
 
 // OpenAI's chat log-prob entry: `bytes` are the token's own UTF-8 bytes (concatenated, the
@@ -244,8 +264,14 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
         : await Promise.all((b.prompt as string[]).map((p) => svc.encode(p)));
     const numLogprobs = b.logprobs == null ? -1 : b.logprobs;
     checkBeam(b, numLogprobs >= 0);
+    if (b.echo && numLogprobs >= 0)
+      throw new WeftError('WEFT_ERR_REQ_INVALID', "echo with logprobs needs the prompt's log-probs, which weft does not compute; drop one of them");
     const reqs = await Promise.all(prompts.map((ids) => constrain(toGenRequest(svc, ids, b, numLogprobs, 16), b)));  // OpenAI's default max_tokens
-    return respond(app, request, reply, b, reqs, completionFormat(svc, b.logprobs != null), 'cmpl');
+    const fmt = completionFormat(svc, b.logprobs != null);
+    const promptText = (ids: number[], p: number) =>
+      typeof b.prompt === 'string' ? b.prompt : typeof b.prompt[p] === 'string' ? (b.prompt[p] as string) : svc.tokenizer.decode(ids);
+    const texts = b.echo ? await Promise.all(prompts.map(promptText)) : null;
+    return respond(app, request, reply, b, reqs, texts ? withEcho(fmt, texts, b.n ?? 1) : fmt, 'cmpl');
   });
 
   app.post<{ Body: ChatCompletionsBody }>('/v1/chat/completions', { schema: { body: chatCompletionsBody, tags: ['openai'], summary: 'OpenAI-compatible chat completions' } }, async (request, reply) => {

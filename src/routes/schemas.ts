@@ -46,7 +46,7 @@ const body = (properties: Record<string, unknown>, required: string[], descripti
 const messageObject = {
   type: 'object', additionalProperties: false, required: ['role'],
   properties: {
-    role: { type: 'string', enum: ['system', 'user', 'assistant', 'tool'] },
+    role: { type: 'string', enum: ['system', 'developer', 'user', 'assistant', 'tool'], description: 'developer: OpenAI\'s newer name for system' },
     content: {
       anyOf: [
         { type: 'null' },
@@ -176,7 +176,7 @@ export const completionsBody = body({
     anyOf: [prompt, { type: 'array', minItems: 1, maxItems: 64, items: prompt }, { type: 'array', minItems: 1, items: int(0, MAX_TOKEN_ID), maxItems: 1 << 20 }],
   },
   logprobs: nullable(int(0, 20)),
-  echo: { type: 'boolean', enum: [false], description: 'echo is not supported' },
+  echo: { type: 'boolean', description: 'the prompt is returned before the completion (not with logprobs)' },
 }, ['prompt'], 'OpenAI-compatible text completion', { prompt: 'Once upon a time', max_tokens: 16, temperature: 0.7 });
 
 export const chatCompletionsBody = body({

@@ -57,7 +57,7 @@ const BAD: Case[] = [
   ['completions: unknown model', 'POST', '/v1/completions', { model: 'gpt-9', prompt: 'a' }, 404, 'WEFT_ERR_REQ_UNKNOWN_MODEL'],
   ['completions: n too large', 'POST', '/v1/completions', { model: m, prompt: 'a', n: 1000 }, 400, 'WEFT_ERR_REQ_INVALID'],
   ['completions: prompt token id outside the vocabulary', 'POST', '/v1/completions', { model: m, prompt: [1, 5000] }, 400, 'WEFT_ERR_REQ_INVALID_TOKEN_ID'],
-  ['completions: echo unsupported', 'POST', '/v1/completions', { model: m, prompt: 'a', echo: true }, 400, 'WEFT_ERR_REQ_INVALID'],
+  ['completions: echo with logprobs', 'POST', '/v1/completions', { model: m, prompt: 'a', echo: true, logprobs: 1 }, 400, 'WEFT_ERR_REQ_INVALID'],
   ['chat completions: missing messages', 'POST', '/v1/chat/completions', { model: m }, 400, 'WEFT_ERR_REQ_INVALID'],
   ['chat completions: top_logprobs without logprobs', 'POST', '/v1/chat/completions', { model: m, messages: [{ role: 'user', content: 'x' }], top_logprobs: 2 }, 400, 'WEFT_ERR_REQ_INVALID'],
   ['chat completions: image content part', 'POST', '/v1/chat/completions', { model: m, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: 'x' }] }] }, 400, 'WEFT_ERR_REQ_INVALID'],

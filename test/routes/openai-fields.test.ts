@@ -1,0 +1,48 @@
+// Fields vLLM clients send: echo and the developer role work; fields weft does not take are named
+// in the 400 (with what to use instead where there is something).
+import t from 'tap';
+
+import { sseData, startTestApp } from './helpers.js';
+
+const s = await startTestApp({ backend: 'cpu' });
+t.teardown(() => s.close());
+const post = (url: string, payload: unknown) => s.app.inject({ method: 'POST', url, payload });
+
+t.test('echo: every choice, plain and streamed, starts with its prompt', async (t) => {
+  const r = (await post('/v1/completions', { prompt: ['Once upon a time', 'Lily'], n: 2, max_tokens: 5, temperature: 1, seed: 1, echo: true })).json();
+  t.equal(r.choices.length, 4);
+  for (const c of r.choices) t.match(c.text, c.index < 2 ? /^Once upon a time./ : /^Lily./, `choice ${c.index}: ${JSON.stringify(c.text)}`);
+  const plain = (await post('/v1/completions', { prompt: 'Once upon a time', max_tokens: 5, temperature: 0 })).json().choices[0].text;
+  t.equal(r.choices[0].text.length > 'Once upon a time'.length, true);
+  const streamed = await post('/v1/completions', { prompt: 'Once upon a time', max_tokens: 5, temperature: 0, echo: true, stream: true });
+  const text = (sseData(streamed.body).filter((d) => d !== '[DONE]') as { choices: { text: string }[] }[]).map((d) => d.choices[0]?.text ?? '').join('');
+  t.equal(text, 'Once upon a time' + plain, 'streamed: the prompt, then the same completion');
+  const ids = (await post('/v1/completions', { prompt: [1, 403, 407], max_tokens: 2, temperature: 0, echo: true })).json();
+  t.match(ids.choices[0].text, /^Once/, 'token-id prompts are decoded');
+  const lp = await post('/v1/completions', { prompt: 'a', max_tokens: 2, echo: true, logprobs: 1 });
+  t.equal(lp.statusCode, 400);
+  t.match(lp.json().error.message, /echo with logprobs/);
+});
+
+t.test('the developer role is the system role', async (t) => {
+  const as = async (role: string) => (await post('/tokenize', { messages: [{ role, content: 'Be brief.' }, { role: 'user', content: 'Hi' }] })).json().ids;
+  t.same(await as('developer'), await as('system'));
+  const r = await post('/v1/chat/completions', { messages: [{ role: 'developer', content: 'Be brief.' }, { role: 'user', content: 'Hi' }], max_tokens: 3 });
+  t.equal(r.statusCode, 200, r.body);
+});
+
+t.test('fields weft does not take are named in the 400', async (t) => {
+  const cases: [string, unknown, RegExp][] = [
+    ['/v1/completions', { prompt: 'a', best_of: 2 }, /best_of is not supported: ask for n samples/],
+    ['/v1/chat/completions', { messages: [{ role: 'user', content: 'a' }], functions: [] }, /legacy functions API.*use tools/],
+    ['/v1/completions', { prompt: 'a', suffix: 'b' }, /suffix/],
+    ['/v1/completions', { prompt: 'a', frobnicate: 1 }, /unknown field "frobnicate"/],
+    ['/v1/chat/completions', { messages: [{ role: 'user', content: 'a', mood: 'x' }] }, /unknown field "mood" in messages\.0/],
+  ];
+  for (const [url, body, message] of cases) {
+    const r = await post(url, body);
+    t.equal(r.statusCode, 400, JSON.stringify(body));
+    t.equal(r.json().error.code, 'WEFT_ERR_REQ_INVALID');
+    t.match(r.json().error.message, message);
+  }
+});
