@@ -86,6 +86,10 @@ const KEYS = {
   },
   maxSeqsPerRequest: { kind: 'int', min: 1, max: 1 << 16, help: 'sequences one request may start: prompts × n (beam search: × width); more → 400' },
   exposeModelPath: { kind: 'bool', help: "/ready and /v1/models show the model's path on disk" },
+  chatTemplate: {
+    kind: 'string',
+    help: "a Jinja chat template (a file's path, or the template itself) used instead of the model's; empty = the model's",
+  },
   rerankerModel: { kind: 'string', help: 'a Qwen3-Reranker-style causal LM (HF directory or .gguf) for /v1/rerank and use_rerank; empty = none' },
   logLevel: { kind: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], help: 'pino log level' },
   logFormat: { kind: ['auto', 'json', 'pretty'], help: 'log lines as JSON or readable text; auto = readable on a terminal, JSON otherwise' },
@@ -129,6 +133,7 @@ export interface Config {
   toolCallParser: 'auto' | 'hermes' | 'llama3_json' | 'mistral';
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   logFormat: 'auto' | 'json' | 'pretty';
+  chatTemplate: string;
   metricsCompat: 'none' | 'vllm';
 }
 
@@ -171,6 +176,7 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   toolCallParser: 'auto',      // tool-call format; auto = from the chat template
   logLevel: 'info',
   logFormat: 'auto',
+  chatTemplate: '',
   metricsCompat: 'none',       // extra metric names
 });
 

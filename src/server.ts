@@ -1,6 +1,7 @@
 // main: loadConfig → buildApp → listen (so /health answers and /ready says 503 while the model
 // loads) → load the model → start the engine workers → attach. SIGTERM/SIGINT: stop accepting,
 // let in-flight requests finish (bounded by shutdownTimeoutMs), close the workers, exit.
+import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
@@ -50,6 +51,19 @@ async function modelSource(model: string, ggufFile: string, log?: FastifyBaseLog
   log?.info(`model ${id.repo}@${id.revision}: ${path}`);
   onProgress?.({ phase: 'load' });
   return path;
+}
+
+// --chat-template: a file holding the template, or the template itself (vLLM's convention), in
+// place of the model's own.
+function chatTemplateOf(config: Readonly<Config>, model: string | null): string | null {
+  const t = config.chatTemplate;
+  if (t === '') return model;
+  if (t.includes('{%') || t.includes('{{')) return t;
+  try {
+    return readFileSync(t, 'utf8');
+  } catch (e) {
+    throw new WeftError('WEFT_ERR_CONFIG_INVALID', `--chat-template ${t}: neither a readable file nor a Jinja template (${(e as Error).message})`);
+  }
 }
 
 // Model files → workers → engine loop → generation service, with the metrics hooks wired.
@@ -104,7 +118,7 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
     : [isDemo ? DEMO_MODEL_NAME : basename(modelPath).replace(/\.gguf$/, '')];
   const service = new GenerationService(loop, new TextTokenizer(spec), {
     id, aliases, path: modelPath, isDemo, backend, dtype, maxModelLen: sched.maxModelLen, vocabSize: spec.config.vocabSize,
-    eosTokenIds: spec.config.eosTokenIds, numInstances: e.numInstances, chatTemplate: spec.chatTemplate,
+    eosTokenIds: spec.config.eosTokenIds, numInstances: e.numInstances, chatTemplate: chatTemplateOf(config, spec.chatTemplate),
     toolCallParser: config.toolCallParser,
   }, { ...generationSlice(config), maxSeqsPerRequest: config.maxSeqsPerRequest }, metrics);
   // a cache that cannot hold one full context is a configuration mistake, not an error: say so

@@ -46,3 +46,20 @@ t.test('fields weft does not take are named in the 400', async (t) => {
     t.match(r.json().error.message, message);
   }
 });
+
+t.test('--chat-template: a template file (or the template itself) replaces the model\'s', async (t) => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'weft-tpl-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'chat.jinja');
+  writeFileSync(file, "{% for m in messages %}<<{{ m['role'] }}>>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<<assistant>>{% endif %}");
+  for (const chatTemplate of [file, "{% for m in messages %}<<{{ m['role'] }}>>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<<assistant>>{% endif %}"]) {
+    const app = await startTestApp({ backend: 'cpu', chatTemplate });
+    const r = (await app.app.inject({ method: 'POST', url: '/tokenize', payload: { messages: [{ role: 'user', content: 'Hi' }] } })).json();
+    t.equal(r.prompt, '<<user>>Hi\n<<assistant>>', chatTemplate === file ? 'from a file' : 'inline');
+    await app.close();
+  }
+  await t.rejects(startTestApp({ backend: 'cpu', chatTemplate: join(dir, 'missing.jinja') }), { code: 'WEFT_ERR_CONFIG_INVALID' });
+});
