@@ -30,8 +30,10 @@ import { webuiRoutes } from './routes/webui.js';
 export interface LoadProgress {
   phase: 'download' | 'load';
   file?: string;
-  bytes?: number;
-  total?: number;
+  bytes?: number;            // download: of this file so far
+  total?: number;            // download: its size
+  instancesReady?: number;   // load: engine instances up so far
+  instances?: number;        // load: of all
 }
 
 export class AppState {

@@ -84,6 +84,7 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
     log?.info(`compute threads: ${numThreads} per instance (${e.numThreads === 0 ? `auto: ${usableCpuCount()} usable CPU(s)` : '--num-threads'})`);
   const sched = schedulerSlice(config, spec.config.maxPositions);
   const workers: EngineWorker[] = [];
+  const loading = progressBar(process.stderr, 'items');   // weights load inside each instance's worker
   try {
     for (let i = 0; i < e.numInstances; i++) {
       // GPU instances go round-robin over the visible devices, one CUDA stream each
@@ -93,12 +94,16 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
         const d = native.cudaDeviceInfo(device);
         log?.info(`instance ${i}: cuda:${device} ${d.name} (sm ${d.computeCapability}, ${d.smCount} SMs, ${(d.freeBytes / 2 ** 30).toFixed(1)} of ${(d.totalBytes / 2 ** 30).toFixed(1)} GiB free)`);
       }
+      loading.update(`loading ${basename(modelPath)}: engine instances`, i, e.numInstances);
+      onProgress?.({ phase: 'load', file: basename(modelPath), instancesReady: i, instances: e.numInstances });
       workers.push(await EngineWorker.start(i, {
         modelPath, dtype, numThreads, numKvBlocks: e.kvCacheBlocks, blockSize: e.blockSize, kvDtype: e.kvDtype,
         backend, device, kvCacheFraction: backend === 'gpu' ? kvFractionForInstance(e.gpuMemoryUtilization, onDevice, Math.floor(i / devices)) : 0,
         maxNumTokens: sched.maxNumBatchedTokens, maxNumSeqs: sched.maxNumSeqs, maxContextLen: sched.maxModelLen, cudaGraphs: e.cudaGraphs,
       }));
     }
+    loading.update(`loading ${basename(modelPath)}: engine instances`, e.numInstances, e.numInstances);
+    loading.end();
   } catch (err) {
     await Promise.all(workers.map((w) => w.close()));
     throw err;
