@@ -180,9 +180,9 @@ const GLOBAL_NAMES: Record<string, string> = {
 };
 
 export function hfTensorName(ggufName: string): string | null {
-  if (GLOBAL_NAMES[ggufName]) return GLOBAL_NAMES[ggufName];
+  if (Object.hasOwn(GLOBAL_NAMES, ggufName)) return GLOBAL_NAMES[ggufName];  // own keys: not "constructor"
   const m = /^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$/.exec(ggufName);
-  if (!m || !LAYER_NAMES[m[2]]) return null;
+  if (!m || !Object.hasOwn(LAYER_NAMES, m[2])) return null;
   return `model.layers.${m[1]}.${LAYER_NAMES[m[2]]}.${m[3]}`;
 }
 

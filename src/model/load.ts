@@ -125,35 +125,38 @@ function loadGgufFile(file: string): ModelSpec {
   };
 }
 
-// name → expected shape for every tensor the engine reads.
-export function expectedShapes(c: ModelConfig): Map<string, number[]> {
+// name and expected shape of every tensor the engine reads, in file order. A generator: the
+// config comes from the file too, and its layer count (up to 2^53) is only believed as far as
+// the tensors are there to back it.
+export function* expectedTensors(c: ModelConfig): Generator<[string, number[]]> {
   const q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim;
-  const m = new Map<string, number[]>([['model.embed_tokens.weight', [c.vocabSize, c.dim]]]);
+  yield ['model.embed_tokens.weight', [c.vocabSize, c.dim]];
   for (let l = 0; l < c.numLayers; l++) {
     const p = `model.layers.${l}.`;
-    m.set(`${p}input_layernorm.weight`, [c.dim]);
-    m.set(`${p}self_attn.q_proj.weight`, [q, c.dim]);
-    m.set(`${p}self_attn.k_proj.weight`, [kv, c.dim]);
-    m.set(`${p}self_attn.v_proj.weight`, [kv, c.dim]);
-    m.set(`${p}self_attn.o_proj.weight`, [c.dim, q]);
+    yield [`${p}input_layernorm.weight`, [c.dim]];
+    yield [`${p}self_attn.q_proj.weight`, [q, c.dim]];
+    yield [`${p}self_attn.k_proj.weight`, [kv, c.dim]];
+    yield [`${p}self_attn.v_proj.weight`, [kv, c.dim]];
+    yield [`${p}self_attn.o_proj.weight`, [c.dim, q]];
     if (c.qkvBias) {
-      m.set(`${p}self_attn.q_proj.bias`, [q]);
-      m.set(`${p}self_attn.k_proj.bias`, [kv]);
-      m.set(`${p}self_attn.v_proj.bias`, [kv]);
+      yield [`${p}self_attn.q_proj.bias`, [q]];
+      yield [`${p}self_attn.k_proj.bias`, [kv]];
+      yield [`${p}self_attn.v_proj.bias`, [kv]];
     }
     if (c.qkNorm) {
-      m.set(`${p}self_attn.q_norm.weight`, [c.headDim]);
-      m.set(`${p}self_attn.k_norm.weight`, [c.headDim]);
+      yield [`${p}self_attn.q_norm.weight`, [c.headDim]];
+      yield [`${p}self_attn.k_norm.weight`, [c.headDim]];
     }
-    m.set(`${p}post_attention_layernorm.weight`, [c.dim]);
-    m.set(`${p}mlp.gate_proj.weight`, [c.ffnDim, c.dim]);
-    m.set(`${p}mlp.up_proj.weight`, [c.ffnDim, c.dim]);
-    m.set(`${p}mlp.down_proj.weight`, [c.dim, c.ffnDim]);
+    yield [`${p}post_attention_layernorm.weight`, [c.dim]];
+    yield [`${p}mlp.gate_proj.weight`, [c.ffnDim, c.dim]];
+    yield [`${p}mlp.up_proj.weight`, [c.ffnDim, c.dim]];
+    yield [`${p}mlp.down_proj.weight`, [c.dim, c.ffnDim]];
   }
-  m.set('model.norm.weight', [c.dim]);
-  m.set('lm_head.weight', [c.vocabSize, c.dim]);
-  return m;
+  yield ['model.norm.weight', [c.dim]];
+  yield ['lm_head.weight', [c.vocabSize, c.dim]];
 }
+
+export const expectedShapes = (c: ModelConfig): Map<string, number[]> => new Map(expectedTensors(c));
 
 const same = (a: number[], b: number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
 const fmt = (s: number[]) => `[${s.join(', ')}]`;
@@ -161,7 +164,7 @@ const fmt = (s: number[]) => `[${s.join(', ')}]`;
 // Keeps only the tensors the engine reads (plus int8 scales), each present and of the right shape.
 function checkTensors(c: ModelConfig, all: Record<string, TensorRef>, configFile: string, weightsFile: string): Record<string, TensorRef> {
   const out: Record<string, TensorRef> = {};
-  for (const [name, shape] of expectedShapes(c)) {
+  for (const [name, shape] of expectedTensors(c)) {
     const t = all[name];
     if (!t) {
       if (name === 'lm_head.weight' && c.tieEmbeddings) continue;

@@ -5,6 +5,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 
 import { WeftError } from '../errors.js';
+import { describeValue } from './describe.js';
 import type { TensorDType, TensorRef } from './types.js';
 
 // Element sizes of every safetensors dtype, so a bad one can be named before its size is needed.
@@ -69,12 +70,13 @@ export function readSafetensors(path: string): Record<string, TensorRef> {
       throw new WeftError('WEFT_ERR_MODEL_UNSUPPORTED_DTYPE',
         `${file}: tensor ${name} has dtype ${dtype}; weft reads F32, F16, BF16 and I8`);
     }
-    if (!shape.every(isCount)) corrupt(file, `tensor ${name}: bad shape ${JSON.stringify(shape)}`);
-    if (offsets.length !== 2 || !offsets.every(isCount)) corrupt(file, `tensor ${name}: bad data_offsets ${JSON.stringify(offsets)}`);
+    if (!shape.every(isCount)) corrupt(file, `tensor ${name}: bad shape ${describeValue(shape)}`);
+    if (offsets.length !== 2 || !offsets.every(isCount)) corrupt(file, `tensor ${name}: bad data_offsets ${describeValue(offsets)}`);
     const [begin, end] = offsets as number[];
     const byteLength = (shape as number[]).reduce((a, b) => a * b, 1) * dtypeBytes(dtype);
     if (end - begin !== byteLength)
-      corrupt(file, `tensor ${name}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, shape [${shape.join(', ')}] ${dtype} needs ${byteLength}`);
+      corrupt(file, `tensor ${name}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, `
+        + `shape ${describeValue(shape)} ${dtype} needs ${byteLength}`);
     if (dataStart + end > fileSize)
       corrupt(file, `tensor ${name}: data ends at byte ${dataStart + end}, past the end of the file (${fileSize} bytes): truncated?`);
     out[name] = { file, offset: dataStart + begin, byteLength, dtype: dtype as TensorDType, shape: shape as number[] };

@@ -116,6 +116,47 @@ t.test('bad config fields', async (t) => {
   await fails(t, dir, 'WEFT_ERR_MODEL_BAD_CONFIG', ['config.json'], 'config.json not JSON');
 });
 
+// Regressions found by `npm run fuzz` (bench/fuzz): values a hostile config.json or safetensors
+// header controls. Each failed with a RangeError (not a WeftError) or took minutes before.
+t.test('fuzzing findings: hostile values in config.json and the safetensors header', async (t) => {
+  const deep = '['.repeat(100_000) + '1' + ']'.repeat(100_000);  // JSON.stringify of it overflows the stack
+  const writeDeep = (dir: string, file: string, edit: (j: Record<string, unknown>) => void) => {
+    const j = JSON.parse(readFileSync(join(dir, file), 'utf8'));
+    edit(j);
+    writeFileSync(join(dir, file), JSON.stringify(j).replace('"@deep@"', deep));
+    return dir;
+  };
+  const short = async (path: string, code: string, mentions: string[], why: string) => {
+    await fails(t, path, code, mentions, why);
+    const message = await loadModelSpec(path).then(() => '', (e: Error) => e.message);
+    t.ok(message.length < 600, `${why}: the message stays short (${message.length} characters)`);
+  };
+  await short(writeDeep(modelCopy(), 'config.json', (j) => { j.hidden_size = '@deep@'; }), 'WEFT_ERR_MODEL_BAD_CONFIG', ['hidden_size'],
+    'hidden_size nested 100k deep');
+  await short(writeDeep(modelCopy(), 'config.json', (j) => { j.architectures = ['@deep@']; }), 'WEFT_ERR_MODEL_UNSUPPORTED_ARCH',
+    ['architecture'], 'architectures nested 100k deep');
+  await short(editJson(modelCopy(), 'config.json', (j) => { j.num_hidden_layers = 'x'.repeat(1 << 20); }), 'WEFT_ERR_MODEL_BAD_CONFIG',
+    ['num_hidden_layers'], 'a 1 MB string as num_hidden_layers');
+  await fails(t, editJson(modelCopy(), 'config.json', (j) => { j.architectures = ['constructor']; }), 'WEFT_ERR_MODEL_UNSUPPORTED_ARCH',
+    ['constructor'], 'architectures ["constructor"] (an inherited key of every object)');
+  await fails(t, editJson(modelCopy(), 'config.json', (j) => { delete j.architectures; j.model_type = 'toString'; }),
+    'WEFT_ERR_MODEL_UNSUPPORTED_ARCH', ['toString'], 'model_type "toString"');
+  await fails(t, editJson(modelCopy(), 'config.json', (j) => { j.num_hidden_layers = 2 ** 53 - 1; }), 'WEFT_ERR_MODEL_MISSING_TENSOR',
+    ['model.layers.5.'], 'num_hidden_layers 2^53 - 1: the first missing layer');
+  const st = new Uint8Array(readFileSync(join(MODEL_DIR, 'model.safetensors')));
+  const len = Number(new DataView(st.buffer).getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder().decode(st.subarray(8, 8 + len)));
+  header['model.norm.weight'].shape = '@deep@';
+  const json = new TextEncoder().encode(JSON.stringify(header).replace('"@deep@"', deep));
+  const bytes = new Uint8Array(8 + json.length + st.length - 8 - len);
+  new DataView(bytes.buffer).setBigUint64(0, BigInt(json.length), true);
+  bytes.set(json, 8);
+  bytes.set(st.subarray(8 + len), 8 + json.length);
+  const dir = modelCopy();
+  writeFileSync(join(dir, 'model.safetensors'), bytes);
+  await short(dir, 'WEFT_ERR_MODEL_CORRUPT', ['model.norm.weight', 'shape'], 'a tensor shape nested 100k deep');
+});
+
 t.test('weights that do not match', async (t) => {
   await fails(t, editJson(modelCopy(), 'config.json', (j) => { j.intermediate_size = 180; }), 'WEFT_ERR_MODEL_SHAPE_MISMATCH',
     ['model.layers.0.mlp.gate_proj.weight', '[172, 64]', '[180, 64]', 'model.safetensors'], 'intermediate_size vs the tensors');
