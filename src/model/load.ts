@@ -23,10 +23,23 @@ function need(dir: string, ...names: string[]): string {
   throw new WeftError('WEFT_ERR_MODEL_NOT_FOUND', `${dir}: ${names.join(' or ')} is missing`);
 }
 
-function readJson(file: string, code: 'WEFT_ERR_MODEL_BAD_CONFIG' | 'WEFT_ERR_MODEL_TOKENIZER'): Record<string, unknown> {
+type TextCode = 'WEFT_ERR_MODEL_BAD_CONFIG' | 'WEFT_ERR_MODEL_TOKENIZER';
+
+// A file of the model directory as text; one that cannot be read (a directory by that name) is
+// the model's error, not an fs error.
+function readText(file: string, code: TextCode): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new WeftError(code, `${file}: cannot read it: ${(e as Error).message}`);
+  }
+}
+
+function readJson(file: string, code: TextCode): Record<string, unknown> {
+  const text = readText(file, code);
   let v: unknown;
   try {
-    v = JSON.parse(readFileSync(file, 'utf8'));
+    v = JSON.parse(text);
   } catch (e) {
     throw new WeftError(code, `${file}: not valid JSON: ${(e as Error).message}`);
   }
@@ -66,7 +79,7 @@ function chatTemplateOf(dir: string, tokConfig: Record<string, unknown> | null):
     return typeof named?.template === 'string' ? named.template : null;
   }
   const jinja = join(dir, 'chat_template.jinja');  // newer transformers keep it beside the config
-  return existsSync(jinja) ? readFileSync(jinja, 'utf8') : null;
+  return existsSync(jinja) ? readText(jinja, 'WEFT_ERR_MODEL_TOKENIZER') : null;
 }
 
 function generationDefaults(gen: Record<string, unknown> | null): ModelSpec['generationDefaults'] {
@@ -87,7 +100,7 @@ function loadHfDir(dir: string): ModelSpec {
   const genFile = join(dir, 'generation_config.json');
   const gen = existsSync(genFile) ? readJson(genFile, 'WEFT_ERR_MODEL_BAD_CONFIG') : null;
 
-  const tokenizerJson = readFileSync(tokFile, 'utf8');
+  const tokenizerJson = readText(tokFile, 'WEFT_ERR_MODEL_TOKENIZER');
   const tok = readJson(tokFile, 'WEFT_ERR_MODEL_TOKENIZER');
   checkTokenizer(tokenizerJson, tokFile);
   const config = configFromHf(readJson(configFile, 'WEFT_ERR_MODEL_BAD_CONFIG'), configFile, gen, tokenizerDefaults(tok, tokConfig));

@@ -31,7 +31,11 @@ function readHeader(path: string): { header: Record<string, unknown>; dataStart:
     throw new WeftError('WEFT_ERR_MODEL_NOT_FOUND', `${path}: cannot open safetensors file: ${(e as Error).message}`);
   }
   try {
-    const fileSize = fstatSync(fd).size;
+    const st = fstatSync(fd);
+    // a directory opens for reading too ("" or "." as a shard name in an index), and then fails
+    // every read with EISDIR
+    if (!st.isFile()) corrupt(path, 'not a regular file');
+    const fileSize = st.size;
     if (fileSize < 8) corrupt(path, `file too small for a safetensors header (${fileSize} bytes)`);
     const lenBuf = new Uint8Array(8);
     readSync(fd, lenBuf, 0, 8, 0);

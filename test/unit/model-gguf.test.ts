@@ -154,6 +154,7 @@ t.test('malformed GGUF files', async (t) => {
     t.equal(await codeOf(() => loadModelSpec(p)), 'WEFT_ERR_MODEL_CORRUPT', `truncated at ${at}`);
   }
   t.equal(await codeOf(() => readGguf(join(tmp, 'absent.gguf'))), 'WEFT_ERR_MODEL_NOT_FOUND');
+  t.equal(await codeOf(() => readGguf(tmp)), 'WEFT_ERR_MODEL_CORRUPT', 'a directory (not a regular file)');
 });
 
 t.test('random corruption of the header never escapes as another error', async (t) => {

@@ -1,6 +1,6 @@
 // Every way a model can be broken, each with its exact error code, plus the optional files
 // loadModelSpec understands. Bad models are built in a temp dir from the real stories260K.
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -155,6 +155,20 @@ t.test('fuzzing findings: hostile values in config.json and the safetensors head
   const dir = modelCopy();
   writeFileSync(join(dir, 'model.safetensors'), bytes);
   await short(dir, 'WEFT_ERR_MODEL_CORRUPT', ['model.norm.weight', 'shape'], 'a tensor shape nested 100k deep');
+  // a directory where a file should be opens for reading, then every read fails with EISDIR
+  const sharded = modelCopy();
+  const names = Object.keys(readSafetensors(join(MODEL_DIR, 'model.safetensors')));
+  renameSync(join(sharded, 'model.safetensors'), join(sharded, 'model-00001-of-00001.safetensors'));
+  const weightMap = Object.fromEntries(names.map((n) => [n, n === 'model.norm.weight' ? '' : 'model-00001-of-00001.safetensors']));
+  writeFileSync(join(sharded, 'model.safetensors.index.json'), JSON.stringify({ weight_map: weightMap }));
+  await fails(t, sharded, 'WEFT_ERR_MODEL_CORRUPT', ['not a regular file'], 'an index naming the shard ""');
+  for (const [file, code] of [['model.safetensors', 'WEFT_ERR_MODEL_CORRUPT'], ['tokenizer.json', 'WEFT_ERR_MODEL_TOKENIZER'],
+    ['config.json', 'WEFT_ERR_MODEL_BAD_CONFIG']] as const) {
+    const d = modelCopy();
+    unlinkSync(join(d, file));
+    mkdirSync(join(d, file));
+    await fails(t, d, code, [file], `${file} is a directory`);
+  }
 });
 
 t.test('weights that do not match', async (t) => {
