@@ -68,7 +68,7 @@ struct ModelSpec {
   std::vector<TensorSpec> tensors;
 };
 
-class Model;  // opaque, immutable after load, shared across threads
+struct Model;  // opaque, immutable after load, shared across threads
 // Loads (or returns the already loaded) weights for spec.key. Files are memory-mapped once per
 // process; derived packed weights are shared by every engine instance.
 Status model_load(const ModelSpec& spec, std::shared_ptr<const Model>* out);

@@ -3,6 +3,7 @@
 // addon instance, while models (weights) are shared process-wide by model_load's cache.
 #include <napi.h>
 
+#include <cmath>
 #include <type_traits>
 
 #include "cpu/isa.h"
@@ -29,6 +30,14 @@ int get_int(Napi::Object o, const char* k, int def) {
 double get_num(Napi::Object o, const char* k, double def) {
   Napi::Value v = o.Get(k);
   return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : def;
+}
+// A file offset or length: a non-negative integer, exact in a double (below 2^53), so the
+// conversion to uint64_t is defined and model_load sees the number JavaScript holds.
+uint64_t get_u64(Napi::Env env, Napi::Object o, const char* k) {
+  Napi::Value v = o.Get(k);
+  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (!(d >= 0 && d <= 9007199254740991.0 && d == std::floor(d))) throw_bad(env, std::string(k) + " must be a non-negative safe integer");
+  return uint64_t(d);
 }
 bool get_bool(Napi::Object o, const char* k, bool def) {
   Napi::Value v = o.Get(k);
@@ -177,8 +186,8 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
       weft::TensorSpec ts;
       ts.name = get_str(env, t, "name");
       ts.file = get_str(env, t, "file");
-      ts.offset = uint64_t(get_num(t, "offset", 0));
-      ts.byte_length = uint64_t(get_num(t, "byteLength", 0));
+      ts.offset = get_u64(env, t, "offset");
+      ts.byte_length = get_u64(env, t, "byteLength");
       ts.dtype = parse_dtype(env, get_str(env, t, "dtype"));
       Napi::Array shape = t.Get("shape").As<Napi::Array>();
       for (uint32_t d = 0; d < shape.Length(); ++d) ts.shape.push_back(int64_t(shape.Get(d).As<Napi::Number>().Int64Value()));

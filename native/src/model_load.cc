@@ -12,7 +12,11 @@
 namespace weft {
 namespace {
 
-uint64_t dtype_bytes(TensorDType d, int64_t count) {
+// The largest dimension a tensor may have: matrices are indexed with int (Matrix::n, k), and two
+// of them multiply without overflow in 64 bits (2^31 · 2^31 · 4 bytes < 2^64).
+constexpr int64_t kMaxTensorDim = INT32_MAX;
+
+uint64_t dtype_bytes(TensorDType d, uint64_t count) {
   switch (d) {
     case TensorDType::f32: return count * 4;
     case TensorDType::f16:
@@ -22,6 +26,9 @@ uint64_t dtype_bytes(TensorDType d, int64_t count) {
   }
   return 0;
 }
+
+// [offset, offset + length) lies inside the file, without overflowing on huge values.
+bool within(const MappedFile& f, uint64_t offset, uint64_t length) { return offset <= f.size && length <= f.size - offset; }
 
 struct Loader {
   const ModelSpec& spec;
@@ -40,10 +47,13 @@ struct Loader {
       model.files.push_back(f);
       if (t.shape.empty() || t.shape.size() > 2)
         return Status::Error(StatusCode::model_shape, t.name + " in " + t.file + ": rank must be 1 or 2");
+      for (int64_t d : t.shape)
+        if (d < 1 || d > kMaxTensorDim)
+          return Status::Error(StatusCode::model_shape, t.name + " in " + t.file + ": dimension " + std::to_string(d) + " out of range");
       int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1, cols = t.shape.back();
       if (t.dtype == TensorDType::q8_0 && cols % 32 != 0)
         return Status::Error(StatusCode::model_corrupt, t.name + " in " + t.file + ": Q8_0 row length not a multiple of 32");
-      if (t.byte_length != dtype_bytes(t.dtype, rows * cols) || t.offset + t.byte_length > f->size)
+      if (t.byte_length != dtype_bytes(t.dtype, uint64_t(rows) * uint64_t(cols)) || !within(*f, t.offset, t.byte_length))
         return Status::Error(StatusCode::model_corrupt, t.name + " in " + t.file + ": data size or offset out of bounds");
       TensorView v{f->data + t.offset, t.dtype, rows, cols, nullptr};
       if (t.dtype == TensorDType::i8) {
@@ -54,7 +64,7 @@ struct Loader {
         std::shared_ptr<MappedFile> sf;
         if (!(s = mapped_file_open(ss.file, &sf)).ok()) return s;
         model.files.push_back(sf);
-        if (ss.dtype != TensorDType::f32 || ss.byte_length != uint64_t(rows) * 4 || ss.offset + ss.byte_length > sf->size)
+        if (ss.dtype != TensorDType::f32 || ss.byte_length != uint64_t(rows) * 4 || !within(*sf, ss.offset, ss.byte_length))
           return Status::Error(StatusCode::model_corrupt, ss.name + " in " + ss.file + ": expected F32 [" + std::to_string(rows) + "]");
         scale_store.emplace_back(rows);
         std::memcpy(scale_store.back().data(), sf->data + ss.offset, rows * 4);
@@ -240,6 +250,10 @@ Status validate_config(const ModelConfig& c) {
   if (c.dim <= 0 || c.num_layers <= 0 || c.num_heads <= 0 || c.num_kv_heads <= 0 || c.head_dim <= 0 ||
       c.ffn_dim <= 0 || c.vocab_size <= 0 || c.num_heads % c.num_kv_heads != 0 || c.head_dim % 2 != 0)
     return Status::Error(StatusCode::bad_input, "invalid model config");
+  // the stacked matrices (q, k, v rows; gate and up rows) are indexed with int
+  const int64_t qkv_heads = int64_t(c.num_heads) + 2 * int64_t(c.num_kv_heads);
+  if (qkv_heads > kMaxTensorDim / c.head_dim || 2 * int64_t(c.ffn_dim) > kMaxTensorDim)
+    return Status::Error(StatusCode::bad_input, "invalid model config: the attention or FFN matrices have more than 2^31 rows");
   return Status::Ok();
 }
 
@@ -282,10 +296,11 @@ Status load_uncached(const ModelSpec& spec, Model* model) {
                     (spec.weight_dtype == WeightDType::int8 && model->embed.dtype == TensorDType::bf16);
   const int q_rows = c.num_heads * c.head_dim, kv_rows = c.num_kv_heads * c.head_dim;
   const int perm_q = spec.rope_interleaved ? c.num_heads : 0, perm_k = spec.rope_interleaved ? c.num_kv_heads : 0;
-  model->layers.resize(c.num_layers);
+  // grown layer by layer: a config with 2^31 layers fails at the first missing tensor, before
+  // allocating anything for the layers it claims
   for (int l = 0; l < c.num_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    LayerWeights& lw = model->layers[l];
+    LayerWeights& lw = model->layers.emplace_back();
     TensorView q, k, v, o, g, u, d;
     if (!(s = L.vec(p + "input_layernorm.weight", c.dim, &lw.attn_norm)).ok()) return s;
     if (!(s = L.vec(p + "post_attention_layernorm.weight", c.dim, &lw.ffn_norm)).ok()) return s;

@@ -16,20 +16,13 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "cpu/matmul.h"
 #include "cpu/matmul_internal.h"
 
 using namespace weft;
 
-static int g_pass = 0, g_fail = 0;
-static void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++g_pass;
-  } else {
-    ++g_fail;
-    std::printf("FAIL %s\n", what.c_str());
-  }
-}
+using weft_test::check;
 static const double kU = std::ldexp(1.0, -24);
 
 // The documented weight rule (also implemented by the TypeScript quantize tool).
@@ -305,6 +298,5 @@ int main() {
     unpack_i8_row(p, 0, v);
     check(v[0] == 127 && v[1] == 3 && v[2] == -3 && v[3] == 0 && v[4] == -127 && v[5] == 1, "weight rounding half away from zero");
   }
-  std::printf("%d passed, %d failed\n", g_pass, g_fail);
-  return g_fail ? 1 : 0;
+  return weft_test::finish();
 }

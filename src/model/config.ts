@@ -1,6 +1,7 @@
 // Normalizes a HF config.json or GGUF metadata into ModelConfig, validating every field
 // (WEFT_ERR_MODEL_BAD_CONFIG) and refusing what the engine cannot run (WEFT_ERR_MODEL_UNSUPPORTED_ARCH).
 import { WeftError } from '../errors.js';
+import { describeValue } from './describe.js';
 import type { GgufValue } from './gguf.js';
 import type { ModelConfig, RopeScaling } from './types.js';
 
@@ -20,17 +21,18 @@ const unsupported = (file: string, what: string): never => {
 };
 
 function posInt(v: unknown, field: string, file: string): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) badConfig(file, field, `must be a positive integer, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) badConfig(file, field, `must be a positive integer, got ${describeValue(v)}`);
   return v as number;
 }
 function posNum(v: unknown, field: string, file: string): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) badConfig(file, field, `must be a positive number, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) badConfig(file, field, `must be a positive number, got ${describeValue(v)}`);
   return v as number;
 }
 function tokenIds(v: unknown, field: string, file: string): number[] {
   if (v === undefined || v === null) return [];
   const ids = Array.isArray(v) ? v : [v];
-  for (const id of ids) if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) badConfig(file, field, `must be token ids, got ${JSON.stringify(v)}`);
+  for (const id of ids)
+    if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) badConfig(file, field, `must be token ids, got ${describeValue(v)}`);
   return ids as number[];
 }
 
@@ -67,7 +69,7 @@ function hfRopeScaling(v: unknown, file: string): RopeScaling | null {
     if (s.highFreqFactor <= s.lowFreqFactor) badConfig(file, 'rope_scaling.high_freq_factor', 'must be greater than low_freq_factor');
     return s;
   }
-  return unsupported(file, `rope_scaling type ${JSON.stringify(type)} is not supported (llama3, linear)`);
+  return unsupported(file, `rope_scaling type ${describeValue(type)} is not supported (llama3, linear)`);
 }
 
 export interface TokenDefaults { bosTokenId: number | null; eosTokenIds: number[] }
@@ -77,20 +79,24 @@ export function configFromHf(raw: unknown, file: string, generation: Raw | null,
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return badConfig(file, 'config', 'is not a JSON object');
   const r = raw as Raw;
   const archName = Array.isArray(r.architectures) ? r.architectures[0] : undefined;
-  const architecture = archName !== undefined ? HF_ARCHITECTURES[String(archName)] : HF_MODEL_TYPES[String(r.model_type)];
+  // own keys only: "constructor" must not name Object, and a non-string must not be stringified
+  const lookup = (table: Record<string, ModelConfig['architecture']>, k: unknown) =>
+    (typeof k === 'string' && Object.hasOwn(table, k) ? table[k] : undefined);
+  const architecture = archName !== undefined ? lookup(HF_ARCHITECTURES, archName) : lookup(HF_MODEL_TYPES, r.model_type);
   if (!architecture)
-    unsupported(
+    return unsupported(
       file,
-      `architecture ${JSON.stringify(archName ?? r.model_type)} is not supported (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)`,
+      `architecture ${describeValue(archName ?? r.model_type)} is not supported `
+        + '(LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)',
     );
-  if (r.hidden_act !== undefined && r.hidden_act !== 'silu') unsupported(file, `hidden_act ${JSON.stringify(r.hidden_act)} is not supported (silu)`);
+  if (r.hidden_act !== undefined && r.hidden_act !== 'silu') unsupported(file, `hidden_act ${describeValue(r.hidden_act)} is not supported (silu)`);
   if (r.attention_bias === true || r.mlp_bias === true) unsupported(file, 'attention_bias / mlp_bias on a Llama or Qwen3 model are not supported');
   const dim = posInt(r.hidden_size, 'hidden_size', file);
   const numHeads = posInt(r.num_attention_heads, 'num_attention_heads', file);
   const maxPositions = posInt(r.max_position_embeddings ?? (architecture === 'llama' ? 2048 : 32768), 'max_position_embeddings', file);
   const window = r.sliding_window;
   if (r.use_sliding_window !== false && window !== undefined && window !== null && !(typeof window === 'number' && window >= maxPositions))
-    unsupported(file, `sliding_window ${JSON.stringify(window)} < max_position_embeddings ${maxPositions}: sliding-window attention is not supported`);
+    unsupported(file, `sliding_window ${describeValue(window)} < max_position_embeddings ${maxPositions}: sliding-window attention is not supported`);
   const gen = generation ?? {};
   let bos = tokenIds(r.bos_token_id ?? gen.bos_token_id, 'bos_token_id', file);
   let eos = [...new Set([...tokenIds(r.eos_token_id, 'eos_token_id', file), ...tokenIds(gen.eos_token_id, 'generation_config eos_token_id', file)])];
@@ -135,7 +141,7 @@ export interface GgufConfigExtras {
 export function configFromGguf(meta: Map<string, GgufValue>, file: string, extras: GgufConfigExtras): ModelConfig {
   const arch = meta.get('general.architecture');
   if (!GGUF_ARCHITECTURES.includes(arch as ModelConfig['architecture']))
-    return unsupported(file, `general.architecture ${JSON.stringify(arch)} is not supported (${GGUF_ARCHITECTURES.join(', ')})`);
+    return unsupported(file, `general.architecture ${describeValue(arch)} is not supported (${GGUF_ARCHITECTURES.join(', ')})`);
   const key = (k: string) => `${arch}.${k}`;
   const get = (k: string) => meta.get(key(k));
   const num = (k: string) => { const v = get(k); return typeof v === 'number' ? shortF32(v) : v; };
@@ -179,7 +185,8 @@ function ggufRopeScaling(meta: Map<string, GgufValue>, key: (k: string) => strin
     const f = meta.get(key('rope.scaling.factor'));
     return { type: 'linear', factor: posNum(typeof f === 'number' ? shortF32(f) : f, key('rope.scaling.factor'), file) };
   }
-  if (type !== 'none') return unsupported(file, `${key('rope.scaling.type')} ${JSON.stringify(type)} is not supported (linear, or llama3 via rope_freqs)`);
+  if (type !== 'none')
+    return unsupported(file, `${key('rope.scaling.type')} ${describeValue(type)} is not supported (linear, or llama3 via rope_freqs)`);
   return freqs ? llama3FromFreqFactors(freqs, headDim, theta, file) : null;
 }
 

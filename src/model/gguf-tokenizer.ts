@@ -1,6 +1,7 @@
 // GGUF tokenizer metadata ⇄ a HF tokenizers JSON document. llama (SentencePiece BPE with byte
 // fallback) and gpt2 (byte-level BPE) vocabularies; the engine itself only ever sees the JSON.
 import { WeftError } from '../errors.js';
+import { describeValue } from './describe.js';
 import { GGUF_TYPE, type GgufEntry, type GgufValue } from './gguf.js';
 
 // tokenizer.ggml.token_type values (llama.cpp)
@@ -28,7 +29,7 @@ const LLAMA3_PRES = new Set(['llama-bpe', 'llama3', 'llama-v3', 'smaug-bpe', 'fa
 export function ggufVocab(meta: Map<string, GgufValue>, path: string): GgufVocab {
   const bad = (what: string): never => { throw new WeftError('WEFT_ERR_MODEL_TOKENIZER', `${path}: ${what}`); };
   const model = meta.get('tokenizer.ggml.model');
-  if (model !== 'llama' && model !== 'gpt2') bad(`tokenizer.ggml.model ${JSON.stringify(model)} is not supported (llama or gpt2)`);
+  if (model !== 'llama' && model !== 'gpt2') bad(`tokenizer.ggml.model ${describeValue(model)} is not supported (llama or gpt2)`);
   const tokens = meta.get('tokenizer.ggml.tokens');
   if (!Array.isArray(tokens) || tokens.length === 0 || !tokens.every((s) => typeof s === 'string')) bad('tokenizer.ggml.tokens is missing or not a string array');
   const nums = (key: string, required: boolean): number[] => {
@@ -69,13 +70,18 @@ const addedToken = (id: number, content: string, special: boolean) =>
 // the vocab) becomes a merge ranked by t's score. All splits are needed: which one a word meets
 // depends on how its left and right parts were merged before. This is transformers'
 // SentencePieceExtractor order: by score, then by the ids of the two parts.
+// Finding the splits of a piece costs the square of its length, so pieces longer than
+// MAX_MERGED_PIECE code points get no merges (a hostile file's one 300k-character piece would
+// take minutes); SentencePiece trains pieces of at most 16 by default, so no real vocabulary loses one.
+const MAX_MERGED_PIECE = 256;
 export function spmMerges(v: GgufVocab, vocab: Map<string, number>): [string, string][] {
   const order = v.tokens.map((_, i) => i)
-    .filter((i) => (v.tokenTypes[i] ?? TOKEN_TYPE.NORMAL) === TOKEN_TYPE.NORMAL)
+    .filter((i) => (v.tokenTypes[i] ?? TOKEN_TYPE.NORMAL) === TOKEN_TYPE.NORMAL && v.tokens[i].length <= 2 * MAX_MERGED_PIECE)
     .sort((a, b) => (v.scores[b] ?? 0) - (v.scores[a] ?? 0) || a - b);
   const merges: [string, string][] = [];
   for (const i of order) {
     const chars = Array.from(v.tokens[i]);  // split on code points, never inside a surrogate pair
+    if (chars.length > MAX_MERGED_PIECE) continue;
     const local: [string, string, number, number][] = [];
     for (let k = 1; k < chars.length; k++) {
       const a = chars.slice(0, k).join(''), b = chars.slice(k).join('');
@@ -201,7 +207,7 @@ export function vocabFromTokenizerJson(json: string, vocabSize: number, ids: { b
   const tokens: (string | undefined)[] = new Array(vocabSize);
   const types: number[] = new Array(vocabSize).fill(TOKEN_TYPE.NORMAL);
   const place = (t: string, id: number, type: number) => {
-    if (!Number.isInteger(id) || id < 0 || id >= vocabSize) bad(`token ${JSON.stringify(t)} has id ${id}, outside the vocabulary (${vocabSize})`);
+    if (!Number.isInteger(id) || id < 0 || id >= vocabSize) bad(`token ${describeValue(t)} has id ${id}, outside the vocabulary (${vocabSize})`);
     tokens[id] = t;
     types[id] = type;
   };

@@ -130,7 +130,9 @@ export function readGguf(path: string): GgufFile {
     throw new WeftError('WEFT_ERR_MODEL_NOT_FOUND', `${path}: cannot open GGUF file: ${(e as Error).message}`);
   }
   try {
-    const r: ChunkReader = new ChunkReader(fd, fstatSync(fd).size, path);
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new WeftError('WEFT_ERR_MODEL_CORRUPT', `${path}: not a regular file`);
+    const r: ChunkReader = new ChunkReader(fd, st.size, path);
     if (r.size < 24) r.corrupt(`file too small for a GGUF header (${r.size} bytes)`);
     if (r.u32() !== GGUF_MAGIC) r.corrupt('bad magic, not a GGUF file');
     const version = r.u32();
@@ -180,9 +182,9 @@ const GLOBAL_NAMES: Record<string, string> = {
 };
 
 export function hfTensorName(ggufName: string): string | null {
-  if (GLOBAL_NAMES[ggufName]) return GLOBAL_NAMES[ggufName];
+  if (Object.hasOwn(GLOBAL_NAMES, ggufName)) return GLOBAL_NAMES[ggufName];  // own keys: not "constructor"
   const m = /^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$/.exec(ggufName);
-  if (!m || !LAYER_NAMES[m[2]]) return null;
+  if (!m || !Object.hasOwn(LAYER_NAMES, m[2])) return null;
   return `model.layers.${m[1]}.${LAYER_NAMES[m[2]]}.${m[3]}`;
 }
 

@@ -23,10 +23,23 @@ function need(dir: string, ...names: string[]): string {
   throw new WeftError('WEFT_ERR_MODEL_NOT_FOUND', `${dir}: ${names.join(' or ')} is missing`);
 }
 
-function readJson(file: string, code: 'WEFT_ERR_MODEL_BAD_CONFIG' | 'WEFT_ERR_MODEL_TOKENIZER'): Record<string, unknown> {
+type TextCode = 'WEFT_ERR_MODEL_BAD_CONFIG' | 'WEFT_ERR_MODEL_TOKENIZER';
+
+// A file of the model directory as text; one that cannot be read (a directory by that name) is
+// the model's error, not an fs error.
+function readText(file: string, code: TextCode): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new WeftError(code, `${file}: cannot read it: ${(e as Error).message}`);
+  }
+}
+
+function readJson(file: string, code: TextCode): Record<string, unknown> {
+  const text = readText(file, code);
   let v: unknown;
   try {
-    v = JSON.parse(readFileSync(file, 'utf8'));
+    v = JSON.parse(text);
   } catch (e) {
     throw new WeftError(code, `${file}: not valid JSON: ${(e as Error).message}`);
   }
@@ -66,7 +79,7 @@ function chatTemplateOf(dir: string, tokConfig: Record<string, unknown> | null):
     return typeof named?.template === 'string' ? named.template : null;
   }
   const jinja = join(dir, 'chat_template.jinja');  // newer transformers keep it beside the config
-  return existsSync(jinja) ? readFileSync(jinja, 'utf8') : null;
+  return existsSync(jinja) ? readText(jinja, 'WEFT_ERR_MODEL_TOKENIZER') : null;
 }
 
 function generationDefaults(gen: Record<string, unknown> | null): ModelSpec['generationDefaults'] {
@@ -102,7 +115,8 @@ function hfTokenizerFiles(dir: string): TokenizerFiles & { tokFile: string; gen:
   const tokConfig = existsSync(tokConfigFile) ? readJson(tokConfigFile, 'WEFT_ERR_MODEL_TOKENIZER') : null;
   const genFile = join(dir, 'generation_config.json');
   const gen = existsSync(genFile) ? readJson(genFile, 'WEFT_ERR_MODEL_BAD_CONFIG') : null;
-  const tokenizerJson = readFileSync(tokFile, 'utf8');
+
+  const tokenizerJson = readText(tokFile, 'WEFT_ERR_MODEL_TOKENIZER');
   const tok = readJson(tokFile, 'WEFT_ERR_MODEL_TOKENIZER');
   const config = configFromHf(readJson(configFile, 'WEFT_ERR_MODEL_BAD_CONFIG'), configFile, gen, tokenizerDefaults(tok, tokConfig));
   return { tokenizerJson, config, chatTemplate: chatTemplateOf(dir, tokConfig), tokFile, gen };
@@ -157,35 +171,38 @@ function loadGgufFile(file: string): ModelSpec {
   };
 }
 
-// name → expected shape for every tensor the engine reads.
-export function expectedShapes(c: ModelConfig): Map<string, number[]> {
+// name and expected shape of every tensor the engine reads, in file order. A generator: the
+// config comes from the file too, and its layer count (up to 2^53) is only believed as far as
+// the tensors are there to back it.
+export function* expectedTensors(c: ModelConfig): Generator<[string, number[]]> {
   const q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim;
-  const m = new Map<string, number[]>([['model.embed_tokens.weight', [c.vocabSize, c.dim]]]);
+  yield ['model.embed_tokens.weight', [c.vocabSize, c.dim]];
   for (let l = 0; l < c.numLayers; l++) {
     const p = `model.layers.${l}.`;
-    m.set(`${p}input_layernorm.weight`, [c.dim]);
-    m.set(`${p}self_attn.q_proj.weight`, [q, c.dim]);
-    m.set(`${p}self_attn.k_proj.weight`, [kv, c.dim]);
-    m.set(`${p}self_attn.v_proj.weight`, [kv, c.dim]);
-    m.set(`${p}self_attn.o_proj.weight`, [c.dim, q]);
+    yield [`${p}input_layernorm.weight`, [c.dim]];
+    yield [`${p}self_attn.q_proj.weight`, [q, c.dim]];
+    yield [`${p}self_attn.k_proj.weight`, [kv, c.dim]];
+    yield [`${p}self_attn.v_proj.weight`, [kv, c.dim]];
+    yield [`${p}self_attn.o_proj.weight`, [c.dim, q]];
     if (c.qkvBias) {
-      m.set(`${p}self_attn.q_proj.bias`, [q]);
-      m.set(`${p}self_attn.k_proj.bias`, [kv]);
-      m.set(`${p}self_attn.v_proj.bias`, [kv]);
+      yield [`${p}self_attn.q_proj.bias`, [q]];
+      yield [`${p}self_attn.k_proj.bias`, [kv]];
+      yield [`${p}self_attn.v_proj.bias`, [kv]];
     }
     if (c.qkNorm) {
-      m.set(`${p}self_attn.q_norm.weight`, [c.headDim]);
-      m.set(`${p}self_attn.k_norm.weight`, [c.headDim]);
+      yield [`${p}self_attn.q_norm.weight`, [c.headDim]];
+      yield [`${p}self_attn.k_norm.weight`, [c.headDim]];
     }
-    m.set(`${p}post_attention_layernorm.weight`, [c.dim]);
-    m.set(`${p}mlp.gate_proj.weight`, [c.ffnDim, c.dim]);
-    m.set(`${p}mlp.up_proj.weight`, [c.ffnDim, c.dim]);
-    m.set(`${p}mlp.down_proj.weight`, [c.dim, c.ffnDim]);
+    yield [`${p}post_attention_layernorm.weight`, [c.dim]];
+    yield [`${p}mlp.gate_proj.weight`, [c.ffnDim, c.dim]];
+    yield [`${p}mlp.up_proj.weight`, [c.ffnDim, c.dim]];
+    yield [`${p}mlp.down_proj.weight`, [c.dim, c.ffnDim]];
   }
-  m.set('model.norm.weight', [c.dim]);
-  m.set('lm_head.weight', [c.vocabSize, c.dim]);
-  return m;
+  yield ['model.norm.weight', [c.dim]];
+  yield ['lm_head.weight', [c.vocabSize, c.dim]];
 }
+
+export const expectedShapes = (c: ModelConfig): Map<string, number[]> => new Map(expectedTensors(c));
 
 const same = (a: number[], b: number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
 const fmt = (s: number[]) => `[${s.join(', ')}]`;
@@ -193,7 +210,7 @@ const fmt = (s: number[]) => `[${s.join(', ')}]`;
 // Keeps only the tensors the engine reads (plus int8 scales), each present and of the right shape.
 function checkTensors(c: ModelConfig, all: Record<string, TensorRef>, configFile: string, weightsFile: string): Record<string, TensorRef> {
   const out: Record<string, TensorRef> = {};
-  for (const [name, shape] of expectedShapes(c)) {
+  for (const [name, shape] of expectedTensors(c)) {
     const t = all[name];
     if (!t) {
       if (name === 'lm_head.weight' && c.tieEmbeddings) continue;

@@ -5,6 +5,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 
 import { WeftError } from '../errors.js';
+import { describeValue } from './describe.js';
 import type { TensorDType, TensorRef } from './types.js';
 
 // Element sizes of every safetensors dtype, so a bad one can be named before its size is needed.
@@ -30,7 +31,11 @@ function readHeader(path: string): { header: Record<string, unknown>; dataStart:
     throw new WeftError('WEFT_ERR_MODEL_NOT_FOUND', `${path}: cannot open safetensors file: ${(e as Error).message}`);
   }
   try {
-    const fileSize = fstatSync(fd).size;
+    const st = fstatSync(fd);
+    // a directory opens for reading too ("" or "." as a shard name in an index), and then fails
+    // every read with EISDIR
+    if (!st.isFile()) corrupt(path, 'not a regular file');
+    const fileSize = st.size;
     if (fileSize < 8) corrupt(path, `file too small for a safetensors header (${fileSize} bytes)`);
     const lenBuf = new Uint8Array(8);
     readSync(fd, lenBuf, 0, 8, 0);
@@ -69,12 +74,13 @@ export function readSafetensors(path: string): Record<string, TensorRef> {
       throw new WeftError('WEFT_ERR_MODEL_UNSUPPORTED_DTYPE',
         `${file}: tensor ${name} has dtype ${dtype}; weft reads F32, F16, BF16 and I8`);
     }
-    if (!shape.every(isCount)) corrupt(file, `tensor ${name}: bad shape ${JSON.stringify(shape)}`);
-    if (offsets.length !== 2 || !offsets.every(isCount)) corrupt(file, `tensor ${name}: bad data_offsets ${JSON.stringify(offsets)}`);
+    if (!shape.every(isCount)) corrupt(file, `tensor ${name}: bad shape ${describeValue(shape)}`);
+    if (offsets.length !== 2 || !offsets.every(isCount)) corrupt(file, `tensor ${name}: bad data_offsets ${describeValue(offsets)}`);
     const [begin, end] = offsets as number[];
     const byteLength = (shape as number[]).reduce((a, b) => a * b, 1) * dtypeBytes(dtype);
     if (end - begin !== byteLength)
-      corrupt(file, `tensor ${name}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, shape [${shape.join(', ')}] ${dtype} needs ${byteLength}`);
+      corrupt(file, `tensor ${name}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, `
+        + `shape ${describeValue(shape)} ${dtype} needs ${byteLength}`);
     if (dataStart + end > fileSize)
       corrupt(file, `tensor ${name}: data ends at byte ${dataStart + end}, past the end of the file (${fileSize} bytes): truncated?`);
     out[name] = { file, offset: dataStart + begin, byteLength, dtype: dtype as TensorDType, shape: shape as number[] };

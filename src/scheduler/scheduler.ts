@@ -195,10 +195,19 @@ export class Scheduler {
     //    take the blocks just freed). The head waits for room rather than being overtaken.
     //    A preempted beam search comes back whole or not at all: beams that ran without their
     //    siblings would hold blocks while waiting for them.
-    while (preempted.length === 0 && budget > 0 && this.#running.length < this.options.maxNumSeqs) {
+    const blocked = preempted.length > 0;
+    while (!blocked && budget > 0) {
       const head = this.#waiting.find((w) => !w.isHeld);   // a held one would only sit in the batch
       if (head === undefined) break;
       const members = head.isBeam ? this.#waiting.filter((w) => w.beamGroup === head.beamGroup) : [head];
+      // held sequences (their clients lag) give up their slots to a waiting request: kept running,
+      // they would block it until their clients read; preempted, they recompute once released
+      while (this.#running.length + members.length > this.options.maxNumSeqs) {
+        const held = this.#running.find((r) => r.isHeld && !step.has(r));
+        if (held === undefined) break;
+        this.#preempt(held);
+        preempted.push(held);
+      }
       if (this.#running.length + members.length > this.options.maxNumSeqs) break;
       const admitted: [Sequence, number][] = [];
       for (const seq of members) {
@@ -214,7 +223,12 @@ export class Scheduler {
           seq.numComputedTokens = 0;
           budget += n;
         }
-        break;
+        // ... unless held sequences keep the blocks: those go to the head (they recompute once released)
+        const held = this.#running.find((r) => r.isHeld && !step.has(r));
+        if (held === undefined) break;
+        this.#preempt(held);
+        preempted.push(held);
+        continue;
       }
       for (const [seq, n] of admitted) {
         this.#waiting.splice(this.#waiting.indexOf(seq), 1);

@@ -51,6 +51,14 @@ t.test('bad engine options and bad tensor specs give typed errors', async (t) =>
   shape.key += '-shape';
   shape.config.ffnDim = 100;
   t.throws(() => native.loadModel(shape), { code: 'WEFT_ERR_MODEL_SHAPE_MISMATCH' });
+  // offsets and lengths must be safe integers: 2^64 - 2048 wrapped around in the native bounds
+  // check and read before the mapping; a negative or fractional one was undefined behaviour
+  for (const [field, v] of [['offset', 2 ** 64 - 2048], ['offset', -1], ['offset', 1.5], ['byteLength', NaN], ['byteLength', 2 ** 60]] as const) {
+    const bad = structuredClone(good);
+    bad.key += `-${field}-${v}`;
+    bad.tensors[0][field] = v;
+    t.throws(() => native.loadModel(bad), { code: 'WEFT_ERR_ENGINE_BAD_INPUT', message: new RegExp(field) }, `${field} ${v}`);
+  }
   const nofile = structuredClone(good);
   nofile.key += '-nofile';
   nofile.tensors[0].file = '/nonexistent/model.safetensors';

@@ -1,5 +1,6 @@
-// The C++ kernel test driver (native/test/test_matmul.cc, built by CMake beside the addon):
-// every ISA's f32 and int8 matmul against a double-precision reference over many shapes.
+// The C++ test drivers (native/test/*.cc, built by CMake beside the addon): test_matmul, every
+// ISA's f32 and int8 matmul against a double-precision reference over many shapes; and
+// test_model_load, model_load against hostile ModelSpecs (offsets, shapes, config products).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -7,12 +8,17 @@ import t from 'tap';
 
 import { REPO_ROOT } from '../fixtures/paths.js';
 
-t.test('matmul kernels match the reference on every ISA', async (t) => {
-  const exe = join(REPO_ROOT, 'build', 'test_matmul');
-  t.ok(existsSync(exe), `${exe} is built by npm install`);
-  const r = spawnSync(exe, [], { encoding: 'utf8', timeout: 300_000 });
-  const summary = /(\d+) passed, (\d+) failed/.exec(r.stdout);
-  t.equal(r.status, 0, r.stdout.split('\n').filter((l) => /FAIL/.test(l)).slice(0, 10).join('\n'));
-  t.ok(summary && Number(summary[1]) > 1000, `checks passed: ${summary?.[1]}`);
-  t.equal(summary?.[2], '0', 'no failed check');
-});
+for (const [driver, what, minChecks] of [
+  ['test_matmul', 'matmul kernels match the reference on every ISA', 1000],
+  ['test_model_load', 'model_load refuses hostile specs with typed errors', 15],
+] as const) {
+  t.test(what, async (t) => {
+    const exe = join(REPO_ROOT, 'build', driver);
+    t.ok(existsSync(exe), `${exe} is built by npm install`);
+    const r = spawnSync(exe, [], { encoding: 'utf8', timeout: 300_000 });
+    const summary = /(\d+) passed, (\d+) failed/.exec(r.stdout);
+    t.equal(r.status, 0, r.stdout.split('\n').filter((l) => /FAIL/.test(l)).slice(0, 10).join('\n'));
+    t.ok(summary && Number(summary[1]) >= minChecks, `checks passed: ${summary?.[1]}`);
+    t.equal(summary?.[2], '0', 'no failed check');
+  });
+}

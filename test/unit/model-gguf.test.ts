@@ -154,6 +154,7 @@ t.test('malformed GGUF files', async (t) => {
     t.equal(await codeOf(() => loadModelSpec(p)), 'WEFT_ERR_MODEL_CORRUPT', `truncated at ${at}`);
   }
   t.equal(await codeOf(() => readGguf(join(tmp, 'absent.gguf'))), 'WEFT_ERR_MODEL_NOT_FOUND');
+  t.equal(await codeOf(() => readGguf(tmp)), 'WEFT_ERR_MODEL_CORRUPT', 'a directory (not a regular file)');
 });
 
 t.test('random corruption of the header never escapes as another error', async (t) => {
@@ -198,4 +199,23 @@ t.test('unsupported tensor types and architectures', async (t) => {
   t.equal(await codeOf(() => loadModelSpec(tok)), 'WEFT_ERR_MODEL_TOKENIZER');
   const same = rewriteGguf('same.gguf', () => {});
   t.same((await loadModelSpec(same)).config, (await loadModelSpec(MODEL_GGUF)).config, 'the rewrite itself is faithful');
+});
+
+// Regressions found by `npm run fuzz` (bench/fuzz): values a hostile file controls.
+t.test('fuzzing findings: layer counts, long pieces, prototype names', async (t) => {
+  // the expected tensors were listed up front, one Map entry per layer: 4e9 layers ended in a
+  // RangeError (Map maximum size exceeded) after seconds and gigabytes
+  const layers = rewriteGguf('layers.gguf', (m) => { m.set('llama.block_count', 2 ** 32 - 1); });
+  t.equal(await codeOf(() => loadModelSpec(layers)), 'WEFT_ERR_MODEL_MISSING_TENSOR', 'block_count 2^32 - 1: the first missing layer');
+  // a 300k-character NORMAL piece: its splits were tried one by one, ~10^11 steps
+  const long = rewriteGguf('long-piece.gguf', (m) => {
+    const tokens = [...(m.get('tokenizer.ggml.tokens') as string[])];
+    tokens[300] = '▁'.repeat(300_000);
+    m.set('tokenizer.ggml.tokens', tokens);
+  });
+  t.equal((await loadModelSpec(long)).config.vocabSize, 512, 'a very long piece loads (it gets no merges)');
+  // "constructor" is a key of every object: it named Object as the HF name of a GGUF tensor
+  t.equal(hfTensorName('constructor'), null);
+  t.equal(hfTensorName('blk.0.constructor.weight'), null);
+  t.equal(hfTensorName('blk.0.__proto__.weight'), null);
 });

@@ -1,6 +1,6 @@
 // Every way a model can be broken, each with its exact error code, plus the optional files
 // loadModelSpec understands. Bad models are built in a temp dir from the real stories260K.
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -114,6 +114,61 @@ t.test('bad config fields', async (t) => {
   const dir = modelCopy();
   writeFileSync(join(dir, 'config.json'), '{ "hidden_size": 64,');
   await fails(t, dir, 'WEFT_ERR_MODEL_BAD_CONFIG', ['config.json'], 'config.json not JSON');
+});
+
+// Regressions found by `npm run fuzz` (bench/fuzz): values a hostile config.json or safetensors
+// header controls. Each failed with a RangeError (not a WeftError) or took minutes before.
+t.test('fuzzing findings: hostile values in config.json and the safetensors header', async (t) => {
+  const deep = '['.repeat(100_000) + '1' + ']'.repeat(100_000);  // JSON.stringify of it overflows the stack
+  const writeDeep = (dir: string, file: string, edit: (j: Record<string, unknown>) => void) => {
+    const j = JSON.parse(readFileSync(join(dir, file), 'utf8'));
+    edit(j);
+    writeFileSync(join(dir, file), JSON.stringify(j).replace('"@deep@"', deep));
+    return dir;
+  };
+  const short = async (path: string, code: string, mentions: string[], why: string) => {
+    await fails(t, path, code, mentions, why);
+    const message = await loadModelSpec(path).then(() => '', (e: Error) => e.message);
+    t.ok(message.length < 600, `${why}: the message stays short (${message.length} characters)`);
+  };
+  await short(writeDeep(modelCopy(), 'config.json', (j) => { j.hidden_size = '@deep@'; }), 'WEFT_ERR_MODEL_BAD_CONFIG', ['hidden_size'],
+    'hidden_size nested 100k deep');
+  await short(writeDeep(modelCopy(), 'config.json', (j) => { j.architectures = ['@deep@']; }), 'WEFT_ERR_MODEL_UNSUPPORTED_ARCH',
+    ['architecture'], 'architectures nested 100k deep');
+  await short(editJson(modelCopy(), 'config.json', (j) => { j.num_hidden_layers = 'x'.repeat(1 << 20); }), 'WEFT_ERR_MODEL_BAD_CONFIG',
+    ['num_hidden_layers'], 'a 1 MB string as num_hidden_layers');
+  await fails(t, editJson(modelCopy(), 'config.json', (j) => { j.architectures = ['constructor']; }), 'WEFT_ERR_MODEL_UNSUPPORTED_ARCH',
+    ['constructor'], 'architectures ["constructor"] (an inherited key of every object)');
+  await fails(t, editJson(modelCopy(), 'config.json', (j) => { delete j.architectures; j.model_type = 'toString'; }),
+    'WEFT_ERR_MODEL_UNSUPPORTED_ARCH', ['toString'], 'model_type "toString"');
+  await fails(t, editJson(modelCopy(), 'config.json', (j) => { j.num_hidden_layers = 2 ** 53 - 1; }), 'WEFT_ERR_MODEL_MISSING_TENSOR',
+    ['model.layers.5.'], 'num_hidden_layers 2^53 - 1: the first missing layer');
+  const st = new Uint8Array(readFileSync(join(MODEL_DIR, 'model.safetensors')));
+  const len = Number(new DataView(st.buffer).getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder().decode(st.subarray(8, 8 + len)));
+  header['model.norm.weight'].shape = '@deep@';
+  const json = new TextEncoder().encode(JSON.stringify(header).replace('"@deep@"', deep));
+  const bytes = new Uint8Array(8 + json.length + st.length - 8 - len);
+  new DataView(bytes.buffer).setBigUint64(0, BigInt(json.length), true);
+  bytes.set(json, 8);
+  bytes.set(st.subarray(8 + len), 8 + json.length);
+  const dir = modelCopy();
+  writeFileSync(join(dir, 'model.safetensors'), bytes);
+  await short(dir, 'WEFT_ERR_MODEL_CORRUPT', ['model.norm.weight', 'shape'], 'a tensor shape nested 100k deep');
+  // a directory where a file should be opens for reading, then every read fails with EISDIR
+  const sharded = modelCopy();
+  const names = Object.keys(readSafetensors(join(MODEL_DIR, 'model.safetensors')));
+  renameSync(join(sharded, 'model.safetensors'), join(sharded, 'model-00001-of-00001.safetensors'));
+  const weightMap = Object.fromEntries(names.map((n) => [n, n === 'model.norm.weight' ? '' : 'model-00001-of-00001.safetensors']));
+  writeFileSync(join(sharded, 'model.safetensors.index.json'), JSON.stringify({ weight_map: weightMap }));
+  await fails(t, sharded, 'WEFT_ERR_MODEL_CORRUPT', ['not a regular file'], 'an index naming the shard ""');
+  for (const [file, code] of [['model.safetensors', 'WEFT_ERR_MODEL_CORRUPT'], ['tokenizer.json', 'WEFT_ERR_MODEL_TOKENIZER'],
+    ['config.json', 'WEFT_ERR_MODEL_BAD_CONFIG']] as const) {
+    const d = modelCopy();
+    unlinkSync(join(d, file));
+    mkdirSync(join(d, file));
+    await fails(t, d, code, [file], `${file} is a directory`);
+  }
 });
 
 t.test('weights that do not match', async (t) => {

@@ -9,7 +9,7 @@ import tokenizers from 'tokenizers';
 
 import { encodeGgufHeader, readGguf } from '../../src/model/gguf.js';
 import {
-  ggufTokenizerEntries, ggufVocab, tokenizerJsonFromGguf, tokenizerJsonFromVocab, vocabFromTokenizerJson,
+  ggufTokenizerEntries, ggufVocab, spmMerges, tokenizerJsonFromGguf, tokenizerJsonFromVocab, vocabFromTokenizerJson, type GgufVocab,
 } from '../../src/model/gguf-tokenizer.js';
 import { buildSyntheticVocab } from '../../src/model/synth.js';
 import { MODEL_DIR, MODEL_GGUF, SMOLLM_DIR } from '../fixtures/paths.js';
@@ -113,4 +113,21 @@ t.test('bad GGUF tokenizer metadata', async (t) => {
   t.throws(() => ggufVocab(meta, 'x.gguf'), { code: 'WEFT_ERR_MODEL_TOKENIZER' });
   t.throws(() => vocabFromTokenizerJson('{"model": {"type": "WordPiece", "vocab": {}}}', 10, { bosId: null, eosId: null }),
     { code: 'WEFT_ERR_MODEL_TOKENIZER' });
+});
+
+// Found by `npm run fuzz`: finding the splits of a piece costs the square of its length, and a
+// hostile GGUF's 300k-character piece took minutes. Pieces up to 256 code points still get every
+// merge; longer ones get none.
+t.test('SentencePiece merges: pieces longer than 256 code points get none', async (t) => {
+  const pieces = ['a', 'b', 'ab', 'a'.repeat(256), 'a'.repeat(255), 'a'.repeat(257), '😀'.repeat(256), '😀'.repeat(255), '😀',
+    'a'.repeat(300_000)];
+  const v: GgufVocab = { model: 'llama', tokens: pieces, scores: pieces.map((_, i) => -i), tokenTypes: pieces.map(() => 1), merges: [],
+    pre: 'default', bosId: null, eosId: null, unkId: null, addBos: false, addEos: false };
+  const merges = spmMerges(v, new Map(pieces.map((p, i) => [p, i])));
+  const joined = new Set(merges.map(([a, b]) => a + b));
+  t.ok(joined.has('ab'), 'a + b');
+  t.ok(joined.has('a'.repeat(256)), 'a 256-character piece from a + its 255-character rest');
+  t.ok(joined.has('😀'.repeat(256)), '256 code points (512 UTF-16 units) still count as 256');
+  t.notOk(joined.has('a'.repeat(257)), 'no merges for a 257-character piece');
+  t.notOk(joined.has('a'.repeat(300_000)), 'nor for a 300k-character one');
 });

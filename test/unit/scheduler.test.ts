@@ -212,31 +212,50 @@ t.test('pickVictim: a held sequence, then worst priority, then most recently adm
   t.equal(pickVictim([]), undefined);
 });
 
-t.test('hold: a held sequence keeps its place but is not computed; release lets it run on', async (t) => {
+t.test('hold: a held sequence is not computed; it keeps its place until a waiting request needs it; release lets it run on', async (t) => {
   const { sched, worker } = setup({ maxNumBatchedTokens: 64, maxNumSeqs: 2, blockSize: 4, numBlocks: 32 });
-  for (const id of ['a', 'b', 'c']) sched.add(makeSeq(id, range(1, 6), { maxTokens: 6, ignoreEos: true }));
+  for (const id of ['a', 'b']) sched.add(makeSeq(id, range(1, 6), { maxTokens: 6, ignoreEos: true }));
   const step = (now: number) => {
     const out = sched.schedule(now);
     sched.postprocess(out, worker.step(out), now);
-    return out.scheduled.map((s) => s.seq.requestId);
+    return { ran: out.scheduled.map((s) => s.seq.requestId), preempted: out.preempted.map((s) => s.requestId) };
   };
-  t.same(step(0), ['a', 'b']);
+  t.same(step(0).ran, ['a', 'b']);
   const [a, b] = sched.running;
   sched.hold(a);
-  t.same(step(1), ['b'], 'a is held: only b steps');
-  t.equal(a.status, 'running', 'a keeps its slot and its blocks');
+  t.same(step(1), { ran: ['b'], preempted: [] }, 'a is held: only b steps');
+  t.equal(a.status, 'running', 'with nobody waiting, a keeps its slot and its blocks');
   t.ok(a.blockTable.length > 0);
+  sched.add(makeSeq('c', range(1, 6), { maxTokens: 6, ignoreEos: true }));
+  t.same(step(2), { ran: ['b', 'c'], preempted: ['a'] }, 'c waits and the slots are full: held a gives its slot (it would block c)');
+  t.equal(a.status, 'preempted');
   sched.hold(b);
-  t.same(step(2), [], 'both held: nothing runs, c waits for a free slot');
-  t.notOk(sched.isIdle);
+  t.same(step(3), { ran: ['c'], preempted: [] }, 'held b is skipped; nobody waits but held a');
   sched.release(a);
   sched.release(b);
-  t.same(step(3), ['a', 'b'], 'released: they run on');
+  t.same(step(4).ran, ['b', 'c'], 'released: b runs on beside c; a waits for a slot');
   runUntilIdle(sched, worker);
   assertAllFree(t, sched);
   const beam = makeSeq('beam', [1, 2], { isBeam: true });
   sched.hold(beam);
   t.notOk(beam.isHeld, 'a beam is never held: its search steps whole');
+});
+
+t.test('hold: held sequences give their KV blocks to a waiting request that cannot fit otherwise', async (t) => {
+  const { sched, worker } = setup({ maxNumBatchedTokens: 64, maxNumSeqs: 8, blockSize: 4, numBlocks: 6 });
+  sched.add(makeSeq('big', range(1, 16), { maxTokens: 8, ignoreEos: true }));   // 4 of the 6 blocks
+  let out = sched.schedule(0);
+  sched.postprocess(out, worker.step(out), 0);
+  const big = sched.running[0];
+  sched.hold(big);
+  sched.add(makeSeq('next', range(100, 11), { maxTokens: 2, ignoreEos: true }));  // needs 3 blocks: 2 are free
+  out = sched.schedule(1);
+  t.same(out.scheduled.map((s) => s.seq.requestId), ['next'], 'admitted with the held one\'s blocks');
+  t.same(out.preempted.map((s) => s.requestId), ['big']);
+  sched.postprocess(out, worker.step(out), 1);
+  sched.release(big);
+  runUntilIdle(sched, worker);
+  assertAllFree(t, sched);
 });
 
 t.test('hold: a held sequence waiting (preempted) is not readmitted; the next one is', async (t) => {

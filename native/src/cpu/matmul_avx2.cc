@@ -9,6 +9,7 @@
 // 2*128*127 = 32512, exact. vpmaddwd with ones then widens to int32 lanes of 4 k each,
 // giving exactly sum x*w, the same int32 dot as the VNNI kernels.
 // With AVX-VNNI (256-bit vpdpbusd), the offset scheme of the AVX-512 kernels is used.
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <array>
@@ -237,7 +238,12 @@ void matmul_i8_avx2_plain(const QuantAct& x, const PackedI8& w, float* y, int ld
 void matmul_i8_avx2_vnni(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1) {
   i8_run<true>(x, w, y, ldy, n0, n1);
 }
-bool avx_vnni_supported() { return __builtin_cpu_supports("avxvnni"); }
+// AVX-VNNI is CPUID leaf 7, subleaf 1, EAX bit 4, read directly: clang before 16 (the fuzzing
+// build's compiler) does not know __builtin_cpu_supports("avxvnni").
+bool avx_vnni_supported() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 4) & 1u);
+}
 
 void matmul_i8_avx2(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1) {
   static const bool vnni = avx_vnni_supported();

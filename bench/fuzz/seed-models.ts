@@ -1,0 +1,47 @@
+// The model files both fuzzers start from: the real stories260K (HF directory, GGUF, and its
+// int8 quantization) and small synthetic models of every architecture, format and dtype weft
+// reads (Llama with llama3 rope scaling, Qwen2 with q/k/v biases and tied embeddings, Qwen3 with
+// q/k norms and linear rope scaling; GGUF f32/f16/q8_0, HF f32/f16 and int8).
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { quantizeModel } from '../../src/model/quantize.js';
+import { synthesizeModel } from '../../src/model/synth.js';
+
+const TINY = { hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 64,
+  vocab_size: 260, max_position_embeddings: 64, rms_norm_eps: 1e-5 };
+const CONFIGS: Record<string, Record<string, unknown>> = {
+  llama: { ...TINY, architectures: ['LlamaForCausalLM'], tie_word_embeddings: false,
+    rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 16, original_max_position_embeddings: 2048 } },
+  qwen2: { ...TINY, architectures: ['Qwen2ForCausalLM'], tie_word_embeddings: true },
+  qwen3: { ...TINY, architectures: ['Qwen3ForCausalLM'], head_dim: 16, tie_word_embeddings: false, rope_scaling: { type: 'linear', factor: 2 } },
+};
+const FORMATS = [['gguf', 'f32'], ['gguf', 'f16'], ['gguf', 'q8_0'], ['hf', 'f32'], ['hf', 'f16']] as const;
+
+// Writes `path` once, through a temporary name, so an interrupted run leaves no half-written seed.
+async function once(path: string, write: (tmp: string) => Promise<void>): Promise<string> {
+  if (existsSync(path)) return path;
+  const tmp = `${path}.partial`;
+  rmSync(tmp, { recursive: true, force: true });
+  await write(tmp);
+  renameSync(tmp, path);
+  return path;
+}
+
+// Paths of the seed models (.gguf files and HF directories), written under dir once.
+export async function seedModels(dir: string, realModelDir: string | null): Promise<string[]> {
+  mkdirSync(dir, { recursive: true });
+  const out: string[] = [];
+  for (const [arch, config] of Object.entries(CONFIGS)) {
+    for (const [format, dtype] of FORMATS) {
+      const path = join(dir, `${arch}-${dtype}${format === 'gguf' ? '.gguf' : ''}`);
+      out.push(await once(path, (tmp) => synthesizeModel({ config, out: tmp, format, dtype, seed: 1 })));
+    }
+    out.push(await once(join(dir, `${arch}-int8`), (tmp) => quantizeModel(join(dir, `${arch}-f32`), tmp)));
+  }
+  if (realModelDir && existsSync(realModelDir)) {
+    out.push(realModelDir, join(realModelDir, 'stories260K.gguf'));
+    out.push(await once(join(dir, 'stories260K-int8'), (tmp) => quantizeModel(realModelDir, tmp)));
+  }
+  return out;
+}
