@@ -7,7 +7,7 @@
 // Failing inputs land in build-fuzz/findings/; the exit status is 1 when there is any.
 import { spawnSync, fork, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -52,8 +52,8 @@ async function fuzzNative(exe: string, seeds: string, corpus: string, findings: 
   const native = () => readdirSync(findings).filter((f) => f.startsWith('native-'));
   const before = new Set(native());
   // the target rewrites its model file for every input: in memory where there is a tmpfs
-  const env = existsSync('/dev/shm') ? { ...process.env, TMPDIR: '/dev/shm' } : process.env;
-  const child = spawn(exe, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
+  const tmp = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  const child = spawn(exe, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, TMPDIR: tmp } });
   let log = '', last = '';
   child.stderr.on('data', (b: Buffer) => {
     log = (log + b.toString()).slice(-200_000);
@@ -61,6 +61,7 @@ async function fuzzNative(exe: string, seeds: string, corpus: string, findings: 
     if (lines.length) last = lines[lines.length - 1];
   });
   const code: number = await new Promise((r) => child.on('close', (c) => r(c ?? 1)));
+  rmSync(join(tmp, `weft-fuzz-model-${child.pid}.bin`), { force: true });  // left behind when the target crashed
   const stat = (k: string) => Number(new RegExp(`stat::${k}:\\s+(\\d+)`).exec(log)?.[1] ?? 0);
   const num = (k: string) => Number(new RegExp(`${k}: (\\d+)`).exec(last)?.[1] ?? 0);
   const found = native().filter((f) => !before.has(f)).map((f) => join(findings, f));
