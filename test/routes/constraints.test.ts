@@ -59,9 +59,10 @@ t.test("logit_bias (OpenAI's): +100 forces a token, bad keys and values are 400s
   t.equal(r.json().choices[0].text, 'tttttttt', "token 413 is 't'");
   const chat = await post('/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, temperature: 0, logit_bias: { '411': 100 } });
   t.equal(chat.json().choices[0].message.content, 'eeee');
-  for (const [bias, code] of [[{ abc: 1 }, 'WEFT_ERR_REQ_INVALID'], [{ '5': 101 }, 'WEFT_ERR_REQ_INVALID'], [{ '99999': 1 }, 'WEFT_ERR_REQ_INVALID_TOKEN_ID']] as const) {
-    const bad = await post('/v1/completions', { prompt: 'a', max_tokens: 2, logit_bias: bias });
-    t.equal(bad.statusCode, 400, JSON.stringify(bias));
-    t.equal(bad.json().error.code, code);
+  const bad = [[{ abc: 1 }, 'WEFT_ERR_REQ_INVALID'], [{ '5': 101 }, 'WEFT_ERR_REQ_INVALID'], [{ '99999': 1 }, 'WEFT_ERR_REQ_INVALID_TOKEN_ID']] as const;
+  for (const [bias, code] of bad) {
+    const r = await post('/v1/completions', { prompt: 'a', max_tokens: 2, logit_bias: bias });
+    t.equal(r.statusCode, 400, JSON.stringify(bias));
+    t.equal(r.json().error.code, code);
   }
 });

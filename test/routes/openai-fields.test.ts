@@ -54,8 +54,9 @@ t.test('--chat-template: a template file (or the template itself) replaces the m
   const dir = mkdtempSync(join(tmpdir(), 'weft-tpl-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'chat.jinja');
-  writeFileSync(file, "{% for m in messages %}<<{{ m['role'] }}>>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<<assistant>>{% endif %}");
-  for (const chatTemplate of [file, "{% for m in messages %}<<{{ m['role'] }}>>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<<assistant>>{% endif %}"]) {
+  const template = "{% for m in messages %}<<{{ m['role'] }}>>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<<assistant>>{% endif %}";
+  writeFileSync(file, template);
+  for (const chatTemplate of [file, template]) {
     const app = await startTestApp({ backend: 'cpu', chatTemplate });
     const r = (await app.app.inject({ method: 'POST', url: '/tokenize', payload: { messages: [{ role: 'user', content: 'Hi' }] } })).json();
     t.equal(r.prompt, '<<user>>Hi\n<<assistant>>', chatTemplate === file ? 'from a file' : 'inline');
