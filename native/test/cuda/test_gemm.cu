@@ -86,6 +86,23 @@ HostWeight make_weight(const Combo& c, int n, int k, uint32_t seed) {
   return w;
 }
 
+// A HostWeight uploaded, and the GemmWeight that describes it.
+struct DeviceWeight {
+  DeviceBuf<uint16_t> w16;
+  DeviceBuf<int8_t> w8;
+  DeviceBuf<float> scales;
+  GemmWeight gw;
+  explicit DeviceWeight(const HostWeight& w)
+      : w16(w.c.kind == WeightKind::i8 ? std::vector<uint16_t>{} : w.bits),
+        w8(w.c.kind == WeightKind::i8 ? w.q : std::vector<int8_t>{}),
+        scales(w.scales) {
+    const bool i8 = w.c.kind == WeightKind::i8;
+    gw.data = i8 ? static_cast<const void*>(w8.ptr) : static_cast<const void*>(w16.ptr);
+    gw.scales = i8 ? scales.ptr : nullptr;
+    gw.kind = w.c.kind, gw.group = w.c.group, gw.n = w.n, gw.k = w.k;
+  }
+};
+
 // ref[i][j] = sum_kk x[i][kk] * w[j][kk] (times scales[j] for row-scaled int8), in double.
 std::vector<double> reference(const std::vector<float>& x, int m, const HostWeight& w) {
   const int n = w.n, k = w.k;
@@ -140,16 +157,8 @@ void check_shape(Harness& h, const Combo& c, int n, int k, uint32_t seed) {
   const std::vector<double> ref = reference(x, mmax, w);
 
   DeviceBuf<uint16_t> dx(xbits);
-  DeviceBuf<uint16_t> dw16(c.kind == WeightKind::i8 ? std::vector<uint16_t>{} : w.bits);
-  DeviceBuf<int8_t> dw8(c.kind == WeightKind::i8 ? w.q : std::vector<int8_t>{});
-  DeviceBuf<float> dscales(w.scales);
-  GemmWeight gw;
-  gw.data = c.kind == WeightKind::i8 ? static_cast<const void*>(dw8.ptr) : static_cast<const void*>(dw16.ptr);
-  gw.scales = c.kind == WeightKind::i8 ? dscales.ptr : nullptr;
-  gw.kind = c.kind;
-  gw.group = c.group;
-  gw.n = n;
-  gw.k = k;
+  const DeviceWeight dev(w);
+  const GemmWeight& gw = dev.gw;
 
   // y has one row more than m and ldy = n + 3: everything outside [m][n] must keep its sentinel.
   const int ldy = n + 3;
@@ -252,13 +261,8 @@ WEFT_CUDA_TEST(gemm_swiglu_epilogue) {
       const std::vector<uint16_t> xbits = weft_test::to_half_vec(weft_test::random_vec(size_t(mmax) * k, seed), c.act);
       const HostWeight w = make_weight(c, n, k, seed++ * 3 + 1);
       DeviceBuf<uint16_t> dx(xbits);
-      DeviceBuf<uint16_t> dw16(c.kind == WeightKind::i8 ? std::vector<uint16_t>{} : w.bits);
-      DeviceBuf<int8_t> dw8(c.kind == WeightKind::i8 ? w.q : std::vector<int8_t>{});
-      DeviceBuf<float> dscales(w.scales);
-      GemmWeight gw;
-      gw.data = c.kind == WeightKind::i8 ? static_cast<const void*>(dw8.ptr) : static_cast<const void*>(dw16.ptr);
-      gw.scales = c.kind == WeightKind::i8 ? dscales.ptr : nullptr;
-      gw.kind = c.kind, gw.group = c.group, gw.n = n, gw.k = k;
+      const DeviceWeight dev(w);
+      const GemmWeight& gw = dev.gw;
       const std::vector<uint16_t> sentinel(size_t(mmax) * ldy, uint16_t(0x5A5A));
       DeviceBuf<uint16_t> dfull(size_t(mmax) * n), dy(sentinel);
       const std::string tag = combo_name(c) + " n=" + std::to_string(n) + " k=" + std::to_string(k);
