@@ -4,7 +4,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 
 import cors from '@fastify/cors';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 
 import { clientLimitsSlice, serverSlice, type ClientLimits, type Config, type ServerConfig } from './config.js';
 import { prettyLine, prettyLogStream } from './log-format.js';
@@ -30,8 +30,8 @@ import { webuiRoutes } from './routes/webui.js';
 export interface LoadProgress {
   phase: 'download' | 'load';
   file?: string;
-  bytes?: number;            // download: of this file so far
-  total?: number;            // download: its size
+  bytes?: number;            // download: of this file so far; load: of the model's tensors read so far
+  total?: number;            // download: its size; load: the model's tensor bytes
   instancesReady?: number;   // load: engine instances up so far
   instances?: number;        // load: of all
 }
@@ -102,8 +102,8 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
   const metrics = deps.metrics ?? deps.service?.metrics ?? new Metrics({ compat: config.metricsCompat });
   const app = Fastify({
     logger: s.logLevel === 'silent' ? false : { level: s.logLevel, ...logStreamOf(s, deps) },
-    // one access line per request at info (onResponse below); Fastify's two per request go to debug
-    disableRequestLogging: true,
+    // one access line per request at info (onResponse below) instead of Fastify's two
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: s.bodyLimit,
     ajv: { customOptions: { ...ajvOptions } },
     forceCloseConnections: 'idle',

@@ -84,7 +84,17 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
     log?.info(`compute threads: ${numThreads} per instance (${e.numThreads === 0 ? `auto: ${usableCpuCount()} usable CPU(s)` : '--num-threads'})`);
   const sched = schedulerSlice(config, spec.config.maxPositions);
   const workers: EngineWorker[] = [];
-  const loading = progressBar(process.stderr, 'items');   // weights load inside each instance's worker
+  // Weights load inside the first instance's worker (the others share them); the native loader
+  // counts the bytes it has read, which this thread polls for the progress bar and /ready.
+  const loading = progressBar(process.stderr, 'bytes');
+  let instancesReady = 0;
+  const report = () => {
+    const p = native.loadProgress();
+    loading.update(`loading ${basename(modelPath)} (instance ${Math.min(instancesReady + 1, e.numInstances)} of ${e.numInstances})`,
+      p.bytesDone, p.bytesTotal);
+    onProgress?.({ phase: 'load', file: basename(modelPath), bytes: p.bytesDone, total: p.bytesTotal, instancesReady, instances: e.numInstances });
+  };
+  const poll = setInterval(() => { if (native.loadProgress().active) report(); }, 200).unref();
   try {
     for (let i = 0; i < e.numInstances; i++) {
       // GPU instances go round-robin over the visible devices, one CUDA stream each
@@ -94,19 +104,20 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
         const d = native.cudaDeviceInfo(device);
         log?.info(`instance ${i}: cuda:${device} ${d.name} (sm ${d.computeCapability}, ${d.smCount} SMs, ${(d.freeBytes / 2 ** 30).toFixed(1)} of ${(d.totalBytes / 2 ** 30).toFixed(1)} GiB free)`);
       }
-      loading.update(`loading ${basename(modelPath)}: engine instances`, i, e.numInstances);
-      onProgress?.({ phase: 'load', file: basename(modelPath), instancesReady: i, instances: e.numInstances });
       workers.push(await EngineWorker.start(i, {
         modelPath, dtype, numThreads, numKvBlocks: e.kvCacheBlocks, blockSize: e.blockSize, kvDtype: e.kvDtype,
         backend, device, kvCacheFraction: backend === 'gpu' ? kvFractionForInstance(e.gpuMemoryUtilization, onDevice, Math.floor(i / devices)) : 0,
         maxNumTokens: sched.maxNumBatchedTokens, maxNumSeqs: sched.maxNumSeqs, maxContextLen: sched.maxModelLen, cudaGraphs: e.cudaGraphs,
       }));
+      instancesReady = i + 1;
+      report();
     }
-    loading.update(`loading ${basename(modelPath)}: engine instances`, e.numInstances, e.numInstances);
     loading.end();
   } catch (err) {
     await Promise.all(workers.map((w) => w.close()));
     throw err;
+  } finally {
+    clearInterval(poll);
   }
   const loop = new EngineLoop(workers, {
     scheduler: { ...sched, blockSize: e.blockSize }, eosTokenIds: spec.config.eosTokenIds,

@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "cpu/isa.h"
+#include "load_progress.h"
 #include "weft_engine.h"
 
 namespace {
@@ -110,6 +111,7 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
         InstanceMethod("cpuInfo", &WeftAddon::Guarded<&WeftAddon::CpuInfo>),
         InstanceMethod("cudaDeviceCount", &WeftAddon::Guarded<&WeftAddon::CudaDeviceCount>),
         InstanceMethod("cudaDeviceInfo", &WeftAddon::Guarded<&WeftAddon::CudaDeviceInfo>),
+        InstanceMethod("loadProgress", &WeftAddon::Guarded<&WeftAddon::LoadProgressOf>),
     });
   }
 
@@ -335,6 +337,16 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
         supported.Set(supported.Length(), Napi::String::New(env, weft::isa_name(static_cast<weft::Isa>(i))));
     res.Set("supported", supported);
     return res;
+  }
+
+  // The model load in progress (any thread of this process), in bytes of its files' tensors.
+  Napi::Value LoadProgressOf(const Napi::CallbackInfo& info) {
+    const weft::LoadProgress p = weft::load_progress();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("bytesDone", Napi::Number::New(info.Env(), double(p.bytes_done)));
+    o.Set("bytesTotal", Napi::Number::New(info.Env(), double(p.bytes_total)));
+    o.Set("active", Napi::Boolean::New(info.Env(), p.active));
+    return o;
   }
 
   Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {

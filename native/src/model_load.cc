@@ -7,6 +7,7 @@
 #include <new>
 
 #include "half.h"
+#include "load_progress.h"
 #include "model.h"
 
 namespace weft {
@@ -227,8 +228,10 @@ Status build_host_matrix(const std::vector<Part>& parts, WeightDType wd, HostMat
 
 // Builds the matrix for the model's target: CPU packed panels, or CUDA staging.
 Status build_target_matrix(const std::vector<Part>& parts, const ModelSpec& spec, Matrix* cpu, HostMatrix* gpu) {
-  return spec.target == Backend::cuda ? build_host_matrix(parts, spec.weight_dtype, gpu)
-                                      : build_matrix(parts, spec.weight_dtype, cpu);
+  Status s = spec.target == Backend::cuda ? build_host_matrix(parts, spec.weight_dtype, gpu)
+                                          : build_matrix(parts, spec.weight_dtype, cpu);
+  for (const auto& p : parts) load_progress_add(dtype_bytes(p.view.dtype, uint64_t(p.view.rows) * uint64_t(p.view.cols)));
+  return s;
 }
 
 // Bytes a step streams for this matrix: the packed buffers as laid out (padding, group scales
@@ -361,15 +364,20 @@ Status model_load(const ModelSpec& spec, std::shared_ptr<const Model>* out) {
     *out = m;
     return Status::Ok();
   }
+  uint64_t total = 0;
+  for (const auto& t : spec.tensors) total += t.byte_length;
+  load_progress_begin(total);
   try {
     auto model = std::make_shared<Model>();
     Status s = load_uncached(spec, model.get());
+    load_progress_end(s.ok());
     if (!s.ok()) return s;
     for (const auto& f : model->files) mapped_file_drop_pages(*f);
     cache[spec.key] = model;
     *out = model;
     return Status::Ok();
   } catch (const std::bad_alloc&) {
+    load_progress_end(false);
     return Status::Error(StatusCode::out_of_memory, "out of memory while loading " + spec.key);
   }
 }

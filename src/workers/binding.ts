@@ -103,6 +103,8 @@ export interface NativeAddon {
   cpuInfo(): { isa: IsaName; supported: IsaName[] };
   cudaDeviceCount(): number;
   cudaDeviceInfo(device: number): CudaDeviceInfo;
+  // the model load in progress in this process (any worker thread): bytes of its files' tensors
+  loadProgress(): { bytesDone: number; bytesTotal: number; active: boolean };
 }
 
 export interface CudaDeviceInfo {
@@ -157,6 +159,7 @@ export function loadNative(): NativeAddon {
     cpuInfo: guard(raw.cpuInfo.bind(raw)),
     cudaDeviceCount: guard(raw.cudaDeviceCount.bind(raw)),
     cudaDeviceInfo: guard(raw.cudaDeviceInfo.bind(raw)),
+    loadProgress: guard(raw.loadProgress.bind(raw)),
   };
   return addon;
 }

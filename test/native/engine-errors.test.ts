@@ -35,6 +35,9 @@ t.test('bad engine options and bad tensor specs give typed errors', async (t) =>
   const native = loadNative();
   const good = toNativeModelSpec(spec, 'f32', `errors-test-${Date.now()}`);
   const model = native.loadModel(good);
+  // the load's byte progress: every tensor byte of the files counted, and no load running
+  const tensorBytes = good.tensors.reduce((sum, x) => sum + x.byteLength, 0);
+  t.same(native.loadProgress(), { bytesDone: tensorBytes, bytesTotal: tensorBytes, active: false }, 'load progress when done');
   t.throws(() => native.createEngine(model.handle, { numThreads: 0, numKvBlocks: 4, blockSize: 16 }), { code: 'WEFT_ERR_ENGINE_BAD_INPUT' });
   // a CPU-layout model cannot feed a CUDA engine: no device where none is visible, else bad input
   t.throws(() => native.createEngine(model.handle, { numThreads: 1, numKvBlocks: 4, blockSize: 16, backend: 'cuda' }),
@@ -47,6 +50,8 @@ t.test('bad engine options and bad tensor specs give typed errors', async (t) =>
   missing.key += '-missing';
   missing.tensors = missing.tensors.filter((x) => x.name !== 'model.layers.2.mlp.up_proj.weight');
   t.throws(() => native.loadModel(missing), { code: 'WEFT_ERR_MODEL_MISSING_TENSOR', message: /up_proj/ });
+  t.equal(native.loadProgress().active, false, 'a failed load is not left running');
+  t.ok(native.loadProgress().bytesDone < native.loadProgress().bytesTotal, 'and did not count what it never read');
   const shape = structuredClone(good);
   shape.key += '-shape';
   shape.config.ffnDim = 100;

@@ -154,7 +154,8 @@ t.test('the server serves a Hub id; startup reports the download, and /ready sho
   t.teardown(() => engine.close());
   t.ok(seen.some((p) => p.phase === 'download' && p.file === 'model.safetensors' && p.bytes === p.total && p.total! > 0), 'download progress');
   t.equal(seen.at(-1)!.phase, 'load', 'then loading');
-  t.match(seen.at(-1), { phase: 'load', instancesReady: 0, instances: 1 }, 'then its engine instances, one by one');
+  t.match(seen.at(-1), { phase: 'load', instancesReady: 1, instances: 1 }, 'then its engine instances, one by one');
+  t.ok(seen.at(-1)!.total! > 0 && seen.at(-1)!.bytes === seen.at(-1)!.total, 'in bytes of the model, all read at the end');
   const app = await buildApp(testConfig(), { service: engine.service, metrics });
   t.teardown(() => app.close());
   const r = await app.inject({ method: 'POST', url: '/generate', payload: { prompt: 'Once upon a time', max_tokens: 8, temperature: 0 } });
