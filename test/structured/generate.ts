@@ -93,11 +93,22 @@ async function collect(m: GenModel, h: RequestHandle): Promise<Generation> {
   for await (const ev of h.events) {
     if (ev.tokenId !== null && !m.eosTokenIds.includes(ev.tokenId)) ids.push(ev.tokenId);
     if (ev.finishReason) {
-      const full = await m.tokenizer.decode([...m.prompt, ...ids], true);
-      return { text: full.slice(m.promptText.length), ids, finishReason: ev.finishReason, ...(ev.error ? { errorCode: ev.error.code } : {}) };
+      return { text: await textOf(m, ids), ids, finishReason: ev.finishReason, ...(ev.error ? { errorCode: ev.error.code } : {}) };
     }
   }
   return { text: '', ids, finishReason: undefined };
+}
+
+export async function textOf(m: GenModel, ids: readonly number[]): Promise<string> {
+  const full = await m.tokenizer.decode([...m.prompt, ...ids.filter((t) => !m.eosTokenIds.includes(t))], true);
+  return full.slice(m.promptText.length);
+}
+
+// n samples of one prompt through submitN: the first prefills, the others fork from it (and
+// their matchers from its matcher).
+export function generateN(m: GenModel, spec: ConstraintSpec, seeds: readonly number[], maxTokens: number): Promise<Generation>[] {
+  const inits = seeds.map((seed) => ({ promptTokenIds: m.prompt, maxTokens, constraint: spec, logitBias: m.bias, sampling: { temperature: 1, seed } }));
+  return m.loop.submitN(inits).map((h) => collect(m, h));
 }
 
 // `seeds.length` sampled generations (temperature 1) of one constraint, all submitted at once so

@@ -9,7 +9,7 @@ import addFormats from 'ajv-formats';
 import t from 'tap';
 
 import type { ConstraintSpec } from '../../src/structured/types.js';
-import { generate, openGenModel, type Generation } from './generate.js';
+import { generate, generateN, openGenModel, textOf, type Generation } from './generate.js';
 import { GRAMMARS, REGEXES } from './grammars.js';
 import { SCHEMAS } from './schemas.js';
 
@@ -82,5 +82,22 @@ for (const modelName of ['stories260K', 'smollm2'] as const) {
     t.comment(`${modelName}: ${JOBS.length} constraints × ${NUM_GENERATIONS} generations, ${numTokens} tokens, ` +
       `${numTruncated} truncated at max_tokens ${MAX_TOKENS}`);
     t.equal(numTruncated, 0, 'no output was cut at max_tokens');
+
+    // n > 1 and beam search: each sequence, forked from the first or from a beam, carries its own
+    // grammar state; a shared one would break the others' JSON as soon as they diverge
+    const schema = SCHEMAS.find(([name]) => name === 'array of objects, 1 to 3 items')![1];
+    const spec: ConstraintSpec = { type: 'json_schema', schema: JSON.stringify(schema) };
+    const check = jsonCheck(schema);
+    const n = await Promise.all(generateN(m, spec, seeds.slice(0, 8), MAX_TOKENS));
+    t.same(n.map((g) => (g.finishReason === 'stop' ? check(g.text) : g.finishReason)), Array(8).fill(null), 'n = 8: every sample ends and validates');
+    t.ok(new Set(n.map((g) => g.text)).size > 1, 'and they differ');
+    const beam = m.loop.submitBeam({ promptTokenIds: m.prompt, constraint: spec, logitBias: m.bias },
+      { beamWidth: 4, maxTokens: MAX_TOKENS, lengthPenalty: 1, earlyStopping: true, numReturnSequences: 4 });
+    let outcome;
+    for await (const ev of beam.events) if (ev.beam) outcome = ev.beam;
+    t.equal(outcome?.hypotheses.length, 4, 'beam search returned 4 hypotheses');
+    const texts = await Promise.all(outcome!.hypotheses.map((h) => textOf(m, h.tokens)));
+    t.same(outcome!.hypotheses.map((h, i) => (h.finishReason === 'stop' ? check(texts[i]) : h.finishReason)), Array(4).fill(null),
+      `beam width 4: every hypothesis ends and validates: ${JSON.stringify(texts)}`);
   });
 }
