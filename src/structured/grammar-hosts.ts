@@ -129,8 +129,7 @@ export class GrammarHosts {
   fork(parent: number, child: number): void {
     const host = this.#bySeq.get(parent);
     if (!host) return;
-    this.release(child);
-    host.numMatchers++;
+    host.numMatchers++;   // child ids are new: the host applies forks before releases
     host.ops.forks.push(parent, child);
     this.#bySeq.set(child, host);
   }
