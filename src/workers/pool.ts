@@ -32,7 +32,8 @@ export class EngineWorker {
   // Several tasks at once: a prepare (a constraint compiling on a grammar host) waits beside the
   // steps, which the engine loop still sends one at a time.
   static #newPool(): Piscina {
-    return new Piscina({ filename: WORKER_FILE.href, minThreads: 1, maxThreads: 1, idleTimeout: Number.POSITIVE_INFINITY, concurrentTasksPerWorker: 64 });
+    return new Piscina({ filename: WORKER_FILE.href, minThreads: 1, maxThreads: 1, idleTimeout: Number.POSITIVE_INFINITY,
+      concurrentTasksPerWorker: 64 });
   }
 
   static async #init(pool: Piscina, options: EngineInitOptions): Promise<InitReply> {

@@ -107,7 +107,9 @@ export async function textOf(m: GenModel, ids: readonly number[]): Promise<strin
 // n samples of one prompt through submitN: the first prefills, the others fork from it (and
 // their matchers from its matcher).
 export function generateN(m: GenModel, spec: ConstraintSpec, seeds: readonly number[], maxTokens: number): Promise<Generation>[] {
-  const inits = seeds.map((seed) => ({ promptTokenIds: m.prompt, maxTokens, constraint: spec, logitBias: m.bias, sampling: { temperature: 1, seed } }));
+  const inits = seeds.map((seed) => ({
+    promptTokenIds: m.prompt, maxTokens, constraint: spec, logitBias: m.bias, sampling: { temperature: 1, seed },
+  }));
   return m.loop.submitN(inits).map((h) => collect(m, h));
 }
 
