@@ -23,6 +23,7 @@ interface SeqState {
 }
 
 let engine: EngineInstance | null = null;
+let maxGrammarHosts: number | undefined;
 let grammars: GrammarHosts | null = null;
 const seqs = new Map<number, SeqState>();
 
@@ -40,7 +41,7 @@ function unsent(s: SeqState, tokens: ArrayLike<number>, startPos: number): numbe
 }
 
 function hostsOf(e: EngineInstance): GrammarHosts {
-  return (grammars ??= new GrammarHosts({ modelPath: e.spec.path, vocabSize: e.spec.config.vocabSize }));
+  return (grammars ??= new GrammarHosts({ modelPath: e.spec.path, vocabSize: e.spec.config.vocabSize }, maxGrammarHosts));
 }
 
 function release(id: number): void {
@@ -115,6 +116,7 @@ export default async function handle(msg: WorkerMessage): Promise<unknown> {
       await grammars?.close();
       grammars = null;
       engine = await EngineInstance.open(msg.options);
+      maxGrammarHosts = msg.options.maxGrammarHosts;
       const reply: InitReply = { numKvBlocks: engine.numKvBlocks, blockSize: engine.blockSize, isa: engine.isa, weightBytes: engine.weightBytes };
       return reply;
     }

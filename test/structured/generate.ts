@@ -72,7 +72,9 @@ export async function openGenModel(name: 'stories260K' | 'smollm2', maxNumSeqs: 
   const files = loadTokenizerFiles(path);
   const tokenizer = new TextTokenizer({ ...files, path });
   const eosTokenIds = files.config.eosTokenIds;
-  const worker = await EngineWorker.start(0, { modelPath: path, dtype: 'f32', numThreads: 1, numKvBlocks: maxNumSeqs * 24, blockSize: 16 });
+  // two grammar hosts: each thread costs seconds to start under the test's TypeScript loader
+  const worker = await EngineWorker.start(0, { modelPath: path, dtype: 'f32', numThreads: 1, numKvBlocks: maxNumSeqs * 24, blockSize: 16,
+    maxGrammarHosts: 2 });
   const loop = new EngineLoop([worker], {
     scheduler: { maxNumSeqs, maxNumWaiting: 1 << 16, maxNumBatchedTokens: 4096, maxModelLen: 1024 }, eosTokenIds,
   });
