@@ -97,6 +97,7 @@ interface DecodeRun {
   tokPerSec: number;
   packUs: number;     // median per decode step: the worker's unpacking and packing, the token masks included
   nativeUs: number;   // median per decode step: the engine's step
+  otherUs: number;    // median per decode step: the rest (scheduling, postprocessing, messaging between threads)
 }
 
 async function decodeRun(loop: EngineLoop, steps: (StepTiming & { at: number })[], batch: number, decodeTokens: number,
@@ -113,6 +114,7 @@ async function decodeRun(loop: EngineLoop, steps: (StepTiming & { at: number })[
   return {
     tokPerSec: (batch * (decode.length - 1)) / (wall / 1000),
     packUs: median(decode.map((s) => s.packUs)), nativeUs: median(decode.map((s) => s.nativeUs)),
+    otherUs: median(decode.map((s) => s.scheduleUs + s.transferUs)),
   };
 }
 
@@ -142,6 +144,8 @@ async function engineDecode(o: { shape: string; batch: number; decodeTokens: num
   return {
     shape: o.shape, backend: o.backend, batch: o.batch, unconstrainedTokPerSec: a, constrainedTokPerSec: b, ratio: b / a,
     nativeUs: m(free, 'nativeUs'), maskUsPerStep: maskUs, stepRatio: stepFree / (stepFree + maskUs),
+    steps: { free: { nativeUs: m(free, 'nativeUs'), packUs: m(free, 'packUs'), otherUs: m(free, 'otherUs') },
+      constrained: { nativeUs: m(constrained, 'nativeUs'), packUs: m(constrained, 'packUs'), otherUs: m(constrained, 'otherUs') } },
   };
 }
 
@@ -173,6 +177,9 @@ async function main(): Promise<void> {
     console.log(`  per decode step (medians): engine ${(e.nativeUs / 1000).toFixed(2)} ms, ` +
       `masks of ${e.batch} sequences ${(e.maskUsPerStep / 1000).toFixed(2)} ms ` +
       `in the worker → ${(100 * e.stepRatio).toFixed(1)}% of unconstrained throughput`);
+    const part = (p: { nativeUs: number; packUs: number; otherUs: number }) =>
+      `engine ${(p.nativeUs / 1000).toFixed(2)} ms, worker ${(p.packUs / 1000).toFixed(2)} ms, rest ${(p.otherUs / 1000).toFixed(2)} ms`;
+    console.log(`  step parts (medians): unconstrained ${part(e.steps.free)}; constrained ${part(e.steps.constrained)}`);
   }
   if (values.json) writeFileSync(values.json, JSON.stringify({ grammar: g, decode: e }, null, 2));
 }

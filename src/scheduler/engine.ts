@@ -2,6 +2,7 @@
 // emit tokens to each request's stream. It runs while there is work and sleeps when idle.
 // New requests go to the least-loaded instance and stay there (their KV lives in its worker).
 import { WeftError, isWeftError } from '../errors.js';
+import type { ConstraintSpec } from '../structured/types.js';
 import { BeamGroup, checkBeamFits, type BeamOutcome, type BeamSelector, type LiveBeams } from './beam-group.js';
 import type { BeamCandidate, BeamParams } from './beam-search.js';
 import type { StepMessage, StepReply } from './protocol.js';
@@ -15,6 +16,9 @@ export interface StepRunner {
   readonly info: { numKvBlocks: number; blockSize: number };
   step(msg: StepMessage): Promise<StepReply>;
   restart(): Promise<void>;
+  // Compiles a constraint off the step path; a sequence under it is scheduled once this resolves
+  // (without it, constrained sequences are scheduled at once).
+  prepare?(constraint: ConstraintSpec): Promise<void>;
 }
 
 export interface TokenEvent {
@@ -81,6 +85,9 @@ interface Instance {
   wake: (() => void) | null;
   running: Promise<void>;
   pendingRelease: number[];   // seqIds finished or preempted in a step that sent no message
+  // constrained requests whose grammar compiles (StepRunner.prepare): status waiting, not yet in
+  // the scheduler; by requestId, with what ends them if they fail or are aborted meanwhile
+  preparing: Map<string, (reason: FinishReason, error?: WeftError) => void>;
 }
 
 let nextRequestId = 0;
@@ -108,6 +115,7 @@ export class EngineLoop {
       wake: null,
       running: Promise.resolve(),
       pendingRelease: [],
+      preparing: new Map(),
     }));
     this.#instances.forEach((inst, i) => { inst.running = this.#run(inst, i); });
   }
@@ -122,11 +130,38 @@ export class EngineLoop {
     const index = this.#leastLoaded();
     const inst = this.#instances[index];
     const seq = new Sequence({ ...init, requestId: init.requestId ?? `req-${nextRequestId++}`, eosTokenIds: this.#opts.eosTokenIds, arrivalTime: this.#now() });
-    inst.scheduler.add(seq);
     const stream = new TokenStream<TokenEvent>();
+    this.#addWhenReady(inst, seq, (reason, error) => {
+      inst.streams.delete(seq.seqId);
+      this.#opts.onFinish?.(seq, reason);
+      stream.push({ tokenId: null, finishReason: reason, ...(error ? { error } : {}) }, true);
+    });
     inst.streams.set(seq.seqId, { seq, stream });
-    inst.wake?.();
     return { requestId: seq.requestId, instance: index, sequence: seq, events: stream };
+  }
+
+  // Queues seq, after its constraint compiles when the runner compiles ahead (the step path never
+  // waits for a compile: other sequences keep stepping meanwhile). Refusals (queue full, too long)
+  // throw at once either way; `end` ends the request if the compile fails or it is aborted first.
+  #addWhenReady(inst: Instance, seq: Sequence, end: (reason: FinishReason, error?: WeftError) => void): void {
+    if (!seq.constraint || !inst.runner.prepare) {
+      inst.scheduler.add(seq);
+      inst.wake?.();
+      return;
+    }
+    inst.scheduler.check(seq);
+    inst.preparing.set(seq.requestId, end);
+    inst.runner.prepare(seq.constraint).then(() => {
+      if (!inst.preparing.delete(seq.requestId) || this.#closed) return;
+      try {
+        inst.scheduler.add(seq);
+      } catch (e) {
+        end('error', isWeftError(e) ? e : new WeftError('WEFT_ERR_ENGINE_INTERNAL', String(e)));
+      }
+      inst.wake?.();
+    }, (e: unknown) => {
+      if (inst.preparing.delete(seq.requestId)) end('error', isWeftError(e) ? e : new WeftError('WEFT_ERR_ENGINE_INTERNAL', String(e)));
+    });
   }
 
   // n samples of one prompt (inits differ in sampling and request id only): the first prefills the
@@ -177,10 +212,10 @@ export class EngineLoop {
     });
     const group = new BeamGroup(seq, { ...params, eosTokenIds: this.#opts.eosTokenIds }, select);
     checkBeamFits(inst.scheduler.options, seq.numPromptTokens, params);
-    inst.scheduler.add(seq);
     const stream = new TokenStream<TokenEvent>();
-    inst.beams.set(seq.requestId, { group, stream, streamBeams });
-    inst.wake?.();
+    const entry = { group, stream, streamBeams };
+    this.#addWhenReady(inst, seq, (reason, error) => this.#endBeam(inst, entry, reason === 'error' ? 'error' : 'abort', error));
+    inst.beams.set(seq.requestId, entry);
     return { requestId: seq.requestId, instance: index, sequence: seq, events: stream };
   }
 
@@ -188,6 +223,12 @@ export class EngineLoop {
   // stream ends with the reason.
   finish(requestId: string, reason: FinishReason = 'abort'): boolean {
     for (const inst of this.#instances) {
+      const end = inst.preparing.get(requestId);
+      if (end) {
+        inst.preparing.delete(requestId);
+        end(reason);
+        return true;
+      }
       for (const siblings of inst.siblings.values()) {
         const k = siblings.findIndex((s) => s.seq.requestId === requestId);
         if (k < 0) continue;

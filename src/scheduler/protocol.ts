@@ -47,6 +47,16 @@ export interface StepMessage {
   returnLogits: boolean;
 }
 
+// Compile a constraint before its sequence is first scheduled: the reply comes when it is ready.
+export interface PrepareMessage {
+  kind: 'prepare';
+  constraint: ConstraintSpec;
+}
+
+export interface PrepareReply {
+  ok: true;
+}
+
 export interface StepReply extends NativeStepOutput {
   ok: true;
   packUs: number;                // worker-side unpacking and packing
@@ -57,5 +67,5 @@ export interface ErrorReply {
   error: ErrorData;
 }
 
-export type WorkerMessage = InitMessage | StepMessage;
-export type WorkerReply = InitReply | StepReply | ErrorReply;
+export type WorkerMessage = InitMessage | PrepareMessage | StepMessage;
+export type WorkerReply = InitReply | PrepareReply | StepReply | ErrorReply;

@@ -129,13 +129,19 @@ export class Scheduler {
   // Queues a new sequence. Throws WEFT_ERR_SCHED_* for a request that can never run or when
   // the waiting queue is full; fills in maxTokens when the request left it out.
   add(seq: Sequence): void {
+    this.check(seq);
+    seq.arrivalOrder = this.#numArrivals++;
+    insertWaiting(this.#waiting, seq);
+    this.#byId.set(seq.requestId, seq);
+  }
+
+  // What add() would throw, without queueing: a request whose constraint compiles first is
+  // refused at once, not after its grammar is ready.
+  check(seq: Sequence): void {
     this.#validateNew(seq);
     if (this.numQueued >= this.options.maxNumWaiting) {
       throw new WeftError('WEFT_ERR_SCHED_QUEUE_FULL', `server overloaded: ${this.#waiting.length} requests already waiting`);
     }
-    seq.arrivalOrder = this.#numArrivals++;
-    insertWaiting(this.#waiting, seq);
-    this.#byId.set(seq.requestId, seq);
   }
 
   // Backpressure: a held sequence keeps its state and place but is not computed (and is the first

@@ -1,6 +1,7 @@
-// The engine worker's source of token matchers: one per constrained sequence, made from its
-// ConstraintSpec. allowed_token_ids needs no grammar; the grammar kinds go to the grammar engine
-// (xgrammar.ts), opened on the first such sequence so that servers without constraints never load it.
+// A grammar host's source of token matchers (grammar-host.ts): one per constrained sequence, made
+// from its ConstraintSpec. allowed_token_ids needs no grammar; the grammar kinds go to the grammar
+// engine (xgrammar.ts), opened on the first such sequence so that servers without constraints never
+// load it.
 import { AllowedTokensMatcher } from './allowed-tokens.js';
 import { Lazy } from './lazy.js';
 import type { ConstraintCompiler, ConstraintSpec, TokenMatcher } from './types.js';

@@ -1,8 +1,9 @@
 // Structured output, the contract between its two halves. The routes turn a request's
 // response_format / guided_* / grammar / tools into one ConstraintSpec (plain data: it travels to
-// the engine worker with the sequence's sampling parameters). In the worker, a ConstraintCompiler
-// turns the spec into a TokenMatcher per sequence; before each sampling step the worker asks it
-// for the allowed next tokens (a bitmask over the vocabulary), and native sampling (CPU and CUDA)
+// the engine worker with the sequence's sampling parameters). There, on a grammar host thread
+// (grammar-hosts.ts), a ConstraintCompiler compiles the spec before the sequence is scheduled and
+// makes it a TokenMatcher; before each sampling step the worker asks the host for its
+// allowed next tokens (a bitmask over the vocabulary), and native sampling (CPU and CUDA)
 // applies that mask before every sampling rule, greedy included. Sequences without a spec pay
 // nothing.
 //

@@ -1,7 +1,7 @@
 // The grammar engine behind structured output: ConstraintCompiler and TokenMatcher (types.ts) on
-// the WASM build of xgrammar. The engine worker opens one compiler per model on its first
-// constrained sequence; compiled grammars are cached per spec (LRU), and each sequence gets its
-// own matcher over a cached grammar.
+// the WASM build of xgrammar. Each grammar host (a thread of the engine worker, grammar-host.ts)
+// opens one compiler per model on its first constraint; compiled grammars are cached per spec
+// (LRU), and each sequence gets its own matcher over a cached grammar.
 //
 // Measured on the SmolLM2 tokenizer (49,152 tokens): the vocabulary is prepared once (~150 ms), a
 // 50-property JSON Schema compiles in ~300 ms (npm run bench:structured), a next-token mask takes

@@ -23,6 +23,7 @@ export interface EngineInstanceOptions {
   maxNumSeqs?: number;    // gpu: sequences per step
   maxContextLen?: number; // gpu: longest context (0: the model's)
   cudaGraphs?: boolean;   // gpu: decode steps replay captured graphs (default true)
+  maxGrammarHosts?: number;  // threads that compile constraints and hold matchers (default MAX_GRAMMAR_HOSTS, 4)
 }
 
 export class EngineInstance {

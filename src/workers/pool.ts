@@ -5,6 +5,7 @@
 import { Piscina } from 'piscina';
 
 import { fromErrorData, WeftError } from '../errors.js';
+import type { ConstraintSpec } from '../structured/types.js';
 import type { EngineInitOptions, InitReply, StepMessage, StepReply, WorkerReply } from '../scheduler/protocol.js';
 
 const WORKER_FILE = new URL(`./step-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
@@ -28,8 +29,11 @@ export class EngineWorker {
     return new EngineWorker(index, options, pool, info);
   }
 
+  // Several tasks at once: a prepare (a constraint compiling on a grammar host) waits beside the
+  // steps, which the engine loop still sends one at a time.
   static #newPool(): Piscina {
-    return new Piscina({ filename: WORKER_FILE.href, minThreads: 1, maxThreads: 1, idleTimeout: Number.POSITIVE_INFINITY, concurrentTasksPerWorker: 1 });
+    return new Piscina({ filename: WORKER_FILE.href, minThreads: 1, maxThreads: 1, idleTimeout: Number.POSITIVE_INFINITY,
+      concurrentTasksPerWorker: 64 });
   }
 
   static async #init(pool: Piscina, options: EngineInitOptions): Promise<InitReply> {
@@ -52,6 +56,18 @@ export class EngineWorker {
     }
     if ('ok' in reply && reply.ok === false) throw fromErrorData(reply.error);
     return reply as StepReply;
+  }
+
+  // Resolves when the constraint is compiled on the worker's grammar hosts (a sequence under it
+  // is scheduled only then); rejects with the typed error when it cannot be.
+  async prepare(constraint: ConstraintSpec): Promise<void> {
+    let reply: WorkerReply;
+    try {
+      reply = (await this.#pool.run({ kind: 'prepare', constraint })) as WorkerReply;
+    } catch (e) {
+      throw new WeftError('WEFT_ERR_ENGINE_WORKER_DIED', `engine worker ${this.index} died: ${(e as Error).message}`);
+    }
+    if ('ok' in reply && reply.ok === false) throw fromErrorData(reply.error);
   }
 
   // A fresh thread and engine (empty KV cache, no sequences).

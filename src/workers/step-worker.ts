@@ -1,12 +1,13 @@
 // A Piscina worker that owns one native engine instance. It keeps each sequence's sampling
-// parameters, block table and token matcher (structured output), applies the step message's
-// deltas, packs the native input and runs the step. It makes no scheduling decisions.
+// parameters and block table, applies the step message's deltas, packs the native input and runs
+// the step. Constrained sequences (structured output) have their matchers on grammar hosts
+// (src/structured/grammar-hosts.ts): the worker tells them which tokens each sequence was fed and
+// gets the step's masks back. It makes no scheduling decisions.
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 
 import { toErrorData, WeftError } from '../errors.js';
-import type { InitReply, StepMessage, WorkerMessage, WorkerReply } from '../scheduler/protocol.js';
-import { matcherFactory, type MatcherFactory } from '../structured/matchers.js';
-import type { TokenMatcher } from '../structured/types.js';
+import type { InitReply, PrepareMessage, StepMessage, StepReply, WorkerMessage, WorkerReply } from '../scheduler/protocol.js';
+import { GrammarHosts } from '../structured/grammar-hosts.js';
 import { EngineInstance } from './engine-instance.js';
 import type { LogitBias } from '../sampling.js';
 import { packStep, type SamplingParams, type SeqStep } from './step-pack.js';
@@ -16,31 +17,35 @@ interface SeqState {
   sampling: SamplingParams;
   blockTable: number[];
   // Structured output: the matcher advances on the tokens fed, not on those sampled (see
-  // src/structured/types.ts); consumed counts the output tokens it has accepted.
-  matcher?: TokenMatcher;
+  // src/structured/types.ts); consumed counts the output tokens sent to it.
   consumed: number;
   logitBias?: LogitBias;
 }
 
 let engine: EngineInstance | null = null;
-let matchers: MatcherFactory | null = null;
+let maxGrammarHosts: number | undefined;
+let grammars: GrammarHosts | null = null;
 const seqs = new Map<number, SeqState>();
 
-// Feeds a constrained sequence's matcher the output tokens among `tokens` (at positions from
-// `startPos`) that it has not accepted yet.
-function advance(s: SeqState, tokens: ArrayLike<number>, startPos: number, seqId: number): void {
-  if (!s.matcher) return;
+// The output tokens among `tokens` (at positions from `startPos`) that the sequence's matcher has
+// not been sent yet.
+function unsent(s: SeqState, tokens: ArrayLike<number>, startPos: number): number[] {
+  const out: number[] = [];
   for (let j = 0; j < tokens.length; j++) {
     const g = startPos + j - s.promptLen;  // index among the outputs
     if (g < s.consumed) continue;
-    if (!s.matcher.acceptToken(tokens[j]))
-      throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', `sequence ${seqId}: output token ${tokens[j]} breaks its constraint`);
+    out.push(tokens[j]);
     s.consumed = g + 1;
   }
+  return out;
+}
+
+function hostsOf(e: EngineInstance): GrammarHosts {
+  return (grammars ??= new GrammarHosts({ modelPath: e.spec.path, vocabSize: e.spec.config.vocabSize }, maxGrammarHosts));
 }
 
 function release(id: number): void {
-  seqs.get(id)?.matcher?.dispose();
+  grammars?.release(id);
   seqs.delete(id);
 }
 
@@ -51,18 +56,14 @@ async function runStep(m: StepMessage): Promise<WorkerReply> {
   for (let i = 0; i < m.forks.length; i += 2) {
     const parent = seqs.get(m.forks[i]);
     if (!parent) continue;
-    const matcher = parent.matcher ? await parent.matcher.fork() : undefined;
-    seqs.set(m.forks[i + 1], { ...parent, blockTable: [...parent.blockTable], ...(matcher ? { matcher } : {}) });
+    grammars?.fork(m.forks[i], m.forks[i + 1]);
+    seqs.set(m.forks[i + 1], { ...parent, blockTable: [...parent.blockTable] });
   }
   for (let i = 0; i < m.release.length; i++) release(m.release[i]);
   for (const n of m.newSeqs) {
     release(n.seqId);  // a preempted sequence comes back as new: its matcher starts over
     const s: SeqState = { promptLen: n.promptLen, sampling: n.sampling, blockTable: [], consumed: 0, ...(n.logitBias ? { logitBias: n.logitBias } : {}) };
-    if (n.constraint) {
-      matchers ??= matcherFactory(engine.spec.path, engine.spec.config.vocabSize);
-      s.matcher = await matchers(n.constraint);
-      if (n.prefixTokens) advance(s, n.prefixTokens, 0, n.seqId);
-    }
+    if (n.constraint) hostsOf(engine).create(n.seqId, n.constraint, n.prefixTokens ? unsent(s, n.prefixTokens, 0) : []);
     seqs.set(n.seqId, s);
   }
   for (let i = 0; i < m.blockUpdates.length; i += 3) {
@@ -76,19 +77,22 @@ async function runStep(m: StepMessage): Promise<WorkerReply> {
     const s = seqs.get(m.seqIds[i]);
     if (!s) throw new WeftError('WEFT_ERR_ENGINE_BAD_INPUT', `step for unknown sequence ${m.seqIds[i]}`);
     const n = m.numNewTokens[i], tokens = m.tokenIds.subarray(off, off + n), doSample = m.doSample[i] === 1;
-    let mask: Uint32Array | undefined;
-    if (s.matcher) {
-      advance(s, tokens, m.startPos[i], m.seqIds[i]);
-      if (doSample) {
-        await s.matcher.fillNextTokenMask((mask = new Uint32Array(Math.ceil(engine.spec.config.vocabSize / 32))));
-        // A grammar complete in a model without any end token allows nothing: the sequence goes on
-        // unconstrained (its max_tokens ends it) rather than failing the whole step.
-        if (!mask.some((w) => w !== 0)) mask = undefined;
-      }
+    if (grammars?.has(m.seqIds[i])) {
+      grammars.accept(m.seqIds[i], unsent(s, tokens, m.startPos[i]));
+      if (doSample) grammars.wantMask(m.seqIds[i]);
     }
     steps.push({ seqId: m.seqIds[i], tokens, startPos: m.startPos[i], promptLen: s.promptLen,
-      blockTable: s.blockTable, doSample, sampling: s.sampling, ...(mask ? { mask } : {}), ...(s.logitBias ? { logitBias: s.logitBias } : {}) });
+      blockTable: s.blockTable, doSample, sampling: s.sampling, ...(s.logitBias ? { logitBias: s.logitBias } : {}) });
     off += n;
+  }
+  if (grammars) {
+    const masks = await grammars.flush(Math.ceil(engine.spec.config.vocabSize / 32));
+    for (const st of steps) {
+      const mask = masks.get(st.seqId);
+      // A grammar complete in a model without any end token allows nothing: the sequence goes on
+      // unconstrained (its max_tokens ends it) rather than failing the whole step.
+      if (mask && mask.some((w) => w !== 0)) st.mask = mask;
+    }
   }
   const history = m.newSeqs.filter((n) => n.prefixTokens).map((n) => ({ seqId: n.seqId, tokens: n.prefixTokens! }));
   const input = packStep(steps, engine.blockSize, { blockCopies: m.blockCopies, forks: m.forks, release: m.release, history, returnLogits: m.returnLogits });
@@ -97,17 +101,27 @@ async function runStep(m: StepMessage): Promise<WorkerReply> {
   return { ok: true, ...out, packUs };
 }
 
+// Compiles a constraint before its sequence is first scheduled (see grammar-hosts.ts).
+async function prepare(m: PrepareMessage): Promise<{ ok: true }> {
+  if (!engine) throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', 'worker has no engine (not initialized or restarted)');
+  await hostsOf(engine).prepare(m.constraint);
+  return { ok: true };
+}
+
 export default async function handle(msg: WorkerMessage): Promise<unknown> {
   try {
     if (msg.kind === 'init') {
       engine?.close();
-      for (const id of [...seqs.keys()]) release(id);
-      matchers = null;
+      seqs.clear();
+      await grammars?.close();
+      grammars = null;
       engine = await EngineInstance.open(msg.options);
+      maxGrammarHosts = msg.options.maxGrammarHosts;
       const reply: InitReply = { numKvBlocks: engine.numKvBlocks, blockSize: engine.blockSize, isa: engine.isa, weightBytes: engine.weightBytes };
       return reply;
     }
-    const reply = (await runStep(msg)) as Extract<WorkerReply, { ok: true }>;
+    if (msg.kind === 'prepare') return await prepare(msg);
+    const reply = (await runStep(msg)) as StepReply;
     const buffers = [reply.sampled, reply.logprobs, reply.topIds, reply.topLogprobs, ...(reply.logits ? [reply.logits] : [])].map((a) => a.buffer);
     // Transfer the typed arrays of the reply instead of cloning them.
     return move({ [transferableSymbol]: buffers, [valueSymbol]: reply } as never);

@@ -7,65 +7,10 @@ import { XgrammarCompiler } from '../../src/structured/xgrammar.js';
 import type { ConstraintSpec } from '../../src/structured/types.js';
 import { grammarVocabFromJson } from '../../src/structured/vocab.js';
 import { loadTokenizerFiles } from '../../src/model/load.js';
+import { GRAMMARS, JSON_GBNF, REGEXES } from '../structured/grammars.js';
 import { allowedTokens, mulberry32, randomWalk, TOKENIZER_DIRS, walkEnv, type WalkEnv } from './structured-walk.js';
 
 const WALKS = 20;
-
-// [pattern, the JavaScript regex outputs must match in full]
-const REGEXES: [string, RegExp][] = [
-  ['[a-z]{3}-\\d{2}', /^[a-z]{3}-\d{2}$/u],
-  ['(foo|bar)+baz', /^(foo|bar)+baz$/u],
-  ['\\w+@\\w+\\.com', /^\w+@\w+\.com$/u],
-  ['https?://[a-z]+\\.(com|org|net)(/[a-z0-9]+){0,3}', /^https?:\/\/[a-z]+\.(com|org|net)(\/[a-z0-9]+){0,3}$/u],
-  ['\\d{1,3}(\\.\\d{1,3}){3}', /^\d{1,3}(\.\d{1,3}){3}$/u],
-  ['[ぁ-ゖ]{2,4}', /^[ぁ-ゖ]{2,4}$/u],
-  ['[A-Z][a-z]*( [A-Z][a-z]*){0,2}', /^[A-Z][a-z]*( [A-Z][a-z]*){0,2}$/u],
-  ['(yes|no|maybe)', /^(yes|no|maybe)$/u],
-  ['[^0-9\\s]{1,5}x', /^[^0-9\t\n\v\f\r ]{1,5}x$/u],   // \s is ASCII whitespace (JavaScript's has U+200A…)
-  ['-?(0|[1-9]\\d*)(\\.\\d+)?', /^-?(0|[1-9]\d*)(\.\d+)?$/u],
-  ['.{3,6}', /^[^\n\r]{3,6}$/u],   // weft's `.` leaves out \n and \r (JavaScript's also U+2028/9)
-  ['\\(\\d{3}\\) \\d{3}-\\d{4}', /^\(\d{3}\) \d{3}-\d{4}$/u],
-  ['^a{2,}b?$', /^a{2,}b?$/u],
-  ['(?:ab|cd)*e', /^(?:ab|cd)*e$/u],
-  ['[\\u00e0-\\u00fc]+!', /^[\u00e0-\u00fc]+!$/u],
-  ['(?<word>[a-z]+)(, [a-z]+)*', /^[a-z]+(, [a-z]+)*$/u],
-];
-
-// GBNF grammars written for these tests (llama.cpp syntax: multi-line rules in parentheses,
-// repetition braces, negated classes, `.`).
-const JSON_GBNF = String.raw`# any JSON value, laid out as llama.cpp's json.gbnf is (whitespace after each token)
-root    ::= value
-value   ::= object | array | string | number | ("true" | "false" | "null") ws
-object  ::=
-  "{" ws (
-    string ":" ws value
-    ("," ws string ":" ws value)*
-  )? "}" ws
-array   ::= "[" ws ( value ("," ws value)* )? "]" ws
-string  ::= "\"" char* "\"" ws
-char    ::= [^"\\\x00-\x1F\x7F] | "\\" escape
-escape  ::= ["\\/bfnrt] | "u" [0-9a-fA-F]{4}
-number  ::= "-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]+)? ([eE] [-+]? [0-9]+)? ws
-ws      ::= | " " | "\n" [ \t]{0,20}
-`;
-const ARITHMETIC_GBNF = String.raw`root   ::= expr
-expr   ::= term (" " [-+] " " term)*
-term   ::= factor (" " [*/] " " factor)*
-factor ::= number | "(" expr ")" | "-" (number | "(" expr ")")
-number ::= ("0" | [1-9] [0-9]{0,5}) ("." [0-9]{1,3})?
-`;
-const CHOICES_GBNF = String.raw`root ::= item ("," " "? item){0,3} "."
-item ::= "apple" | "banana" | "cherry" | "dried fig"   # a list of choices
-`;
-const UNICODE_GBNF = String.raw`root ::= "say: " [à-ü]{1,3} " " [^a-z\n]{2} "|" .{1,4} ("!" | )`;
-
-const isArithmetic = (s: string) => /^[0-9+\-*/(). ]+$/.test(s) && typeof Function(`"use strict"; return (${s});`)() === 'number';
-const GRAMMARS: [name: string, gbnf: string, check: (s: string) => boolean][] = [
-  ['json', JSON_GBNF, (s) => { JSON.parse(s); return true; }],
-  ['arithmetic', ARITHMETIC_GBNF, isArithmetic],
-  ['list of choices', CHOICES_GBNF, (s) => /^(apple|banana|cherry|dried fig)(, ?(apple|banana|cherry|dried fig)){0,3}\.$/.test(s)],
-  ['unicode classes and dot', UNICODE_GBNF, (s) => /^say: [à-ü]{1,3} [^a-z\n]{2}\|.{1,4}!?$/su.test(s)],
-];
 
 async function walksMatch(t: Test, env: WalkEnv, spec: ConstraintSpec, name: string, check: (s: string) => boolean): Promise<void> {
   const problems: string[] = [];
