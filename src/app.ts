@@ -26,6 +26,7 @@ import { openaiRoutes } from './routes/openai.js';
 import { ajvOptions } from './routes/schemas.js';
 import { tokenizeRoutes } from './routes/tokenize.js';
 import { webuiRoutes } from './routes/webui.js';
+import { loadNative } from './workers/binding.js';
 
 export interface LoadProgress {
   phase: 'download' | 'load';
@@ -42,7 +43,8 @@ export class AppState {
   isShuttingDown = false;
   loadProgress: LoadProgress | null = null;   // while the model downloads or loads: what /ready reports
   readonly inFlight: InFlight;   // responses not yet closed (shutdown waits on them; slow readers are cut off)
-  readonly relief = new MemoryRelief();   // collects once shed connections' buffers are garbage
+  // gives memory back once shed connections' buffers are garbage, or the server is idle after load
+  readonly relief = new MemoryRelief({ trim: nativeTrim(), isBusy: () => this.inFlight.size > 0 || (this.#service?.numActive ?? 0) > 0 });
 
   constructor(
     readonly metrics: Metrics,
@@ -69,6 +71,16 @@ export class AppState {
 
   get maybeService(): GenerationService | null {
     return this.#service;
+  }
+}
+
+// malloc_trim through the addon; none where the addon cannot load (it is built at install)
+function nativeTrim(): (() => boolean) | null {
+  try {
+    const native = loadNative();
+    return () => native.mallocTrim();
+  } catch {
+    return null;
   }
 }
 
@@ -131,7 +143,10 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
     await app.register(cors, { origin: origins.includes('*') ? true : origins });
   }
   app.addHook('onClose', async () => app.weft.relief.close());
-  app.addHook('onRequest', async (request, reply) => app.weft.inFlight.track(reply.raw, request.log));
+  app.addHook('onRequest', async (request, reply) => {
+    app.weft.inFlight.track(reply.raw, request.log);
+    reply.raw.once('close', () => app.weft.inFlight.size === 0 && app.weft.relief.idle());
+  });
   if (s.apiKeys.length > 0) app.addHook('onRequest', bearerAuth(keyMatcher(s.apiKeys)));
 
   await registerDocs(app);

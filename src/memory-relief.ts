@@ -1,37 +1,74 @@
-// After the server sheds connections that held memory (requests cut off for arriving or reading
-// too slowly), one full garbage collection once things are quiet gives that memory back. V8
-// collects old objects only when new allocation asks for it, so an idle server would keep the
+// Gives memory back to the OS once the server is quiet after load. Two things keep it otherwise:
+// V8 collects old objects only when new allocation asks for it, so an idle server would keep the
 // buffers of 300 stalled bodies (about 300 MB) or of a cut-off stream's backlog until traffic
-// resumed. Without a way to call the collector this does nothing.
+// resumed; and glibc keeps what C++ and Node's own buffers freed in its arenas for reuse, so the
+// process stayed at its peak size after a flood (it came back only with GLIBC_TUNABLES set). So:
+// one full garbage collection, then malloc_trim (through the native addon), quietMs after the
+// server last shed a connection or went idle (nothing in flight) having grown by growthBytes.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
+export interface MemoryReliefOptions {
+  quietMs?: number;                 // how long nothing must happen before the collection
+  growthBytes?: number;             // an idle server collects only when RSS grew this much since the last one
+  isBusy?: () => boolean;           // requests in flight: never collect under them
+  trim?: (() => boolean) | null;    // malloc_trim(0); null where there is none
+  rss?: () => number;
+  onCollect?: () => void;
+}
+
 export class MemoryRelief {
   readonly #gc: (() => void) | null;
+  readonly #o: Required<MemoryReliefOptions>;
   #timer: NodeJS.Timeout | undefined;
+  #isShed = false;   // a shed connection's buffers are garbage: collect even if RSS did not grow
+  #rssAfter: number;
   numCollections = 0;
+  numTrims = 0;      // collections after which glibc gave memory back
 
-  constructor(
-    readonly quietMs = 1000,
-    readonly onCollect: () => void = () => undefined,
-  ) {
+  constructor(options: MemoryReliefOptions = {}) {
     this.#gc = collector();
+    this.#o = {
+      quietMs: 1000, growthBytes: 32 * 2 ** 20, isBusy: () => false, trim: null, rss: () => process.memoryUsage.rss(),
+      onCollect: () => undefined, ...options,
+    };
+    this.#rssAfter = this.#o.rss();
   }
 
   get isAvailable(): boolean {
     return this.#gc !== null;
   }
 
-  // A connection that held buffers was shed: collect once none has been for quietMs.
+  // A connection that held buffers was shed (a 408, a write timeout).
   shed(): void {
-    if (!this.#gc) return;
+    this.#isShed = true;
+    this.#schedule();
+  }
+
+  // Nothing is in flight now: collect after quietMs if it stays so and the process grew.
+  idle(): void {
+    this.#schedule();
+  }
+
+  // Every call restarts the wait, so a burst leads to one collection after its end.
+  #schedule(): void {
+    if (!this.#gc && !this.#o.trim) return;
     clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      this.numCollections++;
-      this.#gc!();
-      this.onCollect();
-    }, this.quietMs);
+    this.#timer = setTimeout(() => this.collectIfDue(), this.#o.quietMs);
     this.#timer.unref();
+  }
+
+  // What the timer runs: true when it collected.
+  collectIfDue(): boolean {
+    if (this.#o.isBusy()) return false;   // the request that ends it calls idle() again
+    if (!this.#isShed && this.#o.rss() < this.#rssAfter + this.#o.growthBytes) return false;
+    this.#isShed = false;
+    this.numCollections++;
+    this.#gc?.();
+    if (this.#o.trim?.()) this.numTrims++;
+    this.#rssAfter = this.#o.rss();
+    this.#o.onCollect();
+    return true;
   }
 
   close(): void {

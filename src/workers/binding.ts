@@ -103,6 +103,7 @@ export interface NativeAddon {
   cpuInfo(): { isa: IsaName; supported: IsaName[] };
   cudaDeviceCount(): number;
   cudaDeviceInfo(device: number): CudaDeviceInfo;
+  mallocTrim(): boolean;   // true when glibc gave memory back to the OS
 }
 
 export interface CudaDeviceInfo {
@@ -157,6 +158,7 @@ export function loadNative(): NativeAddon {
     cpuInfo: guard(raw.cpuInfo.bind(raw)),
     cudaDeviceCount: guard(raw.cudaDeviceCount.bind(raw)),
     cudaDeviceInfo: guard(raw.cudaDeviceInfo.bind(raw)),
+    mallocTrim: guard(raw.mallocTrim.bind(raw)),
   };
   return addon;
 }
