@@ -16,6 +16,7 @@
 import { cpus, loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
 import { parseResponse, postHead, rawConnect, writeThenRead, type RawConnection } from './raw-socket.js';
 import { DEFAULT_MODEL, formatCounts, increments, serverState, settledState, startWeft } from './server-state.js';
@@ -27,7 +28,8 @@ const num = (a: Args, k: string) => Number(a[k]);
 const mib = (pid: number) => treeRssKb(pid) / 1024;
 const stats = (xs: number[]) => {
   const s = [...xs].sort((x, y) => x - y);
-  return s.length === 0 ? 'none' : `median ${s[Math.floor(s.length / 2)].toFixed(1)}, max ${s.at(-1)!.toFixed(1)}`;
+  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))].toFixed(1);
+  return s.length === 0 ? 'none' : `min ${s[0].toFixed(1)}, median ${at(0.5)}, p99 ${at(0.99)}, max ${s.at(-1)!.toFixed(1)}`;
 };
 const count = <T>(xs: T[]) => xs.reduce((m, x) => m.set(x, (m.get(x) ?? 0) + 1), new Map<T, number>());
 const formatMap = (m: Map<unknown, number>) => [...m].map(([k, v]) => `${String(k)}: ${v}`).join(', ');
@@ -60,6 +62,46 @@ async function restingRss(pid: number): Promise<number> {
 const post = (baseUrl: string, path: string, body: object) =>
   fetch(baseUrl + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
+// Wall-clock ms comparable across threads (each thread's performance.now() has its own origin).
+const now = () => performance.timeOrigin + performance.now();
+
+// The largest event-loop delay the server saw since the previous scrape (prom-client's default
+// metric, reset at each scrape).
+async function eventLoopLagMaxMs(baseUrl: string): Promise<number> {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  return 1000 * Number(/^weft_nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(text)?.[1] ?? NaN);
+}
+
+// Normal requests, one every 100 ms after the last answered, from a worker thread: the main
+// thread is busy writing the hostile connections' bytes, and its delays are not the server's.
+function startProbe(baseUrl: string): { stop(): Promise<{ ms: number; at: number }[]> } {
+  const worker = new Worker(new URL(import.meta.url), { workerData: { baseUrl } });
+  const results = new Promise<{ ms: number; at: number }[]>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  return {
+    stop() {
+      worker.postMessage('stop');
+      return results;
+    },
+  };
+}
+
+async function probeLoop(baseUrl: string): Promise<void> {
+  let isStopped = false;
+  parentPort!.once('message', () => { isStopped = true; });
+  const results: { ms: number; at: number }[] = [];
+  while (!isStopped) {
+    const at = now();
+    const r = await post(baseUrl, '/v1/completions', { prompt: 'Once upon a time', max_tokens: 4 });
+    await r.text();
+    if (r.status === 200) results.push({ ms: now() - at, at });
+    await sleep(100);
+  }
+  parentPort!.postMessage(results);
+}
+
 // Before the baseline: the KV cache is taken from the OS as its blocks are first used, and the
 // worker's buffers grow with the batch; 48 sequences of 480 tokens use every block of the default
 // cache, so what the baseline leaves out is what the scenario adds.
@@ -75,6 +117,8 @@ async function slow(server: ServerProcess, a: Args): Promise<void> {
   // each timeout counts from when the server began the request: a connection's accept (idle, slow
   // headers), its headers for a stalled body (seen here as the 100 Continue Node sends then)
   const conns: { kind: string; limit: number; c: RawConnection; startedAt: number }[] = [];
+  await eventLoopLagMaxMs(server.baseUrl);   // (its maximum restarts at each scrape)
+  const probe = startProbe(server.baseUrl);
   for (let i = 0; i < numIdle; i++) {
     const c = await rawConnect(Number(new URL(server.baseUrl).port));
     if (i % 2 === 1) {   // half of them: headers begun, one header line per second
@@ -92,25 +136,11 @@ async function slow(server: ServerProcess, a: Args): Promise<void> {
     conns.push({ kind: 'stalled body', limit: bodyMs, c, startedAt: performance.now() });
     await new Promise((resolve) => c.socket.write(piece, resolve));
   }));
-  // normal requests, one after another, until every slow connection is closed; those in the first
-  // second (the server still reading 300 MB of bodies) apart
-  const latencies: number[] = [], uploadLatencies: number[] = [];
-  let isUploading = true;
-  void sleep(1000).then(() => { isUploading = false; });
+  const sentAt = now();
   const allClosed = Promise.all(conns.map((x) => x.c.closed));
-  let isDone = false;
-  void allClosed.then(() => { isDone = true; });
-  const normal = (async () => {
-    while (!isDone) {
-      const t0 = performance.now();
-      const r = await post(server.baseUrl, '/v1/completions', { prompt: 'Once upon a time', max_tokens: 4 });
-      await r.text();
-      if (r.status === 200) (isUploading ? uploadLatencies : latencies).push(performance.now() - t0);
-      await sleep(100);
-    }
-  })();
   const peak = await peakRssWhile(server.pid, allClosed);
-  await normal;
+  const normal = await probe.stop();
+  const lagMaxMs = await eventLoopLagMaxMs(server.baseUrl);
   const outcomes = await Promise.all(conns.map(async (x) => {
     const { text, at } = await x.c.closed;
     const status = text ? parseResponse(text).status : 0;
@@ -123,9 +153,13 @@ async function slow(server: ServerProcess, a: Args): Promise<void> {
     console.log(`  ${kind}: ${o.length} connections; ${formatMap(count(o.map((x) => `${x.status} ${x.code}`)))}; ` +
       `closed after ${stats(o.map((x) => 100 * x.over))} % of the ${kind === 'stalled body' ? bodyMs : headersMs} ms timeout`);
   }
-  console.log(`  normal requests (4 tokens) in the first second, bodies still arriving: ${uploadLatencies.length}, ` +
-    `latency ms ${stats(uploadLatencies)}`);
-  console.log(`  normal requests after it, until the last slow connection closed: ${latencies.length}, latency ms ${stats(latencies)}`);
+  // requests begun before the last stalled body was sent and in the second after it (the server still reading them)
+  const upload = normal.filter((x) => x.at < sentAt + 1000), rest = normal.filter((x) => x.at >= sentAt + 1000);
+  console.log(`  normal requests (4 tokens, from another thread) while the 300 MB of bodies were sent and a second after: ` +
+    `${upload.length}, latency ms ${stats(upload.map((x) => x.ms))}`);
+  console.log(`  normal requests after it, until the last slow connection closed: ${rest.length}, latency ms ${stats(rest.map((x) => x.ms))}`);
+  const worst = [...normal].sort((x, y) => y.ms - x.ms).slice(0, 3).map((x) => `${x.ms.toFixed(0)} ms at ${((x.at - sentAt) / 1000).toFixed(1)} s`);
+  console.log(`    the slowest: ${worst.join(', ')} (s after the stalled bodies were sent); server event-loop lag max ${lagMaxMs.toFixed(0)} ms`);
   console.log(`  RSS: before ${base.toFixed(1)} MiB, peak ${peak.toFixed(1)} MiB, after ${after.toFixed(1)} MiB`);
 }
 
@@ -239,4 +273,5 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-await main(process.argv.slice(2));
+if (isMainThread) await main(process.argv.slice(2));
+else await probeLoop((workerData as { baseUrl: string }).baseUrl);

@@ -4,7 +4,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 
 import cors from '@fastify/cors';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 
 import { clientLimitsSlice, serverSlice, type ClientLimits, type Config, type ServerConfig } from './config.js';
 import { prettyLine, prettyLogStream } from './log-format.js';
@@ -43,13 +43,19 @@ export class AppState {
   isShuttingDown = false;
   loadProgress: LoadProgress | null = null;   // while the model downloads or loads: what /ready reports
   readonly inFlight: InFlight;   // responses not yet closed (shutdown waits on them; slow readers are cut off)
-  // gives memory back once shed connections' buffers are garbage, or the server is idle after load
-  readonly relief = new MemoryRelief({ trim: nativeTrim(), isBusy: () => this.inFlight.size > 0 || (this.#service?.numActive ?? 0) > 0 });
+  readonly relief: MemoryRelief;   // gives memory back once shed connections' buffers are garbage, or when idle after load
 
   constructor(
     readonly metrics: Metrics,
     readonly limits: ClientLimits,
+    log?: FastifyBaseLogger,
   ) {
+    const mib = (n: number) => (n / 2 ** 20).toFixed(1);
+    this.relief = new MemoryRelief({
+      trim: nativeTrim(),
+      isBusy: () => this.inFlight.size > 0 || (this.#service?.numActive ?? 0) > 0,
+      onCollect: (before, after) => log?.debug(`memory relief: garbage collected and malloc_trim, RSS ${mib(before)} → ${mib(after)} MiB`),
+    });
     this.inFlight = new InFlight(limits.writeTimeoutMs, (code) => metrics.countError(code), () => this.relief.shed());
   }
 
@@ -123,7 +129,7 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
     ...connectionOptions(limits),
     clientErrorHandler: onClientError,
   });
-  app.decorate('weft', new AppState(metrics, limits));
+  app.decorate('weft', new AppState(metrics, limits, app.log));
   if (deps.service) app.weft.attach(deps.service);
   if (deps.reranker) app.weft.reranker = deps.reranker;
 

@@ -14,7 +14,7 @@ export interface MemoryReliefOptions {
   isBusy?: () => boolean;           // requests in flight: never collect under them
   trim?: (() => boolean) | null;    // malloc_trim(0); null where there is none
   rss?: () => number;
-  onCollect?: () => void;
+  onCollect?: (rssBefore: number, rssAfter: number) => void;
 }
 
 export class MemoryRelief {
@@ -64,10 +64,11 @@ export class MemoryRelief {
     if (!this.#isShed && this.#o.rss() < this.#rssAfter + this.#o.growthBytes) return false;
     this.#isShed = false;
     this.numCollections++;
+    const before = this.#o.rss();
     this.#gc?.();
     if (this.#o.trim?.()) this.numTrims++;
     this.#rssAfter = this.#o.rss();
-    this.#o.onCollect();
+    this.#o.onCollect(before, this.#rssAfter);
     return true;
   }
 

@@ -4,13 +4,13 @@
 // SSE answers the client's Connection header.
 import t from 'tap';
 
-import { checkIntervalMs, connectionOptions } from '../../src/routes/connection.js';
+import { connectionOptions, earlyByMs } from '../../src/routes/connection.js';
 import { metricValue, sseData, startTestApp } from './helpers.js';
 import { parseResponse, postHead, rawConnect, writeThenRead, type RawConnection } from '../../bench/raw-socket.js';
 
 const HEADERS_MS = 400;
 const BODY_MS = 800;
-const EARLY_MS = checkIntervalMs({ headersTimeoutMs: HEADERS_MS, bodyTimeoutMs: BODY_MS });
+const EARLY_MS = earlyByMs({ headersTimeoutMs: HEADERS_MS, bodyTimeoutMs: BODY_MS });
 const s = await startTestApp({ headersTimeoutMs: HEADERS_MS, bodyTimeoutMs: BODY_MS, maxStreamLagBytes: 65_536, writeTimeoutMs: 600_000 });
 await s.app.listen({ port: 0, host: '127.0.0.1' });
 const port = (s.app.server.address() as { port: number }).port;
@@ -61,21 +61,21 @@ t.test('requests that arrive too slowly get a 408 with its code and lose the con
     t.equal(r.headers.connection, 'close');
     t.equal(errorOf(text).code, 'WEFT_ERR_HTTP_REQUEST_TIMEOUT', `${kind.name}: code`);
     t.match(errorOf(text).message, kind.what, `${kind.name}: says which timeout`);
-    // Node is given each deadline one check interval early, so that the 408 comes before the timeout, not after it
-    t.ok(at - c.connectedAt >= kind.limit - EARLY_MS, `${kind.name}: not before its timeout less one check (${(at - c.connectedAt).toFixed(0)} ms)`);
+    // Node is given each deadline two check intervals early, so that the 408 comes before the timeout, not after it
+    t.ok(at - c.connectedAt >= kind.limit - EARLY_MS, `${kind.name}: not before its timeout less two checks (${(at - c.connectedAt).toFixed(0)} ms)`);
   }
   const after = metricValue(await s.app.weft.metrics.text(), 'weft_errors_total', 'code="WEFT_ERR_HTTP_REQUEST_TIMEOUT"');
   t.equal(after - before, conns.length, 'each counted by code');
 });
 
-t.test('Node gets each deadline one check interval early and checks that often, so no 408 comes after its timeout', async (t) => {
-  t.equal(s.app.server.headersTimeout, HEADERS_MS - EARLY_MS, 'the headers deadline, less one interval');
-  t.equal(s.app.server.requestTimeout, BODY_MS - EARLY_MS, 'the body deadline, less one interval');
+t.test('Node gets each deadline two check intervals early and checks every interval, so no 408 comes after its timeout', async (t) => {
+  t.equal(s.app.server.headersTimeout, HEADERS_MS - EARLY_MS, 'the headers deadline, less two intervals');
+  t.equal(s.app.server.requestTimeout, BODY_MS - EARLY_MS, 'the body deadline, less two intervals');
   for (const [headersTimeoutMs, bodyTimeoutMs, interval] of [[400, 800, 8], [5000, 10_000, 100], [60_000, 0, 100], [100, 100, 5]]) {
     const o = connectionOptions({ headersTimeoutMs, bodyTimeoutMs });
     t.equal(o.http.connectionsCheckingInterval, interval, `${headersTimeoutMs}/${bodyTimeoutMs}: checked every ${interval} ms`);
-    t.equal(o.http.headersTimeout + interval, headersTimeoutMs, 'the headers deadline is met within the last check before it');
-    t.equal(o.requestTimeout, bodyTimeoutMs > 0 ? bodyTimeoutMs - interval : 0, 'so is the body deadline (0: none)');
+    t.equal(o.http.headersTimeout + 2 * interval, headersTimeoutMs, 'the headers deadline is met a check and its answers before it');
+    t.equal(o.requestTimeout, bodyTimeoutMs > 0 ? bodyTimeoutMs - 2 * interval : 0, 'so is the body deadline (0: none)');
   }
 });
 
