@@ -66,6 +66,7 @@ export function onClientError(this: FastifyInstance, err: NodeJS.ErrnoException,
   this.weft.metrics.countError(e.code);
   // one line per connection answered so (a flood of them is worth seeing at the default level)
   this.log.info({ code: e.code, cause: err.code, remote: socket.remoteAddress }, e.message);
+  if (pending) this.weft.cutOff.add(pending);   // this line is its request's: no second one when its response closes
   if (e.code === 'WEFT_ERR_HTTP_REQUEST_TIMEOUT') this.weft.relief.shed();   // its buffered body is garbage now
   if (socket.writable && !pending?.headersSent) {
     const body = JSON.stringify(errorBody(e));
