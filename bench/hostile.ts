@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
 import { parseResponse, postHead, rawConnect, writeThenRead, type RawConnection } from './raw-socket.js';
-import { DEFAULT_MODEL, formatCounts, increments, serverState, settledState, startWeft } from './server-state.js';
+import { DEFAULT_MODEL, formatCounts, increments, restingRss, serverState, settledState, startWeft } from './server-state.js';
 import { treeRssKb } from './serve/rss.js';
 import type { ServerProcess } from './serve/spawn.js';
 
@@ -44,19 +44,6 @@ async function peakRssWhile(pid: number, during: Promise<unknown>): Promise<numb
     await Promise.race([sleep(100), during.catch(() => undefined)]);
   }
   return Math.max(peak, mib(pid));
-}
-
-// RSS once it has stopped falling for 3 s (the server collects a second after it last shed a
-// connection, and freed buffers go back to the OS over a few seconds), at most 20 s.
-async function restingRss(pid: number): Promise<number> {
-  let last = mib(pid), numStable = 0;
-  for (let i = 0; i < 20 && numStable < 3; i++) {
-    await sleep(1000);
-    const now = mib(pid);
-    numStable = now >= last - 1 ? numStable + 1 : 0;
-    last = now;
-  }
-  return last;
 }
 
 const post = (baseUrl: string, path: string, body: object) =>
@@ -112,7 +99,7 @@ async function warm(baseUrl: string): Promise<void> {
 
 async function slow(server: ServerProcess, a: Args): Promise<void> {
   const [headersMs, bodyMs] = [num(a, 'headers-timeout-ms'), num(a, 'body-timeout-ms')];
-  const base = await restingRss(server.pid);
+  const base = await restingRss(() => mib(server.pid));
   const numIdle = num(a, 'idle'), numStalled = num(a, 'stalled');
   // each timeout counts from when the server began the request: a connection's accept (idle, slow
   // headers), its headers for a stalled body (seen here as the 100 Continue Node sends then)
@@ -147,7 +134,7 @@ async function slow(server: ServerProcess, a: Args): Promise<void> {
     const code = text ? (JSON.parse(parseResponse(text).body).error?.code as string) : 'none';
     return { kind: x.kind, status, code, over: (at - x.startedAt) / x.limit };
   }));
-  const after = await restingRss(server.pid);
+  const after = await restingRss(() => mib(server.pid));
   for (const kind of ['idle', 'slow headers', 'stalled body']) {
     const o = outcomes.filter((x) => x.kind === kind);
     console.log(`  ${kind}: ${o.length} connections; ${formatMap(count(o.map((x) => `${x.status} ${x.code}`)))}; ` +
@@ -165,7 +152,7 @@ async function slow(server: ServerProcess, a: Args): Promise<void> {
 
 async function nonreading(server: ServerProcess, a: Args): Promise<void> {
   const k = num(a, 'nonreading');
-  const base = await restingRss(server.pid);
+  const base = await restingRss(() => mib(server.pid));
   const before = await serverState(server.baseUrl);
   const body = JSON.stringify({ prompt: 'Once', n: 16, logprobs: 20, max_tokens: 480, ignore_eos: true, stream: true });
   const t0 = performance.now();
@@ -187,7 +174,7 @@ async function nonreading(server: ServerProcess, a: Args): Promise<void> {
   const ms = await cutOff;
   const settled = await settledState(server.baseUrl);
   for (const c of clients) c.socket.destroy();
-  const after = await restingRss(server.pid);
+  const after = await restingRss(() => mib(server.pid));
   console.log(`  ${k} clients that never read: all cut off ${(ms / 1000).toFixed(2)} s after they asked ` +
     `(write timeout ${num(a, 'write-timeout-ms')} ms); server errors: ${formatCounts(increments(before.errors, settled.errors))}`);
   console.log(`  then: running ${settled.running}, waiting ${settled.waiting}, KV ${(100 * settled.kvUsage).toFixed(1)}%`);

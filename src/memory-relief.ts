@@ -45,16 +45,21 @@ export class MemoryRelief {
     this.#schedule();
   }
 
-  // Nothing is in flight now: collect after quietMs if it stays so and the process grew.
+  // Nothing is in flight now: collect after quietMs if the process grew and nothing is in flight
+  // then. It does not restart a wait under way: requests that come and go at about quietMs (a
+  // readiness probe, a metrics scrape) would put it off for ever.
   idle(): void {
-    this.#schedule();
+    if (this.#timer === undefined) this.#schedule();
   }
 
-  // Every call restarts the wait, so a burst leads to one collection after its end.
+  // Restarts the wait, so a burst of shed connections leads to one collection after its end.
   #schedule(): void {
     if (!this.#gc && !this.#o.trim) return;
     clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => this.collectIfDue(), this.#o.quietMs);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.collectIfDue();
+    }, this.#o.quietMs);
     this.#timer.unref();
   }
 

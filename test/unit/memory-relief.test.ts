@@ -39,3 +39,17 @@ t.test('at idle: a collection only when RSS grew by growthBytes since the last, 
   t.equal(relief.numCollections, 2);
   relief.close();
 });
+
+t.test('going idle again and again does not put the collection off', async (t) => {
+  let collected!: () => void;
+  const done = new Promise<void>((resolve) => { collected = resolve; });
+  let rss = 100;
+  const relief = new MemoryRelief({ quietMs: 50, growthBytes: 10, rss: () => rss, onCollect: () => collected() });
+  rss = 200;
+  relief.idle();
+  const probe = setInterval(() => relief.idle(), 10);   // a request ending every 10 ms, each time nothing left in flight
+  await done;
+  clearInterval(probe);
+  t.equal(relief.numCollections, 1, 'collected while idle() kept coming');
+  relief.close();
+});
