@@ -56,7 +56,11 @@ export class AppState {
     this.relief = new MemoryRelief({
       trim: nativeTrim(),
       isBusy: () => this.inFlight.size > 0 || (this.#service?.numActive ?? 0) > 0,
-      onCollect: (before, after) => log?.debug(`memory relief: garbage collected and malloc_trim, RSS ${mib(before)} → ${mib(after)} MiB`),
+      onCollect: (before, after) => {
+        const m = process.memoryUsage();
+        log?.debug(`memory relief: garbage collected and malloc_trim, RSS ${mib(before)} → ${mib(after)} MiB ` +
+          `(V8 heap ${mib(m.heapTotal)}, array buffers ${mib(m.arrayBuffers)}, other external ${mib(m.external - m.arrayBuffers)} MiB)`);
+      },
     });
     this.inFlight = new InFlight(limits.writeTimeoutMs, (code) => metrics.countError(code), (res) => {
       this.cutOff.add(res);

@@ -67,7 +67,9 @@ export function onClientError(this: FastifyInstance, err: NodeJS.ErrnoException,
   // one line per connection answered so (a flood of them is worth seeing at the default level)
   this.log.info({ code: e.code, cause: err.code, remote: socket.remoteAddress }, e.message);
   if (pending) this.weft.cutOff.add(pending);   // this line is its request's: no second one when its response closes
-  if (e.code === 'WEFT_ERR_HTTP_REQUEST_TIMEOUT') this.weft.relief.shed();   // its buffered body is garbage now
+  // a request that had begun leaves its buffered body as garbage; a connection that never sent its
+  // headers, only a socket
+  if (e.code === 'WEFT_ERR_HTTP_REQUEST_TIMEOUT' && pending) this.weft.relief.shed();
   if (socket.writable && !pending?.headersSent) {
     const body = JSON.stringify(errorBody(e));
     socket.write(
