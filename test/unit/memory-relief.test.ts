@@ -53,3 +53,15 @@ t.test('going idle again and again does not put the collection off', async (t) =
   t.equal(relief.numCollections, 1, 'collected while idle() kept coming');
   relief.close();
 });
+
+t.test('growth counts from the lowest RSS seen when idle, not from just after the last collection', async (t) => {
+  let rss = 300;
+  const relief = new MemoryRelief({ quietMs: 60_000, growthBytes: 50, rss: () => rss });
+  relief.shed();
+  t.ok(relief.collectIfDue(), 'collected at 300');
+  rss = 200;   // RSS went on falling after it
+  relief.idle();
+  rss = 260;
+  t.ok(relief.collectIfDue(), 'grown by 60 from the 200 seen when idle (only -40 from the 300 just after the collection)');
+  relief.close();
+});
