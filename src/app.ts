@@ -43,8 +43,8 @@ export class AppState {
   reranker: Reranker | null = null;   // a reranker model (--reranker-model), when one is loaded
   isShuttingDown = false;
   loadProgress: LoadProgress | null = null;   // while the model downloads or loads: what /ready reports
-  readonly inFlight: InFlight;
-  readonly cutOff = new WeakSet<ServerResponse>();   // responses the server closed itself, having logged why   // responses not yet closed (shutdown waits on them; slow readers are cut off)
+  readonly inFlight: InFlight;   // responses not yet closed (shutdown waits on them; slow readers are cut off)
+  readonly cutOff = new WeakSet<ServerResponse>();   // responses the server closed itself, having logged why
   readonly relief: MemoryRelief;   // gives memory back once shed connections' buffers are garbage, or when idle after load
 
   constructor(
