@@ -16,9 +16,10 @@
 import { cpus, loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
 import { parseResponse, postHead, rawConnect, writeThenRead, type RawConnection } from './raw-socket.js';
-import { DEFAULT_MODEL, formatCounts, increments, serverState, settledState, startWeft } from './server-state.js';
+import { DEFAULT_MODEL, formatCounts, increments, restingRss, serverState, settledState, startWeft } from './server-state.js';
 import { treeRssKb } from './serve/rss.js';
 import type { ServerProcess } from './serve/spawn.js';
 
@@ -27,7 +28,8 @@ const num = (a: Args, k: string) => Number(a[k]);
 const mib = (pid: number) => treeRssKb(pid) / 1024;
 const stats = (xs: number[]) => {
   const s = [...xs].sort((x, y) => x - y);
-  return s.length === 0 ? 'none' : `median ${s[Math.floor(s.length / 2)].toFixed(1)}, max ${s.at(-1)!.toFixed(1)}`;
+  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))].toFixed(1);
+  return s.length === 0 ? 'none' : `min ${s[0].toFixed(1)}, median ${at(0.5)}, p99 ${at(0.99)}, max ${s.at(-1)!.toFixed(1)}`;
 };
 const count = <T>(xs: T[]) => xs.reduce((m, x) => m.set(x, (m.get(x) ?? 0) + 1), new Map<T, number>());
 const formatMap = (m: Map<unknown, number>) => [...m].map(([k, v]) => `${String(k)}: ${v}`).join(', ');
@@ -44,21 +46,48 @@ async function peakRssWhile(pid: number, during: Promise<unknown>): Promise<numb
   return Math.max(peak, mib(pid));
 }
 
-// RSS once it has stopped falling for 3 s (the server collects a second after it last shed a
-// connection, and freed buffers go back to the OS over a few seconds), at most 20 s.
-async function restingRss(pid: number): Promise<number> {
-  let last = mib(pid), numStable = 0;
-  for (let i = 0; i < 20 && numStable < 3; i++) {
-    await sleep(1000);
-    const now = mib(pid);
-    numStable = now >= last - 1 ? numStable + 1 : 0;
-    last = now;
-  }
-  return last;
-}
-
 const post = (baseUrl: string, path: string, body: object) =>
   fetch(baseUrl + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+// Wall-clock ms comparable across threads (each thread's performance.now() has its own origin).
+const now = () => performance.timeOrigin + performance.now();
+
+// The largest event-loop delay the server saw since the previous scrape (prom-client's default
+// metric, reset at each scrape).
+async function eventLoopLagMaxMs(baseUrl: string): Promise<number> {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  return 1000 * Number(/^weft_nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(text)?.[1] ?? NaN);
+}
+
+// Normal requests, one every 100 ms after the last answered, from a worker thread: the main
+// thread is busy writing the hostile connections' bytes, and its delays are not the server's.
+function startProbe(baseUrl: string): { stop(): Promise<{ ms: number; at: number }[]> } {
+  const worker = new Worker(new URL(import.meta.url), { workerData: { baseUrl } });
+  const results = new Promise<{ ms: number; at: number }[]>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  return {
+    stop() {
+      worker.postMessage('stop');
+      return results;
+    },
+  };
+}
+
+async function probeLoop(baseUrl: string): Promise<void> {
+  let isStopped = false;
+  parentPort!.once('message', () => { isStopped = true; });
+  const results: { ms: number; at: number }[] = [];
+  while (!isStopped) {
+    const at = now();
+    const r = await post(baseUrl, '/v1/completions', { prompt: 'Once upon a time', max_tokens: 4 });
+    await r.text();
+    if (r.status === 200) results.push({ ms: now() - at, at });
+    await sleep(100);
+  }
+  parentPort!.postMessage(results);
+}
 
 // Before the baseline: the KV cache is taken from the OS as its blocks are first used, and the
 // worker's buffers grow with the batch; 48 sequences of 480 tokens use every block of the default
@@ -70,11 +99,13 @@ async function warm(baseUrl: string): Promise<void> {
 
 async function slow(server: ServerProcess, a: Args): Promise<void> {
   const [headersMs, bodyMs] = [num(a, 'headers-timeout-ms'), num(a, 'body-timeout-ms')];
-  const base = await restingRss(server.pid);
+  const base = await restingRss(() => mib(server.pid));
   const numIdle = num(a, 'idle'), numStalled = num(a, 'stalled');
   // each timeout counts from when the server began the request: a connection's accept (idle, slow
   // headers), its headers for a stalled body (seen here as the 100 Continue Node sends then)
   const conns: { kind: string; limit: number; c: RawConnection; startedAt: number }[] = [];
+  await eventLoopLagMaxMs(server.baseUrl);   // (its maximum restarts at each scrape)
+  const probe = startProbe(server.baseUrl);
   for (let i = 0; i < numIdle; i++) {
     const c = await rawConnect(Number(new URL(server.baseUrl).port));
     if (i % 2 === 1) {   // half of them: headers begun, one header line per second
@@ -92,46 +123,36 @@ async function slow(server: ServerProcess, a: Args): Promise<void> {
     conns.push({ kind: 'stalled body', limit: bodyMs, c, startedAt: performance.now() });
     await new Promise((resolve) => c.socket.write(piece, resolve));
   }));
-  // normal requests, one after another, until every slow connection is closed; those in the first
-  // second (the server still reading 300 MB of bodies) apart
-  const latencies: number[] = [], uploadLatencies: number[] = [];
-  let isUploading = true;
-  void sleep(1000).then(() => { isUploading = false; });
+  const sentAt = now();
   const allClosed = Promise.all(conns.map((x) => x.c.closed));
-  let isDone = false;
-  void allClosed.then(() => { isDone = true; });
-  const normal = (async () => {
-    while (!isDone) {
-      const t0 = performance.now();
-      const r = await post(server.baseUrl, '/v1/completions', { prompt: 'Once upon a time', max_tokens: 4 });
-      await r.text();
-      if (r.status === 200) (isUploading ? uploadLatencies : latencies).push(performance.now() - t0);
-      await sleep(100);
-    }
-  })();
   const peak = await peakRssWhile(server.pid, allClosed);
-  await normal;
+  const normal = await probe.stop();
+  const lagMaxMs = await eventLoopLagMaxMs(server.baseUrl);
   const outcomes = await Promise.all(conns.map(async (x) => {
     const { text, at } = await x.c.closed;
     const status = text ? parseResponse(text).status : 0;
     const code = text ? (JSON.parse(parseResponse(text).body).error?.code as string) : 'none';
     return { kind: x.kind, status, code, over: (at - x.startedAt) / x.limit };
   }));
-  const after = await restingRss(server.pid);
+  const after = await restingRss(() => mib(server.pid));
   for (const kind of ['idle', 'slow headers', 'stalled body']) {
     const o = outcomes.filter((x) => x.kind === kind);
     console.log(`  ${kind}: ${o.length} connections; ${formatMap(count(o.map((x) => `${x.status} ${x.code}`)))}; ` +
       `closed after ${stats(o.map((x) => 100 * x.over))} % of the ${kind === 'stalled body' ? bodyMs : headersMs} ms timeout`);
   }
-  console.log(`  normal requests (4 tokens) in the first second, bodies still arriving: ${uploadLatencies.length}, ` +
-    `latency ms ${stats(uploadLatencies)}`);
-  console.log(`  normal requests after it, until the last slow connection closed: ${latencies.length}, latency ms ${stats(latencies)}`);
+  // requests begun before the last stalled body was sent and in the second after it (the server still reading them)
+  const upload = normal.filter((x) => x.at < sentAt + 1000), rest = normal.filter((x) => x.at >= sentAt + 1000);
+  console.log(`  normal requests (4 tokens, from another thread) while the 300 MB of bodies were sent and a second after: ` +
+    `${upload.length}, latency ms ${stats(upload.map((x) => x.ms))}`);
+  console.log(`  normal requests after it, until the last slow connection closed: ${rest.length}, latency ms ${stats(rest.map((x) => x.ms))}`);
+  const worst = [...normal].sort((x, y) => y.ms - x.ms).slice(0, 3).map((x) => `${x.ms.toFixed(0)} ms at ${((x.at - sentAt) / 1000).toFixed(1)} s`);
+  console.log(`    the slowest: ${worst.join(', ')} (s after the stalled bodies were sent); server event-loop lag max ${lagMaxMs.toFixed(0)} ms`);
   console.log(`  RSS: before ${base.toFixed(1)} MiB, peak ${peak.toFixed(1)} MiB, after ${after.toFixed(1)} MiB`);
 }
 
 async function nonreading(server: ServerProcess, a: Args): Promise<void> {
   const k = num(a, 'nonreading');
-  const base = await restingRss(server.pid);
+  const base = await restingRss(() => mib(server.pid));
   const before = await serverState(server.baseUrl);
   const body = JSON.stringify({ prompt: 'Once', n: 16, logprobs: 20, max_tokens: 480, ignore_eos: true, stream: true });
   const t0 = performance.now();
@@ -153,7 +174,7 @@ async function nonreading(server: ServerProcess, a: Args): Promise<void> {
   const ms = await cutOff;
   const settled = await settledState(server.baseUrl);
   for (const c of clients) c.socket.destroy();
-  const after = await restingRss(server.pid);
+  const after = await restingRss(() => mib(server.pid));
   console.log(`  ${k} clients that never read: all cut off ${(ms / 1000).toFixed(2)} s after they asked ` +
     `(write timeout ${num(a, 'write-timeout-ms')} ms); server errors: ${formatCounts(increments(before.errors, settled.errors))}`);
   console.log(`  then: running ${settled.running}, waiting ${settled.waiting}, KV ${(100 * settled.kvUsage).toFixed(1)}%`);
@@ -239,4 +260,5 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-await main(process.argv.slice(2));
+if (isMainThread) await main(process.argv.slice(2));
+else await probeLoop((workerData as { baseUrl: string }).baseUrl);

@@ -39,6 +39,19 @@ export async function settledState(baseUrl: string, maxMs = 60_000): Promise<Ser
   }
 }
 
+// A process's RSS once it has stopped falling for 3 s, at most 20 s: weft gives memory back a
+// second after it goes idle (MemoryRelief), and the OS takes freed pages back over a few seconds.
+export async function restingRss(readMiB: () => number | Promise<number>): Promise<number> {
+  let last = await readMiB(), numStable = 0;
+  for (let i = 0; i < 20 && numStable < 3; i++) {
+    await sleep(1000);
+    const now = await readMiB();
+    numStable = now >= last - 1 ? numStable + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
 export const formatState = (s: ServerState) =>
   `running ${s.running}, waiting ${s.waiting}, KV ${(100 * s.kvUsage).toFixed(1)}%, RSS ${s.rssMiB.toFixed(1)} MiB`;
 

@@ -9,7 +9,7 @@
 import { parseArgs } from 'node:util';
 
 import { makeRng } from './serve/rng.js';
-import { DEFAULT_MODEL, formatCounts, formatState, settledState, startWeft, type ServerState } from './server-state.js';
+import { DEFAULT_MODEL, formatCounts, formatState, restingRss, serverState, settledState, startWeft, type ServerState } from './server-state.js';
 
 const WORDS = 'once upon a time there was a little girl named lily who loved to play in the park with her dog and cat'.split(' ');
 
@@ -143,11 +143,12 @@ async function main(argv: string[]): Promise<number> {
       console.log(`round ${r}\n  before: ${formatState(before)}`);
       const res = await round(o, numRequests, concurrency, Number(a.seed) + r);
       const after = await settledState(baseUrl);
-      afters.push(after);
+      const rested = await restingRss(async () => (await serverState(baseUrl)).rssMiB);
+      afters.push({ ...after, rssMiB: rested });
       const { completed, aborted, lost } = res.counts;
       console.log(`  completed ${completed}, aborted ${aborted}, errors ${formatCounts(res.errors)}, lost ${lost}  ` +
         `(${res.seconds.toFixed(1)} s, ${(numRequests / res.seconds).toFixed(0)} requests/s)`);
-      console.log(`  after:  ${formatState(after)}`);
+      console.log(`  after:  ${formatState(after)}; at rest ${rested.toFixed(1)} MiB`);
       if (lost > 0 || after.running + after.waiting > 0 || after.kvUsage > 0) isClean = false;
     }
   } finally {

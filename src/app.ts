@@ -2,9 +2,10 @@
 // The engine is attached when it is ready (/ready answers 503 until then), so the server can
 // listen while the model loads, and tests can build apps over a shared engine.
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 
 import cors from '@fastify/cors';
-import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 
 import { clientLimitsSlice, serverSlice, type ClientLimits, type Config, type ServerConfig } from './config.js';
 import { prettyLine, prettyLogStream } from './log-format.js';
@@ -26,6 +27,7 @@ import { openaiRoutes } from './routes/openai.js';
 import { ajvOptions } from './routes/schemas.js';
 import { tokenizeRoutes } from './routes/tokenize.js';
 import { webuiRoutes } from './routes/webui.js';
+import { loadNative } from './workers/binding.js';
 
 export interface LoadProgress {
   phase: 'download' | 'load';
@@ -42,13 +44,28 @@ export class AppState {
   isShuttingDown = false;
   loadProgress: LoadProgress | null = null;   // while the model downloads or loads: what /ready reports
   readonly inFlight: InFlight;   // responses not yet closed (shutdown waits on them; slow readers are cut off)
-  readonly relief = new MemoryRelief();   // collects once shed connections' buffers are garbage
+  readonly cutOff = new WeakSet<ServerResponse>();   // responses the server closed itself, having logged why
+  readonly relief: MemoryRelief;   // gives memory back once shed connections' buffers are garbage, or when idle after load
 
   constructor(
     readonly metrics: Metrics,
     readonly limits: ClientLimits,
+    log?: FastifyBaseLogger,
   ) {
-    this.inFlight = new InFlight(limits.writeTimeoutMs, (code) => metrics.countError(code), () => this.relief.shed());
+    const mib = (n: number) => (n / 2 ** 20).toFixed(1);
+    this.relief = new MemoryRelief({
+      trim: nativeTrim(),
+      isBusy: () => this.inFlight.size > 0 || (this.#service?.numActive ?? 0) > 0,
+      onCollect: (before, after) => {
+        const m = process.memoryUsage();
+        log?.debug(`memory relief: garbage collected and malloc_trim, RSS ${mib(before)} → ${mib(after)} MiB ` +
+          `(V8 heap ${mib(m.heapTotal)}, array buffers ${mib(m.arrayBuffers)}, other external ${mib(m.external - m.arrayBuffers)} MiB)`);
+      },
+    });
+    this.inFlight = new InFlight(limits.writeTimeoutMs, (code) => metrics.countError(code), (res) => {
+      this.cutOff.add(res);
+      this.relief.shed();
+    });
   }
 
   attach(service: GenerationService): void {
@@ -69,6 +86,16 @@ export class AppState {
 
   get maybeService(): GenerationService | null {
     return this.#service;
+  }
+}
+
+// malloc_trim through the addon; none where the addon cannot load (it is built at install)
+function nativeTrim(): (() => boolean) | null {
+  try {
+    const native = loadNative();
+    return () => native.mallocTrim();
+  } catch {
+    return null;
   }
 }
 
@@ -111,7 +138,7 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
     ...connectionOptions(limits),
     clientErrorHandler: onClientError,
   });
-  app.decorate('weft', new AppState(metrics, limits));
+  app.decorate('weft', new AppState(metrics, limits, app.log));
   if (deps.service) app.weft.attach(deps.service);
   if (deps.reranker) app.weft.reranker = deps.reranker;
 
@@ -120,9 +147,7 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
   app.addHook('onRequest', async (request) => {
     request.log.debug({ method: request.method, url: request.url, remote: request.ip }, 'request');
   });
-  app.addHook('onResponse', async (request, reply) => {
-    request.log.info(`${request.method} ${request.url.split('?')[0]} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)} ms`);
-  });
+  app.addHook('onResponse', async (request, reply) => logAccess(request, reply));
   app.setNotFoundHandler((request, reply) =>
     sendError(app, request, reply, new WeftError('WEFT_ERR_HTTP_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)));
 
@@ -131,7 +156,13 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
     await app.register(cors, { origin: origins.includes('*') ? true : origins });
   }
   app.addHook('onClose', async () => app.weft.relief.close());
-  app.addHook('onRequest', async (request, reply) => app.weft.inFlight.track(reply.raw, request.log));
+  app.addHook('onRequest', async (request, reply) => {
+    app.weft.inFlight.track(reply.raw, request.log);
+    // 'finish' (everything handed to the OS) rather than writableFinished, which inject()'s responses never set
+    let isFinished = false;
+    reply.raw.once('finish', () => { isFinished = true; });
+    reply.raw.once('close', () => onResponseClosed(app, request, reply, isFinished));
+  });
   if (s.apiKeys.length > 0) app.addHook('onRequest', bearerAuth(keyMatcher(s.apiKeys)));
 
   await registerDocs(app);
@@ -146,9 +177,33 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
   return app;
 }
 
+// The error each failed response was answered with: its access line names it.
+const replyErrors = new WeakMap<FastifyReply, WeftError>();
+
+// One line per response, at info; one that failed names its error code and message (a server
+// fault at error, with its stack): every failure a request meets is in the log once, with its cause.
+function logAccess(request: FastifyRequest, reply: FastifyReply): void {
+  const line = `${request.method} ${request.url.split('?')[0]} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)} ms`;
+  const e = replyErrors.get(reply);
+  if (!e) request.log.info(line);
+  else if (e.status >= 500 && e.status !== 503) request.log.error({ err: e, code: e.code }, `${line}: ${e.code}: ${e.message}`);
+  else request.log.info({ code: e.code }, `${line}: ${e.code}: ${e.message}`);
+}
+
+// A response that closed before it ended gets no access line: one line saying the client left
+// (what it was generating is aborted), unless the server cut it off itself and said why (a 408, a
+// write timeout, shutdown). Then, with nothing in flight, memory may go back to the OS.
+function onResponseClosed(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, isFinished: boolean): void {
+  const raw = reply.raw;
+  if (!isFinished && !app.weft.cutOff.has(raw) && !app.weft.isShuttingDown)
+    request.log.info(`${request.method} ${request.url.split('?')[0]}: the client closed the connection ${reply.elapsedTime.toFixed(1)} ms ` +
+      `into the response, before its end (${raw.headersSent ? `status ${raw.statusCode} sent` : 'nothing sent'})`);
+  if (app.weft.inFlight.size === 0) app.weft.relief.idle();
+}
+
 async function sendError(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, e: WeftError): Promise<FastifyReply> {
   app.weft.metrics.countError(e.code);
-  if (e.status >= 500 && e.status !== 503) request.log.error({ err: e }, e.message);
+  replyErrors.set(reply, e);   // for its access line
   if (e.code === 'WEFT_ERR_SCHED_QUEUE_FULL' || e.status === 503) reply.header('retry-after', '1');
   // answered before its body was read (too large, no key): the client reads this only if it could send the body first
   if (!(await drainUnreadBody(request.raw, app.weft.limits.lingerMaxBytes))) reply.header('connection', 'close');

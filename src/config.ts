@@ -195,6 +195,7 @@ function coerce(key: ConfigKey, raw: string | boolean | number | readonly string
     return text;
   }
   switch (spec.kind) {
+    // biome-ignore lint/suspicious/noFallthroughSwitchClause: 'auto' or an int, the int checked as below
     case 'intOrAuto':
       if (text === 'auto' || text === 0) return 0;
     // falls through: otherwise an integer in range

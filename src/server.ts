@@ -29,6 +29,7 @@ import { EngineWorker } from './workers/pool.js';
 export interface Engine {
   service: GenerationService;
   reranker: ModelReranker | null;   // --reranker-model
+  workers: readonly EngineWorker[];  // the engine instances (a test kills one to see it restarted)
   close(): Promise<void>;
 }
 
@@ -165,6 +166,7 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
   return {
     service,
     reranker,
+    workers,
     async close() {
       await loop.close();
       await Promise.all(workers.map((w) => w.close()));

@@ -6,6 +6,10 @@
 #include <cmath>
 #include <type_traits>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "cpu/isa.h"
 #include "load_progress.h"
 #include "weft_engine.h"
@@ -112,6 +116,7 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
         InstanceMethod("cudaDeviceCount", &WeftAddon::Guarded<&WeftAddon::CudaDeviceCount>),
         InstanceMethod("cudaDeviceInfo", &WeftAddon::Guarded<&WeftAddon::CudaDeviceInfo>),
         InstanceMethod("loadProgress", &WeftAddon::Guarded<&WeftAddon::LoadProgressOf>),
+        InstanceMethod("mallocTrim", &WeftAddon::Guarded<&WeftAddon::MallocTrim>),
     });
   }
 
@@ -351,6 +356,18 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
 
   Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), weft::cuda_device_count());
+  }
+
+  // glibc keeps memory freed by any thread in its arenas for reuse, and gives back only what sits
+  // at the top of a heap: after a flood of request buffers the process stays at its peak size.
+  // malloc_trim(0) returns every free page of every arena to the OS. The server calls it when it
+  // goes idle after load. Without glibc there is nothing to do: false.
+  Napi::Value MallocTrim(const Napi::CallbackInfo& info) {
+#if defined(__GLIBC__)
+    return Napi::Boolean::New(info.Env(), malloc_trim(0) != 0);
+#else
+    return Napi::Boolean::New(info.Env(), false);
+#endif
   }
 
   Napi::Value CudaDeviceInfo(const Napi::CallbackInfo& info) {

@@ -14,7 +14,7 @@ export class InFlight {
   constructor(
     readonly writeTimeoutMs: number,
     readonly countError: (code: string) => void,
-    readonly onCutOff: () => void = () => undefined,   // memory to give back (MemoryRelief)
+    readonly onCutOff: (res: ServerResponse) => void = () => undefined,   // logged here; memory to give back (MemoryRelief)
   ) {}
 
   get size(): number {
@@ -46,8 +46,8 @@ export class InFlight {
     const e = new WeftError('WEFT_ERR_HTTP_WRITE_TIMEOUT', `response cut off: ${why} (${res.writableLength} bytes unsent)`);
     this.countError(e.code);
     log.warn({ code: e.code, remote: res.socket?.remoteAddress, unsentBytes: res.writableLength }, e.message);
+    this.onCutOff(res);
     res.destroy();
-    this.onCutOff();
   }
 
   // Resolves true once no response is in flight, or false after maxMs.

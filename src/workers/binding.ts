@@ -105,6 +105,7 @@ export interface NativeAddon {
   cudaDeviceInfo(device: number): CudaDeviceInfo;
   // the model load in progress in this process (any worker thread): bytes of its files' tensors
   loadProgress(): { bytesDone: number; bytesTotal: number; active: boolean };
+  mallocTrim(): boolean;   // true when glibc gave memory back to the OS
 }
 
 export interface CudaDeviceInfo {
@@ -160,6 +161,7 @@ export function loadNative(): NativeAddon {
     cudaDeviceCount: guard(raw.cudaDeviceCount.bind(raw)),
     cudaDeviceInfo: guard(raw.cudaDeviceInfo.bind(raw)),
     loadProgress: guard(raw.loadProgress.bind(raw)),
+    mallocTrim: guard(raw.mallocTrim.bind(raw)),
   };
   return addon;
 }

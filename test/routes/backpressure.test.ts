@@ -6,25 +6,8 @@ import t from 'tap';
 
 import { buildApp } from '../../src/app.js';
 import { Metrics } from '../../src/metrics.js';
-import { metricValue, startTestApp, testConfig, type TestServer } from './helpers.js';
+import { logSink, metricValue, startTestApp, testConfig, type TestServer } from './helpers.js';
 import { postHead, rawConnect } from '../../bench/raw-socket.js';
-
-// A log that tests can wait on: resolves the first line matching `re`.
-function logSink() {
-  const lines: string[] = [];
-  const waiters: { re: RegExp; resolve: (line: string) => void }[] = [];
-  return {
-    lines,
-    write(line: string) {
-      lines.push(line);
-      for (const w of [...waiters]) if (w.re.test(line)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(line); }
-    },
-    waitFor(re: RegExp): Promise<string> {
-      const seen = lines.find((l) => re.test(l));
-      return seen ? Promise.resolve(seen) : new Promise((resolve) => waiters.push({ re, resolve }));
-    },
-  };
-}
 
 const LIMITS = { maxStreamLagBytes: 65_536, writeTimeoutMs: 300 };
 

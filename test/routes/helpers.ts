@@ -58,3 +58,21 @@ export function metricValue(text: string, name: string, labels = ''): number {
   }
   return sum;
 }
+
+// A log that tests can wait on (AppDeps.logStream): every line kept; waitFor resolves with the
+// first line matching `re`, already written or the next one.
+export function logSink() {
+  const lines: string[] = [];
+  const waiters: { re: RegExp; resolve: (line: string) => void }[] = [];
+  return {
+    lines,
+    write(line: string) {
+      lines.push(line);
+      for (const w of [...waiters]) if (w.re.test(line)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(line); }
+    },
+    waitFor(re: RegExp): Promise<string> {
+      const seen = lines.find((l) => re.test(l));
+      return seen ? Promise.resolve(seen) : new Promise((resolve) => waiters.push({ re, resolve }));
+    },
+  };
+}
