@@ -145,11 +145,11 @@ export class EngineLoop {
   // throw at once either way; `end` ends the request if the compile fails or it is aborted first.
   #addWhenReady(inst: Instance, seq: Sequence, end: (reason: FinishReason, error?: WeftError) => void): void {
     if (!seq.constraint || !inst.runner.prepare) {
-      inst.scheduler.add(seq);
+      inst.scheduler.add(seq, inst.preparing.size);
       inst.wake?.();
       return;
     }
-    inst.scheduler.check(seq);
+    inst.scheduler.check(seq, inst.preparing.size);
     inst.preparing.set(seq.requestId, end);
     inst.runner.prepare(seq.constraint).then(() => {
       if (!inst.preparing.delete(seq.requestId) || this.#closed) return;
@@ -255,8 +255,12 @@ export class EngineLoop {
     return this.finish(requestId, 'abort');
   }
 
+  // A request whose grammar is compiling is waiting, as far as metrics and placement go.
   stats(): SchedulerStats[] {
-    return this.#instances.map((i) => i.scheduler.stats());
+    return this.#instances.map((i) => {
+      const s = i.scheduler.stats();
+      return { ...s, numWaiting: s.numWaiting + i.preparing.size };
+    });
   }
 
   get numInstances(): number {
@@ -273,7 +277,7 @@ export class EngineLoop {
     let best = 0, bestLoad = Infinity;
     this.#instances.forEach((inst, i) => {
       const s = inst.scheduler;
-      const load = s.numRunning + s.numWaiting + s.blockManager.usage;
+      const load = s.numRunning + s.numWaiting + inst.preparing.size + s.blockManager.usage;
       if (load < bestLoad) { best = i; bestLoad = load; }
     });
     return best;

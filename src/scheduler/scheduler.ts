@@ -103,7 +103,11 @@ export class Scheduler {
   // running batch only between steps; counting those the free slots will take at the next step
   // would refuse requests while the batch has room.
   get numQueued(): number {
-    return Math.max(0, this.#waiting.length - Math.max(0, this.options.maxNumSeqs - this.#running.length));
+    return this.#queued(0);
+  }
+
+  #queued(numPending: number): number {
+    return Math.max(0, this.#waiting.length + numPending - Math.max(0, this.options.maxNumSeqs - this.#running.length));
   }
 
   // nothing queued, running, or left to report
@@ -127,20 +131,21 @@ export class Scheduler {
   }
 
   // Queues a new sequence. Throws WEFT_ERR_SCHED_* for a request that can never run or when
-  // the waiting queue is full; fills in maxTokens when the request left it out.
-  add(seq: Sequence): void {
-    this.check(seq);
+  // the waiting queue is full (counting `numPending` admitted requests not yet added); fills in maxTokens when the request left it out.
+  add(seq: Sequence, numPending = 0): void {
+    this.check(seq, numPending);
     seq.arrivalOrder = this.#numArrivals++;
     insertWaiting(this.#waiting, seq);
     this.#byId.set(seq.requestId, seq);
   }
 
   // What add() would throw, without queueing: a request whose constraint compiles first is
-  // refused at once, not after its grammar is ready.
-  check(seq: Sequence): void {
+  // refused at once, not after its grammar is ready. `numPending`: requests admitted but not yet
+  // added (their grammars compiling), which count as waiting.
+  check(seq: Sequence, numPending = 0): void {
     this.#validateNew(seq);
-    if (this.numQueued >= this.options.maxNumWaiting) {
-      throw new WeftError('WEFT_ERR_SCHED_QUEUE_FULL', `server overloaded: ${this.#waiting.length} requests already waiting`);
+    if (this.#queued(numPending) >= this.options.maxNumWaiting) {
+      throw new WeftError('WEFT_ERR_SCHED_QUEUE_FULL', `server overloaded: ${this.#waiting.length + numPending} requests already waiting`);
     }
   }
 

@@ -102,3 +102,19 @@ t.test('refusals still come at once for a constrained request', async (t) => {
   t.throws(() => loop.submit({ promptTokenIds: Array(300).fill(3), maxTokens: 4, constraint: SPEC }), { code: 'WEFT_ERR_SCHED_TOO_LONG' });
   t.equal(runner.compiles.length, 0, 'nothing compiled for it');
 });
+
+t.test('requests whose grammars compile count as waiting: in the stats, and against --max-num-waiting', async (t) => {
+  const runner = new FakeRunner();
+  // 1 running slot, 2 waiting beyond it: a third compiling request finds the queue full
+  const loop = new EngineLoop([runner], { scheduler: { maxNumSeqs: 1, maxNumWaiting: 2, maxNumBatchedTokens: 64, maxModelLen: 256 }, eosTokenIds: [2] });
+  t.teardown(() => loop.close());
+  const pending = [0, 1, 2].map(() => loop.submit({ promptTokenIds: [1, 3], maxTokens: 2, constraint: SPEC }));
+  await runner.compileAsked();
+  t.equal(loop.stats()[0].numWaiting, 3, 'three waiting, none yet in the scheduler');
+  t.throws(() => loop.submit({ promptTokenIds: [1, 3], maxTokens: 2, constraint: SPEC }), { code: 'WEFT_ERR_SCHED_QUEUE_FULL' });
+  t.throws(() => loop.submit({ promptTokenIds: [1, 3], maxTokens: 2 }), { code: 'WEFT_ERR_SCHED_QUEUE_FULL' }, 'unconstrained too');
+  while (runner.compiles.length < 3) await new Promise((r) => setImmediate(r));
+  for (const c of runner.compiles) c.finish();
+  for (const h of pending) t.same(await drain(h), { n: 2, reason: 'length', code: undefined });
+  t.equal(loop.stats()[0].numWaiting, 0);
+});
