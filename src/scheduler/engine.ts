@@ -144,6 +144,7 @@ export class EngineLoop {
   // waits for a compile: other sequences keep stepping meanwhile). Refusals (queue full, too long)
   // throw at once either way; `end` ends the request if the compile fails or it is aborted first.
   #addWhenReady(inst: Instance, seq: Sequence, end: (reason: FinishReason, error?: WeftError) => void): void {
+    if (inst.preparing.has(seq.requestId)) throw new WeftError('WEFT_ERR_SCHED_DUPLICATE_ID', `request id ${seq.requestId} is already in use`);
     if (!seq.constraint || !inst.runner.prepare) {
       inst.scheduler.add(seq, inst.preparing.size);
       inst.wake?.();

@@ -111,6 +111,8 @@ t.test('requests whose grammars compile count as waiting: in the stats, and agai
   const pending = [0, 1, 2].map(() => loop.submit({ promptTokenIds: [1, 3], maxTokens: 2, constraint: SPEC }));
   await runner.compileAsked();
   t.equal(loop.stats()[0].numWaiting, 3, 'three waiting, none yet in the scheduler');
+  t.throws(() => loop.submit({ requestId: pending[0].requestId, promptTokenIds: [1, 3], maxTokens: 2 }), { code: 'WEFT_ERR_SCHED_DUPLICATE_ID' },
+    'the id of a request whose grammar compiles is in use');
   t.throws(() => loop.submit({ promptTokenIds: [1, 3], maxTokens: 2, constraint: SPEC }), { code: 'WEFT_ERR_SCHED_QUEUE_FULL' });
   t.throws(() => loop.submit({ promptTokenIds: [1, 3], maxTokens: 2 }), { code: 'WEFT_ERR_SCHED_QUEUE_FULL' }, 'unconstrained too');
   while (runner.compiles.length < 3) await new Promise((r) => setImmediate(r));
