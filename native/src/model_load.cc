@@ -43,7 +43,7 @@ struct Loader {
       int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1, cols = t.shape.back();
       if (cols % block_values(t.dtype) != 0)
         return Status::Error(StatusCode::model_corrupt, t.name + " in " + t.file + ": row length " + std::to_string(cols) +
-                             " not a multiple of the type's block of " + std::to_string(block_values(t.dtype)));
+                             " not a multiple of " + std::to_string(block_values(t.dtype)) + " (the type's block)");
       if (t.byte_length != tensor_bytes(t.dtype, uint64_t(rows) * uint64_t(cols)) || !within(*f, t.offset, t.byte_length))
         return Status::Error(StatusCode::model_corrupt, t.name + " in " + t.file + ": data size or offset out of bounds");
       TensorView v{f->data + t.offset, t.dtype, rows, cols, nullptr};
