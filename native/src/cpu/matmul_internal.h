@@ -27,9 +27,12 @@
 //                   bit of u[k = 4h + b].
 //  PackedQ.dm       fp16 [p][k/super][2][16]: D of the 16 rows, then M.
 //  PackedQ.sm       int8 [p][k/sub][2][16]: sc of the 16 rows, then mn (has_sub only).
-//  Every kernel computes, per row, token and sub-block s of group g, in this order:
-//    a = D*sc, b = M*mn (float; D and M alone without has_sub), f = float(dot_s) * sx_g,
-//    y = fma(a, f, y), y = fma(b, fs_s, y)   (fs_s: fs16 for sub 16, fs32 for sub 32)
+//  Every kernel computes, per row and token, in this order: for each super-block, from zero,
+//    for each sub-block s (group g):  ys = fma(float(dot_s * sc_s), sx_g, ys)     (int32 product)
+//                                     ms = fma(float(mn_s), fs_s, ms)            (fs16 / fs32)
+//    then y = fma(D, ys, y), y = fma(M, ms, y)   (sc = mn = 1 without has_sub)
+//  which keeps the sub-scale work to integer and one fma per sub-block and the fp16 D, M to one
+//  fma each per super-block,
 //  so every ISA's result is the scalar kernel's, bit for bit.
 #pragma once
 #include <xmmintrin.h>  // _mm_prefetch (baseline x86-64)
@@ -100,6 +103,7 @@ void matmul_i8_avx2_plain(const QuantAct& x, const PackedI8& w, float* y, int ld
 void matmul_i8_avx2_vnni(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
 
 inline int q_group_bytes(int bits) { return 256 + 64 * (bits - 4); }
+void quantize_blocks_avx512(const float* x, int k, int t0, int t1, QuantBlocks* out);
 void matmul_q_scalar(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1);
 void matmul_q_avx2(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1);
 void matmul_q_avx512(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1);

@@ -18,19 +18,14 @@ namespace weft {
 namespace detail {
 namespace {
 
-// acc += dot(w u8 quads, x s8 quads) (inline asm: see matmul_avx512.cc).
-WEFT_AVX512 inline void dpbusd(__m512i& acc, __m512i w, __m512i x) {
-  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(w), "v"(x));
+// acc += dot(w u8 quads, the s8 k-quad at x broadcast): the broadcast folds into the instruction
+// (inline asm, see matmul_avx512.cc for why not the intrinsic).
+WEFT_AVX512 inline void dpbusd_bcast(__m512i& acc, __m512i w, const int8_t* x) {
+  __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const int32_t*>(x)));
 }
 
-WEFT_AVX512 inline __m512i bcast4(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
-}
-
-WEFT_AVX512 inline __m512 load_i8_ps(const int8_t* p) {
-  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+WEFT_AVX512 inline __m512i load_i8_epi32(const int8_t* p) {
+  return _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
 WEFT_AVX512 inline __m512 load_f16_ps(const uint16_t* p) {
@@ -72,30 +67,36 @@ struct QArgs {
 template <int BITS, int SUB, bool HS, int T>
 WEFT_AVX512 void q_tile(const QArgs& a) {
   constexpr int kSubs = 32 / SUB, kQuads = SUB / 4;
-  const int gb = q_group_bytes(BITS), nfs = 32 / SUB * (a.kp / 32);
+  const int gb = q_group_bytes(BITS), nfs = 32 / SUB * (a.kp / 32), gps = a.super / 32;
   __m512 acc[T];
   for (int i = 0; i < T; ++i) acc[i] = _mm512_setzero_ps();
-  for (int g = 0; g < a.groups; ++g) {
-    __m512i wv[8];
-    unpack_group<BITS>(a.pd + size_t(g) * gb, wv);
-    const int sb = g * 32 / a.super;
-    const __m512 D = load_f16_ps(a.dm + 2 * sb * kPackRows), M = load_f16_ps(a.dm + (2 * sb + 1) * kPackRows);
-    for (int h = 0; h < kSubs; ++h) {
-      const int s = g * kSubs + h;
-      __m512 sa = D, sbv = M;
-      if (HS) {
-        sa = _mm512_mul_ps(D, load_i8_ps(a.sm + 2 * s * kPackRows));
-        sbv = _mm512_mul_ps(M, load_i8_ps(a.sm + (2 * s + 1) * kPackRows));
-      }
-      for (int i = 0; i < T; ++i) {
-        const int8_t* xg = a.xq + size_t(i) * a.kp + g * 32 + h * SUB;
-        __m512i dot = _mm512_setzero_si512();
-        for (int q = 0; q < kQuads; ++q) dpbusd(dot, wv[h * kQuads + q], bcast4(xg + 4 * q));
-        const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(a.sx[size_t(i) * (a.kp / 32) + g]));
-        acc[i] = _mm512_fmadd_ps(sa, f, acc[i]);
-        acc[i] = _mm512_fmadd_ps(sbv, _mm512_set1_ps(a.fs[size_t(i) * nfs + s]), acc[i]);
+  for (int sb = 0; sb < a.groups / gps; ++sb) {
+    __m512 ys[T], ms[T];
+    for (int i = 0; i < T; ++i) ys[i] = ms[i] = _mm512_setzero_ps();
+    for (int g = sb * gps; g < (sb + 1) * gps; ++g) {
+      __m512i wv[8];
+      unpack_group<BITS>(a.pd + size_t(g) * gb, wv);
+      for (int h = 0; h < kSubs; ++h) {
+        const int s = g * kSubs + h;
+        __m512i sc;
+        __m512 mn;
+        if (HS) {
+          sc = load_i8_epi32(a.sm + 2 * s * kPackRows);
+          mn = _mm512_cvtepi32_ps(load_i8_epi32(a.sm + (2 * s + 1) * kPackRows));
+        }
+        for (int i = 0; i < T; ++i) {
+          const int8_t* xg = a.xq + size_t(i) * a.kp + g * 32 + h * SUB;
+          __m512i dot = _mm512_setzero_si512();
+          for (int q = 0; q < kQuads; ++q) dpbusd_bcast(dot, wv[h * kQuads + q], xg + 4 * q);
+          if (HS) dot = _mm512_mullo_epi32(dot, sc);
+          ys[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(a.sx[size_t(i) * (a.kp / 32) + g]), ys[i]);
+          const __m512 f = _mm512_set1_ps(a.fs[size_t(i) * nfs + s]);
+          ms[i] = HS ? _mm512_fmadd_ps(mn, f, ms[i]) : _mm512_add_ps(ms[i], f);
+        }
       }
     }
+    const __m512 D = load_f16_ps(a.dm + 2 * sb * kPackRows), M = load_f16_ps(a.dm + (2 * sb + 1) * kPackRows);
+    for (int i = 0; i < T; ++i) acc[i] = _mm512_fmadd_ps(M, ms[i], _mm512_fmadd_ps(D, ys[i], acc[i]));
   }
   for (int i = 0; i < T; ++i) _mm512_mask_storeu_ps(a.y + size_t(i) * a.ldy, a.rows, acc[i]);
 }
@@ -134,6 +135,38 @@ WEFT_AVX512 void q_kernel(const QuantBlocks& x, const PackedQ& w, float* y, int 
 }
 
 }  // namespace
+
+// quantize_blocks' rule (matmul_q_pack.cc) 16 lanes at a time: the same float operations, and
+// roundscale's round-half-even equals the scalar version's 1.5 * 2^23 trick.
+WEFT_AVX512 void quantize_blocks_avx512(const float* x, int k, int t0, int t1, QuantBlocks* out) {
+  const int kp = (k + 31) / 32 * 32;
+  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+  for (int t = t0; t < t1; ++t) {
+    const float* xr = x + size_t(t) * k;
+    int8_t* q = out->q.as<int8_t>() + size_t(t) * kp;
+    for (int g = 0; g < kp / 32; ++g) {
+      const int left = k - g * 32;
+      const __mmask16 m0 = left >= 16 ? 0xFFFF : __mmask16((1u << left) - 1);
+      const __mmask16 m1 = left >= 32 ? 0xFFFF : left <= 16 ? 0 : __mmask16((1u << (left - 16)) - 1);
+      const __m512 v0 = _mm512_maskz_loadu_ps(m0, xr + g * 32), v1 = _mm512_maskz_loadu_ps(m1, xr + g * 32 + 16);
+      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+      const float scale = amax / 127.f, inv = scale > 0.f ? 1.f / scale : 0.f;
+      const __m512 vinv = _mm512_set1_ps(inv);
+      int32_t sum[2];
+      const __m512 v[2] = {v0, v1};
+      for (int h = 0; h < 2; ++h) {
+        const __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(v[h], vinv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512i qi = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(r), lo), hi);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + g * 32 + 16 * h), _mm512_cvtepi32_epi8(qi));
+        sum[h] = _mm512_reduce_add_epi32(qi);
+      }
+      out->sx.as<float>()[size_t(t) * (kp / 32) + g] = scale;
+      out->fs16.as<float>()[size_t(t) * (kp / 16) + 2 * g] = scale * float(sum[0]);
+      out->fs16.as<float>()[size_t(t) * (kp / 16) + 2 * g + 1] = scale * float(sum[1]);
+      out->fs32.as<float>()[size_t(t) * (kp / 32) + g] = scale * float(sum[0] + sum[1]);
+    }
+  }
+}
 
 void matmul_q_avx512(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
   if (w.bits == 6) return q_kernel<6, 16, true>(x, w, y, ldy, n0, n1);

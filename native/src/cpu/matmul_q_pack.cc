@@ -90,29 +90,38 @@ void QuantBlocks::reserve(int m_, int k_) {
   if (fs32.bytes < rows * kp / 32 * 4) fs32 = AlignedBuffer(rows * kp / 32 * 4);
 }
 
+// Straight-line per block (a zero-padded copy of the block, no libm call) so the compiler vectorizes it.
 void quantize_blocks(const float* x, int k, int t0, int t1, QuantBlocks* out) {
   const int kp = round_up(k, 32);
   for (int t = t0; t < t1; ++t) {
     const float* xr = x + size_t(t) * k;
     int8_t* q = out->q.as<int8_t>() + size_t(t) * kp;
     for (int g = 0; g < kp / 32; ++g) {
-      const int c0 = g * 32, c1 = std::min(k, c0 + 32);
+      float v[32] = {};
+      std::memcpy(v, xr + g * 32, sizeof(float) * std::min(32, k - g * 32));
       float amax = 0.f;
-      for (int c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(xr[c]));
+      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(v[j]));
       const float scale = amax / 127.f, inv = scale > 0.f ? 1.f / scale : 0.f;
       int sum[2] = {0, 0};
-      for (int j = 0; j < 32; ++j) {
-        const int c = c0 + j;
-        const int v = c < c1 ? std::clamp(int(std::nearbyint(xr[c] * inv)), -127, 127) : 0;
-        q[c] = int8_t(v);
-        sum[j / 16] += v;
-      }
+      for (int h = 0; h < 2; ++h)
+        for (int j = 16 * h; j < 16 * h + 16; ++j) {
+          // round half to even without a libm call: adding 1.5 * 2^23 leaves the integer in the
+          // low mantissa bits (|v * inv| <= 127.x, far below 2^22)
+          const int r = std::clamp(int((v[j] * inv + 12582912.f) - 12582912.f), -127, 127);
+          q[g * 32 + j] = int8_t(r);
+          sum[h] += r;
+        }
       out->sx.as<float>()[size_t(t) * (kp / 32) + g] = scale;
       out->fs16.as<float>()[size_t(t) * (kp / 16) + 2 * g] = scale * float(sum[0]);
       out->fs16.as<float>()[size_t(t) * (kp / 16) + 2 * g + 1] = scale * float(sum[1]);
       out->fs32.as<float>()[size_t(t) * (kp / 32) + g] = scale * float(sum[0] + sum[1]);
     }
   }
+}
+
+void quantize_blocks(Isa isa, const float* x, int k, int t0, int t1, QuantBlocks* out) {
+  if (isa == Isa::avx512) return detail::quantize_blocks_avx512(x, k, t0, t1, out);
+  quantize_blocks(x, k, t0, t1, out);
 }
 
 void matmul_q(Isa isa, const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
