@@ -84,12 +84,20 @@ WEFT_AVX2 void q_tile2(const QArgs2& a) {
         wv[2 * c] = _mm256_and_si256(v, low);
         wv[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
       }
-      for (int pl = 0; pl < BITS - 4; ++pl) {
-        const __m256i bit = _mm256_set1_epi8(char(16 << pl));
+      if (BITS == 5) {
+        const __m256i bit = _mm256_set1_epi8(16);
         for (int q = 0; q < 8; ++q) {
           uint32_t m;
-          std::memcpy(&m, gd + 256 + 64 * pl + 8 * q + 4 * a.half, 4);
-          wv[q] = _mm256_add_epi8(wv[q], _mm256_and_si256(spread_bits(m), bit));
+          std::memcpy(&m, gd + 256 + 8 * q + 4 * a.half, 4);
+          wv[q] = _mm256_or_si256(wv[q], _mm256_and_si256(spread_bits(m), bit));
+        }
+      }
+      if (BITS == 6) {  // as in matmul_q_avx512.cc
+        const __m256i b45 = _mm256_set1_epi8(0x30);
+        for (int h = 0; h < 2; ++h) {
+          const __m256i f = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(gd + 256 + 64 * h + off));
+          const __m256i sh[4] = {_mm256_slli_epi16(f, 4), _mm256_slli_epi16(f, 2), f, _mm256_srli_epi16(f, 2)};
+          for (int j = 0; j < 4; ++j) wv[4 * h + j] = _mm256_or_si256(wv[4 * h + j], _mm256_and_si256(sh[j], b45));
         }
       }
       for (int h = 0; h < kSubs; ++h) {

@@ -41,12 +41,21 @@ WEFT_AVX512 inline void unpack_group(const uint8_t* gd, __m512i wv[8]) {
     wv[2 * c] = _mm512_and_si512(v, low);
     wv[2 * c + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
   }
-  for (int pl = 0; pl < BITS - 4; ++pl) {
-    const __m512i bit = _mm512_set1_epi8(char(16 << pl));
+  if (BITS == 5) {
+    const __m512i bit = _mm512_set1_epi8(16);
     for (int q = 0; q < 8; ++q) {
       uint64_t m;
-      std::memcpy(&m, gd + 256 + 64 * pl + 8 * q, 8);
+      std::memcpy(&m, gd + 256 + 8 * q, 8);
       wv[q] = _mm512_mask_add_epi8(wv[q], _cvtu64_mask64(m), wv[q], bit);
+    }
+  }
+  if (BITS == 6) {
+    // bits 2j..2j+1 of a byte to bits 4..5 (16-bit shifts: what crosses a byte lands outside 0x30)
+    const __m512i b45 = _mm512_set1_epi8(0x30);
+    for (int h = 0; h < 2; ++h) {
+      const __m512i f = _mm512_loadu_si512(gd + 256 + 64 * h);
+      const __m512i sh[4] = {_mm512_slli_epi16(f, 4), _mm512_slli_epi16(f, 2), f, _mm512_srli_epi16(f, 2)};
+      for (int j = 0; j < 4; ++j) wv[4 * h + j] = _mm512_ternarylogic_epi32(wv[4 * h + j], sh[j], b45, 0xF8);  // a | (b & c)
     }
   }
 }

@@ -41,12 +41,9 @@ void pack_q(int type, const uint8_t* const* rows, int n, int k, PackedQ* out) {
       for (int j = 0; j < 32; ++j) {
         const int c = j / 8, b = j % 4, hi = (j / 4) % 2, v = u[g * 32 + j];
         gd[64 * c + 4 * lane + b] |= uint8_t((v & 15) << (4 * hi));
-        for (int pl = 0; pl < f.bits - 4; ++pl)
-          if ((v >> (4 + pl)) & 1) {
-            uint8_t* mask = gd + 256 + 64 * pl + 8 * (j / 4);  // uint64 of k-quad j/4, little-endian
-            const int bit = 4 * lane + b;
-            mask[bit / 8] |= uint8_t(1u << (bit % 8));
-          }
+        const int q = j / 4, bit = 4 * lane + b;
+        if (f.bits == 5 && (v & 16)) gd[256 + 8 * q + bit / 8] |= uint8_t(1u << (bit % 8));  // uint64 mask of quad q
+        if (f.bits == 6) gd[256 + 64 * (q / 4) + 4 * lane + b] |= uint8_t(((v >> 4) & 3) << (2 * (q % 4)));
       }
     }
     uint16_t* dm = out->dm.as<uint16_t>() + size_t(p) * supers * 2 * kPackRows + lane;
@@ -69,10 +66,7 @@ void unpack_q_row(const PackedQ& w, int r, float* out) {
   const uint16_t* dm = w.dm.as<uint16_t>() + size_t(p) * (w.k / w.super) * 2 * kPackRows + lane;
   const int8_t* sm = w.has_sub ? w.sm.as<int8_t>() + size_t(p) * (w.k / w.sub) * 2 * kPackRows + lane : nullptr;
   for (int i = 0; i < w.k; ++i) {
-    const uint8_t* gd = pd + size_t(i / 32) * gb;
-    const int j = i % 32, c = j / 8, b = j % 4, hi = (j / 4) % 2, bit = 4 * lane + b;
-    int v = (gd[64 * c + 4 * lane + b] >> (4 * hi)) & 15;
-    for (int pl = 0; pl < w.bits - 4; ++pl) v |= ((gd[256 + 64 * pl + 8 * (j / 4) + bit / 8] >> (bit % 8)) & 1) << (4 + pl);
+    const int v = detail::q_group_u(pd + size_t(i / 32) * gb, w.bits, lane, i % 32);
     const int s = i / w.super, q = i / w.sub;
     const float D = f16_to_f32(dm[2 * s * kPackRows]), M = f16_to_f32(dm[(2 * s + 1) * kPackRows]);
     const float sc = sm ? float(sm[2 * q * kPackRows]) : 1.f, mn = sm ? float(sm[(2 * q + 1) * kPackRows]) : 1.f;

@@ -8,18 +8,6 @@
 namespace weft {
 namespace detail {
 
-namespace {
-
-// u of row `lane` at k-offset j (0..31) of a group.
-int group_u(const uint8_t* gd, int bits, int lane, int j) {
-  const int c = j / 8, b = j % 4, hi = (j / 4) % 2, bit = 4 * lane + b;
-  int v = (gd[64 * c + 4 * lane + b] >> (4 * hi)) & 15;
-  for (int pl = 0; pl < bits - 4; ++pl) v |= ((gd[256 + 64 * pl + 8 * (j / 4) + bit / 8] >> (bit % 8)) & 1) << (4 + pl);
-  return v;
-}
-
-}  // namespace
-
 void matmul_q_scalar(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
   const int groups = w.k / 32, gb = q_group_bytes(w.bits), kp = w.k, subs_per_group = 32 / w.sub;
   const int groups_per_super = w.super / 32;
@@ -39,7 +27,7 @@ void matmul_q_scalar(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, 
           for (int h = 0; h < subs_per_group; ++h) {
             const int s = g * subs_per_group + h;
             int32_t dot = 0;
-            for (int j = h * w.sub; j < (h + 1) * w.sub; ++j) dot += group_u(pd + size_t(g) * gb, w.bits, lane, j) * xq[g * 32 + j];
+            for (int j = h * w.sub; j < (h + 1) * w.sub; ++j) dot += q_group_u(pd + size_t(g) * gb, w.bits, lane, j) * xq[g * 32 + j];
             const int32_t sc = sm ? sm[2 * s * kPackRows] : 1, mn = sm ? sm[(2 * s + 1) * kPackRows] : 1;
             ys = std::fma(float(dot * sc), sx[g], ys);
             ms = std::fma(float(mn), fs[s], ms);
