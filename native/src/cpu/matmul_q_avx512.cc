@@ -2,7 +2,7 @@
 // shifting give two [16 rows][4 k] unsigned weight vectors, the shape vpdpbusd multiplies with a
 // broadcast k-quad of signed int8 activations, so no horizontal sums are needed; the fifth and
 // sixth bits come from 64-bit masks (one bit per weight byte) as masked byte adds. A group of
-// 32 k is unpacked once and then used for a tile of up to 4 tokens (prefill reuses it; decode
+// 32 k is unpacked once and then used for a tile of up to 6 tokens (prefill reuses it; decode
 // has one token and is limited by reading the weights).
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -17,6 +17,10 @@
 namespace weft {
 namespace detail {
 namespace {
+
+// Tokens per tile: 3 accumulators each (y, the super-block's ys and ms) beside 8 unpacked weight
+// vectors fit the 32 zmm registers up to 6 (8 spilled and ran slower in bench_matmul).
+constexpr int kTile = 6;
 
 // acc += dot(w u8 quads, the s8 k-quad at x broadcast): the broadcast folds into the instruction
 // (inline asm, see matmul_avx512.cc for why not the intrinsic).
@@ -132,9 +136,13 @@ WEFT_AVX512 void q_kernel(const QuantBlocks& x, const PackedQ& w, float* y, int 
       a.fs = (SUB == 16 ? x.fs16.as<float>() : x.fs32.as<float>()) + size_t(t0) * nfs;
       a.y = y + size_t(t0) * ldy + r;
     };
-    for (; t + 4 <= x.m; t += 4) {
+    for (; t + kTile <= x.m; t += kTile) {
       at(t);
-      q_tile<BITS, SUB, HS, 4>(a);
+      q_tile<BITS, SUB, HS, kTile>(a);
+    }
+    for (; t + 2 <= x.m; t += 2) {
+      at(t);
+      q_tile<BITS, SUB, HS, 2>(a);
     }
     for (; t < x.m; ++t) {
       at(t);
