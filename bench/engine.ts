@@ -7,7 +7,8 @@
 //   npm run bench:engine -- --backend gpu [...]   the CUDA backend (bench/engine-gpu.ts)
 //
 // Decode tokens/s at batch B: B sequences are prefilled with P-token prompts (untimed), then D
-// decode steps of B tokens each are timed; the median over reps is printed. Prefill tokens/s: 4
+// decode steps of B tokens each are timed; the median over reps is printed. The reps alternate
+// between the dtypes (all their engines open at once), so load from elsewhere hits each alike. Prefill tokens/s: 4
 // prompts of P tokens in one step. dtypes: f32 and int8 load an F32 GGUF (int8 = per-row scales,
 // quantized on load); int8-q8_0 (or q8_0) loads the Q8_0 GGUF that llama.cpp runs (group-32 scales);
 // a llama.cpp type (q4_0, q5_0, q4_k_m, q5_k_m, q6_k, …) loads the F32 model requantized by
@@ -43,7 +44,9 @@ async function modelFor(shape: string, dtype: string): Promise<{ path: string; w
 }
 
 
-function runLlamaCpp(gguf: string, o: { threads: number; batches: number[]; promptTokens: number; decodeTokens: number }): Map<number, { decode: number; prefill: number }> | null {
+type LlamaCppRef = Map<number, { decode: number; prefill: number }> | null;
+
+function runLlamaCpp(gguf: string, o: { threads: number; batches: number[]; promptTokens: number; decodeTokens: number }): LlamaCppRef {
   const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'llamacpp');
   const install = spawnSync('bash', [join(dir, 'install.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
   if (install.status !== 0) return null;
@@ -79,27 +82,39 @@ async function main(): Promise<void> {
   const rows: Record<string, unknown>[] = [];
   const bandwidth = readBandwidth();
   process.stdout.write(`memory read bandwidth (1 thread, memcmp): ${(bandwidth / 1e9).toFixed(1)} GB/s\n`);
+  const lcOpts = { threads, batches, promptTokens, decodeTokens };
   for (const shape of values.shapes!.split(',')) {
-    const lcOpts = { threads, batches, promptTokens, decodeTokens };
-    const q8Ref = values.llamacpp ? runLlamaCpp(await syntheticGguf(shape, SHAPES[shape], 'q8_0'), lcOpts) : null;
-    if (values.llamacpp && !q8Ref) process.stderr.write('llama.cpp run failed (see above); printing weft figures only\n');
+    // Every dtype's engine is open at once and the reps go round them in turn, so a neighbour's load
+    // on a shared machine falls on all of them alike and the ratios between them hold.
+    const runs: { dtype: string; path: string; weights: WeightDtype; e: EngineInstance; ref: LlamaCppRef; prefill: number[]; decode: number[][] }[] = [];
+    let q8Ref: LlamaCppRef | undefined;
     for (const dtype of values.dtypes!.split(',')) {
       const m = await modelFor(shape, dtype);
       if (!m) {
         process.stderr.write(`${dtype}: llama-quantize not found (set WEFT_LLAMA_QUANTIZE); skipped\n`);
         continue;
       }
-      const { path } = m;
-      // f32/int8 compare with llama.cpp's Q8_0 run, as before; a llama.cpp file type with llama.cpp on that file
-      const ref = !values.llamacpp ? null : m.sameAsLlamacpp && !dtype.includes('8_0') ? runLlamaCpp(path, lcOpts) : q8Ref;
-      const maxBatch = Math.max(...batches, 4);
-      const numKvBlocks = maxBatch * Math.ceil((promptTokens + decodeTokens + 1) / 16) + 8;
-      const e = await EngineInstance.open({ modelPath: path, dtype: m.weights, numThreads: threads, numKvBlocks, blockSize: 16 });
+      // f32/int8 compare with llama.cpp on the Q8_0 file, as before; a llama.cpp file type with llama.cpp on that very file
+      let ref: LlamaCppRef = null;
+      if (values.llamacpp) {
+        if (m.sameAsLlamacpp && !dtype.includes('8_0')) ref = runLlamaCpp(m.path, lcOpts);
+        else ref = q8Ref ??= runLlamaCpp(await syntheticGguf(shape, SHAPES[shape], 'q8_0'), lcOpts);
+        if (!ref) process.stderr.write(`llama.cpp run failed for ${dtype} (see above); printing weft figures only\n`);
+      }
+      const numKvBlocks = Math.max(...batches, 4) * Math.ceil((promptTokens + decodeTokens + 1) / 16) + 8;
+      const e = await EngineInstance.open({ modelPath: m.path, dtype: m.weights, numThreads: threads, numKvBlocks, blockSize: 16 });
       timeDecode(e, 1, 8, 4);  // warm-up
-      const prefill = median(Array.from({ length: reps }, () => timePrefill(e, promptTokens)));
-      for (const batch of batches) {
-        const decode = median(Array.from({ length: reps }, () => timeDecode(e, batch, promptTokens, decodeTokens)));
-        const lc = ref?.get(batch);
+      runs.push({ dtype, path: m.path, weights: m.weights, e, ref, prefill: [], decode: batches.map(() => []) });
+    }
+    for (let r = 0; r < reps; r++)
+      for (const run of runs) {
+        run.prefill.push(timePrefill(run.e, promptTokens));
+        batches.forEach((batch, i) => run.decode[i].push(timeDecode(run.e, batch, promptTokens, decodeTokens)));
+      }
+    for (const run of runs) {
+      const { dtype, e } = run, prefill = median(run.prefill);
+      batches.forEach((batch, i) => {
+        const decode = median(run.decode[i]), lc = run.ref?.get(batch);
         const row = { shape, dtype, isa: e.isa, threads, batch, decodeTokPerSec: +decode.toFixed(1), prefillTokPerSec: +prefill.toFixed(1),
           llamacppDecodeTokPerSec: lc ? +lc.decode.toFixed(1) : null, ratioVsLlamacpp: lc ? +(decode / lc.decode).toFixed(2) : null,
           llamacppPrefillTokPerSec: lc ? +lc.prefill.toFixed(1) : null, prefillRatioVsLlamacpp: lc ? +(prefill / lc.prefill).toFixed(2) : null,
@@ -109,13 +124,13 @@ async function main(): Promise<void> {
           `  prefill ${prefill.toFixed(0).padStart(6)} tok/s` + (lc ? `   llama.cpp ${lc.decode.toFixed(1).padStart(8)} tok/s  ratio ${(decode / lc.decode).toFixed(2)}x` +
           `  prefill ${lc.prefill.toFixed(0)} tok/s ratio ${(prefill / lc.prefill).toFixed(2)}x` : '') +
           (batch === 1 ? `   weights ${(e.weightBytes / 1e6).toFixed(1)} MB/step: ${(decode * e.weightBytes / 1e9).toFixed(1)} GB/s = ${(100 * decode * e.weightBytes / bandwidth).toFixed(0)}% of the probe` : '') + '\n');
-      }
+      });
       e.close();
       if (values.mode === 'loop' || values.mode === 'both') {
         const batch = Math.max(...batches);
         const raw = (rows.at(-1) as { decodeTokPerSec: number }).decodeTokPerSec;
         const loops = [];
-        for (let r = 0; r < reps; r++) loops.push(await timeLoop(path, m.weights, threads, batch, promptTokens, decodeTokens));
+        for (let r = 0; r < reps; r++) loops.push(await timeLoop(run.path, run.weights, threads, batch, promptTokens, decodeTokens));
         const l = loops.sort((a, b) => a.decodeTokPerSec - b.decodeTokPerSec)[Math.floor(loops.length / 2)];
         rows.push({ shape, dtype, mode: 'loop', threads, batch, decodeTokPerSec: +l.decodeTokPerSec.toFixed(1), rawDecodeTokPerSec: raw,
           loopVsRaw: +(l.decodeTokPerSec / raw).toFixed(3), overheadUsPerStep: Math.round(l.overheadUsPerStep), scheduleUs: Math.round(l.scheduleUs),
