@@ -1,0 +1,44 @@
+// Portable reference kernel for PackedQ weights: the arithmetic (matmul_internal.h) that the
+// vector kernels reproduce bit for bit.
+#include <cmath>
+
+#include "cpu/matmul_internal.h"
+#include "half.h"
+
+namespace weft {
+namespace detail {
+
+void matmul_q_scalar(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
+  const int groups = w.k / 32, gb = q_group_bytes(w.bits), kp = w.k, subs_per_group = 32 / w.sub;
+  const int groups_per_super = w.super / 32;
+  for (int r = n0; r < n1; ++r) {
+    const int p = r / kPackRows, lane = r % kPackRows;
+    const uint8_t* pd = w.data.as<uint8_t>() + size_t(p) * groups * gb;
+    const uint16_t* dm = w.dm.as<uint16_t>() + size_t(p) * (w.k / w.super) * 2 * kPackRows + lane;
+    const int8_t* sm = w.has_sub ? w.sm.as<int8_t>() + size_t(p) * (w.k / w.sub) * 2 * kPackRows + lane : nullptr;
+    for (int t = 0; t < x.m; ++t) {
+      const int8_t* xq = x.q.as<int8_t>() + size_t(t) * kp;
+      const float* sx = x.sx.as<float>() + size_t(t) * (kp / 32);
+      const float* fs = w.sub == 16 ? x.fs16.as<float>() + size_t(t) * (kp / 16) : x.fs32.as<float>() + size_t(t) * (kp / 32);
+      float acc = 0.f;
+      for (int sb = 0; sb < w.k / w.super; ++sb) {
+        float ys = 0.f, ms = 0.f;
+        for (int g = sb * groups_per_super; g < (sb + 1) * groups_per_super; ++g)
+          for (int h = 0; h < subs_per_group; ++h) {
+            const int s = g * subs_per_group + h;
+            int32_t dot = 0;
+            for (int j = h * w.sub; j < (h + 1) * w.sub; ++j) dot += q_group_u(pd + size_t(g) * gb, w.bits, lane, j) * xq[g * 32 + j];
+            const int32_t sc = sm ? sm[2 * s * kPackRows] : 1, mn = sm ? sm[(2 * s + 1) * kPackRows] : 1;
+            ys = std::fma(float(dot * sc), sx[g], ys);
+            ms = std::fma(float(mn), fs[s], ms);
+          }
+        acc = std::fma(f16_to_f32(dm[2 * sb * kPackRows]), ys, acc);
+        acc = std::fma(f16_to_f32(dm[(2 * sb + 1) * kPackRows]), ms, acc);
+      }
+      y[size_t(t) * ldy + r] = acc;
+    }
+  }
+}
+
+}  // namespace detail
+}  // namespace weft
