@@ -3,8 +3,8 @@
 // tensor list, derived by reading llama-quant.cpp (llama_tensor_get_type_impl and
 // tensor_type_fallback). When llama.cpp's llama-quantize is built (bench/llamacpp/build-server.sh's
 // cache, target llama-quantize), the types it writes are compared with weft's choice and with the
-// types in the files weft's quantize writes from the same F32 GGUF; CI has no llama-quantize and
-// skips that part.
+// types in the files weft's quantize writes from the same F32 GGUF, and the two files' errors
+// against that source; CI has no llama-quantize and skips that part.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import { ggmlTypeName, readGguf } from '../../src/model/gguf.js';
 import { chooseTensorTypes, GGUF_FILE_TYPES, useMoreBits, type GgufFileType, type TensorType } from '../../src/model/quant-mix.js';
 import { quantizeToGguf } from '../../src/model/quantize-gguf.js';
 import { synthesizeModel } from '../../src/model/synth.js';
+import { squaredErrors } from './gguf-values.js';
 
 const TOKENS = { bosTokenId: 1, eosTokenIds: [2] };
 const BASE = { architectures: ['LlamaForCausalLM'], model_type: 'llama', max_position_embeddings: 256, rms_norm_eps: 1e-5,
@@ -113,6 +114,11 @@ t.test('llama-quantize writes the same types, and so does weft quantize',
         const expected = Object.fromEntries(typesOf(theirs));
         t.same(Object.fromEntries(choose(type, cfg)), expected, `${shape} ${type}: the rules give llama-quantize's types`);
         t.same(Object.fromEntries(typesOf(ours)), expected, `${shape} ${type}: weft quantize writes them`);
+        // weft's decoders read llama.cpp's blocks (a layout misread would be far off), and weft's
+        // encoders are about as close to the source as llama.cpp's reference quantizers
+        const [oursErr, theirsErr] = squaredErrors(src, [ours, theirs]);
+        const ratio = theirsErr === 0 ? (oursErr === 0 ? 1 : Infinity) : Math.sqrt(oursErr / theirsErr);
+        t.ok(ratio <= 1.1, `${shape} ${type}: RMS error against the F32 source, weft / llama.cpp = ${ratio.toFixed(3)}`);
       }
     }
   });
