@@ -26,7 +26,8 @@ const KEYS = {
   backend: { kind: ['cpu', 'gpu', 'auto'], help: 'compute backend; auto = GPU when one is visible, else CPU' },
   dtype: {
     kind: ['auto', 'f32', 'int8', 'f16', 'bf16'],
-    help: "weight type in memory; auto = the file's: int8 for Q8_0 GGUF, else f32 on the CPU, bf16 on a GPU for bf16 checkpoints else f16",
+    help: "weight type in memory; auto = the file's: on the CPU GGUF block types (Q4_K, Q6_K, Q4_0 …) as stored, int8 for Q8_0 GGUF, "
+      + 'else f32; on a GPU int8 for quantized GGUF, bf16 for bf16 checkpoints, else f16',
   },
   numInstances: { kind: 'int', min: 1, max: 64, help: 'engine instances (worker threads, each with its own KV cache)' },
   numThreads: {
@@ -284,10 +285,12 @@ export function resolveBackend(backend: Config['backend'], cudaDeviceCount: numb
   return 'cpu';
 }
 
-// The weight type for the resolved backend. auto follows the file: a Q8_0 checkpoint runs on the
-// int8 path (its group-32 scales kept), otherwise f32 on the CPU, and on a GPU bf16 for bf16
-// checkpoints, else f16. Types a backend cannot run are refused (after auto-resolution too).
-export function resolveDtype(dtype: Config['dtype'], backend: 'cpu' | 'gpu', checkpoint: CheckpointKind): 'f32' | 'int8' | 'f16' | 'bf16' {
+// The weight type for the resolved backend. auto follows the file: GGUF block types stay as stored
+// on the CPU ('quant'; the GPU dequantizes them to int8), a Q8_0 checkpoint runs on the int8 path
+// (its group-32 scales kept), otherwise f32 on the CPU, and on a GPU bf16 for bf16 checkpoints,
+// else f16. Types a backend cannot run are refused (after auto-resolution too).
+export function resolveDtype(dtype: Config['dtype'], backend: 'cpu' | 'gpu', checkpoint: CheckpointKind): 'f32' | 'int8' | 'f16' | 'bf16' | 'quant' {
+  if (dtype === 'auto' && checkpoint === 'blocks') return backend === 'cpu' ? 'quant' : 'int8';
   if (dtype === 'auto') return checkpoint === 'q8_0' ? 'int8' : backend === 'cpu' ? 'f32' : checkpoint === 'bf16' ? 'bf16' : 'f16';
   if (backend === 'gpu' && dtype === 'f32') invalid('dtype', 'merged', 'f32 weights run on the CPU backend; a GPU takes f16, bf16 or int8');
   if (backend === 'cpu' && (dtype === 'f16' || dtype === 'bf16')) invalid('dtype', 'merged', `${dtype} weights run on the GPU backend; the CPU takes f32 or int8`);

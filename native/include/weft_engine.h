@@ -44,7 +44,8 @@ struct ModelConfig {
   bool qk_norm = false;  // Qwen3: per-head RMSNorm of q and k before RoPE
 };
 
-enum class TensorDType { f32, f16, bf16, q8_0, i8 };
+// q4_0 .. q6_k: GGML block formats (native/src/quant_blocks.h), read as stored.
+enum class TensorDType { f32, f16, bf16, q8_0, i8, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k };
 
 struct TensorSpec {
   std::string name;   // canonical HF name
@@ -54,8 +55,9 @@ struct TensorSpec {
   std::vector<int64_t> shape;  // HF orientation
 };
 
-// f32 and int8 run on the CPU; f16, bf16 and int8 on CUDA.
-enum class WeightDType { f32, int8, f16, bf16 };
+// f32 and int8 run on the CPU; f16, bf16 and int8 on CUDA. quant (CPU): every matrix keeps its
+// file's type (GGML blocks stay blocks, Q8_0 runs as group-32 int8, float matrices as f32).
+enum class WeightDType { f32, int8, f16, bf16, quant };
 
 enum class Backend { cpu = 0, cuda = 1 };
 

@@ -74,6 +74,13 @@ weft::TensorDType parse_dtype(Napi::Env env, const std::string& s) {
   if (s == "BF16") return weft::TensorDType::bf16;
   if (s == "Q8_0") return weft::TensorDType::q8_0;
   if (s == "I8") return weft::TensorDType::i8;
+  if (s == "Q4_0") return weft::TensorDType::q4_0;
+  if (s == "Q4_1") return weft::TensorDType::q4_1;
+  if (s == "Q5_0") return weft::TensorDType::q5_0;
+  if (s == "Q5_1") return weft::TensorDType::q5_1;
+  if (s == "Q4_K") return weft::TensorDType::q4_k;
+  if (s == "Q5_K") return weft::TensorDType::q5_k;
+  if (s == "Q6_K") return weft::TensorDType::q6_k;
   throw_status(env, Status::Error(weft::StatusCode::model_dtype, "unsupported tensor dtype " + s));
 }
 
@@ -150,7 +157,8 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
     else if (wd == "int8") spec.weight_dtype = weft::WeightDType::int8;
     else if (wd == "f16") spec.weight_dtype = weft::WeightDType::f16;
     else if (wd == "bf16") spec.weight_dtype = weft::WeightDType::bf16;
-    else throw_bad(env, "weightDtype must be f32, int8, f16 or bf16");
+    else if (wd == "quant") spec.weight_dtype = weft::WeightDType::quant;
+    else throw_bad(env, "weightDtype must be f32, int8, f16, bf16 or quant");
     const std::string target = o.Get("target").IsString() ? get_str(env, o, "target") : "cpu";
     if (target != "cpu" && target != "cuda") throw_bad(env, "target must be cpu or cuda");
     spec.target = target == "cuda" ? weft::Backend::cuda : weft::Backend::cpu;

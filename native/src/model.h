@@ -21,12 +21,18 @@ struct TensorView {
 // Row r of `t` as floats (dequantized or widened).
 void tensor_row_f32(const TensorView& t, int64_t r, float* out);
 
-// A weight matrix packed for one dtype.
+// A weight matrix packed for one dtype. A stacked matrix whose parts are stored in different types
+// (a Q4_K_M file keeps attn_q/attn_k in Q4_K and attn_v in Q6_K) is a list of row segments,
+// each packed for its own type; `segments` is then non-empty and the matrix's rows are theirs in
+// order.
+enum class MatrixKind { f32, i8, q };
 struct Matrix {
   int n = 0, k = 0;
-  bool is_int8 = false;
+  MatrixKind kind = MatrixKind::f32;
   PackedF32 f32;
   PackedI8 i8;
+  PackedQ q;
+  std::vector<Matrix> segments;
 };
 
 // A weight matrix staged for upload to a CUDA device: row-major [n][kpad] (k zero-padded to a

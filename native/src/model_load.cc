@@ -8,6 +8,7 @@
 
 #include "half.h"
 #include "model.h"
+#include "quant_blocks.h"
 
 namespace weft {
 namespace {
@@ -15,17 +16,6 @@ namespace {
 // The largest dimension a tensor may have: matrices are indexed with int (Matrix::n, k), and two
 // of them multiply without overflow in 64 bits (2^31 · 2^31 · 4 bytes < 2^64).
 constexpr int64_t kMaxTensorDim = INT32_MAX;
-
-uint64_t dtype_bytes(TensorDType d, uint64_t count) {
-  switch (d) {
-    case TensorDType::f32: return count * 4;
-    case TensorDType::f16:
-    case TensorDType::bf16: return count * 2;
-    case TensorDType::q8_0: return (count / 32) * 34;
-    case TensorDType::i8: return count;
-  }
-  return 0;
-}
 
 // [offset, offset + length) lies inside the file, without overflowing on huge values.
 bool within(const MappedFile& f, uint64_t offset, uint64_t length) { return offset <= f.size && length <= f.size - offset; }
@@ -51,9 +41,10 @@ struct Loader {
         if (d < 1 || d > kMaxTensorDim)
           return Status::Error(StatusCode::model_shape, t.name + " in " + t.file + ": dimension " + std::to_string(d) + " out of range");
       int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1, cols = t.shape.back();
-      if (t.dtype == TensorDType::q8_0 && cols % 32 != 0)
-        return Status::Error(StatusCode::model_corrupt, t.name + " in " + t.file + ": Q8_0 row length not a multiple of 32");
-      if (t.byte_length != dtype_bytes(t.dtype, uint64_t(rows) * uint64_t(cols)) || !within(*f, t.offset, t.byte_length))
+      if (cols % block_values(t.dtype) != 0)
+        return Status::Error(StatusCode::model_corrupt, t.name + " in " + t.file + ": row length " + std::to_string(cols) +
+                             " not a multiple of " + std::to_string(block_values(t.dtype)) + " (the type's block)");
+      if (t.byte_length != tensor_bytes(t.dtype, uint64_t(rows) * uint64_t(cols)) || !within(*f, t.offset, t.byte_length))
         return Status::Error(StatusCode::model_corrupt, t.name + " in " + t.file + ": data size or offset out of bounds");
       TensorView v{f->data + t.offset, t.dtype, rows, cols, nullptr};
       if (t.dtype == TensorDType::i8) {
@@ -120,8 +111,9 @@ Status build_matrix(const std::vector<Part>& parts, WeightDType wd, Matrix* m) {
   }
   m->n = int(n);
   m->k = int(k);
-  m->is_int8 = wd == WeightDType::int8;
-  if (m->is_int8 && all_q8) {
+  m->kind = wd == WeightDType::int8 ? MatrixKind::i8 : MatrixKind::f32;
+  const bool is_int8 = m->kind == MatrixKind::i8;
+  if (is_int8 && all_q8) {
     const int64_t row_bytes = (k / 32) * 34;
     std::vector<uint8_t> blocks(n * row_bytes);
     int64_t o = 0;
@@ -131,7 +123,7 @@ Status build_matrix(const std::vector<Part>& parts, WeightDType wd, Matrix* m) {
     pack_q8_0(blocks.data(), int(n), int(k), &m->i8);
     return Status::Ok();
   }
-  if (m->is_int8 && all_i8) {
+  if (is_int8 && all_i8) {
     std::vector<int8_t> q(n * k);
     std::vector<float> scales(n);
     int64_t o = 0;
@@ -148,10 +140,45 @@ Status build_matrix(const std::vector<Part>& parts, WeightDType wd, Matrix* m) {
   int64_t o = 0;
   for (const auto& p : parts)
     for (int64_t r = 0; r < p.view.rows; ++r, ++o) tensor_row_f32(p.view, source_row(p, r), &w[o * k]);
-  if (m->is_int8)
+  if (is_int8)
     quantize_pack_i8(w.data(), int(n), int(k), 0, &m->i8);
   else
     pack_f32(w.data(), int(n), int(k), &m->f32);
+  return Status::Ok();
+}
+
+// WeightDType::quant: parts that share a storage type, packed in that type: GGML blocks as
+// PackedQ, Q8_0 and int8 as int8, float types as f32.
+Status build_quant_run(const std::vector<Part>& parts, Matrix* m) {
+  const TensorDType d = parts[0].view.dtype;
+  if (!block_format(d))
+    return build_matrix(parts, d == TensorDType::q8_0 || d == TensorDType::i8 ? WeightDType::int8 : WeightDType::f32, m);
+  const int64_t k = parts[0].view.cols, row_bytes = int64_t(tensor_bytes(d, uint64_t(k)));
+  std::vector<const uint8_t*> rows;
+  for (const auto& p : parts)
+    for (int64_t r = 0; r < p.view.rows; ++r) rows.push_back(p.view.data + source_row(p, r) * row_bytes);
+  m->n = int(rows.size());
+  m->k = int(k);
+  m->kind = MatrixKind::q;
+  pack_q(int(d), rows.data(), m->n, m->k, &m->q);
+  return Status::Ok();
+}
+
+// Runs of consecutive parts with one type; a matrix of several runs becomes row segments.
+Status build_quant_matrix(const std::vector<Part>& parts, Matrix* m) {
+  std::vector<std::vector<Part>> runs;
+  for (const auto& p : parts) {
+    if (runs.empty() || runs.back()[0].view.dtype != p.view.dtype) runs.emplace_back();
+    runs.back().push_back(p);
+  }
+  if (runs.size() == 1) return build_quant_run(parts, m);
+  m->n = 0;
+  m->k = int(parts[0].view.cols);
+  for (const auto& run : runs) {
+    Status s = build_quant_run(run, &m->segments.emplace_back());
+    if (!s.ok()) return s;
+    m->n += m->segments.back().n;
+  }
   return Status::Ok();
 }
 
@@ -228,21 +255,28 @@ Status build_host_matrix(const std::vector<Part>& parts, WeightDType wd, HostMat
 // Builds the matrix for the model's target: CPU packed panels, or CUDA staging.
 Status build_target_matrix(const std::vector<Part>& parts, const ModelSpec& spec, Matrix* cpu, HostMatrix* gpu) {
   return spec.target == Backend::cuda ? build_host_matrix(parts, spec.weight_dtype, gpu)
-                                      : build_matrix(parts, spec.weight_dtype, cpu);
+           : spec.weight_dtype == WeightDType::quant ? build_quant_matrix(parts, cpu)
+                                                     : build_matrix(parts, spec.weight_dtype, cpu);
 }
 
 // Bytes a step streams for this matrix: the packed buffers as laid out (padding, group scales
 // and the int8 row sums included).
 uint64_t matrix_bytes(const Matrix& m) {
-  return m.is_int8 ? m.i8.data.bytes + m.i8.scales.bytes + m.i8.row_sums.bytes : m.f32.data.bytes;
+  uint64_t b = 0;
+  for (const auto& s : m.segments) b += matrix_bytes(s);
+  switch (m.kind) {
+    case MatrixKind::i8: return b + m.i8.data.bytes + m.i8.scales.bytes + m.i8.row_sums.bytes;
+    case MatrixKind::q: return b + m.q.bytes();
+    default: return b + m.f32.data.bytes;
+  }
 }
 
 Status validate_dtype_target(const ModelSpec& spec) {
   const WeightDType wd = spec.weight_dtype;
   if (spec.target == Backend::cpu && (wd == WeightDType::f16 || wd == WeightDType::bf16))
     return Status::Error(StatusCode::model_dtype, "f16/bf16 weights run on the CUDA backend; the CPU backend takes f32 or int8");
-  if (spec.target == Backend::cuda && wd == WeightDType::f32)
-    return Status::Error(StatusCode::model_dtype, "f32 weights run on the CPU backend; the CUDA backend takes f16, bf16 or int8");
+  if (spec.target == Backend::cuda && (wd == WeightDType::f32 || wd == WeightDType::quant))
+    return Status::Error(StatusCode::model_dtype, "f32 and quant weights run on the CPU backend; the CUDA backend takes f16, bf16 or int8");
   return Status::Ok();
 }
 
@@ -344,7 +378,9 @@ Status load_uncached(const ModelSpec& spec, Model* model) {
   if (!c.tie_embeddings || L.views.count("lm_head.weight"))
     if (!(s = L.get("lm_head.weight", c.vocab_size, c.dim, &head)).ok()) return s;
   if (spec.target == Backend::cpu) {
-    if (!(s = build_matrix({{head, 0}}, spec.weight_dtype, &model->lm_head)).ok()) return s;
+    Matrix* lm = &model->lm_head;
+    if (!(s = spec.weight_dtype == WeightDType::quant ? build_quant_matrix({{head, 0}}, lm) : build_matrix({{head, 0}}, spec.weight_dtype, lm)).ok())
+      return s;
     model->weight_bytes += matrix_bytes(model->lm_head);
     return Status::Ok();
   }

@@ -1,13 +1,32 @@
 // Reading weight rows out of mapped files, whatever their on-disk dtype.
 #include <cstring>
+#include <vector>
 
 #include "half.h"
 #include "model.h"
+#include "quant_blocks.h"
 
 namespace weft {
 
 void tensor_row_f32(const TensorView& t, int64_t r, float* out) {
   const int64_t k = t.cols;
+  if (const BlockFormat* f = block_format(t.dtype)) {
+    // through the common form the kernels use, so a row reads the same wherever it goes
+    thread_local std::vector<uint8_t> u;
+    thread_local std::vector<float> D, M;
+    thread_local std::vector<int8_t> sc, mn;
+    u.resize(k);
+    D.resize(k / f->super);
+    M.resize(k / f->super);
+    sc.resize(k / f->sub);
+    mn.resize(k / f->sub);
+    block_row_decode(t.dtype, t.data + r * (k / f->values) * f->bytes, int(k), u.data(), D.data(), M.data(), sc.data(), mn.data());
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t b = i / f->super, s = i / f->sub;
+      out[i] = D[b] * float(sc[s]) * float(u[i]) + M[b] * float(mn[s]);
+    }
+    return;
+  }
   switch (t.dtype) {
     case TensorDType::f32:
       std::memcpy(out, t.data + r * k * 4, k * 4);
@@ -47,6 +66,8 @@ void tensor_row_f32(const TensorView& t, int64_t r, float* out) {
       for (int64_t i = 0; i < k; ++i) out[i] = s * q[i];
       break;
     }
+    default:
+      break;  // block types: above
   }
 }
 

@@ -31,7 +31,8 @@ const SCALAR_SIZE: Record<number, number> = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4
 
 // ggml tensor types weft reads: [dtype, values per block, bytes per block]
 export const GGML_TYPES: Record<number, [TensorDType, number, number]> = {
-  0: ['F32', 1, 4], 1: ['F16', 1, 2], 8: ['Q8_0', 32, 34], 30: ['BF16', 1, 2],
+  0: ['F32', 1, 4], 1: ['F16', 1, 2], 2: ['Q4_0', 32, 18], 3: ['Q4_1', 32, 20], 6: ['Q5_0', 32, 22], 7: ['Q5_1', 32, 24],
+  8: ['Q8_0', 32, 34], 12: ['Q4_K', 256, 144], 13: ['Q5_K', 256, 176], 14: ['Q6_K', 256, 210], 30: ['BF16', 1, 2],
 };
 export const GGML_TYPE_ID = { F32: 0, F16: 1, Q8_0: 8 } as const;
 const GGML_TYPE_NAMES = ['F32', 'F16', 'Q4_0', 'Q4_1', 'Q4_2', 'Q4_3', 'Q5_0', 'Q5_1', 'Q8_0', 'Q8_1', 'Q2_K', 'Q3_K', 'Q4_K',
@@ -198,7 +199,7 @@ export function ggufTensorName(hfName: string): string | null {
 export function ggufTensorBytes(info: GgufTensorInfo, path: string): number {
   const t = GGML_TYPES[info.type];
   if (!t) throw new WeftError('WEFT_ERR_MODEL_UNSUPPORTED_DTYPE',
-    `${path}: tensor ${info.name} has type ${ggmlTypeName(info.type)}; weft reads F32, F16, BF16 and Q8_0`);
+    `${path}: tensor ${info.name} has type ${ggmlTypeName(info.type)}; weft reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K`);
   const [, blockValues, blockBytes] = t;
   if (info.dims.some((d) => !Number.isInteger(d) || d < 1))
     throw new WeftError('WEFT_ERR_MODEL_CORRUPT', `${path}: tensor ${info.name} has dimensions [${info.dims.join(', ')}]`);

@@ -10,7 +10,7 @@ import { configFromGguf, configFromHf, type TokenDefaults } from './config.js';
 import { ggufTensorRefs, readGguf } from './gguf.js';
 import { tokenizerJsonFromGguf } from './gguf-tokenizer.js';
 import { readSafetensors, readSafetensorsIndex, readTensorBytes, toFloat32 } from './safetensors.js';
-import type { ModelConfig, ModelSpec, TensorRef } from './types.js';
+import { isQuantizedDtype, type ModelConfig, type ModelSpec, type TensorRef } from './types.js';
 
 export async function loadModelSpec(path: string): Promise<ModelSpec> {
   const abs = resolve(path);
@@ -219,9 +219,9 @@ function checkTensors(c: ModelConfig, all: Record<string, TensorRef>, configFile
     }
     if (!same(t.shape, shape))
       throw new WeftError('WEFT_ERR_MODEL_SHAPE_MISMATCH', `${t.file}: tensor ${name} has shape ${fmt(t.shape)}, the config (${configFile}) expects ${fmt(shape)}`);
-    // int8 rows need a per-row scale and are not gathered (embeddings); Q8_0 blocks carry their own
+    // int8 rows need a per-row scale and are not gathered (embeddings); GGML blocks carry their own
     const isProjection = shape.length === 2 && name !== 'model.embed_tokens.weight';
-    if ((t.dtype === 'I8' && !isProjection) || (t.dtype === 'Q8_0' && shape.length !== 2))
+    if ((t.dtype === 'I8' && !isProjection) || (isQuantizedDtype(t.dtype) && shape.length !== 2))
       throw new WeftError('WEFT_ERR_MODEL_UNSUPPORTED_DTYPE', `${t.file}: tensor ${name} is ${t.dtype}, which weft reads only for weight matrices`);
     out[name] = t;
     if (t.dtype !== 'I8') continue;

@@ -1,10 +1,15 @@
 // What a model is, once its files are read: a normalized config, where each weight lives on
 // disk, and the tokenizer. The native engine memory-maps the files named here.
 
-export type TensorDType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'I8';
+// Q4_0 … Q6_K: GGML block types, read as stored (native/src/quant_blocks.h).
+export type TensorDType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'I8' | 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q5_1' | 'Q4_K' | 'Q5_K' | 'Q6_K';
+export const BLOCK_DTYPES: readonly TensorDType[] = ['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q4_K', 'Q5_K', 'Q6_K'];
+// Values per block of the GGML types; their tensors are weight matrices only (rows a whole number of blocks).
+export const isQuantizedDtype = (d: TensorDType): boolean => d === 'Q8_0' || BLOCK_DTYPES.includes(d);
 
-// What `--dtype auto` follows: a file of Q8_0 matrices, a bf16 checkpoint, or other floats.
-export type CheckpointKind = 'q8_0' | 'bf16' | 'float';
+// What `--dtype auto` follows: a file with GGML block matrices (Q4_K_M, Q6_K, Q4_0 …), a file of
+// Q8_0 matrices, a bf16 checkpoint, or other floats.
+export type CheckpointKind = 'blocks' | 'q8_0' | 'bf16' | 'float';
 
 export interface TensorRef {
   file: string;          // absolute path
@@ -54,9 +59,11 @@ export interface ModelSpec {
   generationDefaults: { temperature?: number; topP?: number; topK?: number };
 }
 
-// Q8_0 when the layers' projections are stored Q8_0 (llama.cpp keeps some small tensors in F32
-// in such files), bf16 when the embedding is, else float.
+// blocks when any matrix is stored in a GGML block type (a Q4_K_M file mixes several, with Q8_0 or
+// F16 fallbacks for odd row lengths), Q8_0 when the layers' projections are stored Q8_0
+// (llama.cpp keeps some small tensors in F32 in such files), bf16 when the embedding is, else float.
 export function checkpointKind(spec: ModelSpec): CheckpointKind {
+  if (Object.values(spec.tensors).some((t) => BLOCK_DTYPES.includes(t.dtype))) return 'blocks';
   if (spec.tensors['model.layers.0.self_attn.q_proj.weight']?.dtype === 'Q8_0') return 'q8_0';
   return spec.tensors['model.embed_tokens.weight']?.dtype === 'BF16' ? 'bf16' : 'float';
 }

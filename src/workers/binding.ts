@@ -14,7 +14,8 @@ declare const engineBrand: unique symbol;
 export type ModelHandle = { readonly [modelBrand]: true };
 export type EngineHandle = { readonly [engineBrand]: true };
 
-export type WeightDtype = 'f32' | 'int8' | 'f16' | 'bf16';
+// quant (CPU): every matrix in its file's type (GGUF blocks kept as blocks).
+export type WeightDtype = 'f32' | 'int8' | 'f16' | 'bf16' | 'quant';
 export type IsaName = 'scalar' | 'avx2' | 'avx512';
 export const ISA_IDS: Record<IsaName, number> = { scalar: 0, avx2: 1, avx512: 2 };
 

@@ -10,7 +10,7 @@ import { ISA_IDS, loadNative, toNativeModelSpec, type EngineHandle, type IsaName
 
 export interface EngineInstanceOptions {
   modelPath: string;
-  dtype: WeightDtype;     // cpu: f32 | int8; gpu: f16 | bf16 | int8
+  dtype: WeightDtype;     // cpu: f32 | int8 | quant; gpu: f16 | bf16 | int8
   numThreads: number;
   numKvBlocks: number;    // gpu: used when kvCacheFraction is 0
   blockSize: number;

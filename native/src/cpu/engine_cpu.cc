@@ -50,7 +50,8 @@ class CpuEngine final : public Engine {
  public:
   CpuEngine(std::shared_ptr<const Model> model, const EngineOptions& o, Isa isa)
       : model_(std::move(model)), cfg_(model_->config), opts_(o), isa_(isa), pool_(o.num_threads) {
-    kv_f16_ = o.kv_dtype == KvDType::f16 || (o.kv_dtype == KvDType::automatic && model_->weight_dtype == WeightDType::int8);
+    kv_f16_ = o.kv_dtype == KvDType::f16 || (o.kv_dtype == KvDType::automatic &&
+                                            (model_->weight_dtype == WeightDType::int8 || model_->weight_dtype == WeightDType::quant));
     const size_t bytes = block_bytes() * o.num_kv_blocks * cfg_.num_layers;
     k_cache_.allocate(bytes);
     v_cache_.allocate(bytes);
@@ -103,9 +104,28 @@ class CpuEngine final : public Engine {
       }
   }
 
-  // y[m][n] = x[m][k] W^T, split over the pool in panels of 16 columns.
+  // y[m][n] = x[m][k] W^T, split over the pool in panels of 16 columns. A segmented matrix writes
+  // its segments' columns side by side; each activation form is made once per call.
   void matmul(const Matrix& w, const float* x, int m, float* y) {
-    if (w.is_int8) quantize_act(isa_, x, m, w.k, w.i8.group, &act_q_);
+    bool made_i8 = false, made_q = false;
+    if (w.segments.empty()) return matmul_part(w, x, m, y, w.n, &made_i8, &made_q);
+    int col = 0;
+    for (const Matrix& s : w.segments) {
+      matmul_part(s, x, m, y + col, w.n, &made_i8, &made_q);
+      col += s.n;
+    }
+  }
+
+  void matmul_part(const Matrix& w, const float* x, int m, float* y, int ldy, bool* made_i8, bool* made_q) {
+    if (w.kind == MatrixKind::i8 && !*made_i8) {
+      quantize_act(isa_, x, m, w.k, w.i8.group, &act_q_);
+      *made_i8 = true;
+    }
+    if (w.kind == MatrixKind::q && !*made_q) {
+      act_b_.reserve(m, w.k);
+      parallel_rows(m, [&](int t, int) { quantize_blocks(x, w.k, t, t + 1, &act_b_); });
+      *made_q = true;
+    }
     const int panels = (w.n + kPackRows - 1) / kPackRows;
     // Many small tasks: a compute thread that loses its core to another process (the Node main
     // thread, a client on the same machine) delays only its current task, not a fixed share.
@@ -114,10 +134,11 @@ class CpuEngine final : public Engine {
       const int p0 = int(int64_t(panels) * task / tasks), p1 = int(int64_t(panels) * (task + 1) / tasks);
       const int n0 = p0 * kPackRows, n1 = std::min(w.n, p1 * kPackRows);
       if (n1 <= n0) return;
-      if (w.is_int8)
-        matmul_i8(isa_, act_q_, w.i8, y, w.n, n0, n1);
-      else
-        matmul_f32(isa_, x, m, w.f32, y, w.n, n0, n1);
+      switch (w.kind) {
+        case MatrixKind::i8: return matmul_i8(isa_, act_q_, w.i8, y, ldy, n0, n1);
+        case MatrixKind::q: return matmul_q(isa_, act_b_, w.q, y, ldy, n0, n1);
+        default: return matmul_f32(isa_, x, m, w.f32, y, ldy, n0, n1);
+      }
     });
   }
 
@@ -227,6 +248,7 @@ class CpuEngine final : public Engine {
   std::vector<float> x_, h_, qkv_, attn_, gu_, act_, tmp_, logits_;
   std::vector<int> token_seq_, rows_;
   QuantAct act_q_;
+  QuantBlocks act_b_;
   std::vector<std::vector<float>> thread_scratch_;
   std::vector<SampleScratch> sample_scratch_;
   SequenceHistory history_;

@@ -57,6 +57,33 @@ struct QuantAct {
   void reserve(int m, int k);
 };
 
+// GGML block-quantized weight (quant_blocks.h's common form), kept at its bit width, in panels
+// of kPackRows rows and groups of 32 k (layout in matmul_internal.h). k is a multiple of 32 and
+// of `super`. w = D * sc * u + M * mn.
+struct PackedQ {
+  int n = 0, k = 0;
+  int bits = 4;         // 4, 5 or 6
+  int sub = 32;         // values per sc/mn: 32 or 16
+  int super = 32;       // values per D/M: 32 or 256
+  bool has_sub = false; // sc/mn stored (K-quants); else all 1
+  AlignedBuffer data;   // nibbles and high-bit planes
+  AlignedBuffer dm;     // fp16 D and M
+  AlignedBuffer sm;     // int8 sc and mn (has_sub)
+  uint64_t bytes() const { return data.bytes + dm.bytes + sm.bytes; }
+};
+
+// Activations for PackedQ: symmetric int8 per block of 32 (scale absmax/127, round half to even),
+// with each block's scale and the float sums of its dequantized values per 16 and per 32, which
+// the min terms (M * mn) multiply. k padded to 32 with zeros.
+struct QuantBlocks {
+  int m = 0, k = 0;
+  AlignedBuffer q;      // int8 [m][kp]
+  AlignedBuffer sx;     // float [m][kp / 32]
+  AlignedBuffer fs16;   // float [m][kp / 16]: sx * sum of the 16 int8 values
+  AlignedBuffer fs32;   // float [m][kp / 32]: sx * sum of the 32 int8 values
+  void reserve(int m, int k);
+};
+
 // ---- packing (load time) ----
 void pack_f32(const float* w, int n, int k, PackedF32* out);
 // Quantize a float matrix: group 0 = per-row scale, kQ8Group = per-32 group scales.
@@ -65,6 +92,11 @@ void quantize_pack_i8(const float* w, int n, int k, int group, PackedI8* out);
 void pack_i8(const int8_t* q, const float* scales, int n, int k, int group, PackedI8* out);
 // GGUF Q8_0 blocks (per 32 values: fp16 scale d, then 32 int8) -> group-32 PackedI8.
 void pack_q8_0(const void* blocks, int n, int k, PackedI8* out);
+// GGML block rows (rows[r] points at row r's first block; quant_blocks.h formats) -> PackedQ.
+// `type` is a TensorDType value (kept as int so this header needs no engine types).
+void pack_q(int type, const uint8_t* const* rows, int n, int k, PackedQ* out);
+// Inverse, for tests: float values of row r of a PackedQ.
+void unpack_q_row(const PackedQ& w, int r, float* out);
 // Inverse, for tests and for the quantize command: float values of row r.
 void unpack_i8_row(const PackedI8& w, int r, float* out);
 
@@ -74,5 +106,8 @@ void matmul_f32(Isa isa, const float* x, int m, const PackedF32& w, float* y, in
 // Quantize activations once per step per input (shared by every matrix with the same input).
 void quantize_act(Isa isa, const float* x, int m, int k, int group, QuantAct* out);
 void matmul_i8(Isa isa, const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
+// Quantizes rows [t0, t1) of x (rows of k floats) into `out`, sized by out->reserve(m, k).
+void quantize_blocks(const float* x, int k, int t0, int t1, QuantBlocks* out);
+void matmul_q(Isa isa, const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1);
 
 }  // namespace weft

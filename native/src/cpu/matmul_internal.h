@@ -16,6 +16,21 @@
 //                   byte 4*(j*m + t), so a token tile's broadcasts are contiguous. Padded
 //                   k-quads hold 128 (x = 0).
 //  QuantAct.scales  float [m]: absmax/127 of each token (0 for an all-zero token).
+//
+//  PackedQ.data     panel p contiguous: [p][k/32 groups][group bytes], a group being
+//                   4 nibble chunks of 64 bytes, then (bits - 4) planes of 64 bytes.
+//                   Nibble chunk c (k 8c..8c+7 of the group), byte 4*lane + b: low nibble
+//                   u[k = 8c + b], high nibble u[k = 8c + 4 + b] (lane = row in the panel).
+//                   So chunk c's low nibbles are k-quad 2c and its high nibbles k-quad 2c+1, in
+//                   the same [16 rows][4 k] shape as an int8 panel's zmm. Plane j (bit 4 + j):
+//                   8 little-endian uint64 masks, mask h = k-quad h, bit 4*lane + b = that
+//                   bit of u[k = 4h + b].
+//  PackedQ.dm       fp16 [p][k/super][2][16]: D of the 16 rows, then M.
+//  PackedQ.sm       int8 [p][k/sub][2][16]: sc of the 16 rows, then mn (has_sub only).
+//  Every kernel computes, per row, token and sub-block s of group g, in this order:
+//    a = D*sc, b = M*mn (float; D and M alone without has_sub), f = float(dot_s) * sx_g,
+//    y = fma(a, f, y), y = fma(b, fs_s, y)   (fs_s: fs16 for sub 16, fs32 for sub 32)
+//  so every ISA's result is the scalar kernel's, bit for bit.
 #pragma once
 #include <xmmintrin.h>  // _mm_prefetch (baseline x86-64)
 
@@ -83,6 +98,14 @@ void matmul_i8_avx512(const QuantAct& x, const PackedI8& w, float* y, int ldy, i
 bool avx_vnni_supported();
 void matmul_i8_avx2_plain(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
 void matmul_i8_avx2_vnni(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
+
+inline int q_group_bytes(int bits) { return 256 + 64 * (bits - 4); }
+void matmul_q_scalar(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1);
+void matmul_q_avx2(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1);
+void matmul_q_avx512(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1);
+// matmul_q_avx2 uses the AVX-VNNI variant when the CPU has it; both exposed for the tests.
+void matmul_q_avx2_plain(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1);
+void matmul_q_avx2_vnni(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1);
 
 }  // namespace detail
 }  // namespace weft

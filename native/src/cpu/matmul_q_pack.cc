@@ -1,0 +1,127 @@
+// Load-time packing of GGML block weights into PackedQ panels (layout in matmul_internal.h), the
+// per-block activation quantization, and the per-ISA dispatch of the block kernels.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "cpu/matmul.h"
+#include "cpu/matmul_internal.h"
+#include "half.h"
+#include "quant_blocks.h"
+
+namespace weft {
+
+using detail::panels_of;
+using detail::q_group_bytes;
+using detail::round_up;
+
+void pack_q(int type, const uint8_t* const* rows, int n, int k, PackedQ* out) {
+  const BlockFormat& f = *block_format(static_cast<TensorDType>(type));
+  const int np = panels_of(n), groups = k / 32, gb = q_group_bytes(f.bits);
+  const int supers = k / f.super, subs = k / f.sub;
+  out->n = n;
+  out->k = k;
+  out->bits = f.bits;
+  out->sub = f.sub;
+  out->super = f.super;
+  out->has_sub = f.has_sub;
+  out->data = AlignedBuffer(size_t(np) * groups * gb);
+  out->dm = AlignedBuffer(size_t(np) * supers * 2 * kPackRows * sizeof(uint16_t));
+  out->sm = f.has_sub ? AlignedBuffer(size_t(np) * subs * 2 * kPackRows) : AlignedBuffer();
+  std::vector<uint8_t> u(k);
+  std::vector<float> D(supers), M(supers);
+  std::vector<int8_t> sc(subs), mn(subs);
+  for (int r = 0; r < n; ++r) {
+    block_row_decode(static_cast<TensorDType>(type), rows[r], k, u.data(), D.data(), M.data(), sc.data(), mn.data());
+    const int p = r / kPackRows, lane = r % kPackRows;
+    uint8_t* pd = out->data.as<uint8_t>() + size_t(p) * groups * gb;
+    for (int g = 0; g < groups; ++g) {
+      uint8_t* gd = pd + size_t(g) * gb;
+      for (int j = 0; j < 32; ++j) {
+        const int c = j / 8, b = j % 4, hi = (j / 4) % 2, v = u[g * 32 + j];
+        gd[64 * c + 4 * lane + b] |= uint8_t((v & 15) << (4 * hi));
+        for (int pl = 0; pl < f.bits - 4; ++pl)
+          if ((v >> (4 + pl)) & 1) {
+            uint8_t* mask = gd + 256 + 64 * pl + 8 * (j / 4);  // uint64 of k-quad j/4, little-endian
+            const int bit = 4 * lane + b;
+            mask[bit / 8] |= uint8_t(1u << (bit % 8));
+          }
+      }
+    }
+    uint16_t* dm = out->dm.as<uint16_t>() + size_t(p) * supers * 2 * kPackRows + lane;
+    for (int s = 0; s < supers; ++s) {
+      dm[(2 * s) * kPackRows] = f32_to_f16(D[s]);
+      dm[(2 * s + 1) * kPackRows] = f32_to_f16(M[s]);
+    }
+    if (!f.has_sub) continue;
+    int8_t* sm = out->sm.as<int8_t>() + size_t(p) * subs * 2 * kPackRows + lane;
+    for (int s = 0; s < subs; ++s) {
+      sm[(2 * s) * kPackRows] = sc[s];
+      sm[(2 * s + 1) * kPackRows] = mn[s];
+    }
+  }
+}
+
+void unpack_q_row(const PackedQ& w, int r, float* out) {
+  const int p = r / kPackRows, lane = r % kPackRows, groups = w.k / 32, gb = q_group_bytes(w.bits);
+  const uint8_t* pd = w.data.as<uint8_t>() + size_t(p) * groups * gb;
+  const uint16_t* dm = w.dm.as<uint16_t>() + size_t(p) * (w.k / w.super) * 2 * kPackRows + lane;
+  const int8_t* sm = w.has_sub ? w.sm.as<int8_t>() + size_t(p) * (w.k / w.sub) * 2 * kPackRows + lane : nullptr;
+  for (int i = 0; i < w.k; ++i) {
+    const uint8_t* gd = pd + size_t(i / 32) * gb;
+    const int j = i % 32, c = j / 8, b = j % 4, hi = (j / 4) % 2, bit = 4 * lane + b;
+    int v = (gd[64 * c + 4 * lane + b] >> (4 * hi)) & 15;
+    for (int pl = 0; pl < w.bits - 4; ++pl) v |= ((gd[256 + 64 * pl + 8 * (j / 4) + bit / 8] >> (bit % 8)) & 1) << (4 + pl);
+    const int s = i / w.super, q = i / w.sub;
+    const float D = f16_to_f32(dm[2 * s * kPackRows]), M = f16_to_f32(dm[(2 * s + 1) * kPackRows]);
+    const float sc = sm ? float(sm[2 * q * kPackRows]) : 1.f, mn = sm ? float(sm[(2 * q + 1) * kPackRows]) : 1.f;
+    out[i] = D * sc * float(v) + M * mn;
+  }
+}
+
+void QuantBlocks::reserve(int m_, int k_) {
+  m = m_;
+  k = k_;
+  const size_t kp = round_up(k_, 32), rows = size_t(std::max(m_, 1));
+  if (q.bytes < rows * kp) q = AlignedBuffer(rows * kp);
+  if (sx.bytes < rows * kp / 32 * 4) sx = AlignedBuffer(rows * kp / 32 * 4);
+  if (fs16.bytes < rows * kp / 16 * 4) fs16 = AlignedBuffer(rows * kp / 16 * 4);
+  if (fs32.bytes < rows * kp / 32 * 4) fs32 = AlignedBuffer(rows * kp / 32 * 4);
+}
+
+void quantize_blocks(const float* x, int k, int t0, int t1, QuantBlocks* out) {
+  const int kp = round_up(k, 32);
+  for (int t = t0; t < t1; ++t) {
+    const float* xr = x + size_t(t) * k;
+    int8_t* q = out->q.as<int8_t>() + size_t(t) * kp;
+    for (int g = 0; g < kp / 32; ++g) {
+      const int c0 = g * 32, c1 = std::min(k, c0 + 32);
+      float amax = 0.f;
+      for (int c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(xr[c]));
+      const float scale = amax / 127.f, inv = scale > 0.f ? 1.f / scale : 0.f;
+      int sum[2] = {0, 0};
+      for (int j = 0; j < 32; ++j) {
+        const int c = c0 + j;
+        const int v = c < c1 ? std::clamp(int(std::nearbyint(xr[c] * inv)), -127, 127) : 0;
+        q[c] = int8_t(v);
+        sum[j / 16] += v;
+      }
+      out->sx.as<float>()[size_t(t) * (kp / 32) + g] = scale;
+      out->fs16.as<float>()[size_t(t) * (kp / 16) + 2 * g] = scale * float(sum[0]);
+      out->fs16.as<float>()[size_t(t) * (kp / 16) + 2 * g + 1] = scale * float(sum[1]);
+      out->fs32.as<float>()[size_t(t) * (kp / 32) + g] = scale * float(sum[0] + sum[1]);
+    }
+  }
+}
+
+void matmul_q(Isa isa, const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
+  if (x.m <= 0 || n1 <= n0) return;
+  switch (isa) {
+    case Isa::avx512: return detail::matmul_q_avx512(x, w, y, ldy, n0, n1);
+    case Isa::avx2: return detail::matmul_q_avx2(x, w, y, ldy, n0, n1);
+    default: return detail::matmul_q_scalar(x, w, y, ldy, n0, n1);
+  }
+}
+
+}  // namespace weft
