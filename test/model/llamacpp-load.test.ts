@@ -3,22 +3,17 @@
 // tokens; and on a 110M-shape model, weft's Q4_K_M and llama-quantize's Q4_K_M of the same F32
 // GGUF follow the F32 file's argmax about equally often, with weft's weights about as close to
 // the source.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
 
 import { GGUF_FILE_TYPES } from '../../src/model/quant-mix.js';
 import { quantizeToGguf } from '../../src/model/quantize-gguf.js';
 import { synthesizeModel } from '../../src/model/synth.js';
-import { REPO_ROOT } from '../fixtures/paths.js';
 import { squaredErrors } from './gguf-values.js';
+import { agreement, llamaArgmax, llamaGreedy, llamaQuantize, NO_NLC, NO_QUANTIZE, PROMPT, randomPrefix } from './llamacpp.js';
 
-const NLC = join(REPO_ROOT, 'bench', 'llamacpp', 'node_modules', 'node-llama-cpp', 'dist', 'index.js');
-const LLAMA_QUANTIZE = join(process.env.WEFT_LLAMACPP_CACHE ?? join(homedir(), '.cache', 'weft-llamacpp'), 'src', 'build', 'bin', 'llama-quantize');
-const NO_NLC = existsSync(NLC) ? false : 'node-llama-cpp is not installed (sh bench/llamacpp/install.sh)';
 
 const BASE = { architectures: ['LlamaForCausalLM'], model_type: 'llama', max_position_embeddings: 256, rms_norm_eps: 1e-5,
   rope_theta: 10000, bos_token_id: 1, eos_token_id: 2 };
@@ -27,48 +22,6 @@ const SMALL = { ...BASE, hidden_size: 256, num_hidden_layers: 2, num_attention_h
   intermediate_size: 512, vocab_size: 512, tie_word_embeddings: false };
 const SHAPE_110M = { ...BASE, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, num_key_value_heads: 12,
   intermediate_size: 2048, vocab_size: 32000, max_position_embeddings: 1024, tie_word_embeddings: true };
-
-interface NlcModule {
-  getLlama(o: Record<string, unknown>): Promise<{
-    loadModel(o: { modelPath: string; gpuLayers: number }): Promise<{
-      createContext(o: Record<string, unknown>): Promise<{
-        getSequence(): {
-          evaluate(tokens: number[]): AsyncGenerator<number>;
-          controlledEvaluate(input: [number, { generateNext: { token: true } }][]): Promise<({ next: { token?: number | null } } | undefined)[]>;
-        };
-        dispose(): Promise<void>;
-      }>;
-      dispose(): Promise<void>;
-    }>;
-    dispose(): Promise<void>;
-  }>;
-}
-
-// llama.cpp's greedy ids after `prompt` on each file.
-async function llamaGreedy(files: string[], prompt: number[], numTokens: number): Promise<number[][]> {
-  const nlc = (await import(pathToFileURL(NLC).href)) as NlcModule;
-  const llama = await nlc.getLlama({ gpu: false, build: 'never', maxThreads: 1, logLevel: 'error' });
-  const out: number[][] = [];
-  for (const file of files) {
-    const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
-    const context = await model.createContext({ contextSize: 128, sequences: 1, threads: { ideal: 1, min: 1 }, ignoreMemorySafetyChecks: true });
-    const gen = context.getSequence().evaluate(prompt);  // default options: temperature 0, greedy
-    const ids: number[] = [];
-    for (let i = 0; i < numTokens; i++) {
-      const { value, done } = await gen.next();
-      if (done) break;
-      ids.push(value);
-    }
-    await gen.return(undefined);
-    await context.dispose();
-    await model.dispose();
-    out.push(ids);
-  }
-  await llama.dispose();
-  return out;
-}
-
-const PROMPT = [1, 300, 301, 77, 400, 29, 310];
 
 t.test('llama.cpp loads a weft-synthesized model in every file type and generates', { skip: NO_NLC }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'weft-llamacpp-load-'));
@@ -86,44 +39,23 @@ t.test('llama.cpp loads a weft-synthesized model in every file type and generate
   for (const type of ['f16', 'q8_0', 'q6_k'] as const) t.same(ids[GGUF_FILE_TYPES.indexOf(type)].slice(0, 2), f32.slice(0, 2), `${type} starts as f32`);
 });
 
-// llama.cpp's argmax after every prefix of `tokens` (teacher-forced: each file sees the same prefixes).
-async function llamaArgmax(files: string[], tokens: number[]): Promise<number[][]> {
-  const nlc = (await import(pathToFileURL(NLC).href)) as NlcModule;
-  const llama = await nlc.getLlama({ gpu: false, build: 'never', maxThreads: 1, logLevel: 'error' });
-  const out: number[][] = [];
-  for (const file of files) {
-    const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
-    const context = await model.createContext({ contextSize: 128, sequences: 1, threads: { ideal: 1, min: 1 }, ignoreMemorySafetyChecks: true });
-    const res = await context.getSequence().controlledEvaluate(tokens.map((id) => [id, { generateNext: { token: true } }]));
-    out.push(res.map((r) => r?.next.token ?? -1));
-    await context.dispose();
-    await model.dispose();
-  }
-  await llama.dispose();
-  return out;
-}
-
-const agreement = (a: number[], b: number[]) => a.filter((id, i) => id === b[i]).length;
-
 // The synthetic 110M model's logits are flat (|logit| ≲ 2, see synth.ts), so 4-bit noise moves its
 // argmax often and greedy runs that part once never meet again: llama-quantize's own Q4_K_M
 // follows the F32 file's greedy ids on only a part of 32. The fair measure is teacher-forced: at
 // each of 32 random prefixes, how often each Q4_K_M file's argmax is the F32 file's; weft's must
 // do about as well as llama-quantize's.
 t.test("110M shape: weft's Q4_K_M and llama-quantize's Q4_K_M of one F32 GGUF", {
-  skip: NO_NLC || (existsSync(LLAMA_QUANTIZE) ? false : `llama-quantize is not built (${LLAMA_QUANTIZE})`),
+  skip: NO_NLC || NO_QUANTIZE,
 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'weft-llamacpp-110m-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const src = join(dir, 'f32.gguf'), ours = join(dir, 'weft-q4_k_m.gguf'), theirs = join(dir, 'llama-q4_k_m.gguf');
   await synthesizeModel({ config: SHAPE_110M, out: src, format: 'gguf', type: 'f32', seed: 3 });
-  execFileSync(LLAMA_QUANTIZE, [src, theirs, 'Q4_K_M', '1'], { stdio: 'ignore', env: { ...process.env, LD_LIBRARY_PATH: dirname(LLAMA_QUANTIZE) } });
+  llamaQuantize(src, theirs, 'q4_k_m');
   await quantizeToGguf(src, ours, 'q4_k_m');
   const [a, b, f] = await llamaGreedy([ours, theirs, src], PROMPT, 32);
   t.comment(`free-running greedy, 32 tokens: weft's vs llama-quantize's file ${agreement(a, b)}/32; vs F32: weft's ${agreement(a, f)}, llama-quantize's ${agreement(b, f)}`);
-  let s = 17;
-  const prefix = [1, ...Array.from({ length: 31 }, () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return 3 + (s % 31000); })];
-  const [ta, tb, tf] = await llamaArgmax([ours, theirs, src], prefix);
+  const [ta, tb, tf] = await llamaArgmax([ours, theirs, src], randomPrefix(32, 32000));
   const [oa, ob, ab] = [agreement(ta, tf), agreement(tb, tf), agreement(ta, tb)];
   t.ok(oa >= ob - 3, `teacher-forced argmax, 32 prefixes: as F32's, weft's ${oa}/32, llama-quantize's ${ob}/32; weft's as llama-quantize's ${ab}/32`);
   const [oursErr, theirsErr] = squaredErrors(src, [ours, theirs]);

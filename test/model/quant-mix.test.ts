@@ -1,14 +1,13 @@
 // The per-tensor type rules of the llama.cpp file types: expected tables for a 110M-shape (tied,
 // 12 layers, rows of 768/2048) and a stories260K-shape (untied, 5 layers, rows of 64 and 172)
 // tensor list, derived by reading llama-quant.cpp (llama_tensor_get_type_impl and
-// tensor_type_fallback). When llama.cpp's llama-quantize is built (bench/llamacpp/build-server.sh's
-// cache, target llama-quantize), the types it writes are compared with weft's choice and with the
-// types in the files weft's quantize writes from the same F32 GGUF, and the two files' errors
-// against that source; CI has no llama-quantize and skips that part.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+// tensor_type_fallback). When llama.cpp's llama-quantize is built (test/fixtures/paths.ts), the
+// types it writes are compared with weft's choice and with the types in the files weft's quantize
+// writes from the same F32 GGUF, and the two files' errors against that source; CI has no
+// llama-quantize and skips that part.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t, { type Test } from 'tap';
 
 import { configFromHf } from '../../src/model/config.js';
@@ -17,6 +16,7 @@ import { chooseTensorTypes, GGUF_FILE_TYPES, useMoreBits, type GgufFileType, typ
 import { quantizeToGguf } from '../../src/model/quantize-gguf.js';
 import { synthesizeModel } from '../../src/model/synth.js';
 import { squaredErrors } from './gguf-values.js';
+import { llamaQuantize, NO_QUANTIZE } from './llamacpp.js';
 
 const TOKENS = { bosTokenId: 1, eosTokenIds: [2] };
 const BASE = { architectures: ['LlamaForCausalLM'], model_type: 'llama', max_position_embeddings: 256, rms_norm_eps: 1e-5,
@@ -96,10 +96,8 @@ t.test('stories260K shape (untied, rows of 64 and 172: the fallbacks)', async (t
   check(t, choose('q8_0', SHAPE_260K), { embd: 'Q8_0', output: 'Q8_0', v: all('Q8_0'), down: all('F16'), other: 'Q8_0' }, 'q8_0');
 });
 
-const LLAMA_QUANTIZE = join(process.env.WEFT_LLAMACPP_CACHE ?? join(homedir(), '.cache', 'weft-llamacpp'), 'src', 'build', 'bin', 'llama-quantize');
-
 t.test('llama-quantize writes the same types, and so does weft quantize',
-  { skip: existsSync(LLAMA_QUANTIZE) ? false : `llama-quantize is not built (${LLAMA_QUANTIZE})` }, async (t) => {
+  { skip: NO_QUANTIZE }, async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'weft-quant-mix-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const typesOf = (file: string) => new Map(readGguf(file).tensors.map((x) => [x.name, ggmlTypeName(x.type)]));
@@ -108,8 +106,7 @@ t.test('llama-quantize writes the same types, and so does weft quantize',
       await synthesizeModel({ config: cfg, out: src, format: 'gguf', type: 'f32', seed: 5 });
       for (const type of GGUF_FILE_TYPES.filter((x) => x !== 'f32')) {
         const theirs = join(dir, `llama-${type}.gguf`), ours = join(dir, `weft-${type}.gguf`);
-        execFileSync(LLAMA_QUANTIZE, [src, theirs, type.toUpperCase(), '1'],
-          { stdio: 'ignore', env: { ...process.env, LD_LIBRARY_PATH: dirname(LLAMA_QUANTIZE) } });
+        llamaQuantize(src, theirs, type);
         await quantizeToGguf(src, ours, type);
         const expected = Object.fromEntries(typesOf(theirs));
         t.same(Object.fromEntries(choose(type, cfg)), expected, `${shape} ${type}: the rules give llama-quantize's types`);
