@@ -5,10 +5,11 @@
 // the hot loops allocate nothing per block.
 //
 // Legacy types (Q4_0 … Q8_0) round to nearest against one scale per 32 values, as llama.cpp's
-// reference quantizers do. The K-quants search each sub-block's scale (and min) on a small grid
-// and keep the weighted least-squares fit with the lowest error, then quantize the sub-block
-// scales to 6 or 8 bits against one fp16 super-block scale and requantize the values with the
-// scales as the decoder will see them.
+// reference quantizers do, in float32 arithmetic step by step (Math.fround), so their blocks come
+// out byte-equal to llama-quantize's. The K-quants search each sub-block's scale (and min) on a
+// small grid and keep the weighted least-squares fit with the lowest error, then quantize the
+// sub-block scales to 6 or 8 bits against one fp16 super-block scale and requantize the values
+// with the scales as the decoder will see them.
 //
 // fp16 scales saturate at 65504: a block whose values exceed ~65504·127 (Q8_0) cannot be stored
 // faithfully in any of these formats, and is clamped rather than written as infinity.
@@ -82,8 +83,8 @@ function encodeBlockSym(bits: 4 | 5, x: Float32Array, xi: number, out: Uint8Arra
   const qs = o + (bits === 4 ? 2 : 6);
   let qh = 0;
   for (let j = 0; j < 16; j++) {
-    const a = Math.min(top, Math.floor(Math.fround(x[xi + j] * id) + half + 0.5));
-    const b = Math.min(top, Math.floor(Math.fround(x[xi + j + 16] * id) + half + 0.5));
+    const a = Math.min(top, Math.floor(Math.fround(Math.fround(x[xi + j] * id) + half + 0.5)));
+    const b = Math.min(top, Math.floor(Math.fround(Math.fround(x[xi + j + 16] * id) + half + 0.5)));
     out[qs + j] = (a & 15) | ((b & 15) << 4);
     qh |= ((a >> 4) << j) | ((b >> 4) << (j + 16));
   }
@@ -95,14 +96,14 @@ function encodeBlockAffine(bits: 4 | 5, x: Float32Array, xi: number, out: Uint8A
   const top = (1 << bits) - 1;
   let min = Infinity, max = -Infinity;
   for (let i = 0; i < 32; i++) { const v = x[xi + i]; if (v < min) min = v; if (v > max) max = v; }
-  const d = Math.min(Math.fround((max - min) / top), F16_MAX), id = d === 0 ? 0 : Math.fround(1 / d);
+  const d = Math.min(Math.fround(Math.fround(max - min) / top), F16_MAX), id = d === 0 ? 0 : Math.fround(1 / d);
   putHalf(out, o, d);
   putHalf(out, o + 2, min);
   const qs = o + (bits === 4 ? 4 : 8);
   let qh = 0;
   for (let j = 0; j < 16; j++) {
-    const a = clamp(Math.floor(Math.fround((x[xi + j] - min) * id) + 0.5), 0, top);
-    const b = clamp(Math.floor(Math.fround((x[xi + j + 16] - min) * id) + 0.5), 0, top);
+    const a = clamp(Math.floor(Math.fround(Math.fround(Math.fround(x[xi + j] - min) * id) + 0.5)), 0, top);
+    const b = clamp(Math.floor(Math.fround(Math.fround(Math.fround(x[xi + j + 16] - min) * id) + 0.5)), 0, top);
     out[qs + j] = (a & 15) | ((b & 15) << 4);
     qh |= ((a >> 4) << j) | ((b >> 4) << (j + 16));
   }

@@ -5,13 +5,19 @@ import { dequantize, QUANT_BLOCK, type QuantType } from '../../src/model/ggml-qu
 import { ggmlTypeName, readGguf, type GgufFile } from '../../src/model/gguf.js';
 import { f16ToF32 } from '../../src/model/safetensors.js';
 
-export function tensorValues(g: GgufFile, name: string): { type: string; values: Float32Array } {
+// A tensor's stored bytes, its type name and value count.
+export function tensorBytes(g: GgufFile, name: string): { type: string; n: number; buf: Uint8Array } {
   const info = g.tensors.find((x) => x.name === name);
   if (!info) throw new Error(`${g.path}: no tensor ${name}`);
   const n = info.dims.reduce((a, b) => a * b, 1), type = ggmlTypeName(info.type);
   const bytes = type === 'F32' ? n * 4 : type === 'F16' ? n * 2 : (n / QUANT_BLOCK[type as QuantType][0]) * QUANT_BLOCK[type as QuantType][1];
   const buf = new Uint8Array(bytes), fd = openSync(g.path, 'r');
   try { readSync(fd, buf, 0, bytes, g.dataOffset + info.offset); } finally { closeSync(fd); }
+  return { type, n, buf };
+}
+
+export function tensorValues(g: GgufFile, name: string): { type: string; values: Float32Array } {
+  const { type, n, buf } = tensorBytes(g, name);
   if (type === 'F32') return { type, values: new Float32Array(buf.buffer) };
   if (type === 'F16') return { type, values: Float32Array.from(new Uint16Array(buf.buffer), f16ToF32) };
   return { type, values: dequantize(type as QuantType, buf, n) };
