@@ -19,7 +19,8 @@ const { values } = parseArgs({ options: { shape: { type: 'string', default: '110
   repeat: { type: 'string', default: '3' } } });
 const shape = SHAPES[values.shape!], type = values.type as GgufFileType, repeat = Number(values.repeat);
 if (!shape || !GGUF_FILE_TYPES.includes(type) || !(repeat >= 1)) {
-  process.stderr.write(`usage: node dist/bench/quantize.js [--shape ${Object.keys(SHAPES).join('|')}] [--type ${GGUF_FILE_TYPES.join('|')}] [--repeat N]\n`);
+  const usage = `[--shape ${Object.keys(SHAPES).join('|')}] [--type ${GGUF_FILE_TYPES.join('|')}] [--repeat N]`;
+  process.stderr.write(`usage: node dist/bench/quantize.js ${usage}\n`);
   process.exit(2);
 }
 const llamaQuantize = join(process.env.WEFT_LLAMACPP_CACHE ?? join(homedir(), '.cache', 'weft-llamacpp'), 'src', 'build', 'bin', 'llama-quantize');
@@ -46,7 +47,8 @@ try {
         { stdio: 'ignore', env: { ...process.env, LD_LIBRARY_PATH: dirname(llamaQuantize) } })));
   }
   const size = statSync(out).size;
-  process.stdout.write(`${values.shape} ${type} (${(size / 2 ** 20).toFixed(1)} MiB), median of ${repeat}, load average ${loadavg()[0].toFixed(1)}:\n`);
+  const head = `${values.shape} ${type} (${(size / 2 ** 20).toFixed(1)} MiB), median of ${repeat}`;
+  process.stdout.write(`${head}, load average ${loadavg()[0].toFixed(1)}:\n`);
   const ref = rows[2][1].length ? median(rows[2][1]) : null;
   for (const [k, [name, xs]] of rows.entries()) {
     if (!xs.length) { process.stdout.write(`  ${name.padEnd(26)} not built (${llamaQuantize})\n`); continue; }

@@ -130,7 +130,8 @@ async function synth(argv: string[]): Promise<void> {
     : {};
   const chatTemplate = typeof tokConfig.chat_template === 'string' ? tokConfig.chat_template : undefined;
   const bar = progressBar(process.stderr, 'items');
-  await synthesizeModel({ config: positionals[0], out: positionals[1], format, type, seed: num(values.seed, 'seed', 0, true), tokenizerJson, chatTemplate,
+  await synthesizeModel({ config: positionals[0], out: positionals[1], format, type, seed: num(values.seed, 'seed', 0, true),
+    tokenizerJson, chatTemplate,
     onProgress: (done, total) => bar.update('synth: tensors', done, total) });
   bar.end();
 }

@@ -4,7 +4,8 @@
 import { open } from 'node:fs/promises';
 
 import { alignUp, encodeGgufHeader, GGML_TYPE_ID, type GgufEntry, type GgufTensorInfo } from './gguf.js';
-import { quantize, quantizedBytes, QUANT_BLOCK, type QuantType } from './ggml-quants.js';
+import { QUANT_BLOCK, quantizedBytes, type QuantType } from './ggml-dequant.js';
+import { quantize } from './ggml-quants.js';
 import type { TensorType } from './quant-mix.js';
 import { f32ToF16 } from './safetensors.js';
 

@@ -3,7 +3,7 @@
 // holds the same mix as one made by llama-quantize from the same weights: more bits where a
 // model is most sensitive (the output matrix, attn_v and ffn_down on the "more bits" layers),
 // and a fallback to a 32-value block type for rows whose length is not a multiple of 256.
-import type { QuantType } from './ggml-quants.js';
+import type { QuantType } from './ggml-dequant.js';
 import type { ModelConfig } from './types.js';
 
 export const GGUF_FILE_TYPES = ['q4_k_m', 'q5_k_m', 'q6_k', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q8_0', 'f16', 'f32'] as const;
@@ -50,7 +50,8 @@ export function chooseTensorTypes(fileType: GgufFileType, tensors: MixTensor[], 
   const base = FILE_TYPE[fileType][1];
   const isMix = fileType === 'q4_k_m' || fileType === 'q5_k_m';
   const tied = !tensors.some((t) => t.name === 'output.weight');
-  const is70B = config.numLayers === 80 && (config.architecture === 'qwen2' || (config.architecture === 'llama' && config.numHeads !== config.numKvHeads));
+  const is70B = config.numLayers === 80
+    && (config.architecture === 'qwen2' || (config.architecture === 'llama' && config.numHeads !== config.numKvHeads));
   const attnV = tensors.filter((t) => t.name.includes('attn_v.weight')).map((t) => t.name)
     .sort((a, b) => layerOf(a) - layerOf(b));
   const out = new Map<string, TensorType>();

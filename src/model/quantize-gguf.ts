@@ -100,7 +100,8 @@ function fromGguf(spec: ModelSpec, type: GgufFileType): { entries: GgufEntry[]; 
   const list = g.tensors.map((info) => {
     const dtype = GGML_TYPES[info.type]?.[0];
     if (!dtype || !FLOAT_DTYPES.has(dtype))
-      throw new WeftError('WEFT_ERR_MODEL_UNSUPPORTED_DTYPE', `${g.path}: ${info.name} is ${ggmlTypeName(info.type)}; quantize reads F32, F16 or BF16 weights`);
+      throw new WeftError('WEFT_ERR_MODEL_UNSUPPORTED_DTYPE',
+        `${g.path}: ${info.name} is ${ggmlTypeName(info.type)}; quantize reads F32, F16 or BF16 weights`);
     const count = info.dims.reduce((a, b) => a * b, 1);
     const ref: TensorRef = { file: g.path, offset: g.dataOffset + info.offset, byteLength: count * (dtype === 'F32' ? 4 : 2), dtype,
       shape: info.dims.length === 1 ? [info.dims[0]] : [count / info.dims[0], info.dims[0]] };
@@ -110,9 +111,11 @@ function fromGguf(spec: ModelSpec, type: GgufFileType): { entries: GgufEntry[]; 
   // the header is written anew (tensor offsets at 32-byte alignment); everything else is kept
   const entries = readGgufEntries(g).filter((e) => e.key !== 'general.alignment' && e.key !== 'general.quantization_version')
     .map((e) => (e.key === 'general.file_type' ? { ...e, type: GGUF_TYPE.U32, value: llamaFileType(type) } : e));
-  if (!entries.some((e) => e.key === 'general.file_type')) entries.push({ key: 'general.file_type', type: GGUF_TYPE.U32, value: llamaFileType(type) });
+  if (!entries.some((e) => e.key === 'general.file_type'))
+    entries.push({ key: 'general.file_type', type: GGUF_TYPE.U32, value: llamaFileType(type) });
   if (type !== 'f32' && type !== 'f16') entries.push({ key: 'general.quantization_version', type: GGUF_TYPE.U32, value: 2 });
-  const tensors = list.map(({ name, dims, ref }): GgufTensorSource => ({ name, dims, type: types.get(name)!, produce: (emit) => emitRows(ref, emit) }));
+  const tensors = list.map(({ name, dims, ref }): GgufTensorSource =>
+    ({ name, dims, type: types.get(name)!, produce: (emit) => emitRows(ref, emit) }));
   return { entries, tensors };
 }
 

@@ -176,7 +176,8 @@ async function writeHf(opts: SynthOptions, raw: Record<string, unknown>, config:
   });
 }
 
-async function writeGguf(opts: SynthOptions, c: ModelConfig, vocab: GgufVocab, names: string[], shapes: Map<string, number[]>, seed: number): Promise<void> {
+async function writeGguf(opts: SynthOptions, c: ModelConfig, vocab: GgufVocab, names: string[], shapes: Map<string, number[]>,
+  seed: number): Promise<void> {
   const fileType = synthFileType(opts);
   const freqs = ropeFreqFactors(c);
   const list = [...names, ...(freqs ? ['rope_freqs.weight'] : [])].map((hfName) => {

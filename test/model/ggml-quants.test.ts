@@ -4,7 +4,8 @@
 // data and on the edge cases (zeros, constants, huge and tiny magnitudes, one sign only, spikes).
 import t from 'tap';
 
-import { dequantize, halfToFloat, quantize, QUANT_BLOCK, quantizedBytes, type QuantType } from '../../src/model/ggml-quants.js';
+import { dequantize, halfToFloat, QUANT_BLOCK, quantizedBytes, type QuantType } from '../../src/model/ggml-dequant.js';
+import { quantize } from '../../src/model/ggml-quants.js';
 import { f32ToF16 } from '../../src/model/safetensors.js';
 
 const TYPES: QuantType[] = ['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0', 'Q4_K', 'Q5_K', 'Q6_K'];

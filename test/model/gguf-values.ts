@@ -1,7 +1,7 @@
 // Test helper: a GGUF tensor's values as f32, whatever type weft writes or llama.cpp writes it in.
 import { closeSync, openSync, readSync } from 'node:fs';
 
-import { dequantize, QUANT_BLOCK, type QuantType } from '../../src/model/ggml-quants.js';
+import { dequantize, QUANT_BLOCK, type QuantType } from '../../src/model/ggml-dequant.js';
 import { ggmlTypeName, readGguf, type GgufFile } from '../../src/model/gguf.js';
 import { f16ToF32 } from '../../src/model/safetensors.js';
 

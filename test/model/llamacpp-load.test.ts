@@ -36,7 +36,8 @@ t.test('llama.cpp loads a weft-synthesized model in every file type and generate
     t.ok(ids[i].length === 8 && ids[i].every((id) => Number.isInteger(id) && id >= 0 && id < 512), `${type}: ${ids[i].join(' ')}`));
   // the 8-bit and 6-bit files hold nearly the f32 weights: their greedy ids start as f32's do
   const f32 = ids[GGUF_FILE_TYPES.indexOf('f32')];
-  for (const type of ['f16', 'q8_0', 'q6_k'] as const) t.same(ids[GGUF_FILE_TYPES.indexOf(type)].slice(0, 2), f32.slice(0, 2), `${type} starts as f32`);
+  for (const type of ['f16', 'q8_0', 'q6_k'] as const)
+    t.same(ids[GGUF_FILE_TYPES.indexOf(type)].slice(0, 2), f32.slice(0, 2), `${type} starts as f32`);
 });
 
 // The synthetic 110M model's logits are flat (|logit| ≲ 2, see synth.ts), so 4-bit noise moves its
@@ -54,7 +55,8 @@ t.test("110M shape: weft's Q4_K_M and llama-quantize's Q4_K_M of one F32 GGUF", 
   llamaQuantize(src, theirs, 'q4_k_m');
   await quantizeToGguf(src, ours, 'q4_k_m');
   const [a, b, f] = await llamaGreedy([ours, theirs, src], PROMPT, 32);
-  t.comment(`free-running greedy, 32 tokens: weft's vs llama-quantize's file ${agreement(a, b)}/32; vs F32: weft's ${agreement(a, f)}, llama-quantize's ${agreement(b, f)}`);
+  t.comment(`free-running greedy, 32 tokens: weft's vs llama-quantize's file ${agreement(a, b)}/32; `
+    + `vs F32: weft's ${agreement(a, f)}, llama-quantize's ${agreement(b, f)}`);
   const [ta, tb, tf] = await llamaArgmax([ours, theirs, src], randomPrefix(32, 32000));
   const [oa, ob, ab] = [agreement(ta, tf), agreement(tb, tf), agreement(ta, tb)];
   t.ok(oa >= ob - 3, `teacher-forced argmax, 32 prefixes: as F32's, weft's ${oa}/32, llama-quantize's ${ob}/32; weft's as llama-quantize's ${ab}/32`);

@@ -1,4 +1,5 @@
-// node-llama-cpp (bench/llamacpp's install; CI lacks it) and llama-quantize (test/fixtures/paths.ts) for the tests that check weft's GGUF files against llama.cpp.
+// node-llama-cpp (bench/llamacpp's install; CI lacks it) and llama-quantize (test/fixtures/paths.ts)
+// for the tests that check weft's GGUF files against llama.cpp.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +12,8 @@ export const NO_NLC = existsSync(NLC) ? false : 'node-llama-cpp is not installed
 export const NO_QUANTIZE = existsSync(LLAMA_QUANTIZE) ? false : `llama-quantize is not built (${LLAMA_QUANTIZE})`;
 
 // llama-quantize SRC OUT TYPE with one thread (TYPE as weft spells it: q4_k_m, …).
-export const llamaQuantize = (src: string, out: string, type: string) => execFileSync(LLAMA_QUANTIZE, [src, out, type.toUpperCase(), '1'], { stdio: 'ignore' });
+export const llamaQuantize = (src: string, out: string, type: string) =>
+  execFileSync(LLAMA_QUANTIZE, [src, out, type.toUpperCase(), '1'], { stdio: 'ignore' });
 
 export const PROMPT = [1, 300, 301, 77, 400, 29, 310];
 
