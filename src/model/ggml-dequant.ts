@@ -2,12 +2,14 @@
 // dequantization formulas), with the same float32 rounding as ggml's reference: the tests check
 // weft's and llama.cpp's files with it. Also the block sizes and the fp16 table the encoders share.
 
-export type QuantType = 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q5_1' | 'Q8_0' | 'Q4_K' | 'Q5_K' | 'Q6_K';
+import { GGML_TYPES } from './gguf.js';
 
-// [values per block, bytes per block]
-export const QUANT_BLOCK: Record<QuantType, readonly [number, number]> = {
-  Q4_0: [32, 18], Q4_1: [32, 20], Q5_0: [32, 22], Q5_1: [32, 24], Q8_0: [32, 34], Q4_K: [256, 144], Q5_K: [256, 176], Q6_K: [256, 210],
-};
+const QUANT_TYPES = ['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0', 'Q4_K', 'Q5_K', 'Q6_K'] as const;
+export type QuantType = (typeof QUANT_TYPES)[number];
+
+// [values per block, bytes per block], from the one GGML type table (gguf.ts)
+export const QUANT_BLOCK = {} as Record<QuantType, readonly [number, number]>;
+for (const [d, n, b] of Object.values(GGML_TYPES)) if ((QUANT_TYPES as readonly string[]).includes(d)) QUANT_BLOCK[d as QuantType] = [n, b];
 
 export const quantizedBytes = (type: QuantType, numValues: number): number =>
   (numValues / QUANT_BLOCK[type][0]) * QUANT_BLOCK[type][1];

@@ -3,7 +3,7 @@
 // model never has to be held in f32 at once. synth and quantize both write through here.
 import { open } from 'node:fs/promises';
 
-import { alignUp, encodeGgufHeader, GGML_TYPE_ID, type GgufEntry, type GgufTensorInfo } from './gguf.js';
+import { alignUp, encodeGgufHeader, GGML_TYPES, type GgufEntry, type GgufTensorInfo } from './gguf.js';
 import { QUANT_BLOCK, quantizedBytes, type QuantType } from './ggml-dequant.js';
 import { quantize } from './ggml-quants.js';
 import type { TensorType } from './quant-mix.js';
@@ -11,10 +11,8 @@ import { f32ToF16 } from './safetensors.js';
 
 const ALIGNMENT = 32;  // GGUF's default; the writer sets no general.alignment
 
-// ggml type ids of what weft writes (ggml.h's enum ggml_type)
-export const GGML_WRITE_ID: Record<TensorType, number> = {
-  ...GGML_TYPE_ID, Q4_0: 2, Q4_1: 3, Q5_0: 6, Q5_1: 7, Q4_K: 12, Q5_K: 13, Q6_K: 14,
-};
+// ggml type ids (ggml.h's enum ggml_type) by name, from the one GGML type table (gguf.ts)
+const GGML_WRITE_ID = Object.fromEntries(Object.entries(GGML_TYPES).map(([id, [d]]) => [d, Number(id)])) as Record<TensorType, number>;
 
 export function tensorTypeBytes(type: TensorType, numValues: number): number {
   return type === 'F32' ? numValues * 4 : type === 'F16' ? numValues * 2 : quantizedBytes(type, numValues);
