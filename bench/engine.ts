@@ -1,15 +1,20 @@
 // npm run bench:engine — raw engine throughput on synthetic Llama shapes, optionally side by side
 // with llama.cpp (bench/llamacpp, node-llama-cpp) on the very same GGUF file.
 //
-//   npm run bench:engine -- [--shapes 15m,110m] [--dtypes f32,int8,int8-q8_0] [--batches 1,16,64]
+//   npm run bench:engine -- [--shapes 15m,110m] [--dtypes f32,int8,int8-q8_0,q4_k_m,…] [--batches 1,16,64]
 //                           [--threads 2] [--prompt-tokens 128] [--decode-tokens 32] [--reps 3]
 //                           [--llamacpp] [--mode raw|loop|both] [--json FILE]
 //   npm run bench:engine -- --backend gpu [...]   the CUDA backend (bench/engine-gpu.ts)
 //
 // Decode tokens/s at batch B: B sequences are prefilled with P-token prompts (untimed), then D
-// decode steps of B tokens each are timed; the median over reps is printed. Prefill tokens/s: 4
+// decode steps of B tokens each are timed; the median over reps is printed. The reps alternate
+// between the dtypes (all their engines open at once), so load from elsewhere hits each alike. Prefill tokens/s: 4
 // prompts of P tokens in one step. dtypes: f32 and int8 load an F32 GGUF (int8 = per-row scales,
-// quantized on load); int8-q8_0 loads the Q8_0 GGUF that llama.cpp runs (group-32 scales).
+// quantized on load); int8-q8_0 (or q8_0) loads the Q8_0 GGUF that llama.cpp runs (group-32 scales);
+// a llama.cpp type (q4_0, q5_0, q4_k_m, q5_k_m, q6_k, …) loads the F32 model requantized by
+// llama-quantize, with --dtype auto (its block types kept), and with --llamacpp llama.cpp runs that
+// very file. Batch-1 rows print the weight bytes a decode step streams per second against a
+// single-thread memory read probe (the physical limit the decode step is bound by).
 // --mode loop (or both) runs the largest batch again through the scheduler, the engine loop and a
 // Piscina worker, and prints its decode tokens/s next to the raw engine's, with the per-step
 // overhead outside the model (scheduling, packing, thread hops).
@@ -22,10 +27,26 @@ import { parseArgs } from 'node:util';
 import { timeLoop } from './loop-mode.js';
 import { EngineInstance } from '../src/workers/engine-instance.js';
 import { SHAPES } from './shapes.js';
-import { median, syntheticGguf, timeDecode, timePrefill } from './timing.js';
+import { resolveDtype } from '../src/config.js';
+import { loadModelSpec } from '../src/model/load.js';
+import { checkpointKind } from '../src/model/types.js';
+import { BLOCK_TYPES, blockGguf, median, readBandwidth, syntheticGguf, timeDecode, timePrefill } from './timing.js';
+import type { WeightDtype } from '../src/workers/binding.js';
+
+// The file and weight dtype of a --dtypes entry.
+async function modelFor(shape: string, dtype: string): Promise<{ path: string; weights: WeightDtype; sameAsLlamacpp: boolean } | null> {
+  if (dtype === 'f32' || dtype === 'int8') return { path: await syntheticGguf(shape, SHAPES[shape], 'f32'), weights: dtype, sameAsLlamacpp: false };
+  if (dtype === 'int8-q8_0' || dtype === 'q8_0') return { path: await syntheticGguf(shape, SHAPES[shape], 'q8_0'), weights: 'int8', sameAsLlamacpp: true };
+  if (!(BLOCK_TYPES as readonly string[]).includes(dtype)) throw new Error(`unknown dtype ${dtype}`);
+  const path = await blockGguf(shape, SHAPES[shape], dtype);
+  if (!path) return null;
+  return { path, weights: resolveDtype('auto', 'cpu', checkpointKind(await loadModelSpec(path))), sameAsLlamacpp: true };
+}
 
 
-function runLlamaCpp(gguf: string, o: { threads: number; batches: number[]; promptTokens: number; decodeTokens: number }): Map<number, { decode: number; prefill: number }> | null {
+type LlamaCppRef = Map<number, { decode: number; prefill: number }> | null;
+
+function runLlamaCpp(gguf: string, o: { threads: number; batches: number[]; promptTokens: number; decodeTokens: number }): LlamaCppRef {
   const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'llamacpp');
   const install = spawnSync('bash', [join(dir, 'install.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
   if (install.status !== 0) return null;
@@ -59,32 +80,57 @@ async function main(): Promise<void> {
   const threads = Number(values.threads), reps = Number(values.reps);
   const promptTokens = Number(values['prompt-tokens']), decodeTokens = Number(values['decode-tokens']);
   const rows: Record<string, unknown>[] = [];
+  const bandwidth = readBandwidth();
+  process.stdout.write(`memory read bandwidth (1 thread, memcmp): ${(bandwidth / 1e9).toFixed(1)} GB/s\n`);
+  const lcOpts = { threads, batches, promptTokens, decodeTokens };
   for (const shape of values.shapes!.split(',')) {
-    const ref = values.llamacpp ? runLlamaCpp(await syntheticGguf(shape, SHAPES[shape], 'q8_0'), { threads, batches, promptTokens, decodeTokens }) : null;
-    if (values.llamacpp && !ref) process.stderr.write('llama.cpp run failed (see above); printing weft figures only\n');
+    // Every dtype's engine is open at once and the reps go round them in turn, so a neighbour's load
+    // on a shared machine falls on all of them alike and the ratios between them hold.
+    const runs: { dtype: string; path: string; weights: WeightDtype; e: EngineInstance; ref: LlamaCppRef; prefill: number[]; decode: number[][] }[] = [];
+    let q8Ref: LlamaCppRef | undefined;
     for (const dtype of values.dtypes!.split(',')) {
-      const path = await syntheticGguf(shape, SHAPES[shape], dtype === 'int8-q8_0' ? 'q8_0' : 'f32');
-      const maxBatch = Math.max(...batches, 4);
-      const numKvBlocks = maxBatch * Math.ceil((promptTokens + decodeTokens + 1) / 16) + 8;
-      const e = await EngineInstance.open({ modelPath: path, dtype: dtype === 'f32' ? 'f32' : 'int8', numThreads: threads, numKvBlocks, blockSize: 16 });
+      const m = await modelFor(shape, dtype);
+      if (!m) {
+        process.stderr.write(`${dtype}: llama-quantize not found (set WEFT_LLAMA_QUANTIZE); skipped\n`);
+        continue;
+      }
+      // f32/int8 compare with llama.cpp on the Q8_0 file, as before; a llama.cpp file type with llama.cpp on that very file
+      let ref: LlamaCppRef = null;
+      if (values.llamacpp) {
+        if (m.sameAsLlamacpp && !dtype.includes('8_0')) ref = runLlamaCpp(m.path, lcOpts);
+        else ref = q8Ref ??= runLlamaCpp(await syntheticGguf(shape, SHAPES[shape], 'q8_0'), lcOpts);
+        if (!ref) process.stderr.write(`llama.cpp run failed for ${dtype} (see above); printing weft figures only\n`);
+      }
+      const numKvBlocks = Math.max(...batches, 4) * Math.ceil((promptTokens + decodeTokens + 1) / 16) + 8;
+      const e = await EngineInstance.open({ modelPath: m.path, dtype: m.weights, numThreads: threads, numKvBlocks, blockSize: 16 });
       timeDecode(e, 1, 8, 4);  // warm-up
-      const prefill = median(Array.from({ length: reps }, () => timePrefill(e, promptTokens)));
-      for (const batch of batches) {
-        const decode = median(Array.from({ length: reps }, () => timeDecode(e, batch, promptTokens, decodeTokens)));
-        const lc = ref?.get(batch);
+      runs.push({ dtype, path: m.path, weights: m.weights, e, ref, prefill: [], decode: batches.map(() => []) });
+    }
+    for (let r = 0; r < reps; r++)
+      for (const run of runs) {
+        run.prefill.push(timePrefill(run.e, promptTokens));
+        batches.forEach((batch, i) => run.decode[i].push(timeDecode(run.e, batch, promptTokens, decodeTokens)));
+      }
+    for (const run of runs) {
+      const { dtype, e } = run, prefill = median(run.prefill);
+      batches.forEach((batch, i) => {
+        const decode = median(run.decode[i]), lc = run.ref?.get(batch);
         const row = { shape, dtype, isa: e.isa, threads, batch, decodeTokPerSec: +decode.toFixed(1), prefillTokPerSec: +prefill.toFixed(1),
           llamacppDecodeTokPerSec: lc ? +lc.decode.toFixed(1) : null, ratioVsLlamacpp: lc ? +(decode / lc.decode).toFixed(2) : null,
-          llamacppPrefillTokPerSec: lc ? +lc.prefill.toFixed(1) : null };
+          llamacppPrefillTokPerSec: lc ? +lc.prefill.toFixed(1) : null, prefillRatioVsLlamacpp: lc ? +(prefill / lc.prefill).toFixed(2) : null,
+          weightBytes: e.weightBytes, ...(batch === 1 ? { bytesPerSec: Math.round(decode * e.weightBytes), ofBandwidth: +(decode * e.weightBytes / bandwidth).toFixed(3) } : {}) };
         rows.push(row);
         process.stdout.write(`${shape.padEnd(5)} ${dtype.padEnd(10)} ${e.isa.padEnd(7)} t=${threads} batch ${String(batch).padStart(3)}: decode ${decode.toFixed(1).padStart(8)} tok/s` +
-          `  prefill ${prefill.toFixed(0).padStart(6)} tok/s` + (lc ? `   llama.cpp ${lc.decode.toFixed(1).padStart(8)} tok/s  ratio ${(decode / lc.decode).toFixed(2)}x` : '') + '\n');
-      }
+          `  prefill ${prefill.toFixed(0).padStart(6)} tok/s` + (lc ? `   llama.cpp ${lc.decode.toFixed(1).padStart(8)} tok/s  ratio ${(decode / lc.decode).toFixed(2)}x` +
+          `  prefill ${lc.prefill.toFixed(0)} tok/s ratio ${(prefill / lc.prefill).toFixed(2)}x` : '') +
+          (batch === 1 ? `   weights ${(e.weightBytes / 1e6).toFixed(1)} MB/step: ${(decode * e.weightBytes / 1e9).toFixed(1)} GB/s = ${(100 * decode * e.weightBytes / bandwidth).toFixed(0)}% of the probe` : '') + '\n');
+      });
       e.close();
       if (values.mode === 'loop' || values.mode === 'both') {
         const batch = Math.max(...batches);
         const raw = (rows.at(-1) as { decodeTokPerSec: number }).decodeTokPerSec;
         const loops = [];
-        for (let r = 0; r < reps; r++) loops.push(await timeLoop(path, dtype === 'f32' ? 'f32' : 'int8', threads, batch, promptTokens, decodeTokens));
+        for (let r = 0; r < reps; r++) loops.push(await timeLoop(run.path, run.weights, threads, batch, promptTokens, decodeTokens));
         const l = loops.sort((a, b) => a.decodeTokPerSec - b.decodeTokPerSec)[Math.floor(loops.length / 2)];
         rows.push({ shape, dtype, mode: 'loop', threads, batch, decodeTokPerSec: +l.decodeTokPerSec.toFixed(1), rawDecodeTokPerSec: raw,
           loopVsRaw: +(l.decodeTokPerSec / raw).toFixed(3), overheadUsPerStep: Math.round(l.overheadUsPerStep), scheduleUs: Math.round(l.scheduleUs),

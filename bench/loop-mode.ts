@@ -1,6 +1,7 @@
 // bench:engine --mode loop: the same decode workload through the scheduler, the engine loop and
 // a Piscina worker, to measure what serving costs outside the model.
 import { EngineLoop, type StepTiming } from '../src/scheduler/engine.js';
+import type { WeightDtype } from '../src/workers/binding.js';
 import { EngineWorker } from '../src/workers/pool.js';
 import { median } from './timing.js';
 
@@ -15,7 +16,7 @@ export interface LoopResult {
 }
 
 
-export async function timeLoop(modelPath: string, dtype: 'f32' | 'int8', threads: number, batch: number, promptTokens: number, decodeTokens: number): Promise<LoopResult> {
+export async function timeLoop(modelPath: string, dtype: WeightDtype, threads: number, batch: number, promptTokens: number, decodeTokens: number): Promise<LoopResult> {
   const numKvBlocks = batch * Math.ceil((promptTokens + decodeTokens + 1) / 16) + 8;
   const worker = await EngineWorker.start(0, { modelPath, dtype, numThreads: threads, numKvBlocks, blockSize: 16 });
   const steps: (StepTiming & { at: number })[] = [];

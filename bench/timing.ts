@@ -1,6 +1,7 @@
 // What the benchmarks share: synthetic models cached on disk, medians, and timed decode and
 // prefill on one engine instance (CPU or GPU).
-import { existsSync, mkdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -21,6 +22,38 @@ export async function syntheticGguf(name: string, config: Record<string, unknown
     await synthesizeModel({ config, out, format: 'gguf', dtype, seed: 0 });
   }
   return out;
+}
+
+// llama.cpp's block types the benchmarks load (their file names: the lower-case llama-quantize type).
+export const BLOCK_TYPES = ['q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k_m', 'q4_k_s', 'q5_k_m', 'q5_k_s', 'q6_k'] as const;
+
+// The F32 synthetic model requantized by llama.cpp's llama-quantize ($WEFT_LLAMA_QUANTIZE, default
+// the build in ~/.cache/weft-llamacpp) to `type` (e.g. q4_k_m), cached beside it; null without
+// llama-quantize.
+export async function blockGguf(name: string, config: Record<string, unknown>, type: string): Promise<string | null> {
+  const src = await syntheticGguf(name, config, 'f32');
+  const out = src.replace('-f32-seed0.gguf', `-${type}-seed0.gguf`);
+  if (existsSync(out)) return out;
+  const exe = process.env.WEFT_LLAMA_QUANTIZE ?? join(process.env.HOME ?? '/root', '.cache/weft-llamacpp/src/build/bin/llama-quantize');
+  if (!existsSync(exe)) return null;
+  process.stderr.write(`llama-quantize ${src} → ${type.toUpperCase()} …\n`);
+  const r = spawnSync(exe, [src, `${out}.tmp`, type.toUpperCase()], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`llama-quantize ${type} failed: ${r.stderr.split('\n').slice(-4).join('\n')}`);
+  renameSync(`${out}.tmp`, out);
+  return out;
+}
+
+// Single-thread memory read bandwidth in bytes/s: memcmp (Buffer.compare) of two equal 256 MiB
+// buffers, best of 5 — the ceiling that a decode step streaming weights is measured against.
+export function readBandwidth(): number {
+  const n = 256 << 20, a = new Uint8Array(n).fill(1), b = new Uint8Array(n).fill(1);
+  let best = 0;
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    if (Buffer.compare(a, b) !== 0) throw new Error('bandwidth probe: buffers differ');
+    best = Math.max(best, (2 * n) / ((performance.now() - t0) / 1000));
+  }
+  return best;
 }
 
 // Decode tokens/s at batch B: B sequences prefilled with P-token prompts (untimed, in groups of

@@ -4,7 +4,9 @@
 // exceed the last-level cache (as in a real decode step, where every layer's weights stream
 // from DRAM), so m = 1 shows memory bandwidth rather than L3 bandwidth. GB/s counts the
 // packed weight bytes per call: n*k*4 for f32, int8 data + float scales for int8.
-//   bench_matmul [--scalar] [--runs N] [--warm]   (--warm: no rotation, one cached copy)
+//   bench_matmul [--scalar] [--runs N] [--warm] [--blocks]   (--warm: no rotation, one cached copy;
+//                                                   --blocks: only the GGML block kernels)
+// The GGML block rows (Q4_0, Q4_K, Q6_K: matmul_q) count PackedQ bytes, beside group-32 int8 (Q8_0).
 // "avx2(vnni)" is what Isa::avx2 runs on a CPU with AVX-VNNI; "avx2(plain)" forces the
 // vpmaddubsw int8 path of AVX2-only CPUs (f32 is the same code in both rows).
 #include <immintrin.h>
@@ -18,6 +20,8 @@
 
 #include "cpu/matmul.h"
 #include "cpu/matmul_internal.h"
+#include "half.h"
+#include "quant_blocks.h"
 
 using namespace weft;
 using Clock = std::chrono::steady_clock;
@@ -117,6 +121,50 @@ static void bench_shape(const Variant& v, const Shape& s, const std::vector<int>
   }
 }
 
+// Random blocks of `type` with small fp16 scales, packed.
+static PackedQ random_packed_q(TensorDType type, int n, int k, std::mt19937& rng) {
+  const BlockFormat& f = *block_format(type);
+  std::vector<uint8_t> b(size_t(n) * k / f.values * f.bytes);
+  for (auto& v : b) v = uint8_t(rng());
+  const int d_at = type == TensorDType::q6_k ? 208 : 0;
+  for (size_t o = 0; o < b.size(); o += f.bytes) {
+    const uint16_t h = f32_to_f16(1e-3f);
+    std::memcpy(&b[o + d_at], &h, 2);
+    if (f.has_sub && type != TensorDType::q6_k) std::memcpy(&b[o + 2], &h, 2);
+  }
+  std::vector<const uint8_t*> rows(n);
+  for (int r = 0; r < n; ++r) rows[r] = b.data() + size_t(r) * k / f.values * f.bytes;
+  PackedQ q;
+  pack_q(int(type), rows.data(), n, k, &q);
+  return q;
+}
+
+static void bench_blocks(Isa isa, const Shape& s, const std::vector<int>& ms) {
+  std::mt19937 rng(42);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(size_t(64) * s.k), y(size_t(64) * s.n);
+  for (auto& v : x) v = nd(rng);
+  for (auto [name, type] : {std::pair{"q4_0", TensorDType::q4_0}, {"q4_k", TensorDType::q4_k}, {"q6_k", TensorDType::q6_k}}) {
+    const PackedQ q0 = random_packed_q(type, s.n, s.k, rng);
+    std::vector<PackedQ> qc(copies_for(q0.bytes()));
+    for (auto& c : qc) {
+      c.n = q0.n, c.k = q0.k, c.bits = q0.bits, c.sub = q0.sub, c.super = q0.super, c.has_sub = q0.has_sub;
+      c.data = clone(q0.data), c.dm = clone(q0.dm), c.sm = clone(q0.sm);
+    }
+    QuantBlocks qb;
+    for (int m : ms) {
+      qb.reserve(m, s.k);
+      quantize_blocks(isa, x.data(), s.k, 0, m, &qb);
+      const double t = time_call([&](long i) { matmul_q(isa, qb, qc[i % qc.size()], y.data(), s.n, 0, s.n); });
+      const double tq = time_call([&](long) { quantize_blocks(isa, x.data(), s.k, 0, m, &qb); });
+      std::printf("%-11s %-8s %5d %5d %3d | %-5s %7.1f GMAC/s %6.1f GB/s (%.2f bits/weight) | quantize_blocks %.2f us\n", isa_name(isa),
+                  s.name, s.n, s.k, m, name, double(m) * s.n * s.k / t * 1e-9, q0.bytes() / t * 1e-9,
+                  8.0 * q0.bytes() / (double(s.n) * s.k), tq * 1e6);
+      std::fflush(stdout);
+    }
+  }
+}
+
 static void bench_quantize(Isa isa) {
   std::mt19937 rng(1);
   std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -168,12 +216,18 @@ __attribute__((target("avx512f"), noinline)) static double peak_fma512(long iter
 }
 
 int main(int argc, char** argv) {
-  bool scalar = false;
+  bool scalar = false, blocks_only = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--scalar")) scalar = true;
+    if (!std::strcmp(argv[i], "--blocks")) blocks_only = true;
     if (!std::strcmp(argv[i], "--warm")) g_rotate_bytes = 0;
     if (!std::strcmp(argv[i], "--runs") && i + 1 < argc) g_runs = std::max(7, std::atoi(argv[++i]));
   }
+  const Shape shapes[] = {{"qkv/o", 768, 768}, {"gate/up", 2048, 768}, {"down", 768, 2048}, {"lm_head", 32000, 768}};
+  for (Isa isa : {Isa::avx512, Isa::avx2, Isa::scalar})
+    if (isa_supported(isa) && (isa != Isa::scalar || scalar))
+      for (const Shape& s : shapes) bench_blocks(isa, s, {1, 16, 64});
+  if (blocks_only) return 0;
   if (isa_supported(Isa::avx512)) {
     std::vector<double> p, f;
     for (int r = 0; r < 7; ++r) p.push_back(peak_vnni512(20000000)), f.push_back(peak_fma512(20000000));
@@ -185,7 +239,6 @@ int main(int argc, char** argv) {
               g_rotate_bytes ? " (weights rotated past the LLC)" : " (weights cached)");
   std::printf("%-11s %-8s %5s %5s %3s | %14s | %14s | %14s\n", "isa", "matrix", "n", "k", "m", "f32 GMAC  GB/s",
               "i8row GMAC GB/s", "i8g32 GMAC GB/s");
-  const Shape shapes[] = {{"qkv/o", 768, 768}, {"gate/up", 2048, 768}, {"down", 768, 2048}, {"lm_head", 32000, 768}};
   std::vector<Variant> variants;
   if (isa_supported(Isa::avx512)) variants.push_back({"avx512", Isa::avx512, false});
   if (isa_supported(Isa::avx2)) {

@@ -3,7 +3,9 @@
 // the int8 activations, on every ISA. The file mixes types the way llama.cpp's _M files do, so
 // the stacked q/k/v and gate/up matrices become row segments, and q/k rows are un-permuted
 // (rope_interleaved) while they are blocks. Needs no llama.cpp: the blocks are random bytes with
-// plausible fp16 scales. Ends with "N passed, N failed"; exit 1 on failure.
+// plausible fp16 scales. The CUDA staging (dequantized to f16 or per-row int8) is checked on the host.
+// Ends with "N passed, N failed"; exit 1 on failure.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +19,7 @@
 #include "check.h"
 #include "cpu/isa.h"
 #include "half.h"
+#include "model.h"
 #include "quant_blocks.h"
 #include "weft_engine.h"
 
@@ -162,6 +165,36 @@ int main() {
                 std::to_string(worst) + " of range " + std::to_string(range));
     }
   }
+  // CUDA staging on the host (no device needed): the blocks dequantized to f16, and to int8 with
+  // per-row scales; layer 0's v rows (Q6_K, not permuted) sit after q and k in the stacked qkv.
+  for (WeightDType wd : {WeightDType::f16, WeightDType::int8}) {
+    std::shared_ptr<const Model> staged;
+    m.spec.key = path + "#cuda" + std::to_string(int(wd));
+    m.spec.weight_dtype = wd;
+    m.spec.target = Backend::cuda;
+    const bool loaded = model_load(m.spec, &staged).ok();
+    bool same = loaded;
+    if (loaded) {
+      const HostMatrix& h = staged->layers[0].g_qkv;
+      TensorView v;
+      for (const auto& t : m.spec.tensors)
+        if (t.name == "model.layers.0.self_attn.v_proj.weight") v = TensorView{m.bytes.data() + t.offset, t.dtype, 128, 256, nullptr};
+      std::vector<float> row(256);
+      for (int r = 0; r < 128; ++r) {
+        tensor_row_f32(v, r, row.data());
+        const int o = 256 + 128 + r;
+        float amax = 0;
+        for (float x : row) amax = std::max(amax, std::fabs(x));
+        for (int c = 0; c < 256; ++c) {
+          if (wd == WeightDType::f16) same &= h.half[size_t(o) * h.kpad + c] == f32_to_f16(row[c]);
+          else same &= std::fabs(h.q[size_t(o) * h.kpad + c] * h.scales[o] - row[c]) <= 0.51f * amax / 127.f;
+        }
+      }
+    }
+    check(same, std::string("CUDA staging (") + (wd == WeightDType::f16 ? "f16" : "int8 per row") + ") of a Q6_K matrix equals its dequantized rows");
+  }
+  m.spec.target = Backend::cpu;
+  m.spec.weight_dtype = WeightDType::quant;
   // a block row that does not divide into blocks is refused with the tensor's name
   m.spec.key = path + "#bad";
   for (auto& t : m.spec.tensors)

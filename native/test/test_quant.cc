@@ -260,6 +260,25 @@ void test_quantize_blocks() {
     ok &= qb.fs32.as<float>()[g] == s * float(sum16[0] + sum16[1]);
   }
   check(ok && kp == 64, "quantize_blocks: int8 per 32 (absmax/127, half to even), zero padding, block sums");
+  // every ISA's version writes the same bytes and floats (ties at .5, a partial block, zeros)
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (int kk : {40, 256, 770}) {
+    const int m = 3, kpp = (kk + 31) / 32 * 32;
+    std::vector<float> xs(size_t(m) * kk);
+    for (auto& v : xs) v = nd(rng);
+    for (int i = 0; i < kk; ++i) xs[i] = float(i % 9) - 4.f, xs[size_t(2) * kk + i] = 0.f;
+    QuantBlocks a, b;
+    a.reserve(m, kk);
+    b.reserve(m, kk);
+    quantize_blocks(xs.data(), kk, 0, m, &a);
+    for (Isa isa : {Isa::avx2, Isa::avx512}) {
+      if (!isa_supported(isa)) continue;
+      quantize_blocks(isa, xs.data(), kk, 0, m, &b);
+      const bool same = !std::memcmp(a.q.ptr, b.q.ptr, size_t(m) * kpp) && !std::memcmp(a.sx.ptr, b.sx.ptr, size_t(m) * kpp / 32 * 4) &&
+                        !std::memcmp(a.fs16.ptr, b.fs16.ptr, size_t(m) * kpp / 16 * 4) && !std::memcmp(a.fs32.ptr, b.fs32.ptr, size_t(m) * kpp / 32 * 4);
+      check(same, std::string("quantize_blocks k=") + std::to_string(kk) + " " + isa_name(isa) + " == portable, bit for bit");
+    }
+  }
 }
 
 }  // namespace

@@ -80,6 +80,9 @@ t.test('dtype auto and GPU memory shares', async (t) => {
   t.equal(resolveDtype('auto', 'cpu', 'q8_0'), 'int8', 'a Q8_0 file runs on the int8 path');
   t.equal(resolveDtype('auto', 'gpu', 'q8_0'), 'int8');
   t.equal(resolveDtype('f32', 'cpu', 'q8_0'), 'f32', 'an explicit dtype still converts');
+  t.equal(resolveDtype('auto', 'cpu', 'blocks'), 'quant', 'GGUF block types (Q4_K_M …) are kept on the CPU');
+  t.equal(resolveDtype('auto', 'gpu', 'blocks'), 'int8', 'and dequantized to int8 on a GPU');
+  t.equal(resolveDtype('int8', 'cpu', 'blocks'), 'int8', 'an explicit dtype still converts a block file');
   t.equal(resolveDtype('int8', 'gpu', 'float'), 'int8');
   t.equal(resolveDtype('int8', 'cpu', 'float'), 'int8');
   t.throws(() => resolveDtype('f32', 'gpu', 'float'), { code: 'WEFT_ERR_CONFIG_INVALID' });

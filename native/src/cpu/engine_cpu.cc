@@ -123,7 +123,7 @@ class CpuEngine final : public Engine {
     }
     if (w.kind == MatrixKind::q && !*made_q) {
       act_b_.reserve(m, w.k);
-      parallel_rows(m, [&](int t, int) { quantize_blocks(x, w.k, t, t + 1, &act_b_); });
+      parallel_rows(m, [&](int t, int) { quantize_blocks(isa_, x, w.k, t, t + 1, &act_b_); });
       *made_q = true;
     }
     const int panels = (w.n + kPackRows - 1) / kPackRows;

@@ -106,8 +106,10 @@ void matmul_f32(Isa isa, const float* x, int m, const PackedF32& w, float* y, in
 // Quantize activations once per step per input (shared by every matrix with the same input).
 void quantize_act(Isa isa, const float* x, int m, int k, int group, QuantAct* out);
 void matmul_i8(Isa isa, const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
-// Quantizes rows [t0, t1) of x (rows of k floats) into `out`, sized by out->reserve(m, k).
+// Quantizes rows [t0, t1) of x (rows of k floats) into `out`, sized by out->reserve(m, k). Every ISA
+// writes the same bytes and floats.
 void quantize_blocks(const float* x, int k, int t0, int t1, QuantBlocks* out);
+void quantize_blocks(Isa isa, const float* x, int k, int t0, int t1, QuantBlocks* out);
 void matmul_q(Isa isa, const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1);
 
 }  // namespace weft

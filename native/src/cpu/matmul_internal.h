@@ -22,14 +22,19 @@
 //                   Nibble chunk c (k 8c..8c+7 of the group), byte 4*lane + b: low nibble
 //                   u[k = 8c + b], high nibble u[k = 8c + 4 + b] (lane = row in the panel).
 //                   So chunk c's low nibbles are k-quad 2c and its high nibbles k-quad 2c+1, in
-//                   the same [16 rows][4 k] shape as an int8 panel's zmm. Plane j (bit 4 + j):
-//                   8 little-endian uint64 masks, mask h = k-quad h, bit 4*lane + b = that
-//                   bit of u[k = 4h + b].
+//                   the same [16 rows][4 k] shape as an int8 panel's zmm. bits 5: one plane of
+//                   8 little-endian uint64 masks, mask q = k-quad q, bit 4*lane + b = bit 4 of
+//                   u[k = 4q + b]. bits 6: two 64-byte chunks of 2-bit fields, chunk h, byte
+//                   4*lane + b, bits 2j..2j+1 = bits 4..5 of u[k = 4(4h + j) + b] (shifted into
+//                   place per k-quad: no mask registers, one shift and one merge per quad).
 //  PackedQ.dm       fp16 [p][k/super][2][16]: D of the 16 rows, then M.
 //  PackedQ.sm       int8 [p][k/sub][2][16]: sc of the 16 rows, then mn (has_sub only).
-//  Every kernel computes, per row, token and sub-block s of group g, in this order:
-//    a = D*sc, b = M*mn (float; D and M alone without has_sub), f = float(dot_s) * sx_g,
-//    y = fma(a, f, y), y = fma(b, fs_s, y)   (fs_s: fs16 for sub 16, fs32 for sub 32)
+//  Every kernel computes, per row and token, in this order: for each super-block, from zero,
+//    for each sub-block s (group g):  ys = fma(float(dot_s * sc_s), sx_g, ys)     (int32 product)
+//                                     ms = fma(float(mn_s), fs_s, ms)            (fs16 / fs32)
+//    then y = fma(D, ys, y), y = fma(M, ms, y)   (sc = mn = 1 without has_sub)
+//  which keeps the sub-scale work to integer and one fma per sub-block and the fp16 D, M to one
+//  fma each per super-block,
 //  so every ISA's result is the scalar kernel's, bit for bit.
 #pragma once
 #include <xmmintrin.h>  // _mm_prefetch (baseline x86-64)
@@ -100,6 +105,15 @@ void matmul_i8_avx2_plain(const QuantAct& x, const PackedI8& w, float* y, int ld
 void matmul_i8_avx2_vnni(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
 
 inline int q_group_bytes(int bits) { return 256 + 64 * (bits - 4); }
+// u of row `lane` at k-offset j (0..31) of a PackedQ group (portable code: packing tests, scalar kernel).
+inline int q_group_u(const uint8_t* gd, int bits, int lane, int j) {
+  const int c = j / 8, b = j % 4, q = j / 4, bit = 4 * lane + b;
+  int v = (gd[64 * c + 4 * lane + b] >> (4 * (q % 2))) & 15;
+  if (bits == 5) v |= ((gd[256 + 8 * q + bit / 8] >> (bit % 8)) & 1) << 4;
+  if (bits == 6) v |= ((gd[256 + 64 * (q / 4) + 4 * lane + b] >> (2 * (q % 4))) & 3) << 4;
+  return v;
+}
+void quantize_blocks_avx512(const float* x, int k, int t0, int t1, QuantBlocks* out);
 void matmul_q_scalar(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1);
 void matmul_q_avx2(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1);
 void matmul_q_avx512(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1);

@@ -62,49 +62,66 @@ struct QArgs2 {
   int ldy;
 };
 
+WEFT_AVX2 inline __m256i load_i8_epi32(const int8_t* p) {
+  return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+}
+
 template <int BITS, int SUB, bool HS, int T, bool VNNI>
 WEFT_AVX2 void q_tile2(const QArgs2& a) {
   constexpr int kSubs = 32 / SUB, kQuads = SUB / 4;
-  const int gb = q_group_bytes(BITS), nfs = 32 / SUB * (a.kp / 32), off = 32 * a.half;
+  const int gb = q_group_bytes(BITS), nfs = 32 / SUB * (a.kp / 32), off = 32 * a.half, gps = a.super / 32;
   const __m256i low = _mm256_set1_epi8(15);
   __m256 acc[T];
   for (int i = 0; i < T; ++i) acc[i] = _mm256_setzero_ps();
-  for (int g = 0; g < a.groups; ++g) {
-    const uint8_t* gd = a.pd + size_t(g) * gb;
-    __m256i wv[8];
-    for (int c = 0; c < 4; ++c) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(gd + 64 * c + off));
-      wv[2 * c] = _mm256_and_si256(v, low);
-      wv[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-    }
-    for (int pl = 0; pl < BITS - 4; ++pl) {
-      const __m256i bit = _mm256_set1_epi8(char(16 << pl));
-      for (int q = 0; q < 8; ++q) {
-        uint32_t m;
-        std::memcpy(&m, gd + 256 + 64 * pl + 8 * q + 4 * a.half, 4);
-        wv[q] = _mm256_add_epi8(wv[q], _mm256_and_si256(spread_bits(m), bit));
+  for (int sb = 0; sb < a.groups / gps; ++sb) {
+    __m256 ys[T], ms[T];
+    for (int i = 0; i < T; ++i) ys[i] = ms[i] = _mm256_setzero_ps();
+    for (int g = sb * gps; g < (sb + 1) * gps; ++g) {
+      const uint8_t* gd = a.pd + size_t(g) * gb;
+      __m256i wv[8];
+      for (int c = 0; c < 4; ++c) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(gd + 64 * c + off));
+        wv[2 * c] = _mm256_and_si256(v, low);
+        wv[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+      }
+      if (BITS == 5) {
+        const __m256i bit = _mm256_set1_epi8(16);
+        for (int q = 0; q < 8; ++q) {
+          uint32_t m;
+          std::memcpy(&m, gd + 256 + 8 * q + 4 * a.half, 4);
+          wv[q] = _mm256_or_si256(wv[q], _mm256_and_si256(spread_bits(m), bit));
+        }
+      }
+      if (BITS == 6) {  // as in matmul_q_avx512.cc
+        const __m256i b45 = _mm256_set1_epi8(0x30);
+        for (int h = 0; h < 2; ++h) {
+          const __m256i f = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(gd + 256 + 64 * h + off));
+          const __m256i sh[4] = {_mm256_slli_epi16(f, 4), _mm256_slli_epi16(f, 2), f, _mm256_srli_epi16(f, 2)};
+          for (int j = 0; j < 4; ++j) wv[4 * h + j] = _mm256_or_si256(wv[4 * h + j], _mm256_and_si256(sh[j], b45));
+        }
+      }
+      for (int h = 0; h < kSubs; ++h) {
+        const int s = g * kSubs + h;
+        __m256i sc;
+        __m256 mn;
+        if (HS) {
+          sc = load_i8_epi32(a.sm + 2 * s * kPackRows + 8 * a.half);
+          mn = _mm256_cvtepi32_ps(load_i8_epi32(a.sm + (2 * s + 1) * kPackRows + 8 * a.half));
+        }
+        for (int i = 0; i < T; ++i) {
+          const int8_t* xg = a.xq + size_t(i) * a.kp + g * 32 + h * SUB;
+          __m256i dot = _mm256_setzero_si256();
+          for (int q = 0; q < kQuads; ++q) dot = Dot<VNNI>::add(dot, wv[h * kQuads + q], bcast4(xg + 4 * q));
+          if (HS) dot = _mm256_mullo_epi32(dot, sc);
+          ys[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(a.sx[size_t(i) * (a.kp / 32) + g]), ys[i]);
+          const __m256 f = _mm256_set1_ps(a.fs[size_t(i) * nfs + s]);
+          ms[i] = HS ? _mm256_fmadd_ps(mn, f, ms[i]) : _mm256_add_ps(ms[i], f);
+        }
       }
     }
-    const int sb = g * 32 / a.super;
     const __m256 D = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.dm + 2 * sb * kPackRows + 8 * a.half)));
     const __m256 M = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.dm + (2 * sb + 1) * kPackRows + 8 * a.half)));
-    for (int h = 0; h < kSubs; ++h) {
-      const int s = g * kSubs + h;
-      __m256 sa = D, sbv = M;
-      if (HS) {
-        const int8_t* sc = a.sm + 2 * s * kPackRows + 8 * a.half;
-        sa = _mm256_mul_ps(D, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc)))));
-        sbv = _mm256_mul_ps(M, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + kPackRows)))));
-      }
-      for (int i = 0; i < T; ++i) {
-        const int8_t* xg = a.xq + size_t(i) * a.kp + g * 32 + h * SUB;
-        __m256i dot = _mm256_setzero_si256();
-        for (int q = 0; q < kQuads; ++q) dot = Dot<VNNI>::add(dot, wv[h * kQuads + q], bcast4(xg + 4 * q));
-        const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(a.sx[size_t(i) * (a.kp / 32) + g]));
-        acc[i] = _mm256_fmadd_ps(sa, f, acc[i]);
-        acc[i] = _mm256_fmadd_ps(sbv, _mm256_set1_ps(a.fs[size_t(i) * nfs + s]), acc[i]);
-      }
-    }
+    for (int i = 0; i < T; ++i) acc[i] = _mm256_fmadd_ps(M, ms[i], _mm256_fmadd_ps(D, ys[i], acc[i]));
   }
   for (int i = 0; i < T; ++i) {
     float out[8];

@@ -2,7 +2,7 @@
 // shifting give two [16 rows][4 k] unsigned weight vectors, the shape vpdpbusd multiplies with a
 // broadcast k-quad of signed int8 activations, so no horizontal sums are needed; the fifth and
 // sixth bits come from 64-bit masks (one bit per weight byte) as masked byte adds. A group of
-// 32 k is unpacked once and then used for a tile of up to 4 tokens (prefill reuses it; decode
+// 32 k is unpacked once and then used for a tile of up to 6 tokens (prefill reuses it; decode
 // has one token and is limited by reading the weights).
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -18,19 +18,18 @@ namespace weft {
 namespace detail {
 namespace {
 
-// acc += dot(w u8 quads, x s8 quads) (inline asm: see matmul_avx512.cc).
-WEFT_AVX512 inline void dpbusd(__m512i& acc, __m512i w, __m512i x) {
-  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(w), "v"(x));
+// Tokens per tile: 3 accumulators each (y, the super-block's ys and ms) beside 8 unpacked weight
+// vectors fit the 32 zmm registers up to 6 (8 spilled and ran slower in bench_matmul).
+constexpr int kTile = 6;
+
+// acc += dot(w u8 quads, the s8 k-quad at x broadcast): the broadcast folds into the instruction
+// (inline asm, see matmul_avx512.cc for why not the intrinsic).
+WEFT_AVX512 inline void dpbusd_bcast(__m512i& acc, __m512i w, const int8_t* x) {
+  __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const int32_t*>(x)));
 }
 
-WEFT_AVX512 inline __m512i bcast4(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
-}
-
-WEFT_AVX512 inline __m512 load_i8_ps(const int8_t* p) {
-  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+WEFT_AVX512 inline __m512i load_i8_epi32(const int8_t* p) {
+  return _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
 WEFT_AVX512 inline __m512 load_f16_ps(const uint16_t* p) {
@@ -46,12 +45,21 @@ WEFT_AVX512 inline void unpack_group(const uint8_t* gd, __m512i wv[8]) {
     wv[2 * c] = _mm512_and_si512(v, low);
     wv[2 * c + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
   }
-  for (int pl = 0; pl < BITS - 4; ++pl) {
-    const __m512i bit = _mm512_set1_epi8(char(16 << pl));
+  if (BITS == 5) {
+    const __m512i bit = _mm512_set1_epi8(16);
     for (int q = 0; q < 8; ++q) {
       uint64_t m;
-      std::memcpy(&m, gd + 256 + 64 * pl + 8 * q, 8);
+      std::memcpy(&m, gd + 256 + 8 * q, 8);
       wv[q] = _mm512_mask_add_epi8(wv[q], _cvtu64_mask64(m), wv[q], bit);
+    }
+  }
+  if (BITS == 6) {
+    // bits 2j..2j+1 of a byte to bits 4..5 (16-bit shifts: what crosses a byte lands outside 0x30)
+    const __m512i b45 = _mm512_set1_epi8(0x30);
+    for (int h = 0; h < 2; ++h) {
+      const __m512i f = _mm512_loadu_si512(gd + 256 + 64 * h);
+      const __m512i sh[4] = {_mm512_slli_epi16(f, 4), _mm512_slli_epi16(f, 2), f, _mm512_srli_epi16(f, 2)};
+      for (int j = 0; j < 4; ++j) wv[4 * h + j] = _mm512_ternarylogic_epi32(wv[4 * h + j], sh[j], b45, 0xF8);  // a | (b & c)
     }
   }
 }
@@ -72,30 +80,36 @@ struct QArgs {
 template <int BITS, int SUB, bool HS, int T>
 WEFT_AVX512 void q_tile(const QArgs& a) {
   constexpr int kSubs = 32 / SUB, kQuads = SUB / 4;
-  const int gb = q_group_bytes(BITS), nfs = 32 / SUB * (a.kp / 32);
+  const int gb = q_group_bytes(BITS), nfs = 32 / SUB * (a.kp / 32), gps = a.super / 32;
   __m512 acc[T];
   for (int i = 0; i < T; ++i) acc[i] = _mm512_setzero_ps();
-  for (int g = 0; g < a.groups; ++g) {
-    __m512i wv[8];
-    unpack_group<BITS>(a.pd + size_t(g) * gb, wv);
-    const int sb = g * 32 / a.super;
-    const __m512 D = load_f16_ps(a.dm + 2 * sb * kPackRows), M = load_f16_ps(a.dm + (2 * sb + 1) * kPackRows);
-    for (int h = 0; h < kSubs; ++h) {
-      const int s = g * kSubs + h;
-      __m512 sa = D, sbv = M;
-      if (HS) {
-        sa = _mm512_mul_ps(D, load_i8_ps(a.sm + 2 * s * kPackRows));
-        sbv = _mm512_mul_ps(M, load_i8_ps(a.sm + (2 * s + 1) * kPackRows));
-      }
-      for (int i = 0; i < T; ++i) {
-        const int8_t* xg = a.xq + size_t(i) * a.kp + g * 32 + h * SUB;
-        __m512i dot = _mm512_setzero_si512();
-        for (int q = 0; q < kQuads; ++q) dpbusd(dot, wv[h * kQuads + q], bcast4(xg + 4 * q));
-        const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(a.sx[size_t(i) * (a.kp / 32) + g]));
-        acc[i] = _mm512_fmadd_ps(sa, f, acc[i]);
-        acc[i] = _mm512_fmadd_ps(sbv, _mm512_set1_ps(a.fs[size_t(i) * nfs + s]), acc[i]);
+  for (int sb = 0; sb < a.groups / gps; ++sb) {
+    __m512 ys[T], ms[T];
+    for (int i = 0; i < T; ++i) ys[i] = ms[i] = _mm512_setzero_ps();
+    for (int g = sb * gps; g < (sb + 1) * gps; ++g) {
+      __m512i wv[8];
+      unpack_group<BITS>(a.pd + size_t(g) * gb, wv);
+      for (int h = 0; h < kSubs; ++h) {
+        const int s = g * kSubs + h;
+        __m512i sc;
+        __m512 mn;
+        if (HS) {
+          sc = load_i8_epi32(a.sm + 2 * s * kPackRows);
+          mn = _mm512_cvtepi32_ps(load_i8_epi32(a.sm + (2 * s + 1) * kPackRows));
+        }
+        for (int i = 0; i < T; ++i) {
+          const int8_t* xg = a.xq + size_t(i) * a.kp + g * 32 + h * SUB;
+          __m512i dot = _mm512_setzero_si512();
+          for (int q = 0; q < kQuads; ++q) dpbusd_bcast(dot, wv[h * kQuads + q], xg + 4 * q);
+          if (HS) dot = _mm512_mullo_epi32(dot, sc);
+          ys[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(a.sx[size_t(i) * (a.kp / 32) + g]), ys[i]);
+          const __m512 f = _mm512_set1_ps(a.fs[size_t(i) * nfs + s]);
+          ms[i] = HS ? _mm512_fmadd_ps(mn, f, ms[i]) : _mm512_add_ps(ms[i], f);
+        }
       }
     }
+    const __m512 D = load_f16_ps(a.dm + 2 * sb * kPackRows), M = load_f16_ps(a.dm + (2 * sb + 1) * kPackRows);
+    for (int i = 0; i < T; ++i) acc[i] = _mm512_fmadd_ps(M, ms[i], _mm512_fmadd_ps(D, ys[i], acc[i]));
   }
   for (int i = 0; i < T; ++i) _mm512_mask_storeu_ps(a.y + size_t(i) * a.ldy, a.rows, acc[i]);
 }
@@ -122,9 +136,13 @@ WEFT_AVX512 void q_kernel(const QuantBlocks& x, const PackedQ& w, float* y, int 
       a.fs = (SUB == 16 ? x.fs16.as<float>() : x.fs32.as<float>()) + size_t(t0) * nfs;
       a.y = y + size_t(t0) * ldy + r;
     };
-    for (; t + 4 <= x.m; t += 4) {
+    for (; t + kTile <= x.m; t += kTile) {
       at(t);
-      q_tile<BITS, SUB, HS, 4>(a);
+      q_tile<BITS, SUB, HS, kTile>(a);
+    }
+    for (; t + 2 <= x.m; t += 2) {
+      at(t);
+      q_tile<BITS, SUB, HS, 2>(a);
     }
     for (; t < x.m; ++t) {
       at(t);
@@ -134,6 +152,38 @@ WEFT_AVX512 void q_kernel(const QuantBlocks& x, const PackedQ& w, float* y, int 
 }
 
 }  // namespace
+
+// quantize_blocks' rule (matmul_q_pack.cc) 16 lanes at a time: the same float operations, and
+// roundscale's round-half-even equals the scalar version's 1.5 * 2^23 trick.
+WEFT_AVX512 void quantize_blocks_avx512(const float* x, int k, int t0, int t1, QuantBlocks* out) {
+  const int kp = (k + 31) / 32 * 32;
+  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+  for (int t = t0; t < t1; ++t) {
+    const float* xr = x + size_t(t) * k;
+    int8_t* q = out->q.as<int8_t>() + size_t(t) * kp;
+    for (int g = 0; g < kp / 32; ++g) {
+      const int left = k - g * 32;
+      const __mmask16 m0 = left >= 16 ? 0xFFFF : __mmask16((1u << left) - 1);
+      const __mmask16 m1 = left >= 32 ? 0xFFFF : left <= 16 ? 0 : __mmask16((1u << (left - 16)) - 1);
+      const __m512 v0 = _mm512_maskz_loadu_ps(m0, xr + g * 32), v1 = _mm512_maskz_loadu_ps(m1, xr + g * 32 + 16);
+      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+      const float scale = amax / 127.f, inv = scale > 0.f ? 1.f / scale : 0.f;
+      const __m512 vinv = _mm512_set1_ps(inv);
+      int32_t sum[2];
+      const __m512 v[2] = {v0, v1};
+      for (int h = 0; h < 2; ++h) {
+        const __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(v[h], vinv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512i qi = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(r), lo), hi);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + g * 32 + 16 * h), _mm512_cvtepi32_epi8(qi));
+        sum[h] = _mm512_reduce_add_epi32(qi);
+      }
+      out->sx.as<float>()[size_t(t) * (kp / 32) + g] = scale;
+      out->fs16.as<float>()[size_t(t) * (kp / 16) + 2 * g] = scale * float(sum[0]);
+      out->fs16.as<float>()[size_t(t) * (kp / 16) + 2 * g + 1] = scale * float(sum[1]);
+      out->fs32.as<float>()[size_t(t) * (kp / 32) + g] = scale * float(sum[0] + sum[1]);
+    }
+  }
+}
 
 void matmul_q_avx512(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
   if (w.bits == 6) return q_kernel<6, 16, true>(x, w, y, ldy, n0, n1);

@@ -41,12 +41,9 @@ void pack_q(int type, const uint8_t* const* rows, int n, int k, PackedQ* out) {
       for (int j = 0; j < 32; ++j) {
         const int c = j / 8, b = j % 4, hi = (j / 4) % 2, v = u[g * 32 + j];
         gd[64 * c + 4 * lane + b] |= uint8_t((v & 15) << (4 * hi));
-        for (int pl = 0; pl < f.bits - 4; ++pl)
-          if ((v >> (4 + pl)) & 1) {
-            uint8_t* mask = gd + 256 + 64 * pl + 8 * (j / 4);  // uint64 of k-quad j/4, little-endian
-            const int bit = 4 * lane + b;
-            mask[bit / 8] |= uint8_t(1u << (bit % 8));
-          }
+        const int q = j / 4, bit = 4 * lane + b;
+        if (f.bits == 5 && (v & 16)) gd[256 + 8 * q + bit / 8] |= uint8_t(1u << (bit % 8));  // uint64 mask of quad q
+        if (f.bits == 6) gd[256 + 64 * (q / 4) + 4 * lane + b] |= uint8_t(((v >> 4) & 3) << (2 * (q % 4)));
       }
     }
     uint16_t* dm = out->dm.as<uint16_t>() + size_t(p) * supers * 2 * kPackRows + lane;
@@ -69,10 +66,7 @@ void unpack_q_row(const PackedQ& w, int r, float* out) {
   const uint16_t* dm = w.dm.as<uint16_t>() + size_t(p) * (w.k / w.super) * 2 * kPackRows + lane;
   const int8_t* sm = w.has_sub ? w.sm.as<int8_t>() + size_t(p) * (w.k / w.sub) * 2 * kPackRows + lane : nullptr;
   for (int i = 0; i < w.k; ++i) {
-    const uint8_t* gd = pd + size_t(i / 32) * gb;
-    const int j = i % 32, c = j / 8, b = j % 4, hi = (j / 4) % 2, bit = 4 * lane + b;
-    int v = (gd[64 * c + 4 * lane + b] >> (4 * hi)) & 15;
-    for (int pl = 0; pl < w.bits - 4; ++pl) v |= ((gd[256 + 64 * pl + 8 * (j / 4) + bit / 8] >> (bit % 8)) & 1) << (4 + pl);
+    const int v = detail::q_group_u(pd + size_t(i / 32) * gb, w.bits, lane, i % 32);
     const int s = i / w.super, q = i / w.sub;
     const float D = f16_to_f32(dm[2 * s * kPackRows]), M = f16_to_f32(dm[(2 * s + 1) * kPackRows]);
     const float sc = sm ? float(sm[2 * q * kPackRows]) : 1.f, mn = sm ? float(sm[(2 * q + 1) * kPackRows]) : 1.f;
@@ -90,29 +84,38 @@ void QuantBlocks::reserve(int m_, int k_) {
   if (fs32.bytes < rows * kp / 32 * 4) fs32 = AlignedBuffer(rows * kp / 32 * 4);
 }
 
+// Straight-line per block (a zero-padded copy of the block, no libm call) so the compiler vectorizes it.
 void quantize_blocks(const float* x, int k, int t0, int t1, QuantBlocks* out) {
   const int kp = round_up(k, 32);
   for (int t = t0; t < t1; ++t) {
     const float* xr = x + size_t(t) * k;
     int8_t* q = out->q.as<int8_t>() + size_t(t) * kp;
     for (int g = 0; g < kp / 32; ++g) {
-      const int c0 = g * 32, c1 = std::min(k, c0 + 32);
+      float v[32] = {};
+      std::memcpy(v, xr + g * 32, sizeof(float) * std::min(32, k - g * 32));
       float amax = 0.f;
-      for (int c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(xr[c]));
+      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(v[j]));
       const float scale = amax / 127.f, inv = scale > 0.f ? 1.f / scale : 0.f;
       int sum[2] = {0, 0};
-      for (int j = 0; j < 32; ++j) {
-        const int c = c0 + j;
-        const int v = c < c1 ? std::clamp(int(std::nearbyint(xr[c] * inv)), -127, 127) : 0;
-        q[c] = int8_t(v);
-        sum[j / 16] += v;
-      }
+      for (int h = 0; h < 2; ++h)
+        for (int j = 16 * h; j < 16 * h + 16; ++j) {
+          // round half to even without a libm call: adding 1.5 * 2^23 leaves the integer in the
+          // low mantissa bits (|v * inv| <= 127.x, far below 2^22)
+          const int r = std::clamp(int((v[j] * inv + 12582912.f) - 12582912.f), -127, 127);
+          q[g * 32 + j] = int8_t(r);
+          sum[h] += r;
+        }
       out->sx.as<float>()[size_t(t) * (kp / 32) + g] = scale;
       out->fs16.as<float>()[size_t(t) * (kp / 16) + 2 * g] = scale * float(sum[0]);
       out->fs16.as<float>()[size_t(t) * (kp / 16) + 2 * g + 1] = scale * float(sum[1]);
       out->fs32.as<float>()[size_t(t) * (kp / 32) + g] = scale * float(sum[0] + sum[1]);
     }
   }
+}
+
+void quantize_blocks(Isa isa, const float* x, int k, int t0, int t1, QuantBlocks* out) {
+  if (isa == Isa::avx512) return detail::quantize_blocks_avx512(x, k, t0, t1, out);
+  quantize_blocks(x, k, t0, t1, out);
 }
 
 void matmul_q(Isa isa, const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {

@@ -8,20 +8,9 @@
 namespace weft {
 namespace detail {
 
-namespace {
-
-// u of row `lane` at k-offset j (0..31) of a group.
-int group_u(const uint8_t* gd, int bits, int lane, int j) {
-  const int c = j / 8, b = j % 4, hi = (j / 4) % 2, bit = 4 * lane + b;
-  int v = (gd[64 * c + 4 * lane + b] >> (4 * hi)) & 15;
-  for (int pl = 0; pl < bits - 4; ++pl) v |= ((gd[256 + 64 * pl + 8 * (j / 4) + bit / 8] >> (bit % 8)) & 1) << (4 + pl);
-  return v;
-}
-
-}  // namespace
-
 void matmul_q_scalar(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
   const int groups = w.k / 32, gb = q_group_bytes(w.bits), kp = w.k, subs_per_group = 32 / w.sub;
+  const int groups_per_super = w.super / 32;
   for (int r = n0; r < n1; ++r) {
     const int p = r / kPackRows, lane = r % kPackRows;
     const uint8_t* pd = w.data.as<uint8_t>() + size_t(p) * groups * gb;
@@ -32,17 +21,19 @@ void matmul_q_scalar(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, 
       const float* sx = x.sx.as<float>() + size_t(t) * (kp / 32);
       const float* fs = w.sub == 16 ? x.fs16.as<float>() + size_t(t) * (kp / 16) : x.fs32.as<float>() + size_t(t) * (kp / 32);
       float acc = 0.f;
-      for (int g = 0; g < groups; ++g) {
-        const int sb = g * 32 / w.super;
-        const float D = f16_to_f32(dm[2 * sb * kPackRows]), M = f16_to_f32(dm[(2 * sb + 1) * kPackRows]);
-        for (int h = 0; h < subs_per_group; ++h) {
-          const int s = g * subs_per_group + h;
-          const float a = sm ? D * float(sm[2 * s * kPackRows]) : D, b = sm ? M * float(sm[(2 * s + 1) * kPackRows]) : M;
-          int32_t dot = 0;
-          for (int j = h * w.sub; j < (h + 1) * w.sub; ++j) dot += group_u(pd + size_t(g) * gb, w.bits, lane, j) * xq[g * 32 + j];
-          acc = std::fma(a, float(dot) * sx[g], acc);
-          acc = std::fma(b, fs[s], acc);
-        }
+      for (int sb = 0; sb < w.k / w.super; ++sb) {
+        float ys = 0.f, ms = 0.f;
+        for (int g = sb * groups_per_super; g < (sb + 1) * groups_per_super; ++g)
+          for (int h = 0; h < subs_per_group; ++h) {
+            const int s = g * subs_per_group + h;
+            int32_t dot = 0;
+            for (int j = h * w.sub; j < (h + 1) * w.sub; ++j) dot += q_group_u(pd + size_t(g) * gb, w.bits, lane, j) * xq[g * 32 + j];
+            const int32_t sc = sm ? sm[2 * s * kPackRows] : 1, mn = sm ? sm[(2 * s + 1) * kPackRows] : 1;
+            ys = std::fma(float(dot * sc), sx[g], ys);
+            ms = std::fma(float(mn), fs[s], ms);
+          }
+        acc = std::fma(f16_to_f32(dm[2 * sb * kPackRows]), ys, acc);
+        acc = std::fma(f16_to_f32(dm[(2 * sb + 1) * kPackRows]), ms, acc);
       }
       y[size_t(t) * ldy + r] = acc;
     }
