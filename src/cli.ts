@@ -12,7 +12,9 @@ import { isWeftError, WeftError } from './errors.js';
 import { parseHubId, resolveHubModel } from './hub.js';
 import { loadModelSpec } from './model/load.js';
 import { progressBar } from './progress.js';
+import { GGUF_FILE_TYPES, type GgufFileType } from './model/quant-mix.js';
 import { quantizeModel } from './model/quantize.js';
+import { quantizeToGguf } from './model/quantize-gguf.js';
 import { synthesizeModel } from './model/synth.js';
 import { runOffline } from './offline.js';
 import { TextTokenizer } from './tokenizer.js';
@@ -23,9 +25,14 @@ const USAGE = `usage:
   weft generate --model PATH|ORG/NAME[@REV] [--gguf-file F] --prompt TEXT --max-tokens N [--temperature T] [--top-k K] [--top-p P]
                 [--min-p P] [--seed S] [--backend cpu|gpu|auto] [--dtype auto|f32|int8|f16|bf16]
                 [--num-threads N|auto] [--json]
-  weft quantize MODEL_DIR OUT_DIR        write a pre-quantized int8 model directory
-  weft synth CONFIG OUT [--format gguf|hf] [--dtype f32|f16|q8_0] [--seed S]
-                                         seeded random weights at the shape of a config.json
+  weft quantize IN OUT [--type int8|TYPE]
+                                         int8 (the default): a HF directory IN → a pre-quantized int8 directory OUT;
+                                         TYPE: a HF directory or an F32/F16/BF16 .gguf IN → one GGUF file OUT
+  weft synth CONFIG OUT [--format gguf|hf] [--type TYPE] [--seed S]
+                                         seeded random weights at the shape of a config.json (hf: f32 or f16)
+  TYPE: q4_k_m | q5_k_m | q6_k | q4_0 | q4_1 | q5_0 | q5_1 | q8_0 | f16 | f32, with llama.cpp's per-tensor
+        rules (q4_k_m: Q4_K, Q6_K for the output and for attn_v/ffn_down on some layers; rows that are not
+        a multiple of 256 fall back to Q5_0/Q5_1/Q8_0); synth's --dtype is another spelling of --type
   weft serve [options]                   the HTTP server (same as npm start; weft serve --help lists its flags)
   weft --version`;
 
@@ -99,15 +106,22 @@ async function generate(argv: string[]): Promise<void> {
   else process.stdout.write(text + '\n');
 }
 
+function fileType(v: string | undefined, def: GgufFileType): GgufFileType {
+  if (v === undefined) return def;
+  if (!(GGUF_FILE_TYPES as readonly string[]).includes(v)) usageError(`--type must be one of ${GGUF_FILE_TYPES.join(', ')}, got "${v}"`);
+  return v as GgufFileType;
+}
+
 async function synth(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv, allowPositionals: true, strict: true,
-    options: { format: { type: 'string' }, dtype: { type: 'string' }, seed: { type: 'string' } },
+    options: { format: { type: 'string' }, type: { type: 'string' }, dtype: { type: 'string' }, seed: { type: 'string' } },
   });
   if (positionals.length !== 2) usageError('synth needs CONFIG and OUT');
   const format = (values.format ?? 'gguf') as 'gguf' | 'hf';
-  const dtype = (values.dtype ?? 'f32') as 'f32' | 'f16' | 'q8_0';
-  if (!['gguf', 'hf'].includes(format) || !['f32', 'f16', 'q8_0'].includes(dtype)) usageError('bad --format or --dtype');
+  if (!['gguf', 'hf'].includes(format)) usageError('--format must be gguf or hf');
+  if (values.type !== undefined && values.dtype !== undefined && values.type !== values.dtype) usageError('--type and --dtype disagree');
+  const type = fileType(values.type ?? values.dtype, 'f32');
   // a tokenizer (and its chat template) lying next to the config.json goes with the model
   const dir = dirname(positionals[0]);
   const tokenizerJson = existsSync(join(dir, 'tokenizer.json')) ? await readFile(join(dir, 'tokenizer.json'), 'utf8') : undefined;
@@ -116,8 +130,19 @@ async function synth(argv: string[]): Promise<void> {
     : {};
   const chatTemplate = typeof tokConfig.chat_template === 'string' ? tokConfig.chat_template : undefined;
   const bar = progressBar(process.stderr, 'items');
-  await synthesizeModel({ config: positionals[0], out: positionals[1], format, dtype, seed: num(values.seed, 'seed', 0, true), tokenizerJson, chatTemplate,
+  await synthesizeModel({ config: positionals[0], out: positionals[1], format, type, seed: num(values.seed, 'seed', 0, true),
+    tokenizerJson, chatTemplate,
     onProgress: (done, total) => bar.update('synth: tensors', done, total) });
+  bar.end();
+}
+
+async function quantize(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: true, options: { type: { type: 'string' } } });
+  if (positionals.length !== 2) usageError('quantize needs IN and OUT');
+  const bar = progressBar(process.stderr, 'items');
+  const onProgress = (done: number, total: number) => bar.update('quantize: tensors', done, total);
+  if (values.type === undefined || values.type === 'int8') await quantizeModel(positionals[0], positionals[1], onProgress);
+  else await quantizeToGguf(positionals[0], positionals[1], fileType(values.type, 'q8_0'), onProgress);
   bar.end();
 }
 
@@ -134,12 +159,8 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (cmd === 'generate') await generate(rest);
-    else if (cmd === 'quantize') {
-      if (rest.length !== 2) usageError('quantize needs MODEL_DIR and OUT_DIR');
-      const bar = progressBar(process.stderr, 'items');
-      await quantizeModel(rest[0], rest[1], (done, total) => bar.update('quantize: tensors', done, total));
-      bar.end();
-    } else if (cmd === 'synth') await synth(rest);
+    else if (cmd === 'quantize') await quantize(rest);
+    else if (cmd === 'synth') await synth(rest);
     else if (cmd === 'serve') {
       const { runServer } = await import('./server.js');
       return await runServer(rest);   // 0 once serving; a failed start exits non-zero

@@ -3,22 +3,25 @@
 // keyed by (seed, canonical tensor name, row), so files stream row by row, GGUF can write q/k
 // rows in its permuted order, and both formats of one seed hold the same model.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { WeftError } from '../errors.js';
 import { configFromHf } from './config.js';
-import { alignUp, encodeGgufHeader, GGML_TYPE_ID, GGUF_TYPE, ggufTensorName, type GgufEntry, type GgufTensorInfo } from './gguf.js';
-import { ggufTokenizerEntries, tokenizerJsonFromVocab, TOKEN_TYPE, vocabFromTokenizerJson, type GgufVocab } from './gguf-tokenizer.js';
+import { ggufTensorName } from './gguf.js';
+import { ggufMetadata, ggufRowOrder, ropeFreqFactors } from './gguf-layout.js';
+import { tokenizerJsonFromVocab, TOKEN_TYPE, vocabFromTokenizerJson, type GgufVocab } from './gguf-tokenizer.js';
+import { encodeRows, writeGgufFile, type GgufTensorSource } from './gguf-write.js';
 import { expectedShapes } from './load.js';
-import { f32ToF16, SafetensorsWriter } from './safetensors.js';
+import { chooseTensorTypes, GGUF_FILE_TYPES, type GgufFileType } from './quant-mix.js';
+import { SafetensorsWriter } from './safetensors.js';
 import type { ModelConfig } from './types.js';
 
 export interface SynthOptions {
   config: Record<string, unknown> | string;  // a HF config.json object, or a path to one
   out: string;                               // hf: a directory; gguf: the .gguf file
   format: 'gguf' | 'hf';
-  dtype: 'f32' | 'f16' | 'q8_0';
+  type?: GgufFileType;                       // default f32; hf takes f32 or f16
+  dtype?: 'f32' | 'f16' | 'q8_0';            // the older spelling of type
   seed: number;
   tokenizerJson?: string;                    // default: a synthetic SentencePiece-style vocabulary
   chatTemplate?: string | null;              // default: a simple one with the synthetic vocabulary, none with a given tokenizer
@@ -122,7 +125,10 @@ export async function synthesizeModel(opts: SynthOptions): Promise<void> {
   // the synthetic vocabulary has its own <s>/</s>, whatever ids the real model used
   if (!opts.tokenizerJson) Object.assign(raw, { bos_token_id: 1, eos_token_id: 2, pad_token_id: null });
   const config = configFromHf(raw, file, null, { bosTokenId: 1, eosTokenIds: [2] });
-  if (opts.format === 'hf' && opts.dtype === 'q8_0') throw new WeftError('WEFT_ERR_CONFIG_INVALID', 'synth: q8_0 is a GGUF type; use --format gguf');
+  const type = synthFileType(opts);
+  if (!GGUF_FILE_TYPES.includes(type)) throw new WeftError('WEFT_ERR_CONFIG_INVALID', `synth: unknown type ${type}`);
+  if (opts.format === 'hf' && type !== 'f32' && type !== 'f16')
+    throw new WeftError('WEFT_ERR_CONFIG_INVALID', `synth: ${type} is a GGUF type; use --format gguf`);
   const vocab = opts.tokenizerJson
     ? vocabFromTokenizerJson(opts.tokenizerJson, config.vocabSize, { bosId: config.bosTokenId, eosId: config.eosTokenIds[0] ?? null })
     : buildSyntheticVocab(config.vocabSize);
@@ -133,9 +139,9 @@ export async function synthesizeModel(opts: SynthOptions): Promise<void> {
   else await writeGguf(opts, config, vocab, names, shapes, seed);
 }
 
-// Streams a tensor's rows (HF order unless rowOrder maps output row → HF row) as encoded chunks.
-async function streamTensor(name: string, shape: number[], seed: number, encode: (rows: Float32Array, numRows: number) => Uint8Array,
-  write: (b: Uint8Array) => Promise<void>, rowOrder?: (r: number) => number): Promise<void> {
+// Streams a tensor's rows (HF order unless rowOrder maps output row → HF row) as f32 chunks of whole rows.
+async function streamTensor(name: string, shape: number[], seed: number, emit: (rows: Float32Array) => Promise<void>,
+  rowOrder?: (r: number) => number): Promise<void> {
   const [numRows, rowLen] = shape.length === 2 ? shape : [1, shape[0]];
   const [center, halfWidth] = valueRange(name, shape);
   const hash = fnv1a(name);
@@ -144,41 +150,17 @@ async function streamTensor(name: string, shape: number[], seed: number, encode:
     const n = Math.min(perChunk, numRows - r0);
     const buf = new Float32Array(n * rowLen);
     for (let i = 0; i < n; i++) fillRow(buf.subarray(i * rowLen, (i + 1) * rowLen), seed, hash, rowOrder ? rowOrder(r0 + i) : r0 + i, center, halfWidth);
-    await write(encode(buf, n));
+    await emit(buf);
   }
-}
-
-const asF32 = (v: Float32Array) => new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-function asF16(v: Float32Array): Uint8Array {
-  const h = new Uint16Array(v.length);
-  for (let i = 0; i < v.length; i++) h[i] = f32ToF16(v[i]);
-  return new Uint8Array(h.buffer);
-}
-
-// GGUF Q8_0 as gguf-py quantizes: per 32 values d = absmax/127 (fp16), q = roundf(x · (1/d)), in float32.
-export function encodeQ8_0(v: Float32Array): Uint8Array {
-  const out = new Uint8Array((v.length / 32) * 34);
-  const view = new DataView(out.buffer);
-  for (let b = 0; b < v.length / 32; b++) {
-    let amax = 0;
-    for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(v[b * 32 + i]));
-    const d = Math.fround(amax / 127), id = d === 0 ? 0 : Math.fround(1 / d);
-    view.setUint16(b * 34, f32ToF16(d), true);
-    for (let i = 0; i < 32; i++) {
-      const x = Math.fround(v[b * 32 + i] * id);
-      view.setInt8(b * 34 + 2 + i, x < 0 ? -Math.round(-x) : Math.round(x));  // roundf: half away from zero
-    }
-  }
-  return out;
 }
 
 async function writeHf(opts: SynthOptions, raw: Record<string, unknown>, config: ModelConfig, vocab: GgufVocab,
   names: string[], shapes: Map<string, number[]>, seed: number): Promise<void> {
   mkdirSync(opts.out, { recursive: true });
-  const dtype = opts.dtype === 'f16' ? 'F16' : 'F32';
+  const dtype = synthFileType(opts) === 'f16' ? 'F16' : 'F32';
   const w = await SafetensorsWriter.create(join(opts.out, 'model.safetensors'), names.map((name) => ({ name, dtype, shape: shapes.get(name)! })));
   for (const [i, name] of names.entries()) {
-    await streamTensor(name, shapes.get(name)!, seed, dtype === 'F16' ? asF16 : asF32, (b) => w.write(b));
+    await streamTensor(name, shapes.get(name)!, seed, (rows) => w.write(encodeRows(dtype, rows)));
     opts.onProgress?.(i + 1, names.length);
   }
   await w.close();
@@ -194,88 +176,23 @@ async function writeHf(opts: SynthOptions, raw: Record<string, unknown>, config:
   });
 }
 
-// llama.cpp's q/k row order for llama: GGUF row (head, j, s) holds HF row (head, s, j).
-function permutedRow(numHeads: number, rows: number): (r: number) => number {
-  const hd = rows / numHeads, half = hd / 2;
-  return (g) => {
-    const h = Math.floor(g / hd), i = g % hd;
-    return h * hd + (i & 1) * half + (i >> 1);
-  };
-}
-
-// llama.cpp keeps Llama 3.1 rope scaling as per-dimension factors (convert_hf_to_gguf.py).
-function ropeFreqFactors(c: ModelConfig): Float32Array | null {
-  const s = c.ropeScaling;
-  if (s?.type !== 'llama3') return null;
-  const out = new Float32Array(c.headDim / 2);
-  for (let i = 0; i < out.length; i++) {
-    const freq = 1 / Math.pow(c.ropeTheta, Math.fround((2 * i) / c.headDim));
-    const wavelen = (2 * Math.PI) / freq;
-    const smooth = (s.originalMaxPositions / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
-    out[i] = wavelen < s.originalMaxPositions / s.highFreqFactor ? 1
-      : wavelen > s.originalMaxPositions / s.lowFreqFactor ? s.factor : 1 / ((1 - smooth) / s.factor + smooth);
-  }
-  return out;
-}
-
-function ggufMetadata(c: ModelConfig, vocab: GgufVocab, fileType: number, template: string | null): GgufEntry[] {
-  const a = c.architecture;
-  const u32 = (key: string, value: number): GgufEntry => ({ key: `${a}.${key}`, type: GGUF_TYPE.U32, value });
-  const f32 = (key: string, value: number): GgufEntry => ({ key: `${a}.${key}`, type: GGUF_TYPE.F32, value });
-  return [
-    { key: 'general.architecture', type: GGUF_TYPE.STRING, value: a },
-    { key: 'general.name', type: GGUF_TYPE.STRING, value: 'weft-synth' },
-    { key: 'general.file_type', type: GGUF_TYPE.U32, value: fileType },
-    u32('vocab_size', c.vocabSize), u32('context_length', c.maxPositions), u32('embedding_length', c.dim),
-    u32('block_count', c.numLayers), u32('feed_forward_length', c.ffnDim), u32('attention.head_count', c.numHeads),
-    u32('attention.head_count_kv', c.numKvHeads), u32('rope.dimension_count', c.headDim),
-    ...(c.headDim * c.numHeads !== c.dim ? [u32('attention.key_length', c.headDim), u32('attention.value_length', c.headDim)] : []),
-    f32('attention.layer_norm_rms_epsilon', c.rmsEps), f32('rope.freq_base', c.ropeTheta),
-    ...(c.ropeScaling?.type === 'linear'
-      ? [{ key: `${a}.rope.scaling.type`, type: GGUF_TYPE.STRING, value: 'linear' }, f32('rope.scaling.factor', c.ropeScaling.factor)] : []),
-    ...ggufTokenizerEntries(vocab),
-    ...(template ? [{ key: 'tokenizer.chat_template', type: GGUF_TYPE.STRING, value: template }] : []),
-  ];
-}
-
-async function writeGguf(opts: SynthOptions, c: ModelConfig, vocab: GgufVocab, names: string[], shapes: Map<string, number[]>, seed: number): Promise<void> {
-  // 2-D tensors take the requested type (Q8_0 needs rows of 32s, else F16 as llama.cpp falls back); norms stay F32
-  const typeOf = (shape: number[]) =>
-    shape.length === 1 || opts.dtype === 'f32' ? GGML_TYPE_ID.F32 : opts.dtype === 'q8_0' && shape[1] % 32 === 0 ? GGML_TYPE_ID.Q8_0 : GGML_TYPE_ID.F16;
-  const bytesOf = (shape: number[], type: number) => {
-    const n = shape.reduce((x, y) => x * y, 1);
-    return type === GGML_TYPE_ID.F32 ? n * 4 : type === GGML_TYPE_ID.F16 ? n * 2 : (n / 32) * 34;
-  };
+async function writeGguf(opts: SynthOptions, c: ModelConfig, vocab: GgufVocab, names: string[], shapes: Map<string, number[]>,
+  seed: number): Promise<void> {
+  const fileType = synthFileType(opts);
   const freqs = ropeFreqFactors(c);
-  const infos: (GgufTensorInfo & { hfName: string; bytes: number })[] = [];
-  let at = 0;
-  for (const hfName of [...names, ...(freqs ? ['rope_freqs.weight'] : [])]) {
+  const list = [...names, ...(freqs ? ['rope_freqs.weight'] : [])].map((hfName) => {
     const shape = hfName === 'rope_freqs.weight' ? [freqs!.length] : shapes.get(hfName)!;
-    const type = typeOf(shape), bytes = bytesOf(shape, type);
-    infos.push({ name: ggufTensorName(hfName) ?? hfName, hfName, dims: [...shape].reverse(), type, offset: at, bytes });
-    at = alignUp(at + bytes, 32);
-  }
-  const fileType = opts.dtype === 'f32' ? 0 : opts.dtype === 'f16' ? 1 : 7;
-  const fh = await open(opts.out, 'w');
-  try {
-    await fh.write(encodeGgufHeader(ggufMetadata(c, vocab, fileType, templateOf(opts)), infos));
-    for (const [i, t] of infos.entries()) {
-      opts.onProgress?.(i, infos.length);
-      const write = async (b: Uint8Array) => { await fh.write(b); };
-      if (t.hfName === 'rope_freqs.weight') await write(asF32(freqs!));
-      else {
-        const encode = t.type === GGML_TYPE_ID.F32 ? asF32 : t.type === GGML_TYPE_ID.F16 ? asF16 : encodeQ8_0;
-        const shape = shapes.get(t.hfName)!;
-        const heads = c.architecture !== 'llama' ? 0 : t.hfName.endsWith('q_proj.weight') ? c.numHeads : t.hfName.endsWith('k_proj.weight') ? c.numKvHeads : 0;
-        await streamTensor(t.hfName, shape, seed, encode, write, heads ? permutedRow(heads, shape[0]) : undefined);
-      }
-      await write(new Uint8Array(alignUp(t.bytes, 32) - t.bytes));
-    }
-    opts.onProgress?.(infos.length, infos.length);
-  } finally {
-    await fh.close();
-  }
+    return { hfName, shape, name: ggufTensorName(hfName) ?? hfName, dims: [...shape].reverse() };
+  });
+  const types = chooseTensorTypes(fileType, list, c);
+  const tensors: GgufTensorSource[] = list.map(({ hfName, shape, name, dims }) => ({
+    name, dims, type: types.get(name)!,
+    produce: (emit) => (hfName === 'rope_freqs.weight' ? emit(freqs!) : streamTensor(hfName, shape, seed, emit, ggufRowOrder(c, hfName, shape[0]))),
+  }));
+  await writeGgufFile(opts.out, ggufMetadata(c, vocab, fileType, templateOf(opts), 'weft-synth'), tensors, opts.onProgress);
 }
+
+const synthFileType = (opts: SynthOptions): GgufFileType => opts.type ?? opts.dtype ?? 'f32';
 
 // The chat template written with the model: the given one, else the simple template that goes
 // with the synthetic vocabulary (a given tokenizer without a template gets none).

@@ -1,0 +1,84 @@
+// node-llama-cpp (bench/llamacpp's install; CI lacks it) and llama-quantize (test/fixtures/paths.ts)
+// for the tests that check weft's GGUF files against llama.cpp.
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+import { LLAMA_QUANTIZE, REPO_ROOT } from '../fixtures/paths.js';
+
+const NLC = join(REPO_ROOT, 'bench', 'llamacpp', 'node_modules', 'node-llama-cpp', 'dist', 'index.js');
+export const NO_NLC = existsSync(NLC) ? false : 'node-llama-cpp is not installed (sh bench/llamacpp/install.sh)';
+export const NO_QUANTIZE = existsSync(LLAMA_QUANTIZE) ? false : `llama-quantize is not built (${LLAMA_QUANTIZE})`;
+
+// llama-quantize SRC OUT TYPE with one thread (TYPE as weft spells it: q4_k_m, …).
+export const llamaQuantize = (src: string, out: string, type: string) =>
+  execFileSync(LLAMA_QUANTIZE, [src, out, type.toUpperCase(), '1'], { stdio: 'ignore' });
+
+export const PROMPT = [1, 300, 301, 77, 400, 29, 310];
+
+// BOS and then n − 1 seeded token ids below vocab (from 3: past <unk>, <s>, </s>).
+export function randomPrefix(n: number, vocab: number): number[] {
+  let s = 17;
+  return [1, ...Array.from({ length: n - 1 }, () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return 3 + (s % (vocab - 3)); })];
+}
+
+interface NlcModule {
+  getLlama(o: Record<string, unknown>): Promise<{
+    loadModel(o: { modelPath: string; gpuLayers: number }): Promise<{
+      createContext(o: Record<string, unknown>): Promise<{
+        getSequence(): {
+          evaluate(tokens: number[]): AsyncGenerator<number>;
+          controlledEvaluate(input: [number, { generateNext: { token: true } }][]): Promise<({ next: { token?: number | null } } | undefined)[]>;
+        };
+        dispose(): Promise<void>;
+      }>;
+      dispose(): Promise<void>;
+    }>;
+    dispose(): Promise<void>;
+  }>;
+}
+
+// llama.cpp's greedy ids after `prompt` on each file.
+export async function llamaGreedy(files: string[], prompt: number[], numTokens: number): Promise<number[][]> {
+  const nlc = (await import(pathToFileURL(NLC).href)) as NlcModule;
+  const llama = await nlc.getLlama({ gpu: false, build: 'never', maxThreads: 1, logLevel: 'error' });
+  const out: number[][] = [];
+  for (const file of files) {
+    const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+    const context = await model.createContext({ contextSize: 128, sequences: 1, threads: { ideal: 1, min: 1 }, ignoreMemorySafetyChecks: true });
+    const gen = context.getSequence().evaluate(prompt);  // default options: temperature 0, greedy
+    const ids: number[] = [];
+    for (let i = 0; i < numTokens; i++) {
+      const { value, done } = await gen.next();
+      if (done) break;
+      ids.push(value);
+    }
+    await gen.return(undefined);
+    await context.dispose();
+    await model.dispose();
+    out.push(ids);
+  }
+  await llama.dispose();
+  return out;
+}
+
+// llama.cpp's argmax after every prefix of `tokens` (teacher-forced: each file sees the same prefixes).
+export async function llamaArgmax(files: string[], tokens: number[]): Promise<number[][]> {
+  const nlc = (await import(pathToFileURL(NLC).href)) as NlcModule;
+  const llama = await nlc.getLlama({ gpu: false, build: 'never', maxThreads: 1, logLevel: 'error' });
+  const out: number[][] = [];
+  for (const file of files) {
+    const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+    const context = await model.createContext({ contextSize: 128, sequences: 1, threads: { ideal: 1, min: 1 }, ignoreMemorySafetyChecks: true });
+    const res = await context.getSequence().controlledEvaluate(tokens.map((id) => [id, { generateNext: { token: true } }]));
+    out.push(res.map((r) => r?.next.token ?? -1));
+    await context.dispose();
+    await model.dispose();
+  }
+  await llama.dispose();
+  return out;
+}
+
+export const agreement = (a: number[], b: number[]) => a.filter((id, i) => id === b[i]).length;
+
