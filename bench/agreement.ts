@@ -61,7 +61,7 @@ async function main(): Promise<void> {
   let ok = true;
   for (const type of values.types!.split(',')) {
     const file = await blockGguf(values.shape!, SHAPES[values.shape!], type);
-    if (!file) throw new Error('llama-quantize not found (set WEFT_LLAMA_QUANTIZE)');
+    if (!file) throw new Error(`${type}: neither llama-quantize (set WEFT_LLAMA_QUANTIZE) nor weft's quantizer writes this type`);
     const dtype = resolveDtype('auto', 'cpu', checkpointKind(await loadModelSpec(file)));
     const e = await EngineInstance.open({ modelPath: file, dtype, numThreads: Number(values.threads), numKvBlocks: 16, blockSize: 16 });
     const ours = PROMPTS.map((p) => runOffline(e, [{ promptIds: p, maxTokens: tokens, ignoreEos: true }])[0].outputIds);

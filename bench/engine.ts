@@ -91,7 +91,7 @@ async function main(): Promise<void> {
     for (const dtype of values.dtypes!.split(',')) {
       const m = await modelFor(shape, dtype);
       if (!m) {
-        process.stderr.write(`${dtype}: llama-quantize not found (set WEFT_LLAMA_QUANTIZE); skipped\n`);
+        process.stderr.write(`${dtype}: neither llama-quantize (set WEFT_LLAMA_QUANTIZE) nor weft's quantizer writes this type; skipped\n`);
         continue;
       }
       // f32/int8 compare with llama.cpp on the Q8_0 file, as before; a llama.cpp file type with llama.cpp on that very file

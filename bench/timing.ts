@@ -5,6 +5,8 @@ import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { GGUF_FILE_TYPES, type GgufFileType } from '../src/model/quant-mix.js';
+import { quantizeToGguf } from '../src/model/quantize-gguf.js';
 import { synthesizeModel } from '../src/model/synth.js';
 import type { EngineInstance } from '../src/workers/engine-instance.js';
 import { GREEDY, packStep, type SeqStep } from '../src/workers/step-pack.js';
@@ -28,14 +30,24 @@ export async function syntheticGguf(name: string, config: Record<string, unknown
 export const BLOCK_TYPES = ['q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k_m', 'q4_k_s', 'q5_k_m', 'q5_k_s', 'q6_k'] as const;
 
 // The F32 synthetic model requantized by llama.cpp's llama-quantize ($WEFT_LLAMA_QUANTIZE, default
-// the build in ~/.cache/weft-llamacpp) to `type` (e.g. q4_k_m), cached beside it; null without
-// llama-quantize.
+// the build in ~/.cache/weft-llamacpp) to `type` (e.g. q4_k_m), cached beside it. Without
+// llama-quantize, weft's own quantizer writes the types it knows (the `_s` mixes it does not:
+// null), to a file named apart so the two never mix.
 export async function blockGguf(name: string, config: Record<string, unknown>, type: string): Promise<string | null> {
   const src = await syntheticGguf(name, config, 'f32');
   const out = src.replace('-f32-seed0.gguf', `-${type}-seed0.gguf`);
   if (existsSync(out)) return out;
   const exe = process.env.WEFT_LLAMA_QUANTIZE ?? join(process.env.HOME ?? '/root', '.cache/weft-llamacpp/src/build/bin/llama-quantize');
-  if (!existsSync(exe)) return null;
+  if (!existsSync(exe)) {
+    if (!(GGUF_FILE_TYPES as readonly string[]).includes(type)) return null;
+    const own = src.replace('-f32-seed0.gguf', `-${type}-weft-seed0.gguf`);
+    if (!existsSync(own)) {
+      process.stderr.write(`llama-quantize not found: weft quantize ${src} → ${type} …\n`);
+      await quantizeToGguf(src, `${own}.tmp`, type as GgufFileType);
+      renameSync(`${own}.tmp`, own);
+    }
+    return own;
+  }
   process.stderr.write(`llama-quantize ${src} → ${type.toUpperCase()} …\n`);
   const r = spawnSync(exe, [src, `${out}.tmp`, type.toUpperCase()], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`llama-quantize ${type} failed: ${r.stderr.split('\n').slice(-4).join('\n')}`);
