@@ -20,20 +20,26 @@ import { blockGguf } from './timing.js';
 
 interface NlcLlama {
   loadModel(o: { modelPath: string; gpuLayers: number }): Promise<{
-    createContext(o: Record<string, unknown>): Promise<{ getSequence(): { evaluate(t: number[]): AsyncGenerator<number> }; dispose(): Promise<void> }>;
+    createContext(
+      o: Record<string, unknown>,
+    ): Promise<{ getSequence(): { evaluate(t: number[]): AsyncGenerator<number> }; dispose(): Promise<void> }>;
     dispose(): Promise<void>;
   }>;
   dispose(): Promise<void>;
 }
 
-const PROMPTS = [[1, 450, 4996, 17354, 1701, 432], [1, 9038, 2501, 263, 931], [1, 29871, 13, 1576, 338, 263, 1243]];
+const PROMPTS = [
+  [1, 450, 4996, 17354, 1701, 432],
+  [1, 9038, 2501, 263, 931],
+  [1, 29871, 13, 1576, 338, 263, 1243],
+];
 
 async function llamaCppIds(llama: NlcLlama, file: string, tokens: number): Promise<number[][]> {
   const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
   const out: number[][] = [];
   for (const prompt of PROMPTS) {
     const ctx = await model.createContext({ contextSize: 128, sequences: 1, threads: { ideal: 1, min: 1 }, ignoreMemorySafetyChecks: true });
-    const gen = ctx.getSequence().evaluate(prompt);  // temperature 0: greedy argmax
+    const gen = ctx.getSequence().evaluate(prompt); // temperature 0: greedy argmax
     const ids: number[] = [];
     for (let i = 0; i < tokens; i++) {
       const { value, done } = await gen.next();
@@ -49,12 +55,27 @@ async function llamaCppIds(llama: NlcLlama, file: string, tokens: number): Promi
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: {
-    shape: { type: 'string', default: '110m' }, types: { type: 'string', default: 'q4_k_m,q5_k_m,q6_k,q4_0,q5_0' },
-    tokens: { type: 'string', default: '32' }, threads: { type: 'string', default: '2' },
-  } });
-  const tokens = Number(values.tokens), need = Math.ceil(tokens * 28 / 32);
-  const nlcPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'llamacpp', 'node_modules', 'node-llama-cpp', 'dist', 'index.js');
+  const { values } = parseArgs({
+    options: {
+      shape: { type: 'string', default: '110m' },
+      types: { type: 'string', default: 'q4_k_m,q5_k_m,q6_k,q4_0,q5_0' },
+      tokens: { type: 'string', default: '32' },
+      threads: { type: 'string', default: '2' },
+    },
+  });
+  const tokens = Number(values.tokens),
+    need = Math.ceil((tokens * 28) / 32);
+  const nlcPath = join(
+    dirname(fileURLToPath(import.meta.url)),
+    '..',
+    '..',
+    'bench',
+    'llamacpp',
+    'node_modules',
+    'node-llama-cpp',
+    'dist',
+    'index.js',
+  );
   if (!existsSync(nlcPath)) throw new Error(`node-llama-cpp not installed (sh bench/llamacpp/install.sh): ${nlcPath}`);
   const nlc = (await import(pathToFileURL(nlcPath).href)) as { getLlama(o: Record<string, unknown>): Promise<NlcLlama> };
   const llama = await nlc.getLlama({ gpu: false, build: 'never', maxThreads: 1 });
@@ -70,8 +91,10 @@ async function main(): Promise<void> {
     PROMPTS.forEach((_, i) => {
       const agree = ours[i].filter((id, j) => id === theirs[i][j]).length;
       ok &&= agree >= need;
-      process.stdout.write(`${values.shape} ${type.padEnd(7)} (weft ${dtype}) prompt ${i}: ${agree}/${tokens} positions agree with llama.cpp` +
-        `${agree >= need ? '' : `  BELOW ${need}`}\n`);
+      process.stdout.write(
+        `${values.shape} ${type.padEnd(7)} (weft ${dtype}) prompt ${i}: ${agree}/${tokens} positions agree with llama.cpp` +
+          `${agree >= need ? '' : `  BELOW ${need}`}\n`,
+      );
     });
   }
   await llama.dispose();

@@ -17,23 +17,29 @@ import { EngineWorker } from '../src/workers/pool.js';
 import { SHAPES } from './shapes.js';
 import { median, syntheticGguf } from './timing.js';
 
-const drain = async (h: RequestHandle) => { for await (const _ of h.events) { /* until the final event */ } };
+const drain = async (h: RequestHandle) => {
+  for await (const _ of h.events) {
+    /* until the final event */
+  }
+};
 
 // vLLM's beam search: the policy outside the scheduler, each beam a fresh one-token request.
 async function resubmitSearch(loop: EngineLoop, prompt: number[], width: number, maxTokens: number): Promise<void> {
   const search = new BeamSearch({ beamWidth: width, maxTokens, lengthPenalty: 1, earlyStopping: false, eosTokenIds: [], ignoreEos: true });
   while (!search.isDone) {
-    const candidates = await Promise.all(search.beams.map(async (b): Promise<BeamCandidate[]> => {
-      const h = loop.submit({
-        promptTokenIds: [...prompt, ...b.tokens],
-        maxTokens: 1,
-        ignoreEos: true,
-        sampling: { temperature: 0, numLogprobs: search.numCandidates },
-      });
-      const top: BeamCandidate[] = [];
-      for await (const ev of h.events) for (const c of ev.topLogprobs ?? []) top.push({ tokenId: c.id, logprob: c.logprob });
-      return top;
-    }));
+    const candidates = await Promise.all(
+      search.beams.map(async (b): Promise<BeamCandidate[]> => {
+        const h = loop.submit({
+          promptTokenIds: [...prompt, ...b.tokens],
+          maxTokens: 1,
+          ignoreEos: true,
+          sampling: { temperature: 0, numLogprobs: search.numCandidates },
+        });
+        const top: BeamCandidate[] = [];
+        for await (const ev of h.events) for (const c of ev.topLogprobs ?? []) top.push({ tokenId: c.id, logprob: c.logprob });
+        return top;
+      }),
+    );
     if (search.step(candidates).done) break;
   }
   search.finish();
@@ -42,12 +48,19 @@ async function resubmitSearch(loop: EngineLoop, prompt: number[], width: number,
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      shape: { type: 'string', default: '110m' }, dtype: { type: 'string', default: 'q8_0' }, width: { type: 'string', default: '4' },
-      'prompt-tokens': { type: 'string', default: '128' }, 'output-tokens': { type: 'string', default: '32' },
-      threads: { type: 'string', default: 'auto' }, reps: { type: 'string', default: '3' },
+      shape: { type: 'string', default: '110m' },
+      dtype: { type: 'string', default: 'q8_0' },
+      width: { type: 'string', default: '4' },
+      'prompt-tokens': { type: 'string', default: '128' },
+      'output-tokens': { type: 'string', default: '32' },
+      threads: { type: 'string', default: 'auto' },
+      reps: { type: 'string', default: '3' },
     },
   });
-  const width = Number(values.width), P = Number(values['prompt-tokens']), N = Number(values['output-tokens']), reps = Number(values.reps);
+  const width = Number(values.width),
+    P = Number(values['prompt-tokens']),
+    N = Number(values['output-tokens']),
+    reps = Number(values.reps);
   const threads = values.threads === 'auto' ? usableCpuCount() : Number(values.threads);
   const path = await syntheticGguf(values.shape!, SHAPES[values.shape!], values.dtype as 'f32' | 'q8_0');
   const dtype = values.dtype === 'f32' ? 'f32' : 'int8';
@@ -55,8 +68,15 @@ async function main(): Promise<void> {
   const loop = new EngineLoop([worker], { scheduler: { maxModelLen: P + N + 8 }, eosTokenIds: [] });
   let promptNo = 0;
   // a fresh prompt for every run: no run is served from another's prefix cache
-  const prompt = () => { const k = promptNo++; return Array.from({ length: P }, (_, j) => 3 + ((k * 7919 + j * 131) % 30000)); };
-  const time = async (f: () => Promise<void>) => { const t0 = performance.now(); await f(); return performance.now() - t0; };
+  const prompt = () => {
+    const k = promptNo++;
+    return Array.from({ length: P }, (_, j) => 3 + ((k * 7919 + j * 131) % 30000));
+  };
+  const time = async (f: () => Promise<void>) => {
+    const t0 = performance.now();
+    await f();
+    return performance.now() - t0;
+  };
   const runs = {
     greedy: () => drain(loop.submit({ promptTokenIds: prompt(), maxTokens: N, ignoreEos: true, sampling: { temperature: 0 } })),
     beams: () =>
@@ -65,16 +85,22 @@ async function main(): Promise<void> {
       ),
     resubmit: () => resubmitSearch(loop, prompt(), width, N),
   };
-  for (const f of Object.values(runs)) await f();  // warm-up
+  for (const f of Object.values(runs)) await f(); // warm-up
   const ms: Record<string, number[]> = { greedy: [], beams: [], resubmit: [] };
-  for (let r = 0; r < reps; r++) for (const [name, f] of Object.entries(runs)) ms[name].push(await time(f));  // interleaved
+  for (let r = 0; r < reps; r++) for (const [name, f] of Object.entries(runs)) ms[name].push(await time(f)); // interleaved
   await loop.close();
   await worker.close();
-  const g = median(ms.greedy), b = median(ms.beams), v = median(ms.resubmit);
-  process.stdout.write(`${values.shape} ${values.dtype}, ${threads} thread(s), prompt ${P}, ${N} output tokens, width ${width}, medians of ${reps}\n`);
+  const g = median(ms.greedy),
+    b = median(ms.beams),
+    v = median(ms.resubmit);
+  process.stdout.write(
+    `${values.shape} ${values.dtype}, ${threads} thread(s), prompt ${P}, ${N} output tokens, width ${width}, medians of ${reps}\n`,
+  );
   process.stdout.write(`greedy                 ${g.toFixed(1).padStart(9)} ms\n`);
   process.stdout.write(`weft beam search       ${b.toFixed(1).padStart(9)} ms  = ${(b / g).toFixed(2)}x greedy\n`);
-  process.stdout.write(`re-submitted beams     ${v.toFixed(1).padStart(9)} ms  = ${(v / g).toFixed(2)}x greedy, ${(v / b).toFixed(2)}x weft's search\n`);
+  process.stdout.write(
+    `re-submitted beams     ${v.toFixed(1).padStart(9)} ms  = ${(v / g).toFixed(2)}x greedy, ${(v / b).toFixed(2)}x weft's search\n`,
+  );
 }
 
 await main();

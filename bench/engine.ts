@@ -36,13 +36,13 @@ import type { WeightDtype } from '../src/workers/binding.js';
 // The file and weight dtype of a --dtypes entry.
 async function modelFor(shape: string, dtype: string): Promise<{ path: string; weights: WeightDtype; sameAsLlamacpp: boolean } | null> {
   if (dtype === 'f32' || dtype === 'int8') return { path: await syntheticGguf(shape, SHAPES[shape], 'f32'), weights: dtype, sameAsLlamacpp: false };
-  if (dtype === 'int8-q8_0' || dtype === 'q8_0') return { path: await syntheticGguf(shape, SHAPES[shape], 'q8_0'), weights: 'int8', sameAsLlamacpp: true };
+  if (dtype === 'int8-q8_0' || dtype === 'q8_0')
+    return { path: await syntheticGguf(shape, SHAPES[shape], 'q8_0'), weights: 'int8', sameAsLlamacpp: true };
   if (!(BLOCK_TYPES as readonly string[]).includes(dtype)) throw new Error(`unknown dtype ${dtype}`);
   const path = await blockGguf(shape, SHAPES[shape], dtype);
   if (!path) return null;
   return { path, weights: resolveDtype('auto', 'cpu', checkpointKind(await loadModelSpec(path))), sameAsLlamacpp: true };
 }
-
 
 type LlamaCppRef = Map<number, { decode: number; prefill: number }> | null;
 
@@ -53,11 +53,35 @@ function runLlamaCpp(gguf: string, o: { threads: number; batches: number[]; prom
   // llama.cpp's best of 1 and N threads, flash attention on and off (its prebuilt binary runs
   // batch-1 decode far slower with 2 threads on a small machine: bench/llamacpp/README.md).
   const threads = o.threads > 1 ? `1,${o.threads}` : '1';
-  const r = spawnSync(process.execPath, [join(dir, 'run.mjs'), '--model', gguf, '--threads', threads, '--flash-attention', 'on,off', '--repeat', '2', '--batches', o.batches.join(','),
-    '--prompt-tokens', String(o.promptTokens), '--decode-tokens', String(o.decodeTokens)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const r = spawnSync(
+    process.execPath,
+    [
+      join(dir, 'run.mjs'),
+      '--model',
+      gguf,
+      '--threads',
+      threads,
+      '--flash-attention',
+      'on,off',
+      '--repeat',
+      '2',
+      '--batches',
+      o.batches.join(','),
+      '--prompt-tokens',
+      String(o.promptTokens),
+      '--decode-tokens',
+      String(o.decodeTokens),
+    ],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   if (r.status !== 0) return null;
   const json = JSON.parse(r.stdout.trim().split('\n').pop()!);
-  return new Map(json.results.map((x: { batch: number; decodeTokensPerSec: number; prefillTokensPerSec: number }) => [x.batch, { decode: x.decodeTokensPerSec, prefill: x.prefillTokensPerSec }]));
+  return new Map(
+    json.results.map((x: { batch: number; decodeTokensPerSec: number; prefillTokensPerSec: number }) => [
+      x.batch,
+      { decode: x.decodeTokensPerSec, prefill: x.prefillTokensPerSec },
+    ]),
+  );
 }
 
 async function main(): Promise<void> {
@@ -69,16 +93,23 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      shapes: { type: 'string', default: '15m,110m' }, dtypes: { type: 'string', default: 'f32,int8,int8-q8_0' },
-      batches: { type: 'string', default: '1,16,64' }, threads: { type: 'string', default: '2' },
-      'prompt-tokens': { type: 'string', default: '128' }, 'decode-tokens': { type: 'string', default: '32' },
-      reps: { type: 'string', default: '3' }, llamacpp: { type: 'boolean', default: false }, json: { type: 'string' },
+      shapes: { type: 'string', default: '15m,110m' },
+      dtypes: { type: 'string', default: 'f32,int8,int8-q8_0' },
+      batches: { type: 'string', default: '1,16,64' },
+      threads: { type: 'string', default: '2' },
+      'prompt-tokens': { type: 'string', default: '128' },
+      'decode-tokens': { type: 'string', default: '32' },
+      reps: { type: 'string', default: '3' },
+      llamacpp: { type: 'boolean', default: false },
+      json: { type: 'string' },
       mode: { type: 'string', default: 'raw' },
     },
   });
   const batches = values.batches!.split(',').map(Number);
-  const threads = Number(values.threads), reps = Number(values.reps);
-  const promptTokens = Number(values['prompt-tokens']), decodeTokens = Number(values['decode-tokens']);
+  const threads = Number(values.threads),
+    reps = Number(values.reps);
+  const promptTokens = Number(values['prompt-tokens']),
+    decodeTokens = Number(values['decode-tokens']);
   const rows: Record<string, unknown>[] = [];
   const bandwidth = readBandwidth();
   process.stdout.write(`memory read bandwidth (1 thread, memcmp): ${(bandwidth / 1e9).toFixed(1)} GB/s\n`);
@@ -86,7 +117,8 @@ async function main(): Promise<void> {
   for (const shape of values.shapes!.split(',')) {
     // Every dtype's engine is open at once and the reps go round them in turn, so a neighbour's load
     // on a shared machine falls on all of them alike and the ratios between them hold.
-    const runs: { dtype: string; path: string; weights: WeightDtype; e: EngineInstance; ref: LlamaCppRef; prefill: number[]; decode: number[][] }[] = [];
+    const runs: { dtype: string; path: string; weights: WeightDtype; e: EngineInstance; ref: LlamaCppRef; prefill: number[]; decode: number[][] }[] =
+      [];
     let q8Ref: LlamaCppRef | undefined;
     for (const dtype of values.dtypes!.split(',')) {
       const m = await modelFor(shape, dtype);
@@ -103,7 +135,7 @@ async function main(): Promise<void> {
       }
       const numKvBlocks = Math.max(...batches, 4) * Math.ceil((promptTokens + decodeTokens + 1) / 16) + 8;
       const e = await EngineInstance.open({ modelPath: m.path, dtype: m.weights, numThreads: threads, numKvBlocks, blockSize: 16 });
-      timeDecode(e, 1, 8, 4);  // warm-up
+      timeDecode(e, 1, 8, 4); // warm-up
       runs.push({ dtype, path: m.path, weights: m.weights, e, ref, prefill: [], decode: batches.map(() => []) });
     }
     for (let r = 0; r < reps; r++)
@@ -112,18 +144,41 @@ async function main(): Promise<void> {
         batches.forEach((batch, i) => run.decode[i].push(timeDecode(run.e, batch, promptTokens, decodeTokens)));
       }
     for (const run of runs) {
-      const { dtype, e } = run, prefill = median(run.prefill);
+      const { dtype, e } = run,
+        prefill = median(run.prefill);
       batches.forEach((batch, i) => {
-        const decode = median(run.decode[i]), lc = run.ref?.get(batch);
-        const row = { shape, dtype, isa: e.isa, threads, batch, decodeTokPerSec: +decode.toFixed(1), prefillTokPerSec: +prefill.toFixed(1),
-          llamacppDecodeTokPerSec: lc ? +lc.decode.toFixed(1) : null, ratioVsLlamacpp: lc ? +(decode / lc.decode).toFixed(2) : null,
-          llamacppPrefillTokPerSec: lc ? +lc.prefill.toFixed(1) : null, prefillRatioVsLlamacpp: lc ? +(prefill / lc.prefill).toFixed(2) : null,
-          weightBytes: e.weightBytes, ...(batch === 1 ? { bytesPerSec: Math.round(decode * e.weightBytes), ofBandwidth: +(decode * e.weightBytes / bandwidth).toFixed(3) } : {}) };
+        const decode = median(run.decode[i]),
+          lc = run.ref?.get(batch);
+        const row = {
+          shape,
+          dtype,
+          isa: e.isa,
+          threads,
+          batch,
+          decodeTokPerSec: +decode.toFixed(1),
+          prefillTokPerSec: +prefill.toFixed(1),
+          llamacppDecodeTokPerSec: lc ? +lc.decode.toFixed(1) : null,
+          ratioVsLlamacpp: lc ? +(decode / lc.decode).toFixed(2) : null,
+          llamacppPrefillTokPerSec: lc ? +lc.prefill.toFixed(1) : null,
+          prefillRatioVsLlamacpp: lc ? +(prefill / lc.prefill).toFixed(2) : null,
+          weightBytes: e.weightBytes,
+          ...(batch === 1
+            ? { bytesPerSec: Math.round(decode * e.weightBytes), ofBandwidth: +((decode * e.weightBytes) / bandwidth).toFixed(3) }
+            : {}),
+        };
         rows.push(row);
-        process.stdout.write(`${shape.padEnd(5)} ${dtype.padEnd(10)} ${e.isa.padEnd(7)} t=${threads} batch ${String(batch).padStart(3)}: decode ${decode.toFixed(1).padStart(8)} tok/s` +
-          `  prefill ${prefill.toFixed(0).padStart(6)} tok/s` + (lc ? `   llama.cpp ${lc.decode.toFixed(1).padStart(8)} tok/s  ratio ${(decode / lc.decode).toFixed(2)}x` +
-          `  prefill ${lc.prefill.toFixed(0)} tok/s ratio ${(prefill / lc.prefill).toFixed(2)}x` : '') +
-          (batch === 1 ? `   weights ${(e.weightBytes / 1e6).toFixed(1)} MB/step: ${(decode * e.weightBytes / 1e9).toFixed(1)} GB/s = ${(100 * decode * e.weightBytes / bandwidth).toFixed(0)}% of the probe` : '') + '\n');
+        process.stdout.write(
+          `${shape.padEnd(5)} ${dtype.padEnd(10)} ${e.isa.padEnd(7)} t=${threads} batch ${String(batch).padStart(3)}: decode ${decode.toFixed(1).padStart(8)} tok/s` +
+            `  prefill ${prefill.toFixed(0).padStart(6)} tok/s` +
+            (lc
+              ? `   llama.cpp ${lc.decode.toFixed(1).padStart(8)} tok/s  ratio ${(decode / lc.decode).toFixed(2)}x` +
+                `  prefill ${lc.prefill.toFixed(0)} tok/s ratio ${(prefill / lc.prefill).toFixed(2)}x`
+              : '') +
+            (batch === 1
+              ? `   weights ${(e.weightBytes / 1e6).toFixed(1)} MB/step: ${((decode * e.weightBytes) / 1e9).toFixed(1)} GB/s = ${((100 * decode * e.weightBytes) / bandwidth).toFixed(0)}% of the probe`
+              : '') +
+            '\n',
+        );
       });
       e.close();
       if (values.mode === 'loop' || values.mode === 'both') {
@@ -132,11 +187,25 @@ async function main(): Promise<void> {
         const loops = [];
         for (let r = 0; r < reps; r++) loops.push(await timeLoop(run.path, run.weights, threads, batch, promptTokens, decodeTokens));
         const l = loops.sort((a, b) => a.decodeTokPerSec - b.decodeTokPerSec)[Math.floor(loops.length / 2)];
-        rows.push({ shape, dtype, mode: 'loop', threads, batch, decodeTokPerSec: +l.decodeTokPerSec.toFixed(1), rawDecodeTokPerSec: raw,
-          loopVsRaw: +(l.decodeTokPerSec / raw).toFixed(3), overheadUsPerStep: Math.round(l.overheadUsPerStep), scheduleUs: Math.round(l.scheduleUs),
-          packUs: Math.round(l.packUs), transferUs: Math.round(l.transferUs), nativeUs: Math.round(l.nativeUs) });
-        process.stdout.write(`${shape.padEnd(5)} ${dtype.padEnd(10)} loop    t=${threads} batch ${String(batch).padStart(3)}: decode ${l.decodeTokPerSec.toFixed(1).padStart(8)} tok/s` +
-          `  = ${(100 * l.decodeTokPerSec / raw).toFixed(1)}% of raw; per step: overhead ${l.overheadUsPerStep.toFixed(0)} us (schedule ${l.scheduleUs.toFixed(0)}, pack ${l.packUs.toFixed(0)}, transfer ${l.transferUs.toFixed(0)}), native ${(l.nativeUs / 1000).toFixed(1)} ms\n`);
+        rows.push({
+          shape,
+          dtype,
+          mode: 'loop',
+          threads,
+          batch,
+          decodeTokPerSec: +l.decodeTokPerSec.toFixed(1),
+          rawDecodeTokPerSec: raw,
+          loopVsRaw: +(l.decodeTokPerSec / raw).toFixed(3),
+          overheadUsPerStep: Math.round(l.overheadUsPerStep),
+          scheduleUs: Math.round(l.scheduleUs),
+          packUs: Math.round(l.packUs),
+          transferUs: Math.round(l.transferUs),
+          nativeUs: Math.round(l.nativeUs),
+        });
+        process.stdout.write(
+          `${shape.padEnd(5)} ${dtype.padEnd(10)} loop    t=${threads} batch ${String(batch).padStart(3)}: decode ${l.decodeTokPerSec.toFixed(1).padStart(8)} tok/s` +
+            `  = ${((100 * l.decodeTokPerSec) / raw).toFixed(1)}% of raw; per step: overhead ${l.overheadUsPerStep.toFixed(0)} us (schedule ${l.scheduleUs.toFixed(0)}, pack ${l.packUs.toFixed(0)}, transfer ${l.transferUs.toFixed(0)}), native ${(l.nativeUs / 1000).toFixed(1)} ms\n`,
+        );
       }
     }
   }

@@ -7,7 +7,7 @@ import { timeDecode } from './timing.js';
 
 const { job, barrier } = workerData as { job: StreamJob; barrier: Int32Array };
 const e = await openGpu(job, Math.max(job.batch * 8, 512), job.batch);
-timeDecode(e, 1, 8, 4);  // warm-up (and graph capture of the small bucket)
+timeDecode(e, 1, 8, 4); // warm-up (and graph capture of the small bucket)
 parentPort!.postMessage('ready');
 Atomics.wait(barrier, 0, 0);
 const tokPerSec = timeDecode(e, job.batch, job.promptTokens, job.decodeTokens, 64);

@@ -38,7 +38,9 @@ const formatMap = (m: Map<unknown, number>) => [...m].map(([k, v]) => `${String(
 async function peakRssWhile(pid: number, during: Promise<unknown>): Promise<number> {
   let peak = mib(pid);
   let isDone = false;
-  void during.finally(() => { isDone = true; });
+  void during.finally(() => {
+    isDone = true;
+  });
   while (!isDone) {
     peak = Math.max(peak, mib(pid));
     await Promise.race([sleep(100), during.catch(() => undefined)]);
@@ -77,7 +79,9 @@ function startProbe(baseUrl: string): { stop(): Promise<{ ms: number; at: number
 
 async function probeLoop(baseUrl: string): Promise<void> {
   let isStopped = false;
-  parentPort!.once('message', () => { isStopped = true; });
+  parentPort!.once('message', () => {
+    isStopped = true;
+  });
   const results: { ms: number; at: number }[] = [];
   while (!isStopped) {
     const at = now();
@@ -100,15 +104,17 @@ async function warm(baseUrl: string): Promise<void> {
 async function slow(server: ServerProcess, a: Args): Promise<void> {
   const [headersMs, bodyMs] = [num(a, 'headers-timeout-ms'), num(a, 'body-timeout-ms')];
   const base = await restingRss(() => mib(server.pid));
-  const numIdle = num(a, 'idle'), numStalled = num(a, 'stalled');
+  const numIdle = num(a, 'idle'),
+    numStalled = num(a, 'stalled');
   // each timeout counts from when the server began the request: a connection's accept (idle, slow
   // headers), its headers for a stalled body (seen here as the 100 Continue Node sends then)
   const conns: { kind: string; limit: number; c: RawConnection; startedAt: number }[] = [];
-  await eventLoopLagMaxMs(server.baseUrl);   // (its maximum restarts at each scrape)
+  await eventLoopLagMaxMs(server.baseUrl); // (its maximum restarts at each scrape)
   const probe = startProbe(server.baseUrl);
   for (let i = 0; i < numIdle; i++) {
     const c = await rawConnect(Number(new URL(server.baseUrl).port));
-    if (i % 2 === 1) {   // half of them: headers begun, one header line per second
+    if (i % 2 === 1) {
+      // half of them: headers begun, one header line per second
       c.socket.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\n');
       const timer = setInterval(() => c.socket.writable && c.socket.write('X-Slow: 1\r\n'), 1000);
       c.socket.once('close', () => clearInterval(timer));
@@ -116,36 +122,48 @@ async function slow(server: ServerProcess, a: Args): Promise<void> {
     conns.push({ kind: i % 2 ? 'slow headers' : 'idle', limit: headersMs, c, startedAt: c.connectedAt });
   }
   const piece = new Uint8Array(999_000).fill(0x20);
-  await Promise.all(Array.from({ length: numStalled }, async () => {
-    const c = await rawConnect(Number(new URL(server.baseUrl).port));
-    c.socket.write(postHead('/v1/completions', 'Content-Length: 1000000', 'Expect: 100-continue'));
-    await c.waitFor(/^HTTP\/1.1 100 Continue\r\n\r\n/);
-    conns.push({ kind: 'stalled body', limit: bodyMs, c, startedAt: performance.now() });
-    await new Promise((resolve) => c.socket.write(piece, resolve));
-  }));
+  await Promise.all(
+    Array.from({ length: numStalled }, async () => {
+      const c = await rawConnect(Number(new URL(server.baseUrl).port));
+      c.socket.write(postHead('/v1/completions', 'Content-Length: 1000000', 'Expect: 100-continue'));
+      await c.waitFor(/^HTTP\/1.1 100 Continue\r\n\r\n/);
+      conns.push({ kind: 'stalled body', limit: bodyMs, c, startedAt: performance.now() });
+      await new Promise((resolve) => c.socket.write(piece, resolve));
+    }),
+  );
   const sentAt = now();
   const allClosed = Promise.all(conns.map((x) => x.c.closed));
   const peak = await peakRssWhile(server.pid, allClosed);
   const normal = await probe.stop();
   const lagMaxMs = await eventLoopLagMaxMs(server.baseUrl);
-  const outcomes = await Promise.all(conns.map(async (x) => {
-    const { text, at } = await x.c.closed;
-    const status = text ? parseResponse(text).status : 0;
-    const code = text ? (JSON.parse(parseResponse(text).body).error?.code as string) : 'none';
-    return { kind: x.kind, status, code, over: (at - x.startedAt) / x.limit };
-  }));
+  const outcomes = await Promise.all(
+    conns.map(async (x) => {
+      const { text, at } = await x.c.closed;
+      const status = text ? parseResponse(text).status : 0;
+      const code = text ? (JSON.parse(parseResponse(text).body).error?.code as string) : 'none';
+      return { kind: x.kind, status, code, over: (at - x.startedAt) / x.limit };
+    }),
+  );
   const after = await restingRss(() => mib(server.pid));
   for (const kind of ['idle', 'slow headers', 'stalled body']) {
     const o = outcomes.filter((x) => x.kind === kind);
-    console.log(`  ${kind}: ${o.length} connections; ${formatMap(count(o.map((x) => `${x.status} ${x.code}`)))}; ` +
-      `closed after ${stats(o.map((x) => 100 * x.over))} % of the ${kind === 'stalled body' ? bodyMs : headersMs} ms timeout`);
+    console.log(
+      `  ${kind}: ${o.length} connections; ${formatMap(count(o.map((x) => `${x.status} ${x.code}`)))}; ` +
+        `closed after ${stats(o.map((x) => 100 * x.over))} % of the ${kind === 'stalled body' ? bodyMs : headersMs} ms timeout`,
+    );
   }
   // requests begun before the last stalled body was sent and in the second after it (the server still reading them)
-  const upload = normal.filter((x) => x.at < sentAt + 1000), rest = normal.filter((x) => x.at >= sentAt + 1000);
-  console.log(`  normal requests (4 tokens, from another thread) while the 300 MB of bodies were sent and a second after: ` +
-    `${upload.length}, latency ms ${stats(upload.map((x) => x.ms))}`);
+  const upload = normal.filter((x) => x.at < sentAt + 1000),
+    rest = normal.filter((x) => x.at >= sentAt + 1000);
+  console.log(
+    `  normal requests (4 tokens, from another thread) while the 300 MB of bodies were sent and a second after: ` +
+      `${upload.length}, latency ms ${stats(upload.map((x) => x.ms))}`,
+  );
   console.log(`  normal requests after it, until the last slow connection closed: ${rest.length}, latency ms ${stats(rest.map((x) => x.ms))}`);
-  const worst = [...normal].sort((x, y) => y.ms - x.ms).slice(0, 3).map((x) => `${x.ms.toFixed(0)} ms at ${((x.at - sentAt) / 1000).toFixed(1)} s`);
+  const worst = [...normal]
+    .sort((x, y) => y.ms - x.ms)
+    .slice(0, 3)
+    .map((x) => `${x.ms.toFixed(0)} ms at ${((x.at - sentAt) / 1000).toFixed(1)} s`);
   console.log(`    the slowest: ${worst.join(', ')} (s after the stalled bodies were sent); server event-loop lag max ${lagMaxMs.toFixed(0)} ms`);
   console.log(`  RSS: before ${base.toFixed(1)} MiB, peak ${peak.toFixed(1)} MiB, after ${after.toFixed(1)} MiB`);
 }
@@ -156,12 +174,14 @@ async function nonreading(server: ServerProcess, a: Args): Promise<void> {
   const before = await serverState(server.baseUrl);
   const body = JSON.stringify({ prompt: 'Once', n: 16, logprobs: 20, max_tokens: 480, ignore_eos: true, stream: true });
   const t0 = performance.now();
-  const clients = await Promise.all(Array.from({ length: k }, async () => {
-    const c = await rawConnect(Number(new URL(server.baseUrl).port));
-    c.socket.pause();
-    c.socket.write(postHead('/v1/completions', `Content-Length: ${body.length}`) + body);
-    return c;
-  }));
+  const clients = await Promise.all(
+    Array.from({ length: k }, async () => {
+      const c = await rawConnect(Number(new URL(server.baseUrl).port));
+      c.socket.pause();
+      c.socket.write(postHead('/v1/completions', `Content-Length: ${body.length}`) + body);
+      return c;
+    }),
+  );
   // the server's own count of the clients it cut off
   const cutOff = (async () => {
     for (;;) {
@@ -175,8 +195,10 @@ async function nonreading(server: ServerProcess, a: Args): Promise<void> {
   const settled = await settledState(server.baseUrl);
   for (const c of clients) c.socket.destroy();
   const after = await restingRss(() => mib(server.pid));
-  console.log(`  ${k} clients that never read: all cut off ${(ms / 1000).toFixed(2)} s after they asked ` +
-    `(write timeout ${num(a, 'write-timeout-ms')} ms); server errors: ${formatCounts(increments(before.errors, settled.errors))}`);
+  console.log(
+    `  ${k} clients that never read: all cut off ${(ms / 1000).toFixed(2)} s after they asked ` +
+      `(write timeout ${num(a, 'write-timeout-ms')} ms); server errors: ${formatCounts(increments(before.errors, settled.errors))}`,
+  );
   console.log(`  then: running ${settled.running}, waiting ${settled.waiting}, KV ${(100 * settled.kvUsage).toFixed(1)}%`);
   console.log(`  RSS: before ${base.toFixed(1)} MiB, peak ${peak.toFixed(1)} MiB, after ${after.toFixed(1)} MiB`);
 }
@@ -191,22 +213,33 @@ async function shutdown(server: ServerProcess, a: Args): Promise<void> {
     ['/chat', { messages: ['hello'], ...long }],
     ['/stream_chat_beam', { messages: ['hello'], beam_width: 2, ...long }],
   ];
-  const streams = await Promise.all(Array.from({ length: k }, async (_, i) => {
-    const [path, body] = bodies[i % bodies.length];
-    const res = await post(server.baseUrl, path, body);
-    return { path, res };
-  }));
+  const streams = await Promise.all(
+    Array.from({ length: k }, async (_, i) => {
+      const [path, body] = bodies[i % bodies.length];
+      const res = await post(server.baseUrl, path, body);
+      return { path, res };
+    }),
+  );
   const statuses = count(streams.map((s) => s.res.status));
   const t0 = performance.now();
-  const stopped = server.stop();   // SIGTERM, and wait for the exit
-  const ends = await Promise.all(streams.map(async ({ res }) => {
-    let text = '';
-    try { text = await res.text(); } catch (e) { return `cut (${(e as Error).message})`; }
-    const data = text.split('\n\n').filter((f) => f.startsWith('data: ')).map((f) => f.slice(6));
-    if (data.at(-1) !== '[DONE]') return 'no [DONE]';
-    const last = data.at(-2) ?? '';
-    return last.includes('"error"') ? `error ${JSON.parse(last).error.code} + [DONE]` : 'finished + [DONE]';
-  }));
+  const stopped = server.stop(); // SIGTERM, and wait for the exit
+  const ends = await Promise.all(
+    streams.map(async ({ res }) => {
+      let text = '';
+      try {
+        text = await res.text();
+      } catch (e) {
+        return `cut (${(e as Error).message})`;
+      }
+      const data = text
+        .split('\n\n')
+        .filter((f) => f.startsWith('data: '))
+        .map((f) => f.slice(6));
+      if (data.at(-1) !== '[DONE]') return 'no [DONE]';
+      const last = data.at(-2) ?? '';
+      return last.includes('"error"') ? `error ${JSON.parse(last).error.code} + [DONE]` : 'finished + [DONE]';
+    }),
+  );
   await stopped;
   const exitS = ((performance.now() - t0) / 1000).toFixed(2);
   console.log(`  ${k} streams (${formatMap(statuses)}) when SIGTERM came, shutdown timeout 1000 ms; exited after ${exitS} s`);
@@ -236,11 +269,17 @@ async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      scenario: { type: 'string', default: 'all' }, model: { type: 'string', default: DEFAULT_MODEL }, 'server-args': { type: 'string', default: '' },
-      stalled: { type: 'string', default: '300' }, idle: { type: 'string', default: '500' },
-      'headers-timeout-ms': { type: 'string', default: '5000' }, 'body-timeout-ms': { type: 'string', default: '10000' },
-      nonreading: { type: 'string', default: '10' }, 'write-timeout-ms': { type: 'string', default: '5000' },
-      streams: { type: 'string', default: '50' }, bodies: { type: 'string', default: '20' },
+      scenario: { type: 'string', default: 'all' },
+      model: { type: 'string', default: DEFAULT_MODEL },
+      'server-args': { type: 'string', default: '' },
+      stalled: { type: 'string', default: '300' },
+      idle: { type: 'string', default: '500' },
+      'headers-timeout-ms': { type: 'string', default: '5000' },
+      'body-timeout-ms': { type: 'string', default: '10000' },
+      nonreading: { type: 'string', default: '10' },
+      'write-timeout-ms': { type: 'string', default: '5000' },
+      streams: { type: 'string', default: '50' },
+      bodies: { type: 'string', default: '20' },
     },
   });
   const a = values as Args;

@@ -8,29 +8,51 @@ import { median } from './timing.js';
 export interface LoopResult {
   decodeTokPerSec: number;
   numDecodeSteps: number;
-  overheadUsPerStep: number;   // median step wall time minus native time
+  overheadUsPerStep: number; // median step wall time minus native time
   scheduleUs: number;
   packUs: number;
   transferUs: number;
   nativeUs: number;
 }
 
-
-export async function timeLoop(modelPath: string, dtype: WeightDtype, threads: number, batch: number, promptTokens: number, decodeTokens: number): Promise<LoopResult> {
+export async function timeLoop(
+  modelPath: string,
+  dtype: WeightDtype,
+  threads: number,
+  batch: number,
+  promptTokens: number,
+  decodeTokens: number,
+): Promise<LoopResult> {
   const numKvBlocks = batch * Math.ceil((promptTokens + decodeTokens + 1) / 16) + 8;
   const worker = await EngineWorker.start(0, { modelPath, dtype, numThreads: threads, numKvBlocks, blockSize: 16 });
   const steps: (StepTiming & { at: number })[] = [];
   const loop = new EngineLoop([worker], {
-    scheduler: { maxNumSeqs: batch, maxNumBatchedTokens: Math.max(batch, 8 * promptTokens), maxModelLen: promptTokens + decodeTokens + 1, enablePrefixCaching: false },
-    eosTokenIds: [], onStep: (s) => steps.push({ ...s, at: performance.now() }),
+    scheduler: {
+      maxNumSeqs: batch,
+      maxNumBatchedTokens: Math.max(batch, 8 * promptTokens),
+      maxModelLen: promptTokens + decodeTokens + 1,
+      enablePrefixCaching: false,
+    },
+    eosTokenIds: [],
+    onStep: (s) => steps.push({ ...s, at: performance.now() }),
   });
   const run = async (n: number, maxTokens: number) => {
-    const handles = Array.from({ length: n }, (_, i) => loop.submit({
-      promptTokenIds: Array.from({ length: promptTokens }, (_, j) => 3 + ((i * 131 + j * 7) % 30000)), maxTokens, ignoreEos: true,
-    }));
-    await Promise.all(handles.map(async (h) => { for await (const _ of h.events) { /* drain */ } }));
+    const handles = Array.from({ length: n }, (_, i) =>
+      loop.submit({
+        promptTokenIds: Array.from({ length: promptTokens }, (_, j) => 3 + ((i * 131 + j * 7) % 30000)),
+        maxTokens,
+        ignoreEos: true,
+      }),
+    );
+    await Promise.all(
+      handles.map(async (h) => {
+        for await (const _ of h.events) {
+          /* drain */
+        }
+      }),
+    );
   };
-  await run(1, 4);  // warm-up
+  await run(1, 4); // warm-up
   steps.length = 0;
   await run(batch, decodeTokens + 1);
   await loop.close();

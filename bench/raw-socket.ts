@@ -5,8 +5,8 @@ import { connect, type Socket } from 'node:net';
 
 export interface RawConnection {
   socket: Socket;
-  connectedAt: number;                 // performance.now() when the connection was made
-  received(): string;                  // what the server sent so far
+  connectedAt: number; // performance.now() when the connection was made
+  received(): string; // what the server sent so far
   // Resolves when the server closes (or resets) the connection, with everything it sent.
   closed: Promise<{ text: string; error?: string; at: number }>;
   // Resolves when what the server sent matches `re` (rejects if it closes first).
@@ -34,11 +34,18 @@ export function rawConnect(port: number): Promise<RawConnection> {
         }
       }
     });
-    socket.on('error', (e: NodeJS.ErrnoException) => { error = e.code ?? e.message; });
-    socket.once('connect', () => resolve({
-      socket, connectedAt: performance.now(), closed, received: () => text,
-      waitFor: (re) => (re.test(text) ? Promise.resolve(text) : new Promise((res, rej) => waiters.push({ re, resolve: res, reject: rej }))),
-    }));
+    socket.on('error', (e: NodeJS.ErrnoException) => {
+      error = e.code ?? e.message;
+    });
+    socket.once('connect', () =>
+      resolve({
+        socket,
+        connectedAt: performance.now(),
+        closed,
+        received: () => text,
+        waitFor: (re) => (re.test(text) ? Promise.resolve(text) : new Promise((res, rej) => waiters.push({ re, resolve: res, reject: rej }))),
+      }),
+    );
     socket.once('error', reject);
   });
 }
@@ -60,7 +67,7 @@ export function parseResponse(text: string): RawResponse {
   let body = text.slice(end + 4);
   if (headers['transfer-encoding'] === 'chunked') {
     let out = '';
-    for (let at = 0; at < body.length;) {
+    for (let at = 0; at < body.length; ) {
       const eol = body.indexOf('\r\n', at);
       const size = parseInt(body.slice(at, eol), 16);
       if (!(size > 0)) break;
@@ -79,7 +86,11 @@ export function postHead(path: string, ...extra: string[]): string {
 
 function drainedOrClosed(socket: Socket): Promise<void> {
   return new Promise((resolve) => {
-    const done = () => { socket.off('drain', done); socket.off('close', done); resolve(); };
+    const done = () => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
     socket.on('drain', done);
     socket.on('close', done);
   });

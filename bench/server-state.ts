@@ -10,9 +10,9 @@ import { freePort, repoRoot, splitArgs, startServer, weftSpec, type ServerProces
 export interface ServerState {
   running: number;
   waiting: number;
-  kvUsage: number;      // 0..1
+  kvUsage: number; // 0..1
   rssMiB: number;
-  errors: Record<string, number>;   // weft_errors_total by code
+  errors: Record<string, number>; // weft_errors_total by code
 }
 
 export const DEFAULT_MODEL = join(repoRoot(), '..', 'shared', 'models', 'stories260K');
@@ -24,8 +24,11 @@ export async function serverState(baseUrl: string): Promise<ServerState> {
   const errors: Record<string, number> = {};
   for (const m of text.matchAll(/^weft_errors_total\{code="([^"]+)"\} (\S+)$/gm)) errors[m[1]] = Number(m[2]);
   return {
-    running: v.weft_num_requests_running ?? 0, waiting: v.weft_num_requests_waiting ?? 0, kvUsage: v.weft_kv_cache_usage_perc ?? 0,
-    rssMiB: (v.weft_process_resident_memory_bytes ?? 0) / 2 ** 20, errors,
+    running: v.weft_num_requests_running ?? 0,
+    waiting: v.weft_num_requests_waiting ?? 0,
+    kvUsage: v.weft_kv_cache_usage_perc ?? 0,
+    rssMiB: (v.weft_process_resident_memory_bytes ?? 0) / 2 ** 20,
+    errors,
   };
 }
 
@@ -42,7 +45,8 @@ export async function settledState(baseUrl: string, maxMs = 60_000): Promise<Ser
 // A process's RSS once it has stopped falling for 3 s, at most 20 s: weft gives memory back a
 // second after it goes idle (MemoryRelief), and the OS takes freed pages back over a few seconds.
 export async function restingRss(readMiB: () => number | Promise<number>): Promise<number> {
-  let last = await readMiB(), numStable = 0;
+  let last = await readMiB(),
+    numStable = 0;
   for (let i = 0; i < 20 && numStable < 3; i++) {
     await sleep(1000);
     const now = await readMiB();
@@ -63,7 +67,12 @@ export function increments(before: Record<string, number>, after: Record<string,
 }
 
 export const formatCounts = (c: Record<string, number>) =>
-  Object.keys(c).length === 0 ? 'none' : Object.entries(c).sort().map(([k, v]) => `${k} ${v}`).join(', ');
+  Object.keys(c).length === 0
+    ? 'none'
+    : Object.entries(c)
+        .sort()
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ');
 
 // weft from this checkout on a free port, CPU backend unless --server-args says otherwise.
 export async function startWeft(model: string, serverArgs: string): Promise<ServerProcess> {

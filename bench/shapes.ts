@@ -6,12 +6,38 @@ import { pathToFileURL } from 'node:url';
 import { syntheticGguf } from './timing.js';
 
 export const SHAPES: Record<string, Record<string, unknown>> = {
-  '15m': { architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 288, num_hidden_layers: 6, num_attention_heads: 6,
-    num_key_value_heads: 6, intermediate_size: 768, vocab_size: 32000, max_position_embeddings: 1024, rms_norm_eps: 1e-5,
-    rope_theta: 10000, tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2 },
-  '110m': { architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12,
-    num_key_value_heads: 12, intermediate_size: 2048, vocab_size: 32000, max_position_embeddings: 1024, rms_norm_eps: 1e-5,
-    rope_theta: 10000, tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2 },
+  '15m': {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    hidden_size: 288,
+    num_hidden_layers: 6,
+    num_attention_heads: 6,
+    num_key_value_heads: 6,
+    intermediate_size: 768,
+    vocab_size: 32000,
+    max_position_embeddings: 1024,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    tie_word_embeddings: true,
+    bos_token_id: 1,
+    eos_token_id: 2,
+  },
+  '110m': {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    hidden_size: 768,
+    num_hidden_layers: 12,
+    num_attention_heads: 12,
+    num_key_value_heads: 12,
+    intermediate_size: 2048,
+    vocab_size: 32000,
+    max_position_embeddings: 1024,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    tie_word_embeddings: true,
+    bos_token_id: 1,
+    eos_token_id: 2,
+  },
 };
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
@@ -20,5 +46,5 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     process.stderr.write(`usage: node dist/bench/shapes.js ${Object.keys(SHAPES).join('|')} f32|f16|q8_0\n`);
     process.exit(2);
   }
-  process.stdout.write(await syntheticGguf(name, SHAPES[name], dtype as 'f32' | 'f16' | 'q8_0') + '\n');
+  process.stdout.write((await syntheticGguf(name, SHAPES[name], dtype as 'f32' | 'f16' | 'q8_0')) + '\n');
 }

@@ -48,7 +48,10 @@ async function readFrames(body: NonNullable<Response['body']>, onFrame: (data: s
     for (let end = buf.indexOf('\n\n'); end >= 0; end = buf.indexOf('\n\n')) {
       const frame = buf.slice(0, end);
       buf = buf.slice(end + 2);
-      const data = frame.split('\n').find((l) => l.startsWith('data: '))?.slice(6);
+      const data = frame
+        .split('\n')
+        .find((l) => l.startsWith('data: '))
+        ?.slice(6);
       if (data !== undefined && onFrame(data)) return 'stopped';
     }
   }
@@ -57,18 +60,30 @@ async function readFrames(body: NonNullable<Response['body']>, onFrame: (data: s
 async function oneRequest(o: Options, route: Route, prompt: string, seed: number, abortAfter: number): Promise<Outcome> {
   const ac = new AbortController();
   let isTimeout = false;
-  const timer = setTimeout(() => { isTimeout = true; ac.abort(); }, o.timeoutMs);
+  const timer = setTimeout(() => {
+    isTimeout = true;
+    ac.abort();
+  }, o.timeoutMs);
   try {
     const res = await fetch(o.baseUrl + route.path, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(route.body(prompt, o.maxTokens, seed)), signal: ac.signal,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(route.body(prompt, o.maxTokens, seed)),
+      signal: ac.signal,
     });
     if (res.status !== 200) {
       const text = await res.text();
       let code = `http ${res.status}`;
-      try { code = JSON.parse(text).error?.code ?? code; } catch { /* not JSON */ }
+      try {
+        code = JSON.parse(text).error?.code ?? code;
+      } catch {
+        /* not JSON */
+      }
       return { kind: 'error', code };
     }
-    let numFrames = 0, isDone = false, errorCode: string | null = null;
+    let numFrames = 0,
+      isDone = false,
+      errorCode: string | null = null;
     const how = await readFrames(res.body!, (data) => {
       numFrames++;
       if (data === '[DONE]') isDone = true;
@@ -102,19 +117,21 @@ async function round(o: Options, numRequests: number, concurrency: number, seed:
     route: ROUTES[i % ROUTES.length],
     prompt: Array.from({ length: rng.int(1, 12) }, () => WORDS[rng.int(0, WORDS.length - 1)]).join(' '),
     seed: rng.int(0, 1e9),
-    abortAfter: rng.next() < o.abortShare ? rng.int(1, 4) : -1,   // frames seen before the client vanishes
+    abortAfter: rng.next() < o.abortShare ? rng.int(1, 4) : -1, // frames seen before the client vanishes
   }));
   const result: RoundResult = { counts: { completed: 0, aborted: 0, lost: 0 }, errors: {}, seconds: 0 };
   const t0 = performance.now();
   let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < plans.length) {
-      const p = plans[next++];
-      const out = await oneRequest(o, p.route, p.prompt, p.seed, p.abortAfter);
-      if (out.kind === 'error') result.errors[out.code] = (result.errors[out.code] ?? 0) + 1;
-      else result.counts[out.kind]++;
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < plans.length) {
+        const p = plans[next++];
+        const out = await oneRequest(o, p.route, p.prompt, p.seed, p.abortAfter);
+        if (out.kind === 'error') result.errors[out.code] = (result.errors[out.code] ?? 0) + 1;
+        else result.counts[out.kind]++;
+      }
+    }),
+  );
   result.seconds = (performance.now() - t0) / 1000;
   return result;
 }
@@ -123,9 +140,15 @@ async function main(argv: string[]): Promise<number> {
   const { values: a } = parseArgs({
     args: argv,
     options: {
-      url: { type: 'string' }, model: { type: 'string', default: DEFAULT_MODEL }, 'server-args': { type: 'string', default: '' },
-      requests: { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '256' }, 'abort-share': { type: 'string', default: '0.2' },
-      rounds: { type: 'string', default: '2' }, 'max-tokens': { type: 'string', default: '32' }, seed: { type: 'string', default: '1' },
+      url: { type: 'string' },
+      model: { type: 'string', default: DEFAULT_MODEL },
+      'server-args': { type: 'string', default: '' },
+      requests: { type: 'string', default: '10000' },
+      concurrency: { type: 'string', default: '256' },
+      'abort-share': { type: 'string', default: '0.2' },
+      rounds: { type: 'string', default: '2' },
+      'max-tokens': { type: 'string', default: '32' },
+      seed: { type: 'string', default: '1' },
       'timeout-ms': { type: 'string', default: '300000' },
     },
   });
@@ -133,8 +156,10 @@ async function main(argv: string[]): Promise<number> {
   const baseUrl = a.url ?? server!.baseUrl;
   const o: Options = { baseUrl, maxTokens: Number(a['max-tokens']), abortShare: Number(a['abort-share']), timeoutMs: Number(a['timeout-ms']) };
   const [numRequests, concurrency, numRounds] = [Number(a.requests), Number(a.concurrency), Number(a.rounds)];
-  console.log(`soak: ${baseUrl}${server ? ` (weft on ${a.model})` : ''}; ${numRounds} round(s) of ${numRequests} streamed requests, ` +
-    `concurrency ${concurrency}, ${(100 * o.abortShare).toFixed(0)}% of clients vanish mid-stream, max_tokens ${o.maxTokens}`);
+  console.log(
+    `soak: ${baseUrl}${server ? ` (weft on ${a.model})` : ''}; ${numRounds} round(s) of ${numRequests} streamed requests, ` +
+      `concurrency ${concurrency}, ${(100 * o.abortShare).toFixed(0)}% of clients vanish mid-stream, max_tokens ${o.maxTokens}`,
+  );
   let isClean = true;
   const afters: ServerState[] = [];
   try {
@@ -146,8 +171,10 @@ async function main(argv: string[]): Promise<number> {
       const rested = await restingRss(async () => (await serverState(baseUrl)).rssMiB);
       afters.push({ ...after, rssMiB: rested });
       const { completed, aborted, lost } = res.counts;
-      console.log(`  completed ${completed}, aborted ${aborted}, errors ${formatCounts(res.errors)}, lost ${lost}  ` +
-        `(${res.seconds.toFixed(1)} s, ${(numRequests / res.seconds).toFixed(0)} requests/s)`);
+      console.log(
+        `  completed ${completed}, aborted ${aborted}, errors ${formatCounts(res.errors)}, lost ${lost}  ` +
+          `(${res.seconds.toFixed(1)} s, ${(numRequests / res.seconds).toFixed(0)} requests/s)`,
+      );
       console.log(`  after:  ${formatState(after)}; at rest ${rested.toFixed(1)} MiB`);
       if (lost > 0 || after.running + after.waiting > 0 || after.kvUsage > 0) isClean = false;
     }
@@ -155,8 +182,10 @@ async function main(argv: string[]): Promise<number> {
     await server?.stop();
   }
   const drift = afters.length > 1 ? (afters.at(-1)!.rssMiB / afters[0].rssMiB - 1) * 100 : 0;
-  console.log(`soak: ${isClean ? 'nothing lost, nothing left running, waiting or holding KV' : 'FAILED: requests lost or state left behind'}` +
-    (afters.length > 1 ? `; RSS after the last round ${drift >= 0 ? '+' : ''}${drift.toFixed(1)}% of after the first` : ''));
+  console.log(
+    `soak: ${isClean ? 'nothing lost, nothing left running, waiting or holding KV' : 'FAILED: requests lost or state left behind'}` +
+      (afters.length > 1 ? `; RSS after the last round ${drift >= 0 ? '+' : ''}${drift.toFixed(1)}% of after the first` : ''),
+  );
   return isClean ? 0 : 1;
 }
 

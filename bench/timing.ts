@@ -58,7 +58,9 @@ export async function blockGguf(name: string, config: Record<string, unknown>, t
 // Single-thread memory read bandwidth in bytes/s: memcmp (Buffer.compare) of two equal 256 MiB
 // buffers, best of 5 — the ceiling that a decode step streaming weights is measured against.
 export function readBandwidth(): number {
-  const n = 256 << 20, a = new Uint8Array(n).fill(1), b = new Uint8Array(n).fill(1);
+  const n = 256 << 20,
+    a = new Uint8Array(n).fill(1),
+    b = new Uint8Array(n).fill(1);
   let best = 0;
   for (let i = 0; i < 5; i++) {
     const t0 = performance.now();
@@ -72,25 +74,44 @@ export function readBandwidth(): number {
 // `prefillGroup`), then D timed decode steps of B tokens.
 // split, when given, receives the engine's own device times per decode step (CUDA events around
 // the forward pass and around sampling), medians over the timed steps.
-export function timeDecode(e: EngineInstance, batch: number, promptTokens: number, decodeTokens: number, prefillGroup = 8,
-  split?: { forwardUs: number; sampleUs: number }): number {
+export function timeDecode(
+  e: EngineInstance,
+  batch: number,
+  promptTokens: number,
+  decodeTokens: number,
+  prefillGroup = 8,
+  split?: { forwardUs: number; sampleUs: number },
+): number {
   const bs = e.blockSize;
   const blocksPer = Math.ceil((promptTokens + decodeTokens + 1) / bs);
   const seqs: SeqStep[] = Array.from({ length: batch }, (_, i) => ({
-    seqId: i, tokens: Array.from({ length: promptTokens }, (_, j) => 3 + ((i * 131 + j * 7) % 30000)), startPos: 0, promptLen: promptTokens,
-    blockTable: Array.from({ length: blocksPer }, (_, b) => i * blocksPer + b), doSample: true, sampling: GREEDY,
+    seqId: i,
+    tokens: Array.from({ length: promptTokens }, (_, j) => 3 + ((i * 131 + j * 7) % 30000)),
+    startPos: 0,
+    promptLen: promptTokens,
+    blockTable: Array.from({ length: blocksPer }, (_, b) => i * blocksPer + b),
+    doSample: true,
+    sampling: GREEDY,
   }));
-  for (let i = 0; i < batch; i += prefillGroup) {  // prefill in groups so one step stays a sane size
+  for (let i = 0; i < batch; i += prefillGroup) {
+    // prefill in groups so one step stays a sane size
     const out = e.step(packStep(seqs.slice(i, i + prefillGroup), bs));
-    seqs.slice(i, i + prefillGroup).forEach((s, j) => { s.startPos = promptTokens; s.tokens = [out.sampled[j]]; });
+    seqs.slice(i, i + prefillGroup).forEach((s, j) => {
+      s.startPos = promptTokens;
+      s.tokens = [out.sampled[j]];
+    });
   }
-  const fwd: number[] = [], smp: number[] = [];
+  const fwd: number[] = [],
+    smp: number[] = [];
   const t0 = performance.now();
   for (let d = 0; d < decodeTokens; d++) {
     const out = e.step(packStep(seqs, bs));
     fwd.push(out.forwardUs);
     smp.push(out.sampleUs);
-    seqs.forEach((s, j) => { s.startPos++; s.tokens = [out.sampled[j]]; });
+    seqs.forEach((s, j) => {
+      s.startPos++;
+      s.tokens = [out.sampled[j]];
+    });
   }
   const seconds = (performance.now() - t0) / 1000;
   e.step(packStep([], bs, { release: seqs.map((s) => s.seqId) }));
@@ -100,10 +121,16 @@ export function timeDecode(e: EngineInstance, batch: number, promptTokens: numbe
 
 // Prefill tokens/s: n prompts of P tokens in one step.
 export function timePrefill(e: EngineInstance, promptTokens: number, n = 4): number {
-  const bs = e.blockSize, blocksPer = Math.ceil(promptTokens / bs);
+  const bs = e.blockSize,
+    blocksPer = Math.ceil(promptTokens / bs);
   const seqs: SeqStep[] = Array.from({ length: n }, (_, i) => ({
-    seqId: 1000 + i, tokens: Array.from({ length: promptTokens }, (_, j) => 3 + ((i * 17 + j * 11) % 30000)), startPos: 0, promptLen: promptTokens,
-    blockTable: Array.from({ length: blocksPer }, (_, b) => i * blocksPer + b), doSample: true, sampling: GREEDY,
+    seqId: 1000 + i,
+    tokens: Array.from({ length: promptTokens }, (_, j) => 3 + ((i * 17 + j * 11) % 30000)),
+    startPos: 0,
+    promptLen: promptTokens,
+    blockTable: Array.from({ length: blocksPer }, (_, b) => i * blocksPer + b),
+    doSample: true,
+    sampling: GREEDY,
   }));
   const t0 = performance.now();
   e.step(packStep(seqs, bs, {}));

@@ -16,7 +16,9 @@ tap.stdout.on('data', (chunk) => {
 
 tap.on('close', (code, signal) => {
   const m = /# \{ total: (\d+)(?:, pass: (\d+))?(?:, fail: (\d+))?(?:, todo: (\d+))?(?:, skip: (\d+))?/.exec(tail);
-  const pass = Number(m?.[2] ?? 0), todo = Number(m?.[4] ?? 0), skip = Number(m?.[5] ?? 0);
+  const pass = Number(m?.[2] ?? 0),
+    todo = Number(m?.[4] ?? 0),
+    skip = Number(m?.[5] ?? 0);
   let fail = Number(m?.[3] ?? 0);
   const exit = code ?? (signal ? 1 : 0);
   if (exit !== 0 && fail === 0) fail = 1;

@@ -32,20 +32,20 @@ import { loadNative } from './workers/binding.js';
 export interface LoadProgress {
   phase: 'download' | 'load';
   file?: string;
-  bytes?: number;            // download: of this file so far; load: of the model's tensors read so far
-  total?: number;            // download: its size; load: the model's tensor bytes
-  instancesReady?: number;   // load: engine instances up so far
-  instances?: number;        // load: of all
+  bytes?: number; // download: of this file so far; load: of the model's tensors read so far
+  total?: number; // download: its size; load: the model's tensor bytes
+  instancesReady?: number; // load: engine instances up so far
+  instances?: number; // load: of all
 }
 
 export class AppState {
   #service: GenerationService | null = null;
-  reranker: Reranker | null = null;   // a reranker model (--reranker-model), when one is loaded
+  reranker: Reranker | null = null; // a reranker model (--reranker-model), when one is loaded
   isShuttingDown = false;
-  loadProgress: LoadProgress | null = null;   // while the model downloads or loads: what /ready reports
-  readonly inFlight: InFlight;   // responses not yet closed (shutdown waits on them; slow readers are cut off)
-  readonly cutOff = new WeakSet<ServerResponse>();   // responses the server closed itself, having logged why
-  readonly relief: MemoryRelief;   // gives memory back once shed connections' buffers are garbage, or when idle after load
+  loadProgress: LoadProgress | null = null; // while the model downloads or loads: what /ready reports
+  readonly inFlight: InFlight; // responses not yet closed (shutdown waits on them; slow readers are cut off)
+  readonly cutOff = new WeakSet<ServerResponse>(); // responses the server closed itself, having logged why
+  readonly relief: MemoryRelief; // gives memory back once shed connections' buffers are garbage, or when idle after load
 
   constructor(
     readonly metrics: Metrics,
@@ -58,14 +58,20 @@ export class AppState {
       isBusy: () => this.inFlight.size > 0 || (this.#service?.numActive ?? 0) > 0,
       onCollect: (before, after) => {
         const m = process.memoryUsage();
-        log?.debug(`memory relief: garbage collected and malloc_trim, RSS ${mib(before)} → ${mib(after)} MiB ` +
-          `(V8 heap ${mib(m.heapTotal)}, array buffers ${mib(m.arrayBuffers)}, other external ${mib(m.external - m.arrayBuffers)} MiB)`);
+        log?.debug(
+          `memory relief: garbage collected and malloc_trim, RSS ${mib(before)} → ${mib(after)} MiB ` +
+            `(V8 heap ${mib(m.heapTotal)}, array buffers ${mib(m.arrayBuffers)}, other external ${mib(m.external - m.arrayBuffers)} MiB)`,
+        );
       },
     });
-    this.inFlight = new InFlight(limits.writeTimeoutMs, (code) => metrics.countError(code), (res) => {
-      this.cutOff.add(res);
-      this.relief.shed();
-    });
+    this.inFlight = new InFlight(
+      limits.writeTimeoutMs,
+      (code) => metrics.countError(code),
+      (res) => {
+        this.cutOff.add(res);
+        this.relief.shed();
+      },
+    );
   }
 
   attach(service: GenerationService): void {
@@ -106,10 +112,10 @@ declare module 'fastify' {
 }
 
 export interface AppDeps {
-  service?: GenerationService;   // attach now (else call app.weft.attach later)
+  service?: GenerationService; // attach now (else call app.weft.attach later)
   reranker?: Reranker;
-  metrics?: Metrics;             // default: a fresh registry for this app
-  logStream?: { write(line: string): void };   // where the log goes (default stdout): tests read it
+  metrics?: Metrics; // default: a fresh registry for this app
+  logStream?: { write(line: string): void }; // where the log goes (default stdout): tests read it
 }
 
 // '/' is the chat page and /docs the API reference: both ask for the key themselves (Swagger UI's Authorize)
@@ -134,7 +140,7 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
     bodyLimit: s.bodyLimit,
     ajv: { customOptions: { ...ajvOptions } },
     forceCloseConnections: 'idle',
-    return503OnClosing: false,   // requests still arriving during shutdown get our 503 body (WEFT_ERR_HTTP_SHUTTING_DOWN)
+    return503OnClosing: false, // requests still arriving during shutdown get our 503 body (WEFT_ERR_HTTP_SHUTTING_DOWN)
     ...connectionOptions(limits),
     clientErrorHandler: onClientError,
   });
@@ -149,7 +155,8 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
   });
   app.addHook('onResponse', async (request, reply) => logAccess(request, reply));
   app.setNotFoundHandler((request, reply) =>
-    sendError(app, request, reply, new WeftError('WEFT_ERR_HTTP_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)));
+    sendError(app, request, reply, new WeftError('WEFT_ERR_HTTP_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)),
+  );
 
   if (s.cors) {
     const origins = s.cors.split(',').map((o) => o.trim());
@@ -160,7 +167,9 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
     app.weft.inFlight.track(reply.raw, request.log);
     // 'finish' (everything handed to the OS) rather than writableFinished, which inject()'s responses never set
     let isFinished = false;
-    reply.raw.once('finish', () => { isFinished = true; });
+    reply.raw.once('finish', () => {
+      isFinished = true;
+    });
     reply.raw.once('close', () => onResponseClosed(app, request, reply, isFinished));
   });
   if (s.apiKeys.length > 0) app.addHook('onRequest', bearerAuth(keyMatcher(s.apiKeys)));
@@ -196,14 +205,16 @@ function logAccess(request: FastifyRequest, reply: FastifyReply): void {
 function onResponseClosed(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, isFinished: boolean): void {
   const raw = reply.raw;
   if (!isFinished && !app.weft.cutOff.has(raw) && !app.weft.isShuttingDown)
-    request.log.info(`${request.method} ${request.url.split('?')[0]}: the client closed the connection ${reply.elapsedTime.toFixed(1)} ms ` +
-      `into the response, before its end (${raw.headersSent ? `status ${raw.statusCode} sent` : 'nothing sent'})`);
+    request.log.info(
+      `${request.method} ${request.url.split('?')[0]}: the client closed the connection ${reply.elapsedTime.toFixed(1)} ms ` +
+        `into the response, before its end (${raw.headersSent ? `status ${raw.statusCode} sent` : 'nothing sent'})`,
+    );
   if (app.weft.inFlight.size === 0) app.weft.relief.idle();
 }
 
 async function sendError(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, e: WeftError): Promise<FastifyReply> {
   app.weft.metrics.countError(e.code);
-  replyErrors.set(reply, e);   // for its access line
+  replyErrors.set(reply, e); // for its access line
   if (e.code === 'WEFT_ERR_SCHED_QUEUE_FULL' || e.status === 503) reply.header('retry-after', '1');
   // answered before its body was read (too large, no key): the client reads this only if it could send the body first
   if (!(await drainUnreadBody(request.raw, app.weft.limits.lingerMaxBytes))) reply.header('connection', 'close');

@@ -17,18 +17,20 @@ export interface ChatToolCall {
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant' | 'tool';
   content: string;
-  tool_calls?: ChatToolCall[];   // assistant
-  tool_call_id?: string;         // tool
+  tool_calls?: ChatToolCall[]; // assistant
+  tool_call_id?: string; // tool
   name?: string;
 }
 
-export type MessageInput = string | {
-  role: string;
-  content?: string | { type: string; text?: string }[] | null;
-  name?: string;
-  tool_calls?: { id?: string; type?: string; function: { name: string; arguments: string } }[];
-  tool_call_id?: string;
-};
+export type MessageInput =
+  | string
+  | {
+      role: string;
+      content?: string | { type: string; text?: string }[] | null;
+      name?: string;
+      tool_calls?: { id?: string; type?: string; function: { name: string; arguments: string } }[];
+      tool_call_id?: string;
+    };
 
 const ROLES = ['system', 'user', 'assistant', 'tool'];
 // OpenAI's newer name for the system role: templates know only 'system'.
@@ -49,7 +51,8 @@ export const PLAIN_FALLBACK = 'plain';
 export function normalizeMessages(messages: readonly MessageInput[]): ChatMessage[] {
   if (messages.length === 0) throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', 'messages must not be empty');
   if (messages.every((m) => typeof m === 'string')) return (messages as string[]).map((content) => ({ role: 'user', content }));
-  if (messages.some((m) => typeof m === 'string')) throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', 'messages mixes strings and {role, content} objects');
+  if (messages.some((m) => typeof m === 'string'))
+    throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', 'messages mixes strings and {role, content} objects');
   return (messages as Exclude<MessageInput, string>[]).map((raw, i) => {
     const m = ROLE_ALIASES[raw.role] ? { ...raw, role: ROLE_ALIASES[raw.role] } : raw;
     if (!ROLES.includes(m.role))
@@ -58,14 +61,30 @@ export function normalizeMessages(messages: readonly MessageInput[]): ChatMessag
     if (calls.length > 0 && m.role !== 'assistant')
       throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', `messages[${i}]: only assistant turns carry tool_calls`);
     if (m.content == null && calls.length === 0) throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', `messages[${i}] has no content`);
-    const content = m.content == null ? '' : typeof m.content === 'string' ? m.content : m.content.map((p) => {
-      if (p.type !== 'text' || typeof p.text !== 'string') throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', `messages[${i}]: only text content parts are supported`);
-      return p.text;
-    }).join('');
+    const content =
+      m.content == null
+        ? ''
+        : typeof m.content === 'string'
+          ? m.content
+          : m.content
+              .map((p) => {
+                if (p.type !== 'text' || typeof p.text !== 'string')
+                  throw new WeftError('WEFT_ERR_REQ_BAD_MESSAGES', `messages[${i}]: only text content parts are supported`);
+                return p.text;
+              })
+              .join('');
     return {
-      role: m.role as ChatMessage['role'], content,
-      ...(calls.length > 0 ? { tool_calls: calls.map((c) => ({ ...(c.id ? { id: c.id } : {}), type: 'function' as const,
-        function: { name: c.function.name, arguments: parsedArguments(c.function.arguments) } })) } : {}),
+      role: m.role as ChatMessage['role'],
+      content,
+      ...(calls.length > 0
+        ? {
+            tool_calls: calls.map((c) => ({
+              ...(c.id ? { id: c.id } : {}),
+              type: 'function' as const,
+              function: { name: c.function.name, arguments: parsedArguments(c.function.arguments) },
+            })),
+          }
+        : {}),
       ...(m.tool_call_id !== undefined ? { tool_call_id: m.tool_call_id } : {}),
       ...(m.name !== undefined ? { name: m.name } : {}),
     };
@@ -77,13 +96,16 @@ export class ChatTemplate {
   readonly source: 'model' | typeof PLAIN_FALLBACK;
   readonly #supportsTools: boolean;
 
-  constructor(template: string | null, private readonly specials: { bosToken: string; eosToken: string }) {
+  constructor(
+    template: string | null,
+    private readonly specials: { bosToken: string; eosToken: string },
+  ) {
     let t: Template | null = null;
     if (template) {
       try {
         t = new Template(template);
       } catch {
-        t = null;  // an unparsable template falls back to plain text rather than failing every chat
+        t = null; // an unparsable template falls back to plain text rather than failing every chat
       }
     }
     this.#template = t;
@@ -118,7 +140,10 @@ export class ChatTemplate {
     if (!this.#template) return messages.map((m) => `${m.role}: ${m.content}\n`).join('') + (addGenerationPrompt ? 'assistant:' : '');
     try {
       return this.#template.render({
-        messages, add_generation_prompt: addGenerationPrompt, bos_token: this.specials.bosToken, eos_token: this.specials.eosToken,
+        messages,
+        add_generation_prompt: addGenerationPrompt,
+        bos_token: this.specials.bosToken,
+        eos_token: this.specials.eosToken,
         ...(tools && tools.length > 0 ? { tools } : {}),
       });
     } catch (e) {

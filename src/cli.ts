@@ -54,15 +54,26 @@ function num(v: string | undefined, name: string, def: number, integer = false):
 
 async function generate(argv: string[]): Promise<void> {
   const { values } = parseArgs({
-    args: argv, strict: true,
+    args: argv,
+    strict: true,
     options: {
-      model: { type: 'string' }, prompt: { type: 'string' }, 'max-tokens': { type: 'string' },
-      temperature: { type: 'string' }, 'top-k': { type: 'string' }, 'top-p': { type: 'string' }, 'min-p': { type: 'string' },
-      seed: { type: 'string' }, backend: { type: 'string' }, dtype: { type: 'string' }, threads: { type: 'string' },
-      'num-threads': { type: 'string' }, json: { type: 'boolean' }, 'gguf-file': { type: 'string' },
+      model: { type: 'string' },
+      prompt: { type: 'string' },
+      'max-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      'top-k': { type: 'string' },
+      'top-p': { type: 'string' },
+      'min-p': { type: 'string' },
+      seed: { type: 'string' },
+      backend: { type: 'string' },
+      dtype: { type: 'string' },
+      threads: { type: 'string' },
+      'num-threads': { type: 'string' },
+      json: { type: 'boolean' },
+      'gguf-file': { type: 'string' },
     },
   });
-  values.threads ??= values['num-threads'];   // serve's spelling works here too
+  values.threads ??= values['num-threads']; // serve's spelling works here too
   if (!values.model) usageError('--model is required');
   if (values.prompt === undefined) usageError('--prompt is required (use --prompt "" to start from BOS)');
   const asked = values.backend ?? 'cpu';
@@ -83,11 +94,13 @@ async function generate(argv: string[]): Promise<void> {
 
   const bar = progressBar();
   const hubId = parseHubId(values.model);
-  const modelPath = !hubId ? values.model : await resolveHubModel(hubId, {
-    env: hubEnv(),
-    ...(values['gguf-file'] ? { ggufFile: values['gguf-file'] } : {}),
-    onProgress: (p) => bar.update(`${p.file} (${p.fileIndex}/${p.numFiles})`, p.bytes, p.total),
-  });
+  const modelPath = !hubId
+    ? values.model
+    : await resolveHubModel(hubId, {
+        env: hubEnv(),
+        ...(values['gguf-file'] ? { ggufFile: values['gguf-file'] } : {}),
+        onProgress: (p) => bar.update(`${p.file} (${p.fileIndex}/${p.numFiles})`, p.bytes, p.total),
+      });
   bar.end();
   const spec = await loadModelSpec(modelPath);
   const dtype = resolveDtype(askedDtype as Config['dtype'], backend, checkpointKind(spec));
@@ -95,10 +108,20 @@ async function generate(argv: string[]): Promise<void> {
   const promptIds = await tok.encode(values.prompt);
   if (promptIds.length === 0) usageError('the prompt encodes to no tokens and the model has no BOS token');
   const maxLen = spec.config.maxPositions;
-  if (promptIds.length + maxTokens > maxLen) usageError(`prompt (${promptIds.length} tokens) + --max-tokens ${maxTokens} exceeds the context (${maxLen})`);
+  if (promptIds.length + maxTokens > maxLen)
+    usageError(`prompt (${promptIds.length} tokens) + --max-tokens ${maxTokens} exceeds the context (${maxLen})`);
   const engine = await EngineInstance.open(
-    { modelPath, dtype, numThreads: threads, numKvBlocks: Math.ceil((promptIds.length + maxTokens) / 16) + 1, blockSize: 16,
-      backend, maxContextLen: promptIds.length + maxTokens }, spec);
+    {
+      modelPath,
+      dtype,
+      numThreads: threads,
+      numKvBlocks: Math.ceil((promptIds.length + maxTokens) / 16) + 1,
+      blockSize: 16,
+      backend,
+      maxContextLen: promptIds.length + maxTokens,
+    },
+    spec,
+  );
   const [res] = runOffline(engine, [{ promptIds, maxTokens, sampling: { temperature, topK, topP, minP, seed } }]);
   engine.close();
   const text = await tok.decode(res.outputIds);
@@ -114,7 +137,9 @@ function fileType(v: string | undefined, def: GgufFileType): GgufFileType {
 
 async function synth(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
-    args: argv, allowPositionals: true, strict: true,
+    args: argv,
+    allowPositionals: true,
+    strict: true,
     options: { format: { type: 'string' }, type: { type: 'string' }, dtype: { type: 'string' }, seed: { type: 'string' } },
   });
   if (positionals.length !== 2) usageError('synth needs CONFIG and OUT');
@@ -130,9 +155,16 @@ async function synth(argv: string[]): Promise<void> {
     : {};
   const chatTemplate = typeof tokConfig.chat_template === 'string' ? tokConfig.chat_template : undefined;
   const bar = progressBar(process.stderr, 'items');
-  await synthesizeModel({ config: positionals[0], out: positionals[1], format, type, seed: num(values.seed, 'seed', 0, true),
-    tokenizerJson, chatTemplate,
-    onProgress: (done, total) => bar.update('synth: tensors', done, total) });
+  await synthesizeModel({
+    config: positionals[0],
+    out: positionals[1],
+    format,
+    type,
+    seed: num(values.seed, 'seed', 0, true),
+    tokenizerJson,
+    chatTemplate,
+    onProgress: (done, total) => bar.update('synth: tensors', done, total),
+  });
   bar.end();
 }
 
@@ -163,14 +195,14 @@ export async function main(argv: string[]): Promise<number> {
     else if (cmd === 'synth') await synth(rest);
     else if (cmd === 'serve') {
       const { runServer } = await import('./server.js');
-      return await runServer(rest);   // 0 once serving; a failed start exits non-zero
+      return await runServer(rest); // 0 once serving; a failed start exits non-zero
     } else if (cmd === undefined || cmd === '--help' || cmd === '-h') {
       process.stdout.write(USAGE + '\n');
       return cmd === undefined ? 1 : 0;
     } else usageError(`unknown command "${cmd}"`);
     return 0;
   } catch (e) {
-    const code = isWeftError(e) ? e.code : (e as { code?: string }).code ?? 'ERROR';
+    const code = isWeftError(e) ? e.code : ((e as { code?: string }).code ?? 'ERROR');
     process.stderr.write(`weft: ${code}: ${(e as Error).message}\n`);
     return 1;
   }

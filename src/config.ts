@@ -19,15 +19,17 @@ interface KeySpec {
 const KEYS = {
   model: {
     kind: 'string',
-    help: 'HF model directory, .gguf file, or Hugging Face Hub id org/name[@revision] (hf://… too; downloaded into the HF cache); '
-      + 'empty = the built-in demo model',
+    help:
+      'HF model directory, .gguf file, or Hugging Face Hub id org/name[@revision] (hf://… too; downloaded into the HF cache); ' +
+      'empty = the built-in demo model',
   },
   ggufFile: { kind: 'string', help: 'with a Hub id: the .gguf file of a GGUF repository to use (default: the only one, else Q8_0, BF16, F16, F32)' },
   backend: { kind: ['cpu', 'gpu', 'auto'], help: 'compute backend; auto = GPU when one is visible, else CPU' },
   dtype: {
     kind: ['auto', 'f32', 'int8', 'f16', 'bf16'],
-    help: "weight type in memory; auto = the file's: on the CPU GGUF block types (Q4_K, Q6_K, Q4_0 …) as stored, int8 for Q8_0 GGUF, "
-      + 'else f32; on a GPU int8 for quantized GGUF, bf16 for bf16 checkpoints, else f16',
+    help:
+      "weight type in memory; auto = the file's: on the CPU GGUF block types (Q4_K, Q6_K, Q4_0 …) as stored, int8 for Q8_0 GGUF, " +
+      'else f32; on a GPU int8 for quantized GGUF, bf16 for bf16 checkpoints, else f16',
   },
   numInstances: { kind: 'int', min: 1, max: 64, help: 'engine instances (worker threads, each with its own KV cache)' },
   numThreads: {
@@ -72,17 +74,28 @@ const KEYS = {
   },
   // slow and hostile clients: how long a request may take to arrive, a response to be taken, what one request may start
   headersTimeoutMs: {
-    kind: 'int', min: 1, max: 3_600_000,
-    help: 'request line and headers must arrive within this (from a request\'s first byte; a new connection\'s from connecting); else 408',
+    kind: 'int',
+    min: 1,
+    max: 3_600_000,
+    help: "request line and headers must arrive within this (from a request's first byte; a new connection's from connecting); else 408",
   },
   bodyTimeoutMs: { kind: 'int', min: 0, max: 3_600_000, help: 'a whole request (headers and body) must arrive within this; else 408; 0 = no limit' },
   writeTimeoutMs: {
-    kind: 'int', min: 0, max: 3_600_000,
+    kind: 'int',
+    min: 0,
+    max: 3_600_000,
     help: 'a client that leaves more than maxStreamLagBytes of a stream (or a finished response) untaken this long is cut off; 0 = never',
   },
-  maxStreamLagBytes: { kind: 'int', min: 1, max: 1 << 30, help: 'bytes of a streamed response a client may leave unread before the stream waits for it' },
+  maxStreamLagBytes: {
+    kind: 'int',
+    min: 1,
+    max: 1 << 30,
+    help: 'bytes of a streamed response a client may leave unread before the stream waits for it',
+  },
   lingerMaxBytes: {
-    kind: 'int', min: 0, max: 1 << 30,
+    kind: 'int',
+    min: 0,
+    max: 1 << 30,
     help: 'bytes of a refused body (413) read and discarded so the client sees the error before the connection closes',
   },
   maxSeqsPerRequest: { kind: 'int', min: 1, max: 1 << 16, help: 'sequences one request may start: prompts × n (beam search: × width); more → 400' },
@@ -141,44 +154,44 @@ export interface Config {
 export type ConfigKey = keyof typeof KEYS;
 
 export const DEFAULTS: Readonly<Config> = Object.freeze({
-  model: '',                   // path or Hub id; '' = demo model
+  model: '', // path or Hub id; '' = demo model
   ggufFile: '',
   backend: 'auto',
   dtype: 'auto',
-  numInstances: 1,             // instances
-  numThreads: 0,               // threads per instance; 0 = auto
-  kvCacheBlocks: 1024,         // blocks per instance
-  kvDtype: 'auto',             // element type of the KV cache
-  gpuMemoryUtilization: 0.9,   // fraction of free GPU memory
+  numInstances: 1, // instances
+  numThreads: 0, // threads per instance; 0 = auto
+  kvCacheBlocks: 1024, // blocks per instance
+  kvDtype: 'auto', // element type of the KV cache
+  gpuMemoryUtilization: 0.9, // fraction of free GPU memory
   cudaGraphs: true,
-  blockSize: 16,               // tokens per block
-  maxNumBatchedTokens: 2048,   // tokens per step
-  maxNumSeqs: 256,             // sequences per instance
-  maxNumWaiting: 1024,         // sequences per instance
-  maxModelLen: 0,              // tokens; 0 = model's maxPositions
-  maxPromptTokens: 0,          // tokens; 0 = maxModelLen - 1
-  port: 8080,                  // TCP port
-  host: '0.0.0.0',             // address
-  apiKeys: Object.freeze([]) as readonly string[],  // keys
-  cors: '',                    // origins; '' = off
-  webui: true,                 // GET / serves the chat page
-  bodyLimit: 1_048_576,        // bytes
-  requestTimeoutMs: 600_000,   // ms
-  shutdownTimeoutMs: 30_000,   // ms
-  servedModelName: Object.freeze([]) as readonly string[],  // names; none = from the model path
-  headersTimeoutMs: 10_000,    // ms
-  bodyTimeoutMs: 60_000,       // ms
-  writeTimeoutMs: 30_000,      // ms
-  maxStreamLagBytes: 1_048_576,  // bytes per streamed response
-  lingerMaxBytes: 67_108_864,  // bytes per refused body
-  maxSeqsPerRequest: 256,      // sequences per request
+  blockSize: 16, // tokens per block
+  maxNumBatchedTokens: 2048, // tokens per step
+  maxNumSeqs: 256, // sequences per instance
+  maxNumWaiting: 1024, // sequences per instance
+  maxModelLen: 0, // tokens; 0 = model's maxPositions
+  maxPromptTokens: 0, // tokens; 0 = maxModelLen - 1
+  port: 8080, // TCP port
+  host: '0.0.0.0', // address
+  apiKeys: Object.freeze([]) as readonly string[], // keys
+  cors: '', // origins; '' = off
+  webui: true, // GET / serves the chat page
+  bodyLimit: 1_048_576, // bytes
+  requestTimeoutMs: 600_000, // ms
+  shutdownTimeoutMs: 30_000, // ms
+  servedModelName: Object.freeze([]) as readonly string[], // names; none = from the model path
+  headersTimeoutMs: 10_000, // ms
+  bodyTimeoutMs: 60_000, // ms
+  writeTimeoutMs: 30_000, // ms
+  maxStreamLagBytes: 1_048_576, // bytes per streamed response
+  lingerMaxBytes: 67_108_864, // bytes per refused body
+  maxSeqsPerRequest: 256, // sequences per request
   exposeModelPath: false,
-  rerankerModel: '',           // path; '' = no reranker model
-  toolCallParser: 'auto',      // tool-call format; auto = from the chat template
+  rerankerModel: '', // path; '' = no reranker model
+  toolCallParser: 'auto', // tool-call format; auto = from the chat template
   logLevel: 'info',
   logFormat: 'auto',
   chatTemplate: '',
-  metricsCompat: 'none',       // extra metric names
+  metricsCompat: 'none', // extra metric names
 });
 
 const envName = (k: string) => 'WEFT_' + k.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
@@ -203,13 +216,15 @@ function coerce(key: ConfigKey, raw: string | boolean | number | readonly string
     case 'int': {
       const n = typeof text === 'number' ? text : Number(text);
       if (text === '' || !Number.isSafeInteger(n)) invalid(key, source, `must be an integer, got "${String(raw)}"`);
-      if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) invalid(key, source, `must be in [${spec.min}, ${spec.max}], got ${n}`);
+      if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max))
+        invalid(key, source, `must be in [${spec.min}, ${spec.max}], got ${n}`);
       return n;
     }
     case 'number': {
       const n = typeof text === 'number' ? text : Number(text);
       if (text === '' || !Number.isFinite(n)) invalid(key, source, `must be a number, got "${String(raw)}"`);
-      if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) invalid(key, source, `must be in [${spec.min}, ${spec.max}], got ${n}`);
+      if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max))
+        invalid(key, source, `must be in [${spec.min}, ${spec.max}], got ${n}`);
       return n;
     }
     case 'list':
@@ -227,24 +242,31 @@ function coerce(key: ConfigKey, raw: string | boolean | number | readonly string
 export interface LoadConfigInput {
   argv?: string[];
   env?: Record<string, string | undefined>;
-  overrides?: Partial<Config>;   // for tests and embedding; above CLI flags
+  overrides?: Partial<Config>; // for tests and embedding; above CLI flags
 }
 
 // defaults < env < argv < overrides; throws WEFT_ERR_CONFIG_INVALID naming the key.
 export function loadConfig({ argv = [], env = process.env, overrides = {} }: LoadConfigInput = {}): Readonly<Config> {
   const out: Record<string, unknown> = { ...DEFAULTS };
   const keys = Object.keys(KEYS) as ConfigKey[];
-  const boolKeys = keys.filter((k) => KEYS[k].kind === 'bool');   // each also takes --no-<flag>
+  const boolKeys = keys.filter((k) => KEYS[k].kind === 'bool'); // each also takes --no-<flag>
   for (const k of keys) {
     const v = env[envName(k)];
     if (v !== undefined) out[k] = coerce(k, v, `env ${envName(k)}`);
   }
   let values: Record<string, unknown>;
   try {
-    ({ values } = parseArgs({ args: argv, strict: true, allowPositionals: false,
-      options: Object.fromEntries([...keys.map((k) => [flagName(k), { type: 'string', multiple: KEYS[k].kind === 'list' }]),
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: Object.fromEntries([
+        ...keys.map((k) => [flagName(k), { type: 'string', multiple: KEYS[k].kind === 'list' }]),
         ...boolKeys.map((k) => [`no-${flagName(k)}`, { type: 'boolean' }]),
-        ['help', { type: 'boolean' }], ['api-key', { type: 'string', multiple: true }]]) }));
+        ['help', { type: 'boolean' }],
+        ['api-key', { type: 'string', multiple: true }],
+      ]),
+    }));
   } catch (e) {
     throw new WeftError('WEFT_ERR_CONFIG_INVALID', `${(e as Error).message}\n${configUsage()}`);
   }
@@ -265,24 +287,35 @@ export function loadConfig({ argv = [], env = process.env, overrides = {} }: Loa
   const c = out as unknown as Config;
   if (new Set(c.servedModelName).size !== c.servedModelName.length) invalid('servedModelName', 'merged', 'a name is given twice');
   if (c.maxNumBatchedTokens < c.maxNumSeqs) invalid('maxNumBatchedTokens', 'merged', `must be at least maxNumSeqs (${c.maxNumSeqs})`);
-  if (c.backend === 'gpu' && c.dtype === 'f32') invalid('dtype', 'merged', 'f32 weights run on the CPU backend; a GPU takes f16, bf16 or int8 (or auto)');
-  if (c.backend === 'cpu' && (c.dtype === 'f16' || c.dtype === 'bf16')) invalid('dtype', 'merged', `${c.dtype} weights run on the GPU backend; the CPU takes f32 or int8 (or auto)`);
+  if (c.backend === 'gpu' && c.dtype === 'f32')
+    invalid('dtype', 'merged', 'f32 weights run on the CPU backend; a GPU takes f16, bf16 or int8 (or auto)');
+  if (c.backend === 'cpu' && (c.dtype === 'f16' || c.dtype === 'bf16'))
+    invalid('dtype', 'merged', `${c.dtype} weights run on the GPU backend; the CPU takes f32 or int8 (or auto)`);
   if (c.bodyTimeoutMs > 0 && c.headersTimeoutMs > c.bodyTimeoutMs)
     invalid('headersTimeoutMs', 'merged', `must not exceed bodyTimeoutMs (${c.bodyTimeoutMs}): the headers are part of the request`);
-  if (c.backend === 'gpu' && c.kvDtype === 'f32') invalid('kvDtype', 'merged', 'the GPU caches keys and values in its activation type (f16 or bf16); use auto');
+  if (c.backend === 'gpu' && c.kvDtype === 'f32')
+    invalid('kvDtype', 'merged', 'the GPU caches keys and values in its activation type (f16 or bf16); use auto');
   return Object.freeze(c);
 }
 
 export function configUsage(): string {
-  return 'weft serve options (env WEFT_<KEY> works too):\n' + (Object.entries(KEYS) as [string, KeySpec][])
-    .map(([k, s]) => `  --${flagName(k)}  ${envName(k)}  ${s.help} (default ${JSON.stringify(DEFAULTS[k as ConfigKey])})`).join('\n');
+  return (
+    'weft serve options (env WEFT_<KEY> works too):\n' +
+    (Object.entries(KEYS) as [string, KeySpec][])
+      .map(([k, s]) => `  --${flagName(k)}  ${envName(k)}  ${s.help} (default ${JSON.stringify(DEFAULTS[k as ConfigKey])})`)
+      .join('\n')
+  );
 }
 
 // auto → gpu when the native layer sees a CUDA device, else cpu.
 export function resolveBackend(backend: Config['backend'], cudaDeviceCount: number): 'cpu' | 'gpu' {
   if (backend === 'cpu') return 'cpu';
   if (cudaDeviceCount > 0) return 'gpu';
-  if (backend === 'gpu') throw new WeftError('WEFT_ERR_ENGINE_NO_DEVICE', 'backend gpu requested but no CUDA device is visible (no GPU, no NVIDIA driver, or a build without CUDA)');
+  if (backend === 'gpu')
+    throw new WeftError(
+      'WEFT_ERR_ENGINE_NO_DEVICE',
+      'backend gpu requested but no CUDA device is visible (no GPU, no NVIDIA driver, or a build without CUDA)',
+    );
   return 'cpu';
 }
 
@@ -294,7 +327,8 @@ export function resolveDtype(dtype: Config['dtype'], backend: 'cpu' | 'gpu', che
   if (dtype === 'auto' && checkpoint === 'blocks') return backend === 'cpu' ? 'quant' : 'int8';
   if (dtype === 'auto') return checkpoint === 'q8_0' ? 'int8' : backend === 'cpu' ? 'f32' : checkpoint === 'bf16' ? 'bf16' : 'f16';
   if (backend === 'gpu' && dtype === 'f32') invalid('dtype', 'merged', 'f32 weights run on the CPU backend; a GPU takes f16, bf16 or int8');
-  if (backend === 'cpu' && (dtype === 'f16' || dtype === 'bf16')) invalid('dtype', 'merged', `${dtype} weights run on the GPU backend; the CPU takes f32 or int8`);
+  if (backend === 'cpu' && (dtype === 'f16' || dtype === 'bf16'))
+    invalid('dtype', 'merged', `${dtype} weights run on the GPU backend; the CPU takes f32 or int8`);
   return dtype;
 }
 
@@ -319,35 +353,63 @@ export function describeConfig(c: Readonly<Config>): Record<string, unknown> {
 
 // ---- slices ----
 
-export const serverSlice = (c: Readonly<Config>) => Object.freeze({
-  port: c.port, host: c.host, apiKeys: c.apiKeys, cors: c.cors, webui: c.webui, bodyLimit: c.bodyLimit,
-  requestTimeoutMs: c.requestTimeoutMs, shutdownTimeoutMs: c.shutdownTimeoutMs, logLevel: c.logLevel, logFormat: c.logFormat,
-});
+export const serverSlice = (c: Readonly<Config>) =>
+  Object.freeze({
+    port: c.port,
+    host: c.host,
+    apiKeys: c.apiKeys,
+    cors: c.cors,
+    webui: c.webui,
+    bodyLimit: c.bodyLimit,
+    requestTimeoutMs: c.requestTimeoutMs,
+    shutdownTimeoutMs: c.shutdownTimeoutMs,
+    logLevel: c.logLevel,
+    logFormat: c.logFormat,
+  });
 export type ServerConfig = ReturnType<typeof serverSlice>;
 
 // What the HTTP layer needs against slow and hostile clients.
-export const clientLimitsSlice = (c: Readonly<Config>) => Object.freeze({
-  headersTimeoutMs: c.headersTimeoutMs, bodyTimeoutMs: c.bodyTimeoutMs, writeTimeoutMs: c.writeTimeoutMs,
-  maxStreamLagBytes: c.maxStreamLagBytes, lingerMaxBytes: c.lingerMaxBytes, maxSeqsPerRequest: c.maxSeqsPerRequest,
-  exposeModelPath: c.exposeModelPath,
-});
+export const clientLimitsSlice = (c: Readonly<Config>) =>
+  Object.freeze({
+    headersTimeoutMs: c.headersTimeoutMs,
+    bodyTimeoutMs: c.bodyTimeoutMs,
+    writeTimeoutMs: c.writeTimeoutMs,
+    maxStreamLagBytes: c.maxStreamLagBytes,
+    lingerMaxBytes: c.lingerMaxBytes,
+    maxSeqsPerRequest: c.maxSeqsPerRequest,
+    exposeModelPath: c.exposeModelPath,
+  });
 export type ClientLimits = ReturnType<typeof clientLimitsSlice>;
 
-export const engineSlice = (c: Readonly<Config>) => Object.freeze({
-  model: c.model, ggufFile: c.ggufFile, backend: c.backend, dtype: c.dtype, numInstances: c.numInstances, numThreads: c.numThreads,
-  kvCacheBlocks: c.kvCacheBlocks, kvDtype: c.kvDtype, blockSize: c.blockSize,
-  gpuMemoryUtilization: c.gpuMemoryUtilization, cudaGraphs: c.cudaGraphs,
-});
+export const engineSlice = (c: Readonly<Config>) =>
+  Object.freeze({
+    model: c.model,
+    ggufFile: c.ggufFile,
+    backend: c.backend,
+    dtype: c.dtype,
+    numInstances: c.numInstances,
+    numThreads: c.numThreads,
+    kvCacheBlocks: c.kvCacheBlocks,
+    kvDtype: c.kvDtype,
+    blockSize: c.blockSize,
+    gpuMemoryUtilization: c.gpuMemoryUtilization,
+    cudaGraphs: c.cudaGraphs,
+  });
 
 // maxModelLen 0 → the model's context.
-export const schedulerSlice = (c: Readonly<Config>, modelMaxPositions: number) => Object.freeze({
-  maxNumBatchedTokens: c.maxNumBatchedTokens, maxNumSeqs: c.maxNumSeqs, maxNumWaiting: c.maxNumWaiting,
-  maxModelLen: c.maxModelLen === 0 ? modelMaxPositions : Math.min(c.maxModelLen, modelMaxPositions),
-});
+export const schedulerSlice = (c: Readonly<Config>, modelMaxPositions: number) =>
+  Object.freeze({
+    maxNumBatchedTokens: c.maxNumBatchedTokens,
+    maxNumSeqs: c.maxNumSeqs,
+    maxNumWaiting: c.maxNumWaiting,
+    maxModelLen: c.maxModelLen === 0 ? modelMaxPositions : Math.min(c.maxModelLen, modelMaxPositions),
+  });
 
-export const generationSlice = (c: Readonly<Config>) => Object.freeze({
-  maxPromptTokens: c.maxPromptTokens, requestTimeoutMs: c.requestTimeoutMs,
-});
+export const generationSlice = (c: Readonly<Config>) =>
+  Object.freeze({
+    maxPromptTokens: c.maxPromptTokens,
+    requestTimeoutMs: c.requestTimeoutMs,
+  });
 
 // The Hugging Face Hub's own variables (huggingface_hub's names), read for Hub model ids.
 export type HubEnv = Partial<Record<'HF_HOME' | 'HF_HUB_CACHE' | 'HF_ENDPOINT' | 'HF_TOKEN' | 'HF_HUB_OFFLINE', string>>;

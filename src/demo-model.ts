@@ -8,9 +8,20 @@ import { join } from 'node:path';
 import { synthesizeModel } from './model/synth.js';
 
 export const DEMO_CONFIG = Object.freeze({
-  architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 128, intermediate_size: 344,
-  num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 32, vocab_size: 1024,
-  max_position_embeddings: 1024, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true, hidden_act: 'silu',
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  hidden_size: 128,
+  intermediate_size: 344,
+  num_hidden_layers: 4,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  head_dim: 32,
+  vocab_size: 1024,
+  max_position_embeddings: 1024,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  tie_word_embeddings: true,
+  hidden_act: 'silu',
 });
 const DEMO_SEED = 20251124;
 const DEMO_VERSION = 'v1';

@@ -16,9 +16,9 @@ export const ERRORS = {
   WEFT_ERR_MODEL_MISSING_TENSOR: { status: 500, type: 'model_error' },
   WEFT_ERR_MODEL_BAD_CONFIG: { status: 500, type: 'model_error' },
   WEFT_ERR_MODEL_TOKENIZER: { status: 500, type: 'model_error' },
-  WEFT_ERR_MODEL_UNSUPPORTED: { status: 500, type: 'model_error' },  // a Hub repository without files weft reads
-  WEFT_ERR_MODEL_HUB: { status: 500, type: 'model_error' },          // the Hub unreachable or answering an error
-  WEFT_ERR_MODEL_HUB_AUTH: { status: 500, type: 'model_error' },     // 401/403: a gated or private model without HF_TOKEN
+  WEFT_ERR_MODEL_UNSUPPORTED: { status: 500, type: 'model_error' }, // a Hub repository without files weft reads
+  WEFT_ERR_MODEL_HUB: { status: 500, type: 'model_error' }, // the Hub unreachable or answering an error
+  WEFT_ERR_MODEL_HUB_AUTH: { status: 500, type: 'model_error' }, // 401/403: a gated or private model without HF_TOKEN
   // native engine
   WEFT_ERR_ENGINE_NATIVE_LOAD: { status: 500, type: 'engine_error' },
   WEFT_ERR_ENGINE_BAD_INPUT: { status: 500, type: 'engine_error' },
@@ -47,7 +47,7 @@ export const ERRORS = {
   WEFT_ERR_HTTP_REQUEST_TIMEOUT: { status: 408, type: 'timeout_error' },
   WEFT_ERR_HTTP_HEADERS_TOO_LARGE: { status: 431, type: 'invalid_request_error' },
   WEFT_ERR_HTTP_BAD_REQUEST: { status: 400, type: 'invalid_request_error' },
-  WEFT_ERR_HTTP_WRITE_TIMEOUT: { status: 408, type: 'timeout_error' },   // logged and counted: the client is not reading
+  WEFT_ERR_HTTP_WRITE_TIMEOUT: { status: 408, type: 'timeout_error' }, // logged and counted: the client is not reading
   WEFT_ERR_HTTP_SHUTDOWN_ABORTED: { status: 503, type: 'unavailable_error' },
   // authentication (Bearer API keys)
   WEFT_ERR_AUTH_MISSING_KEY: { status: 401, type: 'authentication_error' },

@@ -16,8 +16,8 @@ import type { ConstraintSpec } from './structured/types.js';
 import type { ToolParserName } from './tool-formats.js';
 
 export interface ModelInfo {
-  id: string;              // the served model name
-  aliases: readonly string[];   // other names requests may use (--served-model-name a,b,…)
+  id: string; // the served model name
+  aliases: readonly string[]; // other names requests may use (--served-model-name a,b,…)
   path: string;
   isDemo: boolean;
   backend: 'cpu' | 'gpu';
@@ -27,19 +27,19 @@ export interface ModelInfo {
   eosTokenIds: number[];
   numInstances: number;
   chatTemplate: string | null;
-  toolCallParser?: 'auto' | ToolParserName;   // --tool-call-parser (default auto: from the chat template)
+  toolCallParser?: 'auto' | ToolParserName; // --tool-call-parser (default auto: from the chat template)
 }
 
 export interface GenRequest {
   promptIds: number[];
-  maxTokens?: number;           // default: what the context leaves after the prompt
+  maxTokens?: number; // default: what the context leaves after the prompt
   minTokens?: number;
   ignoreEos?: boolean;
   stopTokenIds?: number[];
-  stop?: string[];              // never part of the output
+  stop?: string[]; // never part of the output
   sampling?: Partial<SamplingParams>;
-  constraint?: ConstraintSpec;  // structured output: only the tokens it allows are sampled
-  logitBias?: LogitBias;        // OpenAI's logit_bias
+  constraint?: ConstraintSpec; // structured output: only the tokens it allows are sampled
+  logitBias?: LogitBias; // OpenAI's logit_bias
 }
 
 // Beam search: HF generate(num_beams=…) semantics (see scheduler/beam-search.ts).
@@ -51,7 +51,7 @@ export interface BeamRequest {
   // An async reranker: picks the hypothesis to stream once the search ends (index into the
   // returned ones); without it the best beam score is streamed.
   choose?: (hypotheses: Hypothesis[]) => Promise<number>;
-  streamBeams?: boolean;        // hooks.onBeams gets the live beams after each step
+  streamBeams?: boolean; // hooks.onBeams gets the live beams after each step
 }
 
 export interface TokenLogprob {
@@ -71,18 +71,18 @@ export interface GenDelta {
 export interface GenResult {
   text: string;
   tokenIds: number[];
-  logprobs: TokenLogprob[];     // empty when hooks.onDelta took them one by one (a stream keeps none)
+  logprobs: TokenLogprob[]; // empty when hooks.onDelta took them one by one (a stream keeps none)
   finishReason: 'stop' | 'length' | 'abort';
   numPromptTokens: number;
   numOutputTokens: number;
-  numCachedTokens: number;      // prompt tokens found in the prefix cache (not computed)
-  beam?: BeamOutcome;           // beam search: every returned hypothesis and the chosen one
+  numCachedTokens: number; // prompt tokens found in the prefix cache (not computed)
+  beam?: BeamOutcome; // beam search: every returned hypothesis and the chosen one
 }
 
 export interface RunHooks {
   onDelta?: (d: GenDelta) => void | Promise<void>;
-  onBeams?: (beams: LiveBeams) => void | Promise<void>;   // beam search with streamBeams: after each step
-  signal?: AbortSignal;          // client gone: the sequence is aborted
+  onBeams?: (beams: LiveBeams) => void | Promise<void>; // beam search with streamBeams: after each step
+  signal?: AbortSignal; // client gone: the sequence is aborted
 }
 
 export interface Generation {
@@ -94,8 +94,8 @@ export interface Generation {
 type Failure = (numOutputTokens: number) => WeftError;
 
 export class GenerationService {
-  readonly #active = new Map<RequestHandle, (why: Failure) => void>();   // each request in flight → how to fail it
-  readonly #idle = new EventTarget();   // 'idle' when the last request in flight ends
+  readonly #active = new Map<RequestHandle, (why: Failure) => void>(); // each request in flight → how to fail it
+  readonly #idle = new EventTarget(); // 'idle' when the last request in flight ends
   readonly #tokenText = new Map<number, string>();
 
   constructor(
@@ -119,7 +119,8 @@ export class GenerationService {
   // Checks ids a client sent (prompts, stop ids) against the vocabulary.
   checkTokenIds(ids: readonly number[], what: string): void {
     const bad = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= this.model.vocabSize);
-    if (bad !== undefined) throw new WeftError('WEFT_ERR_REQ_INVALID_TOKEN_ID', `${what}: token id ${bad} is outside the vocabulary [0, ${this.model.vocabSize})`);
+    if (bad !== undefined)
+      throw new WeftError('WEFT_ERR_REQ_INVALID_TOKEN_ID', `${what}: token id ${bad} is outside the vocabulary [0, ${this.model.vocabSize})`);
   }
 
   async encode(text: string, addSpecialTokens = true): Promise<number[]> {
@@ -161,7 +162,11 @@ export class GenerationService {
     this.checkTokenIds(req.promptIds, 'prompt');
     if (req.stopTokenIds) this.checkTokenIds(req.stopTokenIds, 'stop_token_ids');
     if (req.constraint?.type === 'token_ids') this.checkTokenIds(req.constraint.ids, 'allowed_token_ids');
-    if (req.logitBias) this.checkTokenIds(req.logitBias.map(([id]) => id), 'logit_bias');
+    if (req.logitBias)
+      this.checkTokenIds(
+        req.logitBias.map(([id]) => id),
+        'logit_bias',
+      );
     const limit = this.options.maxPromptTokens || this.model.maxModelLen - 1;
     if (n > limit) throw new WeftError('WEFT_ERR_REQ_PROMPT_TOO_LONG', `the prompt has ${n} tokens; at most ${limit} are allowed`);
   }
@@ -177,17 +182,25 @@ export class GenerationService {
   startN(req: GenRequest, n: number, hooks: (i: number) => RunHooks = () => ({})): Generation[] {
     this.#checkPrompt(req);
     const seed = req.sampling?.seed;
-    const handles = this.loop.submitN(Array.from({ length: n }, (_, i) => ({
-      promptTokenIds: req.promptIds, maxTokens: req.maxTokens, minTokens: req.minTokens, ignoreEos: req.ignoreEos, stopTokenIds: req.stopTokenIds,
-      sampling: { ...req.sampling, seed: seed === undefined ? Math.floor(Math.random() * 2 ** 53) : (seed + i) % Number.MAX_SAFE_INTEGER },
-      ...(req.constraint ? { constraint: req.constraint } : {}),
-      ...(req.logitBias ? { logitBias: req.logitBias } : {}),
-    })));
+    const handles = this.loop.submitN(
+      Array.from({ length: n }, (_, i) => ({
+        promptTokenIds: req.promptIds,
+        maxTokens: req.maxTokens,
+        minTokens: req.minTokens,
+        ignoreEos: req.ignoreEos,
+        stopTokenIds: req.stopTokenIds,
+        sampling: { ...req.sampling, seed: seed === undefined ? Math.floor(Math.random() * 2 ** 53) : (seed + i) % Number.MAX_SAFE_INTEGER },
+        ...(req.constraint ? { constraint: req.constraint } : {}),
+        ...(req.logitBias ? { logitBias: req.logitBias } : {}),
+      })),
+    );
     return handles.map((h, i) => this.#track(h, req, hooks(i)));
   }
 
   #track(handle: RequestHandle, req: GenRequest, hooks: RunHooks, choose?: BeamRequest['choose']): Generation {
-    const abort = () => { this.loop.abort(handle.requestId); };
+    const abort = () => {
+      this.loop.abort(handle.requestId);
+    };
     hooks.signal?.addEventListener('abort', abort, { once: true });
     if (hooks.signal?.aborted) abort();
     return { abort, result: this.#finishRun(handle, req, hooks, choose) };
@@ -220,15 +233,27 @@ export class GenerationService {
   // the chosen hypothesis' tokens as they become final; the result carries every hypothesis.
   startBeam(req: GenRequest, beam: BeamRequest, hooks: RunHooks = {}): Generation {
     this.#checkPrompt(req);
-    const handle = this.loop.submitBeam({
-      promptTokenIds: req.promptIds, sampling: { repetitionPenalty: req.sampling?.repetitionPenalty ?? 1 },
-      ...(req.constraint ? { constraint: req.constraint } : {}),
-      ...(req.logitBias ? { logitBias: req.logitBias } : {}),
-    }, {
-      beamWidth: beam.beamWidth, maxTokens: req.maxTokens ?? Math.max(1, this.model.maxModelLen - req.promptIds.length), lengthPenalty: beam.lengthPenalty,
-      earlyStopping: beam.earlyStopping, numReturnSequences: beam.numReturnSequences, ignoreEos: req.ignoreEos, minTokens: req.minTokens,
-      stopTokenIds: req.stopTokenIds, endsWithStop: this.#stopCheck(req.stop ?? []),
-    }, beam.choose ? 'defer' : undefined, beam.streamBeams ?? false);
+    const handle = this.loop.submitBeam(
+      {
+        promptTokenIds: req.promptIds,
+        sampling: { repetitionPenalty: req.sampling?.repetitionPenalty ?? 1 },
+        ...(req.constraint ? { constraint: req.constraint } : {}),
+        ...(req.logitBias ? { logitBias: req.logitBias } : {}),
+      },
+      {
+        beamWidth: beam.beamWidth,
+        maxTokens: req.maxTokens ?? Math.max(1, this.model.maxModelLen - req.promptIds.length),
+        lengthPenalty: beam.lengthPenalty,
+        earlyStopping: beam.earlyStopping,
+        numReturnSequences: beam.numReturnSequences,
+        ignoreEos: req.ignoreEos,
+        minTokens: req.minTokens,
+        stopTokenIds: req.stopTokenIds,
+        endsWithStop: this.#stopCheck(req.stop ?? []),
+      },
+      beam.choose ? 'defer' : undefined,
+      beam.streamBeams ?? false,
+    );
     return this.#track(handle, req, hooks, beam.choose);
   }
 
@@ -237,7 +262,7 @@ export class GenerationService {
   #stopCheck(stop: string[]): ((tokens: readonly number[]) => boolean) | undefined {
     const stops = stop.filter((x) => x.length > 0);
     if (stops.length === 0) return undefined;
-    const window = 4 * Math.max(...stops.map((x) => x.length)) + 4;   // tokens; a byte token may be a quarter of a character
+    const window = 4 * Math.max(...stops.map((x) => x.length)) + 4; // tokens; a byte token may be a quarter of a character
     return (tokens) => {
       const text = this.tokenizer.decodeNow(tokens.slice(-window));
       return stops.some((x) => text.includes(x));
@@ -247,7 +272,13 @@ export class GenerationService {
   // The text of a hypothesis as returned: decoded as streamed, cut before its first stop string.
   async hypothesisText(promptIds: readonly number[], tokens: readonly number[], stop: readonly string[] = []): Promise<string> {
     const text = await this.decodeContinuation(promptIds, tokens);
-    const cut = Math.min(...stop.filter((x) => x.length > 0).map((x) => text.indexOf(x)).filter((i) => i >= 0), text.length);
+    const cut = Math.min(
+      ...stop
+        .filter((x) => x.length > 0)
+        .map((x) => text.indexOf(x))
+        .filter((i) => i >= 0),
+      text.length,
+    );
     return text.slice(0, cut);
   }
 
@@ -264,8 +295,11 @@ export class GenerationService {
     const detok = new IncrementalDetokenizer(this.tokenizer, true, req.promptIds.slice(-DETOKENIZE_CONTEXT));
     const stops = (req.stop ?? []).filter((s) => s.length > 0);
     const holdBack = stops.reduce((m, s) => Math.max(m, s.length - 1), 0);
-    const tokenIds: number[] = [], logprobs: TokenLogprob[] = [];
-    let full = '', released = 0, stopAt = -1;
+    const tokenIds: number[] = [],
+      logprobs: TokenLogprob[] = [];
+    let full = '',
+      released = 0,
+      stopAt = -1;
     let reason: FinishReason | undefined;
     let beam: BeamOutcome | undefined;
     let lastTokenAt = 0;
@@ -293,8 +327,8 @@ export class GenerationService {
         if (lastTokenAt > 0) this.metrics?.observeInterTokenLatency((now - lastTokenAt) / 1000);
         lastTokenAt = now;
         tokenIds.push(ev.tokenId);
-        const lp: TokenLogprob | undefined = ev.logprob === undefined ? undefined
-          : { id: ev.tokenId, logprob: ev.logprob, ...(ev.topLogprobs ? { top: ev.topLogprobs } : {}) };
+        const lp: TokenLogprob | undefined =
+          ev.logprob === undefined ? undefined : { id: ev.tokenId, logprob: ev.logprob, ...(ev.topLogprobs ? { top: ev.topLogprobs } : {}) };
         // a streamed request has had each one already: kept, n × max_tokens × top-k entries would be its largest memory
         if (lp && !hooks.onDelta) logprobs.push(lp);
         full += await detok.push(ev.tokenId);
@@ -307,7 +341,8 @@ export class GenerationService {
       if (ev.finishReason) {
         reason = ev.finishReason;
         beam = ev.beam;
-        if (beam?.deferred && choose) {  // the reranker picks; its hypothesis extends what was streamed
+        if (beam?.deferred && choose) {
+          // the reranker picks; its hypothesis extends what was streamed
           beam = { ...beam, chosen: beam.hypotheses[await choose(beam.hypotheses)] };
           const rest = beam.chosen.tokens.slice(tokenIds.length);
           for (const [i, id] of rest.entries()) {
@@ -319,7 +354,8 @@ export class GenerationService {
           reason = beam.chosen.finishReason;
           if (rest.length > 0) break;
         }
-        if (ev.tokenId === null && ev.beam) {  // a beam search's last tokens were already final
+        if (ev.tokenId === null && ev.beam) {
+          // a beam search's last tokens were already final
           const tail = await detok.flush();
           full += tail;
           const text = advance(true);
@@ -331,8 +367,13 @@ export class GenerationService {
     if (reason === undefined || reason === 'error') throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', 'the engine ended the request without a result');
     const finishReason = stopAt >= 0 ? 'stop' : reason;
     return {
-      text: full.slice(0, stopAt >= 0 ? stopAt : full.length), tokenIds, logprobs, finishReason,
-      numPromptTokens: req.promptIds.length, numOutputTokens: tokenIds.length, numCachedTokens: handle.sequence.numCachedPromptTokens,
+      text: full.slice(0, stopAt >= 0 ? stopAt : full.length),
+      tokenIds,
+      logprobs,
+      finishReason,
+      numPromptTokens: req.promptIds.length,
+      numOutputTokens: tokenIds.length,
+      numCachedTokens: handle.sequence.numCachedPromptTokens,
       ...(beam ? { beam } : {}),
     };
   }
@@ -346,7 +387,12 @@ export class GenerationService {
   // For shutdown: resolves when no request is in flight, or after maxMs at the latest.
   async drain(maxMs: number): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.idle(), new Promise<void>((resolve) => { timer = setTimeout(resolve, maxMs); })]);
+    await Promise.race([
+      this.idle(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, maxMs);
+      }),
+    ]);
     clearTimeout(timer);
     return this.#active.size === 0;
   }

@@ -15,21 +15,21 @@ import type { HubEnv } from './config.js';
 import { WeftError } from './errors.js';
 
 export interface HubId {
-  repo: string;       // org/name
-  revision: string;   // branch, tag or commit ('main' when not given)
+  repo: string; // org/name
+  revision: string; // branch, tag or commit ('main' when not given)
 }
 
 export interface DownloadProgress {
   file: string;
-  bytes: number;      // of this file so far
-  total: number;      // its size (0 when unknown)
-  fileIndex: number;  // 1-based, of numFiles
+  bytes: number; // of this file so far
+  total: number; // its size (0 when unknown)
+  fileIndex: number; // 1-based, of numFiles
   numFiles: number;
 }
 
 export interface HubOptions {
-  ggufFile?: string;  // pick this .gguf of a GGUF repository
-  env: HubEnv;        // config.ts's hubEnv(): the HF_* variables
+  ggufFile?: string; // pick this .gguf of a GGUF repository
+  env: HubEnv; // config.ts's hubEnv(): the HF_* variables
   onProgress?: (p: DownloadProgress) => void;
   fetch?: typeof fetch;
 }
@@ -60,13 +60,14 @@ export async function resolveHubModel(id: HubId, o: HubOptions): Promise<string>
   const doFetch = o.fetch ?? fetch;
   if (COMMIT.test(id.revision) && existsSync(join(storage, 'snapshots', id.revision))) {
     try {
-      return fromCache(id, storage, o.ggufFile);  // a commit is immutable: what is cached is what it holds
+      return fromCache(id, storage, o.ggufFile); // a commit is immutable: what is cached is what it holds
     } catch {
       // files missing from the snapshot: fetch them below
     }
   }
   const commit = COMMIT.test(id.revision) ? id.revision : await resolveRevision(id, hubUrl, token, doFetch);
-  if (commit === null) {  // the Hub is unreachable: a second start runs from the cache, as huggingface_hub does
+  if (commit === null) {
+    // the Hub is unreachable: a second start runs from the cache, as huggingface_hub does
     try {
       return fromCache(id, storage, o.ggufFile);
     } catch {
@@ -94,13 +95,15 @@ export async function resolveHubModel(id: HubId, o: HubOptions): Promise<string>
       if (!o.onProgress || ranged || !res.ok || !res.body || !/\/resolve\//.test(String(input))) return res;
       const total = Number(res.headers.get('content-length') ?? 0);
       let bytes = 0;
-      const counted = res.body.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
-        transform(chunk, ctl) {
-          bytes += chunk.byteLength;
-          o.onProgress!({ file: path, bytes, total, fileIndex, numFiles: wanted.length });
-          ctl.enqueue(chunk);
-        },
-      }));
+      const counted = res.body.pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, ctl) {
+            bytes += chunk.byteLength;
+            o.onProgress!({ file: path, bytes, total, fileIndex, numFiles: wanted.length });
+            ctl.enqueue(chunk);
+          },
+        }),
+      );
       const head = { status: res.status, statusText: res.statusText, headers: res.headers };
       return new Response(counted as unknown as ConstructorParameters<typeof Response>[0], head);
     };
@@ -130,7 +133,8 @@ async function resolveRevision(id: HubId, hubUrl: string, token: string | undefi
   }
   if (!res.ok) throw hubError(id, { statusCode: res.status, message: `revision ${id.revision}: HTTP ${res.status}` });
   const sha = ((await res.json()) as { sha?: unknown }).sha;
-  if (typeof sha !== 'string' || !COMMIT.test(sha)) throw new WeftError('WEFT_ERR_MODEL_HUB', `${id.repo}@${id.revision}: the Hub returned no commit`);
+  if (typeof sha !== 'string' || !COMMIT.test(sha))
+    throw new WeftError('WEFT_ERR_MODEL_HUB', `${id.repo}@${id.revision}: the Hub returned no commit`);
   return sha;
 }
 
@@ -156,8 +160,15 @@ export function chooseFiles(id: HubId, files: readonly string[], ggufFile?: stri
   }
   const safetensors = top.filter((f) => f.endsWith('.safetensors'));
   if (has('config.json') && safetensors.length > 0) {
-    const extras = ['model.safetensors.index.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json',
-      'special_tokens_map.json', 'chat_template.jinja', 'chat_template.json'].filter(has);
+    const extras = [
+      'model.safetensors.index.json',
+      'generation_config.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
+      'special_tokens_map.json',
+      'chat_template.jinja',
+      'chat_template.json',
+    ].filter(has);
     return ['config.json', ...extras, ...safetensors];
   }
   if (ggufs.length === 1) return ggufs;
@@ -166,8 +177,11 @@ export function chooseFiles(id: HubId, files: readonly string[], ggufFile?: stri
     if (hit) return [hit];
   }
   if (ggufs.length > 1)
-    throw new WeftError('WEFT_ERR_MODEL_UNSUPPORTED', `${id.repo}@${id.revision} has several GGUF files and none in a type weft loads `
-      + `(${GGUF_PREFERENCE.join(', ')}); pick one with --gguf-file: ${ggufs.join(', ')}`);
+    throw new WeftError(
+      'WEFT_ERR_MODEL_UNSUPPORTED',
+      `${id.repo}@${id.revision} has several GGUF files and none in a type weft loads ` +
+        `(${GGUF_PREFERENCE.join(', ')}); pick one with --gguf-file: ${ggufs.join(', ')}`,
+    );
   throw new WeftError('WEFT_ERR_MODEL_UNSUPPORTED', `${id.repo}@${id.revision} has neither config.json with safetensors nor a GGUF file`);
 }
 

@@ -21,7 +21,9 @@ export function prettyLine(json: string, color = false): string {
   const level = Number(r.level);
   const name = (LEVELS[level] ?? String(r.level)).padEnd(5);
   const time = typeof r.time === 'number' ? new Date(r.time).toISOString().slice(11, 23) : '';
-  const rest = Object.entries(r).filter(([k]) => !HIDDEN.has(k)).map(([k, v]) => `${k}=${value(v)}`);
+  const rest = Object.entries(r)
+    .filter(([k]) => !HIDDEN.has(k))
+    .map(([k, v]) => `${k}=${value(v)}`);
   const stack = typeof (r.err as { stack?: unknown } | undefined)?.stack === 'string' ? `\n${(r.err as { stack: string }).stack}` : '';
   const lvl = color && COLORS[level] ? `\x1b[${COLORS[level]}m${name}\x1b[0m` : name;
   return `${time} ${lvl} ${String(r.msg ?? '')}${rest.length ? '  ' + rest.join(' ') : ''}${stack}\n`;

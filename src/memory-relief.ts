@@ -9,10 +9,10 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 export interface MemoryReliefOptions {
-  quietMs?: number;                 // how long nothing must happen before the collection
-  growthBytes?: number;             // an idle server collects only when RSS grew this much since the last one
-  isBusy?: () => boolean;           // requests in flight: never collect under them
-  trim?: (() => boolean) | null;    // malloc_trim(0); null where there is none
+  quietMs?: number; // how long nothing must happen before the collection
+  growthBytes?: number; // an idle server collects only when RSS grew this much since the last one
+  isBusy?: () => boolean; // requests in flight: never collect under them
+  trim?: (() => boolean) | null; // malloc_trim(0); null where there is none
   rss?: () => number;
   onCollect?: (rssBefore: number, rssAfter: number) => void;
 }
@@ -21,16 +21,21 @@ export class MemoryRelief {
   readonly #gc: (() => void) | null;
   readonly #o: Required<MemoryReliefOptions>;
   #timer: NodeJS.Timeout | undefined;
-  #isShed = false;   // a shed connection's buffers are garbage: collect even if RSS did not grow
-  #rssAfter: number;   // RSS at rest: growth beyond it by growthBytes asks for a collection
+  #isShed = false; // a shed connection's buffers are garbage: collect even if RSS did not grow
+  #rssAfter: number; // RSS at rest: growth beyond it by growthBytes asks for a collection
   numCollections = 0;
-  numTrims = 0;      // collections after which glibc gave memory back
+  numTrims = 0; // collections after which glibc gave memory back
 
   constructor(options: MemoryReliefOptions = {}) {
     this.#gc = collector();
     this.#o = {
-      quietMs: 1000, growthBytes: 32 * 2 ** 20, isBusy: () => false, trim: null, rss: () => process.memoryUsage.rss(),
-      onCollect: () => undefined, ...options,
+      quietMs: 1000,
+      growthBytes: 32 * 2 ** 20,
+      isBusy: () => false,
+      trim: null,
+      rss: () => process.memoryUsage.rss(),
+      onCollect: () => undefined,
+      ...options,
     };
     this.#rssAfter = this.#o.rss();
   }
@@ -69,7 +74,7 @@ export class MemoryRelief {
 
   // What the timer runs: true when it collected.
   collectIfDue(): boolean {
-    if (this.#o.isBusy()) return false;   // the request that ends it calls idle() again
+    if (this.#o.isBusy()) return false; // the request that ends it calls idle() again
     if (!this.#isShed && this.#o.rss() < this.#rssAfter + this.#o.growthBytes) return false;
     this.#isShed = false;
     this.numCollections++;

@@ -37,21 +37,50 @@ export class Metrics {
   // cumulative engine counters seen at the last scrape, to turn totals into increments
   #seen = { preemptions: 0, queries: 0, hits: 0 };
 
-  readonly ttft; readonly itl; readonly e2e; readonly queueTime; readonly prefillTime; readonly decodeTime; readonly inferenceTime;
-  readonly requestPromptTokens; readonly requestGenerationTokens;
-  readonly stepBatchSize; readonly stepTokens; readonly stepTime;
-  readonly running; readonly waiting; readonly preempted; readonly kvUsage; readonly cacheConfig;
-  readonly promptTokens; readonly generationTokens; readonly requestSuccess; readonly preemptions;
-  readonly prefixQueries; readonly prefixHits; readonly errors;
-  readonly beamSearches; readonly beamHypotheses; readonly rerankTime;
+  readonly ttft;
+  readonly itl;
+  readonly e2e;
+  readonly queueTime;
+  readonly prefillTime;
+  readonly decodeTime;
+  readonly inferenceTime;
+  readonly requestPromptTokens;
+  readonly requestGenerationTokens;
+  readonly stepBatchSize;
+  readonly stepTokens;
+  readonly stepTime;
+  readonly running;
+  readonly waiting;
+  readonly preempted;
+  readonly kvUsage;
+  readonly cacheConfig;
+  readonly promptTokens;
+  readonly generationTokens;
+  readonly requestSuccess;
+  readonly preemptions;
+  readonly prefixQueries;
+  readonly prefixHits;
+  readonly errors;
+  readonly beamSearches;
+  readonly beamHypotheses;
+  readonly rerankTime;
 
   constructor(opts: { maxModelLen?: number; defaultMetrics?: boolean; compat?: 'none' | 'vllm' } = {}) {
     const registers = [this.registry];
-    const hist = (name: string, help: string, buckets: number[], labelNames: string[] = []) => new Histogram({ name, help, buckets, labelNames, registers });
+    const hist = (name: string, help: string, buckets: number[], labelNames: string[] = []) =>
+      new Histogram({ name, help, buckets, labelNames, registers });
     const counter = (name: string, help: string, labelNames: string[] = [], collect?: () => void) =>
       new Counter({ name, help, labelNames, registers, ...(collect ? { collect } : {}) });
     const gauge = (name: string, help: string, collect: (g: Gauge) => void, labelNames: string[] = []) =>
-      new Gauge({ name, help, labelNames, registers, collect() { collect(this); } });
+      new Gauge({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          collect(this);
+        },
+      });
     // weft_<name>, and vllm:<name> with the same value when compat is 'vllm'
     const loadGauge = (name: string, help: string, collect: (g: Gauge) => void, labelNames: string[] = []) => {
       if (opts.compat === 'vllm') gauge(`vllm:${name}`, help, collect, labelNames);
@@ -71,33 +100,45 @@ export class Metrics {
     this.stepBatchSize = hist('weft_step_batch_size', 'Sequences per engine step', COUNT_1_2_5(4096));
     this.stepTokens = hist('weft_iteration_tokens_total', 'Tokens computed per engine step', COUNT_1_2_5(1 << 16));
     this.stepTime = hist('weft_step_time_seconds', 'Wall time of one engine step (schedule, run, postprocess)', STEP_S);
-    this.beamSearches = counter('weft_beam_search_requests_total', 'Beam searches finished (/stream_chat_beam, /rerank_scores), by reranker', ['reranker']);
+    this.beamSearches = counter('weft_beam_search_requests_total', 'Beam searches finished (/stream_chat_beam, /rerank_scores), by reranker', [
+      'reranker',
+    ]);
     this.beamHypotheses = hist('weft_beam_search_hypotheses', 'Hypotheses returned per beam search', [1, 2, 4, 8, 16]);
     this.rerankTime = hist('weft_rerank_time_seconds', 'Time to rank the hypotheses of one beam search', LATENCY_S);
 
     const sum = (f: (s: SchedulerStats) => number) => this.#stats().reduce((a, s) => a + f(s), 0);
     this.running = loadGauge('num_requests_running', 'Requests in the running batch', (g) => g.set(sum((s) => s.numRunning)));
     this.waiting = loadGauge('num_requests_waiting', 'Requests waiting (queued or preempted)', (g) => g.set(sum((s) => s.numWaiting)));
-    this.preempted = gauge('weft_num_requests_preempted', 'Unfinished requests that were preempted at least once',
-      (g) => g.set(this.#numPreemptedActive()));
+    this.preempted = gauge('weft_num_requests_preempted', 'Unfinished requests that were preempted at least once', (g) =>
+      g.set(this.#numPreemptedActive()),
+    );
     // blocks held by running requests over all blocks; evictable prefix-cache blocks count as free
     this.kvUsage = loadGauge('kv_cache_usage_perc', 'Fraction of KV cache blocks in use (0-1) over all instances', (g) => {
       const total = sum((s) => s.numBlocks);
       g.set(total ? sum((s) => s.numUsedBlocks) / total : 0);
     });
     // an info gauge (value 1): the labels carry the KV cache's shape; no series before an engine is attached
-    this.cacheConfig = loadGauge('cache_config_info', 'KV cache configuration: block_size tokens per block, num_gpu_blocks blocks over all instances '
-      + '(on the CPU backend too)', (g) => {
-      g.reset();
-      const s = this.#stats();
-      if (s.length > 0) g.set({ block_size: String(s[0].blockSize), num_gpu_blocks: String(sum((x) => x.numBlocks)) }, 1);
-    }, ['block_size', 'num_gpu_blocks']);
+    this.cacheConfig = loadGauge(
+      'cache_config_info',
+      'KV cache configuration: block_size tokens per block, num_gpu_blocks blocks over all instances ' + '(on the CPU backend too)',
+      (g) => {
+        g.reset();
+        const s = this.#stats();
+        if (s.length > 0) g.set({ block_size: String(s[0].blockSize), num_gpu_blocks: String(sum((x) => x.numBlocks)) }, 1);
+      },
+      ['block_size', 'num_gpu_blocks'],
+    );
     // vLLM's LoRA state, which a picker's LoRA-affinity scorer reads by default: weft serves no
     // adapters (max_lora 0); the value is the time of the reading, as vLLM's is
     if (opts.compat === 'vllm') {
-      gauge('vllm:lora_requests_info', 'LoRA adapters: none (weft serves no adapters)', (g) => {
-        g.set({ max_lora: '0', running_lora_adapters: '', waiting_lora_adapters: '' }, Date.now() / 1000);
-      }, ['max_lora', 'running_lora_adapters', 'waiting_lora_adapters']);
+      gauge(
+        'vllm:lora_requests_info',
+        'LoRA adapters: none (weft serves no adapters)',
+        (g) => {
+          g.set({ max_lora: '0', running_lora_adapters: '', waiting_lora_adapters: '' }, Date.now() / 1000);
+        },
+        ['max_lora', 'running_lora_adapters', 'waiting_lora_adapters'],
+      );
     }
     this.promptTokens = counter('weft_prompt_tokens_total', 'Prompt tokens processed (finished requests)');
     this.generationTokens = counter('weft_generation_tokens_total', 'Output tokens generated (finished requests)');
@@ -126,7 +167,11 @@ export class Metrics {
   // new total counts from zero and is added whole.
   #syncTotals(): void {
     const s = this.#stats();
-    const now = { preemptions: s.reduce((a, x) => a + x.numPreemptions, 0), queries: s.reduce((a, x) => a + x.numPrefixCacheQueries, 0), hits: s.reduce((a, x) => a + x.numPrefixCacheHits, 0) };
+    const now = {
+      preemptions: s.reduce((a, x) => a + x.numPreemptions, 0),
+      queries: s.reduce((a, x) => a + x.numPrefixCacheQueries, 0),
+      hits: s.reduce((a, x) => a + x.numPrefixCacheHits, 0),
+    };
     const inc = (c: Counter, k: keyof typeof now) => {
       const d = now[k] >= this.#seen[k] ? now[k] - this.#seen[k] : now[k];
       if (d > 0) c.inc(d);
@@ -147,7 +192,9 @@ export class Metrics {
   // EngineLoop onFinish: the request's intervals from its engine timestamps.
   readonly onFinish = (t: FinishedTimings, reason: FinishReason): void => {
     const s = (a: number | null, b: number | null) => (a === null || b === null ? null : Math.max(0, b - a) / 1000);
-    const obs = (h: Histogram, v: number | null) => { if (v !== null) h.observe(v); };
+    const obs = (h: Histogram, v: number | null) => {
+      if (v !== null) h.observe(v);
+    };
     obs(this.ttft, s(t.arrivalTime, t.firstTokenTime));
     obs(this.e2e, s(t.arrivalTime, t.finishedTime));
     obs(this.queueTime, s(t.arrivalTime, t.firstScheduledTime));

@@ -13,9 +13,9 @@ export interface OfflineRequest {
   sampling?: Partial<SamplingParams>;
   stopTokenIds?: number[];
   ignoreEos?: boolean;
-  startStep?: number;       // join the batch at this step (tests mixed prefill/decode)
-  mask?: Uint32Array;       // only these tokens are sampled (ceil(vocab / 32) words, bit t & 31 of word t >> 5)
-  logitBias?: LogitBias;    // (token, added logit) pairs
+  startStep?: number; // join the batch at this step (tests mixed prefill/decode)
+  mask?: Uint32Array; // only these tokens are sampled (ceil(vocab / 32) words, bit t & 31 of word t >> 5)
+  logitBias?: LogitBias; // (token, added logit) pairs
 }
 
 export interface OfflineResult {
@@ -23,11 +23,11 @@ export interface OfflineResult {
   logprobs: number[];
   topLogprobs: { id: number; logprob: number }[][];
   finishReason: 'stop' | 'length';
-  logits: Float32Array[];   // per sampled token, when returnLogits
+  logits: Float32Array[]; // per sampled token, when returnLogits
 }
 
 export interface OfflineOptions {
-  chunkSize?: number;       // max prompt tokens per sequence per step
+  chunkSize?: number; // max prompt tokens per sequence per step
   eosTokenIds?: number[];
   returnLogits?: boolean;
   onStep?: (info: { numTokens: number; numSeqs: number; forwardUs: number; sampleUs: number }) => void;
@@ -56,7 +56,15 @@ export function runOffline(engine: EngineInstance, requests: OfflineRequest[], o
     while (pending.length > 0 && (pending[0].req.startStep ?? 0) <= stepNo) {
       const { req, index } = pending.shift()!;
       if (req.promptIds.length === 0) throw new WeftError('WEFT_ERR_ENGINE_BAD_INPUT', 'empty prompt: start from BOS');
-      live.push({ index, req, tokens: [...req.promptIds], numComputed: 0, blocks: [], result: results[index], sampling: { ...GREEDY, ...req.sampling } });
+      live.push({
+        index,
+        req,
+        tokens: [...req.promptIds],
+        numComputed: 0,
+        blocks: [],
+        result: results[index],
+        sampling: { ...GREEDY, ...req.sampling },
+      });
     }
     if (live.length === 0) continue;
     const steps: SeqStep[] = live.map((s) => {
@@ -67,12 +75,25 @@ export function runOffline(engine: EngineInstance, requests: OfflineRequest[], o
         if (b === undefined) throw new WeftError('WEFT_ERR_ENGINE_OUT_OF_MEMORY', `KV cache too small: ${engine.numKvBlocks} blocks of ${bs}`);
         s.blocks.push(b);
       }
-      return { seqId: s.index, tokens: s.tokens.slice(s.numComputed, end), startPos: s.numComputed, promptLen: s.req.promptIds.length,
-        blockTable: s.blocks, doSample: end === s.tokens.length, sampling: s.sampling,
-        ...(s.req.mask ? { mask: s.req.mask } : {}), ...(s.req.logitBias ? { logitBias: s.req.logitBias } : {}) };
+      return {
+        seqId: s.index,
+        tokens: s.tokens.slice(s.numComputed, end),
+        startPos: s.numComputed,
+        promptLen: s.req.promptIds.length,
+        blockTable: s.blocks,
+        doSample: end === s.tokens.length,
+        sampling: s.sampling,
+        ...(s.req.mask ? { mask: s.req.mask } : {}),
+        ...(s.req.logitBias ? { logitBias: s.req.logitBias } : {}),
+      };
     });
     const out = engine.step(packStep(steps, bs, { release: release.splice(0), returnLogits: o.returnLogits }));
-    o.onStep?.({ numTokens: steps.reduce((a, s) => a + s.tokens.length, 0), numSeqs: steps.length, forwardUs: out.forwardUs, sampleUs: out.sampleUs });
+    o.onStep?.({
+      numTokens: steps.reduce((a, s) => a + s.tokens.length, 0),
+      numSeqs: steps.length,
+      forwardUs: out.forwardUs,
+      sampleUs: out.sampleUs,
+    });
     let row = 0;
     live.forEach((s, i) => {
       s.numComputed += steps[i].tokens.length;
@@ -82,7 +103,8 @@ export function runOffline(engine: EngineInstance, requests: OfflineRequest[], o
       r.outputIds.push(tok);
       r.logprobs.push(out.logprobs[i]);
       const top: { id: number; logprob: number }[] = [];
-      for (let j = 0; j < out.topN && out.topIds[i * out.topN + j] >= 0; j++) top.push({ id: out.topIds[i * out.topN + j], logprob: out.topLogprobs[i * out.topN + j] });
+      for (let j = 0; j < out.topN && out.topIds[i * out.topN + j] >= 0; j++)
+        top.push({ id: out.topIds[i * out.topN + j], logprob: out.topLogprobs[i * out.topN + j] });
       r.topLogprobs.push(top);
       if (o.returnLogits && out.logits) {
         const V = engine.spec.config.vocabSize;
@@ -92,7 +114,7 @@ export function runOffline(engine: EngineInstance, requests: OfflineRequest[], o
       s.tokens.push(tok);
       const stop = (!s.req.ignoreEos && eos.has(tok)) || (s.req.stopTokenIds ?? []).includes(tok);
       if (stop) r.finishReason = 'stop';
-      if (stop || r.outputIds.length >= s.req.maxTokens) s.numComputed = -1;  // mark finished
+      if (stop || r.outputIds.length >= s.req.maxTokens) s.numComputed = -1; // mark finished
     });
     for (const s of live.filter((x) => x.numComputed < 0)) {
       free.push(...s.blocks);

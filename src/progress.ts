@@ -13,7 +13,8 @@ function fmtBytes(n: number): string {
 }
 
 export function progressBar(stream: NodeJS.WriteStream = process.stderr, unit: 'bytes' | 'items' = 'bytes'): ProgressBar {
-  let last = 0, drawn = false;
+  let last = 0,
+    drawn = false;
   const start = Date.now();
   return {
     update(label, done, total) {

@@ -13,7 +13,7 @@ import { EngineWorker } from './workers/pool.js';
 
 export interface RerankCandidate {
   text: string;
-  beamScore?: number;    // beam search: sum of log-probs / generated_len ** length_penalty
+  beamScore?: number; // beam search: sum of log-probs / generated_len ** length_penalty
   cumLogprob?: number;
 }
 
@@ -40,9 +40,11 @@ export const DEFAULT_RERANK_INSTRUCTION = 'Given a web search query, retrieve re
 
 // The Qwen3-Reranker model card's prompt; the answer is read at its last position.
 export function rerankPrompt(instruction: string, query: string, doc: string): string {
-  return '<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the Instruct provided. '
-    + 'Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
-    + `<Instruct>: ${instruction}\n<Query>: ${query}\n<Document>: ${doc}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n`;
+  return (
+    '<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the Instruct provided. ' +
+    'Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n' +
+    `<Instruct>: ${instruction}\n<Query>: ${query}\n<Document>: ${doc}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n`
+  );
 }
 
 export const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
@@ -50,8 +52,14 @@ export const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 export class ModelReranker implements Reranker {
   readonly name: string;
 
-  private constructor(name: string, private readonly loop: EngineLoop, private readonly worker: EngineWorker,
-    readonly tokenizer: TextTokenizer, readonly yesId: number, readonly noId: number) {
+  private constructor(
+    name: string,
+    private readonly loop: EngineLoop,
+    private readonly worker: EngineWorker,
+    readonly tokenizer: TextTokenizer,
+    readonly yesId: number,
+    readonly noId: number,
+  ) {
     this.name = name;
   }
 

@@ -4,21 +4,21 @@
 // has the C++ twin (WEFT_SAMPLING_FIELDS). The seed is the one exception in shape (two uint32
 // words per sequence), so it is packed apart.
 export const SAMPLING_FIELDS = {
-  temperature: { array: Float32Array, off: 0 },        // 0 = greedy
-  topK: { array: Int32Array, off: 0 },                 // 0 = off
-  topP: { array: Float32Array, off: 1 },               // 1 = off
-  minP: { array: Float32Array, off: 0 },               // 0 = off
-  repetitionPenalty: { array: Float32Array, off: 1 },  // 1 = off
-  presencePenalty: { array: Float32Array, off: 0 },    // 0 = off
-  frequencyPenalty: { array: Float32Array, off: 0 },   // 0 = off
-  numLogprobs: { array: Int32Array, off: -1 },         // -1 none, 0 chosen token, k top-k too
+  temperature: { array: Float32Array, off: 0 }, // 0 = greedy
+  topK: { array: Int32Array, off: 0 }, // 0 = off
+  topP: { array: Float32Array, off: 1 }, // 1 = off
+  minP: { array: Float32Array, off: 0 }, // 0 = off
+  repetitionPenalty: { array: Float32Array, off: 1 }, // 1 = off
+  presencePenalty: { array: Float32Array, off: 0 }, // 0 = off
+  frequencyPenalty: { array: Float32Array, off: 0 }, // 0 = off
+  numLogprobs: { array: Int32Array, off: -1 }, // -1 none, 0 chosen token, k top-k too
 } as const;
 
 export type SamplingField = keyof typeof SAMPLING_FIELDS;
 export const SAMPLING_FIELD_NAMES = Object.keys(SAMPLING_FIELDS) as SamplingField[];
 
 export type SamplingParams = { [K in SamplingField]: number } & {
-  seed: number;              // 0 .. 2^53-1
+  seed: number; // 0 .. 2^53-1
 };
 
 // OpenAI's logit_bias: (token id, added logit) pairs, applied natively after the token mask and

@@ -8,8 +8,18 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 
 import { buildApp, type LoadProgress } from './app.js';
 import {
-  configUsage, describeConfig, engineSlice, hubEnv, generationSlice, kvFractionForInstance, loadConfig,
-  resolveBackend, resolveDtype, resolveNumThreads, schedulerSlice, type Config,
+  configUsage,
+  describeConfig,
+  engineSlice,
+  hubEnv,
+  generationSlice,
+  kvFractionForInstance,
+  loadConfig,
+  resolveBackend,
+  resolveDtype,
+  resolveNumThreads,
+  schedulerSlice,
+  type Config,
 } from './config.js';
 import { DEMO_MODEL_NAME, ensureDemoModel } from './demo-model.js';
 import { WeftError, isWeftError } from './errors.js';
@@ -28,8 +38,8 @@ import { EngineWorker } from './workers/pool.js';
 
 export interface Engine {
   service: GenerationService;
-  reranker: ModelReranker | null;   // --reranker-model
-  workers: readonly EngineWorker[];  // the engine instances (a test kills one to see it restarted)
+  reranker: ModelReranker | null; // --reranker-model
+  workers: readonly EngineWorker[]; // the engine instances (a test kills one to see it restarted)
   close(): Promise<void>;
 }
 
@@ -68,12 +78,19 @@ function chatTemplateOf(config: Readonly<Config>, model: string | null): string 
 }
 
 // Model files → workers → engine loop → generation service, with the metrics hooks wired.
-export async function startEngine(config: Readonly<Config>, metrics: Metrics, log?: FastifyBaseLogger,
-  onProgress?: (p: LoadProgress) => void): Promise<Engine> {
+export async function startEngine(
+  config: Readonly<Config>,
+  metrics: Metrics,
+  log?: FastifyBaseLogger,
+  onProgress?: (p: LoadProgress) => void,
+): Promise<Engine> {
   const e = engineSlice(config);
   const isDemo = e.model === '';
   const modelPath = isDemo ? await ensureDemoModel() : await modelSource(e.model, e.ggufFile, log, onProgress);
-  if (isDemo) log?.warn(`*** no --model given: serving the built-in DEMO model (synthetic weights, its output is noise) from ${modelPath}; pass --model PATH or WEFT_MODEL to serve a real model ***`);
+  if (isDemo)
+    log?.warn(
+      `*** no --model given: serving the built-in DEMO model (synthetic weights, its output is noise) from ${modelPath}; pass --model PATH or WEFT_MODEL to serve a real model ***`,
+    );
   const native = loadNative();
   const devices = native.cudaDeviceCount();
   const backend = resolveBackend(e.backend, devices);
@@ -91,11 +108,16 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
   let instancesReady = 0;
   const report = () => {
     const p = native.loadProgress();
-    loading.update(`loading ${basename(modelPath)} (instance ${Math.min(instancesReady + 1, e.numInstances)} of ${e.numInstances})`,
-      p.bytesDone, p.bytesTotal);
+    loading.update(
+      `loading ${basename(modelPath)} (instance ${Math.min(instancesReady + 1, e.numInstances)} of ${e.numInstances})`,
+      p.bytesDone,
+      p.bytesTotal,
+    );
     onProgress?.({ phase: 'load', file: basename(modelPath), bytes: p.bytesDone, total: p.bytesTotal, instancesReady, instances: e.numInstances });
   };
-  const poll = setInterval(() => { if (native.loadProgress().active) report(); }, 200).unref();
+  const poll = setInterval(() => {
+    if (native.loadProgress().active) report();
+  }, 200).unref();
   try {
     for (let i = 0; i < e.numInstances; i++) {
       // GPU instances go round-robin over the visible devices, one CUDA stream each
@@ -103,13 +125,27 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
       const onDevice = backend === 'gpu' ? Math.floor(e.numInstances / devices) + (device < e.numInstances % devices ? 1 : 0) : 1;
       if (backend === 'gpu') {
         const d = native.cudaDeviceInfo(device);
-        log?.info(`instance ${i}: cuda:${device} ${d.name} (sm ${d.computeCapability}, ${d.smCount} SMs, ${(d.freeBytes / 2 ** 30).toFixed(1)} of ${(d.totalBytes / 2 ** 30).toFixed(1)} GiB free)`);
+        log?.info(
+          `instance ${i}: cuda:${device} ${d.name} (sm ${d.computeCapability}, ${d.smCount} SMs, ${(d.freeBytes / 2 ** 30).toFixed(1)} of ${(d.totalBytes / 2 ** 30).toFixed(1)} GiB free)`,
+        );
       }
-      workers.push(await EngineWorker.start(i, {
-        modelPath, dtype, numThreads, numKvBlocks: e.kvCacheBlocks, blockSize: e.blockSize, kvDtype: e.kvDtype,
-        backend, device, kvCacheFraction: backend === 'gpu' ? kvFractionForInstance(e.gpuMemoryUtilization, onDevice, Math.floor(i / devices)) : 0,
-        maxNumTokens: sched.maxNumBatchedTokens, maxNumSeqs: sched.maxNumSeqs, maxContextLen: sched.maxModelLen, cudaGraphs: e.cudaGraphs,
-      }));
+      workers.push(
+        await EngineWorker.start(i, {
+          modelPath,
+          dtype,
+          numThreads,
+          numKvBlocks: e.kvCacheBlocks,
+          blockSize: e.blockSize,
+          kvDtype: e.kvDtype,
+          backend,
+          device,
+          kvCacheFraction: backend === 'gpu' ? kvFractionForInstance(e.gpuMemoryUtilization, onDevice, Math.floor(i / devices)) : 0,
+          maxNumTokens: sched.maxNumBatchedTokens,
+          maxNumSeqs: sched.maxNumSeqs,
+          maxContextLen: sched.maxModelLen,
+          cudaGraphs: e.cudaGraphs,
+        }),
+      );
       instancesReady = i + 1;
       report();
     }
@@ -121,8 +157,10 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
     clearInterval(poll);
   }
   const loop = new EngineLoop(workers, {
-    scheduler: { ...sched, blockSize: e.blockSize }, eosTokenIds: spec.config.eosTokenIds,
-    onStep: metrics.onStep, onFinish: metrics.onFinish,
+    scheduler: { ...sched, blockSize: e.blockSize },
+    eosTokenIds: spec.config.eosTokenIds,
+    onStep: metrics.onStep,
+    onFinish: metrics.onFinish,
     onInstanceFailure: (f) => {
       const what = `engine instance ${f.instance} failed (${f.error.code}: ${f.error.message}); ${f.numFailedRequests} request(s) ended with that error`;
       if (f.restarted) log?.error(`${what}; the instance was restarted with an empty KV cache`);
@@ -131,13 +169,28 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
   });
   metrics.addStatsSource(() => loop.stats());
   // --served-model-name: the first name is the id; the others are aliases a gateway may rewrite `model` to
-  const [id, ...aliases] = config.servedModelName.length > 0 ? config.servedModelName
-    : [isDemo ? DEMO_MODEL_NAME : basename(modelPath).replace(/\.gguf$/, '')];
-  const service = new GenerationService(loop, new TextTokenizer(spec), {
-    id, aliases, path: modelPath, isDemo, backend, dtype, maxModelLen: sched.maxModelLen, vocabSize: spec.config.vocabSize,
-    eosTokenIds: spec.config.eosTokenIds, numInstances: e.numInstances, chatTemplate: chatTemplateOf(config, spec.chatTemplate),
-    toolCallParser: config.toolCallParser,
-  }, { ...generationSlice(config), maxSeqsPerRequest: config.maxSeqsPerRequest }, metrics);
+  const [id, ...aliases] =
+    config.servedModelName.length > 0 ? config.servedModelName : [isDemo ? DEMO_MODEL_NAME : basename(modelPath).replace(/\.gguf$/, '')];
+  const service = new GenerationService(
+    loop,
+    new TextTokenizer(spec),
+    {
+      id,
+      aliases,
+      path: modelPath,
+      isDemo,
+      backend,
+      dtype,
+      maxModelLen: sched.maxModelLen,
+      vocabSize: spec.config.vocabSize,
+      eosTokenIds: spec.config.eosTokenIds,
+      numInstances: e.numInstances,
+      chatTemplate: chatTemplateOf(config, spec.chatTemplate),
+      toolCallParser: config.toolCallParser,
+    },
+    { ...generationSlice(config), maxSeqsPerRequest: config.maxSeqsPerRequest },
+    metrics,
+  );
   // a cache that cannot hold one full context is a configuration mistake, not an error: say so
   for (const w of workers) {
     const tokens = w.info.numKvBlocks * w.info.blockSize;
@@ -157,9 +210,18 @@ export async function startEngine(config: Readonly<Config>, metrics: Metrics, lo
     // one instance beside the model's, on the same backend; its own KV cache and prefix cache
     const rspec = await loadModelSpec(config.rerankerModel);
     reranker = await ModelReranker.start(basename(config.rerankerModel).replace(/\.gguf$/, ''), {
-      modelPath: config.rerankerModel, dtype: resolveDtype('auto', backend, checkpointKind(rspec)), numThreads, numKvBlocks: e.kvCacheBlocks,
-      blockSize: e.blockSize, backend, device: 0, kvCacheFraction: 0, maxNumTokens: sched.maxNumBatchedTokens, maxNumSeqs: sched.maxNumSeqs,
-      maxContextLen: Math.min(sched.maxModelLen, rspec.config.maxPositions), cudaGraphs: e.cudaGraphs,
+      modelPath: config.rerankerModel,
+      dtype: resolveDtype('auto', backend, checkpointKind(rspec)),
+      numThreads,
+      numKvBlocks: e.kvCacheBlocks,
+      blockSize: e.blockSize,
+      backend,
+      device: 0,
+      kvCacheFraction: 0,
+      maxNumTokens: sched.maxNumBatchedTokens,
+      maxNumSeqs: sched.maxNumSeqs,
+      maxContextLen: Math.min(sched.maxModelLen, rspec.config.maxPositions),
+      cudaGraphs: e.cudaGraphs,
     });
     log?.info(`reranker ${reranker.name} ready: ${config.rerankerModel} (yes = ${reranker.yesId}, no = ${reranker.noId})`);
   }
@@ -222,8 +284,12 @@ export async function runServer(argv: string[]): Promise<number> {
   } catch (e) {
     // a port in use or not allowed is the user's to fix: one line, not a stack trace
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'EADDRINUSE' ? 'the address is in use (another server? choose one with --port)'
-      : code === 'EACCES' ? 'permission denied (ports below 1024 need privileges)' : (e as Error).message;
+    const why =
+      code === 'EADDRINUSE'
+        ? 'the address is in use (another server? choose one with --port)'
+        : code === 'EACCES'
+          ? 'permission denied (ports below 1024 need privileges)'
+          : (e as Error).message;
     process.stderr.write(`weft: cannot listen on ${config.host}:${config.port}: ${why}\n`);
     await app.close();
     process.exitCode = 1;
@@ -232,20 +298,29 @@ export async function runServer(argv: string[]): Promise<number> {
   let engine: Engine | null = null;
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) {  // a second Ctrl-C (or SIGTERM) does not wait for the drain
+    if (stopping) {
+      // a second Ctrl-C (or SIGTERM) does not wait for the drain
       app.log.warn(`${signal} again: exiting now, without waiting for in-flight requests`);
       process.stderr.write(`weft: ${signal} again: exiting now\n`);
       process.exit(signal === 'SIGINT' ? 130 : 143);
     }
     stopping = true;
     app.log.info(`${signal}: draining (up to ${config.shutdownTimeoutMs} ms)`);
-    shutdown(app, engine, config.shutdownTimeoutMs).then(() => process.exit(0), (e) => { app.log.error(e); process.exit(1); });
+    shutdown(app, engine, config.shutdownTimeoutMs).then(
+      () => process.exit(0),
+      (e) => {
+        app.log.error(e);
+        process.exit(1);
+      },
+    );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   try {
     app.weft.loadProgress = { phase: 'load' };
-    engine = await startEngine(config, app.weft.metrics, app.log, (p) => { app.weft.loadProgress = p; });
+    engine = await startEngine(config, app.weft.metrics, app.log, (p) => {
+      app.weft.loadProgress = p;
+    });
     app.weft.loadProgress = null;
     if (stopping) {
       await engine.close();

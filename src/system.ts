@@ -6,7 +6,8 @@ import { availableParallelism } from 'node:os';
 
 export function cgroupCpuLimit(cpuMax: string): number {
   const [quota, period] = cpuMax.trim().split(/\s+/);
-  const q = Number(quota), p = Number(period);
+  const q = Number(quota),
+    p = Number(period);
   if (quota === 'max' || !(q > 0) || !(p > 0)) return Infinity;
   return Math.max(1, Math.ceil(q / p));
 }

@@ -152,7 +152,11 @@ export class IncrementalDetokenizer {
   #prefixOffset = 0;
   #readOffset: number;
 
-  constructor(private readonly tok: TextTokenizer, private readonly skipSpecialTokens = true, contextIds: readonly number[] = []) {
+  constructor(
+    private readonly tok: TextTokenizer,
+    private readonly skipSpecialTokens = true,
+    contextIds: readonly number[] = [],
+  ) {
     this.#ids = [...contextIds];
     this.#readOffset = this.#ids.length;
   }

@@ -16,7 +16,7 @@ export interface ToolFunction {
 
 export interface ParsedToolCall {
   name: string;
-  arguments: string;   // JSON text, as OpenAI's tool_calls carry it
+  arguments: string; // JSON text, as OpenAI's tool_calls carry it
 }
 
 export interface ParsedOutput {
@@ -68,7 +68,8 @@ export function readJsonValues(text: string): { values: unknown[]; rest: string 
 
 // The index of the bracket closing the one at `start` (strings skipped), or -1.
 function matchingBracket(text: string, start: number): number {
-  let depth = 0, inString = false;
+  let depth = 0,
+    inString = false;
   for (let i = start; i < text.length; i++) {
     const c = text[i];
     if (inString) {
@@ -83,7 +84,8 @@ function matchingBracket(text: string, start: number): number {
   return -1;
 }
 
-const HERMES_OPEN = '<tool_call>', HERMES_CLOSE = '</tool_call>';
+const HERMES_OPEN = '<tool_call>',
+  HERMES_CLOSE = '</tool_call>';
 const JSON_PREFIXES = ['<|python_tag|>', '[TOOL_CALLS]'];
 
 // The calls in one JSON-format output (llama3_json, mistral): the whole text must be calls.
@@ -104,7 +106,8 @@ function parseHermesBlock(inner: string): ParsedToolCall | null {
 // A whole output → its content and tool calls. Text that does not parse as a call stays content.
 export function parseToolOutput(parser: ToolParserName, text: string): ParsedOutput {
   const s = new ToolCallStream(parser);
-  const a = s.push(text), b = s.end();
+  const a = s.push(text),
+    b = s.end();
   return { content: (a.content + b.content).trim(), calls: [...a.calls, ...b.calls] };
 }
 
@@ -112,8 +115,8 @@ export function parseToolOutput(parser: ToolParserName, text: string): ParsedOut
 // calls completed so far; text that may still become a call is held back until it can be decided.
 export class ToolCallStream {
   #held = '';
-  #inCall = false;             // hermes: inside <tool_call> … </tool_call>
-  #mode: 'undecided' | 'content' | 'calls' = 'undecided';   // JSON formats
+  #inCall = false; // hermes: inside <tool_call> … </tool_call>
+  #mode: 'undecided' | 'content' | 'calls' = 'undecided'; // JSON formats
 
   constructor(private readonly parser: ToolParserName) {}
 
@@ -185,8 +188,10 @@ export class ToolCallStream {
 export function toolInstructions(parser: ToolParserName, tools: readonly ToolFunction[]): string {
   const list = tools.map((f) => JSON.stringify({ type: 'function', function: f })).join('\n');
   if (parser === 'hermes')
-    return `You may call these functions:\n<tools>\n${list}\n</tools>\n` +
-      `To call one, answer with ${HERMES_OPEN}{"name": …, "arguments": {…}}${HERMES_CLOSE}`;
+    return (
+      `You may call these functions:\n<tools>\n${list}\n</tools>\n` +
+      `To call one, answer with ${HERMES_OPEN}{"name": …, "arguments": {…}}${HERMES_CLOSE}`
+    );
   if (parser === 'llama3_json') return `You may call these functions:\n${list}\nTo call one, answer with only {"name": …, "parameters": {…}}`;
   return `You may call these functions:\n${list}\nTo call them, answer with [TOOL_CALLS] [{"name": …, "arguments": {…}}]`;
 }

@@ -19,12 +19,42 @@ export class LeBytes {
   }
 
   // #room first: it may replace the view
-  u8(v: number): this { const at = this.#room(1); this.#view.setUint8(at, v); return this; }
-  u16(v: number): this { const at = this.#room(2); this.#view.setUint16(at, v, true); return this; }
-  i32(v: number): this { const at = this.#room(4); this.#view.setInt32(at, v, true); return this; }
-  f32(v: number): this { const at = this.#room(4); this.#view.setFloat32(at, v, true); return this; }
-  i64(v: bigint): this { const at = this.#room(8); this.#view.setBigInt64(at, v, true); return this; }
-  u64(v: bigint): this { const at = this.#room(8); this.#view.setBigUint64(at, v, true); return this; }
-  bytes(b: Uint8Array): this { const at = this.#room(b.length); this.#buf.set(b, at); return this; }
-  finish(): Uint8Array { return this.#buf.slice(0, this.length); }
+  u8(v: number): this {
+    const at = this.#room(1);
+    this.#view.setUint8(at, v);
+    return this;
+  }
+  u16(v: number): this {
+    const at = this.#room(2);
+    this.#view.setUint16(at, v, true);
+    return this;
+  }
+  i32(v: number): this {
+    const at = this.#room(4);
+    this.#view.setInt32(at, v, true);
+    return this;
+  }
+  f32(v: number): this {
+    const at = this.#room(4);
+    this.#view.setFloat32(at, v, true);
+    return this;
+  }
+  i64(v: bigint): this {
+    const at = this.#room(8);
+    this.#view.setBigInt64(at, v, true);
+    return this;
+  }
+  u64(v: bigint): this {
+    const at = this.#room(8);
+    this.#view.setBigUint64(at, v, true);
+    return this;
+  }
+  bytes(b: Uint8Array): this {
+    const at = this.#room(b.length);
+    this.#buf.set(b, at);
+    return this;
+  }
+  finish(): Uint8Array {
+    return this.#buf.slice(0, this.length);
+  }
 }

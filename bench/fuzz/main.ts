@@ -36,42 +36,82 @@ function run(cmd: string, args: string[]): void {
 
 function buildNative(work: string): string {
   if (!existsSync(join(work, 'CMakeCache.txt')))
-    run('cmake', ['-S', ROOT, '-B', work, '-DCMAKE_CXX_COMPILER=clang++', '-DCMAKE_C_COMPILER=clang', '-DWEFT_FUZZ=ON',
-      '-DCMAKE_BUILD_TYPE=RelWithDebInfo']);
+    run('cmake', [
+      '-S',
+      ROOT,
+      '-B',
+      work,
+      '-DCMAKE_CXX_COMPILER=clang++',
+      '-DCMAKE_C_COMPILER=clang',
+      '-DWEFT_FUZZ=ON',
+      '-DCMAKE_BUILD_TYPE=RelWithDebInfo',
+    ]);
   run('cmake', ['--build', work, '-j', String(availableParallelism()), '--target', 'fuzz_model_load']);
   return join(work, 'fuzz_model_load');
 }
 
-interface NativeResult { execs: number; cov: number; ft: number; corpus: number; findings: string[]; seconds: number }
+interface NativeResult {
+  execs: number;
+  cov: number;
+  ft: number;
+  corpus: number;
+  findings: string[];
+  seconds: number;
+}
 
 async function fuzzNative(exe: string, seeds: string, corpus: string, findings: string, seconds: number): Promise<NativeResult> {
   mkdirSync(corpus, { recursive: true });
-  const args = [corpus, seeds, `-max_total_time=${seconds}`, `-artifact_prefix=${findings}/native-`, '-print_final_stats=1',
-    '-rss_limit_mb=2048', '-malloc_limit_mb=1024', '-timeout=20', '-max_len=1200000'];
+  const args = [
+    corpus,
+    seeds,
+    `-max_total_time=${seconds}`,
+    `-artifact_prefix=${findings}/native-`,
+    '-print_final_stats=1',
+    '-rss_limit_mb=2048',
+    '-malloc_limit_mb=1024',
+    '-timeout=20',
+    '-max_len=1200000',
+  ];
   const t0 = Date.now();
   const native = () => readdirSync(findings).filter((f) => f.startsWith('native-'));
   const before = new Set(native());
   // the target rewrites its model file for every input: in memory where there is a tmpfs
   const tmp = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
   const child = spawn(exe, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, TMPDIR: tmp } });
-  let log = '', last = '';
+  let log = '',
+    last = '';
   child.stderr.on('data', (b: Buffer) => {
     log = (log + b.toString()).slice(-200_000);
     const lines = log.split('\n').filter((l) => /^#\d+\s/.test(l));
     if (lines.length) last = lines[lines.length - 1];
   });
   const code: number = await new Promise((r) => child.on('close', (c) => r(c ?? 1)));
-  rmSync(join(tmp, `weft-fuzz-model-${child.pid}.bin`), { force: true });  // left behind when the target crashed
+  rmSync(join(tmp, `weft-fuzz-model-${child.pid}.bin`), { force: true }); // left behind when the target crashed
   const stat = (k: string) => Number(new RegExp(`stat::${k}:\\s+(\\d+)`).exec(log)?.[1] ?? 0);
   const num = (k: string) => Number(new RegExp(`${k}: (\\d+)`).exec(last)?.[1] ?? 0);
-  const found = native().filter((f) => !before.has(f)).map((f) => join(findings, f));
+  const found = native()
+    .filter((f) => !before.has(f))
+    .map((f) => join(findings, f));
   if (code !== 0) process.stderr.write(log.split('\n').slice(-60).join('\n') + '\n');
   if (code !== 0 && found.length === 0) found.push(`libFuzzer exited with ${code}`);
-  return { execs: stat('number_of_executed_units'), cov: num('cov'), ft: num('ft'), corpus: readdirSync(corpus).length,
-    findings: found, seconds: (Date.now() - t0) / 1000 };
+  return {
+    execs: stat('number_of_executed_units'),
+    cov: num('cov'),
+    ft: num('ft'),
+    corpus: readdirSync(corpus).length,
+    findings: found,
+    seconds: (Date.now() - t0) / 1000,
+  };
 }
 
-interface TsResult { iters: number; outcomes: Record<string, number>; maxParseMs: number; peakRssMb: number; findings: string[]; restarts: number }
+interface TsResult {
+  iters: number;
+  outcomes: Record<string, number>;
+  maxParseMs: number;
+  peakRssMb: number;
+  findings: string[];
+  restarts: number;
+}
 
 // Runs the child until the time is spent, starting a new one (next seed) after a crash or a hang.
 async function fuzzTs(base: Omit<TsFuzzOptions, 'seconds' | 'seed'>, seed: number, seconds: number): Promise<TsResult> {
@@ -91,7 +131,9 @@ async function fuzzTs(base: Omit<TsFuzzOptions, 'seconds' | 'seed'>, seed: numbe
         for (const k of m.outcomes) res.outcomes[k] = (res.outcomes[k] ?? 0) + 1;
       }
     });
-    const watchdog = setInterval(() => { if (current && Date.now() - current.since > HANG_MS) child.kill('SIGKILL'); }, 1000);
+    const watchdog = setInterval(() => {
+      if (current && Date.now() - current.since > HANG_MS) child.kill('SIGKILL');
+    }, 1000);
     child.send({ ...base, seed: s, seconds: Math.max(1, (deadline - Date.now()) / 1000) } satisfies TsFuzzOptions);
     const [code, signal] = await new Promise<[number | null, string | null]>((r) => child.on('exit', (c, sig) => r([c, sig])));
     clearInterval(watchdog);
@@ -107,11 +149,18 @@ async function fuzzTs(base: Omit<TsFuzzOptions, 'seconds' | 'seed'>, seed: numbe
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: {
-    seconds: { type: 'string', default: '60' }, only: { type: 'string' }, seed: { type: 'string' }, 'model-dir': { type: 'string' },
-    work: { type: 'string' }, 'max-parse-ms': { type: 'string', default: '2000' }, 'no-native-load': { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
-  } });
+  const { values } = parseArgs({
+    options: {
+      seconds: { type: 'string', default: '60' },
+      only: { type: 'string' },
+      seed: { type: 'string' },
+      'model-dir': { type: 'string' },
+      work: { type: 'string' },
+      'max-parse-ms': { type: 'string', default: '2000' },
+      'no-native-load': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
   if (values.help) return void console.log(USAGE);
   const seconds = Number(values.seconds);
   if (!(seconds > 0) || (values.only && !['native', 'ts'].includes(values.only))) throw new Error(USAGE);
@@ -129,18 +178,36 @@ async function main(): Promise<void> {
     mkdirSync(seedDir, { recursive: true });
     const numSeeds = await writeNativeSeeds(models, seedDir);
     const r = await fuzzNative(exe, seedDir, join(work, 'corpus', 'native'), findings, seconds);
-    console.log(`fuzz native (fuzz_model_load, ASan+UBSan): ${r.execs} execs in ${r.seconds.toFixed(0)} s `
-      + `(${(r.execs / r.seconds).toFixed(0)}/s), cov ${r.cov}, ft ${r.ft}, corpus ${r.corpus} (${numSeeds} seeds), findings ${r.findings.length}`);
+    console.log(
+      `fuzz native (fuzz_model_load, ASan+UBSan): ${r.execs} execs in ${r.seconds.toFixed(0)} s ` +
+        `(${(r.execs / r.seconds).toFixed(0)}/s), cov ${r.cov}, ft ${r.ft}, corpus ${r.corpus} (${numSeeds} seeds), findings ${r.findings.length}`,
+    );
     for (const f of r.findings) console.log(`  finding: ${f}`);
     failed ||= r.findings.length > 0;
   }
   if (values.only !== 'native') {
     const seed = values.seed !== undefined ? Number(values.seed) : Date.now() % 2 ** 31;
-    const r = await fuzzTs({ seeds: models, work: join(work, 'ts-cases'), findings, maxParseMs: Number(values['max-parse-ms']),
-      maxCaseMb: 1024, maxRssMb: 2048, nativeLoad: !values['no-native-load'] }, seed, seconds);
-    const byOutcome = Object.entries(r.outcomes).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ');
-    console.log(`fuzz ts (seed ${seed}): ${r.iters} cases in ${seconds} s (${(r.iters / seconds).toFixed(0)}/s), `
-      + `max load ${r.maxParseMs.toFixed(0)} ms, peak rss ${r.peakRssMb.toFixed(0)} MiB, restarts ${r.restarts}, findings ${r.findings.length}`);
+    const r = await fuzzTs(
+      {
+        seeds: models,
+        work: join(work, 'ts-cases'),
+        findings,
+        maxParseMs: Number(values['max-parse-ms']),
+        maxCaseMb: 1024,
+        maxRssMb: 2048,
+        nativeLoad: !values['no-native-load'],
+      },
+      seed,
+      seconds,
+    );
+    const byOutcome = Object.entries(r.outcomes)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ');
+    console.log(
+      `fuzz ts (seed ${seed}): ${r.iters} cases in ${seconds} s (${(r.iters / seconds).toFixed(0)}/s), ` +
+        `max load ${r.maxParseMs.toFixed(0)} ms, peak rss ${r.peakRssMb.toFixed(0)} MiB, restarts ${r.restarts}, findings ${r.findings.length}`,
+    );
     console.log(`  outcomes: ${byOutcome}`);
     for (const f of r.findings) console.log(`  finding: ${f}`);
     failed ||= r.findings.length > 0;

@@ -17,12 +17,22 @@ const ROPE_SCALING = { none: 0, linear: 1, llama3: 2 } as const;
 const BIG_SEED_BYTES = 256 << 10;
 
 export function encodeNativeInput(spec: NativeModelSpec, file: Uint8Array): Uint8Array {
-  const c = spec.config, w = new LeBytes();
-  w.u8(WEIGHT_DTYPES.indexOf(spec.weightDtype) | (spec.target === 'cuda' ? 4 : 0) | (spec.ropeInterleaved ? 8 : 0)
-    | (c.tieEmbeddings ? 16 : 0) | (c.qkvBias ? 32 : 0) | (c.qkNorm ? 64 : 0));
+  const c = spec.config,
+    w = new LeBytes();
+  w.u8(
+    WEIGHT_DTYPES.indexOf(spec.weightDtype) |
+      (spec.target === 'cuda' ? 4 : 0) |
+      (spec.ropeInterleaved ? 8 : 0) |
+      (c.tieEmbeddings ? 16 : 0) |
+      (c.qkvBias ? 32 : 0) |
+      (c.qkNorm ? 64 : 0),
+  );
   for (const v of [c.dim, c.numLayers, c.numHeads, c.numKvHeads, c.headDim, c.ffnDim, c.vocabSize, c.maxPositions]) w.i32(v);
   const rs = c.ropeScaling;
-  w.u8(ROPE_SCALING[rs?.type ?? 'none']).f32(c.rmsEps).f32(c.ropeTheta).f32(rs?.factor ?? 1);
+  w.u8(ROPE_SCALING[rs?.type ?? 'none'])
+    .f32(c.rmsEps)
+    .f32(c.ropeTheta)
+    .f32(rs?.factor ?? 1);
   w.f32(rs?.type === 'llama3' ? rs.lowFreqFactor : 1).f32(rs?.type === 'llama3' ? rs.highFreqFactor : 4);
   w.i32(rs?.type === 'llama3' ? rs.originalMaxPositions : 8192);
   w.u16(spec.tensors.length);
@@ -53,8 +63,10 @@ function retyped(spec: NativeModelSpec, file: Uint8Array, dtype: 'F16' | 'BF16')
   return [{ ...spec, tensors }, w.finish()];
 }
 
-const f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);
-const bf16Bits = (v: number): number => {  // truncated: close enough for a seed
+const f32 = new Float32Array(1),
+  u32 = new Uint32Array(f32.buffer);
+const bf16Bits = (v: number): number => {
+  // truncated: close enough for a seed
   f32[0] = v;
   return u32[0] >>> 16;
 };
@@ -73,7 +85,13 @@ export async function writeNativeSeeds(models: string[], dir: string): Promise<n
     const file = new Uint8Array(readFileSync(Object.values(spec.tensors)[0].file));
     // big (real) models are slow inputs: two seeds each, the small synthetic ones cover the rest
     const big = file.length > BIG_SEED_BYTES;
-    for (const [wd, target] of [['f32', 'cpu'], ['int8', 'cpu'], ['int8', 'cuda'], ['f16', 'cuda'], ['bf16', 'cuda']] as const) {
+    for (const [wd, target] of [
+      ['f32', 'cpu'],
+      ['int8', 'cpu'],
+      ['int8', 'cuda'],
+      ['f16', 'cuda'],
+      ['bf16', 'cuda'],
+    ] as const) {
       if ((hasI8 && wd !== 'int8' && target === 'cuda') || (big && wd !== (hasI8 ? 'int8' : 'f32'))) continue;
       const native = toNativeModelSpec(spec, wd, base, target);
       emit(`${base}-${wd}-${target}`, native, file);

@@ -8,15 +8,33 @@ import { join } from 'node:path';
 import { quantizeModel } from '../../src/model/quantize.js';
 import { synthesizeModel } from '../../src/model/synth.js';
 
-const TINY = { hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 64,
-  vocab_size: 260, max_position_embeddings: 64, rms_norm_eps: 1e-5 };
+const TINY = {
+  hidden_size: 32,
+  num_hidden_layers: 1,
+  num_attention_heads: 2,
+  num_key_value_heads: 1,
+  intermediate_size: 64,
+  vocab_size: 260,
+  max_position_embeddings: 64,
+  rms_norm_eps: 1e-5,
+};
 const CONFIGS: Record<string, Record<string, unknown>> = {
-  llama: { ...TINY, architectures: ['LlamaForCausalLM'], tie_word_embeddings: false,
-    rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 16, original_max_position_embeddings: 2048 } },
+  llama: {
+    ...TINY,
+    architectures: ['LlamaForCausalLM'],
+    tie_word_embeddings: false,
+    rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 16, original_max_position_embeddings: 2048 },
+  },
   qwen2: { ...TINY, architectures: ['Qwen2ForCausalLM'], tie_word_embeddings: true },
   qwen3: { ...TINY, architectures: ['Qwen3ForCausalLM'], head_dim: 16, tie_word_embeddings: false, rope_scaling: { type: 'linear', factor: 2 } },
 };
-const FORMATS = [['gguf', 'f32'], ['gguf', 'f16'], ['gguf', 'q8_0'], ['hf', 'f32'], ['hf', 'f16']] as const;
+const FORMATS = [
+  ['gguf', 'f32'],
+  ['gguf', 'f16'],
+  ['gguf', 'q8_0'],
+  ['hf', 'f32'],
+  ['hf', 'f16'],
+] as const;
 
 // Writes `path` once, through a temporary name, so an interrupted run leaves no half-written seed.
 async function once(path: string, write: (tmp: string) => Promise<void>): Promise<string> {

@@ -22,14 +22,14 @@ import { makeRng, type Rng } from '../serve/rng.js';
 import { jsonText, mutateBytes, mutateGguf, mutateJson } from './mutate.js';
 
 export interface TsFuzzOptions {
-  seeds: string[];        // .gguf files and HF directories
+  seeds: string[]; // .gguf files and HF directories
   seconds: number;
   seed: number;
-  work: string;           // scratch directory for the cases
-  findings: string;       // where failing cases are copied
+  work: string; // scratch directory for the cases
+  findings: string; // where failing cases are copied
   maxParseMs: number;
-  maxCaseMb: number;      // most memory one case may take (peak RSS over the RSS before it)
-  maxRssMb: number;       // the process is replaced (not a finding) when its peak RSS passes this
+  maxCaseMb: number; // most memory one case may take (peak RSS over the RSS before it)
+  maxRssMb: number; // the process is replaced (not a finding) when its peak RSS passes this
   nativeLoad: boolean;
 }
 
@@ -48,7 +48,8 @@ function loadSeed(path: string): Seed {
   return { kind: 'hf', files };
 }
 
-const utf8 = new TextEncoder(), fromUtf8 = new TextDecoder();
+const utf8 = new TextEncoder(),
+  fromUtf8 = new TextDecoder();
 
 // A safetensors file whose JSON header is mutated (its length field rewritten, sometimes wrongly).
 function mutateSafetensors(rng: Rng, b: Uint8Array): Uint8Array {
@@ -57,7 +58,7 @@ function mutateSafetensors(rng: Rng, b: Uint8Array): Uint8Array {
   try {
     json = rng.next() < 0.5 ? undefined : JSON.parse(fromUtf8.decode(b.subarray(8, 8 + len)));
   } catch {
-    json = undefined;  // already broken by an earlier mutation: bytes only
+    json = undefined; // already broken by an earlier mutation: bytes only
   }
   if (json === undefined) return mutateBytes(rng, b, 8 + len);
   const header = utf8.encode(jsonText(mutateJson(rng, json)));
@@ -73,7 +74,7 @@ function mutateJsonFile(rng: Rng, b: Uint8Array): Uint8Array {
   try {
     return utf8.encode(jsonText(mutateJson(rng, JSON.parse(fromUtf8.decode(b)))));
   } catch {
-    return mutateBytes(rng, b, b.length);  // the seed file is already broken: bytes only
+    return mutateBytes(rng, b, b.length); // the seed file is already broken: bytes only
   }
 }
 
@@ -90,8 +91,12 @@ function mutateHf(rng: Rng, seed: Record<string, Uint8Array>): Record<string, Ui
     files['model.safetensors.index.json'] = utf8.encode(JSON.stringify(index));
   }
   for (let n = rng.int(1, 2); n > 0; n--) {
-    const name = rng.next() < 0.4 ? (files['model.safetensors'] ? 'model.safetensors' : 'model-00001-of-00001.safetensors')
-      : ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'model.safetensors.index.json'][rng.int(0, 4)];
+    const name =
+      rng.next() < 0.4
+        ? files['model.safetensors']
+          ? 'model.safetensors'
+          : 'model-00001-of-00001.safetensors'
+        : ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'model.safetensors.index.json'][rng.int(0, 4)];
     if (!files[name]) continue;
     files[name] = name.endsWith('.safetensors') ? mutateSafetensors(rng, files[name]) : mutateJsonFile(rng, files[name]);
   }
@@ -124,8 +129,7 @@ function specFinding(spec: ModelSpec): string | null {
     const size = sizes.get(t.file) ?? statSync(t.file).size;
     sizes.set(t.file, size);
     const inside = Number.isSafeInteger(t.offset) && Number.isSafeInteger(t.byteLength) && t.offset >= 0 && t.byteLength > 0;
-    if (!inside || t.offset + t.byteLength > size)
-      return `accepted tensor ${name} outside its file: ${t.offset} + ${t.byteLength} > ${size}`;
+    if (!inside || t.offset + t.byteLength > size) return `accepted tensor ${name} outside its file: ${t.offset} + ${t.byteLength} > ${size}`;
     if (!t.shape.every((d) => Number.isSafeInteger(d) && d > 0)) return `accepted tensor ${name} with shape [${t.shape}]`;
   }
   for (const [k, v] of Object.entries(spec.config))
@@ -142,8 +146,11 @@ export async function runTsFuzz(o: TsFuzzOptions, send: (m: TsFuzzMessage) => vo
   const native = o.nativeLoad ? loadNative() : null;
   const signatures = new Set<string>();
   const gc = (globalThis as { gc?: () => void }).gc;
-  let iter = 0, outcomes: string[] = [];
-  const count = (k: string) => { outcomes.push(k); };
+  let iter = 0,
+    outcomes: string[] = [];
+  const count = (k: string) => {
+    outcomes.push(k);
+  };
   const keep = (label: string, path: string) => {
     count('finding');
     const signature = label.replace(/\d+/g, 'N').slice(0, 120);
@@ -160,13 +167,15 @@ export async function runTsFuzz(o: TsFuzzOptions, send: (m: TsFuzzMessage) => vo
   const deadline = Date.now() + o.seconds * 1000;
   for (; Date.now() < deadline; iter++) {
     outcomes = [];
-    const rssBefore = process.memoryUsage.rss() / 2 ** 20, peakBefore = process.resourceUsage().maxRSS / 1024;
+    const rssBefore = process.memoryUsage.rss() / 2 ** 20,
+      peakBefore = process.resourceUsage().maxRSS / 1024;
     const seed = seeds[rng.int(0, seeds.length - 1)];
     // a fresh path per case: native code maps files once per path
     const path = join(o.work, `case-${process.pid}-${iter}${seed.kind === 'gguf' ? '.gguf' : ''}`);
     try {
       writeCase(rng, seed, path);
-    } catch {  // a mutation the writers cannot express (JSON nested too deep to re-serialize): counted
+    } catch {
+      // a mutation the writers cannot express (JSON nested too deep to re-serialize): counted
       rmSync(path, { recursive: true, force: true });
       send({ type: 'done', iter, outcomes: ['mutation failed'], ms: 0, rssMb: 0 });
       continue;
@@ -204,19 +213,22 @@ export async function runTsFuzz(o: TsFuzzOptions, send: (m: TsFuzzMessage) => vo
       keep(`memory: the peak rss rose to ${rssMb.toFixed(0)} MiB from ${rssBefore.toFixed(0)} MiB in this case`, path);
     rmSync(path, { recursive: true, force: true });
     send({ type: 'done', iter, outcomes, ms, rssMb });
-    if (rssMb > o.maxRssMb) break;  // the peak is a high-water mark: a fresh process measures again
+    if (rssMb > o.maxRssMb) break; // the peak is a high-water mark: a fresh process measures again
     // native models, HF tokenizers and mapped files are freed with their handles, which V8
     // does not weigh: collect often
     if (gc && iter % 16 === 15) gc();
-    await new Promise((r) => setImmediate(r));  // lets the messages out
+    await new Promise((r) => setImmediate(r)); // lets the messages out
   }
 }
 
 if (process.send) {
   process.once('message', (o: TsFuzzOptions) => {
-    runTsFuzz(o, (m) => process.send!(m)).then(() => process.disconnect(), (e) => {
-      console.error(e);
-      process.exit(2);
-    });
+    runTsFuzz(o, (m) => process.send!(m)).then(
+      () => process.disconnect(),
+      (e) => {
+        console.error(e);
+        process.exit(2);
+      },
+    );
   });
 }

@@ -5,7 +5,12 @@
 
 type Kind = 'string' | 'number' | 'int' | 'bool' | 'words';
 
-interface Flag { kind: Kind; def?: string | boolean; help: string; aliases?: string[] }
+interface Flag {
+  kind: Kind;
+  def?: string | boolean;
+  help: string;
+  aliases?: string[];
+}
 
 const FLAGS = {
   url: { kind: 'string', help: 'base URL of a running OpenAI-compatible server (weft, vLLM, llama-server)', aliases: ['base-url'] },
@@ -67,8 +72,13 @@ export function usage(): string {
     const def = f.def !== undefined && f.def !== '' && f.kind !== 'bool' ? ` (default ${f.def})` : '';
     return `  ${(names + value).padEnd(40)} ${f.help}${def}`;
   });
-  return ['usage: npm run bench -- (--url URL | --model PATH) [options]', '',
-    'A serving load generator with the flags of vLLM\'s `vllm bench serve`.', '', ...rows].join('\n');
+  return [
+    'usage: npm run bench -- (--url URL | --model PATH) [options]',
+    '',
+    "A serving load generator with the flags of vLLM's `vllm bench serve`.",
+    '',
+    ...rows,
+  ].join('\n');
 }
 
 function convert(name: string, f: Flag, raw: string): string | number {
@@ -90,7 +100,10 @@ export function parseArgs(argv: string[]): ParsedArgs {
     const hit = m && byName.get(m[1]);
     if (!hit) throw new Error(`unknown argument "${argv[i]}" (see --help)`);
     const [name, f] = hit;
-    if (f.kind === 'bool') { out[name] = m[2] === undefined ? true : m[2] !== 'false'; continue; }
+    if (f.kind === 'bool') {
+      out[name] = m[2] === undefined ? true : m[2] !== 'false';
+      continue;
+    }
     if (f.kind === 'words') {
       const words = m[2] !== undefined ? [m[2]] : [];
       while (i + 1 < argv.length && !argv[i + 1].startsWith('--')) words.push(argv[++i]);

@@ -10,7 +10,7 @@ export function arrivalGapsMs(n: number, requestRate: number, burstiness: number
   if (!Number.isFinite(requestRate)) return new Array<number>(n).fill(0);
   if (burstiness === 1) return poissonGapsMs(n, requestRate, seed);
   const rng = makeRng(seed);
-  const scale = 1 / (requestRate * burstiness);  // mean = shape × scale = 1/rate
+  const scale = 1 / (requestRate * burstiness); // mean = shape × scale = 1/rate
   return Array.from({ length: n }, () => rng.gamma(burstiness) * scale * 1000);
 }
 

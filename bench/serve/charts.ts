@@ -17,7 +17,8 @@ export interface Chart {
 
 // Concurrency when every point is a closed-loop run at a set concurrency; else the achieved request rate.
 function loadAxis(all: PointResult[]): { name: string; x: (p: PointResult) => number } {
-  const byConcurrency = all.every((p) => p.maxConcurrency !== null && !Number.isFinite(p.requestRate)) && new Set(all.map((p) => p.maxConcurrency)).size > 1;
+  const byConcurrency =
+    all.every((p) => p.maxConcurrency !== null && !Number.isFinite(p.requestRate)) && new Set(all.map((p) => p.maxConcurrency)).size > 1;
   return byConcurrency
     ? { name: 'max concurrency', x: (p) => p.maxConcurrency! }
     : { name: 'achieved request rate (req/s)', x: (p) => p.metrics.requestThroughput };
@@ -25,9 +26,13 @@ function loadAxis(all: PointResult[]): { name: string; x: (p: PointResult) => nu
 
 function latencyChart(id: string, metric: 'ttft' | 'itl', title: string, servers: ServerPoints[]): Chart {
   const axis = loadAxis(servers.flatMap((s) => s.points));
-  const series: ChartSeries[] = servers.flatMap((s) => [50, 99].map((q) => ({
-    name: `${s.label} p${q}`, dashed: q === 99, points: s.points.map((p) => [axis.x(p), percentile(p.metrics.samples[metric], q)] as [number, number]),
-  })));
+  const series: ChartSeries[] = servers.flatMap((s) =>
+    [50, 99].map((q) => ({
+      name: `${s.label} p${q}`,
+      dashed: q === 99,
+      points: s.points.map((p) => [axis.x(p), percentile(p.metrics.samples[metric], q)] as [number, number]),
+    })),
+  );
   return { id, svg: renderChart({ title, xLabel: axis.name, yLabel: 'ms', kind: 'line', series }) };
 }
 
@@ -74,10 +79,16 @@ export function buildCharts(servers: ServerPoints[]): Chart[] {
   ];
   const gauges = servers.map((s) => ({ s, last: s.points.at(-1) })).find(({ last }) => last && Object.keys(last.serverMetrics).length > 0);
   if (gauges?.last) {
-    charts.push({ id: 'server-gauges', svg: renderChart({
-      title: `${gauges.s.label} gauges during the last run`, xLabel: 'seconds', yLabel: 'value', kind: 'line',
-      series: Object.entries(gauges.last.serverMetrics).map(([name, points]) => ({ name, points })),
-    }) });
+    charts.push({
+      id: 'server-gauges',
+      svg: renderChart({
+        title: `${gauges.s.label} gauges during the last run`,
+        xLabel: 'seconds',
+        yLabel: 'value',
+        kind: 'line',
+        series: Object.entries(gauges.last.serverMetrics).map(([name, points]) => ({ name, points })),
+      }),
+    });
   }
   return charts;
 }

@@ -7,7 +7,7 @@ import type { BenchRequest, RequestRecord } from './types.js';
 
 export interface ClientTarget {
   baseUrl: string;
-  endpoint: string;          // /v1/completions or /v1/chat/completions
+  endpoint: string; // /v1/completions or /v1/chat/completions
   model?: string;
   temperature: number;
   ignoreEos: boolean;
@@ -53,23 +53,34 @@ export async function* sseData(body: AsyncIterable<Uint8Array>): AsyncGenerator<
 
 export async function sendRequest(t: ClientTarget, req: BenchRequest, runStart: number): Promise<RequestRecord> {
   const rec: RequestRecord = {
-    success: false, error: '', promptLen: req.promptLen, outputTokens: 0, generatedText: '',
-    startMs: 0, ttftMs: 0, itlMs: [], latencyMs: 0,
+    success: false,
+    error: '',
+    promptLen: req.promptLen,
+    outputTokens: 0,
+    generatedText: '',
+    startMs: 0,
+    ttftMs: 0,
+    itlMs: [],
+    latencyMs: 0,
   };
   const st = performance.now();
   rec.startMs = st - runStart;
-  let last = st, numChunks = 0, usageTokens: number | undefined;
+  let last = st,
+    numChunks = 0,
+    usageTokens: number | undefined;
   const texts: string[] = [];
   try {
     const res = await fetch(t.baseUrl + t.endpoint, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(requestBody(t, req)), signal: AbortSignal.timeout(t.timeoutMs),
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(requestBody(t, req)),
+      signal: AbortSignal.timeout(t.timeoutMs),
     });
     if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 300)}`);
     for await (const data of sseData(res.body as unknown as AsyncIterable<Uint8Array>)) {
       if (data === '[DONE]') break;
       const c = JSON.parse(data) as Chunk;
-      if (c.error) throw new Error(typeof c.error === 'string' ? c.error : c.error.message ?? JSON.stringify(c.error));
+      if (c.error) throw new Error(typeof c.error === 'string' ? c.error : (c.error.message ?? JSON.stringify(c.error)));
       const text = c.choices?.[0]?.text ?? c.choices?.[0]?.delta?.content;
       const now = performance.now();
       if (text) {

@@ -59,7 +59,10 @@ export function prefixRepetitionDataset(o: DatasetOptions, rng: Rng): BenchReque
   return rng.shuffle(reqs);
 }
 
-interface ShareGptTurn { from?: string; value?: string }
+interface ShareGptTurn {
+  from?: string;
+  value?: string;
+}
 
 // Without the server's tokenizer, lengths are estimated at 4 characters a token; the input
 // lengths are replaced by the server's usage.prompt_tokens when it reports them.
@@ -87,9 +90,13 @@ export function sharegptDataset(o: DatasetOptions, rng: Rng): BenchRequest[] {
 export function buildDataset(o: DatasetOptions): BenchRequest[] {
   const rng = makeRng(o.seed);
   switch (o.name) {
-    case 'random': return randomDataset(o, rng);
-    case 'prefix-repetition': return prefixRepetitionDataset(o, rng);
-    case 'sharegpt': return sharegptDataset(o, rng);
-    default: throw new Error(`unknown --dataset-name "${o.name as string}" (random, sharegpt, prefix-repetition)`);
+    case 'random':
+      return randomDataset(o, rng);
+    case 'prefix-repetition':
+      return prefixRepetitionDataset(o, rng);
+    case 'sharegpt':
+      return sharegptDataset(o, rng);
+    default:
+      throw new Error(`unknown --dataset-name "${o.name as string}" (random, sharegpt, prefix-repetition)`);
   }
 }

@@ -18,18 +18,29 @@ import { tableHeader, tableRow } from './table.js';
 import type { BenchRequest } from './types.js';
 
 export interface MainDeps {
-  weftCommand?: string[];                      // argv before weft's flags (default: node dist/src/server.js)
-  peerCommand?: string[];                      // argv before llama-server's flags (default: built by build-server.sh)
-  out?: (s: string) => void;                   // the summary and tables
-  log?: (s: string) => void;                   // what happens meanwhile
+  weftCommand?: string[]; // argv before weft's flags (default: node dist/src/server.js)
+  peerCommand?: string[]; // argv before llama-server's flags (default: built by build-server.sh)
+  out?: (s: string) => void; // the summary and tables
+  log?: (s: string) => void; // what happens meanwhile
 }
 
-interface Io { out: (s: string) => void; log: (s: string) => void }
+interface Io {
+  out: (s: string) => void;
+  log: (s: string) => void;
+}
 
 function target(label: string, baseUrl: string, cfg: BenchConfig, server: ServerProcess | null): PointTarget {
   return {
-    label, peakRssMb: server ? () => server.peakRssMb() : null,
-    client: { baseUrl, endpoint: cfg.endpoint, model: cfg.modelName, temperature: cfg.temperature, ignoreEos: cfg.ignoreEos, timeoutMs: cfg.requestTimeoutMs },
+    label,
+    peakRssMb: server ? () => server.peakRssMb() : null,
+    client: {
+      baseUrl,
+      endpoint: cfg.endpoint,
+      model: cfg.modelName,
+      temperature: cfg.temperature,
+      ignoreEos: cfg.ignoreEos,
+      timeoutMs: cfg.requestTimeoutMs,
+    },
   };
 }
 
@@ -63,7 +74,9 @@ async function startPeer(cfg: BenchConfig, requests: BenchRequest[], deps: MainD
   const peerArgs = splitArgs(cfg.peerArgs);
   const command = deps.peerCommand ?? [await buildLlamaServer()];
   io.log(`starting llama-server (${command.join(' ')}) on ${cfg.model}`);
-  return startServer(llamaServerSpec(command, { gguf: cfg.model!, port: await freePort(), ctx: llamaCtx(requests, parallelFrom(peerArgs)), peerArgs }));
+  return startServer(
+    llamaServerSpec(command, { gguf: cfg.model!, port: await freePort(), ctx: llamaCtx(requests, parallelFrom(peerArgs)), peerArgs }),
+  );
 }
 
 async function session(cfg: BenchConfig, deps: MainDeps, io: Io, servers: ServerProcess[]): Promise<void> {
@@ -85,27 +98,35 @@ async function session(cfg: BenchConfig, deps: MainDeps, io: Io, servers: Server
   const requests = requestsFor(0);
   checkFits(requests, info.maxModelLen);
   const modelId = info.id ?? cfg.modelName ?? (cfg.model ? basename(cfg.model) : 'unknown');
-  const label = weft ? 'weft' : info.ownedBy ?? 'openai';
+  const label = weft ? 'weft' : (info.ownedBy ?? 'openai');
   const points = await benchServer(target(label, baseUrl, cfg, weft), cfg, requestsFor, io, modelId);
   const all = [{ label, points }];
 
   let comparison: string | undefined;
   if (cfg.peer || cfg.peerUrl) {
     // weft goes first and is stopped before the peer starts, so neither competes for the cores
-    if (weft) { await weft.stop(); servers.splice(servers.indexOf(weft), 1); }
+    if (weft) {
+      await weft.stop();
+      servers.splice(servers.indexOf(weft), 1);
+    }
     const peer = cfg.peerUrl ? null : await startPeer(cfg, requests, deps, io);
     if (peer) servers.push(peer);
     const peerLabel = peer?.label ?? 'peer';
     const peerPoints = await benchServer(target(peerLabel, peer?.baseUrl ?? cfg.peerUrl!, cfg, peer), cfg, requestsFor, io, modelId, points);
     all.push({ label: peerLabel, points: peerPoints });
-    comparison = points.map((p, i) => {
-      const head = `rate ${p.requestRate}, concurrency ${p.maxConcurrency ?? 'none'}`;
-      return `${head}\n${formatComparison(peerLabel, comparisonRows(p, peerPoints[i]))}`;
-    }).join('\n\n');
+    comparison = points
+      .map((p, i) => {
+        const head = `rate ${p.requestRate}, concurrency ${p.maxConcurrency ?? 'none'}`;
+        return `${head}\n${formatComparison(peerLabel, comparisonRows(p, peerPoints[i]))}`;
+      })
+      .join('\n\n');
     io.out(comparison);
   }
   const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
-  if (cfg.html) { writeHtml(cfg.html, { title: `weft serving benchmark: ${modelId}`, command, servers: all, comparison }); io.log(`wrote ${cfg.html}`); }
+  if (cfg.html) {
+    writeHtml(cfg.html, { title: `weft serving benchmark: ${modelId}`, command, servers: all, comparison });
+    io.log(`wrote ${cfg.html}`);
+  }
   if (cfg.svgDir) io.log(`wrote ${writeSvgs(cfg.svgDir, all).join(', ')}`);
 }
 
@@ -114,7 +135,10 @@ export async function main(argv: string[], deps: MainDeps = {}): Promise<number>
   const servers: ServerProcess[] = [];
   try {
     const args = parseArgs(argv);
-    if (args.help) { io.out(usage()); return 0; }
+    if (args.help) {
+      io.out(usage());
+      return 0;
+    }
     await session(toConfig(args), deps, io, servers);
     return 0;
   } catch (e) {

@@ -22,8 +22,10 @@ export async function serverModelInfo(baseUrl: string): Promise<ModelInfo> {
     if (!res.ok) return {};
     const m = ((await res.json()) as { data?: Record<string, unknown>[] }).data?.[0] ?? {};
     return {
-      id: typeof m.id === 'string' ? m.id : undefined, ownedBy: typeof m.owned_by === 'string' ? m.owned_by : undefined,
-      maxModelLen: num(m.max_model_len), vocabSize: num(m.vocab_size),
+      id: typeof m.id === 'string' ? m.id : undefined,
+      ownedBy: typeof m.owned_by === 'string' ? m.owned_by : undefined,
+      maxModelLen: num(m.max_model_len),
+      vocabSize: num(m.vocab_size),
     };
   } catch {
     return {};

@@ -9,13 +9,13 @@ import type { BenchConfig } from './options.js';
 import type { BenchRequest } from './types.js';
 
 export interface PointResult {
-  server: string;                 // weft, llama-server, or the URL's label
-  requestRate: number;            // the target; Infinity = all at once
+  server: string; // weft, llama-server, or the URL's label
+  requestRate: number; // the target; Infinity = all at once
   maxConcurrency: number | null;
   run: RunResult;
   metrics: BenchMetrics;
   serverMetrics: Series;
-  peakRssMb: number | null;       // null when the server was not started here
+  peakRssMb: number | null; // null when the server was not started here
 }
 
 export interface PointTarget {

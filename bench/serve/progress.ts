@@ -4,7 +4,10 @@ export class Progress {
   private lastDraw = 0;
   private readonly startMs = Date.now();
 
-  constructor(private readonly out: NodeJS.WriteStream, private readonly label: string) {}
+  constructor(
+    private readonly out: NodeJS.WriteStream,
+    private readonly label: string,
+  ) {}
 
   update(done: number, total: number): void {
     const now = Date.now();

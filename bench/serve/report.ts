@@ -16,7 +16,8 @@ const HEADERS: Record<MetricName, [string, string]> = {
 
 // Python's '{:c^n}': the odd padding character goes to the right.
 export function center(s: string, n: number, c: string): string {
-  const pad = Math.max(0, n - s.length), left = Math.floor(pad / 2);
+  const pad = Math.max(0, n - s.length),
+    left = Math.floor(pad / 2);
   return c.repeat(left) + s + c.repeat(pad - left);
 }
 
@@ -51,7 +52,8 @@ export function formatSummary(p: PointResult, cfg: BenchConfig): string {
   );
   if (p.peakRssMb !== null) out.push(line('Server peak RSS (MB):', p.peakRssMb));
   for (const name of cfg.percentileMetrics) {
-    const s = m.summaries[name], [short, header] = HEADERS[name];
+    const s = m.summaries[name],
+      [short, header] = HEADERS[name];
     out.push(center(header, 50, '-'), line(`Mean ${short} (ms):`, s.mean), line(`Median ${short} (ms):`, s.median));
     for (const [pc, v] of s.percentiles) out.push(line(`P${pWord(pc)} ${short} (ms):`, v));
   }
@@ -64,7 +66,8 @@ export const dateStamp = (d: Date): string =>
   `${d.getFullYear()}${pad2(d.getMonth() + 1)}${pad2(d.getDate())}-${pad2(d.getHours())}${pad2(d.getMinutes())}${pad2(d.getSeconds())}`;
 
 export function resultJson(p: PointResult, cfg: BenchConfig, modelId: string): Record<string, unknown> {
-  const m = p.metrics, recs = p.run.records;
+  const m = p.metrics,
+    recs = p.run.records;
   const json: Record<string, unknown> = {
     date: dateStamp(p.run.startedAt),
     backend: p.server,
@@ -98,7 +101,8 @@ export function resultJson(p: PointResult, cfg: BenchConfig, modelId: string): R
   };
   const ps = [...new Set([...cfg.percentiles, 99])];
   for (const name of METRIC_NAMES) {
-    const s = m.summaries[name], xs = m.samples[name];
+    const s = m.summaries[name],
+      xs = m.samples[name];
     json[`mean_${name}_ms`] = s.mean;
     json[`median_${name}_ms`] = s.median;
     json[`std_${name}_ms`] = s.std;

@@ -2,12 +2,12 @@
 // normal and gamma draws the arrival process needs.
 
 export interface Rng {
-  next(): number;                        // uniform in [0, 1)
-  int(lo: number, hi: number): number;   // uniform integer in [lo, hi], both inclusive
+  next(): number; // uniform in [0, 1)
+  int(lo: number, hi: number): number; // uniform integer in [lo, hi], both inclusive
   normal(): number;
-  exponential(): number;                 // rate 1
-  gamma(shape: number): number;          // scale 1
-  shuffle<T>(xs: T[]): T[];              // in place
+  exponential(): number; // rate 1
+  gamma(shape: number): number; // scale 1
+  shuffle<T>(xs: T[]): T[]; // in place
 }
 
 // splitmix32 spreads a small seed over sfc32's 128-bit state.
@@ -24,7 +24,10 @@ function splitmix(seed: number): () => number {
 
 export function makeRng(seed: number): Rng {
   const sm = splitmix(seed);
-  let a = sm(), b = sm(), c = sm(), d = sm();
+  let a = sm(),
+    b = sm(),
+    c = sm(),
+    d = sm();
   const next = (): number => {
     const t = (((a + b) >>> 0) + d) >>> 0;
     d = (d + 1) >>> 0;
@@ -40,7 +43,8 @@ export function makeRng(seed: number): Rng {
     int: (lo, hi) => lo + Math.floor(next() * (hi - lo + 1)),
     normal() {
       // Box-Muller; 1 - u keeps log() away from 0
-      const u = 1 - next(), v = next();
+      const u = 1 - next(),
+        v = next();
       return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
     },
     exponential: () => -Math.log(1 - next()),
@@ -49,9 +53,11 @@ export function makeRng(seed: number): Rng {
       // otherwise Marsaglia-Tsang, and shape < 1 boosts through shape + 1
       if (shape === 1) return rng.exponential();
       if (shape < 1) return rng.gamma(shape + 1) * Math.pow(1 - next(), 1 / shape);
-      const d0 = shape - 1 / 3, c0 = 1 / Math.sqrt(9 * d0);
+      const d0 = shape - 1 / 3,
+        c0 = 1 / Math.sqrt(9 * d0);
       for (;;) {
-        const x = rng.normal(), v = (1 + c0 * x) ** 3;
+        const x = rng.normal(),
+          v = (1 + c0 * x) ** 3;
         if (v <= 0) continue;
         const u = 1 - next();
         if (Math.log(u) < 0.5 * x * x + d0 - d0 * v + d0 * Math.log(v)) return d0 * v;

@@ -25,7 +25,9 @@ export function processTree(pid: number): number[] {
         const kids = readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8').trim();
         if (kids) stack.push(...kids.split(/\s+/).map(Number));
       }
-    } catch { /* the process ended */ }
+    } catch {
+      /* the process ended */
+    }
   }
   return out;
 }
@@ -39,7 +41,10 @@ export class RssSampler {
   private peakKb = 0;
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly pid: number, private readonly intervalMs = 250) {}
+  constructor(
+    private readonly pid: number,
+    private readonly intervalMs = 250,
+  ) {}
 
   sample(): void {
     const sum = treeRssKb(this.pid);

@@ -13,7 +13,7 @@ export type Send = (req: BenchRequest, runStart: number) => Promise<RequestRecor
 export interface RunOptions {
   requests: BenchRequest[];
   numWarmups: number;
-  requestRate: number;        // Infinity = all at once
+  requestRate: number; // Infinity = all at once
   burstiness: number;
   maxConcurrency: number | null;
   seed: number;
@@ -33,7 +33,10 @@ export class Slots {
   private readonly waiting: (() => void)[] = [];
   constructor(private readonly limit: number) {}
   async acquire(): Promise<void> {
-    if (this.used < this.limit) { this.used++; return; }
+    if (this.used < this.limit) {
+      this.used++;
+      return;
+    }
     await new Promise<void>((resolve) => this.waiting.push(resolve));
   }
   release(): void {
@@ -46,7 +49,11 @@ export class Slots {
 async function limited<T>(slots: Slots | null, fn: () => Promise<T>): Promise<T> {
   if (!slots) return fn();
   await slots.acquire();
-  try { return await fn(); } finally { slots.release(); }
+  try {
+    return await fn();
+  } finally {
+    slots.release();
+  }
 }
 
 export async function runWarmups(o: RunOptions): Promise<void> {
@@ -69,10 +76,12 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
   for (let i = 0; i < o.requests.length; i++) {
     const wait = t0 + times[i] - performance.now();
     if (wait > 0) await sleep(wait);
-    tasks.push(limited(slots, () => o.send(o.requests[i], t0)).then((r) => {
-      o.onProgress?.(++done, o.requests.length);
-      return r;
-    }));
+    tasks.push(
+      limited(slots, () => o.send(o.requests[i], t0)).then((r) => {
+        o.onProgress?.(++done, o.requests.length);
+        return r;
+      }),
+    );
   }
   const records = await Promise.all(tasks);
   return { records, durationMs: performance.now() - t0, startedAt };

@@ -4,12 +4,19 @@
 import { performance } from 'node:perf_hooks';
 
 export const SCRAPED_METRICS = [
-  'weft_num_requests_running', 'weft_num_requests_waiting', 'weft_kv_cache_usage_perc',
-  'vllm:num_requests_running', 'vllm:num_requests_waiting', 'vllm:gpu_cache_usage_perc', 'vllm:kv_cache_usage_perc',
-  'llamacpp:requests_processing', 'llamacpp:requests_deferred', 'llamacpp:kv_cache_usage_ratio',
+  'weft_num_requests_running',
+  'weft_num_requests_waiting',
+  'weft_kv_cache_usage_perc',
+  'vllm:num_requests_running',
+  'vllm:num_requests_waiting',
+  'vllm:gpu_cache_usage_perc',
+  'vllm:kv_cache_usage_perc',
+  'llamacpp:requests_processing',
+  'llamacpp:requests_deferred',
+  'llamacpp:kv_cache_usage_ratio',
 ] as const;
 
-export type Series = Record<string, [number, number][]>;  // name → [seconds since start, value]
+export type Series = Record<string, [number, number][]>; // name → [seconds since start, value]
 
 // Sums a metric over its label sets (vLLM labels each gauge with model_name).
 export function parsePrometheus(text: string, names: readonly string[]): Record<string, number> {
@@ -29,7 +36,10 @@ export class MetricsScraper {
   private stopped = false;
   private loop: Promise<void> | null = null;
 
-  constructor(private readonly baseUrl: string, private readonly intervalMs = 500) {}
+  constructor(
+    private readonly baseUrl: string,
+    private readonly intervalMs = 500,
+  ) {}
 
   start(): void {
     const t0 = performance.now();

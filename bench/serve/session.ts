@@ -9,8 +9,13 @@ export type OnPoint = (p: PointResult, note: string) => void;
 
 // Point i sends requestsFor(i): each point its own prompts (a server's prefix cache must not
 // serve one point from the prompts of the one before), the same ones for weft and its peer.
-export async function runSession(t: PointTarget, cfg: BenchConfig, requestsFor: (point: number) => BenchRequest[], onPoint: OnPoint,
-  replay?: { requestRate: number; maxConcurrency: number | null }[]): Promise<PointResult[]> {
+export async function runSession(
+  t: PointTarget,
+  cfg: BenchConfig,
+  requestsFor: (point: number) => BenchRequest[],
+  onPoint: OnPoint,
+  replay?: { requestRate: number; maxConcurrency: number | null }[],
+): Promise<PointResult[]> {
   let index = 0;
   const at = (rate: number, conc: number | null) => runPoint(t, cfg, requestsFor(index++), rate, conc);
   if (!replay && cfg.sweep) return runSweep(at, cfg.sweepPoints, onPoint);

@@ -15,7 +15,7 @@ export interface SpawnSpec {
   command: string;
   args: string[];
   port: number;
-  readyPath: string;           // 200 here = ready (weft: /ready, llama-server: /health)
+  readyPath: string; // 200 here = ready (weft: /ready, llama-server: /health)
   startTimeoutMs: number;
 }
 
@@ -57,7 +57,9 @@ async function waitReady(spec: SpawnSpec, child: ChildProcess, tail: () => strin
       const res = await fetch(`http://127.0.0.1:${spec.port}${spec.readyPath}`, { signal: AbortSignal.timeout(2000) });
       await res.body?.cancel();
       if (res.status === 200) return;
-    } catch { /* not listening yet */ }
+    } catch {
+      /* not listening yet */
+    }
     await sleep(200);
   }
   throw new Error(`${spec.label} was not ready after ${spec.startTimeoutMs} ms:\n${tail()}`);
@@ -66,7 +68,9 @@ async function waitReady(spec: SpawnSpec, child: ChildProcess, tail: () => strin
 export async function startServer(spec: SpawnSpec): Promise<ServerProcess> {
   const child = spawn(spec.command, spec.args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  const keep = (b: Buffer) => { out = (out + b.toString()).slice(-4000); };
+  const keep = (b: Buffer) => {
+    out = (out + b.toString()).slice(-4000);
+  };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
   const spawnError = new Promise<never>((_, reject) =>
@@ -78,7 +82,10 @@ export async function startServer(spec: SpawnSpec): Promise<ServerProcess> {
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
     const killed = await Promise.race([exited(child).then(() => true), sleep(10_000, false, { ref: false })]);
-    if (!killed) { child.kill('SIGKILL'); await exited(child); }
+    if (!killed) {
+      child.kill('SIGKILL');
+      await exited(child);
+    }
   };
   try {
     await Promise.race([waitReady(spec, child, () => out), spawnError]);
@@ -123,12 +130,20 @@ export interface LlamaServerOptions {
 
 // llama-server: 2 threads, 64 slots and room for each slot's longest request, unless --peer-args says otherwise.
 export function llamaServerSpec(command: string[], o: LlamaServerOptions): SpawnSpec {
-  const defaults: [string, string][] = [['-t', '2'], ['-np', '64'], ['-c', String(o.ctx)]];
+  const defaults: [string, string][] = [
+    ['-t', '2'],
+    ['-np', '64'],
+    ['-c', String(o.ctx)],
+  ];
   const given = new Set(o.peerArgs.filter((a) => a.startsWith('-')));
   const aliases: Record<string, string[]> = { '-t': ['--threads'], '-np': ['--parallel'], '-c': ['--ctx-size'] };
   const kept = defaults.filter(([f]) => !given.has(f) && !aliases[f].some((a) => given.has(a))).flat();
   return {
-    label: 'llama-server', command: command[0], readyPath: '/health', port: o.port, startTimeoutMs: 300_000,
+    label: 'llama-server',
+    command: command[0],
+    readyPath: '/health',
+    port: o.port,
+    startTimeoutMs: 300_000,
     args: [...command.slice(1), '-m', o.gguf, '--host', '127.0.0.1', '--port', String(o.port), ...kept, ...o.peerArgs],
   };
 }
@@ -137,7 +152,9 @@ export function llamaServerSpec(command: string[], o: LlamaServerOptions): Spawn
 export async function buildLlamaServer(script = join(repoRoot(), 'bench', 'llamacpp', 'build-server.sh')): Promise<string> {
   const child = spawn('bash', [script], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
-  child.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
+  child.stdout!.on('data', (b: Buffer) => {
+    out += b.toString();
+  });
   const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
   const path = out.trim().split('\n').pop() ?? '';
   if (code !== 0 || !path) throw new Error(`${script} failed (exit ${code})`);

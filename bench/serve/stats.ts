@@ -11,7 +11,7 @@ export interface Summary {
   mean: number;
   median: number;
   std: number;
-  percentiles: [number, number][];  // [p, value]
+  percentiles: [number, number][]; // [p, value]
 }
 
 export interface BenchMetrics {
@@ -25,16 +25,17 @@ export interface BenchMetrics {
   totalTokenThroughput: number;
   maxOutputTokensPerS: number;
   maxConcurrentRequests: number;
-  samples: Record<MetricName, number[]>;   // ms; tpot only for requests of more than one token
+  samples: Record<MetricName, number[]>; // ms; tpot only for requests of more than one token
   summaries: Record<MetricName, Summary>;
-  outputLens: number[];                    // per request, 0 for failures
+  outputLens: number[]; // per request, 0 for failures
 }
 
 export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return 0;
   const a = [...values].sort((x, y) => x - y);
   const idx = ((a.length - 1) * p) / 100;
-  const lo = Math.floor(idx), hi = Math.ceil(idx);
+  const lo = Math.floor(idx),
+    hi = Math.ceil(idx);
   return a[lo] + (a[hi] - a[lo]) * (idx - lo);
 }
 
@@ -57,9 +58,11 @@ export function tpotMs(r: RequestRecord): number {
 }
 
 export function meetsSlo(r: RequestRecord, slo: Slo): boolean {
-  return (slo.ttft === undefined || r.ttftMs <= slo.ttft)
-    && (slo.tpot === undefined || tpotMs(r) <= slo.tpot)
-    && (slo.e2el === undefined || r.latencyMs <= slo.e2el);
+  return (
+    (slo.ttft === undefined || r.ttftMs <= slo.ttft) &&
+    (slo.tpot === undefined || tpotMs(r) <= slo.tpot) &&
+    (slo.e2el === undefined || r.latencyMs <= slo.e2el)
+  );
 }
 
 // Peak output tokens in any whole second of the run, and the most requests in flight in any second.
@@ -68,7 +71,8 @@ export function peaks(ok: readonly RequestRecord[]): { maxOutputTokensPerS: numb
   const t0 = Math.min(...ok.map((r) => r.startMs));
   const tEnd = Math.max(...ok.map((r) => r.startMs + r.latencyMs));
   const numSeconds = Math.ceil((tEnd - t0) / 1000) + 1;
-  const tokens = new Array<number>(numSeconds).fill(0), inFlight = new Array<number>(numSeconds).fill(0);
+  const tokens = new Array<number>(numSeconds).fill(0),
+    inFlight = new Array<number>(numSeconds).fill(0);
   for (const r of ok) {
     let t = r.startMs + r.ttftMs;
     const times = [t, ...r.itlMs.map((g) => (t += g))];
@@ -76,7 +80,8 @@ export function peaks(ok: readonly RequestRecord[]): { maxOutputTokensPerS: numb
       const s = Math.floor((x - t0) / 1000);
       if (s >= 0 && s < numSeconds) tokens[s]++;
     }
-    const first = Math.floor((r.startMs - t0) / 1000), last = Math.floor((r.startMs + r.latencyMs - t0) / 1000);
+    const first = Math.floor((r.startMs - t0) / 1000),
+      last = Math.floor((r.startMs + r.latencyMs - t0) / 1000);
     for (let s = first; s <= last && s < numSeconds; s++) inFlight[s]++;
   }
   return { maxOutputTokensPerS: Math.max(...tokens), maxConcurrentRequests: Math.max(...inFlight) };
@@ -113,10 +118,14 @@ export function computeMetrics(records: readonly RequestRecord[], durationMs: nu
 
 // Mean ITL at each output position (1 = the gap after the first token), for the report's chart.
 export function itlByPosition(records: readonly RequestRecord[]): [number, number][] {
-  const sums: number[] = [], counts: number[] = [];
+  const sums: number[] = [],
+    counts: number[] = [];
   for (const r of records) {
     if (!r.success) continue;
-    r.itlMs.forEach((g, i) => { sums[i] = (sums[i] ?? 0) + g; counts[i] = (counts[i] ?? 0) + 1; });
+    r.itlMs.forEach((g, i) => {
+      sums[i] = (sums[i] ?? 0) + g;
+      counts[i] = (counts[i] ?? 0) + 1;
+    });
   }
   return sums.map((s, i) => [i + 1, s / counts[i]]);
 }

@@ -3,8 +3,17 @@ import type { PointResult } from './point.js';
 import { percentile } from './stats.js';
 
 const COLUMNS: [string, number][] = [
-  ['server', 13], ['rate', 8], ['conc', 5], ['req/s', 8], ['out tok/s', 10], ['TTFT p50', 9], ['TTFT p99', 9],
-  ['ITL p50', 8], ['ITL p99', 8], ['TPOT p50', 9], ['failed', 6],
+  ['server', 13],
+  ['rate', 8],
+  ['conc', 5],
+  ['req/s', 8],
+  ['out tok/s', 10],
+  ['TTFT p50', 9],
+  ['TTFT p99', 9],
+  ['ITL p50', 8],
+  ['ITL p99', 8],
+  ['TPOT p50', 9],
+  ['failed', 6],
 ];
 
 const fmt = (v: number, digits = 2): string => (Number.isFinite(v) ? v.toFixed(digits) : 'inf');
@@ -16,10 +25,17 @@ export function tableHeader(): string {
 export function tableRow(p: PointResult): string {
   const s = p.metrics.samples;
   const cells = [
-    p.server, fmt(p.requestRate), p.maxConcurrency === null ? '-' : String(p.maxConcurrency),
-    fmt(p.metrics.requestThroughput), fmt(p.metrics.outputThroughput, 1),
-    fmt(percentile(s.ttft, 50), 1), fmt(percentile(s.ttft, 99), 1), fmt(percentile(s.itl, 50), 1), fmt(percentile(s.itl, 99), 1),
-    fmt(percentile(s.tpot, 50), 1), String(p.metrics.failed),
+    p.server,
+    fmt(p.requestRate),
+    p.maxConcurrency === null ? '-' : String(p.maxConcurrency),
+    fmt(p.metrics.requestThroughput),
+    fmt(p.metrics.outputThroughput, 1),
+    fmt(percentile(s.ttft, 50), 1),
+    fmt(percentile(s.ttft, 99), 1),
+    fmt(percentile(s.itl, 50), 1),
+    fmt(percentile(s.itl, 99), 1),
+    fmt(percentile(s.tpot, 50), 1),
+    String(p.metrics.failed),
   ];
   return cells.map((c, i) => c.padStart(COLUMNS[i][1])).join(' ');
 }

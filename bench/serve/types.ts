@@ -15,10 +15,10 @@ export interface RequestRecord {
   promptLen: number;
   outputTokens: number;
   generatedText: string;
-  startMs: number;       // when it was sent, relative to the run's start
-  ttftMs: number;        // send → first content chunk
-  itlMs: number[];       // gaps between successive content chunks
-  latencyMs: number;     // send → end of stream
+  startMs: number; // when it was sent, relative to the run's start
+  ttftMs: number; // send → first content chunk
+  itlMs: number[]; // gaps between successive content chunks
+  latencyMs: number; // send → end of stream
 }
 
 // Service-level objectives for goodput, each optional (vLLM's --goodput ttft:MS tpot:MS e2el:MS).

@@ -131,8 +131,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (int* f : {&m.dim, &m.num_layers, &m.num_heads, &m.num_kv_heads, &m.head_dim, &m.ffn_dim, &m.vocab_size, &m.max_positions})
     *f = c.take<int32_t>();
   m.rope_scaling = static_cast<weft::RopeScalingType>(c.take<uint8_t>() % 3);
-  for (float* f : {&m.rms_eps, &m.rope_theta, &m.rope_factor, &m.rope_low_freq_factor, &m.rope_high_freq_factor})
-    *f = c.take<float>();
+  for (float* f : {&m.rms_eps, &m.rope_theta, &m.rope_factor, &m.rope_low_freq_factor, &m.rope_high_freq_factor}) *f = c.take<float>();
   m.rope_original_max_positions = c.take<int32_t>();
   const std::string& path = file_path();
   const unsigned num_tensors = c.take<uint16_t>() % 4096;

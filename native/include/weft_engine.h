@@ -11,23 +11,29 @@ namespace weft {
 
 enum class StatusCode {
   ok = 0,
-  bad_input,        // WEFT_ERR_ENGINE_BAD_INPUT
-  model_corrupt,    // WEFT_ERR_MODEL_CORRUPT
-  model_dtype,      // WEFT_ERR_MODEL_UNSUPPORTED_DTYPE
-  model_shape,      // WEFT_ERR_MODEL_SHAPE_MISMATCH
-  model_missing,    // WEFT_ERR_MODEL_MISSING_TENSOR
-  not_found,        // WEFT_ERR_MODEL_NOT_FOUND
-  out_of_memory,    // WEFT_ERR_ENGINE_OUT_OF_MEMORY
-  no_device,        // WEFT_ERR_ENGINE_NO_DEVICE
-  internal,         // WEFT_ERR_ENGINE_INTERNAL
+  bad_input,  // WEFT_ERR_ENGINE_BAD_INPUT
+  model_corrupt,  // WEFT_ERR_MODEL_CORRUPT
+  model_dtype,  // WEFT_ERR_MODEL_UNSUPPORTED_DTYPE
+  model_shape,  // WEFT_ERR_MODEL_SHAPE_MISMATCH
+  model_missing,  // WEFT_ERR_MODEL_MISSING_TENSOR
+  not_found,  // WEFT_ERR_MODEL_NOT_FOUND
+  out_of_memory,  // WEFT_ERR_ENGINE_OUT_OF_MEMORY
+  no_device,  // WEFT_ERR_ENGINE_NO_DEVICE
+  internal,  // WEFT_ERR_ENGINE_INTERNAL
 };
 
 struct Status {
   StatusCode code = StatusCode::ok;
   std::string message;
-  bool ok() const { return code == StatusCode::ok; }
-  static Status Ok() { return {}; }
-  static Status Error(StatusCode c, std::string m) { return {c, std::move(m)}; }
+  bool ok() const {
+    return code == StatusCode::ok;
+  }
+  static Status Ok() {
+    return {};
+  }
+  static Status Error(StatusCode c, std::string m) {
+    return {c, std::move(m)};
+  }
 };
 const char* status_code_name(StatusCode c);  // "WEFT_ERR_…"
 
@@ -48,7 +54,7 @@ struct ModelConfig {
 enum class TensorDType { f32, f16, bf16, q8_0, i8, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k };
 
 struct TensorSpec {
-  std::string name;   // canonical HF name
+  std::string name;  // canonical HF name
   std::string file;
   uint64_t offset = 0, byte_length = 0;
   TensorDType dtype = TensorDType::f32;
@@ -62,11 +68,11 @@ enum class WeightDType { f32, int8, f16, bf16, quant };
 enum class Backend { cpu = 0, cuda = 1 };
 
 struct ModelSpec {
-  std::string key;                 // cache key: same key → same loaded weights
+  std::string key;  // cache key: same key → same loaded weights
   ModelConfig config;
   WeightDType weight_dtype = WeightDType::f32;
-  Backend target = Backend::cpu;   // weight layout: CPU packed panels, or row-major staging for CUDA
-  bool rope_interleaved = false;   // GGUF llama q/k row order
+  Backend target = Backend::cpu;  // weight layout: CPU packed panels, or row-major staging for CUDA
+  bool rope_interleaved = false;  // GGUF llama q/k row order
   std::vector<TensorSpec> tensors;
 };
 
@@ -85,16 +91,16 @@ struct EngineOptions {
   int num_threads = 1;
   int num_kv_blocks = 256;
   int block_size = 16;
-  int isa = -1;            // -1 auto, else weft::Isa value (tests force scalar/avx2/avx512)
+  int isa = -1;  // -1 auto, else weft::Isa value (tests force scalar/avx2/avx512)
   KvDType kv_dtype = KvDType::automatic;
-  int device = 0;          // CUDA device
+  int device = 0;  // CUDA device
   // CUDA: when > 0, the KV cache takes this fraction of the device memory free after the
   // weights and this instance's workspaces, and num_kv_blocks is ignored (see num_kv_blocks()).
   double kv_cache_fraction = 0;
   int max_num_tokens = 2048;  // CUDA: activation workspace sized for this many tokens per step
-  int max_num_seqs = 256;     // CUDA: and this many sequences
-  int max_context_len = 0;    // CUDA: longest context of a sequence (0: the model's max_positions)
-  bool cuda_graphs = true;    // CUDA: replay decode steps from graphs captured per batch bucket
+  int max_num_seqs = 256;  // CUDA: and this many sequences
+  int max_context_len = 0;  // CUDA: longest context of a sequence (0: the model's max_positions)
+  bool cuda_graphs = true;  // CUDA: replay decode steps from graphs captured per batch bucket
 };
 
 // One batched step. All arrays are borrowed for the duration of the call.
@@ -103,37 +109,37 @@ struct EngineOptions {
 // src/sampling.ts): X(type, name, name in the step object from JavaScript, value meaning "off").
 // StepInput holds one array of each, SampleParams one value of each, and the addon reads them
 // by these names. The seed travels apart, as two uint32 words per sequence.
-#define WEFT_SAMPLING_FIELDS(X)                                   \
-  X(float, temperature, "temperature", 0)             /* 0 = greedy */ \
-  X(int32_t, top_k, "topK", 0)                                    \
-  X(float, top_p, "topP", 1)                                      \
-  X(float, min_p, "minP", 0)                                      \
-  X(float, repetition_penalty, "repetitionPenalty", 1)            \
-  X(float, presence_penalty, "presencePenalty", 0)                \
-  X(float, frequency_penalty, "frequencyPenalty", 0)              \
+#define WEFT_SAMPLING_FIELDS(X)                            \
+  X(float, temperature, "temperature", 0) /* 0 = greedy */ \
+  X(int32_t, top_k, "topK", 0)                             \
+  X(float, top_p, "topP", 1)                               \
+  X(float, min_p, "minP", 0)                               \
+  X(float, repetition_penalty, "repetitionPenalty", 1)     \
+  X(float, presence_penalty, "presencePenalty", 0)         \
+  X(float, frequency_penalty, "frequencyPenalty", 0)       \
   X(int32_t, num_logprobs, "numLogprobs", -1) /* -1 none, 0 chosen, k top k */
 
 struct StepInput {
   int num_tokens = 0, num_seqs = 0;
-  const int32_t* token_ids = nullptr;     // [T]
-  const int32_t* positions = nullptr;     // [T]
+  const int32_t* token_ids = nullptr;  // [T]
+  const int32_t* positions = nullptr;  // [T]
   const int32_t* slot_mapping = nullptr;  // [T] block_id * block_size + offset
-  const int32_t* seq_ids = nullptr;       // [N] engine-wide sequence ids (penalty history)
-  const int32_t* query_start = nullptr;   // [N+1]
+  const int32_t* seq_ids = nullptr;  // [N] engine-wide sequence ids (penalty history)
+  const int32_t* query_start = nullptr;  // [N+1]
   const int32_t* context_lens = nullptr;  // [N] KV length after this step
-  const int32_t* prompt_lens = nullptr;   // [N] tokens before the first output (penalties)
+  const int32_t* prompt_lens = nullptr;  // [N] tokens before the first output (penalties)
   const int32_t* block_tables = nullptr;  // [N * max_blocks_per_seq]
   int max_blocks_per_seq = 0;
-  const uint8_t* do_sample = nullptr;     // [N] 1: sample a token after this step's last token
+  const uint8_t* do_sample = nullptr;  // [N] 1: sample a token after this step's last token
   // sampling parameters, [N] each (WEFT_SAMPLING_FIELDS), and the seeds
 #define WEFT_STEP_INPUT_FIELD(T, name, js, off) const T* name = nullptr;
   WEFT_SAMPLING_FIELDS(WEFT_STEP_INPUT_FIELD)
 #undef WEFT_STEP_INPUT_FIELD
-  const uint32_t* seeds = nullptr;        // [2N] lo, hi
+  const uint32_t* seeds = nullptr;  // [2N] lo, hi
   // housekeeping executed before the forward pass
   const int32_t* block_copies = nullptr;  // [2C] src, dst block ids
   int num_block_copies = 0;
-  const int32_t* forks = nullptr;         // [2F] parent seq id, child seq id (copies history)
+  const int32_t* forks = nullptr;  // [2F] parent seq id, child seq id (copies history)
   int num_forks = 0;
   const int32_t* release_seq_ids = nullptr;  // [R] sequences whose state can be dropped
   int num_release = 0;
@@ -143,13 +149,13 @@ struct StepInput {
   const int32_t* history_offsets = nullptr;  // [H+1] into history_tokens
   const int32_t* history_tokens = nullptr;
   int num_history = 0;
-  bool return_logits = false;             // raw logits of each sampled row (tests, rerankers)
+  bool return_logits = false;  // raw logits of each sampled row (tests, rerankers)
   // Token masks (structured output): a sampled sequence i with mask_index[i] >= 0 may only sample
   // the tokens allowed by row mask_index[i] of token_masks ([num_masks][mask_words], bit t & 31 of
   // word t >> 5 set = token t allowed, mask_words = ceil(vocab / 32)). The mask applies to the
   // logits before everything else (penalties, greedy, sampling rules, log-probs: the log-probs are
   // those of the allowed tokens). mask_index null or -1: every token allowed, at no cost.
-  const int32_t* mask_index = nullptr;    // [N]
+  const int32_t* mask_index = nullptr;  // [N]
   const uint32_t* token_masks = nullptr;  // [num_masks * mask_words]
   int num_masks = 0, mask_words = 0;
   // Logit biases (OpenAI's logit_bias): sequence i adds bias_values[j] to the logit of token
@@ -161,12 +167,12 @@ struct StepInput {
 };
 
 struct StepOutput {
-  std::vector<int32_t> sampled;     // [N] -1 when not sampled
-  std::vector<float> logprobs;      // [N] chosen token's logprob (NaN when not asked)
-  int top_n = 0;                    // max num_logprobs in the batch
-  std::vector<int32_t> top_ids;     // [N * top_n], -1 padded
+  std::vector<int32_t> sampled;  // [N] -1 when not sampled
+  std::vector<float> logprobs;  // [N] chosen token's logprob (NaN when not asked)
+  int top_n = 0;  // max num_logprobs in the batch
+  std::vector<int32_t> top_ids;  // [N * top_n], -1 padded
   std::vector<float> top_logprobs;  // [N * top_n]
-  std::vector<float> logits;        // [num sampled rows * vocab] when return_logits
+  std::vector<float> logits;  // [num sampled rows * vocab] when return_logits
   double forward_us = 0, sample_us = 0;
 };
 
@@ -176,12 +182,11 @@ class Engine {
   virtual Status step(const StepInput& in, StepOutput* out) = 0;
   virtual int num_kv_blocks() const = 0;
   virtual int block_size() const = 0;
-  virtual const char* isa_name() const = 0;     // CPU ISA, or the CUDA device name
+  virtual const char* isa_name() const = 0;  // CPU ISA, or the CUDA device name
   virtual const char* kv_dtype_name() const = 0;  // "f32", "f16" or "bf16"
 };
 
-Status engine_create(std::shared_ptr<const Model> model, const EngineOptions& opts,
-                     std::unique_ptr<Engine>* out);
+Status engine_create(std::shared_ptr<const Model> model, const EngineOptions& opts, std::unique_ptr<Engine>* out);
 
 // CUDA devices visible to this build (0 when built without CUDA or without a driver/GPU).
 int cuda_device_count();

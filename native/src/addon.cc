@@ -60,8 +60,7 @@ template <class T> constexpr napi_typedarray_type typed_array_type() {
   return std::is_same_v<T, float> ? napi_float32_array : napi_int32_array;
 }
 
-template <class T, napi_typedarray_type Type>
-const T* typed(Napi::Env env, Napi::Object o, const char* k, size_t min_len, bool optional = false) {
+template <class T, napi_typedarray_type Type> const T* typed(Napi::Env env, Napi::Object o, const char* k, size_t min_len, bool optional = false) {
   Napi::Value v = o.Get(k);
   if (optional && (v.IsUndefined() || v.IsNull())) return nullptr;
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != Type)
@@ -89,21 +88,22 @@ weft::TensorDType parse_dtype(Napi::Env env, const std::string& s) {
   throw_status(env, Status::Error(weft::StatusCode::model_dtype, "unsupported tensor dtype " + s));
 }
 
-struct ModelHolder { std::shared_ptr<const weft::Model> model; };
-struct EngineHolder { std::unique_ptr<weft::Engine> engine; };
+struct ModelHolder {
+  std::shared_ptr<const weft::Model> model;
+};
+struct EngineHolder {
+  std::unique_ptr<weft::Engine> engine;
+};
 
-template <class T>
-Napi::Value wrap(Napi::Env env, T* p) {
+template <class T> Napi::Value wrap(Napi::Env env, T* p) {
   return Napi::External<T>::New(env, p, [](Napi::Env, T* q) { delete q; });
 }
-template <class T>
-T* unwrap(Napi::Env env, Napi::Value v, const char* what) {
+template <class T> T* unwrap(Napi::Env env, Napi::Value v, const char* what) {
   if (!v.IsExternal()) throw_bad(env, std::string("expected a ") + what + " handle");
   return v.As<Napi::External<T>>().Data();
 }
 
-template <class T>
-Napi::Value to_array(Napi::Env env, const std::vector<T>& v) {
+template <class T> Napi::Value to_array(Napi::Env env, const std::vector<T>& v) {
   Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(env, v.size() * sizeof(T));
   if (!v.empty()) std::memcpy(buf.Data(), v.data(), v.size() * sizeof(T));
   if constexpr (std::is_same_v<T, float>) return Napi::Float32Array::New(env, v.size(), buf, 0);
@@ -114,17 +114,17 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
  public:
   WeftAddon(Napi::Env env, Napi::Object exports) {
     DefineAddon(exports, {
-        InstanceMethod("loadModel", &WeftAddon::Guarded<&WeftAddon::LoadModel>),
-        InstanceMethod("createEngine", &WeftAddon::Guarded<&WeftAddon::CreateEngine>),
-        InstanceMethod("engineStep", &WeftAddon::Guarded<&WeftAddon::EngineStep>),
-        InstanceMethod("engineInfo", &WeftAddon::Guarded<&WeftAddon::EngineInfo>),
-        InstanceMethod("engineClose", &WeftAddon::Guarded<&WeftAddon::EngineClose>),
-        InstanceMethod("cpuInfo", &WeftAddon::Guarded<&WeftAddon::CpuInfo>),
-        InstanceMethod("cudaDeviceCount", &WeftAddon::Guarded<&WeftAddon::CudaDeviceCount>),
-        InstanceMethod("cudaDeviceInfo", &WeftAddon::Guarded<&WeftAddon::CudaDeviceInfo>),
-        InstanceMethod("loadProgress", &WeftAddon::Guarded<&WeftAddon::LoadProgressOf>),
-        InstanceMethod("mallocTrim", &WeftAddon::Guarded<&WeftAddon::MallocTrim>),
-    });
+                             InstanceMethod("loadModel", &WeftAddon::Guarded<&WeftAddon::LoadModel>),
+                             InstanceMethod("createEngine", &WeftAddon::Guarded<&WeftAddon::CreateEngine>),
+                             InstanceMethod("engineStep", &WeftAddon::Guarded<&WeftAddon::EngineStep>),
+                             InstanceMethod("engineInfo", &WeftAddon::Guarded<&WeftAddon::EngineInfo>),
+                             InstanceMethod("engineClose", &WeftAddon::Guarded<&WeftAddon::EngineClose>),
+                             InstanceMethod("cpuInfo", &WeftAddon::Guarded<&WeftAddon::CpuInfo>),
+                             InstanceMethod("cudaDeviceCount", &WeftAddon::Guarded<&WeftAddon::CudaDeviceCount>),
+                             InstanceMethod("cudaDeviceInfo", &WeftAddon::Guarded<&WeftAddon::CudaDeviceInfo>),
+                             InstanceMethod("loadProgress", &WeftAddon::Guarded<&WeftAddon::LoadProgressOf>),
+                             InstanceMethod("mallocTrim", &WeftAddon::Guarded<&WeftAddon::MallocTrim>),
+                         });
   }
 
  private:
@@ -132,8 +132,7 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
   // is terminated while a step runs makes the N-API calls that build the result fail; the
   // resulting Napi::Error must not reach node-addon-api's own handler, whose rethrow into a
   // terminating environment would call std::terminate and abort the whole process.
-  template <Napi::Value (WeftAddon::*Method)(const Napi::CallbackInfo&)>
-  Napi::Value Guarded(const Napi::CallbackInfo& info) {
+  template <Napi::Value (WeftAddon::*Method)(const Napi::CallbackInfo&)> Napi::Value Guarded(const Napi::CallbackInfo& info) {
     napi_env env = info.Env();
     try {
       return (this->*Method)(info);

@@ -22,7 +22,9 @@ inline void load_progress_begin(uint64_t total_bytes) {
   load_progress_detail::total = total_bytes;
   load_progress_detail::active = true;
 }
-inline void load_progress_add(uint64_t bytes) { load_progress_detail::done += bytes; }
+inline void load_progress_add(uint64_t bytes) {
+  load_progress_detail::done += bytes;
+}
 // A finished load reports done == total even where parts of the files were never read (the CPU
 // embedding table stays mapped and is read row by row).
 inline void load_progress_end(bool ok) {

@@ -41,19 +41,21 @@ enum class HostWeightKind { f16 = 0, bf16 = 1, i8 = 2 };
 struct HostMatrix {
   int n = 0, k = 0, kpad = 0, group = 0;
   HostWeightKind kind = HostWeightKind::f16;
-  std::vector<uint16_t> half;   // f16 / bf16
-  std::vector<int8_t> q;        // i8
-  std::vector<float> scales;    // i8: [n] or [n][kpad/32]
-  uint64_t bytes() const { return half.size() * 2 + q.size() + scales.size() * 4; }
+  std::vector<uint16_t> half;  // f16 / bf16
+  std::vector<int8_t> q;  // i8
+  std::vector<float> scales;  // i8: [n] or [n][kpad/32]
+  uint64_t bytes() const {
+    return half.size() * 2 + q.size() + scales.size() * 4;
+  }
 };
 
 struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;
   std::vector<float> qkv_bias;  // empty unless config.qkv_bias
   std::vector<float> q_norm, k_norm;  // [head_dim] each, shared by all heads; empty unless config.qk_norm
-  Matrix qkv;       // q, k, v projections stacked: (num_heads + 2 * num_kv_heads) * head_dim rows
+  Matrix qkv;  // q, k, v projections stacked: (num_heads + 2 * num_kv_heads) * head_dim rows
   Matrix o;
-  Matrix gate_up;   // gate then up: 2 * ffn_dim rows
+  Matrix gate_up;  // gate then up: 2 * ffn_dim rows
   Matrix down;
   HostMatrix g_qkv, g_o, g_gate_up, g_down;  // target == cuda: the same matrices, staged
 };
@@ -69,10 +71,10 @@ struct Model {
   uint64_t weight_bytes = 0;
   // target == cuda
   Backend target = Backend::cpu;
-  bool act_bf16 = false;                // activation dtype: bf16 (bf16 weights or sources), else f16
-  std::vector<uint16_t> g_embed;        // [vocab][dim] in the activation dtype
+  bool act_bf16 = false;  // activation dtype: bf16 (bf16 weights or sources), else f16
+  std::vector<uint16_t> g_embed;  // [vocab][dim] in the activation dtype
   HostMatrix g_lm_head;
-  bool g_lm_head_is_embed = false;      // tied and not quantized: the device shares one buffer
+  bool g_lm_head_is_embed = false;  // tied and not quantized: the device shares one buffer
 };
 
 }  // namespace weft

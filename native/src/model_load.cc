@@ -19,7 +19,9 @@ namespace {
 constexpr int64_t kMaxTensorDim = INT32_MAX;
 
 // [offset, offset + length) lies inside the file, without overflowing on huge values.
-bool within(const MappedFile& f, uint64_t offset, uint64_t length) { return offset <= f.size && length <= f.size - offset; }
+bool within(const MappedFile& f, uint64_t offset, uint64_t length) {
+  return offset <= f.size && length <= f.size - offset;
+}
 
 struct Loader {
   const ModelSpec& spec;
@@ -36,22 +38,20 @@ struct Loader {
       Status s = mapped_file_open(t.file, &f);
       if (!s.ok()) return s;
       model.files.push_back(f);
-      if (t.shape.empty() || t.shape.size() > 2)
-        return Status::Error(StatusCode::model_shape, t.name + " in " + t.file + ": rank must be 1 or 2");
+      if (t.shape.empty() || t.shape.size() > 2) return Status::Error(StatusCode::model_shape, t.name + " in " + t.file + ": rank must be 1 or 2");
       for (int64_t d : t.shape)
         if (d < 1 || d > kMaxTensorDim)
           return Status::Error(StatusCode::model_shape, t.name + " in " + t.file + ": dimension " + std::to_string(d) + " out of range");
       int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1, cols = t.shape.back();
       if (cols % block_values(t.dtype) != 0)
-        return Status::Error(StatusCode::model_corrupt, t.name + " in " + t.file + ": row length " + std::to_string(cols) +
-                             " not a multiple of " + std::to_string(block_values(t.dtype)) + " (the type's block)");
+        return Status::Error(StatusCode::model_corrupt, t.name + " in " + t.file + ": row length " + std::to_string(cols) + " not a multiple of " +
+                                                            std::to_string(block_values(t.dtype)) + " (the type's block)");
       if (t.byte_length != tensor_bytes(t.dtype, uint64_t(rows) * uint64_t(cols)) || !within(*f, t.offset, t.byte_length))
         return Status::Error(StatusCode::model_corrupt, t.name + " in " + t.file + ": data size or offset out of bounds");
       TensorView v{f->data + t.offset, t.dtype, rows, cols, nullptr};
       if (t.dtype == TensorDType::i8) {
         auto it = by_name.find(t.name + "_scale");
-        if (it == by_name.end())
-          return Status::Error(StatusCode::model_missing, t.name + "_scale missing for int8 tensor in " + t.file);
+        if (it == by_name.end()) return Status::Error(StatusCode::model_missing, t.name + "_scale missing for int8 tensor in " + t.file);
         const TensorSpec& ss = *it->second;
         std::shared_ptr<MappedFile> sf;
         if (!(s = mapped_file_open(ss.file, &sf)).ok()) return s;
@@ -72,8 +72,8 @@ struct Loader {
     if (it == views.end()) return Status::Error(StatusCode::model_missing, "missing tensor " + name);
     const TensorView& v = it->second;
     if (v.rows != rows || v.cols != cols)
-      return Status::Error(StatusCode::model_shape, name + ": expected [" + std::to_string(rows) + ", " +
-                           std::to_string(cols) + "], found [" + std::to_string(v.rows) + ", " + std::to_string(v.cols) + "]");
+      return Status::Error(StatusCode::model_shape, name + ": expected [" + std::to_string(rows) + ", " + std::to_string(cols) + "], found [" +
+                                                        std::to_string(v.rows) + ", " + std::to_string(v.cols) + "]");
     *out = v;
     return Status::Ok();
   }
@@ -119,8 +119,7 @@ Status build_matrix(const std::vector<Part>& parts, WeightDType wd, Matrix* m) {
     std::vector<uint8_t> blocks(n * row_bytes);
     int64_t o = 0;
     for (const auto& p : parts)
-      for (int64_t r = 0; r < p.view.rows; ++r, ++o)
-        std::memcpy(&blocks[o * row_bytes], p.view.data + source_row(p, r) * row_bytes, row_bytes);
+      for (int64_t r = 0; r < p.view.rows; ++r, ++o) std::memcpy(&blocks[o * row_bytes], p.view.data + source_row(p, r) * row_bytes, row_bytes);
     pack_q8_0(blocks.data(), int(n), int(k), &m->i8);
     return Status::Ok();
   }
@@ -141,10 +140,8 @@ Status build_matrix(const std::vector<Part>& parts, WeightDType wd, Matrix* m) {
   int64_t o = 0;
   for (const auto& p : parts)
     for (int64_t r = 0; r < p.view.rows; ++r, ++o) tensor_row_f32(p.view, source_row(p, r), &w[o * k]);
-  if (is_int8)
-    quantize_pack_i8(w.data(), int(n), int(k), 0, &m->i8);
-  else
-    pack_f32(w.data(), int(n), int(k), &m->f32);
+  if (is_int8) quantize_pack_i8(w.data(), int(n), int(k), 0, &m->i8);
+  else pack_f32(w.data(), int(n), int(k), &m->f32);
   return Status::Ok();
 }
 
@@ -152,8 +149,7 @@ Status build_matrix(const std::vector<Part>& parts, WeightDType wd, Matrix* m) {
 // PackedQ, Q8_0 and int8 as int8, float types as f32.
 Status build_quant_run(const std::vector<Part>& parts, Matrix* m) {
   const TensorDType d = parts[0].view.dtype;
-  if (!block_format(d))
-    return build_matrix(parts, d == TensorDType::q8_0 || d == TensorDType::i8 ? WeightDType::int8 : WeightDType::f32, m);
+  if (!block_format(d)) return build_matrix(parts, d == TensorDType::q8_0 || d == TensorDType::i8 ? WeightDType::int8 : WeightDType::f32, m);
   const int64_t k = parts[0].view.cols, row_bytes = int64_t(tensor_bytes(d, uint64_t(k)));
   std::vector<const uint8_t*> rows;
   for (const auto& p : parts)
@@ -247,15 +243,14 @@ Status build_host_matrix(const std::vector<Part>& parts, WeightDType wd, HostMat
       for (int64_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(row[c]));
       const float scale = amax > 0 ? amax / 127.f : 1.f;
       m->scales[o] = scale;
-      for (int64_t c = 0; c < k; ++c)
-        m->q[o * kpad + c] = int8_t(std::lrint(std::min(127.f, std::max(-127.f, row[c] / scale))));
+      for (int64_t c = 0; c < k; ++c) m->q[o * kpad + c] = int8_t(std::lrint(std::min(127.f, std::max(-127.f, row[c] / scale))));
     }
   return Status::Ok();
 }
 
 // Builds the matrix for the model's target: CPU packed panels, or CUDA staging.
 Status build_target_matrix(const std::vector<Part>& parts, const ModelSpec& spec, Matrix* cpu, HostMatrix* gpu) {
-  Status s = spec.target == Backend::cuda ? build_host_matrix(parts, spec.weight_dtype, gpu)
+  Status s = spec.target == Backend::cuda              ? build_host_matrix(parts, spec.weight_dtype, gpu)
              : spec.weight_dtype == WeightDType::quant ? build_quant_matrix(parts, cpu)
                                                        : build_matrix(parts, spec.weight_dtype, cpu);
   for (const auto& p : parts) load_progress_add(tensor_bytes(p.view.dtype, uint64_t(p.view.rows) * uint64_t(p.view.cols)));
@@ -268,9 +263,12 @@ uint64_t matrix_bytes(const Matrix& m) {
   uint64_t b = 0;
   for (const auto& s : m.segments) b += matrix_bytes(s);
   switch (m.kind) {
-    case MatrixKind::i8: return b + m.i8.data.bytes + m.i8.scales.bytes + m.i8.row_sums.bytes;
-    case MatrixKind::q: return b + m.q.bytes();
-    default: return b + m.f32.data.bytes;
+    case MatrixKind::i8:
+      return b + m.i8.data.bytes + m.i8.scales.bytes + m.i8.row_sums.bytes;
+    case MatrixKind::q:
+      return b + m.q.bytes();
+    default:
+      return b + m.f32.data.bytes;
   }
 }
 
@@ -284,8 +282,8 @@ Status validate_dtype_target(const ModelSpec& spec) {
 }
 
 Status validate_config(const ModelConfig& c) {
-  if (c.dim <= 0 || c.num_layers <= 0 || c.num_heads <= 0 || c.num_kv_heads <= 0 || c.head_dim <= 0 ||
-      c.ffn_dim <= 0 || c.vocab_size <= 0 || c.num_heads % c.num_kv_heads != 0 || c.head_dim % 2 != 0)
+  if (c.dim <= 0 || c.num_layers <= 0 || c.num_heads <= 0 || c.num_kv_heads <= 0 || c.head_dim <= 0 || c.ffn_dim <= 0 || c.vocab_size <= 0 ||
+      c.num_heads % c.num_kv_heads != 0 || c.head_dim % 2 != 0)
     return Status::Error(StatusCode::bad_input, "invalid model config");
   // the stacked matrices (q, k, v rows; gate and up rows) are indexed with int
   const int64_t qkv_heads = int64_t(c.num_heads) + 2 * int64_t(c.num_kv_heads);
@@ -329,8 +327,7 @@ Status load_uncached(const ModelSpec& spec, Model* model) {
   if (model->embed.dtype == TensorDType::i8)
     return Status::Error(StatusCode::model_dtype, "model.embed_tokens.weight: int8 embeddings are not supported");
   // CUDA activations: bf16 for bf16 weights, or int8 quantized from a bf16 checkpoint; else f16.
-  model->act_bf16 = spec.weight_dtype == WeightDType::bf16 ||
-                    (spec.weight_dtype == WeightDType::int8 && model->embed.dtype == TensorDType::bf16);
+  model->act_bf16 = spec.weight_dtype == WeightDType::bf16 || (spec.weight_dtype == WeightDType::int8 && model->embed.dtype == TensorDType::bf16);
   const int q_rows = c.num_heads * c.head_dim, kv_rows = c.num_kv_heads * c.head_dim;
   const int perm_q = spec.rope_interleaved ? c.num_heads : 0, perm_k = spec.rope_interleaved ? c.num_kv_heads : 0;
   // grown layer by layer: a config with 2^31 layers fails at the first missing tensor, before
@@ -373,8 +370,8 @@ Status load_uncached(const ModelSpec& spec, Model* model) {
     if (!(s = build_target_matrix({{o, 0}}, spec, &lw.o, &lw.g_o)).ok()) return s;
     if (!(s = build_target_matrix({{g, 0}, {u, 0}}, spec, &lw.gate_up, &lw.g_gate_up)).ok()) return s;
     if (!(s = build_target_matrix({{d, 0}}, spec, &lw.down, &lw.g_down)).ok()) return s;
-    model->weight_bytes += matrix_bytes(lw.qkv) + matrix_bytes(lw.o) + matrix_bytes(lw.gate_up) + matrix_bytes(lw.down) +
-                           lw.g_qkv.bytes() + lw.g_o.bytes() + lw.g_gate_up.bytes() + lw.g_down.bytes();
+    model->weight_bytes += matrix_bytes(lw.qkv) + matrix_bytes(lw.o) + matrix_bytes(lw.gate_up) + matrix_bytes(lw.down) + lw.g_qkv.bytes() +
+                           lw.g_o.bytes() + lw.g_gate_up.bytes() + lw.g_down.bytes();
   }
   if (!(s = L.vec("model.norm.weight", c.dim, &model->final_norm)).ok()) return s;
   TensorView head = model->embed;
@@ -418,21 +415,35 @@ Status model_load(const ModelSpec& spec, std::shared_ptr<const Model>* out) {
   }
 }
 
-const ModelConfig& model_config(const Model& m) { return m.config; }
-uint64_t model_weight_bytes(const Model& m) { return m.weight_bytes; }
+const ModelConfig& model_config(const Model& m) {
+  return m.config;
+}
+uint64_t model_weight_bytes(const Model& m) {
+  return m.weight_bytes;
+}
 
 const char* status_code_name(StatusCode c) {
   switch (c) {
-    case StatusCode::ok: return "OK";
-    case StatusCode::bad_input: return "WEFT_ERR_ENGINE_BAD_INPUT";
-    case StatusCode::model_corrupt: return "WEFT_ERR_MODEL_CORRUPT";
-    case StatusCode::model_dtype: return "WEFT_ERR_MODEL_UNSUPPORTED_DTYPE";
-    case StatusCode::model_shape: return "WEFT_ERR_MODEL_SHAPE_MISMATCH";
-    case StatusCode::model_missing: return "WEFT_ERR_MODEL_MISSING_TENSOR";
-    case StatusCode::not_found: return "WEFT_ERR_MODEL_NOT_FOUND";
-    case StatusCode::out_of_memory: return "WEFT_ERR_ENGINE_OUT_OF_MEMORY";
-    case StatusCode::no_device: return "WEFT_ERR_ENGINE_NO_DEVICE";
-    case StatusCode::internal: return "WEFT_ERR_ENGINE_INTERNAL";
+    case StatusCode::ok:
+      return "OK";
+    case StatusCode::bad_input:
+      return "WEFT_ERR_ENGINE_BAD_INPUT";
+    case StatusCode::model_corrupt:
+      return "WEFT_ERR_MODEL_CORRUPT";
+    case StatusCode::model_dtype:
+      return "WEFT_ERR_MODEL_UNSUPPORTED_DTYPE";
+    case StatusCode::model_shape:
+      return "WEFT_ERR_MODEL_SHAPE_MISMATCH";
+    case StatusCode::model_missing:
+      return "WEFT_ERR_MODEL_MISSING_TENSOR";
+    case StatusCode::not_found:
+      return "WEFT_ERR_MODEL_NOT_FOUND";
+    case StatusCode::out_of_memory:
+      return "WEFT_ERR_ENGINE_OUT_OF_MEMORY";
+    case StatusCode::no_device:
+      return "WEFT_ERR_ENGINE_NO_DEVICE";
+    case StatusCode::internal:
+      return "WEFT_ERR_ENGINE_INTERNAL";
   }
   return "WEFT_ERR_ENGINE_INTERNAL";
 }

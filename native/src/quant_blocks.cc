@@ -98,14 +98,22 @@ void decode_q6k(const uint8_t* b, uint8_t* u, float* D, float* M, int8_t* sc, in
 
 const BlockFormat* block_format(TensorDType d) {
   switch (d) {
-    case TensorDType::q4_0: return &kQ4_0;
-    case TensorDType::q4_1: return &kQ4_1;
-    case TensorDType::q5_0: return &kQ5_0;
-    case TensorDType::q5_1: return &kQ5_1;
-    case TensorDType::q4_k: return &kQ4_K;
-    case TensorDType::q5_k: return &kQ5_K;
-    case TensorDType::q6_k: return &kQ6_K;
-    default: return nullptr;
+    case TensorDType::q4_0:
+      return &kQ4_0;
+    case TensorDType::q4_1:
+      return &kQ4_1;
+    case TensorDType::q5_0:
+      return &kQ5_0;
+    case TensorDType::q5_1:
+      return &kQ5_1;
+    case TensorDType::q4_k:
+      return &kQ4_K;
+    case TensorDType::q5_k:
+      return &kQ5_K;
+    case TensorDType::q6_k:
+      return &kQ6_K;
+    default:
+      return nullptr;
   }
 }
 
@@ -117,11 +125,15 @@ int block_values(TensorDType d) {
 uint64_t tensor_bytes(TensorDType d, uint64_t count) {
   if (const BlockFormat* f = block_format(d)) return count / f->values * f->bytes;
   switch (d) {
-    case TensorDType::f32: return count * 4;
+    case TensorDType::f32:
+      return count * 4;
     case TensorDType::f16:
-    case TensorDType::bf16: return count * 2;
-    case TensorDType::q8_0: return count / 32 * 34;
-    default: return count;  // i8
+    case TensorDType::bf16:
+      return count * 2;
+    case TensorDType::q8_0:
+      return count / 32 * 34;
+    default:
+      return count;  // i8
   }
 }
 
@@ -131,14 +143,29 @@ void block_row_decode(TensorDType d, const uint8_t* row, int k, uint8_t* u, floa
     uint8_t* ub = u + b * f.values;
     const int s0 = b * f.values / f.sub;
     switch (d) {
-      case TensorDType::q4_0: decode_legacy(row, false, false, ub, D + b, M + b); break;
-      case TensorDType::q4_1: decode_legacy(row, true, false, ub, D + b, M + b); break;
-      case TensorDType::q5_0: decode_legacy(row, false, true, ub, D + b, M + b); break;
-      case TensorDType::q5_1: decode_legacy(row, true, true, ub, D + b, M + b); break;
-      case TensorDType::q4_k: decode_k45(row, false, ub, D + b, M + b, sc + s0, mn + s0); break;
-      case TensorDType::q5_k: decode_k45(row, true, ub, D + b, M + b, sc + s0, mn + s0); break;
-      case TensorDType::q6_k: decode_q6k(row, ub, D + b, M + b, sc + s0, mn + s0); break;
-      default: break;
+      case TensorDType::q4_0:
+        decode_legacy(row, false, false, ub, D + b, M + b);
+        break;
+      case TensorDType::q4_1:
+        decode_legacy(row, true, false, ub, D + b, M + b);
+        break;
+      case TensorDType::q5_0:
+        decode_legacy(row, false, true, ub, D + b, M + b);
+        break;
+      case TensorDType::q5_1:
+        decode_legacy(row, true, true, ub, D + b, M + b);
+        break;
+      case TensorDType::q4_k:
+        decode_k45(row, false, ub, D + b, M + b, sc + s0, mn + s0);
+        break;
+      case TensorDType::q5_k:
+        decode_k45(row, true, ub, D + b, M + b, sc + s0, mn + s0);
+        break;
+      case TensorDType::q6_k:
+        decode_q6k(row, ub, D + b, M + b, sc + s0, mn + s0);
+        break;
+      default:
+        break;
     }
     if (!f.has_sub) sc[s0] = mn[s0] = 1;
   }

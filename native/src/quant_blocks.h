@@ -14,12 +14,12 @@
 namespace weft {
 
 struct BlockFormat {
-  int values;      // values per block
-  int bytes;       // bytes per block
-  int bits;        // bits of u: 4, 5 or 6
-  int sub;         // values per sc/mn: 32, or 16 (Q6_K)
-  int super;       // values per D/M: 32 (legacy) or 256 (K-quants)
-  bool has_sub;    // sc/mn vary (K-quants); else they are all 1
+  int values;  // values per block
+  int bytes;  // bytes per block
+  int bits;  // bits of u: 4, 5 or 6
+  int sub;  // values per sc/mn: 32, or 16 (Q6_K)
+  int super;  // values per D/M: 32 (legacy) or 256 (K-quants)
+  bool has_sub;  // sc/mn vary (K-quants); else they are all 1
 };
 
 // The format of a block type; nullptr for f32, f16, bf16, q8_0 and i8.

@@ -19,8 +19,8 @@ double uniform(uint64_t seed, uint64_t counter) {
   return double(splitmix64(splitmix64(seed) ^ (counter * 0xD1B54A32D192ED03ull)) >> 11) * 0x1.0p-53;
 }
 
-void apply_penalties(float* logits, int vocab, const SampleParams& p, const int32_t* history, int history_len,
-                     int prompt_len, std::vector<int32_t>& counts) {
+void apply_penalties(float* logits, int vocab, const SampleParams& p, const int32_t* history, int history_len, int prompt_len,
+                     std::vector<int32_t>& counts) {
   const bool rep = p.repetition_penalty != 1.0f, pres_freq = p.presence_penalty != 0 || p.frequency_penalty != 0;
   if (!rep && !pres_freq) return;
   if (rep) {
@@ -86,8 +86,7 @@ int32_t sample_stochastic(const float* logits, int vocab, const SampleParams& p,
     n = p.top_k;
   }
   if (need_order || n < size_t(vocab)) std::sort(c.begin(), c.begin() + n, desc);
-  const float mx = need_order || n < size_t(vocab) ? c[0].first
-                                                   : std::max_element(c.begin(), c.end())->first;
+  const float mx = need_order || n < size_t(vocab) ? c[0].first : std::max_element(c.begin(), c.end())->first;
   double total = 0;
   for (size_t i = 0; i < n; ++i) total += (c[i].first = std::exp(c[i].first - mx));
   if (p.min_p > 0) {  // c is sorted: c[0] holds the largest probability
@@ -118,9 +117,8 @@ int32_t sample_stochastic(const float* logits, int vocab, const SampleParams& p,
 
 }  // namespace
 
-void sample_row(const float* logits, int vocab, const SampleParams& p, const int32_t* history, int history_len,
-                int prompt_len, uint64_t counter, SampleScratch* s, SampleResult* out, const uint32_t* mask,
-                const LogitBias& bias) {
+void sample_row(const float* logits, int vocab, const SampleParams& p, const int32_t* history, int history_len, int prompt_len, uint64_t counter,
+                SampleScratch* s, SampleResult* out, const uint32_t* mask, const LogitBias& bias) {
   if (mask || bias.count > 0) {
     s->masked.assign(logits, logits + vocab);
     if (mask)
@@ -135,10 +133,8 @@ void sample_row(const float* logits, int vocab, const SampleParams& p, const int
   apply_penalties(z, vocab, p, history, history_len, prompt_len, s->counts);
   const bool greedy = p.temperature < 1e-5f || p.top_k == 1;
   out->token = greedy ? argmax(z, vocab) : sample_stochastic(z, vocab, p, uniform(p.seed, counter), s);
-  if (p.num_logprobs >= 0)
-    log_softmax_top(logits, vocab, p.num_logprobs, out->token, s, out);
-  else
-    out->logprob = NAN, out->top.clear();
+  if (p.num_logprobs >= 0) log_softmax_top(logits, vocab, p.num_logprobs, out->token, s, out);
+  else out->logprob = NAN, out->top.clear();
 }
 
 }  // namespace weft

@@ -28,7 +28,7 @@ struct SampleParams {
 
 struct SampleScratch {
   std::vector<float> logits;
-  std::vector<float> masked;    // the raw logits with a token mask applied
+  std::vector<float> masked;  // the raw logits with a token mask applied
   std::vector<int32_t> counts;  // per vocab id, all zero between calls
   std::vector<std::pair<float, int32_t>> cand;
 };
@@ -49,8 +49,7 @@ struct LogitBias {
   const float* values = nullptr;
   int count = 0;
 };
-void sample_row(const float* logits, int vocab, const SampleParams& p, const int32_t* history, int history_len,
-                int prompt_len, uint64_t counter, SampleScratch* scratch, SampleResult* out,
-                const uint32_t* mask = nullptr, const LogitBias& bias = {});
+void sample_row(const float* logits, int vocab, const SampleParams& p, const int32_t* history, int history_len, int prompt_len, uint64_t counter,
+                SampleScratch* scratch, SampleResult* out, const uint32_t* mask = nullptr, const LogitBias& bias = {});
 
 }  // namespace weft

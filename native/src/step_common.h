@@ -23,7 +23,9 @@ LogitBias step_bias(const StepInput& in, int i);
 class SequenceHistory {
  public:
   void apply(const StepInput& in);
-  const std::vector<int32_t>& at(int32_t seq_id) const { return map_.at(seq_id); }
+  const std::vector<int32_t>& at(int32_t seq_id) const {
+    return map_.at(seq_id);
+  }
 
  private:
   std::unordered_map<int32_t, std::vector<int32_t>> map_;

@@ -19,12 +19,16 @@ class ThreadPool {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  int size() const { return num_threads_; }
+  int size() const {
+    return num_threads_;
+  }
   // Runs fn(task, thread) for task in [0, num_tasks) across the pool; returns when all are done.
   void run(int num_tasks, const std::function<void(int, int)>& fn);
   // The last job of a step is done: workers sleep at once instead of spinning, since what comes
   // next (the reply to Node.js, the next schedule) needs the cores; run() wakes them again.
-  void park() { parked_.store(true, std::memory_order_release); }
+  void park() {
+    parked_.store(true, std::memory_order_release);
+  }
 
  private:
   void worker_main(int thread_index);

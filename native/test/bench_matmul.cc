@@ -30,8 +30,7 @@ static int g_runs = 9;
 static size_t g_rotate_bytes = size_t(192) << 20;
 
 // Median seconds per call of fn(i), i = call counter (for rotating copies).
-template <class F>
-static double time_call(F fn) {
+template <class F> static double time_call(F fn) {
   fn(0);  // warm up (page faults, code)
   std::vector<double> per_call;
   int reps = 1;
@@ -77,10 +76,8 @@ struct Variant {
 static void bench_shape(const Variant& v, const Shape& s, const std::vector<int>& ms) {
   const Isa isa = v.isa;
   auto i8 = [&](const QuantAct& qa, const PackedI8& w, float* y) {
-    if (v.avx2_plain)
-      detail::matmul_i8_avx2_plain(qa, w, y, s.n, 0, s.n);
-    else
-      matmul_i8(isa, qa, w, y, s.n, 0, s.n);
+    if (v.avx2_plain) detail::matmul_i8_avx2_plain(qa, w, y, s.n, 0, s.n);
+    else matmul_i8(isa, qa, w, y, s.n, 0, s.n);
   };
   std::mt19937 rng(42);
   std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -114,9 +111,8 @@ static void bench_shape(const Variant& v, const Shape& s, const std::vector<int>
     const double tr = time_call([&](long i) { i8(qa, rc[i % rc.size()], y.data()); });
     quantize_act(isa, x.data(), m, s.k, kQ8Group, &qa);
     const double tg = time_call([&](long i) { i8(qa, gc[i % gc.size()], y.data()); });
-    std::printf("%-11s %-8s %5d %5d %3d | %7.1f %6.1f | %7.1f %6.1f | %7.1f %6.1f\n", v.name, s.name,
-                s.n, s.k, m, macs / tf * 1e-9, f_bytes / tf * 1e-9, macs / tr * 1e-9, r_bytes / tr * 1e-9,
-                macs / tg * 1e-9, g_bytes / tg * 1e-9);
+    std::printf("%-11s %-8s %5d %5d %3d | %7.1f %6.1f | %7.1f %6.1f | %7.1f %6.1f\n", v.name, s.name, s.n, s.k, m, macs / tf * 1e-9,
+                f_bytes / tf * 1e-9, macs / tr * 1e-9, r_bytes / tr * 1e-9, macs / tg * 1e-9, g_bytes / tg * 1e-9);
     std::fflush(stdout);
   }
 }
@@ -157,9 +153,8 @@ static void bench_blocks(Isa isa, const Shape& s, const std::vector<int>& ms) {
       quantize_blocks(isa, x.data(), s.k, 0, m, &qb);
       const double t = time_call([&](long i) { matmul_q(isa, qb, qc[i % qc.size()], y.data(), s.n, 0, s.n); });
       const double tq = time_call([&](long) { quantize_blocks(isa, x.data(), s.k, 0, m, &qb); });
-      std::printf("%-11s %-8s %5d %5d %3d | %-5s %7.1f GMAC/s %6.1f GB/s (%.2f bits/weight) | quantize_blocks %.2f us\n", isa_name(isa),
-                  s.name, s.n, s.k, m, name, double(m) * s.n * s.k / t * 1e-9, q0.bytes() / t * 1e-9,
-                  8.0 * q0.bytes() / (double(s.n) * s.k), tq * 1e6);
+      std::printf("%-11s %-8s %5d %5d %3d | %-5s %7.1f GMAC/s %6.1f GB/s (%.2f bits/weight) | quantize_blocks %.2f us\n", isa_name(isa), s.name, s.n,
+                  s.k, m, name, double(m) * s.n * s.k / t * 1e-9, q0.bytes() / t * 1e-9, 8.0 * q0.bytes() / (double(s.n) * s.k), tq * 1e6);
       std::fflush(stdout);
     }
   }
@@ -174,8 +169,7 @@ static void bench_quantize(Isa isa) {
       std::vector<float> x(size_t(m) * k);
       for (auto& v : x) v = nd(rng);
       const double t = time_call([&](long) { quantize_act(isa, x.data(), m, k, 0, &qa); });
-      std::printf("%-11s quantize_act k=%4d m=%2d: %8.2f us  %6.1f GB/s of float input\n", isa_name(isa), k, m,
-                  t * 1e6, x.size() * 4 / t * 1e-9);
+      std::printf("%-11s quantize_act k=%4d m=%2d: %8.2f us  %6.1f GB/s of float input\n", isa_name(isa), k, m, t * 1e6, x.size() * 4 / t * 1e-9);
     }
 }
 
@@ -237,8 +231,8 @@ int main(int argc, char** argv) {
   }
   std::printf("single thread, median of %d runs; GMAC/s and GB/s of weight bytes read per call%s\n", g_runs,
               g_rotate_bytes ? " (weights rotated past the LLC)" : " (weights cached)");
-  std::printf("%-11s %-8s %5s %5s %3s | %14s | %14s | %14s\n", "isa", "matrix", "n", "k", "m", "f32 GMAC  GB/s",
-              "i8row GMAC GB/s", "i8g32 GMAC GB/s");
+  std::printf("%-11s %-8s %5s %5s %3s | %14s | %14s | %14s\n", "isa", "matrix", "n", "k", "m", "f32 GMAC  GB/s", "i8row GMAC GB/s",
+              "i8g32 GMAC GB/s");
   std::vector<Variant> variants;
   if (isa_supported(Isa::avx512)) variants.push_back({"avx512", Isa::avx512, false});
   if (isa_supported(Isa::avx2)) {

@@ -65,14 +65,13 @@ struct Case {
 using I8Kernel = void (*)(const QuantAct&, const PackedI8&, float*, int, int, int);
 struct I8Impl {
   const char* name;
-  Isa isa;         // for quantize_act
+  Isa isa;  // for quantize_act
   I8Kernel kernel;
 };
 
 // Runs `fn(y, n0, n1)` on the full range and on partial ranges; checks the partial results are
 // bit-identical to the full one inside the range and leave other columns untouched.
-template <class F>
-static std::vector<float> run_ranges(int m, int n, int ldy, F fn, const std::string& tag) {
+template <class F> static std::vector<float> run_ranges(int m, int n, int ldy, F fn, const std::string& tag) {
   std::vector<float> full(size_t(m) * ldy, NAN);
   fn(full.data(), 0, n);
   bool ok = true;
@@ -102,7 +101,8 @@ static void test_f32(const Case& c, int m, const std::vector<Isa>& isas) {
   pack_f32(c.w.data(), n, k, &pw);
   for (Isa isa : isas) {
     const std::string tag = std::string("f32 ") + isa_name(isa) + " n=" + std::to_string(n) + " k=" + std::to_string(k) + " m=" + std::to_string(m);
-    auto y = run_ranges(m, n, ldy, [&](float* out, int n0, int n1) { matmul_f32(isa, c.x.data(), m, pw, out, ldy, n0, n1); }, tag);
+    auto y = run_ranges(
+        m, n, ldy, [&](float* out, int n0, int n1) { matmul_f32(isa, c.x.data(), m, pw, out, ldy, n0, n1); }, tag);
     double worst = 0;
     for (int t = 0; t < m; ++t)
       for (int r = 0; r < n; ++r) {
@@ -118,8 +118,7 @@ static void test_f32(const Case& c, int m, const std::vector<Isa>& isas) {
 }
 
 // Checks one packed int8 matrix (built from `iw`) for every implementation at m tokens.
-static void test_i8(const char* kind, const IntW& iw, const PackedI8& pw, const Case& c, int m,
-                    const std::vector<I8Impl>& impls, bool report_float) {
+static void test_i8(const char* kind, const IntW& iw, const PackedI8& pw, const Case& c, int m, const std::vector<I8Impl>& impls, bool report_float) {
   const int n = iw.n, k = iw.k, ldy = n + 1, glen = iw.group ? iw.group : k;
   // Reference from the documented rules, in exact integers then double.
   std::vector<int8_t> xq(size_t(m) * k);
@@ -144,12 +143,14 @@ static void test_i8(const char* kind, const IntW& iw, const PackedI8& pw, const 
     QuantAct qa;
     quantize_act(im.isa, c.x.data(), m, k, iw.group, &qa);
     check(std::memcmp(qa.scales.ptr, xs.data(), m * 4) == 0, tag + " activation scales");
-    auto y = run_ranges(m, n, ldy, [&](float* out, int n0, int n1) { im.kernel(qa, pw, out, ldy, n0, n1); }, tag);
+    auto y = run_ranges(
+        m, n, ldy, [&](float* out, int n0, int n1) { im.kernel(qa, pw, out, ldy, n0, n1); }, tag);
     double worst = 0, diff_isa = 0;
     for (int t = 0; t < m; ++t)
       for (int r = 0; r < n; ++r) {
         worst = std::max(worst, std::fabs(y[size_t(t) * ldy + r] - ref[size_t(t) * n + r]) / bound[size_t(t) * n + r]);
-        if (!first.empty()) diff_isa = std::max(diff_isa, double(std::fabs(y[size_t(t) * ldy + r] - first[size_t(t) * ldy + r])) / bound[size_t(t) * n + r]);
+        if (!first.empty())
+          diff_isa = std::max(diff_isa, double(std::fabs(y[size_t(t) * ldy + r] - first[size_t(t) * ldy + r])) / bound[size_t(t) * n + r]);
       }
     check(worst <= 1.0, tag + " vs exact-integer reference (error/bound " + std::to_string(worst) + ")");
     check(diff_isa <= 2.0, tag + " agrees with " + impls[0].name + " (diff/bound " + std::to_string(diff_isa) + ")");
@@ -214,7 +215,7 @@ static void make_q8_0(int n, int k, std::mt19937& rng, IntW* iw, std::vector<uin
   for (size_t b = 0; b < size_t(n) * nb; ++b) {
     float d = std::ldexp(1.0f + md(rng) / 1024.0f, ed(rng)) * (b % 3 ? 1.0f : -1.0f);
     uint16_t h = to_half(d);
-    if (b % 97 == 5) d = 0.0f, h = 0;                               // zero scale
+    if (b % 97 == 5) d = 0.0f, h = 0;  // zero scale
     if (b % 89 == 7) h = uint16_t(md(rng) | 1), d = std::ldexp(float(h), -24);  // subnormal
     iw->s[b] = d;
     uint8_t* blk = &(*blocks)[b * 34];
@@ -244,16 +245,15 @@ int main() {
   std::mt19937 rng(1234);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   const int ms[] = {1, 2, 3, 7, 16, 64, 65};
-  const std::pair<int, int> shapes[] = {{16, 16},  {64, 64},   {172, 172}, {100, 33},  {33, 100},  {288, 768},
-                                        {768, 768}, {2048, 768}, {768, 2048}, {17, 2048}, {2048, 64},
-                                        {47, 96},  {40, 32},   {25, 64}};  // n % 16 = 15, 8, 9
+  const std::pair<int, int> shapes[] = {{16, 16},    {64, 64},    {172, 172}, {100, 33},  {33, 100}, {288, 768}, {768, 768},
+                                        {2048, 768}, {768, 2048}, {17, 2048}, {2048, 64}, {47, 96},  {40, 32},   {25, 64}};  // n % 16 = 15, 8, 9
   for (auto [n, k] : shapes) {
     Case c{n, k, std::vector<float>(size_t(n) * k), std::vector<float>(size_t(65) * k)};
     for (auto& v : c.w) v = nd(rng) * 0.05f;
     for (auto& v : c.x) v = nd(rng);
-    for (int i = 0; i < k; ++i) c.w[i] = 0.0f;                       // an all-zero weight row
-    for (int i = 0; i < k; ++i) c.x[size_t(1) * k + i] = 0.0f;       // an all-zero token
-    c.w[size_t(n - 1) * k + k / 2] = 3.0f;                          // an outlier
+    for (int i = 0; i < k; ++i) c.w[i] = 0.0f;  // an all-zero weight row
+    for (int i = 0; i < k; ++i) c.x[size_t(1) * k + i] = 0.0f;  // an all-zero token
+    c.w[size_t(n - 1) * k + k / 2] = 3.0f;  // an outlier
     for (int i = 0; i < k; ++i) c.x[size_t(2) * k + i] = float(i % 9) - 4.0f;  // ties at .5
     const bool big = size_t(n) * k > 600000;
     for (int m : ms) {

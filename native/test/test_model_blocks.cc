@@ -43,11 +43,26 @@ std::vector<uint8_t> random_blocks(TensorDType type, int64_t rows, int64_t cols)
   const int bv = block_values(type);
   const size_t bytes = tensor_bytes(type, uint64_t(bv));
   for (size_t o = 0; o < b.size(); o += bytes) switch (type) {
-      case TensorDType::q4_0: case TensorDType::q5_0: case TensorDType::q8_0: put(o, 20 * u(rng)); break;
-      case TensorDType::q4_1: case TensorDType::q5_1: put(o, 20 * u(rng)); put(o + 2, -8 * 20 * u(rng)); break;
-      case TensorDType::q4_k: case TensorDType::q5_k: put(o, u(rng)); put(o + 2, u(rng)); break;
-      case TensorDType::q6_k: put(o + 208, u(rng) / 4); break;
-      default: break;
+      case TensorDType::q4_0:
+      case TensorDType::q5_0:
+      case TensorDType::q8_0:
+        put(o, 20 * u(rng));
+        break;
+      case TensorDType::q4_1:
+      case TensorDType::q5_1:
+        put(o, 20 * u(rng));
+        put(o + 2, -8 * 20 * u(rng));
+        break;
+      case TensorDType::q4_k:
+      case TensorDType::q5_k:
+        put(o, u(rng));
+        put(o + 2, u(rng));
+        break;
+      case TensorDType::q6_k:
+        put(o + 208, u(rng) / 4);
+        break;
+      default:
+        break;
     }
   return b;
 }
@@ -148,7 +163,7 @@ int main() {
   // blocks kept: the quant model is far smaller than f32 (4.6-7.1 bits a weight against 32)
   check(quant && ref && model_weight_bytes(*quant) * 3 < model_weight_bytes(*ref),
         "kept blocks: " + std::to_string(quant ? model_weight_bytes(*quant) : 0) + " bytes against f32 " +
-        std::to_string(ref ? model_weight_bytes(*ref) : 0));
+            std::to_string(ref ? model_weight_bytes(*ref) : 0));
   if (quant && ref) {
     const std::vector<float> want = prefill_logits(ref, 0, 9);
     double range = 0;
@@ -161,8 +176,8 @@ int main() {
       // int8 activations per 32 (relative error ~1/254 per value) through 2 layers: a few % of the range
       if (std::getenv("VERBOSE")) std::printf("%s worst %g range %g\n", isa_name(Isa(isa)), worst, range);
       check(!got.empty() && got.size() == want.size() && range > 0.1 && worst < 0.05 * range,
-            std::string("quant logits == f32 logits within 5% of their range on ") + isa_name(Isa(isa)) + ": worst " +
-                std::to_string(worst) + " of range " + std::to_string(range));
+            std::string("quant logits == f32 logits within 5% of their range on ") + isa_name(Isa(isa)) + ": worst " + std::to_string(worst) +
+                " of range " + std::to_string(range));
     }
   }
   // CUDA staging on the host (no device needed): the blocks dequantized to f16, and to int8 with

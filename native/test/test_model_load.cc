@@ -172,9 +172,8 @@ int main() {
     s.offset = UINT64_MAX - s.byte_length + 1;
   });
   // config products: heads * head_dim overflowed int; 2^31 layers were allocated up front
-  edit("heads * head_dim overflows int", StatusCode::bad_input, "2^31", [](TinyModel& m) {
-    m.spec.config.num_heads = m.spec.config.num_kv_heads = m.spec.config.head_dim = 1 << 16;
-  });
+  edit("heads * head_dim overflows int", StatusCode::bad_input, "2^31",
+       [](TinyModel& m) { m.spec.config.num_heads = m.spec.config.num_kv_heads = m.spec.config.head_dim = 1 << 16; });
   edit("2^31 - 1 layers", StatusCode::model_missing, "model.layers.1.", [](TinyModel& m) { m.spec.config.num_layers = INT32_MAX; });
   edit("empty file", StatusCode::model_corrupt, "out of bounds", [](TinyModel& m) { m.bytes.clear(); });
 

@@ -24,7 +24,9 @@ namespace {
 
 std::mt19937 rng(77);
 
-uint8_t rbyte() { return uint8_t(rng() & 255); }
+uint8_t rbyte() {
+  return uint8_t(rng() & 255);
+}
 // An fp16 scale of a plausible magnitude (random sign for d, as llama.cpp's Q4_0 allows).
 uint16_t rhalf(bool sign) {
   std::uniform_real_distribution<float> u(1e-3f, 2e-2f);
@@ -36,7 +38,9 @@ float h(const uint8_t* p) {
   std::memcpy(&v, p, 2);
   return f16_to_f32(v);
 }
-void put_half(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
+void put_half(uint8_t* p, uint16_t v) {
+  std::memcpy(p, &v, 2);
+}
 
 // Reference dequantizers: y[i] and a bound on its rounding (a few ulps of the terms it sums).
 using Ref = void (*)(const uint8_t* b, float* y, float* tol);
@@ -109,8 +113,12 @@ void ref_q45_k(const uint8_t* b, bool five, float* y, float* tol) {
     }
   }
 }
-void ref_q4_k(const uint8_t* b, float* y, float* tol) { ref_q45_k(b, false, y, tol); }
-void ref_q5_k(const uint8_t* b, float* y, float* tol) { ref_q45_k(b, true, y, tol); }
+void ref_q4_k(const uint8_t* b, float* y, float* tol) {
+  ref_q45_k(b, false, y, tol);
+}
+void ref_q5_k(const uint8_t* b, float* y, float* tol) {
+  ref_q45_k(b, true, y, tol);
+}
 // Q6_K: ql[128], qh[64], int8 scales[16], d. Per 128-value half: for l < 32, four values
 // l, l+32, l+64, l+96 from ql[l] low, ql[l+32] low, ql[l] high, ql[l+32] high nibbles and the
 // 2-bit fields 0, 2, 4, 6 of qh[l]; w = d * scale[16-value sub-block] * (q6 - 32).
@@ -121,8 +129,8 @@ void ref_q6_k(const uint8_t* b, float* y, float* tol) {
     const uint8_t* ql = b + 64 * n;
     const uint8_t* qh = b + 128 + 32 * n;
     for (int l = 0; l < 32; ++l) {
-      const int q[4] = {(ql[l] & 0xF) | ((qh[l] & 3) << 4), (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4),
-                        (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4), (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)};
+      const int q[4] = {(ql[l] & 0xF) | ((qh[l] & 3) << 4), (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4), (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4),
+                        (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)};
       for (int j = 0; j < 4; ++j) {
         const int i = 128 * n + 32 * j + l;
         const float ds = d * float(sc[8 * n + 2 * j + l / 16]);
@@ -140,9 +148,8 @@ struct TypeCase {
   int d_at[2];  // byte offsets of the block's fp16 fields (-1: none)
 };
 const TypeCase kTypes[] = {
-    {"q4_0", TensorDType::q4_0, ref_q4_0, {0, -1}},  {"q4_1", TensorDType::q4_1, ref_q4_1, {0, 2}},
-    {"q5_0", TensorDType::q5_0, ref_q5_0, {0, -1}},  {"q5_1", TensorDType::q5_1, ref_q5_1, {0, 2}},
-    {"q4_k", TensorDType::q4_k, ref_q4_k, {0, 2}},   {"q5_k", TensorDType::q5_k, ref_q5_k, {0, 2}},
+    {"q4_0", TensorDType::q4_0, ref_q4_0, {0, -1}},   {"q4_1", TensorDType::q4_1, ref_q4_1, {0, 2}}, {"q5_0", TensorDType::q5_0, ref_q5_0, {0, -1}},
+    {"q5_1", TensorDType::q5_1, ref_q5_1, {0, 2}},    {"q4_k", TensorDType::q4_k, ref_q4_k, {0, 2}}, {"q5_k", TensorDType::q5_k, ref_q5_k, {0, 2}},
     {"q6_k", TensorDType::q6_k, ref_q6_k, {208, -1}},
 };
 
@@ -275,7 +282,8 @@ void test_quantize_blocks() {
       if (!isa_supported(isa)) continue;
       quantize_blocks(isa, xs.data(), kk, 0, m, &b);
       const bool same = !std::memcmp(a.q.ptr, b.q.ptr, size_t(m) * kpp) && !std::memcmp(a.sx.ptr, b.sx.ptr, size_t(m) * kpp / 32 * 4) &&
-                        !std::memcmp(a.fs16.ptr, b.fs16.ptr, size_t(m) * kpp / 16 * 4) && !std::memcmp(a.fs32.ptr, b.fs32.ptr, size_t(m) * kpp / 32 * 4);
+                        !std::memcmp(a.fs16.ptr, b.fs16.ptr, size_t(m) * kpp / 16 * 4) &&
+                        !std::memcmp(a.fs32.ptr, b.fs32.ptr, size_t(m) * kpp / 32 * 4);
       check(same, std::string("quantize_blocks k=") + std::to_string(kk) + " " + isa_name(isa) + " == portable, bit for bit");
     }
   }

@@ -11,7 +11,11 @@ function brief(v: unknown, depth: number): string {
   if (typeof v !== 'object' || v === null) return String(v);
   if (depth >= MAX_DEPTH) return Array.isArray(v) ? '[…]' : '{…}';
   const more = (n: number) => (n > MAX_ITEMS ? ',…' : '');
-  if (Array.isArray(v)) return `[${v.slice(0, MAX_ITEMS).map((x) => brief(x, depth + 1)).join(',')}${more(v.length)}]`;
+  if (Array.isArray(v))
+    return `[${v
+      .slice(0, MAX_ITEMS)
+      .map((x) => brief(x, depth + 1))
+      .join(',')}${more(v.length)}]`;
   const keys = Object.keys(v);
   const parts = keys.slice(0, MAX_ITEMS).map((k) => `${brief(k, MAX_DEPTH)}:${brief((v as Record<string, unknown>)[k], depth + 1)}`);
   return `{${parts.join(',')}${more(keys.length)}}`;

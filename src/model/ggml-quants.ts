@@ -35,7 +35,8 @@ const clamp = (v: number, lo: number, hi: number) => (v < lo ? lo : v > hi ? hi 
 function encodeBlockQ8_0(x: Float32Array, xi: number, out: Uint8Array, o: number): void {
   let amax = 0;
   for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(x[xi + i]));
-  const d = Math.min(Math.fround(amax / 127), F16_MAX), id = d === 0 ? 0 : Math.fround(1 / d);
+  const d = Math.min(Math.fround(amax / 127), F16_MAX),
+    id = d === 0 ? 0 : Math.fround(1 / d);
   putHalf(out, o, d);
   for (let i = 0; i < 32; i++) {
     const v = Math.fround(x[xi + i] * id);
@@ -46,18 +47,24 @@ function encodeBlockQ8_0(x: Float32Array, xi: number, out: Uint8Array, o: number
 // The signed value of largest magnitude: Q4_0/Q5_0 map it to the lowest level (−8 / −16), which
 // the asymmetric range −8…7 reaches and +8 would not.
 function signedMax(x: Float32Array, xi: number, n: number): number {
-  let amax = 0, max = 0;
+  let amax = 0,
+    max = 0;
   for (let i = 0; i < n; i++) {
     const v = x[xi + i];
-    if (Math.abs(v) > amax) { amax = Math.abs(v); max = v; }
+    if (Math.abs(v) > amax) {
+      amax = Math.abs(v);
+      max = v;
+    }
   }
   return max;
 }
 
 // Q4_0 (bits 4, offset 8) and Q5_0 (bits 5, offset 16): x = d·(q − offset).
 function encodeBlockSym(bits: 4 | 5, x: Float32Array, xi: number, out: Uint8Array, o: number): void {
-  const half = 1 << (bits - 1), top = (1 << bits) - 1;
-  const d = clamp(Math.fround(signedMax(x, xi, 32) / -half), -F16_MAX, F16_MAX), id = d === 0 ? 0 : Math.fround(1 / d);
+  const half = 1 << (bits - 1),
+    top = (1 << bits) - 1;
+  const d = clamp(Math.fround(signedMax(x, xi, 32) / -half), -F16_MAX, F16_MAX),
+    id = d === 0 ? 0 : Math.fround(1 / d);
   putHalf(out, o, d);
   const qs = o + (bits === 4 ? 2 : 6);
   let qh = 0;
@@ -73,9 +80,15 @@ function encodeBlockSym(bits: 4 | 5, x: Float32Array, xi: number, out: Uint8Arra
 // Q4_1 / Q5_1: x = d·q + m with m the block minimum and d spanning max − min.
 function encodeBlockAffine(bits: 4 | 5, x: Float32Array, xi: number, out: Uint8Array, o: number): void {
   const top = (1 << bits) - 1;
-  let min = Infinity, max = -Infinity;
-  for (let i = 0; i < 32; i++) { const v = x[xi + i]; if (v < min) min = v; if (v > max) max = v; }
-  const d = Math.min(Math.fround(Math.fround(max - min) / top), F16_MAX), id = d === 0 ? 0 : Math.fround(1 / d);
+  let min = Infinity,
+    max = -Infinity;
+  for (let i = 0; i < 32; i++) {
+    const v = x[xi + i];
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  const d = Math.min(Math.fround(Math.fround(max - min) / top), F16_MAX),
+    id = d === 0 ? 0 : Math.fround(1 / d);
   putHalf(out, o, d);
   putHalf(out, o + 2, min);
   const qs = o + (bits === 4 ? 4 : 8);
@@ -96,7 +109,7 @@ const lTry = new Uint8Array(32);
 const w = new Float64Array(32);
 const subScale = new Float64Array(16);
 const subMin = new Float64Array(16);
-let fitMin = 0;  // second result of fitAffine
+let fitMin = 0; // second result of fitAffine
 
 // Σ w·(s·l + m − x)² expanded into the sums a pass collects.
 const affineError = (s: number, m: number, sw: number, swx: number, swxx: number, sl: number, sl2: number, sxl: number) =>
@@ -108,46 +121,72 @@ const affineError = (s: number, m: number, sw: number, swx: number, swxx: number
 // rounding it solves the 2×2 least-squares for (s, m) and keeps the lowest error, computed in
 // closed form from the sums so each try is one pass. Writes levels to L[lo…], m to fitMin.
 function fitAffine(x: Float32Array, xi: number, n: number, nmax: number, lo: number, rmin: number, rstep: number, nstep: number): number {
-  let min = x[xi], max = x[xi], sw = 0, swx = 0, swxx = 0;
+  let min = x[xi],
+    max = x[xi],
+    sw = 0,
+    swx = 0,
+    swxx = 0;
   for (let i = 0; i < n; i++) {
     const v = x[xi + i];
     if (v < min) min = v;
     if (v > max) max = v;
-    sw += w[i]; swx += w[i] * v; swxx += w[i] * v * v;
+    sw += w[i];
+    swx += w[i] * v;
+    swxx += w[i] * v * v;
   }
   if (min > 0) min = 0;
-  if (max === min) { L.fill(0, lo, lo + n); fitMin = -min; return 0; }
+  if (max === min) {
+    L.fill(0, lo, lo + n);
+    fitMin = -min;
+    return 0;
+  }
   // the range split itself: s = (max − min)/nmax, offset = min
-  let best = 0, bestS = (max - min) / nmax, bestM = min;
+  let best = 0,
+    bestS = (max - min) / nmax,
+    bestM = min;
   {
     const is = nmax / (max - min);
-    let sl = 0, sl2 = 0, sxl = 0;
+    let sl = 0,
+      sl2 = 0,
+      sxl = 0;
     for (let i = 0; i < n; i++) {
       let l = Math.floor(is * (x[xi + i] - min) + 0.5);
       l = l < 0 ? 0 : l > nmax ? nmax : l;
       L[lo + i] = l;
       const wl = w[i] * l;
-      sl += wl; sl2 += wl * l; sxl += wl * x[xi + i];
+      sl += wl;
+      sl2 += wl * l;
+      sxl += wl * x[xi + i];
     }
     best = affineError(bestS, bestM, sw, swx, swxx, sl, sl2, sxl);
   }
   for (let k = 0; k <= nstep; k++) {
     const is = (nmax + rmin + rstep * k) / (max - min);
-    let sl = 0, sl2 = 0, sxl = 0;
+    let sl = 0,
+      sl2 = 0,
+      sxl = 0;
     for (let i = 0; i < n; i++) {
       let l = Math.floor(is * (x[xi + i] - min) + 0.5);
       l = l < 0 ? 0 : l > nmax ? nmax : l;
       lTry[i] = l;
       const wl = w[i] * l;
-      sl += wl; sl2 += wl * l; sxl += wl * x[xi + i];
+      sl += wl;
+      sl2 += wl * l;
+      sxl += wl * x[xi + i];
     }
     const det = sw * sl2 - sl * sl;
     if (det <= 0) continue;
-    let s = (sw * sxl - swx * sl) / det, m = (sl2 * swx - sl * sxl) / det;
-    if (m > 0) { m = 0; s = sxl / sl2; }  // the offset must not be positive: it is stored as a subtracted min ≥ 0
+    let s = (sw * sxl - swx * sl) / det,
+      m = (sl2 * swx - sl * sxl) / det;
+    if (m > 0) {
+      m = 0;
+      s = sxl / sl2;
+    } // the offset must not be positive: it is stored as a subtracted min ≥ 0
     const e = affineError(s, m, sw, swx, swxx, sl, sl2, sxl);
     if (e < best) {
-      best = e; bestS = s; bestM = m;
+      best = e;
+      bestS = s;
+      bestM = m;
       for (let i = 0; i < n; i++) L[lo + i] = lTry[i];
     }
   }
@@ -168,33 +207,43 @@ function setWeights(x: Float32Array, xi: number): void {
 // nibbles are in byte j+4 and their top two bits in the top bits of bytes j−4 and j.
 function encodeBlockK(bits: 4 | 5, x: Float32Array, xi: number, out: Uint8Array, o: number): void {
   const nmax = (1 << bits) - 1;
-  let maxScale = 0, maxMin = 0;
+  let maxScale = 0,
+    maxMin = 0;
   for (let j = 0; j < 8; j++) {
     setWeights(x, xi + 32 * j);
     const s = bits === 4 ? fitAffine(x, xi + 32 * j, 32, nmax, 32 * j, -1, 0.1, 20) : fitAffine(x, xi + 32 * j, 32, nmax, 32 * j, -0.5, 0.1, 15);
-    subScale[j] = s; subMin[j] = fitMin;
-    maxScale = Math.max(maxScale, s); maxMin = Math.max(maxMin, fitMin);
+    subScale[j] = s;
+    subMin[j] = fitMin;
+    maxScale = Math.max(maxScale, s);
+    maxMin = Math.max(maxMin, fitMin);
   }
-  const d = putHalf(out, o, maxScale / 63), dmin = putHalf(out, o + 2, maxMin / 63);
+  const d = putHalf(out, o, maxScale / 63),
+    dmin = putHalf(out, o + 2, maxMin / 63);
   const sc = o + 4;
   out.fill(0, sc, sc + 12);
   for (let j = 0; j < 8; j++) {
     // the 6-bit codes against the stored d/dmin (not the unrounded ones), so they round to what decodes
-    const ls = d > 0 ? clamp(Math.round(subScale[j] / d), 0, 63) : 0, lm = dmin > 0 ? clamp(Math.round(subMin[j] / dmin), 0, 63) : 0;
-    if (j < 4) { out[sc + j] = ls; out[sc + j + 4] = lm; } else {
+    const ls = d > 0 ? clamp(Math.round(subScale[j] / d), 0, 63) : 0,
+      lm = dmin > 0 ? clamp(Math.round(subMin[j] / dmin), 0, 63) : 0;
+    if (j < 4) {
+      out[sc + j] = ls;
+      out[sc + j + 4] = lm;
+    } else {
       out[sc + j + 4] = (ls & 15) | ((lm & 15) << 4);
       out[sc + j - 4] |= (ls >> 4) << 6;
       out[sc + j] |= (lm >> 4) << 6;
     }
-    const ds = d * ls, dm = dmin * lm;
-    if (ds === 0) continue;  // the sub-block decodes to −dm whatever its levels
+    const ds = d * ls,
+      dm = dmin * lm;
+    if (ds === 0) continue; // the sub-block decodes to −dm whatever its levels
     for (let i = 0; i < 32; i++) L[32 * j + i] = clamp(Math.round((x[xi + 32 * j + i] + dm) / ds), 0, nmax);
   }
   const qs = o + (bits === 4 ? 16 : 48);
   if (bits === 5) out.fill(0, o + 16, o + 48);
   for (let c = 0; c < 4; c++) {
     for (let i = 0; i < 32; i++) {
-      const a = L[64 * c + i], b = L[64 * c + 32 + i];
+      const a = L[64 * c + i],
+        b = L[64 * c + 32 + i];
       out[qs + 32 * c + i] = (a & 15) | ((b & 15) << 4);
       if (bits === 5) out[o + 16 + i] |= ((a >> 4) << (2 * c)) | ((b >> 4) << (2 * c + 1));
     }
@@ -209,23 +258,31 @@ const sTry = new Int8Array(16);
 // a few slightly wider and narrower grids, each with its least-squares s, keeping the best.
 function fitSymmetric(x: Float32Array, xi: number, lo: number): number {
   const max = signedMax(x, xi, 16);
-  if (Math.abs(max) < 1e-30) { sL.fill(0, lo, lo + 16); return 0; }
-  let bestS = 0, bestScore = -1;
+  if (Math.abs(max) < 1e-30) {
+    sL.fill(0, lo, lo + 16);
+    return 0;
+  }
+  let bestS = 0,
+    bestScore = -1;
   for (let k = 0; k <= 18; k++) {
-    const step = k === 0 ? 0 : k <= 9 ? k - 10 : k - 9;  // 0, then −9…−1, 1…9 tenths of a level
+    const step = k === 0 ? 0 : k <= 9 ? k - 10 : k - 9; // 0, then −9…−1, 1…9 tenths of a level
     const is = -(32 + 0.1 * step) / max;
-    let sxl = 0, sl2 = 0;
+    let sxl = 0,
+      sl2 = 0;
     for (let i = 0; i < 16; i++) {
-      const v = x[xi + i], wt = v * v;
+      const v = x[xi + i],
+        wt = v * v;
       let l = Math.floor(is * v + 0.5);
       l = l < -32 ? -32 : l > 31 ? 31 : l;
       sTry[i] = l;
-      sxl += wt * v * l; sl2 += wt * l * l;
+      sxl += wt * v * l;
+      sl2 += wt * l * l;
     }
     // the error of the least-squares s is Σwx² − sxl²/sl2: the larger sxl²/sl2, the better
     const score = sl2 > 0 ? (sxl * sxl) / sl2 : -1;
     if (score > bestScore) {
-      bestScore = score; bestS = sxl / sl2;
+      bestScore = score;
+      bestS = sxl / sl2;
       for (let i = 0; i < 16; i++) sL[lo + i] = sTry[i];
     }
   }
@@ -237,11 +294,15 @@ function fitSymmetric(x: Float32Array, xi: number, lo: number): number {
 // i < 32) has its low nibble in ql[64n + 32·(g & 1) + i] (high half when g ≥ 2) and its top bits at
 // qh[32n + i] >> 2g; the scale of value v is scales[v / 16].
 function encodeBlockQ6_K(x: Float32Array, xi: number, out: Uint8Array, o: number): void {
-  let maxAbs = 0, maxScale = 0;
+  let maxAbs = 0,
+    maxScale = 0;
   for (let j = 0; j < 16; j++) {
     const s = fitSymmetric(x, xi + 16 * j, 16 * j);
     subScale[j] = s;
-    if (Math.abs(s) > maxAbs) { maxAbs = Math.abs(s); maxScale = s; }
+    if (Math.abs(s) > maxAbs) {
+      maxAbs = Math.abs(s);
+      maxScale = s;
+    }
   }
   out.fill(0, o, o + 210);
   if (maxAbs < 1e-30) return;
@@ -252,12 +313,19 @@ function encodeBlockQ6_K(x: Float32Array, xi: number, out: Uint8Array, o: number
     const ls = d === 0 ? 0 : clamp(Math.round(subScale[j] / d), -128, 127);
     out[sc + j] = ls & 0xff;
     const ds = d * ls;
-    if (ds === 0) { sL.fill(0, 16 * j, 16 * j + 16); continue; }
+    if (ds === 0) {
+      sL.fill(0, 16 * j, 16 * j + 16);
+      continue;
+    }
     for (let i = 0; i < 16; i++) sL[16 * j + i] = clamp(Math.round(x[xi + 16 * j + i] / ds), -32, 31);
   }
   for (let n = 0; n < 2; n++) {
     for (let i = 0; i < 32; i++) {
-      const v = 128 * n + i, q0 = sL[v] + 32, q1 = sL[v + 32] + 32, q2 = sL[v + 64] + 32, q3 = sL[v + 96] + 32;
+      const v = 128 * n + i,
+        q0 = sL[v] + 32,
+        q1 = sL[v + 32] + 32,
+        q2 = sL[v + 64] + 32,
+        q3 = sL[v + 96] + 32;
       out[o + 64 * n + i] = (q0 & 15) | ((q2 & 15) << 4);
       out[o + 64 * n + 32 + i] = (q1 & 15) | ((q3 & 15) << 4);
       out[o + 128 + 32 * n + i] = (q0 >> 4) | ((q1 >> 4) << 2) | ((q2 >> 4) << 4) | ((q3 >> 4) << 6);

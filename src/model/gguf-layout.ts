@@ -8,9 +8,11 @@ import type { ModelConfig } from './types.js';
 
 // llama.cpp's q/k row order for llama: GGUF row (head, j, s) holds HF row (head, s, j).
 function permutedRow(numHeads: number, rows: number): (r: number) => number {
-  const hd = rows / numHeads, half = hd / 2;
+  const hd = rows / numHeads,
+    half = hd / 2;
   return (g) => {
-    const h = Math.floor(g / hd), i = g % hd;
+    const h = Math.floor(g / hd),
+      i = g % hd;
     return h * hd + (i & 1) * half + (i >> 1);
   };
 }
@@ -24,8 +26,12 @@ export function ropeFreqFactors(c: ModelConfig): Float32Array | null {
     const freq = 1 / Math.pow(c.ropeTheta, Math.fround((2 * i) / c.headDim));
     const wavelen = (2 * Math.PI) / freq;
     const smooth = (s.originalMaxPositions / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
-    out[i] = wavelen < s.originalMaxPositions / s.highFreqFactor ? 1
-      : wavelen > s.originalMaxPositions / s.lowFreqFactor ? s.factor : 1 / ((1 - smooth) / s.factor + smooth);
+    out[i] =
+      wavelen < s.originalMaxPositions / s.highFreqFactor
+        ? 1
+        : wavelen > s.originalMaxPositions / s.lowFreqFactor
+          ? s.factor
+          : 1 / ((1 - smooth) / s.factor + smooth);
   }
   return out;
 }
@@ -40,13 +46,20 @@ export function ggufMetadata(c: ModelConfig, vocab: GgufVocab, fileType: GgufFil
     { key: 'general.name', type: GGUF_TYPE.STRING, value: name },
     { key: 'general.file_type', type: GGUF_TYPE.U32, value: llamaFileType(fileType) },
     ...(fileType === 'f32' || fileType === 'f16' ? [] : [{ key: 'general.quantization_version', type: GGUF_TYPE.U32, value: 2 }]),
-    u32('vocab_size', c.vocabSize), u32('context_length', c.maxPositions), u32('embedding_length', c.dim),
-    u32('block_count', c.numLayers), u32('feed_forward_length', c.ffnDim), u32('attention.head_count', c.numHeads),
-    u32('attention.head_count_kv', c.numKvHeads), u32('rope.dimension_count', c.headDim),
+    u32('vocab_size', c.vocabSize),
+    u32('context_length', c.maxPositions),
+    u32('embedding_length', c.dim),
+    u32('block_count', c.numLayers),
+    u32('feed_forward_length', c.ffnDim),
+    u32('attention.head_count', c.numHeads),
+    u32('attention.head_count_kv', c.numKvHeads),
+    u32('rope.dimension_count', c.headDim),
     ...(c.headDim * c.numHeads !== c.dim ? [u32('attention.key_length', c.headDim), u32('attention.value_length', c.headDim)] : []),
-    f32('attention.layer_norm_rms_epsilon', c.rmsEps), f32('rope.freq_base', c.ropeTheta),
+    f32('attention.layer_norm_rms_epsilon', c.rmsEps),
+    f32('rope.freq_base', c.ropeTheta),
     ...(c.ropeScaling?.type === 'linear'
-      ? [{ key: `${a}.rope.scaling.type`, type: GGUF_TYPE.STRING, value: 'linear' }, f32('rope.scaling.factor', c.ropeScaling.factor)] : []),
+      ? [{ key: `${a}.rope.scaling.type`, type: GGUF_TYPE.STRING, value: 'linear' }, f32('rope.scaling.factor', c.ropeScaling.factor)]
+      : []),
     ...ggufTokenizerEntries(vocab),
     ...(template ? [{ key: 'tokenizer.chat_template', type: GGUF_TYPE.STRING, value: template }] : []),
   ];

@@ -10,10 +10,10 @@ export const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, 
 export interface GgufVocab {
   model: 'llama' | 'gpt2';
   tokens: string[];
-  scores: number[];       // llama only; empty for gpt2
+  scores: number[]; // llama only; empty for gpt2
   tokenTypes: number[];
-  merges: string[];       // gpt2 only: "a b"
-  pre: string;            // gpt2 pre-tokenizer name (tokenizer.ggml.pre)
+  merges: string[]; // gpt2 only: "a b"
+  pre: string; // gpt2 pre-tokenizer name (tokenizer.ggml.pre)
   bosId: number | null;
   eosId: number | null;
   unkId: number | null;
@@ -21,17 +21,21 @@ export interface GgufVocab {
   addEos: boolean;
 }
 
-const LLAMA3_REGEX = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const LLAMA3_REGEX =
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 const QWEN2_REGEX = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 const LLAMA3_PRES = new Set(['llama-bpe', 'llama3', 'llama-v3', 'smaug-bpe', 'falcon3', 'tekken']);
 
 // Reads the tokenizer.ggml.* keys, checking types (a wrong type is a corrupt file, not a crash).
 export function ggufVocab(meta: Map<string, GgufValue>, path: string): GgufVocab {
-  const bad = (what: string): never => { throw new WeftError('WEFT_ERR_MODEL_TOKENIZER', `${path}: ${what}`); };
+  const bad = (what: string): never => {
+    throw new WeftError('WEFT_ERR_MODEL_TOKENIZER', `${path}: ${what}`);
+  };
   const model = meta.get('tokenizer.ggml.model');
   if (model !== 'llama' && model !== 'gpt2') bad(`tokenizer.ggml.model ${describeValue(model)} is not supported (llama or gpt2)`);
   const tokens = meta.get('tokenizer.ggml.tokens');
-  if (!Array.isArray(tokens) || tokens.length === 0 || !tokens.every((s) => typeof s === 'string')) bad('tokenizer.ggml.tokens is missing or not a string array');
+  if (!Array.isArray(tokens) || tokens.length === 0 || !tokens.every((s) => typeof s === 'string'))
+    bad('tokenizer.ggml.tokens is missing or not a string array');
   const nums = (key: string, required: boolean): number[] => {
     const v = meta.get(key);
     if (v === undefined && !required) return [];
@@ -62,8 +66,15 @@ export function ggufVocab(meta: Map<string, GgufValue>, path: string): GgufVocab
   };
 }
 
-const addedToken = (id: number, content: string, special: boolean) =>
-  ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special });
+const addedToken = (id: number, content: string, special: boolean) => ({
+  id,
+  content,
+  single_word: false,
+  lstrip: false,
+  rstrip: false,
+  normalized: false,
+  special,
+});
 
 // Merges that make HF BPE reproduce SentencePiece BPE: SentencePiece repeatedly joins the adjacent
 // pair whose concatenation is the highest-scoring piece, so every split a+b of a piece t (both in
@@ -75,17 +86,20 @@ const addedToken = (id: number, content: string, special: boolean) =>
 // take minutes); SentencePiece trains pieces of at most 16 by default, so no real vocabulary loses one.
 const MAX_MERGED_PIECE = 256;
 export function spmMerges(v: GgufVocab, vocab: Map<string, number>): [string, string][] {
-  const order = v.tokens.map((_, i) => i)
+  const order = v.tokens
+    .map((_, i) => i)
     .filter((i) => (v.tokenTypes[i] ?? TOKEN_TYPE.NORMAL) === TOKEN_TYPE.NORMAL && v.tokens[i].length <= 2 * MAX_MERGED_PIECE)
     .sort((a, b) => (v.scores[b] ?? 0) - (v.scores[a] ?? 0) || a - b);
   const merges: [string, string][] = [];
   for (const i of order) {
-    const chars = Array.from(v.tokens[i]);  // split on code points, never inside a surrogate pair
+    const chars = Array.from(v.tokens[i]); // split on code points, never inside a surrogate pair
     if (chars.length > MAX_MERGED_PIECE) continue;
     const local: [string, string, number, number][] = [];
     for (let k = 1; k < chars.length; k++) {
-      const a = chars.slice(0, k).join(''), b = chars.slice(k).join('');
-      const ia = vocab.get(a), ib = vocab.get(b);
+      const a = chars.slice(0, k).join(''),
+        b = chars.slice(k).join('');
+      const ia = vocab.get(a),
+        ib = vocab.get(b);
       if (ia !== undefined && ib !== undefined) local.push([a, b, ia, ib]);
     }
     local.sort((x, y) => x[2] - y[2] || x[3] - y[3]);
@@ -115,13 +129,15 @@ function byteLevelPreTokenizer(pre: string): Record<string, unknown> {
   if (LLAMA3_PRES.has(pre)) return { type: 'Sequence', pretokenizers: [split(LLAMA3_REGEX), byteLevel(false)] };
   if (pre === 'qwen2' || pre === 'deepseek-r1-qwen') return { type: 'Sequence', pretokenizers: [split(QWEN2_REGEX), byteLevel(false)] };
   if (pre === 'smollm') return { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true }, byteLevel(true)] };
-  return byteLevel(true);  // GPT-2's own regex
+  return byteLevel(true); // GPT-2's own regex
 }
 
 // The HF tokenizers JSON for a GGUF vocabulary.
 export function tokenizerJsonFromVocab(v: GgufVocab): string {
   const vocab = new Map<string, number>();
-  v.tokens.forEach((t, i) => { if (!vocab.has(t)) vocab.set(t, i); });  // duplicates: the first id wins
+  v.tokens.forEach((t, i) => {
+    if (!vocab.has(t)) vocab.set(t, i);
+  }); // duplicates: the first id wins
   const added = v.tokens.flatMap((t, i) => {
     const type = v.tokenTypes[i] ?? TOKEN_TYPE.NORMAL;
     if (type === TOKEN_TYPE.CONTROL || type === TOKEN_TYPE.UNKNOWN) return [addedToken(i, t, true)];
@@ -129,30 +145,55 @@ export function tokenizerJsonFromVocab(v: GgufVocab): string {
     return [];
   });
   const bpe = (merges: [string, string][], spm: boolean, ignoreMerges: boolean) => ({
-    type: 'BPE', dropout: null, unk_token: spm && v.unkId !== null ? v.tokens[v.unkId] : null,
-    continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: spm, byte_fallback: spm, ignore_merges: ignoreMerges,
-    vocab: Object.fromEntries(vocab), merges,
+    type: 'BPE',
+    dropout: null,
+    unk_token: spm && v.unkId !== null ? v.tokens[v.unkId] : null,
+    continuing_subword_prefix: null,
+    end_of_word_suffix: null,
+    fuse_unk: spm,
+    byte_fallback: spm,
+    ignore_merges: ignoreMerges,
+    vocab: Object.fromEntries(vocab),
+    merges,
   });
   const processor = postProcessor(v);
   if (v.model === 'llama') {
     return JSON.stringify({
-      version: '1.0', truncation: null, padding: null, added_tokens: added,
-      normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
+      version: '1.0',
+      truncation: null,
+      padding: null,
+      added_tokens: added,
+      normalizer: {
+        type: 'Sequence',
+        normalizers: [
+          { type: 'Prepend', prepend: '▁' },
+          { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
+        ],
+      },
       pre_tokenizer: null,
       post_processor: processor,
-      decoder: { type: 'Sequence', decoders: [
-        { type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' },
-        { type: 'Strip', content: ' ', start: 1, stop: 0 }] },
+      decoder: {
+        type: 'Sequence',
+        decoders: [
+          { type: 'Replace', pattern: { String: '▁' }, content: ' ' },
+          { type: 'ByteFallback' },
+          { type: 'Fuse' },
+          { type: 'Strip', content: ' ', start: 1, stop: 0 },
+        ],
+      },
       model: bpe(spmMerges(v, vocab), true, false),
     });
   }
   const merges = v.merges.map((m): [string, string] => {
-    const at = m.indexOf(' ', 1);  // byte-level tokens never hold a real space
+    const at = m.indexOf(' ', 1); // byte-level tokens never hold a real space
     return [m.slice(0, at), m.slice(at + 1)];
   });
   const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: true };
   return JSON.stringify({
-    version: '1.0', truncation: null, padding: null, added_tokens: added,
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: added,
     normalizer: null,
     pre_tokenizer: byteLevelPreTokenizer(v.pre),
     post_processor: processor ? { type: 'Sequence', processors: [byteLevel, processor] } : byteLevel,
@@ -175,7 +216,9 @@ export function ggufTokenizerEntries(v: GgufVocab): GgufEntry[] {
     { key: 'tokenizer.ggml.token_type', type: GGUF_TYPE.ARRAY, elemType: GGUF_TYPE.I32, value: v.tokenTypes },
     ...(v.model === 'gpt2' ? [{ key: 'tokenizer.ggml.merges', type: GGUF_TYPE.ARRAY, elemType: GGUF_TYPE.STRING, value: v.merges }] : []),
   ];
-  const id = (key: string, value: number | null) => { if (value !== null) e.push({ key, type: GGUF_TYPE.U32, value }); };
+  const id = (key: string, value: number | null) => {
+    if (value !== null) e.push({ key, type: GGUF_TYPE.U32, value });
+  };
   id('tokenizer.ggml.bos_token_id', v.bosId);
   id('tokenizer.ggml.eos_token_id', v.eosId);
   id('tokenizer.ggml.unknown_token_id', v.unkId);
@@ -185,7 +228,13 @@ export function ggufTokenizerEntries(v: GgufVocab): GgufEntry[] {
 }
 
 interface HfTokenizerDoc {
-  model?: { type?: string; vocab?: Record<string, number>; merges?: (string | [string, string])[]; byte_fallback?: boolean; unk_token?: string | null };
+  model?: {
+    type?: string;
+    vocab?: Record<string, number>;
+    merges?: (string | [string, string])[];
+    byte_fallback?: boolean;
+    unk_token?: string | null;
+  };
   added_tokens?: { id: number; content: string; special: boolean }[];
   pre_tokenizer?: unknown;
   post_processor?: unknown;
@@ -195,7 +244,9 @@ interface HfTokenizerDoc {
 // BPE) as a GGUF vocabulary of exactly `vocabSize` tokens (the embedding's row count; missing ids
 // become unused padding tokens, as llama.cpp's converter does).
 export function vocabFromTokenizerJson(json: string, vocabSize: number, ids: { bosId: number | null; eosId: number | null }): GgufVocab {
-  const bad = (what: string): never => { throw new WeftError('WEFT_ERR_MODEL_TOKENIZER', `tokenizer.json: ${what}`); };
+  const bad = (what: string): never => {
+    throw new WeftError('WEFT_ERR_MODEL_TOKENIZER', `tokenizer.json: ${what}`);
+  };
   let doc: HfTokenizerDoc;
   try {
     doc = JSON.parse(json) as HfTokenizerDoc;
@@ -212,11 +263,14 @@ export function vocabFromTokenizerJson(json: string, vocabSize: number, ids: { b
     types[id] = type;
   };
   const spm = model.byte_fallback === true;
-  for (const [t, id] of Object.entries(model.vocab))
-    place(t, id, spm && /^<0x[0-9A-F]{2}>$/.test(t) ? TOKEN_TYPE.BYTE : TOKEN_TYPE.NORMAL);
+  for (const [t, id] of Object.entries(model.vocab)) place(t, id, spm && /^<0x[0-9A-F]{2}>$/.test(t) ? TOKEN_TYPE.BYTE : TOKEN_TYPE.NORMAL);
   for (const a of doc.added_tokens ?? [])
     place(a.content, a.id, a.content === model.unk_token ? TOKEN_TYPE.UNKNOWN : a.special ? TOKEN_TYPE.CONTROL : TOKEN_TYPE.USER_DEFINED);
-  for (let i = 0; i < vocabSize; i++) if (tokens[i] === undefined) { tokens[i] = `[PAD${i}]`; types[i] = TOKEN_TYPE.UNUSED; }
+  for (let i = 0; i < vocabSize; i++)
+    if (tokens[i] === undefined) {
+      tokens[i] = `[PAD${i}]`;
+      types[i] = TOKEN_TYPE.UNUSED;
+    }
   const post = JSON.stringify(doc.post_processor ?? null);
   const bosName = ids.bosId !== null ? tokens[ids.bosId] : undefined;
   const unk = typeof model.unk_token === 'string' ? tokens.indexOf(model.unk_token) : -1;

@@ -9,7 +9,7 @@ import { quantize } from './ggml-quants.js';
 import type { TensorType } from './quant-mix.js';
 import { f32ToF16 } from './safetensors.js';
 
-const ALIGNMENT = 32;  // GGUF's default; the writer sets no general.alignment
+const ALIGNMENT = 32; // GGUF's default; the writer sets no general.alignment
 
 // ggml type ids (ggml.h's enum ggml_type) by name, from the one GGML type table (gguf.ts)
 const GGML_WRITE_ID = Object.fromEntries(Object.entries(GGML_TYPES).map(([id, [d]]) => [d, Number(id)])) as Record<TensorType, number>;
@@ -30,22 +30,26 @@ export function encodeRows(type: TensorType, rows: Float32Array): Uint8Array {
 }
 
 export interface GgufTensorSource {
-  name: string;      // GGUF name
-  dims: number[];    // GGUF order: dims[0] is the row length
+  name: string; // GGUF name
+  dims: number[]; // GGUF order: dims[0] is the row length
   type: TensorType;
   // Calls `emit` with consecutive whole rows (as f32) until all rows are emitted.
   produce(emit: (rows: Float32Array) => Promise<void>): Promise<void>;
 }
 
 // onProgress: tensors written so far, of all.
-export async function writeGgufFile(path: string, entries: GgufEntry[], tensors: GgufTensorSource[],
-  onProgress?: (done: number, total: number) => void): Promise<void> {
+export async function writeGgufFile(
+  path: string,
+  entries: GgufEntry[],
+  tensors: GgufTensorSource[],
+  onProgress?: (done: number, total: number) => void,
+): Promise<void> {
   const infos: (GgufTensorInfo & { bytes: number })[] = [];
   let at = 0;
   for (const t of tensors) {
     const n = t.dims.reduce((a, b) => a * b, 1);
     if (t.type !== 'F32' && t.type !== 'F16' && t.dims[0] % QUANT_BLOCK[t.type as QuantType][0] !== 0)
-      throw new Error(`GGUF writer: ${t.name} rows of ${t.dims[0]} cannot be ${t.type}`);  // quant-mix falls back before this
+      throw new Error(`GGUF writer: ${t.name} rows of ${t.dims[0]} cannot be ${t.type}`); // quant-mix falls back before this
     infos.push({ name: t.name, dims: t.dims, type: GGML_WRITE_ID[t.type], offset: at, bytes: tensorTypeBytes(t.type, n) });
     at = alignUp(at + infos[infos.length - 1].bytes, ALIGNMENT);
   }

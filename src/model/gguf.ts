@@ -9,10 +9,10 @@ import type { TensorDType, TensorRef } from './types.js';
 export type GgufValue = number | boolean | string | GgufValue[];
 
 export interface GgufTensorInfo {
-  name: string;        // as stored (GGUF naming, e.g. blk.0.attn_q.weight)
-  dims: number[];      // GGUF order: dims[0] is the innermost (in_features)
-  type: number;        // ggml type id
-  offset: number;      // relative to the data section
+  name: string; // as stored (GGUF naming, e.g. blk.0.attn_q.weight)
+  dims: number[]; // GGUF order: dims[0] is the innermost (in_features)
+  type: number; // ggml type id
+  offset: number; // relative to the data section
 }
 
 export interface GgufFile {
@@ -21,7 +21,7 @@ export interface GgufFile {
   metadata: Map<string, GgufValue>;
   tensors: GgufTensorInfo[];
   alignment: number;
-  dataOffset: number;  // absolute offset of the data section
+  dataOffset: number; // absolute offset of the data section
   fileSize: number;
 }
 
@@ -31,16 +31,55 @@ const SCALAR_SIZE: Record<number, number> = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4
 
 // ggml tensor types weft reads: [dtype, values per block, bytes per block]
 export const GGML_TYPES: Record<number, [TensorDType, number, number]> = {
-  0: ['F32', 1, 4], 1: ['F16', 1, 2], 2: ['Q4_0', 32, 18], 3: ['Q4_1', 32, 20], 6: ['Q5_0', 32, 22], 7: ['Q5_1', 32, 24],
-  8: ['Q8_0', 32, 34], 12: ['Q4_K', 256, 144], 13: ['Q5_K', 256, 176], 14: ['Q6_K', 256, 210], 30: ['BF16', 1, 2],
+  0: ['F32', 1, 4],
+  1: ['F16', 1, 2],
+  2: ['Q4_0', 32, 18],
+  3: ['Q4_1', 32, 20],
+  6: ['Q5_0', 32, 22],
+  7: ['Q5_1', 32, 24],
+  8: ['Q8_0', 32, 34],
+  12: ['Q4_K', 256, 144],
+  13: ['Q5_K', 256, 176],
+  14: ['Q6_K', 256, 210],
+  30: ['BF16', 1, 2],
 };
 export const GGML_TYPE_ID = { F32: 0, F16: 1, Q8_0: 8 } as const;
-const GGML_TYPE_NAMES = ['F32', 'F16', 'Q4_0', 'Q4_1', 'Q4_2', 'Q4_3', 'Q5_0', 'Q5_1', 'Q8_0', 'Q8_1', 'Q2_K', 'Q3_K', 'Q4_K',
-  'Q5_K', 'Q6_K', 'Q8_K', 'IQ2_XXS', 'IQ2_XS', 'IQ3_XXS', 'IQ1_S', 'IQ4_NL', 'IQ3_S', 'IQ2_S', 'IQ4_XS', 'I8', 'I16', 'I32',
-  'I64', 'F64', 'IQ1_M', 'BF16'];
+const GGML_TYPE_NAMES = [
+  'F32',
+  'F16',
+  'Q4_0',
+  'Q4_1',
+  'Q4_2',
+  'Q4_3',
+  'Q5_0',
+  'Q5_1',
+  'Q8_0',
+  'Q8_1',
+  'Q2_K',
+  'Q3_K',
+  'Q4_K',
+  'Q5_K',
+  'Q6_K',
+  'Q8_K',
+  'IQ2_XXS',
+  'IQ2_XS',
+  'IQ3_XXS',
+  'IQ1_S',
+  'IQ4_NL',
+  'IQ3_S',
+  'IQ2_S',
+  'IQ4_XS',
+  'I8',
+  'I16',
+  'I32',
+  'I64',
+  'F64',
+  'IQ1_M',
+  'BF16',
+];
 export const ggmlTypeName = (t: number): string => GGML_TYPE_NAMES[t] ?? `type ${t}`;
 
-const GGUF_MAGIC = 0x46554747;  // "GGUF" little-endian
+const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
 const MAX_DIMS = 4;
 const CHUNK = 1 << 20;
 const UTF8 = new TextDecoder('utf-8');
@@ -52,13 +91,19 @@ class ChunkReader {
   #buf = new Uint8Array(0);
   #view = new DataView(this.#buf.buffer);
   #bufStart = 0;
-  constructor(private readonly fd: number, readonly size: number, private readonly path: string) {}
+  constructor(
+    private readonly fd: number,
+    readonly size: number,
+    private readonly path: string,
+  ) {}
 
   corrupt(what: string): never {
     throw new WeftError('WEFT_ERR_MODEL_CORRUPT', `${this.path}: ${what} (GGUF offset ${this.pos})`);
   }
 
-  remaining(): number { return this.size - this.pos; }
+  remaining(): number {
+    return this.size - this.pos;
+  }
 
   // Index into the window of the next n bytes, refilling it when they are not all inside.
   #take(n: number): number {
@@ -75,7 +120,10 @@ class ChunkReader {
     return at;
   }
 
-  u32(): number { const at = this.#take(4); return this.#view.getUint32(at, true); }  // take first: it may swap the view
+  u32(): number {
+    const at = this.#take(4);
+    return this.#view.getUint32(at, true);
+  } // take first: it may swap the view
   u64(): number {
     const at = this.#take(8);
     const v = this.#view.getBigUint64(at, true);
@@ -93,19 +141,31 @@ class ChunkReader {
     if (type === GGUF_TYPE.STRING) return this.string();
     const size = SCALAR_SIZE[type];
     if (size === undefined) this.corrupt(`unknown metadata value type ${type}`);
-    const at = this.#take(size), v = this.#view;
+    const at = this.#take(size),
+      v = this.#view;
     switch (type) {
-      case GGUF_TYPE.U8: return v.getUint8(at);
-      case GGUF_TYPE.I8: return v.getInt8(at);
-      case GGUF_TYPE.U16: return v.getUint16(at, true);
-      case GGUF_TYPE.I16: return v.getInt16(at, true);
-      case GGUF_TYPE.U32: return v.getUint32(at, true);
-      case GGUF_TYPE.I32: return v.getInt32(at, true);
-      case GGUF_TYPE.F32: return v.getFloat32(at, true);
-      case GGUF_TYPE.BOOL: return v.getUint8(at) !== 0;
-      case GGUF_TYPE.U64: return Number(v.getBigUint64(at, true));
-      case GGUF_TYPE.I64: return Number(v.getBigInt64(at, true));
-      default: return v.getFloat64(at, true);
+      case GGUF_TYPE.U8:
+        return v.getUint8(at);
+      case GGUF_TYPE.I8:
+        return v.getInt8(at);
+      case GGUF_TYPE.U16:
+        return v.getUint16(at, true);
+      case GGUF_TYPE.I16:
+        return v.getInt16(at, true);
+      case GGUF_TYPE.U32:
+        return v.getUint32(at, true);
+      case GGUF_TYPE.I32:
+        return v.getInt32(at, true);
+      case GGUF_TYPE.F32:
+        return v.getFloat32(at, true);
+      case GGUF_TYPE.BOOL:
+        return v.getUint8(at) !== 0;
+      case GGUF_TYPE.U64:
+        return Number(v.getBigUint64(at, true));
+      case GGUF_TYPE.I64:
+        return Number(v.getBigInt64(at, true));
+      default:
+        return v.getFloat64(at, true);
     }
   }
 
@@ -115,7 +175,7 @@ class ChunkReader {
     const elemType = this.u32();
     const count = this.u64();
     // the smallest element is 1 byte (8 for a string's length), so a count beyond that is bogus
-    const minSize = elemType === GGUF_TYPE.STRING || elemType === GGUF_TYPE.ARRAY ? 8 : SCALAR_SIZE[elemType] ?? 1;
+    const minSize = elemType === GGUF_TYPE.STRING || elemType === GGUF_TYPE.ARRAY ? 8 : (SCALAR_SIZE[elemType] ?? 1);
     if (count * minSize > this.remaining()) this.corrupt(`array of ${count} elements runs past the end of the file`);
     const out: GgufValue[] = new Array(count);
     for (let i = 0; i < count; i++) out[i] = this.value(elemType, depth + 1);
@@ -173,17 +233,26 @@ export const alignUp = (n: number, a: number): number => Math.ceil(n / a) * a;
 
 // GGUF tensor names → canonical HF names (llama.cpp's tensor map for llama/qwen2/qwen3).
 const LAYER_NAMES: Record<string, string> = {
-  attn_q: 'self_attn.q_proj', attn_k: 'self_attn.k_proj', attn_v: 'self_attn.v_proj', attn_output: 'self_attn.o_proj',
-  ffn_gate: 'mlp.gate_proj', ffn_up: 'mlp.up_proj', ffn_down: 'mlp.down_proj',
-  attn_norm: 'input_layernorm', ffn_norm: 'post_attention_layernorm',
-  attn_q_norm: 'self_attn.q_norm', attn_k_norm: 'self_attn.k_norm',
+  attn_q: 'self_attn.q_proj',
+  attn_k: 'self_attn.k_proj',
+  attn_v: 'self_attn.v_proj',
+  attn_output: 'self_attn.o_proj',
+  ffn_gate: 'mlp.gate_proj',
+  ffn_up: 'mlp.up_proj',
+  ffn_down: 'mlp.down_proj',
+  attn_norm: 'input_layernorm',
+  ffn_norm: 'post_attention_layernorm',
+  attn_q_norm: 'self_attn.q_norm',
+  attn_k_norm: 'self_attn.k_norm',
 };
 const GLOBAL_NAMES: Record<string, string> = {
-  'token_embd.weight': 'model.embed_tokens.weight', 'output_norm.weight': 'model.norm.weight', 'output.weight': 'lm_head.weight',
+  'token_embd.weight': 'model.embed_tokens.weight',
+  'output_norm.weight': 'model.norm.weight',
+  'output.weight': 'lm_head.weight',
 };
 
 export function hfTensorName(ggufName: string): string | null {
-  if (Object.hasOwn(GLOBAL_NAMES, ggufName)) return GLOBAL_NAMES[ggufName];  // own keys: not "constructor"
+  if (Object.hasOwn(GLOBAL_NAMES, ggufName)) return GLOBAL_NAMES[ggufName]; // own keys: not "constructor"
   const m = /^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$/.exec(ggufName);
   if (!m || !Object.hasOwn(LAYER_NAMES, m[2])) return null;
   return `model.layers.${m[1]}.${LAYER_NAMES[m[2]]}.${m[3]}`;
@@ -198,8 +267,11 @@ export function ggufTensorName(hfName: string): string | null {
 
 export function ggufTensorBytes(info: GgufTensorInfo, path: string): number {
   const t = GGML_TYPES[info.type];
-  if (!t) throw new WeftError('WEFT_ERR_MODEL_UNSUPPORTED_DTYPE',
-    `${path}: tensor ${info.name} has type ${ggmlTypeName(info.type)}; weft reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K`);
+  if (!t)
+    throw new WeftError(
+      'WEFT_ERR_MODEL_UNSUPPORTED_DTYPE',
+      `${path}: tensor ${info.name} has type ${ggmlTypeName(info.type)}; weft reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K`,
+    );
   const [, blockValues, blockBytes] = t;
   if (info.dims.some((d) => !Number.isInteger(d) || d < 1))
     throw new WeftError('WEFT_ERR_MODEL_CORRUPT', `${path}: tensor ${info.name} has dimensions [${info.dims.join(', ')}]`);
@@ -220,8 +292,10 @@ export function ggufTensorRefs(g: GgufFile): { tensors: Record<string, TensorRef
     if (info.offset % g.alignment !== 0)
       throw new WeftError('WEFT_ERR_MODEL_CORRUPT', `${g.path}: tensor ${info.name} offset ${info.offset} is not aligned to ${g.alignment}`);
     if (offset + byteLength > g.fileSize)
-      throw new WeftError('WEFT_ERR_MODEL_CORRUPT',
-        `${g.path}: tensor ${info.name} data (${byteLength} bytes at ${offset}) runs past the end of the file (${g.fileSize} bytes): truncated?`);
+      throw new WeftError(
+        'WEFT_ERR_MODEL_CORRUPT',
+        `${g.path}: tensor ${info.name} data (${byteLength} bytes at ${offset}) runs past the end of the file (${g.fileSize} bytes): truncated?`,
+      );
     const ref: TensorRef = { file: g.path, offset, byteLength, dtype: GGML_TYPES[info.type][0], shape: [...info.dims].reverse() };
     const hf = hfTensorName(info.name);
     if (hf) tensors[hf] = ref;
@@ -234,8 +308,8 @@ export function ggufTensorRefs(g: GgufFile): { tensors: Record<string, TensorRef
 
 export interface GgufEntry {
   key: string;
-  type: number;        // GGUF_TYPE
-  elemType?: number;   // for arrays
+  type: number; // GGUF_TYPE
+  elemType?: number; // for arrays
   value: GgufValue;
 }
 
@@ -245,23 +319,52 @@ export interface GgufEntry {
 export function encodeGgufHeader(entries: GgufEntry[], tensors: GgufTensorInfo[]): Uint8Array {
   const alignment = Number(entries.find((e) => e.key === 'general.alignment')?.value ?? 32);
   const w = new ByteWriter();
-  const str = (s: string) => { const b = UTF8_ENC.encode(s); w.u64(b.length); w.bytes(b); };
+  const str = (s: string) => {
+    const b = UTF8_ENC.encode(s);
+    w.u64(b.length);
+    w.bytes(b);
+  };
   const scalar = (type: number, v: GgufValue) => {
     if (type === GGUF_TYPE.STRING) return str(v as string);
-    const n = v as number, d = w.reserve(SCALAR_SIZE[type]), at = 0;
+    const n = v as number,
+      d = w.reserve(SCALAR_SIZE[type]),
+      at = 0;
     switch (type) {
-      case GGUF_TYPE.U8: d.setUint8(at, n); break;
-      case GGUF_TYPE.I8: d.setInt8(at, n); break;
-      case GGUF_TYPE.U16: d.setUint16(at, n, true); break;
-      case GGUF_TYPE.I16: d.setInt16(at, n, true); break;
-      case GGUF_TYPE.U32: d.setUint32(at, n, true); break;
-      case GGUF_TYPE.I32: d.setInt32(at, n, true); break;
-      case GGUF_TYPE.F32: d.setFloat32(at, n, true); break;
-      case GGUF_TYPE.BOOL: d.setUint8(at, v ? 1 : 0); break;
-      case GGUF_TYPE.U64: d.setBigUint64(at, BigInt(n), true); break;
-      case GGUF_TYPE.I64: d.setBigInt64(at, BigInt(n), true); break;
-      case GGUF_TYPE.F64: d.setFloat64(at, n, true); break;
-      default: throw new Error(`GGUF writer: bad value type ${type}`);
+      case GGUF_TYPE.U8:
+        d.setUint8(at, n);
+        break;
+      case GGUF_TYPE.I8:
+        d.setInt8(at, n);
+        break;
+      case GGUF_TYPE.U16:
+        d.setUint16(at, n, true);
+        break;
+      case GGUF_TYPE.I16:
+        d.setInt16(at, n, true);
+        break;
+      case GGUF_TYPE.U32:
+        d.setUint32(at, n, true);
+        break;
+      case GGUF_TYPE.I32:
+        d.setInt32(at, n, true);
+        break;
+      case GGUF_TYPE.F32:
+        d.setFloat32(at, n, true);
+        break;
+      case GGUF_TYPE.BOOL:
+        d.setUint8(at, v ? 1 : 0);
+        break;
+      case GGUF_TYPE.U64:
+        d.setBigUint64(at, BigInt(n), true);
+        break;
+      case GGUF_TYPE.I64:
+        d.setBigInt64(at, BigInt(n), true);
+        break;
+      case GGUF_TYPE.F64:
+        d.setFloat64(at, n, true);
+        break;
+      default:
+        throw new Error(`GGUF writer: bad value type ${type}`);
     }
   };
   w.u32(GGUF_MAGIC);
@@ -271,7 +374,10 @@ export function encodeGgufHeader(entries: GgufEntry[], tensors: GgufTensorInfo[]
   for (const e of entries) {
     str(e.key);
     w.u32(e.type);
-    if (e.type !== GGUF_TYPE.ARRAY) { scalar(e.type, e.value); continue; }
+    if (e.type !== GGUF_TYPE.ARRAY) {
+      scalar(e.type, e.value);
+      continue;
+    }
     const arr = e.value as GgufValue[];
     w.u32(e.elemType!);
     w.u64(arr.length);
@@ -304,8 +410,17 @@ class ByteWriter {
     this.length += n;
     return view;
   }
-  u32(v: number): void { this.reserve(4).setUint32(0, v, true); }
-  u64(v: number): void { this.reserve(8).setBigUint64(0, BigInt(v), true); }
-  bytes(b: Uint8Array): void { this.reserve(b.length); this.#buf.set(b, this.length - b.length); }
-  finish(): Uint8Array { return this.#buf.slice(0, this.length); }
+  u32(v: number): void {
+    this.reserve(4).setUint32(0, v, true);
+  }
+  u64(v: number): void {
+    this.reserve(8).setBigUint64(0, BigInt(v), true);
+  }
+  bytes(b: Uint8Array): void {
+    this.reserve(b.length);
+    this.#buf.set(b, this.length - b.length);
+  }
+  finish(): Uint8Array {
+    return this.#buf.slice(0, this.length);
+  }
 }

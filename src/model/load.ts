@@ -65,7 +65,7 @@ function tokenizerDefaults(tok: Record<string, unknown>, tokConfig: Record<strin
   if (Array.isArray(tok.added_tokens)) for (const a of tok.added_tokens as { id: number; content: string }[]) ids.set(a.content, a.id);
   const lookup = (v: unknown) => {
     const s = typeof v === 'string' ? v : (v as { content?: string } | null | undefined)?.content;
-    return s === undefined ? null : ids.get(s) ?? null;
+    return s === undefined ? null : (ids.get(s) ?? null);
   };
   const eos = lookup(tokConfig?.eos_token);
   return { bosTokenId: lookup(tokConfig?.bos_token), eosTokenIds: eos === null ? [] : [eos] };
@@ -78,7 +78,7 @@ function chatTemplateOf(dir: string, tokConfig: Record<string, unknown> | null):
     const named = (t as { name?: string; template?: string }[]).find((x) => x.name === 'default');
     return typeof named?.template === 'string' ? named.template : null;
   }
-  const jinja = join(dir, 'chat_template.jinja');  // newer transformers keep it beside the config
+  const jinja = join(dir, 'chat_template.jinja'); // newer transformers keep it beside the config
   return existsSync(jinja) ? readText(jinja, 'WEFT_ERR_MODEL_TOKENIZER') : null;
 }
 
@@ -164,7 +164,7 @@ function loadGgufFile(file: string): ModelSpec {
     path: file,
     config,
     tensors: checkTensors(config, tensors, file, file),
-    ropeInterleaved: config.architecture === 'llama',  // llama.cpp permutes llama q/k rows, not qwen2's or qwen3's
+    ropeInterleaved: config.architecture === 'llama', // llama.cpp permutes llama q/k rows, not qwen2's or qwen3's
     tokenizerJson,
     chatTemplate: ggufChatTemplate(g.metadata),
     generationDefaults: {},
@@ -175,7 +175,8 @@ function loadGgufFile(file: string): ModelSpec {
 // config comes from the file too, and its layer count (up to 2^53) is only believed as far as
 // the tensors are there to back it.
 export function* expectedTensors(c: ModelConfig): Generator<[string, number[]]> {
-  const q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim;
+  const q = c.numHeads * c.headDim,
+    kv = c.numKvHeads * c.headDim;
   yield ['model.embed_tokens.weight', [c.vocabSize, c.dim]];
   for (let l = 0; l < c.numLayers; l++) {
     const p = `model.layers.${l}.`;
@@ -218,7 +219,10 @@ function checkTensors(c: ModelConfig, all: Record<string, TensorRef>, configFile
       throw new WeftError('WEFT_ERR_MODEL_MISSING_TENSOR', `${weightsFile}: tensor ${name} is missing${why} (config: ${configFile})`);
     }
     if (!same(t.shape, shape))
-      throw new WeftError('WEFT_ERR_MODEL_SHAPE_MISMATCH', `${t.file}: tensor ${name} has shape ${fmt(t.shape)}, the config (${configFile}) expects ${fmt(shape)}`);
+      throw new WeftError(
+        'WEFT_ERR_MODEL_SHAPE_MISMATCH',
+        `${t.file}: tensor ${name} has shape ${fmt(t.shape)}, the config (${configFile}) expects ${fmt(shape)}`,
+      );
     // int8 rows need a per-row scale and are not gathered (embeddings); GGML blocks carry their own
     const isProjection = shape.length === 2 && name !== 'model.embed_tokens.weight';
     if ((t.dtype === 'I8' && !isProjection) || (isQuantizedDtype(t.dtype) && shape.length !== 2))
@@ -228,7 +232,10 @@ function checkTensors(c: ModelConfig, all: Record<string, TensorRef>, configFile
     const s = all[`${name}_scale`];
     if (!s) throw new WeftError('WEFT_ERR_MODEL_MISSING_TENSOR', `${t.file}: tensor ${name}_scale is missing for the I8 tensor ${name}`);
     if (s.dtype !== 'F32' || !same(s.shape, [shape[0]]))
-      throw new WeftError('WEFT_ERR_MODEL_SHAPE_MISMATCH', `${s.file}: tensor ${name}_scale is ${s.dtype} ${fmt(s.shape)}, expected F32 [${shape[0]}]`);
+      throw new WeftError(
+        'WEFT_ERR_MODEL_SHAPE_MISMATCH',
+        `${s.file}: tensor ${name}_scale is ${s.dtype} ${fmt(s.shape)}, expected F32 [${shape[0]}]`,
+      );
     out[`${name}_scale`] = s;
   }
   return out;

@@ -12,20 +12,37 @@ export type TensorType = QuantType | 'F32' | 'F16';
 
 // general.file_type (llama_ftype) and the type most 2-D tensors get.
 const FILE_TYPE: Record<GgufFileType, [ftype: number, base: TensorType]> = {
-  f32: [0, 'F32'], f16: [1, 'F16'], q4_0: [2, 'Q4_0'], q4_1: [3, 'Q4_1'], q8_0: [7, 'Q8_0'], q5_0: [8, 'Q5_0'], q5_1: [9, 'Q5_1'],
-  q4_k_m: [15, 'Q4_K'], q5_k_m: [17, 'Q5_K'], q6_k: [18, 'Q6_K'],
+  f32: [0, 'F32'],
+  f16: [1, 'F16'],
+  q4_0: [2, 'Q4_0'],
+  q4_1: [3, 'Q4_1'],
+  q8_0: [7, 'Q8_0'],
+  q5_0: [8, 'Q5_0'],
+  q5_1: [9, 'Q5_1'],
+  q4_k_m: [15, 'Q4_K'],
+  q5_k_m: [17, 'Q5_K'],
+  q6_k: [18, 'Q6_K'],
 };
 export const llamaFileType = (t: GgufFileType): number => FILE_TYPE[t][0];
 
 const BLOCK_VALUES: Record<TensorType, number> = {
-  F32: 1, F16: 1, Q4_0: 32, Q4_1: 32, Q5_0: 32, Q5_1: 32, Q8_0: 32, Q4_K: 256, Q5_K: 256, Q6_K: 256,
+  F32: 1,
+  F16: 1,
+  Q4_0: 32,
+  Q4_1: 32,
+  Q5_0: 32,
+  Q5_1: 32,
+  Q8_0: 32,
+  Q4_K: 256,
+  Q5_K: 256,
+  Q6_K: 256,
 };
 // A 256-value type on rows it cannot tile falls back to a 32-value type of about as many bits.
 const FALLBACK: Partial<Record<TensorType, TensorType>> = { Q4_K: 'Q5_0', Q5_K: 'Q5_1', Q6_K: 'Q8_0' };
 
 export interface MixTensor {
-  name: string;    // GGUF name (blk.N.attn_v.weight, output.weight, …)
-  dims: number[];  // GGUF order: dims[0] is the row length
+  name: string; // GGUF name (blk.N.attn_v.weight, output.weight, …)
+  dims: number[]; // GGUF order: dims[0] is the row length
 }
 
 // The layers that get more bits in the _M mixes: the first and last eighth, and every third in between.
@@ -45,20 +62,31 @@ const layerOf = (name: string) => Number(/^blk\.(\d+)\./.exec(name)?.[1] ?? -1);
 // A map from tensor name to type for the whole list. Tensors are seen as llama.cpp's loader
 // orders them (by layer), which is what its attn_v counter relies on; `config` tells the layer
 // count and whether llama.cpp would call the model a 70B (whose attn_v gets Q5_K over Q4_K).
-export function chooseTensorTypes(fileType: GgufFileType, tensors: MixTensor[], config: Pick<ModelConfig,
-  'architecture' | 'numLayers' | 'numHeads' | 'numKvHeads'>): Map<string, TensorType> {
+export function chooseTensorTypes(
+  fileType: GgufFileType,
+  tensors: MixTensor[],
+  config: Pick<ModelConfig, 'architecture' | 'numLayers' | 'numHeads' | 'numKvHeads'>,
+): Map<string, TensorType> {
   const base = FILE_TYPE[fileType][1];
   const isMix = fileType === 'q4_k_m' || fileType === 'q5_k_m';
   const tied = !tensors.some((t) => t.name === 'output.weight');
-  const is70B = config.numLayers === 80
-    && (config.architecture === 'qwen2' || (config.architecture === 'llama' && config.numHeads !== config.numKvHeads));
-  const attnV = tensors.filter((t) => t.name.includes('attn_v.weight')).map((t) => t.name)
+  const is70B =
+    config.numLayers === 80 && (config.architecture === 'qwen2' || (config.architecture === 'llama' && config.numHeads !== config.numKvHeads));
+  const attnV = tensors
+    .filter((t) => t.name.includes('attn_v.weight'))
+    .map((t) => t.name)
     .sort((a, b) => layerOf(a) - layerOf(b));
   const out = new Map<string, TensorType>();
   for (const t of tensors) {
     // only matrices are quantized; norms (and 1-D tensors like rope_freqs) stay F32 as convert_hf_to_gguf writes them
-    if (t.dims.length < 2 || !t.name.endsWith('weight') || t.name.includes('_norm.weight')) { out.set(t.name, 'F32'); continue; }
-    if (base === 'F32' || base === 'F16') { out.set(t.name, base); continue; }
+    if (t.dims.length < 2 || !t.name.endsWith('weight') || t.name.includes('_norm.weight')) {
+      out.set(t.name, 'F32');
+      continue;
+    }
+    if (base === 'F32' || base === 'F16') {
+      out.set(t.name, base);
+      continue;
+    }
     const rowLen = t.dims[0];
     let type: TensorType = base;
     if (t.name === 'output.weight' || (tied && t.name === 'token_embd.weight'))

@@ -22,7 +22,8 @@ const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16']);
 
 // Emits a tensor's rows (all of them, in order) as f32 in blocks of whole rows.
 async function emitRows(ref: TensorRef, emit: (rows: Float32Array) => Promise<void>): Promise<void> {
-  const numRows = ref.shape.length === 2 ? ref.shape[0] : 1, rowBytes = ref.byteLength / numRows;
+  const numRows = ref.shape.length === 2 ? ref.shape[0] : 1,
+    rowBytes = ref.byteLength / numRows;
   const perBlock = Math.max(1, Math.floor(CHUNK_BYTES / rowBytes));
   for (let r = 0; r < numRows; r += perBlock)
     await emit(toFloat32(readTensorBytes(ref, r * rowBytes, Math.min(perBlock, numRows - r) * rowBytes), ref.dtype));
@@ -30,7 +31,9 @@ async function emitRows(ref: TensorRef, emit: (rows: Float32Array) => Promise<vo
 
 // Rows in the order rowOrder gives (GGUF row → source row); the whole matrix is read once.
 async function emitPermuted(ref: TensorRef, rowOrder: (r: number) => number, emit: (rows: Float32Array) => Promise<void>): Promise<void> {
-  const [numRows, rowLen] = ref.shape, all = toFloat32(readTensorBytes(ref), ref.dtype), out = new Float32Array(all.length);
+  const [numRows, rowLen] = ref.shape,
+    all = toFloat32(readTensorBytes(ref), ref.dtype),
+    out = new Float32Array(all.length);
   for (let r = 0; r < numRows; r++) out.set(all.subarray(rowOrder(r) * rowLen, (rowOrder(r) + 1) * rowLen), r * rowLen);
   await emit(out);
 }
@@ -44,21 +47,27 @@ function fromHf(spec: ModelSpec, type: GgufFileType): { entries: GgufEntry[]; te
   const c = spec.config;
   const vocab = vocabFromTokenizerJson(spec.tokenizerJson, c.vocabSize, { bosId: c.bosTokenId, eosId: c.eosTokenIds[0] ?? null });
   const freqs = ropeFreqFactors(c);
-  const list = [...expectedShapes(c).keys()].filter((n) => spec.tensors[n]).map((hfName) => {
-    const ref = spec.tensors[hfName];
-    checkFloat(hfName, ref);
-    return { hfName, ref, name: ggufTensorName(hfName) ?? hfName, dims: [...ref.shape].reverse() };
-  });
+  const list = [...expectedShapes(c).keys()]
+    .filter((n) => spec.tensors[n])
+    .map((hfName) => {
+      const ref = spec.tensors[hfName];
+      checkFloat(hfName, ref);
+      return { hfName, ref, name: ggufTensorName(hfName) ?? hfName, dims: [...ref.shape].reverse() };
+    });
   const all = [...list, ...(freqs ? [{ hfName: 'rope_freqs.weight', ref: null, name: 'rope_freqs.weight', dims: [freqs.length] }] : [])];
   const types = chooseTensorTypes(type, all, c);
-  const tensors = all.map(({ hfName, ref, name, dims }): GgufTensorSource => ({
-    name, dims, type: types.get(name)!,
-    produce: async (emit) => {
-      if (!ref) return emit(freqs!);
-      const order = ggufRowOrder(c, hfName, ref.shape[0]);
-      return order ? emitPermuted(ref, order, emit) : emitRows(ref, emit);
-    },
-  }));
+  const tensors = all.map(
+    ({ hfName, ref, name, dims }): GgufTensorSource => ({
+      name,
+      dims,
+      type: types.get(name)!,
+      produce: async (emit) => {
+        if (!ref) return emit(freqs!);
+        const order = ggufRowOrder(c, hfName, ref.shape[0]);
+        return order ? emitPermuted(ref, order, emit) : emitRows(ref, emit);
+      },
+    }),
+  );
   return { entries: ggufMetadata(c, vocab, type, spec.chatTemplate, basename(spec.path)), tensors };
 }
 
@@ -66,19 +75,58 @@ function fromHf(spec: ModelSpec, type: GgufFileType): { entries: GgufEntry[]; te
 export function readGgufEntries(g: GgufFile): GgufEntry[] {
   const fd = openSync(g.path, 'r');
   const buf = new Uint8Array(g.dataOffset);
-  try { readSync(fd, buf, 0, buf.length, 0); } finally { closeSync(fd); }
-  const view = new DataView(buf.buffer), utf8 = new TextDecoder();
-  let at = 24;  // magic, version, tensor count, key count: readGguf has checked them
-  const u32 = () => { at += 4; return view.getUint32(at - 4, true); };
-  const u64 = () => { at += 8; return Number(view.getBigUint64(at - 8, true)); };
-  const str = () => { const n = u64(); at += n; return utf8.decode(buf.subarray(at - n, at)); };
+  try {
+    readSync(fd, buf, 0, buf.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  const view = new DataView(buf.buffer),
+    utf8 = new TextDecoder();
+  let at = 24; // magic, version, tensor count, key count: readGguf has checked them
+  const u32 = () => {
+    at += 4;
+    return view.getUint32(at - 4, true);
+  };
+  const u64 = () => {
+    at += 8;
+    return Number(view.getBigUint64(at - 8, true));
+  };
+  const str = () => {
+    const n = u64();
+    at += n;
+    return utf8.decode(buf.subarray(at - n, at));
+  };
   const read: Record<number, () => GgufValue> = {
-    [GGUF_TYPE.U8]: () => view.getUint8(at++), [GGUF_TYPE.I8]: () => view.getInt8(at++), [GGUF_TYPE.BOOL]: () => view.getUint8(at++) !== 0,
-    [GGUF_TYPE.U16]: () => { at += 2; return view.getUint16(at - 2, true); }, [GGUF_TYPE.I16]: () => { at += 2; return view.getInt16(at - 2, true); },
-    [GGUF_TYPE.U32]: u32, [GGUF_TYPE.I32]: () => { at += 4; return view.getInt32(at - 4, true); },
-    [GGUF_TYPE.F32]: () => { at += 4; return view.getFloat32(at - 4, true); }, [GGUF_TYPE.U64]: u64,
-    [GGUF_TYPE.I64]: () => { at += 8; return Number(view.getBigInt64(at - 8, true)); },
-    [GGUF_TYPE.F64]: () => { at += 8; return view.getFloat64(at - 8, true); }, [GGUF_TYPE.STRING]: str,
+    [GGUF_TYPE.U8]: () => view.getUint8(at++),
+    [GGUF_TYPE.I8]: () => view.getInt8(at++),
+    [GGUF_TYPE.BOOL]: () => view.getUint8(at++) !== 0,
+    [GGUF_TYPE.U16]: () => {
+      at += 2;
+      return view.getUint16(at - 2, true);
+    },
+    [GGUF_TYPE.I16]: () => {
+      at += 2;
+      return view.getInt16(at - 2, true);
+    },
+    [GGUF_TYPE.U32]: u32,
+    [GGUF_TYPE.I32]: () => {
+      at += 4;
+      return view.getInt32(at - 4, true);
+    },
+    [GGUF_TYPE.F32]: () => {
+      at += 4;
+      return view.getFloat32(at - 4, true);
+    },
+    [GGUF_TYPE.U64]: u64,
+    [GGUF_TYPE.I64]: () => {
+      at += 8;
+      return Number(view.getBigInt64(at - 8, true));
+    },
+    [GGUF_TYPE.F64]: () => {
+      at += 8;
+      return view.getFloat64(at - 8, true);
+    },
+    [GGUF_TYPE.STRING]: str,
   };
   const scalar = (t: number): GgufValue => {
     if (!read[t]) throw new WeftError('WEFT_ERR_MODEL_UNSUPPORTED', `${g.path}: quantize cannot copy metadata of value type ${t} (nested arrays)`);
@@ -86,9 +134,15 @@ export function readGgufEntries(g: GgufFile): GgufEntry[] {
   };
   const entries: GgufEntry[] = [];
   for (let i = 0; i < g.metadata.size; i++) {
-    const key = str(), type = u32();
-    if (type !== GGUF_TYPE.ARRAY) { entries.push({ key, type, value: scalar(type) }); continue; }
-    const elemType = u32(), n = u64(), value: GgufValue[] = new Array(n);
+    const key = str(),
+      type = u32();
+    if (type !== GGUF_TYPE.ARRAY) {
+      entries.push({ key, type, value: scalar(type) });
+      continue;
+    }
+    const elemType = u32(),
+      n = u64(),
+      value: GgufValue[] = new Array(n);
     for (let k = 0; k < n; k++) value[k] = scalar(elemType);
     entries.push({ key, type, elemType, value });
   }
@@ -100,28 +154,41 @@ function fromGguf(spec: ModelSpec, type: GgufFileType): { entries: GgufEntry[]; 
   const list = g.tensors.map((info) => {
     const dtype = GGML_TYPES[info.type]?.[0];
     if (!dtype || !FLOAT_DTYPES.has(dtype))
-      throw new WeftError('WEFT_ERR_MODEL_UNSUPPORTED_DTYPE',
-        `${g.path}: ${info.name} is ${ggmlTypeName(info.type)}; quantize reads F32, F16 or BF16 weights`);
+      throw new WeftError(
+        'WEFT_ERR_MODEL_UNSUPPORTED_DTYPE',
+        `${g.path}: ${info.name} is ${ggmlTypeName(info.type)}; quantize reads F32, F16 or BF16 weights`,
+      );
     const count = info.dims.reduce((a, b) => a * b, 1);
-    const ref: TensorRef = { file: g.path, offset: g.dataOffset + info.offset, byteLength: count * (dtype === 'F32' ? 4 : 2), dtype,
-      shape: info.dims.length === 1 ? [info.dims[0]] : [count / info.dims[0], info.dims[0]] };
+    const ref: TensorRef = {
+      file: g.path,
+      offset: g.dataOffset + info.offset,
+      byteLength: count * (dtype === 'F32' ? 4 : 2),
+      dtype,
+      shape: info.dims.length === 1 ? [info.dims[0]] : [count / info.dims[0], info.dims[0]],
+    };
     return { name: info.name, dims: info.dims, ref };
   });
   const types = chooseTensorTypes(type, list, spec.config);
   // the header is written anew (tensor offsets at 32-byte alignment); everything else is kept
-  const entries = readGgufEntries(g).filter((e) => e.key !== 'general.alignment' && e.key !== 'general.quantization_version')
+  const entries = readGgufEntries(g)
+    .filter((e) => e.key !== 'general.alignment' && e.key !== 'general.quantization_version')
     .map((e) => (e.key === 'general.file_type' ? { ...e, type: GGUF_TYPE.U32, value: llamaFileType(type) } : e));
   if (!entries.some((e) => e.key === 'general.file_type'))
     entries.push({ key: 'general.file_type', type: GGUF_TYPE.U32, value: llamaFileType(type) });
   if (type !== 'f32' && type !== 'f16') entries.push({ key: 'general.quantization_version', type: GGUF_TYPE.U32, value: 2 });
-  const tensors = list.map(({ name, dims, ref }): GgufTensorSource =>
-    ({ name, dims, type: types.get(name)!, produce: (emit) => emitRows(ref, emit) }));
+  const tensors = list.map(
+    ({ name, dims, ref }): GgufTensorSource => ({ name, dims, type: types.get(name)!, produce: (emit) => emitRows(ref, emit) }),
+  );
   return { entries, tensors };
 }
 
 // onProgress: tensors written so far, of all.
-export async function quantizeToGguf(input: string, outFile: string, type: GgufFileType,
-  onProgress?: (done: number, total: number) => void): Promise<void> {
+export async function quantizeToGguf(
+  input: string,
+  outFile: string,
+  type: GgufFileType,
+  onProgress?: (done: number, total: number) => void,
+): Promise<void> {
   if (resolve(input) === resolve(outFile)) throw new WeftError('WEFT_ERR_CONFIG_INVALID', `quantize: the output must differ from ${input}`);
   const spec = await loadModelSpec(input);
   const { entries, tensors } = spec.format === 'hf' ? fromHf(spec, type) : fromGguf(spec, type);

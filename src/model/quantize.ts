@@ -30,8 +30,7 @@ export function quantizeRow(w: Float32Array, out: Int8Array): number {
 function* rowBlocks(ref: TensorRef): Generator<Uint8Array> {
   const rowBytes = ref.byteLength / ref.shape[0];
   const rowsPer = Math.max(1, Math.floor(CHUNK_BYTES / rowBytes));
-  for (let r = 0; r < ref.shape[0]; r += rowsPer)
-    yield readTensorBytes(ref, r * rowBytes, Math.min(rowsPer, ref.shape[0] - r) * rowBytes);
+  for (let r = 0; r < ref.shape[0]; r += rowsPer) yield readTensorBytes(ref, r * rowBytes, Math.min(rowsPer, ref.shape[0] - r) * rowBytes);
 }
 
 // onProgress: tensors written so far, of all.
@@ -49,9 +48,14 @@ export async function quantizeModel(inDir: string, outDir: string, onProgress?: 
   }
   if (!spec.tensors['lm_head.weight']) jobs.push({ name: 'lm_head.weight', src: spec.tensors['model.embed_tokens.weight'], quantize: true });
 
-  const entries: TensorEntry[] = jobs.flatMap(({ name, src, quantize }) => (quantize
-    ? [{ name, dtype: 'I8' as const, shape: src.shape }, { name: `${name}_scale`, dtype: 'F32' as const, shape: [src.shape[0]] }]
-    : [{ name, dtype: src.dtype, shape: src.shape }]));
+  const entries: TensorEntry[] = jobs.flatMap(({ name, src, quantize }) =>
+    quantize
+      ? [
+          { name, dtype: 'I8' as const, shape: src.shape },
+          { name: `${name}_scale`, dtype: 'F32' as const, shape: [src.shape[0]] },
+        ]
+      : [{ name, dtype: src.dtype, shape: src.shape }],
+  );
   mkdirSync(outDir, { recursive: true });
   const w = await SafetensorsWriter.create(join(outDir, 'model.safetensors'), entries);
   for (const [i, { src, quantize }] of jobs.entries()) {

@@ -10,10 +10,24 @@ import type { TensorDType, TensorRef } from './types.js';
 
 // Element sizes of every safetensors dtype, so a bad one can be named before its size is needed.
 const ELEMENT_BYTES: Record<string, number> = {
-  BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1, I16: 2, U16: 2, F16: 2, BF16: 2, I32: 4, U32: 4, F32: 4, F64: 8, I64: 8, U64: 8,
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  F8_E5M2: 1,
+  F8_E4M3: 1,
+  I16: 2,
+  U16: 2,
+  F16: 2,
+  BF16: 2,
+  I32: 4,
+  U32: 4,
+  F32: 4,
+  F64: 8,
+  I64: 8,
+  U64: 8,
 };
 const ACCEPTED: ReadonlySet<string> = new Set<TensorDType>(['F32', 'F16', 'BF16', 'I8']);
-const MAX_HEADER_BYTES = 100_000_000;  // the format's own limit
+const MAX_HEADER_BYTES = 100_000_000; // the format's own limit
 
 const corrupt = (path: string, what: string): never => {
   throw new WeftError('WEFT_ERR_MODEL_CORRUPT', `${path}: ${what}`);
@@ -69,18 +83,21 @@ export function readSafetensors(path: string): Record<string, TensorRef> {
     const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof e !== 'object' || e === null || typeof e.dtype !== 'string' || !Array.isArray(e.shape) || !Array.isArray(e.data_offsets))
       corrupt(file, `tensor ${name}: entry needs dtype, shape and data_offsets`);
-    const dtype = e.dtype as string, shape = e.shape as unknown[], offsets = e.data_offsets as unknown[];
+    const dtype = e.dtype as string,
+      shape = e.shape as unknown[],
+      offsets = e.data_offsets as unknown[];
     if (!ACCEPTED.has(dtype)) {
-      throw new WeftError('WEFT_ERR_MODEL_UNSUPPORTED_DTYPE',
-        `${file}: tensor ${name} has dtype ${dtype}; weft reads F32, F16, BF16 and I8`);
+      throw new WeftError('WEFT_ERR_MODEL_UNSUPPORTED_DTYPE', `${file}: tensor ${name} has dtype ${dtype}; weft reads F32, F16, BF16 and I8`);
     }
     if (!shape.every(isCount)) corrupt(file, `tensor ${name}: bad shape ${describeValue(shape)}`);
     if (offsets.length !== 2 || !offsets.every(isCount)) corrupt(file, `tensor ${name}: bad data_offsets ${describeValue(offsets)}`);
     const [begin, end] = offsets as number[];
     const byteLength = (shape as number[]).reduce((a, b) => a * b, 1) * dtypeBytes(dtype);
     if (end - begin !== byteLength)
-      corrupt(file, `tensor ${name}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, `
-        + `shape ${describeValue(shape)} ${dtype} needs ${byteLength}`);
+      corrupt(
+        file,
+        `tensor ${name}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, ` + `shape ${describeValue(shape)} ${dtype} needs ${byteLength}`,
+      );
     if (dataStart + end > fileSize)
       corrupt(file, `tensor ${name}: data ends at byte ${dataStart + end}, past the end of the file (${fileSize} bytes): truncated?`);
     out[name] = { file, offset: dataStart + begin, byteLength, dtype: dtype as TensorDType, shape: shape as number[] };
@@ -117,12 +134,20 @@ export function readSafetensorsIndex(indexPath: string): Record<string, TensorRe
 
 // ---- writing ----
 
-export interface TensorEntry { name: string; dtype: TensorDType; shape: number[] }
+export interface TensorEntry {
+  name: string;
+  dtype: TensorDType;
+  shape: number[];
+}
 
 // Writes the header at once, then takes the tensors' bytes in entry order, in any chunking.
 export class SafetensorsWriter {
   #written = 0;
-  private constructor(private readonly fh: FileHandle, private readonly path: string, private readonly dataBytes: number) {}
+  private constructor(
+    private readonly fh: FileHandle,
+    private readonly path: string,
+    private readonly dataBytes: number,
+  ) {}
 
   static async create(path: string, entries: TensorEntry[], metadata: Record<string, string> = { format: 'pt' }): Promise<SafetensorsWriter> {
     const header: Record<string, unknown> = { __metadata__: metadata };
@@ -133,7 +158,7 @@ export class SafetensorsWriter {
       at += n;
     }
     const json = new TextEncoder().encode(JSON.stringify(header));
-    const padded = new Uint8Array(8 + json.length + ((8 - (json.length % 8)) % 8)).fill(0x20);  // keeps the data 8-byte aligned
+    const padded = new Uint8Array(8 + json.length + ((8 - (json.length % 8)) % 8)).fill(0x20); // keeps the data 8-byte aligned
     new DataView(padded.buffer).setBigUint64(0, BigInt(padded.length - 8), true);
     padded.set(json, 8);
     const fh = await open(path, 'w');
@@ -169,20 +194,24 @@ export function f32ToF16(v: number): number {
   if (exp >= 0x1f) return sign | 0x7c00;
   if (exp <= 0) {
     if (exp < -10) return sign;
-    const full = mant | 0x800000, shift = 14 - exp;
+    const full = mant | 0x800000,
+      shift = 14 - exp;
     let h = full >>> shift;
-    const rem = full & ((1 << shift) - 1), half = 1 << (shift - 1);
-    if (rem > half || (rem === half && (h & 1))) h++;
+    const rem = full & ((1 << shift) - 1),
+      half = 1 << (shift - 1);
+    if (rem > half || (rem === half && h & 1)) h++;
     return sign | h;
   }
   let h = (exp << 10) | (mant >>> 13);
   const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;  // a carry into the exponent is still right
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // a carry into the exponent is still right
   return sign | h;
 }
 
 export function f16ToF32(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1, exp = (h >>> 10) & 0x1f, mant = h & 0x3ff;
+  const sign = h & 0x8000 ? -1 : 1,
+    exp = (h >>> 10) & 0x1f,
+    mant = h & 0x3ff;
   if (exp === 0) return sign * mant * 2 ** -24;
   if (exp === 31) return mant ? NaN : sign * Infinity;
   return sign * (1 + mant / 1024) * 2 ** (exp - 15);

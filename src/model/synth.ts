@@ -17,15 +17,15 @@ import { SafetensorsWriter } from './safetensors.js';
 import type { ModelConfig } from './types.js';
 
 export interface SynthOptions {
-  config: Record<string, unknown> | string;  // a HF config.json object, or a path to one
-  out: string;                               // hf: a directory; gguf: the .gguf file
+  config: Record<string, unknown> | string; // a HF config.json object, or a path to one
+  out: string; // hf: a directory; gguf: the .gguf file
   format: 'gguf' | 'hf';
-  type?: GgufFileType;                       // default f32; hf takes f32 or f16
-  dtype?: 'f32' | 'f16' | 'q8_0';            // the older spelling of type
+  type?: GgufFileType; // default f32; hf takes f32 or f16
+  dtype?: 'f32' | 'f16' | 'q8_0'; // the older spelling of type
   seed: number;
-  tokenizerJson?: string;                    // default: a synthetic SentencePiece-style vocabulary
-  chatTemplate?: string | null;              // default: a simple one with the synthetic vocabulary, none with a given tokenizer
-  onProgress?: (done: number, total: number) => void;  // tensors written
+  tokenizerJson?: string; // default: a synthetic SentencePiece-style vocabulary
+  chatTemplate?: string | null; // default: a simple one with the synthetic vocabulary, none with a given tokenizer
+  onProgress?: (done: number, total: number) => void; // tensors written
 }
 
 const CHUNK_BYTES = 4 << 20;
@@ -51,11 +51,19 @@ function fnv1a(s: string): number {
 // Fills `out` with uniform values in [center - halfWidth, center + halfWidth) from row `row` of a tensor.
 function fillRow(out: Float32Array, seed: number, nameHash: number, row: number, center: number, halfWidth: number): void {
   const sm = splitmix32((Math.imul(seed, 0x9e3779b1) ^ nameHash ^ Math.imul(row + 1, 0x85ebca6b)) | 0);
-  let a = sm(), b = sm(), c = sm(), d = sm();
+  let a = sm(),
+    b = sm(),
+    c = sm(),
+    d = sm();
   for (let i = 0; i < out.length; i++) {
-    const r = Math.imul(((Math.imul(b, 5) << 7) | (Math.imul(b, 5) >>> 25)), 9) >>> 0;
+    const r = Math.imul((Math.imul(b, 5) << 7) | (Math.imul(b, 5) >>> 25), 9) >>> 0;
     const t = b << 9;
-    c ^= a; d ^= b; b ^= c; a ^= d; c ^= t; d = (d << 11) | (d >>> 21);
+    c ^= a;
+    d ^= b;
+    b ^= c;
+    a ^= d;
+    c ^= t;
+    d = (d << 11) | (d >>> 21);
     out[i] = center + halfWidth * (r / 2147483648 - 1);
   }
 }
@@ -79,10 +87,12 @@ function valueRange(name: string, shape: number[]): [number, number] {
 
 // ---- the synthetic vocabulary ----
 
-const WORDS = ('the and was a to he she it they in of said her his with you that on for is one day little big girl boy '
-  + 'named lily tim ben mom dad friend friends happy sad saw play played wanted went ball cat dog bird tree park time once '
-  + 'upon there had very so but not what can be all when we like look at up out go see fun toy sun red blue good new make '
-  + 'came home love help hello world run jump fast slow quick brown fox lazy over yes no this then from are were').split(' ');
+const WORDS = (
+  'the and was a to he she it they in of said her his with you that on for is one day little big girl boy ' +
+  'named lily tim ben mom dad friend friends happy sad saw play played wanted went ball cat dog bird tree park time once ' +
+  'upon there had very so but not what can be all when we like look at up out go see fun toy sun red blue good new make ' +
+  'came home love help hello world run jump fast slow quick brown fox lazy over yes no this then from are were'
+).split(' ');
 const LETTERS = 'etaoinshrdlcumwfgypbvkjxqz';
 const SINGLE = `▁${LETTERS}${LETTERS.toUpperCase()}0123456789.,!?'"-:;()`;
 
@@ -91,15 +101,23 @@ const SINGLE = `▁${LETTERS}${LETTERS.toUpperCase()}0123456789.,!?'"-:;()`;
 // piece before it so BPE can reach it: "▁" + common words (with their prefixes), then every
 // piece extended by every letter, breadth first.
 export function buildSyntheticVocab(vocabSize: number): GgufVocab {
-  const base = 3 + 256 + 1;  // the specials, the bytes and '▁'; the rest falls back to bytes
+  const base = 3 + 256 + 1; // the specials, the bytes and '▁'; the rest falls back to bytes
   if (!Number.isInteger(vocabSize) || vocabSize < base)
     throw new WeftError('WEFT_ERR_MODEL_BAD_CONFIG', `vocab_size ${vocabSize} is too small for the synthetic vocabulary (at least ${base})`);
   const tokens = ['<unk>', '<s>', '</s>'];
   const types: number[] = [TOKEN_TYPE.UNKNOWN, TOKEN_TYPE.CONTROL, TOKEN_TYPE.CONTROL];
-  for (let b = 0; b < 256; b++) { tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`); types.push(TOKEN_TYPE.BYTE); }
+  for (let b = 0; b < 256; b++) {
+    tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
+    types.push(TOKEN_TYPE.BYTE);
+  }
   const seen = new Set<string>();
   const pieces: string[] = [];
-  const add = (p: string) => { if (!seen.has(p) && tokens.length + pieces.length < vocabSize) { seen.add(p); pieces.push(p); } };
+  const add = (p: string) => {
+    if (!seen.has(p) && tokens.length + pieces.length < vocabSize) {
+      seen.add(p);
+      pieces.push(p);
+    }
+  };
   for (const ch of SINGLE) add(ch);
   for (const w of WORDS) for (let k = 2; k <= w.length + 1; k++) add(('▁' + w).slice(0, k));
   for (let i = 0; tokens.length + pieces.length < vocabSize; i++) {
@@ -107,21 +125,29 @@ export function buildSyntheticVocab(vocabSize: number): GgufVocab {
     if (/^[a-z▁]/.test(p)) for (const c of LETTERS) add(p + c);
   }
   return {
-    model: 'llama', tokens: [...tokens, ...pieces],
+    model: 'llama',
+    tokens: [...tokens, ...pieces],
     scores: [...tokens.map(() => 0), ...pieces.map((_, i) => -i)],
     tokenTypes: [...types, ...pieces.map(() => TOKEN_TYPE.NORMAL)],
-    merges: [], pre: 'default', bosId: 1, eosId: 2, unkId: 0, addBos: true, addEos: false,
+    merges: [],
+    pre: 'default',
+    bosId: 1,
+    eosId: 2,
+    unkId: 0,
+    addBos: true,
+    addEos: false,
   };
 }
 
 // ---- the model ----
 
 // Only with the synthetic vocabulary (a given tokenizer.json comes with its own tokenizer_config.json).
-const SIMPLE_CHAT_TEMPLATE = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}";
+const SIMPLE_CHAT_TEMPLATE =
+  "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}";
 
 export async function synthesizeModel(opts: SynthOptions): Promise<void> {
   const file = typeof opts.config === 'string' ? opts.config : '<synth config>';
-  const raw = typeof opts.config === 'string' ? JSON.parse(readFileSync(opts.config, 'utf8')) as Record<string, unknown> : { ...opts.config };
+  const raw = typeof opts.config === 'string' ? (JSON.parse(readFileSync(opts.config, 'utf8')) as Record<string, unknown>) : { ...opts.config };
   // the synthetic vocabulary has its own <s>/</s>, whatever ids the real model used
   if (!opts.tokenizerJson) Object.assign(raw, { bos_token_id: 1, eos_token_id: 2, pad_token_id: null });
   const config = configFromHf(raw, file, null, { bosTokenId: 1, eosTokenIds: [2] });
@@ -140,8 +166,13 @@ export async function synthesizeModel(opts: SynthOptions): Promise<void> {
 }
 
 // Streams a tensor's rows (HF order unless rowOrder maps output row → HF row) as f32 chunks of whole rows.
-async function streamTensor(name: string, shape: number[], seed: number, emit: (rows: Float32Array) => Promise<void>,
-  rowOrder?: (r: number) => number): Promise<void> {
+async function streamTensor(
+  name: string,
+  shape: number[],
+  seed: number,
+  emit: (rows: Float32Array) => Promise<void>,
+  rowOrder?: (r: number) => number,
+): Promise<void> {
   const [numRows, rowLen] = shape.length === 2 ? shape : [1, shape[0]];
   const [center, halfWidth] = valueRange(name, shape);
   const hash = fnv1a(name);
@@ -149,16 +180,27 @@ async function streamTensor(name: string, shape: number[], seed: number, emit: (
   for (let r0 = 0; r0 < numRows; r0 += perChunk) {
     const n = Math.min(perChunk, numRows - r0);
     const buf = new Float32Array(n * rowLen);
-    for (let i = 0; i < n; i++) fillRow(buf.subarray(i * rowLen, (i + 1) * rowLen), seed, hash, rowOrder ? rowOrder(r0 + i) : r0 + i, center, halfWidth);
+    for (let i = 0; i < n; i++)
+      fillRow(buf.subarray(i * rowLen, (i + 1) * rowLen), seed, hash, rowOrder ? rowOrder(r0 + i) : r0 + i, center, halfWidth);
     await emit(buf);
   }
 }
 
-async function writeHf(opts: SynthOptions, raw: Record<string, unknown>, config: ModelConfig, vocab: GgufVocab,
-  names: string[], shapes: Map<string, number[]>, seed: number): Promise<void> {
+async function writeHf(
+  opts: SynthOptions,
+  raw: Record<string, unknown>,
+  config: ModelConfig,
+  vocab: GgufVocab,
+  names: string[],
+  shapes: Map<string, number[]>,
+  seed: number,
+): Promise<void> {
   mkdirSync(opts.out, { recursive: true });
   const dtype = synthFileType(opts) === 'f16' ? 'F16' : 'F32';
-  const w = await SafetensorsWriter.create(join(opts.out, 'model.safetensors'), names.map((name) => ({ name, dtype, shape: shapes.get(name)! })));
+  const w = await SafetensorsWriter.create(
+    join(opts.out, 'model.safetensors'),
+    names.map((name) => ({ name, dtype, shape: shapes.get(name)! })),
+  );
   for (const [i, name] of names.entries()) {
     await streamTensor(name, shapes.get(name)!, seed, (rows) => w.write(encodeRows(dtype, rows)));
     opts.onProgress?.(i + 1, names.length);
@@ -170,14 +212,24 @@ async function writeHf(opts: SynthOptions, raw: Record<string, unknown>, config:
   writeFileSync(join(opts.out, 'tokenizer.json'), opts.tokenizerJson ?? tokenizerJsonFromVocab(vocab));
   const tokenName = (id: number | null) => (id === null ? null : vocab.tokens[id]);
   json('tokenizer_config.json', {
-    add_bos_token: vocab.addBos, add_eos_token: false, bos_token: tokenName(vocab.bosId), eos_token: tokenName(vocab.eosId),
-    unk_token: tokenName(vocab.unkId), model_max_length: config.maxPositions,
+    add_bos_token: vocab.addBos,
+    add_eos_token: false,
+    bos_token: tokenName(vocab.bosId),
+    eos_token: tokenName(vocab.eosId),
+    unk_token: tokenName(vocab.unkId),
+    model_max_length: config.maxPositions,
     ...(templateOf(opts) ? { chat_template: templateOf(opts) } : {}),
   });
 }
 
-async function writeGguf(opts: SynthOptions, c: ModelConfig, vocab: GgufVocab, names: string[], shapes: Map<string, number[]>,
-  seed: number): Promise<void> {
+async function writeGguf(
+  opts: SynthOptions,
+  c: ModelConfig,
+  vocab: GgufVocab,
+  names: string[],
+  shapes: Map<string, number[]>,
+  seed: number,
+): Promise<void> {
   const fileType = synthFileType(opts);
   const freqs = ropeFreqFactors(c);
   const list = [...names, ...(freqs ? ['rope_freqs.weight'] : [])].map((hfName) => {
@@ -186,7 +238,9 @@ async function writeGguf(opts: SynthOptions, c: ModelConfig, vocab: GgufVocab, n
   });
   const types = chooseTensorTypes(fileType, list, c);
   const tensors: GgufTensorSource[] = list.map(({ hfName, shape, name, dims }) => ({
-    name, dims, type: types.get(name)!,
+    name,
+    dims,
+    type: types.get(name)!,
     produce: (emit) => (hfName === 'rope_freqs.weight' ? emit(freqs!) : streamTensor(hfName, shape, seed, emit, ggufRowOrder(c, hfName, shape[0]))),
   }));
   await writeGgufFile(opts.out, ggufMetadata(c, vocab, fileType, templateOf(opts), 'weft-synth'), tensors, opts.onProgress);

@@ -12,11 +12,11 @@ export const isQuantizedDtype = (d: TensorDType): boolean => d === 'Q8_0' || BLO
 export type CheckpointKind = 'blocks' | 'q8_0' | 'bf16' | 'float';
 
 export interface TensorRef {
-  file: string;          // absolute path
-  offset: number;        // absolute byte offset of the data in the file
+  file: string; // absolute path
+  offset: number; // absolute byte offset of the data in the file
   byteLength: number;
   dtype: TensorDType;
-  shape: number[];       // HF orientation: [out_features, in_features] for matrices
+  shape: number[]; // HF orientation: [out_features, in_features] for matrices
 }
 
 export type RopeScaling =
@@ -38,14 +38,14 @@ export interface ModelConfig {
   maxPositions: number;
   tieEmbeddings: boolean;
   qkvBias: boolean;
-  qkNorm: boolean;       // Qwen3: RMSNorm over each q and k head (weights [headDim]) before RoPE
+  qkNorm: boolean; // Qwen3: RMSNorm over each q and k head (weights [headDim]) before RoPE
   bosTokenId: number | null;
   eosTokenIds: number[];
 }
 
 export interface ModelSpec {
   format: 'hf' | 'gguf';
-  path: string;                       // the directory or .gguf file given
+  path: string; // the directory or .gguf file given
   config: ModelConfig;
   // Canonical HF names: model.embed_tokens.weight, model.layers.N.self_attn.{q,k,v,o}_proj.weight
   // (+ .bias for q/k/v), model.layers.N.self_attn.{q,k}_norm.weight (qkNorm), model.layers.N.mlp.{gate,up,down}_proj.weight,
@@ -54,7 +54,7 @@ export interface ModelSpec {
   tensors: Record<string, TensorRef>;
   // GGUF llama files store q/k rows permuted for interleaved RoPE; the engine un-permutes them.
   ropeInterleaved: boolean;
-  tokenizerJson: string;               // a HF tokenizers JSON document
+  tokenizerJson: string; // a HF tokenizers JSON document
   chatTemplate: string | null;
   generationDefaults: { temperature?: number; topP?: number; topK?: number };
 }

@@ -35,12 +35,17 @@ const DEFAULT_BEAM_MAX_TOKENS = 64;
 
 function toBeam(svc: GenerationService, ids: number[], b: BeamChatBody): { req: GenRequest; beam: BeamRequest } {
   const numReturn = b.num_return_sequences ?? b.beam_width;
-  if (numReturn > b.beam_width) throw new WeftError('WEFT_ERR_REQ_INVALID', `num_return_sequences (${numReturn}) must not exceed beam_width (${b.beam_width})`);
+  if (numReturn > b.beam_width)
+    throw new WeftError('WEFT_ERR_REQ_INVALID', `num_return_sequences (${numReturn}) must not exceed beam_width (${b.beam_width})`);
   const room = Math.max(1, svc.model.maxModelLen - ids.length);
   return {
     req: {
-      promptIds: ids, maxTokens: b.max_tokens ?? Math.min(DEFAULT_BEAM_MAX_TOKENS, room), minTokens: b.min_tokens, ignoreEos: b.ignore_eos,
-      stopTokenIds: b.stop_token_ids, stop: b.stop == null ? [] : typeof b.stop === 'string' ? [b.stop] : b.stop,
+      promptIds: ids,
+      maxTokens: b.max_tokens ?? Math.min(DEFAULT_BEAM_MAX_TOKENS, room),
+      minTokens: b.min_tokens,
+      ignoreEos: b.ignore_eos,
+      stopTokenIds: b.stop_token_ids,
+      stop: b.stop == null ? [] : typeof b.stop === 'string' ? [b.stop] : b.stop,
       sampling: b.repetition_penalty == null ? {} : { repetitionPenalty: b.repetition_penalty },
     },
     beam: { beamWidth: b.beam_width, lengthPenalty: b.length_penalty, earlyStopping: b.early_stopping, numReturnSequences: numReturn },
@@ -64,13 +69,21 @@ function queryOf(b: BeamChatBody): string {
 async function ranked(svc: GenerationService, reranker: Reranker, query: string, promptIds: number[], stops: string[], hyps: Hypothesis[]) {
   const texts = await Promise.all(hyps.map((h) => svc.hypothesisText(promptIds, h.tokens, stops)));
   const t0 = performance.now();
-  const order = await reranker.rank(query, hyps.map((h, i) => ({ text: texts[i], beamScore: h.score, cumLogprob: h.cumLogprob })));
+  const order = await reranker.rank(
+    query,
+    hyps.map((h, i) => ({ text: texts[i], beamScore: h.score, cumLogprob: h.cumLogprob })),
+  );
   svc.metrics?.observeBeamSearch(reranker.name, hyps.length, (performance.now() - t0) / 1000);
   return order.map((o, rank) => ({
     index: o.index,
     entry: {
-      rank, output_ids: hyps[o.index].tokens, output_text: texts[o.index], cumulative_logprob: hyps[o.index].cumLogprob,
-      beam_score: hyps[o.index].score, rerank_score: o.score, finish_reason: hyps[o.index].finishReason,
+      rank,
+      output_ids: hyps[o.index].tokens,
+      output_text: texts[o.index],
+      cumulative_logprob: hyps[o.index].cumLogprob,
+      beam_score: hyps[o.index].score,
+      rerank_score: o.score,
+      finish_reason: hyps[o.index].finishReason,
     },
   }));
 }

@@ -12,7 +12,6 @@ import { onClientGone } from './sse.js';
 import { constrain, type StructuredFields } from './structured.js';
 import { promptMessages, type ToolPlan } from './tools.js';
 
-
 const templates = new WeakMap<GenerationService, Promise<ChatTemplate>>();
 
 function templateFor(svc: GenerationService): Promise<ChatTemplate> {
@@ -30,8 +29,12 @@ function templateFor(svc: GenerationService): Promise<ChatTemplate> {
 
 // messages → prompt text and ids (BOS added by the tokenizer unless the template wrote it).
 // `tools`: a tool-calling plan (routes/tools.ts) whose functions the prompt shows.
-export async function renderChat(svc: GenerationService, messages: readonly MessageInput[], addGenerationPrompt = true,
-  tools?: ToolPlan): Promise<{ text: string; ids: number[]; messages: ChatMessage[] }> {
+export async function renderChat(
+  svc: GenerationService,
+  messages: readonly MessageInput[],
+  addGenerationPrompt = true,
+  tools?: ToolPlan,
+): Promise<{ text: string; ids: number[]; messages: ChatMessage[] }> {
   const template = await templateFor(svc);
   const prompt = promptMessages(normalizeMessages(messages), tools, template.supportsTools);
   const norm = prompt.messages;
@@ -47,16 +50,20 @@ interface ChatBody extends SamplingFields, StructuredFields {
 }
 
 export async function chatRoutes(app: FastifyInstance): Promise<void> {
-  app.post<{ Body: ChatBody }>('/chat', { schema: { body: chatBody, tags: ['generate'], summary: 'Multi-turn chat (SSE unless stream is false)' } }, async (request, reply) => {
-    const svc = app.weft.service;
-    const b = request.body;
-    const { text, ids } = await renderChat(svc, b.messages);
-    const req = await constrain(toGenRequest(svc, ids, b, b.logprobs ?? -1, svc.model.maxModelLen), b);
-    if (b.stream === false) {
-      const gen = svc.start(req);
-      onClientGone(reply, gen.abort);
-      return resultBody(text, await gen.result, b.logprobs !== undefined);
-    }
-    await streamGeneration(app, request, reply, svc, req, text);
-  });
+  app.post<{ Body: ChatBody }>(
+    '/chat',
+    { schema: { body: chatBody, tags: ['generate'], summary: 'Multi-turn chat (SSE unless stream is false)' } },
+    async (request, reply) => {
+      const svc = app.weft.service;
+      const b = request.body;
+      const { text, ids } = await renderChat(svc, b.messages);
+      const req = await constrain(toGenRequest(svc, ids, b, b.logprobs ?? -1, svc.model.maxModelLen), b);
+      if (b.stream === false) {
+        const gen = svc.start(req);
+        onClientGone(reply, gen.abort);
+        return resultBody(text, await gen.result, b.logprobs !== undefined);
+      }
+      await streamGeneration(app, request, reply, svc, req, text);
+    },
+  );
 }

@@ -29,7 +29,7 @@ export function checkIntervalMs(limits: Pick<ClientLimits, 'headersTimeoutMs' | 
 export const earlyByMs = (limits: Pick<ClientLimits, 'headersTimeoutMs' | 'bodyTimeoutMs'>) => 2 * checkIntervalMs(limits);
 
 export function connectionOptions(limits: Pick<ClientLimits, 'headersTimeoutMs' | 'bodyTimeoutMs'>) {
-  const early = (ms: number) => (ms > 0 ? Math.max(1, ms - earlyByMs(limits)) : 0);   // 0: no limit
+  const early = (ms: number) => (ms > 0 ? Math.max(1, ms - earlyByMs(limits)) : 0); // 0: no limit
   return {
     requestTimeout: early(limits.bodyTimeoutMs),
     http: { headersTimeout: early(limits.headersTimeoutMs), connectionsCheckingInterval: checkIntervalMs(limits) },
@@ -42,7 +42,8 @@ function clientErrorOf(err: NodeJS.ErrnoException, isInRequest: boolean, limits:
     case 'ERR_HTTP_REQUEST_TIMEOUT':
       return new WeftError(
         'WEFT_ERR_HTTP_REQUEST_TIMEOUT',
-        isInRequest ? `the request body did not arrive within ${limits.bodyTimeoutMs} ms (--body-timeout-ms)`
+        isInRequest
+          ? `the request body did not arrive within ${limits.bodyTimeoutMs} ms (--body-timeout-ms)`
           : `no complete request headers within ${limits.headersTimeoutMs} ms (--headers-timeout-ms)`,
       );
     case 'HPE_HEADER_OVERFLOW':
@@ -66,7 +67,7 @@ export function onClientError(this: FastifyInstance, err: NodeJS.ErrnoException,
   this.weft.metrics.countError(e.code);
   // one line per connection answered so (a flood of them is worth seeing at the default level)
   this.log.info({ code: e.code, cause: err.code, remote: socket.remoteAddress }, e.message);
-  if (pending) this.weft.cutOff.add(pending);   // this line is its request's: no second one when its response closes
+  if (pending) this.weft.cutOff.add(pending); // this line is its request's: no second one when its response closes
   // a request that had begun leaves its buffered body as garbage; a connection that never sent its
   // headers, only a socket
   if (e.code === 'WEFT_ERR_HTTP_REQUEST_TIMEOUT' && pending) this.weft.relief.shed();
@@ -86,7 +87,7 @@ export function onClientError(this: FastifyInstance, err: NodeJS.ErrnoException,
 // and most clients then report the reset (EPIPE), never the 413. Past maxBytes the answer goes out
 // and the connection closes. The body timeout bounds the time this takes (408 past it).
 export async function drainUnreadBody(raw: IncomingMessage, maxBytes: number): Promise<boolean> {
-  if (raw.complete || raw.readableEnded || raw.destroyed) return true;   // (inject()'s requests never set complete)
+  if (raw.complete || raw.readableEnded || raw.destroyed) return true; // (inject()'s requests never set complete)
   return new Promise<boolean>((resolve) => {
     let numBytes = 0;
     const done = (isWhole: boolean) => {
@@ -105,6 +106,6 @@ export async function drainUnreadBody(raw: IncomingMessage, maxBytes: number): P
     raw.once('end', onEnd);
     raw.once('close', onEnd);
     raw.once('error', onEnd);
-    raw.resume();   // flowing: what no listener takes is dropped
+    raw.resume(); // flowing: what no listener takes is dropped
   });
 }

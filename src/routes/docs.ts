@@ -22,9 +22,17 @@ const errorSchema = {
 function errorResponses(): Record<string, unknown> {
   const byStatus = new Map<number, string[]>();
   for (const [code, spec] of Object.entries(ERRORS)) byStatus.set(spec.status, [...(byStatus.get(spec.status) ?? []), code]);
-  return Object.fromEntries([...byStatus].sort(([a], [b]) => a - b).map(([status, codes]) => [status, {
-    description: `{ error: { message, type, code } } with code one of: ${codes.join(', ')}`, ...errorSchema,
-  }]));
+  return Object.fromEntries(
+    [...byStatus]
+      .sort(([a], [b]) => a - b)
+      .map(([status, codes]) => [
+        status,
+        {
+          description: `{ error: { message, type, code } } with code one of: ${codes.join(', ')}`,
+          ...errorSchema,
+        },
+      ]),
+  );
 }
 
 // Must run before the routes are registered: @fastify/swagger collects them as they are added.
@@ -32,7 +40,12 @@ export async function registerDocs(app: FastifyInstance): Promise<void> {
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
-      info: { title: 'weft', description: 'LLM inference server: seed routes, OpenAI-compatible routes, health and metrics. Errors are { error: { message, type, code } }.', version: '0.1.0' },
+      info: {
+        title: 'weft',
+        description:
+          'LLM inference server: seed routes, OpenAI-compatible routes, health and metrics. Errors are { error: { message, type, code } }.',
+        version: '0.1.0',
+      },
       components: { schemas: { Error: errorSchema }, securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
       tags: [{ name: 'generate' }, { name: 'openai' }, { name: 'tokenize' }, { name: 'health' }],

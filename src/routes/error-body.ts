@@ -52,11 +52,13 @@ export function toWeftError(e: unknown, body?: unknown): WeftError {
   const mapped = fe.code ? FASTIFY_CODES[fe.code] : undefined;
   if (mapped) return new WeftError(mapped, fe.message ?? mapped);
   // the JSON body parser's own errors (and any other client error Fastify flags)
-  if (typeof fe.statusCode === 'number' && fe.statusCode === 413) return new WeftError('WEFT_ERR_HTTP_BODY_TOO_LARGE', fe.message ?? 'body too large');
+  if (typeof fe.statusCode === 'number' && fe.statusCode === 413)
+    return new WeftError('WEFT_ERR_HTTP_BODY_TOO_LARGE', fe.message ?? 'body too large');
   // @fastify/static (the Swagger UI's assets) refusing a path: `..`, `//`, `.` segments
   if (fe.statusCode === 403) return new WeftError('WEFT_ERR_HTTP_FORBIDDEN', fe.message ?? 'forbidden');
   if (fe.statusCode === 404) return new WeftError('WEFT_ERR_HTTP_NOT_FOUND', fe.message ?? 'not found');
-  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) return new WeftError('WEFT_ERR_HTTP_BAD_JSON', fe.message ?? 'bad request');
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500)
+    return new WeftError('WEFT_ERR_HTTP_BAD_JSON', fe.message ?? 'bad request');
   return new WeftError('WEFT_ERR_HTTP_INTERNAL', e instanceof Error ? e.message : String(e));
 }
 

@@ -8,22 +8,36 @@ import { WeftError } from '../errors.js';
 export async function healthRoutes(app: FastifyInstance): Promise<void> {
   app.get('/health', { schema: { summary: 'Liveness: 200 while the process serves', tags: ['health'] } }, async () => ({ status: 'ok' }));
 
-  app.get('/ready', { schema: { summary: 'Readiness: 200 once the model is loaded and the workers are up, else 503', tags: ['health'] } }, async (_request, reply) => {
-    const svc = app.weft.maybeService;
-    if (!svc || app.weft.isShuttingDown) {
-      const e = app.weft.isShuttingDown
-        ? new WeftError('WEFT_ERR_HTTP_SHUTTING_DOWN', 'the server is shutting down')
-        : new WeftError('WEFT_ERR_HTTP_NOT_READY', 'the model is still loading');
-      app.weft.metrics.countError(e.code);
-      const progress = app.weft.isShuttingDown ? null : app.weft.loadProgress;
-      return reply.status(503).header('retry-after', '1').send({ status: 'loading', ...(progress ? { progress } : {}), ...errorBody(e) });
-    }
-    const m = svc.model;
-    return {
-      status: 'ready', model: m.id, ...(app.weft.limits.exposeModelPath ? { path: m.path } : {}), is_demo: m.isDemo, backend: m.backend, dtype: m.dtype,
-      num_instances: m.numInstances, max_model_len: m.maxModelLen, chat_template: m.chatTemplate ? 'model' : 'plain',
-    };
-  });
+  app.get(
+    '/ready',
+    { schema: { summary: 'Readiness: 200 once the model is loaded and the workers are up, else 503', tags: ['health'] } },
+    async (_request, reply) => {
+      const svc = app.weft.maybeService;
+      if (!svc || app.weft.isShuttingDown) {
+        const e = app.weft.isShuttingDown
+          ? new WeftError('WEFT_ERR_HTTP_SHUTTING_DOWN', 'the server is shutting down')
+          : new WeftError('WEFT_ERR_HTTP_NOT_READY', 'the model is still loading');
+        app.weft.metrics.countError(e.code);
+        const progress = app.weft.isShuttingDown ? null : app.weft.loadProgress;
+        return reply
+          .status(503)
+          .header('retry-after', '1')
+          .send({ status: 'loading', ...(progress ? { progress } : {}), ...errorBody(e) });
+      }
+      const m = svc.model;
+      return {
+        status: 'ready',
+        model: m.id,
+        ...(app.weft.limits.exposeModelPath ? { path: m.path } : {}),
+        is_demo: m.isDemo,
+        backend: m.backend,
+        dtype: m.dtype,
+        num_instances: m.numInstances,
+        max_model_len: m.maxModelLen,
+        chat_template: m.chatTemplate ? 'model' : 'plain',
+      };
+    },
+  );
 
   app.get('/metrics', { schema: { summary: 'Prometheus metrics (text format)', tags: ['health'] } }, async (_request, reply) => {
     const text = await app.weft.metrics.text();

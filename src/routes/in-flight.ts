@@ -14,7 +14,7 @@ export class InFlight {
   constructor(
     readonly writeTimeoutMs: number,
     readonly countError: (code: string) => void,
-    readonly onCutOff: (res: ServerResponse) => void = () => undefined,   // logged here; memory to give back (MemoryRelief)
+    readonly onCutOff: (res: ServerResponse) => void = () => undefined, // logged here; memory to give back (MemoryRelief)
   ) {}
 
   get size(): number {

@@ -43,18 +43,27 @@ interface Format {
   chunkObject: string;
   choice(index: number, r: GenResult): Promise<Record<string, unknown>>;
   chunkChoice(index: number, d: GenDelta, isFirst: boolean): Promise<Record<string, unknown> | null>;
-  endChoice(index: number, r: GenResult): Record<string, unknown>;   // a streamed choice's last chunk
+  endChoice(index: number, r: GenResult): Record<string, unknown>; // a streamed choice's last chunk
 }
 
 // The end of every streamed response: each choice's last chunk (sent by `run`, which returns the
 // usage), the usage chunk if asked, or an error event; then [DONE].
-async function endStream(app: FastifyInstance, sse: SseStream, gens: Generation[], includeUsage: boolean,
-  chunk: (choices: unknown[], extra?: object) => unknown, run: () => Promise<unknown>): Promise<void> {
+async function endStream(
+  app: FastifyInstance,
+  sse: SseStream,
+  gens: Generation[],
+  includeUsage: boolean,
+  chunk: (choices: unknown[], extra?: object) => unknown,
+  run: () => Promise<unknown>,
+): Promise<void> {
   try {
     const total = await run();
     if (includeUsage) await sse.send(chunk([], { usage: total }));
   } catch (e) {
-    gens.forEach((g) => { g.abort(); g.result.catch(() => undefined); });
+    gens.forEach((g) => {
+      g.abort();
+      g.result.catch(() => undefined);
+    });
     await sse.send(streamErrorBody(app.weft.metrics, e));
   }
   await sse.done();
@@ -83,33 +92,68 @@ function checkModel(svc: GenerationService, model: string | undefined): void {
 // vLLM's use_beam_search: one search of width n per prompt, its n hypotheses the choices (prompt
 // p's j-th best is choice p·n + j). Streamed, each prompt's best streams as its tokens become
 // final; the other hypotheses follow whole when the search ends.
-async function respondBeam(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, body: OpenAiCommon,
-  reqs: GenRequest[], fmt: Format, base: Record<string, unknown>): Promise<unknown> {
+async function respondBeam(
+  app: FastifyInstance,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  body: OpenAiCommon,
+  reqs: GenRequest[],
+  fmt: Format,
+  base: Record<string, unknown>,
+): Promise<unknown> {
   const svc = app.weft.service;
   const n = body.n ?? 1;
   const beam = { beamWidth: n, lengthPenalty: body.length_penalty ?? 1, earlyStopping: body.early_stopping ?? false, numReturnSequences: n };
   svc.checkNumSequences(reqs.length * n, `${reqs.length} prompt(s) × beam width ${n}`);
-  const asChoices = async (req: GenRequest, r: GenResult): Promise<GenResult[]> => Promise.all(r.beam!.hypotheses.map(async (h) => ({
-    text: await svc.hypothesisText(req.promptIds, h.tokens, req.stop), tokenIds: h.tokens, logprobs: [], finishReason: h.finishReason,
-    numPromptTokens: req.promptIds.length, numOutputTokens: h.tokens.length, numCachedTokens: r.numCachedTokens,
-  })));
+  const asChoices = async (req: GenRequest, r: GenResult): Promise<GenResult[]> =>
+    Promise.all(
+      r.beam!.hypotheses.map(async (h) => ({
+        text: await svc.hypothesisText(req.promptIds, h.tokens, req.stop),
+        tokenIds: h.tokens,
+        logprobs: [],
+        finishReason: h.finishReason,
+        numPromptTokens: req.promptIds.length,
+        numOutputTokens: h.tokens.length,
+        numCachedTokens: r.numCachedTokens,
+      })),
+    );
   // each prompt's best hypothesis carries its output and cached tokens
   const ofBest = (rs: GenResult[][], f: (r: GenResult) => number) => rs.reduce((a, c) => a + (c[0] ? f(c[0]) : 0), 0);
   const total = (rs: GenResult[][]) =>
-    usage(reqs.reduce((a, r) => a + r.promptIds.length, 0), ofBest(rs, (r) => r.numOutputTokens), ofBest(rs, (r) => r.numCachedTokens));
+    usage(
+      reqs.reduce((a, r) => a + r.promptIds.length, 0),
+      ofBest(rs, (r) => r.numOutputTokens),
+      ofBest(rs, (r) => r.numCachedTokens),
+    );
   let sse: SseStream | null = null;
   const first = reqs.map(() => true);
   const chunk = (choices: unknown[], extra = {}) => ({ ...base, object: fmt.chunkObject, choices, ...extra });
   const gens: Generation[] = [];
   try {
-    reqs.forEach((r, p) => gens.push(svc.startBeam(r, beam, body.stream ? {
-      onDelta: async (d) => {
-        const c = await fmt.chunkChoice(p * n, d, first[p]);
-        if (c) { first[p] = false; await sse?.send(chunk([c])); }
-      },
-    } : {})));
+    reqs.forEach((r, p) =>
+      gens.push(
+        svc.startBeam(
+          r,
+          beam,
+          body.stream
+            ? {
+                onDelta: async (d) => {
+                  const c = await fmt.chunkChoice(p * n, d, first[p]);
+                  if (c) {
+                    first[p] = false;
+                    await sse?.send(chunk([c]));
+                  }
+                },
+              }
+            : {},
+        ),
+      ),
+    );
   } catch (e) {
-    gens.forEach((g) => { g.abort(); g.result.catch(() => undefined); });
+    gens.forEach((g) => {
+      g.abort();
+      g.result.catch(() => undefined);
+    });
     throw e;
   }
   if (!body.stream) {
@@ -120,28 +164,45 @@ async function respondBeam(app: FastifyInstance, request: FastifyRequest, reply:
   }
   sse = SseStream.open(request, reply);
   sse.signal.addEventListener('abort', () => gens.forEach((g) => g.abort()), { once: true });
-  await endStream(app, sse, gens, !!body.stream_options?.include_usage, chunk, async () => total(await Promise.all(gens.map(async (g, p) => {
-    const choices = await asChoices(reqs[p], await g.result);
-    for (const [j, c] of choices.entries()) {
-      const whole = j === 0 ? null : await fmt.chunkChoice(p * n + j, { text: c.text, tokenId: c.tokenIds.at(-1) ?? -1 }, true);
-      if (whole) await sse!.send(chunk([whole]));
-      await sse!.send(chunk([fmt.endChoice(p * n + j, c)]));
-    }
-    return choices;
-  }))));
+  await endStream(app, sse, gens, !!body.stream_options?.include_usage, chunk, async () =>
+    total(
+      await Promise.all(
+        gens.map(async (g, p) => {
+          const choices = await asChoices(reqs[p], await g.result);
+          for (const [j, c] of choices.entries()) {
+            const whole = j === 0 ? null : await fmt.chunkChoice(p * n + j, { text: c.text, tokenId: c.tokenIds.at(-1) ?? -1 }, true);
+            if (whole) await sse!.send(chunk([whole]));
+            await sse!.send(chunk([fmt.endChoice(p * n + j, c)]));
+          }
+          return choices;
+        }),
+      ),
+    ),
+  );
   return reply;
 }
 
 // Runs every (prompt × n) choice together; answers once, or streams chunks as tokens come.
-async function respond(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, body: OpenAiCommon,
-  reqs: GenRequest[], fmt: Format, idPrefix: string): Promise<unknown> {
+async function respond(
+  app: FastifyInstance,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  body: OpenAiCommon,
+  reqs: GenRequest[],
+  fmt: Format,
+  idPrefix: string,
+): Promise<unknown> {
   const svc = app.weft.service;
   const n = body.n ?? 1;
   // the name the request used (as vLLM answers), so a client sees the alias it asked for
   const base = { id: `${idPrefix}-${randomUUID().replaceAll('-', '')}`, created: Math.floor(Date.now() / 1000), model: body.model ?? svc.model.id };
   // a prompt's n samples share its prefill: its prompt and cached tokens count once (its first sample's)
-  const total = (rs: GenResult[]) => usage(reqs.reduce((a, r) => a + r.promptIds.length, 0), rs.reduce((a, r) => a + r.numOutputTokens, 0),
-    rs.reduce((a, r, i) => a + (i % n === 0 ? r.numCachedTokens : 0), 0));
+  const total = (rs: GenResult[]) =>
+    usage(
+      reqs.reduce((a, r) => a + r.promptIds.length, 0),
+      rs.reduce((a, r) => a + r.numOutputTokens, 0),
+      rs.reduce((a, r, i) => a + (i % n === 0 ? r.numCachedTokens : 0), 0),
+    );
   if (body.use_beam_search) return respondBeam(app, request, reply, body, reqs, fmt, base);
 
   if (!body.stream) {
@@ -152,21 +213,35 @@ async function respond(app: FastifyInstance, request: FastifyRequest, reply: Fas
   }
 
   let sse: SseStream | null = null;
-  const first = Array.from({ length: reqs.length * n }, () => true);   // per choice: no chunk sent yet
+  const first = Array.from({ length: reqs.length * n }, () => true); // per choice: no chunk sent yet
   const chunk = (choices: unknown[], extra = {}) => ({ ...base, object: fmt.chunkObject, choices, ...extra });
-  const gens = startAll(svc, reqs, (i) => ({
-    onDelta: async (d) => {
-      const c = await fmt.chunkChoice(i, d, first[i]);
-      if (c) { first[i] = false; await sse?.send(chunk([c])); }
-    },
-  }), n);
+  const gens = startAll(
+    svc,
+    reqs,
+    (i) => ({
+      onDelta: async (d) => {
+        const c = await fmt.chunkChoice(i, d, first[i]);
+        if (c) {
+          first[i] = false;
+          await sse?.send(chunk([c]));
+        }
+      },
+    }),
+    n,
+  );
   sse = SseStream.open(request, reply);
   sse.signal.addEventListener('abort', () => gens.forEach((g) => g.abort()), { once: true });
-  await endStream(app, sse, gens, !!body.stream_options?.include_usage, chunk, async () => total(await Promise.all(gens.map(async (g, i) => {
-    const r = await g.result;
-    await sse!.send(chunk([fmt.endChoice(i, r)]));
-    return r;
-  }))));
+  await endStream(app, sse, gens, !!body.stream_options?.include_usage, chunk, async () =>
+    total(
+      await Promise.all(
+        gens.map(async (g, i) => {
+          const r = await g.result;
+          await sse!.send(chunk([fmt.endChoice(i, r)]));
+          return r;
+        }),
+      ),
+    ),
+  );
   return reply;
 }
 
@@ -177,7 +252,10 @@ async function respond(app: FastifyInstance, request: FastifyRequest, reply: Fas
 function completionLogprobs(svc: GenerationService, lps: TokenLogprob[], stream: TokenTextStream, startOffset = 0) {
   const tokens = lps.map((l) => stream.push(l.id));
   const offsets: number[] = [];
-  tokens.reduce((at, t) => { offsets.push(at); return at + t.length; }, startOffset);
+  tokens.reduce((at, t) => {
+    offsets.push(at);
+    return at + t.length;
+  }, startOffset);
   const top = lps.map((l) => Object.fromEntries((l.top ?? []).map((x) => [tokenAlone(svc.tokenizer.tokenBytes(x.id)), x.logprob])));
   return { tokens, token_logprobs: lps.map((l) => l.logprob), top_logprobs: top, text_offset: offsets };
 }
@@ -189,7 +267,9 @@ function completionFormat(svc: GenerationService, withLogprobs: boolean): Format
     object: 'text_completion',
     chunkObject: 'text_completion',
     choice: async (index, r) => ({
-      index, text: r.text, finish_reason: finishReason(r),
+      index,
+      text: r.text,
+      finish_reason: finishReason(r),
       logprobs: withLogprobs ? completionLogprobs(svc, r.logprobs, new TokenTextStream(svc.tokenizer)) : null,
     }),
     chunkChoice: async (index, d) => {
@@ -240,7 +320,9 @@ function chatFormat(svc: GenerationService, withLogprobs: boolean): Format {
     choice: async (index, r) => {
       const stream = new TokenTextStream(svc.tokenizer);
       return {
-        index, message: { role: 'assistant', content: r.text }, finish_reason: finishReason(r),
+        index,
+        message: { role: 'assistant', content: r.text },
+        finish_reason: finishReason(r),
         logprobs: withLogprobs ? { content: r.logprobs.map((l) => chatLogprobEntry(svc, l, stream)) } : null,
       };
     },
@@ -255,46 +337,64 @@ function chatFormat(svc: GenerationService, withLogprobs: boolean): Format {
 }
 
 export async function openaiRoutes(app: FastifyInstance): Promise<void> {
-  app.post<{ Body: CompletionsBody }>('/v1/completions', { schema: { body: completionsBody, tags: ['openai'], summary: 'OpenAI-compatible completions' } }, async (request, reply) => {
-    const svc = app.weft.service;
-    const b = request.body;
-    checkModel(svc, b.model);
-    const prompts: number[][] = typeof b.prompt === 'string' ? [await svc.encode(b.prompt)]
-      : b.prompt.every((p) => typeof p === 'number') ? [b.prompt as number[]]
-        : await Promise.all((b.prompt as string[]).map((p) => svc.encode(p)));
-    const numLogprobs = b.logprobs == null ? -1 : b.logprobs;
-    checkBeam(b, numLogprobs >= 0);
-    if (b.echo && numLogprobs >= 0)
-      throw new WeftError('WEFT_ERR_REQ_INVALID', "echo with logprobs needs the prompt's log-probs, which weft does not compute; drop one of them");
-    const reqs = await Promise.all(prompts.map((ids) => constrain(toGenRequest(svc, ids, b, numLogprobs, 16), b)));  // OpenAI's default max_tokens
-    const fmt = completionFormat(svc, b.logprobs != null);
-    const promptText = (ids: number[], p: number) =>
-      typeof b.prompt === 'string' ? b.prompt : typeof b.prompt[p] === 'string' ? (b.prompt[p] as string) : svc.tokenizer.decode(ids);
-    const texts = b.echo ? await Promise.all(prompts.map(promptText)) : null;
-    return respond(app, request, reply, b, reqs, texts ? withEcho(fmt, texts, b.n ?? 1) : fmt, 'cmpl');
-  });
+  app.post<{ Body: CompletionsBody }>(
+    '/v1/completions',
+    { schema: { body: completionsBody, tags: ['openai'], summary: 'OpenAI-compatible completions' } },
+    async (request, reply) => {
+      const svc = app.weft.service;
+      const b = request.body;
+      checkModel(svc, b.model);
+      const prompts: number[][] =
+        typeof b.prompt === 'string'
+          ? [await svc.encode(b.prompt)]
+          : b.prompt.every((p) => typeof p === 'number')
+            ? [b.prompt as number[]]
+            : await Promise.all((b.prompt as string[]).map((p) => svc.encode(p)));
+      const numLogprobs = b.logprobs == null ? -1 : b.logprobs;
+      checkBeam(b, numLogprobs >= 0);
+      if (b.echo && numLogprobs >= 0)
+        throw new WeftError('WEFT_ERR_REQ_INVALID', "echo with logprobs needs the prompt's log-probs, which weft does not compute; drop one of them");
+      const reqs = await Promise.all(prompts.map((ids) => constrain(toGenRequest(svc, ids, b, numLogprobs, 16), b))); // OpenAI's default max_tokens
+      const fmt = completionFormat(svc, b.logprobs != null);
+      const promptText = (ids: number[], p: number) =>
+        typeof b.prompt === 'string' ? b.prompt : typeof b.prompt[p] === 'string' ? (b.prompt[p] as string) : svc.tokenizer.decode(ids);
+      const texts = b.echo ? await Promise.all(prompts.map(promptText)) : null;
+      return respond(app, request, reply, b, reqs, texts ? withEcho(fmt, texts, b.n ?? 1) : fmt, 'cmpl');
+    },
+  );
 
-  app.post<{ Body: ChatCompletionsBody }>('/v1/chat/completions', { schema: { body: chatCompletionsBody, tags: ['openai'], summary: 'OpenAI-compatible chat completions' } }, async (request, reply) => {
-    const svc = app.weft.service;
-    const b = request.body;
-    checkModel(svc, b.model);
-    if (b.top_logprobs != null && !b.logprobs) throw new WeftError('WEFT_ERR_REQ_INVALID', 'top_logprobs needs logprobs: true');
-    const tools = planTools(b, svc.model.chatTemplate, svc.model.toolCallParser);
-    const { ids } = await renderChat(svc, b.messages, true, tools);
-    const numLogprobs = b.logprobs ? b.top_logprobs ?? 0 : -1;
-    checkBeam(b, numLogprobs >= 0);
-    const req = await constrain(toGenRequest(svc, ids, b, numLogprobs, svc.model.maxModelLen), b, tools.constraint);
-    return respond(app, request, reply, b, [req], withToolCalls(chatFormat(svc, !!b.logprobs), tools), 'chatcmpl');
-  });
+  app.post<{ Body: ChatCompletionsBody }>(
+    '/v1/chat/completions',
+    { schema: { body: chatCompletionsBody, tags: ['openai'], summary: 'OpenAI-compatible chat completions' } },
+    async (request, reply) => {
+      const svc = app.weft.service;
+      const b = request.body;
+      checkModel(svc, b.model);
+      if (b.top_logprobs != null && !b.logprobs) throw new WeftError('WEFT_ERR_REQ_INVALID', 'top_logprobs needs logprobs: true');
+      const tools = planTools(b, svc.model.chatTemplate, svc.model.toolCallParser);
+      const { ids } = await renderChat(svc, b.messages, true, tools);
+      const numLogprobs = b.logprobs ? (b.top_logprobs ?? 0) : -1;
+      checkBeam(b, numLogprobs >= 0);
+      const req = await constrain(toGenRequest(svc, ids, b, numLogprobs, svc.model.maxModelLen), b, tools.constraint);
+      return respond(app, request, reply, b, [req], withToolCalls(chatFormat(svc, !!b.logprobs), tools), 'chatcmpl');
+    },
+  );
 
   app.get('/v1/models', { schema: { tags: ['openai'], summary: 'The served model, once per name it answers to' } }, async () => {
     const m = app.weft.service.model;
-    const root = app.weft.limits.exposeModelPath ? m.path : m.id;   // where the model lies on disk: only when asked
+    const root = app.weft.limits.exposeModelPath ? m.path : m.id; // where the model lies on disk: only when asked
     return {
       object: 'list',
       data: [m.id, ...m.aliases].map((id) => ({
-        id, object: 'model', created: 0, owned_by: 'weft', root, max_model_len: m.maxModelLen,
-        backend: m.backend, dtype: m.dtype, is_demo: m.isDemo,
+        id,
+        object: 'model',
+        created: 0,
+        owned_by: 'weft',
+        root,
+        max_model_len: m.maxModelLen,
+        backend: m.backend,
+        dtype: m.dtype,
+        is_demo: m.isDemo,
         ...(m.isDemo ? { notice: 'built-in demo model: seeded synthetic weights, output is noise; pass --model PATH to serve a real model' } : {}),
       })),
     };

@@ -25,8 +25,13 @@ export interface SamplingFields {
 // Generating routes without an explicit max_tokens get this many, within the context.
 export const DEFAULT_MAX_TOKENS = 256;
 
-export function toGenRequest(svc: GenerationService, promptIds: number[], b: SamplingFields, numLogprobs = -1,
-  defaultMaxTokens = DEFAULT_MAX_TOKENS): GenRequest {
+export function toGenRequest(
+  svc: GenerationService,
+  promptIds: number[],
+  b: SamplingFields,
+  numLogprobs = -1,
+  defaultMaxTokens = DEFAULT_MAX_TOKENS,
+): GenRequest {
   const sampling: Partial<SamplingParams> = { numLogprobs };
   const defaults = { temperature: 1, topP: 1, topK: 0 };
   sampling.temperature = b.temperature ?? defaults.temperature;
@@ -48,7 +53,9 @@ export function toGenRequest(svc: GenerationService, promptIds: number[], b: Sam
     stop: b.stop == null ? [] : typeof b.stop === 'string' ? [b.stop] : b.stop,
     sampling,
     ...(b.allowed_token_ids ? { constraint: { type: 'token_ids' as const, ids: b.allowed_token_ids } } : {}),
-    ...(b.logit_bias && Object.keys(b.logit_bias).length ? { logitBias: Object.entries(b.logit_bias).map(([id, v]) => [Number(id), v] as const) } : {}),
+    ...(b.logit_bias && Object.keys(b.logit_bias).length
+      ? { logitBias: Object.entries(b.logit_bias).map(([id, v]) => [Number(id), v] as const) }
+      : {}),
   };
 }
 
@@ -56,7 +63,9 @@ export function toGenRequest(svc: GenerationService, promptIds: number[], b: Sam
 // prompt_tokens_details.cached_tokens
 export function usage(promptTokens: number, completionTokens: number, cachedTokens?: number) {
   return {
-    prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens,
+    prompt_tokens: promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: promptTokens + completionTokens,
     ...(cachedTokens === undefined ? {} : { prompt_tokens_details: { cached_tokens: cachedTokens } }),
   };
 }

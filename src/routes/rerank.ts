@@ -20,20 +20,32 @@ interface RerankBody {
 
 export async function rerankRoutes(app: FastifyInstance): Promise<void> {
   for (const url of ['/v1/rerank', '/rerank', '/v2/rerank']) {
-    app.post<{ Body: RerankBody }>(url, { schema: { body: rerankBody, tags: ['rerank'], summary: 'Rerank documents against a query' } }, async (request) => {
-      const r = app.weft.reranker;
-      if (!(r instanceof ModelReranker))
-        throw new WeftError('WEFT_ERR_REQ_NO_RERANKER', 'this server has no reranker model: start it with --reranker-model PATH');
-      const b = request.body;
-      const docs = b.documents.map((d) => (typeof d === 'string' ? d : d.text));
-      const ids = await Promise.all(docs.map((d) => r.promptIds(b.query, d, b.instruction)));
-      const scores = await Promise.all(ids.map((x) => r.score(x)));
-      const ranked = scores.map((s, index) => ({ index, s })).sort((x, y) => y.s - x.s || x.index - y.index).slice(0, b.top_n ?? docs.length);
-      return {
-        id: `rerank-${randomUUID()}`, model: b.model ?? r.name,
-        usage: { total_tokens: ids.reduce((a, x) => a + x.length, 0) },
-        results: ranked.map(({ index, s }) => ({ index, relevance_score: s, ...(b.return_documents === false ? {} : { document: { text: docs[index] } }) })),
-      };
-    });
+    app.post<{ Body: RerankBody }>(
+      url,
+      { schema: { body: rerankBody, tags: ['rerank'], summary: 'Rerank documents against a query' } },
+      async (request) => {
+        const r = app.weft.reranker;
+        if (!(r instanceof ModelReranker))
+          throw new WeftError('WEFT_ERR_REQ_NO_RERANKER', 'this server has no reranker model: start it with --reranker-model PATH');
+        const b = request.body;
+        const docs = b.documents.map((d) => (typeof d === 'string' ? d : d.text));
+        const ids = await Promise.all(docs.map((d) => r.promptIds(b.query, d, b.instruction)));
+        const scores = await Promise.all(ids.map((x) => r.score(x)));
+        const ranked = scores
+          .map((s, index) => ({ index, s }))
+          .sort((x, y) => y.s - x.s || x.index - y.index)
+          .slice(0, b.top_n ?? docs.length);
+        return {
+          id: `rerank-${randomUUID()}`,
+          model: b.model ?? r.name,
+          usage: { total_tokens: ids.reduce((a, x) => a + x.length, 0) },
+          results: ranked.map(({ index, s }) => ({
+            index,
+            relevance_score: s,
+            ...(b.return_documents === false ? {} : { document: { text: docs[index] } }),
+          })),
+        };
+      },
+    );
   }
 }

@@ -4,15 +4,28 @@
 import { structuredFields } from './structured.js';
 import { toolFields } from './tools.js';
 
-const int = (minimum: number, maximum: number, description?: string) => ({ type: 'integer', minimum, maximum, ...(description ? { description } : {}) });
-const num = (minimum: number, maximum: number, description?: string) => ({ type: 'number', minimum, maximum, ...(description ? { description } : {}) });
+const int = (minimum: number, maximum: number, description?: string) => ({
+  type: 'integer',
+  minimum,
+  maximum,
+  ...(description ? { description } : {}),
+});
+const num = (minimum: number, maximum: number, description?: string) => ({
+  type: 'number',
+  minimum,
+  maximum,
+  ...(description ? { description } : {}),
+});
 const nullable = <T extends { type: string }>(s: T) => ({ ...s, type: [s.type, 'null'] });
 
 export const MAX_TOKEN_ID = 2 ** 31 - 1;
 const tokenIds = (maxItems: number) => ({ type: 'array', items: int(0, MAX_TOKEN_ID), maxItems });
 const stop = {
   description: 'stop strings: generation ends before the first match, which is not returned',
-  anyOf: [{ type: 'string', minLength: 1, maxLength: 256 }, { type: 'array', items: { type: 'string', minLength: 1, maxLength: 256 }, maxItems: 16 }],
+  anyOf: [
+    { type: 'string', minLength: 1, maxLength: 256 },
+    { type: 'array', items: { type: 'string', minLength: 1, maxLength: 256 }, maxItems: 16 },
+  ],
 };
 
 // Sampling fields shared by every generating route (vLLM names).
@@ -21,7 +34,7 @@ const sampling = {
   top_p: nullable({ type: 'number', exclusiveMinimum: 0, maximum: 1 }),
   top_k: nullable(int(-1, 1_000_000, '0 or -1 = off')),
   min_p: nullable(num(0, 1)),
-  repetition_penalty: nullable({ type: 'number', minimum: 0.001, maximum: 10 }),  // 1e-300 would become 0 in float32
+  repetition_penalty: nullable({ type: 'number', minimum: 0.001, maximum: 10 }), // 1e-300 would become 0 in float32
   presence_penalty: nullable(num(-2, 2)),
   frequency_penalty: nullable(num(-2, 2)),
   seed: nullable(int(0, Number.MAX_SAFE_INTEGER)),
@@ -32,7 +45,10 @@ const sampling = {
   stop_token_ids: tokenIds(64),
   allowed_token_ids: { ...tokenIds(1 << 20), minItems: 1, description: "vLLM's: only these tokens may be generated" },
   logit_bias: nullable({
-    type: 'object', maxProperties: 1024, propertyNames: { pattern: '^[0-9]{1,10}$' }, additionalProperties: num(-100, 100),
+    type: 'object',
+    maxProperties: 1024,
+    propertyNames: { pattern: '^[0-9]{1,10}$' },
+    additionalProperties: num(-100, 100),
     description: "OpenAI's: token id (a string) → a bias added to its logit before sampling (-100 bans it, 100 all but forces it)",
   }),
 } as const;
@@ -40,29 +56,52 @@ const sampling = {
 // example: what Swagger UI's "Try it out" sends (it would otherwise send the schema's maxima);
 // test/routes/docs.test.ts posts each one and expects a 2xx.
 const body = (properties: Record<string, unknown>, required: string[], description: string, example: Record<string, unknown>) => ({
-  description, type: 'object', additionalProperties: false, required, properties, examples: [example],
+  description,
+  type: 'object',
+  additionalProperties: false,
+  required,
+  properties,
+  examples: [example],
 });
 
 const messageObject = {
-  type: 'object', additionalProperties: false, required: ['role'],
+  type: 'object',
+  additionalProperties: false,
+  required: ['role'],
   properties: {
-    role: { type: 'string', enum: ['system', 'developer', 'user', 'assistant', 'tool'], description: 'developer: OpenAI\'s newer name for system' },
+    role: { type: 'string', enum: ['system', 'developer', 'user', 'assistant', 'tool'], description: "developer: OpenAI's newer name for system" },
     content: {
       anyOf: [
         { type: 'null' },
         { type: 'string', maxLength: 1 << 20 },
-        { type: 'array', maxItems: 64, items: { type: 'object', additionalProperties: false, required: ['type', 'text'], properties: { type: { type: 'string', enum: ['text'] }, text: { type: 'string' } } } },
+        {
+          type: 'array',
+          maxItems: 64,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['type', 'text'],
+            properties: { type: { type: 'string', enum: ['text'] }, text: { type: 'string' } },
+          },
+        },
       ],
     },
     name: { type: 'string', maxLength: 256 },
     tool_calls: {
-      type: 'array', maxItems: 128, description: 'an assistant turn\'s tool calls (OpenAI shape)',
+      type: 'array',
+      maxItems: 128,
+      description: "an assistant turn's tool calls (OpenAI shape)",
       items: {
-        type: 'object', additionalProperties: false, required: ['function'],
+        type: 'object',
+        additionalProperties: false,
+        required: ['function'],
         properties: {
-          id: { type: 'string', maxLength: 256 }, type: { type: 'string', enum: ['function'] },
+          id: { type: 'string', maxLength: 256 },
+          type: { type: 'string', enum: ['function'] },
           function: {
-            type: 'object', additionalProperties: false, required: ['name', 'arguments'],
+            type: 'object',
+            additionalProperties: false,
+            required: ['name', 'arguments'],
             properties: { name: { type: 'string', maxLength: 256 }, arguments: { type: 'string', maxLength: 1 << 20 } },
           },
         },
@@ -74,19 +113,34 @@ const messageObject = {
 const messages = { type: 'array', minItems: 1, maxItems: 1024, items: messageObject };
 const seedMessages = {
   description: "OpenAI {role, content} objects, or strings: the user's turns, oldest first",
-  type: 'array', minItems: 1, maxItems: 1024, items: { anyOf: [{ type: 'string', maxLength: 1 << 20 }, messageObject] },
+  type: 'array',
+  minItems: 1,
+  maxItems: 1024,
+  items: { anyOf: [{ type: 'string', maxLength: 1 << 20 }, messageObject] },
 };
 
 const prompt = { type: 'string', maxLength: 1 << 22, description: '"" = the BOS token alone' };
 const native = { ...sampling, ...structuredFields, logprobs: int(0, 20, 'top log-probabilities per token (0 = the chosen token only)') };
 
-export const generateBody = body({ prompt, ...native }, ['prompt'], 'One completion of a prompt',
-  { prompt: 'Once upon a time', max_tokens: 32, temperature: 0.8, seed: 42 });
+export const generateBody = body({ prompt, ...native }, ['prompt'], 'One completion of a prompt', {
+  prompt: 'Once upon a time',
+  max_tokens: 32,
+  temperature: 0.8,
+  seed: 42,
+});
 export const streamBody = generateBody;
-export const generateBatchBody = body({ prompts: { type: 'array', minItems: 1, maxItems: 64, items: prompt }, ...native }, ['prompts'],
-  'Several prompts, scheduled together', { prompts: ['Once upon a time', 'The little dog'], max_tokens: 16 });
-export const chatBody = body({ messages: seedMessages, stream: { type: 'boolean', default: true }, ...native }, ['messages'],
-  'Multi-turn chat through the model chat template', { messages: ['Hello', 'Tell me a story.'] });
+export const generateBatchBody = body(
+  { prompts: { type: 'array', minItems: 1, maxItems: 64, items: prompt }, ...native },
+  ['prompts'],
+  'Several prompts, scheduled together',
+  { prompts: ['Once upon a time', 'The little dog'], max_tokens: 16 },
+);
+export const chatBody = body(
+  { messages: seedMessages, stream: { type: 'boolean', default: true }, ...native },
+  ['messages'],
+  'Multi-turn chat through the model chat template',
+  { messages: ['Hello', 'Tell me a story.'] },
+);
 // Beam search (HF generate(num_beams=…) semantics); greedy over beams, so no sampling fields.
 export const beamChatBody = body(
   {
@@ -148,18 +202,27 @@ export const rerankBody = body(
 );
 
 export const tokenizeBody = {
-  ...body({ text: { type: 'string', maxLength: 1 << 22 }, messages: seedMessages, add_special_tokens: { type: 'boolean', default: true } }, [],
-    'Text or chat messages → token ids and token strings', { text: 'Once upon a time' }),
+  ...body(
+    { text: { type: 'string', maxLength: 1 << 22 }, messages: seedMessages, add_special_tokens: { type: 'boolean', default: true } },
+    [],
+    'Text or chat messages → token ids and token strings',
+    { text: 'Once upon a time' },
+  ),
   oneOf: [{ required: ['text'] }, { required: ['messages'] }],
 };
-export const detokenizeBody = body({ ids: tokenIds(1 << 20), skip_special_tokens: { type: 'boolean', default: true } }, ['ids'], 'Token ids → text',
-  { ids: [1, 403, 407, 261] });
+export const detokenizeBody = body({ ids: tokenIds(1 << 20), skip_special_tokens: { type: 'boolean', default: true } }, ['ids'], 'Token ids → text', {
+  ids: [1, 403, 407, 261],
+});
 
 const openaiCommon = {
   model: { type: 'string', maxLength: 512 },
   n: int(1, 16),
   stream: nullable({ type: 'boolean' }),
-  stream_options: nullable({ type: 'object', additionalProperties: false, properties: { include_usage: { type: 'boolean' }, continuous_usage_stats: { type: 'boolean' } } }),
+  stream_options: nullable({
+    type: 'object',
+    additionalProperties: false,
+    properties: { include_usage: { type: 'boolean' }, continuous_usage_stats: { type: 'boolean' } },
+  }),
   user: { type: 'string', maxLength: 256 },
   ...sampling,
   ...structuredFields,
@@ -170,22 +233,36 @@ const openaiCommon = {
   early_stopping: { anyOf: [{ type: 'boolean' }, { type: 'string', enum: ['never'] }] },
 };
 
-export const completionsBody = body({
-  ...openaiCommon,
-  prompt: {
-    anyOf: [prompt, { type: 'array', minItems: 1, maxItems: 64, items: prompt }, { type: 'array', minItems: 1, items: int(0, MAX_TOKEN_ID), maxItems: 1 << 20 }],
+export const completionsBody = body(
+  {
+    ...openaiCommon,
+    prompt: {
+      anyOf: [
+        prompt,
+        { type: 'array', minItems: 1, maxItems: 64, items: prompt },
+        { type: 'array', minItems: 1, items: int(0, MAX_TOKEN_ID), maxItems: 1 << 20 },
+      ],
+    },
+    logprobs: nullable(int(0, 20)),
+    echo: { type: 'boolean', description: 'the prompt is returned before the completion (not with logprobs)' },
   },
-  logprobs: nullable(int(0, 20)),
-  echo: { type: 'boolean', description: 'the prompt is returned before the completion (not with logprobs)' },
-}, ['prompt'], 'OpenAI-compatible text completion', { prompt: 'Once upon a time', max_tokens: 16, temperature: 0.7 });
+  ['prompt'],
+  'OpenAI-compatible text completion',
+  { prompt: 'Once upon a time', max_tokens: 16, temperature: 0.7 },
+);
 
-export const chatCompletionsBody = body({
-  ...toolFields,
-  ...openaiCommon,
-  messages,
-  max_completion_tokens: nullable(int(1, 1 << 22)),
-  logprobs: nullable({ type: 'boolean' }),
-  top_logprobs: nullable(int(0, 20)),
-}, ['messages'], 'OpenAI-compatible chat completion', { messages: [{ role: 'user', content: 'Tell me a story.' }], max_tokens: 32 });
+export const chatCompletionsBody = body(
+  {
+    ...toolFields,
+    ...openaiCommon,
+    messages,
+    max_completion_tokens: nullable(int(1, 1 << 22)),
+    logprobs: nullable({ type: 'boolean' }),
+    top_logprobs: nullable(int(0, 20)),
+  },
+  ['messages'],
+  'OpenAI-compatible chat completion',
+  { messages: [{ role: 'user', content: 'Tell me a story.' }], max_tokens: 32 },
+);
 
 export const ajvOptions = { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } as const;

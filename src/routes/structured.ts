@@ -25,9 +25,14 @@ export const structuredFields = {
     properties: {
       type: { type: 'string', enum: ['text', 'json_object', 'json_schema'] },
       json_schema: {
-        type: 'object', additionalProperties: false, required: ['name'],
+        type: 'object',
+        additionalProperties: false,
+        required: ['name'],
         properties: {
-          name: { type: 'string', maxLength: 256 }, description: { type: 'string' }, schema: schemaValue, strict: { type: 'boolean', nullable: true },
+          name: { type: 'string', maxLength: 256 },
+          description: { type: 'string' },
+          schema: schemaValue,
+          strict: { type: 'boolean', nullable: true },
         },
       },
     },
@@ -38,8 +43,11 @@ export const structuredFields = {
     nullable: true,
     additionalProperties: false,
     properties: {
-      json: { anyOf: [schemaValue, { type: 'string' }] }, regex: { type: 'string' }, choice: { type: 'array', items: { type: 'string' } },
-      grammar: { type: 'string' }, json_object: { type: 'boolean' },
+      json: { anyOf: [schemaValue, { type: 'string' }] },
+      regex: { type: 'string' },
+      choice: { type: 'array', items: { type: 'string' } },
+      grammar: { type: 'string' },
+      json_object: { type: 'boolean' },
     },
   },
   guided_json: { anyOf: [schemaValue, { type: 'string' }], description: "vLLM's older name of structured_outputs.json" },
@@ -83,8 +91,10 @@ function requested(b: StructuredFields): [field: string, spec: ConstraintSpec][]
   if (so) {
     const kinds = (['json', 'regex', 'choice', 'grammar', 'json_object'] as const).filter((k) => so[k] !== undefined && so[k] !== false);
     if (kinds.length !== 1) {
-      throw new WeftError('WEFT_ERR_REQ_CONFLICTING_CONSTRAINTS',
-        `structured_outputs takes exactly one of json, regex, choice, grammar, json_object; got ${kinds.join(', ') || 'none'}`);
+      throw new WeftError(
+        'WEFT_ERR_REQ_CONFLICTING_CONSTRAINTS',
+        `structured_outputs takes exactly one of json, regex, choice, grammar, json_object; got ${kinds.join(', ') || 'none'}`,
+      );
     }
     if (so.json !== undefined) out.push(['structured_outputs.json', jsonSchemaSpec(so.json)]);
     if (so.regex !== undefined) out.push(['structured_outputs.regex', { type: 'regex', pattern: so.regex }]);

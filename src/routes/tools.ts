@@ -14,21 +14,38 @@ import { WeftError } from '../errors.js';
 import type { GenDelta, GenResult } from '../generation.js';
 import type { ConstraintSpec } from '../structured/types.js';
 import { checkMetaSchema } from '../structured/validate.js';
-import { ToolCallStream, callsAsText, detectToolParser, readJsonValues, toolInstructions, toolResultAsText, type ParsedOutput,
-  type ParsedToolCall, type ToolFunction, type ToolParserName } from '../tool-formats.js';
+import {
+  ToolCallStream,
+  callsAsText,
+  detectToolParser,
+  readJsonValues,
+  toolInstructions,
+  toolResultAsText,
+  type ParsedOutput,
+  type ParsedToolCall,
+  type ToolFunction,
+  type ToolParserName,
+} from '../tool-formats.js';
 
 export const toolFields = {
   tools: {
-    type: 'array', maxItems: 128,
+    type: 'array',
+    maxItems: 128,
     items: {
-      type: 'object', additionalProperties: false, required: ['type', 'function'],
+      type: 'object',
+      additionalProperties: false,
+      required: ['type', 'function'],
       properties: {
         type: { type: 'string', enum: ['function'] },
         function: {
-          type: 'object', additionalProperties: false, required: ['name'],
+          type: 'object',
+          additionalProperties: false,
+          required: ['name'],
           properties: {
-            name: { type: 'string', pattern: '^[a-zA-Z0-9_.-]{1,64}$' }, description: { type: 'string', maxLength: 1 << 16 },
-            parameters: { type: 'object' }, strict: { type: 'boolean', nullable: true },
+            name: { type: 'string', pattern: '^[a-zA-Z0-9_.-]{1,64}$' },
+            description: { type: 'string', maxLength: 1 << 16 },
+            parameters: { type: 'object' },
+            strict: { type: 'boolean', nullable: true },
           },
         },
       },
@@ -37,11 +54,15 @@ export const toolFields = {
   tool_choice: {
     anyOf: [
       { type: 'string', enum: ['none', 'auto', 'required'] },
-      { type: 'object', additionalProperties: false, required: ['type', 'function'],
+      {
+        type: 'object',
+        additionalProperties: false,
+        required: ['type', 'function'],
         properties: {
           type: { type: 'string', enum: ['function'] },
           function: { type: 'object', required: ['name'], properties: { name: { type: 'string' } } },
-        } },
+        },
+      },
     ],
   },
   parallel_tool_calls: { type: 'boolean', nullable: true },
@@ -55,7 +76,7 @@ export interface ToolFields {
 
 export interface ToolPlan {
   mode: 'none' | 'auto' | 'required' | 'named';
-  functions: ToolFunction[];           // shown to the model (empty for "none")
+  functions: ToolFunction[]; // shown to the model (empty for "none")
   parser: ToolParserName;
   isParallel: boolean;
   named?: string;
@@ -67,17 +88,25 @@ export interface ToolPlan {
 function relocateRefs(v: unknown, base: string): unknown {
   if (Array.isArray(v)) return v.map((x) => relocateRefs(x, base));
   if (typeof v !== 'object' || v === null) return v;
-  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k,
-    k === '$ref' && typeof x === 'string' && x.startsWith('#') ? `${base}${x.slice(1)}` : relocateRefs(x, base)]));
+  return Object.fromEntries(
+    Object.entries(v).map(([k, x]) => [
+      k,
+      k === '$ref' && typeof x === 'string' && x.startsWith('#') ? `${base}${x.slice(1)}` : relocateRefs(x, base),
+    ]),
+  );
 }
 
 function requiredSchema(functions: ToolFunction[], isParallel: boolean): object {
   const $defs = Object.fromEntries(functions.map((f, i) => [`tool${i}`, relocateRefs(f.parameters ?? { type: 'object' }, `#/$defs/tool${i}`)]));
   return {
-    type: 'array', minItems: 1, ...(isParallel ? {} : { maxItems: 1 }), $defs,
+    type: 'array',
+    minItems: 1,
+    ...(isParallel ? {} : { maxItems: 1 }),
+    $defs,
     items: {
       anyOf: functions.map((f, i) => ({
-        type: 'object', required: ['name', 'parameters'],
+        type: 'object',
+        required: ['name', 'parameters'],
         properties: { name: { const: f.name }, parameters: { $ref: `#/$defs/tool${i}` } },
       })),
     },
@@ -109,8 +138,10 @@ export function planTools(b: ToolFields, template: string | null, configured: To
   }
   const f = functions.find((x) => x.name === choice.function.name);
   if (!f) {
-    throw new WeftError('WEFT_ERR_REQ_BAD_TOOL_CHOICE',
-      `tool_choice names the function "${choice.function.name}", which is not among the tools (${[...names].join(', ')})`);
+    throw new WeftError(
+      'WEFT_ERR_REQ_BAD_TOOL_CHOICE',
+      `tool_choice names the function "${choice.function.name}", which is not among the tools (${[...names].join(', ')})`,
+    );
   }
   const spec: ConstraintSpec = { type: 'json_schema', schema: JSON.stringify(f.parameters ?? { type: 'object' }) };
   return { mode: 'named', functions, parser, isParallel, named: f.name, constraint: ['tool_choice', spec] };
@@ -120,15 +151,21 @@ export function planTools(b: ToolFields, template: string | null, configured: To
 // as transformers passes them; for one that does not, the tool instructions of the format join the
 // system message, past calls are written into their assistant turns in the format, and tool
 // results become user turns.
-export function promptMessages(messages: ChatMessage[], plan: ToolPlan | undefined,
-  supportsTools: boolean): { messages: ChatMessage[]; tools?: object[] } {
+export function promptMessages(
+  messages: ChatMessage[],
+  plan: ToolPlan | undefined,
+  supportsTools: boolean,
+): { messages: ChatMessage[]; tools?: object[] } {
   const functions = plan?.functions ?? [];
   if (supportsTools) return { messages, ...(functions.length > 0 ? { tools: functions.map((f) => ({ type: 'function', function: f })) } : {}) };
   const parser = plan?.parser ?? 'hermes';
   const out: ChatMessage[] = messages.map((m) => {
     if (m.role === 'tool') return { role: 'user', content: toolResultAsText(m.content) };
     if (!m.tool_calls) return m;
-    const calls = callsAsText(parser, m.tool_calls.map((c) => ({ name: c.function.name, arguments: JSON.stringify(c.function.arguments) })));
+    const calls = callsAsText(
+      parser,
+      m.tool_calls.map((c) => ({ name: c.function.name, arguments: JSON.stringify(c.function.arguments) })),
+    );
     return { role: m.role, content: m.content ? `${m.content}\n${calls}` : calls };
   });
   if (functions.length === 0) return { messages: out };
@@ -197,8 +234,10 @@ export function withToolCalls<F extends ChatFormat>(base: F, plan: ToolPlan): F 
     choice: async (index, r) => {
       const c = await base.choice(index, r);
       const rd = new ChoiceReader(plan);
-      const a = rd.push(r.text), z = rd.end();
-      const calls = [...a.calls, ...z.calls], content = (a.content + z.content).trim();
+      const a = rd.push(r.text),
+        z = rd.end();
+      const calls = [...a.calls, ...z.calls],
+        content = (a.content + z.content).trim();
       if (calls.length === 0) return c;
       const message = { role: 'assistant', content: content === '' ? null : content, tool_calls: calls.map(openAiCall) };
       return { ...c, message, finish_reason: 'tool_calls' };

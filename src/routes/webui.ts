@@ -17,16 +17,28 @@ export function findWebuiPath(): string {
 }
 
 function contentSecurityPolicy(html: string): string {
-  const scripts = [...html.matchAll(/<script>([\s\S]*?)<\/script>/g)]
-    .map((m) => `'sha256-${createHash('sha256').update(m[1]).digest('base64')}'`);
-  return [`default-src 'none'`, `script-src ${scripts.join(' ')}`, `style-src 'unsafe-inline'`, `connect-src 'self'`,
-    `img-src 'self' data:`, `base-uri 'none'`, `form-action 'none'`, `frame-ancestors 'none'`].join('; ');
+  const scripts = [...html.matchAll(/<script>([\s\S]*?)<\/script>/g)].map((m) => `'sha256-${createHash('sha256').update(m[1]).digest('base64')}'`);
+  return [
+    `default-src 'none'`,
+    `script-src ${scripts.join(' ')}`,
+    `style-src 'unsafe-inline'`,
+    `connect-src 'self'`,
+    `img-src 'self' data:`,
+    `base-uri 'none'`,
+    `form-action 'none'`,
+    `frame-ancestors 'none'`,
+  ].join('; ');
 }
 
 export async function webuiRoutes(app: FastifyInstance): Promise<void> {
   const html = await readFile(findWebuiPath(), 'utf8');
   const csp = contentSecurityPolicy(html);
   app.get('/', { schema: { summary: 'The chat page (HTML); off with --no-webui', tags: ['health'] } }, async (_request, reply) =>
-    reply.type('text/html; charset=utf-8').header('cache-control', 'no-cache').header('content-security-policy', csp)
-      .header('x-content-type-options', 'nosniff').send(html));
+    reply
+      .type('text/html; charset=utf-8')
+      .header('cache-control', 'no-cache')
+      .header('content-security-policy', csp)
+      .header('x-content-type-options', 'nosniff')
+      .send(html),
+  );
 }

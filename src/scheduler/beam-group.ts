@@ -10,15 +10,15 @@ import { WeftError } from '../errors.js';
 import { Sequence } from './sequence.js';
 
 export interface BeamOutcome {
-  chosen: Hypothesis;           // what was streamed (with 'defer': the best by beam score, for now)
-  hypotheses: Hypothesis[];     // every returned hypothesis, best beam score first
-  deferred: boolean;            // the caller chooses (an async reranker) and streams the rest
+  chosen: Hypothesis; // what was streamed (with 'defer': the best by beam score, for now)
+  hypotheses: Hypothesis[]; // every returned hypothesis, best beam score first
+  deferred: boolean; // the caller chooses (an async reranker) and streams the rest
 }
 
 export interface BeamEmit {
-  tokens: number[];             // newly final tokens, in order
-  outcome?: BeamOutcome;        // set once, when the search has ended
-  live?: LiveBeams;             // while it runs: the alive beams and the kept hypotheses
+  tokens: number[]; // newly final tokens, in order
+  outcome?: BeamOutcome; // set once, when the search has ended
+  live?: LiveBeams; // while it runs: the alive beams and the kept hypotheses
 }
 
 export interface LiveBeams {
@@ -32,7 +32,11 @@ export type BeamSelector = ((hypotheses: Hypothesis[]) => Hypothesis) | 'defer';
 
 // A search is preempted and readmitted whole, so all its beams at full length must fit the KV
 // cache: the prompt's full blocks once, the rest of every beam's blocks each.
-export function checkBeamFits(cache: { numBlocks: number; blockSize: number }, numPromptTokens: number, p: Pick<BeamParams, 'beamWidth' | 'maxTokens'>): void {
+export function checkBeamFits(
+  cache: { numBlocks: number; blockSize: number },
+  numPromptTokens: number,
+  p: Pick<BeamParams, 'beamWidth' | 'maxTokens'>,
+): void {
   const numShared = Math.floor(numPromptTokens / cache.blockSize);
   const numWorst = numShared + p.beamWidth * (Math.ceil((numPromptTokens + p.maxTokens) / cache.blockSize) - numShared);
   if (numWorst > cache.numBlocks) {
@@ -48,13 +52,17 @@ export class BeamGroup {
   readonly requestId: string;
   readonly root: Sequence;
   readonly search: BeamSearch;
-  #beams: Sequence[];                       // alive, in the policy's beam order
+  #beams: Sequence[]; // alive, in the policy's beam order
   readonly #reported = new Map<Sequence, BeamCandidate[]>();
   #numEmitted = 0;
   #numForks = 0;
   #ended = false;
 
-  constructor(root: Sequence, params: BeamParams, private readonly select: BeamSelector = (h) => h[0]) {
+  constructor(
+    root: Sequence,
+    params: BeamParams,
+    private readonly select: BeamSelector = (h) => h[0],
+  ) {
     if (!root.isBeam) throw new Error('BeamGroup: the root sequence must be a beam');
     this.requestId = root.requestId;
     this.root = root;
@@ -85,7 +93,7 @@ export class BeamGroup {
   apply(scheduler: Scheduler, now: number): BeamEmit {
     const step = this.search.step(this.#beams.map((b) => this.#reported.get(b)!));
     this.#reported.clear();
-    if (step.done) return this.#end(scheduler, now);  // the search's last beams are never run
+    if (step.done) return this.#end(scheduler, now); // the search's last beams are never run
     const parents = this.#beams;
     const byParent = new Map<number, { tokenId: number; index: number }[]>();
     step.next.forEach((n, index) => {
@@ -96,10 +104,17 @@ export class BeamGroup {
     parents.forEach((parent, p) => {
       const children = byParent.get(p);
       if (!children) return;
-      for (const c of children.slice(1)) {   // forks first: they copy the parent's tokens so far
+      for (const c of children.slice(1)) {
+        // forks first: they copy the parent's tokens so far
         const child = new Sequence({
-          requestId: `${this.requestId}#beam${++this.#numForks}`, promptTokenIds: this.root.promptTokenIds, maxTokens: parent.maxTokens,
-          eosTokenIds: parent.eosTokenIds, sampling: parent.sampling, arrivalTime: parent.arrivalTime, isBeam: true, priority: parent.priority,
+          requestId: `${this.requestId}#beam${++this.#numForks}`,
+          promptTokenIds: this.root.promptTokenIds,
+          maxTokens: parent.maxTokens,
+          eosTokenIds: parent.eosTokenIds,
+          sampling: parent.sampling,
+          arrivalTime: parent.arrivalTime,
+          isBeam: true,
+          priority: parent.priority,
           ...(parent.constraint ? { constraint: parent.constraint } : {}),
           ...(parent.logitBias ? { logitBias: parent.logitBias } : {}),
         });

@@ -7,26 +7,45 @@
 export type EarlyStopping = boolean | 'never';
 
 export interface BeamParams {
-  beamWidth: number;                 // k, 1..16
-  maxTokens: number;                 // generated tokens at most per hypothesis, the ending token included
-  lengthPenalty: number;             // score = cumLogprob / generatedLen ** lengthPenalty
+  beamWidth: number; // k, 1..16
+  maxTokens: number; // generated tokens at most per hypothesis, the ending token included
+  lengthPenalty: number; // score = cumLogprob / generatedLen ** lengthPenalty
   earlyStopping: EarlyStopping;
   eosTokenIds: readonly number[];
-  stopTokenIds?: readonly number[];  // end a hypothesis like EOS, even with ignoreEos
+  stopTokenIds?: readonly number[]; // end a hypothesis like EOS, even with ignoreEos
   ignoreEos?: boolean;
-  minTokens?: number;                // EOS/stop tokens do not end a hypothesis before this many generated tokens
+  minTokens?: number; // EOS/stop tokens do not end a hypothesis before this many generated tokens
   // Stop strings: true when the text of these generated tokens contains one (asked of each top
   // candidate that no ending id ends; the text layer above answers, this module knows no text).
   endsWithStop?: (tokens: readonly number[]) => boolean;
-  numReturnSequences?: number;       // 1..beamWidth, default beamWidth
+  numReturnSequences?: number; // 1..beamWidth, default beamWidth
 }
 
-export interface BeamCandidate { tokenId: number; logprob: number }
-export interface Hypothesis { tokens: number[]; cumLogprob: number; score: number; finishReason: 'stop' | 'length' }
-export interface NextBeam { parent: number; tokenId: number; cumLogprob: number }
-export interface BeamStep { next: NextBeam[]; finished: Hypothesis[]; done: boolean }
+export interface BeamCandidate {
+  tokenId: number;
+  logprob: number;
+}
+export interface Hypothesis {
+  tokens: number[];
+  cumLogprob: number;
+  score: number;
+  finishReason: 'stop' | 'length';
+}
+export interface NextBeam {
+  parent: number;
+  tokenId: number;
+  cumLogprob: number;
+}
+export interface BeamStep {
+  next: NextBeam[];
+  finished: Hypothesis[];
+  done: boolean;
+}
 
-interface Beam { tokens: number[]; cumLogprob: number }
+interface Beam {
+  tokens: number[];
+  cumLogprob: number;
+}
 
 export const MAX_BEAM_WIDTH = 16;
 
@@ -38,8 +57,7 @@ function checkParams(p: BeamParams): void {
   if (!Number.isFinite(p.lengthPenalty)) throw new Error(`lengthPenalty must be a finite number, got ${p.lengthPenalty}`);
   if (p.earlyStopping !== true && p.earlyStopping !== false && p.earlyStopping !== 'never')
     throw new Error(`earlyStopping must be true, false or 'never', got ${String(p.earlyStopping)}`);
-  if (p.minTokens !== undefined && !isInt(p.minTokens, 0))
-    throw new Error(`minTokens must be an integer >= 0, got ${p.minTokens}`);
+  if (p.minTokens !== undefined && !isInt(p.minTokens, 0)) throw new Error(`minTokens must be an integer >= 0, got ${p.minTokens}`);
   const n = p.numReturnSequences;
   if (n !== undefined && (!isInt(n, 1) || n > p.beamWidth))
     throw new Error(`numReturnSequences must be an integer in 1..beamWidth (${p.beamWidth}), got ${n}`);

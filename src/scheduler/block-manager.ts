@@ -31,13 +31,13 @@ export class BlockManager {
   readonly numBlocks: number;
   readonly blockSize: number;
   readonly enablePrefixCaching: boolean;
-  numPrefixCacheQueries = 0;  // prompt tokens looked up at first admission
-  numPrefixCacheHits = 0;     // of those, tokens found cached
-  numEvictions = 0;           // cached blocks reused for other content
+  numPrefixCacheQueries = 0; // prompt tokens looked up at first admission
+  numPrefixCacheHits = 0; // of those, tokens found cached
+  numEvictions = 0; // cached blocks reused for other content
 
   readonly #refCounts: Int32Array;
-  readonly #hashes: Float64Array;        // the block's registered hash, NO_HASH if none
-  readonly #parentHashes: Float64Array;  // with #tokens: verifies a hash hit is the same content
+  readonly #hashes: Float64Array; // the block's registered hash, NO_HASH if none
+  readonly #parentHashes: Float64Array; // with #tokens: verifies a hash hit is the same content
   readonly #tokens: Int32Array;
   readonly #hashToBlock = new Map<number, number>();
   readonly #plainFree: FreeBlockQueue;
@@ -200,7 +200,7 @@ export class BlockManager {
     let block = this.#plainFree.shift();
     if (block === -1) {
       block = this.#cachedFree.shift();
-      if (block === -1) throw new Error('no free KV block');  // callers check room first
+      if (block === -1) throw new Error('no free KV block'); // callers check room first
       this.#evict(block);
     }
     this.#refCounts[block] = 1;

@@ -22,24 +22,24 @@ export interface StepRunner {
 }
 
 export interface TokenEvent {
-  tokenId: number | null;         // null on a final event without a new token (abort, error)
+  tokenId: number | null; // null on a final event without a new token (abort, error)
   logprob?: number;
   topLogprobs?: { id: number; logprob: number }[];
   finishReason?: FinishReason;
   error?: WeftError;
-  beam?: BeamOutcome;             // a beam search's final event: every hypothesis and the chosen one
-  logits?: Float32Array;          // the sampled row's raw logits, for sequences that asked
-  beams?: LiveBeams;              // a beam search that asked for them: its beams after each step (no token)
+  beam?: BeamOutcome; // a beam search's final event: every hypothesis and the chosen one
+  logits?: Float32Array; // the sampled row's raw logits, for sequences that asked
+  beams?: LiveBeams; // a beam search that asked for them: its beams after each step (no token)
 }
 
 export interface StepTiming {
   instance: number;
   numSeqs: number;
   numTokens: number;
-  scheduleUs: number;   // schedule() + building the message + postprocess()
-  packUs: number;       // worker-side unpack and pack
-  nativeUs: number;     // forward + sampling
-  transferUs: number;   // the rest of the round trip: messaging between threads
+  scheduleUs: number; // schedule() + building the message + postprocess()
+  packUs: number; // worker-side unpack and pack
+  nativeUs: number; // forward + sampling
+  transferUs: number; // the rest of the round trip: messaging between threads
   totalUs: number;
 }
 
@@ -51,7 +51,7 @@ export interface EngineLoopOptions {
   // An instance's step failed (its worker died, or the engine returned an error): what was lost,
   // and whether the fresh worker came up. The server logs it; the loop itself never logs.
   onInstanceFailure?: (f: InstanceFailure) => void;
-  now?: () => number;   // ms clock, injectable for tests
+  now?: () => number; // ms clock, injectable for tests
 }
 
 export interface InstanceFailure {
@@ -80,11 +80,11 @@ interface Instance {
   siblings: Map<number, { seq: Sequence; stream: TokenStream<TokenEvent> }[]>;
   runner: StepRunner;
   scheduler: Scheduler;
-  streams: Map<number, { seq: Sequence; stream: TokenStream<TokenEvent> }>;   // by seqId
-  beams: Map<string, BeamEntry>;  // beam searches by requestId
+  streams: Map<number, { seq: Sequence; stream: TokenStream<TokenEvent> }>; // by seqId
+  beams: Map<string, BeamEntry>; // beam searches by requestId
   wake: (() => void) | null;
   running: Promise<void>;
-  pendingRelease: number[];   // seqIds finished or preempted in a step that sent no message
+  pendingRelease: number[]; // seqIds finished or preempted in a step that sent no message
   // constrained requests whose grammar compiles (StepRunner.prepare): status waiting, not yet in
   // the scheduler; by requestId, with what ends them if they fail or are aborted meanwhile
   preparing: Map<string, (reason: FinishReason, error?: WeftError) => void>;
@@ -117,7 +117,9 @@ export class EngineLoop {
       pendingRelease: [],
       preparing: new Map(),
     }));
-    this.#instances.forEach((inst, i) => { inst.running = this.#run(inst, i); });
+    this.#instances.forEach((inst, i) => {
+      inst.running = this.#run(inst, i);
+    });
   }
 
   #newScheduler(runner: StepRunner): Scheduler {
@@ -129,7 +131,12 @@ export class EngineLoop {
     if (this.#closed) throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', 'engine is shutting down');
     const index = this.#leastLoaded();
     const inst = this.#instances[index];
-    const seq = new Sequence({ ...init, requestId: init.requestId ?? `req-${nextRequestId++}`, eosTokenIds: this.#opts.eosTokenIds, arrivalTime: this.#now() });
+    const seq = new Sequence({
+      ...init,
+      requestId: init.requestId ?? `req-${nextRequestId++}`,
+      eosTokenIds: this.#opts.eosTokenIds,
+      arrivalTime: this.#now(),
+    });
     const stream = new TokenStream<TokenEvent>();
     this.#addWhenReady(inst, seq, (reason, error) => {
       inst.streams.delete(seq.seqId);
@@ -152,17 +159,20 @@ export class EngineLoop {
     }
     inst.scheduler.check(seq, inst.preparing.size);
     inst.preparing.set(seq.requestId, end);
-    inst.runner.prepare(seq.constraint).then(() => {
-      if (!inst.preparing.delete(seq.requestId) || this.#closed) return;
-      try {
-        inst.scheduler.add(seq);
-      } catch (e) {
-        end('error', isWeftError(e) ? e : new WeftError('WEFT_ERR_ENGINE_INTERNAL', String(e)));
-      }
-      inst.wake?.();
-    }, (e: unknown) => {
-      if (inst.preparing.delete(seq.requestId)) end('error', isWeftError(e) ? e : new WeftError('WEFT_ERR_ENGINE_INTERNAL', String(e)));
-    });
+    inst.runner.prepare(seq.constraint).then(
+      () => {
+        if (!inst.preparing.delete(seq.requestId) || this.#closed) return;
+        try {
+          inst.scheduler.add(seq);
+        } catch (e) {
+          end('error', isWeftError(e) ? e : new WeftError('WEFT_ERR_ENGINE_INTERNAL', String(e)));
+        }
+        inst.wake?.();
+      },
+      (e: unknown) => {
+        if (inst.preparing.delete(seq.requestId)) end('error', isWeftError(e) ? e : new WeftError('WEFT_ERR_ENGINE_INTERNAL', String(e)));
+      },
+    );
   }
 
   // n samples of one prompt (inits differ in sampling and request id only): the first prefills the
@@ -173,7 +183,12 @@ export class EngineLoop {
     if (inits.length === 1) return [first];
     const inst = this.#instances[first.instance];
     const siblings = inits.slice(1).map((init) => ({
-      seq: new Sequence({ ...init, requestId: init.requestId ?? `req-${nextRequestId++}`, eosTokenIds: this.#opts.eosTokenIds, arrivalTime: this.#now() }),
+      seq: new Sequence({
+        ...init,
+        requestId: init.requestId ?? `req-${nextRequestId++}`,
+        eosTokenIds: this.#opts.eosTokenIds,
+        arrivalTime: this.#now(),
+      }),
       stream: new TokenStream<TokenEvent>(),
     }));
     inst.siblings.set(first.sequence.seqId, siblings);
@@ -192,7 +207,10 @@ export class EngineLoop {
         else inst.scheduler.add(s.seq);
         inst.streams.set(s.seq.seqId, s);
       } catch (e) {
-        s.stream.push({ tokenId: null, finishReason: 'error', error: isWeftError(e) ? e : new WeftError('WEFT_ERR_ENGINE_INTERNAL', String(e)) }, true);
+        s.stream.push(
+          { tokenId: null, finishReason: 'error', error: isWeftError(e) ? e : new WeftError('WEFT_ERR_ENGINE_INTERNAL', String(e)) },
+          true,
+        );
       }
     }
     return siblings.length > 0;
@@ -201,15 +219,24 @@ export class EngineLoop {
   // Queues a beam search: one sequence (the prompt) that forks into up to params.beamWidth beams
   // sharing its KV blocks. Its events are the tokens of the result as they become final, then
   // one event with the finish reason and every hypothesis (`beam`).
-  submitBeam(init: Omit<SequenceInit, 'requestId' | 'eosTokenIds' | 'arrivalTime' | 'isBeam'> & { requestId?: string },
-    params: Omit<BeamParams, 'eosTokenIds'>, select?: BeamSelector, streamBeams = false): RequestHandle {
+  submitBeam(
+    init: Omit<SequenceInit, 'requestId' | 'eosTokenIds' | 'arrivalTime' | 'isBeam'> & { requestId?: string },
+    params: Omit<BeamParams, 'eosTokenIds'>,
+    select?: BeamSelector,
+    streamBeams = false,
+  ): RequestHandle {
     if (this.#closed) throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', 'engine is shutting down');
     const index = this.#leastLoaded();
     const inst = this.#instances[index];
     const numCandidates = 2 * params.beamWidth;
     const seq = new Sequence({
-      ...init, requestId: init.requestId ?? `req-${nextRequestId++}`, eosTokenIds: this.#opts.eosTokenIds, arrivalTime: this.#now(), isBeam: true,
-      maxTokens: params.maxTokens, sampling: { ...init.sampling, temperature: 0, numLogprobs: numCandidates },
+      ...init,
+      requestId: init.requestId ?? `req-${nextRequestId++}`,
+      eosTokenIds: this.#opts.eosTokenIds,
+      arrivalTime: this.#now(),
+      isBeam: true,
+      maxTokens: params.maxTokens,
+      sampling: { ...init.sampling, temperature: 0, numLogprobs: numCandidates },
     });
     const group = new BeamGroup(seq, { ...params, eosTokenIds: this.#opts.eosTokenIds }, select);
     checkBeamFits(inst.scheduler.options, seq.numPromptTokens, params);
@@ -275,11 +302,15 @@ export class EngineLoop {
   }
 
   #leastLoaded(): number {
-    let best = 0, bestLoad = Infinity;
+    let best = 0,
+      bestLoad = Infinity;
     this.#instances.forEach((inst, i) => {
       const s = inst.scheduler;
       const load = s.numRunning + s.numWaiting + inst.preparing.size + s.blockManager.usage;
-      if (load < bestLoad) { best = i; bestLoad = load; }
+      if (load < bestLoad) {
+        best = i;
+        bestLoad = load;
+      }
     });
     return best;
   }
@@ -287,7 +318,9 @@ export class EngineLoop {
   async #run(inst: Instance, index: number): Promise<void> {
     while (!this.#closed) {
       if (inst.scheduler.isIdle) {
-        await new Promise<void>((resolve) => { inst.wake = resolve; });
+        await new Promise<void>((resolve) => {
+          inst.wake = resolve;
+        });
         inst.wake = null;
         continue;
       }
@@ -297,7 +330,10 @@ export class EngineLoop {
       if (out.scheduled.length === 0) {
         inst.pendingRelease.push(...releasedIds(out));
         // Nothing fits right now (or only finishes to report): wait for a change.
-        if (!inst.scheduler.isIdle && !queuedSiblings) await new Promise<void>((resolve) => { inst.wake = resolve; });
+        if (!inst.scheduler.isIdle && !queuedSiblings)
+          await new Promise<void>((resolve) => {
+            inst.wake = resolve;
+          });
         inst.wake = null;
         continue;
       }
@@ -315,9 +351,14 @@ export class EngineLoop {
       const t3 = this.#now();
       const nativeUs = reply.forwardUs + reply.sampleUs;
       this.#opts.onStep?.({
-        instance: index, numSeqs: out.scheduled.length, numTokens: out.numScheduledTokens,
-        scheduleUs: ((t1 - t0) + (t3 - t2)) * 1000, packUs: reply.packUs, nativeUs,
-        transferUs: Math.max(0, (t2 - t1) * 1000 - nativeUs - reply.packUs), totalUs: (t3 - t0) * 1000,
+        instance: index,
+        numSeqs: out.scheduled.length,
+        numTokens: out.numScheduledTokens,
+        scheduleUs: (t1 - t0 + (t3 - t2)) * 1000,
+        packUs: reply.packUs,
+        nativeUs,
+        transferUs: Math.max(0, (t2 - t1) * 1000 - nativeUs - reply.packUs),
+        totalUs: (t3 - t0) * 1000,
       });
     }
   }
@@ -341,7 +382,8 @@ export class EngineLoop {
         e.logprob = reply.logprobs[i];
         if (reply.topN > 0) {
           e.topLogprobs = [];
-          for (let j = 0; j < reply.topN && reply.topIds[i * reply.topN + j] >= 0; j++) e.topLogprobs.push({ id: reply.topIds[i * reply.topN + j], logprob: reply.topLogprobs[i * reply.topN + j] });
+          for (let j = 0; j < reply.topN && reply.topIds[i * reply.topN + j] >= 0; j++)
+            e.topLogprobs.push({ id: reply.topIds[i * reply.topN + j], logprob: reply.topLogprobs[i * reply.topN + j] });
         }
       }
       if (ev.finished) {
@@ -437,6 +479,12 @@ export class EngineLoop {
       // the next step fails again and is reported the same way
       restartError = isWeftError(r) ? r : new WeftError('WEFT_ERR_ENGINE_INTERNAL', String(r));
     }
-    this.#opts.onInstanceFailure?.({ instance: index, error, numFailedRequests, restarted: !restartError, ...(restartError ? { restartError } : {}) });
+    this.#opts.onInstanceFailure?.({
+      instance: index,
+      error,
+      numFailedRequests,
+      restarted: !restartError,
+      ...(restartError ? { restartError } : {}),
+    });
   }
 }

@@ -4,7 +4,7 @@
 export class BlockLinks {
   readonly prev: Int32Array;
   readonly next: Int32Array;
-  readonly owner: Int32Array;  // index of the queue holding the block, -1 for none
+  readonly owner: Int32Array; // index of the queue holding the block, -1 for none
 
   constructor(numBlocks: number) {
     this.prev = new Int32Array(numBlocks).fill(-1);

@@ -25,9 +25,9 @@ export interface NewSeqData {
   seqId: number;
   promptLen: number;
   sampling: SamplingParams;
-  prefixTokens?: number[];   // tokens before the first one fed (a prefix-cache hit): penalty history
-  constraint?: ConstraintSpec;  // structured output (src/structured/types.ts)
-  logitBias?: LogitBias;        // OpenAI's logit_bias
+  prefixTokens?: number[]; // tokens before the first one fed (a prefix-cache hit): penalty history
+  constraint?: ConstraintSpec; // structured output (src/structured/types.ts)
+  logitBias?: LogitBias; // OpenAI's logit_bias
 }
 
 export interface StepMessage {
@@ -38,12 +38,12 @@ export interface StepMessage {
   startPos: Int32Array;
   numNewTokens: Int32Array;
   doSample: Uint8Array;
-  tokenIds: Int32Array;          // the new tokens of every sequence, concatenated
+  tokenIds: Int32Array; // the new tokens of every sequence, concatenated
   // block-table changes since the sequence was last sent: (seqId, blockIndex, blockId) triples
   blockUpdates: Int32Array;
-  blockCopies: Int32Array;       // (src, dst) pairs, executed before the forward pass
-  forks: Int32Array;             // (parent seqId, child seqId) pairs
-  release: Int32Array;           // finished or preempted seqIds: drop their state
+  blockCopies: Int32Array; // (src, dst) pairs, executed before the forward pass
+  forks: Int32Array; // (parent seqId, child seqId) pairs
+  release: Int32Array; // finished or preempted seqIds: drop their state
   returnLogits: boolean;
 }
 
@@ -59,7 +59,7 @@ export interface PrepareReply {
 
 export interface StepReply extends NativeStepOutput {
   ok: true;
-  packUs: number;                // worker-side unpacking and packing
+  packUs: number; // worker-side unpacking and packing
 }
 
 export interface ErrorReply {

@@ -2,13 +2,13 @@
 import { WeftError } from '../errors.js';
 
 export interface SchedulerOptions {
-  maxNumBatchedTokens: number;  // tokens computed per step, prefill and decode together
-  maxNumSeqs: number;           // running sequences
-  maxNumWaiting: number;        // queued sequences (preempted ones included); more → 429
-  blockSize: number;            // tokens per KV block
-  numBlocks: number;            // KV blocks of the engine instance
+  maxNumBatchedTokens: number; // tokens computed per step, prefill and decode together
+  maxNumSeqs: number; // running sequences
+  maxNumWaiting: number; // queued sequences (preempted ones included); more → 429
+  blockSize: number; // tokens per KV block
+  numBlocks: number; // KV blocks of the engine instance
   enablePrefixCaching: boolean;
-  maxModelLen: number;          // prompt + output tokens
+  maxModelLen: number; // prompt + output tokens
 }
 
 export const SCHEDULER_DEFAULTS: Readonly<SchedulerOptions> = Object.freeze({

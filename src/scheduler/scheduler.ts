@@ -15,14 +15,14 @@ export { SCHEDULER_DEFAULTS, type SchedulerOptions } from './scheduler-options.j
 export interface ScheduledSeq {
   readonly seq: Sequence;
   readonly seqId: number;
-  readonly startPos: number;          // numComputedTokens before the step
+  readonly startPos: number; // numComputedTokens before the step
   readonly numNewTokens: number;
-  readonly tokenIds: number[];        // tokenIds[startPos, startPos + numNewTokens)
-  readonly blockTable: number[];      // the whole table, a copy
-  readonly blockUpdates: [index: number, blockId: number][];  // entries the worker lacks
-  readonly isNew: boolean;            // first step on the worker (or first after a preemption)
-  readonly isPrefill: boolean;        // computes more than the last sampled token
-  readonly doSample: boolean;         // the chunk reaches the last known token: sample one
+  readonly tokenIds: number[]; // tokenIds[startPos, startPos + numNewTokens)
+  readonly blockTable: number[]; // the whole table, a copy
+  readonly blockUpdates: [index: number, blockId: number][]; // entries the worker lacks
+  readonly isNew: boolean; // first step on the worker (or first after a preemption)
+  readonly isPrefill: boolean; // computes more than the last sampled token
+  readonly doSample: boolean; // the chunk reaches the last known token: sample one
 }
 
 export interface FinishedSeq {
@@ -31,13 +31,13 @@ export interface FinishedSeq {
 }
 
 export interface SchedulerOutput {
-  readonly scheduled: ScheduledSeq[];  // batch order
-  readonly newSeqs: Sequence[];        // scheduled ones whose full data the worker needs once
+  readonly scheduled: ScheduledSeq[]; // batch order
+  readonly newSeqs: Sequence[]; // scheduled ones whose full data the worker needs once
   readonly numScheduledTokens: number;
-  readonly blockCopies: BlockCopy[];   // run before the forward pass
-  readonly finished: FinishedSeq[];    // since the last step, each once: release native state
-  readonly preempted: Sequence[];      // release native state; they come back as new
-  readonly forks: [parentSeqId: number, childSeqId: number][];  // since the last step; applied first
+  readonly blockCopies: BlockCopy[]; // run before the forward pass
+  readonly finished: FinishedSeq[]; // since the last step, each once: release native state
+  readonly preempted: Sequence[]; // release native state; they come back as new
+  readonly forks: [parentSeqId: number, childSeqId: number][]; // since the last step; applied first
 }
 
 export interface StepEvent {
@@ -53,10 +53,10 @@ export interface SchedulerStats {
   numUsedBlocks: number;
   numFreeBlocks: number;
   kvCacheUsage: number;
-  numPrefixCacheQueries: number;  // tokens
-  numPrefixCacheHits: number;     // tokens
-  numBlocks: number;              // KV blocks of the instance
-  blockSize: number;              // tokens per block
+  numPrefixCacheQueries: number; // tokens
+  numPrefixCacheHits: number; // tokens
+  numBlocks: number; // KV blocks of the instance
+  blockSize: number; // tokens per block
   lastStepNumSeqs: number;
   lastStepNumTokens: number;
 }
@@ -68,8 +68,8 @@ export class Scheduler {
   lastStepNumSeqs = 0;
   lastStepNumTokens = 0;
 
-  #waiting: Sequence[] = [];  // sorted by policy.compareWaiting
-  #running: Sequence[] = [];  // admission order
+  #waiting: Sequence[] = []; // sorted by policy.compareWaiting
+  #running: Sequence[] = []; // admission order
   readonly #byId = new Map<string, Sequence>();
   #finishedSinceLastStep: FinishedSeq[] = [];
   #forksSinceLastStep: [number, number][] = [];
@@ -122,11 +122,18 @@ export class Scheduler {
   stats(): SchedulerStats {
     const bm = this.blockManager;
     return {
-      numWaiting: this.numWaiting, numRunning: this.numRunning, numPreemptions: this.numPreemptions,
-      numUsedBlocks: bm.numUsedBlocks, numFreeBlocks: bm.numFreeBlocks, kvCacheUsage: bm.usage,
-      numPrefixCacheQueries: bm.numPrefixCacheQueries, numPrefixCacheHits: bm.numPrefixCacheHits,
-      numBlocks: bm.numBlocks, blockSize: bm.blockSize,
-      lastStepNumSeqs: this.lastStepNumSeqs, lastStepNumTokens: this.lastStepNumTokens,
+      numWaiting: this.numWaiting,
+      numRunning: this.numRunning,
+      numPreemptions: this.numPreemptions,
+      numUsedBlocks: bm.numUsedBlocks,
+      numFreeBlocks: bm.numFreeBlocks,
+      kvCacheUsage: bm.usage,
+      numPrefixCacheQueries: bm.numPrefixCacheQueries,
+      numPrefixCacheHits: bm.numPrefixCacheHits,
+      numBlocks: bm.numBlocks,
+      blockSize: bm.blockSize,
+      lastStepNumSeqs: this.lastStepNumSeqs,
+      lastStepNumTokens: this.lastStepNumTokens,
     };
   }
 
@@ -176,26 +183,26 @@ export class Scheduler {
     if (this.#isStepInFlight) throw new Error('schedule() called before postprocess() of the previous step');
     const finished = this.#finishedSinceLastStep;
     this.#finishedSinceLastStep = [];
-    const step = new Map<Sequence, number>();  // scheduled sequence → its new tokens, batch order
+    const step = new Map<Sequence, number>(); // scheduled sequence → its new tokens, batch order
     const preempted: Sequence[] = [];
     let budget = this.options.maxNumBatchedTokens;
 
     // 1. Running sequences: a decode token each, then their next prefill chunks.
     for (const seq of orderRunning(this.#running)) {
       if (budget === 0) break;
-      if (seq.status !== 'running' || seq.isHeld) continue;  // preempted for an earlier one in this loop, or held
+      if (seq.status !== 'running' || seq.isHeld) continue; // preempted for an earlier one in this loop, or held
       const numNewTokens = Math.min(seq.numTokens - seq.numComputedTokens, budget);
-      if (numNewTokens === 0) continue;  // a beam waiting for the rest of its group's step
+      if (numNewTokens === 0) continue; // a beam waiting for the rest of its group's step
       while (!this.blockManager.appendSlots(seq, numNewTokens)) {
         // the victim, with every beam of its search: a search is preempted as a whole
-        const victim = pickVictim(this.#running)!;  // seq itself is running, so there is one
+        const victim = pickVictim(this.#running)!; // seq itself is running, so there is one
         for (const v of victim.isBeam ? this.#running.filter((r) => r.beamGroup === victim.beamGroup) : [victim]) {
           budget += step.get(v) ?? 0;
           step.delete(v);
           this.#preempt(v);
           preempted.push(v);
         }
-        if (seq.status !== 'running') break;  // alone and still no room: it waits
+        if (seq.status !== 'running') break; // alone and still no room: it waits
       }
       if (seq.status !== 'running') continue;
       step.set(seq, numNewTokens);
@@ -208,7 +215,7 @@ export class Scheduler {
     //    siblings would hold blocks while waiting for them.
     const blocked = preempted.length > 0;
     while (!blocked && budget > 0) {
-      const head = this.#waiting.find((w) => !w.isHeld);   // a held one would only sit in the batch
+      const head = this.#waiting.find((w) => !w.isHeld); // a held one would only sit in the batch
       if (head === undefined) break;
       const members = head.isBeam ? this.#waiting.filter((w) => w.beamGroup === head.beamGroup) : [head];
       // held sequences (their clients lag) give up their slots to a waiting request: kept running,
@@ -228,7 +235,8 @@ export class Scheduler {
         admitted.push([seq, numNewTokens]);
         budget -= numNewTokens;
       }
-      if (admitted.length < members.length) {  // no room for all: undo, and the head waits
+      if (admitted.length < members.length) {
+        // no room for all: undo, and the head waits
         for (const [seq, n] of admitted) {
           this.blockManager.free(seq);
           seq.numComputedTokens = 0;
@@ -276,7 +284,7 @@ export class Scheduler {
     const events: StepEvent[] = [];
     output.scheduled.forEach((s, i) => {
       const seq = s.seq;
-      if (seq.status !== 'running') return;  // finished while the step ran; already reported
+      if (seq.status !== 'running') return; // finished while the step ran; already reported
       if (seq.numComputedTokens !== s.startPos) throw new Error(`postprocess: ${seq.requestId} moved during the step`);
       seq.numComputedTokens += s.numNewTokens;
       this.blockManager.cacheFullBlocks(seq);
@@ -286,7 +294,7 @@ export class Scheduler {
         this.#finish(seq, 'error', now);
         return void events.push({ seq, newTokenId: null, finished: 'error' });
       }
-      if (seq.isBeam) return void events.push({ seq, newTokenId: token });  // the search picks (appendBeamToken, forkBeam)
+      if (seq.isBeam) return void events.push({ seq, newTokenId: token }); // the search picks (appendBeamToken, forkBeam)
       seq.appendToken(token, now);
       const reason = checkStop(seq, this.options.maxModelLen);
       if (reason === null) return void events.push({ seq, newTokenId: token });
@@ -355,11 +363,17 @@ export class Scheduler {
     }
     const numTotal = seq.numPromptTokens + seq.maxTokens;
     if (numTotal > maxModelLen) {
-      throw new WeftError('WEFT_ERR_SCHED_TOO_LONG', `prompt (${seq.numPromptTokens}) + maxTokens (${seq.maxTokens}) exceeds the maximum context length ${maxModelLen}`);
+      throw new WeftError(
+        'WEFT_ERR_SCHED_TOO_LONG',
+        `prompt (${seq.numPromptTokens}) + maxTokens (${seq.maxTokens}) exceeds the maximum context length ${maxModelLen}`,
+      );
     }
     // the last sampled token is never fed back, so its KV is never stored
     if (numTotal - 1 > numBlocks * blockSize) {
-      throw new WeftError('WEFT_ERR_SCHED_TOO_LONG', `prompt (${seq.numPromptTokens}) + maxTokens (${seq.maxTokens}) can never fit the KV cache of ${numBlocks * blockSize} tokens`);
+      throw new WeftError(
+        'WEFT_ERR_SCHED_TOO_LONG',
+        `prompt (${seq.numPromptTokens}) + maxTokens (${seq.maxTokens}) can never fit the KV cache of ${numBlocks * blockSize} tokens`,
+      );
     }
   }
 
@@ -404,7 +418,14 @@ function describeStep(seq: Sequence, numNewTokens: number, now: number): Schedul
   seq.sentBlockTable = blockTable;
   seq.firstScheduledTime ??= now;
   return {
-    seq, seqId: seq.seqId, startPos, numNewTokens, tokenIds: seq.tokenIds.slice(startPos, end), blockTable, blockUpdates, isNew,
+    seq,
+    seqId: seq.seqId,
+    startPos,
+    numNewTokens,
+    tokenIds: seq.tokenIds.slice(startPos, end),
+    blockTable,
+    blockUpdates,
+    isNew,
     isPrefill: startPos < seq.numTokens - 1 || seq.numOutputTokens === 0,
     doSample: end === seq.numTokens,
   };

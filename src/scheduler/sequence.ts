@@ -9,21 +9,21 @@ export type FinishReason = 'stop' | 'length' | 'abort' | 'error';
 export interface SequenceInit {
   requestId: string;
   promptTokenIds: ArrayLike<number>;
-  maxTokens?: number;                  // default: what maxModelLen leaves after the prompt
-  minTokens?: number;                  // EOS and stop tokens do not stop before this many outputs
+  maxTokens?: number; // default: what maxModelLen leaves after the prompt
+  minTokens?: number; // EOS and stop tokens do not stop before this many outputs
   ignoreEos?: boolean;
   stopTokenIds?: readonly number[];
   eosTokenIds?: readonly number[];
-  priority?: number;                   // lower runs first
-  sampling?: Partial<SamplingParams>;  // passed through to the engine untouched
-  arrivalTime?: number;                // caller's clock; the scheduler never reads one
-  seqId?: number;                      // default: the next process-wide id
+  priority?: number; // lower runs first
+  sampling?: Partial<SamplingParams>; // passed through to the engine untouched
+  arrivalTime?: number; // caller's clock; the scheduler never reads one
+  seqId?: number; // default: the next process-wide id
   // A beam of a beam search: the search policy, not postprocess, picks its next token (and
   // forks or ends it); see beam-group.ts.
   isBeam?: boolean;
-  returnLogits?: boolean;              // each sampled token's event carries the raw logits row (rerankers)
-  constraint?: ConstraintSpec;         // structured output: the worker masks the tokens it disallows
-  logitBias?: LogitBias;               // OpenAI's logit_bias, passed to the engine untouched
+  returnLogits?: boolean; // each sampled token's event carries the raw logits row (rerankers)
+  constraint?: ConstraintSpec; // structured output: the worker masks the tokens it disallows
+  logitBias?: LogitBias; // OpenAI's logit_bias, passed to the engine untouched
 }
 
 let nextSeqId = 0;
@@ -44,21 +44,21 @@ export class Sequence {
   readonly priority: number;
   readonly sampling: Readonly<SamplingParams>;
   readonly isBeam: boolean;
-  beamGroup: string | null = null;     // the search a beam belongs to (its root's request id)
+  beamGroup: string | null = null; // the search a beam belongs to (its root's request id)
   readonly returnLogits: boolean;
   readonly constraint: ConstraintSpec | null;
   readonly logitBias: LogitBias | null;
 
   status: SeqStatus = 'waiting';
-  isHeld = false;                      // its consumer lags: not computed until it catches up (Scheduler.hold)
+  isHeld = false; // its consumer lags: not computed until it catches up (Scheduler.hold)
   finishReason: FinishReason | null = null;
-  arrivalOrder = -1;                   // set by Scheduler.add; ties between equal priorities
+  arrivalOrder = -1; // set by Scheduler.add; ties between equal priorities
 
   // KV state, owned by the block manager
-  numComputedTokens = 0;               // tokens whose KV is in the cache
+  numComputedTokens = 0; // tokens whose KV is in the cache
   blockTable: number[] = [];
-  readonly blockHashes: number[] = [];  // chained content hashes of full blocks, lazily extended
-  numHashedBlocks = 0;                 // leading blocks of blockTable registered in the prefix cache
+  readonly blockHashes: number[] = []; // chained content hashes of full blocks, lazily extended
+  numHashedBlocks = 0; // leading blocks of blockTable registered in the prefix cache
 
   // what the worker already holds (see Scheduler: new sequences get everything once)
   isKnownToWorker = false;
@@ -66,7 +66,7 @@ export class Sequence {
 
   // metrics
   numPreemptions = 0;
-  numCachedPromptTokens = 0;           // prefix-cache hit at first admission
+  numCachedPromptTokens = 0; // prefix-cache hit at first admission
   readonly arrivalTime: number;
   firstScheduledTime: number | null = null;
   firstTokenTime: number | null = null;

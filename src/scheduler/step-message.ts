@@ -27,7 +27,10 @@ export function releasedIds(out: SchedulerOutput): number[] {
 
 export function buildStepMessage(out: SchedulerOutput, earlierReleases: number[] = []): StepMessage {
   const n = out.scheduled.length;
-  const seqIds = new Int32Array(n), startPos = new Int32Array(n), numNewTokens = new Int32Array(n), doSample = new Uint8Array(n);
+  const seqIds = new Int32Array(n),
+    startPos = new Int32Array(n),
+    numNewTokens = new Int32Array(n),
+    doSample = new Uint8Array(n);
   const tokenIds = new Int32Array(out.numScheduledTokens);
   const updates: number[] = [];
   let off = 0;
@@ -42,13 +45,21 @@ export function buildStepMessage(out: SchedulerOutput, earlierReleases: number[]
   });
   return {
     kind: 'step',
-    newSeqs: out.scheduled.filter((s) => s.isNew).map((s) => ({
-      seqId: s.seqId, promptLen: s.seq.numPromptTokens, sampling: { ...s.seq.sampling },
-      ...(s.startPos > 0 ? { prefixTokens: s.seq.tokenIds.slice(0, s.startPos) } : {}),
-      ...(s.seq.constraint ? { constraint: s.seq.constraint } : {}),
-      ...(s.seq.logitBias ? { logitBias: s.seq.logitBias } : {}),
-    })),
-    seqIds, startPos, numNewTokens, doSample, tokenIds,
+    newSeqs: out.scheduled
+      .filter((s) => s.isNew)
+      .map((s) => ({
+        seqId: s.seqId,
+        promptLen: s.seq.numPromptTokens,
+        sampling: { ...s.seq.sampling },
+        ...(s.startPos > 0 ? { prefixTokens: s.seq.tokenIds.slice(0, s.startPos) } : {}),
+        ...(s.seq.constraint ? { constraint: s.seq.constraint } : {}),
+        ...(s.seq.logitBias ? { logitBias: s.seq.logitBias } : {}),
+      })),
+    seqIds,
+    startPos,
+    numNewTokens,
+    doSample,
+    tokenIds,
     blockUpdates: Int32Array.from(updates),
     blockCopies: Int32Array.from(out.blockCopies.flat()),
     forks: Int32Array.from(out.forks.flat()),

@@ -43,7 +43,9 @@ export class TokenStream<T> implements AsyncIterable<T> {
           return Promise.resolve({ value, done: false });
         }
         if (this.#closed) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve) => { this.#waiter = resolve; });
+        return new Promise((resolve) => {
+          this.#waiter = resolve;
+        });
       },
     };
   }

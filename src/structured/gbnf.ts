@@ -20,14 +20,14 @@ const ANY_CHAR = '[^]';
 
 class GbnfParser extends Scanner {
   readonly rules = new Map<string, string>();
-  readonly referenced = new Map<string, number>();   // rule name → position of its first use
+  readonly referenced = new Map<string, number>(); // rule name → position of its first use
 
   fail(why: string, at = this.pos): never {
     const before = this.src.slice(0, at);
-    const line = before.split('\n').length, col = at - before.lastIndexOf('\n');
+    const line = before.split('\n').length,
+      col = at - before.lastIndexOf('\n');
     throw new WeftError('WEFT_ERR_REQ_BAD_GRAMMAR', `grammar: line ${line}, column ${col}: ${why}`);
   }
-
 
   // spaces, tabs and comments; newlines too when `newlineOk` (inside parentheses, between rules)
   #space(newlineOk: boolean): void {
@@ -87,8 +87,10 @@ class GbnfParser extends Scanner {
       const c = this.peek();
       if (c === '"') items.push(this.#string());
       else if (c === '[') items.push(this.#charClass());
-      else if (c === '.') { this.pos++; items.push(ANY_CHAR); }
-      else if (c === '(') {
+      else if (c === '.') {
+        this.pos++;
+        items.push(ANY_CHAR);
+      } else if (c === '(') {
         this.pos++;
         this.#space(true);
         const inner = this.#alternates(true);

@@ -32,7 +32,7 @@ async function step(r: StepRequest): Promise<Uint32Array | null> {
   }
   for (const id of r.release) release(id);
   for (const c of r.creates) {
-    release(c.seqId);   // a preempted sequence comes back as new: its matcher starts over
+    release(c.seqId); // a preempted sequence comes back as new: its matcher starts over
     const m = await newMatcher(c.spec);
     matchers.set(c.seqId, m);
     accept(c.seqId, m, c.tokens);
@@ -55,7 +55,7 @@ async function step(r: StepRequest): Promise<Uint32Array | null> {
 async function handle(r: HostRequest): Promise<HostReply> {
   try {
     if (r.kind === 'compile') {
-      (await newMatcher(r.spec)).dispose();   // the compiled grammar stays in the compiler's cache
+      (await newMatcher(r.spec)).dispose(); // the compiled grammar stays in the compiler's cache
       return { id: r.id, ok: true, masks: null };
     }
     return { id: r.id, ok: true, masks: await step(r) };

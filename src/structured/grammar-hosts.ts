@@ -69,10 +69,13 @@ class Host {
 
 export class GrammarHosts {
   readonly #hosts: Host[] = [];
-  readonly #compiled = new Map<string, { host: Host; done: Promise<unknown> }>();   // by specKey
+  readonly #compiled = new Map<string, { host: Host; done: Promise<unknown> }>(); // by specKey
   readonly #bySeq = new Map<number, Host>();
 
-  constructor(private readonly init: HostInit, private readonly maxHosts = MAX_GRAMMAR_HOSTS) {}
+  constructor(
+    private readonly init: HostInit,
+    private readonly maxHosts = MAX_GRAMMAR_HOSTS,
+  ) {}
 
   get numHosts(): number {
     return this.#hosts.length;
@@ -85,10 +88,14 @@ export class GrammarHosts {
     if (!entry) {
       const host = this.#hostForCompile();
       host.numCompiling++;
-      const done = host.request({ kind: 'compile', spec }).finally(() => { host.numCompiling--; });
+      const done = host.request({ kind: 'compile', spec }).finally(() => {
+        host.numCompiling--;
+      });
       entry = { host, done };
       this.#remember(key, entry);
-      done.catch(() => { if (this.#compiled.get(key)?.done === done) this.#compiled.delete(key); });
+      done.catch(() => {
+        if (this.#compiled.get(key)?.done === done) this.#compiled.delete(key);
+      });
     }
     return entry.done.then(() => undefined);
   }
@@ -129,7 +136,7 @@ export class GrammarHosts {
   fork(parent: number, child: number): void {
     const host = this.#bySeq.get(parent);
     if (!host) return;
-    host.numMatchers++;   // child ids are new: the host applies forks before releases
+    host.numMatchers++; // child ids are new: the host applies forks before releases
     host.ops.forks.push(parent, child);
     this.#bySeq.set(child, host);
   }

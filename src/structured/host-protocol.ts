@@ -6,7 +6,7 @@ import type { ConstraintSpec } from './types.js';
 
 export interface HostInit {
   modelPath: string;
-  vocabSize: number;   // the model's logits width
+  vocabSize: number; // the model's logits width
 }
 
 export interface CompileRequest {
@@ -20,16 +20,16 @@ export interface CompileRequest {
 export interface StepRequest {
   kind: 'step';
   id: number;
-  forks: number[];                                             // (parent seqId, child seqId) pairs
+  forks: number[]; // (parent seqId, child seqId) pairs
   release: number[];
   creates: { seqId: number; spec: ConstraintSpec; tokens: number[] }[];
   accepts: { seqId: number; tokens: number[] }[];
   maskSeqIds: number[];
-  maskWords: number;                                           // ceil(vocab / 32)
+  maskWords: number; // ceil(vocab / 32)
 }
 
 export type HostRequest = CompileRequest | StepRequest;
 
 export type HostReply =
-  | { id: number; ok: true; masks: Uint32Array | null }        // step: maskSeqIds.length rows of maskWords, in order
+  | { id: number; ok: true; masks: Uint32Array | null } // step: maskSeqIds.length rows of maskWords, in order
   | { id: number; ok: false; error: ErrorData };

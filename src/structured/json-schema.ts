@@ -12,8 +12,21 @@ type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type Obj = { [k: string]: Json };
 
 // Keywords that constrain values but that xgrammar would ignore.
-const UNSUPPORTED = ['not', 'if', 'then', 'else', 'dependentSchemas', 'dependentRequired', 'dependencies', 'contains', 'minContains',
-  'maxContains', 'multipleOf', '$dynamicRef', '$recursiveRef'];
+const UNSUPPORTED = [
+  'not',
+  'if',
+  'then',
+  'else',
+  'dependentSchemas',
+  'dependentRequired',
+  'dependencies',
+  'contains',
+  'minContains',
+  'maxContains',
+  'multipleOf',
+  '$dynamicRef',
+  '$recursiveRef',
+];
 const NUMBER_BOUNDS = ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum'];
 // A JSON string's content without escapes: what a length-limited string may hold.
 const PLAIN_STRING_CHAR = '[^"\\\\\\x00-\\x1f]';
@@ -73,8 +86,9 @@ function rewriteStrings(s: Obj, path: string): void {
     delete s.maxLength;
   }
   if (isObj(s.patternProperties)) {
-    s.patternProperties = Object.fromEntries(Object.entries(s.patternProperties)
-      .map(([p, v]) => [rewriteJsonStringPattern(p, `patternProperties key at ${path || '/'}`), v]));
+    s.patternProperties = Object.fromEntries(
+      Object.entries(s.patternProperties).map(([p, v]) => [rewriteJsonStringPattern(p, `patternProperties key at ${path || '/'}`), v]),
+    );
   }
 }
 

@@ -9,7 +9,9 @@ export class Lazy<T> {
     if (!this.#value) {
       const p = this.make();
       this.#value = p;
-      p.catch(() => { if (this.#value === p) this.#value = null; });
+      p.catch(() => {
+        if (this.#value === p) this.#value = null;
+      });
     }
     return this.#value;
   }

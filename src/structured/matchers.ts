@@ -10,7 +10,7 @@ import { openConstraintCompiler } from './xgrammar.js';
 export type MatcherFactory = (spec: ConstraintSpec) => Promise<TokenMatcher>;
 
 export function matcherFactory(modelPath: string, vocabSize: number): MatcherFactory {
-  const compiler = new Lazy<ConstraintCompiler>(() => openConstraintCompiler(modelPath, vocabSize));   // retried after a failure
+  const compiler = new Lazy<ConstraintCompiler>(() => openConstraintCompiler(modelPath, vocabSize)); // retried after a failure
   return async (spec) => {
     if (spec.type === 'token_ids') return new AllowedTokensMatcher(spec.ids, vocabSize);
     return (await compiler.get()).matcher(spec);

@@ -21,10 +21,22 @@ export type Range = [number, number];
 
 const SHORTHAND: Record<string, Range[]> = {
   d: [[0x30, 0x39]],
-  w: [[0x30, 0x39], [0x41, 0x5a], [0x5f, 0x5f], [0x61, 0x7a]],
-  s: [[0x09, 0x0d], [0x20, 0x20]],
+  w: [
+    [0x30, 0x39],
+    [0x41, 0x5a],
+    [0x5f, 0x5f],
+    [0x61, 0x7a],
+  ],
+  s: [
+    [0x09, 0x0d],
+    [0x20, 0x20],
+  ],
 };
-const JSON_UNSAFE: Range[] = [[0x00, 0x1f], [0x22, 0x22], [0x5c, 0x5c]];
+const JSON_UNSAFE: Range[] = [
+  [0x00, 0x1f],
+  [0x22, 0x22],
+  [0x5c, 0x5c],
+];
 
 export function subtract(ranges: Range[], cut: Range[]): Range[] {
   let out = ranges;
@@ -57,15 +69,18 @@ function lit(cp: number, inClass: boolean): string {
 }
 
 class RegexRewriter extends Scanner {
-
-  constructor(src: string, private readonly json: boolean, private readonly code: ErrorCode, private readonly what: string) {
+  constructor(
+    src: string,
+    private readonly json: boolean,
+    private readonly code: ErrorCode,
+    private readonly what: string,
+  ) {
     super(src);
   }
 
   fail(why: string, at = this.pos): never {
     throw new WeftError(this.code, `${this.what} ${JSON.stringify(this.src)}: at position ${at}: ${why}`);
   }
-
 
   rewrite(): string {
     if (this.peek() === '^') this.pos++;
@@ -107,14 +122,14 @@ class RegexRewriter extends Scanner {
       q = c;
     } else if (c === '{') {
       const m = /^\{(\d{1,6})(,(\d{0,6}))?\}/.exec(this.src.slice(this.pos));
-      if (!m) return '';   // a literal brace, as JavaScript reads it
+      if (!m) return ''; // a literal brace, as JavaScript reads it
       if (m[3] && Number(m[3]) < Number(m[1])) this.fail(`${m[0]}: the maximum is below the minimum`);
       this.pos += m[0].length;
       q = m[0];
     } else {
       return '';
     }
-    if (this.peek() === '?') this.pos++;   // lazy: the same language
+    if (this.peek() === '?') this.pos++; // lazy: the same language
     if ('*+?{'.includes(this.peek()) && this.peek() !== '') this.fail('two quantifiers in a row');
     return q;
   }
@@ -138,9 +153,18 @@ class RegexRewriter extends Scanner {
     if (c === '[') return this.#charClass();
     if (c === '.') {
       this.pos++;
-      return this.#classText(subtract([[0, 0x10ffff]], [[0x0a, 0x0a], [0x0d, 0x0d]]), false);
+      return this.#classText(
+        subtract(
+          [[0, 0x10ffff]],
+          [
+            [0x0a, 0x0a],
+            [0x0d, 0x0d],
+          ],
+        ),
+        false,
+      );
     }
-    if (c === '*' || c === '+' || c === '?' || c === '{' && /^\{\d/.test(this.src.slice(this.pos))) this.fail(`${c} has nothing to repeat`);
+    if (c === '*' || c === '+' || c === '?' || (c === '{' && /^\{\d/.test(this.src.slice(this.pos)))) this.fail(`${c} has nothing to repeat`);
     if (c === '^') this.fail('^ is supported only at the start');
     if (c === ')') this.fail('unmatched )');
     if (c === '\\') {
@@ -168,7 +192,8 @@ class RegexRewriter extends Scanner {
     const cp = this.codePoint();
     if (cp !== null) return cp;
     const e = this.src[this.pos + 1] ?? '';
-    if (e === 'u') {   // \u{…}
+    if (e === 'u') {
+      // \u{…}
       const m = /^\\u\{([0-9a-fA-F]{1,6})\}/.exec(this.src.slice(this.pos));
       if (!m || parseInt(m[1], 16) > 0x10ffff) this.fail('bad \\u{...} escape');
       this.pos += m[0].length;

@@ -13,12 +13,12 @@
 // >= the prompt length that the matcher has not consumed yet is accepted, in order.
 
 export type ConstraintSpec =
-  | { type: 'json_object' }                          // any JSON object
-  | { type: 'json_schema'; schema: string }          // JSON text of a JSON Schema
+  | { type: 'json_object' } // any JSON object
+  | { type: 'json_schema'; schema: string } // JSON text of a JSON Schema
   | { type: 'regex'; pattern: string }
-  | { type: 'choice'; choices: string[] }            // exactly one of these strings
-  | { type: 'grammar'; grammar: string }             // llama.cpp GBNF, root rule `root`
-  | { type: 'token_ids'; ids: number[] };            // vLLM's allowed_token_ids: only these, at every step
+  | { type: 'choice'; choices: string[] } // exactly one of these strings
+  | { type: 'grammar'; grammar: string } // llama.cpp GBNF, root rule `root`
+  | { type: 'token_ids'; ids: number[] }; // vLLM's allowed_token_ids: only these, at every step
 
 export interface TokenMatcher {
   // Writes the allowed next tokens: bit (t & 31) of word (t >> 5) is set when token t may follow.

@@ -25,14 +25,22 @@ function step(state: number, b: number): number {
       if (b >= 0xf1 && b <= 0xf3) return 3;
       if (b === 0xf4) return 7;
       return REJECT;
-    case 1: return cont ? 0 : REJECT;
-    case 2: return cont ? 1 : REJECT;
-    case 3: return cont ? 2 : REJECT;
-    case 4: return b >= 0xa0 && b <= 0xbf ? 1 : REJECT;
-    case 5: return b >= 0x80 && b <= 0x9f ? 1 : REJECT;
-    case 6: return b >= 0x90 && b <= 0xbf ? 2 : REJECT;
-    case 7: return b >= 0x80 && b <= 0x8f ? 2 : REJECT;
-    default: return REJECT;
+    case 1:
+      return cont ? 0 : REJECT;
+    case 2:
+      return cont ? 1 : REJECT;
+    case 3:
+      return cont ? 2 : REJECT;
+    case 4:
+      return b >= 0xa0 && b <= 0xbf ? 1 : REJECT;
+    case 5:
+      return b >= 0x80 && b <= 0x9f ? 1 : REJECT;
+    case 6:
+      return b >= 0x90 && b <= 0xbf ? 2 : REJECT;
+    case 7:
+      return b >= 0x80 && b <= 0x8f ? 2 : REJECT;
+    default:
+      return REJECT;
   }
 }
 
@@ -40,8 +48,8 @@ export class Utf8Guard {
   // next[s][t]: the state after token t from state s (REJECT: t cannot follow); tokens without
   // bytes (special tokens) keep the state
   readonly #next: Int8Array[];
-  readonly #allowed: Uint32Array[];   // per state, the tokens that can follow (bitmask)
-  readonly #isNeeded: boolean;         // false when every token is whole characters
+  readonly #allowed: Uint32Array[]; // per state, the tokens that can follow (bitmask)
+  readonly #isNeeded: boolean; // false when every token is whole characters
 
   constructor(vocab: Pick<GrammarVocab, 'tokens' | 'type'>, vocabSize: number) {
     const numWords = Math.ceil(vocabSize / 32);

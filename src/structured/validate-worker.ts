@@ -45,8 +45,10 @@ async function check(spec: ConstraintSpec): Promise<void> {
 }
 
 parentPort?.on('message', (req: ValidateRequest) => {
-  queue = queue.then(() => check(req.spec)).then(
-    () => parentPort!.postMessage({ id: req.id } satisfies ValidateReply),
-    (e: unknown) => parentPort!.postMessage({ id: req.id, error: toErrorData(e) } satisfies ValidateReply),
-  );
+  queue = queue
+    .then(() => check(req.spec))
+    .then(
+      () => parentPort!.postMessage({ id: req.id } satisfies ValidateReply),
+      (e: unknown) => parentPort!.postMessage({ id: req.id, error: toErrorData(e) } satisfies ValidateReply),
+    );
 });

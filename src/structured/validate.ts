@@ -33,11 +33,11 @@ export class ConstraintValidator {
   #worker: Worker | null = null;
   #nextId = 0;
   readonly #pending = new Map<number, { resolve(): void; reject(e: Error): void }>();
-  readonly #passed = new Set<string>();   // insertion order = least recently used first
+  readonly #passed = new Set<string>(); // insertion order = least recently used first
 
   // Resolves when the spec is usable; rejects with a 400 WeftError naming the problem.
   async check(spec: ConstraintSpec): Promise<void> {
-    if (spec.type === 'token_ids') return;   // ids are checked against the vocabulary by the generation service
+    if (spec.type === 'token_ids') return; // ids are checked against the vocabulary by the generation service
     const key = specKey(spec);
     if (this.#passed.has(key)) {
       this.#passed.delete(key);
@@ -56,7 +56,7 @@ export class ConstraintValidator {
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      worker.ref();   // a check in flight keeps the process alive; an idle validator does not
+      worker.ref(); // a check in flight keeps the process alive; an idle validator does not
       worker.postMessage({ id, spec } satisfies ValidateRequest);
     });
   }

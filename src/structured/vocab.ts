@@ -8,9 +8,9 @@ import { WeftError } from '../errors.js';
 export type VocabType = 'byte_level' | 'byte_fallback' | 'raw';
 
 export interface GrammarVocab {
-  tokens: string[];           // by id; '' for special tokens (xgrammar never emits those as text)
+  tokens: string[]; // by id; '' for special tokens (xgrammar never emits those as text)
   type: VocabType;
-  prependSpace: boolean;      // SentencePiece-style: a ▁ is prepended to the text before encoding
+  prependSpace: boolean; // SentencePiece-style: a ▁ is prepended to the text before encoding
   stopTokenIds: number[];
 }
 
@@ -75,8 +75,9 @@ export function vocabTypeOf(doc: TokenizerDoc): { type: VocabType; prependSpace:
   if (decoder.has('ByteLevel')) return { type: 'byte_level', prependSpace: false };
   const metaspace = JSON.stringify([doc.normalizer, doc.pre_tokenizer, doc.decoder]).includes('▁');
   if (doc.model?.byte_fallback === true || decoder.has('ByteFallback') || all.has('Metaspace') || metaspace) {
-    const prepend = JSON.stringify(doc.normalizer ?? null).includes('"Prepend"')
-      || /"prepend_scheme":"(always|first)"|"add_prefix_space":true/.test(JSON.stringify(doc.pre_tokenizer ?? null));
+    const prepend =
+      JSON.stringify(doc.normalizer ?? null).includes('"Prepend"') ||
+      /"prepend_scheme":"(always|first)"|"add_prefix_space":true/.test(JSON.stringify(doc.pre_tokenizer ?? null));
     return { type: 'byte_fallback', prependSpace: prepend };
   }
   return { type: 'raw', prependSpace: false };
@@ -97,7 +98,10 @@ export function grammarVocabFromJson(tokenizerJson: string, eosTokenIds: readonl
   const { type, prependSpace } = vocabTypeOf(doc);
   const tokens: string[] = [];
   // BPE/WordPiece: token → id; Unigram: [piece, score] by id
-  if (Array.isArray(vocab)) vocab.forEach(([piece], id) => { tokens[id] = piece; });
+  if (Array.isArray(vocab))
+    vocab.forEach(([piece], id) => {
+      tokens[id] = piece;
+    });
   else for (const [t, id] of Object.entries(vocab)) tokens[id] = t;
   const specials: { id: number; content: string }[] = [];
   for (const a of doc.added_tokens ?? []) {

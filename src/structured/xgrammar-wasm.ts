@@ -30,18 +30,24 @@ export interface XgBinding {
 }
 
 // The WebAssembly global, typed here (this project's @types/node does not declare it).
-interface WasmModule { readonly __wasmModule: unique symbol }
-interface WasmInstance { readonly exports: object }
-const Wasm = (globalThis as unknown as {
-  WebAssembly: {
-    compile(bytes: Uint8Array): Promise<WasmModule>;
-    Instance: new (module: WasmModule, imports: object) => WasmInstance;
-    RuntimeError: new (...args: unknown[]) => Error;
-  };
-}).WebAssembly;
+interface WasmModule {
+  readonly __wasmModule: unique symbol;
+}
+interface WasmInstance {
+  readonly exports: object;
+}
+const Wasm = (
+  globalThis as unknown as {
+    WebAssembly: {
+      compile(bytes: Uint8Array): Promise<WasmModule>;
+      Instance: new (module: WasmModule, imports: object) => WasmInstance;
+      RuntimeError: new (...args: unknown[]) => Error;
+    };
+  }
+).WebAssembly;
 
 const PACKAGE = '@mlc-ai/web-xgrammar';
-const VERSION = '0.1.27';   // the patch below is checked against this build's text
+const VERSION = '0.1.27'; // the patch below is checked against this build's text
 const FACTORY_CALL = 'binding = await Module();';
 const WASM_DATA = /wasmBinaryFile="data:application\/octet-stream;base64,([A-Za-z0-9+/=]+)"/;
 
@@ -87,14 +93,21 @@ export class XgrammarAbort extends Error {
 // The FATAL line without the C++ source path: "EBNF parser error at line 1, column 16: Rule "b" is not defined".
 function cleanMessage(lines: readonly string[]): string {
   const fatal = lines.filter((l) => l.includes('[FATAL]')).at(-1) ?? lines.filter((l) => !l.startsWith('Aborted(')).at(-1) ?? 'xgrammar aborted';
-  return fatal.replace(/^\[FATAL\]\s*\S+:\d+:\s*/, '').replace(/^Check failed: \(.*?\) is false:\s*/, '').trim();
+  return fatal
+    .replace(/^\[FATAL\]\s*\S+:\d+:\s*/, '')
+    .replace(/^Check failed: \(.*?\) is false:\s*/, '')
+    .trim();
 }
 
 export class XgrammarInstance {
   #messages: string[] = [];
   #isBroken = false;
 
-  private constructor(readonly api: XgApi, readonly binding: XgBinding, messages: string[]) {
+  private constructor(
+    readonly api: XgApi,
+    readonly binding: XgBinding,
+    messages: string[],
+  ) {
     this.#messages = messages;
   }
 
@@ -103,8 +116,13 @@ export class XgrammarInstance {
     const l = await bundle.get();
     const messages: string[] = [];
     const moduleArg: Record<string, unknown> = {
-      print: (s: string) => { messages.push(s); },
-      printErr: (s: string) => { messages.push(s); if (messages.length > 64) messages.splice(0, messages.length - 64); },
+      print: (s: string) => {
+        messages.push(s);
+      },
+      printErr: (s: string) => {
+        messages.push(s);
+        if (messages.length > 64) messages.splice(0, messages.length - 64);
+      },
       instantiateWasm: (imports: object, done: (i: WasmInstance, m: WasmModule) => void) => {
         const instance = new Wasm.Instance(l.wasm, imports);
         done(instance, l.wasm);

@@ -15,7 +15,9 @@ import { XgrammarAbort, XgrammarInstance, type XgCompiledGrammar } from './xgram
 
 // The embind objects under the wrapper classes, used directly on the per-token path (the wrapper's
 // getNextTokenBitmask is async and copies twice; its matcher factory leaks a handle per call).
-interface RawVector { delete(): void }
+interface RawVector {
+  delete(): void;
+}
 interface RawMatcher {
   AcceptToken(token: number, verbose: boolean): boolean;
   GetNextTokenBitmask(vocabSize: number): RawVector;
@@ -28,7 +30,7 @@ interface RawBinding {
 }
 
 export interface CompilerOptions {
-  maxCachedGrammars: number;   // compiled grammars kept (LRU); each holds its token-mask cache in WASM memory
+  maxCachedGrammars: number; // compiled grammars kept (LRU); each holds its token-mask cache in WASM memory
 }
 
 const DEFAULT_OPTIONS: CompilerOptions = { maxCachedGrammars: 64 };
@@ -36,8 +38,8 @@ const DEFAULT_OPTIONS: CompilerOptions = { maxCachedGrammars: 64 };
 interface CacheEntry {
   readonly compiled: Promise<XgCompiledGrammar>;
   readonly instance: XgrammarInstance;
-  users: number;          // live matchers
-  isEvicted: boolean;     // out of the cache: disposed when its last matcher goes
+  users: number; // live matchers
+  isEvicted: boolean; // out of the cache: disposed when its last matcher goes
 }
 
 interface Shared {
@@ -48,7 +50,11 @@ interface Shared {
 }
 
 function disposeIfUnused(entry: CacheEntry): void {
-  if (entry.isEvicted && entry.users === 0) void entry.compiled.then((c) => c.dispose(), () => undefined);
+  if (entry.isEvicted && entry.users === 0)
+    void entry.compiled.then(
+      (c) => c.dispose(),
+      () => undefined,
+    );
 }
 
 function release(entry: CacheEntry): void {
@@ -57,19 +63,24 @@ function release(entry: CacheEntry): void {
 }
 
 class XgrammarMatcher implements TokenMatcher {
-  readonly #accepted: number[] = [];   // replayed by fork()
+  readonly #accepted: number[] = []; // replayed by fork()
   #utf8State = Utf8Guard.START;
   #isDisposed = false;
 
-  constructor(private readonly raw: RawMatcher, private readonly entry: CacheEntry, private readonly compiled: XgCompiledGrammar,
-    private readonly shared: Shared) {
+  constructor(
+    private readonly raw: RawMatcher,
+    private readonly entry: CacheEntry,
+    private readonly compiled: XgCompiledGrammar,
+    private readonly shared: Shared,
+  ) {
     entry.users++;
   }
 
   fillNextTokenMask(out: Uint32Array): void {
     const { numWords, stopTokenIds } = this.shared;
     if (out.length < numWords) throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', `token mask of ${out.length} words; ${numWords} are needed`);
-    if (this.raw.IsTerminated()) {   // past a stop token (ignore_eos): only stop tokens again
+    if (this.raw.IsTerminated()) {
+      // past a stop token (ignore_eos): only stop tokens again
       out.fill(0, 0, numWords);
       for (const t of stopTokenIds) out[t >> 5] |= 1 << (t & 31);
       return;
@@ -125,8 +136,12 @@ export class XgrammarCompiler implements ConstraintCompiler {
   #instance: XgrammarInstance;
   #compiler: Promise<{ compileGrammar(g: unknown): Promise<XgCompiledGrammar> }>;
 
-  private constructor(private readonly vocab: GrammarVocab, private readonly shared: Shared, instance: XgrammarInstance,
-    private readonly options: CompilerOptions) {
+  private constructor(
+    private readonly vocab: GrammarVocab,
+    private readonly shared: Shared,
+    instance: XgrammarInstance,
+    private readonly options: CompilerOptions,
+  ) {
     this.#instance = instance;
     this.#compiler = this.#newCompiler(instance);
   }
@@ -134,7 +149,9 @@ export class XgrammarCompiler implements ConstraintCompiler {
   // `vocabSize` is the model's logits width: ids the tokenizer does not have are never allowed.
   static async create(vocab: GrammarVocab, vocabSize: number, options: Partial<CompilerOptions> = {}): Promise<XgrammarCompiler> {
     const shared = {
-      vocabSize, numWords: Math.ceil(vocabSize / 32), stopTokenIds: vocab.stopTokenIds.filter((t) => t < vocabSize),
+      vocabSize,
+      numWords: Math.ceil(vocabSize / 32),
+      stopTokenIds: vocab.stopTokenIds.filter((t) => t < vocabSize),
       utf8: new Utf8Guard(vocab, vocabSize),
     };
     const c = new XgrammarCompiler(vocab, shared, await XgrammarInstance.create(), { ...DEFAULT_OPTIONS, ...options });
@@ -145,8 +162,9 @@ export class XgrammarCompiler implements ConstraintCompiler {
   #newCompiler(instance: XgrammarInstance) {
     const tokens = this.vocab.tokens.slice(0, this.shared.vocabSize);
     return instance.run(async (api) => {
-      const info = await api.TokenizerInfo.createTokenizerInfo(tokens, this.vocab.type, this.vocab.prependSpace, this.shared.vocabSize,
-        [...this.shared.stopTokenIds]);
+      const info = await api.TokenizerInfo.createTokenizerInfo(tokens, this.vocab.type, this.vocab.prependSpace, this.shared.vocabSize, [
+        ...this.shared.stopTokenIds,
+      ]);
       return api.GrammarCompiler.createGrammarCompiler(info, false);
     });
   }
@@ -210,7 +228,10 @@ export class XgrammarCompiler implements ConstraintCompiler {
 
 // The worker's entry point: the model's vocabulary and stop tokens, read the way the server
 // reads them, and a compiler for its logits width.
-export async function openConstraintCompiler(modelPath: string, vocabSize: number,
-  options: Partial<CompilerOptions> = {}): Promise<ConstraintCompiler> {
+export async function openConstraintCompiler(
+  modelPath: string,
+  vocabSize: number,
+  options: Partial<CompilerOptions> = {},
+): Promise<ConstraintCompiler> {
   return XgrammarCompiler.create(loadGrammarVocab(modelPath), vocabSize, options);
 }

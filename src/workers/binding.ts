@@ -3,7 +3,6 @@
 // here as WeftError.
 import { createRequire } from 'node:module';
 
-
 import { ERRORS, WeftError, type ErrorCode } from '../errors.js';
 import type { ModelConfig, ModelSpec } from '../model/types.js';
 import { findInPackage } from '../package-path.js';
@@ -22,7 +21,7 @@ export const ISA_IDS: Record<IsaName, number> = { scalar: 0, avx2: 1, avx512: 2 
 export interface NativeModelSpec {
   key: string;
   weightDtype: WeightDtype;
-  target: 'cpu' | 'cuda';  // weight layout: CPU packed panels, or CUDA staging
+  target: 'cpu' | 'cuda'; // weight layout: CPU packed panels, or CUDA staging
   ropeInterleaved: boolean;
   config: ModelConfig;
   tensors: { name: string; file: string; offset: number; byteLength: number; dtype: string; shape: number[] }[];
@@ -33,11 +32,11 @@ export interface NativeEngineOptions {
   numThreads: number;
   numKvBlocks: number;
   blockSize: number;
-  isa?: number;      // -1 or absent: best available
+  isa?: number; // -1 or absent: best available
   device?: number;
   kvDtype?: KvDtype; // auto: f32 with f32 weights (the reference path), f16 with int8 (CPU only)
-  kvCacheFraction?: number;  // CUDA: KV cache = this share of free device memory (0: numKvBlocks)
-  maxNumTokens?: number;     // CUDA: workspace sizing
+  kvCacheFraction?: number; // CUDA: KV cache = this share of free device memory (0: numKvBlocks)
+  maxNumTokens?: number; // CUDA: workspace sizing
   maxNumSeqs?: number;
   maxContextLen?: number;
   cudaGraphs?: boolean;
@@ -106,7 +105,7 @@ export interface NativeAddon {
   cudaDeviceInfo(device: number): CudaDeviceInfo;
   // the model load in progress in this process (any worker thread): bytes of its files' tensors
   loadProgress(): { bytesDone: number; bytesTotal: number; active: boolean };
-  mallocTrim(): boolean;   // true when glibc gave memory back to the OS
+  mallocTrim(): boolean; // true when glibc gave memory back to the OS
 }
 
 export interface CudaDeviceInfo {
@@ -175,7 +174,12 @@ export function toNativeModelSpec(spec: ModelSpec, weightDtype: WeightDtype, key
     ropeInterleaved: spec.ropeInterleaved,
     config: spec.config,
     tensors: Object.entries(spec.tensors).map(([name, t]) => ({
-      name, file: t.file, offset: t.offset, byteLength: t.byteLength, dtype: t.dtype, shape: t.shape,
+      name,
+      file: t.file,
+      offset: t.offset,
+      byteLength: t.byteLength,
+      dtype: t.dtype,
+      shape: t.shape,
     })),
   };
 }

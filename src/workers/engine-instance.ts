@@ -5,32 +5,41 @@ import { realpathSync } from 'node:fs';
 
 import { loadModelSpec } from '../model/load.js';
 import type { ModelSpec } from '../model/types.js';
-import { ISA_IDS, loadNative, toNativeModelSpec, type EngineHandle, type IsaName, type KvDtype, type NativeStepInput,
-  type NativeStepOutput, type WeightDtype } from './binding.js';
+import {
+  ISA_IDS,
+  loadNative,
+  toNativeModelSpec,
+  type EngineHandle,
+  type IsaName,
+  type KvDtype,
+  type NativeStepInput,
+  type NativeStepOutput,
+  type WeightDtype,
+} from './binding.js';
 
 export interface EngineInstanceOptions {
   modelPath: string;
-  dtype: WeightDtype;     // cpu: f32 | int8 | quant; gpu: f16 | bf16 | int8
+  dtype: WeightDtype; // cpu: f32 | int8 | quant; gpu: f16 | bf16 | int8
   numThreads: number;
-  numKvBlocks: number;    // gpu: used when kvCacheFraction is 0
+  numKvBlocks: number; // gpu: used when kvCacheFraction is 0
   blockSize: number;
-  isa?: IsaName;          // default: the best the CPU has
-  kvDtype?: KvDtype;      // cpu only; default auto: f32 KV with f32 weights, f16 KV with int8 weights
+  isa?: IsaName; // default: the best the CPU has
+  kvDtype?: KvDtype; // cpu only; default auto: f32 KV with f32 weights, f16 KV with int8 weights
   backend?: 'cpu' | 'gpu';
-  device?: number;        // gpu: CUDA device index
-  kvCacheFraction?: number;  // gpu: share of the free device memory the KV cache takes (0: numKvBlocks)
-  maxNumTokens?: number;  // gpu: tokens per step the workspaces are sized for
-  maxNumSeqs?: number;    // gpu: sequences per step
+  device?: number; // gpu: CUDA device index
+  kvCacheFraction?: number; // gpu: share of the free device memory the KV cache takes (0: numKvBlocks)
+  maxNumTokens?: number; // gpu: tokens per step the workspaces are sized for
+  maxNumSeqs?: number; // gpu: sequences per step
   maxContextLen?: number; // gpu: longest context (0: the model's)
-  cudaGraphs?: boolean;   // gpu: decode steps replay captured graphs (default true)
-  maxGrammarHosts?: number;  // threads that compile constraints and hold matchers (default MAX_GRAMMAR_HOSTS, 4)
+  cudaGraphs?: boolean; // gpu: decode steps replay captured graphs (default true)
+  maxGrammarHosts?: number; // threads that compile constraints and hold matchers (default MAX_GRAMMAR_HOSTS, 4)
 }
 
 export class EngineInstance {
   readonly spec: ModelSpec;
   readonly numKvBlocks: number;
   readonly blockSize: number;
-  readonly isa: string;   // the CPU ISA, or the CUDA device
+  readonly isa: string; // the CPU ISA, or the CUDA device
   readonly kvDtype: 'f32' | 'f16' | 'bf16';
   readonly backend: 'cpu' | 'gpu';
   readonly weightBytes: number;
@@ -55,10 +64,18 @@ export class EngineInstance {
     const backend = o.backend ?? 'cpu';
     const model = native.loadModel(toNativeModelSpec(modelSpec, o.dtype, key, backend === 'gpu' ? 'cuda' : 'cpu'));
     const handle = native.createEngine(model.handle, {
-      backend: backend === 'gpu' ? 'cuda' : 'cpu', numThreads: o.numThreads, numKvBlocks: o.numKvBlocks, blockSize: o.blockSize,
-      isa: o.isa ? ISA_IDS[o.isa] : -1, kvDtype: o.kvDtype ?? 'auto', device: o.device ?? 0,
-      kvCacheFraction: o.kvCacheFraction ?? 0, maxNumTokens: o.maxNumTokens ?? 2048, maxNumSeqs: o.maxNumSeqs ?? 256,
-      maxContextLen: o.maxContextLen ?? 0, cudaGraphs: o.cudaGraphs ?? true,
+      backend: backend === 'gpu' ? 'cuda' : 'cpu',
+      numThreads: o.numThreads,
+      numKvBlocks: o.numKvBlocks,
+      blockSize: o.blockSize,
+      isa: o.isa ? ISA_IDS[o.isa] : -1,
+      kvDtype: o.kvDtype ?? 'auto',
+      device: o.device ?? 0,
+      kvCacheFraction: o.kvCacheFraction ?? 0,
+      maxNumTokens: o.maxNumTokens ?? 2048,
+      maxNumSeqs: o.maxNumSeqs ?? 256,
+      maxContextLen: o.maxContextLen ?? 0,
+      cudaGraphs: o.cudaGraphs ?? true,
     });
     return new EngineInstance(modelSpec, handle, model.weightBytes, backend);
   }

@@ -32,8 +32,13 @@ export class EngineWorker {
   // Several tasks at once: a prepare (a constraint compiling on a grammar host) waits beside the
   // steps, which the engine loop still sends one at a time.
   static #newPool(): Piscina {
-    return new Piscina({ filename: WORKER_FILE.href, minThreads: 1, maxThreads: 1, idleTimeout: Number.POSITIVE_INFINITY,
-      concurrentTasksPerWorker: 64 });
+    return new Piscina({
+      filename: WORKER_FILE.href,
+      minThreads: 1,
+      maxThreads: 1,
+      idleTimeout: Number.POSITIVE_INFINITY,
+      concurrentTasksPerWorker: 64,
+    });
   }
 
   static async #init(pool: Piscina, options: EngineInitOptions): Promise<InitReply> {
@@ -46,8 +51,17 @@ export class EngineWorker {
   }
 
   async step(msg: StepMessage): Promise<StepReply> {
-    const transferList = [msg.seqIds, msg.startPos, msg.numNewTokens, msg.doSample, msg.tokenIds, msg.blockUpdates, msg.blockCopies, msg.forks, msg.release]
-      .map((a) => a.buffer as ArrayBuffer);
+    const transferList = [
+      msg.seqIds,
+      msg.startPos,
+      msg.numNewTokens,
+      msg.doSample,
+      msg.tokenIds,
+      msg.blockUpdates,
+      msg.blockCopies,
+      msg.forks,
+      msg.release,
+    ].map((a) => a.buffer as ArrayBuffer);
     let reply: WorkerReply;
     try {
       reply = (await this.#pool.run(msg, { transferList })) as WorkerReply;

@@ -8,21 +8,21 @@ export { GREEDY, type SamplingParams } from '../sampling.js';
 
 export interface SeqStep {
   seqId: number;
-  tokens: ArrayLike<number>;  // the tokens fed this step, at positions startPos..
+  tokens: ArrayLike<number>; // the tokens fed this step, at positions startPos..
   startPos: number;
   promptLen: number;
   blockTable: ArrayLike<number>;
   doSample: boolean;
   sampling: SamplingParams;
-  mask?: Uint32Array;               // the allowed next tokens (structured output), when sampled
-  logitBias?: LogitBias;            // OpenAI's logit_bias, when sampled
+  mask?: Uint32Array; // the allowed next tokens (structured output), when sampled
+  logitBias?: LogitBias; // OpenAI's logit_bias, when sampled
 }
 
 export interface StepExtras {
-  blockCopies?: ArrayLike<number>;  // src, dst pairs
-  forks?: ArrayLike<number>;        // parent, child seq id pairs
-  release?: ArrayLike<number>;      // seq ids
-  history?: { seqId: number; tokens: ArrayLike<number> }[];  // prefixes not fed (prefix-cache hits)
+  blockCopies?: ArrayLike<number>; // src, dst pairs
+  forks?: ArrayLike<number>; // parent, child seq id pairs
+  release?: ArrayLike<number>; // seq ids
+  history?: { seqId: number; tokens: ArrayLike<number> }[]; // prefixes not fed (prefix-cache hits)
   returnLogits?: boolean;
 }
 
@@ -33,14 +33,25 @@ export function packStep(seqs: readonly SeqStep[], blockSize: number, extras: St
   for (const s of seqs) {
     T += s.tokens.length;
     if (s.blockTable.length * blockSize < s.startPos + s.tokens.length)
-      throw new WeftError('WEFT_ERR_ENGINE_BAD_INPUT', `sequence ${s.seqId}: block table covers ${s.blockTable.length * blockSize} tokens, context needs ${s.startPos + s.tokens.length}`);
+      throw new WeftError(
+        'WEFT_ERR_ENGINE_BAD_INPUT',
+        `sequence ${s.seqId}: block table covers ${s.blockTable.length * blockSize} tokens, context needs ${s.startPos + s.tokens.length}`,
+      );
     maxBlocks = Math.max(maxBlocks, Math.ceil((s.startPos + s.tokens.length) / blockSize));
   }
   const input: NativeStepInput = {
-    numTokens: T, numSeqs: N, maxBlocksPerSeq: maxBlocks,
-    tokenIds: new Int32Array(T), positions: new Int32Array(T), slotMapping: new Int32Array(T),
-    seqIds: new Int32Array(N), queryStart: new Int32Array(N + 1), contextLens: new Int32Array(N),
-    promptLens: new Int32Array(N), blockTables: new Int32Array(N * maxBlocks), doSample: new Uint8Array(N),
+    numTokens: T,
+    numSeqs: N,
+    maxBlocksPerSeq: maxBlocks,
+    tokenIds: new Int32Array(T),
+    positions: new Int32Array(T),
+    slotMapping: new Int32Array(T),
+    seqIds: new Int32Array(N),
+    queryStart: new Int32Array(N + 1),
+    contextLens: new Int32Array(N),
+    promptLens: new Int32Array(N),
+    blockTables: new Int32Array(N * maxBlocks),
+    doSample: new Uint8Array(N),
     ...samplingArrays(N),
     numBlockCopies: extras.blockCopies ? extras.blockCopies.length / 2 : 0,
     blockCopies: extras.blockCopies ? Int32Array.from(extras.blockCopies) : undefined,
@@ -79,11 +90,17 @@ export function packStep(seqs: readonly SeqStep[], blockSize: number, extras: St
 function packBiases(input: NativeStepInput, seqs: readonly SeqStep[]): void {
   if (!seqs.some((s) => s.doSample && s.logitBias?.length)) return;
   const offsets = new Int32Array(seqs.length + 1);
-  seqs.forEach((s, i) => { offsets[i + 1] = offsets[i] + (s.doSample ? (s.logitBias?.length ?? 0) : 0); });
-  const ids = new Int32Array(offsets[seqs.length]), values = new Float32Array(offsets[seqs.length]);
+  seqs.forEach((s, i) => {
+    offsets[i + 1] = offsets[i] + (s.doSample ? (s.logitBias?.length ?? 0) : 0);
+  });
+  const ids = new Int32Array(offsets[seqs.length]),
+    values = new Float32Array(offsets[seqs.length]);
   seqs.forEach((s, i) => {
     if (!s.doSample || !s.logitBias) return;
-    s.logitBias.forEach(([id, v], j) => { ids[offsets[i] + j] = id; values[offsets[i] + j] = v; });
+    s.logitBias.forEach(([id, v], j) => {
+      ids[offsets[i] + j] = id;
+      values[offsets[i] + j] = v;
+    });
   });
   Object.assign(input, { biasOffsets: offsets, biasIds: ids, biasValues: values });
 }
@@ -109,7 +126,9 @@ function packMasks(input: NativeStepInput, seqs: readonly SeqStep[]): void {
 function packHistory(h: { seqId: number; tokens: ArrayLike<number> }[]): Pick<NativeStepInput, 'historySeqIds' | 'historyOffsets' | 'historyTokens'> {
   if (h.length === 0) return {};
   const offsets = new Int32Array(h.length + 1);
-  h.forEach((x, i) => { offsets[i + 1] = offsets[i] + x.tokens.length; });
+  h.forEach((x, i) => {
+    offsets[i + 1] = offsets[i] + x.tokens.length;
+  });
   const tokens = new Int32Array(offsets[h.length]);
   h.forEach((x, i) => tokens.set(Array.from(x.tokens), offsets[i]));
   return { historySeqIds: Int32Array.from(h.map((x) => x.seqId)), historyOffsets: offsets, historyTokens: tokens };

@@ -32,7 +32,7 @@ const seqs = new Map<number, SeqState>();
 function unsent(s: SeqState, tokens: ArrayLike<number>, startPos: number): number[] {
   const out: number[] = [];
   for (let j = 0; j < tokens.length; j++) {
-    const g = startPos + j - s.promptLen;  // index among the outputs
+    const g = startPos + j - s.promptLen; // index among the outputs
     if (g < s.consumed) continue;
     out.push(tokens[j]);
     s.consumed = g + 1;
@@ -61,8 +61,14 @@ async function runStep(m: StepMessage): Promise<WorkerReply> {
   }
   for (let i = 0; i < m.release.length; i++) release(m.release[i]);
   for (const n of m.newSeqs) {
-    release(n.seqId);  // a preempted sequence comes back as new: its matcher starts over
-    const s: SeqState = { promptLen: n.promptLen, sampling: n.sampling, blockTable: [], consumed: 0, ...(n.logitBias ? { logitBias: n.logitBias } : {}) };
+    release(n.seqId); // a preempted sequence comes back as new: its matcher starts over
+    const s: SeqState = {
+      promptLen: n.promptLen,
+      sampling: n.sampling,
+      blockTable: [],
+      consumed: 0,
+      ...(n.logitBias ? { logitBias: n.logitBias } : {}),
+    };
     if (n.constraint) hostsOf(engine).create(n.seqId, n.constraint, n.prefixTokens ? unsent(s, n.prefixTokens, 0) : []);
     seqs.set(n.seqId, s);
   }
@@ -76,13 +82,23 @@ async function runStep(m: StepMessage): Promise<WorkerReply> {
   for (let i = 0; i < m.seqIds.length; i++) {
     const s = seqs.get(m.seqIds[i]);
     if (!s) throw new WeftError('WEFT_ERR_ENGINE_BAD_INPUT', `step for unknown sequence ${m.seqIds[i]}`);
-    const n = m.numNewTokens[i], tokens = m.tokenIds.subarray(off, off + n), doSample = m.doSample[i] === 1;
+    const n = m.numNewTokens[i],
+      tokens = m.tokenIds.subarray(off, off + n),
+      doSample = m.doSample[i] === 1;
     if (grammars?.has(m.seqIds[i])) {
       grammars.accept(m.seqIds[i], unsent(s, tokens, m.startPos[i]));
       if (doSample) grammars.wantMask(m.seqIds[i]);
     }
-    steps.push({ seqId: m.seqIds[i], tokens, startPos: m.startPos[i], promptLen: s.promptLen,
-      blockTable: s.blockTable, doSample, sampling: s.sampling, ...(s.logitBias ? { logitBias: s.logitBias } : {}) });
+    steps.push({
+      seqId: m.seqIds[i],
+      tokens,
+      startPos: m.startPos[i],
+      promptLen: s.promptLen,
+      blockTable: s.blockTable,
+      doSample,
+      sampling: s.sampling,
+      ...(s.logitBias ? { logitBias: s.logitBias } : {}),
+    });
     off += n;
   }
   if (grammars) {
@@ -95,7 +111,13 @@ async function runStep(m: StepMessage): Promise<WorkerReply> {
     }
   }
   const history = m.newSeqs.filter((n) => n.prefixTokens).map((n) => ({ seqId: n.seqId, tokens: n.prefixTokens! }));
-  const input = packStep(steps, engine.blockSize, { blockCopies: m.blockCopies, forks: m.forks, release: m.release, history, returnLogits: m.returnLogits });
+  const input = packStep(steps, engine.blockSize, {
+    blockCopies: m.blockCopies,
+    forks: m.forks,
+    release: m.release,
+    history,
+    returnLogits: m.returnLogits,
+  });
   const packUs = (performance.now() - t0) * 1000;
   const out = engine.step(input);
   return { ok: true, ...out, packUs };

@@ -25,9 +25,12 @@ t.test('mean gap is 1/rate for every burstiness (20000 draws, fixed seed)', asyn
 });
 
 t.test('burstier arrivals vary more', async (t) => {
-  const cv = (xs: number[]) => { const m = mean(xs); return Math.sqrt(mean(xs.map((x) => (x - m) ** 2))) / m; };
-  t.ok(cv(arrivalGapsMs(20_000, 4, 0.25, 9)) > 1.5);   // gamma cv = 1/sqrt(k) = 2
-  t.ok(cv(arrivalGapsMs(20_000, 4, 4, 9)) < 0.6);      // 0.5
+  const cv = (xs: number[]) => {
+    const m = mean(xs);
+    return Math.sqrt(mean(xs.map((x) => (x - m) ** 2))) / m;
+  };
+  t.ok(cv(arrivalGapsMs(20_000, 4, 0.25, 9)) > 1.5); // gamma cv = 1/sqrt(k) = 2
+  t.ok(cv(arrivalGapsMs(20_000, 4, 4, 9)) < 0.6); // 0.5
 });
 
 t.test('rate inf sends everything at once; times accumulate', async (t) => {
@@ -37,9 +40,13 @@ t.test('rate inf sends everything at once; times accumulate', async (t) => {
 });
 
 t.test('the generator: uniform range and shuffle are seeded', async (t) => {
-  const a = makeRng(5), b = makeRng(5);
+  const a = makeRng(5),
+    b = makeRng(5);
   const xs = Array.from({ length: 1000 }, () => a.int(3, 6));
-  t.same(xs, Array.from({ length: 1000 }, () => b.int(3, 6)));
+  t.same(
+    xs,
+    Array.from({ length: 1000 }, () => b.int(3, 6)),
+  );
   t.same([...new Set(xs)].sort(), [3, 4, 5, 6]);
   t.same(makeRng(1).shuffle([1, 2, 3, 4, 5]), makeRng(1).shuffle([1, 2, 3, 4, 5]));
 });

@@ -6,8 +6,18 @@ import { buildDataset, lengthBounds, type DatasetOptions } from '../../bench/ser
 import { REPO_ROOT } from '../fixtures/paths.js';
 
 const BASE: DatasetOptions = {
-  name: 'random', numPrompts: 200, seed: 3, vocabSize: 512, randomInputLen: 100, randomOutputLen: 20, randomRangeRatio: 0.25,
-  randomPrefixLen: 0, prefixLen: 8, suffixLen: 4, numPrefixes: 3, prefixOutputLen: 5,
+  name: 'random',
+  numPrompts: 200,
+  seed: 3,
+  vocabSize: 512,
+  randomInputLen: 100,
+  randomOutputLen: 20,
+  randomRangeRatio: 0.25,
+  randomPrefixLen: 0,
+  prefixLen: 8,
+  suffixLen: 4,
+  numPrefixes: 3,
+  prefixOutputLen: 5,
 };
 
 t.test('random: lengths within the range-ratio bounds, ids in [10, vocab)', async (t) => {
@@ -38,7 +48,10 @@ t.test('prefix-repetition: each prefix is shared by its share of the requests', 
   const reqs = buildDataset({ ...BASE, name: 'prefix-repetition', numPrompts: 9 });
   t.ok(reqs.every((r) => r.promptLen === 12 && r.maxTokens === 5));
   const prefixes = new Map<string, number>();
-  for (const r of reqs) { const k = (r.prompt as number[]).slice(0, 8).join(); prefixes.set(k, (prefixes.get(k) ?? 0) + 1); }
+  for (const r of reqs) {
+    const k = (r.prompt as number[]).slice(0, 8).join();
+    prefixes.set(k, (prefixes.get(k) ?? 0) + 1);
+  }
   t.same([...prefixes.values()].sort(), [3, 3, 3]);
 });
 

@@ -25,8 +25,13 @@ function point(server: string, ttft: number, itl: number, rss: number | null): P
     latencyMs: ttft + 2 * itl,
   };
   return {
-    server, requestRate: Infinity, maxConcurrency: 4, serverMetrics: {}, peakRssMb: rss,
-    run: { records: [r, r], durationMs: 1000, startedAt: new Date(0) }, metrics: computeMetrics([r, r], 1000, [99], null),
+    server,
+    requestRate: Infinity,
+    maxConcurrency: 4,
+    serverMetrics: {},
+    peakRssMb: rss,
+    run: { records: [r, r], durationMs: 1000, startedAt: new Date(0) },
+    metrics: computeMetrics([r, r], 1000, [99], null),
   };
 }
 
@@ -50,7 +55,10 @@ t.test('the side-by-side table: one row per number, ratio weft/peer', async (t) 
 });
 
 t.test('llama-server flags: defaults, overridden by --peer-args', async (t) => {
-  const reqs = [{ prompt: [1], promptLen: 30, maxTokens: 10 }, { prompt: [1], promptLen: 20, maxTokens: 40 }];
+  const reqs = [
+    { prompt: [1], promptLen: 30, maxTokens: 10 },
+    { prompt: [1], promptLen: 20, maxTokens: 40 },
+  ];
   t.equal(llamaCtx(reqs, 4), 4 * (30 + 40 + 16));
   t.equal(parallelFrom(splitArgs('-np 8 -fa on')), 8);
   t.equal(parallelFrom([]), 64);
@@ -86,10 +94,26 @@ t.test('a spawned server is waited for, measured and stopped', async (t) => {
 });
 
 t.test('--peer llama-server runs the same load against an injected peer and prints the table', async (t) => {
-  const out: string[] = [], log: string[] = [];
-  const code = await main(['--model', MODEL_GGUF, '--peer', 'llama-server', '--num-prompts', '6', '--max-concurrency', '3',
-    '--random-input-len', '8', '--random-output-len', '4', '--disable-tqdm'],
-  { weftCommand: FAKE, peerCommand: FAKE, out: (s) => out.push(s), log: (s) => log.push(s) });
+  const out: string[] = [],
+    log: string[] = [];
+  const code = await main(
+    [
+      '--model',
+      MODEL_GGUF,
+      '--peer',
+      'llama-server',
+      '--num-prompts',
+      '6',
+      '--max-concurrency',
+      '3',
+      '--random-input-len',
+      '8',
+      '--random-output-len',
+      '4',
+      '--disable-tqdm',
+    ],
+    { weftCommand: FAKE, peerCommand: FAKE, out: (s) => out.push(s), log: (s) => log.push(s) },
+  );
   t.equal(code, 0, log.join('\n'));
   const text = out.join('\n');
   t.equal(text.split('Serving Benchmark Result').length - 1, 2, 'one summary per server');

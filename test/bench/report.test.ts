@@ -82,7 +82,21 @@ t.test('sweep rates lie strictly between synchronous and maximum; saturation at 
 
 t.test('charts are standalone SVG', async (t) => {
   t.same(niceTicks(0, 10), [0, 2, 4, 6, 8, 10]);
-  const svg = renderChart({ title: 'a<b', xLabel: 'x', yLabel: 'y', kind: 'line', series: [{ name: 's', points: [[1, 2], [2, 3]] }] });
+  const svg = renderChart({
+    title: 'a<b',
+    xLabel: 'x',
+    yLabel: 'y',
+    kind: 'line',
+    series: [
+      {
+        name: 's',
+        points: [
+          [1, 2],
+          [2, 3],
+        ],
+      },
+    ],
+  });
   t.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
   t.match(svg, /a&lt;b/);
   t.match(svg, /<polyline/);

@@ -29,10 +29,12 @@ interface Kustomization {
 
 // Every document of a YAML file; a document with errors throws, naming the file.
 export function readYamlDocuments(path: string): unknown[] {
-  return parseAllDocuments(readFileSync(path, 'utf8')).map((d, i) => {
-    if (d.errors.length > 0) throw new Error(`${path} document ${i}: ${d.errors[0].message}`);
-    return d.toJS();
-  }).filter((d) => d !== null);
+  return parseAllDocuments(readFileSync(path, 'utf8'))
+    .map((d, i) => {
+      if (d.errors.length > 0) throw new Error(`${path} document ${i}: ${d.errors[0].message}`);
+      return d.toJS();
+    })
+    .filter((d) => d !== null);
 }
 
 function readKustomization(dir: string): Kustomization {
@@ -44,7 +46,11 @@ function readKustomization(dir: string): Kustomization {
 }
 
 // JSON pointer segments (RFC 6901: ~1 is '/', ~0 is '~').
-const pointer = (path: string) => path.split('/').slice(1).map((s) => s.replaceAll('~1', '/').replaceAll('~0', '~'));
+const pointer = (path: string) =>
+  path
+    .split('/')
+    .slice(1)
+    .map((s) => s.replaceAll('~1', '/').replaceAll('~0', '~'));
 
 // One RFC 6902 operation (add, replace, remove) on `doc`, in place.
 function applyOp(doc: unknown, op: { op: string; path: string; value?: unknown }): void {
@@ -80,13 +86,14 @@ function podSpecs(o: K8sObject): Record<string, unknown>[] {
 
 // The image transformer: containers whose image (without tag or digest) is `name`.
 function setImages(docs: K8sObject[], images: NonNullable<Kustomization['images']>): void {
-  for (const doc of docs) for (const pod of podSpecs(doc)) {
-    for (const c of [...((pod.containers ?? []) as { image: string }[]), ...((pod.initContainers ?? []) as { image: string }[])]) {
-      const m = /^([^@:]+(?::\d+\/[^@:]+)?)(?::([^@]+))?(@.+)?$/.exec(c.image);
-      const rule = m && images.find((x) => x.name === m[1]);
-      if (m && rule) c.image = `${rule.newName ?? m[1]}${rule.newTag ? `:${rule.newTag}` : m[2] ? `:${m[2]}` : ''}`;
+  for (const doc of docs)
+    for (const pod of podSpecs(doc)) {
+      for (const c of [...((pod.containers ?? []) as { image: string }[]), ...((pod.initContainers ?? []) as { image: string }[])]) {
+        const m = /^([^@:]+(?::\d+\/[^@:]+)?)(?::([^@]+))?(@.+)?$/.exec(c.image);
+        const rule = m && images.find((x) => x.name === m[1]);
+        if (m && rule) c.image = `${rule.newName ?? m[1]}${rule.newTag ? `:${rule.newTag}` : m[2] ? `:${m[2]}` : ''}`;
+      }
     }
-  }
 }
 
 // The namespace transformer: every namespaced object, and RoleBinding subjects that name one of

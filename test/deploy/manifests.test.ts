@@ -22,8 +22,10 @@ import { readYamlDocuments, renderKustomization, type K8sObject } from './kustom
 const DEPLOY = join(REPO_ROOT, 'deploy');
 const RENDERS = { base: 'kustomize/base', example: 'kustomize/overlays/example', gpu: 'kustomize/overlays/gpu' } as const;
 
-const yamlFiles = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-  e.isDirectory() ? yamlFiles(join(dir, e.name)) : /\.ya?ml$/.test(e.name) ? [join(dir, e.name)] : []);
+const yamlFiles = (dir: string): string[] =>
+  readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? yamlFiles(join(dir, e.name)) : /\.ya?ml$/.test(e.name) ? [join(dir, e.name)] : [],
+  );
 
 const kubectl = (() => {
   try {
@@ -53,11 +55,19 @@ const weftContainer = (docs: Obj[]) => find(docs, 'Deployment', 'weft').spec.tem
 // EndpointPickerConfig (llm-d-router, apiVersion llm-d.ai/v1alpha1): the fields used here
 const pluginRef = obj({ 'pluginRef!': str, weight: any });
 const engineConfig = obj({
-  'name!': str, queuedRequestsSpec: str, runningRequestsSpec: str, kvUsageSpec: str, loraSpec: str, cacheInfoSpec: str,
-  cacheBlockSizeLabelName: str, cacheNumBlocksLabelName: str,
+  'name!': str,
+  queuedRequestsSpec: str,
+  runningRequestsSpec: str,
+  kvUsageSpec: str,
+  loraSpec: str,
+  cacheInfoSpec: str,
+  cacheBlockSizeLabelName: str,
+  cacheNumBlocksLabelName: str,
 });
 const eppConfigSchema = obj({
-  'apiVersion!': oneOf('llm-d.ai/v1alpha1'), 'kind!': oneOf('EndpointPickerConfig'), featureGates: arr(str),
+  'apiVersion!': oneOf('llm-d.ai/v1alpha1'),
+  'kind!': oneOf('EndpointPickerConfig'),
+  featureGates: arr(str),
   'plugins!': arr(obj({ name: str, 'type!': str, parameters: any }), 1),
   schedulingProfiles: arr(obj({ 'name!': str, 'plugins!': arr(pluginRef) }), 1),
   dataLayer: obj({ sources: arr(obj({ 'pluginRef!': str, extractors: arr(pluginRef) })) }),
@@ -65,21 +75,41 @@ const eppConfigSchema = obj({
 const extractorParams = obj({ engineLabelKey: str, defaultEngine: str, engineConfigs: arr(engineConfig) });
 const prefixProducerParams = obj({ blockSizeTokens: int(1), maxPrefixBlocksToMatch: int(1), lruCapacityPerServer: int(1) });
 
-interface EngineMapping { queuedRequestsSpec?: string; runningRequestsSpec?: string; kvUsageSpec?: string; loraSpec?: string; cacheInfoSpec?: string }
+interface EngineMapping {
+  queuedRequestsSpec?: string;
+  runningRequestsSpec?: string;
+  kvUsageSpec?: string;
+  loraSpec?: string;
+  cacheInfoSpec?: string;
+}
 // the picker's built-in mapping for pods without the engine label (llm-d-router's core-metrics-extractor defaults)
 const BUILTIN_VLLM: EngineMapping = {
-  queuedRequestsSpec: 'vllm:num_requests_waiting', runningRequestsSpec: 'vllm:num_requests_running', kvUsageSpec: 'vllm:kv_cache_usage_perc',
-  loraSpec: 'vllm:lora_requests_info', cacheInfoSpec: 'vllm:cache_config_info',
+  queuedRequestsSpec: 'vllm:num_requests_waiting',
+  runningRequestsSpec: 'vllm:num_requests_running',
+  kvUsageSpec: 'vllm:kv_cache_usage_perc',
+  loraSpec: 'vllm:lora_requests_info',
+  cacheInfoSpec: 'vllm:cache_config_info',
 };
 
 // What /metrics of a pod started with `config` carries, an engine's stats attached.
 async function weftFamilies(config: Readonly<Config>): Promise<Map<string, Family>> {
   const m = new Metrics({ defaultMetrics: false, compat: config.metricsCompat });
-  m.addStatsSource(() => [{
-    numWaiting: 0, numRunning: 0, numPreemptions: 0, numUsedBlocks: 0, numFreeBlocks: config.kvCacheBlocks, kvCacheUsage: 0,
-    numPrefixCacheQueries: 0, numPrefixCacheHits: 0, numBlocks: config.kvCacheBlocks, blockSize: config.blockSize,
-    lastStepNumSeqs: 0, lastStepNumTokens: 0,
-  }]);
+  m.addStatsSource(() => [
+    {
+      numWaiting: 0,
+      numRunning: 0,
+      numPreemptions: 0,
+      numUsedBlocks: 0,
+      numFreeBlocks: config.kvCacheBlocks,
+      kvCacheUsage: 0,
+      numPrefixCacheQueries: 0,
+      numPrefixCacheHits: 0,
+      numBlocks: config.kvCacheBlocks,
+      blockSize: config.blockSize,
+      lastStepNumSeqs: 0,
+      lastStepNumTokens: 0,
+    },
+  ]);
   return parsePrometheusText(await m.text());
 }
 
@@ -91,7 +121,11 @@ t.test('every YAML file under deploy/ parses, and names kinds these tests know',
     t.ok(docs.length > 0, `${relative(REPO_ROOT, f)}: ${docs.length} document(s)`);
     for (const d of docs) {
       if (d.kind === 'Kustomization') continue;
-      t.same(validateObject(d as never).filter((e) => e.includes('no schema')), [], `${relative(REPO_ROOT, f)}: ${d.kind} has a schema`);
+      t.same(
+        validateObject(d as never).filter((e) => e.includes('no schema')),
+        [],
+        `${relative(REPO_ROOT, f)}: ${d.kind} has a schema`,
+      );
     }
   }
 });
@@ -101,12 +135,25 @@ for (const [name, dir] of Object.entries(RENDERS)) {
     const docs = renderKustomization(join(DEPLOY, dir));
     const ids = docs.map((d) => `${d.kind}/${d.metadata.name}`);
     t.equal(new Set(ids).size, ids.length, 'kind/name unique');
-    const wanted = ['Deployment/weft', 'Service/weft', 'InferencePool/weft', 'Deployment/weft-epp', 'Service/weft-epp',
-      'ConfigMap/weft-epp-config', 'ServiceAccount/weft-epp', 'Role/weft-epp', 'RoleBinding/weft-epp', 'HTTPRoute/weft'];
+    const wanted = [
+      'Deployment/weft',
+      'Service/weft',
+      'InferencePool/weft',
+      'Deployment/weft-epp',
+      'Service/weft-epp',
+      'ConfigMap/weft-epp-config',
+      'ServiceAccount/weft-epp',
+      'Role/weft-epp',
+      'RoleBinding/weft-epp',
+      'HTTPRoute/weft',
+    ];
     for (const want of wanted) t.ok(ids.includes(want), want);
     const errors: Errors = docs.flatMap((d) => validateObject(d));
     t.same(errors, [], `${docs.length} objects, no schema errors`);
-    t.ok(docs.every((d) => d.metadata.namespace === 'weft'), 'every object in the namespace weft');
+    t.ok(
+      docs.every((d) => d.metadata.namespace === 'weft'),
+      'every object in the namespace weft',
+    );
     if (!kubectl) return void t.pass('the same objects as kubectl kustomize renders', { skip: 'kubectl is not installed' });
     const byId = (xs: K8sObject[]) => Object.fromEntries(xs.map((d) => [`${d.kind}/${d.metadata.name}`, d]));
     const theirs = readYamlDocumentsText(execFileSync('kubectl', ['kustomize', join(DEPLOY, dir)], { encoding: 'utf8' })) as K8sObject[];
@@ -115,21 +162,23 @@ for (const [name, dir] of Object.entries(RENDERS)) {
 
   t.test(`${name}: the objects refer to each other consistently`, async (t) => {
     const docs = renderKustomization(join(DEPLOY, dir)) as Obj[];
-    const weft = find(docs, 'Deployment', 'weft'), epp = find(docs, 'Deployment', 'weft-epp'), pool = find(docs, 'InferencePool', 'weft');
+    const weft = find(docs, 'Deployment', 'weft'),
+      epp = find(docs, 'Deployment', 'weft-epp'),
+      pool = find(docs, 'InferencePool', 'weft');
     const container = weftContainer(docs);
     const config = loadConfig({ argv: container.args, env: {} });
     const httpPort = container.ports.find((p: Obj) => p.name === 'http');
     t.equal(httpPort.containerPort, config.port, 'the container port is the --port weft listens on');
     t.ok(matches(pool.spec.selector.matchLabels, podLabels(weft)), 'the InferencePool selects the weft pods');
     t.notOk(matches(pool.spec.selector.matchLabels, podLabels(epp)), '… and not the picker');
-    t.same(pool.spec.targetPorts, [{ number: config.port }], 'the pool targets weft\'s port');
+    t.same(pool.spec.targetPorts, [{ number: config.port }], "the pool targets weft's port");
     const svc = find(docs, 'Service', 'weft');
     t.ok(matches(svc.spec.selector, podLabels(weft)), 'Service weft selects the weft pods');
-    t.equal(weft.spec.template.metadata.annotations['prometheus.io/port'], String(config.port), 'Prometheus scrapes weft\'s port');
+    t.equal(weft.spec.template.metadata.annotations['prometheus.io/port'], String(config.port), "Prometheus scrapes weft's port");
 
     // the picker: its Service, the pool's reference to it, its flags, its configuration, its permissions
     const eppSvc = find(docs, 'Service', pool.spec.endpointPickerRef.name);
-    t.ok(matches(eppSvc.spec.selector, podLabels(epp)), 'endpointPickerRef names the picker\'s Service');
+    t.ok(matches(eppSvc.spec.selector, podLabels(epp)), "endpointPickerRef names the picker's Service");
     const extProc = eppSvc.spec.ports.find((p: Obj) => p.port === pool.spec.endpointPickerRef.port.number);
     const eppContainer = epp.spec.template.spec.containers[0];
     t.equal(eppContainer.ports.find((p: Obj) => p.name === extProc?.targetPort)?.containerPort, 9002, 'the ref port reaches the ext-proc port');
@@ -141,25 +190,36 @@ for (const [name, dir] of Object.entries(RENDERS)) {
     t.ok(flag('--config-file').slice(mount.mountPath.length + 1) in cm.data, '--config-file is a key of the mounted ConfigMap');
     const role = find(docs, 'RoleBinding', 'weft-epp');
     const account = { kind: 'ServiceAccount', name: epp.spec.template.spec.serviceAccountName, namespace: 'weft' };
-    t.same(role.subjects, [account], 'the picker\'s account is bound');
+    t.same(role.subjects, [account], "the picker's account is bound");
     const rules = find(docs, 'Role', role.roleRef.name).rules as Obj[];
-    for (const [group, resource] of [['', 'pods'], ['inference.networking.k8s.io', 'inferencepools']])
-      t.ok(rules.some((r) => r.apiGroups.includes(group) && r.resources.includes(resource) && ['list', 'watch'].every((v) => r.verbs.includes(v))),
-        `the picker may list and watch ${resource}`);
+    for (const [group, resource] of [
+      ['', 'pods'],
+      ['inference.networking.k8s.io', 'inferencepools'],
+    ])
+      t.ok(
+        rules.some((r) => r.apiGroups.includes(group) && r.resources.includes(resource) && ['list', 'watch'].every((v) => r.verbs.includes(v))),
+        `the picker may list and watch ${resource}`,
+      );
     const route = find(docs, 'HTTPRoute', 'weft');
     const backend = { group: 'inference.networking.k8s.io', kind: 'InferencePool', name: pool.metadata.name };
-    t.same(route.spec.rules[0].backendRefs, [backend], 'the route\'s backend is the pool');
+    t.same(route.spec.rules[0].backendRefs, [backend], "the route's backend is the pool");
     t.equal(route.spec.rules[0].timeouts.request, `${config.requestTimeoutMs / 1000}s`, 'the route waits as long as a request may run');
 
     // volumes and PVCs that the pods mount exist
     for (const d of docs.filter((x) => (x.spec as Obj | undefined)?.template?.spec)) {
       const pod = d.spec.template.spec;
       const names = (pod.volumes ?? []).map((v: Obj) => v.name);
-      for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) for (const m of c.volumeMounts ?? [])
-        t.ok(names.includes(m.name), `${d.kind}/${d.metadata.name}: ${c.name} mounts ${m.name}, a volume of the pod`);
+      for (const c of [...pod.containers, ...(pod.initContainers ?? [])])
+        for (const m of c.volumeMounts ?? [])
+          t.ok(names.includes(m.name), `${d.kind}/${d.metadata.name}: ${c.name} mounts ${m.name}, a volume of the pod`);
       for (const v of pod.volumes ?? []) if (v.persistentVolumeClaim) find(docs, 'PersistentVolumeClaim', v.persistentVolumeClaim.claimName);
-      for (const c of pod.containers) for (const p of [c.readinessProbe, c.livenessProbe].filter(Boolean))
-        if (typeof p.httpGet?.port === 'string') t.ok(c.ports.some((x: Obj) => x.name === p.httpGet.port), `probe port ${p.httpGet.port} is named`);
+      for (const c of pod.containers)
+        for (const p of [c.readinessProbe, c.livenessProbe].filter(Boolean))
+          if (typeof p.httpGet?.port === 'string')
+            t.ok(
+              c.ports.some((x: Obj) => x.name === p.httpGet.port),
+              `probe port ${p.httpGet.port} is named`,
+            );
       // shell scripts (the model download) at least parse
       for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
         if (c.command?.[0] !== 'sh' || c.command[1] !== '-c') continue;
@@ -176,7 +236,7 @@ for (const [name, dir] of Object.entries(RENDERS)) {
     const config = loadConfig({ argv: container.args, env: {} });
     t.equal(container.readinessProbe.httpGet.path, '/ready', 'readiness: /ready');
     t.equal(container.livenessProbe.httpGet.path, '/health', 'liveness: /health');
-    const app = await buildApp(config);   // no engine attached: the model is "loading"
+    const app = await buildApp(config); // no engine attached: the model is "loading"
     t.teardown(() => app.close());
     const ready = await app.inject({ url: container.readinessProbe.httpGet.path });
     t.equal(ready.statusCode, 503, 'not ready while the model loads');
@@ -191,8 +251,10 @@ for (const [name, dir] of Object.entries(RENDERS)) {
     eppConfigSchema.check(epp, 'EndpointPickerConfig', errors);
     const plugins = new Map<string, Obj>(epp.plugins.map((p: Obj) => [p.name ?? p.type, p]));
     t.equal(plugins.size, epp.plugins.length, 'plugin names unique');
-    const refs = [...epp.schedulingProfiles.flatMap((s: Obj) => s.plugins),
-      ...epp.dataLayer.sources.flatMap((s: Obj) => [s, ...(s.extractors ?? [])])];
+    const refs = [
+      ...epp.schedulingProfiles.flatMap((s: Obj) => s.plugins),
+      ...epp.dataLayer.sources.flatMap((s: Obj) => [s, ...(s.extractors ?? [])]),
+    ];
     for (const r of refs) if (!plugins.has(r.pluginRef)) errors.push(`pluginRef ${r.pluginRef}: no such plugin`);
     const isPicker = (p: Obj) => /-picker$/.test(plugins.get(p.pluginRef)?.type ?? '');
     for (const s of epp.schedulingProfiles) if (s.plugins.filter(isPicker).length > 1) errors.push(`${s.name}: more than one picker`);
@@ -201,7 +263,7 @@ for (const [name, dir] of Object.entries(RENDERS)) {
     const producer = [...plugins.values()].find((p) => p.type === 'approx-prefix-cache-producer')!;
     prefixProducerParams.check(producer.parameters, 'approx-prefix-cache-producer.parameters', errors);
     t.same(errors, [], 'the picker configuration validates, every pluginRef resolves');
-    t.equal(producer.parameters.blockSizeTokens, config.blockSize, 'the picker hashes prompts in weft\'s block size');
+    t.equal(producer.parameters.blockSizeTokens, config.blockSize, "the picker hashes prompts in weft's block size");
     const metricsSource = [...plugins.values()].find((p) => p.type === 'metrics-data-source')!;
     t.equal(metricsSource.parameters.path, '/metrics');
 
@@ -234,11 +296,17 @@ for (const [name, dir] of Object.entries(RENDERS)) {
 
 // `kubectl kustomize` output as objects.
 function readYamlDocumentsText(text: string): unknown[] {
-  return text.split(/^---$/m).map((d) => parseYaml(d)).filter((d) => d !== null);
+  return text
+    .split(/^---$/m)
+    .map((d) => parseYaml(d))
+    .filter((d) => d !== null);
 }
 
 t.test('the Dockerfiles copy files that exist and ship what the package looks up at run time', async (t) => {
-  const ignored = readFileSync(join(REPO_ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const ignored = readFileSync(join(REPO_ROOT, '.dockerignore'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   for (const file of ['Dockerfile', 'Dockerfile.cuda']) {
     const text = readFileSync(join(DEPLOY, 'docker', file), 'utf8').replace(/\\\n/g, ' ');
     const froms = [...text.matchAll(/^FROM\s+(\S+)/gm)].map((m) => m[1]);

@@ -9,10 +9,16 @@ import { f16ToF32 } from '../../src/model/safetensors.js';
 export function tensorBytes(g: GgufFile, name: string): { type: string; n: number; buf: Uint8Array } {
   const info = g.tensors.find((x) => x.name === name);
   if (!info) throw new Error(`${g.path}: no tensor ${name}`);
-  const n = info.dims.reduce((a, b) => a * b, 1), type = ggmlTypeName(info.type);
+  const n = info.dims.reduce((a, b) => a * b, 1),
+    type = ggmlTypeName(info.type);
   const bytes = type === 'F32' ? n * 4 : type === 'F16' ? n * 2 : (n / QUANT_BLOCK[type as QuantType][0]) * QUANT_BLOCK[type as QuantType][1];
-  const buf = new Uint8Array(bytes), fd = openSync(g.path, 'r');
-  try { readSync(fd, buf, 0, bytes, g.dataOffset + info.offset); } finally { closeSync(fd); }
+  const buf = new Uint8Array(bytes),
+    fd = openSync(g.path, 'r');
+  try {
+    readSync(fd, buf, 0, bytes, g.dataOffset + info.offset);
+  } finally {
+    closeSync(fd);
+  }
   return { type, n, buf };
 }
 
@@ -25,7 +31,8 @@ export function tensorValues(g: GgufFile, name: string): { type: string; values:
 
 // Σ (a − src)² over every tensor of two files holding the same tensors (their errors against one source).
 export function squaredErrors(srcPath: string, paths: string[]): number[] {
-  const src = readGguf(srcPath), files = paths.map((p) => readGguf(p));
+  const src = readGguf(srcPath),
+    files = paths.map((p) => readGguf(p));
   const sums = paths.map(() => 0);
   for (const info of src.tensors) {
     const x = tensorValues(src, info.name).values;

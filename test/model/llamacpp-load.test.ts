@@ -14,14 +14,37 @@ import { synthesizeModel } from '../../src/model/synth.js';
 import { squaredErrors } from './gguf-values.js';
 import { agreement, llamaArgmax, llamaGreedy, llamaQuantize, NO_NLC, NO_QUANTIZE, PROMPT, randomPrefix } from './llamacpp.js';
 
-
-const BASE = { architectures: ['LlamaForCausalLM'], model_type: 'llama', max_position_embeddings: 256, rms_norm_eps: 1e-5,
-  rope_theta: 10000, bos_token_id: 1, eos_token_id: 2 };
+const BASE = {
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  max_position_embeddings: 256,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  bos_token_id: 1,
+  eos_token_id: 2,
+};
 // rows of 256 and 512, so every type is used as itself; untied, so the embedding takes the base type
-const SMALL = { ...BASE, hidden_size: 256, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
-  intermediate_size: 512, vocab_size: 512, tie_word_embeddings: false };
-const SHAPE_110M = { ...BASE, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, num_key_value_heads: 12,
-  intermediate_size: 2048, vocab_size: 32000, max_position_embeddings: 1024, tie_word_embeddings: true };
+const SMALL = {
+  ...BASE,
+  hidden_size: 256,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  intermediate_size: 512,
+  vocab_size: 512,
+  tie_word_embeddings: false,
+};
+const SHAPE_110M = {
+  ...BASE,
+  hidden_size: 768,
+  num_hidden_layers: 12,
+  num_attention_heads: 12,
+  num_key_value_heads: 12,
+  intermediate_size: 2048,
+  vocab_size: 32000,
+  max_position_embeddings: 1024,
+  tie_word_embeddings: true,
+};
 
 t.test('llama.cpp loads a weft-synthesized model in every file type and generates', { skip: NO_NLC }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'weft-llamacpp-load-'));
@@ -33,7 +56,8 @@ t.test('llama.cpp loads a weft-synthesized model in every file type and generate
   }
   const ids = await llamaGreedy(files, PROMPT, 8);
   GGUF_FILE_TYPES.forEach((type, i) =>
-    t.ok(ids[i].length === 8 && ids[i].every((id) => Number.isInteger(id) && id >= 0 && id < 512), `${type}: ${ids[i].join(' ')}`));
+    t.ok(ids[i].length === 8 && ids[i].every((id) => Number.isInteger(id) && id >= 0 && id < 512), `${type}: ${ids[i].join(' ')}`),
+  );
   // the 8-bit and 6-bit files hold nearly the f32 weights: their greedy ids start as f32's do
   const f32 = ids[GGUF_FILE_TYPES.indexOf('f32')];
   for (const type of ['f16', 'q8_0', 'q6_k'] as const)
@@ -45,22 +69,33 @@ t.test('llama.cpp loads a weft-synthesized model in every file type and generate
 // follows the F32 file's greedy ids on only a part of 32. The fair measure is teacher-forced: at
 // each of 32 random prefixes, how often each Q4_K_M file's argmax is the F32 file's; weft's must
 // do about as well as llama-quantize's.
-t.test("110M shape: weft's Q4_K_M and llama-quantize's Q4_K_M of one F32 GGUF", {
-  skip: NO_NLC || NO_QUANTIZE,
-}, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'weft-llamacpp-110m-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const src = join(dir, 'f32.gguf'), ours = join(dir, 'weft-q4_k_m.gguf'), theirs = join(dir, 'llama-q4_k_m.gguf');
-  await synthesizeModel({ config: SHAPE_110M, out: src, format: 'gguf', type: 'f32', seed: 3 });
-  llamaQuantize(src, theirs, 'q4_k_m');
-  await quantizeToGguf(src, ours, 'q4_k_m');
-  const [a, b, f] = await llamaGreedy([ours, theirs, src], PROMPT, 32);
-  t.comment(`free-running greedy, 32 tokens: weft's vs llama-quantize's file ${agreement(a, b)}/32; `
-    + `vs F32: weft's ${agreement(a, f)}, llama-quantize's ${agreement(b, f)}`);
-  const [ta, tb, tf] = await llamaArgmax([ours, theirs, src], randomPrefix(32, 32000));
-  const [oa, ob, ab] = [agreement(ta, tf), agreement(tb, tf), agreement(ta, tb)];
-  t.ok(oa >= ob - 3, `teacher-forced argmax, 32 prefixes: as F32's, weft's ${oa}/32, llama-quantize's ${ob}/32; weft's as llama-quantize's ${ab}/32`);
-  const [oursErr, theirsErr] = squaredErrors(src, [ours, theirs]);
-  const ratio = Math.sqrt(oursErr / theirsErr);
-  t.ok(ratio <= 1.1, `RMS error against the F32 weights, weft / llama-quantize: ${ratio.toFixed(4)}`);
-});
+t.test(
+  "110M shape: weft's Q4_K_M and llama-quantize's Q4_K_M of one F32 GGUF",
+  {
+    skip: NO_NLC || NO_QUANTIZE,
+  },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'weft-llamacpp-110m-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const src = join(dir, 'f32.gguf'),
+      ours = join(dir, 'weft-q4_k_m.gguf'),
+      theirs = join(dir, 'llama-q4_k_m.gguf');
+    await synthesizeModel({ config: SHAPE_110M, out: src, format: 'gguf', type: 'f32', seed: 3 });
+    llamaQuantize(src, theirs, 'q4_k_m');
+    await quantizeToGguf(src, ours, 'q4_k_m');
+    const [a, b, f] = await llamaGreedy([ours, theirs, src], PROMPT, 32);
+    t.comment(
+      `free-running greedy, 32 tokens: weft's vs llama-quantize's file ${agreement(a, b)}/32; ` +
+        `vs F32: weft's ${agreement(a, f)}, llama-quantize's ${agreement(b, f)}`,
+    );
+    const [ta, tb, tf] = await llamaArgmax([ours, theirs, src], randomPrefix(32, 32000));
+    const [oa, ob, ab] = [agreement(ta, tf), agreement(tb, tf), agreement(ta, tb)];
+    t.ok(
+      oa >= ob - 3,
+      `teacher-forced argmax, 32 prefixes: as F32's, weft's ${oa}/32, llama-quantize's ${ob}/32; weft's as llama-quantize's ${ab}/32`,
+    );
+    const [oursErr, theirsErr] = squaredErrors(src, [ours, theirs]);
+    const ratio = Math.sqrt(oursErr / theirsErr);
+    t.ok(ratio <= 1.1, `RMS error against the F32 weights, weft / llama-quantize: ${ratio.toFixed(4)}`);
+  },
+);

@@ -20,7 +20,13 @@ export const PROMPT = [1, 300, 301, 77, 400, 29, 310];
 // BOS and then n − 1 seeded token ids below vocab (from 3: past <unk>, <s>, </s>).
 export function randomPrefix(n: number, vocab: number): number[] {
   let s = 17;
-  return [1, ...Array.from({ length: n - 1 }, () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return 3 + (s % (vocab - 3)); })];
+  return [
+    1,
+    ...Array.from({ length: n - 1 }, () => {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      return 3 + (s % (vocab - 3));
+    }),
+  ];
 }
 
 interface NlcModule {
@@ -47,7 +53,7 @@ export async function llamaGreedy(files: string[], prompt: number[], numTokens: 
   for (const file of files) {
     const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
     const context = await model.createContext({ contextSize: 128, sequences: 1, threads: { ideal: 1, min: 1 }, ignoreMemorySafetyChecks: true });
-    const gen = context.getSequence().evaluate(prompt);  // default options: temperature 0, greedy
+    const gen = context.getSequence().evaluate(prompt); // default options: temperature 0, greedy
     const ids: number[] = [];
     for (let i = 0; i < numTokens; i++) {
       const { value, done } = await gen.next();
@@ -81,4 +87,3 @@ export async function llamaArgmax(files: string[], tokens: number[]): Promise<nu
 }
 
 export const agreement = (a: number[], b: number[]) => a.filter((id, i) => id === b[i]).length;
-

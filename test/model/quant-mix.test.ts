@@ -19,15 +19,46 @@ import { squaredErrors, tensorBytes } from './gguf-values.js';
 import { llamaQuantize, NO_QUANTIZE } from './llamacpp.js';
 
 const TOKENS = { bosTokenId: 1, eosTokenIds: [2] };
-const BASE = { architectures: ['LlamaForCausalLM'], model_type: 'llama', max_position_embeddings: 256, rms_norm_eps: 1e-5,
-  rope_theta: 10000, bos_token_id: 1, eos_token_id: 2 };
-const SHAPE_110M = { ...BASE, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, num_key_value_heads: 12,
-  intermediate_size: 2048, vocab_size: 32000, tie_word_embeddings: true };
-const SHAPE_260K = { ...BASE, hidden_size: 64, num_hidden_layers: 5, num_attention_heads: 8, num_key_value_heads: 4,
-  intermediate_size: 172, vocab_size: 512, tie_word_embeddings: false };
+const BASE = {
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  max_position_embeddings: 256,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  bos_token_id: 1,
+  eos_token_id: 2,
+};
+const SHAPE_110M = {
+  ...BASE,
+  hidden_size: 768,
+  num_hidden_layers: 12,
+  num_attention_heads: 12,
+  num_key_value_heads: 12,
+  intermediate_size: 2048,
+  vocab_size: 32000,
+  tie_word_embeddings: true,
+};
+const SHAPE_260K = {
+  ...BASE,
+  hidden_size: 64,
+  num_hidden_layers: 5,
+  num_attention_heads: 8,
+  num_key_value_heads: 4,
+  intermediate_size: 172,
+  vocab_size: 512,
+  tie_word_embeddings: false,
+};
 // small enough for llama-quantize in a test, with 256-multiple rows and 16 layers for the "more bits" pattern
-const SHAPE_16L = { ...BASE, hidden_size: 256, num_hidden_layers: 16, num_attention_heads: 4, num_key_value_heads: 2,
-  intermediate_size: 512, vocab_size: 512, tie_word_embeddings: true };
+const SHAPE_16L = {
+  ...BASE,
+  hidden_size: 256,
+  num_hidden_layers: 16,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  intermediate_size: 512,
+  vocab_size: 512,
+  tie_word_embeddings: true,
+};
 
 // The GGUF tensor list of a config, in the order synth writes it.
 function tensorList(cfg: Record<string, unknown>): { name: string; dims: number[] }[] {
@@ -36,11 +67,17 @@ function tensorList(cfg: Record<string, unknown>): { name: string; dims: number[
   const list = [{ name: 'token_embd.weight', dims: [c.dim, c.vocabSize] }];
   for (let i = 0; i < c.numLayers; i++) {
     const p = `blk.${i}.`;
-    list.push({ name: `${p}attn_norm.weight`, dims: [c.dim] }, { name: `${p}attn_q.weight`, dims: [c.dim, c.dim] },
-      { name: `${p}attn_k.weight`, dims: [c.dim, kv] }, { name: `${p}attn_v.weight`, dims: [c.dim, kv] },
-      { name: `${p}attn_output.weight`, dims: [c.dim, c.dim] }, { name: `${p}ffn_norm.weight`, dims: [c.dim] },
-      { name: `${p}ffn_gate.weight`, dims: [c.dim, c.ffnDim] }, { name: `${p}ffn_up.weight`, dims: [c.dim, c.ffnDim] },
-      { name: `${p}ffn_down.weight`, dims: [c.ffnDim, c.dim] });
+    list.push(
+      { name: `${p}attn_norm.weight`, dims: [c.dim] },
+      { name: `${p}attn_q.weight`, dims: [c.dim, c.dim] },
+      { name: `${p}attn_k.weight`, dims: [c.dim, kv] },
+      { name: `${p}attn_v.weight`, dims: [c.dim, kv] },
+      { name: `${p}attn_output.weight`, dims: [c.dim, c.dim] },
+      { name: `${p}ffn_norm.weight`, dims: [c.dim] },
+      { name: `${p}ffn_gate.weight`, dims: [c.dim, c.ffnDim] },
+      { name: `${p}ffn_up.weight`, dims: [c.dim, c.ffnDim] },
+      { name: `${p}ffn_down.weight`, dims: [c.ffnDim, c.dim] },
+    );
   }
   list.push({ name: 'output_norm.weight', dims: [c.dim] });
   if (!c.tieEmbeddings) list.push({ name: 'output.weight', dims: [c.dim, c.vocabSize] });
@@ -50,13 +87,28 @@ const choose = (type: GgufFileType, cfg: Record<string, unknown>) =>
   chooseTensorTypes(type, tensorList(cfg), configFromHf(cfg, '<test>', null, TOKENS));
 
 // Expected: a type for the norms, the embedding, the output, and per layer for attn_v, ffn_down and the rest.
-interface Expected { embd: TensorType; output?: TensorType; v: (i: number) => TensorType; down: (i: number) => TensorType; other: TensorType }
+interface Expected {
+  embd: TensorType;
+  output?: TensorType;
+  v: (i: number) => TensorType;
+  down: (i: number) => TensorType;
+  other: TensorType;
+}
 function check(t: Test, got: Map<string, TensorType>, e: Expected, what: string): void {
   const wrong: string[] = [];
   for (const [name, type] of got) {
     const layer = Number(/^blk\.(\d+)\./.exec(name)?.[1]);
-    const want = name.includes('_norm') ? 'F32' : name === 'token_embd.weight' ? e.embd : name === 'output.weight' ? e.output
-      : name.includes('attn_v') ? e.v(layer) : name.includes('ffn_down') ? e.down(layer) : e.other;
+    const want = name.includes('_norm')
+      ? 'F32'
+      : name === 'token_embd.weight'
+        ? e.embd
+        : name === 'output.weight'
+          ? e.output
+          : name.includes('attn_v')
+            ? e.v(layer)
+            : name.includes('ffn_down')
+              ? e.down(layer)
+              : e.other;
     if (type !== want) wrong.push(`${name}: ${type}, expected ${want}`);
   }
   t.same(wrong, [], what);
@@ -76,7 +128,7 @@ t.test('110M shape (tied embeddings, rows of 768 and 2048)', async (t) => {
   check(t, choose('q4_k_m', SHAPE_110M), { embd: 'Q6_K', v: more('Q6_K', 'Q4_K'), down: more('Q6_K', 'Q4_K'), other: 'Q4_K' }, 'q4_k_m');
   check(t, choose('q5_k_m', SHAPE_110M), { embd: 'Q6_K', v: more('Q6_K', 'Q5_K'), down: more('Q6_K', 'Q5_K'), other: 'Q5_K' }, 'q5_k_m');
   check(t, choose('q6_k', SHAPE_110M), { embd: 'Q6_K', v: all('Q6_K'), down: all('Q6_K'), other: 'Q6_K' }, 'q6_k');
-  for (const q of ['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1'] as const)  // the tied embedding is the output: Q6_K
+  for (const q of ['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1'] as const) // the tied embedding is the output: Q6_K
     check(t, choose(q.toLowerCase() as GgufFileType, SHAPE_110M), { embd: 'Q6_K', v: all(q), down: all(q), other: q }, q);
   check(t, choose('q8_0', SHAPE_110M), { embd: 'Q8_0', v: all('Q8_0'), down: all('Q8_0'), other: 'Q8_0' }, 'q8_0');
   check(t, choose('f16', SHAPE_110M), { embd: 'F16', v: all('F16'), down: all('F16'), other: 'F16' }, 'f16');
@@ -96,31 +148,38 @@ t.test('stories260K shape (untied, rows of 64 and 172: the fallbacks)', async (t
   check(t, choose('q8_0', SHAPE_260K), { embd: 'Q8_0', output: 'Q8_0', v: all('Q8_0'), down: all('F16'), other: 'Q8_0' }, 'q8_0');
 });
 
-t.test('llama-quantize writes the same types, and so does weft quantize',
-  { skip: NO_QUANTIZE }, async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'weft-quant-mix-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const typesOf = (file: string) => new Map(readGguf(file).tensors.map((x) => [x.name, ggmlTypeName(x.type)]));
-    for (const [shape, cfg] of [['stories260K', SHAPE_260K], ['16 layers', SHAPE_16L]] as const) {
-      const src = join(dir, 'src.gguf');
-      await synthesizeModel({ config: cfg, out: src, format: 'gguf', type: 'f32', seed: 5 });
-      for (const type of GGUF_FILE_TYPES.filter((x) => x !== 'f32')) {
-        const theirs = join(dir, `llama-${type}.gguf`), ours = join(dir, `weft-${type}.gguf`);
-        llamaQuantize(src, theirs, type);
-        await quantizeToGguf(src, ours, type);
-        const expected = Object.fromEntries(typesOf(theirs));
-        t.same(Object.fromEntries(choose(type, cfg)), expected, `${shape} ${type}: the rules give llama-quantize's types`);
-        t.same(Object.fromEntries(typesOf(ours)), expected, `${shape} ${type}: weft quantize writes them`);
-        // weft's decoders read llama.cpp's blocks (a layout misread would be far off), and weft's
-        // encoders are about as close to the source as llama.cpp's reference quantizers
-        const [oursErr, theirsErr] = squaredErrors(src, [ours, theirs]);
-        const ratio = theirsErr === 0 ? (oursErr === 0 ? 1 : Infinity) : Math.sqrt(oursErr / theirsErr);
-        t.ok(ratio <= 1.1, `${shape} ${type}: RMS error against the F32 source, weft / llama.cpp = ${ratio.toFixed(3)}`);
-        // round to nearest against one scale per block has one answer: the same bytes as llama.cpp's
-        const [a, b] = [readGguf(ours), readGguf(theirs)];
-        const legacy = a.tensors.filter((x) => !['Q4_K', 'Q5_K', 'Q6_K'].includes(tensorBytes(a, x.name).type));
-        const differ = legacy.filter((x) => Buffer.compare(tensorBytes(a, x.name).buf, tensorBytes(b, x.name).buf) !== 0);
-        t.same(differ.map((x) => x.name), [], `${shape} ${type}: the ${legacy.length} tensors not in K-quants byte-equal to llama-quantize's`);
-      }
+t.test('llama-quantize writes the same types, and so does weft quantize', { skip: NO_QUANTIZE }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-quant-mix-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const typesOf = (file: string) => new Map(readGguf(file).tensors.map((x) => [x.name, ggmlTypeName(x.type)]));
+  for (const [shape, cfg] of [
+    ['stories260K', SHAPE_260K],
+    ['16 layers', SHAPE_16L],
+  ] as const) {
+    const src = join(dir, 'src.gguf');
+    await synthesizeModel({ config: cfg, out: src, format: 'gguf', type: 'f32', seed: 5 });
+    for (const type of GGUF_FILE_TYPES.filter((x) => x !== 'f32')) {
+      const theirs = join(dir, `llama-${type}.gguf`),
+        ours = join(dir, `weft-${type}.gguf`);
+      llamaQuantize(src, theirs, type);
+      await quantizeToGguf(src, ours, type);
+      const expected = Object.fromEntries(typesOf(theirs));
+      t.same(Object.fromEntries(choose(type, cfg)), expected, `${shape} ${type}: the rules give llama-quantize's types`);
+      t.same(Object.fromEntries(typesOf(ours)), expected, `${shape} ${type}: weft quantize writes them`);
+      // weft's decoders read llama.cpp's blocks (a layout misread would be far off), and weft's
+      // encoders are about as close to the source as llama.cpp's reference quantizers
+      const [oursErr, theirsErr] = squaredErrors(src, [ours, theirs]);
+      const ratio = theirsErr === 0 ? (oursErr === 0 ? 1 : Infinity) : Math.sqrt(oursErr / theirsErr);
+      t.ok(ratio <= 1.1, `${shape} ${type}: RMS error against the F32 source, weft / llama.cpp = ${ratio.toFixed(3)}`);
+      // round to nearest against one scale per block has one answer: the same bytes as llama.cpp's
+      const [a, b] = [readGguf(ours), readGguf(theirs)];
+      const legacy = a.tensors.filter((x) => !['Q4_K', 'Q5_K', 'Q6_K'].includes(tensorBytes(a, x.name).type));
+      const differ = legacy.filter((x) => Buffer.compare(tensorBytes(a, x.name).buf, tensorBytes(b, x.name).buf) !== 0);
+      t.same(
+        differ.map((x) => x.name),
+        [],
+        `${shape} ${type}: the ${legacy.length} tensors not in K-quants byte-equal to llama-quantize's`,
+      );
     }
-  });
+  }
+});

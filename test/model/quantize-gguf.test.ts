@@ -27,7 +27,10 @@ t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 async function weft(args: string[]): Promise<{ code: number; err: string }> {
   let err = '';
   const write = process.stderr.write;
-  process.stderr.write = ((s: string) => { err += s; return true; }) as typeof process.stderr.write;
+  process.stderr.write = ((s: string) => {
+    err += s;
+    return true;
+  }) as typeof process.stderr.write;
   try {
     return { code: await main(args), err };
   } finally {
@@ -38,14 +41,25 @@ async function weft(args: string[]): Promise<{ code: number; err: string }> {
 t.test('from a HF directory: the tensors llama.cpp converted, the same config and tokenizer', async (t) => {
   const out = join(dir, 'hf-f32.gguf');
   t.equal((await weft(['quantize', MODEL_DIR, out, '--type', 'f32'])).code, 0);
-  const ours = readGguf(out), theirs = readGguf(MODEL_GGUF);
+  const ours = readGguf(out),
+    theirs = readGguf(MODEL_GGUF);
   // the HF checkpoint ties its embeddings; the reference GGUF stores output.weight as a copy
-  t.same(ours.tensors.map((x) => x.name).sort(), theirs.tensors.map((x) => x.name).filter((n) => n !== 'output.weight').sort());
+  t.same(
+    ours.tensors.map((x) => x.name).sort(),
+    theirs.tensors
+      .map((x) => x.name)
+      .filter((n) => n !== 'output.weight')
+      .sort(),
+  );
   const differ = ours.tensors.filter((x) => {
     const [a, b] = [tensorValues(ours, x.name).values, tensorValues(theirs, x.name).values];
     return a.length !== b.length || a.some((v, i) => v !== b[i]);
   });
-  t.same(differ.map((x) => x.name), [], 'every tensor byte-equal to the GGUF llama.cpp converted (q/k rows permuted as it does)');
+  t.same(
+    differ.map((x) => x.name),
+    [],
+    'every tensor byte-equal to the GGUF llama.cpp converted (q/k rows permuted as it does)',
+  );
   const [a, b] = [await loadModelSpec(out), await loadModelSpec(MODEL_DIR)];
   t.same(a.config, { ...b.config }, 'same config');
   const text = 'Once upon a time, Lily saw a big red ball.';
@@ -55,7 +69,8 @@ t.test('from a HF directory: the tensors llama.cpp converted, the same config an
 t.test('from a GGUF: every metadata entry kept, only the file type and quantization version set', async (t) => {
   const out = join(dir, 'gguf-q8_0.gguf');
   t.equal((await weft(['quantize', MODEL_GGUF, out, '--type', 'q8_0'])).code, 0);
-  const src = readGgufEntries(readGguf(MODEL_GGUF)), got = readGgufEntries(readGguf(out));
+  const src = readGgufEntries(readGguf(MODEL_GGUF)),
+    got = readGgufEntries(readGguf(out));
   const strip = (es: typeof src) => es.filter((e) => e.key !== 'general.file_type' && e.key !== 'general.quantization_version');
   t.same(strip(got), strip(src), 'entries, value types and values');
   t.equal(got.find((e) => e.key === 'general.file_type')?.value, 7);
@@ -68,8 +83,13 @@ t.test('from a GGUF: every metadata entry kept, only the file type and quantizat
 
 // weft's greedy ids from BOS on `file` (--dtype given, or auto: the file's types kept).
 async function greedy(file: string, n: number, dtype?: 'f32'): Promise<number[]> {
-  const e = await EngineInstance.open({ modelPath: file, dtype: dtype ?? resolveDtype('auto', 'cpu', checkpointKind(await loadModelSpec(file))),
-    numThreads: 1, numKvBlocks: 16, blockSize: 16 });
+  const e = await EngineInstance.open({
+    modelPath: file,
+    dtype: dtype ?? resolveDtype('auto', 'cpu', checkpointKind(await loadModelSpec(file))),
+    numThreads: 1,
+    numKvBlocks: 16,
+    blockSize: 16,
+  });
   const ids = runOffline(e, [{ promptIds: [1], maxTokens: n, ignoreEos: true }])[0].outputIds;
   e.close();
   return ids;
@@ -101,14 +121,21 @@ t.test('stories260K written by weft in block types follows its f32 greedy over 6
 });
 
 t.test('synth --type, and --dtype as its alias', async (t) => {
-  const cfg = join(MODEL_DIR, 'config.json'), sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
-  const a = join(dir, 'synth-type.gguf'), b = join(dir, 'synth-dtype.gguf'), c = join(dir, 'synth-q4km.gguf');
+  const cfg = join(MODEL_DIR, 'config.json'),
+    sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
+  const a = join(dir, 'synth-type.gguf'),
+    b = join(dir, 'synth-dtype.gguf'),
+    c = join(dir, 'synth-q4km.gguf');
   t.equal((await weft(['synth', cfg, a, '--type', 'q8_0', '--seed', '4'])).code, 0);
   t.equal((await weft(['synth', cfg, b, '--dtype', 'q8_0', '--seed', '4'])).code, 0);
   t.equal(sha(a), sha(b), 'the same file');
   t.equal((await weft(['synth', cfg, c, '--type', 'q4_k_m', '--seed', '4'])).code, 0);
   const types = new Set(readGguf(c).tensors.map((x) => x.type));
-  t.same([...types].sort((x, y) => x - y), [0, 1, 6, 8], 'F32 norms, F16 172-wide ffn_down, Q5_0 (Q4_K fallback), Q8_0 (Q6_K fallback)');
+  t.same(
+    [...types].sort((x, y) => x - y),
+    [0, 1, 6, 8],
+    'F32 norms, F16 172-wide ffn_down, Q5_0 (Q4_K fallback), Q8_0 (Q6_K fallback)',
+  );
 });
 
 t.test('bad requests fail with typed errors', async (t) => {

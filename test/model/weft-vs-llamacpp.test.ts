@@ -17,12 +17,36 @@ import { runOffline } from '../../src/offline.js';
 import { EngineInstance } from '../../src/workers/engine-instance.js';
 import { agreement, llamaArgmax, llamaGreedy, NO_NLC, PROMPT, randomPrefix } from './llamacpp.js';
 
-const BASE = { architectures: ['LlamaForCausalLM'], model_type: 'llama', max_position_embeddings: 256, rms_norm_eps: 1e-5,
-  rope_theta: 10000, bos_token_id: 1, eos_token_id: 2 };
-const SMALL = { ...BASE, hidden_size: 256, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
-  intermediate_size: 512, vocab_size: 512, tie_word_embeddings: false };
-const SHAPE_110M = { ...BASE, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, num_key_value_heads: 12,
-  intermediate_size: 2048, vocab_size: 32000, max_position_embeddings: 1024, tie_word_embeddings: true };
+const BASE = {
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  max_position_embeddings: 256,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  bos_token_id: 1,
+  eos_token_id: 2,
+};
+const SMALL = {
+  ...BASE,
+  hidden_size: 256,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  intermediate_size: 512,
+  vocab_size: 512,
+  tie_word_embeddings: false,
+};
+const SHAPE_110M = {
+  ...BASE,
+  hidden_size: 768,
+  num_hidden_layers: 12,
+  num_attention_heads: 12,
+  num_key_value_heads: 12,
+  intermediate_size: 2048,
+  vocab_size: 32000,
+  max_position_embeddings: 1024,
+  tie_word_embeddings: true,
+};
 
 // weft's greedy ids after PROMPT, and its argmax after each prefix of `prefix`, with --dtype auto.
 async function weftIds(file: string, prefix: number[], numTokens: number): Promise<{ dtype: string; greedy: number[]; argmax: number[] }> {
@@ -51,7 +75,8 @@ t.test('a small model in every block type: weft and llama.cpp on the same file',
 t.test('110M shape, Q4_K_M written by weft: weft and llama.cpp on the same file', { skip: NO_NLC }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'weft-vs-llamacpp-110m-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const file = join(dir, 'q4_k_m.gguf'), prefix = randomPrefix(32, 32000);
+  const file = join(dir, 'q4_k_m.gguf'),
+    prefix = randomPrefix(32, 32000);
   await synthesizeModel({ config: SHAPE_110M, out: file, format: 'gguf', type: 'q4_k_m', seed: 0 });
   const ours = await weftIds(file, prefix, 32);
   const [greedy] = await llamaGreedy([file], PROMPT, 32);

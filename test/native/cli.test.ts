@@ -10,10 +10,18 @@ import { TextTokenizer } from '../../src/tokenizer.js';
 import { GOLDEN_IDS, MODEL_DIR, MODEL_GGUF } from '../fixtures/paths.js';
 
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
-  const w1 = process.stdout.write, w2 = process.stderr.write;
-  process.stdout.write = ((s: string) => { out += s; return true; }) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => { err += s; return true; }) as typeof process.stderr.write;
+  let out = '',
+    err = '';
+  const w1 = process.stdout.write,
+    w2 = process.stderr.write;
+  process.stdout.write = ((s: string) => {
+    out += s;
+    return true;
+  }) as typeof process.stdout.write;
+  process.stderr.write = ((s: string) => {
+    err += s;
+    return true;
+  }) as typeof process.stderr.write;
   try {
     const code = await main(args);
     return { code, out, err };
@@ -38,8 +46,26 @@ t.test('generate prints text; sampling with a seed is reproducible; int8 works',
   const plain = await run(['generate', '--model', MODEL_DIR, '--prompt', 'Once upon a time', '--max-tokens', '10']);
   t.equal(plain.code, 0);
   t.ok(plain.out.trim().length > 0);
-  const args = ['generate', '--model', MODEL_DIR, '--prompt', 'Lily', '--max-tokens', '20', '--temperature', '0.9', '--top-k', '40', '--top-p', '0.95', '--seed', '42', '--json'];
-  const a = JSON.parse((await run(args)).out), b = JSON.parse((await run(args)).out);
+  const args = [
+    'generate',
+    '--model',
+    MODEL_DIR,
+    '--prompt',
+    'Lily',
+    '--max-tokens',
+    '20',
+    '--temperature',
+    '0.9',
+    '--top-k',
+    '40',
+    '--top-p',
+    '0.95',
+    '--seed',
+    '42',
+    '--json',
+  ];
+  const a = JSON.parse((await run(args)).out),
+    b = JSON.parse((await run(args)).out);
   t.same(a.output_ids, b.output_ids);
   const q = await run(['generate', '--model', MODEL_DIR, '--prompt', '', '--max-tokens', '16', '--dtype', 'int8', '--json']);
   t.same(JSON.parse(q.out).output_ids, GOLDEN_IDS.slice(1, 17));
@@ -83,7 +109,7 @@ t.test('weft serve: a start that fails exits non-zero with one readable line', a
   const bad = await run(['serve', '--bogus']);
   t.equal(bad.code, 2, 'a bad flag');
   t.match(bad.err, /WEFT_ERR_CONFIG_INVALID/);
-  process.exitCode = 0;   // runServer also sets it; this test process must still exit 0
+  process.exitCode = 0; // runServer also sets it; this test process must still exit 0
 });
 
 t.test('weft --version, and --help on every command', async (t) => {
@@ -103,9 +129,22 @@ t.test('weft synth takes the tokenizer and chat template lying next to the confi
   const smol = join(MODEL_DIR, '..', 'smollm2-135m-shape');
   const dir = mkdtempSync(join(tmpdir(), 'weft-synth-tok-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const config = { architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 64, intermediate_size: 128, num_hidden_layers: 1,
-    num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 49152, max_position_embeddings: 512, rms_norm_eps: 1e-5, rope_theta: 10000,
-    tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2 };
+  const config = {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    hidden_size: 64,
+    intermediate_size: 128,
+    num_hidden_layers: 1,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    vocab_size: 49152,
+    max_position_embeddings: 512,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    tie_word_embeddings: true,
+    bos_token_id: 1,
+    eos_token_id: 2,
+  };
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
   copyFileSync(join(smol, 'tokenizer.json'), join(dir, 'tokenizer.json'));
   copyFileSync(join(smol, 'tokenizer_config.json'), join(dir, 'tokenizer_config.json'));

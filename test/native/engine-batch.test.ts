@@ -26,10 +26,10 @@ async function requests(): Promise<OfflineRequest[]> {
   const out: OfflineRequest[] = [];
   for (let i = 0; i < TEXTS.length; i++) {
     let ids = await tok.encode(TEXTS[i]);
-    if (i === 4) while (ids.length < 300) ids = ids.concat(ids.slice(1));  // long prompt
+    if (i === 4) while (ids.length < 300) ids = ids.concat(ids.slice(1)); // long prompt
     if (i === 6) while (ids.length < 150) ids = ids.concat(ids.slice(1));
     if (i === 4) ids = ids.slice(0, 300);
-    const maxTokens = i === 4 ? 512 - ids.length : 20 + 9 * i;  // sequence 4 fills the whole 512 context
+    const maxTokens = i === 4 ? 512 - ids.length : 20 + 9 * i; // sequence 4 fills the whole 512 context
     out.push({ promptIds: ids, maxTokens, ignoreEos: true, startStep: (i * 3) % 7 });
   }
   return out;
@@ -43,7 +43,9 @@ for (const dtype of ['f32', 'int8'] as const) {
     let mixedSteps = 0;
     const batched = runOffline(e, reqs, {
       chunkSize: 13,
-      onStep: (s) => { if (s.numTokens > s.numSeqs && s.numSeqs > 1) mixedSteps++; },
+      onStep: (s) => {
+        if (s.numTokens > s.numSeqs && s.numSeqs > 1) mixedSteps++;
+      },
     }).map((r) => r.outputIds);
     t.ok(mixedSteps > 5, `steps mixing prefill chunks with other sequences: ${mixedSteps}`);
     t.equal(reqs[4].promptIds.length + batched[4].length, 512, 'one sequence reaches the 512-token context');

@@ -25,8 +25,17 @@ const golden = GOLDEN_IDS.slice(1);
 const driver = join(REPO_ROOT, 'build', 'test_cuda');
 
 const openGpu = (dtype: 'f16' | 'bf16' | 'int8', extra: { cudaGraphs?: boolean; numKvBlocks?: number } = {}) =>
-  EngineInstance.open({ modelPath: MODEL_DIR, dtype, numThreads: 1, numKvBlocks: extra.numKvBlocks ?? 128, blockSize: 16, backend: 'gpu',
-    maxNumTokens: 512, maxNumSeqs: 64, cudaGraphs: extra.cudaGraphs ?? true });
+  EngineInstance.open({
+    modelPath: MODEL_DIR,
+    dtype,
+    numThreads: 1,
+    numKvBlocks: extra.numKvBlocks ?? 128,
+    blockSize: 16,
+    backend: 'gpu',
+    maxNumTokens: 512,
+    maxNumSeqs: 64,
+    cudaGraphs: extra.cudaGraphs ?? true,
+  });
 
 // ---- everywhere ----
 
@@ -56,24 +65,33 @@ t.test('the C++ CUDA driver is built and runs (or says why it skips)', async (t)
   // One process per test, several at once: the CPU references dominate the run time. The
   // *_perf tests only time kernels (scripts/gpu-check.sh runs them alone), so they stay out.
   const names = list.stdout.split('\n').filter((n) => n && !n.endsWith('_perf') && !n.includes('_perf_'));
-  const runOne = (name: string) => new Promise<{ name: string; status: number | null; out: string }>((resolve) => {
-    const child = spawn(driver, ['--model', MODEL_DIR, `=${name}`], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    child.on('close', (status) => resolve({ name, status, out }));
-  });
+  const runOne = (name: string) =>
+    new Promise<{ name: string; status: number | null; out: string }>((resolve) => {
+      const child = spawn(driver, ['--model', MODEL_DIR, `=${name}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.stderr.on('data', (d) => (out += d));
+      child.on('close', (status) => resolve({ name, status, out }));
+    });
   const results: { name: string; status: number | null; out: string }[] = [];
   const queue = [...names];
-  await Promise.all(Array.from({ length: Math.min(8, availableParallelism()) }, async () => {
-    for (let n = queue.shift(); n; n = queue.shift()) results.push(await runOne(n));
-  }));
+  await Promise.all(
+    Array.from({ length: Math.min(8, availableParallelism()) }, async () => {
+      for (let n = queue.shift(); n; n = queue.shift()) results.push(await runOne(n));
+    }),
+  );
   let passed = 0;
   for (const r of results) {
     const m = /(\d+) checks passed, (\d+) failed/.exec(r.out);
     passed += Number(m?.[1] ?? 0);
-    t.ok(r.status === 0 && m && m[2] === '0', `${r.name}: ${m?.[0] ?? 'no summary'}`,
-      { diagnostic: r.status !== 0, failures: r.out.split('\n').filter((l) => /FAIL/.test(l)).slice(0, 20).join('\n') });
+    t.ok(r.status === 0 && m && m[2] === '0', `${r.name}: ${m?.[0] ?? 'no summary'}`, {
+      diagnostic: r.status !== 0,
+      failures: r.out
+        .split('\n')
+        .filter((l) => /FAIL/.test(l))
+        .slice(0, 20)
+        .join('\n'),
+    });
   }
   t.ok(passed > 50, `driver checks passed: ${passed} in ${results.length} tests`);
 });
@@ -87,8 +105,11 @@ t.test('weights stage for CUDA on any machine; dtypes a backend cannot run are t
   t.throws(() => native.loadModel(toNativeModelSpec(spec, 'f32', `${MODEL_DIR}-stage-test`, 'cuda')), { code: 'WEFT_ERR_MODEL_UNSUPPORTED_DTYPE' });
   t.throws(() => native.loadModel(toNativeModelSpec(spec, 'bf16', `${MODEL_DIR}-stage-test`, 'cpu')), { code: 'WEFT_ERR_MODEL_UNSUPPORTED_DTYPE' });
   const cpuModel = native.loadModel(toNativeModelSpec(spec, 'f32', `${MODEL_DIR}-stage-test`, 'cpu'));
-  t.throws(() => native.createEngine(cpuModel.handle, { backend: 'cuda', numThreads: 1, numKvBlocks: 16, blockSize: 16 }),
-    { code: devices > 0 ? 'WEFT_ERR_ENGINE_BAD_INPUT' : 'WEFT_ERR_ENGINE_NO_DEVICE' }, 'a CPU-layout model cannot feed a CUDA engine');
+  t.throws(
+    () => native.createEngine(cpuModel.handle, { backend: 'cuda', numThreads: 1, numKvBlocks: 16, blockSize: 16 }),
+    { code: devices > 0 ? 'WEFT_ERR_ENGINE_BAD_INPUT' : 'WEFT_ERR_ENGINE_NO_DEVICE' },
+    'a CPU-layout model cannot feed a CUDA engine',
+  );
 });
 
 t.test('without a GPU: gpu is a typed error, auto serves on the CPU', { skip: devices > 0 ? 'a GPU is visible here' : false }, async (t) => {
@@ -96,8 +117,14 @@ t.test('without a GPU: gpu is a typed error, auto serves on the CPU', { skip: de
   let out = '';
   const w = process.stdout.write;
   const w2 = process.stderr.write;
-  process.stdout.write = ((s: string) => { out += s; return true; }) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => { out += s; return true; }) as typeof process.stderr.write;
+  process.stdout.write = ((s: string) => {
+    out += s;
+    return true;
+  }) as typeof process.stdout.write;
+  process.stderr.write = ((s: string) => {
+    out += s;
+    return true;
+  }) as typeof process.stderr.write;
   let gpuCode: number, autoCode: number;
   try {
     gpuCode = await main(['generate', '--model', MODEL_DIR, '--prompt', '', '--max-tokens', '8', '--backend', 'gpu', '--json']);
@@ -134,7 +161,11 @@ t.test('GPU: logits against the CPU f32 engine; bf16 and int8 stay close to the 
   const prompt = GOLDEN_IDS.slice(0, 20);
   const [ref] = runOffline(cpu, [{ promptIds: prompt, maxTokens: 8, ignoreEos: true }], { returnLogits: true });
   cpu.close();
-  for (const [dtype, tol, minAgree] of [['f16', 0.08, 48], ['bf16', 0.5, 43], ['int8', 1.0, 43]] as const) {
+  for (const [dtype, tol, minAgree] of [
+    ['f16', 0.08, 48],
+    ['bf16', 0.5, 43],
+    ['int8', 1.0, 43],
+  ] as const) {
     const e = await openGpu(dtype);
     const [r] = runOffline(e, [{ promptIds: prompt, maxTokens: 8, ignoreEos: true }], { returnLogits: true });
     let worst = 0;
@@ -151,7 +182,10 @@ t.test('GPU: logits against the CPU f32 engine; bf16 and int8 stay close to the 
 t.test('GPU: 8 mixed prefill/decode sequences batched equal each alone', { skip: NO_GPU }, async (t) => {
   const e = await openGpu('f16', { numKvBlocks: 256 });
   const reqs = Array.from({ length: 8 }, (_, i) => ({
-    promptIds: [1, ...Array.from({ length: 2 + 11 * i }, (_, j) => 3 + ((i * 37 + j * 11) % 500))], maxTokens: 24, ignoreEos: true, startStep: i,
+    promptIds: [1, ...Array.from({ length: 2 + 11 * i }, (_, j) => 3 + ((i * 37 + j * 11) % 500))],
+    maxTokens: 24,
+    ignoreEos: true,
+    startStep: i,
   }));
   const alone = reqs.map((q) => runOffline(e, [{ ...q, startStep: 0 }])[0].outputIds);
   const batched = runOffline(e, reqs, { chunkSize: 13 }).map((r) => r.outputIds);
@@ -161,12 +195,23 @@ t.test('GPU: 8 mixed prefill/decode sequences batched equal each alone', { skip:
 
 t.test('GPU: seeded sampling is reproducible and logprobs come back', { skip: NO_GPU }, async (t) => {
   const e = await openGpu('f16');
-  const req = { promptIds: [1, 403, 407], maxTokens: 24, ignoreEos: true, sampling: { temperature: 0.9, topK: 40, topP: 0.95, minP: 0.02, seed: 7, numLogprobs: 5, repetitionPenalty: 1.2 } };
+  const req = {
+    promptIds: [1, 403, 407],
+    maxTokens: 24,
+    ignoreEos: true,
+    sampling: { temperature: 0.9, topK: 40, topP: 0.95, minP: 0.02, seed: 7, numLogprobs: 5, repetitionPenalty: 1.2 },
+  };
   const [a] = runOffline(e, [req]);
   const [b] = runOffline(e, [req, { ...req, sampling: { ...req.sampling, seed: 8 } }]);
   t.same(b.outputIds, a.outputIds, 'same seed → same tokens, alone or batched');
-  t.ok(a.logprobs.every((lp) => lp <= 0 && Number.isFinite(lp)), 'chosen-token logprobs');
-  t.ok(a.topLogprobs.every((top) => top.length === 5), 'top-5 logprobs per token');
+  t.ok(
+    a.logprobs.every((lp) => lp <= 0 && Number.isFinite(lp)),
+    'chosen-token logprobs',
+  );
+  t.ok(
+    a.topLogprobs.every((top) => top.length === 5),
+    'top-5 logprobs per token',
+  );
   e.close();
 });
 
@@ -189,7 +234,10 @@ t.test('GPU: the top 32 log-probs (a width-16 beam search asks for 2 × 16), and
   const [c] = runOffline(cpu, [req]);
   const top = g.topLogprobs[0];
   t.equal(top.length, 32, '32 candidates');
-  t.ok(top.every((x, i) => i === 0 || x.logprob <= top[i - 1].logprob), 'best first');
+  t.ok(
+    top.every((x, i) => i === 0 || x.logprob <= top[i - 1].logprob),
+    'best first',
+  );
   const cpuIds = new Set(c.topLogprobs[0].map((x) => x.id));
   t.ok(top.filter((x) => cpuIds.has(x.id)).length >= 30, 'the same candidates as the CPU f32 engine (f16 may swap the last near-ties)');
   const s = await startTestApp({ backend: 'gpu', dtype: 'f16' });

@@ -40,8 +40,9 @@ t.test('bad engine options and bad tensor specs give typed errors', async (t) =>
   t.same(native.loadProgress(), { bytesDone: tensorBytes, bytesTotal: tensorBytes, active: false }, 'load progress when done');
   t.throws(() => native.createEngine(model.handle, { numThreads: 0, numKvBlocks: 4, blockSize: 16 }), { code: 'WEFT_ERR_ENGINE_BAD_INPUT' });
   // a CPU-layout model cannot feed a CUDA engine: no device where none is visible, else bad input
-  t.throws(() => native.createEngine(model.handle, { numThreads: 1, numKvBlocks: 4, blockSize: 16, backend: 'cuda' }),
-    { code: native.cudaDeviceCount() > 0 ? 'WEFT_ERR_ENGINE_BAD_INPUT' : 'WEFT_ERR_ENGINE_NO_DEVICE' });
+  t.throws(() => native.createEngine(model.handle, { numThreads: 1, numKvBlocks: 4, blockSize: 16, backend: 'cuda' }), {
+    code: native.cudaDeviceCount() > 0 ? 'WEFT_ERR_ENGINE_BAD_INPUT' : 'WEFT_ERR_ENGINE_NO_DEVICE',
+  });
   const beyond = structuredClone(good);
   beyond.key += '-beyond';
   beyond.tensors[0].offset = 1e9;
@@ -58,7 +59,13 @@ t.test('bad engine options and bad tensor specs give typed errors', async (t) =>
   t.throws(() => native.loadModel(shape), { code: 'WEFT_ERR_MODEL_SHAPE_MISMATCH' });
   // offsets and lengths must be safe integers: 2^64 - 2048 wrapped around in the native bounds
   // check and read before the mapping; a negative or fractional one was undefined behaviour
-  for (const [field, v] of [['offset', 2 ** 64 - 2048], ['offset', -1], ['offset', 1.5], ['byteLength', NaN], ['byteLength', 2 ** 60]] as const) {
+  for (const [field, v] of [
+    ['offset', 2 ** 64 - 2048],
+    ['offset', -1],
+    ['offset', 1.5],
+    ['byteLength', NaN],
+    ['byteLength', 2 ** 60],
+  ] as const) {
     const bad = structuredClone(good);
     bad.key += `-${field}-${v}`;
     bad.tensors[0][field] = v;

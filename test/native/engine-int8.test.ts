@@ -18,11 +18,15 @@ t.test('int8 greedy agrees with f32 on >= 90% of the first 64 tokens, logits clo
   const rf = runOffline(f, [{ promptIds: [1], maxTokens: 64, ignoreEos: true }], { returnLogits: true })[0];
   // Teacher-force int8 on the f32 tokens so logits compare position by position.
   const forced = [1, ...rf.outputIds];
-  let agree = 0, sumErr = 0, maxErr = 0, count = 0;
+  let agree = 0,
+    sumErr = 0,
+    maxErr = 0,
+    count = 0;
   for (let pos = 0; pos < 64; pos++) {
     const rq = runOffline(q, [{ promptIds: forced.slice(0, pos + 1), maxTokens: 1, ignoreEos: true }], { returnLogits: true })[0];
     if (rq.outputIds[0] === rf.outputIds[pos]) agree++;
-    const a = rf.logits[pos], b = rq.logits[0];
+    const a = rf.logits[pos],
+      b = rq.logits[0];
     for (let i = 0; i < a.length; i++) {
       const d = Math.abs(a[i] - b[i]);
       sumErr += d;

@@ -24,7 +24,11 @@ t.test('pre-quantized directory == quantize on load', async (t) => {
   const b = runOffline(onLoad, [{ promptIds: [1], maxTokens: 40, ignoreEos: true }], { returnLogits: true })[0];
   t.same(a.outputIds, b.outputIds);
   let maxDiff = 0;
-  a.logits.forEach((l, i) => l.forEach((v, j) => { maxDiff = Math.max(maxDiff, Math.abs(v - b.logits[i][j])); }));
+  a.logits.forEach((l, i) =>
+    l.forEach((v, j) => {
+      maxDiff = Math.max(maxDiff, Math.abs(v - b.logits[i][j]));
+    }),
+  );
   t.equal(maxDiff, 0, 'identical logits');
   ahead.close();
   onLoad.close();

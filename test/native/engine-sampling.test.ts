@@ -8,13 +8,20 @@ import { GOLDEN_IDS, MODEL_DIR } from '../fixtures/paths.js';
 
 const golden = GOLDEN_IDS.slice(1, 41);
 const open = (numKvBlocks = 64) => EngineInstance.open({ modelPath: MODEL_DIR, dtype: 'f32', numThreads: 1, numKvBlocks, blockSize: 16 });
-const req = (sampling: OfflineRequest['sampling'], maxTokens = 40, promptIds = [1]): OfflineRequest => ({ promptIds, maxTokens, ignoreEos: true, sampling });
+const req = (sampling: OfflineRequest['sampling'], maxTokens = 40, promptIds = [1]): OfflineRequest => ({
+  promptIds,
+  maxTokens,
+  ignoreEos: true,
+  sampling,
+});
 
 t.test('same seed gives the same tokens alone and batched with others; other seeds differ', async (t) => {
   const e = await open();
   const s = { temperature: 1.0, seed: 1234 };
   const alone = runOffline(e, [req(s)])[0].outputIds;
-  const batched = runOffline(e, [req({ temperature: 0.8, seed: 7 }), req(s, 40, [1]), req({ temperature: 1.2, seed: 99 }, 25, [1, 403, 407])], { chunkSize: 2 });
+  const batched = runOffline(e, [req({ temperature: 0.8, seed: 7 }), req(s, 40, [1]), req({ temperature: 1.2, seed: 99 }, 25, [1, 403, 407])], {
+    chunkSize: 2,
+  });
   t.same(batched[1].outputIds, alone);
   const other = runOffline(e, [req({ temperature: 1.0, seed: 1235 })])[0].outputIds;
   t.not(other.join(','), alone.join(','), 'a different seed gives a different sample');
@@ -24,7 +31,12 @@ t.test('same seed gives the same tokens alone and batched with others; other see
 
 t.test('filters that leave one candidate reduce to greedy', async (t) => {
   const e = await open();
-  for (const s of [{ temperature: 0 }, { temperature: 1, topK: 1, seed: 5 }, { temperature: 1, minP: 1, seed: 5 }, { temperature: 1, topP: 1e-6, seed: 5 }]) {
+  for (const s of [
+    { temperature: 0 },
+    { temperature: 1, topK: 1, seed: 5 },
+    { temperature: 1, minP: 1, seed: 5 },
+    { temperature: 1, topP: 1e-6, seed: 5 },
+  ]) {
     t.same(runOffline(e, [req(s)])[0].outputIds, golden, JSON.stringify(s));
   }
   e.close();
@@ -36,7 +48,10 @@ t.test('top-k restricts draws to the k most likely tokens', async (t) => {
   const res = runOffline(e, reqs);
   const allowed = new Set(res[0].topLogprobs[0].map((x) => x.id));
   t.equal(allowed.size, 3);
-  t.ok(res.every((r) => allowed.has(r.outputIds[0])), 'every draw is in the top 3');
+  t.ok(
+    res.every((r) => allowed.has(r.outputIds[0])),
+    'every draw is in the top 3',
+  );
   t.equal(new Set(res.map((r) => r.outputIds[0])).size, 3, 'a high temperature reaches all 3');
   e.close();
 });
@@ -44,7 +59,11 @@ t.test('top-k restricts draws to the k most likely tokens', async (t) => {
 t.test('temperature sampling follows softmax(logits / T)', async (t) => {
   const e = await open(1100);
   const n = 1000;
-  const res = runOffline(e, Array.from({ length: n }, (_, i) => req({ temperature: 1.5, seed: 1000 + i }, 1)), { returnLogits: true });
+  const res = runOffline(
+    e,
+    Array.from({ length: n }, (_, i) => req({ temperature: 1.5, seed: 1000 + i }, 1)),
+    { returnLogits: true },
+  );
   const z = [...res[0].logits[0]].map((v) => v / 1.5);
   const mx = Math.max(...z);
   const sum = z.reduce((a, v) => a + Math.exp(v - mx), 0);
@@ -52,7 +71,7 @@ t.test('temperature sampling follows softmax(logits / T)', async (t) => {
   for (const r of res) counts.set(r.outputIds[0], (counts.get(r.outputIds[0]) ?? 0) + 1);
   for (const id of [403, 385]) {
     const p = Math.exp(z[id] - mx) / sum;
-    const sd = Math.sqrt(p * (1 - p) / n);
+    const sd = Math.sqrt((p * (1 - p)) / n);
     const freq = (counts.get(id) ?? 0) / n;
     t.ok(Math.abs(freq - p) < 4 * sd + 1e-3, `token ${id}: frequency ${freq.toFixed(3)} vs probability ${p.toFixed(3)}`);
   }
@@ -66,7 +85,10 @@ t.test('penalties: presence and repetition penalties stop repeats', async (t) =>
   const freq = runOffline(e, [req({ temperature: 0, frequencyPenalty: 100 })])[0].outputIds;
   t.equal(new Set(freq).size, freq.length, 'a huge frequency penalty never repeats an output token');
   const rep = runOffline(e, [req({ temperature: 0, repetitionPenalty: 1e6 }, 40, [1, 403, 407])])[0].outputIds;
-  t.notOk(rep.some((id) => id === 403 || id === 407), 'a huge repetition penalty avoids prompt tokens too');
+  t.notOk(
+    rep.some((id) => id === 403 || id === 407),
+    'a huge repetition penalty avoids prompt tokens too',
+  );
   t.equal(new Set(rep).size, rep.length);
   const mild = runOffline(e, [req({ temperature: 0, repetitionPenalty: 1.3 })])[0].outputIds;
   t.not(mild.join(','), golden.join(','), 'a mild repetition penalty changes greedy output');

@@ -21,7 +21,15 @@ for (const [driver, what, minChecks] of [
     t.ok(existsSync(exe), `${exe} is built by npm install`);
     const r = spawnSync(exe, [], { encoding: 'utf8', timeout: 300_000 });
     const summary = /(\d+) passed, (\d+) failed/.exec(r.stdout);
-    t.equal(r.status, 0, r.stdout.split('\n').filter((l) => /FAIL/.test(l)).slice(0, 10).join('\n'));
+    t.equal(
+      r.status,
+      0,
+      r.stdout
+        .split('\n')
+        .filter((l) => /FAIL/.test(l))
+        .slice(0, 10)
+        .join('\n'),
+    );
     t.ok(summary && Number(summary[1]) >= minChecks, `checks passed: ${summary?.[1]}`);
     t.equal(summary?.[2], '0', 'no failed check');
   });

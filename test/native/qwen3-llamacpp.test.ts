@@ -21,8 +21,11 @@ const NUM_TOKENS = 24;
 
 interface NlcSequence {
   evaluate(tokens: number[]): AsyncGenerator<number>;
-  evaluateWithMetadata(tokens: number[], meta: { probabilities: true }, o: Record<string, unknown>):
-    AsyncGenerator<{ token: number; probabilities: Map<number, number> }>;
+  evaluateWithMetadata(
+    tokens: number[],
+    meta: { probabilities: true },
+    o: Record<string, unknown>,
+  ): AsyncGenerator<{ token: number; probabilities: Map<number, number> }>;
 }
 interface NlcModule {
   getLlama(o: Record<string, unknown>): Promise<{
@@ -42,13 +45,20 @@ async function llamaCpp(nlc: NlcModule, file: string): Promise<{ ids: number[][]
   const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
   const newContext = (): Promise<NlcContext> =>
     // f32 KV and no flash attention (whose CPU path rounds q/k/v to f16): as weft's f32 path, to ~1e-6
-    model.createContext({ contextSize: 64, sequences: 1, threads: { ideal: 1, min: 1 }, ignoreMemorySafetyChecks: true,
-      experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32', flashAttention: false });
+    model.createContext({
+      contextSize: 64,
+      sequences: 1,
+      threads: { ideal: 1, min: 1 },
+      ignoreMemorySafetyChecks: true,
+      experimentalKvCacheKeyType: 'F32',
+      experimentalKvCacheValueType: 'F32',
+      flashAttention: false,
+    });
   const ids: number[][] = [];
   for (const prompt of PROMPTS) {
     const context = await newContext();
     const out: number[] = [];
-    const gen = context.getSequence().evaluate(prompt);  // default options: temperature 0, greedy argmax
+    const gen = context.getSequence().evaluate(prompt); // default options: temperature 0, greedy argmax
     for (let i = 0; i < NUM_TOKENS; i++) {
       const { value, done } = await gen.next();
       if (done) break;
@@ -70,7 +80,8 @@ async function llamaCpp(nlc: NlcModule, file: string): Promise<{ ids: number[][]
 }
 
 const logSoftmax = (l: Float32Array) => {
-  const m = Math.max(...l), z = Math.log(l.reduce((s, v) => s + Math.exp(v - m), 0));
+  const m = Math.max(...l),
+    z = Math.log(l.reduce((s, v) => s + Math.exp(v - m), 0));
   return Array.from(l, (v) => v - m - z);
 };
 

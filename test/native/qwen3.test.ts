@@ -22,7 +22,9 @@ const PROMPT = GOLDEN_IDS.slice(0, 12);
 const dir = mkdtempSync(join(tmpdir(), 'weft-qwen3-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const tokenizerJson = readFileSync(join(MODEL_DIR, 'tokenizer.json'), 'utf8');
-const HF = join(dir, 'hf'), GGUF = join(dir, 'f32.gguf'), GGUF_Q8 = join(dir, 'q8_0.gguf');
+const HF = join(dir, 'hf'),
+  GGUF = join(dir, 'f32.gguf'),
+  GGUF_Q8 = join(dir, 'q8_0.gguf');
 await synthesizeModel({ config: QWEN3, out: HF, format: 'hf', dtype: 'f32', seed: 7, tokenizerJson });
 await synthesizeModel({ config: QWEN3, out: GGUF, format: 'gguf', dtype: 'f32', seed: 7, tokenizerJson });
 await synthesizeModel({ config: QWEN3, out: GGUF_Q8, format: 'gguf', dtype: 'q8_0', seed: 7, tokenizerJson });
@@ -55,10 +57,14 @@ function reference(c: ModelConfig, w: (name: string) => Float64Array, prompt: nu
     const inv = 1 / Math.sqrt(x.reduce((s, v) => s + v * v, 0) / x.length + eps);
     return x.map((v, i) => v * inv * g[i]);
   };
-  const rope = (v: Float64Array, pos: number) => {  // rotate halves (NEOX / HF)
-    const out = v.slice(), half = hd / 2;
+  const rope = (v: Float64Array, pos: number) => {
+    // rotate halves (NEOX / HF)
+    const out = v.slice(),
+      half = hd / 2;
     for (let i = 0; i < half; i++) {
-      const a = pos / Math.pow(c.ropeTheta, (2 * i) / hd), cs = Math.cos(a), sn = Math.sin(a);
+      const a = pos / Math.pow(c.ropeTheta, (2 * i) / hd),
+        cs = Math.cos(a),
+        sn = Math.sin(a);
       out[i] = v[i] * cs - v[i + half] * sn;
       out[i + half] = v[i + half] * cs + v[i] * sn;
     }
@@ -67,9 +73,12 @@ function reference(c: ModelConfig, w: (name: string) => Float64Array, prompt: nu
   const embed = w('model.embed_tokens.weight');
   const xs = prompt.map((id) => embed.slice(id * D, (id + 1) * D));
   for (let l = 0; l < c.numLayers; l++) {
-    const p = `model.layers.${l}.`, ks: Float64Array[][] = [], vs: Float64Array[][] = [];
+    const p = `model.layers.${l}.`,
+      ks: Float64Array[][] = [],
+      vs: Float64Array[][] = [];
     for (let pos = 0; pos < xs.length; pos++) {
-      const x = xs[pos], h = rmsnorm(x, w(`${p}input_layernorm.weight`));
+      const x = xs[pos],
+        h = rmsnorm(x, w(`${p}input_layernorm.weight`));
       const q = matvec(w(`${p}self_attn.q_proj.weight`), h, H * hd);
       const k = matvec(w(`${p}self_attn.k_proj.weight`), h, KV * hd);
       const v = matvec(w(`${p}self_attn.v_proj.weight`), h, KV * hd);
@@ -81,22 +90,30 @@ function reference(c: ModelConfig, w: (name: string) => Float64Array, prompt: nu
       vs.push(Array.from({ length: KV }, (_, j) => v.slice(j * hd, (j + 1) * hd)));
       const attn = new Float64Array(H * hd);
       for (let j = 0; j < H; j++) {
-        const qh = head(q, j, 'q_norm'), g = Math.floor(j / (H / KV));
+        const qh = head(q, j, 'q_norm'),
+          g = Math.floor(j / (H / KV));
         const scores = ks.map((kk) => kk[g].reduce((s, kv, i) => s + kv * qh[i], 0) / Math.sqrt(hd));
-        const m = Math.max(...scores), e = scores.map((s) => Math.exp(s - m)), z = e.reduce((a, b) => a + b, 0);
-        e.forEach((ei, tpos) => vs[tpos][g].forEach((vv, i) => { attn[j * hd + i] += (ei / z) * vv; }));
+        const m = Math.max(...scores),
+          e = scores.map((s) => Math.exp(s - m)),
+          z = e.reduce((a, b) => a + b, 0);
+        e.forEach((ei, tpos) =>
+          vs[tpos][g].forEach((vv, i) => {
+            attn[j * hd + i] += (ei / z) * vv;
+          }),
+        );
       }
       const o = matvec(w(`${p}self_attn.o_proj.weight`), attn, D);
       const x2 = x.map((v0, i) => v0 + o[i]);
       const h2 = rmsnorm(x2, w(`${p}post_attention_layernorm.weight`));
-      const gate = matvec(w(`${p}mlp.gate_proj.weight`), h2, F), up = matvec(w(`${p}mlp.up_proj.weight`), h2, F);
+      const gate = matvec(w(`${p}mlp.gate_proj.weight`), h2, F),
+        up = matvec(w(`${p}mlp.up_proj.weight`), h2, F);
       const act = gate.map((gv, i) => (gv / (1 + Math.exp(-gv))) * up[i]);
       const down = matvec(w(`${p}mlp.down_proj.weight`), act, D);
-      xs[pos] = x2.map((v0, i) => v0 + down[i]);  // later positions of this layer read only ks/vs
+      xs[pos] = x2.map((v0, i) => v0 + down[i]); // later positions of this layer read only ks/vs
     }
   }
   const last = rmsnorm(xs[xs.length - 1], w('model.norm.weight'));
-  return matvec(embed, last, c.vocabSize);  // tied LM head
+  return matvec(embed, last, c.vocabSize); // tied LM head
 }
 
 const spec = await loadModelSpec(HF);
@@ -109,7 +126,10 @@ t.test('the engine (f32) matches a plain-JS Qwen3 forward pass', async (t) => {
   // one token: attention over one position returns v, so q/k (norm, RoPE) do not matter yet
   const first = await logitsOf(HF, 'f32', PROMPT.slice(0, 1));
   const want1 = reference(spec.config, weight, PROMPT.slice(0, 1));
-  t.ok(maxDiff(first, want1) < 1e-4, `first token: max |logit diff| ${maxDiff(first, want1).toExponential(2)} (|logit| up to ${maxAbs(want1).toFixed(2)})`);
+  t.ok(
+    maxDiff(first, want1) < 1e-4,
+    `first token: max |logit diff| ${maxDiff(first, want1).toExponential(2)} (|logit| up to ${maxAbs(want1).toFixed(2)})`,
+  );
   // the whole prompt: the last token attends over 12 positions through normed, rotated q/k
   const got = await logitsOf(HF, 'f32', PROMPT);
   const want = reference(spec.config, weight, PROMPT);
@@ -136,7 +156,8 @@ t.test('HF directory and GGUF (f32) give the same logits and greedy ids', async 
     e.close();
     return r;
   };
-  const hf = await run(HF), gguf = await run(GGUF);
+  const hf = await run(HF),
+    gguf = await run(GGUF);
   t.same(gguf.outputIds, hf.outputIds);
   const d = Math.max(...hf.logits.map((l, i) => maxDiff(l, gguf.logits[i])));
   t.ok(d < 1e-5, `max |logit diff| over 16 steps ${d.toExponential(2)}`);
@@ -146,11 +167,16 @@ t.test('HF directory and GGUF (f32) give the same logits and greedy ids', async 
 t.test('int8 (from f32 and from GGUF Q8_0) stays close to f32', async (t) => {
   const f = await logitsOf(HF, 'f32', PROMPT);
   const range = maxAbs(f);
-  for (const [name, path] of [['int8 from the HF f32', HF], ['int8 from the GGUF Q8_0', GGUF_Q8]]) {
+  for (const [name, path] of [
+    ['int8 from the HF f32', HF],
+    ['int8 from the GGUF Q8_0', GGUF_Q8],
+  ]) {
     const q = await logitsOf(path, 'int8', PROMPT);
     const mean = q.reduce((s, v, i) => s + Math.abs(v - f[i]), 0) / q.length;
     // int8 weights and per-token int8 activations: a few hundredths on logits of about ±2
-    t.ok(maxDiff(q, f) < 0.1 * range && mean < 0.02 * range,
-      `${name}: max |logit diff| ${maxDiff(q, f).toFixed(4)}, mean ${mean.toFixed(4)}, |logit| up to ${range.toFixed(2)}`);
+    t.ok(
+      maxDiff(q, f) < 0.1 * range && mean < 0.02 * range,
+      `${name}: max |logit diff| ${maxDiff(q, f).toFixed(4)}, mean ${mean.toFixed(4)}, |logit| up to ${range.toFixed(2)}`,
+    );
   }
 });

@@ -11,7 +11,8 @@ function start(cmd: string, args: string[], waitReady = false): Promise<{ child:
   const child = spawn(cmd, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WEFT_LOG_FORMAT: 'json' } });
   const lines: string[] = [];
   return new Promise((resolve, reject) => {
-    let port = 0, buf = '';
+    let port = 0,
+      buf = '';
     child.stdout!.on('data', (d: Buffer) => {
       buf += d.toString();
       for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
@@ -27,11 +28,15 @@ function start(cmd: string, args: string[], waitReady = false): Promise<{ child:
   });
 }
 const exited = (c: ChildProcess) => new Promise<number | null>((r) => (c.exitCode !== null ? r(c.exitCode) : c.once('exit', (code) => r(code))));
-const refused = (port: number) => new Promise<boolean>((r) => {
-  const s = connect(port, '127.0.0.1');
-  s.once('connect', () => { s.destroy(); r(false); });
-  s.once('error', () => r(true));
-});
+const refused = (port: number) =>
+  new Promise<boolean>((r) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      r(false);
+    });
+    s.once('error', () => r(true));
+  });
 
 t.test('SIGTERM to npm start stops the server itself', async (t) => {
   const { child, port } = await start('npm', ['start', '--silent', '--', '--model', MODEL_DIR, '--port', '0', '--host', '127.0.0.1']);
@@ -41,8 +46,19 @@ t.test('SIGTERM to npm start stops the server itself', async (t) => {
 });
 
 t.test('a second SIGINT exits at once, while the first drains a request still arriving', async (t) => {
-  const args = ['dist/src/server.js', '--model', MODEL_DIR, '--port', '0', '--host', '127.0.0.1', '--shutdown-timeout-ms', '600000',
-    '--body-timeout-ms', '600000'];
+  const args = [
+    'dist/src/server.js',
+    '--model',
+    MODEL_DIR,
+    '--port',
+    '0',
+    '--host',
+    '127.0.0.1',
+    '--shutdown-timeout-ms',
+    '600000',
+    '--body-timeout-ms',
+    '600000',
+  ];
   const { child, port, lines } = await start(process.execPath, args, true);
   // a request whose body is half sent: the drain waits for it (up to the 10-minute shutdown timeout)
   const sock = connect(port, '127.0.0.1');
@@ -51,7 +67,8 @@ t.test('a second SIGINT exits at once, while the first drains a request still ar
   sock.on('error', () => {});
   sock.write('POST /generate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"prompt":');
   child.kill('SIGINT');
-  await new Promise<void>((r) => {   // wait for the drain to have begun
+  await new Promise<void>((r) => {
+    // wait for the drain to have begun
     const check = () => (lines.some((l) => /SIGINT: draining/.test(l)) ? r() : child.stdout!.once('data', check));
     check();
   });

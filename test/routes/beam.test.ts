@@ -30,7 +30,11 @@ t.test("the seed's example works as written", async (t) => {
   t.equal(events.at(-1), '[DONE]');
   const final = events.at(-2) as { output_ids: number[]; output_text: string; reranker: string; finish_reason: string; beam_score: number };
   const tokens = events.slice(0, -2) as { token_id: number; text: string }[];
-  t.same(tokens.map((e) => e.token_id), final.output_ids, 'every token streamed once, in order: nothing retracted');
+  t.same(
+    tokens.map((e) => e.token_id),
+    final.output_ids,
+    'every token streamed once, in order: nothing retracted',
+  );
   t.equal(tokens.map((e) => e.text).join(''), final.output_text, 'streamed text == final text');
   t.equal(final.reranker, 'logprob', 'use_rerank without a reranker model says which one ranked');
   t.ok(Number.isFinite(final.beam_score));
@@ -74,20 +78,41 @@ function logSoftmax(logits: Float32Array): Float64Array {
   return Float64Array.from(logits, (x) => x - lse);
 }
 
-interface RefHyp { tokens: number[]; cum: number; score: number }
+interface RefHyp {
+  tokens: number[];
+  cum: number;
+  score: number;
+}
 
 // HF's beam search, step by step, with each beam's next-token log-probs from a full re-run of its
 // prefix. Returns the kept hypotheses best first.
-function bruteForce(e: EngineInstance, prompt: number[], k: number, maxTokens: number, lp: number, early: boolean | 'never', enders: number[]): RefHyp[] {
+function bruteForce(
+  e: EngineInstance,
+  prompt: number[],
+  k: number,
+  maxTokens: number,
+  lp: number,
+  early: boolean | 'never',
+  enders: number[],
+): RefHyp[] {
   let beams: { tokens: number[]; cum: number }[] = [{ tokens: [], cum: 0 }];
   const hyps: RefHyp[] = [];
   const addHyp = (h: RefHyp) => {
     if (hyps.length < k) hyps.push(h);
-    else if (h.score > Math.min(...hyps.map((x) => x.score))) hyps.splice(hyps.findIndex((x) => x.score === Math.min(...hyps.map((y) => y.score))), 1, h);
+    else if (h.score > Math.min(...hyps.map((x) => x.score)))
+      hyps.splice(
+        hyps.findIndex((x) => x.score === Math.min(...hyps.map((y) => y.score))),
+        1,
+        h,
+      );
   };
   let done = false;
   for (let len = 1; len <= maxTokens && !done; len++) {
-    const logits = runOffline(e, beams.map((b) => ({ promptIds: [...prompt, ...b.tokens], maxTokens: 1, ignoreEos: true })), { returnLogits: true });
+    const logits = runOffline(
+      e,
+      beams.map((b) => ({ promptIds: [...prompt, ...b.tokens], maxTokens: 1, ignoreEos: true })),
+      { returnLogits: true },
+    );
     const all: { beam: number; token: number; cum: number }[] = [];
     beams.forEach((b, i) => logSoftmax(logits[i].logits[0]).forEach((l, token) => all.push({ beam: i, token, cum: b.cum + l })));
     all.sort((a, b) => b.cum - a.cum || a.beam - b.beam || a.token - b.token);
@@ -117,7 +142,8 @@ t.test('the hypotheses equal an independent brute-force beam search', async (t) 
   t.teardown(() => e.close());
   const messages = ['Lily and Tom'];
   const prompt = (await post('/tokenize', { messages })).json().ids as number[];
-  let sawStop = false, sawLength = false;
+  let sawStop = false,
+    sawLength = false;
   for (const k of [2, 4, 8]) {
     for (const lp of [0, 1, 2]) {
       for (const early of [true, false, 'never'] as const) {
@@ -135,10 +161,17 @@ t.test('the hypotheses equal an independent brute-force beam search', async (t) 
         ).json();
         const want = bruteForce(e, prompt, k, maxTokens, lp, early, [EOS, PERIOD]);
         const what = `k=${k} lp=${lp} early=${early}`;
-        t.same(got.hypotheses.map((h: { output_ids: number[] }) => h.output_ids), want.map((h) => h.tokens), `${what}: hypotheses`);
+        t.same(
+          got.hypotheses.map((h: { output_ids: number[] }) => h.output_ids),
+          want.map((h) => h.tokens),
+          `${what}: hypotheses`,
+        );
         got.hypotheses.forEach((h: { beam_score: number; cumulative_logprob: number; finish_reason: string }, i: number) => {
           if (!want[i]) return;
-          t.ok(Math.abs(h.cumulative_logprob - want[i].cum) < 1e-3 && Math.abs(h.beam_score - want[i].score) < 1e-3, `${what}: scores of hypothesis ${i}`);
+          t.ok(
+            Math.abs(h.cumulative_logprob - want[i].cum) < 1e-3 && Math.abs(h.beam_score - want[i].score) < 1e-3,
+            `${what}: scores of hypothesis ${i}`,
+          );
           if (h.finish_reason === 'stop') sawStop = true;
           else sawLength = true;
         });
@@ -151,9 +184,16 @@ t.test('the hypotheses equal an independent brute-force beam search', async (t) 
 t.test('beams share blocks; abort frees them all; ordinary requests keep their tokens', async (t) => {
   const worker = await EngineWorker.start(0, { modelPath: MODEL_DIR, dtype: 'f32', numThreads: 1, numKvBlocks: 256, blockSize: 16 });
   const used: number[] = [];
-  const loop = new EngineLoop([worker], { scheduler: { maxModelLen: 512 }, eosTokenIds: [EOS], onStep: () => used.push(loop.stats()[0].numUsedBlocks) });
-  t.teardown(async () => { await loop.close(); await worker.close(); });
-  const prompt = [1, ...Array.from({ length: 199 }, (_, i) => 3 + ((i * 37) % 400))];   // 200 tokens: 13 blocks
+  const loop = new EngineLoop([worker], {
+    scheduler: { maxModelLen: 512 },
+    eosTokenIds: [EOS],
+    onStep: () => used.push(loop.stats()[0].numUsedBlocks),
+  });
+  t.teardown(async () => {
+    await loop.close();
+    await worker.close();
+  });
+  const prompt = [1, ...Array.from({ length: 199 }, (_, i) => 3 + ((i * 37) % 400))]; // 200 tokens: 13 blocks
   const collect = async (h: { events: AsyncIterable<{ tokenId: number | null; finishReason?: string }> }) => {
     const ids: number[] = [];
     let reason = '';
@@ -199,9 +239,16 @@ t.test("OpenAI routes: vLLM's use_beam_search, n = width, streamed and not", asy
   t.equal(streamed.at(-1), '[DONE]');
   const chunks = streamed.slice(0, -1) as { choices: { index: number; delta: { content?: string }; finish_reason: string | null }[] }[];
   for (const i of [0, 1, 2]) {
-    const text = chunks.flatMap((c) => c.choices).filter((c) => c.index === i).map((c) => c.delta.content ?? '').join('');
+    const text = chunks
+      .flatMap((c) => c.choices)
+      .filter((c) => c.index === i)
+      .map((c) => c.delta.content ?? '')
+      .join('');
     t.equal(text, plain.choices[i].message.content, `choice ${i}: streamed == not streamed`);
-    t.ok(chunks.some((c) => c.choices.some((x) => x.index === i && x.finish_reason)), `choice ${i} finishes`);
+    t.ok(
+      chunks.some((c) => c.choices.some((x) => x.index === i && x.finish_reason)),
+      `choice ${i} finishes`,
+    );
   }
   const cmpl = (await post('/v1/completions', { prompt: [1, 403, 407], n: 2, use_beam_search: true, max_tokens: 8 })).json();
   t.equal(cmpl.choices.length, 2);
@@ -217,18 +264,29 @@ t.test("OpenAI routes: vLLM's use_beam_search, n = width, streamed and not", asy
 
 t.test('stream_beams: event: beams frames show the live beams after each step', async (t) => {
   const r = await post('/stream_chat_beam', { messages: ['Hello'], beam_width: 3, max_tokens: 10, stream_beams: true });
-  const frames = r.body.split('\n\n').filter((f) => f.startsWith('event: beams\n')).map((f) => JSON.parse(f.split('\n')[1].slice(6)));
+  const frames = r.body
+    .split('\n\n')
+    .filter((f) => f.startsWith('event: beams\n'))
+    .map((f) => JSON.parse(f.split('\n')[1].slice(6)));
   t.ok(frames.length >= 5, `${frames.length} beams frames`);
   for (const f of frames) {
     t.ok(f.beams.length >= 1 && f.beams.length <= 3, 'at most beam_width beams');
     for (const b of f.beams) t.equal(typeof b.text, 'string');
   }
   const lengths = frames.map((f) => f.beams[0].token_ids.length);
-  t.same(lengths, [...lengths].sort((a, b) => a - b), 'the beams grow step by step');
+  t.same(
+    lengths,
+    [...lengths].sort((a, b) => a - b),
+    'the beams grow step by step',
+  );
   const final = sseData(r.body).at(-2) as { output_ids: number[] };
   const last = frames.at(-1);
-  t.ok([...last.beams, ...last.hypotheses].some((b: { token_ids: number[] }) => final.output_ids.slice(0, b.token_ids.length).join() === b.token_ids.join()),
-    'the chosen hypothesis continues one of the last frame\'s');
+  t.ok(
+    [...last.beams, ...last.hypotheses].some(
+      (b: { token_ids: number[] }) => final.output_ids.slice(0, b.token_ids.length).join() === b.token_ids.join(),
+    ),
+    "the chosen hypothesis continues one of the last frame's",
+  );
   const quiet = await post('/stream_chat_beam', { messages: ['Hello'], beam_width: 3, max_tokens: 10 });
   t.notMatch(quiet.body, /event: beams/, 'off by default');
 });
@@ -248,7 +306,9 @@ t.test('a search preempted for room comes back whole and ends as without pressur
     const search = collectBeam(
       loop.submitBeam({ promptTokenIds: prompt }, { beamWidth: 4, maxTokens: 40, lengthPenalty: 1, earlyStopping: false, ignoreEos: true }),
     );
-    for await (const _ of other.events) { /* drain */ }
+    for await (const _ of other.events) {
+      /* drain */
+    }
     const chosen = await search;
     const stats = loop.stats()[0];
     await loop.close();
@@ -281,7 +341,9 @@ t.test('stop strings end hypotheses inside the search (and never appear in the r
   t.teardown(() => e.close());
   // the vocabulary's tokens whose text holds a '.', read from tokenizer.json (not through weft)
   const vocab = JSON.parse(readFileSync(join(MODEL_DIR, 'tokenizer.json'), 'utf8')).model.vocab as Record<string, number>;
-  const dots = Object.entries(vocab).filter(([k]) => k.includes('.')).map(([, id]) => id);
+  const dots = Object.entries(vocab)
+    .filter(([k]) => k.includes('.'))
+    .map(([, id]) => id);
   t.ok(dots.length > 0);
   const messages = ['Lily and Tom'];
   const prompt = (await post('/tokenize', { messages })).json().ids as number[];
@@ -289,7 +351,11 @@ t.test('stop strings end hypotheses inside the search (and never appear in the r
   for (const k of [2, 4]) {
     const got = (await post('/rerank_scores', { messages, beam_width: k, max_tokens: 14, stop: ['.'] })).json();
     const want = bruteForce(e, prompt, k, 14, 1, false, [EOS, ...dots]);
-    t.same(got.hypotheses.map((h: { output_ids: number[] }) => h.output_ids), want.map((h) => h.tokens), `width ${k}: as a search where '.' ends a hypothesis`);
+    t.same(
+      got.hypotheses.map((h: { output_ids: number[] }) => h.output_ids),
+      want.map((h) => h.tokens),
+      `width ${k}: as a search where '.' ends a hypothesis`,
+    );
     stopped += got.hypotheses.filter((h: { finish_reason: string }) => h.finish_reason === 'stop').length;
     for (const h of got.hypotheses) t.notMatch(h.output_text, /\./, 'the stop string is not returned');
     const streamed = sseData((await post('/stream_chat_beam', { messages, beam_width: k, max_tokens: 14, stop: '.' })).body);

@@ -61,7 +61,8 @@ t.test('invalid values name the key', async (t) => {
     [{}, ['--max-seqs-per-request', '0'], /maxSeqsPerRequest/],
     [{}, ['--expose-model-path', 'perhaps'], /exposeModelPath.*true or false/],
   ];
-  for (const [env, argv, msg] of bad) t.throws(() => loadConfig({ env, argv }), { code: 'WEFT_ERR_CONFIG_INVALID', message: msg }, JSON.stringify([env, argv]));
+  for (const [env, argv, msg] of bad)
+    t.throws(() => loadConfig({ env, argv }), { code: 'WEFT_ERR_CONFIG_INVALID', message: msg }, JSON.stringify([env, argv]));
 });
 
 t.test('backend auto', async (t) => {
@@ -90,7 +91,11 @@ t.test('dtype auto and GPU memory shares', async (t) => {
   t.equal(loadConfig({ argv: ['--gpu-memory-utilization', '0.5'] }).gpuMemoryUtilization, 0.5);
   t.equal(loadConfig({ env: { WEFT_CUDA_GRAPHS: 'false' } }).cudaGraphs, false);
   // n instances started one after another each take u/n of the memory free at the start
-  for (const [u, n] of [[0.9, 1], [0.9, 2], [0.8, 4]] as const) {
+  for (const [u, n] of [
+    [0.9, 1],
+    [0.9, 2],
+    [0.8, 4],
+  ] as const) {
     let free = 1000;
     const taken: number[] = [];
     for (let i = 0; i < n; i++) {
@@ -140,7 +145,10 @@ t.test('a port in use: one line on stderr, exit code 1, no stack trace', async (
   const port = (blocker.address() as { port: number }).port;
   let err = '';
   const write = process.stderr.write;
-  process.stderr.write = ((s: string) => { err += s; return true; }) as typeof process.stderr.write;
+  process.stderr.write = ((s: string) => {
+    err += s;
+    return true;
+  }) as typeof process.stderr.write;
   const before = process.exitCode;
   try {
     await runServer(['--model', MODEL_DIR, '--host', '127.0.0.1', '--port', String(port), '--log-level', 'silent']);
@@ -153,19 +161,41 @@ t.test('a port in use: one line on stderr, exit code 1, no stack trace', async (
   t.notMatch(err, /\n\s+at /, 'no stack trace');
 });
 
-t.test("--api-key, the vLLM and llama.cpp spelling, adds keys", async (t) => {
+t.test('--api-key, the vLLM and llama.cpp spelling, adds keys', async (t) => {
   t.same(loadConfig({ env: {}, argv: ['--api-key', 'a'] }).apiKeys, ['a']);
   t.same(loadConfig({ env: {}, argv: ['--api-key', 'a', '--api-key', 'b', '--api-keys', 'c'] }).apiKeys, ['c', 'a', 'b']);
 });
 
 t.test('a KV cache smaller than one full context starts with a warning', async (t) => {
   const warnings: string[] = [];
-  const log = { info() {}, debug() {}, error() {}, fatal() {}, trace() {}, warn(m: string) { warnings.push(m); }, child() { return log; }, level: 'info' };
+  const log = {
+    info() {},
+    debug() {},
+    error() {},
+    fatal() {},
+    trace() {},
+    warn(m: string) {
+      warnings.push(m);
+    },
+    child() {
+      return log;
+    },
+    level: 'info',
+  };
   const engine = await startEngine(testConfig({ kvCacheBlocks: 4, maxNumBatchedTokens: 64 }), new Metrics({ defaultMetrics: false }), log as never);
   t.teardown(() => engine.close());
   t.match(warnings.join('\n'), /KV cache holds 64 tokens, less than one full context/);
   const quiet: string[] = [];
-  const ok = await startEngine(testConfig(), new Metrics({ defaultMetrics: false }), { ...log, warn(m: string) { quiet.push(m); } } as never);
+  const ok = await startEngine(testConfig(), new Metrics({ defaultMetrics: false }), {
+    ...log,
+    warn(m: string) {
+      quiet.push(m);
+    },
+  } as never);
   t.teardown(() => ok.close());
-  t.same(quiet.filter((m) => m.includes('KV cache')), [], 'no warning when a context fits');
+  t.same(
+    quiet.filter((m) => m.includes('KV cache')),
+    [],
+    'no warning when a context fits',
+  );
 });

@@ -28,29 +28,50 @@ t.test('requests that arrive too slowly get a 408 with its code and lose the con
   const kinds: { name: string; limit: number; what: RegExp; start(c: RawConnection): void }[] = [
     { name: 'idle (connected, nothing sent)', limit: HEADERS_MS, what: /headers/, start: () => undefined },
     {
-      name: 'slow headers', limit: HEADERS_MS, what: /headers/,
-      start: (c) => { c.socket.write('POST /generate HTTP/1.1\r\nHost: x\r\n'); trickle(c, 'X-A: b\r\n'); },
+      name: 'slow headers',
+      limit: HEADERS_MS,
+      what: /headers/,
+      start: (c) => {
+        c.socket.write('POST /generate HTTP/1.1\r\nHost: x\r\n');
+        trickle(c, 'X-A: b\r\n');
+      },
     },
     { name: 'stalled body', limit: BODY_MS, what: /body/, start: (c) => c.socket.write(postHead('/generate', 'Content-Length: 100') + '{"prompt":') },
     {
-      name: 'trickled body', limit: BODY_MS, what: /body/,
-      start: (c) => { c.socket.write(postHead('/generate', 'Content-Length: 1000000')); trickle(c, ' '); },
+      name: 'trickled body',
+      limit: BODY_MS,
+      what: /body/,
+      start: (c) => {
+        c.socket.write(postHead('/generate', 'Content-Length: 1000000'));
+        trickle(c, ' ');
+      },
     },
     {
-      name: 'chunked body that never ends', limit: BODY_MS, what: /body/,
-      start: (c) => { c.socket.write(postHead('/generate', 'Transfer-Encoding: chunked')); trickle(c, '1\r\n \r\n'); },
+      name: 'chunked body that never ends',
+      limit: BODY_MS,
+      what: /body/,
+      start: (c) => {
+        c.socket.write(postHead('/generate', 'Transfer-Encoding: chunked'));
+        trickle(c, '1\r\n \r\n');
+      },
     },
   ];
   const before = metricValue(await s.app.weft.metrics.text(), 'weft_errors_total', 'code="WEFT_ERR_HTTP_REQUEST_TIMEOUT"');
-  const conns = await Promise.all(kinds.flatMap((k) => Array.from({ length: 6 }, async () => {
-    const c = await rawConnect(port);
-    k.start(c);
-    return { kind: k, c };
-  })));
+  const conns = await Promise.all(
+    kinds.flatMap((k) =>
+      Array.from({ length: 6 }, async () => {
+        const c = await rawConnect(port);
+        k.start(c);
+        return { kind: k, c };
+      }),
+    ),
+  );
   // sent while the slow ones are open; how soon it is answered is the benchmark's to measure
   // (bench:hostile): asserting that it came before their timeouts failed on a loaded machine
   const res = await fetch(`http://127.0.0.1:${port}/generate`, {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'Once', max_tokens: 2 }),
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt: 'Once', max_tokens: 2 }),
   });
   t.equal(res.status, 200, 'a normal request sent meanwhile is served');
   for (const { kind, c } of conns) {
@@ -70,7 +91,12 @@ t.test('requests that arrive too slowly get a 408 with its code and lose the con
 t.test('Node gets each deadline two check intervals early and checks every interval, so no 408 comes after its timeout', async (t) => {
   t.equal(s.app.server.headersTimeout, HEADERS_MS - EARLY_MS, 'the headers deadline, less two intervals');
   t.equal(s.app.server.requestTimeout, BODY_MS - EARLY_MS, 'the body deadline, less two intervals');
-  for (const [headersTimeoutMs, bodyTimeoutMs, interval] of [[400, 800, 8], [5000, 10_000, 100], [60_000, 0, 100], [100, 100, 5]]) {
+  for (const [headersTimeoutMs, bodyTimeoutMs, interval] of [
+    [400, 800, 8],
+    [5000, 10_000, 100],
+    [60_000, 0, 100],
+    [100, 100, 5],
+  ]) {
     const o = connectionOptions({ headersTimeoutMs, bodyTimeoutMs });
     t.equal(o.http.connectionsCheckingInterval, interval, `${headersTimeoutMs}/${bodyTimeoutMs}: checked every ${interval} ms`);
     t.equal(o.http.headersTimeout + 2 * interval, headersTimeoutMs, 'the headers deadline is met a check and its answers before it');
@@ -80,8 +106,8 @@ t.test('Node gets each deadline two check intervals early and checks every inter
 
 t.test('the timeouts leave alone a keep-alive connection between requests and a response still being taken', async (t) => {
   const keep = await rawConnect(port);
-  const ask = (prompt: string) => postHead('/generate', `Content-Length: ${JSON.stringify({ prompt, max_tokens: 2 }).length}`) +
-    JSON.stringify({ prompt, max_tokens: 2 });
+  const ask = (prompt: string) =>
+    postHead('/generate', `Content-Length: ${JSON.stringify({ prompt, max_tokens: 2 }).length}`) + JSON.stringify({ prompt, max_tokens: 2 });
   keep.socket.write(ask('Once'));
   await keep.waitFor(/"finish_reason"/);
   // a big stream the client does not read for now: it waits on the client (65 KiB of lag)
@@ -103,7 +129,10 @@ t.test('the timeouts leave alone a keep-alive connection between requests and a 
   const text = await stream.waitFor(/data: \[DONE\]\n\n/);
   const events = sseData(parseResponse(text).body);
   t.equal(events.at(-1), '[DONE]', 'the stream completed');
-  t.notOk(events.some((e) => typeof e === 'object' && e !== null && 'error' in e), 'without an error');
+  t.notOk(
+    events.some((e) => typeof e === 'object' && e !== null && 'error' in e),
+    'without an error',
+  );
   stream.socket.end();
 });
 
@@ -112,8 +141,12 @@ t.test("Node's parser errors answer in the error shape with a code, and close th
     ['malformed request line', 'GARBAGE\r\n\r\n', 400, 'WEFT_ERR_HTTP_BAD_REQUEST'],
     ['invalid character in the URL', 'GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n', 400, 'WEFT_ERR_HTTP_BAD_REQUEST'],
     ['headers over 16 KiB', `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'WEFT_ERR_HTTP_HEADERS_TOO_LARGE'],
-    ['Content-Length with Transfer-Encoding', postHead('/generate', 'Content-Length: 5', 'Transfer-Encoding: chunked') + '0\r\n\r\n', 400,
-      'WEFT_ERR_HTTP_BAD_REQUEST'],
+    [
+      'Content-Length with Transfer-Encoding',
+      postHead('/generate', 'Content-Length: 5', 'Transfer-Encoding: chunked') + '0\r\n\r\n',
+      400,
+      'WEFT_ERR_HTTP_BAD_REQUEST',
+    ],
     ['two Content-Lengths', postHead('/generate', 'Content-Length: 1', 'Content-Length: 2'), 400, 'WEFT_ERR_HTTP_BAD_REQUEST'],
   ];
   for (const [name, request, status, code] of cases) {

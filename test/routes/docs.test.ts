@@ -16,10 +16,27 @@ import { startTestApp, testConfig } from './helpers.js';
 const dir = mkdtempSync(join(tmpdir(), 'weft-docs-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 await synthesizeModel({
-  config: { architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 64, intermediate_size: 128, num_hidden_layers: 1,
-    num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 49152, max_position_embeddings: 512, rms_norm_eps: 1e-5, rope_theta: 10000,
-    tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2 },
-  out: dir, format: 'hf', dtype: 'f32', seed: 3, tokenizerJson: readFileSync(join(SMOLLM_DIR, 'tokenizer.json'), 'utf8'),
+  config: {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    hidden_size: 64,
+    intermediate_size: 128,
+    num_hidden_layers: 1,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    vocab_size: 49152,
+    max_position_embeddings: 512,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    tie_word_embeddings: true,
+    bos_token_id: 1,
+    eos_token_id: 2,
+  },
+  out: dir,
+  format: 'hf',
+  dtype: 'f32',
+  seed: 3,
+  tokenizerJson: readFileSync(join(SMOLLM_DIR, 'tokenizer.json'), 'utf8'),
 });
 const s = await startTestApp({ backend: 'cpu', rerankerModel: dir });
 t.teardown(() => s.close());

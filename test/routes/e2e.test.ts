@@ -28,7 +28,11 @@ t.test('greedy /generate returns the golden ids (prompt "" = BOS alone)', async 
 });
 
 t.test('streaming and non-streaming give the same text', async (t) => {
-  for (const [prompt, extra] of [['Once upon a time', { temperature: 0 }], ['The cat', { temperature: 0.9, seed: 42, top_k: 40 }], ['Lily', { temperature: 1, seed: 7, top_p: 0.9, stop: ['.'] }]] as const) {
+  for (const [prompt, extra] of [
+    ['Once upon a time', { temperature: 0 }],
+    ['The cat', { temperature: 0.9, seed: 42, top_k: 40 }],
+    ['Lily', { temperature: 1, seed: 7, top_p: 0.9, stop: ['.'] }],
+  ] as const) {
     const body = { prompt, max_tokens: 60, ...extra };
     const plain = await json(post('/generate', body));
     const events = sseData(await (await post('/stream', body)).text());
@@ -55,9 +59,14 @@ t.test('32 concurrent mixed requests on several routes all complete', async (t) 
   ];
   const res = await Promise.all(Array.from({ length: 32 }, (_, i) => kinds[i % kinds.length]()));
   const bodies = await Promise.all(res.map((r) => r.text()));
-  t.same(res.map((r) => r.status), Array(32).fill(200), 'every status 200');
+  t.same(
+    res.map((r) => r.status),
+    Array(32).fill(200),
+    'every status 200',
+  );
   bodies.forEach((b, i) => {
-    if (res[i].headers.get('content-type')?.startsWith('text/event-stream')) t.ok(b.endsWith('data: [DONE]\n\n') && !b.includes('"error"'), `stream ${i} complete`);
+    if (res[i].headers.get('content-type')?.startsWith('text/event-stream'))
+      t.ok(b.endsWith('data: [DONE]\n\n') && !b.includes('"error"'), `stream ${i} complete`);
     else t.notOk(JSON.parse(b).error, `request ${i} complete`);
   });
   const m = await metrics();
@@ -69,16 +78,18 @@ t.test('a client that disconnects mid-stream frees its blocks', async (t) => {
   const ac = new AbortController();
   const res = await post('/stream', { prompt: '', max_tokens: 500, ignore_eos: true, temperature: 0 }, ac.signal);
   const reader = res.body!.getReader();
-  await reader.read();   // the first event: the sequence is running
+  await reader.read(); // the first event: the sequence is running
   const during = await metrics();
   ac.abort();
   await reader.cancel().catch(() => undefined);
   t.ok(metricValue(during, 'weft_kv_cache_usage_perc') > 0, 'blocks were held while streaming');
-  await s.engine.service.idle();   // the request has ended (aborted when the server saw the client leave)
+  await s.engine.service.idle(); // the request has ended (aborted when the server saw the client leave)
   const after = await metrics();
   t.equal(metricValue(after, 'weft_kv_cache_usage_perc'), 0, 'KV cache usage back to 0');
   t.equal(metricValue(after, 'weft_num_requests_running'), 0, 'nothing running');
-  const aborted = metricValue(after, 'weft_request_success_total', 'finished_reason="abort"') - metricValue(before, 'weft_request_success_total', 'finished_reason="abort"');
+  const aborted =
+    metricValue(after, 'weft_request_success_total', 'finished_reason="abort"') -
+    metricValue(before, 'weft_request_success_total', 'finished_reason="abort"');
   t.equal(aborted, 1, 'the sequence was aborted, not run to its 500 tokens');
 });
 
@@ -100,7 +111,15 @@ t.test('the official openai client works, streaming and not', async (t) => {
 
   // vLLM's extras go through the client unchanged (as extra body fields)
   const extras = { top_k: 20, min_p: 0.01 } as object;
-  const chatParams = { model: MODEL_ID, messages: [{ role: 'user' as const, content: 'Tell me a story' }], max_completion_tokens: 16, seed: 3, temperature: 0.8, stop: ['zzz'], ...extras };
+  const chatParams = {
+    model: MODEL_ID,
+    messages: [{ role: 'user' as const, content: 'Tell me a story' }],
+    max_completion_tokens: 16,
+    seed: 3,
+    temperature: 0.8,
+    stop: ['zzz'],
+    ...extras,
+  };
   const chat = await client.chat.completions.create({ ...chatParams, logprobs: true, top_logprobs: 3 });
   t.equal(chat.choices[0].message.role, 'assistant');
   t.equal(chat.choices[0].logprobs?.content?.[0]?.top_logprobs.length, 3);
@@ -114,7 +133,12 @@ t.test('the official openai client works, streaming and not', async (t) => {
   t.equal(chatText, chat.choices[0].message.content, 'same seed: streamed chat == non-streamed');
   t.equal(usage?.completion_tokens, chat.usage?.completion_tokens, 'include_usage gives the usage');
 
-  const penalized = await client.completions.create({ model: MODEL_ID, prompt: 'x', max_tokens: 4, ...({ repetition_penalty: 1.2, ignore_eos: true, min_tokens: 4 } as object) });
+  const penalized = await client.completions.create({
+    model: MODEL_ID,
+    prompt: 'x',
+    max_tokens: 4,
+    ...({ repetition_penalty: 1.2, ignore_eos: true, min_tokens: 4 } as object),
+  });
   t.equal(penalized.usage?.completion_tokens, 4, 'repetition_penalty / ignore_eos / min_tokens accepted');
   const err = await client.completions.create({ model: MODEL_ID, prompt: 'x', temperature: -1 }).catch((e: unknown) => e);
   t.ok(err instanceof OpenAI.BadRequestError, 'errors reach the client as API errors');
@@ -124,7 +148,11 @@ t.test('shutdown: stops accepting, finishes in-flight requests, then closes', as
   const other = await startTestApp();
   await other.app.listen({ port: 0, host: '127.0.0.1' });
   const url = `http://127.0.0.1:${(other.app.server.address() as { port: number }).port}`;
-  const inflight = fetch(`${url}/stream`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: '', max_tokens: 300, ignore_eos: true }) });
+  const inflight = fetch(`${url}/stream`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt: '', max_tokens: 300, ignore_eos: true }),
+  });
   const res = await inflight;
   const done = shutdown(other.app, other.engine, 10_000);
   const body = await res.text();
@@ -142,7 +170,9 @@ t.test('no model given: the built-in demo model, said loudly', async (t) => {
   t.equal(m.data[0].is_demo, true);
   t.match(m.data[0].notice, /demo model/);
   t.equal((await demo.app.inject({ url: '/ready' })).json().is_demo, true);
-  const r = (await demo.app.inject({ method: 'POST', url: '/chat', payload: { messages: ['hi'], stream: false, max_tokens: 5, ignore_eos: true } })).json();
+  const r = (
+    await demo.app.inject({ method: 'POST', url: '/chat', payload: { messages: ['hi'], stream: false, max_tokens: 5, ignore_eos: true } })
+  ).json();
   t.equal(r.usage.completion_tokens, 5, 'it generates, with its own tokenizer and chat template');
   t.match(r.input, /^user: hi\nassistant:$/);
 });

@@ -13,7 +13,12 @@ import { logSink, testConfig } from './helpers.js';
 
 const log = logSink();
 const config = testConfig({
-  logLevel: 'info', logFormat: 'json', headersTimeoutMs: 300, bodyTimeoutMs: 600, bodyLimit: 4096, maxStreamLagBytes: 65_536,
+  logLevel: 'info',
+  logFormat: 'json',
+  headersTimeoutMs: 300,
+  bodyTimeoutMs: 600,
+  bodyLimit: 4096,
+  maxStreamLagBytes: 65_536,
   writeTimeoutMs: 300,
 });
 const metrics = new Metrics({ defaultMetrics: false, compat: config.metricsCompat });
@@ -23,9 +28,16 @@ app.weft.attach(engine.service);
 await app.listen({ port: 0, host: '127.0.0.1' });
 const port = (app.server.address() as { port: number }).port;
 const base = `http://127.0.0.1:${port}`;
-t.teardown(async () => { await app.close(); await engine.close(); });
+t.teardown(async () => {
+  await app.close();
+  await engine.close();
+});
 
-interface Line { level: number; msg: string; code?: string }
+interface Line {
+  level: number;
+  msg: string;
+  code?: string;
+}
 
 let numSyncs = 0;
 // The lines `action` led to: those written after it began, up to a sync request's access line.
@@ -35,7 +47,10 @@ async function linesOf(action: () => Promise<unknown>): Promise<Line[]> {
   const marker = `/sync-${++numSyncs}`;
   await fetch(base + marker);
   await log.waitFor(new RegExp(`GET ${marker} 404`));
-  return log.lines.slice(from).map((l) => JSON.parse(l) as Line).filter((l) => !l.msg.startsWith(`GET ${marker} `));
+  return log.lines
+    .slice(from)
+    .map((l) => JSON.parse(l) as Line)
+    .filter((l) => !l.msg.startsWith(`GET ${marker} `));
 }
 
 const post = (path: string, body: string) => fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
@@ -43,7 +58,11 @@ const post = (path: string, body: string) => fetch(base + path, { method: 'POST'
 t.test('a body over the limit: its access line names the 413 and its code', async (t) => {
   const lines = await linesOf(async () => t.equal((await post('/v1/completions', JSON.stringify({ prompt: 'x'.repeat(8000) }))).status, 413));
   t.equal(lines.length, 1, 'one line');
-  t.match(lines[0], { level: 30, code: 'WEFT_ERR_HTTP_BODY_TOO_LARGE', msg: /^POST \/v1\/completions 413 [\d.]+ ms: WEFT_ERR_HTTP_BODY_TOO_LARGE: / });
+  t.match(lines[0], {
+    level: 30,
+    code: 'WEFT_ERR_HTTP_BODY_TOO_LARGE',
+    msg: /^POST \/v1\/completions 413 [\d.]+ ms: WEFT_ERR_HTTP_BODY_TOO_LARGE: /,
+  });
 });
 
 t.test('an invalid request: one line with the 400 and why', async (t) => {
@@ -109,7 +128,7 @@ t.test('an engine worker that dies: one line for the instance and its restart, o
   let status = 0;
   const lines = await linesOf(async () => {
     const res = post('/v1/completions', JSON.stringify({ prompt: 'Once', max_tokens: 480, ignore_eos: true }));
-    while (engine.service.numActive === 0) await new Promise((r) => setImmediate(r));   // until it runs
+    while (engine.service.numActive === 0) await new Promise((r) => setImmediate(r)); // until it runs
     await engine.workers[0].killForTest();
     status = (await res).status;
     await log.waitFor(/restarted with an empty KV cache/);

@@ -26,11 +26,29 @@ function scriptedLoop(ids: number[], withLogprobs = false) {
           yield { tokenId: ids[i], ...(withLogprobs ? { logprob: -0.5 } : {}), ...(i === ids.length - 1 ? { finishReason: 'length' as const } : {}) };
         }
       })();
-      return { requestId: 'r1', instance: 0, sequence: { numPreemptions: 0, get isFinished() { return finished; } }, events };
+      return {
+        requestId: 'r1',
+        instance: 0,
+        sequence: {
+          numPreemptions: 0,
+          get isFinished() {
+            return finished;
+          },
+        },
+        events,
+      };
     },
-    submitN(inits: unknown[]) { return inits.map(() => loop.submit()); },
-    finish(_id: string, reason: string) { calls.push(reason); finished = true; return true; },
-    abort(id: string) { return loop.finish(id, 'abort'); },
+    submitN(inits: unknown[]) {
+      return inits.map(() => loop.submit());
+    },
+    finish(_id: string, reason: string) {
+      calls.push(reason);
+      finished = true;
+      return true;
+    },
+    abort(id: string) {
+      return loop.finish(id, 'abort');
+    },
     stats: () => [],
   };
   return { loop: loop as unknown as EngineLoop, calls };
@@ -38,21 +56,48 @@ function scriptedLoop(ids: number[], withLogprobs = false) {
 
 const service = (ids: number[], withLogprobs = false) => {
   const { loop, calls } = scriptedLoop(ids, withLogprobs);
-  const svc = new GenerationService(loop, tok, {
-    id: 'x', aliases: [], path: MODEL_DIR,
-    isDemo: false, backend: 'cpu', dtype: 'f32', maxModelLen: 512, vocabSize: 512, eosTokenIds: [2], numInstances: 1, chatTemplate: null,
-  }, { maxPromptTokens: 0, requestTimeoutMs: 0 });
+  const svc = new GenerationService(
+    loop,
+    tok,
+    {
+      id: 'x',
+      aliases: [],
+      path: MODEL_DIR,
+      isDemo: false,
+      backend: 'cpu',
+      dtype: 'f32',
+      maxModelLen: 512,
+      vocabSize: 512,
+      eosTokenIds: [2],
+      numInstances: 1,
+      chatTemplate: null,
+    },
+    { maxPromptTokens: 0, requestTimeoutMs: 0 },
+  );
   return { svc, calls };
 };
 
 t.test('multi-byte characters over byte tokens stream whole', async (t) => {
   const text = 'A snowman ☃ and 日本 café';
-  const ids = (await tok.encode(text, false));
-  t.ok(ids.some((id) => id >= 3 && id < 259), 'the text needs byte-fallback tokens');
+  const ids = await tok.encode(text, false);
+  t.ok(
+    ids.some((id) => id >= 3 && id < 259),
+    'the text needs byte-fallback tokens',
+  );
   const { svc } = service(ids);
   const deltas: string[] = [];
-  const r = await svc.run({ promptIds: [1] }, { onDelta: (d) => { deltas.push(d.text); } });
-  t.notOk(deltas.some((d) => d.includes('\uFFFD')), 'no delta holds a broken character');
+  const r = await svc.run(
+    { promptIds: [1] },
+    {
+      onDelta: (d) => {
+        deltas.push(d.text);
+      },
+    },
+  );
+  t.notOk(
+    deltas.some((d) => d.includes('\uFFFD')),
+    'no delta holds a broken character',
+  );
   t.equal(deltas.join(''), r.text);
   t.equal(r.text, await tok.decode(ids));
 });
@@ -62,7 +107,14 @@ t.test('a stop string spanning tokens never leaks', async (t) => {
   for (const stop of ['there was', 'e w', 'Max', 'not in the text']) {
     const { svc, calls } = service(ids);
     const deltas: string[] = [];
-    const r = await svc.run({ promptIds: [1], stop: [stop, 'zzzz'] }, { onDelta: (d) => { deltas.push(d.text); } });
+    const r = await svc.run(
+      { promptIds: [1], stop: [stop, 'zzzz'] },
+      {
+        onDelta: (d) => {
+          deltas.push(d.text);
+        },
+      },
+    );
     const full = await tok.decode(ids);
     const at = full.indexOf(stop);
     t.equal(r.text, at < 0 ? full : full.slice(0, at), `${stop}: text`);
@@ -75,8 +127,19 @@ t.test('a stop string spanning tokens never leaks', async (t) => {
 t.test('a streamed request keeps no log-probs in its result (each went out with its delta)', async (t) => {
   const ids = await tok.encode('Once upon a time', false);
   const deltas: number[] = [];
-  const streamed = await service(ids, true).svc.run({ promptIds: [1] }, { onDelta: (d) => { deltas.push(d.logprob!.logprob); } });
-  t.same(deltas, ids.map(() => -0.5), 'each delta carries its log-prob');
+  const streamed = await service(ids, true).svc.run(
+    { promptIds: [1] },
+    {
+      onDelta: (d) => {
+        deltas.push(d.logprob!.logprob);
+      },
+    },
+  );
+  t.same(
+    deltas,
+    ids.map(() => -0.5),
+    'each delta carries its log-prob',
+  );
   t.same(streamed.logprobs, [], 'the result keeps none');
   const plain = await service(ids, true).svc.run({ promptIds: [1] });
   t.equal(plain.logprobs.length, ids.length, 'a plain request keeps them all for its answer');
@@ -93,17 +156,34 @@ t.test('an aborted request aborts its sequence', async (t) => {
 
 t.test('chat templates: the model template through jinja, or the plain fallback', async (t) => {
   const msgs = normalizeMessages(['hi', 'hello', 'how are you?']);
-  t.same(msgs.map((m) => m.role), ['user', 'user', 'user'], "a list of strings is the user's turns");
-  const chatml = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
-  t.equal(new ChatTemplate(chatml, { bosToken: '<s>', eosToken: '</s>' }).render(msgs.slice(0, 1)), '<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n');
-  const llama = "{{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }} {% endfor %}";
+  t.same(
+    msgs.map((m) => m.role),
+    ['user', 'user', 'user'],
+    "a list of strings is the user's turns",
+  );
+  const chatml =
+    '{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}';
+  t.equal(
+    new ChatTemplate(chatml, { bosToken: '<s>', eosToken: '</s>' }).render(msgs.slice(0, 1)),
+    '<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n',
+  );
+  const llama = '{{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }} {% endfor %}';
   const tpl = new ChatTemplate(llama, { bosToken: '<s>', eosToken: '</s>' });
   t.equal(tpl.render(msgs.slice(0, 1)), '<s>[user] hi ');
   t.notOk(tpl.addSpecialTokensFor('<s>[user] hi '), 'a template that writes BOS gets no second one');
   const plain = new ChatTemplate(null, { bosToken: '<s>', eosToken: '</s>' });
   t.equal(plain.source, 'plain');
-  t.equal(plain.render([{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hi' }]), 'system: be brief\nuser: hi\nassistant:');
-  t.same(normalizeMessages(['Hello', 'Tell me a story.']), [{ role: 'user', content: 'Hello' }, { role: 'user', content: 'Tell me a story.' }]);
+  t.equal(
+    plain.render([
+      { role: 'system', content: 'be brief' },
+      { role: 'user', content: 'hi' },
+    ]),
+    'system: be brief\nuser: hi\nassistant:',
+  );
+  t.same(normalizeMessages(['Hello', 'Tell me a story.']), [
+    { role: 'user', content: 'Hello' },
+    { role: 'user', content: 'Tell me a story.' },
+  ]);
   // a template that demands alternation gets consecutive user turns joined
   const strict =
     "{% for m in messages %}{% if (m.role == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('roles must alternate') }}{% endif %}" +
@@ -111,7 +191,12 @@ t.test('chat templates: the model template through jinja, or the plain fallback'
   const st = new ChatTemplate(strict, { bosToken: '', eosToken: '' });
   t.throws(() => st.render(normalizeMessages(['Hello', 'Tell me a story.'])), { code: 'WEFT_ERR_REQ_CHAT_TEMPLATE' });
   t.equal(st.renderJoiningUserTurns(normalizeMessages(['Hello', 'Tell me a story.'])), '[user] Hello\nTell me a story.\n');
-  t.equal(new ChatTemplate(chatml, { bosToken: '', eosToken: '' }).renderJoiningUserTurns(normalizeMessages(['Hello', 'Tell me a story.'])),
-    '<|im_start|>user\nHello<|im_end|>\n<|im_start|>user\nTell me a story.<|im_end|>\n<|im_start|>assistant\n', 'templates that allow it keep the turns');
-  t.throws(() => new ChatTemplate('{{ raise_exception("no") }}', { bosToken: '', eosToken: '' }).render(msgs), { code: 'WEFT_ERR_REQ_CHAT_TEMPLATE' });
+  t.equal(
+    new ChatTemplate(chatml, { bosToken: '', eosToken: '' }).renderJoiningUserTurns(normalizeMessages(['Hello', 'Tell me a story.'])),
+    '<|im_start|>user\nHello<|im_end|>\n<|im_start|>user\nTell me a story.<|im_end|>\n<|im_start|>assistant\n',
+    'templates that allow it keep the turns',
+  );
+  t.throws(() => new ChatTemplate('{{ raise_exception("no") }}', { bosToken: '', eosToken: '' }).render(msgs), {
+    code: 'WEFT_ERR_REQ_CHAT_TEMPLATE',
+  });
 });

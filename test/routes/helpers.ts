@@ -37,15 +37,25 @@ export async function startTestApp(overrides: Partial<Config> = {}): Promise<Tes
   const metrics = new Metrics({ defaultMetrics: false, compat: config.metricsCompat });
   const engine = await startEngine(config, metrics);
   const app = await buildApp(config, { service: engine.service, metrics, ...(engine.reranker ? { reranker: engine.reranker } : {}) });
-  return { app, engine, async close() { await app.close(); await engine.close(); } };
+  return {
+    app,
+    engine,
+    async close() {
+      await app.close();
+      await engine.close();
+    },
+  };
 }
 
 // `data: …` payloads of an SSE body, in order ([DONE] kept as the string).
 export function sseData(body: string): unknown[] {
-  return body.split('\n\n').filter((f) => f.startsWith('data: ')).map((f) => {
-    const d = f.slice(6);
-    return d === '[DONE]' ? d : JSON.parse(d);
-  });
+  return body
+    .split('\n\n')
+    .filter((f) => f.startsWith('data: '))
+    .map((f) => {
+      const d = f.slice(6);
+      return d === '[DONE]' ? d : JSON.parse(d);
+    });
 }
 
 // One metric's value from Prometheus text (the sum over label sets matching `labels`).
@@ -68,7 +78,11 @@ export function logSink() {
     lines,
     write(line: string) {
       lines.push(line);
-      for (const w of [...waiters]) if (w.re.test(line)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(line); }
+      for (const w of [...waiters])
+        if (w.re.test(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
     },
     waitFor(re: RegExp): Promise<string> {
       const seen = lines.find((l) => re.test(l));

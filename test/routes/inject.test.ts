@@ -22,7 +22,15 @@ const BAD: Case[] = [
   ['empty JSON body', 'POST', '/generate', '', 400, 'WEFT_ERR_HTTP_EMPTY_BODY', { 'content-type': 'application/json' }],
   ['no body at all', 'POST', '/generate', undefined, 400, 'WEFT_ERR_HTTP_EMPTY_BODY'],
   ['body not an object', 'POST', '/generate', '[1,2]', 400, 'WEFT_ERR_REQ_INVALID', { 'content-type': 'application/json' }],
-  ['unsupported media type', 'POST', '/generate', 'prompt=x', 415, 'WEFT_ERR_HTTP_UNSUPPORTED_MEDIA_TYPE', { 'content-type': 'application/x-www-form-urlencoded' }],
+  [
+    'unsupported media type',
+    'POST',
+    '/generate',
+    'prompt=x',
+    415,
+    'WEFT_ERR_HTTP_UNSUPPORTED_MEDIA_TYPE',
+    { 'content-type': 'application/x-www-form-urlencoded' },
+  ],
   ['missing prompt', 'POST', '/generate', { max_tokens: 3 }, 400, 'WEFT_ERR_REQ_INVALID'],
   ['prompt of wrong type', 'POST', '/generate', { prompt: 5 }, 400, 'WEFT_ERR_REQ_INVALID'],
   ['unknown field', 'POST', '/generate', { prompt: 'a', foo: 1 }, 400, 'WEFT_ERR_REQ_INVALID'],
@@ -56,11 +64,32 @@ const BAD: Case[] = [
   ['completions: model not a string', 'POST', '/v1/completions', { model: 5, prompt: 'a' }, 400, 'WEFT_ERR_REQ_INVALID'],
   ['completions: unknown model', 'POST', '/v1/completions', { model: 'gpt-9', prompt: 'a' }, 404, 'WEFT_ERR_REQ_UNKNOWN_MODEL'],
   ['completions: n too large', 'POST', '/v1/completions', { model: m, prompt: 'a', n: 1000 }, 400, 'WEFT_ERR_REQ_INVALID'],
-  ['completions: prompt token id outside the vocabulary', 'POST', '/v1/completions', { model: m, prompt: [1, 5000] }, 400, 'WEFT_ERR_REQ_INVALID_TOKEN_ID'],
+  [
+    'completions: prompt token id outside the vocabulary',
+    'POST',
+    '/v1/completions',
+    { model: m, prompt: [1, 5000] },
+    400,
+    'WEFT_ERR_REQ_INVALID_TOKEN_ID',
+  ],
   ['completions: echo with logprobs', 'POST', '/v1/completions', { model: m, prompt: 'a', echo: true, logprobs: 1 }, 400, 'WEFT_ERR_REQ_INVALID'],
   ['chat completions: missing messages', 'POST', '/v1/chat/completions', { model: m }, 400, 'WEFT_ERR_REQ_INVALID'],
-  ['chat completions: top_logprobs without logprobs', 'POST', '/v1/chat/completions', { model: m, messages: [{ role: 'user', content: 'x' }], top_logprobs: 2 }, 400, 'WEFT_ERR_REQ_INVALID'],
-  ['chat completions: image content part', 'POST', '/v1/chat/completions', { model: m, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: 'x' }] }] }, 400, 'WEFT_ERR_REQ_INVALID'],
+  [
+    'chat completions: top_logprobs without logprobs',
+    'POST',
+    '/v1/chat/completions',
+    { model: m, messages: [{ role: 'user', content: 'x' }], top_logprobs: 2 },
+    400,
+    'WEFT_ERR_REQ_INVALID',
+  ],
+  [
+    'chat completions: image content part',
+    'POST',
+    '/v1/chat/completions',
+    { model: m, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: 'x' }] }] },
+    400,
+    'WEFT_ERR_REQ_INVALID',
+  ],
   ['unknown route', 'GET', '/v2/nothing', undefined, 404, 'WEFT_ERR_HTTP_NOT_FOUND'],
   ['wrong method', 'GET', '/generate', undefined, 404, 'WEFT_ERR_HTTP_NOT_FOUND'],
 ];
@@ -93,7 +122,11 @@ t.test('prompt length limits, checked before any work', async (t) => {
   t.equal(res.statusCode, 400);
   t.equal(res.json().error.code, 'WEFT_ERR_REQ_PROMPT_TOO_LONG');
   await limited.close();
-  const long = await app.inject({ method: 'POST', url: '/generate', payload: { prompt: 'Once upon a time there was a girl '.repeat(80), max_tokens: 1 } });
+  const long = await app.inject({
+    method: 'POST',
+    url: '/generate',
+    payload: { prompt: 'Once upon a time there was a girl '.repeat(80), max_tokens: 1 },
+  });
   t.equal(long.statusCode, 400);
   t.equal(long.json().error.code, 'WEFT_ERR_REQ_PROMPT_TOO_LONG', 'a prompt that fills the context');
 });
@@ -102,7 +135,13 @@ t.test('/stream SSE framing', async (t) => {
   const res = await app.inject({ method: 'POST', url: '/stream', payload: { prompt: '', max_tokens: 8, temperature: 0 } });
   t.equal(res.statusCode, 200);
   t.match(res.headers['content-type'], /^text\/event-stream/);
-  t.ok(res.body.split('\n\n').slice(0, -1).every((f) => f.startsWith('data: ')), 'every frame is data: …\\n\\n');
+  t.ok(
+    res.body
+      .split('\n\n')
+      .slice(0, -1)
+      .every((f) => f.startsWith('data: ')),
+    'every frame is data: …\\n\\n',
+  );
   const events = sseData(res.body);
   t.equal(events.at(-1), '[DONE]');
   const tokens = events.slice(0, -2) as { text: string; token_id: number }[];
@@ -114,9 +153,17 @@ t.test('/stream SSE framing', async (t) => {
 });
 
 t.test('/v1 streaming framing: chunks, include_usage, [DONE] unquoted', async (t) => {
-  const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: m, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, stream: true, stream_options: { include_usage: true } } });
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/chat/completions',
+    payload: { model: m, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, stream: true, stream_options: { include_usage: true } },
+  });
   t.match(res.body, /data: \[DONE\]\n\n$/);
-  const events = sseData(res.body).slice(0, -1) as { object: string; choices: { delta?: { role?: string }; finish_reason: string | null }[]; usage?: { completion_tokens: number } }[];
+  const events = sseData(res.body).slice(0, -1) as {
+    object: string;
+    choices: { delta?: { role?: string }; finish_reason: string | null }[];
+    usage?: { completion_tokens: number };
+  }[];
   t.ok(events.every((e) => e.object === 'chat.completion.chunk'));
   t.equal(events[0].choices[0].delta?.role, 'assistant');
   t.equal(events.at(-2)!.choices[0].finish_reason, 'length');
@@ -131,11 +178,17 @@ t.test('errors during admission keep their status on streaming routes; full queu
   const req = { promptIds: await svc.encode('Once'), maxTokens: 400, ignoreEos: true };
   // the one running slot taken (its first token came), one request waiting behind it: the queue is full
   let started!: () => void;
-  const running = new Promise<void>((resolve) => { started = resolve; });
+  const running = new Promise<void>((resolve) => {
+    started = resolve;
+  });
   const a = svc.start(req, { onDelta: () => started() });
   await running;
   const b = svc.start(req);
-  const routes = [['/stream', { prompt: 'Once' }], ['/generate', { prompt: 'Once' }], ['/v1/completions', { prompt: 'Once', stream: true }]] as const;
+  const routes = [
+    ['/stream', { prompt: 'Once' }],
+    ['/generate', { prompt: 'Once' }],
+    ['/v1/completions', { prompt: 'Once', stream: true }],
+  ] as const;
   for (const [url, payload] of routes) {
     const r = await tight.app.inject({ method: 'POST', url, payload });
     t.equal(r.statusCode, 429, `${url}: 429, not a stream that fails`);
@@ -144,16 +197,24 @@ t.test('errors during admission keep their status on streaming routes; full queu
   }
   a.abort();
   b.abort();
-  t.same((await Promise.all([a.result, b.result])).map((r) => r.finishReason), ['abort', 'abort']);
+  t.same(
+    (await Promise.all([a.result, b.result])).map((r) => r.finishReason),
+    ['abort', 'abort'],
+  );
   t.equal((await tight.app.inject({ method: 'POST', url: '/stream', payload: { prompt: 'Once', max_tokens: 2 } })).statusCode, 200, 'room again');
 });
 
 t.test('a burst is admitted while the batch has free slots, whatever --max-num-waiting says', async (t) => {
-  const small = await startTestApp({ maxNumWaiting: 4 });   // 64 running slots (the test config)
+  const small = await startTestApp({ maxNumWaiting: 4 }); // 64 running slots (the test config)
   t.teardown(() => small.close());
-  const res = await Promise.all(Array.from({ length: 60 }, (_, i) =>
-    small.app.inject({ method: 'POST', url: '/generate', payload: { prompt: `Once ${i}`, max_tokens: 4 } })));
-  t.same(res.map((r) => r.statusCode), Array(60).fill(200), 'no 429 while slots are free');
+  const res = await Promise.all(
+    Array.from({ length: 60 }, (_, i) => small.app.inject({ method: 'POST', url: '/generate', payload: { prompt: `Once ${i}`, max_tokens: 4 } })),
+  );
+  t.same(
+    res.map((r) => r.statusCode),
+    Array(60).fill(200),
+    'no 429 while slots are free',
+  );
 });
 
 t.test('one request may start at most --max-seqs-per-request sequences (prompts × n, or × the beam width)', async (t) => {
@@ -197,7 +258,10 @@ t.test('a request past its timeout ends with a clear error', async (t) => {
 });
 
 t.test('API keys: Bearer on every route but /health', async (t) => {
-  const locked = await buildApp(testConfig({ apiKeys: ['sk-one', 'sk-two'] as never }), { service: s.engine.service, metrics: new Metrics({ defaultMetrics: false }) });
+  const locked = await buildApp(testConfig({ apiKeys: ['sk-one', 'sk-two'] as never }), {
+    service: s.engine.service,
+    metrics: new Metrics({ defaultMetrics: false }),
+  });
   t.equal((await locked.inject({ url: '/health' })).statusCode, 200);
   const none = await locked.inject({ url: '/v1/models' });
   t.equal(none.statusCode, 401);
@@ -228,8 +292,14 @@ t.test('a repetition penalty that float32 would turn into 0 is refused', async (
 t.test('CORS is off by default, on when configured', async (t) => {
   const plain = await app.inject({ url: '/health', headers: { origin: 'http://x.example' } });
   t.notOk(plain.headers['access-control-allow-origin']);
-  const open = await buildApp(testConfig({ cors: 'http://x.example' }), { service: s.engine.service, metrics: new Metrics({ defaultMetrics: false }) });
-  t.equal((await open.inject({ url: '/health', headers: { origin: 'http://x.example' } })).headers['access-control-allow-origin'], 'http://x.example');
+  const open = await buildApp(testConfig({ cors: 'http://x.example' }), {
+    service: s.engine.service,
+    metrics: new Metrics({ defaultMetrics: false }),
+  });
+  t.equal(
+    (await open.inject({ url: '/health', headers: { origin: 'http://x.example' } })).headers['access-control-allow-origin'],
+    'http://x.example',
+  );
   await open.close();
 });
 
@@ -277,7 +347,17 @@ t.test('tokenize / detokenize / models / docs', async (t) => {
   t.equal(models.data[0].backend, BACKEND);
   const spec = (await app.inject({ url: '/docs/json' })).json();
   t.equal(spec.openapi, '3.0.3');
-  for (const p of ['/generate', '/stream', '/generate_batch', '/chat', '/tokenize', '/detokenize', '/v1/completions', '/v1/chat/completions', '/v1/models'])
+  for (const p of [
+    '/generate',
+    '/stream',
+    '/generate_batch',
+    '/chat',
+    '/tokenize',
+    '/detokenize',
+    '/v1/completions',
+    '/v1/chat/completions',
+    '/v1/models',
+  ])
     t.ok(spec.paths[p], `OpenAPI has ${p}`);
   t.ok(spec.paths['/generate'].post.requestBody.content['application/json'].schema.properties.temperature, 'schemas come from the route schemas');
   const ui = await app.inject({ url: '/docs/' });

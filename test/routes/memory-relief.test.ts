@@ -13,7 +13,7 @@ t.test('a collection after connections were shed returns freed heap memory to th
   t.teardown(() => app.close());
   const kept: Buffer[] = [];
   let freed: Buffer[] | null = [];
-  for (let i = 0; i < 4000; i++) (i % 16 === 0 ? kept : freed).push(Buffer.alloc(32 * 1024, 1));   // 125 MiB
+  for (let i = 0; i < 4000; i++) (i % 16 === 0 ? kept : freed).push(Buffer.alloc(32 * 1024, 1)); // 125 MiB
   const grown = mib();
   freed = null;
   app.weft.relief.shed();

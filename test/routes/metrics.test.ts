@@ -12,22 +12,45 @@ t.test('request histograms and token / finish counters', async (t) => {
   const s = await startTestApp();
   t.teardown(() => s.close());
   await gen(s.app, { prompt: 'Once upon a time', max_tokens: 10, temperature: 0 });
-  await gen(s.app, { prompt: '', max_tokens: 200, temperature: 0 });        // ends at EOS or length
+  await gen(s.app, { prompt: '', max_tokens: 200, temperature: 0 }); // ends at EOS or length
   await gen(s.app, { prompt: 'Once upon a time', max_tokens: 30, temperature: 0, stop_token_ids: [432] });
   const m = await scrape(s.app);
-  for (const h of ['time_to_first_token_seconds', 'inter_token_latency_seconds', 'e2e_request_latency_seconds', 'request_queue_time_seconds',
-    'request_prefill_time_seconds', 'request_decode_time_seconds', 'request_inference_time_seconds', 'request_prompt_tokens', 'request_generation_tokens'])
-    t.ok(metricValue(m, `weft_${h}_count`) >= 3 || (h === 'inter_token_latency_seconds' && metricValue(m, `weft_${h}_count`) > 3), `weft_${h} observed`);
+  for (const h of [
+    'time_to_first_token_seconds',
+    'inter_token_latency_seconds',
+    'e2e_request_latency_seconds',
+    'request_queue_time_seconds',
+    'request_prefill_time_seconds',
+    'request_decode_time_seconds',
+    'request_inference_time_seconds',
+    'request_prompt_tokens',
+    'request_generation_tokens',
+  ])
+    t.ok(
+      metricValue(m, `weft_${h}_count`) >= 3 || (h === 'inter_token_latency_seconds' && metricValue(m, `weft_${h}_count`) > 3),
+      `weft_${h} observed`,
+    );
   t.ok(metricValue(m, 'weft_time_to_first_token_seconds_sum') > 0);
   t.equal(metricValue(m, 'weft_prompt_tokens_total'), 5 + 1 + 5, 'prompt tokens');
   t.ok(metricValue(m, 'weft_generation_tokens_total') >= 10 + 1, 'generation tokens');
-  t.equal(metricValue(m, 'weft_request_success_total', 'finished_reason="length"') + metricValue(m, 'weft_request_success_total', 'finished_reason="stop"'), 3);
+  t.equal(
+    metricValue(m, 'weft_request_success_total', 'finished_reason="length"') + metricValue(m, 'weft_request_success_total', 'finished_reason="stop"'),
+    3,
+  );
   t.ok(metricValue(m, 'weft_request_success_total', 'finished_reason="stop"') >= 1, 'a stop token ends with reason stop');
   t.ok(metricValue(m, 'weft_step_batch_size_count') > 0, 'per-step batch size');
   t.ok(metricValue(m, 'weft_iteration_tokens_total_count') > 0, 'per-step tokens');
   t.ok(metricValue(m, 'weft_step_time_seconds_count') > 0 && metricValue(m, 'weft_step_time_seconds_sum') > 0, 'per-step time');
-  t.equal(metricValue(m, 'weft_step_batch_size_count'), metricValue(m, 'weft_step_batch_size_bucket', '{le="1"}'), 'one request at a time: batches of 1');
-  const batch = await s.app.inject({ method: 'POST', url: '/generate_batch', payload: { prompts: ['a', 'b', 'c', 'd'], max_tokens: 8, ignore_eos: true } });
+  t.equal(
+    metricValue(m, 'weft_step_batch_size_count'),
+    metricValue(m, 'weft_step_batch_size_bucket', '{le="1"}'),
+    'one request at a time: batches of 1',
+  );
+  const batch = await s.app.inject({
+    method: 'POST',
+    url: '/generate_batch',
+    payload: { prompts: ['a', 'b', 'c', 'd'], max_tokens: 8, ignore_eos: true },
+  });
   t.equal(batch.json().results.length, 4);
   const after = await scrape(s.app);
   const numWide = metricValue(after, 'weft_step_batch_size_count') - metricValue(after, 'weft_step_batch_size_bucket', '{le="2"}');
@@ -55,12 +78,23 @@ t.test('gauges (running, waiting, preempted, KV usage) and preemptions', async (
   // text is asked for, so each snapshot is taken at its token, whenever it finishes rendering)
   const snapshots: Promise<string>[] = [];
   const svc = s.engine.service;
-  const gens = await Promise.all(Array.from({ length: 6 }, async (_, i) => svc.start(
-    { promptIds: await svc.encode(`Once upon a time ${i}`), maxTokens: 140, ignoreEos: true },
-    { onDelta: () => { snapshots.push(s.app.weft.metrics.text()); } },
-  )));
+  const gens = await Promise.all(
+    Array.from({ length: 6 }, async (_, i) =>
+      svc.start(
+        { promptIds: await svc.encode(`Once upon a time ${i}`), maxTokens: 140, ignoreEos: true },
+        {
+          onDelta: () => {
+            snapshots.push(s.app.weft.metrics.text());
+          },
+        },
+      ),
+    ),
+  );
   const results = await Promise.all(gens.map((g) => g.result));
-  t.same(results.map((r) => r.finishReason), Array(6).fill('length'));
+  t.same(
+    results.map((r) => r.finishReason),
+    Array(6).fill('length'),
+  );
   const peak = { running: 0, waiting: 0, preempted: 0, kv: 0 };
   for (const m of await Promise.all(snapshots)) {
     peak.running = Math.max(peak.running, metricValue(m, 'weft_num_requests_running'));
@@ -75,16 +109,19 @@ t.test('gauges (running, waiting, preempted, KV usage) and preemptions', async (
   t.ok(peak.preempted > 0, `preempted gauge peaked at ${peak.preempted}`);
   t.ok(peak.kv > 0.5 && peak.kv <= 1, `KV usage peaked at ${peak.kv}`);
   t.equal(metricValue(m, 'weft_kv_cache_usage_perc'), 0, 'and is 0 when idle');
-  t.equal(metricValue(m, 'weft_num_requests_running') + metricValue(m, 'weft_num_requests_waiting') + metricValue(m, 'weft_num_requests_preempted'), 0);
+  t.equal(
+    metricValue(m, 'weft_num_requests_running') + metricValue(m, 'weft_num_requests_waiting') + metricValue(m, 'weft_num_requests_preempted'),
+    0,
+  );
 });
 
 t.test('errors by code, and Node default metrics', async (t) => {
   const app = await buildApp(testConfig(), { metrics: new Metrics() });
   t.teardown(() => app.close());
   await app.inject({ method: 'POST', url: '/generate', payload: { prompt: 1 } });
-  await app.inject({ method: 'POST', url: '/generate', payload: { prompt: 'a' } });   // no engine: 503
+  await app.inject({ method: 'POST', url: '/generate', payload: { prompt: 'a' } }); // no engine: 503
   await app.inject({ url: '/nowhere' });
-  const m = (await app.inject({ url: '/metrics' }));
+  const m = await app.inject({ url: '/metrics' });
   t.match(m.headers['content-type'], /^text\/plain; version=0\.0\.4/);
   t.equal(metricValue(m.body, 'weft_errors_total', 'code="WEFT_ERR_REQ_INVALID"'), 1);
   t.equal(metricValue(m.body, 'weft_errors_total', 'code="WEFT_ERR_HTTP_NOT_READY"'), 1);

@@ -24,7 +24,9 @@ function cacheInfo(m: Map<string, Family>, prefix: 'weft_' | 'vllm:') {
 }
 
 t.test('load gauges under saturation: summed over instances, bounded, and the same under vLLM names', async (t) => {
-  const numInstances = 2, maxNumSeqs = 4, kvCacheBlocks = 64;
+  const numInstances = 2,
+    maxNumSeqs = 4,
+    kvCacheBlocks = 64;
   const s = await startTestApp({ numInstances, maxNumSeqs, maxNumBatchedTokens: 64, kvCacheBlocks, metricsCompat: 'vllm' });
   t.teardown(() => s.close());
   const idle = await scrape(s);
@@ -38,14 +40,20 @@ t.test('load gauges under saturation: summed over instances, bounded, and the sa
     t.equal(info.value, 1, `${prefix}cache_config_info is an info gauge`);
   }
   const lora = idle.get('vllm:lora_requests_info');
-  t.same(lora?.samples.map((x) => x.labels), [{ max_lora: '0', running_lora_adapters: '', waiting_lora_adapters: '' }],
-    'vllm:lora_requests_info: no adapters, as a LoRA-affinity scorer expects to read it');
+  t.same(
+    lora?.samples.map((x) => x.labels),
+    [{ max_lora: '0', running_lora_adapters: '', waiting_lora_adapters: '' }],
+    'vllm:lora_requests_info: no adapters, as a LoRA-affinity scorer expects to read it',
+  );
 
   // 24 requests for 2 × 4 running slots: the rest queue until slots free up
   const numRequests = 24;
   let numDone = 0;
   const requests = Array.from({ length: numRequests }, (_, i) =>
-    post(s, '/v1/completions', { prompt: `Once upon a time ${i}`, max_tokens: 48, ignore_eos: true, temperature: 0 }).finally(() => { numDone++; }));
+    post(s, '/v1/completions', { prompt: `Once upon a time ${i}`, max_tokens: 48, ignore_eos: true, temperature: 0 }).finally(() => {
+      numDone++;
+    }),
+  );
   const peak = { waiting: 0, running: 0, kv: 0, scrapes: 0 };
   const bad: string[] = [];
   // scrape until every request has answered, checking every snapshot
@@ -63,7 +71,11 @@ t.test('load gauges under saturation: summed over instances, bounded, and the sa
     await new Promise((r) => setImmediate(r));
   }
   const res = await Promise.all(requests);
-  t.same(res.map((r) => r.statusCode), Array(numRequests).fill(200), 'every request answered 200');
+  t.same(
+    res.map((r) => r.statusCode),
+    Array(numRequests).fill(200),
+    'every request answered 200',
+  );
   t.same(bad, [], `every one of ${peak.scrapes} snapshots within the contract`);
   t.ok(peak.waiting > 0, `requests queued while saturated (peak ${peak.waiting})`);
   t.equal(peak.running, numInstances * maxNumSeqs, 'running peaked at max-num-seqs summed over the instances');
@@ -80,7 +92,11 @@ t.test('without --metrics-compat: weft names only; the cache-config gauge follow
   const s = await startTestApp({ kvCacheBlocks: 40, blockSize: 32 });
   t.teardown(() => s.close());
   const m = await scrape(s);
-  t.same([...m.keys()].filter((k) => k.startsWith('vllm:')), [], 'no vllm: series');
+  t.same(
+    [...m.keys()].filter((k) => k.startsWith('vllm:')),
+    [],
+    'no vllm: series',
+  );
   t.same(cacheInfo(m, 'weft_').labels, { block_size: '32', num_gpu_blocks: '40' });
 });
 
@@ -100,7 +116,10 @@ t.test('usage.prompt_tokens_details.cached_tokens equals the prefix-cache hits; 
     const body = isStream ? (sseData(res.body).find(withUsage) as { usage: Usage }) : res.json();
     return { cached: body.usage.prompt_tokens_details.cached_tokens, added: (await hits()) - before, body };
   };
-  interface Usage { prompt_tokens: number; prompt_tokens_details: { cached_tokens: number } }
+  interface Usage {
+    prompt_tokens: number;
+    prompt_tokens_details: { cached_tokens: number };
+  }
 
   const cold = await measure('/v1/completions', { model: 'alias-a', prompt, max_tokens: 4 });
   t.equal(cold.cached, 0, 'a cold cache: nothing cached');
@@ -131,7 +150,11 @@ t.test('usage.prompt_tokens_details.cached_tokens equals the prefix-cache hits; 
   t.ok(beam.cached > 0);
 
   const models = (await s.app.inject({ url: '/v1/models' })).json();
-  t.same(models.data.map((m: { id: string }) => m.id), names, '/v1/models lists every name');
+  t.same(
+    models.data.map((m: { id: string }) => m.id),
+    names,
+    '/v1/models lists every name',
+  );
   const unknown = await post(s, '/v1/completions', { model: 'other', prompt: 'a', max_tokens: 1 });
   t.equal(unknown.statusCode, 404);
   t.equal(unknown.json().error.code, 'WEFT_ERR_REQ_UNKNOWN_MODEL');

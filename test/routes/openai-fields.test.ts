@@ -9,13 +9,17 @@ t.teardown(() => s.close());
 const post = (url: string, payload: unknown) => s.app.inject({ method: 'POST', url, payload });
 
 t.test('echo: every choice, plain and streamed, starts with its prompt', async (t) => {
-  const r = (await post('/v1/completions', { prompt: ['Once upon a time', 'Lily'], n: 2, max_tokens: 5, temperature: 1, seed: 1, echo: true })).json();
+  const r = (
+    await post('/v1/completions', { prompt: ['Once upon a time', 'Lily'], n: 2, max_tokens: 5, temperature: 1, seed: 1, echo: true })
+  ).json();
   t.equal(r.choices.length, 4);
   for (const c of r.choices) t.match(c.text, c.index < 2 ? /^Once upon a time./ : /^Lily./, `choice ${c.index}: ${JSON.stringify(c.text)}`);
   const plain = (await post('/v1/completions', { prompt: 'Once upon a time', max_tokens: 5, temperature: 0 })).json().choices[0].text;
   t.equal(r.choices[0].text.length > 'Once upon a time'.length, true);
   const streamed = await post('/v1/completions', { prompt: 'Once upon a time', max_tokens: 5, temperature: 0, echo: true, stream: true });
-  const text = (sseData(streamed.body).filter((d) => d !== '[DONE]') as { choices: { text: string }[] }[]).map((d) => d.choices[0]?.text ?? '').join('');
+  const text = (sseData(streamed.body).filter((d) => d !== '[DONE]') as { choices: { text: string }[] }[])
+    .map((d) => d.choices[0]?.text ?? '')
+    .join('');
   t.equal(text, 'Once upon a time' + plain, 'streamed: the prompt, then the same completion');
   const ids = (await post('/v1/completions', { prompt: [1, 403, 407], max_tokens: 2, temperature: 0, echo: true })).json();
   t.match(ids.choices[0].text, /^Once/, 'token-id prompts are decoded');
@@ -25,9 +29,23 @@ t.test('echo: every choice, plain and streamed, starts with its prompt', async (
 });
 
 t.test('the developer role is the system role', async (t) => {
-  const as = async (role: string) => (await post('/tokenize', { messages: [{ role, content: 'Be brief.' }, { role: 'user', content: 'Hi' }] })).json().ids;
+  const as = async (role: string) =>
+    (
+      await post('/tokenize', {
+        messages: [
+          { role, content: 'Be brief.' },
+          { role: 'user', content: 'Hi' },
+        ],
+      })
+    ).json().ids;
   t.same(await as('developer'), await as('system'));
-  const r = await post('/v1/chat/completions', { messages: [{ role: 'developer', content: 'Be brief.' }, { role: 'user', content: 'Hi' }], max_tokens: 3 });
+  const r = await post('/v1/chat/completions', {
+    messages: [
+      { role: 'developer', content: 'Be brief.' },
+      { role: 'user', content: 'Hi' },
+    ],
+    max_tokens: 3,
+  });
   t.equal(r.statusCode, 200, r.body);
 });
 
@@ -47,7 +65,7 @@ t.test('fields weft does not take are named in the 400', async (t) => {
   }
 });
 
-t.test('--chat-template: a template file (or the template itself) replaces the model\'s', async (t) => {
+t.test("--chat-template: a template file (or the template itself) replaces the model's", async (t) => {
   const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
   const { join } = await import('node:path');
   const { tmpdir } = await import('node:os');

@@ -21,9 +21,20 @@ const SMOL = process.env.WEFT_TEST_SMOLLM2_DIR ?? join(MODEL_DIR, '..', 'smollm2
 const dir = mkdtempSync(join(tmpdir(), 'weft-reranker-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const config = {
-  architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4,
-  num_key_value_heads: 2, vocab_size: 49152, max_position_embeddings: 1024, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true,
-  bos_token_id: 1, eos_token_id: 2,
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  hidden_size: 64,
+  intermediate_size: 128,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  vocab_size: 49152,
+  max_position_embeddings: 1024,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  tie_word_embeddings: true,
+  bos_token_id: 1,
+  eos_token_id: 2,
 };
 await synthesizeModel({ config, out: dir, format: 'hf', dtype: 'f32', seed: 11, tokenizerJson: readFileSync(join(SMOL, 'tokenizer.json'), 'utf8') });
 
@@ -35,7 +46,8 @@ const post = (url: string, payload: unknown) => s.app.inject({ method: 'POST', u
 async function reference(query: string, doc: string, instruction = DEFAULT_RERANK_INSTRUCTION): Promise<number> {
   const spec = await loadModelSpec(dir);
   const tok = new TextTokenizer(spec);
-  const [yes] = await tok.encode('yes', false), [no] = await tok.encode('no', false);
+  const [yes] = await tok.encode('yes', false),
+    [no] = await tok.encode('no', false);
   const ids = await tok.encode(rerankPrompt(instruction, query, doc), false);
   const e = await EngineInstance.open({ modelPath: dir, dtype: 'f32', numThreads: 1, numKvBlocks: Math.ceil(ids.length / 16) + 2, blockSize: 16 });
   const [r] = runOffline(e, [{ promptIds: ids, maxTokens: 1, ignoreEos: true }], { returnLogits: true });
@@ -55,7 +67,11 @@ t.test('scores equal sigmoid(yes - no) from an independent forward pass', async 
     t.ok(Math.abs(x.relevance_score - want) < 1e-4, `document ${x.index}: ${x.relevance_score} vs ${want}`);
   }
   const scores = body.results.map((x: { relevance_score: number }) => x.relevance_score);
-  t.same(scores, [...scores].sort((a, b) => b - a), 'best first');
+  t.same(
+    scores,
+    [...scores].sort((a, b) => b - a),
+    'best first',
+  );
   t.ok(new Set(scores).size > 1, 'the scores differ between documents');
   t.ok(body.usage.total_tokens > 0 && typeof body.id === 'string');
 });
@@ -84,13 +100,18 @@ t.test("Cohere's, Jina's and vLLM's request shapes", async (t) => {
 t.test('beam search reranks with the model; without one, /v1/rerank is a 400 with a code', async (t) => {
   const scores = (await post('/rerank_scores', { messages: ['Once upon a time'], beam_width: 3, max_tokens: 8, use_rerank: true })).json();
   t.equal(scores.reranker.length > 0 && scores.reranker !== 'logprob', true, `reranker: ${scores.reranker}`);
-  for (const h of scores.hypotheses) t.ok(Math.abs(h.rerank_score - await reference('Once upon a time', h.output_text)) < 1e-4, `hypothesis ${h.rank}`);
+  for (const h of scores.hypotheses)
+    t.ok(Math.abs(h.rerank_score - (await reference('Once upon a time', h.output_text))) < 1e-4, `hypothesis ${h.rank}`);
   const stream = await post('/stream_chat_beam', { messages: ['Once upon a time'], beam_width: 3, max_tokens: 8, use_rerank: true });
   const events = sseData(stream.body);
   const final = events.at(-2) as { output_ids: number[]; output_text: string; reranker: string; rerank_score: number };
   t.equal(final.reranker, scores.reranker);
-  t.same((events.slice(0, -2) as { token_id: number }[]).map((e) => e.token_id), final.output_ids, 'streamed tokens = the chosen hypothesis');
-  t.equal(final.output_text, scores.hypotheses[0].output_text, 'the reranker\'s best is streamed');
+  t.same(
+    (events.slice(0, -2) as { token_id: number }[]).map((e) => e.token_id),
+    final.output_ids,
+    'streamed tokens = the chosen hypothesis',
+  );
+  t.equal(final.output_text, scores.hypotheses[0].output_text, "the reranker's best is streamed");
   const plain = await startTestApp();
   t.teardown(() => plain.close());
   const r = await plain.app.inject({ method: 'POST', url: '/v1/rerank', payload: { query: 'q', documents: ['a'] } });

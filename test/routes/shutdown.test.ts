@@ -21,27 +21,34 @@ t.test('streams running past the shutdown timeout end with a shutdown error even
   ];
   const post = (path: string, body: object) =>
     fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  const streams = await Promise.all([...routes, ...routes].map(async ([path, body]) => {
-    const res = await post(path, body);
-    const reader = res.body!.getReader();
-    const first = await reader.read();   // the stream has begun
-    return { path, reader, text: new TextDecoder().decode(first.value) };
-  }));
+  const streams = await Promise.all(
+    [...routes, ...routes].map(async ([path, body]) => {
+      const res = await post(path, body);
+      const reader = res.body!.getReader();
+      const first = await reader.read(); // the stream has begun
+      return { path, reader, text: new TextDecoder().decode(first.value) };
+    }),
+  );
   const arrived = new Promise((resolve) => s.app.server.once('request', resolve));
   const plain = post('/generate', { prompt: 'Once', ...long });
   await arrived;
   const done = shutdown(s.app, s.engine, 0);
-  const bodies = await Promise.all(streams.map(async (x) => {
-    const decoder = new TextDecoder();
-    for (let r = await x.reader.read(); !r.done; r = await x.reader.read()) x.text += decoder.decode(r.value, { stream: true });
-    return x;
-  }));
+  const bodies = await Promise.all(
+    streams.map(async (x) => {
+      const decoder = new TextDecoder();
+      for (let r = await x.reader.read(); !r.done; r = await x.reader.read()) x.text += decoder.decode(r.value, { stream: true });
+      return x;
+    }),
+  );
   await done;
   for (const { path, text } of bodies) {
     const events = sseData(text);
     t.equal(events.at(-1), '[DONE]', `${path}: ends with [DONE]`);
-    t.match(events.at(-2), { error: { code: 'WEFT_ERR_HTTP_SHUTDOWN_ABORTED', type: 'unavailable_error', message: /shut down/ } },
-      `${path}: its final event is the shutdown error`);
+    t.match(
+      events.at(-2),
+      { error: { code: 'WEFT_ERR_HTTP_SHUTDOWN_ABORTED', type: 'unavailable_error', message: /shut down/ } },
+      `${path}: its final event is the shutdown error`,
+    );
   }
   const p = await plain;
   const answer = { status: p.status, body: await p.json() };

@@ -13,7 +13,7 @@ const opts = (numKvBlocks: number) => ({ modelPath: MODEL_DIR, dtype: 'f32' as c
 
 function prompts(n: number): { promptIds: number[]; maxTokens: number }[] {
   let x = 7;
-  const rnd = () => ((x = (x * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const rnd = () => (x = (x * 1103515245 + 12345) % 2147483648) / 2147483648;
   return Array.from({ length: n }, (_, i) => ({
     promptIds: [1, ...Array.from({ length: 1 + Math.floor(rnd() * 60) }, () => 3 + Math.floor(rnd() * 500))],
     maxTokens: 4 + Math.floor(rnd() * 40) + (i % 7 === 0 ? 60 : 0),
@@ -47,7 +47,10 @@ function stepCounter() {
     steps,
     onStep(st: StepTiming) {
       steps.push(st);
-      for (const w of waiters.filter((x) => x.k <= steps.length)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(); }
+      for (const w of waiters.filter((x) => x.k <= steps.length)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve();
+      }
     },
     after: (k: number) => (k <= steps.length ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ k, resolve }))),
   };
@@ -58,10 +61,12 @@ async function runConcurrent(numKvBlocks: number, reqs: { promptIds: number[]; m
   const { steps, onStep, after } = stepCounter();
   const scheduler = { maxNumBatchedTokens: 64, maxNumSeqs: 64, maxModelLen: 512, ...schedulerOpts };
   const loop = new EngineLoop([worker], { scheduler, eosTokenIds: EOS, onStep });
-  const results = await Promise.all(reqs.map(async (r, i) => {
-    await after(i % 16);  // staggered arrivals: request i joins after step i mod 16
-    return collect(loop.submit({ promptTokenIds: r.promptIds, maxTokens: r.maxTokens }));
-  }));
+  const results = await Promise.all(
+    reqs.map(async (r, i) => {
+      await after(i % 16); // staggered arrivals: request i joins after step i mod 16
+      return collect(loop.submit({ promptTokenIds: r.promptIds, maxTokens: r.maxTokens }));
+    }),
+  );
   const stats = loop.stats()[0];
   await loop.close();
   await worker.close();
@@ -74,8 +79,14 @@ t.test('64 concurrent greedy requests equal each request alone', async (t) => {
   const { results, stats, steps } = await runConcurrent(256, reqs);
   results.forEach((r, i) => t.same(r.ids, expected[i], `request ${i}`));
   t.equal(stats.numUsedBlocks, 0, 'every block is free at the end');
-  t.ok(steps.some((s) => s.numSeqs > 16), `batches reached ${Math.max(...steps.map((s) => s.numSeqs))} sequences`);
-  t.ok(steps.every((s) => s.numTokens <= 64), 'the token budget holds');
+  t.ok(
+    steps.some((s) => s.numSeqs > 16),
+    `batches reached ${Math.max(...steps.map((s) => s.numSeqs))} sequences`,
+  );
+  t.ok(
+    steps.every((s) => s.numTokens <= 64),
+    'the token budget holds',
+  );
 });
 
 t.test('a KV cache too small for all of them: preemptions happen, outputs unchanged', async (t) => {
@@ -114,7 +125,7 @@ t.test('penalties see the whole prompt when its prefix came from the cache', asy
   e.close();
   const worker = await EngineWorker.start(0, opts(64));
   const loop = new EngineLoop([worker], { scheduler: { maxModelLen: 512 }, eosTokenIds: EOS });
-  await collect(loop.submit({ promptTokenIds: [...prefix, 5], maxTokens: 4 }));  // fills the prefix cache
+  await collect(loop.submit({ promptTokenIds: [...prefix, 5], maxTokens: 4 })); // fills the prefix cache
   const before = loop.stats()[0].numPrefixCacheHits;
   const r = await collect(loop.submit({ promptTokenIds: b.promptIds, maxTokens: b.maxTokens, sampling }));
   t.ok(loop.stats()[0].numPrefixCacheHits - before >= 32, 'the prefix came from the cache');
@@ -135,10 +146,15 @@ t.test('a worker killed mid-step fails its sequences with a typed error; the oth
   // killed once every request has a token: all are mid-generation (200 tokens each)
   let numStarted = 0;
   let allStarted!: () => void;
-  const started = new Promise<void>((resolve) => { allStarted = resolve; });
+  const started = new Promise<void>((resolve) => {
+    allStarted = resolve;
+  });
   const pending = handles.map((h) => {
     let isFirst = true;
-    return collect(h, () => { if (isFirst && ++numStarted === handles.length) allStarted(); isFirst = false; });
+    return collect(h, () => {
+      if (isFirst && ++numStarted === handles.length) allStarted();
+      isFirst = false;
+    });
   });
   await started;
   await w0.killForTest();
@@ -167,15 +183,27 @@ t.test('backpressure: a consumer that stops reading holds its sequence; reading 
   let heldAt = -1;
   let h: RequestHandle | null = null;
   let isHeld!: () => void;
-  const held = new Promise<void>((resolve) => { isHeld = resolve; });
-  const loop = new EngineLoop([worker], {
-    scheduler: { maxModelLen: 512 }, eosTokenIds: EOS,
-    onStep: (st) => { onStep(st); if (heldAt < 0 && h?.sequence.isHeld) { heldAt = steps.length; isHeld(); } },
+  const held = new Promise<void>((resolve) => {
+    isHeld = resolve;
   });
-  t.teardown(async () => { await loop.close(); await worker.close(); });
+  const loop = new EngineLoop([worker], {
+    scheduler: { maxModelLen: 512 },
+    eosTokenIds: EOS,
+    onStep: (st) => {
+      onStep(st);
+      if (heldAt < 0 && h?.sequence.isHeld) {
+        heldAt = steps.length;
+        isHeld();
+      }
+    },
+  });
+  t.teardown(async () => {
+    await loop.close();
+    await worker.close();
+  });
   const req = { promptTokenIds: [1, 403, 407], maxTokens: 200, ignoreEos: true };
   const expected = (await collect(loop.submit(req))).ids;
-  h = loop.submit(req);   // nobody reads its events yet
+  h = loop.submit(req); // nobody reads its events yet
   await held;
   t.equal(h!.sequence.numOutputTokens, MAX_QUEUED_EVENTS, `held once ${MAX_QUEUED_EVENTS} events wait unread`);
   const other = await collect(loop.submit({ ...req, maxTokens: 20 }));
@@ -215,15 +243,26 @@ t.test('abort in every state frees the blocks and ends the stream', async (t) =>
 t.test('n samples of one prompt: prefilled once, the others fork; the same tokens as n separate requests', async (t) => {
   const worker = await EngineWorker.start(0, opts(256));
   const used: number[] = [];
-  const loop = new EngineLoop([worker], { scheduler: { maxModelLen: 512 }, eosTokenIds: EOS, onStep: () => used.push(loop.stats()[0].numUsedBlocks) });
-  t.teardown(async () => { await loop.close(); await worker.close(); });
-  const prompt = [1, ...Array.from({ length: 199 }, (_, i) => 3 + ((i * 41) % 400))];   // 200 tokens: 13 blocks
+  const loop = new EngineLoop([worker], {
+    scheduler: { maxModelLen: 512 },
+    eosTokenIds: EOS,
+    onStep: () => used.push(loop.stats()[0].numUsedBlocks),
+  });
+  t.teardown(async () => {
+    await loop.close();
+    await worker.close();
+  });
+  const prompt = [1, ...Array.from({ length: 199 }, (_, i) => 3 + ((i * 41) % 400))]; // 200 tokens: 13 blocks
   const init = (seed: number) => ({ promptTokenIds: prompt, maxTokens: 12, ignoreEos: true, sampling: { temperature: 0.9, topK: 40, seed } });
   const separate = [];
   for (const seed of [5, 6, 7, 8]) separate.push((await collect(loop.submit(init(seed)))).ids);
   used.length = 0;
   const grouped = await Promise.all(loop.submitN([5, 6, 7, 8].map(init)).map((h) => collect(h)));
-  t.same(grouped.map((r) => r.ids), separate, 'each sample as if alone (counter-based sampling, seeds s..s+3)');
+  t.same(
+    grouped.map((r) => r.ids),
+    separate,
+    'each sample as if alone (counter-based sampling, seeds s..s+3)',
+  );
   t.ok(new Set(grouped.map((r) => r.ids.join())).size > 1, 'the samples differ');
   const one = Math.ceil((prompt.length + 12) / 16);
   t.ok(Math.max(...used) < 2 * one, `4 samples held at most ${Math.max(...used)} blocks; one sequence needs ${one}`);
@@ -233,10 +272,15 @@ t.test('n samples of one prompt: prefilled once, the others fork; the same token
 t.test('n samples: a sibling aborted before the fork ends at once; the first ending early still lets the others run', async (t) => {
   const worker = await EngineWorker.start(0, opts(64));
   const loop = new EngineLoop([worker], { scheduler: { maxModelLen: 512 }, eosTokenIds: EOS });
-  t.teardown(async () => { await loop.close(); await worker.close(); });
-  const hs = loop.submitN([1, 2, 3].map((seed) => ({ promptTokenIds: [1, 403, 407], maxTokens: 6, ignoreEos: true, sampling: { temperature: 1, seed } })));
+  t.teardown(async () => {
+    await loop.close();
+    await worker.close();
+  });
+  const hs = loop.submitN(
+    [1, 2, 3].map((seed) => ({ promptTokenIds: [1, 403, 407], maxTokens: 6, ignoreEos: true, sampling: { temperature: 1, seed } })),
+  );
   t.ok(loop.abort(hs[2].requestId), 'a sibling not yet forked can be aborted');
-  loop.abort(hs[0].requestId);   // the first, aborted before its first token: the second runs on its own
+  loop.abort(hs[0].requestId); // the first, aborted before its first token: the second runs on its own
   const [a, b, c] = await Promise.all(hs.map((h) => collect(h)));
   t.equal(a.reason, 'abort');
   t.equal(c.reason, 'abort');

@@ -42,9 +42,21 @@ async function synthSmollm(dir: string): Promise<string> {
   const config = JSON.parse(readFileSync(join(SMOLLM_DIR, 'config.json'), 'utf8')) as Record<string, unknown>;
   const out = join(dir, 'smollm2-tiny');
   await synthesizeModel({
-    config: { ...config, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
-      head_dim: 16, max_position_embeddings: 1024 },
-    out, format: 'hf', dtype: 'f32', seed: 11, tokenizerJson: readFileSync(join(SMOLLM_DIR, 'tokenizer.json'), 'utf8'),
+    config: {
+      ...config,
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      head_dim: 16,
+      max_position_embeddings: 1024,
+    },
+    out,
+    format: 'hf',
+    dtype: 'f32',
+    seed: 11,
+    tokenizerJson: readFileSync(join(SMOLLM_DIR, 'tokenizer.json'), 'utf8'),
   });
   return out;
 }
@@ -57,7 +69,10 @@ async function synthSmollm(dir: string): Promise<string> {
 // only reorders the allowed tokens, as a trained model would.
 async function closingBias(tokenizer: TextTokenizer, eos: readonly number[]): Promise<LogitBias> {
   const n = tokenizer.vocabSize();
-  const texts = await tokenizer.decodeMany(Array.from({ length: n }, (_, i) => [i]), false);
+  const texts = await tokenizer.decodeMany(
+    Array.from({ length: n }, (_, i) => [i]),
+    false,
+  );
   const bias: [number, number][] = [];
   texts.forEach((s, i) => {
     if (/^\s*["}\]]+\s*$/.test(s)) bias.push([i, 12]);
@@ -73,14 +88,26 @@ export async function openGenModel(name: 'stories260K' | 'smollm2', maxNumSeqs: 
   const tokenizer = new TextTokenizer({ ...files, path });
   const eosTokenIds = files.config.eosTokenIds;
   // two grammar hosts: each thread costs seconds to start under the test's TypeScript loader
-  const worker = await EngineWorker.start(0, { modelPath: path, dtype: 'f32', numThreads: 1, numKvBlocks: maxNumSeqs * 24, blockSize: 16,
-    maxGrammarHosts: 2 });
+  const worker = await EngineWorker.start(0, {
+    modelPath: path,
+    dtype: 'f32',
+    numThreads: 1,
+    numKvBlocks: maxNumSeqs * 24,
+    blockSize: 16,
+    maxGrammarHosts: 2,
+  });
   const loop = new EngineLoop([worker], {
-    scheduler: { maxNumSeqs, maxNumWaiting: 1 << 16, maxNumBatchedTokens: 4096, maxModelLen: 1024 }, eosTokenIds,
+    scheduler: { maxNumSeqs, maxNumWaiting: 1 << 16, maxNumBatchedTokens: 4096, maxModelLen: 1024 },
+    eosTokenIds,
   });
   const prompt = await tokenizer.encode('Answer:', true);
   return {
-    name, loop, tokenizer, eosTokenIds, prompt, promptText: await tokenizer.decode(prompt, true),
+    name,
+    loop,
+    tokenizer,
+    eosTokenIds,
+    prompt,
+    promptText: await tokenizer.decode(prompt, true),
     bias: await closingBias(tokenizer, eosTokenIds),
     async close() {
       await loop.close();
@@ -110,7 +137,11 @@ export async function textOf(m: GenModel, ids: readonly number[]): Promise<strin
 // their matchers from its matcher).
 export function generateN(m: GenModel, spec: ConstraintSpec, seeds: readonly number[], maxTokens: number): Promise<Generation>[] {
   const inits = seeds.map((seed) => ({
-    promptTokenIds: m.prompt, maxTokens, constraint: spec, logitBias: m.bias, sampling: { temperature: 1, seed },
+    promptTokenIds: m.prompt,
+    maxTokens,
+    constraint: spec,
+    logitBias: m.bias,
+    sampling: { temperature: 1, seed },
   }));
   return m.loop.submitN(inits).map((h) => collect(m, h));
 }
@@ -118,7 +149,16 @@ export function generateN(m: GenModel, spec: ConstraintSpec, seeds: readonly num
 // `seeds.length` sampled generations (temperature 1) of one constraint, all submitted at once so
 // they share the engine's batches.
 export function generate(m: GenModel, spec: ConstraintSpec, seeds: readonly number[], maxTokens: number): Promise<Generation>[] {
-  return seeds.map((seed) => collect(m, m.loop.submit({
-    promptTokenIds: m.prompt, maxTokens, constraint: spec, logitBias: m.bias, sampling: { temperature: 1, seed, frequencyPenalty: 0.5 },
-  })));
+  return seeds.map((seed) =>
+    collect(
+      m,
+      m.loop.submit({
+        promptTokenIds: m.prompt,
+        maxTokens,
+        constraint: spec,
+        logitBias: m.bias,
+        sampling: { temperature: 1, seed, frequencyPenalty: 0.5 },
+      }),
+    ),
+  );
 }

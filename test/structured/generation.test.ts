@@ -10,6 +10,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import t from 'tap';
 
+import type { BeamOutcome } from '../../src/scheduler/beam-group.js';
 import type { ConstraintSpec } from '../../src/structured/types.js';
 import { generate, generateN, openGenModel, textOf, type Generation } from './generate.js';
 import { GRAMMARS, REGEXES } from './grammars.js';
@@ -24,7 +25,7 @@ addFormats.default(ajv);
 interface Job {
   name: string;
   spec: ConstraintSpec;
-  check: (text: string) => string | null;   // null: the output is right; else what is wrong
+  check: (text: string) => string | null; // null: the output is right; else what is wrong
 }
 
 function jsonCheck(schema: unknown): (text: string) => string | null {
@@ -52,8 +53,9 @@ function predicateCheck(ok: (s: string) => boolean): (text: string) => string | 
 
 const CHOICES = ['yes', 'no', 'maybe so', 'héllo "x"', '日本'];
 const JOBS: Job[] = [
-  ...SCHEMAS.map(([name, schema]): Job =>
-    ({ name: `schema ${name}`, spec: { type: 'json_schema', schema: JSON.stringify(schema) }, check: jsonCheck(schema) })),
+  ...SCHEMAS.map(
+    ([name, schema]): Job => ({ name: `schema ${name}`, spec: { type: 'json_schema', schema: JSON.stringify(schema) }, check: jsonCheck(schema) }),
+  ),
   ...REGEXES.map(([pattern, re]): Job => ({ name: `regex ${pattern}`, spec: { type: 'regex', pattern }, check: predicateCheck((s) => re.test(s)) })),
   ...GRAMMARS.map(([name, grammar, ok]): Job => ({ name: `grammar ${name}`, spec: { type: 'grammar', grammar }, check: predicateCheck(ok) })),
   { name: 'choice', spec: { type: 'choice', choices: CHOICES }, check: predicateCheck((s) => CHOICES.includes(s)) },
@@ -71,7 +73,8 @@ for (const modelName of ['stories260K', 'smollm2'] as const) {
     const seeds = Array.from({ length: NUM_GENERATIONS }, (_, i) => 1000 * (i + 1) + 7);
     // every constraint's generations at once: the engine batches them all
     const results = await Promise.all(JOBS.map(async (job) => ({ job, gens: await Promise.all(generate(m, job.spec, seeds, MAX_TOKENS)) })));
-    let numTokens = 0, numTruncated = 0;
+    let numTokens = 0,
+      numTruncated = 0;
     for (const { job, gens } of results) {
       const problems: string[] = [];
       gens.forEach((g: Generation, i) => {
@@ -82,13 +85,15 @@ for (const modelName of ['stories260K', 'smollm2'] as const) {
       });
       t.same(problems, [], `${job.name}: ${NUM_GENERATIONS} outputs end and are valid`);
     }
-    t.comment(`${modelName}: ${JOBS.length} constraints × ${NUM_GENERATIONS} generations, ${numTokens} tokens, ` +
-      `${numTruncated} truncated at max_tokens ${MAX_TOKENS}`);
+    t.comment(
+      `${modelName}: ${JOBS.length} constraints × ${NUM_GENERATIONS} generations, ${numTokens} tokens, ` +
+        `${numTruncated} truncated at max_tokens ${MAX_TOKENS}`,
+    );
     t.equal(numTruncated, 0, 'no output was cut at max_tokens');
 
     // greedy under a grammar that allows any text equals unconstrained greedy (no bias here)
-    const greedy = (constraint?: ConstraintSpec) => m.loop.submit({ promptTokenIds: m.prompt, maxTokens: 48, ignoreEos: true,
-      ...(constraint ? { constraint } : {}) });
+    const greedy = (constraint?: ConstraintSpec) =>
+      m.loop.submit({ promptTokenIds: m.prompt, maxTokens: 48, ignoreEos: true, ...(constraint ? { constraint } : {}) });
     const ids = async (h: ReturnType<typeof greedy>) => {
       const out: number[] = [];
       for await (const ev of h.events) if (ev.tokenId !== null) out.push(ev.tokenId);
@@ -103,15 +108,24 @@ for (const modelName of ['stories260K', 'smollm2'] as const) {
     const spec: ConstraintSpec = { type: 'json_schema', schema: JSON.stringify(schema) };
     const check = jsonCheck(schema);
     const n = await Promise.all(generateN(m, spec, seeds.slice(0, 8), MAX_TOKENS));
-    t.same(n.map((g) => (g.finishReason === 'stop' ? check(g.text) : g.finishReason)), Array(8).fill(null), 'n = 8: every sample ends and validates');
+    t.same(
+      n.map((g) => (g.finishReason === 'stop' ? check(g.text) : g.finishReason)),
+      Array(8).fill(null),
+      'n = 8: every sample ends and validates',
+    );
     t.ok(new Set(n.map((g) => g.text)).size > 1, 'and they differ');
-    const beam = m.loop.submitBeam({ promptTokenIds: m.prompt, constraint: spec, logitBias: m.bias },
-      { beamWidth: 4, maxTokens: MAX_TOKENS, lengthPenalty: 1, earlyStopping: true, numReturnSequences: 4 });
-    let outcome;
+    const beam = m.loop.submitBeam(
+      { promptTokenIds: m.prompt, constraint: spec, logitBias: m.bias },
+      { beamWidth: 4, maxTokens: MAX_TOKENS, lengthPenalty: 1, earlyStopping: true, numReturnSequences: 4 },
+    );
+    let outcome: BeamOutcome | undefined;
     for await (const ev of beam.events) if (ev.beam) outcome = ev.beam;
     t.equal(outcome?.hypotheses.length, 4, 'beam search returned 4 hypotheses');
     const texts = await Promise.all(outcome!.hypotheses.map((h) => textOf(m, h.tokens)));
-    t.same(outcome!.hypotheses.map((h, i) => (h.finishReason === 'stop' ? check(texts[i]) : h.finishReason)), Array(4).fill(null),
-      `beam width 4: every hypothesis ends and validates: ${JSON.stringify(texts)}`);
+    t.same(
+      outcome!.hypotheses.map((h, i) => (h.finishReason === 'stop' ? check(texts[i]) : h.finishReason)),
+      Array(4).fill(null),
+      `beam width 4: every hypothesis ends and validates: ${JSON.stringify(texts)}`,
+    );
   });
 }

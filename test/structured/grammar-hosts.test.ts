@@ -15,13 +15,16 @@ const C: ConstraintSpec = { type: 'json_object' };
 
 const allowed = (mask: Uint32Array) => {
   const out: number[] = [];
-  mask.forEach((w, i) => { for (let b = 0; b < 32; b++) if ((w >>> b) & 1) out.push(i * 32 + b); });
+  mask.forEach((w, i) => {
+    for (let b = 0; b < 32; b++) if ((w >>> b) & 1) out.push(i * 32 + b);
+  });
   return out;
 };
 
 t.test('compiles go to hosts that serve no sequence; masks, forks and releases follow the sequences', async (t) => {
   const files = loadTokenizerFiles(MODEL_DIR);
-  const vocabSize = files.config.vocabSize, words = Math.ceil(vocabSize / 32);
+  const vocabSize = files.config.vocabSize,
+    words = Math.ceil(vocabSize / 32);
   const tok = new TextTokenizer({ ...files, path: MODEL_DIR });
   const hosts = new GrammarHosts({ modelPath: MODEL_DIR, vocabSize }, 2);
   t.teardown(() => hosts.close());
@@ -33,8 +36,14 @@ t.test('compiles go to hosts that serve no sequence; masks, forks and releases f
   const m1 = (await hosts.flush(words)).get(1)!;
   const first = allowed(m1);
   t.ok(first.length > 0, 'a mask for sequence 1');
-  const texts = await tok.decodeMany(first.map((id) => [id]), false);
-  t.ok(texts.every((s) => 'yes'.startsWith(s.trimStart()) && s.trim() !== ''), `only prefixes of "yes": ${JSON.stringify(texts)}`);
+  const texts = await tok.decodeMany(
+    first.map((id) => [id]),
+    false,
+  );
+  t.ok(
+    texts.every((s) => 'yes'.startsWith(s.trimStart()) && s.trim() !== ''),
+    `only prefixes of "yes": ${JSON.stringify(texts)}`,
+  );
 
   await hosts.prepare(B);
   t.equal(hosts.numHosts, 2, 'B compiled on a second host: the first serves sequence 1');
@@ -47,8 +56,14 @@ t.test('compiles go to hosts that serve no sequence; masks, forks and releases f
   const masks = await hosts.flush(words);
   t.same(allowed(masks.get(1)!), first, 'sequence 1 is where it was');
   t.notSame(allowed(masks.get(3)!), first, 'its fork moved on by one token');
-  const digits = await tok.decodeMany(allowed(masks.get(2)!).map((id) => [id]), false);
-  t.ok(digits.every((s) => /^\s*[0-9]{1,2}$/.test(s)), `B allows digits: ${JSON.stringify(digits)}`);
+  const digits = await tok.decodeMany(
+    allowed(masks.get(2)!).map((id) => [id]),
+    false,
+  );
+  t.ok(
+    digits.every((s) => /^\s*[0-9]{1,2}$/.test(s)),
+    `B allows digits: ${JSON.stringify(digits)}`,
+  );
 
   hosts.release(1);
   hosts.release(3);
@@ -59,6 +74,9 @@ t.test('compiles go to hosts that serve no sequence; masks, forks and releases f
   hosts.wantMask(4);
   t.ok(allowed((await hosts.flush(words)).get(4)!).length > 0);
 
-  await t.rejects(hosts.prepare({ type: 'grammar', grammar: 'root ::= undefined_rule' }), { code: 'WEFT_ERR_REQ_BAD_GRAMMAR' },
-    'a bad grammar fails its prepare with its typed error, across the thread hop');
+  await t.rejects(
+    hosts.prepare({ type: 'grammar', grammar: 'root ::= undefined_rule' }),
+    { code: 'WEFT_ERR_REQ_BAD_GRAMMAR' },
+    'a bad grammar fails its prepare with its typed error, across the thread hop',
+  );
 });

@@ -13,9 +13,9 @@ export const REGEXES: [string, RegExp][] = [
   ['[ぁ-ゖ]{2,4}', /^[ぁ-ゖ]{2,4}$/u],
   ['[A-Z][a-z]{0,10}( [A-Z][a-z]{0,10}){0,2}', /^[A-Z][a-z]{0,10}( [A-Z][a-z]{0,10}){0,2}$/u],
   ['(yes|no|maybe)', /^(yes|no|maybe)$/u],
-  ['[^0-9\\s]{1,5}x', /^[^0-9\t\n\v\f\r ]{1,5}x$/u],   // \s is ASCII whitespace (JavaScript's has U+200A…)
+  ['[^0-9\\s]{1,5}x', /^[^0-9\t\n\v\f\r ]{1,5}x$/u], // \s is ASCII whitespace (JavaScript's has U+200A…)
   ['-?(0|[1-9]\\d*)(\\.\\d+)?', /^-?(0|[1-9]\d*)(\.\d+)?$/u],
-  ['.{3,6}', /^[^\n\r]{3,6}$/u],   // weft's `.` leaves out \n and \r (JavaScript's also U+2028/9)
+  ['.{3,6}', /^[^\n\r]{3,6}$/u], // weft's `.` leaves out \n and \r (JavaScript's also U+2028/9)
   ['\\(\\d{3}\\) \\d{3}-\\d{4}', /^\(\d{3}\) \d{3}-\d{4}$/u],
   ['^a{2,}b?$', /^a{2,}b?$/u],
   ['(?:ab|cd)*e', /^(?:ab|cd)*e$/u],
@@ -53,7 +53,14 @@ const UNICODE_GBNF = String.raw`root ::= "say: " [à-ü]{1,3} " " [^a-z\n]{2} "|
 
 const isArithmetic = (s: string) => /^[0-9+\-*/(). ]+$/.test(s) && typeof Function(`"use strict"; return (${s});`)() === 'number';
 export const GRAMMARS: [name: string, gbnf: string, check: (s: string) => boolean][] = [
-  ['json', JSON_GBNF, (s) => { JSON.parse(s); return true; }],
+  [
+    'json',
+    JSON_GBNF,
+    (s) => {
+      JSON.parse(s);
+      return true;
+    },
+  ],
   ['arithmetic', ARITHMETIC_GBNF, isArithmetic],
   ['list of choices', CHOICES_GBNF, (s) => /^(apple|banana|cherry|dried fig)(, ?(apple|banana|cherry|dried fig)){0,3}\.$/.test(s)],
   ['unicode classes and dot', UNICODE_GBNF, (s) => /^say: [à-ü]{1,3} [^a-z\n]{2}\|.{1,4}!?$/su.test(s)],

@@ -2,8 +2,12 @@
 // $ref/$defs (recursive too), numbers and ranges, string patterns and formats, escapes in strings,
 // unicode. Shared by the mask-level random walks (test/unit/structured-json-schema.test.ts) and the
 // real generations (test/structured/generation.test.ts).
-const obj = (properties: Record<string, unknown>, required = Object.keys(properties), extra: object = {}) =>
-  ({ type: 'object', properties, required, ...extra });
+const obj = (properties: Record<string, unknown>, required = Object.keys(properties), extra: object = {}) => ({
+  type: 'object',
+  properties,
+  required,
+  ...extra,
+});
 const point = obj({ x: { type: 'integer' }, y: { type: 'integer' } });
 const fmt = (format: string) => ({ type: 'string', format });
 
@@ -23,19 +27,29 @@ export const SCHEMAS: [name: string, schema: unknown][] = [
   ['string const', { const: 'fixed value' }],
   ['const property', obj({ version: { const: 2 }, kind: { const: 'event' } })],
   ['anyOf string or integer', { anyOf: [{ type: 'string' }, { type: 'integer' }] }],
-  ['oneOf tagged union', {
-    oneOf: [obj({ kind: { const: 'circle' }, r: { type: 'integer' } }),
-      obj({ kind: { const: 'rect' }, w: { type: 'integer' }, h: { type: 'integer' } })],
-  }],
+  [
+    'oneOf tagged union',
+    {
+      oneOf: [
+        obj({ kind: { const: 'circle' }, r: { type: 'integer' } }),
+        obj({ kind: { const: 'rect' }, w: { type: 'integer' }, h: { type: 'integer' } }),
+      ],
+    },
+  ],
   ['nullable object', { anyOf: [point, { type: 'null' }] }],
   ['type list', { type: ['string', 'null'] }],
   ['$ref and $defs', { $defs: { point }, ...obj({ from: { $ref: '#/$defs/point' }, to: { $ref: '#/$defs/point' } }) }],
-  ['anyOf of $refs',
-    { $defs: { a: obj({ a: { type: 'integer' } }), b: obj({ b: { type: 'string' } }) }, anyOf: [{ $ref: '#/$defs/a' }, { $ref: '#/$defs/b' }] }],
-  ['recursive $ref (tree)', {
-    $defs: { node: obj({ value: { type: 'integer' }, children: { type: 'array', items: { $ref: '#/$defs/node' }, maxItems: 2 } }) },
-    $ref: '#/$defs/node',
-  }],
+  [
+    'anyOf of $refs',
+    { $defs: { a: obj({ a: { type: 'integer' } }), b: obj({ b: { type: 'string' } }) }, anyOf: [{ $ref: '#/$defs/a' }, { $ref: '#/$defs/b' }] },
+  ],
+  [
+    'recursive $ref (tree)',
+    {
+      $defs: { node: obj({ value: { type: 'integer' }, children: { type: 'array', items: { $ref: '#/$defs/node' }, maxItems: 2 } }) },
+      $ref: '#/$defs/node',
+    },
+  ],
   ['draft-07 definitions', { definitions: { id: { type: 'integer' } }, ...obj({ id: { $ref: '#/definitions/id' } }) }],
   ['number', { type: 'number' }],
   ['integer', { type: 'integer' }],

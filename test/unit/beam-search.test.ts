@@ -32,10 +32,17 @@ function model(seed: number, prefix: readonly number[]): number[] {
   return logits.map((l) => l - logZ);
 }
 
-interface Case extends BeamParams { seed: number }
+interface Case extends BeamParams {
+  seed: number;
+}
 
 // ---- independent reference: HF's beam search written plainly, full vocabulary every step ----
-interface RefHyp { tokens: number[]; cum: number; score: number; reason: 'stop' | 'length' }
+interface RefHyp {
+  tokens: number[];
+  cum: number;
+  score: number;
+  reason: 'stop' | 'length';
+}
 
 function reference(c: Case): RefHyp[] {
   const k = c.beamWidth;
@@ -112,7 +119,10 @@ function drive(c: Case, check: (what: string, ok: boolean) => void): Hypothesis[
         .sort(() => shuffle() - 0.5),
     );
     const step = bs.step(cands);
-    check('beams follow next', step.next.every((n, i) => isPrefix(before[n.parent], bs.beams[i].tokens) && bs.beams[i].tokens.at(-1) === n.tokenId));
+    check(
+      'beams follow next',
+      step.next.every((n, i) => isPrefix(before[n.parent], bs.beams[i].tokens) && bs.beams[i].tokens.at(-1) === n.tokenId),
+    );
     const now = bs.committedPrefix();
     check('committedPrefix never shrinks', isPrefix(committed, now));
     committed = now;
@@ -150,7 +160,9 @@ t.test('matches the brute-force HF reference', async (t) => {
   let numShort = 0;
   for (const c of allCases()) {
     const failures: string[] = [];
-    const got = drive(c, (what, ok) => { if (!ok && !failures.includes(what)) failures.push(what); });
+    const got = drive(c, (what, ok) => {
+      if (!ok && !failures.includes(what)) failures.push(what);
+    });
     const want = reference(c);
     const same =
       got.length === want.length &&
@@ -185,7 +197,11 @@ t.test('width 1 equals greedy decoding', async (t) => {
       if (len >= (c.minTokens ?? 0) && ((!c.ignoreEos && tok === EOS) || (c.stopTokenIds ?? []).includes(tok))) break;
     }
     const got = drive(c, () => {});
-    t.same(got.map((h) => h.tokens), [greedy], caseName(c));
+    t.same(
+      got.map((h) => h.tokens),
+      [greedy],
+      caseName(c),
+    );
   }
 });
 
@@ -193,28 +209,60 @@ t.test('score divides by the generated length, EOS included (hand-computed)', as
   for (const lengthPenalty of [1, 2]) {
     const bs = new BeamSearch({ beamWidth: 2, maxTokens: 10, lengthPenalty, earlyStopping: false, eosTokenIds: [0] });
     t.equal(bs.numCandidates, 4);
-    const s1 = bs.step([[{ tokenId: 1, logprob: -0.1 }, { tokenId: 0, logprob: -0.5 }, { tokenId: 2, logprob: -1 }, { tokenId: 3, logprob: -3 }]]);
-    t.same(s1.next, [{ parent: 0, tokenId: 1, cumLogprob: -0.1 }, { parent: 0, tokenId: 2, cumLogprob: -1 }]);
+    const s1 = bs.step([
+      [
+        { tokenId: 1, logprob: -0.1 },
+        { tokenId: 0, logprob: -0.5 },
+        { tokenId: 2, logprob: -1 },
+        { tokenId: 3, logprob: -3 },
+      ],
+    ]);
+    t.same(s1.next, [
+      { parent: 0, tokenId: 1, cumLogprob: -0.1 },
+      { parent: 0, tokenId: 2, cumLogprob: -1 },
+    ]);
     t.same(s1.finished, [{ tokens: [0], cumLogprob: -0.5, score: -0.5, finishReason: 'stop' }]);
     t.notOk(s1.done, 'one hypothesis of two');
     // beam 0 = [1], beam 1 = [2]
     const s2 = bs.step([
-      [{ tokenId: 0, logprob: -0.2 }, { tokenId: 4, logprob: -2 }],
-      [{ tokenId: 5, logprob: -0.1 }, { tokenId: 0, logprob: -3 }],
+      [
+        { tokenId: 0, logprob: -0.2 },
+        { tokenId: 4, logprob: -2 },
+      ],
+      [
+        { tokenId: 5, logprob: -0.1 },
+        { tokenId: 0, logprob: -3 },
+      ],
     ]);
     const cum = -0.1 + -0.2;
     t.same(s2.finished, [{ tokens: [1, 0], cumLogprob: cum, score: cum / 2 ** lengthPenalty, finishReason: 'stop' }]);
-    t.same(s2.next.map((n) => [n.parent, n.tokenId]), [[1, 5], [0, 4]]);
+    t.same(
+      s2.next.map((n) => [n.parent, n.tokenId]),
+      [
+        [1, 5],
+        [0, 4],
+      ],
+    );
     if (lengthPenalty === 1) {
       // best alive -1.1 / 2 cannot beat the worst kept score -0.5 / 1
       t.ok(s2.done && bs.isDone);
       t.throws(() => bs.step([[], []]), /done/);
-      t.same(bs.finish().map((h) => h.tokens), [[1, 0], [0]], 'alive beams are not added once is_done holds');
+      t.same(
+        bs.finish().map((h) => h.tokens),
+        [[1, 0], [0]],
+        'alive beams are not added once is_done holds',
+      );
     } else {
       // -1.1 / 2 ** 2 = -0.275 can still beat -0.5: finish() adds [2, 5], which replaces [0]
       t.notOk(s2.done);
       const out = bs.finish();
-      t.same(out.map((h) => [h.tokens, h.finishReason]), [[[1, 0], 'stop'], [[2, 5], 'length']]);
+      t.same(
+        out.map((h) => [h.tokens, h.finishReason]),
+        [
+          [[1, 0], 'stop'],
+          [[2, 5], 'length'],
+        ],
+      );
       t.equal(out[1].score, (-1 + -0.1) / 4);
     }
     t.same(bs.committedPrefix(), [1, 0]);
@@ -224,18 +272,41 @@ t.test('score divides by the generated length, EOS included (hand-computed)', as
 t.test('exact ties follow HF', async (t) => {
   const bs = new BeamSearch({ beamWidth: 2, maxTokens: 10, lengthPenalty: 0, earlyStopping: false, eosTokenIds: [0] });
   // equal scores: the lower token id ranks first, so EOS takes rank 0
-  bs.step([[{ tokenId: 1, logprob: -1 }, { tokenId: 0, logprob: -1 }, { tokenId: 2, logprob: -2 }]]);
-  t.same(bs.beams.map((b) => b.tokens), [[1], [2]]);
-  const s = bs.step([[{ tokenId: 3, logprob: 0 }, { tokenId: 0, logprob: 0 }], [{ tokenId: 4, logprob: -0.5 }]]);
+  bs.step([
+    [
+      { tokenId: 1, logprob: -1 },
+      { tokenId: 0, logprob: -1 },
+      { tokenId: 2, logprob: -2 },
+    ],
+  ]);
+  t.same(
+    bs.beams.map((b) => b.tokens),
+    [[1], [2]],
+  );
+  const s = bs.step([
+    [
+      { tokenId: 3, logprob: 0 },
+      { tokenId: 0, logprob: 0 },
+    ],
+    [{ tokenId: 4, logprob: -0.5 }],
+  ]);
   // the best alive beam (-1) only ties the worst kept score (-1): HF's is_done uses >=
   t.ok(s.done, 'a tie with the worst kept hypothesis ends the search');
   // equal scores: HF's finalize returns the later-added hypothesis first
-  t.same(bs.finish().map((h) => h.tokens), [[1, 0], [0]]);
+  t.same(
+    bs.finish().map((h) => h.tokens),
+    [[1, 0], [0]],
+  );
 });
 
 t.test('length ending at maxTokens and minTokens', async (t) => {
   const bs = new BeamSearch({ beamWidth: 1, maxTokens: 2, lengthPenalty: 1, earlyStopping: false, eosTokenIds: [0], minTokens: 2 });
-  bs.step([[{ tokenId: 0, logprob: -0.1 }, { tokenId: 3, logprob: -2 }]]);
+  bs.step([
+    [
+      { tokenId: 0, logprob: -0.1 },
+      { tokenId: 3, logprob: -2 },
+    ],
+  ]);
   t.same(bs.beams[0].tokens, [0], 'EOS before minTokens is an ordinary token');
   const s = bs.step([[{ tokenId: 4, logprob: -0.3 }]]);
   t.ok(s.done);

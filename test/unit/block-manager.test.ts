@@ -45,11 +45,11 @@ t.test('free block queue: FIFO with O(1) removal from the middle', async (t) => 
 
 t.test('allocate and appendSlots answer "no room" without changing anything', async (t) => {
   const bm = new BlockManager({ numBlocks: 4, blockSize: BS, enablePrefixCaching: false });
-  const a = seqOf('a', range(1, 10));  // 3 blocks
+  const a = seqOf('a', range(1, 10)); // 3 blocks
   t.ok(admit(bm, a));
   t.equal(bm.numUsedBlocks, 3);
   t.equal(bm.numFreeBlocks, 1);
-  const b = seqOf('b', range(1, 8));   // 2 blocks: no room
+  const b = seqOf('b', range(1, 8)); // 2 blocks: no room
   t.notOk(bm.allocate(b, bm.getCachedPrefix(b), 8));
   t.same(b.blockTable, []);
   t.equal(bm.numFreeBlocks, 1);
@@ -76,8 +76,8 @@ t.test('freed blocks that cache nothing are handed out again first, before never
   admit(bm, b);
   t.same(a.blockTable, [0, 1]);
   t.same(b.blockTable, [2, 3]);
-  bm.free(b);  // freed tail first: 3, then 2 go to the head of the queue, before 4, 5
-  bm.free(a);  // then 1, 0
+  bm.free(b); // freed tail first: 3, then 2 go to the head of the queue, before 4, 5
+  bm.free(a); // then 1, 0
   const c = seqOf('c', range(100, 24));
   admit(bm, c);
   t.same(c.blockTable, [0, 1, 2, 3, 4, 5], 'the memory already touched is reused; 4 and 5 come last');
@@ -85,7 +85,7 @@ t.test('freed blocks that cache nothing are handed out again first, before never
 
 t.test('prefix cache: hits on computed full blocks only, counted in tokens', async (t) => {
   const bm = new BlockManager({ numBlocks: 16, blockSize: BS, enablePrefixCaching: true });
-  const shared = range(1, 12);  // 3 full blocks
+  const shared = range(1, 12); // 3 full blocks
   const a = seqOf('a', [...shared, 50, 51]);
   // a has only its first chunk (5 tokens) computed: one full block registered
   t.ok(admit(bm, a, 5));
@@ -129,10 +129,10 @@ t.test('cached free blocks are evicted LRU, after blocks holding nothing', async
   const bm = new BlockManager({ numBlocks: 5, blockSize: BS, enablePrefixCaching: true });
   const a = seqOf('a', [...range(10, 4), 1]);
   const b = seqOf('b', [...range(20, 4), 1]);
-  admit(bm, a);  // blocks 0 (full: cached) and 1 (partial)
-  admit(bm, b);  // blocks 2 (cached) and 3
-  bm.free(a);    // freed tail first: 1, then 0
-  bm.free(b);    // 3, then 2
+  admit(bm, a); // blocks 0 (full: cached) and 1 (partial)
+  admit(bm, b); // blocks 2 (cached) and 3
+  bm.free(a); // freed tail first: 1, then 0
+  bm.free(b); // 3, then 2
   t.equal(bm.numCachedBlocks, 2);
   // blocks holding nothing go first (3 and 1, most recently freed first, then the never-used 4),
   // then the least recently freed cached one (0)
@@ -154,7 +154,7 @@ t.test('cached free blocks are evicted LRU, after blocks holding nothing', async
 
 t.test('fork shares blocks; a write into a shared block copies it first', async (t) => {
   const bm = new BlockManager({ numBlocks: 8, blockSize: BS, enablePrefixCaching: true });
-  const parent = seqOf('p', range(1, 6));  // block 0 full, block 1 holds 2 tokens
+  const parent = seqOf('p', range(1, 6)); // block 0 full, block 1 holds 2 tokens
   admit(bm, parent);
   const child = seqOf('c', range(1, 6));
   bm.fork(parent, child);
@@ -206,7 +206,7 @@ t.test('a copy into a block freed before the step is dropped', async (t) => {
   const child = seqOf('c', range(1, 2));
   bm.fork(parent, child);
   t.ok(bm.appendSlots(child, 1));
-  bm.free(child);  // e.g. preempted in the same schedule()
+  bm.free(child); // e.g. preempted in the same schedule()
   t.same(bm.takeBlockCopies(), []);
   bm.free(parent);
   t.ok(allRefCountsZero(bm));

@@ -54,7 +54,12 @@ const server = createServer((req: IncomingMessage, res: ServerResponse) => {
   const revName = decodeURIComponent(api?.[3] ?? resolve?.[2] ?? '');
   const rev = Object.values(repo.revisions).find((r) => r.commit === revName) ?? repo.revisions[revName];
   if (!rev) return send(404, { error: `Invalid rev id: ${revName}` }, { 'x-error-code': 'RevisionNotFound' });
-  const entry = (path: string) => ({ type: 'file', path, size: rev.files[path].length, oid: createHash('sha1').update(rev.files[path]).digest('hex') });
+  const entry = (path: string) => ({
+    type: 'file',
+    path,
+    size: rev.files[path].length,
+    oid: createHash('sha1').update(rev.files[path]).digest('hex'),
+  });
   if (api?.[2] === 'revision') return send(200, { id: repoName, sha: rev.commit });
   if (api?.[2] === 'tree') return send(200, Object.keys(rev.files).map(entry));
   if (api?.[2] === 'paths-info') {
@@ -69,7 +74,8 @@ const server = createServer((req: IncomingMessage, res: ServerResponse) => {
   const headers = { etag: `"${entry(resolve![3]).oid}"`, 'x-repo-commit': rev.commit };
   const range = /^bytes=(\d+)-(\d*)$/.exec(String(req.headers.range ?? ''));
   if (!range) return send(200, data, headers);
-  const a = Number(range[1]), b = range[2] ? Math.min(Number(range[2]), data.length - 1) : data.length - 1;
+  const a = Number(range[1]),
+    b = range[2] ? Math.min(Number(range[2]), data.length - 1) : data.length - 1;
   return send(206, data.subarray(a, b + 1), { ...headers, 'content-range': `bytes ${a}-${b}/${data.length}` });
 });
 await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -133,15 +139,25 @@ t.test('a tag, a GGUF repository, --gguf-file, a missing file, 401 without a tok
   t.match(q8, /m-Q8_0\.gguf$/, 'the rule picks Q8_0');
   const picked = await resolveHubModel({ repo: 'weft-test/ggufs', revision: 'main' }, { env: env(), ggufFile: 'm-Q4_K_M.gguf' });
   t.match(picked, /m-Q4_K_M\.gguf$/, '--gguf-file');
-  await t.rejects(resolveHubModel({ repo: 'weft-test/ggufs', revision: 'main' }, { env: env(), ggufFile: 'nope.gguf' }),
-    { code: 'WEFT_ERR_MODEL_NOT_FOUND', message: /has no nope\.gguf; its GGUF files: m-Q4_K_M\.gguf, m-Q8_0\.gguf/ });
-  await t.rejects(resolveHubModel({ repo: 'weft-test/stories', revision: 'v9' }, { env: env() }), { code: 'WEFT_ERR_MODEL_NOT_FOUND', message: /v9/ });
+  await t.rejects(resolveHubModel({ repo: 'weft-test/ggufs', revision: 'main' }, { env: env(), ggufFile: 'nope.gguf' }), {
+    code: 'WEFT_ERR_MODEL_NOT_FOUND',
+    message: /has no nope\.gguf; its GGUF files: m-Q4_K_M\.gguf, m-Q8_0\.gguf/,
+  });
+  await t.rejects(resolveHubModel({ repo: 'weft-test/stories', revision: 'v9' }, { env: env() }), {
+    code: 'WEFT_ERR_MODEL_NOT_FOUND',
+    message: /v9/,
+  });
   await t.rejects(resolveHubModel({ repo: 'weft-test/absent', revision: 'main' }, { env: env() }), { code: 'WEFT_ERR_MODEL_NOT_FOUND' });
-  await t.rejects(resolveHubModel({ repo: 'weft-test/private', revision: 'main' }, { env: env() }), { code: 'WEFT_ERR_MODEL_HUB_AUTH', message: /HF_TOKEN/ });
+  await t.rejects(resolveHubModel({ repo: 'weft-test/private', revision: 'main' }, { env: env() }), {
+    code: 'WEFT_ERR_MODEL_HUB_AUTH',
+    message: /HF_TOKEN/,
+  });
   const priv = await resolveHubModel({ repo: 'weft-test/private', revision: 'main' }, { env: env({ HF_TOKEN: 'hf_secret' }) });
   t.match(priv, /stories\.gguf$/, 'with HF_TOKEN');
-  await t.rejects(resolveHubModel({ repo: 'weft-test/ggufs', revision: 'dev' }, { env: env({ HF_HUB_OFFLINE: '1' }) }),
-    { code: 'WEFT_ERR_MODEL_NOT_FOUND', message: /HF_HUB_OFFLINE/ });
+  await t.rejects(resolveHubModel({ repo: 'weft-test/ggufs', revision: 'dev' }, { env: env({ HF_HUB_OFFLINE: '1' }) }), {
+    code: 'WEFT_ERR_MODEL_NOT_FOUND',
+    message: /HF_HUB_OFFLINE/,
+  });
 });
 
 t.test('the server serves a Hub id; startup reports the download, and /ready shows it while loading', async (t) => {
@@ -152,7 +168,10 @@ t.test('the server serves a Hub id; startup reports the download, and /ready sho
   const seen: LoadProgress[] = [];
   const engine = await startEngine(testConfig({ model: 'hf://weft-test/stories', backend: 'cpu' }), metrics, undefined, (p) => seen.push(p));
   t.teardown(() => engine.close());
-  t.ok(seen.some((p) => p.phase === 'download' && p.file === 'model.safetensors' && p.bytes === p.total && p.total! > 0), 'download progress');
+  t.ok(
+    seen.some((p) => p.phase === 'download' && p.file === 'model.safetensors' && p.bytes === p.total && p.total! > 0),
+    'download progress',
+  );
   t.equal(seen.at(-1)!.phase, 'load', 'then loading');
   t.match(seen.at(-1), { phase: 'load', instancesReady: 1, instances: 1 }, 'then its engine instances, one by one');
   t.ok(seen.at(-1)!.total! > 0 && seen.at(-1)!.bytes === seen.at(-1)!.total, 'in bytes of the model, all read at the end');

@@ -6,10 +6,12 @@ import { MemoryRelief } from '../../src/memory-relief.js';
 
 t.test('shedding connections leads to one collection and one trim once it stops', async (t) => {
   let collected!: () => void;
-  const done = new Promise<void>((resolve) => { collected = resolve; });
+  const done = new Promise<void>((resolve) => {
+    collected = resolve;
+  });
   let numTrimCalls = 0;
   const relief = new MemoryRelief({ quietMs: 0, trim: () => ++numTrimCalls > 0, onCollect: () => collected() });
-  const alive = setInterval(() => undefined, 1 << 30);   // its timer is unref'd: keep this process up meanwhile
+  const alive = setInterval(() => undefined, 1 << 30); // its timer is unref'd: keep this process up meanwhile
   t.ok(relief.isAvailable, 'the collector can be called in this runtime');
   for (let i = 0; i < 100; i++) relief.shed();
   await done;
@@ -21,7 +23,9 @@ t.test('shedding connections leads to one collection and one trim once it stops'
 });
 
 t.test('at idle: a collection only when RSS grew by growthBytes since the last, and none while busy', async (t) => {
-  let rss = 100, isBusy = false, numTrimCalls = 0;
+  let rss = 100,
+    isBusy = false,
+    numTrimCalls = 0;
   const relief = new MemoryRelief({ quietMs: 60_000, growthBytes: 50, rss: () => rss, isBusy: () => isBusy, trim: () => (numTrimCalls++, false) });
   t.notOk(relief.collectIfDue(), 'no growth since it started: nothing to do');
   rss = 149;
@@ -42,12 +46,14 @@ t.test('at idle: a collection only when RSS grew by growthBytes since the last, 
 
 t.test('going idle again and again does not put the collection off', async (t) => {
   let collected!: () => void;
-  const done = new Promise<void>((resolve) => { collected = resolve; });
+  const done = new Promise<void>((resolve) => {
+    collected = resolve;
+  });
   let rss = 100;
   const relief = new MemoryRelief({ quietMs: 50, growthBytes: 10, rss: () => rss, onCollect: () => collected() });
   rss = 200;
   relief.idle();
-  const probe = setInterval(() => relief.idle(), 10);   // a request ending every 10 ms, each time nothing left in flight
+  const probe = setInterval(() => relief.idle(), 10); // a request ending every 10 ms, each time nothing left in flight
   await done;
   clearInterval(probe);
   t.equal(relief.numCollections, 1, 'collected while idle() kept coming');
@@ -59,7 +65,7 @@ t.test('growth counts from the lowest RSS seen when idle, not from just after th
   const relief = new MemoryRelief({ quietMs: 60_000, growthBytes: 50, rss: () => rss });
   relief.shed();
   t.ok(relief.collectIfDue(), 'collected at 300');
-  rss = 200;   // RSS went on falling after it
+  rss = 200; // RSS went on falling after it
   relief.idle();
   rss = 260;
   t.ok(relief.collectIfDue(), 'grown by 60 from the 200 seen when idle (only -40 from the 300 just after the collection)');

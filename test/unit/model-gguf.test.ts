@@ -8,7 +8,14 @@ import t from 'tap';
 
 import { isWeftError } from '../../src/errors.js';
 import {
-  encodeGgufHeader, GGUF_TYPE, ggufTensorName, ggufTensorRefs, hfTensorName, readGguf, type GgufEntry, type GgufValue,
+  encodeGgufHeader,
+  GGUF_TYPE,
+  ggufTensorName,
+  ggufTensorRefs,
+  hfTensorName,
+  readGguf,
+  type GgufEntry,
+  type GgufValue,
 } from '../../src/model/gguf.js';
 import { loadModelSpec } from '../../src/model/load.js';
 import { readTensorBytes, toFloat32 } from '../../src/model/safetensors.js';
@@ -41,11 +48,19 @@ async function codeOf(fn: () => unknown): Promise<string> {
 
 // Metadata back to typed entries (types picked by value; enough to rewrite stories260K).
 function entriesOf(meta: Map<string, GgufValue>): GgufEntry[] {
-  const typeOf = (v: GgufValue, key: string): number => typeof v === 'string' ? GGUF_TYPE.STRING : typeof v === 'boolean' ? GGUF_TYPE.BOOL
-    : key.endsWith('scores') || !Number.isInteger(v) ? GGUF_TYPE.F32 : key.endsWith('token_type') ? GGUF_TYPE.I32 : GGUF_TYPE.U32;
-  return [...meta].map(([key, value]) => Array.isArray(value)
-    ? { key, type: GGUF_TYPE.ARRAY, elemType: typeOf(value[0], key), value }
-    : { key, type: typeOf(value, key), value });
+  const typeOf = (v: GgufValue, key: string): number =>
+    typeof v === 'string'
+      ? GGUF_TYPE.STRING
+      : typeof v === 'boolean'
+        ? GGUF_TYPE.BOOL
+        : key.endsWith('scores') || !Number.isInteger(v)
+          ? GGUF_TYPE.F32
+          : key.endsWith('token_type')
+            ? GGUF_TYPE.I32
+            : GGUF_TYPE.U32;
+  return [...meta].map(([key, value]) =>
+    Array.isArray(value) ? { key, type: GGUF_TYPE.ARRAY, elemType: typeOf(value[0], key), value } : { key, type: typeOf(value, key), value },
+  );
 }
 
 // stories260K.gguf with its metadata / tensor infos edited, data section copied as is.
@@ -91,22 +106,41 @@ t.test('both formats of stories260K describe the same model', async (t) => {
   t.equal(gg.config.tieEmbeddings, false);
   t.equal(gg.config.rmsEps, 1e-5, 'float32 metadata is read back as its shortest decimal');
   const hfNames = Object.keys(hf.tensors).sort();
-  t.same(Object.keys(gg.tensors).filter((n) => n !== 'lm_head.weight').sort(), hfNames);
+  t.same(
+    Object.keys(gg.tensors)
+      .filter((n) => n !== 'lm_head.weight')
+      .sort(),
+    hfNames,
+  );
   for (const n of hfNames) t.same(gg.tensors[n].shape, hf.tensors[n].shape, n);
 
   const floats = (spec: typeof hf, n: string) => toFloat32(readTensorBytes(spec.tensors[n]), 'F32');
   const equalArrays = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((v, i) => v === b[i]);
-  for (const n of ['model.embed_tokens.weight', 'model.norm.weight', 'model.layers.2.input_layernorm.weight',
-    'model.layers.1.self_attn.v_proj.weight', 'model.layers.4.self_attn.o_proj.weight', 'model.layers.0.mlp.down_proj.weight'])
+  for (const n of [
+    'model.embed_tokens.weight',
+    'model.norm.weight',
+    'model.layers.2.input_layernorm.weight',
+    'model.layers.1.self_attn.v_proj.weight',
+    'model.layers.4.self_attn.o_proj.weight',
+    'model.layers.0.mlp.down_proj.weight',
+  ])
     t.ok(equalArrays(floats(gg, n), floats(hf, n)), `${n}: same floats`);
   t.ok(equalArrays(floats(gg, 'lm_head.weight'), floats(hf, 'model.embed_tokens.weight')), 'output.weight is the embedding');
   // q/k: GGUF row (head, j, s) holds HF row (head, s, j)
-  for (const [n, heads] of [['model.layers.3.self_attn.q_proj.weight', 8], ['model.layers.3.self_attn.k_proj.weight', 4]] as const) {
-    const g = floats(gg, n), h = floats(hf, n);
-    const [rows, cols] = hf.tensors[n].shape, hd = rows / heads;
+  for (const [n, heads] of [
+    ['model.layers.3.self_attn.q_proj.weight', 8],
+    ['model.layers.3.self_attn.k_proj.weight', 4],
+  ] as const) {
+    const g = floats(gg, n),
+      h = floats(hf, n);
+    const [rows, cols] = hf.tensors[n].shape,
+      hd = rows / heads;
     const unpermuted = new Float32Array(g.length);
     for (let r = 0; r < rows; r++) {
-      const head = Math.floor(r / hd), i = r % hd, s = Math.floor(i / (hd / 2)), j = i % (hd / 2);
+      const head = Math.floor(r / hd),
+        i = r % hd,
+        s = Math.floor(i / (hd / 2)),
+        j = i % (hd / 2);
       unpermuted.set(g.subarray((head * hd + j * 2 + s) * cols, (head * hd + j * 2 + s + 1) * cols), r * cols);
     }
     t.ok(equalArrays(unpermuted, h), `${n}: same floats after undoing the GGUF permutation`);
@@ -116,12 +150,18 @@ t.test('both formats of stories260K describe the same model', async (t) => {
 
 t.test('header writer round trip, every value type', async (t) => {
   const entries: GgufEntry[] = [
-    { key: 'u8', type: GGUF_TYPE.U8, value: 200 }, { key: 'i8', type: GGUF_TYPE.I8, value: -5 },
-    { key: 'u16', type: GGUF_TYPE.U16, value: 60000 }, { key: 'i16', type: GGUF_TYPE.I16, value: -300 },
-    { key: 'u32', type: GGUF_TYPE.U32, value: 4e9 }, { key: 'i32', type: GGUF_TYPE.I32, value: -7 },
-    { key: 'f32', type: GGUF_TYPE.F32, value: 0.5 }, { key: 'bool', type: GGUF_TYPE.BOOL, value: true },
-    { key: 'str', type: GGUF_TYPE.STRING, value: 'héllo ▁' }, { key: 'u64', type: GGUF_TYPE.U64, value: 2 ** 40 },
-    { key: 'i64', type: GGUF_TYPE.I64, value: -(2 ** 40) }, { key: 'f64', type: GGUF_TYPE.F64, value: 1e-300 },
+    { key: 'u8', type: GGUF_TYPE.U8, value: 200 },
+    { key: 'i8', type: GGUF_TYPE.I8, value: -5 },
+    { key: 'u16', type: GGUF_TYPE.U16, value: 60000 },
+    { key: 'i16', type: GGUF_TYPE.I16, value: -300 },
+    { key: 'u32', type: GGUF_TYPE.U32, value: 4e9 },
+    { key: 'i32', type: GGUF_TYPE.I32, value: -7 },
+    { key: 'f32', type: GGUF_TYPE.F32, value: 0.5 },
+    { key: 'bool', type: GGUF_TYPE.BOOL, value: true },
+    { key: 'str', type: GGUF_TYPE.STRING, value: 'héllo ▁' },
+    { key: 'u64', type: GGUF_TYPE.U64, value: 2 ** 40 },
+    { key: 'i64', type: GGUF_TYPE.I64, value: -(2 ** 40) },
+    { key: 'f64', type: GGUF_TYPE.F64, value: 1e-300 },
     { key: 'arr', type: GGUF_TYPE.ARRAY, elemType: GGUF_TYPE.STRING, value: ['a', '', 'c'] },
     { key: 'nums', type: GGUF_TYPE.ARRAY, elemType: GGUF_TYPE.I32, value: [1, -2, 3] },
   ];
@@ -138,8 +178,12 @@ t.test('header writer round trip, every value type', async (t) => {
 
 t.test('malformed GGUF files', async (t) => {
   const real = bytesOf(MODEL_GGUF);
-  const write = (name: string, bytes: Uint8Array) => { const p = join(tmp, name); writeFileSync(p, bytes); return p; };
-  const badMagic = patched(real, (v) => v.setUint32(0, 0x4c4d4747, true));  // "GGML"
+  const write = (name: string, bytes: Uint8Array) => {
+    const p = join(tmp, name);
+    writeFileSync(p, bytes);
+    return p;
+  };
+  const badMagic = patched(real, (v) => v.setUint32(0, 0x4c4d4747, true)); // "GGML"
   t.equal(await codeOf(() => readGguf(write('magic.gguf', badMagic))), 'WEFT_ERR_MODEL_CORRUPT');
   const v1 = patched(real, (v) => v.setUint32(4, 1, true));
   t.equal(await codeOf(() => readGguf(write('v1.gguf', v1))), 'WEFT_ERR_MODEL_CORRUPT');
@@ -161,7 +205,7 @@ t.test('random corruption of the header never escapes as another error', async (
   const real = bytesOf(MODEL_GGUF);
   const g = readGguf(MODEL_GGUF);
   let seed = 12345;
-  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
   let other = 0;
   for (let i = 0; i < 150; i++) {
     const bytes = real.slice(0, g.dataOffset + 4096);
@@ -169,13 +213,18 @@ t.test('random corruption of the header never escapes as another error', async (
     const p = join(tmp, 'fuzz.gguf');
     writeFileSync(p, bytes);
     const code = await codeOf(() => loadModelSpec(p));
-    if (code.startsWith('not a WeftError')) { other++; t.comment(code); }
+    if (code.startsWith('not a WeftError')) {
+      other++;
+      t.comment(code);
+    }
   }
   t.equal(other, 0);
 });
 
 t.test('unsupported tensor types and architectures', async (t) => {
-  const q2k = rewriteGguf('q2k.gguf', (_m, tensors) => { tensors[3].type = 10; });  // Q2_K: not read
+  const q2k = rewriteGguf('q2k.gguf', (_m, tensors) => {
+    tensors[3].type = 10;
+  }); // Q2_K: not read
   t.equal(await codeOf(() => loadModelSpec(q2k)), 'WEFT_ERR_MODEL_UNSUPPORTED_DTYPE');
   try {
     await loadModelSpec(q2k);
@@ -184,18 +233,32 @@ t.test('unsupported tensor types and architectures', async (t) => {
   }
   const arch = rewriteGguf('gemma.gguf', (m) => {
     m.set('general.architecture', 'gemma');
-    for (const [k, v] of [...m]) if (k.startsWith('llama.')) { m.delete(k); m.set(k.replace('llama.', 'gemma.'), v); }
+    for (const [k, v] of [...m])
+      if (k.startsWith('llama.')) {
+        m.delete(k);
+        m.set(k.replace('llama.', 'gemma.'), v);
+      }
   });
   t.equal(await codeOf(() => loadModelSpec(arch)), 'WEFT_ERR_MODEL_UNSUPPORTED_ARCH');
-  const heads = rewriteGguf('heads.gguf', (m) => { m.set('llama.attention.head_count_kv', 3); });
+  const heads = rewriteGguf('heads.gguf', (m) => {
+    m.set('llama.attention.head_count_kv', 3);
+  });
   t.equal(await codeOf(() => loadModelSpec(heads)), 'WEFT_ERR_MODEL_BAD_CONFIG');
-  const yarn = rewriteGguf('yarn.gguf', (m) => { m.set('llama.rope.scaling.type', 'yarn'); });
+  const yarn = rewriteGguf('yarn.gguf', (m) => {
+    m.set('llama.rope.scaling.type', 'yarn');
+  });
   t.equal(await codeOf(() => loadModelSpec(yarn)), 'WEFT_ERR_MODEL_UNSUPPORTED_ARCH');
-  const noEmbd = rewriteGguf('noembd.gguf', (_m, tensors) => { tensors[0].name = 'something_else.weight'; });
+  const noEmbd = rewriteGguf('noembd.gguf', (_m, tensors) => {
+    tensors[0].name = 'something_else.weight';
+  });
   t.equal(await codeOf(() => loadModelSpec(noEmbd)), 'WEFT_ERR_MODEL_MISSING_TENSOR');
-  const shape = rewriteGguf('shape.gguf', (m) => { m.set('llama.feed_forward_length', 160); });
+  const shape = rewriteGguf('shape.gguf', (m) => {
+    m.set('llama.feed_forward_length', 160);
+  });
   t.equal(await codeOf(() => loadModelSpec(shape)), 'WEFT_ERR_MODEL_SHAPE_MISMATCH');
-  const tok = rewriteGguf('tok.gguf', (m) => { m.set('tokenizer.ggml.model', 'bert'); });
+  const tok = rewriteGguf('tok.gguf', (m) => {
+    m.set('tokenizer.ggml.model', 'bert');
+  });
   t.equal(await codeOf(() => loadModelSpec(tok)), 'WEFT_ERR_MODEL_TOKENIZER');
   const same = rewriteGguf('same.gguf', () => {});
   t.same((await loadModelSpec(same)).config, (await loadModelSpec(MODEL_GGUF)).config, 'the rewrite itself is faithful');
@@ -205,7 +268,9 @@ t.test('unsupported tensor types and architectures', async (t) => {
 t.test('fuzzing findings: layer counts, long pieces, prototype names', async (t) => {
   // the expected tensors were listed up front, one Map entry per layer: 4e9 layers ended in a
   // RangeError (Map maximum size exceeded) after seconds and gigabytes
-  const layers = rewriteGguf('layers.gguf', (m) => { m.set('llama.block_count', 2 ** 32 - 1); });
+  const layers = rewriteGguf('layers.gguf', (m) => {
+    m.set('llama.block_count', 2 ** 32 - 1);
+  });
   t.equal(await codeOf(() => loadModelSpec(layers)), 'WEFT_ERR_MODEL_MISSING_TENSOR', 'block_count 2^32 - 1: the first missing layer');
   // a 300k-character NORMAL piece: its splits were tried one by one, ~10^11 steps
   const long = rewriteGguf('long-piece.gguf', (m) => {

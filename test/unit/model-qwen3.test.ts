@@ -14,10 +14,27 @@ import { synthesizeModel } from '../../src/model/synth.js';
 import type { TensorRef } from '../../src/model/types.js';
 import { MODEL_DIR } from '../fixtures/paths.js';
 
-const QWEN3 = { architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', hidden_size: 64, num_hidden_layers: 2,
-  num_attention_heads: 4, num_key_value_heads: 2, head_dim: 32, intermediate_size: 128, vocab_size: 512,
-  max_position_embeddings: 256, rms_norm_eps: 1e-6, rope_theta: 1000000, tie_word_embeddings: true, attention_bias: false,
-  use_sliding_window: false, sliding_window: null, hidden_act: 'silu', bos_token_id: 1, eos_token_id: 2 };
+const QWEN3 = {
+  architectures: ['Qwen3ForCausalLM'],
+  model_type: 'qwen3',
+  hidden_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  head_dim: 32,
+  intermediate_size: 128,
+  vocab_size: 512,
+  max_position_embeddings: 256,
+  rms_norm_eps: 1e-6,
+  rope_theta: 1000000,
+  tie_word_embeddings: true,
+  attention_bias: false,
+  use_sliding_window: false,
+  sliding_window: null,
+  hidden_act: 'silu',
+  bos_token_id: 1,
+  eos_token_id: 2,
+};
 
 const tmp = mkdtempSync(join(tmpdir(), 'weft-qwen3-unit-'));
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
@@ -29,12 +46,17 @@ t.test('a Qwen3 config.json: head_dim from the config, q/k norm on, no bias', as
   t.equal(c.headDim, 32, 'head_dim is read, not hidden_size / num_heads (16)');
   t.equal(c.qkNorm, true);
   t.equal(c.qkvBias, false);
-  t.equal(configFromHf({ ...QWEN3, architectures: undefined }, 'config.json', null, { bosTokenId: null, eosTokenIds: [] }).architecture,
-    'qwen3', 'model_type alone names it');
-  t.throws(() => configFromHf({ ...QWEN3, attention_bias: true }, 'config.json', null, { bosTokenId: null, eosTokenIds: [] }),
-    { code: 'WEFT_ERR_MODEL_UNSUPPORTED_ARCH' });
-  t.throws(() => configFromHf({ ...QWEN3, architectures: ['Qwen3MoeForCausalLM'] }, 'config.json', null, { bosTokenId: null, eosTokenIds: [] }),
-    { code: 'WEFT_ERR_MODEL_UNSUPPORTED_ARCH' });
+  t.equal(
+    configFromHf({ ...QWEN3, architectures: undefined }, 'config.json', null, { bosTokenId: null, eosTokenIds: [] }).architecture,
+    'qwen3',
+    'model_type alone names it',
+  );
+  t.throws(() => configFromHf({ ...QWEN3, attention_bias: true }, 'config.json', null, { bosTokenId: null, eosTokenIds: [] }), {
+    code: 'WEFT_ERR_MODEL_UNSUPPORTED_ARCH',
+  });
+  t.throws(() => configFromHf({ ...QWEN3, architectures: ['Qwen3MoeForCausalLM'] }, 'config.json', null, { bosTokenId: null, eosTokenIds: [] }), {
+    code: 'WEFT_ERR_MODEL_UNSUPPORTED_ARCH',
+  });
 });
 
 t.test('synth writes Qwen3 as HF and GGUF; both load with the same q/k norm weights', async (t) => {
@@ -44,14 +66,22 @@ t.test('synth writes Qwen3 as HF and GGUF; both load with the same q/k norm weig
   const g = readGguf(join(tmp, 'm.gguf'));
   t.equal(g.metadata.get('general.architecture'), 'qwen3');
   t.equal(g.metadata.get('qwen3.attention.key_length'), 32);
-  t.ok(g.tensors.some((x) => x.name === 'blk.1.attn_q_norm.weight' && x.type === 0), 'blk.N.attn_q_norm.weight, F32');
-  t.ok(g.tensors.some((x) => x.name === 'blk.1.attn_k_norm.weight'), 'blk.N.attn_k_norm.weight');
-  const hf = await loadModelSpec(join(tmp, 'hf')), gg = await loadModelSpec(join(tmp, 'm.gguf'));
+  t.ok(
+    g.tensors.some((x) => x.name === 'blk.1.attn_q_norm.weight' && x.type === 0),
+    'blk.N.attn_q_norm.weight, F32',
+  );
+  t.ok(
+    g.tensors.some((x) => x.name === 'blk.1.attn_k_norm.weight'),
+    'blk.N.attn_k_norm.weight',
+  );
+  const hf = await loadModelSpec(join(tmp, 'hf')),
+    gg = await loadModelSpec(join(tmp, 'm.gguf'));
   t.same(gg.config, hf.config, 'the same config from both formats');
   t.equal(gg.ropeInterleaved, false, 'qwen3 GGUF q/k rows are in HF order');
   for (const n of ['model.layers.0.self_attn.q_norm.weight', 'model.layers.1.self_attn.k_norm.weight']) {
     t.same(hf.tensors[n].shape, [32]);
-    const a = values(hf.tensors[n]), b = values(gg.tensors[n]);
+    const a = values(hf.tensors[n]),
+      b = values(gg.tensors[n]);
     t.same(Array.from(b), Array.from(a), `${n} equal in both files`);
     t.ok(a.every((v) => v > 0.5 && v < 1.5) && a.some((v) => Math.abs(v - 1) > 0.1), `${n} random around 1`);
   }
@@ -63,7 +93,13 @@ t.test('GGUF metadata names qwen3; a Qwen3 config over a checkpoint without q/k 
   t.match(c, { architecture: 'qwen3', headDim: 32, qkNorm: true, qkvBias: false, tieEmbeddings: true, ropeTheta: 1000000 });
   // the same shapes as Llama (explicit head_dim), then relabelled Qwen3: the norms are missing
   const dir = join(tmp, 'llama');
-  await synthesizeModel({ config: { ...QWEN3, architectures: ['LlamaForCausalLM'], model_type: 'llama' }, out: dir, format: 'hf', dtype: 'f32', seed: 1 });
+  await synthesizeModel({
+    config: { ...QWEN3, architectures: ['LlamaForCausalLM'], model_type: 'llama' },
+    out: dir,
+    format: 'hf',
+    dtype: 'f32',
+    seed: 1,
+  });
   writeFileSync(join(dir, 'config.json'), JSON.stringify(QWEN3));
   await t.rejects(loadModelSpec(dir), { code: 'WEFT_ERR_MODEL_MISSING_TENSOR', message: /self_attn\.q_norm\.weight/ });
 });

@@ -8,7 +8,14 @@ import t from 'tap';
 
 import { isWeftError } from '../../src/errors.js';
 import {
-  bf16ToF32, f16ToF32, f32ToF16, readSafetensors, readSafetensorsIndex, readTensorBytes, SafetensorsWriter, toFloat32,
+  bf16ToF32,
+  f16ToF32,
+  f32ToF16,
+  readSafetensors,
+  readSafetensorsIndex,
+  readTensorBytes,
+  SafetensorsWriter,
+  toFloat32,
 } from '../../src/model/safetensors.js';
 import { MODEL_DIR } from '../fixtures/paths.js';
 
@@ -57,20 +64,22 @@ t.test('writer round trip, all accepted dtypes', async (t) => {
   const f32 = new Float32Array([1, -2.5, 3.25, 0, 1e-3, 7]);
   const i8 = new Int8Array([-127, 0, 5, 127]);
   const w = await SafetensorsWriter.create(p, [
-    { name: 'a', dtype: 'F32', shape: [2, 3] }, { name: 'b', dtype: 'I8', shape: [4] }, { name: 'c', dtype: 'F16', shape: [1] },
+    { name: 'a', dtype: 'F32', shape: [2, 3] },
+    { name: 'b', dtype: 'I8', shape: [4] },
+    { name: 'c', dtype: 'F16', shape: [1] },
     { name: 'd', dtype: 'BF16', shape: [1] },
   ]);
   await w.write(new Uint8Array(f32.buffer));
   await w.write(new Uint8Array(i8.buffer));
   await w.write(new Uint8Array(new Uint16Array([f32ToF16(0.5)]).buffer));
-  await w.write(new Uint8Array(new Uint16Array([0x4040]).buffer));  // bf16 3.0
+  await w.write(new Uint8Array(new Uint16Array([0x4040]).buffer)); // bf16 3.0
   await w.close();
   const refs = readSafetensors(p);
   t.same(Array.from(toFloat32(readTensorBytes(refs.a), 'F32')), Array.from(f32));
   t.same(Array.from(new Int8Array(readTensorBytes(refs.b).buffer)), Array.from(i8));
   t.same(Array.from(toFloat32(readTensorBytes(refs.c), 'F16')), [0.5]);
   t.same(Array.from(toFloat32(readTensorBytes(refs.d), 'BF16')), [3]);
-  t.equal((refs.a.offset) % 8, 0, 'data is 8-byte aligned');
+  t.equal(refs.a.offset % 8, 0, 'data is 8-byte aligned');
 });
 
 t.test('half floats: round to nearest even, specials, every f16 round-trips', async (t) => {
@@ -100,8 +109,14 @@ t.test('sharded checkpoint via model.safetensors.index.json', async (t) => {
   const weightMap: Record<string, string> = {};
   for (const [i, part] of shards.entries()) {
     const file = `model-0000${i + 1}-of-00002.safetensors`;
-    const w = await SafetensorsWriter.create(join(tmp, file), part.map((n) => ({ name: n, dtype: refs[n].dtype, shape: refs[n].shape })));
-    for (const n of part) { await w.write(readTensorBytes(refs[n])); weightMap[n] = file; }
+    const w = await SafetensorsWriter.create(
+      join(tmp, file),
+      part.map((n) => ({ name: n, dtype: refs[n].dtype, shape: refs[n].shape })),
+    );
+    for (const n of part) {
+      await w.write(readTensorBytes(refs[n]));
+      weightMap[n] = file;
+    }
     await w.close();
   }
   writeFileSync(join(tmp, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
@@ -112,27 +127,74 @@ t.test('sharded checkpoint via model.safetensors.index.json', async (t) => {
     t.ok(sameBytes(readTensorBytes(sharded[n]), readTensorBytes(refs[n])), `${n} data`);
   }
   writeFileSync(join(tmp, 'bad.index.json'), JSON.stringify({ weight_map: { x: 'nope.safetensors' } }));
-  t.equal(codeOf(() => readSafetensorsIndex(join(tmp, 'bad.index.json'))), 'WEFT_ERR_MODEL_NOT_FOUND');
+  t.equal(
+    codeOf(() => readSafetensorsIndex(join(tmp, 'bad.index.json'))),
+    'WEFT_ERR_MODEL_NOT_FOUND',
+  );
   writeFileSync(join(tmp, 'bad2.index.json'), '{ not json');
-  t.equal(codeOf(() => readSafetensorsIndex(join(tmp, 'bad2.index.json'))), 'WEFT_ERR_MODEL_CORRUPT');
+  t.equal(
+    codeOf(() => readSafetensorsIndex(join(tmp, 'bad2.index.json'))),
+    'WEFT_ERR_MODEL_CORRUPT',
+  );
 });
 
 t.test('malformed files fail with exact codes', async (t) => {
   const entry = (dtype: string, shape: number[], n: number) => ({ x: { dtype, shape, data_offsets: [0, n] } });
-  t.equal(codeOf(() => readSafetensors(rawFile('i32', entry('I32', [2], 8), new Uint8Array(8)))), 'WEFT_ERR_MODEL_UNSUPPORTED_DTYPE');
-  t.equal(codeOf(() => readSafetensors(rawFile('f64', entry('F64', [2], 16), new Uint8Array(16)))), 'WEFT_ERR_MODEL_UNSUPPORTED_DTYPE');
-  t.equal(codeOf(() => readSafetensors(rawFile('weird', entry('Q4', [2], 1), new Uint8Array(1)))), 'WEFT_ERR_MODEL_UNSUPPORTED_DTYPE');
-  t.equal(codeOf(() => readSafetensors(rawFile('huge-len', entry('F32', [2], 8), new Uint8Array(8), 2 ** 40))), 'WEFT_ERR_MODEL_CORRUPT');
-  t.equal(codeOf(() => readSafetensors(rawFile('zero-len', {}, new Uint8Array(0), 0))), 'WEFT_ERR_MODEL_CORRUPT');
-  t.equal(codeOf(() => readSafetensors(rawFile('bad-json', '{"x": {"dtype": "F32",', new Uint8Array(8)))), 'WEFT_ERR_MODEL_CORRUPT');
-  t.equal(codeOf(() => readSafetensors(rawFile('array', '[1,2]'))), 'WEFT_ERR_MODEL_CORRUPT');
-  t.equal(codeOf(() => readSafetensors(rawFile('size', entry('F32', [3], 8), new Uint8Array(8)))), 'WEFT_ERR_MODEL_CORRUPT', 'offsets disagree with shape');
-  t.equal(codeOf(() => readSafetensors(rawFile('trunc', entry('F32', [4], 16), new Uint8Array(8)))), 'WEFT_ERR_MODEL_CORRUPT', 'data past EOF');
-  t.equal(codeOf(() => readSafetensors(rawFile('noshape', { x: { dtype: 'F32' } }))), 'WEFT_ERR_MODEL_CORRUPT');
-  t.equal(codeOf(() => readSafetensors(rawFile('neg', { x: { dtype: 'F32', shape: [-1], data_offsets: [0, 0] } }))), 'WEFT_ERR_MODEL_CORRUPT');
+  t.equal(
+    codeOf(() => readSafetensors(rawFile('i32', entry('I32', [2], 8), new Uint8Array(8)))),
+    'WEFT_ERR_MODEL_UNSUPPORTED_DTYPE',
+  );
+  t.equal(
+    codeOf(() => readSafetensors(rawFile('f64', entry('F64', [2], 16), new Uint8Array(16)))),
+    'WEFT_ERR_MODEL_UNSUPPORTED_DTYPE',
+  );
+  t.equal(
+    codeOf(() => readSafetensors(rawFile('weird', entry('Q4', [2], 1), new Uint8Array(1)))),
+    'WEFT_ERR_MODEL_UNSUPPORTED_DTYPE',
+  );
+  t.equal(
+    codeOf(() => readSafetensors(rawFile('huge-len', entry('F32', [2], 8), new Uint8Array(8), 2 ** 40))),
+    'WEFT_ERR_MODEL_CORRUPT',
+  );
+  t.equal(
+    codeOf(() => readSafetensors(rawFile('zero-len', {}, new Uint8Array(0), 0))),
+    'WEFT_ERR_MODEL_CORRUPT',
+  );
+  t.equal(
+    codeOf(() => readSafetensors(rawFile('bad-json', '{"x": {"dtype": "F32",', new Uint8Array(8)))),
+    'WEFT_ERR_MODEL_CORRUPT',
+  );
+  t.equal(
+    codeOf(() => readSafetensors(rawFile('array', '[1,2]'))),
+    'WEFT_ERR_MODEL_CORRUPT',
+  );
+  t.equal(
+    codeOf(() => readSafetensors(rawFile('size', entry('F32', [3], 8), new Uint8Array(8)))),
+    'WEFT_ERR_MODEL_CORRUPT',
+    'offsets disagree with shape',
+  );
+  t.equal(
+    codeOf(() => readSafetensors(rawFile('trunc', entry('F32', [4], 16), new Uint8Array(8)))),
+    'WEFT_ERR_MODEL_CORRUPT',
+    'data past EOF',
+  );
+  t.equal(
+    codeOf(() => readSafetensors(rawFile('noshape', { x: { dtype: 'F32' } }))),
+    'WEFT_ERR_MODEL_CORRUPT',
+  );
+  t.equal(
+    codeOf(() => readSafetensors(rawFile('neg', { x: { dtype: 'F32', shape: [-1], data_offsets: [0, 0] } }))),
+    'WEFT_ERR_MODEL_CORRUPT',
+  );
   writeFileSync(join(tmp, 'tiny'), new Uint8Array(3));
-  t.equal(codeOf(() => readSafetensors(join(tmp, 'tiny'))), 'WEFT_ERR_MODEL_CORRUPT');
-  t.equal(codeOf(() => readSafetensors(join(tmp, 'does-not-exist'))), 'WEFT_ERR_MODEL_NOT_FOUND');
+  t.equal(
+    codeOf(() => readSafetensors(join(tmp, 'tiny'))),
+    'WEFT_ERR_MODEL_CORRUPT',
+  );
+  t.equal(
+    codeOf(() => readSafetensors(join(tmp, 'does-not-exist'))),
+    'WEFT_ERR_MODEL_NOT_FOUND',
+  );
   // the real file cut short: the last tensors' data is gone
   const real = new Uint8Array(readFileSync(ST));
   writeFileSync(join(tmp, 'cut.safetensors'), real.subarray(0, real.length - 100));
@@ -143,5 +205,9 @@ t.test('malformed files fail with exact codes', async (t) => {
     t.equal(isWeftError(e) && e.code, 'WEFT_ERR_MODEL_CORRUPT');
     t.match((e as Error).message, /cut\.safetensors.*truncated/);
   }
-  t.equal(codeOf(() => readSafetensors(rawFile('meta', { __metadata__: { format: 'pt' } }))), 'no error', '__metadata__ is ignored');
+  t.equal(
+    codeOf(() => readSafetensors(rawFile('meta', { __metadata__: { format: 'pt' } }))),
+    'no error',
+    '__metadata__ is ignored',
+  );
 });

@@ -9,13 +9,18 @@ import tokenizers from 'tokenizers';
 
 import { encodeGgufHeader, readGguf } from '../../src/model/gguf.js';
 import {
-  ggufTokenizerEntries, ggufVocab, spmMerges, tokenizerJsonFromGguf, tokenizerJsonFromVocab, vocabFromTokenizerJson, type GgufVocab,
+  ggufTokenizerEntries,
+  ggufVocab,
+  spmMerges,
+  tokenizerJsonFromGguf,
+  tokenizerJsonFromVocab,
+  vocabFromTokenizerJson,
+  type GgufVocab,
 } from '../../src/model/gguf-tokenizer.js';
 import { buildSyntheticVocab } from '../../src/model/synth.js';
 import { MODEL_DIR, MODEL_GGUF, SMOLLM_DIR } from '../fixtures/paths.js';
 
-const STRINGS = ['Once upon a time', 'Hello world', 'café ☕ 123', '  two  spaces', 'The quick brown fox jumps over the lazy dog.',
-  "Lily's ball!"];
+const STRINGS = ['Once upon a time', 'Hello world', 'café ☕ 123', '  two  spaces', 'The quick brown fox jumps over the lazy dog.', "Lily's ball!"];
 const MORE = ['', ' ', 'a', '\n\nnew\tlines\n', 'ÀÉÎÕÜ ñ ß 日本語 🎉🎉', 'x'.repeat(300), '1234567890 3.14159', "don't won't I'm"];
 
 const tmp = mkdtempSync(join(tmpdir(), 'weft-tok-'));
@@ -27,7 +32,8 @@ const ids = async (tok: tokenizers.Tokenizer, s: string, special = true) => (awa
 t.test('stories260K: the GGUF vocab rebuilds tokenizer.json', async (t) => {
   const json = tokenizerJsonFromGguf(readGguf(MODEL_GGUF).metadata, MODEL_GGUF);
   const refText = readFileSync(join(MODEL_DIR, 'tokenizer.json'), 'utf8');
-  const mine = load(json), ref = load(refText);
+  const mine = load(json),
+    ref = load(refText);
   t.same((await mine.encode('Once upon a time')).getIds(), [1, 403, 407, 261, 378]);
   for (const s of [...STRINGS, ...MORE]) {
     const a = await ids(mine, s);
@@ -52,14 +58,15 @@ t.test('byte-level BPE (SmolLM2): tokenizer.json → GGUF vocab → tokenizer.js
   const refText = readFileSync(join(SMOLLM_DIR, 'tokenizer.json'), 'utf8');
   const v = vocabFromTokenizerJson(refText, 49152, { bosId: 1, eosId: 2 });
   t.equal(v.model, 'gpt2');
-  t.equal(v.pre, 'smollm', 'Digits + ByteLevel is llama.cpp\'s smollm pre-tokenizer');
+  t.equal(v.pre, 'smollm', "Digits + ByteLevel is llama.cpp's smollm pre-tokenizer");
   t.equal(v.tokens.length, 49152);
   t.equal(v.addBos, false, 'no post-processor, no BOS');
   // through real GGUF bytes, as synth writes them
   const p = join(tmp, 'smol.gguf');
   writeFileSync(p, encodeGgufHeader(ggufTokenizerEntries(v), []));
   const json = tokenizerJsonFromGguf(readGguf(p).metadata, p);
-  const mine = load(json), ref = load(refText);
+  const mine = load(json),
+    ref = load(refText);
   for (const s of [...STRINGS, ...MORE, '<|im_start|>user\nhi there<|im_end|>\n', 'def f(x):\n    return x**2  # 42']) {
     const a = await ids(mine, s);
     t.same(a, await ids(ref, s), `encode ${JSON.stringify(s).slice(0, 40)}`);
@@ -111,18 +118,29 @@ t.test('bad GGUF tokenizer metadata', async (t) => {
   t.throws(() => ggufVocab(meta, 'x.gguf'), { code: 'WEFT_ERR_MODEL_TOKENIZER' }, 'scores must match the tokens');
   meta.delete('tokenizer.ggml.tokens');
   t.throws(() => ggufVocab(meta, 'x.gguf'), { code: 'WEFT_ERR_MODEL_TOKENIZER' });
-  t.throws(() => vocabFromTokenizerJson('{"model": {"type": "WordPiece", "vocab": {}}}', 10, { bosId: null, eosId: null }),
-    { code: 'WEFT_ERR_MODEL_TOKENIZER' });
+  t.throws(() => vocabFromTokenizerJson('{"model": {"type": "WordPiece", "vocab": {}}}', 10, { bosId: null, eosId: null }), {
+    code: 'WEFT_ERR_MODEL_TOKENIZER',
+  });
 });
 
 // Found by `npm run fuzz`: finding the splits of a piece costs the square of its length, and a
 // hostile GGUF's 300k-character piece took minutes. Pieces up to 256 code points still get every
 // merge; longer ones get none.
 t.test('SentencePiece merges: pieces longer than 256 code points get none', async (t) => {
-  const pieces = ['a', 'b', 'ab', 'a'.repeat(256), 'a'.repeat(255), 'a'.repeat(257), '😀'.repeat(256), '😀'.repeat(255), '😀',
-    'a'.repeat(300_000)];
-  const v: GgufVocab = { model: 'llama', tokens: pieces, scores: pieces.map((_, i) => -i), tokenTypes: pieces.map(() => 1), merges: [],
-    pre: 'default', bosId: null, eosId: null, unkId: null, addBos: false, addEos: false };
+  const pieces = ['a', 'b', 'ab', 'a'.repeat(256), 'a'.repeat(255), 'a'.repeat(257), '😀'.repeat(256), '😀'.repeat(255), '😀', 'a'.repeat(300_000)];
+  const v: GgufVocab = {
+    model: 'llama',
+    tokens: pieces,
+    scores: pieces.map((_, i) => -i),
+    tokenTypes: pieces.map(() => 1),
+    merges: [],
+    pre: 'default',
+    bosId: null,
+    eosId: null,
+    unkId: null,
+    addBos: false,
+    addEos: false,
+  };
   const merges = spmMerges(v, new Map(pieces.map((p, i) => [p, i])));
   const joined = new Set(merges.map(([a, b]) => a + b));
   t.ok(joined.has('ab'), 'a + b');

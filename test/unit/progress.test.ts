@@ -35,8 +35,14 @@ t.test('synth and quantize report every tensor', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'weft-progress-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const seen: [number, number][] = [];
-  await synthesizeModel({ config: join(MODEL_DIR, 'config.json'), out: join(dir, 'm.gguf'), format: 'gguf', dtype: 'f32', seed: 1,
-    onProgress: (d, n) => seen.push([d, n]) });
+  await synthesizeModel({
+    config: join(MODEL_DIR, 'config.json'),
+    out: join(dir, 'm.gguf'),
+    format: 'gguf',
+    dtype: 'f32',
+    seed: 1,
+    onProgress: (d, n) => seen.push([d, n]),
+  });
   t.ok(seen.length > 2 && seen.at(-1)![0] === seen.at(-1)![1], `synth: ${seen.at(-1)![1]} tensors`);
   const q: [number, number][] = [];
   await quantizeModel(MODEL_DIR, join(dir, 'q'), (d, n) => q.push([d, n]));

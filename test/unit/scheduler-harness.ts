@@ -20,7 +20,7 @@ export function tokenFor(history: ArrayLike<number>, length: number): number {
 
 export class FakeWorker {
   readonly kv: Int32Array;
-  readonly tables = new Map<number, number[]>();  // what the worker knows, per seqId
+  readonly tables = new Map<number, number[]>(); // what the worker knows, per seqId
   readonly blockSize: number;
   numSteps = 0;
 
@@ -83,7 +83,10 @@ export interface RunResult {
 
 // Steps until the scheduler is idle; `onStep` may add or abort between steps.
 export function runUntilIdle(
-  sched: Scheduler, worker: FakeWorker, onStep?: (stepNo: number, out: SchedulerOutput, events: StepEvent[]) => void, maxSteps = 100_000,
+  sched: Scheduler,
+  worker: FakeWorker,
+  onStep?: (stepNo: number, out: SchedulerOutput, events: StepEvent[]) => void,
+  maxSteps = 100_000,
 ): RunResult {
   const outputs = new Map<string, number[]>();
   const reasons = new Map<string, string>();

@@ -31,8 +31,8 @@ function runWorkload(t: Test, seed: number, o: Partial<SchedulerOptions>, arriva
 
   const inits = new Map<string, SequenceInit & { maxTokens: number }>();
   const outputs = new Map<string, number[]>();
-  const finishedBy = new Map<string, string>();   // requestId → reason, from SchedulerOutput.finished
-  const endedAbove = new Set<string>();           // aborted or finished by the layer above
+  const finishedBy = new Map<string, string>(); // requestId → reason, from SchedulerOutput.finished
+  const endedAbove = new Set<string>(); // aborted or finished by the layer above
   const tally: Tally = { numSteps: 0, numRejectedFull: 0, numRejectedLong: 0, numAborted: 0, numStopped: 0, numInFlightAborts: 0, numChecked: 0 };
   let numArrivals = 0;
   let numViolations = 0;
@@ -45,8 +45,13 @@ function runWorkload(t: Test, seed: number, o: Partial<SchedulerOptions>, arriva
     const system = rand() < 0.6 ? systemPrompts[int(0, 3)] : [];
     const prompt = [...system, ...range(int(1, 5000), int(1, rand() < 0.1 ? 250 : 90))];
     const init = {
-      requestId: id, promptTokenIds: prompt, maxTokens: int(1, rand() < 0.05 ? 300 : 80), eosTokenIds: [EOS],
-      minTokens: rand() < 0.2 ? int(0, 5) : 0, ignoreEos: rand() < 0.3, stopTokenIds: rand() < 0.2 ? [int(1, 63)] : [],
+      requestId: id,
+      promptTokenIds: prompt,
+      maxTokens: int(1, rand() < 0.05 ? 300 : 80),
+      eosTokenIds: [EOS],
+      minTokens: rand() < 0.2 ? int(0, 5) : 0,
+      ignoreEos: rand() < 0.3,
+      stopTokenIds: rand() < 0.2 ? [int(1, 63)] : [],
       priority: rand() < 0.2 ? int(0, 2) : 1,
     };
     init.minTokens = Math.min(init.minTokens, init.maxTokens);
@@ -73,7 +78,7 @@ function runWorkload(t: Test, seed: number, o: Partial<SchedulerOptions>, arriva
 
   for (let step = 0; numArrivals < NUM_ARRIVALS || !sched.isIdle; step++) {
     if (step > 200_000) throw new Error('no progress');
-    const numNew = rand() < 0.005 ? int(10, 50) : rand() < arrivalRate ? 1 : 0;  // bursts fill the queue
+    const numNew = rand() < 0.005 ? int(10, 50) : rand() < arrivalRate ? 1 : 0; // bursts fill the queue
     for (let k = 0; k < numNew && numArrivals < NUM_ARRIVALS; k++) arrive();
     if (rand() < 0.04) endRandomOne();
 
@@ -93,7 +98,8 @@ function runWorkload(t: Test, seed: number, o: Partial<SchedulerOptions>, arriva
     if (out.scheduled.length === 0 && sched.numWaiting > 0 && sched.numRunning === 0) violation(`step ${step}: stalled`);
 
     const sampled = worker.step(out);
-    if (out.scheduled.length > 0 && rand() < 0.03) {  // an abort while the step runs
+    if (out.scheduled.length > 0 && rand() < 0.03) {
+      // an abort while the step runs
       const s = out.scheduled[int(0, out.scheduled.length - 1)].seq;
       if (sched.abort(s.requestId, step)) {
         endedAbove.add(s.requestId);
@@ -113,7 +119,10 @@ function runWorkload(t: Test, seed: number, o: Partial<SchedulerOptions>, arriva
   t.equal(numViolations, 0, 'no step broke a limit');
   const bm = sched.blockManager;
   t.equal(bm.numFreeBlocks, bm.numBlocks, 'every block is free');
-  t.ok(range(0, bm.numBlocks).every((b) => bm.refCount(b) === 0), 'every refcount is zero');
+  t.ok(
+    range(0, bm.numBlocks).every((b) => bm.refCount(b) === 0),
+    'every refcount is zero',
+  );
   t.equal(sched.numRunning + sched.numWaiting, 0);
   t.equal(finishedBy.size, inits.size, 'every admitted request finished exactly once');
   let numWrong = 0;
@@ -132,12 +141,25 @@ function runWorkload(t: Test, seed: number, o: Partial<SchedulerOptions>, arriva
   t.ok(tally.numRejectedLong > 0, 'some requests were too long');
   if (isCacheSmall) t.ok(tally.numRejectedFull > 0, 'the queue was full at times');
   if (bm.enablePrefixCaching) t.ok(bm.numPrefixCacheHits > 0, `${bm.numPrefixCacheHits} of ${bm.numPrefixCacheQueries} prompt tokens hit`);
-  t.comment(JSON.stringify({ ...tally, numPreemptions: sched.numPreemptions, hits: bm.numPrefixCacheHits, queries: bm.numPrefixCacheQueries, evictions: bm.numEvictions }));
+  t.comment(
+    JSON.stringify({
+      ...tally,
+      numPreemptions: sched.numPreemptions,
+      hits: bm.numPrefixCacheHits,
+      queries: bm.numPrefixCacheQueries,
+      evictions: bm.numEvictions,
+    }),
+  );
   return tally;
 }
 
 const BASE: Partial<SchedulerOptions> = {
-  maxNumBatchedTokens: 96, maxNumSeqs: 12, maxNumWaiting: 40, blockSize: 8, numBlocks: 48, maxModelLen: 512,
+  maxNumBatchedTokens: 96,
+  maxNumSeqs: 12,
+  maxNumWaiting: 40,
+  blockSize: 8,
+  numBlocks: 48,
+  maxModelLen: 512,
 };
 
 t.test('random workload, prefix caching on', async (t) => {

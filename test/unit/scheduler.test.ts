@@ -14,7 +14,10 @@ function setup(o: Partial<SchedulerOptions>) {
 function assertAllFree(t: Test, sched: Scheduler) {
   const bm = sched.blockManager;
   t.equal(bm.numFreeBlocks, bm.numBlocks, 'every block is free');
-  t.ok(range(0, bm.numBlocks).every((b) => bm.refCount(b) === 0), 'every refcount is zero');
+  t.ok(
+    range(0, bm.numBlocks).every((b) => bm.refCount(b) === 0),
+    'every refcount is zero',
+  );
 }
 
 function codeOf(fn: () => unknown): string | undefined {
@@ -42,11 +45,27 @@ t.test('options: defaults, validation, frozen', async (t) => {
   t.same(s.options, SCHEDULER_DEFAULTS);
   t.ok(Object.isFrozen(s.options));
   t.equal(new Scheduler({ maxNumSeqs: undefined }).options.maxNumSeqs, SCHEDULER_DEFAULTS.maxNumSeqs);
-  t.equal(codeOf(() => new Scheduler({ maxNumSeqs: 0 })), 'WEFT_ERR_CONFIG_INVALID 500');
-  t.equal(codeOf(() => new Scheduler({ blockSize: 1.5 })), 'WEFT_ERR_CONFIG_INVALID 500');
-  t.equal(codeOf(() => new Scheduler({ enablePrefixCaching: 'yes' as unknown as boolean })), 'WEFT_ERR_CONFIG_INVALID 500');
-  t.equal(codeOf(() => new Scheduler({ maxNumSeq: 3 } as unknown as SchedulerOptions)), 'WEFT_ERR_CONFIG_INVALID 500');
-  t.equal(codeOf(() => new Scheduler({ maxNumBatchedTokens: 8, maxNumSeqs: 9 })), 'WEFT_ERR_CONFIG_INVALID 500', 'every running sequence can decode each step');
+  t.equal(
+    codeOf(() => new Scheduler({ maxNumSeqs: 0 })),
+    'WEFT_ERR_CONFIG_INVALID 500',
+  );
+  t.equal(
+    codeOf(() => new Scheduler({ blockSize: 1.5 })),
+    'WEFT_ERR_CONFIG_INVALID 500',
+  );
+  t.equal(
+    codeOf(() => new Scheduler({ enablePrefixCaching: 'yes' as unknown as boolean })),
+    'WEFT_ERR_CONFIG_INVALID 500',
+  );
+  t.equal(
+    codeOf(() => new Scheduler({ maxNumSeq: 3 } as unknown as SchedulerOptions)),
+    'WEFT_ERR_CONFIG_INVALID 500',
+  );
+  t.equal(
+    codeOf(() => new Scheduler({ maxNumBatchedTokens: 8, maxNumSeqs: 9 })),
+    'WEFT_ERR_CONFIG_INVALID 500',
+    'every running sequence can decode each step',
+  );
 });
 
 t.test('admission: a burst is refused only beyond the free running slots plus maxNumWaiting', async (t) => {
@@ -78,20 +97,52 @@ t.test('add: queue full, too long, invalid', async (t) => {
   sched.postprocess(sched.schedule(0), new Int32Array([5]), 0);
   t.equal(sched.numRunning, 1);
   t.equal(sched.numWaiting, 2, 'the batch is full: two wait');
-  t.equal(codeOf(() => sched.add(makeSeq('x', [1, 2], { maxTokens: 4 }))), 'WEFT_ERR_SCHED_QUEUE_FULL 429', 'still full');
+  t.equal(
+    codeOf(() => sched.add(makeSeq('x', [1, 2], { maxTokens: 4 }))),
+    'WEFT_ERR_SCHED_QUEUE_FULL 429',
+    'still full',
+  );
   t.ok(sched.finish('a', 'abort'));
   t.doesNotThrow(() => sched.add(makeSeq('x', [1, 2], { maxTokens: 4 })), 'room again once a running one ends');
   for (const id of ['b', 'c', 'x']) sched.finish(id, 'abort');
 
-  t.equal(codeOf(() => sched.add(makeSeq('d', range(1, 64)))), 'WEFT_ERR_SCHED_TOO_LONG 400', 'prompt ≥ maxModelLen');
-  t.equal(codeOf(() => sched.add(makeSeq('d', range(1, 60), { maxTokens: 5 }))), 'WEFT_ERR_SCHED_TOO_LONG 400', 'prompt + maxTokens > maxModelLen');
+  t.equal(
+    codeOf(() => sched.add(makeSeq('d', range(1, 64)))),
+    'WEFT_ERR_SCHED_TOO_LONG 400',
+    'prompt ≥ maxModelLen',
+  );
+  t.equal(
+    codeOf(() => sched.add(makeSeq('d', range(1, 60), { maxTokens: 5 }))),
+    'WEFT_ERR_SCHED_TOO_LONG 400',
+    'prompt + maxTokens > maxModelLen',
+  );
   // the cache holds 16 tokens; the last sampled token is never stored
-  t.equal(codeOf(() => sched.add(makeSeq('d', range(1, 10), { maxTokens: 8 }))), 'WEFT_ERR_SCHED_TOO_LONG 400', 'can never fit the cache');
-  t.equal(codeOf(() => sched.add(makeSeq('d', range(1, 10), { maxTokens: 7 }))), undefined, 'fits exactly');
-  t.equal(codeOf(() => sched.add(makeSeq('d', [1]))), 'WEFT_ERR_SCHED_DUPLICATE_ID 400');
-  t.equal(codeOf(() => sched.add(makeSeq('e', []))), 'WEFT_ERR_SCHED_INVALID_PARAMS 400');
-  t.equal(codeOf(() => sched.add(makeSeq('e', [1], { maxTokens: 0 }))), 'WEFT_ERR_SCHED_INVALID_PARAMS 400');
-  t.equal(codeOf(() => sched.add(makeSeq('e', [1], { maxTokens: 3, minTokens: 4 }))), 'WEFT_ERR_SCHED_INVALID_PARAMS 400');
+  t.equal(
+    codeOf(() => sched.add(makeSeq('d', range(1, 10), { maxTokens: 8 }))),
+    'WEFT_ERR_SCHED_TOO_LONG 400',
+    'can never fit the cache',
+  );
+  t.equal(
+    codeOf(() => sched.add(makeSeq('d', range(1, 10), { maxTokens: 7 }))),
+    undefined,
+    'fits exactly',
+  );
+  t.equal(
+    codeOf(() => sched.add(makeSeq('d', [1]))),
+    'WEFT_ERR_SCHED_DUPLICATE_ID 400',
+  );
+  t.equal(
+    codeOf(() => sched.add(makeSeq('e', []))),
+    'WEFT_ERR_SCHED_INVALID_PARAMS 400',
+  );
+  t.equal(
+    codeOf(() => sched.add(makeSeq('e', [1], { maxTokens: 0 }))),
+    'WEFT_ERR_SCHED_INVALID_PARAMS 400',
+  );
+  t.equal(
+    codeOf(() => sched.add(makeSeq('e', [1], { maxTokens: 3, minTokens: 4 }))),
+    'WEFT_ERR_SCHED_INVALID_PARAMS 400',
+  );
   const dflt = makeSeq('f', range(1, 10));
   new Scheduler({ maxModelLen: 64 }).add(dflt);
   t.equal(dflt.maxTokens, 54, 'maxTokens defaults to what maxModelLen leaves');
@@ -100,7 +151,10 @@ t.test('add: queue full, too long, invalid', async (t) => {
 t.test('the budget and maxNumSeqs hold in every step; outputs are right', async (t) => {
   const { sched, worker } = setup({ maxNumBatchedTokens: 64, maxNumSeqs: 8, blockSize: 4, numBlocks: 256 });
   const inits: (SequenceInit & { maxTokens: number })[] = range(0, 40).map((i) => ({
-    requestId: `r${i}`, promptTokenIds: range(i + 1, 5 + ((i * 37) % 90)), maxTokens: 1 + ((i * 13) % 30), eosTokenIds: [EOS],
+    requestId: `r${i}`,
+    promptTokenIds: range(i + 1, 5 + ((i * 37) % 90)),
+    maxTokens: 1 + ((i * 13) % 30),
+    eosTokenIds: [EOS],
   }));
   for (const init of inits) sched.add(makeSeq(init.requestId, init.promptTokenIds, init));
   let violations = 0;
@@ -127,13 +181,18 @@ t.test('chunked prefill: a long prompt advances by chunks while decoders keep go
   runUntilIdle(sched, worker, (_, out) => {
     for (const s of out.scheduled) chunks.push([s.startPos, s.numNewTokens, s.doSample]);
   });
-  t.same(chunks, [[0, 256, false], [256, 256, false], [512, 256, false], [768, 232, true]]);
+  t.same(chunks, [
+    [0, 256, false],
+    [256, 256, false],
+    [512, 256, false],
+    [768, 232, true],
+  ]);
 
   // with 5 decoders running, the prompt gets what the decoders leave of the same budget
   for (let i = 0; i < 5; i++) sched.add(makeSeq(`d${i}`, [i + 1, 2, 3, 4], { maxTokens: 40, ignoreEos: true }));
   let out = sched.schedule(0);
   sched.postprocess(out, worker.step(out), 0);
-  sched.add(makeSeq('long', range(5000, 1000), { maxTokens: 1, ignoreEos: true }));  // not cached
+  sched.add(makeSeq('long', range(5000, 1000), { maxTokens: 1, ignoreEos: true })); // not cached
   const longChunks: number[] = [];
   for (let step = 0; sched.getSequence('long'); step++) {
     out = sched.schedule(step);
@@ -152,7 +211,11 @@ t.test('chunked prefill: a long prompt advances by chunks while decoders keep go
 
 t.test('preemption by recompute: a tiny cache gives the same outputs as a big one', async (t) => {
   const inits = range(0, 12).map((i) => ({
-    requestId: `r${i}`, promptTokenIds: range(10 * i + 1, 20 + ((i * 7) % 21)), maxTokens: 40, ignoreEos: i % 2 === 0, eosTokenIds: [EOS],
+    requestId: `r${i}`,
+    promptTokenIds: range(10 * i + 1, 20 + ((i * 7) % 21)),
+    maxTokens: 40,
+    ignoreEos: i % 2 === 0,
+    eosTokenIds: [EOS],
   }));
   const run = (numBlocks: number) => {
     const { sched, worker } = setup({ maxNumBatchedTokens: 32, blockSize: 4, numBlocks, maxNumSeqs: 16 });
@@ -173,7 +236,7 @@ t.test('preemption by recompute: a tiny cache gives the same outputs as a big on
     return { res, victims, numPreemptions: sched.numPreemptions };
   };
   const big = run(1024);
-  const tiny = run(24);  // 96 tokens: about two sequences at a time
+  const tiny = run(24); // 96 tokens: about two sequences at a time
   t.equal(big.numPreemptions, 0);
   t.ok(tiny.numPreemptions > 5, `preempted ${tiny.numPreemptions} times`);
   t.equal(tiny.victims.length, tiny.numPreemptions);
@@ -195,10 +258,24 @@ t.test('the preemption victim is the most recently admitted; it goes back to the
   } while (out.preempted.length === 0);
   // a and b each open a third block: late (admitted last) makes room for b; c then finds
   // itself the last admitted and steps back
-  t.same(out.preempted.map((s) => s.requestId), ['late', 'c']);
-  t.same(sched.running.map((s) => s.requestId), ['a', 'b']);
-  t.same(sched.waiting.map((s) => s.requestId), ['c', 'late'], 'back at the head, in arrival order');
-  t.same(out.scheduled.map((s) => s.seq.requestId), ['a', 'b'], 'nothing admitted in a step that preempted');
+  t.same(
+    out.preempted.map((s) => s.requestId),
+    ['late', 'c'],
+  );
+  t.same(
+    sched.running.map((s) => s.requestId),
+    ['a', 'b'],
+  );
+  t.same(
+    sched.waiting.map((s) => s.requestId),
+    ['c', 'late'],
+    'back at the head, in arrival order',
+  );
+  t.same(
+    out.scheduled.map((s) => s.seq.requestId),
+    ['a', 'b'],
+    'nothing admitted in a step that preempted',
+  );
   runUntilIdle(sched, worker);
   assertAllFree(t, sched);
   t.equal(sched.numRunning + sched.numWaiting, 0);
@@ -243,15 +320,22 @@ t.test('hold: a held sequence is not computed; it keeps its place until a waitin
 
 t.test('hold: held sequences give their KV blocks to a waiting request that cannot fit otherwise', async (t) => {
   const { sched, worker } = setup({ maxNumBatchedTokens: 64, maxNumSeqs: 8, blockSize: 4, numBlocks: 6 });
-  sched.add(makeSeq('big', range(1, 16), { maxTokens: 8, ignoreEos: true }));   // 4 of the 6 blocks
+  sched.add(makeSeq('big', range(1, 16), { maxTokens: 8, ignoreEos: true })); // 4 of the 6 blocks
   let out = sched.schedule(0);
   sched.postprocess(out, worker.step(out), 0);
   const big = sched.running[0];
   sched.hold(big);
-  sched.add(makeSeq('next', range(100, 11), { maxTokens: 2, ignoreEos: true }));  // needs 3 blocks: 2 are free
+  sched.add(makeSeq('next', range(100, 11), { maxTokens: 2, ignoreEos: true })); // needs 3 blocks: 2 are free
   out = sched.schedule(1);
-  t.same(out.scheduled.map((s) => s.seq.requestId), ['next'], 'admitted with the held one\'s blocks');
-  t.same(out.preempted.map((s) => s.requestId), ['big']);
+  t.same(
+    out.scheduled.map((s) => s.seq.requestId),
+    ['next'],
+    "admitted with the held one's blocks",
+  );
+  t.same(
+    out.preempted.map((s) => s.requestId),
+    ['big'],
+  );
   sched.postprocess(out, worker.step(out), 1);
   sched.release(big);
   runUntilIdle(sched, worker);
@@ -263,10 +347,17 @@ t.test('hold: a held sequence waiting (preempted) is not readmitted; the next on
   const [x, y] = [makeSeq('x', range(1, 6), { maxTokens: 4 }), makeSeq('y', range(1, 6), { maxTokens: 4 })];
   sched.add(x);
   sched.add(y);
-  sched.hold(x);   // a waiting sequence held (as one preempted while held would be)
+  sched.hold(x); // a waiting sequence held (as one preempted while held would be)
   const out = sched.schedule(0);
-  t.same(out.scheduled.map((s) => s.seq.requestId), ['y'], 'y overtakes the held head');
-  t.same(sched.waiting.map((s) => s.requestId), ['x']);
+  t.same(
+    out.scheduled.map((s) => s.seq.requestId),
+    ['y'],
+    'y overtakes the held head',
+  );
+  t.same(
+    sched.waiting.map((s) => s.requestId),
+    ['x'],
+  );
 });
 
 t.test('orderRunning: decodes first, then prefill chunks, each in admission order', async (t) => {
@@ -276,7 +367,10 @@ t.test('orderRunning: decodes first, then prefill chunks, each in admission orde
     return seq;
   };
   const order = orderRunning([s('chunk1', 100, 10), s('dec1', 5, 4), s('chunk2', 50, 0), s('dec2', 9, 8)]);
-  t.same(order.map((x) => x.requestId), ['dec1', 'dec2', 'chunk1', 'chunk2']);
+  t.same(
+    order.map((x) => x.requestId),
+    ['dec1', 'dec2', 'chunk1', 'chunk2'],
+  );
 });
 
 t.test('abort in every state frees every block and is reported once', async (t) => {
@@ -375,10 +469,18 @@ t.test('prefix cache: a shared 3-block prefix is computed once', async (t) => {
 t.test('waiting order: priority, then arrival', async (t) => {
   const { sched, worker } = setup({ maxNumSeqs: 1 });
   const order: string[] = [];
-  for (const [id, priority] of [['low', 5], ['high', 0], ['mid', 1], ['high2', 0]] as const) {
+  for (const [id, priority] of [
+    ['low', 5],
+    ['high', 0],
+    ['mid', 1],
+    ['high2', 0],
+  ] as const) {
     sched.add(makeSeq(id, [1, 2], { maxTokens: 2, priority, ignoreEos: true }));
   }
-  t.same(sched.waiting.map((s) => s.requestId), ['high', 'high2', 'mid', 'low']);
+  t.same(
+    sched.waiting.map((s) => s.requestId),
+    ['high', 'high2', 'mid', 'low'],
+  );
   runUntilIdle(sched, worker, (_, out) => {
     t.ok(out.scheduled.length <= 1);
     for (const s of out.newSeqs) order.push(s.requestId);
@@ -397,13 +499,26 @@ t.test('stop conditions: EOS, minTokens, stop tokens, maxTokens, finish()', asyn
   let r = run({}, [5, EOS]);
   t.equal(r.seq.finishReason, 'stop');
   t.same(r.seq.outputTokenIds, [5, EOS]);
-  t.same(r.events.map((e) => [e.newTokenId, e.finished]), [[5, undefined], [EOS, 'stop']]);
+  t.same(
+    r.events.map((e) => [e.newTokenId, e.finished]),
+    [
+      [5, undefined],
+      [EOS, 'stop'],
+    ],
+  );
   r = run({ ignoreEos: true, maxTokens: 3 }, [EOS, EOS, EOS]);
   t.equal(r.seq.finishReason, 'length');
   r = run({ minTokens: 2 }, [EOS, EOS]);
-  t.same(r.events.map((e) => e.finished), [undefined, 'stop'], 'no EOS stop before minTokens');
+  t.same(
+    r.events.map((e) => e.finished),
+    [undefined, 'stop'],
+    'no EOS stop before minTokens',
+  );
   r = run({ stopTokenIds: [7], minTokens: 2 }, [7, 7]);
-  t.same(r.events.map((e) => e.finished), [undefined, 'stop']);
+  t.same(
+    r.events.map((e) => e.finished),
+    [undefined, 'stop'],
+  );
   r = run({ maxTokens: 2 }, [4, EOS]);
   t.equal(r.seq.finishReason, 'stop', 'EOS is checked before maxTokens');
   r = run({}, [4, -1]);
@@ -411,7 +526,10 @@ t.test('stop conditions: EOS, minTokens, stop tokens, maxTokens, finish()', asyn
   r = run({}, [4]);
   t.ok(sched.finish(r.seq.requestId, 'stop', 9), 'a stop string matched above');
   const out = sched.schedule(10);
-  t.same(out.finished.map((f) => [f.seq.requestId, f.reason]), [[r.seq.requestId, 'stop']]);
+  t.same(
+    out.finished.map((f) => [f.seq.requestId, f.reason]),
+    [[r.seq.requestId, 'stop']],
+  );
   t.equal(r.seq.finishedTime, 9);
   t.ok(sched.isIdle);
 });
@@ -427,10 +545,16 @@ t.test('protocol: full data once, then only changed block-table entries', async 
     sched.postprocess(out, new Int32Array(out.scheduled.map(() => 9)), i);
   }
   const [s0, s1, s2, s3, s4] = outs.map((o) => o.scheduled[0]);
-  t.same(outs.map((o) => o.newSeqs.length), [1, 0, 0, 0, 0]);
+  t.same(
+    outs.map((o) => o.newSeqs.length),
+    [1, 0, 0, 0, 0],
+  );
   t.same([s0.isNew, s0.isPrefill, s0.doSample, s0.startPos, s0.numNewTokens], [true, true, true, 0, 5]);
   t.same(s0.tokenIds, [1, 2, 3, 4, 5]);
-  t.same(s0.blockUpdates, [[0, seq.blockTable[0]], [1, seq.blockTable[1]]]);
+  t.same(s0.blockUpdates, [
+    [0, seq.blockTable[0]],
+    [1, seq.blockTable[1]],
+  ]);
   t.same([s1.isNew, s1.isPrefill, s1.startPos, s1.numNewTokens, s1.tokenIds], [false, false, 5, 1, [9]]);
   t.same(s1.blockUpdates, []);
   t.same(s2.blockUpdates, []);

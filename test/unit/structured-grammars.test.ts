@@ -31,7 +31,7 @@ async function walksMatch(t: Test, env: WalkEnv, spec: ConstraintSpec, name: str
 
 for (const [tokName, dir] of TOKENIZER_DIRS) {
   t.test(tokName, async (t) => {
-    const env = await walkEnv(dir, 40);   // 40 ids past the tokenizer, as a padded embedding has
+    const env = await walkEnv(dir, 40); // 40 ids past the tokenizer, as a padded embedding has
     const numTokens = env.tokenizer.vocabSize();
 
     t.test('regexes', async (t) => {
@@ -71,14 +71,25 @@ for (const [tokName, dir] of TOKENIZER_DIRS) {
       const mask = new Uint32Array(Math.ceil(env.vocabSize / 32));
       m.fillNextTokenMask(mask);
       const allowed = new Set(allowedTokens(mask, env.vocabSize));
-      const texts = await env.tokenizer.decodeMany(Array.from({ length: numTokens }, (_, i) => [i]), true);
+      const texts = await env.tokenizer.decodeMany(
+        Array.from({ length: numTokens }, (_, i) => [i]),
+        true,
+      );
       const whole = texts.map((s, i) => (s !== '' && !s.includes('\uFFFD') ? i : -1)).filter((i) => i >= 0);
-      t.same(whole.filter((i) => !allowed.has(i)), [], `every token of whole characters is allowed (${whole.length})`);
+      t.same(
+        whole.filter((i) => !allowed.has(i)),
+        [],
+        `every token of whole characters is allowed (${whole.length})`,
+      );
       for (const s of env.stop) t.ok(allowed.has(s), `stop token ${s} is allowed`);
       const vocab = grammarVocabFromJson(loadTokenizerFiles(dir).tokenizerJson, [...env.stop]);
       const specials = vocab.tokens.map((tok, i) => (tok === '' && !env.stop.has(i) ? i : -1)).filter((i) => i >= 0 && allowed.has(i));
       t.same(specials, [], 'no special token other than the stop tokens');
-      t.same([...allowed].filter((i) => i >= numTokens), [], 'no id past the tokenizer');
+      t.same(
+        [...allowed].filter((i) => i >= numTokens),
+        [],
+        'no id past the tokenizer',
+      );
       const w = await randomWalk(env, m, 99, 200, 200);
       t.equal(w.problem, undefined, 'a long walk never meets an empty mask');
       t.notOk(w.text.includes('\uFFFD'), 'and decodes to valid UTF-8');
@@ -89,7 +100,8 @@ for (const [tokName, dir] of TOKENIZER_DIRS) {
       const spec: ConstraintSpec = { type: 'grammar', grammar: JSON_GBNF };
       const m = await env.compiler.matcher(spec);
       const words = Math.ceil(env.vocabSize / 32);
-      const a = new Uint32Array(words), b = new Uint32Array(words);
+      const a = new Uint32Array(words),
+        b = new Uint32Array(words);
       const rand = mulberry32(5);
       const step = (mask: Uint32Array) => {
         const allowed = allowedTokens(mask, env.vocabSize, (id) => !env.stop.has(id));
@@ -112,7 +124,10 @@ for (const [tokName, dir] of TOKENIZER_DIRS) {
       m.dispose();
       f.fillNextTokenMask(b);
       t.same(b, before, 'the fork outlives the original');
-      const refused = allowedTokens(b.map((w) => ~w >>> 0), numTokens)[0];
+      const refused = allowedTokens(
+        b.map((w) => ~w >>> 0),
+        numTokens,
+      )[0];
       t.notOk(f.acceptToken(refused), 'a token outside the mask is refused');
       t.notOk(f.acceptToken(env.vocabSize + 5), 'an id outside the vocabulary is refused');
       f.fillNextTokenMask(a);

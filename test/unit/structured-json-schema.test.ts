@@ -28,7 +28,10 @@ for (const [tokName, dir] of TOKENIZER_DIRS) {
         const m = await env.compiler.matcher({ type: 'json_schema', schema: JSON.stringify(schema) });
         const w = await randomWalk(env, m, seed * 7919 + name.length);
         m.dispose();
-        if (w.problem || !w.isFinished) { problems.push(`seed ${seed}: ${w.problem ?? 'did not finish'}`); continue; }
+        if (w.problem || !w.isFinished) {
+          problems.push(`seed ${seed}: ${w.problem ?? 'did not finish'}`);
+          continue;
+        }
         let value: unknown;
         try {
           value = JSON.parse(w.text);

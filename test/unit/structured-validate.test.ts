@@ -20,8 +20,12 @@ const BAD: [name: string, spec: ConstraintSpec, code: string, message: RegExp][]
   ['schema: minItems above maxItems', schema({ type: 'array', minItems: 3, maxItems: 1 }), 'WEFT_ERR_REQ_BAD_JSON_SCHEMA', /minItems/],
   ['schema: not', schema({ not: { type: 'string' } }), 'WEFT_ERR_REQ_BAD_JSON_SCHEMA', /"not" is not supported/],
   ['schema: uniqueItems', schema({ type: 'array', uniqueItems: true }), 'WEFT_ERR_REQ_BAD_JSON_SCHEMA', /uniqueItems/],
-  ['schema: multipleOf in a property', schema({ type: 'object', properties: { a: { type: 'integer', multipleOf: 3 } } }),
-    'WEFT_ERR_REQ_BAD_JSON_SCHEMA', /\/properties\/a: "multipleOf"/],
+  [
+    'schema: multipleOf in a property',
+    schema({ type: 'object', properties: { a: { type: 'integer', multipleOf: 3 } } }),
+    'WEFT_ERR_REQ_BAD_JSON_SCHEMA',
+    /\/properties\/a: "multipleOf"/,
+  ],
   ['schema: bounds on a number', schema({ type: 'number', maximum: 2.5 }), 'WEFT_ERR_REQ_BAD_JSON_SCHEMA', /on numbers are not supported/],
   ['schema: false', schema('false'), 'WEFT_ERR_REQ_BAD_JSON_SCHEMA', /accepts nothing/],
   ['schema: lookahead pattern', schema({ type: 'string', pattern: 'a(?=b)' }), 'WEFT_ERR_REQ_BAD_JSON_SCHEMA', /lookaround/],
@@ -46,20 +50,31 @@ t.test('bad specs are refused with their codes', async (t) => {
   const v = new ConstraintValidator();
   t.teardown(() => v.close());
   for (const [name, spec, code, message] of BAD) {
-    const e = await v.check(spec).then(() => null, (x: { code?: string; message?: string }) => x);
+    const e = await v.check(spec).then(
+      () => null,
+      (x: { code?: string; message?: string }) => x,
+    );
     t.equal(e?.code, code, `${name}: code`);
     t.match(e?.message ?? '', message, `${name}: message`);
   }
-  for (const spec of [schema({ type: 'object', properties: { a: { type: 'string', format: 'email' } } }), { type: 'regex', pattern: '[a-z]+' },
-    { type: 'choice', choices: ['a', ''] }, { type: 'json_object' }, { type: 'grammar', grammar: 'root ::= "x"' }] as ConstraintSpec[])
+  for (const spec of [
+    schema({ type: 'object', properties: { a: { type: 'string', format: 'email' } } }),
+    { type: 'regex', pattern: '[a-z]+' },
+    { type: 'choice', choices: ['a', ''] },
+    { type: 'json_object' },
+    { type: 'grammar', grammar: 'root ::= "x"' },
+  ] as ConstraintSpec[])
     await t.resolves(v.check(spec), `${JSON.stringify(spec).slice(0, 60)} passes (after the failures above)`);
 });
 
 t.test('GBNF → xgrammar EBNF', async (t) => {
   t.equal(gbnfToEbnf('root ::= ("a" | ) x\nx ::= .'), 'root ::= ("a" | "") x\nx ::= [^]\n', 'empty alternative and dot');
   t.equal(gbnfToEbnf('root ::=\n  "{" (\n    "a"\n  )* "}"  # comment\n'), 'root ::= "{" ("a")* "}"\n', 'multi-line rule in parentheses');
-  t.equal(gbnfToEbnf('root ::= "\\[x\\]" [\\]a-c]{2,3} 1rule\n1rule ::= "q"'), 'root ::= "[x]" [\\]a-c]{2,3} r-1rule\nr-1rule ::= "q"\n',
-    'string escapes, class escapes, repetition, a rule name starting with a digit');
+  t.equal(
+    gbnfToEbnf('root ::= "\\[x\\]" [\\]a-c]{2,3} 1rule\n1rule ::= "q"'),
+    'root ::= "[x]" [\\]a-c]{2,3} r-1rule\nr-1rule ::= "q"\n',
+    'string escapes, class escapes, repetition, a rule name starting with a digit',
+  );
   t.equal(gbnfToEbnf('root ::= [é-ê]'), 'root ::= ("\\u00e9" | "\\u00ea")\n', 'non-ASCII class as an alternation');
   t.throws(() => gbnfToEbnf('root ::= [^é]'), { code: 'WEFT_ERR_REQ_BAD_GRAMMAR' }, 'negated non-ASCII class refused');
 });
@@ -72,10 +87,14 @@ t.test('regex rewrite', async (t) => {
 });
 
 t.test('JSON Schema rewrite', async (t) => {
-  const out = JSON.parse(rewriteJsonSchema(JSON.stringify({
-    type: 'object',
-    properties: { s: { type: 'string', maxLength: 4 }, d: { type: 'string', format: 'date' }, p: { type: 'string', pattern: '^a.$' } },
-  })));
+  const out = JSON.parse(
+    rewriteJsonSchema(
+      JSON.stringify({
+        type: 'object',
+        properties: { s: { type: 'string', maxLength: 4 }, d: { type: 'string', format: 'date' }, p: { type: 'string', pattern: '^a.$' } },
+      }),
+    ),
+  );
   t.equal(out.properties.s.pattern, '[^"\\\\\\x00-\\x1f]{0,4}', 'string lengths as a JSON-safe pattern');
   t.equal(out.properties.s.maxLength, undefined);
   t.match(out.properties.d.pattern, /^\\d\{4\}-/, 'date format as a pattern');

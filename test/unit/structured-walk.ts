@@ -15,7 +15,10 @@ import { MODEL_DIR, REPO_ROOT } from '../fixtures/paths.js';
 export { mulberry32 };
 
 export const SMOLLM2_DIR = join(REPO_ROOT, '..', 'shared', 'models', 'smollm2-135m-shape');
-export const TOKENIZER_DIRS: [name: string, dir: string][] = [['stories260K', MODEL_DIR], ['smollm2', SMOLLM2_DIR]];
+export const TOKENIZER_DIRS: [name: string, dir: string][] = [
+  ['stories260K', MODEL_DIR],
+  ['smollm2', SMOLLM2_DIR],
+];
 
 export interface WalkEnv {
   compiler: ConstraintCompiler;
@@ -33,20 +36,29 @@ export async function walkEnv(dir: string, extraVocab = 0): Promise<WalkEnv> {
   const tokenizer = new TextTokenizer({ ...files, path: dir });
   const vocabSize = files.config.vocabSize + extraVocab;
   const compiler = await openConstraintCompiler(dir, vocabSize);
-  const isCloser = new Uint8Array(vocabSize), isShort = new Uint8Array(vocabSize);
+  const isCloser = new Uint8Array(vocabSize),
+    isShort = new Uint8Array(vocabSize);
   const n = tokenizer.vocabSize();
-  const texts = await tokenizer.decodeMany(Array.from({ length: n }, (_, i) => [i]), false);
+  const texts = await tokenizer.decodeMany(
+    Array.from({ length: n }, (_, i) => [i]),
+    false,
+  );
   texts.forEach((s, i) => {
     if (/^\s*["}\])]+\s*$/.test(s)) isCloser[i] = 1;
     if ([...s].length === 1) isShort[i] = 1;
   });
   const context = await tokenizer.encode('Hi', false);
   return {
-    compiler, vocabSize, stop: new Set(files.config.eosTokenIds), isCloser, isShort, tokenizer, context,
+    compiler,
+    vocabSize,
+    stop: new Set(files.config.eosTokenIds),
+    isCloser,
+    isShort,
+    tokenizer,
+    context,
     contextText: await tokenizer.decode(context),
   };
 }
-
 
 export function allowedTokens(mask: Uint32Array, vocabSize: number, keep: (t: number) => boolean = () => true): number[] {
   const out: number[] = [];
@@ -65,21 +77,28 @@ export function allowedTokens(mask: Uint32Array, vocabSize: number, keep: (t: nu
 export interface Walk {
   tokens: number[];
   text: string;
-  isFinished: boolean;   // ended on EOS (or with nothing but EOS allowed), not at maxSteps
-  problem?: string;      // an empty mask, or an allowed token the matcher refused
+  isFinished: boolean; // ended on EOS (or with nothing but EOS allowed), not at maxSteps
+  problem?: string; // an empty mask, or an allowed token the matcher refused
 }
 
 export async function randomWalk(env: WalkEnv, matcher: TokenMatcher, seed: number, freeSteps = 40, maxSteps = 2000): Promise<Walk> {
   const rand = mulberry32(seed);
   const mask = new Uint32Array(Math.ceil(env.vocabSize / 32));
   const tokens: number[] = [];
-  let isFinished = false, problem: string | undefined;
+  let isFinished = false,
+    problem: string | undefined;
   for (let step = 0; step < maxSteps; step++) {
     await matcher.fillNextTokenMask(mask);
     const allowed = allowedTokens(mask, env.vocabSize);
-    if (allowed.length === 0) { problem = `empty mask after ${tokens.length} tokens`; break; }
+    if (allowed.length === 0) {
+      problem = `empty mask after ${tokens.length} tokens`;
+      break;
+    }
     const canStop = allowed.some((t) => env.stop.has(t));
-    if (canStop && (step >= freeSteps || allowed.length === 1)) { isFinished = true; break; }
+    if (canStop && (step >= freeSteps || allowed.length === 1)) {
+      isFinished = true;
+      break;
+    }
     let pool = allowed;
     if (step >= freeSteps) {
       const closers = allowed.filter((t) => env.isCloser[t]);
@@ -87,8 +106,14 @@ export async function randomWalk(env: WalkEnv, matcher: TokenMatcher, seed: numb
       pool = closers.length > 0 ? closers : short.length > 0 ? short : allowed;
     }
     const pick = pool[Math.floor(rand() * pool.length)];
-    if (env.stop.has(pick)) { isFinished = true; break; }
-    if (!matcher.acceptToken(pick)) { problem = `the matcher refused allowed token ${pick}`; break; }
+    if (env.stop.has(pick)) {
+      isFinished = true;
+      break;
+    }
+    if (!matcher.acceptToken(pick)) {
+      problem = `the matcher refused allowed token ${pick}`;
+      break;
+    }
     tokens.push(pick);
   }
   const full = await env.tokenizer.decode([...env.context, ...tokens]);

@@ -9,20 +9,50 @@ import { ToolCallStream, callsAsText, detectToolParser, parseToolOutput, type Pa
 
 const BROKEN = 'Broken <tool_call>{"name": "a", "arguments": </tool_call> end';
 const CASES: [parser: ToolParserName, text: string, expected: ParsedOutput][] = [
-  ['hermes', 'Sure.\n<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>',
-    { content: 'Sure.', calls: [{ name: 'add', arguments: '{"a":1,"b":2}' }] }],
-  ['hermes', '<tool_call>{"name": "a", "arguments": {}}</tool_call>\n<tool_call>{"name": "b", "arguments": "{\\"x\\": [1]}"}</tool_call>',
-    { content: '', calls: [{ name: 'a', arguments: '{}' }, { name: 'b', arguments: '{"x": [1]}' }] }],
+  [
+    'hermes',
+    'Sure.\n<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>',
+    { content: 'Sure.', calls: [{ name: 'add', arguments: '{"a":1,"b":2}' }] },
+  ],
+  [
+    'hermes',
+    '<tool_call>{"name": "a", "arguments": {}}</tool_call>\n<tool_call>{"name": "b", "arguments": "{\\"x\\": [1]}"}</tool_call>',
+    {
+      content: '',
+      calls: [
+        { name: 'a', arguments: '{}' },
+        { name: 'b', arguments: '{"x": [1]}' },
+      ],
+    },
+  ],
   ['hermes', 'No tools needed: 2 < 3 and <tool is not a tag.', { content: 'No tools needed: 2 < 3 and <tool is not a tag.', calls: [] }],
   ['hermes', BROKEN, { content: BROKEN, calls: [] }],
   ['hermes', 'cut off <tool_call>{"name": "a", "arguments": {"q": "}"}}', { content: 'cut off', calls: [{ name: 'a', arguments: '{"q":"}"}' }] }],
   ['llama3_json', '{"name": "add", "parameters": {"a": 1}}', { content: '', calls: [{ name: 'add', arguments: '{"a":1}' }] }],
-  ['llama3_json', '<|python_tag|>{"name": "a", "parameters": {}}; {"name": "b", "parameters": {"s": ";"}}',
-    { content: '', calls: [{ name: 'a', arguments: '{}' }, { name: 'b', arguments: '{"s":";"}' }] }],
+  [
+    'llama3_json',
+    '<|python_tag|>{"name": "a", "parameters": {}}; {"name": "b", "parameters": {"s": ";"}}',
+    {
+      content: '',
+      calls: [
+        { name: 'a', arguments: '{}' },
+        { name: 'b', arguments: '{"s":";"}' },
+      ],
+    },
+  ],
   ['llama3_json', 'The answer is {"name": 1}', { content: 'The answer is {"name": 1}', calls: [] }],
   ['llama3_json', '{"not": "a call"}', { content: '{"not": "a call"}', calls: [] }],
-  ['mistral', '[TOOL_CALLS] [{"name": "add", "arguments": {"a": 1}}, {"name": "sub", "arguments": {"b": 2}}]',
-    { content: '', calls: [{ name: 'add', arguments: '{"a":1}' }, { name: 'sub', arguments: '{"b":2}' }] }],
+  [
+    'mistral',
+    '[TOOL_CALLS] [{"name": "add", "arguments": {"a": 1}}, {"name": "sub", "arguments": {"b": 2}}]',
+    {
+      content: '',
+      calls: [
+        { name: 'add', arguments: '{"a":1}' },
+        { name: 'sub', arguments: '{"b":2}' },
+      ],
+    },
+  ],
   ['mistral', '[{"name": "add", "arguments": {"a": 1}}]', { content: '', calls: [{ name: 'add', arguments: '{"a":1}' }] }],
   ['mistral', 'Hello there', { content: 'Hello there', calls: [] }],
 ];

@@ -27,8 +27,8 @@ inline float kv_at(const PagedKv& kv, const void* base, size_t index) {
 }
 }  // namespace
 
-void attention_token_group_ref(const PagedKv& kv, const int32_t* block_table, int ctx_len, int kv_head,
-                               const float* q, int heads_per_group, float scale, float* scores, float* out) {
+void attention_token_group_ref(const PagedKv& kv, const int32_t* block_table, int ctx_len, int kv_head, const float* q, int heads_per_group,
+                               float scale, float* scores, float* out) {
   const int hd = kv.head_dim;
   for (int h = 0; h < heads_per_group; ++h) {
     const float* qh = q + h * hd;

@@ -31,7 +31,7 @@ void kv_write_ref(const PagedKv& kv, int slot, const float* k, const float* v);
 // Attention output of one query token for the heads of one kv group (scalar reference):
 // q: [heads_per_group * head_dim] (already rotated), attends to positions [0, ctx_len).
 // scores: scratch of ctx_len floats. out: [heads_per_group * head_dim].
-void attention_token_group_ref(const PagedKv& kv, const int32_t* block_table, int ctx_len, int kv_head,
-                               const float* q, int heads_per_group, float scale, float* scores, float* out);
+void attention_token_group_ref(const PagedKv& kv, const int32_t* block_table, int ctx_len, int kv_head, const float* q, int heads_per_group,
+                               float scale, float* scores, float* out);
 
 }  // namespace weft

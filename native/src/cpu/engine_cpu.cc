@@ -28,14 +28,18 @@ class KvBuffer {
   KvBuffer() = default;
   KvBuffer(const KvBuffer&) = delete;
   KvBuffer& operator=(const KvBuffer&) = delete;
-  ~KvBuffer() { if (ptr_) munmap(ptr_, bytes_); }
+  ~KvBuffer() {
+    if (ptr_) munmap(ptr_, bytes_);
+  }
   void allocate(size_t bytes) {
     void* p = mmap(nullptr, std::max<size_t>(bytes, 1), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
     ptr_ = static_cast<uint8_t*>(p);
     bytes_ = std::max<size_t>(bytes, 1);
   }
-  uint8_t* data() const { return ptr_; }
+  uint8_t* data() const {
+    return ptr_;
+  }
 
  private:
   uint8_t* ptr_ = nullptr;
@@ -50,8 +54,8 @@ class CpuEngine final : public Engine {
  public:
   CpuEngine(std::shared_ptr<const Model> model, const EngineOptions& o, Isa isa)
       : model_(std::move(model)), cfg_(model_->config), opts_(o), isa_(isa), pool_(o.num_threads) {
-    kv_f16_ = o.kv_dtype == KvDType::f16 || (o.kv_dtype == KvDType::automatic &&
-                                            (model_->weight_dtype == WeightDType::int8 || model_->weight_dtype == WeightDType::quant));
+    kv_f16_ = o.kv_dtype == KvDType::f16 ||
+              (o.kv_dtype == KvDType::automatic && (model_->weight_dtype == WeightDType::int8 || model_->weight_dtype == WeightDType::quant));
     const size_t bytes = block_bytes() * o.num_kv_blocks * cfg_.num_layers;
     k_cache_.allocate(bytes);
     v_cache_.allocate(bytes);
@@ -61,10 +65,18 @@ class CpuEngine final : public Engine {
     sample_scratch_.resize(pool_.size());
   }
 
-  int num_kv_blocks() const override { return opts_.num_kv_blocks; }
-  int block_size() const override { return opts_.block_size; }
-  const char* isa_name() const override { return weft::isa_name(isa_); }
-  const char* kv_dtype_name() const override { return kv_f16_ ? "f16" : "f32"; }
+  int num_kv_blocks() const override {
+    return opts_.num_kv_blocks;
+  }
+  int block_size() const override {
+    return opts_.block_size;
+  }
+  const char* isa_name() const override {
+    return weft::isa_name(isa_);
+  }
+  const char* kv_dtype_name() const override {
+    return kv_f16_ ? "f16" : "f32";
+  }
 
   Status step(const StepInput& in, StepOutput* out) override {
     Status s = validate_step(in, cfg_, opts_.num_kv_blocks, opts_.block_size);
@@ -86,11 +98,12 @@ class CpuEngine final : public Engine {
   }
 
  private:
-  size_t block_bytes() const { return size_t(opts_.block_size) * cfg_.num_kv_heads * cfg_.head_dim * (kv_f16_ ? 2 : 4); }
+  size_t block_bytes() const {
+    return size_t(opts_.block_size) * cfg_.num_kv_heads * cfg_.head_dim * (kv_f16_ ? 2 : 4);
+  }
   PagedKv layer_kv(int l) {
     const size_t per_layer = block_bytes() * opts_.num_kv_blocks;
-    return PagedKv{k_cache_.data() + l * per_layer, v_cache_.data() + l * per_layer, kv_f16_, opts_.block_size,
-                   cfg_.num_kv_heads, cfg_.head_dim};
+    return PagedKv{k_cache_.data() + l * per_layer, v_cache_.data() + l * per_layer, kv_f16_, opts_.block_size, cfg_.num_kv_heads, cfg_.head_dim};
   }
 
   void housekeeping(const StepInput& in) {
@@ -135,9 +148,12 @@ class CpuEngine final : public Engine {
       const int n0 = p0 * kPackRows, n1 = std::min(w.n, p1 * kPackRows);
       if (n1 <= n0) return;
       switch (w.kind) {
-        case MatrixKind::i8: return matmul_i8(isa_, act_q_, w.i8, y, ldy, n0, n1);
-        case MatrixKind::q: return matmul_q(isa_, act_b_, w.q, y, ldy, n0, n1);
-        default: return matmul_f32(isa_, x, m, w.f32, y, ldy, n0, n1);
+        case MatrixKind::i8:
+          return matmul_i8(isa_, act_q_, w.i8, y, ldy, n0, n1);
+        case MatrixKind::q:
+          return matmul_q(isa_, act_b_, w.q, y, ldy, n0, n1);
+        default:
+          return matmul_f32(isa_, x, m, w.f32, y, ldy, n0, n1);
       }
     });
   }
@@ -176,8 +192,7 @@ class CpuEngine final : public Engine {
           for (int c = 0; c < qkv_cols; ++c) r[c] += w.qkv_bias[c];
         if (!w.q_norm.empty()) {  // Qwen3: each q and k head normalized before RoPE (in place)
           for (int h = 0; h < cfg_.num_heads; ++h) rmsnorm_isa(isa_, r + h * hd, w.q_norm.data(), cfg_.rms_eps, hd, r + h * hd);
-          for (int h = 0; h < cfg_.num_kv_heads; ++h)
-            rmsnorm_isa(isa_, r + q_cols + h * hd, w.k_norm.data(), cfg_.rms_eps, hd, r + q_cols + h * hd);
+          for (int h = 0; h < cfg_.num_kv_heads; ++h) rmsnorm_isa(isa_, r + q_cols + h * hd, w.k_norm.data(), cfg_.rms_eps, hd, r + q_cols + h * hd);
         }
         rope_apply_f32(r, cfg_.num_heads, hd, in.positions[t], inv_freq_.data());
         rope_apply_f32(r + q_cols, cfg_.num_kv_heads, hd, in.positions[t], inv_freq_.data());
@@ -188,9 +203,8 @@ class CpuEngine final : public Engine {
         auto& scores = thread_scratch_[thread];
         const int ctx = in.positions[t] + 1;
         if (scores.size() < size_t(ctx)) scores.resize(ctx);
-        attention_group_isa(isa_, kv, in.block_tables + size_t(i) * in.max_blocks_per_seq, ctx, g,
-                                  &qkv_[size_t(t) * qkv_cols + g * group * hd], group, scale, scores.data(),
-                                  &attn_[size_t(t) * q_cols + g * group * hd]);
+        attention_group_isa(isa_, kv, in.block_tables + size_t(i) * in.max_blocks_per_seq, ctx, g, &qkv_[size_t(t) * qkv_cols + g * group * hd],
+                            group, scale, scores.data(), &attn_[size_t(t) * q_cols + g * group * hd]);
       });
       matmul(w.o, attn_.data(), T, tmp_.data());
       add_inplace_isa(isa_, x_.data(), tmp_.data(), x_.size());
@@ -225,8 +239,8 @@ class CpuEngine final : public Engine {
       const SampleParams p = SampleParams::of(in, i);
       const auto& h = history_.at(in.seq_ids[i]);
       SampleResult res;
-      sample_row(&logits_[size_t(r) * V], V, p, h.data(), in.context_lens[i], in.prompt_lens[i],
-                 uint64_t(in.context_lens[i]), &sample_scratch_[thread], &res, step_mask(in, i), step_bias(in, i));
+      sample_row(&logits_[size_t(r) * V], V, p, h.data(), in.context_lens[i], in.prompt_lens[i], uint64_t(in.context_lens[i]),
+                 &sample_scratch_[thread], &res, step_mask(in, i), step_bias(in, i));
       out->sampled[i] = res.token;
       out->logprobs[i] = res.logprob;
       for (size_t j = 0; j < res.top.size(); ++j) {

@@ -12,8 +12,8 @@
 
 namespace weft {
 
-constexpr int kPackRows = 16;   // weight rows interleaved per panel (one 512-bit lane of floats/int32)
-constexpr int kQ8Group = 32;    // group size of grouped int8 scales (GGUF Q8_0 block)
+constexpr int kPackRows = 16;  // weight rows interleaved per panel (one 512-bit lane of floats/int32)
+constexpr int kQ8Group = 32;  // group size of grouped int8 scales (GGUF Q8_0 block)
 
 // 64-byte aligned owning buffer (no std::vector: the packed data must be aligned for wide loads).
 struct AlignedBuffer {
@@ -26,7 +26,9 @@ struct AlignedBuffer {
   AlignedBuffer& operator=(AlignedBuffer&& o) noexcept;
   AlignedBuffer(const AlignedBuffer&) = delete;
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-  template <class T> T* as() const { return static_cast<T*>(ptr); }
+  template <class T> T* as() const {
+    return static_cast<T*>(ptr);
+  }
 };
 
 // FP32 weight, packed in panels of kPackRows rows.
@@ -62,14 +64,16 @@ struct QuantAct {
 // of `super`. w = D * sc * u + M * mn.
 struct PackedQ {
   int n = 0, k = 0;
-  int bits = 4;         // 4, 5 or 6
-  int sub = 32;         // values per sc/mn: 32 or 16
-  int super = 32;       // values per D/M: 32 or 256
-  bool has_sub = false; // sc/mn stored (K-quants); else all 1
-  AlignedBuffer data;   // nibbles and high-bit planes
-  AlignedBuffer dm;     // fp16 D and M
-  AlignedBuffer sm;     // int8 sc and mn (has_sub)
-  uint64_t bytes() const { return data.bytes + dm.bytes + sm.bytes; }
+  int bits = 4;  // 4, 5 or 6
+  int sub = 32;  // values per sc/mn: 32 or 16
+  int super = 32;  // values per D/M: 32 or 256
+  bool has_sub = false;  // sc/mn stored (K-quants); else all 1
+  AlignedBuffer data;  // nibbles and high-bit planes
+  AlignedBuffer dm;  // fp16 D and M
+  AlignedBuffer sm;  // int8 sc and mn (has_sub)
+  uint64_t bytes() const {
+    return data.bytes + dm.bytes + sm.bytes;
+  }
 };
 
 // Activations for PackedQ: symmetric int8 per block of 32 (scale absmax/127, round half to even),
@@ -77,10 +81,10 @@ struct PackedQ {
 // the min terms (M * mn) multiply. k padded to 32 with zeros.
 struct QuantBlocks {
   int m = 0, k = 0;
-  AlignedBuffer q;      // int8 [m][kp]
-  AlignedBuffer sx;     // float [m][kp / 32]
-  AlignedBuffer fs16;   // float [m][kp / 16]: sx * sum of the 16 int8 values
-  AlignedBuffer fs32;   // float [m][kp / 32]: sx * sum of the 32 int8 values
+  AlignedBuffer q;  // int8 [m][kp]
+  AlignedBuffer sx;  // float [m][kp / 32]
+  AlignedBuffer fs16;  // float [m][kp / 16]: sx * sum of the 16 int8 values
+  AlignedBuffer fs32;  // float [m][kp / 32]: sx * sum of the 32 int8 values
   void reserve(int m, int k);
 };
 

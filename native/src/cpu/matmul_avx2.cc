@@ -34,10 +34,8 @@ WEFT_AVX2 inline __m256i half_mask(int valid) {
 }
 
 WEFT_AVX2 inline void store_rows(float* y, int valid, __m256 v) {
-  if (valid >= kHalf)
-    _mm256_storeu_ps(y, v);
-  else if (valid > 0)
-    _mm256_maskstore_ps(y, half_mask(valid), v);
+  if (valid >= kHalf) _mm256_storeu_ps(y, v);
+  else if (valid > 0) _mm256_maskstore_ps(y, half_mask(valid), v);
 }
 
 WEFT_AVX2 inline __m256i bcast4(const uint8_t* p) {
@@ -50,24 +48,22 @@ WEFT_AVX2 inline __m256i bcast4(const uint8_t* p) {
 
 struct I8Args {
   const uint8_t* x;  // k-quads of the tile's first token (QuantAct layout)
-  size_t xstride;    // 4 * m
+  size_t xstride;  // 4 * m
   const float* xs;
-  const int8_t* w;   // the panel's data
-  const float* ws;   // the panel's scales [g][16]
-  const int32_t* rs; // the panel's row sums [g][16] (VNNI only)
-  int groups;        // scale groups (1: per-row scales over all k-quads)
-  int glen;          // k-quads per group
+  const int8_t* w;  // the panel's data
+  const float* ws;  // the panel's scales [g][16]
+  const int32_t* rs;  // the panel's row sums [g][16] (VNNI only)
+  int groups;  // scale groups (1: per-row scales over all k-quads)
+  int glen;  // k-quads per group
   float* y;
   int ldy, valid;
   Prefetch pf;
 };
 
 // acc[h][t] += dot of one k-quad for half h, token t.
-template <int T, bool VNNI>
-struct QuadStep;
+template <int T, bool VNNI> struct QuadStep;
 
-template <int T>
-struct QuadStep<T, false> {
+template <int T> struct QuadStep<T, false> {
   WEFT_AVX2 static inline void run(__m256i (&acc)[2][T], const uint8_t* xj, const int8_t* wj) {
     const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8(char(0x80));
     __m256i wv[2], aw[2];
@@ -86,8 +82,7 @@ struct QuadStep<T, false> {
   }
 };
 
-template <int T>
-struct QuadStep<T, true> {
+template <int T> struct QuadStep<T, true> {
   WEFT_AVX2 static inline void run(__m256i (&acc)[2][T], const uint8_t* xj, const int8_t* wj) {
     __m256i wv[2];
     for (int h = 0; h < 2; ++h) wv[h] = _mm256_load_si256(reinterpret_cast<const __m256i*>(wj + h * 32));
@@ -101,8 +96,7 @@ struct QuadStep<T, true> {
 };
 
 // One panel x T tokens, per-row (groups == 1) or group-32 scales.
-template <int T, bool G, bool VNNI>
-WEFT_AVX2 void i8_tile(const I8Args& a) {
+template <int T, bool G, bool VNNI> WEFT_AVX2 void i8_tile(const I8Args& a) {
   __m256 facc[2][T];
   __m256i acc[2][T];
 #pragma GCC unroll 8
@@ -116,8 +110,7 @@ WEFT_AVX2 void i8_tile(const I8Args& a) {
 #pragma GCC unroll 8
     for (int h = 0; h < 2; ++h) {
       // VNNI: start from -128 * sum(w) to cancel the +128 offset of the activations.
-      const __m256i init = VNNI ? _mm256_load_si256(reinterpret_cast<const __m256i*>(a.rs + g * kPackRows + h * kHalf))
-                                : _mm256_setzero_si256();
+      const __m256i init = VNNI ? _mm256_load_si256(reinterpret_cast<const __m256i*>(a.rs + g * kPackRows + h * kHalf)) : _mm256_setzero_si256();
 #pragma GCC unroll 8
       for (int t = 0; t < T; ++t) acc[h][t] = init;
     }
@@ -133,8 +126,7 @@ WEFT_AVX2 void i8_tile(const I8Args& a) {
         const __m256 dot = _mm256_cvtepi32_ps(acc[h][t]);
         if (G)  // same float ops as the scalar and AVX-512 kernels
           facc[h][t] = _mm256_fmadd_ps(dot, ws, facc[h][t]);
-        else
-          facc[h][t] = _mm256_mul_ps(dot, _mm256_mul_ps(ws, _mm256_set1_ps(a.xs[t])));
+        else facc[h][t] = _mm256_mul_ps(dot, _mm256_mul_ps(ws, _mm256_set1_ps(a.xs[t])));
       }
     }
   }
@@ -142,19 +134,16 @@ WEFT_AVX2 void i8_tile(const I8Args& a) {
   for (int h = 0; h < 2; ++h)
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t)
-      store_rows(a.y + size_t(t) * a.ldy + h * kHalf, a.valid - h * kHalf,
-                 G ? _mm256_mul_ps(facc[h][t], _mm256_set1_ps(a.xs[t])) : facc[h][t]);
+      store_rows(a.y + size_t(t) * a.ldy + h * kHalf, a.valid - h * kHalf, G ? _mm256_mul_ps(facc[h][t], _mm256_set1_ps(a.xs[t])) : facc[h][t]);
 }
 
 using I8Fn = void (*)(const I8Args&);
 constexpr int kMaxT = 6;
-template <bool G, bool VNNI, size_t... T>
-constexpr std::array<I8Fn, sizeof...(T)> i8_table(std::index_sequence<T...>) {
+template <bool G, bool VNNI, size_t... T> constexpr std::array<I8Fn, sizeof...(T)> i8_table(std::index_sequence<T...>) {
   return {{&i8_tile<int(T) + 1, G, VNNI>...}};
 }
 
-template <bool VNNI>
-void i8_run(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1) {
+template <bool VNNI> void i8_run(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1) {
   static constexpr auto row = i8_table<false, VNNI>(std::make_index_sequence<kMaxT>());
   static constexpr auto grp = i8_table<true, VNNI>(std::make_index_sequence<kMaxT>());
   const bool grouped = w.group != 0;
@@ -178,8 +167,8 @@ void i8_run(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int
       a.x = x.data.as<uint8_t>() + size_t(kQuad) * t0;
       a.xs = x.scales.as<float>() + t0;
       a.y = y + size_t(t0) * ldy + p * kPackRows;
-      a.pf = Prefetch(a.w + size_t(kq) * 64, grouped ? a.ws + groups * kPackRows : nullptr,
-                      grouped && VNNI ? a.rs + groups * kPackRows : nullptr, p + 1 < p1 ? kq : 0, tile, tiles, kq);
+      a.pf = Prefetch(a.w + size_t(kq) * 64, grouped ? a.ws + groups * kPackRows : nullptr, grouped && VNNI ? a.rs + groups * kPackRows : nullptr,
+                      p + 1 < p1 ? kq : 0, tile, tiles, kq);
       (grouped ? grp : row)[t1 - t0 - 1](a);
     }
   }
@@ -187,8 +176,7 @@ void i8_run(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int
 
 // ---- f32 ----
 
-template <int T>
-WEFT_AVX2 void f32_tile(const float* x, int k, const float* w, float* y, int ldy, int valid, Prefetch pf) {
+template <int T> WEFT_AVX2 void f32_tile(const float* x, int k, const float* w, float* y, int ldy, int valid, Prefetch pf) {
   __m256 acc[2][T];
 #pragma GCC unroll 8
   for (int h = 0; h < 2; ++h)
@@ -212,8 +200,7 @@ WEFT_AVX2 void f32_tile(const float* x, int k, const float* w, float* y, int ldy
 
 using F32Fn = void (*)(const float*, int, const float*, float*, int, int, Prefetch);
 constexpr int kF32T = 6;  // 12 accumulators + 2 weights + 1 broadcast
-template <size_t... T>
-constexpr std::array<F32Fn, sizeof...(T)> f32_table(std::index_sequence<T...>) {
+template <size_t... T> constexpr std::array<F32Fn, sizeof...(T)> f32_table(std::index_sequence<T...>) {
   return {{&f32_tile<int(T) + 1>...}};
 }
 
@@ -263,8 +250,7 @@ WEFT_AVX2 void quantize_act_avx2(const float* x, int m, int k, QuantAct* out) {
   for (int t = 0; t < m; ++t) {
     const float* xr = x + size_t(t) * k;
     __m256 vmax = _mm256_setzero_ps();
-    for (int c = 0; c < k; c += kHalf)
-      vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, _mm256_maskload_ps(xr + c, half_mask(k - c))));
+    for (int c = 0; c < k; c += kHalf) vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, _mm256_maskload_ps(xr + c, half_mask(k - c))));
     alignas(32) float lanes[8];
     _mm256_store_ps(lanes, vmax);
     float amax = 0.0f;

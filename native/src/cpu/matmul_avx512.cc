@@ -41,28 +41,28 @@ WEFT_AVX512 inline void dpbusd(__m512i& acc, __m512i x, __m512i w) {
 
 // Shared arguments of one [NP panels x T tokens] int8 tile.
 struct I8Tile {
-  const uint8_t* x;    // activation quads of the tile's first token (QuantAct layout)
-  size_t xstride;      // bytes between consecutive k-quads (4 * m)
-  const float* xs;     // scales of the tile's tokens
-  const int8_t* w;     // first panel's packed data
-  size_t wstride;      // bytes between panels
-  int kq;              // k-quads (padded k / 4)
-  const float* ws;     // first panel's scales ([p][g][16])
-  const int32_t* rs;   // first panel's row sums, same layout
-  int groups;          // scale groups per row (1 for per-row scales)
-  float* y;            // output of the first token at the first panel's first row
+  const uint8_t* x;  // activation quads of the tile's first token (QuantAct layout)
+  size_t xstride;  // bytes between consecutive k-quads (4 * m)
+  const float* xs;  // scales of the tile's tokens
+  const int8_t* w;  // first panel's packed data
+  size_t wstride;  // bytes between panels
+  int kq;  // k-quads (padded k / 4)
+  const float* ws;  // first panel's scales ([p][g][16])
+  const int32_t* rs;  // first panel's row sums, same layout
+  int groups;  // scale groups per row (1 for per-row scales)
+  float* y;  // output of the first token at the first panel's first row
   int ldy;
-  int valid;           // real rows from the first panel on (for masking the last panel)
-  Prefetch pf;         // this tile's share of the next panel group
+  int valid;  // real rows from the first panel on (for masking the last panel)
+  Prefetch pf;  // this tile's share of the next panel group
 };
 
 // The tiles' inner loop: acc[i][t] += the dots of k-quads of NP panels with T tokens, advancing
 // xj and wj past them. Q > 0: exactly Q quads, a constant the loop is fully unrolled over (a
 // scale group: unrolling it is worth ~40% at m = 64); Q == 0: num_quads, not unrolled.
 // Always inlined, so each tile compiles as if the loop were written in place.
-template <int NP, int T, int Q>
-WEFT_AVX512 __attribute__((always_inline)) inline void i8_quads(__m512i (&acc)[NP][T], const uint8_t*& xj, const int8_t*& wj,
-                                                               int num_quads, size_t xstride, size_t wstride, Prefetch& pf) {
+template <int NP, int T, int Q> WEFT_AVX512 __attribute__((always_inline)) inline void i8_quads(__m512i (&acc)[NP][T], const uint8_t*& xj,
+                                                                                                const int8_t*& wj, int num_quads, size_t xstride,
+                                                                                                size_t wstride, Prefetch& pf) {
   const int n = Q > 0 ? Q : num_quads;
 #pragma GCC unroll 8
   for (int j = 0; j < n; ++j, xj += xstride, wj += 64) {
@@ -80,8 +80,7 @@ WEFT_AVX512 __attribute__((always_inline)) inline void i8_quads(__m512i (&acc)[N
 }
 
 // Per-row scales: one int32 accumulator per (panel, token) over all of k, scaled at the end.
-template <int NP, int T>
-WEFT_AVX512 void i8_tile_row(const I8Tile& a) {
+template <int NP, int T> WEFT_AVX512 void i8_tile_row(const I8Tile& a) {
   __m512i acc[NP][T];
 #pragma GCC unroll 16
   for (int i = 0; i < NP; ++i)
@@ -106,8 +105,7 @@ WEFT_AVX512 void i8_tile_row(const I8Tile& a) {
 }
 
 // Group-32 scales: int32 accumulators per group (8 k-quads), folded into float ones.
-template <int NP, int T>
-WEFT_AVX512 void i8_tile_group(const I8Tile& a) {
+template <int NP, int T> WEFT_AVX512 void i8_tile_group(const I8Tile& a) {
   __m512 facc[NP][T];
 #pragma GCC unroll 16
   for (int i = 0; i < NP; ++i)
@@ -138,8 +136,7 @@ WEFT_AVX512 void i8_tile_group(const I8Tile& a) {
     const __mmask16 mask = row_mask(a.valid - i * kPackRows);
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t)
-      _mm512_mask_storeu_ps(a.y + size_t(t) * a.ldy + i * kPackRows, mask,
-                            _mm512_mul_ps(facc[i][t], _mm512_set1_ps(a.xs[t])));
+      _mm512_mask_storeu_ps(a.y + size_t(t) * a.ldy + i * kPackRows, mask, _mm512_mul_ps(facc[i][t], _mm512_set1_ps(a.xs[t])));
   }
 }
 
@@ -148,8 +145,7 @@ WEFT_AVX512 void i8_tile_group(const I8Tile& a) {
 // limit cache-resident matrices. For group-32 weights the +128 offset is cancelled with an
 // extra vpdpbusd of 128 x w instead of reading the row sums (1/8 of the weight traffic);
 // compute is idle here anyway. Same integer dots and float ops as the tiles above.
-template <bool G, int NP>
-WEFT_AVX512 void i8_gemv(const I8Tile& a) {
+template <bool G, int NP> WEFT_AVX512 void i8_gemv(const I8Tile& a) {
   const int glen = G ? kQ8Group / kQuad : a.kq;  // k-quads per scale group
   const size_t gstride = size_t(a.groups) * kPackRows;
   const __m512i c128 = _mm512_set1_epi8(char(0x80));
@@ -194,8 +190,7 @@ WEFT_AVX512 void i8_gemv(const I8Tile& a) {
   }
 #pragma GCC unroll 16
   for (int i = 0; i < NP; ++i)
-    _mm512_mask_storeu_ps(a.y + i * kPackRows, row_mask(a.valid - i * kPackRows),
-                          G ? _mm512_mul_ps(facc[i], _mm512_set1_ps(xs)) : facc[i]);
+    _mm512_mask_storeu_ps(a.y + i * kPackRows, row_mask(a.valid - i * kPackRows), G ? _mm512_mul_ps(facc[i], _mm512_set1_ps(xs)) : facc[i]);
 }
 
 // Tile shapes [panels x tokens]. Per k-quad a tile issues NP weight loads, T broadcasts and
@@ -207,18 +202,15 @@ constexpr int kRowNP = 2, kRowT = 8, kGrpNP = 2, kGrpT = 7, kGemvNP = 1;
 
 // Kernel tables [NP - 1][T - 1], so tails of panels and tokens use smaller tiles.
 using I8Fn = void (*)(const I8Tile&);
-template <bool G, int NP, size_t... T>
-constexpr std::array<I8Fn, sizeof...(T)> i8_tiles(std::index_sequence<T...>) {
+template <bool G, int NP, size_t... T> constexpr std::array<I8Fn, sizeof...(T)> i8_tiles(std::index_sequence<T...>) {
   // A single-token table (m == 1) uses the GEMV kernel.
   return {{(sizeof...(T) == 1 ? &i8_gemv<G, NP> : G ? &i8_tile_group<NP, int(T) + 1> : &i8_tile_row<NP, int(T) + 1>)...}};
 }
-template <bool G, int TM, size_t... P>
-constexpr std::array<std::array<I8Fn, TM>, sizeof...(P)> i8_table(std::index_sequence<P...>) {
+template <bool G, int TM, size_t... P> constexpr std::array<std::array<I8Fn, TM>, sizeof...(P)> i8_table(std::index_sequence<P...>) {
   return {{i8_tiles<G, int(P) + 1>(std::make_index_sequence<TM>())...}};
 }
 
-template <bool G, int NPM, int TM>
-void i8_run(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1) {
+template <bool G, int NPM, int TM> void i8_run(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1) {
   static constexpr auto table = i8_table<G, TM>(std::make_index_sequence<NPM>());
   const int m = x.m, kp = i8_kpad(w.k), groups = G ? kp / kQ8Group : 1;
   I8Tile a;
@@ -255,10 +247,8 @@ void i8_run(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int
 void matmul_i8_avx512(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1) {
   if (x.m == 1 && w.group != 0) return i8_run<true, kGemvNP, 1>(x, w, y, ldy, n0, n1);
   if (x.m == 1) return i8_run<false, kGemvNP, 1>(x, w, y, ldy, n0, n1);
-  if (w.group != 0)
-    i8_run<true, kGrpNP, kGrpT>(x, w, y, ldy, n0, n1);
-  else
-    i8_run<false, kRowNP, kRowT>(x, w, y, ldy, n0, n1);
+  if (w.group != 0) i8_run<true, kGrpNP, kGrpT>(x, w, y, ldy, n0, n1);
+  else i8_run<false, kRowNP, kRowT>(x, w, y, ldy, n0, n1);
 }
 
 namespace {
@@ -267,9 +257,7 @@ namespace {
 
 // [NP panels x T tokens] of float accumulators; x rows are read in place (stride k).
 // One k step of a panel is one cache line, so the next group's prefetch runs per k step.
-template <int NP, int T>
-WEFT_AVX512 void f32_tile(const float* x, int k, const float* w, size_t wstride, float* y, int ldy, int valid,
-                          Prefetch pf) {
+template <int NP, int T> WEFT_AVX512 void f32_tile(const float* x, int k, const float* w, size_t wstride, float* y, int ldy, int valid, Prefetch pf) {
   __m512 acc[NP][T];
 #pragma GCC unroll 16
   for (int i = 0; i < NP; ++i)
@@ -298,12 +286,10 @@ WEFT_AVX512 void f32_tile(const float* x, int k, const float* w, size_t wstride,
 // 2 panels x 12 tokens: 24 accumulators, 2 weight loads and 12 broadcasts per 24 FMAs.
 constexpr int kF32NP = 2, kF32T = 12;
 using F32Fn = void (*)(const float*, int, const float*, size_t, float*, int, int, Prefetch);
-template <int NP, size_t... T>
-constexpr std::array<F32Fn, sizeof...(T)> f32_tiles(std::index_sequence<T...>) {
+template <int NP, size_t... T> constexpr std::array<F32Fn, sizeof...(T)> f32_tiles(std::index_sequence<T...>) {
   return {{&f32_tile<NP, int(T) + 1>...}};
 }
-template <size_t... P>
-constexpr std::array<std::array<F32Fn, kF32T>, sizeof...(P)> f32_table(std::index_sequence<P...>) {
+template <size_t... P> constexpr std::array<std::array<F32Fn, kF32T>, sizeof...(P)> f32_table(std::index_sequence<P...>) {
   return {{f32_tiles<int(P) + 1>(std::make_index_sequence<kF32T>())...}};
 }
 
@@ -319,8 +305,8 @@ void matmul_f32_avx512(const float* x, int m, const PackedF32& w, float* y, int 
     const float* wp = w.data.as<float>() + p * wstride;
     for (int tile = 0; tile < tiles; ++tile) {
       const int t0 = int(int64_t(m) * tile / tiles), t1 = int(int64_t(m) * (tile + 1) / tiles);
-      table[np - 1][t1 - t0 - 1](x + size_t(t0) * k, k, wp, wstride, y + size_t(t0) * ldy + p * kPackRows, ldy,
-                                 n1 - p * kPackRows, Prefetch(wp + np * wstride, nullptr, nullptr, next * k, tile, tiles, k));
+      table[np - 1][t1 - t0 - 1](x + size_t(t0) * k, k, wp, wstride, y + size_t(t0) * ldy + p * kPackRows, ldy, n1 - p * kPackRows,
+                                 Prefetch(wp + np * wstride, nullptr, nullptr, next * k, tile, tiles, k));
     }
   }
 }

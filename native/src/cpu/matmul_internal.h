@@ -48,9 +48,15 @@ namespace detail {
 
 constexpr int kQuad = 4;  // k values per int32 lane of a packed int8 panel
 
-inline int round_up(int a, int b) { return (a + b - 1) / b * b; }
-inline int i8_kpad(int k) { return round_up(k, kQ8Group); }
-inline int panels_of(int n) { return (n + kPackRows - 1) / kPackRows; }
+inline int round_up(int a, int b) {
+  return (a + b - 1) / b * b;
+}
+inline int i8_kpad(int k) {
+  return round_up(k, kQ8Group);
+}
+inline int panels_of(int n) {
+  return (n + kPackRows - 1) / kPackRows;
+}
 
 // Software prefetch of the next panel group, shared by the vector kernels. Weights stream
 // from DRAM (a model is far larger than the LLC), and the first token tile of a panel group
@@ -62,8 +68,8 @@ inline int panels_of(int n) { return (n + kPackRows - 1) / kPackRows; }
 struct Prefetch {
   const char* data = nullptr;
   const char* scales = nullptr;  // optional (grouped int8 only)
-  const char* sums = nullptr;    // optional, with scales
-  unsigned line = 0;             // next data line to prefetch
+  const char* sums = nullptr;  // optional, with scales
+  unsigned line = 0;  // next data line to prefetch
   int err = 0, num = 0, den = 1;  // Bresenham: num lines over den calls of step()
 
   Prefetch() = default;
@@ -104,7 +110,9 @@ bool avx_vnni_supported();
 void matmul_i8_avx2_plain(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
 void matmul_i8_avx2_vnni(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
 
-inline int q_group_bytes(int bits) { return 256 + 64 * (bits - 4); }
+inline int q_group_bytes(int bits) {
+  return 256 + 64 * (bits - 4);
+}
 // u of row `lane` at k-offset j (0..31) of a PackedQ group (portable code: packing tests, scalar kernel).
 inline int q_group_u(const uint8_t* gd, int bits, int lane, int j) {
   const int c = j / 8, b = j % 4, q = j / 4, bit = 4 * lane + b;

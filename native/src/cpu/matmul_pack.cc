@@ -24,7 +24,9 @@ AlignedBuffer::AlignedBuffer(size_t n) : bytes(n) {
   if (!ptr) throw std::bad_alloc();
   std::memset(ptr, 0, (n + 63) / 64 * 64);
 }
-AlignedBuffer::~AlignedBuffer() { std::free(ptr); }
+AlignedBuffer::~AlignedBuffer() {
+  std::free(ptr);
+}
 AlignedBuffer::AlignedBuffer(AlignedBuffer&& o) noexcept : ptr(o.ptr), bytes(o.bytes) {
   o.ptr = nullptr;
   o.bytes = 0;
@@ -115,12 +117,9 @@ void pack_i8(const int8_t* q, const float* scales, int n, int k, int group, Pack
 static float half_to_float(uint16_t h) {
   const int sign = h >> 15, exp = (h >> 10) & 31, mant = h & 1023;
   float v;
-  if (exp == 0)
-    v = std::ldexp(float(mant), -24);  // zero / subnormal
-  else if (exp == 31)
-    v = mant ? NAN : INFINITY;
-  else
-    v = std::ldexp(float(mant | 1024), exp - 25);
+  if (exp == 0) v = std::ldexp(float(mant), -24);  // zero / subnormal
+  else if (exp == 31) v = mant ? NAN : INFINITY;
+  else v = std::ldexp(float(mant | 1024), exp - 25);
   return sign ? -v : v;
 }
 
@@ -152,9 +151,12 @@ void unpack_i8_row(const PackedI8& w, int r, float* out) {
 void matmul_f32(Isa isa, const float* x, int m, const PackedF32& w, float* y, int ldy, int n0, int n1) {
   if (m <= 0 || n1 <= n0) return;
   switch (isa) {
-    case Isa::avx512: return detail::matmul_f32_avx512(x, m, w, y, ldy, n0, n1);
-    case Isa::avx2: return detail::matmul_f32_avx2(x, m, w, y, ldy, n0, n1);
-    default: return detail::matmul_f32_scalar(x, m, w, y, ldy, n0, n1);
+    case Isa::avx512:
+      return detail::matmul_f32_avx512(x, m, w, y, ldy, n0, n1);
+    case Isa::avx2:
+      return detail::matmul_f32_avx2(x, m, w, y, ldy, n0, n1);
+    default:
+      return detail::matmul_f32_scalar(x, m, w, y, ldy, n0, n1);
   }
 }
 
@@ -163,18 +165,24 @@ void quantize_act(Isa isa, const float* x, int m, int k, int /*group*/, QuantAct
   out->reserve(m, k);
   if (m <= 0) return;
   switch (isa) {
-    case Isa::avx512: return detail::quantize_act_avx512(x, m, k, out);
-    case Isa::avx2: return detail::quantize_act_avx2(x, m, k, out);
-    default: return detail::quantize_act_scalar(x, m, k, out);
+    case Isa::avx512:
+      return detail::quantize_act_avx512(x, m, k, out);
+    case Isa::avx2:
+      return detail::quantize_act_avx2(x, m, k, out);
+    default:
+      return detail::quantize_act_scalar(x, m, k, out);
   }
 }
 
 void matmul_i8(Isa isa, const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1) {
   if (x.m <= 0 || n1 <= n0) return;
   switch (isa) {
-    case Isa::avx512: return detail::matmul_i8_avx512(x, w, y, ldy, n0, n1);
-    case Isa::avx2: return detail::matmul_i8_avx2(x, w, y, ldy, n0, n1);
-    default: return detail::matmul_i8_scalar(x, w, y, ldy, n0, n1);
+    case Isa::avx512:
+      return detail::matmul_i8_avx512(x, w, y, ldy, n0, n1);
+    case Isa::avx2:
+      return detail::matmul_i8_avx2(x, w, y, ldy, n0, n1);
+    default:
+      return detail::matmul_i8_scalar(x, w, y, ldy, n0, n1);
   }
 }
 

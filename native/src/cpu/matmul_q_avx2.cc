@@ -17,19 +17,16 @@ namespace weft {
 namespace detail {
 namespace {
 
-template <bool VNNI>
-struct Dot;
+template <bool VNNI> struct Dot;
 
-template <>
-struct Dot<false> {
+template <> struct Dot<false> {
   WEFT_AVX2 static inline __m256i add(__m256i acc, __m256i w, __m256i x) {
     const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1));
     return _mm256_add_epi32(acc, p);
   }
 };
 
-template <>
-struct Dot<true> {
+template <> struct Dot<true> {
   WEFT_AVX2 static inline __m256i add(__m256i acc, __m256i w, __m256i x) {
     __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(w), "x"(x));
     return acc;
@@ -44,8 +41,8 @@ WEFT_AVX2 inline __m256i bcast4(const int8_t* p) {
 
 // 32 mask bits -> 32 bytes, 0xFF where the bit is set.
 WEFT_AVX2 inline __m256i spread_bits(uint32_t m) {
-  const __m256i rep = _mm256_shuffle_epi8(_mm256_set1_epi32(int(m)),
-      _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+  const __m256i rep = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(int(m)), _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
   const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
   return _mm256_cmpeq_epi8(_mm256_and_si256(rep, bit), bit);
 }
@@ -66,8 +63,7 @@ WEFT_AVX2 inline __m256i load_i8_epi32(const int8_t* p) {
   return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
 }
 
-template <int BITS, int SUB, bool HS, int T, bool VNNI>
-WEFT_AVX2 void q_tile2(const QArgs2& a) {
+template <int BITS, int SUB, bool HS, int T, bool VNNI> WEFT_AVX2 void q_tile2(const QArgs2& a) {
   constexpr int kSubs = 32 / SUB, kQuads = SUB / 4;
   const int gb = q_group_bytes(BITS), nfs = 32 / SUB * (a.kp / 32), off = 32 * a.half, gps = a.super / 32;
   const __m256i low = _mm256_set1_epi8(15);
@@ -130,8 +126,7 @@ WEFT_AVX2 void q_tile2(const QArgs2& a) {
   }
 }
 
-template <int BITS, int SUB, bool HS, bool VNNI>
-void q_kernel2(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
+template <int BITS, int SUB, bool HS, bool VNNI> void q_kernel2(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
   const int groups = w.k / 32, gb = q_group_bytes(BITS), kp = w.k, nfs = 32 / SUB * (kp / 32);
   for (int r = n0; r < n1; r += kPackRows) {
     const int p = r / kPackRows;
@@ -165,11 +160,9 @@ void q_kernel2(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0
   }
 }
 
-template <bool VNNI>
-void q_dispatch2(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
+template <bool VNNI> void q_dispatch2(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
   if (w.bits == 6) return q_kernel2<6, 16, true, VNNI>(x, w, y, ldy, n0, n1);
-  if (w.has_sub)
-    return w.bits == 5 ? q_kernel2<5, 32, true, VNNI>(x, w, y, ldy, n0, n1) : q_kernel2<4, 32, true, VNNI>(x, w, y, ldy, n0, n1);
+  if (w.has_sub) return w.bits == 5 ? q_kernel2<5, 32, true, VNNI>(x, w, y, ldy, n0, n1) : q_kernel2<4, 32, true, VNNI>(x, w, y, ldy, n0, n1);
   return w.bits == 5 ? q_kernel2<5, 32, false, VNNI>(x, w, y, ldy, n0, n1) : q_kernel2<4, 32, false, VNNI>(x, w, y, ldy, n0, n1);
 }
 

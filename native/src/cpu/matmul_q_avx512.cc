@@ -37,8 +37,7 @@ WEFT_AVX512 inline __m512 load_f16_ps(const uint16_t* p) {
 }
 
 // The 8 k-quads of a group as unsigned weights, BITS bits each.
-template <int BITS>
-WEFT_AVX512 inline void unpack_group(const uint8_t* gd, __m512i wv[8]) {
+template <int BITS> WEFT_AVX512 inline void unpack_group(const uint8_t* gd, __m512i wv[8]) {
   const __m512i low = _mm512_set1_epi8(15);
   for (int c = 0; c < 4; ++c) {
     const __m512i v = _mm512_loadu_si512(gd + 64 * c);
@@ -65,20 +64,19 @@ WEFT_AVX512 inline void unpack_group(const uint8_t* gd, __m512i wv[8]) {
 }
 
 struct QArgs {
-  const uint8_t* pd;   // the panel's groups
+  const uint8_t* pd;  // the panel's groups
   const uint16_t* dm;  // the panel's D/M
-  const int8_t* sm;    // the panel's sc/mn (HS)
-  const int8_t* xq;    // first token's int8 activations
-  const float* sx;     // first token's block scales
-  const float* fs;     // first token's block sums (fs16 for SUB 16, else fs32)
+  const int8_t* sm;  // the panel's sc/mn (HS)
+  const int8_t* xq;  // first token's int8 activations
+  const float* sx;  // first token's block scales
+  const float* fs;  // first token's block sums (fs16 for SUB 16, else fs32)
   int groups, kp, super;
-  float* y;            // first token's output at the panel's first row
+  float* y;  // first token's output at the panel's first row
   int ldy;
-  __mmask16 rows;      // real rows of the panel
+  __mmask16 rows;  // real rows of the panel
 };
 
-template <int BITS, int SUB, bool HS, int T>
-WEFT_AVX512 void q_tile(const QArgs& a) {
+template <int BITS, int SUB, bool HS, int T> WEFT_AVX512 void q_tile(const QArgs& a) {
   constexpr int kSubs = 32 / SUB, kQuads = SUB / 4;
   const int gb = q_group_bytes(BITS), nfs = 32 / SUB * (a.kp / 32), gps = a.super / 32;
   __m512 acc[T];
@@ -114,8 +112,7 @@ WEFT_AVX512 void q_tile(const QArgs& a) {
   for (int i = 0; i < T; ++i) _mm512_mask_storeu_ps(a.y + size_t(i) * a.ldy, a.rows, acc[i]);
 }
 
-template <int BITS, int SUB, bool HS>
-WEFT_AVX512 void q_kernel(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
+template <int BITS, int SUB, bool HS> WEFT_AVX512 void q_kernel(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
   const int groups = w.k / 32, gb = q_group_bytes(BITS), kp = w.k;
   const int nfs = 32 / SUB * (kp / 32);
   for (int r = n0; r < n1; r += kPackRows) {

@@ -121,9 +121,12 @@ void quantize_blocks(Isa isa, const float* x, int k, int t0, int t1, QuantBlocks
 void matmul_q(Isa isa, const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
   if (x.m <= 0 || n1 <= n0) return;
   switch (isa) {
-    case Isa::avx512: return detail::matmul_q_avx512(x, w, y, ldy, n0, n1);
-    case Isa::avx2: return detail::matmul_q_avx2(x, w, y, ldy, n0, n1);
-    default: return detail::matmul_q_scalar(x, w, y, ldy, n0, n1);
+    case Isa::avx512:
+      return detail::matmul_q_avx512(x, w, y, ldy, n0, n1);
+    case Isa::avx2:
+      return detail::matmul_q_avx2(x, w, y, ldy, n0, n1);
+    default:
+      return detail::matmul_q_scalar(x, w, y, ldy, n0, n1);
   }
 }
 

@@ -53,12 +53,9 @@ void matmul_i8_scalar(const QuantAct& x, const PackedI8& w, float* y, int ldy, i
       for (int g = 0; g < groups; ++g) {
         int32_t dot = 0;
         for (int c = g * glen; c < (g + 1) * glen; ++c)
-          dot += (int(xd[size_t(c / kQuad) * kQuad * m + size_t(t) * kQuad + c % kQuad]) - 128) *
-                 wp[size_t(c / kQuad) * 64 + c % kQuad];
-        if (w.group == 0)
-          acc = float(dot) * (ws[0] * x.scales.as<float>()[t]);
-        else
-          acc = std::fma(float(dot), ws[size_t(g) * kPackRows], acc);
+          dot += (int(xd[size_t(c / kQuad) * kQuad * m + size_t(t) * kQuad + c % kQuad]) - 128) * wp[size_t(c / kQuad) * 64 + c % kQuad];
+        if (w.group == 0) acc = float(dot) * (ws[0] * x.scales.as<float>()[t]);
+        else acc = std::fma(float(dot), ws[size_t(g) * kPackRows], acc);
       }
       y[size_t(t) * ldy + r] = w.group == 0 ? acc : acc * x.scales.as<float>()[t];
     }

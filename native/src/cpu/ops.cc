@@ -25,8 +25,7 @@ void rope_inv_freq(const ModelConfig& c, float* inv_freq) {
       if (wavelen > low_wavelen) {
         f /= c.rope_factor;
       } else if (wavelen >= high_wavelen) {
-        const double smooth = (c.rope_original_max_positions / wavelen - c.rope_low_freq_factor) /
-                              (c.rope_high_freq_factor - c.rope_low_freq_factor);
+        const double smooth = (c.rope_original_max_positions / wavelen - c.rope_low_freq_factor) / (c.rope_high_freq_factor - c.rope_low_freq_factor);
         f = (1 - smooth) * f / c.rope_factor + smooth * f;
       }
     }
@@ -83,8 +82,8 @@ void kv_write_isa(Isa isa, const PagedKv& kv, int slot, const float* k, const fl
   kv_write_ref(kv, slot, k, v);
 }
 
-void attention_group_isa(Isa isa, const PagedKv& kv, const int32_t* block_table, int ctx_len, int kv_head,
-                         const float* q, int heads_per_group, float scale, float* scores, float* out) {
+void attention_group_isa(Isa isa, const PagedKv& kv, const int32_t* block_table, int ctx_len, int kv_head, const float* q, int heads_per_group,
+                         float scale, float* scores, float* out) {
   // wide paths need whole vectors per head and at most 16 of them (the accumulator array)
   if (isa == Isa::avx512 && kv.head_dim % 16 == 0 && kv.head_dim <= 256)
     return avx512::attention_group(kv, block_table, ctx_len, kv_head, q, heads_per_group, scale, scores, out);

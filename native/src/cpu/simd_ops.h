@@ -8,22 +8,26 @@
 
 namespace weft {
 
-#define WEFT_SIMD_OPS_DECL                                                                                 \
-  void rmsnorm(const float* x, const float* w, float eps, int dim, float* out);                            \
-  void silu_mul(const float* gate, const float* up, int n, float* out);                                    \
-  void add_inplace(float* x, const float* y, size_t n);                                                    \
-  void kv_write(const PagedKv& kv, int slot, const float* k, const float* v);                              \
-  void attention_group(const PagedKv& kv, const int32_t* block_table, int ctx_len, int kv_head, const float* q, \
-                       int heads_per_group, float scale, float* scores, float* out);
-namespace avx2 { WEFT_SIMD_OPS_DECL }
-namespace avx512 { WEFT_SIMD_OPS_DECL }
+#define WEFT_SIMD_OPS_DECL                                                                                                                        \
+  void rmsnorm(const float* x, const float* w, float eps, int dim, float* out);                                                                   \
+  void silu_mul(const float* gate, const float* up, int n, float* out);                                                                           \
+  void add_inplace(float* x, const float* y, size_t n);                                                                                           \
+  void kv_write(const PagedKv& kv, int slot, const float* k, const float* v);                                                                     \
+  void attention_group(const PagedKv& kv, const int32_t* block_table, int ctx_len, int kv_head, const float* q, int heads_per_group, float scale, \
+                       float* scores, float* out);
+namespace avx2 {
+WEFT_SIMD_OPS_DECL
+}
+namespace avx512 {
+WEFT_SIMD_OPS_DECL
+}
 #undef WEFT_SIMD_OPS_DECL
 
 void rmsnorm_isa(Isa isa, const float* x, const float* w, float eps, int dim, float* out);
 void silu_mul_isa(Isa isa, const float* gate, const float* up, int n, float* out);
 void add_inplace_isa(Isa isa, float* x, const float* y, size_t n);
 void kv_write_isa(Isa isa, const PagedKv& kv, int slot, const float* k, const float* v);
-void attention_group_isa(Isa isa, const PagedKv& kv, const int32_t* block_table, int ctx_len, int kv_head,
-                         const float* q, int heads_per_group, float scale, float* scores, float* out);
+void attention_group_isa(Isa isa, const PagedKv& kv, const int32_t* block_table, int ctx_len, int kv_head, const float* q, int heads_per_group,
+                         float scale, float* scores, float* out);
 
 }  // namespace weft

@@ -12,22 +12,48 @@ namespace avx2 {
 struct V {
   using T = __m256;
   static constexpr int W = 8;
-  static T load(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
-  static T loadk(const float* p) { return _mm256_loadu_ps(p); }
-  static T loadk(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static T load(const float* p) {
+    return _mm256_loadu_ps(p);
+  }
+  static void store(float* p, T v) {
+    _mm256_storeu_ps(p, v);
+  }
+  static T loadk(const float* p) {
+    return _mm256_loadu_ps(p);
+  }
+  static T loadk(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
   static void store_f16(uint16_t* p, T v) {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
-  static T set1(float f) { return _mm256_set1_ps(f); }
-  static T add(T a, T b) { return _mm256_add_ps(a, b); }
-  static T sub(T a, T b) { return _mm256_sub_ps(a, b); }
-  static T mul(T a, T b) { return _mm256_mul_ps(a, b); }
-  static T div(T a, T b) { return _mm256_div_ps(a, b); }
-  static T min(T a, T b) { return _mm256_min_ps(a, b); }
-  static T max(T a, T b) { return _mm256_max_ps(a, b); }
-  static T fmadd(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
-  static T round(T a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static T set1(float f) {
+    return _mm256_set1_ps(f);
+  }
+  static T add(T a, T b) {
+    return _mm256_add_ps(a, b);
+  }
+  static T sub(T a, T b) {
+    return _mm256_sub_ps(a, b);
+  }
+  static T mul(T a, T b) {
+    return _mm256_mul_ps(a, b);
+  }
+  static T div(T a, T b) {
+    return _mm256_div_ps(a, b);
+  }
+  static T min(T a, T b) {
+    return _mm256_min_ps(a, b);
+  }
+  static T max(T a, T b) {
+    return _mm256_max_ps(a, b);
+  }
+  static T fmadd(T a, T b, T c) {
+    return _mm256_fmadd_ps(a, b, c);
+  }
+  static T round(T a) {
+    return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
   // p * 2^n for integral n in [-127, 127]: add n to the exponent bits
   static T scale2(T p, T n) {
     const __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);

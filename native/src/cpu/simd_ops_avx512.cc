@@ -14,24 +14,54 @@ namespace avx512 {
 struct V {
   using T = __m512;
   static constexpr int W = 16;
-  static T load(const float* p) { return _mm512_loadu_ps(p); }
-  static void store(float* p, T v) { _mm512_storeu_ps(p, v); }
-  static T loadk(const float* p) { return _mm512_loadu_ps(p); }
-  static T loadk(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static T load(const float* p) {
+    return _mm512_loadu_ps(p);
+  }
+  static void store(float* p, T v) {
+    _mm512_storeu_ps(p, v);
+  }
+  static T loadk(const float* p) {
+    return _mm512_loadu_ps(p);
+  }
+  static T loadk(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
   static void store_f16(uint16_t* p, T v) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
-  static T set1(float f) { return _mm512_set1_ps(f); }
-  static T add(T a, T b) { return _mm512_add_ps(a, b); }
-  static T sub(T a, T b) { return _mm512_sub_ps(a, b); }
-  static T mul(T a, T b) { return _mm512_mul_ps(a, b); }
-  static T div(T a, T b) { return _mm512_div_ps(a, b); }
-  static T min(T a, T b) { return _mm512_min_ps(a, b); }
-  static T max(T a, T b) { return _mm512_max_ps(a, b); }
-  static T fmadd(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
-  static T round(T a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-  static T scale2(T p, T n) { return _mm512_scalef_ps(p, n); }
-  static float reduce_add(T a) { return _mm512_reduce_add_ps(a); }
+  static T set1(float f) {
+    return _mm512_set1_ps(f);
+  }
+  static T add(T a, T b) {
+    return _mm512_add_ps(a, b);
+  }
+  static T sub(T a, T b) {
+    return _mm512_sub_ps(a, b);
+  }
+  static T mul(T a, T b) {
+    return _mm512_mul_ps(a, b);
+  }
+  static T div(T a, T b) {
+    return _mm512_div_ps(a, b);
+  }
+  static T min(T a, T b) {
+    return _mm512_min_ps(a, b);
+  }
+  static T max(T a, T b) {
+    return _mm512_max_ps(a, b);
+  }
+  static T fmadd(T a, T b, T c) {
+    return _mm512_fmadd_ps(a, b, c);
+  }
+  static T round(T a) {
+    return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  static T scale2(T p, T n) {
+    return _mm512_scalef_ps(p, n);
+  }
+  static float reduce_add(T a) {
+    return _mm512_reduce_add_ps(a);
+  }
   // The four horizontal sums of a..d.
   static void reduce4(T a, T b, T c, T d, float* out) {
     const __m256 a8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));

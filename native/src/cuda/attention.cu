@@ -58,8 +58,8 @@ namespace cuda {
 namespace {
 
 constexpr int kThreads = 128, kWarps = 4;
-constexpr int kMinPart = 256;    // fewest positions per decode partition (unless the context is shorter)
-constexpr int kPartAlign = 32;   // partition lengths are multiples of this
+constexpr int kMinPart = 256;  // fewest positions per decode partition (unless the context is shorter)
+constexpr int kPartAlign = 32;  // partition lengths are multiples of this
 constexpr int kMaxSplits = kAttentionMaxSplits;
 constexpr int kMaxSlots = 1024;  // (sequence, partition) pairs of one launch, at most
 constexpr int kTargetCtas = 1024;  // decode CTAs aimed at: ~8 per SM of an H100 (132 SMs)
@@ -76,12 +76,12 @@ struct Params {
   float* ws;
   int mbps, num_heads, num_kv_heads, head_dim, block_size, bs_shift;  // bs_shift: log2(block_size) or -1
   int q_stride, out_stride;
-  int group;    // query heads per kv head
+  int group;  // query heads per kv head
   int hchunks;  // CTAs per kv head along grid.y (chunks of the group's heads)
-  int hpc;      // heads per chunk (mma kernel: rows are tq tokens x hpc heads)
-  int tq;       // mma kernel: query tokens per CTA
-  int splits;   // decode: context partitions (grid.z)
-  int slots;    // decode: num_seqs * splits
+  int hpc;  // heads per chunk (mma kernel: rows are tq tokens x hpc heads)
+  int tq;  // mma kernel: query tokens per CTA
+  int splits;  // decode: context partitions (grid.z)
+  int slots;  // decode: num_seqs * splits
   float scale_log2;  // scale * log2(e)
 };
 
@@ -93,7 +93,9 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(smem)), "l"(gmem) : "memory");
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
 template <int N> __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
@@ -112,17 +114,14 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
 // d += a (16x16, row-major) * b (16x8, col-major), fp32 accumulators.
 template <class T> __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
 template <> __device__ __forceinline__ void mma_16816<__half>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
-template <>
-__device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+template <> __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 // ---- end of PTX wrappers ----
 
@@ -140,8 +139,7 @@ template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi
   return uint32_t(__half_as_ushort(__float2half_rn(lo))) | (uint32_t(__half_as_ushort(__float2half_rn(hi))) << 16);
 }
 template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
-  return uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(lo))) |
-         (uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(hi))) << 16);
+  return uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(lo))) | (uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(hi))) << 16);
 }
 
 // VEC T values as loaded by one lane: 16 bytes (VEC 8) or 4 bytes (VEC 2).
@@ -155,7 +153,9 @@ template <> struct Raw<8> {
 };
 template <> struct Raw<2> {
   uint32_t w[1];
-  __device__ __forceinline__ void load(const void* p) { w[0] = __ldg(static_cast<const unsigned int*>(p)); }
+  __device__ __forceinline__ void load(const void* p) {
+    w[0] = __ldg(static_cast<const unsigned int*>(p));
+  }
 };
 template <class T, int VEC> __device__ __forceinline__ void to_float(const Raw<VEC>& r, float (&f)[VEC]) {
 #pragma unroll
@@ -167,7 +167,9 @@ template <class T, int VEC> __device__ __forceinline__ void to_float(const Raw<V
 
 // Guarded online-softmax base: a running max of -inf (nothing seen yet) rescales by 2^-inf = 0
 // and exponentiates masked scores to 0, never to NaN.
-__device__ __forceinline__ float safe_max(float m) { return m == -INFINITY ? 0.f : m; }
+__device__ __forceinline__ float safe_max(float m) {
+  return m == -INFINITY ? 0.f : m;
+}
 
 // Cache element offset of position t of a sequence (block table row bt), kv head kvh.
 __device__ __forceinline__ size_t kv_elem(const Params& p, const int32_t* __restrict__ bt, int t, int kvh) {
@@ -192,14 +194,13 @@ __device__ __forceinline__ void decode_partition(int ctx, int splits, int& len, 
 // VEC: T values per load; TPT: lanes per position (a power of two <= 32); NV: loads per lane per
 // position; the lane li of a group holds dims (j * TPT + li) * VEC + [0, VEC) for j < NV.
 // HG: query heads per CTA. decode: 1 decode mode, 0 prefill mode (see the top of the file).
-template <class T, int VEC, int TPT, int NV, int HG>
-__global__ void __launch_bounds__(kThreads) token_kernel(const Params p, const int decode) {
+template <class T, int VEC, int TPT, int NV, int HG> __global__ void __launch_bounds__(kThreads) token_kernel(const Params p, const int decode) {
   pdl_wait();
   pdl_trigger();  // the o projection may start fetching its weights
-  constexpr int GP = 32 / TPT;          // positions per warp pass
-  constexpr int P = HG >= 8 ? 2 : 4;    // passes per iteration
-  constexpr int TOK = P * GP;           // positions per warp iteration
-  constexpr int HDC = TPT * VEC * NV;   // head dims covered by a lane group
+  constexpr int GP = 32 / TPT;  // positions per warp pass
+  constexpr int P = HG >= 8 ? 2 : 4;  // passes per iteration
+  constexpr int TOK = P * GP;  // positions per warp iteration
+  constexpr int HDC = TPT * VEC * NV;  // head dims covered by a lane group
   __shared__ float sm_m[kWarps][HG], sm_l[kWarps][HG];
   __shared__ float sm_o[kWarps][HG][HDC];
 
@@ -392,8 +393,7 @@ __global__ void __launch_bounds__(kThreads) token_kernel(const Params p, const i
 }
 
 // Merges the partitions of the split decode sequences: one CTA per (sequence, query head).
-template <class T>
-__global__ void __launch_bounds__(kThreads) reduce_kernel(const Params p) {
+template <class T> __global__ void __launch_bounds__(kThreads) reduce_kernel(const Params p) {
   pdl_wait();
   pdl_trigger();  // the o projection may start fetching its weights
   __shared__ float sw[kMaxSplits];
@@ -427,16 +427,15 @@ __global__ void __launch_bounds__(kThreads) reduce_kernel(const Params p) {
 
 // ============================ tensor-core prefill ============================
 template <int HD> struct MmaCfg {
-  static constexpr int kRows = 64;        // query rows per CTA, 16 per warp
-  static constexpr int kTK = 64;          // kv positions per tile
-  static constexpr int kPitch = HD + 8;   // smem row pitch (elements): 16-byte skew, conflict-free ldmatrix
+  static constexpr int kRows = 64;  // query rows per CTA, 16 per warp
+  static constexpr int kTK = 64;  // kv positions per tile
+  static constexpr int kPitch = HD + 8;  // smem row pitch (elements): 16-byte skew, conflict-free ldmatrix
   static constexpr int kTile = kTK * kPitch;  // elements of one K or V tile (also of the Q tile)
   static constexpr int kChunks = HD / 8;  // 16-byte chunks per row
   static constexpr size_t kSmemBytes = 4 * size_t(kTile) * 2;  // K0 V0 K1 V1 (Q staged in K1)
 };
 
-template <class T, int HD>
-__global__ void __launch_bounds__(kThreads) prefill_mma_kernel(const Params p) {
+template <class T, int HD> __global__ void __launch_bounds__(kThreads) prefill_mma_kernel(const Params p) {
   pdl_wait();
   pdl_trigger();  // the o projection may start fetching its weights
   using C = MmaCfg<HD>;
@@ -453,7 +452,7 @@ __global__ void __launch_bounds__(kThreads) prefill_mma_kernel(const Params p) {
   if (tok0 >= q_len) return;
   const int ntok = min(p.tq, q_len - tok0);
   const int pos0 = ctx - q_len + tok0;  // position of the CTA's first token
-  const int kv_end = pos0 + ntok;       // the CTA attends to positions [0, kv_end)
+  const int kv_end = pos0 + ntok;  // the CTA attends to positions [0, kv_end)
   const int ntiles = kv_end > 0 ? (kv_end + C::kTK - 1) / C::kTK : 0;
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
@@ -629,14 +628,12 @@ __global__ void __launch_bounds__(kThreads) prefill_mma_kernel(const Params p) {
   if (okA) {
     T* orow = out + size_t(q0 + tok0 + tkA) * p.out_stride + size_t(headA) * HD + 2 * t4;
 #pragma unroll
-    for (int d8 = 0; d8 < HD / 8; ++d8)
-      *reinterpret_cast<uint32_t*>(orow + 8 * d8) = pack2<T>(o[d8][0] * invA, o[d8][1] * invA);
+    for (int d8 = 0; d8 < HD / 8; ++d8) *reinterpret_cast<uint32_t*>(orow + 8 * d8) = pack2<T>(o[d8][0] * invA, o[d8][1] * invA);
   }
   if (okB) {
     T* orow = out + size_t(q0 + tok0 + tkB) * p.out_stride + size_t(headB) * HD + 2 * t4;
 #pragma unroll
-    for (int d8 = 0; d8 < HD / 8; ++d8)
-      *reinterpret_cast<uint32_t*>(orow + 8 * d8) = pack2<T>(o[d8][2] * invB, o[d8][3] * invB);
+    for (int d8 = 0; d8 < HD / 8; ++d8) *reinterpret_cast<uint32_t*>(orow + 8 * d8) = pack2<T>(o[d8][2] * invB, o[d8][3] * invB);
   }
 }
 
@@ -654,7 +651,9 @@ int max_splits_for(int max_ctx) {
 }
 
 // Query heads per decode CTA: the group rounded up to a power of two, at most 8.
-int decode_heads_per_cta(int group) { return group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : 8; }
+int decode_heads_per_cta(int group) {
+  return group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : 8;
+}
 
 int splits_heuristic(int num_seqs, int num_tokens, int kv_ctas, int max_ctx) {
   // the workspace is indexed by sequence and sized by tokens: no split when seqs > tokens
@@ -667,20 +666,22 @@ int splits_heuristic(int num_seqs, int num_tokens, int kv_ctas, int max_ctx) {
   return std::max(s, 1);
 }
 
-template <class T, int VEC, int TPT, int NV>
-cudaError_t launch_token_hg(int hg, const Params& p, dim3 grid, int decode, cudaStream_t stream) {
+template <class T, int VEC, int TPT, int NV> cudaError_t launch_token_hg(int hg, const Params& p, dim3 grid, int decode, cudaStream_t stream) {
   switch (hg) {
-    case 1: return launch_pdl(token_kernel<T, VEC, TPT, NV, 1>, grid, dim3(kThreads), 0, stream, p, decode);
-    case 2: return launch_pdl(token_kernel<T, VEC, TPT, NV, 2>, grid, dim3(kThreads), 0, stream, p, decode);
-    case 4: return launch_pdl(token_kernel<T, VEC, TPT, NV, 4>, grid, dim3(kThreads), 0, stream, p, decode);
-    default: return launch_pdl(token_kernel<T, VEC, TPT, NV, 8>, grid, dim3(kThreads), 0, stream, p, decode);
+    case 1:
+      return launch_pdl(token_kernel<T, VEC, TPT, NV, 1>, grid, dim3(kThreads), 0, stream, p, decode);
+    case 2:
+      return launch_pdl(token_kernel<T, VEC, TPT, NV, 2>, grid, dim3(kThreads), 0, stream, p, decode);
+    case 4:
+      return launch_pdl(token_kernel<T, VEC, TPT, NV, 4>, grid, dim3(kThreads), 0, stream, p, decode);
+    default:
+      return launch_pdl(token_kernel<T, VEC, TPT, NV, 8>, grid, dim3(kThreads), 0, stream, p, decode);
   }
 }
 
 // Picks the lane layout from head_dim: 16-byte loads with the fewest lanes per position that
 // cover it (head_dim % 8 == 0, 16-byte aligned caches), else 4-byte loads over a full warp.
-template <class T>
-cudaError_t launch_token(bool vec16, int hg, const Params& p, dim3 grid, int decode, cudaStream_t stream) {
+template <class T> cudaError_t launch_token(bool vec16, int hg, const Params& p, dim3 grid, int decode, cudaStream_t stream) {
   const int hd = p.head_dim;
   if (vec16) {
     if (hd <= 32) return launch_token_hg<T, 8, 4, 1>(hg, p, grid, decode, stream);
@@ -706,7 +707,9 @@ template <class T, int HD> cudaError_t launch_mma(const Params& p, dim3 grid, cu
   return launch_pdl(kernel, grid, dim3(kThreads), C::kSmemBytes, stream, p);
 }
 
-bool aligned(const void* ptr, size_t n) { return reinterpret_cast<uintptr_t>(ptr) % n == 0; }
+bool aligned(const void* ptr, size_t n) {
+  return reinterpret_cast<uintptr_t>(ptr) % n == 0;
+}
 
 template <class T> cudaError_t run(const AttentionArgs& a, const AttentionForce& force, cudaStream_t stream) {
   const int hd = a.head_dim, group = a.num_heads / a.num_kv_heads;
@@ -724,8 +727,7 @@ template <class T> cudaError_t run(const AttentionArgs& a, const AttentionForce&
 
   const bool vec16 = hd % 8 == 0 && aligned(a.k_cache, 16) && aligned(a.v_cache, 16);
   if (!vec16 && !(aligned(a.k_cache, 4) && aligned(a.v_cache, 4))) return cudaErrorInvalidValue;
-  const bool mma_ok = (hd == 64 || hd == 128) && vec16 && aligned(a.q, 16) && a.q_stride % 8 == 0 &&
-                      aligned(a.out, 4) && a.out_stride % 2 == 0;
+  const bool mma_ok = (hd == 64 || hd == 128) && vec16 && aligned(a.q, 16) && a.q_stride % 8 == 0 && aligned(a.out, 4) && a.out_stride % 2 == 0;
   AttentionPrefillPath path = force.prefill;
   if (path == AttentionPrefillPath::automatic) path = mma_ok ? AttentionPrefillPath::mma : AttentionPrefillPath::simt;
   if (path == AttentionPrefillPath::mma && !mma_ok) return cudaErrorInvalidValue;
@@ -772,8 +774,7 @@ cudaError_t check_args(const AttentionArgs& a) {
   if (a.num_heads <= 0 || a.num_kv_heads <= 0 || a.num_heads % a.num_kv_heads != 0) return cudaErrorInvalidValue;
   if (a.head_dim <= 0 || a.head_dim % 2 != 0 || a.head_dim > 256 || a.block_size <= 0) return cudaErrorInvalidValue;
   if (a.q_stride < a.num_heads * a.head_dim || a.out_stride < a.num_heads * a.head_dim) return cudaErrorInvalidValue;
-  if (!a.query_start || !a.context_lens || !a.block_tables || !a.q || !a.k_cache || !a.v_cache || !a.out)
-    return cudaErrorInvalidValue;
+  if (!a.query_start || !a.context_lens || !a.block_tables || !a.q || !a.k_cache || !a.v_cache || !a.out) return cudaErrorInvalidValue;
   return cudaSuccess;
 }
 

@@ -13,7 +13,7 @@ namespace cuda {
 
 struct AttentionArgs {
   // device arrays
-  const int32_t* query_start = nullptr;   // [num_seqs + 1]
+  const int32_t* query_start = nullptr;  // [num_seqs + 1]
   const int32_t* context_lens = nullptr;  // [num_seqs]
   const int32_t* block_tables = nullptr;  // [num_seqs][max_blocks_per_seq]
   int num_seqs = 0, num_tokens = 0, max_blocks_per_seq = 0;
@@ -26,7 +26,7 @@ struct AttentionArgs {
   int q_stride = 0;
   const void* k_cache = nullptr;
   const void* v_cache = nullptr;
-  void* out = nullptr;      // [num_tokens][out_stride] T, same head layout
+  void* out = nullptr;  // [num_tokens][out_stride] T, same head layout
   int out_stride = 0;
   void* workspace = nullptr;  // attention_workspace_bytes(...) bytes (split-context partials)
 };

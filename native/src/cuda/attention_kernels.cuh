@@ -9,8 +9,8 @@ namespace cuda {
 
 enum class AttentionPrefillPath {
   automatic = 0,  // what attention() does: mma for head_dim 64/128 (16-byte aligned), else simt
-  mma = 1,        // tensor cores (mma.sync m16n8k16); head_dim 64 or 128 only
-  simt = 2,       // one CTA per (query token, kv head): the decode kernel without splits
+  mma = 1,  // tensor cores (mma.sync m16n8k16); head_dim 64 or 128 only
+  simt = 2,  // one CTA per (query token, kv head): the decode kernel without splits
 };
 
 struct AttentionForce {

@@ -6,8 +6,8 @@
 namespace weft {
 namespace cuda {
 
-cudaError_t copy_blocks(const int32_t* pairs, int num_pairs, int num_layers, int num_blocks, size_t block_bytes,
-                        void* k_cache, void* v_cache, cudaStream_t stream);
+cudaError_t copy_blocks(const int32_t* pairs, int num_pairs, int num_layers, int num_blocks, size_t block_bytes, void* k_cache, void* v_cache,
+                        cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace weft

@@ -17,8 +17,12 @@ namespace cuda {
 
 // Activation / KV element type of an engine: f16 for f16 and int8 weights, bf16 for bf16 weights.
 enum class DType { f16 = 0, bf16 = 1 };
-inline size_t dtype_size(DType) { return 2; }
-inline const char* dtype_name(DType t) { return t == DType::f16 ? "f16" : "bf16"; }
+inline size_t dtype_size(DType) {
+  return 2;
+}
+inline const char* dtype_name(DType t) {
+  return t == DType::f16 ? "f16" : "bf16";
+}
 
 // cudaError_t → typed Status: allocation failures are out_of_memory, missing devices or drivers
 // are no_device, anything else (launch failure, illegal address, …) is internal.
@@ -30,19 +34,21 @@ inline Status cuda_status(cudaError_t e, const std::string& what) {
   cudaGetLastError();
   StatusCode c = StatusCode::internal;
   if (e == cudaErrorMemoryAllocation) c = StatusCode::out_of_memory;
-  else if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver || e == cudaErrorInvalidDevice ||
-           e == cudaErrorSystemDriverMismatch || e == cudaErrorCompatNotSupportedOnDevice)
+  else if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver || e == cudaErrorInvalidDevice || e == cudaErrorSystemDriverMismatch ||
+           e == cudaErrorCompatNotSupportedOnDevice)
     c = StatusCode::no_device;
   return Status::Error(c, what + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
 }
 
-#define WEFT_CUDA_TRY(expr, what)                                   \
-  do {                                                              \
-    cudaError_t weft_e_ = (expr);                                   \
+#define WEFT_CUDA_TRY(expr, what)                                                \
+  do {                                                                           \
+    cudaError_t weft_e_ = (expr);                                                \
     if (weft_e_ != cudaSuccess) return ::weft::cuda::cuda_status(weft_e_, what); \
   } while (0)
 
-inline unsigned ceil_div(long a, long b) { return unsigned((a + b - 1) / b); }
+inline unsigned ceil_div(long a, long b) {
+  return unsigned((a + b - 1) / b);
+}
 
 // Programmatic dependent launch (Hopper): a kernel launched with launch_pdl may be scheduled
 // while the kernel before it in the stream still runs, so it can fetch what no earlier kernel
@@ -57,14 +63,26 @@ bool pdl_enabled();
 // ---- device helpers (CUDA translation units only; host files may include this header) ----
 #if defined(__CUDACC__)
 template <class T> __device__ __forceinline__ float to_f(T v);
-template <> __device__ __forceinline__ float to_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
-template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <> __device__ __forceinline__ float to_f<float>(float v) {
+  return v;
+}
+template <> __device__ __forceinline__ float to_f<__half>(__half v) {
+  return __half2float(v);
+}
+template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
 
 template <class T> __device__ __forceinline__ T from_f(float v);
-template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+template <> __device__ __forceinline__ float from_f<float>(float v) {
+  return v;
+}
+template <> __device__ __forceinline__ __half from_f<__half>(float v) {
+  return __float2half_rn(v);
+}
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
 
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -79,8 +97,7 @@ __device__ __forceinline__ void pdl_trigger() {
 // Launches kernel<<<grid, block, smem, stream>>>(args...), allowed to overlap the previous kernel
 // of the stream when pdl_enabled() (the kernel must call pdl_wait() before reading activations).
 template <class... KArgs, class... Args>
-cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                       Args&&... args) {
+cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
@@ -101,15 +118,15 @@ __device__ __forceinline__ float warp_max(float v) {
 #endif  // __CUDACC__
 
 // Calls f.template operator()<T>() with T the C++ type of `t` (__half or __nv_bfloat16).
-#define WEFT_DISPATCH_DTYPE(t, ...)                  \
-  do {                                               \
-    if ((t) == ::weft::cuda::DType::f16) {           \
-      using T = __half;                              \
-      __VA_ARGS__;                                   \
-    } else {                                         \
-      using T = __nv_bfloat16;                       \
-      __VA_ARGS__;                                   \
-    }                                                \
+#define WEFT_DISPATCH_DTYPE(t, ...)        \
+  do {                                     \
+    if ((t) == ::weft::cuda::DType::f16) { \
+      using T = __half;                    \
+      __VA_ARGS__;                         \
+    } else {                               \
+      using T = __nv_bfloat16;             \
+      __VA_ARGS__;                         \
+    }                                      \
   } while (0)
 
 }  // namespace cuda

@@ -29,11 +29,11 @@
 #include "step_common.h"
 
 // An op of the forward pass: launched, error-checked and, under WEFT_CUDA_PROFILE=1, timed.
-#define WEFT_CUDA_OP(expr, what)                         \
-  do {                                                   \
-    profile_.begin(st, capturing_);                      \
-    WEFT_CUDA_TRY(expr, what);                           \
-    profile_.end(st, what, capturing_, decode_step_);    \
+#define WEFT_CUDA_OP(expr, what)                      \
+  do {                                                \
+    profile_.begin(st, capturing_);                   \
+    WEFT_CUDA_TRY(expr, what);                        \
+    profile_.end(st, what, capturing_, decode_step_); \
   } while (0)
 
 namespace weft {
@@ -41,8 +41,12 @@ namespace {
 
 using cuda::DType;
 
-int pad64(int v) { return (v + 63) / 64 * 64; }
-size_t align16(size_t v) { return (v + 15) / 16 * 16; }
+int pad64(int v) {
+  return (v + 63) / 64 * 64;
+}
+size_t align16(size_t v) {
+  return (v + 15) / 16 * 16;
+}
 
 // Decode batch buckets captured as graphs (padded up to the next bucket).
 constexpr int kBatchBuckets[] = {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512};
@@ -56,7 +60,11 @@ struct Layout {
   size_t end;
   Layout(int T, int N, int W) : tokens(T), seqs(N), stride(W) {
     size_t o = 0;
-    auto take = [&](size_t bytes) { const size_t at = o; o = align16(o + bytes); return at; };
+    auto take = [&](size_t bytes) {
+      const size_t at = o;
+      o = align16(o + bytes);
+      return at;
+    };
     token_ids = take(4 * size_t(T));
     positions = take(4 * size_t(T));
     slots = take(4 * size_t(T));
@@ -87,7 +95,9 @@ struct Dims {
 
 class DeviceArena {
  public:
-  ~DeviceArena() { release(); }
+  ~DeviceArena() {
+    release();
+  }
   Status alloc(size_t bytes, void** out, const char* what) {
     void* p = nullptr;
     WEFT_CUDA_TRY(cudaMalloc(&p, std::max<size_t>(bytes, 16)), std::string("cudaMalloc for ") + what);
@@ -135,8 +145,7 @@ class CudaEngine final : public Engine {
     if (!s.ok()) return s;
     act_ = dm_->act;
     const int max_ctx = opts_.max_context_len > 0 ? opts_.max_context_len : std::max(cfg_.max_positions, 1);
-    if (!(s = allocate_work(opts_.max_num_tokens, opts_.max_num_seqs, (max_ctx + opts_.block_size - 1) / opts_.block_size)).ok())
-      return s;
+    if (!(s = allocate_work(opts_.max_num_tokens, opts_.max_num_seqs, (max_ctx + opts_.block_size - 1) / opts_.block_size)).ok()) return s;
     // the KV cache: a fraction of what is free now, or a fixed block count
     block_bytes_ = size_t(opts_.block_size) * cfg_.num_kv_heads * cfg_.head_dim * cuda::dtype_size(act_);
     const size_t per_block = 2 * block_bytes_ * cfg_.num_layers;
@@ -147,8 +156,8 @@ class CudaEngine final : public Engine {
       const double budget = std::min(opts_.kv_cache_fraction, 1.0) * double(free_b);
       num_blocks_ = int(std::min<double>(budget / double(per_block), 1 << 30));
       if (num_blocks_ < 1)
-        return Status::Error(StatusCode::out_of_memory, "no room for a KV cache: " + std::to_string(free_b >> 20) +
-                                                            " MiB free after the weights and workspaces");
+        return Status::Error(StatusCode::out_of_memory,
+                             "no room for a KV cache: " + std::to_string(free_b >> 20) + " MiB free after the weights and workspaces");
     }
     void* k = nullptr;
     void* v = nullptr;
@@ -161,10 +170,18 @@ class CudaEngine final : public Engine {
     return Status::Ok();
   }
 
-  int num_kv_blocks() const override { return num_blocks_; }
-  int block_size() const override { return opts_.block_size; }
-  const char* isa_name() const override { return device_name_.c_str(); }
-  const char* kv_dtype_name() const override { return cuda::dtype_name(act_); }
+  int num_kv_blocks() const override {
+    return num_blocks_;
+  }
+  int block_size() const override {
+    return opts_.block_size;
+  }
+  const char* isa_name() const override {
+    return device_name_.c_str();
+  }
+  const char* kv_dtype_name() const override {
+    return cuda::dtype_name(act_);
+  }
 
   Status step(const StepInput& in, StepOutput* out) override {
     Status s = validate_step(in, cfg_, num_blocks_, opts_.block_size);
@@ -261,8 +278,12 @@ class CudaEngine final : public Engine {
     graphs_.clear();
   }
 
-  template <class T> T* hm(size_t off) { return reinterpret_cast<T*>(static_cast<uint8_t*>(host_meta_) + off); }
-  template <class T> T* dmeta(size_t off) const { return reinterpret_cast<T*>(static_cast<uint8_t*>(dev_meta_) + off); }
+  template <class T> T* hm(size_t off) {
+    return reinterpret_cast<T*>(static_cast<uint8_t*>(host_meta_) + off);
+  }
+  template <class T> T* dmeta(size_t off) const {
+    return reinterpret_cast<T*>(static_cast<uint8_t*>(dev_meta_) + off);
+  }
 
   Status run_step(const StepInput& in, StepOutput* out) {
     const int T = in.num_tokens, N = in.num_seqs, V = cfg_.vocab_size, bs = opts_.block_size;
@@ -283,7 +304,10 @@ class CudaEngine final : public Engine {
     int bucket = 0;
     if (decode_only && opts_.cuda_graphs)
       for (int b : kBatchBuckets)
-        if (b >= N && b <= cap_seqs_) { bucket = b; break; }
+        if (b >= N && b <= cap_seqs_) {
+          bucket = b;
+          break;
+        }
     if (bucket) {
       int ctx_bucket = 256;
       while (ctx_bucket < max_ctx) ctx_bucket *= 2;
@@ -310,8 +334,8 @@ class CudaEngine final : public Engine {
     Status s = stage_var(in, rows);
     if (!s.ok()) return s;
     if (in.num_block_copies > 0)
-      WEFT_CUDA_TRY(cuda::copy_blocks(static_cast<const int32_t*>(dev_var_), in.num_block_copies, cfg_.num_layers, num_blocks_,
-                                      block_bytes_, k_cache_, v_cache_, stream_),
+      WEFT_CUDA_TRY(cuda::copy_blocks(static_cast<const int32_t*>(dev_var_), in.num_block_copies, cfg_.num_layers, num_blocks_, block_bytes_,
+                                      k_cache_, v_cache_, stream_),
                     "copy_blocks");
     WEFT_CUDA_TRY(cudaEventRecord(events_[0], stream_), "cudaEventRecord");
     if (T > 0) {
@@ -330,8 +354,7 @@ class CudaEngine final : public Engine {
     if (S > 0) {
       if (in.return_logits) {  // before sampling, which applies the token masks in place
         out->logits.resize(size_t(S) * V);
-        WEFT_CUDA_TRY(cudaMemcpyAsync(out->logits.data(), logits_, out->logits.size() * 4, cudaMemcpyDeviceToHost, stream_),
-                      "logits download");
+        WEFT_CUDA_TRY(cudaMemcpyAsync(out->logits.data(), logits_, out->logits.size() * 4, cudaMemcpyDeviceToHost, stream_), "logits download");
       }
       if (!(s = sample(S, top_n, L)).ok()) return s;
       const size_t copy = size_t(S) * (8 + 8 * top_n);
@@ -377,8 +400,7 @@ class CudaEngine final : public Engine {
     const int bs = opts_.block_size;
     for (int i = 0; i < N; ++i) {
       const int used = std::min((in.context_lens[i] + bs - 1) / bs, d.stride);
-      std::memcpy(hm<int32_t>(L.block_tables) + size_t(i) * d.stride, in.block_tables + size_t(i) * in.max_blocks_per_seq,
-                  4 * size_t(used));
+      std::memcpy(hm<int32_t>(L.block_tables) + size_t(i) * d.stride, in.block_tables + size_t(i) * in.max_blocks_per_seq, 4 * size_t(used));
     }
     int32_t* srows = hm<int32_t>(L.sample_rows);
     for (int r = 0; r < S; ++r) srows[r] = in.query_start[rows[r] + 1] - 1;
@@ -498,13 +520,11 @@ class CudaEngine final : public Engine {
       WEFT_CUDA_OP(cuda::rmsnorm(act_, x_, D, nullptr, Tn, w.attn_norm, cfg_.rms_eps, D, h_, Dp, st), "attn rmsnorm");
       WEFT_CUDA_OP(cuda::gemm(act_, h_, Tn, w.qkv, qkv_, qkv_cols, cuda::Epilogue::store_f32, st), "qkv projection");
       if (w.q_norm)  // Qwen3 (no qkv bias, so rope_qkv's bias add cannot come after it)
-        WEFT_CUDA_OP(cuda::qk_norm_f32(qkv_, qkv_cols, Tn, w.q_norm, w.k_norm, cfg_.num_heads, cfg_.num_kv_heads, hd,
-                                        cfg_.rms_eps, st),
-                      "q/k norm");
+        WEFT_CUDA_OP(cuda::qk_norm_f32(qkv_, qkv_cols, Tn, w.q_norm, w.k_norm, cfg_.num_heads, cfg_.num_kv_heads, hd, cfg_.rms_eps, st), "q/k norm");
       const cuda::KvDest kv{dmeta<int32_t>(L.slots), opts_.block_size, kc, vc};
-      WEFT_CUDA_OP(cuda::rope_qkv(act_, qkv_, qkv_cols, Tn, w.qkv_bias, dmeta<int32_t>(L.positions), m.inv_freq,
-                                   cfg_.num_heads, cfg_.num_kv_heads, hd, q_, q_cols, &kv, st),
-                    "rope and kv write");
+      WEFT_CUDA_OP(cuda::rope_qkv(act_, qkv_, qkv_cols, Tn, w.qkv_bias, dmeta<int32_t>(L.positions), m.inv_freq, cfg_.num_heads, cfg_.num_kv_heads,
+                                  hd, q_, q_cols, &kv, st),
+                   "rope and kv write");
       a.k_cache = kc;
       a.v_cache = vc;
       WEFT_CUDA_OP(cuda::attention(act_, a, st), "attention");
@@ -519,11 +539,9 @@ class CudaEngine final : public Engine {
       WEFT_CUDA_OP(cuda::gemm(act_, mlp_, Tn, w.down, x_, D, cuda::Epilogue::add_f32, st), "down projection");
     }
     if (d.head_rows > 0) {
-      WEFT_CUDA_OP(cuda::rmsnorm(act_, x_, D, dmeta<int32_t>(L.sample_rows), d.head_rows, m.final_norm, cfg_.rms_eps, D,
-                                  hs_, Dp, st),
-                    "final rmsnorm");
-      WEFT_CUDA_OP(cuda::gemm(act_, hs_, d.head_rows, m.lm_head, logits_, cfg_.vocab_size, cuda::Epilogue::store_f32, st),
-                    "lm head");
+      WEFT_CUDA_OP(cuda::rmsnorm(act_, x_, D, dmeta<int32_t>(L.sample_rows), d.head_rows, m.final_norm, cfg_.rms_eps, D, hs_, Dp, st),
+                   "final rmsnorm");
+      WEFT_CUDA_OP(cuda::gemm(act_, hs_, d.head_rows, m.lm_head, logits_, cfg_.vocab_size, cuda::Epilogue::store_f32, st), "lm head");
     }
     return Status::Ok();
   }
@@ -582,8 +600,7 @@ class CudaEngine final : public Engine {
     if (mask_offset_ > 0) {
       const uint8_t* var = static_cast<const uint8_t*>(dev_var_);
       WEFT_CUDA_TRY(cuda::apply_token_masks(logits_, S, cfg_.vocab_size, reinterpret_cast<const int32_t*>(var + mask_row_offset_),
-                                            reinterpret_cast<const uint32_t*>(var + mask_offset_), (cfg_.vocab_size + 31) / 32,
-                                            stream_),
+                                            reinterpret_cast<const uint32_t*>(var + mask_offset_), (cfg_.vocab_size + 31) / 32, stream_),
                     "token masks");
     }
     if (bias_offset_ > 0) {
@@ -598,7 +615,7 @@ class CudaEngine final : public Engine {
   }
 
   cuda::OpProfile profile_;
-  bool capturing_ = false;    // forward() is being captured into a graph
+  bool capturing_ = false;  // forward() is being captured into a graph
   bool decode_step_ = false;  // the current step feeds one token per sequence
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const cuda::DeviceModel> dm_;
@@ -634,7 +651,7 @@ class CudaEngine final : public Engine {
   void* dev_var_ = nullptr;
   size_t var_cap_ = 0, hist_offset_ = 0;
   size_t mask_row_offset_ = 0, mask_offset_ = 0;  // in dev_var_; 0: no token masks this step
-  size_t bias_offset_ = 0, bias_total_ = 0;        // in dev_var_; 0: no logit biases this step
+  size_t bias_offset_ = 0, bias_total_ = 0;  // in dev_var_; 0: no logit biases this step
   std::map<std::pair<int, int>, cudaGraphExec_t> graphs_;
   SequenceHistory history_;
 };
@@ -646,8 +663,7 @@ Status cuda_engine_create(std::shared_ptr<const Model> model, const EngineOption
   if (n == 0) return Status::Error(StatusCode::no_device, "no CUDA device is visible (no GPU, or no NVIDIA driver)");
   if (o.device < 0 || o.device >= n)
     return Status::Error(StatusCode::no_device, "CUDA device " + std::to_string(o.device) + " not visible (" + std::to_string(n) + " devices)");
-  if (o.num_kv_blocks < 1 && o.kv_cache_fraction <= 0)
-    return Status::Error(StatusCode::bad_input, "give num_kv_blocks or kv_cache_fraction");
+  if (o.num_kv_blocks < 1 && o.kv_cache_fraction <= 0) return Status::Error(StatusCode::bad_input, "give num_kv_blocks or kv_cache_fraction");
   if (o.block_size < 1 || o.block_size > 1024) return Status::Error(StatusCode::bad_input, "block_size must be 1..1024");
   if (o.max_num_tokens < 1 || o.max_num_seqs < 1) return Status::Error(StatusCode::bad_input, "max_num_tokens and max_num_seqs must be positive");
   if (model->target != Backend::cuda)

@@ -61,28 +61,24 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
 }
 // 16-byte async copy global -> shared; valid == false copies nothing and zero-fills the 16 bytes.
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0)
-               : "memory");
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
 }
 __device__ __forceinline__ void cp_async4(uint32_t dst, const void* src, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0)
-               : "memory");
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0) : "memory");
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
 template <int N> __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 __device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(addr));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n" : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr));
 }
 // Streaming 16-byte load of weights: read once, so keep it out of L1.
 __device__ __forceinline__ uint4 ldg_stream(const void* p) {
   uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
   return v;
 }
 __device__ __forceinline__ uint32_t word(const uint4& v, int i) {
@@ -90,19 +86,18 @@ __device__ __forceinline__ uint32_t word(const uint4& v, int i) {
 }
 
 // D += A·B, m16n8k16, A row-major (4 regs), B col-major (2 regs), D/C fp32 (4 regs).
-template <class T> __device__ __forceinline__ void mma16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                                            uint32_t a3, uint32_t b0, uint32_t b1);
-template <> __device__ __forceinline__ void mma16816<__half>(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                                             uint32_t a3, uint32_t b0, uint32_t b1) {
+template <class T>
+__device__ __forceinline__ void mma16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1);
+template <>
+__device__ __forceinline__ void mma16816<__half>(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
       "{%0,%1,%2,%3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
-template <> __device__ __forceinline__ void mma16816<__nv_bfloat16>(float (&d)[4], uint32_t a0, uint32_t a1,
-                                                                    uint32_t a2, uint32_t a3, uint32_t b0,
-                                                                    uint32_t b1) {
+template <>
+__device__ __forceinline__ void mma16816<__nv_bfloat16>(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
       "{%0,%1,%2,%3};\n"
@@ -134,8 +129,7 @@ template <class T, bool SCALED> __device__ __forceinline__ uint32_t dequant2(uin
   return pack2<T>(a, b);
 }
 // Four int8 (a word) -> two packed T2: out0 = bytes {0,1}, out1 = bytes {2,3}.
-template <class T, bool SCALED>
-__device__ __forceinline__ void dequant4(uint32_t v, float scale, uint32_t& out0, uint32_t& out1) {
+template <class T, bool SCALED> __device__ __forceinline__ void dequant4(uint32_t v, float scale, uint32_t& out0, uint32_t& out1) {
   const uint32_t f = v ^ 0x80808080u;
   float a = i8_to_f<0>(f), b = i8_to_f<1>(f), c = i8_to_f<2>(f), d = i8_to_f<3>(f);
   if (SCALED) a *= scale, b *= scale, c *= scale, d *= scale;
@@ -156,14 +150,13 @@ template <class T> __device__ __forceinline__ void epilogue(const Params& p, siz
 // of rows g and g+8, i.e. k elements [c*EPC + t*EPT, +EPT) with EPT = 8 (16-bit W) or 16 (int8);
 // X elements at the same k for token g of each 8-token tile. Those EPT elements are PAIRS = EPT/2
 // packed pairs; k16 step s uses pairs 2s (as k {2t, 2t+1}) and 2s+1 (as k {2t+8, 2t+9}).
-template <class T, int MODE, int NT, int NW>
-__global__ void __launch_bounds__(NW * 32) gemv_kernel(const Params p) {
+template <class T, int MODE, int NT, int NW> __global__ void __launch_bounds__(NW * 32) gemv_kernel(const Params p) {
   constexpr bool kI8 = MODE != kDense;
   constexpr int U = kI8 ? 2 : 4;  // chunks per warp per iteration (register budget: two iterations in flight)
-  constexpr int EPT = kI8 ? 16 : 8;            // k elements per lane per chunk
+  constexpr int EPT = kI8 ? 16 : 8;  // k elements per lane per chunk
   constexpr int PAIRS = EPT / 2;
-  constexpr int XV = EPT / 8;                  // 16-byte X loads per token tile per chunk
-  constexpr int RS = 20;                       // padded row of the reduction buffer
+  constexpr int XV = EPT / 8;  // 16-byte X loads per token tile per chunk
+  constexpr int RS = 20;  // padded row of the reduction buffer
 
   __shared__ float red[NW][NT * 8][RS];
 
@@ -202,7 +195,7 @@ __global__ void __launch_bounds__(NW * 32) gemv_kernel(const Params p) {
   // one's mma run (the long-k shapes, the down projection, take several iterations per warp).
   uint4 wl[U], wh[U], nwl[U], nwh[U], xr[U][NT][XV];
   float sl[U], sh[U], nsl[U], nsh[U];
-  auto load_w = [&](int cbase, uint4 (&lo)[U], uint4 (&hi)[U], float (&slo_)[U], float (&shi_)[U]) {
+  auto load_w = [&](int cbase, uint4(&lo)[U], uint4(&hi)[U], float(&slo_)[U], float(&shi_)[U]) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = cbase + u * NW;
@@ -231,8 +224,7 @@ __global__ void __launch_bounds__(NW * 32) gemv_kernel(const Params p) {
         for (int j = 0; j < NT; ++j)
 #pragma unroll
           for (int v = 0; v < XV; ++v)
-            xr[u][j][v] = xok[j] ? __ldg(reinterpret_cast<const uint4*>(xrow[j] + size_t(c) * (4 * EPT)) + v)
-                                 : make_uint4(0u, 0u, 0u, 0u);
+            xr[u][j][v] = xok[j] ? __ldg(reinterpret_cast<const uint4*>(xrow[j] + size_t(c) * (4 * EPT)) + v) : make_uint4(0u, 0u, 0u, 0u);
       }
     }
     const bool more = cbase + NW * U < nch;
@@ -312,7 +304,7 @@ template <int BM_, int BN_, int BK_, int WM_, int WN_, int WK_, int STAGES_> str
   static constexpr int BM = BM_, BN = BN_, BK = BK_, WM = WM_, WN = WN_, WK = WK_, STAGES = STAGES_;
   static constexpr int THREADS = WM * WN * WK * 32;
   static constexpr int WTM = BM / WM, WTN = BN / WN;  // warp tile
-  static constexpr int MI = WTM / 16, NI = WTN / 8;    // m16 / n8 fragments per warp
+  static constexpr int MI = WTM / 16, NI = WTN / 8;  // m16 / n8 fragments per warp
   static constexpr int KSTEPS = BK / 16;
   static_assert(BM % (16 * WM) == 0 && BN % (16 * WN) == 0, "warp tile must be 16-row / 16-col multiples");
   static_assert(NI % 2 == 0, "B fragments are loaded two n8 tiles per ldmatrix.x4");
@@ -325,21 +317,20 @@ using CfgSkinny = TileCfg<64, 32, 64, 2, 1, 4, 6>;
 
 template <class Cfg, int MODE> struct SmemLayout {
   static constexpr int WB = MODE == kDense ? 2 : 1;  // bytes per W element
-  static constexpr int A_STR = Cfg::BK + 8;          // A row stride, elements (16 bytes of pad)
-  static constexpr int B_STR = Cfg::BK + 16 / WB;    // B row stride, W elements (16 bytes of pad)
+  static constexpr int A_STR = Cfg::BK + 8;  // A row stride, elements (16 bytes of pad)
+  static constexpr int B_STR = Cfg::BK + 16 / WB;  // B row stride, W elements (16 bytes of pad)
   static constexpr int A_BYTES = Cfg::BM * A_STR * 2;
   static constexpr int B_BYTES = Cfg::BN * B_STR * WB;
   static constexpr int S_BYTES = MODE == kI8G32 ? Cfg::BN * (Cfg::BK / 32) * 4 : 0;
   static constexpr int STAGE = A_BYTES + B_BYTES + S_BYTES;
   static constexpr int PIPE = STAGE * Cfg::STAGES;
   static constexpr int R_STR = Cfg::BN + 8;  // k-split reduction buffer row stride (floats)
-  static constexpr int RED = Cfg::WK > 1 ? Cfg::WK * Cfg::BM * R_STR * 4 : 0;
+  static constexpr int RED = Cfg::WK > 1 ? Cfg::WK* Cfg::BM* R_STR * 4 : 0;
   static constexpr int BYTES = PIPE > RED ? PIPE : RED;
   static_assert(A_BYTES % 16 == 0 && B_BYTES % 16 == 0 && S_BYTES % 16 == 0, "16-byte aligned stage parts");
 };
 
-template <class T, int MODE, class Cfg>
-__global__ void __launch_bounds__(Cfg::THREADS) gemm_tc_kernel(const Params p) {
+template <class T, int MODE, class Cfg> __global__ void __launch_bounds__(Cfg::THREADS) gemm_tc_kernel(const Params p) {
   using L = SmemLayout<Cfg, MODE>;
   constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, WM = Cfg::WM, WN = Cfg::WN, WK = Cfg::WK;
   constexpr int STAGES = Cfg::STAGES, THREADS = Cfg::THREADS;
@@ -418,7 +409,7 @@ __global__ void __launch_bounds__(Cfg::THREADS) gemm_tc_kernel(const Params p) {
 
   for (int kt = 0; kt < ktiles; ++kt) {
     cp_async_wait<STAGES - 2>();  // the group of tile kt has landed (for this thread) ...
-    __syncthreads();              // ... for every thread; and stage (kt-1) % STAGES is free
+    __syncthreads();  // ... for every thread; and stage (kt-1) % STAGES is free
     {
       const int nk = kt + STAGES - 1;
       if (nk < ktiles) load_stage(nk % STAGES, nk);
@@ -426,20 +417,18 @@ __global__ void __launch_bounds__(Cfg::THREADS) gemm_tc_kernel(const Params p) {
     }
     const int st = kt % STAGES;
     const uint32_t sa = sbase + st * L::STAGE, sb = sa + L::A_BYTES;
-    const unsigned char* sbq = smem + st * L::STAGE + L::A_BYTES;                         // int8 B
-    const float* ssc = reinterpret_cast<const float*>(sbq + L::B_BYTES);                 // g32 scales
+    const unsigned char* sbq = smem + st * L::STAGE + L::A_BYTES;  // int8 B
+    const float* ssc = reinterpret_cast<const float*>(sbq + L::B_BYTES);  // g32 scales
 #pragma unroll
     for (int kk = 0; kk < Cfg::KSTEPS / WK; ++kk) {
       const int ks = kk * WK + wk;  // k16 step within the stage
       uint32_t a[MI][4], b[NI][2];
 #pragma unroll
-      for (int mi = 0; mi < MI; ++mi)
-        ldsm_x4(sa + a_lane + (mi * 16 * L::A_STR + ks * 16) * 2, a[mi][0], a[mi][1], a[mi][2], a[mi][3]);
+      for (int mi = 0; mi < MI; ++mi) ldsm_x4(sa + a_lane + (mi * 16 * L::A_STR + ks * 16) * 2, a[mi][0], a[mi][1], a[mi][2], a[mi][3]);
       if constexpr (MODE == kDense) {
 #pragma unroll
         for (int nj = 0; nj < NI / 2; ++nj)
-          ldsm_x4(sb + b_lane + (nj * 16 * L::B_STR + ks * 16) * 2, b[2 * nj][0], b[2 * nj][1], b[2 * nj + 1][0],
-                  b[2 * nj + 1][1]);
+          ldsm_x4(sb + b_lane + (nj * 16 * L::B_STR + ks * 16) * 2, b[2 * nj][0], b[2 * nj][1], b[2 * nj + 1][0], b[2 * nj + 1][1]);
       } else {
         // b0 = W[n0+r][k 2t, 2t+1], b1 = W[n0+r][k 2t+8, 2t+9] of this k16 step, r = the lane's n (g)
 #pragma unroll
@@ -456,8 +445,7 @@ __global__ void __launch_bounds__(Cfg::THREADS) gemm_tc_kernel(const Params p) {
 #pragma unroll
       for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
-        for (int ni = 0; ni < NI; ++ni)
-          mma16816<T>(acc[mi][ni], a[mi][0], a[mi][1], a[mi][2], a[mi][3], b[ni][0], b[ni][1]);
+        for (int ni = 0; ni < NI; ++ni) mma16816<T>(acc[mi][ni], a[mi][0], a[mi][1], a[mi][2], a[mi][3], b[ni][0], b[ni][1]);
     }
   }
   cp_async_wait<0>();  // only empty groups can remain; drain them before smem is reused
@@ -496,8 +484,7 @@ __global__ void __launch_bounds__(Cfg::THREADS) gemm_tc_kernel(const Params p) {
       for (int ni = 0; ni < NI; ++ni) {
         const int r = wm * WTM + mi * 16 + g, c = wn * WTN + ni * 8 + 2 * t;
         *reinterpret_cast<float2*>(red + (wk * BM + r) * L::R_STR + c) = make_float2(acc[mi][ni][0], acc[mi][ni][1]);
-        *reinterpret_cast<float2*>(red + (wk * BM + r + 8) * L::R_STR + c) =
-            make_float2(acc[mi][ni][2], acc[mi][ni][3]);
+        *reinterpret_cast<float2*>(red + (wk * BM + r + 8) * L::R_STR + c) = make_float2(acc[mi][ni][2], acc[mi][ni][3]);
       }
     }
     __syncthreads();
@@ -569,11 +556,16 @@ template <class T, int MODE, class Cfg> cudaError_t launch_tc(const Params& p, c
 
 template <class T, int MODE> cudaError_t launch_mode(GemmPath path, const Params& p, cudaStream_t stream) {
   switch (path) {
-    case GemmPath::gemv: return launch_gemv_m<T, MODE>(p, stream);
-    case GemmPath::tc_large: return launch_tc<T, MODE, CfgLarge>(p, stream);
-    case GemmPath::tc_medium: return launch_tc<T, MODE, CfgMedium>(p, stream);
-    case GemmPath::tc_skinny: return launch_tc<T, MODE, CfgSkinny>(p, stream);
-    default: return cudaErrorInvalidValue;
+    case GemmPath::gemv:
+      return launch_gemv_m<T, MODE>(p, stream);
+    case GemmPath::tc_large:
+      return launch_tc<T, MODE, CfgLarge>(p, stream);
+    case GemmPath::tc_medium:
+      return launch_tc<T, MODE, CfgMedium>(p, stream);
+    case GemmPath::tc_skinny:
+      return launch_tc<T, MODE, CfgSkinny>(p, stream);
+    default:
+      return cudaErrorInvalidValue;
   }
 }
 
@@ -583,7 +575,9 @@ template <class T> cudaError_t launch_typed(GemmPath path, int mode, const Param
   return launch_mode<T, kI8G32>(path, p, stream);
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
 
 }  // namespace
 
@@ -597,16 +591,13 @@ GemmPath gemm_choose_path(int m, int n, int multiprocessors) {
   return GemmPath::tc_skinny;
 }
 
-cudaError_t gemm_with_path(GemmPath path, DType act, const void* x, int m, const GemmWeight& w, void* y, int ldy,
-                           Epilogue ep, cudaStream_t stream) {
+cudaError_t gemm_with_path(GemmPath path, DType act, const void* x, int m, const GemmWeight& w, void* y, int ldy, Epilogue ep, cudaStream_t stream) {
   const int n = w.n, k = w.k;
   if (m < 0 || n < 0 || k <= 0 || k % 64 != 0) return cudaErrorInvalidValue;
   if (act != DType::f16 && act != DType::bf16) return cudaErrorInvalidValue;
-  if (ep != Epilogue::store_f32 && ep != Epilogue::store_act && ep != Epilogue::add_f32 && ep != Epilogue::swiglu)
-    return cudaErrorInvalidValue;
+  if (ep != Epilogue::store_f32 && ep != Epilogue::store_act && ep != Epilogue::add_f32 && ep != Epilogue::swiglu) return cudaErrorInvalidValue;
   const bool swiglu = ep == Epilogue::swiglu;
-  if (swiglu && (n % 2 != 0 || m > kGemvMaxM || (path != GemmPath::automatic && path != GemmPath::gemv)))
-    return cudaErrorInvalidValue;
+  if (swiglu && (n % 2 != 0 || m > kGemvMaxM || (path != GemmPath::automatic && path != GemmPath::gemv))) return cudaErrorInvalidValue;
   int mode = kDense;
   switch (w.kind) {
     case WeightKind::f16:
@@ -619,7 +610,8 @@ cudaError_t gemm_with_path(GemmPath path, DType act, const void* x, int m, const
       if (w.scales == nullptr || (w.group != 0 && w.group != 32)) return cudaErrorInvalidValue;
       mode = w.group == 0 ? kI8Row : kI8G32;
       break;
-    default: return cudaErrorInvalidValue;
+    default:
+      return cudaErrorInvalidValue;
   }
   if (m == 0 || n == 0) return cudaSuccess;  // nothing to compute
   if (x == nullptr || w.data == nullptr || y == nullptr || ldy < (swiglu ? n / 2 : n)) return cudaErrorInvalidValue;
@@ -633,8 +625,7 @@ cudaError_t gemm_with_path(GemmPath path, DType act, const void* x, int m, const
   return cudaErrorInvalidValue;  // not reached
 }
 
-cudaError_t gemm(DType act, const void* x, int m, const GemmWeight& w, void* y, int ldy, Epilogue ep,
-                 cudaStream_t stream) {
+cudaError_t gemm(DType act, const void* x, int m, const GemmWeight& w, void* y, int ldy, Epilogue ep, cudaStream_t stream) {
   return gemm_with_path(GemmPath::automatic, act, x, m, w, y, ldy, ep, stream);
 }
 

@@ -69,11 +69,10 @@ class OpProfile {
     for (const auto& [name, t] : totals_) all += t.first;
     std::vector<std::pair<std::string, std::pair<double, long>>> rows(totals_.begin(), totals_.end());
     std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
-    std::fprintf(stderr, "weft: CUDA op profile (eager steps, events around each op; us)\n%-42s %10s %8s %10s %7s\n", "op", "total",
-                 "calls", "mean", "share");
+    std::fprintf(stderr, "weft: CUDA op profile (eager steps, events around each op; us)\n%-42s %10s %8s %10s %7s\n", "op", "total", "calls", "mean",
+                 "share");
     for (const auto& [name, t] : rows)
-      std::fprintf(stderr, "%-42s %10.0f %8ld %10.2f %6.1f%%\n", name.c_str(), t.first, t.second, t.first / t.second,
-                   100 * t.first / all);
+      std::fprintf(stderr, "%-42s %10.0f %8ld %10.2f %6.1f%%\n", name.c_str(), t.first, t.second, t.first / t.second, 100 * t.first / all);
   }
 
   bool on_ = false;

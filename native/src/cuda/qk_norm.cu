@@ -7,10 +7,9 @@ namespace {
 constexpr int kWarpsPerBlock = 4;
 
 // One warp per (token, head): grid.x = tokens, grid.y = ceil(heads / kWarpsPerBlock).
-__global__ void __launch_bounds__(kWarpsPerBlock * 32) qk_norm_kernel(float* __restrict__ qkv, int ld_qkv,
-                                                                      const float* __restrict__ q_w,
-                                                                      const float* __restrict__ k_w, int num_heads,
-                                                                      int num_kv_heads, int head_dim, float eps) {
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    qk_norm_kernel(float* __restrict__ qkv, int ld_qkv, const float* __restrict__ q_w, const float* __restrict__ k_w, int num_heads, int num_kv_heads,
+                   int head_dim, float eps) {
   const int lane = threadIdx.x & 31;
   const int h = blockIdx.y * kWarpsPerBlock + (threadIdx.x >> 5);
   if (h >= num_heads + num_kv_heads) return;  // whole warps leave together: warp_sum stays full
@@ -24,8 +23,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) qk_norm_kernel(float* __r
 
 }  // namespace
 
-cudaError_t qk_norm_f32(float* qkv, int ld_qkv, int num_tokens, const float* q_w, const float* k_w, int num_heads,
-                        int num_kv_heads, int head_dim, float eps, cudaStream_t stream) {
+cudaError_t qk_norm_f32(float* qkv, int ld_qkv, int num_tokens, const float* q_w, const float* k_w, int num_heads, int num_kv_heads, int head_dim,
+                        float eps, cudaStream_t stream) {
   if (num_tokens <= 0) return cudaSuccess;
   if (!q_w || !k_w || head_dim <= 0) return cudaErrorInvalidValue;
   const dim3 grid(num_tokens, (num_heads + num_kv_heads + kWarpsPerBlock - 1) / kWarpsPerBlock);

@@ -8,8 +8,8 @@
 namespace weft {
 namespace cuda {
 
-cudaError_t qk_norm_f32(float* qkv, int ld_qkv, int num_tokens, const float* q_w, const float* k_w, int num_heads,
-                        int num_kv_heads, int head_dim, float eps, cudaStream_t stream);
+cudaError_t qk_norm_f32(float* qkv, int ld_qkv, int num_tokens, const float* q_w, const float* k_w, int num_heads, int num_kv_heads, int head_dim,
+                        float eps, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace weft

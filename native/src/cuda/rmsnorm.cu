@@ -6,11 +6,9 @@ namespace {
 
 constexpr int kThreads = 256;
 
-template <class T>
-__global__ void __launch_bounds__(kThreads) rmsnorm_kernel(const float* __restrict__ x, int ldx,
-                                                           const int32_t* __restrict__ rows,
-                                                           const float* __restrict__ w, float eps, int dim,
-                                                           T* __restrict__ out, int ld_out) {
+template <class T> __global__ void __launch_bounds__(kThreads)
+    rmsnorm_kernel(const float* __restrict__ x, int ldx, const int32_t* __restrict__ rows, const float* __restrict__ w, float eps, int dim,
+                   T* __restrict__ out, int ld_out) {
   pdl_wait();
   pdl_trigger();  // the projection after a norm may start fetching its weights
   __shared__ float partial[kThreads / 32];
@@ -34,11 +32,11 @@ __global__ void __launch_bounds__(kThreads) rmsnorm_kernel(const float* __restri
 
 }  // namespace
 
-cudaError_t rmsnorm(DType t, const float* x, int ldx, const int32_t* rows, int num_rows, const float* w, float eps,
-                    int dim, void* out, int ld_out, cudaStream_t stream) {
+cudaError_t rmsnorm(DType t, const float* x, int ldx, const int32_t* rows, int num_rows, const float* w, float eps, int dim, void* out, int ld_out,
+                    cudaStream_t stream) {
   if (num_rows <= 0) return cudaSuccess;
-  WEFT_DISPATCH_DTYPE(t, return launch_pdl(rmsnorm_kernel<T>, dim3(num_rows), dim3(kThreads), 0, stream, x, ldx, rows, w,
-                                           eps, dim, static_cast<T*>(out), ld_out));
+  WEFT_DISPATCH_DTYPE(
+      t, return launch_pdl(rmsnorm_kernel<T>, dim3(num_rows), dim3(kThreads), 0, stream, x, ldx, rows, w, eps, dim, static_cast<T*>(out), ld_out));
   return cudaErrorInvalidValue;  // not reached
 }
 

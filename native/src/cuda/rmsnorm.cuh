@@ -7,8 +7,8 @@
 namespace weft {
 namespace cuda {
 
-cudaError_t rmsnorm(DType t, const float* x, int ldx, const int32_t* rows, int num_rows, const float* w, float eps,
-                    int dim, void* out, int ld_out, cudaStream_t stream);
+cudaError_t rmsnorm(DType t, const float* x, int ldx, const int32_t* rows, int num_rows, const float* w, float eps, int dim, void* out, int ld_out,
+                    cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace weft

@@ -21,9 +21,8 @@ struct KvDest {
   void* v_cache;
 };
 
-cudaError_t rope_qkv(DType t, float* qkv, int ld_qkv, int num_tokens, const float* bias, const int32_t* positions,
-                     const float* inv_freq, int num_heads, int num_kv_heads, int head_dim, void* q_out, int ld_q,
-                     const KvDest* kv, cudaStream_t stream);
+cudaError_t rope_qkv(DType t, float* qkv, int ld_qkv, int num_tokens, const float* bias, const int32_t* positions, const float* inv_freq,
+                     int num_heads, int num_kv_heads, int head_dim, void* q_out, int ld_q, const KvDest* kv, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace weft

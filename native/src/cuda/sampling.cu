@@ -64,7 +64,9 @@ struct Shared {
   int top_id[kMaxTopLogprobs];
 };
 
-size_t align_up(size_t x) { return (x + kWorkspaceAlign - 1) / kWorkspaceAlign * kWorkspaceAlign; }
+size_t align_up(size_t x) {
+  return (x + kWorkspaceAlign - 1) / kWorkspaceAlign * kWorkspaceAlign;
+}
 
 // ---- keys ----
 
@@ -75,7 +77,9 @@ __device__ __forceinline__ uint32_t order_key(float v) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 // Descending key: smaller = larger value; NaN last.
-__device__ __forceinline__ uint32_t desc_key(float v) { return ~order_key(v); }
+__device__ __forceinline__ uint32_t desc_key(float v) {
+  return ~order_key(v);
+}
 // Inverse of desc_key (the canonical value: +0 for zeros, a NaN for the NaN key).
 __device__ __forceinline__ float desc_key_value(uint32_t dk) {
   const uint32_t o = ~dk;
@@ -100,8 +104,7 @@ __device__ __forceinline__ double uniform01(uint64_t seed, uint64_t counter) {
 // ---- block-wide primitives (all threads must call them; each ends with a barrier so that the
 // scratch may be reused at once) ----
 
-template <class T, class Op>
-__device__ __forceinline__ T block_reduce(T v, Op op, T* scratch) {
+template <class T, class Op> __device__ __forceinline__ T block_reduce(T v, Op op, T* scratch) {
   for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(kFull, v, o));
   if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
   __syncthreads();
@@ -111,11 +114,31 @@ __device__ __forceinline__ T block_reduce(T v, Op op, T* scratch) {
   return r;
 }
 
-struct SumU64 { __device__ u64 operator()(u64 a, u64 b) const { return a + b; } };
-struct MinU64 { __device__ u64 operator()(u64 a, u64 b) const { return a < b ? a : b; } };
-struct MaxU64 { __device__ u64 operator()(u64 a, u64 b) const { return a > b ? a : b; } };
-struct SumF64 { __device__ double operator()(double a, double b) const { return a + b; } };
-struct MaxF32 { __device__ float operator()(float a, float b) const { return fmaxf(a, b); } };
+struct SumU64 {
+  __device__ u64 operator()(u64 a, u64 b) const {
+    return a + b;
+  }
+};
+struct MinU64 {
+  __device__ u64 operator()(u64 a, u64 b) const {
+    return a < b ? a : b;
+  }
+};
+struct MaxU64 {
+  __device__ u64 operator()(u64 a, u64 b) const {
+    return a > b ? a : b;
+  }
+};
+struct SumF64 {
+  __device__ double operator()(double a, double b) const {
+    return a + b;
+  }
+};
+struct MaxF32 {
+  __device__ float operator()(float a, float b) const {
+    return fmaxf(a, b);
+  }
+};
 
 // Exclusive prefix sum over the threads in thread order; *total gets the sum of all.
 __device__ __forceinline__ u64 block_exclusive_scan(u64 v, u64* total, u64* scratch) {
@@ -146,10 +169,10 @@ __device__ __forceinline__ u64 warp_sum_u64(u64 v) {
 // ---- radix select ----
 
 struct Selected {
-  uint32_t key;   // the threshold key K
+  uint32_t key;  // the threshold key K
   bool complete;  // every participating element with key <= K is needed (no split of K's group)
-  u64 acc;        // weight of the participating elements with key below K's last bin / below K
-  u64 weight;     // weight of that last bin (the group key == K when !complete)
+  u64 acc;  // weight of the participating elements with key below K's last bin / below K
+  u64 weight;  // weight of that last bin (the group key == K when !complete)
 };
 
 // Among the elements i in [0, n) with weight(i) > 0, finds the smallest key K (key_bits wide)
@@ -247,8 +270,7 @@ __device__ Selected radix_select(int n, int key_bits, u64 target, KeyFn key_of, 
 }
 
 // The need-th smallest id (1-based) among the ids i in [0, n) with member(i); n >= 2.
-template <class MemberFn>
-__device__ int select_id(int n, u64 need, MemberFn member, Shared& sm) {
+template <class MemberFn> __device__ int select_id(int n, u64 need, MemberFn member, Shared& sm) {
   const int id_bits = 32 - __clz(n - 1);
   const Selected r = radix_select(
       n, id_bits, need, [](int i) { return uint32_t(i); }, [&](int i) -> u64 { return member(i) ? 1 : 0; }, sm);
@@ -256,8 +278,7 @@ __device__ int select_id(int n, u64 need, MemberFn member, Shared& sm) {
 }
 
 // First element, in id order, whose running weight exceeds target (< total weight); -1 if none.
-template <class WeightFn>
-__device__ int draw_scan(int n, u64 target, WeightFn weight_of, Shared& sm) {
+template <class WeightFn> __device__ int draw_scan(int n, u64 target, WeightFn weight_of, Shared& sm) {
   if (threadIdx.x == 0) sm.pick = -1;
   __syncthreads();
   u64 base = 0;
@@ -291,8 +312,7 @@ __device__ int draw_scan(int n, u64 target, WeightFn weight_of, Shared& sm) {
   return pick;
 }
 
-template <class T>
-__device__ __forceinline__ T load_or(const T* p, int row, T dflt) {
+template <class T> __device__ __forceinline__ T load_or(const T* p, int row, T dflt) {
   return p ? p[row] : dflt;
 }
 
@@ -360,8 +380,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SamplingArgs a, float*
     } else {
       u64 best = 0;
 #pragma unroll 4
-      for (int i = tid; i < vocab; i += kThreads)
-        best = max(best, (u64(order_key(z[i])) << 32) | u64(0xffffffffu - uint32_t(i)));
+      for (int i = tid; i < vocab; i += kThreads) best = max(best, (u64(order_key(z[i])) << 32) | u64(0xffffffffu - uint32_t(i)));
       best = block_reduce(best, MaxU64(), sm.red_u64);
       token = int(0xffffffffu - uint32_t(best));
     }
@@ -394,7 +413,8 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SamplingArgs a, float*
             vocab, 32, u64(top_k), [&](int i) { return desc_key(zb[i]); }, [](int) -> u64 { return 1; }, sm);
         k_dk = r.key;
         if (!r.complete)  // split the tie group at the k-th value: lowest ids first
-          k_id = select_id(vocab, u64(top_k) - r.acc, [&](int i) { return desc_key(zb[i]) == k_dk; }, sm);
+          k_id = select_id(
+              vocab, u64(top_k) - r.acc, [&](int i) { return desc_key(zb[i]) == k_dk; }, sm);
       }
       // top-k and min-p membership and the fixed-point probability
       const bool minp_on = min_p > 0.f;
@@ -424,7 +444,8 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SamplingArgs a, float*
           u64 target = u64(ceil(P));
           if (target > total2) target = total2;
           if (target == 0) target = 1;
-          const Selected r = radix_select(vocab, 32, target, [&](int i) { return desc_key(zb[i]); }, weight2, sm);
+          const Selected r = radix_select(
+              vocab, 32, target, [&](int i) { return desc_key(zb[i]); }, weight2, sm);
           p_dk = r.key;
           kept = r.acc + r.weight;
           if (!r.complete) {
@@ -433,7 +454,8 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SamplingArgs a, float*
             if (q != 0) {
               const u64 group = r.weight / q, need = (target - r.acc + q - 1) / q;
               if (need < group) {
-                p_id = select_id(vocab, need, [&](int i) { return desc_key(zb[i]) == p_dk && weight2(i) != 0; }, sm);
+                p_id = select_id(
+                    vocab, need, [&](int i) { return desc_key(zb[i]) == p_dk && weight2(i) != 0; }, sm);
                 kept = r.acc + need * q;
               }
             }
@@ -446,8 +468,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SamplingArgs a, float*
       u64 target = u64(u * double(kept));
       if (target >= kept) target = kept - 1;
       const int pick = draw_scan(
-          vocab, target,
-          [&](int i) -> u64 { return within(desc_key(zb[i]), i, p_dk, p_id) ? weight2(i) : 0; }, sm);
+          vocab, target, [&](int i) -> u64 { return within(desc_key(zb[i]), i, p_dk, p_id) ? weight2(i) : 0; }, sm);
       token = pick >= 0 ? pick : first;
     }
   }
@@ -479,7 +500,8 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SamplingArgs a, float*
             vocab, 32, u64(ntop), [&](int i) { return desc_key(raw[i]); }, [](int) -> u64 { return 1; }, sm);
         t_dk = r.key;
         if (!r.complete)
-          t_id = select_id(vocab, u64(ntop) - r.acc, [&](int i) { return desc_key(raw[i]) == t_dk; }, sm);
+          t_id = select_id(
+              vocab, u64(ntop) - r.acc, [&](int i) { return desc_key(raw[i]) == t_dk; }, sm);
       }
       if (tid == 0) sm.top_count = 0;
       __syncthreads();
@@ -499,8 +521,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SamplingArgs a, float*
         const uint32_t dk = sm.top_key[tid];
         const int id = sm.top_id[tid];
         int rank = 0;
-        for (int j = 0; j < written; ++j)
-          rank += within(sm.top_key[j], sm.top_id[j], dk, id) && sm.top_id[j] != id;
+        for (int j = 0; j < written; ++j) rank += within(sm.top_key[j], sm.top_id[j], dk, id) && sm.top_id[j] != id;
         top_ids[rank] = id;
         top_lps[rank] = __fsub_rn(raw[id], lse);
       }
@@ -517,8 +538,8 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SamplingArgs a, float*
 }
 
 // One CTA column per masked row; rows without a mask return at once.
-__global__ void mask_kernel(float* __restrict__ logits, int vocab, const int32_t* __restrict__ mask_row,
-                            const uint32_t* __restrict__ masks, int words) {
+__global__ void mask_kernel(float* __restrict__ logits, int vocab, const int32_t* __restrict__ mask_row, const uint32_t* __restrict__ masks,
+                            int words) {
   const int r = blockIdx.y, m = mask_row[r];
   if (m < 0) return;
   const uint32_t* mask = masks + size_t(m) * words;
@@ -529,8 +550,8 @@ __global__ void mask_kernel(float* __restrict__ logits, int vocab, const int32_t
 
 // One thread per row adds that row's biases in order: a token listed twice gets both, in the
 // CPU's order (a handful of entries per row, so no parallelism is lost).
-__global__ void bias_kernel(float* __restrict__ logits, int num_rows, int vocab, const int32_t* __restrict__ offsets,
-                            const int32_t* __restrict__ ids, const float* __restrict__ values) {
+__global__ void bias_kernel(float* __restrict__ logits, int num_rows, int vocab, const int32_t* __restrict__ offsets, const int32_t* __restrict__ ids,
+                            const float* __restrict__ values) {
   const int r = blockIdx.x * blockDim.x + threadIdx.x;
   if (r >= num_rows) return;
   for (int j = offsets[r]; j < offsets[r + 1]; ++j) logits[size_t(r) * vocab + ids[j]] += values[j];
@@ -538,16 +559,16 @@ __global__ void bias_kernel(float* __restrict__ logits, int num_rows, int vocab,
 
 }  // namespace
 
-cudaError_t apply_logit_bias(float* logits, int num_rows, int vocab, const int32_t* offsets, const int32_t* ids,
-                             const float* values, cudaStream_t stream) {
+cudaError_t apply_logit_bias(float* logits, int num_rows, int vocab, const int32_t* offsets, const int32_t* ids, const float* values,
+                             cudaStream_t stream) {
   if (num_rows <= 0) return cudaSuccess;
   if (!logits || !offsets || vocab <= 0) return cudaErrorInvalidValue;
   bias_kernel<<<ceil_div(num_rows, 128), 128, 0, stream>>>(logits, num_rows, vocab, offsets, ids, values);
   return cudaGetLastError();
 }
 
-cudaError_t apply_token_masks(float* logits, int num_rows, int vocab, const int32_t* mask_row, const uint32_t* masks,
-                              int words, cudaStream_t stream) {
+cudaError_t apply_token_masks(float* logits, int num_rows, int vocab, const int32_t* mask_row, const uint32_t* masks, int words,
+                              cudaStream_t stream) {
   if (num_rows <= 0) return cudaSuccess;
   if (!logits || !mask_row || !masks || vocab <= 0 || words != (vocab + 31) / 32) return cudaErrorInvalidValue;
   const dim3 grid(std::min(ceil_div(vocab, kThreads), 64u), unsigned(num_rows));
@@ -562,11 +583,9 @@ size_t sampling_workspace_bytes(int max_rows, int vocab) {
 
 cudaError_t sample(const SamplingArgs& a, cudaStream_t stream) {
   if (a.num_rows <= 0) return cudaSuccess;
-  if (a.vocab <= 0 || !a.logits || !a.out_token || !a.workspace || a.max_top_n < 0 || a.max_top_n > kMaxTopLogprobs)
-    return cudaErrorInvalidValue;
+  if (a.vocab <= 0 || !a.logits || !a.out_token || !a.workspace || a.max_top_n < 0 || a.max_top_n > kMaxTopLogprobs) return cudaErrorInvalidValue;
   float* zbuf = static_cast<float*>(a.workspace);
-  int32_t* cnt = reinterpret_cast<int32_t*>(static_cast<char*>(a.workspace) +
-                                            align_up(size_t(a.num_rows) * size_t(a.vocab) * sizeof(float)));
+  int32_t* cnt = reinterpret_cast<int32_t*>(static_cast<char*>(a.workspace) + align_up(size_t(a.num_rows) * size_t(a.vocab) * sizeof(float)));
   sample_kernel<<<a.num_rows, kThreads, 0, stream>>>(a, zbuf, cnt);
   return cudaGetLastError();
 }

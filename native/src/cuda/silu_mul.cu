@@ -4,8 +4,7 @@ namespace weft {
 namespace cuda {
 namespace {
 
-template <class T>
-__global__ void silu_mul_kernel(const T* __restrict__ gu, int ld_gu, int ffn, T* __restrict__ out, int ld_out) {
+template <class T> __global__ void silu_mul_kernel(const T* __restrict__ gu, int ld_gu, int ffn, T* __restrict__ out, int ld_out) {
   pdl_wait();
   pdl_trigger();  // the down projection may start fetching its weights
   const int t = blockIdx.y;
@@ -19,12 +18,11 @@ __global__ void silu_mul_kernel(const T* __restrict__ gu, int ld_gu, int ffn, T*
 
 }  // namespace
 
-cudaError_t silu_mul(DType t, const void* gate_up, int ld_gu, int num_tokens, int ffn, void* out, int ld_out,
-                     cudaStream_t stream) {
+cudaError_t silu_mul(DType t, const void* gate_up, int ld_gu, int num_tokens, int ffn, void* out, int ld_out, cudaStream_t stream) {
   if (num_tokens <= 0) return cudaSuccess;
   const dim3 grid(ceil_div(ffn, 256 * 4) > 0 ? ceil_div(ffn, 256 * 4) : 1, num_tokens);
-  WEFT_DISPATCH_DTYPE(t, return launch_pdl(silu_mul_kernel<T>, grid, dim3(256), 0, stream,
-                                           static_cast<const T*>(gate_up), ld_gu, ffn, static_cast<T*>(out), ld_out));
+  WEFT_DISPATCH_DTYPE(
+      t, return launch_pdl(silu_mul_kernel<T>, grid, dim3(256), 0, stream, static_cast<const T*>(gate_up), ld_gu, ffn, static_cast<T*>(out), ld_out));
   return cudaErrorInvalidValue;  // not reached
 }
 

@@ -8,8 +8,7 @@
 namespace weft {
 namespace cuda {
 
-cudaError_t silu_mul(DType t, const void* gate_up, int ld_gu, int num_tokens, int ffn, void* out, int ld_out,
-                     cudaStream_t stream);
+cudaError_t silu_mul(DType t, const void* gate_up, int ld_gu, int num_tokens, int ffn, void* out, int ld_out, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace weft

@@ -12,8 +12,7 @@ namespace {
 
 struct Uploader {
   DeviceModel& dm;
-  template <class T>
-  Status put(const std::vector<T>& host, const void** out, const char* what) {
+  template <class T> Status put(const std::vector<T>& host, const void** out, const char* what) {
     void* p = nullptr;
     const size_t bytes = host.size() * sizeof(T);
     WEFT_CUDA_TRY(cudaMalloc(&p, bytes ? bytes : 16), std::string("cudaMalloc for ") + what);
@@ -61,8 +60,7 @@ struct Uploader {
 Status upload(const std::shared_ptr<const Model>& model, DeviceModel* dm) {
   const Model& m = *model;
   const ModelConfig& c = m.config;
-  if (m.target != Backend::cuda)
-    return Status::Error(StatusCode::bad_input, "the model was loaded for the CPU backend; load it with target cuda");
+  if (m.target != Backend::cuda) return Status::Error(StatusCode::bad_input, "the model was loaded for the CPU backend; load it with target cuda");
   dm->host = model;
   dm->act = m.act_bf16 ? DType::bf16 : DType::f16;
   Uploader u{*dm};

@@ -15,7 +15,7 @@ struct DeviceLayer {
   const float* attn_norm = nullptr;
   const float* ffn_norm = nullptr;
   const float* qkv_bias = nullptr;  // nullptr unless config.qkv_bias
-  const float* q_norm = nullptr;    // [head_dim] each; nullptr unless config.qk_norm
+  const float* q_norm = nullptr;  // [head_dim] each; nullptr unless config.qk_norm
   const float* k_norm = nullptr;
   GemmWeight qkv, o, down;
   GemmWeight gate_up;  // rows interleaved: gate j and up j at rows 2j and 2j + 1
@@ -26,11 +26,11 @@ struct DeviceModel {
   DType act = DType::f16;
   std::shared_ptr<const Model> host;  // keeps the config and the cache key alive
   std::vector<DeviceLayer> layers;
-  const void* embed = nullptr;        // [vocab][dim] of act
+  const void* embed = nullptr;  // [vocab][dim] of act
   const float* final_norm = nullptr;
-  const float* inv_freq = nullptr;    // [head_dim / 2], scaling folded in
+  const float* inv_freq = nullptr;  // [head_dim / 2], scaling folded in
   GemmWeight lm_head;
-  uint64_t bytes = 0;                 // device bytes held
+  uint64_t bytes = 0;  // device bytes held
   std::vector<void*> allocations;
   ~DeviceModel();
 };

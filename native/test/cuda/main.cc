@@ -35,14 +35,13 @@ int main(int argc, char** argv) {
   }
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
-  std::printf("test_cuda: device 0: %s (sm_%d%d, %d SMs, %.1f GiB)\n", prop.name, prop.major, prop.minor,
-              prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
+  std::printf("test_cuda: device 0: %s (sm_%d%d, %d SMs, %.1f GiB)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+              prop.totalGlobalMem / 1073741824.0);
   Harness h;
   int run = 0;
   for (const auto& t : registry()) {
     bool selected = filters.empty();
-    for (const auto& f : filters)
-      selected |= f[0] == '=' ? t.name == f.substr(1) : t.name.find(f) != std::string::npos;
+    for (const auto& f : filters) selected |= f[0] == '=' ? t.name == f.substr(1) : t.name.find(f) != std::string::npos;
     if (!selected) continue;
     ++run;
     h.current = t.name;

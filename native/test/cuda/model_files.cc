@@ -28,39 +28,65 @@ struct Parser {
   const std::string& s;
   size_t i = 0;
   bool ok = true;
-  void ws() { while (i < s.size() && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t')) ++i; }
+  void ws() {
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t')) ++i;
+  }
   Json value() {
     ws();
     Json v;
-    if (i >= s.size()) { ok = false; return v; }
+    if (i >= s.size()) {
+      ok = false;
+      return v;
+    }
     const char c = s[i];
     if (c == '{') {
       v.kind = Json::object;
       ++i;
       ws();
-      if (s[i] == '}') { ++i; return v; }
+      if (s[i] == '}') {
+        ++i;
+        return v;
+      }
       while (ok) {
         ws();
         Json k = value();
         ws();
-        if (k.kind != Json::string || s[i] != ':') { ok = false; break; }
+        if (k.kind != Json::string || s[i] != ':') {
+          ok = false;
+          break;
+        }
         ++i;
         v.obj[k.str] = value();
         ws();
-        if (s[i] == ',') { ++i; continue; }
-        if (s[i] == '}') { ++i; break; }
+        if (s[i] == ',') {
+          ++i;
+          continue;
+        }
+        if (s[i] == '}') {
+          ++i;
+          break;
+        }
         ok = false;
       }
     } else if (c == '[') {
       v.kind = Json::array;
       ++i;
       ws();
-      if (s[i] == ']') { ++i; return v; }
+      if (s[i] == ']') {
+        ++i;
+        return v;
+      }
       while (ok) {
         v.arr.push_back(value());
         ws();
-        if (s[i] == ',') { ++i; continue; }
-        if (s[i] == ']') { ++i; break; }
+        if (s[i] == ',') {
+          ++i;
+          continue;
+        }
+        if (s[i] == ']') {
+          ++i;
+          break;
+        }
         ok = false;
       }
     } else if (c == '"') {
@@ -104,8 +130,7 @@ double num(const Json& o, const char* k, double def) {
 
 }  // namespace
 
-bool read_hf_model(const std::string& dir, weft::WeightDType dtype, weft::Backend target, weft::ModelSpec* spec,
-                   std::string* error) {
+bool read_hf_model(const std::string& dir, weft::WeightDType dtype, weft::Backend target, weft::ModelSpec* spec, std::string* error) {
   std::string text;
   if (!read_file(dir + "/config.json", &text)) return *error = "cannot read " + dir + "/config.json", false;
   Parser p{text};

@@ -10,8 +10,7 @@
 namespace weft_test {
 
 // Fills spec (config + tensors) from dir; key = dir + "|" + dtype + "|" + target.
-bool read_hf_model(const std::string& dir, weft::WeightDType dtype, weft::Backend target, weft::ModelSpec* spec,
-                   std::string* error);
+bool read_hf_model(const std::string& dir, weft::WeightDType dtype, weft::Backend target, weft::ModelSpec* spec, std::string* error);
 // "Greedy ids from [BOS]: 1, 403, …" from SOURCE.md; empty when absent.
 std::vector<int> read_golden_ids(const std::string& dir);
 

@@ -28,8 +28,12 @@ const DType kTypes[] = {DType::f16, DType::bf16};
 // in [0, 1]) rounded to T before P·V. The latter moves the output by at most
 // 2^-11 (f16) / 2^-8 (bf16) times max|v| = 1 in the worst case and by far less on average,
 // while the normalizer sums the unrounded weights. Hence bf16 needs a larger absolute term.
-float atol_for(DType t) { return t == DType::f16 ? 2e-3f : 6e-3f; }
-float rtol_for(DType t) { return t == DType::f16 ? 2e-2f : 3e-2f; }
+float atol_for(DType t) {
+  return t == DType::f16 ? 2e-3f : 6e-3f;
+}
+float rtol_for(DType t) {
+  return t == DType::f16 ? 2e-2f : 3e-2f;
+}
 constexpr uint16_t kSentinel = 0xffff;  // NaN in f16 and bf16: rows/columns never written keep it
 
 struct Shape {
@@ -40,8 +44,8 @@ struct Seq {
 };
 struct Opts {
   int extra_qlen = 0, extra_ctx = 0;  // host bounds above the real maxima (graph replay)
-  int pad_tokens = 0;                 // rows of q / out past the last sequence's, owned by none
-  int q_pad = 0, out_pad = 0;         // extra columns of the q / out rows
+  int pad_tokens = 0;  // rows of q / out past the last sequence's, owned by none
+  int q_pad = 0, out_pad = 0;  // extra columns of the q / out rows
   float q_range = 1.f;
   AttentionForce force;
   uint32_t seed = 1;
@@ -49,8 +53,8 @@ struct Opts {
 };
 
 std::string shape_name(DType t, const Shape& s) {
-  return std::string(weft::cuda::dtype_name(t)) + " heads " + std::to_string(s.nh) + "/" + std::to_string(s.kvh) +
-         " hd " + std::to_string(s.hd) + " bs " + std::to_string(s.bs);
+  return std::string(weft::cuda::dtype_name(t)) + " heads " + std::to_string(s.nh) + "/" + std::to_string(s.kvh) + " hd " + std::to_string(s.hd) +
+         " bs " + std::to_string(s.bs);
 }
 const char* path_name(AttentionPrefillPath p) {
   return p == AttentionPrefillPath::mma ? " mma" : p == AttentionPrefillPath::simt ? " simt" : "";
@@ -113,7 +117,9 @@ HostBatch make_batch(DType t, const Shape& sh, const std::vector<Seq>& seqs, con
   return b;
 }
 
-bool owns_rows(const Seq& s) { return s.q_len > 0 && s.ctx > 0; }
+bool owns_rows(const Seq& s) {
+  return s.q_len > 0 && s.ctx > 0;
+}
 
 // Reference output rows [num_tokens][nh * hd] (rows owned by no sequence stay 0).
 std::vector<float> reference(HostBatch& b, float scale) {
@@ -129,8 +135,7 @@ std::vector<float> reference(HostBatch& b, float scale) {
     for (int j = 0; j < s.q_len; ++j) {
       const int row = b.query_start[i] + j, pos = s.ctx - s.q_len + j;
       for (int g = 0; g < sh.kvh; ++g)
-        weft::attention_token_group_ref(kv, &b.block_tables[i * b.mbps], pos + 1, g,
-                                        &b.q[size_t(row) * b.q_stride + size_t(g) * G * sh.hd], G, scale,
+        weft::attention_token_group_ref(kv, &b.block_tables[i * b.mbps], pos + 1, g, &b.q[size_t(row) * b.q_stride + size_t(g) * G * sh.hd], G, scale,
                                         scores.data(), &want[size_t(row) * cols + size_t(g) * G * sh.hd]);
     }
   }
@@ -143,12 +148,20 @@ struct DeviceBatch {
   DeviceBuf<uint16_t> k, v, q, out;
   DeviceBuf<uint8_t> ws;
   DeviceBatch(const HostBatch& b, DType t, size_t ws_bytes)
-      : qs(b.query_start), ctx(b.context_lens), bt(b.block_tables), k(to_half_vec(b.k, t)), v(to_half_vec(b.v, t)),
-        q(to_half_vec(b.q, t)), out(size_t(b.num_tokens) * b.out_stride), ws(ws_bytes) {
+      : qs(b.query_start),
+        ctx(b.context_lens),
+        bt(b.block_tables),
+        k(to_half_vec(b.k, t)),
+        v(to_half_vec(b.v, t)),
+        q(to_half_vec(b.q, t)),
+        out(size_t(b.num_tokens) * b.out_stride),
+        ws(ws_bytes) {
     reset_out(b);
     cuda_ok(cudaMemset(ws.ptr, 0xff, ws_bytes), "workspace fill");  // NaN floats: stale partials would show
   }
-  void reset_out(const HostBatch& b) { out.upload(std::vector<uint16_t>(size_t(b.num_tokens) * b.out_stride, kSentinel)); }
+  void reset_out(const HostBatch& b) {
+    out.upload(std::vector<uint16_t>(size_t(b.num_tokens) * b.out_stride, kSentinel));
+  }
   void upload(const HostBatch& b, DType t) {  // same sizes as at construction
     qs.upload(b.query_start), ctx.upload(b.context_lens), bt.upload(b.block_tables);
     k.upload(to_half_vec(b.k, t)), v.upload(to_half_vec(b.v, t)), q.upload(to_half_vec(b.q, t));
@@ -171,15 +184,14 @@ struct DeviceBatch {
 size_t workspace_for(const HostBatch& b, const Opts& o) {
   size_t bytes = weft::cuda::attention_workspace_bytes(b.num_tokens, b.sh.nh, b.sh.hd, b.max_ctx + o.extra_ctx);
   if (o.force.decode_splits > 0)
-    bytes = std::max(bytes, weft::cuda::attention_partials_bytes(long(b.seqs.size()) * o.force.decode_splits, b.sh.nh,
-                                                                 b.sh.hd));
+    bytes = std::max(bytes, weft::cuda::attention_partials_bytes(long(b.seqs.size()) * o.force.decode_splits, b.sh.nh, b.sh.hd));
   return bytes;
 }
 
 // Compares the rows owned by sequences with the reference and checks that everything else of
 // `out` (padding columns, rows of no sequence) still holds the sentinel.
-void compare(Harness& h, DType t, const HostBatch& b, const std::vector<uint16_t>& out_bits,
-             const std::vector<float>& want, const std::string& what) {
+void compare(Harness& h, DType t, const HostBatch& b, const std::vector<uint16_t>& out_bits, const std::vector<float>& want,
+             const std::string& what) {
   const int cols = b.sh.nh * b.sh.hd;
   std::vector<char> owned(b.num_tokens, 0);
   for (size_t i = 0; i < b.seqs.size(); ++i)
@@ -201,8 +213,7 @@ void compare(Harness& h, DType t, const HostBatch& b, const std::vector<uint16_t
   h.check(touched == 0, what + ": " + std::to_string(touched) + " elements outside the owned rows/columns written");
 }
 
-void run_case(Harness& h, DType t, const Shape& sh, const std::vector<Seq>& seqs, const Opts& o,
-              const std::string& label) {
+void run_case(Harness& h, DType t, const Shape& sh, const std::vector<Seq>& seqs, const Opts& o, const std::string& label) {
   HostBatch b = make_batch(t, sh, seqs, o);
   const float scale = 1.f / std::sqrt(float(sh.hd));
   DeviceBatch d(b, t, workspace_for(b, o));
@@ -210,11 +221,9 @@ void run_case(Harness& h, DType t, const Shape& sh, const std::vector<Seq>& seqs
   cuda_ok(weft::cuda::attention_forced(t, a, o.force, nullptr), "attention launch");
   sync("attention");
   const std::vector<float> want = reference(b, scale);
-  const int splits = o.force.decode_splits
-                         ? o.force.decode_splits
-                         : weft::cuda::attention_decode_splits(a.num_seqs, a.num_tokens, sh.nh, sh.kvh, a.max_context_len);
-  compare(h, t, b, d.out.download(), want,
-          shape_name(t, sh) + " " + label + path_name(o.force.prefill) + " (splits " + std::to_string(splits) + ")");
+  const int splits =
+      o.force.decode_splits ? o.force.decode_splits : weft::cuda::attention_decode_splits(a.num_seqs, a.num_tokens, sh.nh, sh.kvh, a.max_context_len);
+  compare(h, t, b, d.out.download(), want, shape_name(t, sh) + " " + label + path_name(o.force.prefill) + " (splits " + std::to_string(splits) + ")");
 }
 
 std::vector<Seq> decode_seqs(const std::vector<int>& ctxs) {
@@ -224,9 +233,9 @@ std::vector<Seq> decode_seqs(const std::vector<int>& ctxs) {
 }
 
 const Shape kDecodeShapes[] = {
-    {8, 4, 8, 16},     // the test model
-    {32, 8, 64, 16},   // Llama 3.2 1B
-    {8, 8, 64, 16},    // no GQA
+    {8, 4, 8, 16},  // the test model
+    {32, 8, 64, 16},  // Llama 3.2 1B
+    {8, 8, 64, 16},  // no GQA
     {16, 8, 128, 16},  // group 2
     {32, 8, 128, 16},  // group 4
 };
@@ -329,8 +338,8 @@ WEFT_CUDA_TEST(attention_block_sizes) {
 WEFT_CUDA_TEST(attention_odd_shapes) {
   // group 3 (a masked head in the decode CTA, 63 of 64 mma rows), 8, 16 (MQA-like), 80 (more
   // heads than mma rows: head chunks), head_dim 256, 36 (4-byte loads), 2
-  const Shape shapes[] = {{6, 2, 64, 16}, {32, 4, 128, 16}, {16, 1, 128, 16}, {80, 1, 64, 16},
-                          {4, 4, 256, 16}, {8, 2, 256, 16}, {4, 2, 36, 16}, {2, 1, 2, 16}};
+  const Shape shapes[] = {{6, 2, 64, 16},  {32, 4, 128, 16}, {16, 1, 128, 16}, {80, 1, 64, 16},
+                          {4, 4, 256, 16}, {8, 2, 256, 16},  {4, 2, 36, 16},   {2, 1, 2, 16}};
   const std::vector<Seq> seqs = {{1, 700}, {33, 33}, {5, 90}, {1, 3}, {70, 170}};
   for (DType t : kTypes)
     for (const Shape& sh : shapes) {
@@ -395,8 +404,8 @@ WEFT_CUDA_TEST(attention_workspace_covers_splits) {
               const bool fits = s == 1 || weft::cuda::attention_partials_bytes(long(seqs) * s, hk[0], 128) <= ws;
               if ((!fits || s < 1 || s > weft::cuda::kAttentionMaxSplits) && ok) {
                 ok = false;
-                first_bad = "tokens " + std::to_string(tokens) + " seqs " + std::to_string(seqs) + " ctx " +
-                            std::to_string(ctx) + " splits " + std::to_string(s);
+                first_bad = "tokens " + std::to_string(tokens) + " seqs " + std::to_string(seqs) + " ctx " + std::to_string(ctx) + " splits " +
+                            std::to_string(s);
               }
             }
           }
@@ -497,8 +506,7 @@ WEFT_CUDA_TEST(attention_perf) {
       kv_bytes += 2.0 * s.ctx * sh.kvh * sh.hd * 2;
       for (int j = 0; j < s.q_len; ++j) flops += 4.0 * (s.ctx - s.q_len + j + 1) * sh.nh * sh.hd;
     }
-    std::printf("  info  %-28s %9.2f us  %7.1f GB/s of KV  %6.1f TFLOP/s\n", c.name, ms * 1e3, kv_bytes / (ms * 1e6),
-                flops / (ms * 1e9));
+    std::printf("  info  %-28s %9.2f us  %7.1f GB/s of KV  %6.1f TFLOP/s\n", c.name, ms * 1e3, kv_bytes / (ms * 1e6), flops / (ms * 1e9));
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);
     h.check(err == cudaSuccess, std::string(c.name) + " launched");

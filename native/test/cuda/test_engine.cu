@@ -23,7 +23,7 @@ struct Seq {
   int id = 0;
   std::vector<int32_t> tokens;  // prompt + generated
   int prompt_len = 0;
-  int cached = 0;               // tokens already in the KV cache
+  int cached = 0;  // tokens already in the KV cache
   std::vector<int32_t> blocks;
   std::vector<std::vector<float>> logits;  // with logits requested: the row that sampled each generated token
 };
@@ -230,11 +230,15 @@ WEFT_CUDA_TEST(engine_logits_vs_cpu_f32) {
   logits_at_each(*cpu.engine, &ref);
   // position 0 against SOURCE.md's top-5 (17.0235 for id 403)
   h.check(std::fabs(ref[403] - 17.0235f) < 1e-3f, "CPU reference logit 403 at position 0");
-  const struct { weft::WeightDType dt; float atol; } cases[] = {
-      // logits reach ~20; f16 rounding of weights and activations leaves ~1e-3 relative per
-      // product, averaged over dim 64 and 5 layers; bf16 has 8x coarser rounding; int8 per-row
-      // weights ~0.4% (as on the CPU, where int8 vs f32 is within 0.6).
-      {weft::WeightDType::f16, 0.08f}, {weft::WeightDType::bf16, 0.5f}, {weft::WeightDType::int8, 1.0f}};
+  const struct {
+    weft::WeightDType dt;
+    float atol;
+  } cases[] = {// logits reach ~20; f16 rounding of weights and activations leaves ~1e-3 relative per
+               // product, averaged over dim 64 and 5 layers; bf16 has 8x coarser rounding; int8 per-row
+               // weights ~0.4% (as on the CPU, where int8 vs f32 is within 0.6).
+               {weft::WeightDType::f16, 0.08f},
+               {weft::WeightDType::bf16, 0.5f},
+               {weft::WeightDType::int8, 1.0f}};
   for (const auto& c : cases) {
     Loaded g;
     if (!open(h, c.dt, weft::Backend::cuda, &g)) return;
@@ -314,8 +318,8 @@ WEFT_CUDA_TEST(engine_batched_equals_alone) {
     char what[200];
     if (j == size_t(gen)) std::snprintf(what, sizeof what, "sequence %d: %d/%d tokens equal, max |logit diff| %.4f", i, gen, gen, worst);
     else
-      std::snprintf(what, sizeof what, "sequence %d: %zu/%d tokens equal, then a near-tie (alone's top-2 margin %.4f), max |logit diff| %.4f",
-                    i, j, gen, top2_margin(a.logits[j]), worst);
+      std::snprintf(what, sizeof what, "sequence %d: %zu/%d tokens equal, then a near-tie (alone's top-2 margin %.4f), max |logit diff| %.4f", i, j,
+                    gen, top2_margin(a.logits[j]), worst);
     h.check(worst < kLogitTol, what);
     if (worst < kLogitTol) std::printf("  ok    [%s] %s\n", h.current.c_str(), what);
   }
@@ -405,6 +409,6 @@ WEFT_CUDA_TEST(engine_typed_errors) {
   o.kv_cache_fraction = 0.05;
   std::unique_ptr<weft::Engine> e2;
   s = weft::engine_create(m, o, &e2);
-  h.check(s.ok() && e2->num_kv_blocks() > 1000, "kv_cache_fraction 0.05 sizes the cache from free memory (" +
-                                                  std::to_string(s.ok() ? e2->num_kv_blocks() : 0) + " blocks)");
+  h.check(s.ok() && e2->num_kv_blocks() > 1000,
+          "kv_cache_fraction 0.05 sizes the cache from free memory (" + std::to_string(s.ok() ? e2->num_kv_blocks() : 0) + " blocks)");
 }

@@ -39,11 +39,16 @@ std::string combo_name(const Combo& c) {
 }
 const char* path_name(GemmPath p) {
   switch (p) {
-    case GemmPath::automatic: return "auto";
-    case GemmPath::gemv: return "gemv";
-    case GemmPath::tc_large: return "tc_large";
-    case GemmPath::tc_medium: return "tc_medium";
-    case GemmPath::tc_skinny: return "tc_skinny";
+    case GemmPath::automatic:
+      return "auto";
+    case GemmPath::gemv:
+      return "gemv";
+    case GemmPath::tc_large:
+      return "tc_large";
+    case GemmPath::tc_medium:
+      return "tc_medium";
+    case GemmPath::tc_skinny:
+      return "tc_skinny";
   }
   return "?";
 }
@@ -56,9 +61,9 @@ struct HostWeight {
   int n = 0, k = 0;
   Combo c{};
   std::vector<uint16_t> bits;  // f16/bf16 [n][k]
-  std::vector<int8_t> q;       // i8 [n][k]
-  std::vector<float> scales;   // i8: [n] or [n][k/32]
-  std::vector<double> value;   // [n][k]: the weight (group 0: q alone, its scale applies after the sum)
+  std::vector<int8_t> q;  // i8 [n][k]
+  std::vector<float> scales;  // i8: [n] or [n][k/32]
+  std::vector<double> value;  // [n][k]: the weight (group 0: q alone, its scale applies after the sum)
 };
 
 HostWeight make_weight(const Combo& c, int n, int k, uint32_t seed) {
@@ -143,8 +148,7 @@ float atol_for(const Combo& c, int k) {
 
 const std::vector<int> kMs = {1, 2, 3, 5, 8, 9, 16, 17, 64, 127, 256};
 const Epilogue kEps[] = {Epilogue::store_f32, Epilogue::store_act, Epilogue::add_f32};
-const GemmPath kPaths[] = {GemmPath::automatic, GemmPath::gemv, GemmPath::tc_large, GemmPath::tc_medium,
-                           GemmPath::tc_skinny};
+const GemmPath kPaths[] = {GemmPath::automatic, GemmPath::gemv, GemmPath::tc_large, GemmPath::tc_medium, GemmPath::tc_skinny};
 
 void check_shape(Harness& h, const Combo& c, int n, int k, uint32_t seed) {
   const int mmax = *std::max_element(kMs.begin(), kMs.end());
@@ -201,8 +205,7 @@ void check_shape(Harness& h, const Combo& c, int n, int k, uint32_t seed) {
               want_all.push_back(float(ep == Epilogue::add_f32 ? double(y0[o]) + r : r));
               m_of.push_back(m);
             } else if (std::memcmp(&got[o], &y0[o], sizeof(float)) != 0) {
-              if (outside_ok)
-                std::printf("  m=%d: y[%d][%d] outside the output was changed (%g -> %g)\n", m, i, j, y0[o], got[o]);
+              if (outside_ok) std::printf("  m=%d: y[%d][%d] outside the output was changed (%g -> %g)\n", m, i, j, y0[o], got[o]);
               outside_ok = false;
             }
           }
@@ -239,20 +242,32 @@ void check_combo(Harness& h, const Combo& c, uint32_t seed) {
 
 }  // namespace
 
-WEFT_CUDA_TEST(gemm_f16) { check_combo(h, {WeightKind::f16, 0, DType::f16}, 100); }
-WEFT_CUDA_TEST(gemm_bf16) { check_combo(h, {WeightKind::bf16, 0, DType::bf16}, 200); }
-WEFT_CUDA_TEST(gemm_i8_row_f16) { check_combo(h, {WeightKind::i8, 0, DType::f16}, 300); }
-WEFT_CUDA_TEST(gemm_i8_row_bf16) { check_combo(h, {WeightKind::i8, 0, DType::bf16}, 400); }
-WEFT_CUDA_TEST(gemm_i8_g32_f16) { check_combo(h, {WeightKind::i8, 32, DType::f16}, 500); }
-WEFT_CUDA_TEST(gemm_i8_g32_bf16) { check_combo(h, {WeightKind::i8, 32, DType::bf16}, 600); }
+WEFT_CUDA_TEST(gemm_f16) {
+  check_combo(h, {WeightKind::f16, 0, DType::f16}, 100);
+}
+WEFT_CUDA_TEST(gemm_bf16) {
+  check_combo(h, {WeightKind::bf16, 0, DType::bf16}, 200);
+}
+WEFT_CUDA_TEST(gemm_i8_row_f16) {
+  check_combo(h, {WeightKind::i8, 0, DType::f16}, 300);
+}
+WEFT_CUDA_TEST(gemm_i8_row_bf16) {
+  check_combo(h, {WeightKind::i8, 0, DType::bf16}, 400);
+}
+WEFT_CUDA_TEST(gemm_i8_g32_f16) {
+  check_combo(h, {WeightKind::i8, 32, DType::f16}, 500);
+}
+WEFT_CUDA_TEST(gemm_i8_g32_bf16) {
+  check_combo(h, {WeightKind::i8, 32, DType::bf16}, 600);
+}
 
 // The swiglu epilogue (decode gemv, interleaved gate/up rows) equals store_act through the same
 // path followed by SwiGLU on the host: the same sums, rounded to T, then silu(g) * u rounded to T
 // (device expf against std::exp: at most one rounding step of T apart). Columns past n/2 of y
 // keep their sentinel; m > kGemvMaxM, a forced tensor-core path and an odd n are refused.
 WEFT_CUDA_TEST(gemm_swiglu_epilogue) {
-  const Combo combos[] = {{WeightKind::bf16, 0, DType::bf16}, {WeightKind::f16, 0, DType::f16},
-                          {WeightKind::i8, 0, DType::f16}, {WeightKind::i8, 32, DType::bf16}};
+  const Combo combos[] = {
+      {WeightKind::bf16, 0, DType::bf16}, {WeightKind::f16, 0, DType::f16}, {WeightKind::i8, 0, DType::f16}, {WeightKind::i8, 32, DType::bf16}};
   const int shapes[][2] = {{2, 64}, {34, 192}, {1024, 512}, {4098, 256}};
   uint32_t seed = 900;
   for (const Combo& c : combos)
@@ -268,8 +283,7 @@ WEFT_CUDA_TEST(gemm_swiglu_epilogue) {
       const std::string tag = combo_name(c) + " n=" + std::to_string(n) + " k=" + std::to_string(k);
       for (const int m : {1, 3, 9, 16}) {
         dy.upload(sentinel);
-        weft_test::cuda_ok(weft::cuda::gemm_with_path(GemmPath::gemv, c.act, dx.ptr, m, gw, dfull.ptr, n,
-                                                      Epilogue::store_act, nullptr), "store_act");
+        weft_test::cuda_ok(weft::cuda::gemm_with_path(GemmPath::gemv, c.act, dx.ptr, m, gw, dfull.ptr, n, Epilogue::store_act, nullptr), "store_act");
         weft_test::cuda_ok(weft::cuda::gemm(c.act, dx.ptr, m, gw, dy.ptr, ldy, Epilogue::swiglu, nullptr), "swiglu");
         weft_test::sync("swiglu");
         const std::vector<float> full = weft_test::from_half_vec(dfull.download(), c.act);
@@ -294,13 +308,11 @@ WEFT_CUDA_TEST(gemm_swiglu_epilogue) {
       }
       h.check(weft::cuda::gemm(c.act, dx.ptr, mmax + 1, gw, dy.ptr, ldy, Epilogue::swiglu, nullptr) == cudaErrorInvalidValue,
               tag + ": m > kGemvMaxM refused");
-      h.check(weft::cuda::gemm_with_path(GemmPath::tc_medium, c.act, dx.ptr, 1, gw, dy.ptr, ldy, Epilogue::swiglu,
-                                         nullptr) == cudaErrorInvalidValue,
+      h.check(weft::cuda::gemm_with_path(GemmPath::tc_medium, c.act, dx.ptr, 1, gw, dy.ptr, ldy, Epilogue::swiglu, nullptr) == cudaErrorInvalidValue,
               tag + ": a tensor-core path refused");
       GemmWeight odd = gw;
       odd.n = n - 1;
-      h.check(weft::cuda::gemm(c.act, dx.ptr, 1, odd, dy.ptr, ldy, Epilogue::swiglu, nullptr) == cudaErrorInvalidValue,
-              tag + ": odd n refused");
+      h.check(weft::cuda::gemm(c.act, dx.ptr, 1, odd, dy.ptr, ldy, Epilogue::swiglu, nullptr) == cudaErrorInvalidValue, tag + ": odd n refused");
     }
 }
 
@@ -338,33 +350,27 @@ WEFT_CUDA_TEST(gemm_invalid_inputs) {
       {"k=0", GemmPath::automatic, DType::f16, dx.ptr, m, dense(WeightKind::f16, 0), n},
       {"bf16 weights, f16 activations", GemmPath::automatic, DType::f16, dx.ptr, m, dense(WeightKind::bf16, k), n},
       {"f16 weights, bf16 activations", GemmPath::automatic, DType::bf16, dx.ptr, m, dense(WeightKind::f16, k), n},
-      {"f16 weights, bf16 activations, tc path", GemmPath::tc_large, DType::bf16, dx.ptr, 64,
-       dense(WeightKind::f16, k), n},
+      {"f16 weights, bf16 activations, tc path", GemmPath::tc_large, DType::bf16, dx.ptr, 64, dense(WeightKind::f16, k), n},
       {"i8 group 16", GemmPath::automatic, DType::f16, dx.ptr, m, int8(16, ds.ptr), n},
       {"i8 without scales", GemmPath::automatic, DType::bf16, dx.ptr, m, int8(0, nullptr), n},
       {"ldy < n", GemmPath::automatic, DType::f16, dx.ptr, m, dense(WeightKind::f16, k), n - 1},
       {"x null", GemmPath::automatic, DType::f16, nullptr, m, dense(WeightKind::f16, k), n},
       {"x not 16-byte aligned", GemmPath::automatic, DType::f16, dx.ptr + 1, m, dense(WeightKind::f16, k), n},
-      {"forced gemv with m > kGemvMaxM", GemmPath::gemv, DType::f16, dx.ptr, weft::cuda::kGemvMaxM + 1,
-       dense(WeightKind::f16, k), n},
+      {"forced gemv with m > kGemvMaxM", GemmPath::gemv, DType::f16, dx.ptr, weft::cuda::kGemvMaxM + 1, dense(WeightKind::f16, k), n},
       {"negative m", GemmPath::automatic, DType::f16, dx.ptr, -1, dense(WeightKind::f16, k), n},
   };
   for (const Case& cs : cases) {
-    const cudaError_t e = weft::cuda::gemm_with_path(cs.path, cs.act, cs.x, cs.m, cs.w, dy.ptr, cs.ldy,
-                                                     Epilogue::store_f32, nullptr);
+    const cudaError_t e = weft::cuda::gemm_with_path(cs.path, cs.act, cs.x, cs.m, cs.w, dy.ptr, cs.ldy, Epilogue::store_f32, nullptr);
     h.check(e == cudaErrorInvalidValue, std::string(cs.what) + ": cudaErrorInvalidValue (got " + cudaGetErrorName(e) + ")");
     h.check(cudaGetLastError() == cudaSuccess, std::string(cs.what) + ": no launch error recorded");
   }
   // the public entry point validates the same way
-  h.check(weft::cuda::gemm(DType::f16, dx.ptr, m, dense(WeightKind::f16, 100), dy.ptr, n, Epilogue::add_f32,
-                           nullptr) == cudaErrorInvalidValue,
+  h.check(weft::cuda::gemm(DType::f16, dx.ptr, m, dense(WeightKind::f16, 100), dy.ptr, n, Epilogue::add_f32, nullptr) == cudaErrorInvalidValue,
           "gemm(): k=100 rejected");
-  h.check(weft::cuda::gemm(DType::bf16, dx.ptr, m, dense(WeightKind::f16, k), dy.ptr, n, Epilogue::add_f32,
-                           nullptr) == cudaErrorInvalidValue,
+  h.check(weft::cuda::gemm(DType::bf16, dx.ptr, m, dense(WeightKind::f16, k), dy.ptr, n, Epilogue::add_f32, nullptr) == cudaErrorInvalidValue,
           "gemm(): kind/act mismatch rejected");
   // m = 0 is an empty product: success, nothing written
-  h.check(weft::cuda::gemm(DType::f16, dx.ptr, 0, dense(WeightKind::f16, k), dy.ptr, n, Epilogue::store_f32,
-                           nullptr) == cudaSuccess,
+  h.check(weft::cuda::gemm(DType::f16, dx.ptr, 0, dense(WeightKind::f16, k), dy.ptr, n, Epilogue::store_f32, nullptr) == cudaSuccess,
           "m=0 is a no-op");
   weft_test::sync("invalid inputs");
   h.check_equal(dy.download(), sentinel, "y untouched by rejected calls");
@@ -432,8 +438,7 @@ WEFT_CUDA_TEST(gemm_perf_decode) {
         for (auto* p : ws) delete p;
         for (auto* p : ss) delete p;
         const double gbs = (wbytes + size_t(m) * k * 2 + size_t(m) * n * 8) / (ms * 1e6);
-        std::printf("  info  m=%d n=%6d k=%5d %-8s %8.2f us  %7.1f GB/s\n", m, n, k, kind == 0 ? "bf16" : "i8/g32",
-                    ms * 1e3, gbs);
+        std::printf("  info  m=%d n=%6d k=%5d %-8s %8.2f us  %7.1f GB/s\n", m, n, k, kind == 0 ? "bf16" : "i8/g32", ms * 1e3, gbs);
         h.check(err == cudaSuccess, "decode gemm launched");
       }
     }
@@ -442,7 +447,7 @@ WEFT_CUDA_TEST(gemm_perf_decode) {
 
 // Timing report, checks nothing but launch success: larger m (batched decode, prefill).
 WEFT_CUDA_TEST(gemm_perf_prefill) {
-  const int cases[][3] = {{64, 2048, 2048},   {128, 2048, 2048},  {256, 2048, 2048}, {256, 16384, 2048},
+  const int cases[][3] = {{64, 2048, 2048},   {128, 2048, 2048},  {256, 2048, 2048},  {256, 16384, 2048},
                           {1024, 2048, 2048}, {2048, 8192, 2048}, {4096, 4096, 4096}, {4096, 2048, 8192}};
   int sms = 0;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
@@ -465,9 +470,8 @@ WEFT_CUDA_TEST(gemm_perf_prefill) {
       const float ms = time_ms(call, 1, 20);
       weft_test::sync("perf prefill");
       const double tflops = 2.0 * m * n * k / (ms * 1e9);
-      std::printf("  info  m=%5d n=%5d k=%5d %-8s %-9s %9.2f us  %6.1f TFLOP/s\n", m, n, k,
-                  kind == 0 ? "bf16" : "i8/g32", path_name(weft::cuda::gemm_choose_path(m, n, sms)), ms * 1e3,
-                  tflops);
+      std::printf("  info  m=%5d n=%5d k=%5d %-8s %-9s %9.2f us  %6.1f TFLOP/s\n", m, n, k, kind == 0 ? "bf16" : "i8/g32",
+                  path_name(weft::cuda::gemm_choose_path(m, n, sms)), ms * 1e3, tflops);
       h.check(err == cudaSuccess, "prefill gemm launched");
     }
   }

@@ -19,7 +19,9 @@ using weft::cuda::DType;
 namespace {
 const DType kTypes[] = {DType::f16, DType::bf16};
 // Output rounding of one value to the dtype (2^-11 for f16, 2^-8 for bf16), relative.
-float type_eps(DType t) { return t == DType::f16 ? 1.f / 1024 : 1.f / 128; }
+float type_eps(DType t) {
+  return t == DType::f16 ? 1.f / 1024 : 1.f / 128;
+}
 }  // namespace
 
 WEFT_CUDA_TEST(embedding_gather_rows) {
@@ -88,8 +90,8 @@ WEFT_CUDA_TEST(rope_matches_cpu_incl_llama3_and_bias) {
       DeviceBuf<float> dqkv(qkv), dinv(inv), dbias(bias);
       DeviceBuf<int32_t> dpos(pos);
       DeviceBuf<uint16_t> dq(size_t(T) * qc);
-      cuda_ok(weft::cuda::rope_qkv(t, dqkv.ptr, cols, T, use_bias ? dbias.ptr : nullptr, dpos.ptr, dinv.ptr, c.num_heads,
-                                   c.num_kv_heads, hd, dq.ptr, qc, nullptr, nullptr),
+      cuda_ok(weft::cuda::rope_qkv(t, dqkv.ptr, cols, T, use_bias ? dbias.ptr : nullptr, dpos.ptr, dinv.ptr, c.num_heads, c.num_kv_heads, hd, dq.ptr,
+                                   qc, nullptr, nullptr),
               "launch");
       sync("rope");
       std::vector<float> want = qkv, want_q(size_t(T) * qc);
@@ -108,7 +110,8 @@ WEFT_CUDA_TEST(rope_matches_cpu_incl_llama3_and_bias) {
         got_k.insert(got_k.end(), &got[size_t(r) * cols + qc], &got[size_t(r) * cols + cols]);
         want_k.insert(want_k.end(), &want[size_t(r) * cols + qc], &want[size_t(r) * cols + cols]);
       }
-      const std::string what = std::string(weft::cuda::dtype_name(t)) + " head_dim " + std::to_string(hd) + (variant == 2 ? " llama3" : "") + (use_bias ? " bias" : "");
+      const std::string what =
+          std::string(weft::cuda::dtype_name(t)) + " head_dim " + std::to_string(hd) + (variant == 2 ? " llama3" : "") + (use_bias ? " bias" : "");
       // device sincosf vs host std::sin/cos of the same float angle: ~1 ulp of angles up to 7e4
       h.check_close(got_k.data(), want_k.data(), want_k.size(), 2e-4f, 1e-4f, what + " k (fp32)");
       h.check_close(got_q.data(), want_q.data(), want_q.size(), 2e-4f, type_eps(t), what + " q (rounded)");
@@ -154,8 +157,7 @@ WEFT_CUDA_TEST(rope_kv_write_paged_slots) {
     const size_t n = size_t(blocks) * kvh * bs * hd;
     DeviceBuf<uint16_t> dk(n), dv(n);
     const weft::cuda::KvDest kv{ds.ptr, bs, dk.ptr, dv.ptr};
-    cuda_ok(weft::cuda::rope_qkv(t, dqkv.ptr, cols, T, nullptr, dpos.ptr, dinv.ptr, nh, kvh, hd, dq.ptr, qc, &kv, nullptr),
-            "launch");
+    cuda_ok(weft::cuda::rope_qkv(t, dqkv.ptr, cols, T, nullptr, dpos.ptr, dinv.ptr, nh, kvh, hd, dq.ptr, qc, &kv, nullptr), "launch");
     sync("rope + kv_write");
     std::vector<float> wk(n, 0.f), wv(n, 0.f), row(cols);
     weft::PagedKv ref{wk.data(), wv.data(), false, bs, kvh, hd};

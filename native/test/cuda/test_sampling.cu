@@ -18,9 +18,9 @@
 namespace {
 
 using weft::SampleParams;
+using weft_test::cuda_ok;
 using weft_test::DeviceBuf;
 using weft_test::Harness;
-using weft_test::cuda_ok;
 
 struct Row {
   SampleParams p;
@@ -38,8 +38,7 @@ struct Out {
 
 // One sample() call over rows (logits: [rows][vocab]). The workspace is filled with `fill`
 // bytes first: the kernel must not depend on its contents.
-Out run_gpu(const std::vector<float>& logits, int vocab, const std::vector<Row>& rows, int max_top_n,
-            unsigned char fill = 0xA5) {
+Out run_gpu(const std::vector<float>& logits, int vocab, const std::vector<Row>& rows, int max_top_n, unsigned char fill = 0xA5) {
   const int n = int(rows.size());
   std::vector<float> temp(n), top_p(n), min_p(n), rp(n), pp(n), fp(n);
   std::vector<int32_t> top_k(n), nlp(n), offs(n + 1, 0), plen(n), toks;
@@ -89,8 +88,8 @@ std::vector<weft::SampleResult> run_cpu(const std::vector<float>& logits, int vo
   weft::SampleScratch scratch;
   std::vector<weft::SampleResult> out(rows.size());
   for (size_t r = 0; r < rows.size(); ++r)
-    weft::sample_row(logits.data() + r * vocab, vocab, rows[r].p, rows[r].history.data(), int(rows[r].history.size()),
-                     rows[r].prompt_len, rows[r].counter, &scratch, &out[r]);
+    weft::sample_row(logits.data() + r * vocab, vocab, rows[r].p, rows[r].history.data(), int(rows[r].history.size()), rows[r].prompt_len,
+                     rows[r].counter, &scratch, &out[r]);
   return out;
 }
 
@@ -110,8 +109,7 @@ std::vector<int> top_ids_of(const float* x, int vocab, int n) {
   std::vector<int> ids(vocab);
   std::iota(ids.begin(), ids.end(), 0);
   n = std::min(n, vocab);
-  std::partial_sort(ids.begin(), ids.begin() + n, ids.end(),
-                    [&](int a, int b) { return x[a] > x[b] || (x[a] == x[b] && a < b); });
+  std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), [&](int a, int b) { return x[a] > x[b] || (x[a] == x[b] && a < b); });
   ids.resize(n);
   return ids;
 }
@@ -133,8 +131,7 @@ void set_penalties(SampleParams& p) {
 }
 
 // The CPU sampler's penalties (apply_penalties in sampler.cc), for the kept-set reference.
-std::vector<float> penalized(const float* logits, int vocab, const SampleParams& p, const std::vector<int32_t>& h,
-                             int prompt_len) {
+std::vector<float> penalized(const float* logits, int vocab, const SampleParams& p, const std::vector<int32_t>& h, int prompt_len) {
   std::vector<float> z(logits, logits + vocab);
   std::vector<int> seen(vocab, 0), count(vocab, 0);
   for (size_t i = 0; i < h.size(); ++i) {
@@ -146,8 +143,7 @@ std::vector<float> penalized(const float* logits, int vocab, const SampleParams&
   for (int t = 0; t < vocab; ++t) {
     if (!seen[t]) continue;
     if (p.repetition_penalty != 1.0f) z[t] = z[t] > 0 ? z[t] / p.repetition_penalty : z[t] * p.repetition_penalty;
-    if ((p.presence_penalty != 0 || p.frequency_penalty != 0) && count[t] > 0)
-      z[t] -= p.presence_penalty + p.frequency_penalty * count[t];
+    if ((p.presence_penalty != 0 || p.frequency_penalty != 0) && count[t] > 0) z[t] -= p.presence_penalty + p.frequency_penalty * count[t];
   }
   return z;
 }
@@ -191,8 +187,7 @@ std::vector<double> cpu_kept_probs(const std::vector<float>& z, const SamplePara
 // Many draws of one row of logits with (seed, counter) varying: deterministic, inside the CPU's
 // kept set, and distributed as the CPU sampler (empirical vs empirical and vs exact).
 void check_distribution(Harness& h, const std::string& name, const std::vector<float>& logits, const SampleParams& p,
-                        const std::vector<int32_t>& history = {}, int prompt_len = 0, int draws = 8192,
-                        double max_tvd = 0.05) {
+                        const std::vector<int32_t>& history = {}, int prompt_len = 0, int draws = 8192, double max_tvd = 0.05) {
   const int vocab = int(logits.size());
   std::vector<float> all;
   all.reserve(size_t(draws) * vocab);
@@ -231,8 +226,8 @@ void check_distribution(Harness& h, const std::string& name, const std::vector<f
   }
   int kept = 0;
   for (double q : prob) kept += q > 0;
-  std::printf("  info  [%s] %s: %d draws, kept %d/%d, tvd(gpu,cpu)=%.4f tvd(gpu,exact)=%.4f tvd(cpu,exact)=%.4f\n",
-              h.current.c_str(), name.c_str(), draws, kept, vocab, tvd_cpu, tvd_exact, tvd_cpu_exact);
+  std::printf("  info  [%s] %s: %d draws, kept %d/%d, tvd(gpu,cpu)=%.4f tvd(gpu,exact)=%.4f tvd(cpu,exact)=%.4f\n", h.current.c_str(), name.c_str(),
+              draws, kept, vocab, tvd_cpu, tvd_exact, tvd_cpu_exact);
   h.check(bad_id == 0, name + ": token ids in range (" + std::to_string(bad_id) + " bad)");
   h.check(outside == 0, name + ": never outside the CPU's kept set (" + std::to_string(outside) + " outside)");
   h.check(tvd_cpu < max_tvd, name + ": total variation vs the CPU's draws " + std::to_string(tvd_cpu));
@@ -250,8 +245,8 @@ std::vector<float> peaked_logits(int vocab, uint32_t seed) {
   return v;
 }
 
-void check_logprobs(Harness& h, const std::string& what, const Out& g, const std::vector<weft::SampleResult>& c,
-                    const std::vector<Row>& rows, int max_top_n) {
+void check_logprobs(Harness& h, const std::string& what, const Out& g, const std::vector<weft::SampleResult>& c, const std::vector<Row>& rows,
+                    int max_top_n) {
   const int n = int(rows.size());
   std::vector<float> got_lp, want_lp, got_top, want_top;
   int id_mismatch = 0, pad_bad = 0;
@@ -302,10 +297,17 @@ WEFT_CUDA_TEST(sampling_greedy) {
         w.counter = 100 + r;
         w.p.seed = 42 + r;
         switch (r % 4) {
-          case 0: break;  // plain argmax
-          case 1: set_penalties(w.p); break;
-          case 2: set_penalties(w.p), w.p.top_k = 1, w.p.temperature = 0.9f; break;
-          case 3: w.p.repetition_penalty = 1.3f; break;  // repetition only
+          case 0:
+            break;  // plain argmax
+          case 1:
+            set_penalties(w.p);
+            break;
+          case 2:
+            set_penalties(w.p), w.p.top_k = 1, w.p.temperature = 0.9f;
+            break;
+          case 3:
+            w.p.repetition_penalty = 1.3f;
+            break;  // repetition only
         }
         if (r % 4 != 0 || r == 0) make_history(w, row.data(), vocab, rng, 40 + (r * 7) % 60);
         if (r == 0 && n > 1) set_penalties(w.p), w.p.presence_penalty = 0;  // frequency only
@@ -318,8 +320,8 @@ WEFT_CUDA_TEST(sampling_greedy) {
         want[r] = c[r].token;
         moved += c[r].token != top_ids_of(logits.data() + size_t(r) * vocab, vocab, 1)[0];
       }
-      h.check_equal(g.token, want, "vocab " + std::to_string(vocab) + ", " + std::to_string(n) + " rows (" +
-                                       std::to_string(moved) + " argmax moved by penalties)");
+      h.check_equal(g.token, want,
+                    "vocab " + std::to_string(vocab) + ", " + std::to_string(n) + " rows (" + std::to_string(moved) + " argmax moved by penalties)");
     }
 }
 
