@@ -98,12 +98,13 @@ t.test('Hub ids: org/name[@rev] and hf://; local paths stay paths', async (t) =>
   t.equal(parseHubId(''), null);
 });
 
-t.test('the GGUF rule: safetensors first, else the only GGUF, else Q8_0 before the types weft cannot load', async (t) => {
+t.test('the GGUF rule: safetensors first, else the only GGUF, else Q4_K_M, then Q8_0, …, never a type weft cannot load', async (t) => {
   const id = { repo: 'o/n', revision: 'main' };
   t.same(chooseFiles(id, ['config.json', 'model.safetensors', 'x.gguf', 'tokenizer.json']), ['config.json', 'tokenizer.json', 'model.safetensors']);
-  t.same(chooseFiles(id, ['a-Q4_K_M.gguf', 'a-Q8_0.gguf', 'a-F16.gguf']), ['a-Q8_0.gguf']);
-  t.same(chooseFiles(id, ['a-Q4_K_M.gguf', 'a-F16.gguf']), ['a-F16.gguf']);
-  t.throws(() => chooseFiles(id, ['a-Q4_K_M.gguf', 'a-Q5_K_M.gguf']), { code: 'WEFT_ERR_MODEL_UNSUPPORTED', message: /--gguf-file/ });
+  t.same(chooseFiles(id, ['a-Q4_K_M.gguf', 'a-Q8_0.gguf', 'a-F16.gguf']), ['a-Q4_K_M.gguf']);
+  t.same(chooseFiles(id, ['a-Q5_K_M.gguf', 'a-Q8_0.gguf', 'a-F16.gguf']), ['a-Q8_0.gguf']);
+  t.same(chooseFiles(id, ['a-Q2_K.gguf', 'a-Q5_K_M.gguf']), ['a-Q5_K_M.gguf']);
+  t.throws(() => chooseFiles(id, ['a-Q2_K.gguf', 'a-IQ4_XS.gguf']), { code: 'WEFT_ERR_MODEL_UNSUPPORTED', message: /--gguf-file/ });
   t.throws(() => chooseFiles(id, ['README.md']), { code: 'WEFT_ERR_MODEL_UNSUPPORTED' });
 });
 
@@ -135,10 +136,10 @@ t.test('an HF checkpoint lands in the Python layout; a second start needs no net
 t.test('a tag, a GGUF repository, --gguf-file, a missing file, 401 without a token, offline without a cache', async (t) => {
   const v1 = await resolveHubModel({ repo: 'weft-test/stories', revision: 'v1' }, { env: env() });
   t.equal(v1, join(cache, 'models--weft-test--stories', 'snapshots', sha('v1'), 'stories260K.gguf'), 'the tag’s commit, its one GGUF');
-  const q8 = await resolveHubModel({ repo: 'weft-test/ggufs', revision: 'main' }, { env: env() });
-  t.match(q8, /m-Q8_0\.gguf$/, 'the rule picks Q8_0');
-  const picked = await resolveHubModel({ repo: 'weft-test/ggufs', revision: 'main' }, { env: env(), ggufFile: 'm-Q4_K_M.gguf' });
-  t.match(picked, /m-Q4_K_M\.gguf$/, '--gguf-file');
+  const q4 = await resolveHubModel({ repo: 'weft-test/ggufs', revision: 'main' }, { env: env() });
+  t.match(q4, /m-Q4_K_M\.gguf$/, 'the rule picks Q4_K_M first');
+  const picked = await resolveHubModel({ repo: 'weft-test/ggufs', revision: 'main' }, { env: env(), ggufFile: 'm-Q8_0.gguf' });
+  t.match(picked, /m-Q8_0\.gguf$/, '--gguf-file');
   await t.rejects(resolveHubModel({ repo: 'weft-test/ggufs', revision: 'main' }, { env: env(), ggufFile: 'nope.gguf' }), {
     code: 'WEFT_ERR_MODEL_NOT_FOUND',
     message: /has no nope\.gguf; its GGUF files: m-Q4_K_M\.gguf, m-Q8_0\.gguf/,
