@@ -200,7 +200,8 @@ export async function mainGpu(argv: string[]): Promise<void> {
         };
         rows.push(row);
         process.stdout.write(
-          `${shape} ${dtype.padEnd(5)} decode batch ${String(batch).padStart(3)}: ${decode.toFixed(1).padStart(9)} tok/s  step ${(stepSeconds * 1e3).toFixed(3)} ms` +
+          `${shape} ${dtype.padEnd(5)} decode batch ${String(batch).padStart(3)}: ${decode.toFixed(1).padStart(9)} tok/s` +
+            `  step ${(stepSeconds * 1e3).toFixed(3)} ms` +
             `  bandwidth roofline ${bwRoofline.toFixed(0)} tok/s → ${(100 * row.bandwidthShare).toFixed(1)}%  tensor ${(100 * row.tensorShare).toFixed(1)}%` +
             `  (device: forward ${split.forwardUs.toFixed(0)} µs + sampling ${split.sampleUs.toFixed(0)} µs)\n`,
         );

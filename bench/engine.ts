@@ -168,14 +168,16 @@ async function main(): Promise<void> {
         };
         rows.push(row);
         process.stdout.write(
-          `${shape.padEnd(5)} ${dtype.padEnd(10)} ${e.isa.padEnd(7)} t=${threads} batch ${String(batch).padStart(3)}: decode ${decode.toFixed(1).padStart(8)} tok/s` +
+          `${shape.padEnd(5)} ${dtype.padEnd(10)} ${e.isa.padEnd(7)} t=${threads} batch ${String(batch).padStart(3)}: ` +
+            `decode ${decode.toFixed(1).padStart(8)} tok/s` +
             `  prefill ${prefill.toFixed(0).padStart(6)} tok/s` +
             (lc
               ? `   llama.cpp ${lc.decode.toFixed(1).padStart(8)} tok/s  ratio ${(decode / lc.decode).toFixed(2)}x` +
                 `  prefill ${lc.prefill.toFixed(0)} tok/s ratio ${(prefill / lc.prefill).toFixed(2)}x`
               : '') +
             (batch === 1
-              ? `   weights ${(e.weightBytes / 1e6).toFixed(1)} MB/step: ${((decode * e.weightBytes) / 1e9).toFixed(1)} GB/s = ${((100 * decode * e.weightBytes) / bandwidth).toFixed(0)}% of the probe`
+              ? `   weights ${(e.weightBytes / 1e6).toFixed(1)} MB/step: ${((decode * e.weightBytes) / 1e9).toFixed(1)} GB/s` +
+                ` = ${((100 * decode * e.weightBytes) / bandwidth).toFixed(0)}% of the probe`
               : '') +
             '\n',
         );
@@ -203,8 +205,11 @@ async function main(): Promise<void> {
           nativeUs: Math.round(l.nativeUs),
         });
         process.stdout.write(
-          `${shape.padEnd(5)} ${dtype.padEnd(10)} loop    t=${threads} batch ${String(batch).padStart(3)}: decode ${l.decodeTokPerSec.toFixed(1).padStart(8)} tok/s` +
-            `  = ${((100 * l.decodeTokPerSec) / raw).toFixed(1)}% of raw; per step: overhead ${l.overheadUsPerStep.toFixed(0)} us (schedule ${l.scheduleUs.toFixed(0)}, pack ${l.packUs.toFixed(0)}, transfer ${l.transferUs.toFixed(0)}), native ${(l.nativeUs / 1000).toFixed(1)} ms\n`,
+          `${shape.padEnd(5)} ${dtype.padEnd(10)} loop    t=${threads} batch ${String(batch).padStart(3)}: ` +
+            `decode ${l.decodeTokPerSec.toFixed(1).padStart(8)} tok/s` +
+            `  = ${((100 * l.decodeTokPerSec) / raw).toFixed(1)}% of raw; per step: overhead ${l.overheadUsPerStep.toFixed(0)} us` +
+            ` (schedule ${l.scheduleUs.toFixed(0)}, pack ${l.packUs.toFixed(0)}, transfer ${l.transferUs.toFixed(0)}),` +
+            ` native ${(l.nativeUs / 1000).toFixed(1)} ms\n`,
         );
       }
     }

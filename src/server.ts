@@ -89,7 +89,8 @@ export async function startEngine(
   const modelPath = isDemo ? await ensureDemoModel() : await modelSource(e.model, e.ggufFile, log, onProgress);
   if (isDemo)
     log?.warn(
-      `*** no --model given: serving the built-in DEMO model (synthetic weights, its output is noise) from ${modelPath}; pass --model PATH or WEFT_MODEL to serve a real model ***`,
+      `*** no --model given: serving the built-in DEMO model (synthetic weights, its output is noise) from ${modelPath}; ` +
+        'pass --model PATH or WEFT_MODEL to serve a real model ***',
     );
   const native = loadNative();
   const devices = native.cudaDeviceCount();
@@ -126,7 +127,8 @@ export async function startEngine(
       if (backend === 'gpu') {
         const d = native.cudaDeviceInfo(device);
         log?.info(
-          `instance ${i}: cuda:${device} ${d.name} (sm ${d.computeCapability}, ${d.smCount} SMs, ${(d.freeBytes / 2 ** 30).toFixed(1)} of ${(d.totalBytes / 2 ** 30).toFixed(1)} GiB free)`,
+          `instance ${i}: cuda:${device} ${d.name} (sm ${d.computeCapability}, ${d.smCount} SMs, ` +
+            `${(d.freeBytes / 2 ** 30).toFixed(1)} of ${(d.totalBytes / 2 ** 30).toFixed(1)} GiB free)`,
         );
       }
       workers.push(
