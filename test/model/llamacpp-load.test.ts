@@ -12,39 +12,8 @@ import { GGUF_FILE_TYPES } from '../../src/model/quant-mix.js';
 import { quantizeToGguf } from '../../src/model/quantize-gguf.js';
 import { synthesizeModel } from '../../src/model/synth.js';
 import { squaredErrors } from './gguf-values.js';
+import { SHAPE_110M, SMALL } from './configs.js';
 import { agreement, llamaArgmax, llamaGreedy, llamaQuantize, NO_NLC, NO_QUANTIZE, PROMPT, randomPrefix } from './llamacpp.js';
-
-const BASE = {
-  architectures: ['LlamaForCausalLM'],
-  model_type: 'llama',
-  max_position_embeddings: 256,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  bos_token_id: 1,
-  eos_token_id: 2,
-};
-// rows of 256 and 512, so every type is used as itself; untied, so the embedding takes the base type
-const SMALL = {
-  ...BASE,
-  hidden_size: 256,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  intermediate_size: 512,
-  vocab_size: 512,
-  tie_word_embeddings: false,
-};
-const SHAPE_110M = {
-  ...BASE,
-  hidden_size: 768,
-  num_hidden_layers: 12,
-  num_attention_heads: 12,
-  num_key_value_heads: 12,
-  intermediate_size: 2048,
-  vocab_size: 32000,
-  max_position_embeddings: 1024,
-  tie_word_embeddings: true,
-};
 
 t.test('llama.cpp loads a weft-synthesized model in every file type and generates', { skip: NO_NLC }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'weft-llamacpp-load-'));

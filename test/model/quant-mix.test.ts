@@ -16,30 +16,12 @@ import { chooseTensorTypes, GGUF_FILE_TYPES, useMoreBits, type GgufFileType, typ
 import { quantizeToGguf } from '../../src/model/quantize-gguf.js';
 import { synthesizeModel } from '../../src/model/synth.js';
 import { squaredErrors, tensorBytes } from './gguf-values.js';
+import { LLAMA_BASE, SHAPE_110M } from './configs.js';
 import { llamaQuantize, NO_QUANTIZE } from './llamacpp.js';
 
 const TOKENS = { bosTokenId: 1, eosTokenIds: [2] };
-const BASE = {
-  architectures: ['LlamaForCausalLM'],
-  model_type: 'llama',
-  max_position_embeddings: 256,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  bos_token_id: 1,
-  eos_token_id: 2,
-};
-const SHAPE_110M = {
-  ...BASE,
-  hidden_size: 768,
-  num_hidden_layers: 12,
-  num_attention_heads: 12,
-  num_key_value_heads: 12,
-  intermediate_size: 2048,
-  vocab_size: 32000,
-  tie_word_embeddings: true,
-};
 const SHAPE_260K = {
-  ...BASE,
+  ...LLAMA_BASE,
   hidden_size: 64,
   num_hidden_layers: 5,
   num_attention_heads: 8,
@@ -50,7 +32,7 @@ const SHAPE_260K = {
 };
 // small enough for llama-quantize in a test, with 256-multiple rows and 16 layers for the "more bits" pattern
 const SHAPE_16L = {
-  ...BASE,
+  ...LLAMA_BASE,
   hidden_size: 256,
   num_hidden_layers: 16,
   num_attention_heads: 4,

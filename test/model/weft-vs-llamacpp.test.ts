@@ -15,38 +15,8 @@ import { synthesizeModel } from '../../src/model/synth.js';
 import { checkpointKind } from '../../src/model/types.js';
 import { runOffline } from '../../src/offline.js';
 import { EngineInstance } from '../../src/workers/engine-instance.js';
+import { SHAPE_110M, SMALL } from './configs.js';
 import { agreement, llamaArgmax, llamaGreedy, NO_NLC, PROMPT, randomPrefix } from './llamacpp.js';
-
-const BASE = {
-  architectures: ['LlamaForCausalLM'],
-  model_type: 'llama',
-  max_position_embeddings: 256,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  bos_token_id: 1,
-  eos_token_id: 2,
-};
-const SMALL = {
-  ...BASE,
-  hidden_size: 256,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  intermediate_size: 512,
-  vocab_size: 512,
-  tie_word_embeddings: false,
-};
-const SHAPE_110M = {
-  ...BASE,
-  hidden_size: 768,
-  num_hidden_layers: 12,
-  num_attention_heads: 12,
-  num_key_value_heads: 12,
-  intermediate_size: 2048,
-  vocab_size: 32000,
-  max_position_embeddings: 1024,
-  tie_word_embeddings: true,
-};
 
 // weft's greedy ids after PROMPT, and its argmax after each prefix of `prefix`, with --dtype auto.
 async function weftIds(file: string, prefix: number[], numTokens: number): Promise<{ dtype: string; greedy: number[]; argmax: number[] }> {
