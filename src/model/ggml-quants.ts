@@ -115,6 +115,29 @@ let fitMin = 0; // second result of fitAffine
 const affineError = (s: number, m: number, sw: number, swx: number, swxx: number, sl: number, sl2: number, sxl: number) =>
   s * s * sl2 + m * m * sw + swxx + 2 * s * m * sl - 2 * s * sxl - 2 * m * swx;
 
+let sumL = 0, // the weighted sums of roundLevels' last pass: Σ w·l, Σ w·l², Σ w·l·x
+  sumL2 = 0,
+  sumXL = 0;
+
+// Rounds n values x[xi…] to levels round(is·(x − min)) clamped to 0…nmax, into dst[d…].
+function roundLevels(x: Float32Array, xi: number, n: number, nmax: number, min: number, is: number, dst: Uint8Array, d: number): void {
+  let sl = 0,
+    sl2 = 0,
+    sxl = 0;
+  for (let i = 0; i < n; i++) {
+    let l = Math.floor(is * (x[xi + i] - min) + 0.5);
+    l = l < 0 ? 0 : l > nmax ? nmax : l;
+    dst[d + i] = l;
+    const wl = w[i] * l;
+    sl += wl;
+    sl2 += wl * l;
+    sxl += wl * x[xi + i];
+  }
+  sumL = sl;
+  sumL2 = sl2;
+  sumXL = sxl;
+}
+
 // Fits n values x[xi…] to x ≈ s·l − m with l in 0…nmax, s > 0 and m ≥ 0 (the block is shifted so
 // its minimum, or 0, is level 0), minimizing Σ w·(s·l − m − x)². Starts from the plain range
 // split, then tries inverse scales (nmax + rmin + k·rstep)/(max − min) for k = 0…nstep; for each
@@ -141,39 +164,15 @@ function fitAffine(x: Float32Array, xi: number, n: number, nmax: number, lo: num
     return 0;
   }
   // the range split itself: s = (max − min)/nmax, offset = min
-  let best = 0,
-    bestS = (max - min) / nmax,
+  let bestS = (max - min) / nmax,
     bestM = min;
-  {
-    const is = nmax / (max - min);
-    let sl = 0,
-      sl2 = 0,
-      sxl = 0;
-    for (let i = 0; i < n; i++) {
-      let l = Math.floor(is * (x[xi + i] - min) + 0.5);
-      l = l < 0 ? 0 : l > nmax ? nmax : l;
-      L[lo + i] = l;
-      const wl = w[i] * l;
-      sl += wl;
-      sl2 += wl * l;
-      sxl += wl * x[xi + i];
-    }
-    best = affineError(bestS, bestM, sw, swx, swxx, sl, sl2, sxl);
-  }
+  roundLevels(x, xi, n, nmax, min, nmax / (max - min), L, lo);
+  let best = affineError(bestS, bestM, sw, swx, swxx, sumL, sumL2, sumXL);
   for (let k = 0; k <= nstep; k++) {
-    const is = (nmax + rmin + rstep * k) / (max - min);
-    let sl = 0,
-      sl2 = 0,
-      sxl = 0;
-    for (let i = 0; i < n; i++) {
-      let l = Math.floor(is * (x[xi + i] - min) + 0.5);
-      l = l < 0 ? 0 : l > nmax ? nmax : l;
-      lTry[i] = l;
-      const wl = w[i] * l;
-      sl += wl;
-      sl2 += wl * l;
-      sxl += wl * x[xi + i];
-    }
+    roundLevels(x, xi, n, nmax, min, (nmax + rmin + rstep * k) / (max - min), lTry, 0);
+    const sl = sumL,
+      sl2 = sumL2,
+      sxl = sumXL;
     const det = sw * sl2 - sl * sl;
     if (det <= 0) continue;
     let s = (sw * sxl - swx * sl) / det,

@@ -29,31 +29,41 @@ export function randomPrefix(n: number, vocab: number): number[] {
   ];
 }
 
+interface NlcSequence {
+  evaluate(tokens: number[]): AsyncGenerator<number>;
+  controlledEvaluate(input: [number, { generateNext: { token: true } }][]): Promise<({ next: { token?: number | null } } | undefined)[]>;
+}
+
 interface NlcModule {
   getLlama(o: Record<string, unknown>): Promise<{
     loadModel(o: { modelPath: string; gpuLayers: number }): Promise<{
-      createContext(o: Record<string, unknown>): Promise<{
-        getSequence(): {
-          evaluate(tokens: number[]): AsyncGenerator<number>;
-          controlledEvaluate(input: [number, { generateNext: { token: true } }][]): Promise<({ next: { token?: number | null } } | undefined)[]>;
-        };
-        dispose(): Promise<void>;
-      }>;
+      createContext(o: Record<string, unknown>): Promise<{ getSequence(): NlcSequence; dispose(): Promise<void> }>;
       dispose(): Promise<void>;
     }>;
     dispose(): Promise<void>;
   }>;
 }
 
-// llama.cpp's greedy ids after `prompt` on each file.
-export async function llamaGreedy(files: string[], prompt: number[], numTokens: number): Promise<number[][]> {
+// `use` on a one-sequence, one-thread context of each file in turn; its results, file by file.
+async function eachFile<T>(files: string[], use: (seq: NlcSequence) => Promise<T>): Promise<T[]> {
   const nlc = (await import(pathToFileURL(NLC).href)) as NlcModule;
   const llama = await nlc.getLlama({ gpu: false, build: 'never', maxThreads: 1, logLevel: 'error' });
-  const out: number[][] = [];
+  const out: T[] = [];
   for (const file of files) {
     const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
     const context = await model.createContext({ contextSize: 128, sequences: 1, threads: { ideal: 1, min: 1 }, ignoreMemorySafetyChecks: true });
-    const gen = context.getSequence().evaluate(prompt); // default options: temperature 0, greedy
+    out.push(await use(context.getSequence()));
+    await context.dispose();
+    await model.dispose();
+  }
+  await llama.dispose();
+  return out;
+}
+
+// llama.cpp's greedy ids after `prompt` on each file.
+export function llamaGreedy(files: string[], prompt: number[], numTokens: number): Promise<number[][]> {
+  return eachFile(files, async (seq) => {
+    const gen = seq.evaluate(prompt); // default options: temperature 0, greedy
     const ids: number[] = [];
     for (let i = 0; i < numTokens; i++) {
       const { value, done } = await gen.next();
@@ -61,29 +71,16 @@ export async function llamaGreedy(files: string[], prompt: number[], numTokens: 
       ids.push(value);
     }
     await gen.return(undefined);
-    await context.dispose();
-    await model.dispose();
-    out.push(ids);
-  }
-  await llama.dispose();
-  return out;
+    return ids;
+  });
 }
 
 // llama.cpp's argmax after every prefix of `tokens` (teacher-forced: each file sees the same prefixes).
-export async function llamaArgmax(files: string[], tokens: number[]): Promise<number[][]> {
-  const nlc = (await import(pathToFileURL(NLC).href)) as NlcModule;
-  const llama = await nlc.getLlama({ gpu: false, build: 'never', maxThreads: 1, logLevel: 'error' });
-  const out: number[][] = [];
-  for (const file of files) {
-    const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
-    const context = await model.createContext({ contextSize: 128, sequences: 1, threads: { ideal: 1, min: 1 }, ignoreMemorySafetyChecks: true });
-    const res = await context.getSequence().controlledEvaluate(tokens.map((id) => [id, { generateNext: { token: true } }]));
-    out.push(res.map((r) => r?.next.token ?? -1));
-    await context.dispose();
-    await model.dispose();
-  }
-  await llama.dispose();
-  return out;
+export function llamaArgmax(files: string[], tokens: number[]): Promise<number[][]> {
+  return eachFile(files, async (seq) => {
+    const res = await seq.controlledEvaluate(tokens.map((id) => [id, { generateNext: { token: true } }]));
+    return res.map((r) => r?.next.token ?? -1);
+  });
 }
 
 export const agreement = (a: number[], b: number[]) => a.filter((id, i) => id === b[i]).length;
