@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 
-import { main } from '../../src/cli.js';
 import { resolveDtype } from '../../src/config.js';
 import { readGguf } from '../../src/model/gguf.js';
 import { loadModelSpec } from '../../src/model/load.js';
@@ -17,26 +16,12 @@ import { checkpointKind } from '../../src/model/types.js';
 import { runOffline } from '../../src/offline.js';
 import { TextTokenizer } from '../../src/tokenizer.js';
 import { EngineInstance } from '../../src/workers/engine-instance.js';
+import { runCli as weft } from '../fixtures/capture.js';
 import { GOLDEN_IDS, MODEL_DIR, MODEL_GGUF } from '../fixtures/paths.js';
 import { tensorValues } from './gguf-values.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'weft-quantize-gguf-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-
-// main() with its stderr captured: the exit code and the error line.
-async function weft(args: string[]): Promise<{ code: number; err: string }> {
-  let err = '';
-  const write = process.stderr.write;
-  process.stderr.write = ((s: string) => {
-    err += s;
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    return { code: await main(args), err };
-  } finally {
-    process.stderr.write = write;
-  }
-}
 
 t.test('from a HF directory: the tensors llama.cpp converted, the same config and tokenizer', async (t) => {
   const out = join(dir, 'hf-f32.gguf');

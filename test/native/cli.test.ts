@@ -4,32 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 
-import { main } from '../../src/cli.js';
 import { loadModelSpec } from '../../src/model/load.js';
 import { TextTokenizer } from '../../src/tokenizer.js';
+import { runCli as run } from '../fixtures/capture.js';
 import { GOLDEN_IDS, MODEL_DIR, MODEL_GGUF } from '../fixtures/paths.js';
-
-async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '',
-    err = '';
-  const w1 = process.stdout.write,
-    w2 = process.stderr.write;
-  process.stdout.write = ((s: string) => {
-    out += s;
-    return true;
-  }) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => {
-    err += s;
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    const code = await main(args);
-    return { code, out, err };
-  } finally {
-    process.stdout.write = w1;
-    process.stderr.write = w2;
-  }
-}
 
 t.test('generate --json from BOS prints the golden ids (HF and GGUF)', async (t) => {
   for (const model of [MODEL_DIR, MODEL_GGUF]) {

@@ -9,13 +9,13 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 
-import { main } from '../../src/cli.js';
 import { resolveBackend } from '../../src/config.js';
 import { runOffline } from '../../src/offline.js';
 import { loadNative, toNativeModelSpec } from '../../src/workers/binding.js';
 import { EngineInstance } from '../../src/workers/engine-instance.js';
 import { loadModelSpec } from '../../src/model/load.js';
 import { startTestApp } from '../routes/helpers.js';
+import { runCli } from '../fixtures/capture.js';
 import { GOLDEN_IDS, MODEL_DIR, REPO_ROOT } from '../fixtures/paths.js';
 
 const native = loadNative();
@@ -114,25 +114,11 @@ t.test('weights stage for CUDA on any machine; dtypes a backend cannot run are t
 
 t.test('without a GPU: gpu is a typed error, auto serves on the CPU', { skip: devices > 0 ? 'a GPU is visible here' : false }, async (t) => {
   await t.rejects(openGpu('f16'), { code: 'WEFT_ERR_ENGINE_NO_DEVICE', message: /no CUDA device/ });
-  let out = '';
-  const w = process.stdout.write;
-  const w2 = process.stderr.write;
-  process.stdout.write = ((s: string) => {
-    out += s;
-    return true;
-  }) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => {
-    out += s;
-    return true;
-  }) as typeof process.stderr.write;
-  let gpuCode: number, autoCode: number;
-  try {
-    gpuCode = await main(['generate', '--model', MODEL_DIR, '--prompt', '', '--max-tokens', '8', '--backend', 'gpu', '--json']);
-    autoCode = await main(['generate', '--model', MODEL_DIR, '--prompt', '', '--max-tokens', '8', '--backend', 'auto', '--json']);
-  } finally {
-    process.stdout.write = w;
-    process.stderr.write = w2;
-  }
+  const gpu = await runCli(['generate', '--model', MODEL_DIR, '--prompt', '', '--max-tokens', '8', '--backend', 'gpu', '--json']);
+  const auto = await runCli(['generate', '--model', MODEL_DIR, '--prompt', '', '--max-tokens', '8', '--backend', 'auto', '--json']);
+  const gpuCode = gpu.code,
+    autoCode = auto.code,
+    out = gpu.out + gpu.err + auto.out + auto.err;
   t.equal(gpuCode, 1, 'generate --backend gpu exits 1');
   t.match(out, /WEFT_ERR_ENGINE_NO_DEVICE/);
   t.equal(autoCode, 0, 'generate --backend auto runs on the CPU');

@@ -22,6 +22,7 @@ import { loadModelSpec } from '../../src/model/load.js';
 import { synthesizeModel } from '../../src/model/synth.js';
 import { checkpointKind } from '../../src/model/types.js';
 import { cgroupCpuLimit, usableCpuCount } from '../../src/system.js';
+import { captureOutput } from '../fixtures/capture.js';
 import { MODEL_DIR } from '../fixtures/paths.js';
 import { Metrics } from '../../src/metrics.js';
 import { runServer, startEngine } from '../../src/server.js';
@@ -143,18 +144,10 @@ t.test('a port in use: one line on stderr, exit code 1, no stack trace', async (
   await new Promise<void>((res) => blocker.listen(0, '127.0.0.1', res));
   t.teardown(() => blocker.close());
   const port = (blocker.address() as { port: number }).port;
-  let err = '';
-  const write = process.stderr.write;
-  process.stderr.write = ((s: string) => {
-    err += s;
-    return true;
-  }) as typeof process.stderr.write;
   const before = process.exitCode;
-  try {
-    await runServer(['--model', MODEL_DIR, '--host', '127.0.0.1', '--port', String(port), '--log-level', 'silent']);
-  } finally {
-    process.stderr.write = write;
-  }
+  const { err } = await captureOutput(() =>
+    runServer(['--model', MODEL_DIR, '--host', '127.0.0.1', '--port', String(port), '--log-level', 'silent']),
+  );
   t.equal(process.exitCode, 1);
   process.exitCode = before;
   t.match(err, `weft: cannot listen on 127.0.0.1:${port}: the address is in use`);
