@@ -8,6 +8,7 @@ import { loadModelSpec } from '../../src/model/load.js';
 import { TextTokenizer } from '../../src/tokenizer.js';
 import { runCli as run } from '../fixtures/capture.js';
 import { GOLDEN_IDS, MODEL_DIR, MODEL_GGUF } from '../fixtures/paths.js';
+import { TINY_SMOL_CONFIG } from '../fixtures/tiny-smol.js';
 
 t.test('generate --json from BOS prints the golden ids (HF and GGUF)', async (t) => {
   for (const model of [MODEL_DIR, MODEL_GGUF]) {
@@ -107,23 +108,7 @@ t.test('weft synth takes the tokenizer and chat template lying next to the confi
   const smol = join(MODEL_DIR, '..', 'smollm2-135m-shape');
   const dir = mkdtempSync(join(tmpdir(), 'weft-synth-tok-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const config = {
-    architectures: ['LlamaForCausalLM'],
-    model_type: 'llama',
-    hidden_size: 64,
-    intermediate_size: 128,
-    num_hidden_layers: 1,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    vocab_size: 49152,
-    max_position_embeddings: 512,
-    rms_norm_eps: 1e-5,
-    rope_theta: 10000,
-    tie_word_embeddings: true,
-    bos_token_id: 1,
-    eos_token_id: 2,
-  };
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(TINY_SMOL_CONFIG));
   copyFileSync(join(smol, 'tokenizer.json'), join(dir, 'tokenizer.json'));
   copyFileSync(join(smol, 'tokenizer_config.json'), join(dir, 'tokenizer_config.json'));
   const want = JSON.parse(readFileSync(join(smol, 'tokenizer_config.json'), 'utf8')).chat_template as string;

@@ -10,28 +10,14 @@ import t from 'tap';
 import { buildApp } from '../../src/app.js';
 import { synthesizeModel } from '../../src/model/synth.js';
 import { SMOLLM_DIR } from '../fixtures/paths.js';
+import { TINY_SMOL_CONFIG } from '../fixtures/tiny-smol.js';
 import { startTestApp, testConfig } from './helpers.js';
 
 // a tiny reranker, as in rerank.test.ts, so that /v1/rerank's example has a model to answer it
 const dir = mkdtempSync(join(tmpdir(), 'weft-docs-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 await synthesizeModel({
-  config: {
-    architectures: ['LlamaForCausalLM'],
-    model_type: 'llama',
-    hidden_size: 64,
-    intermediate_size: 128,
-    num_hidden_layers: 1,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    vocab_size: 49152,
-    max_position_embeddings: 512,
-    rms_norm_eps: 1e-5,
-    rope_theta: 10000,
-    tie_word_embeddings: true,
-    bos_token_id: 1,
-    eos_token_id: 2,
-  },
+  config: TINY_SMOL_CONFIG,
   out: dir,
   format: 'hf',
   dtype: 'f32',

@@ -15,27 +15,13 @@ import { TextTokenizer } from '../../src/tokenizer.js';
 import { loadModelSpec } from '../../src/model/load.js';
 import { EngineInstance } from '../../src/workers/engine-instance.js';
 import { MODEL_DIR } from '../fixtures/paths.js';
+import { TINY_SMOL_CONFIG } from '../fixtures/tiny-smol.js';
 import { sseData, startTestApp } from './helpers.js';
 
 const SMOL = process.env.WEFT_TEST_SMOLLM2_DIR ?? join(MODEL_DIR, '..', 'smollm2-135m-shape');
 const dir = mkdtempSync(join(tmpdir(), 'weft-reranker-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-const config = {
-  architectures: ['LlamaForCausalLM'],
-  model_type: 'llama',
-  hidden_size: 64,
-  intermediate_size: 128,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  vocab_size: 49152,
-  max_position_embeddings: 1024,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  tie_word_embeddings: true,
-  bos_token_id: 1,
-  eos_token_id: 2,
-};
+const config = { ...TINY_SMOL_CONFIG, num_hidden_layers: 2, max_position_embeddings: 1024 };
 await synthesizeModel({ config, out: dir, format: 'hf', dtype: 'f32', seed: 11, tokenizerJson: readFileSync(join(SMOL, 'tokenizer.json'), 'utf8') });
 
 const s = await startTestApp({ rerankerModel: dir });
