@@ -49,10 +49,26 @@ function readJson(file: string, code: TextCode): Record<string, unknown> {
 
 // The tokenizer JSON must load in HF tokenizers; anything else fails here, not at the first request.
 function checkTokenizer(json: string, file: string): void {
+  checkSubwordPrefix(JSON.parse(json) as Record<string, unknown>, file);
   try {
     tokenizers.Tokenizer.fromString(json);
   } catch (e) {
     throw new WeftError('WEFT_ERR_MODEL_TOKENIZER', `${file}: HF tokenizers cannot load it: ${(e as Error).message}`);
+  }
+}
+
+// HF tokenizers builds a BPE model with a continuing_subword_prefix by cutting the prefix off each
+// merge's second part, without checking that it is there: a part shorter than the prefix, or one the
+// cut would split inside a character, panics in Rust and aborts the whole process (found by the
+// fuzzer). Such a merge can only come from a broken or hostile file: refuse it first.
+function checkSubwordPrefix(tok: Record<string, unknown>, file: string): void {
+  const model = tok.model as { continuing_subword_prefix?: unknown; merges?: unknown } | null | undefined;
+  const prefix = model?.continuing_subword_prefix;
+  if (typeof prefix !== 'string' || prefix === '' || !Array.isArray(model?.merges)) return;
+  for (const m of model.merges as unknown[]) {
+    const second = typeof m === 'string' ? m.split(' ')[1] : Array.isArray(m) ? m[1] : undefined;
+    if (typeof second === 'string' && !second.startsWith(prefix))
+      throw new WeftError('WEFT_ERR_MODEL_TOKENIZER', `${file}: BPE merge ${JSON.stringify(m)} does not continue with the subword prefix`);
   }
 }
 
@@ -118,6 +134,7 @@ function hfTokenizerFiles(dir: string): TokenizerFiles & { tokFile: string; gen:
 
   const tokenizerJson = readText(tokFile, 'WEFT_ERR_MODEL_TOKENIZER');
   const tok = readJson(tokFile, 'WEFT_ERR_MODEL_TOKENIZER');
+  checkTokenizer(tokenizerJson, tokFile); // before anything below reads its fields
   const config = configFromHf(readJson(configFile, 'WEFT_ERR_MODEL_BAD_CONFIG'), configFile, gen, tokenizerDefaults(tok, tokConfig));
   return { tokenizerJson, config, chatTemplate: chatTemplateOf(dir, tokConfig), tokFile, gen };
 }
@@ -126,8 +143,7 @@ function loadHfDir(dir: string): ModelSpec {
   const configFile = need(dir, 'config.json');
   const weights = need(dir, 'model.safetensors', 'model.safetensors.index.json');
   need(dir, 'tokenizer.json');
-  const { tokenizerJson, config, chatTemplate, tokFile, gen } = hfTokenizerFiles(dir);
-  checkTokenizer(tokenizerJson, tokFile);
+  const { tokenizerJson, config, chatTemplate, gen } = hfTokenizerFiles(dir);
   const all = weights.endsWith('.index.json') ? readSafetensorsIndex(weights) : readSafetensors(weights);
   return {
     format: 'hf',

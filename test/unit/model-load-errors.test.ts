@@ -474,3 +474,19 @@ t.test('optional files: chat template, generation config, token ids from the tok
   t.equal(s.config.bosTokenId, 1, 'bos from tokenizer_config.json');
   t.same(s.config.eosTokenIds, [2], 'eos from tokenizer_config.json');
 });
+
+// Two more from `npm run fuzz`: a null entry in added_tokens reached weft's own reading of the file
+// (an untyped TypeError), and a BPE continuing_subword_prefix that a merge's second part does not
+// start with made HF tokenizers panic, which aborts the process.
+t.test('fuzzing findings: a null added token, and merges without the continuing-subword prefix', async (t) => {
+  const nullToken = editJson(modelCopy(), 'tokenizer.json', (j) => {
+    (j.added_tokens as unknown[]).push(null);
+  });
+  await fails(t, nullToken, 'WEFT_ERR_MODEL_TOKENIZER', ['tokenizer.json'], 'a null added token');
+  for (const prefix of ['xx', 'x'.repeat(1000)]) {
+    const dir = editJson(modelCopy(), 'tokenizer.json', (j) => {
+      (j.model as Record<string, unknown>).continuing_subword_prefix = prefix;
+    });
+    await fails(t, dir, 'WEFT_ERR_MODEL_TOKENIZER', ['subword prefix'], `a ${prefix.length}-character prefix`);
+  }
+});
