@@ -54,6 +54,16 @@ async function llamaCppIds(llama: NlcLlama, file: string, tokens: number): Promi
   return out;
 }
 
+function topGap(logits: Float32Array): number {
+  let a = -Infinity,
+    b = -Infinity;
+  for (const v of logits) {
+    if (v > a) [a, b] = [v, a];
+    else if (v > b) b = v;
+  }
+  return a - b;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -85,15 +95,19 @@ async function main(): Promise<void> {
     if (!file) throw new Error(`${type}: neither llama-quantize (set WEFT_LLAMA_QUANTIZE) nor weft's quantizer writes this type`);
     const dtype = resolveDtype('auto', 'cpu', checkpointKind(await loadModelSpec(file)));
     const e = await EngineInstance.open({ modelPath: file, dtype, numThreads: Number(values.threads), numKvBlocks: 16, blockSize: 16 });
-    const ours = PROMPTS.map((p) => runOffline(e, [{ promptIds: p, maxTokens: tokens, ignoreEos: true }])[0].outputIds);
+    const runs = PROMPTS.map((p) => runOffline(e, [{ promptIds: p, maxTokens: tokens, ignoreEos: true }], { returnLogits: true })[0]);
+    const ours = runs.map((r) => r.outputIds);
     e.close();
     const theirs = await llamaCppIds(llama, file, tokens);
     PROMPTS.forEach((_, i) => {
       const agree = ours[i].filter((id, j) => id === theirs[i][j]).length;
       ok &&= agree >= need;
+      // Random weights give flat logits: where the two first part, weft's top-2 gap says whether it was a near-tie.
+      const first = ours[i].findIndex((id, j) => id !== theirs[i][j]);
+      const where = first < 0 ? '' : `; first differs at ${first}, weft's top-2 logit gap there ${topGap(runs[i].logits[first]).toFixed(5)}`;
       process.stdout.write(
         `${values.shape} ${type.padEnd(7)} (weft ${dtype}) prompt ${i}: ${agree}/${tokens} positions agree with llama.cpp` +
-          `${agree >= need ? '' : `  BELOW ${need}`}\n`,
+          `${agree >= need ? '' : `  BELOW ${need}`}${where}\n`,
       );
     });
   }

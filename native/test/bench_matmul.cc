@@ -144,15 +144,15 @@ static void bench_blocks(Isa isa, const Shape& s, const std::vector<int>& ms) {
     const PackedQ q0 = random_packed_q(type, s.n, s.k, rng);
     std::vector<PackedQ> qc(copies_for(q0.bytes()));
     for (auto& c : qc) {
-      c.n = q0.n, c.k = q0.k, c.bits = q0.bits, c.sub = q0.sub, c.super = q0.super, c.has_sub = q0.has_sub;
+      c.n = q0.n, c.k = q0.k, c.bits = q0.bits, c.sub = q0.sub, c.super = q0.super, c.has_sub = q0.has_sub, c.act = q0.act, c.mn_is_sc = q0.mn_is_sc;
       c.data = clone(q0.data), c.dm = clone(q0.dm), c.sm = clone(q0.sm);
     }
     QuantBlocks qb;
     for (int m : ms) {
       qb.reserve(m, s.k);
-      quantize_blocks(isa, x.data(), s.k, 0, m, &qb);
+      quantize_blocks(isa, x.data(), s.k, 0, m, q0.act, &qb);
       const double t = time_call([&](long i) { matmul_q(isa, qb, qc[i % qc.size()], y.data(), s.n, 0, s.n); });
-      const double tq = time_call([&](long) { quantize_blocks(isa, x.data(), s.k, 0, m, &qb); });
+      const double tq = time_call([&](long) { quantize_blocks(isa, x.data(), s.k, 0, m, q0.act, &qb); });
       std::printf("%-11s %-8s %5d %5d %3d | %-5s %7.1f GMAC/s %6.1f GB/s (%.2f bits/weight) | quantize_blocks %.2f us\n", isa_name(isa), s.name, s.n,
                   s.k, m, name, double(m) * s.n * s.k / t * 1e-9, q0.bytes() / t * 1e-9, 8.0 * q0.bytes() / (double(s.n) * s.k), tq * 1e6);
       std::fflush(stdout);

@@ -211,7 +211,7 @@ void test_kernels(const TypeCase& tc, int n, int k, const std::vector<Impl>& imp
     for (int i = 0; i < k && m > 1; ++i) x[size_t(1) * k + i] = 0.f;  // an all-zero token
     QuantBlocks qb;
     qb.reserve(m, k);
-    quantize_blocks(x.data(), k, 0, m, &qb);
+    quantize_blocks(x.data(), k, 0, m, pq.act, &qb);
     std::vector<float> ref(size_t(m) * n, -1.f);
     detail::matmul_q_scalar(qb, pq, ref.data(), n, 0, n);
     // scalar ~ double product of the dequantized weights and the dequantized activations
@@ -226,7 +226,9 @@ void test_kernels(const TypeCase& tc, int n, int k, const std::vector<Impl>& imp
           s += double(wr[c]) * xv;
           mag += std::fabs(double(wr[c]) * xv);
         }
-        close &= std::fabs(ref[size_t(t) * n + r] - s) <= 1e-5 * mag + 1e-30;
+        // Q8_1 keeps the block sums that the min term multiplies as fp16 (2^-11 relative), as llama.cpp does
+        const double tol = pq.act == BlockAct::q8_1 ? 1e-3 : 1e-5;
+        close &= std::fabs(ref[size_t(t) * n + r] - s) <= tol * mag + 1e-30;
       }
     }
     const std::string what = std::string(tc.name) + " n=" + std::to_string(n) + " k=" + std::to_string(k) + " m=" + std::to_string(m);
@@ -242,49 +244,57 @@ void test_kernels(const TypeCase& tc, int n, int k, const std::vector<Impl>& imp
   }
 }
 
-// The quantized activations follow the documented rule, and the block sums match them.
+// The quantized activations follow the documented rule (llama.cpp's Q8_0, Q8_1 and Q8_K activation
+// formats), and the block sums match them.
 void test_quantize_blocks() {
-  const int k = 40, kp = 64;  // a partial second block (zero padded)
-  std::vector<float> x(k);
-  for (int i = 0; i < k; ++i) x[i] = float(i % 9) - 4.f + (i == 5 ? 0.5f : 0.f);
-  QuantBlocks qb;
-  qb.reserve(1, k);
-  quantize_blocks(x.data(), k, 0, 1, &qb);
-  bool ok = true;
-  for (int g = 0; g < 2; ++g) {
-    float amax = 0;
-    for (int i = g * 32; i < std::min(k, g * 32 + 32); ++i) amax = std::max(amax, std::fabs(x[i]));
-    const float s = amax / 127.f;
-    ok &= qb.sx.as<float>()[g] == s;
-    int sum16[2] = {0, 0};
-    for (int j = 0; j < 32; ++j) {
-      const int i = g * 32 + j;
-      const int q = i < k ? int(std::nearbyint(x[i] * (1.f / s))) : 0;
-      ok &= qb.q.as<int8_t>()[i] == q;
-      sum16[j / 16] += q;
+  for (BlockAct fmt : {BlockAct::q8_0, BlockAct::q8_1, BlockAct::q8_k}) {
+    const int span = fmt == BlockAct::q8_k ? 256 : 32;
+    const std::string name = fmt == BlockAct::q8_0 ? "q8_0" : fmt == BlockAct::q8_1 ? "q8_1" : "q8_k";
+    const int k = span == 32 ? 40 : 520, kp = (k + 31) / 32 * 32;  // a partial last block (zero padded)
+    std::vector<float> x(k);
+    for (int i = 0; i < k; ++i) x[i] = float(i % 9) - 4.f + (i == 5 ? 0.5f : 0.f) + (i == 300 ? 7.25f : 0.f);
+    QuantBlocks qb;
+    qb.reserve(1, k);
+    quantize_blocks(x.data(), k, 0, 1, fmt, &qb);
+    bool ok = true;
+    for (int g = 0; g < kp / 32; ++g) {
+      const int s0 = g / (span / 32) * span;
+      float amax = 0;
+      for (int i = s0; i < std::min(k, s0 + span); ++i) amax = std::max(amax, std::fabs(x[i]));
+      // Q8_0/Q8_1: d = amax / 127 (per 32); Q8_K: d = 1 / iscale (per 256); all quantize x * 127 / amax
+      const float s = span == 32 ? amax / 127.f : 1.f / (127.f / amax);
+      ok &= qb.sx.as<float>()[g] == s;
+      int sum16[2] = {0, 0};
+      for (int j = 0; j < 32; ++j) {
+        const int i = g * 32 + j;
+        const int q = i < k ? int(std::nearbyint(x[i] * (127.f / amax))) : 0;
+        ok &= qb.q.as<int8_t>()[i] == q;
+        sum16[j / 16] += q;
+      }
+      ok &= qb.fs16.as<float>()[2 * g] == s * float(sum16[0]) && qb.fs16.as<float>()[2 * g + 1] == s * float(sum16[1]);
+      const float s32 = s * float(sum16[0] + sum16[1]);  // Q8_1 keeps it as fp16
+      ok &= qb.fs32.as<float>()[g] == (fmt == BlockAct::q8_1 ? f16_to_f32(f32_to_f16(s32)) : s32);
     }
-    ok &= qb.fs16.as<float>()[2 * g] == s * float(sum16[0]) && qb.fs16.as<float>()[2 * g + 1] == s * float(sum16[1]);
-    ok &= qb.fs32.as<float>()[g] == s * float(sum16[0] + sum16[1]);
-  }
-  check(ok && kp == 64, "quantize_blocks: int8 per 32 (absmax/127, half to even), zero padding, block sums");
-  // every ISA's version writes the same bytes and floats (ties at .5, a partial block, zeros)
-  std::normal_distribution<float> nd(0.f, 1.f);
-  for (int kk : {40, 256, 770}) {
-    const int m = 3, kpp = (kk + 31) / 32 * 32;
-    std::vector<float> xs(size_t(m) * kk);
-    for (auto& v : xs) v = nd(rng);
-    for (int i = 0; i < kk; ++i) xs[i] = float(i % 9) - 4.f, xs[size_t(2) * kk + i] = 0.f;
-    QuantBlocks a, b;
-    a.reserve(m, kk);
-    b.reserve(m, kk);
-    quantize_blocks(xs.data(), kk, 0, m, &a);
-    for (Isa isa : {Isa::avx2, Isa::avx512}) {
-      if (!isa_supported(isa)) continue;
-      quantize_blocks(isa, xs.data(), kk, 0, m, &b);
-      const bool same = !std::memcmp(a.q.ptr, b.q.ptr, size_t(m) * kpp) && !std::memcmp(a.sx.ptr, b.sx.ptr, size_t(m) * kpp / 32 * 4) &&
-                        !std::memcmp(a.fs16.ptr, b.fs16.ptr, size_t(m) * kpp / 16 * 4) &&
-                        !std::memcmp(a.fs32.ptr, b.fs32.ptr, size_t(m) * kpp / 32 * 4);
-      check(same, std::string("quantize_blocks k=") + std::to_string(kk) + " " + isa_name(isa) + " == portable, bit for bit");
+    check(ok, "quantize_blocks " + name + ": int8 of x * 127 / absmax (half to even), llama.cpp's scales and sums, zero padding");
+    // every ISA's version writes the same bytes and floats (ties at .5, a partial block, zeros)
+    std::normal_distribution<float> nd(0.f, 1.f);
+    for (int kk : {40, 256, 770}) {
+      const int m = 3, kpp = (kk + 31) / 32 * 32;
+      std::vector<float> xs(size_t(m) * kk);
+      for (auto& v : xs) v = nd(rng);
+      for (int i = 0; i < kk; ++i) xs[i] = float(i % 9) - 4.f, xs[size_t(2) * kk + i] = 0.f;
+      QuantBlocks a, b;
+      a.reserve(m, kk);
+      b.reserve(m, kk);
+      quantize_blocks(xs.data(), kk, 0, m, fmt, &a);
+      for (Isa isa : {Isa::avx2, Isa::avx512}) {
+        if (!isa_supported(isa)) continue;
+        quantize_blocks(isa, xs.data(), kk, 0, m, fmt, &b);
+        const bool same = !std::memcmp(a.q.ptr, b.q.ptr, size_t(m) * kpp) && !std::memcmp(a.sx.ptr, b.sx.ptr, size_t(m) * kpp / 32 * 4) &&
+                          !std::memcmp(a.fs16.ptr, b.fs16.ptr, size_t(m) * kpp / 16 * 4) &&
+                          !std::memcmp(a.fs32.ptr, b.fs32.ptr, size_t(m) * kpp / 32 * 4);
+        check(same, "quantize_blocks " + name + " k=" + std::to_string(kk) + " " + isa_name(isa) + " == portable, bit for bit");
+      }
     }
   }
 }

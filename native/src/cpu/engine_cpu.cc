@@ -120,7 +120,8 @@ class CpuEngine final : public Engine {
   // y[m][n] = x[m][k] W^T, split over the pool in panels of 16 columns. A segmented matrix writes
   // its segments' columns side by side; each activation form is made once per call.
   void matmul(const Matrix& w, const float* x, int m, float* y) {
-    bool made_i8 = false, made_q = false;
+    bool made_i8 = false;
+    int made_q = -1;  // act_b_'s BlockAct (segments of K-quant and legacy types take different ones)
     if (w.segments.empty()) return matmul_part(w, x, m, y, w.n, &made_i8, &made_q);
     int col = 0;
     for (const Matrix& s : w.segments) {
@@ -129,15 +130,15 @@ class CpuEngine final : public Engine {
     }
   }
 
-  void matmul_part(const Matrix& w, const float* x, int m, float* y, int ldy, bool* made_i8, bool* made_q) {
+  void matmul_part(const Matrix& w, const float* x, int m, float* y, int ldy, bool* made_i8, int* made_q) {
     if (w.kind == MatrixKind::i8 && !*made_i8) {
       quantize_act(isa_, x, m, w.k, w.i8.group, &act_q_);
       *made_i8 = true;
     }
-    if (w.kind == MatrixKind::q && !*made_q) {
+    if (w.kind == MatrixKind::q && *made_q != int(w.q.act)) {
       act_b_.reserve(m, w.k);
-      parallel_rows(m, [&](int t, int) { quantize_blocks(isa_, x, w.k, t, t + 1, &act_b_); });
-      *made_q = true;
+      parallel_rows(m, [&](int t, int) { quantize_blocks(isa_, x, w.k, t, t + 1, w.q.act, &act_b_); });
+      *made_q = int(w.q.act);
     }
     const int panels = (w.n + kPackRows - 1) / kPackRows;
     // Many small tasks: a compute thread that loses its core to another process (the Node main

@@ -59,6 +59,15 @@ struct QuantAct {
   void reserve(int m, int k);
 };
 
+// llama.cpp's activation format for a block weight type (ggml's vec_dot_type), which weft's
+// activation quantization reproduces (QuantBlocks) so that its products equal llama.cpp's on the
+// same file up to the order of float additions, and greedy near-ties break the same way.
+enum class BlockAct : int8_t {
+  q8_0,  // Q4_0, Q5_0: absmax per 32, scale absmax / 127
+  q8_1,  // Q4_1, Q5_1: as q8_0, and the block sums (the min term's factor) rounded to fp16
+  q8_k,  // K-quants: absmax per 256, scale 1 / (127 / absmax), shared by its 8 blocks of 32
+};
+
 // GGML block-quantized weight (quant_blocks.h's common form), kept at its bit width, in panels
 // of kPackRows rows and groups of 32 k (layout in matmul_internal.h). k is a multiple of 32 and
 // of `super`. w = D * sc * u + M * mn.
@@ -68,6 +77,11 @@ struct PackedQ {
   int sub = 32;  // values per sc/mn: 32 or 16
   int super = 32;  // values per D/M: 32 or 256
   bool has_sub = false;  // sc/mn stored (K-quants); else all 1
+  BlockAct act = BlockAct::q8_0;  // the activation format its kernels take
+  bool mn_is_sc = false;  // Q6_K: mn equals sc and is not stored
+  int sm_per_sub() const {
+    return mn_is_sc ? 1 : 2;
+  }
   AlignedBuffer data;  // nibbles and high-bit planes
   AlignedBuffer dm;  // fp16 D and M
   AlignedBuffer sm;  // int8 sc and mn (has_sub)
@@ -76,9 +90,10 @@ struct PackedQ {
   }
 };
 
-// Activations for PackedQ: symmetric int8 per block of 32 (scale absmax/127, round half to even),
-// with each block's scale and the float sums of its dequantized values per 16 and per 32, which
-// the min terms (M * mn) multiply. k padded to 32 with zeros.
+// Activations for PackedQ: symmetric int8 per block of 32 (round half to even of x * 127 / absmax,
+// the absmax and scale as BlockAct says), with each block's scale and the float sums of its
+// dequantized values per 16 and per 32, which the min terms (M * mn) multiply. k padded to 32
+// with zeros.
 struct QuantBlocks {
   int m = 0, k = 0;
   AlignedBuffer q;  // int8 [m][kp]
@@ -110,10 +125,11 @@ void matmul_f32(Isa isa, const float* x, int m, const PackedF32& w, float* y, in
 // Quantize activations once per step per input (shared by every matrix with the same input).
 void quantize_act(Isa isa, const float* x, int m, int k, int group, QuantAct* out);
 void matmul_i8(Isa isa, const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
-// Quantizes rows [t0, t1) of x (rows of k floats) into `out`, sized by out->reserve(m, k). Every ISA
-// writes the same bytes and floats.
-void quantize_blocks(const float* x, int k, int t0, int t1, QuantBlocks* out);
-void quantize_blocks(Isa isa, const float* x, int k, int t0, int t1, QuantBlocks* out);
+// Quantizes rows [t0, t1) of x (rows of k floats) into `out`, sized by out->reserve(m, k), with
+// the format of the matrix it feeds (PackedQ::act). Every ISA writes the same bytes and floats.
+void quantize_blocks(const float* x, int k, int t0, int t1, BlockAct fmt, QuantBlocks* out);
+void quantize_blocks(Isa isa, const float* x, int k, int t0, int t1, BlockAct fmt, QuantBlocks* out);
+// x must be quantized in w.act's format: the K-quant kernels take one activation scale per super-block.
 void matmul_q(Isa isa, const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1);
 
 }  // namespace weft

@@ -28,11 +28,14 @@
 //                   4*lane + b, bits 2j..2j+1 = bits 4..5 of u[k = 4(4h + j) + b] (shifted into
 //                   place per k-quad: no mask registers, one shift and one merge per quad).
 //  PackedQ.dm       fp16 [p][k/super][2][16]: D of the 16 rows, then M.
-//  PackedQ.sm       int8 [p][k/sub][2][16]: sc of the 16 rows, then mn (has_sub only).
+//  PackedQ.sm       int8 [p][k/sub][sm_per_sub()][16]: sc of the 16 rows, then mn (has_sub
+//                   only; Q6_K stores sc alone: its mn equals sc, M being -32 D).
 //  Every kernel computes, per row and token, in this order: for each super-block, from zero,
-//    for each sub-block s (group g):  ys = fma(float(dot_s * sc_s), sx_g, ys)     (int32 product)
-//                                     ms = fma(float(mn_s), fs_s, ms)            (fs16 / fs32)
-//    then y = fma(D, ys, y), y = fma(M, ms, y)   (sc = mn = 1 without has_sub)
+//    for each sub-block s:  isum += dot_s * sc_s                  (int32, |isum| < 2^29)
+//                           ms = fma(float(mn_s), fs_s, ms)       (fs16 / fs32)
+//    then ys = float(isum) * sx (the super-block's first group: x is in w.act's format, which
+//    keeps sx constant over a super-block), y = fma(D, ys, y), y = fma(M, ms, y)
+//    (sc = mn = 1 without has_sub).
 //  which keeps the sub-scale work to integer and one fma per sub-block and the fp16 D, M to one
 //  fma each per super-block,
 //  so every ISA's result is the scalar kernel's, bit for bit.
@@ -121,7 +124,17 @@ inline int q_group_u(const uint8_t* gd, int bits, int lane, int j) {
   if (bits == 6) v |= ((gd[256 + 64 * (q / 4) + 4 * lane + b] >> (2 * (q % 4))) & 3) << 4;
   return v;
 }
-void quantize_blocks_avx512(const float* x, int k, int t0, int t1, QuantBlocks* out);
+void quantize_blocks_avx512(const float* x, int k, int t0, int t1, BlockAct fmt, QuantBlocks* out);
+// BlockAct's rules, shared by every ISA's quantize_blocks: values per absmax, the scale of an
+// absmax (0 for an all-zero span), and a block sum as the min term takes it.
+inline int block_act_span(BlockAct fmt) {
+  return fmt == BlockAct::q8_k ? 256 : 32;
+}
+inline float block_act_scale(float amax, BlockAct fmt) {
+  if (!(amax > 0.f)) return 0.f;
+  return fmt == BlockAct::q8_k ? 1.f / (127.f / amax) : amax / 127.f;
+}
+float block_act_sum(float scale, int sum, BlockAct fmt);
 void matmul_q_scalar(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1);
 void matmul_q_avx2(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1);
 void matmul_q_avx512(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1);

@@ -70,8 +70,9 @@ template <int BITS, int SUB, bool HS, int T, bool VNNI> WEFT_AVX2 void q_tile2(c
   __m256 acc[T];
   for (int i = 0; i < T; ++i) acc[i] = _mm256_setzero_ps();
   for (int sb = 0; sb < a.groups / gps; ++sb) {
-    __m256 ys[T], ms[T];
-    for (int i = 0; i < T; ++i) ys[i] = ms[i] = _mm256_setzero_ps();
+    __m256i isum[T];  // matmul_q_scalar's arithmetic: integer over the super-block
+    __m256 ms[T];
+    for (int i = 0; i < T; ++i) isum[i] = _mm256_setzero_si256(), ms[i] = _mm256_setzero_ps();
     for (int g = sb * gps; g < (sb + 1) * gps; ++g) {
       const uint8_t* gd = a.pd + size_t(g) * gb;
       __m256i wv[8];
@@ -101,15 +102,15 @@ template <int BITS, int SUB, bool HS, int T, bool VNNI> WEFT_AVX2 void q_tile2(c
         __m256i sc;
         __m256 mn;
         if (HS) {
-          sc = load_i8_epi32(a.sm + 2 * s * kPackRows + 8 * a.half);
-          mn = _mm256_cvtepi32_ps(load_i8_epi32(a.sm + (2 * s + 1) * kPackRows + 8 * a.half));
+          // Q6_K (BITS 6) stores sc alone: its mn equals sc
+          sc = load_i8_epi32(a.sm + (BITS == 6 ? 1 : 2) * s * kPackRows + 8 * a.half);
+          mn = _mm256_cvtepi32_ps(BITS == 6 ? sc : load_i8_epi32(a.sm + (2 * s + 1) * kPackRows + 8 * a.half));
         }
         for (int i = 0; i < T; ++i) {
           const int8_t* xg = a.xq + size_t(i) * a.kp + g * 32 + h * SUB;
           __m256i dot = _mm256_setzero_si256();
           for (int q = 0; q < kQuads; ++q) dot = Dot<VNNI>::add(dot, wv[h * kQuads + q], bcast4(xg + 4 * q));
-          if (HS) dot = _mm256_mullo_epi32(dot, sc);
-          ys[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(a.sx[size_t(i) * (a.kp / 32) + g]), ys[i]);
+          isum[i] = _mm256_add_epi32(isum[i], HS ? _mm256_mullo_epi32(dot, sc) : dot);
           const __m256 f = _mm256_set1_ps(a.fs[size_t(i) * nfs + s]);
           ms[i] = HS ? _mm256_fmadd_ps(mn, f, ms[i]) : _mm256_add_ps(ms[i], f);
         }
@@ -117,7 +118,10 @@ template <int BITS, int SUB, bool HS, int T, bool VNNI> WEFT_AVX2 void q_tile2(c
     }
     const __m256 D = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.dm + 2 * sb * kPackRows + 8 * a.half)));
     const __m256 M = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.dm + (2 * sb + 1) * kPackRows + 8 * a.half)));
-    for (int i = 0; i < T; ++i) acc[i] = _mm256_fmadd_ps(M, ms[i], _mm256_fmadd_ps(D, ys[i], acc[i]));
+    for (int i = 0; i < T; ++i) {
+      const __m256 ys = _mm256_mul_ps(_mm256_cvtepi32_ps(isum[i]), _mm256_set1_ps(a.sx[size_t(i) * (a.kp / 32) + sb * gps]));
+      acc[i] = _mm256_fmadd_ps(M, ms[i], _mm256_fmadd_ps(D, ys, acc[i]));
+    }
   }
   for (int i = 0; i < T; ++i) {
     float out[8];
@@ -134,7 +138,7 @@ template <int BITS, int SUB, bool HS, bool VNNI> void q_kernel2(const QuantBlock
       QArgs2 a;
       a.pd = w.data.as<uint8_t>() + size_t(p) * groups * gb;
       a.dm = w.dm.as<uint16_t>() + size_t(p) * (w.k / w.super) * 2 * kPackRows;
-      a.sm = HS ? w.sm.as<int8_t>() + size_t(p) * (w.k / SUB) * 2 * kPackRows : nullptr;
+      a.sm = HS ? w.sm.as<int8_t>() + size_t(p) * (w.k / SUB) * w.sm_per_sub() * kPackRows : nullptr;
       a.groups = groups;
       a.kp = kp;
       a.super = w.super;

@@ -74,6 +74,13 @@ struct QArgs {
   float* y;  // first token's output at the panel's first row
   int ldy;
   __mmask16 rows;  // real rows of the panel
+  // The next panel's weights, prefetched while this one computes (nullptr: none). As for the int8
+  // kernels (matmul_internal.h's Prefetch), one core's hardware prefetch alone falls short of its
+  // DRAM bandwidth at a token's decode, where every weight byte is read once.
+  const char* pf_data = nullptr;
+  const char* pf_dm = nullptr;
+  const char* pf_sm = nullptr;
+  int pf_dm_lines = 0, pf_sm_lines = 0;  // both at most the number of groups
 };
 
 template <int BITS, int SUB, bool HS, int T> WEFT_AVX512 void q_tile(const QArgs& a) {
@@ -82,9 +89,15 @@ template <int BITS, int SUB, bool HS, int T> WEFT_AVX512 void q_tile(const QArgs
   __m512 acc[T];
   for (int i = 0; i < T; ++i) acc[i] = _mm512_setzero_ps();
   for (int sb = 0; sb < a.groups / gps; ++sb) {
-    __m512 ys[T], ms[T];
-    for (int i = 0; i < T; ++i) ys[i] = ms[i] = _mm512_setzero_ps();
+    __m512i isum[T];  // matmul_q_scalar's arithmetic: integer over the super-block
+    __m512 ms[T];
+    for (int i = 0; i < T; ++i) isum[i] = _mm512_setzero_si512(), ms[i] = _mm512_setzero_ps();
     for (int g = sb * gps; g < (sb + 1) * gps; ++g) {
+      if (a.pf_data) {
+        for (int l = 0; l < gb; l += 64) _mm_prefetch(a.pf_data + size_t(g) * gb + l, _MM_HINT_T0);
+        if (g < a.pf_dm_lines) _mm_prefetch(a.pf_dm + size_t(g) * 64, _MM_HINT_T0);
+        if (g < a.pf_sm_lines) _mm_prefetch(a.pf_sm + size_t(g) * 64, _MM_HINT_T0);
+      }
       __m512i wv[8];
       unpack_group<BITS>(a.pd + size_t(g) * gb, wv);
       for (int h = 0; h < kSubs; ++h) {
@@ -92,22 +105,30 @@ template <int BITS, int SUB, bool HS, int T> WEFT_AVX512 void q_tile(const QArgs
         __m512i sc;
         __m512 mn;
         if (HS) {
-          sc = load_i8_epi32(a.sm + 2 * s * kPackRows);
-          mn = _mm512_cvtepi32_ps(load_i8_epi32(a.sm + (2 * s + 1) * kPackRows));
+          // Q6_K (BITS 6) stores sc alone: its min is -32 * D * sc, so mn equals sc
+          sc = load_i8_epi32(a.sm + (BITS == 6 ? 1 : 2) * s * kPackRows);
+          mn = _mm512_cvtepi32_ps(BITS == 6 ? sc : load_i8_epi32(a.sm + (2 * s + 1) * kPackRows));
         }
         for (int i = 0; i < T; ++i) {
           const int8_t* xg = a.xq + size_t(i) * a.kp + g * 32 + h * SUB;
-          __m512i dot = _mm512_setzero_si512();
-          for (int q = 0; q < kQuads; ++q) dpbusd_bcast(dot, wv[h * kQuads + q], xg + 4 * q);
-          if (HS) dot = _mm512_mullo_epi32(dot, sc);
-          ys[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(a.sx[size_t(i) * (a.kp / 32) + g]), ys[i]);
+          // Decode (T <= 2) is latency-bound: one accumulator makes a chain of kQuads dependent
+          // vpdpbusd per block, so it takes four and adds them (integer sums: the same result).
+          constexpr int kChains = T <= 2 ? 4 : 1;
+          __m512i d[kChains];
+          for (int c = 0; c < kChains; ++c) d[c] = _mm512_setzero_si512();
+          for (int q = 0; q < kQuads; ++q) dpbusd_bcast(d[q % kChains], wv[h * kQuads + q], xg + 4 * q);
+          const __m512i dot = kChains == 4 ? _mm512_add_epi32(_mm512_add_epi32(d[0], d[1]), _mm512_add_epi32(d[2], d[3])) : d[0];
+          isum[i] = _mm512_add_epi32(isum[i], HS ? _mm512_mullo_epi32(dot, sc) : dot);
           const __m512 f = _mm512_set1_ps(a.fs[size_t(i) * nfs + s]);
           ms[i] = HS ? _mm512_fmadd_ps(mn, f, ms[i]) : _mm512_add_ps(ms[i], f);
         }
       }
     }
     const __m512 D = load_f16_ps(a.dm + 2 * sb * kPackRows), M = load_f16_ps(a.dm + (2 * sb + 1) * kPackRows);
-    for (int i = 0; i < T; ++i) acc[i] = _mm512_fmadd_ps(M, ms[i], _mm512_fmadd_ps(D, ys[i], acc[i]));
+    for (int i = 0; i < T; ++i) {
+      const __m512 ys = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[i]), _mm512_set1_ps(a.sx[size_t(i) * (a.kp / 32) + sb * gps]));
+      acc[i] = _mm512_fmadd_ps(M, ms[i], _mm512_fmadd_ps(D, ys, acc[i]));
+    }
   }
   for (int i = 0; i < T; ++i) _mm512_mask_storeu_ps(a.y + size_t(i) * a.ldy, a.rows, acc[i]);
 }
@@ -120,12 +141,19 @@ template <int BITS, int SUB, bool HS> WEFT_AVX512 void q_kernel(const QuantBlock
     QArgs a;
     a.pd = w.data.as<uint8_t>() + size_t(p) * groups * gb;
     a.dm = w.dm.as<uint16_t>() + size_t(p) * (w.k / w.super) * 2 * kPackRows;
-    a.sm = HS ? w.sm.as<int8_t>() + size_t(p) * (w.k / SUB) * 2 * kPackRows : nullptr;
+    a.sm = HS ? w.sm.as<int8_t>() + size_t(p) * (w.k / SUB) * w.sm_per_sub() * kPackRows : nullptr;
     a.groups = groups;
     a.kp = kp;
     a.super = w.super;
     a.ldy = ldy;
     a.rows = valid >= kPackRows ? __mmask16(0xFFFF) : __mmask16((1u << valid) - 1);
+    const size_t dm_bytes = size_t(w.k / w.super) * 2 * kPackRows * 2, sm_bytes = HS ? size_t(w.k / SUB) * w.sm_per_sub() * kPackRows : 0;
+    const bool next = r + kPackRows < n1;
+    a.pf_data = next ? reinterpret_cast<const char*>(a.pd + size_t(groups) * gb) : nullptr;
+    a.pf_dm = reinterpret_cast<const char*>(a.dm) + dm_bytes;
+    a.pf_sm = reinterpret_cast<const char*>(a.sm) + sm_bytes;
+    a.pf_dm_lines = int(dm_bytes / 64);
+    a.pf_sm_lines = int(sm_bytes / 64);
     int t = 0;
     auto at = [&](int t0) {
       a.xq = x.q.as<int8_t>() + size_t(t0) * kp;
@@ -136,10 +164,12 @@ template <int BITS, int SUB, bool HS> WEFT_AVX512 void q_kernel(const QuantBlock
     for (; t + kTile <= x.m; t += kTile) {
       at(t);
       q_tile<BITS, SUB, HS, kTile>(a);
+      a.pf_data = nullptr;  // the first tile prefetched the next panel
     }
     for (; t + 2 <= x.m; t += 2) {
       at(t);
       q_tile<BITS, SUB, HS, 2>(a);
+      a.pf_data = nullptr;
     }
     for (; t < x.m; ++t) {
       at(t);
@@ -152,32 +182,45 @@ template <int BITS, int SUB, bool HS> WEFT_AVX512 void q_kernel(const QuantBlock
 
 // quantize_blocks' rule (matmul_q_pack.cc) 16 lanes at a time: the same float operations, and
 // roundscale's round-half-even equals the scalar version's 1.5 * 2^23 trick.
-WEFT_AVX512 void quantize_blocks_avx512(const float* x, int k, int t0, int t1, QuantBlocks* out) {
-  const int kp = (k + 31) / 32 * 32;
+WEFT_AVX512 void quantize_blocks_avx512(const float* x, int k, int t0, int t1, BlockAct fmt, QuantBlocks* out) {
+  const int kp = (k + 31) / 32 * 32, groups = kp / 32, per = block_act_span(fmt) / 32;
   const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+  auto masks = [k](int g, __mmask16* m0, __mmask16* m1) {
+    const int left = k - g * 32;
+    *m0 = left >= 16 ? 0xFFFF : left <= 0 ? 0 : __mmask16((1u << left) - 1);
+    *m1 = left >= 32 ? 0xFFFF : left <= 16 ? 0 : __mmask16((1u << (left - 16)) - 1);
+  };
   for (int t = t0; t < t1; ++t) {
     const float* xr = x + size_t(t) * k;
     int8_t* q = out->q.as<int8_t>() + size_t(t) * kp;
-    for (int g = 0; g < kp / 32; ++g) {
-      const int left = k - g * 32;
-      const __mmask16 m0 = left >= 16 ? 0xFFFF : __mmask16((1u << left) - 1);
-      const __mmask16 m1 = left >= 32 ? 0xFFFF : left <= 16 ? 0 : __mmask16((1u << (left - 16)) - 1);
-      const __m512 v0 = _mm512_maskz_loadu_ps(m0, xr + g * 32), v1 = _mm512_maskz_loadu_ps(m1, xr + g * 32 + 16);
-      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-      const float scale = amax / 127.f, inv = scale > 0.f ? 1.f / scale : 0.f;
-      const __m512 vinv = _mm512_set1_ps(inv);
-      int32_t sum[2];
-      const __m512 v[2] = {v0, v1};
-      for (int h = 0; h < 2; ++h) {
-        const __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(v[h], vinv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        const __m512i qi = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(r), lo), hi);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + g * 32 + 16 * h), _mm512_cvtepi32_epi8(qi));
-        sum[h] = _mm512_reduce_add_epi32(qi);
+    for (int g0 = 0; g0 < groups; g0 += per) {
+      const int g1 = std::min(groups, g0 + per);
+      __m512 vmax = _mm512_setzero_ps();
+      for (int g = g0; g < g1; ++g) {
+        __mmask16 m0, m1;
+        masks(g, &m0, &m1);
+        vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_maskz_loadu_ps(m0, xr + g * 32)));
+        vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_maskz_loadu_ps(m1, xr + g * 32 + 16)));
       }
-      out->sx.as<float>()[size_t(t) * (kp / 32) + g] = scale;
-      out->fs16.as<float>()[size_t(t) * (kp / 16) + 2 * g] = scale * float(sum[0]);
-      out->fs16.as<float>()[size_t(t) * (kp / 16) + 2 * g + 1] = scale * float(sum[1]);
-      out->fs32.as<float>()[size_t(t) * (kp / 32) + g] = scale * float(sum[0] + sum[1]);
+      const float amax = _mm512_reduce_max_ps(vmax);
+      const float inv = amax > 0.f ? 127.f / amax : 0.f, scale = block_act_scale(amax, fmt);
+      const __m512 vinv = _mm512_set1_ps(inv);
+      for (int g = g0; g < g1; ++g) {
+        __mmask16 m[2];
+        masks(g, &m[0], &m[1]);
+        int32_t sum[2];
+        for (int h = 0; h < 2; ++h) {
+          const __m512 v = _mm512_maskz_loadu_ps(m[h], xr + g * 32 + 16 * h);
+          const __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(v, vinv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+          const __m512i qi = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(r), lo), hi);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(q + g * 32 + 16 * h), _mm512_cvtepi32_epi8(qi));
+          sum[h] = _mm512_reduce_add_epi32(qi);
+        }
+        out->sx.as<float>()[size_t(t) * groups + g] = scale;
+        out->fs16.as<float>()[size_t(t) * 2 * groups + 2 * g] = scale * float(sum[0]);
+        out->fs16.as<float>()[size_t(t) * 2 * groups + 2 * g + 1] = scale * float(sum[1]);
+        out->fs32.as<float>()[size_t(t) * groups + g] = block_act_sum(scale, sum[0] + sum[1], fmt);
+      }
     }
   }
 }

@@ -26,9 +26,13 @@ void pack_q(int type, const uint8_t* const* rows, int n, int k, PackedQ* out) {
   out->sub = f.sub;
   out->super = f.super;
   out->has_sub = f.has_sub;
+  const TensorDType t = static_cast<TensorDType>(type);
+  out->act = f.super == 256 ? BlockAct::q8_k : t == TensorDType::q4_1 || t == TensorDType::q5_1 ? BlockAct::q8_1 : BlockAct::q8_0;
   out->data = AlignedBuffer(size_t(np) * groups * gb);
   out->dm = AlignedBuffer(size_t(np) * supers * 2 * kPackRows * sizeof(uint16_t));
-  out->sm = f.has_sub ? AlignedBuffer(size_t(np) * subs * 2 * kPackRows) : AlignedBuffer();
+  out->mn_is_sc = t == TensorDType::q6_k;
+  const int sps = out->sm_per_sub();
+  out->sm = f.has_sub ? AlignedBuffer(size_t(np) * subs * sps * kPackRows) : AlignedBuffer();
   std::vector<uint8_t> u(k);
   std::vector<float> D(supers), M(supers);
   std::vector<int8_t> sc(subs), mn(subs);
@@ -52,10 +56,10 @@ void pack_q(int type, const uint8_t* const* rows, int n, int k, PackedQ* out) {
       dm[(2 * s + 1) * kPackRows] = f32_to_f16(M[s]);
     }
     if (!f.has_sub) continue;
-    int8_t* sm = out->sm.as<int8_t>() + size_t(p) * subs * 2 * kPackRows + lane;
+    int8_t* sm = out->sm.as<int8_t>() + size_t(p) * subs * sps * kPackRows + lane;
     for (int s = 0; s < subs; ++s) {
-      sm[(2 * s) * kPackRows] = sc[s];
-      sm[(2 * s + 1) * kPackRows] = mn[s];
+      sm[(sps * s) * kPackRows] = sc[s];
+      if (sps == 2) sm[(2 * s + 1) * kPackRows] = mn[s];
     }
   }
 }
@@ -64,12 +68,13 @@ void unpack_q_row(const PackedQ& w, int r, float* out) {
   const int p = r / kPackRows, lane = r % kPackRows, groups = w.k / 32, gb = q_group_bytes(w.bits);
   const uint8_t* pd = w.data.as<uint8_t>() + size_t(p) * groups * gb;
   const uint16_t* dm = w.dm.as<uint16_t>() + size_t(p) * (w.k / w.super) * 2 * kPackRows + lane;
-  const int8_t* sm = w.has_sub ? w.sm.as<int8_t>() + size_t(p) * (w.k / w.sub) * 2 * kPackRows + lane : nullptr;
+  const int sps = w.sm_per_sub();
+  const int8_t* sm = w.has_sub ? w.sm.as<int8_t>() + size_t(p) * (w.k / w.sub) * sps * kPackRows + lane : nullptr;
   for (int i = 0; i < w.k; ++i) {
     const int v = detail::q_group_u(pd + size_t(i / 32) * gb, w.bits, lane, i % 32);
     const int s = i / w.super, q = i / w.sub;
     const float D = f16_to_f32(dm[2 * s * kPackRows]), M = f16_to_f32(dm[(2 * s + 1) * kPackRows]);
-    const float sc = sm ? float(sm[2 * q * kPackRows]) : 1.f, mn = sm ? float(sm[(2 * q + 1) * kPackRows]) : 1.f;
+    const float sc = sm ? float(sm[sps * q * kPackRows]) : 1.f, mn = sm ? float(sm[(sps * q + sps - 1) * kPackRows]) : 1.f;
     out[i] = D * sc * float(v) + M * mn;
   }
 }
@@ -84,38 +89,56 @@ void QuantBlocks::reserve(int m_, int k_) {
   if (fs32.bytes < rows * kp / 32 * 4) fs32 = AlignedBuffer(rows * kp / 32 * 4);
 }
 
-// Straight-line per block (a zero-padded copy of the block, no libm call) so the compiler vectorizes it.
-void quantize_blocks(const float* x, int k, int t0, int t1, QuantBlocks* out) {
-  const int kp = round_up(k, 32);
+namespace {
+
+// One block of 32: int8 = round half to even of x * inv (straight-line on a zero-padded copy, no
+// libm call, so the compiler vectorizes it), the given scale and its block sums.
+void quantize_group(const float* xr, int k, int g, float inv, float scale, BlockAct fmt, int8_t* q, float* sx, float* fs16, float* fs32) {
+  float v[32] = {};
+  std::memcpy(v, xr + g * 32, sizeof(float) * std::max(0, std::min(32, k - g * 32)));
+  int sum[2] = {0, 0};
+  for (int h = 0; h < 2; ++h)
+    for (int j = 16 * h; j < 16 * h + 16; ++j) {
+      // adding 1.5 * 2^23 leaves the integer in the low mantissa bits (|v * inv| <= 127.x, far below 2^22)
+      const int r = std::clamp(int((v[j] * inv + 12582912.f) - 12582912.f), -127, 127);
+      q[g * 32 + j] = int8_t(r);
+      sum[h] += r;
+    }
+  sx[g] = scale;
+  fs16[2 * g] = scale * float(sum[0]);
+  fs16[2 * g + 1] = scale * float(sum[1]);
+  fs32[g] = detail::block_act_sum(scale, sum[0] + sum[1], fmt);
+}
+
+}  // namespace
+
+namespace detail {
+float block_act_sum(float scale, int sum, BlockAct fmt) {
+  return fmt == BlockAct::q8_1 ? f16_to_f32(f32_to_f16(scale * float(sum))) : scale * float(sum);
+}
+}  // namespace detail
+
+void quantize_blocks(const float* x, int k, int t0, int t1, BlockAct fmt, QuantBlocks* out) {
+  const int kp = round_up(k, 32), groups = kp / 32, per = detail::block_act_span(fmt) / 32;
   for (int t = t0; t < t1; ++t) {
     const float* xr = x + size_t(t) * k;
     int8_t* q = out->q.as<int8_t>() + size_t(t) * kp;
-    for (int g = 0; g < kp / 32; ++g) {
-      float v[32] = {};
-      std::memcpy(v, xr + g * 32, sizeof(float) * std::min(32, k - g * 32));
+    float* sx = out->sx.as<float>() + size_t(t) * groups;
+    float* fs16 = out->fs16.as<float>() + size_t(t) * 2 * groups;
+    float* fs32 = out->fs32.as<float>() + size_t(t) * groups;
+    for (int g0 = 0; g0 < groups; g0 += per) {
+      const int g1 = std::min(groups, g0 + per);
       float amax = 0.f;
-      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(v[j]));
-      const float scale = amax / 127.f, inv = scale > 0.f ? 1.f / scale : 0.f;
-      int sum[2] = {0, 0};
-      for (int h = 0; h < 2; ++h)
-        for (int j = 16 * h; j < 16 * h + 16; ++j) {
-          // round half to even without a libm call: adding 1.5 * 2^23 leaves the integer in the
-          // low mantissa bits (|v * inv| <= 127.x, far below 2^22)
-          const int r = std::clamp(int((v[j] * inv + 12582912.f) - 12582912.f), -127, 127);
-          q[g * 32 + j] = int8_t(r);
-          sum[h] += r;
-        }
-      out->sx.as<float>()[size_t(t) * (kp / 32) + g] = scale;
-      out->fs16.as<float>()[size_t(t) * (kp / 16) + 2 * g] = scale * float(sum[0]);
-      out->fs16.as<float>()[size_t(t) * (kp / 16) + 2 * g + 1] = scale * float(sum[1]);
-      out->fs32.as<float>()[size_t(t) * (kp / 32) + g] = scale * float(sum[0] + sum[1]);
+      for (int i = g0 * 32; i < std::min(k, g1 * 32); ++i) amax = std::max(amax, std::fabs(xr[i]));
+      const float inv = amax > 0.f ? 127.f / amax : 0.f, scale = detail::block_act_scale(amax, fmt);
+      for (int g = g0; g < g1; ++g) quantize_group(xr, k, g, inv, scale, fmt, q, sx, fs16, fs32);
     }
   }
 }
 
-void quantize_blocks(Isa isa, const float* x, int k, int t0, int t1, QuantBlocks* out) {
-  if (isa == Isa::avx512) return detail::quantize_blocks_avx512(x, k, t0, t1, out);
-  quantize_blocks(x, k, t0, t1, out);
+void quantize_blocks(Isa isa, const float* x, int k, int t0, int t1, BlockAct fmt, QuantBlocks* out) {
+  if (isa == Isa::avx512) return detail::quantize_blocks_avx512(x, k, t0, t1, fmt, out);
+  quantize_blocks(x, k, t0, t1, fmt, out);
 }
 
 void matmul_q(Isa isa, const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
