@@ -14,6 +14,7 @@ import type { GenerationService } from './generation.js';
 import { Metrics } from './metrics.js';
 import type { Reranker } from './rerank.js';
 import { connectionOptions, drainUnreadBody, onClientError } from './routes/connection.js';
+import { pacedBody } from './routes/upload-pacing.js';
 import { registerDocs } from './routes/docs.js';
 import { errorBody, toWeftError } from './routes/error-body.js';
 import { beamRoutes } from './routes/beam.js';
@@ -145,6 +146,7 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
     clientErrorHandler: onClientError,
   });
   app.decorate('weft', new AppState(metrics, limits, app.log));
+  app.addHook('preParsing', async (request, _reply, payload) => pacedBody(request.raw, payload));
   if (deps.service) app.weft.attach(deps.service);
   if (deps.reranker) app.weft.reranker = deps.reranker;
 

@@ -106,6 +106,7 @@ export async function drainUnreadBody(raw: IncomingMessage, maxBytes: number): P
     raw.once('end', onEnd);
     raw.once('close', onEnd);
     raw.once('error', onEnd);
+    raw.unpipe(); // a paced body's Transform (upload-pacing.ts) would hold the stream paused
     raw.resume(); // flowing: what no listener takes is dropped
   });
 }

@@ -20,6 +20,25 @@ const m = MODEL_ID;
 const BAD: Case[] = [
   ['malformed JSON', 'POST', '/generate', '{"prompt": ', 400, 'WEFT_ERR_HTTP_BAD_JSON', { 'content-type': 'application/json' }],
   ['empty JSON body', 'POST', '/generate', '', 400, 'WEFT_ERR_HTTP_EMPTY_BODY', { 'content-type': 'application/json' }],
+  // bodies are parsed from Buffers (app.ts): prototype poisoning is still refused, as Fastify's own parser does
+  [
+    '__proto__ key',
+    'POST',
+    '/generate',
+    '{"prompt": "a", "__proto__": {"x": 1}}',
+    400,
+    'WEFT_ERR_HTTP_BAD_JSON',
+    { 'content-type': 'application/json' },
+  ],
+  [
+    'constructor.prototype key',
+    'POST',
+    '/generate',
+    '{"constructor": {"prototype": {}}}',
+    400,
+    'WEFT_ERR_HTTP_BAD_JSON',
+    { 'content-type': 'application/json' },
+  ],
   ['no body at all', 'POST', '/generate', undefined, 400, 'WEFT_ERR_HTTP_EMPTY_BODY'],
   ['body not an object', 'POST', '/generate', '[1,2]', 400, 'WEFT_ERR_REQ_INVALID', { 'content-type': 'application/json' }],
   [
