@@ -84,7 +84,15 @@ export class ModelReranker implements Reranker {
   }
 
   async score(ids: number[]): Promise<number> {
-    const h = this.loop.submit({ promptTokenIds: ids, maxTokens: 1, ignoreEos: true, returnLogits: true, sampling: { temperature: 0 } });
+    // only the two LM-head rows the score reads are evaluated (of a 151,669-token vocabulary for Qwen3)
+    const h = this.loop.submit({
+      promptTokenIds: ids,
+      maxTokens: 1,
+      ignoreEos: true,
+      returnLogits: true,
+      logitRows: [this.yesId, this.noId].sort((a, b) => a - b),
+      sampling: { temperature: 0 },
+    });
     let logits: Float32Array | undefined;
     for await (const ev of h.events) {
       if (ev.error) throw ev.error;

@@ -292,6 +292,9 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
       s.history_tokens = I32("historyTokens", size_t(total));
     }
     s.return_logits = get_bool(in, "returnLogits", false);
+    s.num_logit_rows = get_int(in, "numLogitRows", 0);
+    if (s.num_logit_rows < 0) throw_bad(env, "negative numLogitRows");
+    s.logit_rows = s.num_logit_rows ? I32("logitRows", size_t(s.num_logit_rows)) : nullptr;
     s.num_masks = get_int(in, "numMasks", 0);
     if (s.num_masks < 0) throw_bad(env, "negative numMasks");
     if (s.num_masks > 0) {

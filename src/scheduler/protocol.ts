@@ -45,6 +45,8 @@ export interface StepMessage {
   forks: Int32Array; // (parent seqId, child seqId) pairs
   release: Int32Array; // finished or preempted seqIds: drop their state
   returnLogits: boolean;
+  // the only LM-head rows the step needs (every sampled sequence asked for these: a reranker's)
+  logitRows?: Int32Array;
 }
 
 // Compile a constraint before its sequence is first scheduled: the reply comes when it is ready.

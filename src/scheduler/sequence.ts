@@ -22,6 +22,10 @@ export interface SequenceInit {
   // forks or ends it); see beam-group.ts.
   isBeam?: boolean;
   returnLogits?: boolean; // each sampled token's event carries the raw logits row (rerankers)
+  // The only logits this sequence needs (a reranker's yes and no): a step whose sampled sequences
+  // all say the same evaluates just these LM-head rows, the rest -inf. What it samples is then
+  // unspecified: for prefill-only scoring.
+  logitRows?: readonly number[];
   constraint?: ConstraintSpec; // structured output: the worker masks the tokens it disallows
   logitBias?: LogitBias; // OpenAI's logit_bias, passed to the engine untouched
 }
@@ -46,6 +50,7 @@ export class Sequence {
   readonly isBeam: boolean;
   beamGroup: string | null = null; // the search a beam belongs to (its root's request id)
   readonly returnLogits: boolean;
+  readonly logitRows: readonly number[] | null;
   readonly constraint: ConstraintSpec | null;
   readonly logitBias: LogitBias | null;
 
@@ -89,6 +94,7 @@ export class Sequence {
     this.isBeam = init.isBeam ?? false;
     if (this.isBeam) this.beamGroup = this.requestId;
     this.returnLogits = init.returnLogits ?? false;
+    this.logitRows = init.logitRows?.length ? [...init.logitRows] : null;
     this.constraint = init.constraint ?? null;
     this.logitBias = init.logitBias?.length ? init.logitBias : null;
   }

@@ -65,5 +65,15 @@ export function buildStepMessage(out: SchedulerOutput, earlierReleases: number[]
     forks: Int32Array.from(out.forks.flat()),
     release: Int32Array.from([...earlierReleases, ...releasedIds(out)]),
     returnLogits: out.scheduled.some((s) => s.doSample && s.seq.returnLogits),
+    ...stepLogitRows(out),
   };
+}
+
+// The LM-head rows a step needs, when every sampled sequence asks for the same few (else all).
+function stepLogitRows(out: SchedulerOutput): { logitRows?: Int32Array } {
+  const sampled = out.scheduled.filter((s) => s.doSample);
+  const first = sampled[0]?.seq.logitRows;
+  if (!first) return {};
+  const same = (rows: readonly number[] | null) => rows !== null && rows.length === first.length && rows.every((r, j) => r === first[j]);
+  return sampled.every((s) => same(s.seq.logitRows)) ? { logitRows: Int32Array.from(first) } : {};
 }

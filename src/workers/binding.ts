@@ -70,6 +70,8 @@ export interface NativeStepInput extends SamplingArrays {
   historyOffsets?: Int32Array;
   historyTokens?: Int32Array;
   returnLogits: boolean;
+  numLogitRows?: number; // only these LM-head rows are needed (the rest may be left -inf)
+  logitRows?: Int32Array;
   // Token masks (structured output): sequence i may only sample the tokens of row maskIndex[i]
   // of tokenMasks ([numMasks][maskWords] bits, maskWords = ceil(vocab / 32)); -1: unconstrained.
   numMasks?: number;

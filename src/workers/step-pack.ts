@@ -24,6 +24,7 @@ export interface StepExtras {
   release?: ArrayLike<number>; // seq ids
   history?: { seqId: number; tokens: ArrayLike<number> }[]; // prefixes not fed (prefix-cache hits)
   returnLogits?: boolean;
+  logitRows?: ArrayLike<number>; // the only LM-head rows needed (weft_engine.h's logit_rows)
 }
 
 export function packStep(seqs: readonly SeqStep[], blockSize: number, extras: StepExtras = {}): NativeStepInput {
@@ -62,6 +63,7 @@ export function packStep(seqs: readonly SeqStep[], blockSize: number, extras: St
     numHistory: extras.history?.length ?? 0,
     ...packHistory(extras.history ?? []),
     returnLogits: extras.returnLogits ?? false,
+    ...(extras.logitRows?.length ? { numLogitRows: extras.logitRows.length, logitRows: Int32Array.from(extras.logitRows) } : {}),
   };
   let t = 0;
   seqs.forEach((s, i) => {

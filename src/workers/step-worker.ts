@@ -117,6 +117,7 @@ async function runStep(m: StepMessage): Promise<WorkerReply> {
     release: m.release,
     history,
     returnLogits: m.returnLogits,
+    ...(m.logitRows ? { logitRows: m.logitRows } : {}),
   });
   const packUs = (performance.now() - t0) * 1000;
   const out = engine.step(input);

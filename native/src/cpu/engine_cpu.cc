@@ -131,6 +131,20 @@ class CpuEngine final : public Engine {
   }
 
   void matmul_part(const Matrix& w, const float* x, int m, float* y, int ldy, bool* made_i8, int* made_q) {
+    make_act(w, x, m, made_i8, made_q);
+    const int panels = (w.n + kPackRows - 1) / kPackRows;
+    // Many small tasks: a compute thread that loses its core to another process (the Node main
+    // thread, a client on the same machine) delays only its current task, not a fixed share.
+    const int tasks = std::min(panels, pool_.size() * 8);
+    pool_.run(tasks, [&](int task, int) {
+      const int p0 = int(int64_t(panels) * task / tasks), p1 = int(int64_t(panels) * (task + 1) / tasks);
+      const int n0 = p0 * kPackRows, n1 = std::min(w.n, p1 * kPackRows);
+      if (n1 > n0) matmul_range(w, x, m, y, ldy, n0, n1);
+    });
+  }
+
+  // The activation form w's kernel takes, made once per input (the flags say what is made).
+  void make_act(const Matrix& w, const float* x, int m, bool* made_i8, int* made_q) {
     if (w.kind == MatrixKind::i8 && !*made_i8) {
       quantize_act(isa_, x, m, w.k, w.i8.group, &act_q_);
       *made_i8 = true;
@@ -140,23 +154,44 @@ class CpuEngine final : public Engine {
       parallel_rows(m, [&](int t, int) { quantize_blocks(isa_, x, w.k, t, t + 1, w.q.act, &act_b_); });
       *made_q = int(w.q.act);
     }
-    const int panels = (w.n + kPackRows - 1) / kPackRows;
-    // Many small tasks: a compute thread that loses its core to another process (the Node main
-    // thread, a client on the same machine) delays only its current task, not a fixed share.
-    const int tasks = std::min(panels, pool_.size() * 8);
-    pool_.run(tasks, [&](int task, int) {
-      const int p0 = int(int64_t(panels) * task / tasks), p1 = int(int64_t(panels) * (task + 1) / tasks);
-      const int n0 = p0 * kPackRows, n1 = std::min(w.n, p1 * kPackRows);
-      if (n1 <= n0) return;
-      switch (w.kind) {
-        case MatrixKind::i8:
-          return matmul_i8(isa_, act_q_, w.i8, y, ldy, n0, n1);
-        case MatrixKind::q:
-          return matmul_q(isa_, act_b_, w.q, y, ldy, n0, n1);
-        default:
-          return matmul_f32(isa_, x, m, w.f32, y, ldy, n0, n1);
-      }
-    });
+  }
+
+  // Columns [n0, n1) of y = x W^T (n0 a multiple of kPackRows), the activations made by make_act.
+  void matmul_range(const Matrix& w, const float* x, int m, float* y, int ldy, int n0, int n1) {
+    switch (w.kind) {
+      case MatrixKind::i8:
+        return matmul_i8(isa_, act_q_, w.i8, y, ldy, n0, n1);
+      case MatrixKind::q:
+        return matmul_q(isa_, act_b_, w.q, y, ldy, n0, n1);
+      default:
+        return matmul_f32(isa_, x, m, w.f32, y, ldy, n0, n1);
+    }
+  }
+
+  // Only the LM-head rows (vocabulary ids) the step asks for, each with the panel of kPackRows
+  // rows it is packed in, on the calling thread; every other logit is -inf.
+  void lm_head_rows(const StepInput& in, int S) {
+    const Matrix& w = model_->lm_head;
+    const int V = cfg_.vocab_size;
+    bool made_i8 = false;
+    int made_q = -1;
+    make_act(w, h_.data(), S, &made_i8, &made_q);
+    std::vector<float> kept(size_t(S) * in.num_logit_rows);
+    int done_panel = -1;
+    for (int j = 0; j < in.num_logit_rows; ++j) {
+      const int id = in.logit_rows[j];
+      if (id < 0 || id >= V) continue;
+      const int panel = id / kPackRows;
+      if (panel != done_panel) matmul_range(w, h_.data(), S, logits_.data(), V, panel * kPackRows, std::min(V, (panel + 1) * kPackRows));
+      done_panel = panel;
+      for (int r = 0; r < S; ++r) kept[size_t(r) * in.num_logit_rows + j] = logits_[size_t(r) * V + id];
+    }
+    std::fill(logits_.begin(), logits_.end(), -INFINITY);
+    for (int j = 0; j < in.num_logit_rows; ++j) {
+      const int id = in.logit_rows[j];
+      if (id < 0 || id >= V) continue;
+      for (int r = 0; r < S; ++r) logits_[size_t(r) * V + id] = kept[size_t(r) * in.num_logit_rows + j];
+    }
   }
 
   void parallel_rows(int rows, const std::function<void(int, int)>& fn) {
@@ -227,7 +262,8 @@ class CpuEngine final : public Engine {
     for (int r = 0; r < S; ++r)
       rmsnorm_isa(isa_, &x_[size_t(in.query_start[rows_[r] + 1] - 1) * D], model_->final_norm.data(), cfg_.rms_eps, D, &h_[size_t(r) * D]);
     logits_.resize(size_t(S) * V);
-    if (S > 0) matmul(model_->lm_head, h_.data(), S, logits_.data());
+    if (S > 0 && in.num_logit_rows > 0 && model_->lm_head.segments.empty()) lm_head_rows(in, S);
+    else if (S > 0) matmul(model_->lm_head, h_.data(), S, logits_.data());
     int top_n = 0;
     for (int r = 0; r < S; ++r) top_n = std::max(top_n, in.num_logprobs[rows_[r]]);
     out->sampled.assign(N, -1);
