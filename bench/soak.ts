@@ -4,7 +4,7 @@
 // aborted (by its client, on purpose), an error (by code), or lost (a stream that ended without
 // [DONE], or no answer at all) — lost must be 0. Exit code 1 otherwise.
 //
-//   npm run bench:soak -- [--model DIR | --url http://host:port] [--requests 10000] [--concurrency 256]
+//   npm run bench:soak -- [--model DIR | --url http://host:port] [--requests 10000] [--concurrency 256] [--routes 0,1,2,3,4]
 //                         [--abort-share 0.2] [--rounds 2] [--max-tokens 32] [--seed 1] [--server-args "..."]
 import { parseArgs } from 'node:util';
 
@@ -34,6 +34,7 @@ interface Options {
   maxTokens: number;
   abortShare: number;
   timeoutMs: number;
+  routes: Route[];
 }
 
 // Reads an SSE body frame by frame; `onFrame` returns true to stop (the client vanishes).
@@ -114,7 +115,7 @@ interface RoundResult {
 async function round(o: Options, numRequests: number, concurrency: number, seed: number): Promise<RoundResult> {
   const rng = makeRng(seed);
   const plans = Array.from({ length: numRequests }, (_, i) => ({
-    route: ROUTES[i % ROUTES.length],
+    route: o.routes[i % o.routes.length],
     prompt: Array.from({ length: rng.int(1, 12) }, () => WORDS[rng.int(0, WORDS.length - 1)]).join(' '),
     seed: rng.int(0, 1e9),
     abortAfter: rng.next() < o.abortShare ? rng.int(1, 4) : -1, // frames seen before the client vanishes
@@ -150,11 +151,20 @@ async function main(argv: string[]): Promise<number> {
       'max-tokens': { type: 'string', default: '32' },
       seed: { type: 'string', default: '1' },
       'timeout-ms': { type: 'string', default: '300000' },
+      routes: { type: 'string', default: ROUTES.map((_, i) => i).join(',') }, // indices into ROUTES, to isolate one
     },
   });
   const server = a.url ? null : await startWeft(a.model!, a['server-args']!);
   const baseUrl = a.url ?? server!.baseUrl;
-  const o: Options = { baseUrl, maxTokens: Number(a['max-tokens']), abortShare: Number(a['abort-share']), timeoutMs: Number(a['timeout-ms']) };
+  const routes = a.routes!.split(',').map((i) => ROUTES[Number(i)]);
+  if (routes.some((r) => !r)) throw new Error(`--routes: indices 0..${ROUTES.length - 1}`);
+  const o: Options = {
+    baseUrl,
+    maxTokens: Number(a['max-tokens']),
+    abortShare: Number(a['abort-share']),
+    timeoutMs: Number(a['timeout-ms']),
+    routes,
+  };
   const [numRequests, concurrency, numRounds] = [Number(a.requests), Number(a.concurrency), Number(a.rounds)];
   console.log(
     `soak: ${baseUrl}${server ? ` (weft on ${a.model})` : ''}; ${numRounds} round(s) of ${numRequests} streamed requests, ` +

@@ -101,6 +101,8 @@ export async function startEngine(
   const numThreads = resolveNumThreads(e.numThreads, e.numInstances, usableCpuCount());
   if (backend === 'cpu')
     log?.info(`compute threads: ${numThreads} per instance (${e.numThreads === 0 ? `auto: ${usableCpuCount()} usable CPU(s)` : '--num-threads'})`);
+  // bin/threadpool.cjs sets it for `weft` and `npm start`; Node's default is 4
+  log?.info(`tokenizer threads: ${process.env.UV_THREADPOOL_SIZE ?? 4} (the libuv pool, UV_THREADPOOL_SIZE)`);
   const sched = schedulerSlice(config, spec.config.maxPositions);
   const workers: EngineWorker[] = [];
   // Weights load inside the first instance's worker (the others share them); the native loader

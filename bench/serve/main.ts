@@ -18,7 +18,7 @@ import { tableHeader, tableRow } from './table.js';
 import type { BenchRequest } from './types.js';
 
 export interface MainDeps {
-  weftCommand?: string[]; // argv before weft's flags (default: node dist/src/server.js)
+  weftCommand?: string[]; // argv before weft's flags (default: node bin/serve.cjs, as npm start)
   peerCommand?: string[]; // argv before llama-server's flags (default: built by build-server.sh)
   out?: (s: string) => void; // the summary and tables
   log?: (s: string) => void; // what happens meanwhile

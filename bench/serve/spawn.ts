@@ -109,7 +109,7 @@ export function weftSpec(
   modelPath: string,
   port: number,
   serverArgs: string[],
-  command = [process.execPath, join(repoRoot(), 'dist', 'src', 'server.js')],
+  command = [process.execPath, join(repoRoot(), 'bin', 'serve.cjs')], // as `npm start` runs it
 ): SpawnSpec {
   return {
     label: 'weft',

@@ -320,6 +320,6 @@ t.test('the Dockerfiles copy files that exist and ship what the package looks up
     }
     for (const m of text.matchAll(/^COPY --from=build \/app\/(\S+)/gm))
       t.ok(existsSync(join(REPO_ROOT, m[1])), `${file}: the build output ${m[1]} is where a build puts it`);
-    t.match(text, /ENTRYPOINT \["node", "bin\/weft.js", "serve"\]/, `${file}: starts weft serve`);
+    t.match(text, /ENTRYPOINT \["node", "bin\/weft.cjs", "serve"\]/, `${file}: starts weft serve`);
   }
 });

@@ -39,7 +39,13 @@ const refused = (port: number) =>
   });
 
 t.test('SIGTERM to npm start stops the server itself', async (t) => {
-  const { child, port } = await start('npm', ['start', '--silent', '--', '--model', MODEL_DIR, '--port', '0', '--host', '127.0.0.1']);
+  const { child, port, lines } = await start('npm', ['start', '--silent', '--', '--model', MODEL_DIR, '--port', '0', '--host', '127.0.0.1'], true);
+  // bin/threadpool.cjs: one libuv thread (the tokenizer's), unless the environment says otherwise
+  const expected = process.env.UV_THREADPOOL_SIZE ?? '1';
+  t.ok(
+    lines.some((l) => l.includes(`tokenizer threads: ${expected} `)),
+    `npm start runs with a libuv pool of ${expected}`,
+  );
   child.kill('SIGTERM');
   t.equal(await exited(child), 0, 'npm exits cleanly');
   t.ok(await refused(port), 'and nothing listens on the port any more');
