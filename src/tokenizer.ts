@@ -64,15 +64,17 @@ export class TextTokenizer {
     return this.#tok.decodeBatch(ids, skipSpecialTokens);
   }
 
-  // Synchronous decode through the tokenizer's decoder, for checks made inside the engine loop
-  // (beam search stop strings). Special tokens are left out, as by decode(ids, true).
-  decodeNow(ids: readonly number[]): string {
+  // decode(ids, skipSpecialTokens) done here, synchronously, through the tokenizer's decoder (what
+  // the Rust decode does: the ids' token strings, special ones left out when asked, through the
+  // decoder or joined by spaces): for the streamed text, token by token, and for checks made inside
+  // the engine loop (beam search stop strings), with no trip to the tokenizer's thread.
+  decodeNow(ids: readonly number[], skipSpecialTokens = true): string {
     const pieces: string[] = [];
     for (const id of ids) {
-      const t = this.#special.has(id) ? null : this.#tok.idToToken(id);
+      const t = skipSpecialTokens && this.#special.has(id) ? null : this.#tok.idToToken(id);
       if (t !== null) pieces.push(t);
     }
-    return this.#decoder ? this.#decoder.decode(pieces) : pieces.join('');
+    return this.#decoder ? this.#decoder.decode(pieces) : pieces.join(' '); // as the Rust decode joins without a decoder
   }
 
   vocabSize(): number {
@@ -143,7 +145,8 @@ export function tokenAlone(bytes: Uint8Array): string {
   }
 }
 
-// Streams text for a growing list of ids: decodes a short window and emits only the new
+// Streams text for a growing list of ids: decodes a short window (decodeNow, on this thread: a
+// trip to the tokenizer's thread per token cost more than the decode) and emits only the new
 // suffix once it no longer ends in an incomplete character (U+FFFD). `contextIds` (the last
 // few prompt tokens) are decoded as context but never emitted, so the first output token keeps
 // the leading space a SentencePiece decoder strips at the start of a text.
@@ -163,7 +166,7 @@ export class IncrementalDetokenizer {
 
   async push(id: number): Promise<string> {
     this.#ids.push(id);
-    const [prefix, full] = await this.#window();
+    const [prefix, full] = this.#window();
     if (full.length > prefix.length && !full.endsWith('\uFFFD')) {
       this.#prefixOffset = this.#readOffset;
       this.#readOffset = this.#ids.length;
@@ -174,13 +177,16 @@ export class IncrementalDetokenizer {
 
   // Whatever is left at the end (an incomplete trailing character is emitted as U+FFFD).
   async flush(): Promise<string> {
-    const [prefix, full] = await this.#window();
+    const [prefix, full] = this.#window();
     this.#prefixOffset = this.#readOffset = this.#ids.length;
     return full.length > prefix.length ? full.slice(prefix.length) : '';
   }
 
   // The text of the already emitted context and of the whole window, decoded together.
-  #window(): Promise<string[]> {
-    return this.tok.decodeMany([this.#ids.slice(this.#prefixOffset, this.#readOffset), this.#ids.slice(this.#prefixOffset)], this.skipSpecialTokens);
+  #window(): string[] {
+    return [
+      this.tok.decodeNow(this.#ids.slice(this.#prefixOffset, this.#readOffset), this.skipSpecialTokens),
+      this.tok.decodeNow(this.#ids.slice(this.#prefixOffset), this.skipSpecialTokens),
+    ];
   }
 }
