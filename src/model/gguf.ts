@@ -19,6 +19,7 @@ export interface GgufFile {
   path: string;
   version: number;
   metadata: Map<string, GgufValue>;
+  metadataTypes: Map<string, { type: number; elemType?: number }>; // as stored (GGUF_TYPE), to write them again
   tensors: GgufTensorInfo[];
   alignment: number;
   dataOffset: number; // absolute offset of the data section
@@ -170,9 +171,12 @@ class ChunkReader {
   }
 
   value(type: number, depth = 0): GgufValue {
-    if (type !== GGUF_TYPE.ARRAY) return this.scalar(type);
+    return type === GGUF_TYPE.ARRAY ? this.array(this.u32(), depth) : this.scalar(type);
+  }
+
+  // an array's elements, its element type already read
+  array(elemType: number, depth = 0): GgufValue[] {
     if (depth > 2) this.corrupt('arrays nested too deep');
-    const elemType = this.u32();
     const count = this.u64();
     // the smallest element is 1 byte (8 for a string's length), so a count beyond that is bogus
     const minSize = elemType === GGUF_TYPE.STRING || elemType === GGUF_TYPE.ARRAY ? 8 : (SCALAR_SIZE[elemType] ?? 1);
@@ -203,9 +207,18 @@ export function readGguf(path: string): GgufFile {
     // a key/value takes at least 13 bytes and a tensor info at least 32
     if (numKv * 13 + numTensors * 32 > r.remaining()) r.corrupt(`${numKv} metadata keys / ${numTensors} tensors cannot fit in the file`);
     const metadata = new Map<string, GgufValue>();
+    const metadataTypes = new Map<string, { type: number; elemType?: number }>();
     for (let i = 0; i < numKv; i++) {
-      const key = r.string();
-      metadata.set(key, r.value(r.u32()));
+      const key = r.string(),
+        type = r.u32();
+      if (type !== GGUF_TYPE.ARRAY) {
+        metadataTypes.set(key, { type });
+        metadata.set(key, r.scalar(type));
+        continue;
+      }
+      const elemType = r.u32();
+      metadataTypes.set(key, { type, elemType });
+      metadata.set(key, r.array(elemType));
     }
     const tensors: GgufTensorInfo[] = [];
     for (let i = 0; i < numTensors; i++) {
@@ -220,7 +233,7 @@ export function readGguf(path: string): GgufFile {
     if (typeof alignment !== 'number' || !Number.isInteger(alignment) || alignment < 1 || (alignment & (alignment - 1)) !== 0)
       r.corrupt(`general.alignment ${String(alignment)} is not a power of two`);
     const dataOffset = alignUp(r.pos, alignment);
-    return { path, version, metadata, tensors, alignment, dataOffset, fileSize: r.size };
+    return { path, version, metadata, metadataTypes, tensors, alignment, dataOffset, fileSize: r.size };
   } catch (e) {
     if (e instanceof WeftError) throw e;
     throw new WeftError('WEFT_ERR_MODEL_CORRUPT', `${path}: unreadable GGUF: ${(e as Error).message}`, { cause: e });

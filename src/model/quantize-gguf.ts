@@ -4,11 +4,10 @@
 // GGUF keeps its metadata entries as they are, with only general.file_type (and
 // general.quantization_version) changed. Tensors stream in row blocks, so a model is never held
 // in f32 at once (a llama q/k matrix, read whole for its row permutation, is the largest piece).
-import { closeSync, openSync, readSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 
 import { WeftError } from '../errors.js';
-import { GGML_TYPES, GGUF_TYPE, ggmlTypeName, ggufTensorName, readGguf, type GgufEntry, type GgufFile, type GgufValue } from './gguf.js';
+import { GGML_TYPES, GGUF_TYPE, ggmlTypeName, ggufTensorName, readGguf, type GgufEntry, type GgufFile } from './gguf.js';
 import { ggufMetadata, ggufRowOrder, ropeFreqFactors } from './gguf-layout.js';
 import { vocabFromTokenizerJson } from './gguf-tokenizer.js';
 import { writeGgufFile, type GgufTensorSource } from './gguf-write.js';
@@ -73,80 +72,12 @@ function fromHf(spec: ModelSpec, type: GgufFileType): { entries: GgufEntry[]; te
 
 // The metadata entries of a GGUF with their value types, as stored, so they can be written again unchanged.
 export function readGgufEntries(g: GgufFile): GgufEntry[] {
-  const fd = openSync(g.path, 'r');
-  const buf = new Uint8Array(g.dataOffset);
-  try {
-    readSync(fd, buf, 0, buf.length, 0);
-  } finally {
-    closeSync(fd);
-  }
-  const view = new DataView(buf.buffer),
-    utf8 = new TextDecoder();
-  let at = 24; // magic, version, tensor count, key count: readGguf has checked them
-  const u32 = () => {
-    at += 4;
-    return view.getUint32(at - 4, true);
-  };
-  const u64 = () => {
-    at += 8;
-    return Number(view.getBigUint64(at - 8, true));
-  };
-  const str = () => {
-    const n = u64();
-    at += n;
-    return utf8.decode(buf.subarray(at - n, at));
-  };
-  const read: Record<number, () => GgufValue> = {
-    [GGUF_TYPE.U8]: () => view.getUint8(at++),
-    [GGUF_TYPE.I8]: () => view.getInt8(at++),
-    [GGUF_TYPE.BOOL]: () => view.getUint8(at++) !== 0,
-    [GGUF_TYPE.U16]: () => {
-      at += 2;
-      return view.getUint16(at - 2, true);
-    },
-    [GGUF_TYPE.I16]: () => {
-      at += 2;
-      return view.getInt16(at - 2, true);
-    },
-    [GGUF_TYPE.U32]: u32,
-    [GGUF_TYPE.I32]: () => {
-      at += 4;
-      return view.getInt32(at - 4, true);
-    },
-    [GGUF_TYPE.F32]: () => {
-      at += 4;
-      return view.getFloat32(at - 4, true);
-    },
-    [GGUF_TYPE.U64]: u64,
-    [GGUF_TYPE.I64]: () => {
-      at += 8;
-      return Number(view.getBigInt64(at - 8, true));
-    },
-    [GGUF_TYPE.F64]: () => {
-      at += 8;
-      return view.getFloat64(at - 8, true);
-    },
-    [GGUF_TYPE.STRING]: str,
-  };
-  const scalar = (t: number): GgufValue => {
-    if (!read[t]) throw new WeftError('WEFT_ERR_MODEL_UNSUPPORTED', `${g.path}: quantize cannot copy metadata of value type ${t} (nested arrays)`);
-    return read[t]();
-  };
-  const entries: GgufEntry[] = [];
-  for (let i = 0; i < g.metadata.size; i++) {
-    const key = str(),
-      type = u32();
-    if (type !== GGUF_TYPE.ARRAY) {
-      entries.push({ key, type, value: scalar(type) });
-      continue;
-    }
-    const elemType = u32(),
-      n = u64(),
-      value: GgufValue[] = new Array(n);
-    for (let k = 0; k < n; k++) value[k] = scalar(elemType);
-    entries.push({ key, type, elemType, value });
-  }
-  return entries;
+  return [...g.metadata].map(([key, value]) => {
+    const { type, elemType } = g.metadataTypes.get(key)!;
+    if (elemType === GGUF_TYPE.ARRAY)
+      throw new WeftError('WEFT_ERR_MODEL_UNSUPPORTED', `${g.path}: quantize cannot copy metadata of value type ${elemType} (nested arrays)`);
+    return elemType === undefined ? { key, type, value } : { key, type, elemType, value };
+  });
 }
 
 function fromGguf(spec: ModelSpec, type: GgufFileType): { entries: GgufEntry[]; tensors: GgufTensorSource[] } {
