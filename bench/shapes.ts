@@ -5,39 +5,27 @@ import { pathToFileURL } from 'node:url';
 
 import { syntheticGguf } from './timing.js';
 
+// A Llama with a 32,000-token vocabulary (Llama 2's tokenizer), tied embeddings, no GQA.
+const llama = (hidden: number, layers: number, heads: number, ffn: number): Record<string, unknown> => ({
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  hidden_size: hidden,
+  num_hidden_layers: layers,
+  num_attention_heads: heads,
+  num_key_value_heads: heads,
+  intermediate_size: ffn,
+  vocab_size: 32000,
+  max_position_embeddings: 1024,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  tie_word_embeddings: true,
+  bos_token_id: 1,
+  eos_token_id: 2,
+});
+
 export const SHAPES: Record<string, Record<string, unknown>> = {
-  '15m': {
-    architectures: ['LlamaForCausalLM'],
-    model_type: 'llama',
-    hidden_size: 288,
-    num_hidden_layers: 6,
-    num_attention_heads: 6,
-    num_key_value_heads: 6,
-    intermediate_size: 768,
-    vocab_size: 32000,
-    max_position_embeddings: 1024,
-    rms_norm_eps: 1e-5,
-    rope_theta: 10000,
-    tie_word_embeddings: true,
-    bos_token_id: 1,
-    eos_token_id: 2,
-  },
-  '110m': {
-    architectures: ['LlamaForCausalLM'],
-    model_type: 'llama',
-    hidden_size: 768,
-    num_hidden_layers: 12,
-    num_attention_heads: 12,
-    num_key_value_heads: 12,
-    intermediate_size: 2048,
-    vocab_size: 32000,
-    max_position_embeddings: 1024,
-    rms_norm_eps: 1e-5,
-    rope_theta: 10000,
-    tie_word_embeddings: true,
-    bos_token_id: 1,
-    eos_token_id: 2,
-  },
+  '15m': llama(288, 6, 6, 768),
+  '110m': llama(768, 12, 12, 2048),
 };
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -13,7 +13,7 @@ import { synthesizeModel } from '../../src/model/synth.js';
 import { runOffline } from '../../src/offline.js';
 import { EngineInstance } from '../../src/workers/engine-instance.js';
 import { GOLDEN_IDS, MODEL_DIR, REPO_ROOT } from '../fixtures/paths.js';
-import { QWEN3 } from './qwen3-fixture.js';
+import { QWEN3 } from '../fixtures/qwen3.js';
 
 const NLC = join(REPO_ROOT, 'bench', 'llamacpp', 'node_modules', 'node-llama-cpp', 'dist', 'index.js');
 const PROMPTS = [GOLDEN_IDS.slice(0, 12), [1, ...GOLDEN_IDS.slice(20, 27).reverse()]];

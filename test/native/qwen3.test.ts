@@ -15,7 +15,7 @@ import { runOffline } from '../../src/offline.js';
 import { EngineInstance } from '../../src/workers/engine-instance.js';
 import type { WeightDtype } from '../../src/workers/binding.js';
 import { GOLDEN_IDS, MODEL_DIR } from '../fixtures/paths.js';
-import { QWEN3 } from './qwen3-fixture.js';
+import { QWEN3 } from '../fixtures/qwen3.js';
 
 const PROMPT = GOLDEN_IDS.slice(0, 12);
 

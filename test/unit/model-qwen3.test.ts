@@ -13,28 +13,10 @@ import { readTensorBytes, toFloat32 } from '../../src/model/safetensors.js';
 import { synthesizeModel } from '../../src/model/synth.js';
 import type { TensorRef } from '../../src/model/types.js';
 import { MODEL_DIR } from '../fixtures/paths.js';
+import { QWEN3 as QWEN3_FIXTURE } from '../fixtures/qwen3.js';
 
-const QWEN3 = {
-  architectures: ['Qwen3ForCausalLM'],
-  model_type: 'qwen3',
-  hidden_size: 64,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  head_dim: 32,
-  intermediate_size: 128,
-  vocab_size: 512,
-  max_position_embeddings: 256,
-  rms_norm_eps: 1e-6,
-  rope_theta: 1000000,
-  tie_word_embeddings: true,
-  attention_bias: false,
-  use_sliding_window: false,
-  sliding_window: null,
-  hidden_act: 'silu',
-  bos_token_id: 1,
-  eos_token_id: 2,
-};
+// as a real Qwen3 config.json has it: rope_theta 1e6 and the sliding-window fields (off)
+const QWEN3 = { ...QWEN3_FIXTURE, rope_theta: 1000000, use_sliding_window: false, sliding_window: null };
 
 const tmp = mkdtempSync(join(tmpdir(), 'weft-qwen3-unit-'));
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
