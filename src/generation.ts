@@ -331,8 +331,8 @@ export class GenerationService {
           ev.logprob === undefined ? undefined : { id: ev.tokenId, logprob: ev.logprob, ...(ev.topLogprobs ? { top: ev.topLogprobs } : {}) };
         // a streamed request has had each one already: kept, n × max_tokens × top-k entries would be its largest memory
         if (lp && !hooks.onDelta) logprobs.push(lp);
-        full += await detok.push(ev.tokenId);
-        if (ev.finishReason) full += await detok.flush();
+        full += detok.push(ev.tokenId);
+        if (ev.finishReason) full += detok.flush();
         const text = advance(!!ev.finishReason);
         // a beam search ends its hypotheses on stop strings itself; its stream goes on to the result
         if (stopAt >= 0 && !ev.finishReason && !handle.sequence.isBeam) this.loop.finish(handle.requestId, 'stop');
@@ -347,8 +347,8 @@ export class GenerationService {
           const rest = beam.chosen.tokens.slice(tokenIds.length);
           for (const [i, id] of rest.entries()) {
             tokenIds.push(id);
-            full += await detok.push(id);
-            if (i === rest.length - 1) full += await detok.flush();
+            full += detok.push(id);
+            if (i === rest.length - 1) full += detok.flush();
             await hooks.onDelta?.({ text: advance(i === rest.length - 1), tokenId: id });
           }
           reason = beam.chosen.finishReason;
@@ -356,7 +356,7 @@ export class GenerationService {
         }
         if (ev.tokenId === null && ev.beam) {
           // a beam search's last tokens were already final
-          const tail = await detok.flush();
+          const tail = detok.flush();
           full += tail;
           const text = advance(true);
           if (text && tokenIds.length > 0) await hooks.onDelta?.({ text, tokenId: tokenIds[tokenIds.length - 1] });

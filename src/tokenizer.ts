@@ -164,7 +164,7 @@ export class IncrementalDetokenizer {
     this.#readOffset = this.#ids.length;
   }
 
-  async push(id: number): Promise<string> {
+  push(id: number): string {
     this.#ids.push(id);
     const [prefix, full] = this.#window();
     if (full.length > prefix.length && !full.endsWith('\uFFFD')) {
@@ -176,7 +176,7 @@ export class IncrementalDetokenizer {
   }
 
   // Whatever is left at the end (an incomplete trailing character is emitted as U+FFFD).
-  async flush(): Promise<string> {
+  flush(): string {
     const [prefix, full] = this.#window();
     this.#prefixOffset = this.#readOffset = this.#ids.length;
     return full.length > prefix.length ? full.slice(prefix.length) : '';

@@ -64,8 +64,8 @@ for (const c of CASES) {
       for (const skip of [true, false]) {
         const d = new IncrementalDetokenizer(tok, skip);
         let streamed = '';
-        for (const id of ids) streamed += await d.push(id);
-        streamed += await d.flush();
+        for (const id of ids) streamed += d.push(id);
+        streamed += d.flush();
         t.equal(streamed, await tok.decode(ids, skip), `streamed token by token: ${JSON.stringify(text)}`);
       }
     }
