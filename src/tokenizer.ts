@@ -59,7 +59,7 @@ export class TextTokenizer {
     return this.#tok.decode(ids, skipSpecialTokens);
   }
 
-  // Several decodes in one trip to the tokenizer's thread: a streamed token costs one hop.
+  // Several decodes in one trip to the tokenizer's thread (a whole response's text, decodeContinuation).
   decodeMany(ids: number[][], skipSpecialTokens = true): Promise<string[]> {
     return this.#tok.decodeBatch(ids, skipSpecialTokens);
   }

@@ -68,15 +68,16 @@ function isLarge(raw: IncomingMessage): boolean {
 // Fastify's preParsing hook: the stream the body parser reads instead of the request.
 export function pacedBody(raw: IncomingMessage, payload: Readable): Readable {
   if (!isLarge(raw) || raw.complete) return payload;
-  let received = 0;
-  const paced = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      received += chunk.length;
-      (paced as Transform & { receivedEncodedLength: number }).receivedEncodedLength = received;
-      budget.take(chunk.length, () => callback(null, chunk));
-    },
-  });
-  (paced as Transform & { receivedEncodedLength: number }).receivedEncodedLength = 0;
+  // receivedEncodedLength: the bytes taken from the request, which Fastify checks against its limits
+  const paced: Transform & { receivedEncodedLength: number } = Object.assign(
+    new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        paced.receivedEncodedLength += chunk.length;
+        budget.take(chunk.length, () => callback(null, chunk));
+      },
+    }),
+    { receivedEncodedLength: 0 },
+  );
   payload.on('error', (err) => paced.destroy(err));
   payload.on('aborted', () => paced.destroy(Object.assign(new Error('request aborted'), { code: 'ECONNRESET' })));
   payload.pipe(paced);
