@@ -2,7 +2,9 @@
 // bench/llamacpp/run.mjs runs it) on the very same GGUF files: the synthetic 110M-shape model
 // requantized by llama-quantize to each llama.cpp type, loaded by weft with --dtype auto (the
 // file's block types kept). Prints, per type and prompt, how many of the first 32 positions
-// agree, and exits 1 when one is under 28.
+// agree, and exits 1 when one is under 28. As a noise floor it also runs llama.cpp against itself
+// with flash attention off (node-llama-cpp's default, "auto", turns it on for the CPU): on random
+// weights the logits are flat, and a different rounding order alone can change a greedy choice.
 //
 //   npm run bench:agreement -- [--shape 110m] [--types q4_k_m,q5_k_m,q6_k,q4_0,q5_0] [--tokens 32]
 import { existsSync } from 'node:fs';
@@ -34,11 +36,17 @@ const PROMPTS = [
   [1, 29871, 13, 1576, 338, 263, 1243],
 ];
 
-async function llamaCppIds(llama: NlcLlama, file: string, tokens: number): Promise<number[][]> {
+async function llamaCppIds(llama: NlcLlama, file: string, tokens: number, flashAttention: 'auto' | boolean): Promise<number[][]> {
   const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
   const out: number[][] = [];
   for (const prompt of PROMPTS) {
-    const ctx = await model.createContext({ contextSize: 128, sequences: 1, threads: { ideal: 1, min: 1 }, ignoreMemorySafetyChecks: true });
+    const ctx = await model.createContext({
+      contextSize: 128,
+      sequences: 1,
+      threads: { ideal: 1, min: 1 },
+      ignoreMemorySafetyChecks: true,
+      flashAttention,
+    });
     const gen = ctx.getSequence().evaluate(prompt); // temperature 0: greedy argmax
     const ids: number[] = [];
     for (let i = 0; i < tokens; i++) {
@@ -98,16 +106,18 @@ async function main(): Promise<void> {
     const runs = PROMPTS.map((p) => runOffline(e, [{ promptIds: p, maxTokens: tokens, ignoreEos: true }], { returnLogits: true })[0]);
     const ours = runs.map((r) => r.outputIds);
     e.close();
-    const theirs = await llamaCppIds(llama, file, tokens);
+    const theirs = await llamaCppIds(llama, file, tokens, 'auto');
+    const theirsNoFa = await llamaCppIds(llama, file, tokens, false);
     PROMPTS.forEach((_, i) => {
       const agree = ours[i].filter((id, j) => id === theirs[i][j]).length;
+      const floor = theirsNoFa[i].filter((id, j) => id === theirs[i][j]).length;
       ok &&= agree >= need;
       // Random weights give flat logits: where the two first part, weft's top-2 gap says whether it was a near-tie.
       const first = ours[i].findIndex((id, j) => id !== theirs[i][j]);
       const where = first < 0 ? '' : `; first differs at ${first}, weft's top-2 logit gap there ${topGap(runs[i].logits[first]).toFixed(5)}`;
       process.stdout.write(
         `${values.shape} ${type.padEnd(7)} (weft ${dtype}) prompt ${i}: ${agree}/${tokens} positions agree with llama.cpp` +
-          `${agree >= need ? '' : `  BELOW ${need}`}${where}\n`,
+          `${agree >= need ? '' : `  BELOW ${need}`}${where}; llama.cpp without flash attention: ${floor}/${tokens}\n`,
       );
     });
   }
