@@ -1,6 +1,8 @@
 // The messages between the engine loop (main thread) and a step worker (one engine instance).
 // A sequence's full data (prompt length, sampling parameters) is sent once, when it is first
 // scheduled on the instance; after that only what changed: new tokens, new block-table entries.
+import type { MessagePort } from 'node:worker_threads';
+
 import type { ErrorData } from '../errors.js';
 import type { NativeStepOutput } from '../workers/binding.js';
 import type { EngineInstanceOptions } from '../workers/engine-instance.js';
@@ -12,6 +14,19 @@ export type EngineInitOptions = EngineInstanceOptions;
 export interface InitMessage {
   kind: 'init';
   options: EngineInitOptions;
+  // The worker's end of the step channel: steps and their replies travel on it, not as Piscina
+  // tasks (see workers/pool.ts).
+  steps: MessagePort;
+}
+
+// A step on the step channel, and its reply (tagged with the step's number).
+export interface StepEnvelope {
+  id: number;
+  msg: StepMessage;
+}
+export interface StepReplyEnvelope {
+  id: number;
+  reply: StepReply | ErrorReply;
 }
 
 export interface InitReply {
@@ -69,5 +84,5 @@ export interface ErrorReply {
   error: ErrorData;
 }
 
-export type WorkerMessage = InitMessage | PrepareMessage | StepMessage;
+export type WorkerMessage = InitMessage | PrepareMessage;
 export type WorkerReply = InitReply | PrepareReply | StepReply | ErrorReply;

@@ -3,10 +3,19 @@
 // the step. Constrained sequences (structured output) have their matchers on grammar hosts
 // (src/structured/grammar-hosts.ts): the worker tells them which tokens each sequence was fed and
 // gets the step's masks back. It makes no scheduling decisions.
-import { move, transferableSymbol, valueSymbol } from 'piscina';
+import type { MessagePort } from 'node:worker_threads';
 
 import { toErrorData, WeftError } from '../errors.js';
-import type { InitReply, PrepareMessage, StepMessage, StepReply, WorkerMessage, WorkerReply } from '../scheduler/protocol.js';
+import type {
+  ErrorReply,
+  InitReply,
+  PrepareMessage,
+  StepEnvelope,
+  StepMessage,
+  StepReply,
+  StepReplyEnvelope,
+  WorkerMessage,
+} from '../scheduler/protocol.js';
 import { GrammarHosts } from '../structured/grammar-hosts.js';
 import { EngineInstance } from './engine-instance.js';
 import type { LogitBias } from '../sampling.js';
@@ -49,7 +58,7 @@ function release(id: number): void {
   seqs.delete(id);
 }
 
-async function runStep(m: StepMessage): Promise<WorkerReply> {
+async function runStep(m: StepMessage): Promise<StepReply> {
   if (!engine) throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', 'worker has no engine (not initialized or restarted)');
   const t0 = performance.now();
   // Forks before releases: a parent may be released in the very step that forks it.
@@ -131,6 +140,23 @@ async function prepare(m: PrepareMessage): Promise<{ ok: true }> {
   return { ok: true };
 }
 
+// A step from the step channel: its reply goes back on the same port, its typed arrays transferred
+// rather than cloned.
+async function onStep(port: MessagePort, { id, msg }: StepEnvelope): Promise<void> {
+  let reply: StepReply | ErrorReply;
+  try {
+    reply = await runStep(msg);
+  } catch (e) {
+    port.postMessage({ id, reply: { ok: false, error: toErrorData(e) } } satisfies StepReplyEnvelope);
+    return;
+  }
+  const buffers = [reply.sampled, reply.logprobs, reply.topIds, reply.topLogprobs, ...(reply.logits ? [reply.logits] : [])].map(
+    (a) => a.buffer as ArrayBuffer,
+  );
+  port.postMessage({ id, reply } satisfies StepReplyEnvelope, buffers);
+}
+
+// Piscina's tasks: init (which also hands over the step channel) and prepare.
 export default async function handle(msg: WorkerMessage): Promise<unknown> {
   try {
     if (msg.kind === 'init') {
@@ -140,14 +166,12 @@ export default async function handle(msg: WorkerMessage): Promise<unknown> {
       grammars = null;
       engine = await EngineInstance.open(msg.options);
       maxGrammarHosts = msg.options.maxGrammarHosts;
+      const port = msg.steps;
+      port.on('message', (m: StepEnvelope) => void onStep(port, m));
       const reply: InitReply = { numKvBlocks: engine.numKvBlocks, blockSize: engine.blockSize, isa: engine.isa, weightBytes: engine.weightBytes };
       return reply;
     }
-    if (msg.kind === 'prepare') return await prepare(msg);
-    const reply = (await runStep(msg)) as StepReply;
-    const buffers = [reply.sampled, reply.logprobs, reply.topIds, reply.topLogprobs, ...(reply.logits ? [reply.logits] : [])].map((a) => a.buffer);
-    // Transfer the typed arrays of the reply instead of cloning them.
-    return move({ [transferableSymbol]: buffers, [valueSymbol]: reply } as never);
+    return await prepare(msg);
   } catch (e) {
     return { ok: false, error: toErrorData(e) };
   }
