@@ -1,6 +1,7 @@
 // One streaming completion request, timed as vLLM's async_request_openai_completions: TTFT at the
 // first chunk that carries text, ITL between successive text chunks, the output token count from
 // the final usage chunk when the server sends one, else the number of text chunks.
+import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 
 import type { BenchRequest, RequestRecord } from './types.js';
@@ -34,21 +35,72 @@ interface Chunk {
   error?: { message?: string } | string;
 }
 
-// Splits a byte stream into SSE `data:` payloads, across chunk boundaries.
-export async function* sseData(body: AsyncIterable<Uint8Array>): AsyncGenerator<string> {
-  const decoder = new TextDecoder();
-  let buf = '';
-  for await (const bytes of body) {
-    buf += decoder.decode(bytes, { stream: true });
+// Splits a byte stream into SSE `data:` payloads, across chunk boundaries. Fed from the socket's
+// 'data' events, so a streamed token costs the client one callback, not an async-iterator and
+// web-stream promise chain: the client shares the machine with the server it measures.
+// The response is read as UTF-8 text (Node's decoder keeps a character split across reads whole).
+export class SseLines {
+  #buf = '';
+
+  push(text: string, onData: (data: string) => void): void {
+    this.#buf += text;
     let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl).trim();
-      buf = buf.slice(nl + 1);
-      if (line.startsWith('data:')) yield line.slice(5).trim();
+    while ((nl = this.#buf.indexOf('\n')) >= 0) {
+      const line = this.#buf.slice(0, nl).trim();
+      this.#buf = this.#buf.slice(nl + 1);
+      if (line.startsWith('data:')) onData(line.slice(5).trim());
     }
   }
-  const last = buf.trim();
-  if (last.startsWith('data:')) yield last.slice(5).trim();
+
+  end(onData: (data: string) => void): void {
+    const last = this.#buf.trim();
+    this.#buf = '';
+    if (last.startsWith('data:')) onData(last.slice(5).trim());
+  }
+}
+
+// One keep-alive agent for the run, as an HTTP client library would use.
+const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+
+function post(url: string, body: string, timeoutMs: number, onData: (data: string) => boolean): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, {
+      method: 'POST',
+      agent,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    req.on('error', (e) => reject(e.name === 'AbortError' ? new Error(`timed out after ${timeoutMs} ms`) : e));
+    req.on('response', (res) => {
+      if (res.statusCode !== 200) {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (s: string) => (text += s));
+        res.on('end', () => reject(new Error(`HTTP ${res.statusCode}: ${text.slice(0, 300)}`)));
+        return;
+      }
+      const lines = new SseLines();
+      let stopped = false;
+      const feed = (data: string) => {
+        if (stopped) return;
+        try {
+          stopped = !onData(data);
+        } catch (e) {
+          stopped = true;
+          res.destroy();
+          reject(e);
+        }
+      };
+      res.setEncoding('utf8');
+      res.on('data', (text: string) => lines.push(text, feed));
+      res.on('end', () => {
+        lines.end(feed);
+        resolve();
+      });
+      res.on('error', reject);
+    });
+    req.end(body);
+  });
 }
 
 export async function sendRequest(t: ClientTarget, req: BenchRequest, runStart: number): Promise<RequestRecord> {
@@ -69,30 +121,26 @@ export async function sendRequest(t: ClientTarget, req: BenchRequest, runStart: 
     numChunks = 0,
     usageTokens: number | undefined;
   const texts: string[] = [];
-  try {
-    const res = await fetch(t.baseUrl + t.endpoint, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(requestBody(t, req)),
-      signal: AbortSignal.timeout(t.timeoutMs),
-    });
-    if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 300)}`);
-    for await (const data of sseData(res.body as unknown as AsyncIterable<Uint8Array>)) {
-      if (data === '[DONE]') break;
-      const c = JSON.parse(data) as Chunk;
-      if (c.error) throw new Error(typeof c.error === 'string' ? c.error : (c.error.message ?? JSON.stringify(c.error)));
-      const text = c.choices?.[0]?.text ?? c.choices?.[0]?.delta?.content;
-      const now = performance.now();
-      if (text) {
-        if (numChunks === 0) rec.ttftMs = now - st;
-        else rec.itlMs.push(now - last);
-        last = now;
-        numChunks++;
-        texts.push(text);
-      }
-      if (c.usage?.completion_tokens !== undefined) usageTokens = c.usage.completion_tokens;
-      if (c.usage?.prompt_tokens !== undefined) rec.promptLen = c.usage.prompt_tokens;
+  // One SSE payload; false once [DONE] has come.
+  const onData = (data: string): boolean => {
+    if (data === '[DONE]') return false;
+    const c = JSON.parse(data) as Chunk;
+    if (c.error) throw new Error(typeof c.error === 'string' ? c.error : (c.error.message ?? JSON.stringify(c.error)));
+    const text = c.choices?.[0]?.text ?? c.choices?.[0]?.delta?.content;
+    const now = performance.now();
+    if (text) {
+      if (numChunks === 0) rec.ttftMs = now - st;
+      else rec.itlMs.push(now - last);
+      last = now;
+      numChunks++;
+      texts.push(text);
     }
+    if (c.usage?.completion_tokens !== undefined) usageTokens = c.usage.completion_tokens;
+    if (c.usage?.prompt_tokens !== undefined) rec.promptLen = c.usage.prompt_tokens;
+    return true;
+  };
+  try {
+    await post(t.baseUrl + t.endpoint, JSON.stringify(requestBody(t, req)), t.timeoutMs, onData);
     rec.latencyMs = performance.now() - st;
     rec.generatedText = texts.join('');
     rec.outputTokens = usageTokens ?? numChunks;
