@@ -38,7 +38,14 @@ const KEYS = {
     max: 256,
     help: 'compute threads per instance; auto (0) = the CPUs this process may use (affinity and cgroup quota), over the instances',
   },
-  kvCacheBlocks: { kind: 'int', min: 1, max: 1 << 24, help: 'KV cache blocks per instance (GPU: used only when gpuMemoryUtilization is 0)' },
+  kvCacheBlocks: {
+    kind: 'intOrAuto',
+    min: 1,
+    max: 1 << 24,
+    help:
+      'KV cache blocks per instance; auto (0) = one full context and at least 1024 blocks, within half the memory available ' +
+      'after the weights (GPU: used only when gpuMemoryUtilization is 0, auto = 1024)',
+  },
   kvDtype: {
     kind: ['auto', 'f32', 'f16'],
     help: 'CPU KV cache element type; auto = f32 with f32 weights, f16 with int8 (the GPU caches in its activation type)',
@@ -160,7 +167,7 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   dtype: 'auto',
   numInstances: 1, // instances
   numThreads: 0, // threads per instance; 0 = auto
-  kvCacheBlocks: 1024, // blocks per instance
+  kvCacheBlocks: 0, // blocks per instance; 0 = auto (resolveKvCacheBlocks)
   kvDtype: 'auto', // element type of the KV cache
   gpuMemoryUtilization: 0.9, // fraction of free GPU memory
   cudaGraphs: true,
@@ -337,6 +344,23 @@ export function resolveDtype(dtype: Config['dtype'], backend: 'cpu' | 'gpu', che
 export function resolveNumThreads(numThreads: number, numInstances: number, usableCpus: number): number {
   if (numThreads > 0) return numThreads;
   return Math.max(1, Math.floor(usableCpus / numInstances));
+}
+
+// --kv-cache-blocks auto on the CPU: room for one full context of the model, and never less than
+// AUTO_KV_MIN_BLOCKS (a 16K-token working set for many short requests), within half of the memory
+// available after the weights, shared by the instances. The cache is taken from the OS only as
+// blocks are first used, so room for a long context costs nothing until a request needs it; the
+// limit keeps a long-context model on a small host from promising memory it does not have.
+export const AUTO_KV_MIN_BLOCKS = 1024;
+export function resolveKvCacheBlocks(
+  requested: number,
+  o: { blockSize: number; maxModelLen: number; bytesPerToken: number; numInstances: number; availableBytes: number; weightBytes: number },
+): { blocks: number; limitedByMemory: boolean } {
+  if (requested > 0) return { blocks: requested, limitedByMemory: false };
+  const wanted = Math.max(AUTO_KV_MIN_BLOCKS, Math.ceil(o.maxModelLen / o.blockSize));
+  const budget = Math.max(0, o.availableBytes - o.weightBytes) / 2 / o.numInstances;
+  const fit = Math.max(1, Math.floor(budget / (o.bytesPerToken * o.blockSize)));
+  return fit < wanted ? { blocks: fit, limitedByMemory: true } : { blocks: wanted, limitedByMemory: false };
 }
 
 // Instance i of n on one device takes an equal share of what is free when it starts:

@@ -8,6 +8,7 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 
 import { buildApp, type LoadProgress } from './app.js';
 import {
+  AUTO_KV_MIN_BLOCKS,
   configUsage,
   describeConfig,
   engineSlice,
@@ -17,6 +18,7 @@ import {
   loadConfig,
   resolveBackend,
   resolveDtype,
+  resolveKvCacheBlocks,
   resolveNumThreads,
   schedulerSlice,
   type Config,
@@ -27,9 +29,9 @@ import { GenerationService } from './generation.js';
 import { parseHubId, resolveHubModel } from './hub.js';
 import { loadModelSpec } from './model/load.js';
 import { progressBar } from './progress.js';
-import { checkpointKind } from './model/types.js';
+import { checkpointKind, type ModelSpec } from './model/types.js';
 import { ModelReranker } from './rerank.js';
-import { usableCpuCount } from './system.js';
+import { availableMemoryBytes, usableCpuCount } from './system.js';
 import type { Metrics } from './metrics.js';
 import { EngineLoop } from './scheduler/engine.js';
 import { TextTokenizer } from './tokenizer.js';
@@ -77,6 +79,33 @@ function chatTemplateOf(config: Readonly<Config>, model: string | null): string 
   }
 }
 
+// The KV blocks per instance (--kv-cache-blocks, auto by default; see resolveKvCacheBlocks). On
+// the GPU, auto is AUTO_KV_MIN_BLOCKS: there the cache follows --gpu-memory-utilization unless
+// that is 0. The weights are reckoned at their size in the files (an f32 expansion of a bf16
+// checkpoint holds twice that: the half of the rest left unused covers it).
+function kvCacheBlocksFor(
+  e: ReturnType<typeof engineSlice>,
+  spec: ModelSpec,
+  dtype: ReturnType<typeof resolveDtype>,
+  backend: 'cpu' | 'gpu',
+  maxModelLen: number,
+): { blocks: number; limitedByMemory: boolean; bytesPerToken: number } {
+  const c = spec.config;
+  const element = e.kvDtype === 'f16' || (e.kvDtype === 'auto' && (dtype === 'int8' || dtype === 'quant')) ? 2 : 4;
+  const bytesPerToken = c.numLayers * c.numKvHeads * c.headDim * 2 * element;
+  if (backend === 'gpu') return { blocks: e.kvCacheBlocks || AUTO_KV_MIN_BLOCKS, limitedByMemory: false, bytesPerToken };
+  const weightBytes = Object.values(spec.tensors).reduce((n, t) => n + t.byteLength, 0);
+  const r = resolveKvCacheBlocks(e.kvCacheBlocks, {
+    blockSize: e.blockSize,
+    maxModelLen,
+    bytesPerToken,
+    numInstances: e.numInstances,
+    availableBytes: availableMemoryBytes(),
+    weightBytes,
+  });
+  return { ...r, bytesPerToken };
+}
+
 // Model files → workers → engine loop → generation service, with the metrics hooks wired.
 export async function startEngine(
   config: Readonly<Config>,
@@ -104,6 +133,12 @@ export async function startEngine(
   // bin/threadpool.cjs sets it for `weft` and `npm start`; Node's default is 4
   log?.info(`tokenizer threads: ${process.env.UV_THREADPOOL_SIZE ?? 4} (the libuv pool, UV_THREADPOOL_SIZE)`);
   const sched = schedulerSlice(config, spec.config.maxPositions);
+  const kv = kvCacheBlocksFor(e, spec, dtype, backend, sched.maxModelLen);
+  if (backend === 'cpu') {
+    const mib = (kv.blocks * e.blockSize * kv.bytesPerToken) / 2 ** 20;
+    const why = e.kvCacheBlocks ? '--kv-cache-blocks' : kv.limitedByMemory ? 'auto, limited to half the available memory' : 'auto';
+    log?.info(`KV cache: ${kv.blocks} blocks of ${e.blockSize} per instance, ${mib.toFixed(0)} MiB at most, taken from the OS as used (${why})`);
+  }
   const workers: EngineWorker[] = [];
   // Weights load inside the first instance's worker (the others share them); the native loader
   // counts the bytes it has read, which this thread polls for the progress bar and /ready.
@@ -138,7 +173,7 @@ export async function startEngine(
           modelPath,
           dtype,
           numThreads,
-          numKvBlocks: e.kvCacheBlocks,
+          numKvBlocks: kv.blocks,
           blockSize: e.blockSize,
           kvDtype: e.kvDtype,
           backend,
@@ -213,18 +248,20 @@ export async function startEngine(
   if (config.rerankerModel) {
     // one instance beside the model's, on the same backend; its own KV cache and prefix cache
     const rspec = await loadModelSpec(config.rerankerModel);
+    const rdtype = resolveDtype('auto', backend, checkpointKind(rspec));
+    const rlen = Math.min(sched.maxModelLen, rspec.config.maxPositions);
     reranker = await ModelReranker.start(basename(config.rerankerModel).replace(/\.gguf$/, ''), {
       modelPath: config.rerankerModel,
-      dtype: resolveDtype('auto', backend, checkpointKind(rspec)),
+      dtype: rdtype,
       numThreads,
-      numKvBlocks: e.kvCacheBlocks,
+      numKvBlocks: kvCacheBlocksFor({ ...e, numInstances: 1 }, rspec, rdtype, backend, rlen).blocks,
       blockSize: e.blockSize,
       backend,
       device: 0,
       kvCacheFraction: 0,
       maxNumTokens: sched.maxNumBatchedTokens,
       maxNumSeqs: sched.maxNumSeqs,
-      maxContextLen: Math.min(sched.maxModelLen, rspec.config.maxPositions),
+      maxContextLen: rlen,
       cudaGraphs: e.cudaGraphs,
     });
     log?.info(`reranker ${reranker.name} ready: ${config.rerankerModel} (yes = ${reranker.yesId}, no = ${reranker.noId})`);

@@ -14,6 +14,7 @@ import {
   loadConfig,
   resolveBackend,
   resolveDtype,
+  resolveKvCacheBlocks,
   resolveNumThreads,
   schedulerSlice,
   serverSlice,
@@ -21,7 +22,7 @@ import {
 import { loadModelSpec } from '../../src/model/load.js';
 import { synthesizeModel } from '../../src/model/synth.js';
 import { checkpointKind } from '../../src/model/types.js';
-import { cgroupCpuLimit, usableCpuCount } from '../../src/system.js';
+import { availableMemoryBytes, cgroupCpuLimit, cgroupMemoryLeft, memAvailableBytes, usableCpuCount } from '../../src/system.js';
 import { captureOutput } from '../fixtures/capture.js';
 import { MODEL_DIR } from '../fixtures/paths.js';
 import { Metrics } from '../../src/metrics.js';
@@ -123,6 +124,45 @@ t.test('--num-threads auto: the usable CPUs over the instances, at least 1', asy
   t.equal(cgroupCpuLimit('50000 100000'), 1);
 });
 
+t.test('--kv-cache-blocks auto: one full context and at least 1024 blocks, within half the memory left after the weights', async (t) => {
+  t.equal(loadConfig({ env: {} }).kvCacheBlocks, 0, 'auto is the default');
+  t.equal(loadConfig({ env: {}, argv: ['--kv-cache-blocks', 'auto'] }).kvCacheBlocks, 0);
+  t.equal(loadConfig({ env: { WEFT_KV_CACHE_BLOCKS: '64' } }).kvCacheBlocks, 64);
+  const GiB = 2 ** 30;
+  // a Llama-3.2-1B-like cache: 16 layers x 8 KV heads x 64 x (K, V) x f16 = 32 KiB a token
+  const base = { blockSize: 16, bytesPerToken: 32768, numInstances: 1, availableBytes: 16 * GiB, weightBytes: 2 * GiB };
+  t.same(resolveKvCacheBlocks(0, { ...base, maxModelLen: 2048 }), { blocks: 1024, limitedByMemory: false }, 'a short context: the floor');
+  t.same(
+    resolveKvCacheBlocks(0, { ...base, maxModelLen: 131072 }),
+    { blocks: 8192, limitedByMemory: false },
+    'one 128K context (4 GiB) fits in 7 GiB',
+  );
+  // 4 GiB available, 2 GiB of weights: 1 GiB for the cache = 32768 tokens = 2048 blocks
+  t.same(resolveKvCacheBlocks(0, { ...base, maxModelLen: 131072, availableBytes: 4 * GiB }), { blocks: 2048, limitedByMemory: true });
+  t.same(
+    resolveKvCacheBlocks(0, { ...base, maxModelLen: 2048, availableBytes: 2.5 * GiB }),
+    { blocks: 512, limitedByMemory: true },
+    'under the floor too',
+  );
+  t.same(
+    resolveKvCacheBlocks(0, { ...base, maxModelLen: 131072, numInstances: 2 }),
+    { blocks: 7168, limitedByMemory: true },
+    'instances share it: 3.5 GiB each',
+  );
+  t.same(resolveKvCacheBlocks(0, { ...base, maxModelLen: 2048, availableBytes: GiB }), { blocks: 1, limitedByMemory: true }, 'never 0');
+  t.same(
+    resolveKvCacheBlocks(100, { ...base, maxModelLen: 131072, availableBytes: 0 }),
+    { blocks: 100, limitedByMemory: false },
+    'a count given wins',
+  );
+  t.equal(memAvailableBytes('MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:   20000000 kB\n'), 20000000 * 1024);
+  t.ok(Number.isNaN(memAvailableBytes('MemTotal: 1 kB\n')));
+  t.equal(cgroupMemoryLeft('max\n', '123\n'), Infinity);
+  t.equal(cgroupMemoryLeft('1073741824\n', '73741824\n'), 1e9);
+  t.equal(cgroupMemoryLeft('100\n', '200\n'), 0, 'over the limit: nothing left');
+  t.ok(availableMemoryBytes() > 0);
+});
+
 t.test('--dtype auto on a Q8_0 GGUF serves on the int8 path', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'weft-q8-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -191,4 +231,13 @@ t.test('a KV cache smaller than one full context starts with a warning', async (
     [],
     'no warning when a context fits',
   );
+});
+
+t.test('the KV cache by default: auto, said at startup, the floor for a short-context model', async (t) => {
+  const infos: string[] = [];
+  const log = { info: (m: string) => infos.push(m), debug() {}, error() {}, fatal() {}, trace() {}, warn() {}, child: () => log, level: 'info' };
+  const engine = await startEngine(testConfig({ kvCacheBlocks: 0 }), new Metrics({ defaultMetrics: false }), log as never);
+  t.teardown(() => engine.close());
+  t.match(infos.join('\n'), /KV cache: 1024 blocks of 16 per instance, \d+ MiB at most, taken from the OS as used \(auto\)/);
+  t.equal(engine.workers[0].info.numKvBlocks, 1024, 'the engine has them');
 });
