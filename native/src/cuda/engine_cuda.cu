@@ -18,6 +18,7 @@
 #include "cuda/block_copy.cuh"
 #include "cuda/embedding.cuh"
 #include "cuda/gemm.cuh"
+#include "cuda/head_rows.cuh"
 #include "cuda/qk_norm.cuh"
 #include "cuda/op_profile.cuh"
 #include "cuda/rmsnorm.cuh"
@@ -298,11 +299,17 @@ class CudaEngine final : public Engine {
       decode_only &= q == 1 && in.do_sample[i];
     }
     const int S = int(rows.size());
+    // Only some LM-head rows (a reranker): the valid ids among them; such a step runs eagerly, as
+    // a graph would hold one set of rows.
+    head_ids_.clear();
+    for (int j = 0; j < in.num_logit_rows; ++j)
+      if (in.logit_rows[j] >= 0 && in.logit_rows[j] < V) head_ids_.push_back(in.logit_rows[j]);
+    head_subset_ = in.num_logit_rows > 0;
     // padded sizes: a decode-only step takes its graph bucket; others run as they are
     Dims d;
     d.max_query_len = max_q;
     int bucket = 0;
-    if (decode_only && opts_.cuda_graphs)
+    if (decode_only && opts_.cuda_graphs && !head_subset_)
       for (int b : kBatchBuckets)
         if (b >= N && b <= cap_seqs_) {
           bucket = b;
@@ -541,7 +548,8 @@ class CudaEngine final : public Engine {
     if (d.head_rows > 0) {
       WEFT_CUDA_OP(cuda::rmsnorm(act_, x_, D, dmeta<int32_t>(L.sample_rows), d.head_rows, m.final_norm, cfg_.rms_eps, D, hs_, Dp, st),
                    "final rmsnorm");
-      WEFT_CUDA_OP(cuda::gemm(act_, hs_, d.head_rows, m.lm_head, logits_, cfg_.vocab_size, cuda::Epilogue::store_f32, st), "lm head");
+      if (head_subset_) WEFT_CUDA_OP(head_rows_.run(act_, hs_, d.head_rows, m.lm_head, head_ids_, logits_, cfg_.vocab_size, st), "lm head rows");
+      else WEFT_CUDA_OP(cuda::gemm(act_, hs_, d.head_rows, m.lm_head, logits_, cfg_.vocab_size, cuda::Epilogue::store_f32, st), "lm head");
     }
     return Status::Ok();
   }
@@ -654,6 +662,9 @@ class CudaEngine final : public Engine {
   size_t bias_offset_ = 0, bias_total_ = 0;  // in dev_var_; 0: no logit biases this step
   std::map<std::pair<int, int>, cudaGraphExec_t> graphs_;
   SequenceHistory history_;
+  bool head_subset_ = false;  // this step evaluates only the LM-head rows head_ids_
+  std::vector<int32_t> head_ids_;
+  cuda::HeadRows head_rows_;
 };
 
 }  // namespace

@@ -35,7 +35,9 @@ class Driver {
   }
   // Feeds chunk[i] tokens of seqs[i] (from its cached count); samples greedily for the sequences
   // whose chunk reaches the end of their tokens, appending the sampled token.
-  weft::Status step(const std::vector<Seq*>& seqs, const std::vector<int>& chunk, weft::StepOutput* out, bool logits = false) {
+  // head_rows: only these LM-head rows (the reranker's steps), every other logit -inf.
+  weft::Status step(const std::vector<Seq*>& seqs, const std::vector<int>& chunk, weft::StepOutput* out, bool logits = false,
+                    const std::vector<int32_t>* head_rows = nullptr) {
     const int bs = e_->block_size();
     std::vector<int32_t> ids, pos, slots, qs = {0}, ctx, plen, sid;
     std::vector<uint8_t> sample;
@@ -90,6 +92,7 @@ class Driver {
     in.block_copies = copies.empty() ? nullptr : copies.data();
     in.num_block_copies = int(copies.size() / 2);
     in.return_logits = logits;
+    if (head_rows) in.logit_rows = head_rows->data(), in.num_logit_rows = int(head_rows->size());
     weft::Status st = e_->step(in, out);
     copies.clear();
     if (!st.ok()) return st;
@@ -246,6 +249,45 @@ WEFT_CUDA_TEST(engine_logits_vs_cpu_f32) {
     logits_at_each(*g.engine, &got);
     h.check(got.size() == ref.size(), "same number of logits");
     h.check_close(got.data(), ref.data(), std::min(got.size(), ref.size()), c.atol, 0.f, std::string("logits at every position, ") + dt_name(c.dt));
+  }
+}
+
+// A reranker's step asks for a few LM-head rows: those rows gathered and multiplied alone, their
+// logits equal to the whole head's at those ids, -inf everywhere else, greedy among them.
+WEFT_CUDA_TEST(engine_logit_rows) {
+  for (weft::WeightDType dt : {weft::WeightDType::f16, weft::WeightDType::int8}) {
+    Loaded g;
+    if (!open(h, dt, weft::Backend::cuda, &g)) return;
+    Driver d(g.engine.get());
+    int next_id = 1;
+    auto run = [&](const std::vector<int32_t>* rows, std::vector<std::vector<float>>* logits, std::vector<int32_t>* sampled) {
+      Seq a = make_seq(next_id++, {1, 365, 403, 280, 261}), b = make_seq(next_id++, {1, 2, 3});
+      std::vector<Seq*> batch = {&a, &b};
+      weft::StepOutput out;
+      weft::Status st = d.step(batch, {5, 3}, &out, true, rows);
+      h.check(st.ok(), st.message);
+      *logits = {a.logits.at(0), b.logits.at(0)};
+      *sampled = {a.tokens.back(), b.tokens.back()};
+      d.release(a), d.release(b);
+    };
+    std::vector<std::vector<float>> full, part;
+    std::vector<int32_t> ignored, picked;
+    run(nullptr, &full, &ignored);
+    const int V = int(full[0].size());
+    const std::vector<std::vector<int32_t>> asks = {{V - 1, 17, 0, 16, 300}, {5, 9}, {9, 5}};
+    for (const auto& rows : asks) {
+      run(&rows, &part, &picked);
+      for (int r = 0; r < 2; ++r) {
+        std::vector<float> want, got;
+        for (int32_t id : rows) want.push_back(full[r][id]), got.push_back(part[r][id]);
+        h.check_close(got.data(), want.data(), want.size(), 1e-3f, 1e-3f, std::string(dt_name(dt)) + ": the asked rows' logits");
+        int others = 0;
+        for (int v = 0; v < V; ++v)
+          if (std::find(rows.begin(), rows.end(), v) == rows.end() && part[r][v] == -INFINITY) ++others;
+        h.check(others == V - int(rows.size()), "every other logit is -inf");
+        h.check(std::find(rows.begin(), rows.end(), picked[r]) != rows.end(), "greedy picks among the asked rows");
+      }
+    }
   }
 }
 
