@@ -24,6 +24,7 @@ export class EngineWorker {
   info: InitReply;
   #pool: Piscina;
   #steps!: MessagePort;
+  #stepsClosed = false;
   #nextStepId = 0;
   #pending = new Map<number, { resolve: (r: WorkerReply) => void; reject: (e: Error) => void }>();
 
@@ -45,6 +46,7 @@ export class EngineWorker {
   // terminate, destroy): the steps it had not answered fail as a dead worker's.
   #listen(steps: MessagePort): void {
     this.#steps = steps;
+    this.#stepsClosed = false;
     steps.on('message', ({ id, reply }: StepReplyEnvelope) => {
       const p = this.#pending.get(id);
       this.#pending.delete(id);
@@ -52,12 +54,16 @@ export class EngineWorker {
     });
     steps.once('close', () => {
       if (this.#steps !== steps) return;
-      const died = new WeftError('WEFT_ERR_ENGINE_WORKER_DIED', `engine worker ${this.index} died: its thread ended`);
-      for (const p of this.#pending.values()) p.reject(died);
+      this.#stepsClosed = true;
+      for (const p of this.#pending.values()) p.reject(this.#died());
       this.#pending.clear();
     });
     // Idle between requests, the channel must not keep the process alive by itself.
     steps.unref();
+  }
+
+  #died(): WeftError {
+    return new WeftError('WEFT_ERR_ENGINE_WORKER_DIED', `engine worker ${this.index} died: its thread ended`);
   }
 
   // Several tasks at once: a prepare (a constraint compiling on a grammar host) waits beside the
@@ -98,6 +104,9 @@ export class EngineWorker {
       msg.forks,
       msg.release,
     ].map((a) => a.buffer as ArrayBuffer);
+    // A message on a closed port is dropped without a word: a thread that ended while idle must
+    // fail the next step, not leave it waiting.
+    if (this.#stepsClosed) throw this.#died();
     const id = this.#nextStepId++;
     const reply = await new Promise<WorkerReply>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });

@@ -134,6 +134,23 @@ t.test('penalties see the whole prompt when its prefix came from the cache', asy
   await worker.close();
 });
 
+t.test('a worker whose thread ended while idle fails the next request with a typed error (no hang) and serves again', async (t) => {
+  const worker = await EngineWorker.start(0, opts(64));
+  const loop = new EngineLoop([worker], { scheduler: { maxModelLen: 512 }, eosTokenIds: EOS });
+  t.teardown(async () => {
+    await loop.close();
+    await worker.close();
+  });
+  const prompt = [1, 365, 403, 280];
+  const before = await collect(loop.submit({ promptTokenIds: prompt, maxTokens: 8 }));
+  await worker.killForTest();
+  const failed = await collect(loop.submit({ promptTokenIds: prompt, maxTokens: 8 }));
+  t.equal(failed.reason, 'error');
+  t.equal(failed.code, 'WEFT_ERR_ENGINE_WORKER_DIED');
+  const again = await collect(loop.submit({ promptTokenIds: prompt, maxTokens: 8 }));
+  t.same(again.ids, before.ids, 'the recreated worker gives the same tokens');
+});
+
 t.test('a worker killed mid-step fails its sequences with a typed error; the others carry on', async (t) => {
   const w0 = await EngineWorker.start(0, opts(64));
   const w1 = await EngineWorker.start(1, opts(64));
