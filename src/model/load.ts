@@ -36,7 +36,10 @@ function readText(file: string, code: TextCode): string {
 }
 
 function readJson(file: string, code: TextCode): Record<string, unknown> {
-  const text = readText(file, code);
+  return parseJsonObject(readText(file, code), file, code);
+}
+
+function parseJsonObject(text: string, file: string, code: TextCode): Record<string, unknown> {
   let v: unknown;
   try {
     v = JSON.parse(text);
@@ -49,7 +52,6 @@ function readJson(file: string, code: TextCode): Record<string, unknown> {
 
 // The tokenizer JSON must load in HF tokenizers; anything else fails here, not at the first request.
 function checkTokenizer(json: string, file: string): void {
-  checkSubwordPrefix(JSON.parse(json) as Record<string, unknown>, file);
   try {
     tokenizers.Tokenizer.fromString(json);
   } catch (e) {
@@ -60,7 +62,8 @@ function checkTokenizer(json: string, file: string): void {
 // HF tokenizers builds a BPE model with a continuing_subword_prefix by cutting the prefix off each
 // merge's second part, without checking that it is there: a part shorter than the prefix, or one the
 // cut would split inside a character, panics in Rust and aborts the whole process (found by the
-// fuzzer). Such a merge can only come from a broken or hostile file: refuse it first.
+// fuzzer). Such a merge can only come from a broken or hostile file: refuse it first. (weft's own
+// tokenizer JSON for a GGUF vocabulary has no such prefix.)
 function checkSubwordPrefix(tok: Record<string, unknown>, file: string): void {
   const model = tok.model as { continuing_subword_prefix?: unknown; merges?: unknown } | null | undefined;
   const prefix = model?.continuing_subword_prefix;
@@ -133,8 +136,10 @@ function hfTokenizerFiles(dir: string): TokenizerFiles & { tokFile: string; gen:
   const gen = existsSync(genFile) ? readJson(genFile, 'WEFT_ERR_MODEL_BAD_CONFIG') : null;
 
   const tokenizerJson = readText(tokFile, 'WEFT_ERR_MODEL_TOKENIZER');
-  const tok = readJson(tokFile, 'WEFT_ERR_MODEL_TOKENIZER');
-  checkTokenizer(tokenizerJson, tokFile); // before anything below reads its fields
+  const tok = parseJsonObject(tokenizerJson, tokFile, 'WEFT_ERR_MODEL_TOKENIZER');
+  // before anything below reads its fields, and before HF tokenizers builds it
+  checkSubwordPrefix(tok, tokFile);
+  checkTokenizer(tokenizerJson, tokFile);
   const config = configFromHf(readJson(configFile, 'WEFT_ERR_MODEL_BAD_CONFIG'), configFile, gen, tokenizerDefaults(tok, tokConfig));
   return { tokenizerJson, config, chatTemplate: chatTemplateOf(dir, tokConfig), tokFile, gen };
 }
