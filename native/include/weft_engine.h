@@ -151,9 +151,9 @@ struct StepInput {
   int num_history = 0;
   bool return_logits = false;  // raw logits of each sampled row (tests, rerankers)
   // Only these vocabulary rows of the LM head are needed (a reranker reads two logits): an engine
-  // may evaluate just them and leave every other logit at -inf (the CPU engine does; the CUDA
-  // engine still computes the whole row). What is sampled is then unspecified: for prefill-only
-  // scoring requests. null: the whole vocabulary.
+  // may evaluate just them and leave every other logit at -inf (both engines do; the CPU one not
+  // for an LM head split in segments of different block types). What is sampled is then
+  // unspecified: for prefill-only scoring requests. null: the whole vocabulary.
   const int32_t* logit_rows = nullptr;
   int num_logit_rows = 0;
   // Token masks (structured output): a sampled sequence i with mask_index[i] >= 0 may only sample
