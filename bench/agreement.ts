@@ -2,9 +2,11 @@
 // bench/llamacpp/run.mjs runs it) on the very same GGUF files: the synthetic 110M-shape model
 // requantized by llama-quantize to each llama.cpp type, loaded by weft with --dtype auto (the
 // file's block types kept). Prints, per type and prompt, how many of the first 32 positions
-// agree, and exits 1 when one is under 28. As a noise floor it also runs llama.cpp against itself
-// with flash attention off (node-llama-cpp's default, "auto", turns it on for the CPU): on random
-// weights the logits are flat, and a different rounding order alone can change a greedy choice.
+// agree, and exits 1 when one is under 28. On random weights the logits are flat and a different
+// rounding order alone can change a greedy choice, after which every later position may differ;
+// so it also prints the teacher-forced count (each choice made on llama.cpp's own context), the
+// log-prob difference on the same context, and all three for llama.cpp against itself with flash
+// attention off (node-llama-cpp's default, "auto", turns it on for the CPU): the noise floor.
 //
 //   npm run bench:agreement -- [--shape 110m] [--types q4_k_m,q5_k_m,q6_k,q4_0,q5_0] [--tokens 32]
 import { existsSync } from 'node:fs';
@@ -18,13 +20,16 @@ import { checkpointKind } from '../src/model/types.js';
 import { runOffline } from '../src/offline.js';
 import { EngineInstance } from '../src/workers/engine-instance.js';
 import { SHAPES } from './shapes.js';
-import { blockGguf } from './timing.js';
+import { blockGguf, foreignLlamaLibraryDirs } from './timing.js';
+
+interface NlcSequence {
+  evaluate(t: number[]): AsyncGenerator<number, void, number | undefined>;
+  evaluateWithMetadata(t: number[], m: { probabilities: true }): AsyncGenerator<{ probabilities: Map<number, number> }>;
+}
 
 interface NlcLlama {
   loadModel(o: { modelPath: string; gpuLayers: number }): Promise<{
-    createContext(
-      o: Record<string, unknown>,
-    ): Promise<{ getSequence(): { evaluate(t: number[]): AsyncGenerator<number> }; dispose(): Promise<void> }>;
+    createContext(o: Record<string, unknown>): Promise<{ getSequence(): NlcSequence; dispose(): Promise<void> }>;
     dispose(): Promise<void>;
   }>;
   dispose(): Promise<void>;
@@ -36,10 +41,18 @@ const PROMPTS = [
   [1, 29871, 13, 1576, 338, 263, 1243],
 ];
 
-async function llamaCppIds(llama: NlcLlama, file: string, tokens: number, flashAttention: 'auto' | boolean): Promise<number[][]> {
+// Greedy ids per prompt; with `forced`, teacher-forced: after its k-th choice the context goes on
+// with forced[prompt][k] (node-llama-cpp evaluates a token given to next() instead of its own).
+async function llamaCppIds(
+  llama: NlcLlama,
+  file: string,
+  tokens: number,
+  flashAttention: 'auto' | boolean,
+  forced?: number[][],
+): Promise<number[][]> {
   const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
   const out: number[][] = [];
-  for (const prompt of PROMPTS) {
+  for (const [p, prompt] of PROMPTS.entries()) {
     const ctx = await model.createContext({
       contextSize: 128,
       sequences: 1,
@@ -50,7 +63,7 @@ async function llamaCppIds(llama: NlcLlama, file: string, tokens: number, flashA
     const gen = ctx.getSequence().evaluate(prompt); // temperature 0: greedy argmax
     const ids: number[] = [];
     for (let i = 0; i < tokens; i++) {
-      const { value, done } = await gen.next();
+      const { value, done } = await (i > 0 && forced ? gen.next(forced[p][i - 1]) : gen.next());
       if (done) break;
       ids.push(value);
     }
@@ -60,6 +73,38 @@ async function llamaCppIds(llama: NlcLlama, file: string, tokens: number, flashA
   }
   await model.dispose();
   return out;
+}
+
+// llama.cpp's next-token log-probs after each prompt: the position where the engines are compared
+// on the very same context, before any choice of theirs can part them.
+async function llamaCppFirstLogprobs(llama: NlcLlama, file: string, flashAttention: 'auto' | boolean): Promise<Map<number, number>[]> {
+  const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+  const out: Map<number, number>[] = [];
+  for (const prompt of PROMPTS) {
+    const ctx = await model.createContext({ contextSize: 128, sequences: 1, threads: { ideal: 1, min: 1 }, flashAttention });
+    const gen = ctx.getSequence().evaluateWithMetadata(prompt, { probabilities: true });
+    const { value } = await gen.next();
+    if (value) out.push(new Map([...value.probabilities].map(([id, p]) => [id, Math.log(p)])));
+    await gen.return(undefined);
+    await ctx.dispose();
+  }
+  await model.dispose();
+  return out;
+}
+
+// The largest log-prob difference over the reference's 20 likeliest tokens.
+function maxDeviation(ref: Map<number, number>, other: (id: number) => number): number {
+  const top = [...ref].sort((a, b) => b[1] - a[1]).slice(0, 20);
+  return Math.max(...top.map(([id, lp]) => Math.abs(other(id) - lp)));
+}
+
+function logSoftmax(logits: Float32Array): Float64Array {
+  let max = -Infinity,
+    sum = 0;
+  for (const v of logits) max = Math.max(max, v);
+  for (const v of logits) sum += Math.exp(v - max);
+  const z = max + Math.log(sum);
+  return Float64Array.from(logits, (v) => v - z);
 }
 
 function topGap(logits: Float32Array): number {
@@ -95,30 +140,59 @@ async function main(): Promise<void> {
     'index.js',
   );
   if (!existsSync(nlcPath)) throw new Error(`node-llama-cpp not installed (sh bench/llamacpp/install.sh): ${nlcPath}`);
+  const foreign = foreignLlamaLibraryDirs(process.env);
+  if (foreign.length > 0)
+    throw new Error(`LD_LIBRARY_PATH holds another llama.cpp build (${foreign.join(', ')}): node-llama-cpp would load its libraries; unset it`);
   const nlc = (await import(pathToFileURL(nlcPath).href)) as { getLlama(o: Record<string, unknown>): Promise<NlcLlama> };
   const llama = await nlc.getLlama({ gpu: false, build: 'never', maxThreads: 1 });
+  process.stdout.write(
+    `against llama.cpp (flash attention auto): free = greedy ids equal, forced = teacher-forced, dev = max |log-prob|\n` +
+      `difference at the first position over llama.cpp's top 20; the last three: llama.cpp without flash attention\n` +
+      `${'model'.padEnd(12)} ${'weft'.padEnd(6)} prompt  ${'free'.padEnd(11)} ${'forced'.padEnd(8)} ${'dev'.padEnd(8)} ` +
+      `${'free'.padEnd(11)} ${'forced'.padEnd(8)} dev\n`,
+  );
   let ok = true;
   for (const type of values.types!.split(',')) {
     const file = await blockGguf(values.shape!, SHAPES[values.shape!], type);
     if (!file) throw new Error(`${type}: neither llama-quantize (set WEFT_LLAMA_QUANTIZE) nor weft's quantizer writes this type`);
     const dtype = resolveDtype('auto', 'cpu', checkpointKind(await loadModelSpec(file)));
-    const e = await EngineInstance.open({ modelPath: file, dtype, numThreads: Number(values.threads), numKvBlocks: 16, blockSize: 16 });
-    const runs = PROMPTS.map((p) => runOffline(e, [{ promptIds: p, maxTokens: tokens, ignoreEos: true }], { returnLogits: true })[0]);
-    const ours = runs.map((r) => r.outputIds);
-    e.close();
     const theirs = await llamaCppIds(llama, file, tokens, 'auto');
     const theirsNoFa = await llamaCppIds(llama, file, tokens, false);
+    const theirsNoFaForced = await llamaCppIds(llama, file, tokens, false, theirs);
+    const firstLp = await llamaCppFirstLogprobs(llama, file, 'auto');
+    const firstLpNoFa = await llamaCppFirstLogprobs(llama, file, false);
+    const e = await EngineInstance.open({ modelPath: file, dtype, numThreads: Number(values.threads), numKvBlocks: 64, blockSize: 16 });
+    const runs = PROMPTS.map((p) => runOffline(e, [{ promptIds: p, maxTokens: tokens, ignoreEos: true }], { returnLogits: true })[0]);
+    const ours = runs.map((r) => r.outputIds);
+    // Teacher-forced: each engine's choice at position j on llama.cpp's own first j ids, so a single
+    // near-tie costs one position instead of every later one (llama-perplexity's "same top" rate).
+    const oursForced = runOffline(
+      e,
+      PROMPTS.map((p, i) => ({ promptIds: p, maxTokens: tokens, ignoreEos: true, forcedIds: theirs[i] })),
+    ).map((r) => r.outputIds);
+    e.close();
+    const same = (a: number[], b: number[]): number => a.filter((id, j) => id === b[j]).length;
     PROMPTS.forEach((_, i) => {
-      const agree = ours[i].filter((id, j) => id === theirs[i][j]).length;
-      const floor = theirsNoFa[i].filter((id, j) => id === theirs[i][j]).length;
+      const agree = same(ours[i], theirs[i]);
       ok &&= agree >= need;
+      const lp = logSoftmax(runs[i].logits[0]);
       // Random weights give flat logits: where the two first part, weft's top-2 gap says whether it was a near-tie.
       const first = ours[i].findIndex((id, j) => id !== theirs[i][j]);
-      const where = first < 0 ? '' : `; first differs at ${first}, weft's top-2 logit gap there ${topGap(runs[i].logits[first]).toFixed(5)}`;
-      process.stdout.write(
-        `${values.shape} ${type.padEnd(7)} (weft ${dtype}) prompt ${i}: ${agree}/${tokens} positions agree with llama.cpp` +
-          `${agree >= need ? '' : `  BELOW ${need}`}${where}; llama.cpp without flash attention: ${floor}/${tokens}\n`,
-      );
+      const where = first < 0 ? '' : `  first differs at ${first}, weft's top-2 gap there ${topGap(runs[i].logits[first]).toFixed(5)}`;
+      const row = [
+        `${values.shape} ${type}`.padEnd(12),
+        dtype.padEnd(6),
+        String(i).padEnd(7),
+        `${agree}/${tokens}${agree >= need ? '' : ' BELOW'}`.padEnd(11),
+        `${same(oursForced[i], theirs[i])}/${tokens}`.padEnd(8),
+        maxDeviation(firstLp[i], (id) => lp[id])
+          .toFixed(4)
+          .padEnd(8),
+        `${same(theirsNoFa[i], theirs[i])}/${tokens}`.padEnd(11),
+        `${same(theirsNoFaForced[i], theirs[i])}/${tokens}`.padEnd(8),
+        maxDeviation(firstLp[i], (id) => firstLpNoFa[i].get(id) ?? -Infinity).toFixed(4),
+      ];
+      process.stdout.write(`${row.join(' ')}${where}\n`);
     });
   }
   await llama.dispose();

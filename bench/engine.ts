@@ -30,7 +30,7 @@ import { SHAPES } from './shapes.js';
 import { resolveDtype } from '../src/config.js';
 import { loadModelSpec } from '../src/model/load.js';
 import { checkpointKind } from '../src/model/types.js';
-import { BLOCK_TYPES, blockGguf, median, readBandwidth, syntheticGguf, timeDecode, timePrefill } from './timing.js';
+import { BLOCK_TYPES, blockGguf, envWithoutLlamaLibraries, median, readBandwidth, syntheticGguf, timeDecode, timePrefill } from './timing.js';
 import type { WeightDtype } from '../src/workers/binding.js';
 
 // The file and weight dtype of a --dtypes entry.
@@ -72,7 +72,7 @@ function runLlamaCpp(gguf: string, o: { threads: number; batches: number[]; prom
       '--decode-tokens',
       String(o.decodeTokens),
     ],
-    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env: envWithoutLlamaLibraries(process.env) },
   );
   if (r.status !== 0) return null;
   const json = JSON.parse(r.stdout.trim().split('\n').pop()!);

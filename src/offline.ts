@@ -16,6 +16,9 @@ export interface OfflineRequest {
   startStep?: number; // join the batch at this step (tests mixed prefill/decode)
   mask?: Uint32Array; // only these tokens are sampled (ceil(vocab / 32) words, bit t & 31 of word t >> 5)
   logitBias?: LogitBias; // (token, added logit) pairs
+  // Teacher forcing: after its k-th sampled token the sequence goes on with forcedIds[k] instead
+  // (while there is one), so each output is the next-token choice on a context given from outside.
+  forcedIds?: number[];
 }
 
 export interface OfflineResult {
@@ -111,7 +114,7 @@ export function runOffline(engine: EngineInstance, requests: OfflineRequest[], o
         r.logits.push(out.logits.slice(row * V, (row + 1) * V));
       }
       row++;
-      s.tokens.push(tok);
+      s.tokens.push(s.req.forcedIds?.[r.outputIds.length - 1] ?? tok);
       const stop = (!s.req.ignoreEos && eos.has(tok)) || (s.req.stopTokenIds ?? []).includes(tok);
       if (stop) r.finishReason = 'stop';
       if (stop || r.outputIds.length >= s.req.maxTokens) s.numComputed = -1; // mark finished

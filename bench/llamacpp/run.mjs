@@ -29,6 +29,12 @@ function fail(msg) {
   process.exit(2);
 }
 
+// Another llama.cpp build on LD_LIBRARY_PATH is loaded in place of node-llama-cpp's own libraries
+// (the search path comes before the addon's RUNPATH): a mismatched ABI, a corrupted heap.
+for (const d of (process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean))
+  if (existsSync(join(d, 'libllama.so')) || existsSync(join(d, 'libggml.so')))
+    fail(`LD_LIBRARY_PATH holds another llama.cpp build (${d}): node-llama-cpp would load its libraries; unset it`);
+
 const { values: opt } = parseArgs({
   options: {
     model: { type: 'string' },

@@ -53,3 +53,21 @@ for (const dtype of ['f32', 'int8'] as const) {
     e.close();
   });
 }
+
+// The agreement benchmark compares next-token choices on a context given from outside.
+t.test('forcedIds: each output is the greedy choice after the prompt and the forced tokens before it', async (t) => {
+  const [req] = await requests();
+  const e = await EngineInstance.open({ modelPath: MODEL_DIR, dtype: 'f32', numThreads: 2, numKvBlocks: 32, blockSize: 16 });
+  const free = runOffline(e, [{ promptIds: req.promptIds, maxTokens: 6, ignoreEos: true }])[0].outputIds;
+  t.same(runOffline(e, [{ promptIds: req.promptIds, maxTokens: 6, ignoreEos: true, forcedIds: free }])[0].outputIds, free, 'forcing its own choices');
+  const forced = [free[0] === 13 ? 14 : 13, 300, 45]; // a context greedy would not take
+  const out = runOffline(e, [{ promptIds: req.promptIds, maxTokens: 5, ignoreEos: true, forcedIds: forced }])[0].outputIds;
+  t.equal(out.length, 5);
+  for (let k = 1; k <= forced.length; k++) {
+    const ctx = req.promptIds.concat(forced.slice(0, k));
+    t.equal(out[k], runOffline(e, [{ promptIds: ctx, maxTokens: 1 }])[0].outputIds[0], `output ${k} = greedy after ${k} forced tokens`);
+  }
+  const after = runOffline(e, [{ promptIds: req.promptIds.concat(forced), maxTokens: 2, ignoreEos: true }])[0].outputIds;
+  t.same(out.slice(3), after, 'past the forced tokens it goes on greedily from their context');
+  e.close();
+});
