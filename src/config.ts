@@ -48,7 +48,7 @@ const KEYS = {
   },
   kvDtype: {
     kind: ['auto', 'f32', 'f16'],
-    help: 'CPU KV cache element type; auto = f32 with f32 weights, f16 with int8 (the GPU caches in its activation type)',
+    help: 'CPU KV cache element type; auto = f32 with f32 weights, f16 with int8 or block weights (the GPU caches in its activation type)',
   },
   gpuMemoryUtilization: {
     kind: 'number',

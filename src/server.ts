@@ -91,7 +91,8 @@ function kvCacheBlocksFor(
   maxModelLen: number,
 ): { blocks: number; limitedByMemory: boolean; bytesPerToken: number } {
   const c = spec.config;
-  const element = e.kvDtype === 'f16' || (e.kvDtype === 'auto' && (dtype === 'int8' || dtype === 'quant')) ? 2 : 4;
+  // GPU caches hold f16 or bf16; the CPU engine says which of its types auto gives these weights.
+  const element = backend === 'gpu' || loadNative().cpuKvDtype(dtype, e.kvDtype) === 'f16' ? 2 : 4;
   const bytesPerToken = c.numLayers * c.numKvHeads * c.headDim * 2 * element;
   if (backend === 'gpu') return { blocks: e.kvCacheBlocks || AUTO_KV_MIN_BLOCKS, limitedByMemory: false, bytesPerToken };
   const weightBytes = Object.values(spec.tensors).reduce((n, t) => n + t.byteLength, 0);

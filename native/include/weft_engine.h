@@ -86,6 +86,10 @@ uint64_t model_weight_bytes(const Model& m);  // bytes one decode step reads fro
 // KV cache element type; automatic = f32 for f32 weights (the reference path), f16 otherwise.
 enum class KvDType { automatic = 0, f32 = 1, f16 = 2 };
 
+// The CPU engine's KV element type for `kv` with `weights` (never automatic): the one place the
+// rule lives, asked by the CPU engine and by the server before any engine exists (to size the cache).
+KvDType cpu_kv_dtype(KvDType kv, WeightDType weights);
+
 struct EngineOptions {
   Backend backend = Backend::cpu;
   int num_threads = 1;

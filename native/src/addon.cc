@@ -124,6 +124,7 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
                              InstanceMethod("cudaDeviceInfo", &WeftAddon::Guarded<&WeftAddon::CudaDeviceInfo>),
                              InstanceMethod("loadProgress", &WeftAddon::Guarded<&WeftAddon::LoadProgressOf>),
                              InstanceMethod("mallocTrim", &WeftAddon::Guarded<&WeftAddon::MallocTrim>),
+                             InstanceMethod("cpuKvDtype", &WeftAddon::Guarded<&WeftAddon::CpuKvDtype>),
                          });
   }
 
@@ -152,19 +153,37 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
     return Napi::Value();
   }
 
+  static weft::WeightDType weight_dtype(Napi::Env env, const std::string& wd) {
+    if (wd == "f32") return weft::WeightDType::f32;
+    if (wd == "int8") return weft::WeightDType::int8;
+    if (wd == "f16") return weft::WeightDType::f16;
+    if (wd == "bf16") return weft::WeightDType::bf16;
+    if (wd == "quant") return weft::WeightDType::quant;
+    throw_bad(env, "weightDtype must be f32, int8, f16, bf16 or quant");
+  }
+
+  static weft::KvDType kv_dtype(Napi::Env env, const std::string& kv) {
+    if (kv == "f32") return weft::KvDType::f32;
+    if (kv == "f16") return weft::KvDType::f16;
+    if (kv != "auto") throw_bad(env, "kvDtype must be auto, f32 or f16");
+    return weft::KvDType::automatic;
+  }
+
+  // cpuKvDtype(weightDtype, kvDtype): the CPU engine's KV element type, before any engine exists.
+  Napi::Value CpuKvDtype(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsString() || !info[1].IsString()) throw_bad(env, "cpuKvDtype(weightDtype, kvDtype) needs two strings");
+    const weft::KvDType kv = weft::cpu_kv_dtype(kv_dtype(env, info[1].As<Napi::String>()), weight_dtype(env, info[0].As<Napi::String>()));
+    return Napi::String::New(env, kv == weft::KvDType::f16 ? "f16" : "f32");
+  }
+
   Napi::Value LoadModel(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!info[0].IsObject()) throw_bad(env, "loadModel(spec) needs an object");
     Napi::Object o = info[0].As<Napi::Object>();
     weft::ModelSpec spec;
     spec.key = get_str(env, o, "key");
-    const std::string wd = get_str(env, o, "weightDtype");
-    if (wd == "f32") spec.weight_dtype = weft::WeightDType::f32;
-    else if (wd == "int8") spec.weight_dtype = weft::WeightDType::int8;
-    else if (wd == "f16") spec.weight_dtype = weft::WeightDType::f16;
-    else if (wd == "bf16") spec.weight_dtype = weft::WeightDType::bf16;
-    else if (wd == "quant") spec.weight_dtype = weft::WeightDType::quant;
-    else throw_bad(env, "weightDtype must be f32, int8, f16, bf16 or quant");
+    spec.weight_dtype = weight_dtype(env, get_str(env, o, "weightDtype"));
     const std::string target = o.Get("target").IsString() ? get_str(env, o, "target") : "cpu";
     if (target != "cpu" && target != "cuda") throw_bad(env, "target must be cpu or cuda");
     spec.target = target == "cuda" ? weft::Backend::cuda : weft::Backend::cpu;
@@ -230,9 +249,7 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
     opts.block_size = get_int(o, "blockSize", 16);
     opts.isa = get_int(o, "isa", -1);
     opts.device = get_int(o, "device", 0);
-    const std::string kv = o.Get("kvDtype").IsString() ? get_str(env, o, "kvDtype") : "auto";
-    if (kv != "auto" && kv != "f32" && kv != "f16") throw_bad(env, "kvDtype must be auto, f32 or f16");
-    opts.kv_dtype = kv == "f32" ? weft::KvDType::f32 : kv == "f16" ? weft::KvDType::f16 : weft::KvDType::automatic;
+    opts.kv_dtype = kv_dtype(env, o.Get("kvDtype").IsString() ? get_str(env, o, "kvDtype") : "auto");
     const std::string backend = o.Get("backend").IsString() ? get_str(env, o, "backend") : "cpu";
     if (backend != "cpu" && backend != "cuda") throw_bad(env, "backend must be cpu or cuda");
     opts.backend = backend == "cuda" ? weft::Backend::cuda : weft::Backend::cpu;

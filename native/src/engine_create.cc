@@ -5,6 +5,13 @@
 
 namespace weft {
 
+KvDType cpu_kv_dtype(KvDType kv, WeightDType weights) {
+  if (kv != KvDType::automatic) return kv;
+  // int8 and block weights already round every activation; an f16 cache (llama.cpp's default)
+  // halves the memory at no visible cost there, while f32 weights stay the exact reference path.
+  return weights == WeightDType::int8 || weights == WeightDType::quant ? KvDType::f16 : KvDType::f32;
+}
+
 Status engine_create(std::shared_ptr<const Model> model, const EngineOptions& o, std::unique_ptr<Engine>* out) {
   if (!model) return Status::Error(StatusCode::bad_input, "no model");
   if (o.backend == Backend::cpu) return cpu_engine_create(std::move(model), o, out);

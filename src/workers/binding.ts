@@ -34,7 +34,7 @@ export interface NativeEngineOptions {
   blockSize: number;
   isa?: number; // -1 or absent: best available
   device?: number;
-  kvDtype?: KvDtype; // auto: f32 with f32 weights (the reference path), f16 with int8 (CPU only)
+  kvDtype?: KvDtype; // CPU only; auto: the engine's rule (cpuKvDtype)
   kvCacheFraction?: number; // CUDA: KV cache = this share of free device memory (0: numKvBlocks)
   maxNumTokens?: number; // CUDA: workspace sizing
   maxNumSeqs?: number;
@@ -108,6 +108,8 @@ export interface NativeAddon {
   // the model load in progress in this process (any worker thread): bytes of its files' tensors
   loadProgress(): { bytesDone: number; bytesTotal: number; active: boolean };
   mallocTrim(): boolean; // true when glibc gave memory back to the OS
+  // the CPU engine's KV element type for these weights (auto resolved by the engine's own rule)
+  cpuKvDtype(weightDtype: WeightDtype, kvDtype: KvDtype): 'f32' | 'f16';
 }
 
 export interface CudaDeviceInfo {
@@ -164,6 +166,7 @@ export function loadNative(): NativeAddon {
     cudaDeviceInfo: guard(raw.cudaDeviceInfo.bind(raw)),
     loadProgress: guard(raw.loadProgress.bind(raw)),
     mallocTrim: guard(raw.mallocTrim.bind(raw)),
+    cpuKvDtype: guard(raw.cpuKvDtype.bind(raw)),
   };
   return addon;
 }

@@ -24,7 +24,7 @@ export interface EngineInstanceOptions {
   numKvBlocks: number; // gpu: used when kvCacheFraction is 0
   blockSize: number;
   isa?: IsaName; // default: the best the CPU has
-  kvDtype?: KvDtype; // cpu only; default auto: f32 KV with f32 weights, f16 KV with int8 weights
+  kvDtype?: KvDtype; // cpu only; default auto: the engine's rule (cpuKvDtype)
   backend?: 'cpu' | 'gpu';
   device?: number; // gpu: CUDA device index
   kvCacheFraction?: number; // gpu: share of the free device memory the KV cache takes (0: numKvBlocks)

@@ -54,8 +54,7 @@ class CpuEngine final : public Engine {
  public:
   CpuEngine(std::shared_ptr<const Model> model, const EngineOptions& o, Isa isa)
       : model_(std::move(model)), cfg_(model_->config), opts_(o), isa_(isa), pool_(o.num_threads) {
-    kv_f16_ = o.kv_dtype == KvDType::f16 ||
-              (o.kv_dtype == KvDType::automatic && (model_->weight_dtype == WeightDType::int8 || model_->weight_dtype == WeightDType::quant));
+    kv_f16_ = cpu_kv_dtype(o.kv_dtype, model_->weight_dtype) == KvDType::f16;
     const size_t bytes = block_bytes() * o.num_kv_blocks * cfg_.num_layers;
     k_cache_.allocate(bytes);
     v_cache_.allocate(bytes);
