@@ -4,7 +4,7 @@
 // aborted (by its client, on purpose), an error (by code), or lost (a stream that ended without
 // [DONE], or no answer at all) — lost must be 0. Exit code 1 otherwise.
 //
-//   npm run bench:soak -- [--model DIR | --url http://host:port] [--requests 10000] [--concurrency 256] [--routes 0,1,2,3,4]
+//   npm run bench:soak -- [--model DIR | --url http://host:port] [--requests 10000] [--concurrency 256] [--routes 0,1,2,3,4,5,6]
 //                         [--abort-share 0.2] [--rounds 2] [--max-tokens 32] [--seed 1] [--server-args "..."]
 import { parseArgs } from 'node:util';
 
@@ -18,13 +18,23 @@ interface Route {
   body(prompt: string, maxTokens: number, seed: number): object;
 }
 
-// Streamed routes, in turn: OpenAI completions (n 1 and 2) and chat, weft's /stream and /chat.
+// Streamed routes, in turn: OpenAI completions (n 1 and 2) and chat, weft's /stream and /chat, and
+// beam searches (sequence groups sharing KV blocks: a vanished client must free the whole group),
+// on weft's own route (widths 2 to 4, the seed's two-turn form) and on completions (vLLM's form).
 const ROUTES: Route[] = [
   { path: '/v1/completions', body: (prompt, max_tokens, seed) => ({ prompt, max_tokens, seed, stream: true }) },
   { path: '/v1/chat/completions', body: (p, max_tokens, seed) => ({ messages: [{ role: 'user', content: p }], max_tokens, seed, stream: true }) },
   { path: '/stream', body: (prompt, max_tokens, seed) => ({ prompt, max_tokens, seed }) },
   { path: '/v1/completions', body: (prompt, max_tokens, seed) => ({ prompt, max_tokens, seed, n: 2, stream: true }) },
   { path: '/chat', body: (prompt, max_tokens, seed) => ({ messages: [prompt], max_tokens, seed }) },
+  {
+    path: '/stream_chat_beam',
+    body: (prompt, max_tokens, seed) => ({ messages: ['Hello', prompt], beam_width: 2 + (seed % 3), max_tokens, use_rerank: seed % 2 === 0 }),
+  },
+  {
+    path: '/v1/completions',
+    body: (prompt, max_tokens) => ({ prompt, max_tokens, n: 3, use_beam_search: true, stream: true }),
+  },
 ];
 
 type Outcome = { kind: 'completed' | 'aborted' | 'lost' } | { kind: 'error'; code: string };
