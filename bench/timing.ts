@@ -42,7 +42,21 @@ export async function syntheticGguf(name: string, config: Record<string, unknown
 }
 
 // llama.cpp's block types the benchmarks load (their file names: the lower-case llama-quantize type).
-export const BLOCK_TYPES = ['q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k_m', 'q4_k_s', 'q5_k_m', 'q5_k_s', 'q6_k'] as const;
+export const BLOCK_TYPES = [
+  'q4_0',
+  'q4_1',
+  'q5_0',
+  'q5_1',
+  'q2_k',
+  'q3_k_s',
+  'q3_k_m',
+  'q3_k_l',
+  'q4_k_m',
+  'q4_k_s',
+  'q5_k_m',
+  'q5_k_s',
+  'q6_k',
+] as const;
 
 // The F32 synthetic model requantized by llama.cpp's llama-quantize ($WEFT_LLAMA_QUANTIZE, default
 // the build in ~/.cache/weft-llamacpp) to `type` (e.g. q4_k_m), cached beside it. Without

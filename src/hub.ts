@@ -47,8 +47,12 @@ export function parseHubId(model: string): HubId | null {
 const truthy = (v: string | undefined) => v !== undefined && ['1', 'true', 'yes', 'on'].includes(v.toLowerCase());
 const COMMIT = /^[0-9a-f]{40}$/;
 // GGUF quantizations weft loads, most preferred first, for repositories with several files:
-// Q4_K_M first, as Ollama and `llama-server -hf` pick, then the closer-to-full-precision ones.
-const GGUF_PREFERENCE = ['q4_k_m', 'q8_0', 'q5_k_m', 'q6_k', 'q4_0', 'q5_0', 'bf16', 'f16', 'f32'];
+// Q4_K_M first, as Ollama and `llama-server -hf` pick, then the closer-to-full-precision ones,
+// the other block mixes (the 3- and 2-bit ones last: the smallest and the least exact), floats.
+const GGUF_PREFERENCE = [
+  ...['q4_k_m', 'q8_0', 'q5_k_m', 'q6_k', 'q4_0', 'q5_0', 'q5_k_s', 'q4_k_s', 'q5_1', 'q4_1', 'q3_k_l', 'q3_k_m', 'q3_k_s', 'q2_k'],
+  ...['bf16', 'f16', 'f32'],
+];
 
 // The local directory (HF checkpoints) or .gguf file for a Hub id, downloading what is missing.
 export async function resolveHubModel(id: HubId, o: HubOptions): Promise<string> {

@@ -51,7 +51,7 @@ struct ModelConfig {
 };
 
 // q4_0 .. q6_k: GGML block formats (native/src/quant_blocks.h), read as stored.
-enum class TensorDType { f32, f16, bf16, q8_0, i8, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k };
+enum class TensorDType { f32, f16, bf16, q8_0, i8, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, q2_k, q3_k };
 
 struct TensorSpec {
   std::string name;  // canonical HF name

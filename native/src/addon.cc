@@ -85,6 +85,8 @@ weft::TensorDType parse_dtype(Napi::Env env, const std::string& s) {
   if (s == "Q4_K") return weft::TensorDType::q4_k;
   if (s == "Q5_K") return weft::TensorDType::q5_k;
   if (s == "Q6_K") return weft::TensorDType::q6_k;
+  if (s == "Q2_K") return weft::TensorDType::q2_k;
+  if (s == "Q3_K") return weft::TensorDType::q3_k;
   throw_status(env, Status::Error(weft::StatusCode::model_dtype, "unsupported tensor dtype " + s));
 }
 

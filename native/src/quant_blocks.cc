@@ -16,6 +16,8 @@ constexpr BlockFormat kQ5_1{32, 24, 5, 32, 32, false};
 constexpr BlockFormat kQ4_K{256, 144, 4, 32, 256, true};
 constexpr BlockFormat kQ5_K{256, 176, 5, 32, 256, true};
 constexpr BlockFormat kQ6_K{256, 210, 6, 16, 256, true};
+constexpr BlockFormat kQ2_K{256, 84, 2, 16, 256, true};
+constexpr BlockFormat kQ3_K{256, 110, 3, 16, 256, true};
 
 float half_at(const uint8_t* p) {
   uint16_t h;
@@ -94,6 +96,47 @@ void decode_q6k(const uint8_t* b, uint8_t* u, float* D, float* M, int8_t* sc, in
       }
 }
 
+// Q2_K (84 bytes): scales[16] (low nibble the scale, high nibble the min of a 16-value sub-block),
+// qs[64] of 2-bit fields, d and dmin f16. Each 128-value half n uses qs[32n..]: value
+// 128n + 32j + 16h + l takes bits 2j..2j+1 of qs[32n + 16h + l], sub-block 8n + 2j + h.
+// w = d * sc * u - dmin * m.
+void decode_q2k(const uint8_t* b, uint8_t* u, float* D, float* M, int8_t* sc, int8_t* mn) {
+  const uint8_t* qs = b + 16;
+  *D = half_at(b + 80);
+  *M = -half_at(b + 82);
+  for (int s = 0; s < 16; ++s) {
+    sc[s] = int8_t(b[s] & 15);
+    mn[s] = int8_t(b[s] >> 4);
+  }
+  for (int i = 0; i < 256; ++i) {
+    const int n = i / 128, j = (i % 128) / 32, hl = i % 32;
+    u[i] = uint8_t((qs[32 * n + hl] >> (2 * j)) & 3);
+  }
+}
+
+// Q3_K (110 bytes): hmask[32] (third bits), qs[64] (2-bit fields), 12 bytes of 6-bit scales, d
+// f16. Value 128n + 32j + 16h + l takes bits 2j..2j+1 of qs[32n + 16h + l] and bit 4n + j of
+// hmask[16h + l] as its third bit; sub-block s = 8n + 2j + h has the 6-bit scale whose low four
+// bits are the low (s < 8) or high nibble of byte s % 8 and whose top two are bits
+// 2(s / 4)..2(s / 4)+1 of byte 8 + s % 4. w = d * (scale - 32) * (u - 4).
+void decode_q3k(const uint8_t* b, uint8_t* u, float* D, float* M, int8_t* sc, int8_t* mn) {
+  const uint8_t* hm = b;
+  const uint8_t* qs = b + 32;
+  const uint8_t* packed = b + 96;
+  const float d = half_at(b + 108);
+  *D = d;
+  *M = -4.f * d;
+  for (int s = 0; s < 16; ++s) {
+    const int low = s < 8 ? packed[s] & 15 : packed[s - 8] >> 4, top = (packed[8 + s % 4] >> (2 * (s / 4))) & 3;
+    sc[s] = mn[s] = int8_t((low | (top << 4)) - 32);
+  }
+  for (int i = 0; i < 256; ++i) {
+    const int n = i / 128, j = (i % 128) / 32, hl = i % 32;
+    const int q2 = (qs[32 * n + hl] >> (2 * j)) & 3, h3 = (hm[hl] >> (4 * n + j)) & 1;
+    u[i] = uint8_t(q2 | (h3 << 2));
+  }
+}
+
 }  // namespace
 
 const BlockFormat* block_format(TensorDType d) {
@@ -112,6 +155,10 @@ const BlockFormat* block_format(TensorDType d) {
       return &kQ5_K;
     case TensorDType::q6_k:
       return &kQ6_K;
+    case TensorDType::q2_k:
+      return &kQ2_K;
+    case TensorDType::q3_k:
+      return &kQ3_K;
     default:
       return nullptr;
   }
@@ -163,6 +210,12 @@ void block_row_decode(TensorDType d, const uint8_t* row, int k, uint8_t* u, floa
         break;
       case TensorDType::q6_k:
         decode_q6k(row, ub, D + b, M + b, sc + s0, mn + s0);
+        break;
+      case TensorDType::q2_k:
+        decode_q2k(row, ub, D + b, M + b, sc + s0, mn + s0);
+        break;
+      case TensorDType::q3_k:
+        decode_q3k(row, ub, D + b, M + b, sc + s0, mn + s0);
         break;
       default:
         break;

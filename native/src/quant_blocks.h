@@ -1,4 +1,4 @@
-// The GGML block formats weft reads (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K), decoded into one
+// The GGML block formats weft reads (Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), decoded into one
 // common form that the packing and the kernels share:
 //
 //   w[i] = D[i / super] * sc[i / sub] * u[i]  +  M[i / super] * mn[i / sub]
@@ -16,8 +16,8 @@ namespace weft {
 struct BlockFormat {
   int values;  // values per block
   int bytes;  // bytes per block
-  int bits;  // bits of u: 4, 5 or 6
-  int sub;  // values per sc/mn: 32, or 16 (Q6_K)
+  int bits;  // bits of u: 2 to 6
+  int sub;  // values per sc/mn: 32, or 16 (Q2_K, Q3_K, Q6_K)
   int super;  // values per D/M: 32 (legacy) or 256 (K-quants)
   bool has_sub;  // sc/mn vary (K-quants); else they are all 1
 };

@@ -141,6 +141,52 @@ void ref_q6_k(const uint8_t* b, float* y, float* tol) {
   }
 }
 
+// Q2_K: scales[16] (low nibble scale, high nibble min), qs[64], d, dmin. Per 128-value half n and
+// shift j (0..3): values 128n + 32j + l (l < 16) are bits 2j..2j+1 of qs[32n + l] with scales[8n + 2j],
+// values 128n + 32j + 16 + l those of qs[32n + 16 + l] with scales[8n + 2j + 1]. w = d * sc * q - dmin * m.
+void ref_q2_k(const uint8_t* b, float* y, float* tol) {
+  const float d = h(b + 80), dmin = h(b + 82);
+  for (int n = 0; n < 2; ++n)
+    for (int j = 0; j < 4; ++j)
+      for (int half = 0; half < 2; ++half) {
+        const uint8_t s = b[8 * n + 2 * j + half];
+        const float dl = d * float(s & 15), ml = dmin * float(s >> 4);
+        for (int l = 0; l < 16; ++l) {
+          const int i = 128 * n + 32 * j + 16 * half + l;
+          y[i] = dl * float((b[16 + 32 * n + 16 * half + l] >> (2 * j)) & 3) - ml;
+          tol[i] = kE * 8 * (std::fabs(dl) * 3 + std::fabs(ml));
+        }
+      }
+}
+
+// Q3_K: hmask[32], qs[64], scales[12] (sixteen 6-bit values: llama.cpp's kmask unpacking, written
+// out as four 32-bit words), d. As Q2_K's layout for the 2-bit fields; the third bit of value
+// 128n + 32j + 16h + l is bit 4n + j of hmask[16h + l], and a clear bit subtracts 4.
+// w = d * (scale - 32) * q3.
+void ref_q3_k(const uint8_t* b, float* y, float* tol) {
+  uint32_t aux[4];
+  std::memcpy(aux, b + 96, 12);
+  const uint32_t k1 = 0x03030303, k2 = 0x0f0f0f0f, tmp = aux[2];
+  aux[2] = ((aux[0] >> 4) & k2) | (((tmp >> 4) & k1) << 4);
+  aux[3] = ((aux[1] >> 4) & k2) | (((tmp >> 6) & k1) << 4);
+  aux[0] = (aux[0] & k2) | (((tmp >> 0) & k1) << 4);
+  aux[1] = (aux[1] & k2) | (((tmp >> 2) & k1) << 4);
+  int8_t scales[16];
+  std::memcpy(scales, aux, 16);
+  const float d = h(b + 108);
+  for (int n = 0; n < 2; ++n)
+    for (int j = 0; j < 4; ++j)
+      for (int half = 0; half < 2; ++half) {
+        const float dl = d * float(scales[8 * n + 2 * j + half] - 32);
+        for (int l = 0; l < 16; ++l) {
+          const int i = 128 * n + 32 * j + 16 * half + l, hl = 16 * half + l;
+          const int q = ((b[32 + 32 * n + hl] >> (2 * j)) & 3) - ((b[hl] >> (4 * n + j)) & 1 ? 0 : 4);
+          y[i] = dl * float(q);
+          tol[i] = kE * 8 * std::fabs(dl);
+        }
+      }
+}
+
 struct TypeCase {
   const char* name;
   TensorDType type;
@@ -148,9 +194,11 @@ struct TypeCase {
   int d_at[2];  // byte offsets of the block's fp16 fields (-1: none)
 };
 const TypeCase kTypes[] = {
-    {"q4_0", TensorDType::q4_0, ref_q4_0, {0, -1}},   {"q4_1", TensorDType::q4_1, ref_q4_1, {0, 2}}, {"q5_0", TensorDType::q5_0, ref_q5_0, {0, -1}},
-    {"q5_1", TensorDType::q5_1, ref_q5_1, {0, 2}},    {"q4_k", TensorDType::q4_k, ref_q4_k, {0, 2}}, {"q5_k", TensorDType::q5_k, ref_q5_k, {0, 2}},
-    {"q6_k", TensorDType::q6_k, ref_q6_k, {208, -1}},
+    {"q4_0", TensorDType::q4_0, ref_q4_0, {0, -1}},   {"q4_1", TensorDType::q4_1, ref_q4_1, {0, 2}},
+    {"q5_0", TensorDType::q5_0, ref_q5_0, {0, -1}},   {"q5_1", TensorDType::q5_1, ref_q5_1, {0, 2}},
+    {"q4_k", TensorDType::q4_k, ref_q4_k, {0, 2}},    {"q5_k", TensorDType::q5_k, ref_q5_k, {0, 2}},
+    {"q6_k", TensorDType::q6_k, ref_q6_k, {208, -1}}, {"q2_k", TensorDType::q2_k, ref_q2_k, {80, 82}},
+    {"q3_k", TensorDType::q3_k, ref_q3_k, {108, -1}},
 };
 
 // n rows of k values of random blocks with sane fp16 fields.

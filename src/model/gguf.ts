@@ -39,6 +39,8 @@ export const GGML_TYPES: Record<number, [TensorDType, number, number]> = {
   6: ['Q5_0', 32, 22],
   7: ['Q5_1', 32, 24],
   8: ['Q8_0', 32, 34],
+  10: ['Q2_K', 256, 84],
+  11: ['Q3_K', 256, 110],
   12: ['Q4_K', 256, 144],
   13: ['Q5_K', 256, 176],
   14: ['Q6_K', 256, 210],
@@ -283,7 +285,7 @@ export function ggufTensorBytes(info: GgufTensorInfo, path: string): number {
   if (!t)
     throw new WeftError(
       'WEFT_ERR_MODEL_UNSUPPORTED_DTYPE',
-      `${path}: tensor ${info.name} has type ${ggmlTypeName(info.type)}; weft reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K`,
+      `${path}: tensor ${info.name} has type ${ggmlTypeName(info.type)}; weft reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K`,
     );
   const [, blockValues, blockBytes] = t;
   if (info.dims.some((d) => !Number.isInteger(d) || d < 1))

@@ -2,8 +2,8 @@
 // disk, and the tokenizer. The native engine memory-maps the files named here.
 
 // Q4_0 … Q6_K: GGML block types, read as stored (native/src/quant_blocks.h).
-export type TensorDType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'I8' | 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q5_1' | 'Q4_K' | 'Q5_K' | 'Q6_K';
-export const BLOCK_DTYPES: readonly TensorDType[] = ['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q4_K', 'Q5_K', 'Q6_K'];
+export type TensorDType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'I8' | 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q5_1' | 'Q2_K' | 'Q3_K' | 'Q4_K' | 'Q5_K' | 'Q6_K';
+export const BLOCK_DTYPES: readonly TensorDType[] = ['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K'];
 // Values per block of the GGML types; their tensors are weight matrices only (rows a whole number of blocks).
 export const isQuantizedDtype = (d: TensorDType): boolean => d === 'Q8_0' || BLOCK_DTYPES.includes(d);
 

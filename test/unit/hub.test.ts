@@ -104,7 +104,9 @@ t.test('the GGUF rule: safetensors first, else the only GGUF, else Q4_K_M, then 
   t.same(chooseFiles(id, ['a-Q4_K_M.gguf', 'a-Q8_0.gguf', 'a-F16.gguf']), ['a-Q4_K_M.gguf']);
   t.same(chooseFiles(id, ['a-Q5_K_M.gguf', 'a-Q8_0.gguf', 'a-F16.gguf']), ['a-Q8_0.gguf']);
   t.same(chooseFiles(id, ['a-Q2_K.gguf', 'a-Q5_K_M.gguf']), ['a-Q5_K_M.gguf']);
-  t.throws(() => chooseFiles(id, ['a-Q2_K.gguf', 'a-IQ4_XS.gguf']), { code: 'WEFT_ERR_MODEL_UNSUPPORTED', message: /--gguf-file/ });
+  t.same(chooseFiles(id, ['a-Q2_K.gguf', 'a-IQ4_XS.gguf', 'a-Q3_K_M.gguf']), ['a-Q3_K_M.gguf'], 'the 3- and 2-bit mixes last among block types');
+  t.same(chooseFiles(id, ['a-Q2_K.gguf', 'a-IQ4_XS.gguf', 'a-F16.gguf']), ['a-Q2_K.gguf']);
+  t.throws(() => chooseFiles(id, ['a-IQ2_XS.gguf', 'a-IQ4_XS.gguf']), { code: 'WEFT_ERR_MODEL_UNSUPPORTED', message: /--gguf-file/ });
   t.throws(() => chooseFiles(id, ['README.md']), { code: 'WEFT_ERR_MODEL_UNSUPPORTED' });
 });
 

@@ -222,14 +222,14 @@ t.test('random corruption of the header never escapes as another error', async (
 });
 
 t.test('unsupported tensor types and architectures', async (t) => {
-  const q2k = rewriteGguf('q2k.gguf', (_m, tensors) => {
-    tensors[3].type = 10;
-  }); // Q2_K: not read
-  t.equal(await codeOf(() => loadModelSpec(q2k)), 'WEFT_ERR_MODEL_UNSUPPORTED_DTYPE');
+  const iq4 = rewriteGguf('iq4xs.gguf', (_m, tensors) => {
+    tensors[3].type = 23;
+  }); // IQ4_XS: not read
+  t.equal(await codeOf(() => loadModelSpec(iq4)), 'WEFT_ERR_MODEL_UNSUPPORTED_DTYPE');
   try {
-    await loadModelSpec(q2k);
+    await loadModelSpec(iq4);
   } catch (e) {
-    t.match((e as Error).message, /q2k\.gguf.*blk\.0\.attn_q\.weight.*Q2_K; weft reads .*Q4_K.*Q6_K/);
+    t.match((e as Error).message, /iq4xs\.gguf.*blk\.0\.attn_q\.weight.*IQ4_XS; weft reads .*Q2_K, Q3_K.*Q6_K/);
   }
   const arch = rewriteGguf('gemma.gguf', (m) => {
     m.set('general.architecture', 'gemma');

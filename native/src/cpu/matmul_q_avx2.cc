@@ -63,7 +63,7 @@ WEFT_AVX2 inline __m256i load_i8_epi32(const int8_t* p) {
   return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
 }
 
-template <int BITS, int SUB, bool HS, int T, bool VNNI> WEFT_AVX2 void q_tile2(const QArgs2& a) {
+template <int BITS, int SUB, bool HS, bool MNSC, int T, bool VNNI> WEFT_AVX2 void q_tile2(const QArgs2& a) {
   constexpr int kSubs = 32 / SUB, kQuads = SUB / 4;
   const int gb = q_group_bytes(BITS), nfs = 32 / SUB * (a.kp / 32), off = 32 * a.half, gps = a.super / 32;
   const __m256i low = _mm256_set1_epi8(15);
@@ -102,9 +102,9 @@ template <int BITS, int SUB, bool HS, int T, bool VNNI> WEFT_AVX2 void q_tile2(c
         __m256i sc;
         __m256 mn;
         if (HS) {
-          // Q6_K (BITS 6) stores sc alone: its mn equals sc
-          sc = load_i8_epi32(a.sm + (BITS == 6 ? 1 : 2) * s * kPackRows + 8 * a.half);
-          mn = _mm256_cvtepi32_ps(BITS == 6 ? sc : load_i8_epi32(a.sm + (2 * s + 1) * kPackRows + 8 * a.half));
+          // Q6_K and Q3_K (MNSC) store sc alone: their mn equals sc
+          sc = load_i8_epi32(a.sm + (MNSC ? 1 : 2) * s * kPackRows + 8 * a.half);
+          mn = _mm256_cvtepi32_ps(MNSC ? sc : load_i8_epi32(a.sm + (2 * s + 1) * kPackRows + 8 * a.half));
         }
         for (int i = 0; i < T; ++i) {
           const int8_t* xg = a.xq + size_t(i) * a.kp + g * 32 + h * SUB;
@@ -130,7 +130,8 @@ template <int BITS, int SUB, bool HS, int T, bool VNNI> WEFT_AVX2 void q_tile2(c
   }
 }
 
-template <int BITS, int SUB, bool HS, bool VNNI> void q_kernel2(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
+template <int BITS, int SUB, bool HS, bool MNSC, bool VNNI>
+void q_kernel2(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
   const int groups = w.k / 32, gb = q_group_bytes(BITS), kp = w.k, nfs = 32 / SUB * (kp / 32);
   for (int r = n0; r < n1; r += kPackRows) {
     const int p = r / kPackRows;
@@ -154,20 +155,24 @@ template <int BITS, int SUB, bool HS, bool VNNI> void q_kernel2(const QuantBlock
       };
       for (; t + 4 <= x.m; t += 4) {
         at(t);
-        q_tile2<BITS, SUB, HS, 4, VNNI>(a);
+        q_tile2<BITS, SUB, HS, MNSC, 4, VNNI>(a);
       }
       for (; t < x.m; ++t) {
         at(t);
-        q_tile2<BITS, SUB, HS, 1, VNNI>(a);
+        q_tile2<BITS, SUB, HS, MNSC, 1, VNNI>(a);
       }
     }
   }
 }
 
 template <bool VNNI> void q_dispatch2(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
-  if (w.bits == 6) return q_kernel2<6, 16, true, VNNI>(x, w, y, ldy, n0, n1);
-  if (w.has_sub) return w.bits == 5 ? q_kernel2<5, 32, true, VNNI>(x, w, y, ldy, n0, n1) : q_kernel2<4, 32, true, VNNI>(x, w, y, ldy, n0, n1);
-  return w.bits == 5 ? q_kernel2<5, 32, false, VNNI>(x, w, y, ldy, n0, n1) : q_kernel2<4, 32, false, VNNI>(x, w, y, ldy, n0, n1);
+  if (w.bits == 6) return q_kernel2<6, 16, true, true, VNNI>(x, w, y, ldy, n0, n1);
+  // Q3_K (mn = sc) and Q2_K: sub-blocks of 16, their 2- and 3-bit values held as nibbles
+  if (w.sub == 16)
+    return w.mn_is_sc ? q_kernel2<4, 16, true, true, VNNI>(x, w, y, ldy, n0, n1) : q_kernel2<4, 16, true, false, VNNI>(x, w, y, ldy, n0, n1);
+  if (w.has_sub)
+    return w.bits == 5 ? q_kernel2<5, 32, true, false, VNNI>(x, w, y, ldy, n0, n1) : q_kernel2<4, 32, true, false, VNNI>(x, w, y, ldy, n0, n1);
+  return w.bits == 5 ? q_kernel2<5, 32, false, false, VNNI>(x, w, y, ldy, n0, n1) : q_kernel2<4, 32, false, false, VNNI>(x, w, y, ldy, n0, n1);
 }
 
 }  // namespace

@@ -83,7 +83,7 @@ struct QArgs {
   int pf_dm_lines = 0, pf_sm_lines = 0;  // both at most the number of groups
 };
 
-template <int BITS, int SUB, bool HS, int T> WEFT_AVX512 void q_tile(const QArgs& a) {
+template <int BITS, int SUB, bool HS, bool MNSC, int T> WEFT_AVX512 void q_tile(const QArgs& a) {
   constexpr int kSubs = 32 / SUB, kQuads = SUB / 4;
   const int gb = q_group_bytes(BITS), nfs = 32 / SUB * (a.kp / 32), gps = a.super / 32;
   __m512 acc[T];
@@ -105,9 +105,9 @@ template <int BITS, int SUB, bool HS, int T> WEFT_AVX512 void q_tile(const QArgs
         __m512i sc;
         __m512 mn;
         if (HS) {
-          // Q6_K (BITS 6) stores sc alone: its min is -32 * D * sc, so mn equals sc
-          sc = load_i8_epi32(a.sm + (BITS == 6 ? 1 : 2) * s * kPackRows);
-          mn = _mm512_cvtepi32_ps(BITS == 6 ? sc : load_i8_epi32(a.sm + (2 * s + 1) * kPackRows));
+          // Q6_K and Q3_K (MNSC) store sc alone: their min is a multiple of D * sc, so mn equals sc
+          sc = load_i8_epi32(a.sm + (MNSC ? 1 : 2) * s * kPackRows);
+          mn = _mm512_cvtepi32_ps(MNSC ? sc : load_i8_epi32(a.sm + (2 * s + 1) * kPackRows));
         }
         for (int i = 0; i < T; ++i) {
           const int8_t* xg = a.xq + size_t(i) * a.kp + g * 32 + h * SUB;
@@ -133,7 +133,8 @@ template <int BITS, int SUB, bool HS, int T> WEFT_AVX512 void q_tile(const QArgs
   for (int i = 0; i < T; ++i) _mm512_mask_storeu_ps(a.y + size_t(i) * a.ldy, a.rows, acc[i]);
 }
 
-template <int BITS, int SUB, bool HS> WEFT_AVX512 void q_kernel(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
+template <int BITS, int SUB, bool HS, bool MNSC>
+WEFT_AVX512 void q_kernel(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
   const int groups = w.k / 32, gb = q_group_bytes(BITS), kp = w.k;
   const int nfs = 32 / SUB * (kp / 32);
   for (int r = n0; r < n1; r += kPackRows) {
@@ -163,17 +164,17 @@ template <int BITS, int SUB, bool HS> WEFT_AVX512 void q_kernel(const QuantBlock
     };
     for (; t + kTile <= x.m; t += kTile) {
       at(t);
-      q_tile<BITS, SUB, HS, kTile>(a);
+      q_tile<BITS, SUB, HS, MNSC, kTile>(a);
       a.pf_data = nullptr;  // the first tile prefetched the next panel
     }
     for (; t + 2 <= x.m; t += 2) {
       at(t);
-      q_tile<BITS, SUB, HS, 2>(a);
+      q_tile<BITS, SUB, HS, MNSC, 2>(a);
       a.pf_data = nullptr;
     }
     for (; t < x.m; ++t) {
       at(t);
-      q_tile<BITS, SUB, HS, 1>(a);
+      q_tile<BITS, SUB, HS, MNSC, 1>(a);
     }
   }
 }
@@ -226,9 +227,11 @@ WEFT_AVX512 void quantize_blocks_avx512(const float* x, int k, int t0, int t1, B
 }
 
 void matmul_q_avx512(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
-  if (w.bits == 6) return q_kernel<6, 16, true>(x, w, y, ldy, n0, n1);
-  if (w.has_sub) return w.bits == 5 ? q_kernel<5, 32, true>(x, w, y, ldy, n0, n1) : q_kernel<4, 32, true>(x, w, y, ldy, n0, n1);
-  return w.bits == 5 ? q_kernel<5, 32, false>(x, w, y, ldy, n0, n1) : q_kernel<4, 32, false>(x, w, y, ldy, n0, n1);
+  if (w.bits == 6) return q_kernel<6, 16, true, true>(x, w, y, ldy, n0, n1);
+  // Q3_K (mn = sc) and Q2_K: sub-blocks of 16, their 2- and 3-bit values held as nibbles
+  if (w.sub == 16) return w.mn_is_sc ? q_kernel<4, 16, true, true>(x, w, y, ldy, n0, n1) : q_kernel<4, 16, true, false>(x, w, y, ldy, n0, n1);
+  if (w.has_sub) return w.bits == 5 ? q_kernel<5, 32, true, false>(x, w, y, ldy, n0, n1) : q_kernel<4, 32, true, false>(x, w, y, ldy, n0, n1);
+  return w.bits == 5 ? q_kernel<5, 32, false, false>(x, w, y, ldy, n0, n1) : q_kernel<4, 32, false, false>(x, w, y, ldy, n0, n1);
 }
 
 }  // namespace detail

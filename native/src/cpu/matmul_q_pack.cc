@@ -18,11 +18,13 @@ using detail::round_up;
 
 void pack_q(int type, const uint8_t* const* rows, int n, int k, PackedQ* out) {
   const BlockFormat& f = *block_format(static_cast<TensorDType>(type));
-  const int np = panels_of(n), groups = k / 32, gb = q_group_bytes(f.bits);
+  // 2- and 3-bit values (Q2_K, Q3_K) are held as nibbles: the 4-bit kernels take them as they are
+  const int bits = std::max(f.bits, 4);
+  const int np = panels_of(n), groups = k / 32, gb = q_group_bytes(bits);
   const int supers = k / f.super, subs = k / f.sub;
   out->n = n;
   out->k = k;
-  out->bits = f.bits;
+  out->bits = bits;
   out->sub = f.sub;
   out->super = f.super;
   out->has_sub = f.has_sub;
@@ -30,7 +32,7 @@ void pack_q(int type, const uint8_t* const* rows, int n, int k, PackedQ* out) {
   out->act = f.super == 256 ? BlockAct::q8_k : t == TensorDType::q4_1 || t == TensorDType::q5_1 ? BlockAct::q8_1 : BlockAct::q8_0;
   out->data = AlignedBuffer(size_t(np) * groups * gb);
   out->dm = AlignedBuffer(size_t(np) * supers * 2 * kPackRows * sizeof(uint16_t));
-  out->mn_is_sc = t == TensorDType::q6_k;
+  out->mn_is_sc = t == TensorDType::q6_k || t == TensorDType::q3_k;
   const int sps = out->sm_per_sub();
   out->sm = f.has_sub ? AlignedBuffer(size_t(np) * subs * sps * kPackRows) : AlignedBuffer();
   std::vector<uint8_t> u(k);
@@ -46,8 +48,8 @@ void pack_q(int type, const uint8_t* const* rows, int n, int k, PackedQ* out) {
         const int c = j / 8, b = j % 4, hi = (j / 4) % 2, v = u[g * 32 + j];
         gd[64 * c + 4 * lane + b] |= uint8_t((v & 15) << (4 * hi));
         const int q = j / 4, bit = 4 * lane + b;
-        if (f.bits == 5 && (v & 16)) gd[256 + 8 * q + bit / 8] |= uint8_t(1u << (bit % 8));  // uint64 mask of quad q
-        if (f.bits == 6) gd[256 + 64 * (q / 4) + 4 * lane + b] |= uint8_t(((v >> 4) & 3) << (2 * (q % 4)));
+        if (bits == 5 && (v & 16)) gd[256 + 8 * q + bit / 8] |= uint8_t(1u << (bit % 8));  // uint64 mask of quad q
+        if (bits == 6) gd[256 + 64 * (q / 4) + 4 * lane + b] |= uint8_t(((v >> 4) & 3) << (2 * (q % 4)));
       }
     }
     uint16_t* dm = out->dm.as<uint16_t>() + size_t(p) * supers * 2 * kPackRows + lane;
