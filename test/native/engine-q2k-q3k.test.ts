@@ -16,6 +16,7 @@ import { synthesizeModel } from '../../src/model/synth.js';
 import { checkpointKind } from '../../src/model/types.js';
 import { runOffline } from '../../src/offline.js';
 import { EngineInstance } from '../../src/workers/engine-instance.js';
+import { SMALL } from '../model/configs.js';
 
 const Q2_K = 10,
   Q3_K = 11;
@@ -57,21 +58,8 @@ t.test('a GGUF with Q2_K and Q3_K matrices loads, keeps its blocks and runs like
   const dir = mkdtempSync(join(tmpdir(), 'weft-q2k-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const base = join(dir, 'f32.gguf');
-  const config = {
-    architectures: ['LlamaForCausalLM'],
-    model_type: 'llama',
-    hidden_size: 256,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    intermediate_size: 512,
-    vocab_size: 512,
-    max_position_embeddings: 128,
-    rms_norm_eps: 1e-5,
-    tie_word_embeddings: false,
-  };
-  await synthesizeModel({ config, out: base, format: 'gguf', type: 'f32', seed: 3 });
-  // rows of 256: v (layer 0) and the output in Q2_K, up (layer 1) in Q3_K; the rest stays f32
+  await synthesizeModel({ config: SMALL, out: base, format: 'gguf', type: 'f32', seed: 3 });
+  // SMALL has rows of 256: v (layer 0) and the output in Q2_K, up (layer 1) in Q3_K; the rest stays f32
   const swap: Record<string, number> = { 'blk.0.attn_v.weight': Q2_K, 'blk.1.ffn_up.weight': Q3_K, 'output.weight': Q3_K };
   const g = readGguf(base);
   const src = readFileSync(base);
