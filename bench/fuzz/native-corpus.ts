@@ -7,12 +7,14 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { loadModelSpec } from '../../src/model/load.js';
+import { BLOCK_DTYPES } from '../../src/model/types.js';
 import { f32ToF16 } from '../../src/model/safetensors.js';
 import { toNativeModelSpec, type NativeModelSpec, type WeightDtype } from '../../src/workers/binding.js';
 import { LeBytes } from './bytes.js';
 
-const WEIGHT_DTYPES: WeightDtype[] = ['f32', 'int8', 'f16', 'bf16'];
-const TENSOR_DTYPES = ['F32', 'F16', 'BF16', 'Q8_0', 'I8'];
+const WEIGHT_DTYPES: WeightDtype[] = ['f32', 'int8', 'f16', 'bf16']; // quant: its own flag bit
+// native TensorDType's order (weft_engine.h)
+export const TENSOR_DTYPES = ['F32', 'F16', 'BF16', 'Q8_0', 'I8', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q4_K', 'Q5_K', 'Q6_K', 'Q2_K', 'Q3_K'];
 const ROPE_SCALING = { none: 0, linear: 1, llama3: 2 } as const;
 const BIG_SEED_BYTES = 256 << 10;
 
@@ -20,7 +22,7 @@ export function encodeNativeInput(spec: NativeModelSpec, file: Uint8Array): Uint
   const c = spec.config,
     w = new LeBytes();
   w.u8(
-    WEIGHT_DTYPES.indexOf(spec.weightDtype) |
+    (spec.weightDtype === 'quant' ? 128 : WEIGHT_DTYPES.indexOf(spec.weightDtype)) |
       (spec.target === 'cuda' ? 4 : 0) |
       (spec.ropeInterleaved ? 8 : 0) |
       (c.tieEmbeddings ? 16 : 0) |
@@ -82,17 +84,20 @@ export async function writeNativeSeeds(models: string[], dir: string): Promise<n
     const spec = await loadModelSpec(path);
     const base = path.split('/').filter(Boolean).slice(-1)[0];
     const hasI8 = Object.values(spec.tensors).some((t) => t.dtype === 'I8');
+    const hasBlocks = Object.values(spec.tensors).some((t) => BLOCK_DTYPES.includes(t.dtype));
     const file = new Uint8Array(readFileSync(Object.values(spec.tensors)[0].file));
     // big (real) models are slow inputs: two seeds each, the small synthetic ones cover the rest
     const big = file.length > BIG_SEED_BYTES;
     for (const [wd, target] of [
       ['f32', 'cpu'],
       ['int8', 'cpu'],
+      ['quant', 'cpu'],
       ['int8', 'cuda'],
       ['f16', 'cuda'],
       ['bf16', 'cuda'],
     ] as const) {
-      if ((hasI8 && wd !== 'int8' && target === 'cuda') || (big && wd !== (hasI8 ? 'int8' : 'f32'))) continue;
+      if (wd === 'quant' && !hasBlocks) continue; // the server asks for quant only for files with GGML blocks
+      if ((hasI8 && wd !== 'int8' && target === 'cuda') || (big && wd !== (hasI8 ? 'int8' : hasBlocks ? 'quant' : 'f32'))) continue;
       const native = toNativeModelSpec(spec, wd, base, target);
       emit(`${base}-${wd}-${target}`, native, file);
       if (big || hasI8) continue;

@@ -1,7 +1,9 @@
 // The model files both fuzzers start from: the real stories260K (HF directory, GGUF, and its
 // int8 quantization) and small synthetic models of every architecture, format and dtype weft
 // reads (Llama with llama3 rope scaling, Qwen2 with q/k/v biases and tied embeddings, Qwen3 with
-// q/k norms and linear rope scaling; GGUF f32/f16/q8_0, HF f32/f16 and int8).
+// q/k norms and linear rope scaling; GGUF f32/f16/q8_0, HF f32/f16 and int8), and GGUF files in
+// GGML block types: the tiny Llama in Q4_0 and Q5_1, and one with rows of 256 in Q4_K_M (Q4_K
+// and Q6_K; smaller rows fall back to 32-value blocks, as llama.cpp's rules say).
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -57,6 +59,14 @@ export async function seedModels(dir: string, realModelDir: string | null): Prom
     }
     out.push(await once(join(dir, `${arch}-int8`), (tmp) => quantizeModel(join(dir, `${arch}-f32`), tmp)));
   }
+  for (const type of ['q4_0', 'q5_1'] as const)
+    out.push(
+      await once(join(dir, `llama-${type}.gguf`), (tmp) => synthesizeModel({ config: CONFIGS.llama, out: tmp, format: 'gguf', type, seed: 1 })),
+    );
+  const rows256 = { ...CONFIGS.llama, hidden_size: 256, intermediate_size: 256, num_attention_heads: 2, num_key_value_heads: 2 };
+  out.push(
+    await once(join(dir, 'llama256-q4_k_m.gguf'), (tmp) => synthesizeModel({ config: rows256, out: tmp, format: 'gguf', type: 'q4_k_m', seed: 1 })),
+  );
   if (realModelDir && existsSync(realModelDir)) {
     out.push(realModelDir, join(realModelDir, 'stories260K.gguf'));
     out.push(await once(join(dir, 'stories260K-int8'), (tmp) => quantizeModel(realModelDir, tmp)));

@@ -7,12 +7,13 @@
 // Input layout (little-endian; fields past the end read as zero), written by
 // bench/fuzz/native-corpus.ts from real and synthetic model files:
 //   u8  flags: bits 0-1 weight dtype (f32, int8, f16, bf16), 2 target cuda, 3 rope_interleaved,
-//       4 tie_embeddings, 5 qkv_bias, 6 qk_norm
+//       4 tie_embeddings, 5 qkv_bias, 6 qk_norm, 7 weight dtype quant (GGML blocks kept)
 //   i32 dim, num_layers, num_heads, num_kv_heads, head_dim, ffn_dim, vocab_size, max_positions
 //   u8  rope scaling (none, linear, llama3); f32 rms_eps, rope_theta, rope_factor, rope_low_freq_factor,
 //       rope_high_freq_factor; i32 rope_original_max_positions
 //   u16 number of tensors, then per tensor:
-//       u8 name length, the name; u8 dtype (f32, f16, bf16, q8_0, i8); u8 rank; i64 × rank shape;
+//       u8 name length, the name; u8 dtype (TensorDType's order: f32, f16, bf16, q8_0, i8, q4_0,
+//       q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, q2_k, q3_k; modulo 14); u8 rank; i64 × rank shape;
 //       u64 offset; u64 byte length
 //   the rest: the bytes of the model file every tensor points into
 #include <fcntl.h>
@@ -121,7 +122,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   weft::ModelSpec spec;
   spec.key = "fuzz";  // the previous input's model is released, so the cache never answers
   const uint8_t flags = c.take<uint8_t>();
-  spec.weight_dtype = static_cast<weft::WeightDType>(flags & 3);
+  spec.weight_dtype = flags & 128 ? weft::WeightDType::quant : static_cast<weft::WeightDType>(flags & 3);
   spec.target = flags & 4 ? weft::Backend::cuda : weft::Backend::cpu;
   spec.rope_interleaved = flags & 8;
   weft::ModelConfig& m = spec.config;
@@ -139,7 +140,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     weft::TensorSpec t;
     t.name = c.bytes(c.take<uint8_t>());
     t.file = path;
-    t.dtype = static_cast<weft::TensorDType>(c.take<uint8_t>() % 5);
+    t.dtype = static_cast<weft::TensorDType>(c.take<uint8_t>() % 14);
     const unsigned rank = c.take<uint8_t>() % 5;
     for (unsigned d = 0; d < rank; ++d) t.shape.push_back(c.take<int64_t>());
     t.offset = c.take<uint64_t>();
