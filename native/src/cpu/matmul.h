@@ -73,7 +73,7 @@ enum class BlockAct : int8_t {
 // of `super`. w = D * sc * u + M * mn.
 struct PackedQ {
   int n = 0, k = 0;
-  int bits = 4;  // bits stored: 4 (also Q2_K's and Q3_K's 2 and 3), 5 or 6
+  int bits = 4;  // 2 (Q2_K), 3 (Q3_K), 4, 5 or 6
   int sub = 32;  // values per sc/mn: 32 or 16
   int super = 32;  // values per D/M: 32 or 256
   bool has_sub = false;  // sc/mn stored (K-quants); else all 1

@@ -17,7 +17,7 @@
 //                   k-quads hold 128 (x = 0).
 //  QuantAct.scales  float [m]: absmax/127 of each token (0 for an all-zero token).
 //
-//  PackedQ.data     panel p contiguous: [p][k/32 groups][group bytes], a group being
+//  PackedQ.data     panel p contiguous: [p][k/32 groups][group bytes = 64 * bits]. bits 4-6:
 //                   4 nibble chunks of 64 bytes, then (bits - 4) planes of 64 bytes.
 //                   Nibble chunk c (k 8c..8c+7 of the group), byte 4*lane + b: low nibble
 //                   u[k = 8c + b], high nibble u[k = 8c + 4 + b] (lane = row in the panel).
@@ -27,9 +27,12 @@
 //                   u[k = 4q + b]. bits 6: two 64-byte chunks of 2-bit fields, chunk h, byte
 //                   4*lane + b, bits 2j..2j+1 = bits 4..5 of u[k = 4(4h + j) + b] (shifted into
 //                   place per k-quad: no mask registers, one shift and one merge per quad).
+//                   bits 2 (Q2_K) and 3 (Q3_K): two 64-byte chunks of 2-bit fields, chunk h, byte
+//                   4*lane + b, bits 2j..2j+1 = bits 0..1 of u[k = 4(4h + j) + b]; bits 3 adds
+//                   one plane of 8 uint64 masks as bits 5 does, each bit being bit 2 of u.
 //  PackedQ.dm       fp16 [p][k/super][2][16]: D of the 16 rows, then M.
 //  PackedQ.sm       int8 [p][k/sub][sm_per_sub()][16]: sc of the 16 rows, then mn (has_sub
-//                   only; Q6_K stores sc alone: its mn equals sc, M being -32 D).
+//                   only; Q6_K and Q3_K store sc alone: their mn equals sc, M being -32 D, -4 D).
 //  Every kernel computes, per row and token, in this order: for each super-block, from zero,
 //    for each sub-block s:  isum += dot_s * sc_s                  (int32, |isum| < 2^29)
 //                           ms = fma(float(mn_s), fs_s, ms)       (fs16 / fs32)
@@ -114,11 +117,16 @@ void matmul_i8_avx2_plain(const QuantAct& x, const PackedI8& w, float* y, int ld
 void matmul_i8_avx2_vnni(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
 
 inline int q_group_bytes(int bits) {
-  return 256 + 64 * (bits - 4);
+  return 64 * bits;  // 16 rows x 32 k x bits / 8
 }
 // u of row `lane` at k-offset j (0..31) of a PackedQ group (portable code: packing tests, scalar kernel).
 inline int q_group_u(const uint8_t* gd, int bits, int lane, int j) {
   const int c = j / 8, b = j % 4, q = j / 4, bit = 4 * lane + b;
+  if (bits <= 3) {
+    int v = (gd[64 * (q / 4) + 4 * lane + b] >> (2 * (q % 4))) & 3;
+    if (bits == 3) v |= ((gd[128 + 8 * q + bit / 8] >> (bit % 8)) & 1) << 2;
+    return v;
+  }
   int v = (gd[64 * c + 4 * lane + b] >> (4 * (q % 2))) & 15;
   if (bits == 5) v |= ((gd[256 + 8 * q + bit / 8] >> (bit % 8)) & 1) << 4;
   if (bits == 6) v |= ((gd[256 + 64 * (q / 4) + 4 * lane + b] >> (2 * (q % 4))) & 3) << 4;

@@ -1,7 +1,7 @@
 // AVX2 kernel for PackedQ weights (with AVX-VNNI when the CPU has it). A panel's 16 rows are
 // two halves of 8: 32 bytes of a nibble chunk are [8 rows][4 k], masked and shifted into two
-// unsigned weight vectors; the high-bit planes' 32-bit masks are spread to bytes by a shuffle and
-// a compare. Without VNNI, vpmaddubsw + vpmaddwd form the int32 dots: u <= 63 and |x| <= 127 keep
+// unsigned weight vectors (of a 2-bit chunk, into four); the high-bit planes' 32-bit masks are
+// spread to bytes by a shuffle and a compare. Without VNNI, vpmaddubsw + vpmaddwd form the int32 dots: u <= 63 and |x| <= 127 keep
 // each pair sum below 2^15, so the 16-bit step never saturates.
 #include <immintrin.h>
 
@@ -76,10 +76,26 @@ template <int BITS, int SUB, bool HS, bool MNSC, int T, bool VNNI> WEFT_AVX2 voi
     for (int g = sb * gps; g < (sb + 1) * gps; ++g) {
       const uint8_t* gd = a.pd + size_t(g) * gb;
       __m256i wv[8];
-      for (int c = 0; c < 4; ++c) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(gd + 64 * c + off));
-        wv[2 * c] = _mm256_and_si256(v, low);
-        wv[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+      if (BITS <= 3) {  // as in matmul_q_avx512.cc
+        const __m256i two = _mm256_set1_epi8(3);
+        for (int h = 0; h < 2; ++h) {
+          const __m256i f = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(gd + 64 * h + off));
+          for (int j = 0; j < 4; ++j) wv[4 * h + j] = _mm256_and_si256(_mm256_srli_epi16(f, 2 * j), two);
+        }
+        if (BITS == 3) {
+          const __m256i bit = _mm256_set1_epi8(4);
+          for (int q = 0; q < 8; ++q) {
+            uint32_t m;
+            std::memcpy(&m, gd + 128 + 8 * q + 4 * a.half, 4);
+            wv[q] = _mm256_or_si256(wv[q], _mm256_and_si256(spread_bits(m), bit));
+          }
+        }
+      } else {
+        for (int c = 0; c < 4; ++c) {
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(gd + 64 * c + off));
+          wv[2 * c] = _mm256_and_si256(v, low);
+          wv[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+        }
       }
       if (BITS == 5) {
         const __m256i bit = _mm256_set1_epi8(16);
@@ -167,9 +183,8 @@ void q_kernel2(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0
 
 template <bool VNNI> void q_dispatch2(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
   if (w.bits == 6) return q_kernel2<6, 16, true, true, VNNI>(x, w, y, ldy, n0, n1);
-  // Q3_K (mn = sc) and Q2_K: sub-blocks of 16, their 2- and 3-bit values held as nibbles
-  if (w.sub == 16)
-    return w.mn_is_sc ? q_kernel2<4, 16, true, true, VNNI>(x, w, y, ldy, n0, n1) : q_kernel2<4, 16, true, false, VNNI>(x, w, y, ldy, n0, n1);
+  if (w.bits == 3) return q_kernel2<3, 16, true, true, VNNI>(x, w, y, ldy, n0, n1);  // Q3_K: mn = sc
+  if (w.bits == 2) return q_kernel2<2, 16, true, false, VNNI>(x, w, y, ldy, n0, n1);  // Q2_K
   if (w.has_sub)
     return w.bits == 5 ? q_kernel2<5, 32, true, false, VNNI>(x, w, y, ldy, n0, n1) : q_kernel2<4, 32, true, false, VNNI>(x, w, y, ldy, n0, n1);
   return w.bits == 5 ? q_kernel2<5, 32, false, false, VNNI>(x, w, y, ldy, n0, n1) : q_kernel2<4, 32, false, false, VNNI>(x, w, y, ldy, n0, n1);

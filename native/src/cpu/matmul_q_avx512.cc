@@ -1,7 +1,8 @@
 // AVX-512 VNNI kernel for PackedQ weights. One zmm of nibbles is 16 rows x 8 k: masking and
 // shifting give two [16 rows][4 k] unsigned weight vectors, the shape vpdpbusd multiplies with a
-// broadcast k-quad of signed int8 activations, so no horizontal sums are needed; the fifth and
-// sixth bits come from 64-bit masks (one bit per weight byte) as masked byte adds. A group of
+// broadcast k-quad of signed int8 activations, so no horizontal sums are needed (one zmm of 2-bit
+// fields, 16 rows x 16 k, gives four); Q3_K's third bit and Q5's fifth come from 64-bit masks (one
+// bit per weight byte) as masked byte adds, Q6's fifth and sixth from planes of 2-bit fields. A group of
 // 32 k is unpacked once and then used for a tile of up to 6 tokens (prefill reuses it; decode
 // has one token and is limited by reading the weights).
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -38,6 +39,26 @@ WEFT_AVX512 inline __m512 load_f16_ps(const uint16_t* p) {
 
 // The 8 k-quads of a group as unsigned weights, BITS bits each.
 template <int BITS> WEFT_AVX512 inline void unpack_group(const uint8_t* gd, __m512i wv[8]) {
+  if (BITS <= 3) {
+    // 2-bit fields j of chunk h are k-quad 4h + j (16-bit shifts: the mask drops what crosses a byte)
+    const __m512i two = _mm512_set1_epi8(3);
+    for (int h = 0; h < 2; ++h) {
+      const __m512i f = _mm512_loadu_si512(gd + 64 * h);
+      wv[4 * h] = _mm512_and_si512(f, two);
+      wv[4 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(f, 2), two);
+      wv[4 * h + 2] = _mm512_and_si512(_mm512_srli_epi16(f, 4), two);
+      wv[4 * h + 3] = _mm512_and_si512(_mm512_srli_epi16(f, 6), two);
+    }
+    if (BITS == 3) {
+      const __m512i bit = _mm512_set1_epi8(4);
+      for (int q = 0; q < 8; ++q) {
+        uint64_t m;
+        std::memcpy(&m, gd + 128 + 8 * q, 8);
+        wv[q] = _mm512_mask_add_epi8(wv[q], _cvtu64_mask64(m), wv[q], bit);
+      }
+    }
+    return;
+  }
   const __m512i low = _mm512_set1_epi8(15);
   for (int c = 0; c < 4; ++c) {
     const __m512i v = _mm512_loadu_si512(gd + 64 * c);
@@ -228,8 +249,8 @@ WEFT_AVX512 void quantize_blocks_avx512(const float* x, int k, int t0, int t1, B
 
 void matmul_q_avx512(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
   if (w.bits == 6) return q_kernel<6, 16, true, true>(x, w, y, ldy, n0, n1);
-  // Q3_K (mn = sc) and Q2_K: sub-blocks of 16, their 2- and 3-bit values held as nibbles
-  if (w.sub == 16) return w.mn_is_sc ? q_kernel<4, 16, true, true>(x, w, y, ldy, n0, n1) : q_kernel<4, 16, true, false>(x, w, y, ldy, n0, n1);
+  if (w.bits == 3) return q_kernel<3, 16, true, true>(x, w, y, ldy, n0, n1);  // Q3_K: mn = sc
+  if (w.bits == 2) return q_kernel<2, 16, true, false>(x, w, y, ldy, n0, n1);  // Q2_K
   if (w.has_sub) return w.bits == 5 ? q_kernel<5, 32, true, false>(x, w, y, ldy, n0, n1) : q_kernel<4, 32, true, false>(x, w, y, ldy, n0, n1);
   return w.bits == 5 ? q_kernel<5, 32, false, false>(x, w, y, ldy, n0, n1) : q_kernel<4, 32, false, false>(x, w, y, ldy, n0, n1);
 }

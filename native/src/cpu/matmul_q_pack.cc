@@ -18,8 +18,7 @@ using detail::round_up;
 
 void pack_q(int type, const uint8_t* const* rows, int n, int k, PackedQ* out) {
   const BlockFormat& f = *block_format(static_cast<TensorDType>(type));
-  // 2- and 3-bit values (Q2_K, Q3_K) are held as nibbles: the 4-bit kernels take them as they are
-  const int bits = std::max(f.bits, 4);
+  const int bits = f.bits;
   const int np = panels_of(n), groups = k / 32, gb = q_group_bytes(bits);
   const int supers = k / f.super, subs = k / f.sub;
   out->n = n;
@@ -46,8 +45,13 @@ void pack_q(int type, const uint8_t* const* rows, int n, int k, PackedQ* out) {
       uint8_t* gd = pd + size_t(g) * gb;
       for (int j = 0; j < 32; ++j) {
         const int c = j / 8, b = j % 4, hi = (j / 4) % 2, v = u[g * 32 + j];
-        gd[64 * c + 4 * lane + b] |= uint8_t((v & 15) << (4 * hi));
         const int q = j / 4, bit = 4 * lane + b;
+        if (bits <= 3) {  // 2-bit fields, and for 3 bits a mask plane of the third
+          gd[64 * (q / 4) + 4 * lane + b] |= uint8_t((v & 3) << (2 * (q % 4)));
+          if (bits == 3 && (v & 4)) gd[128 + 8 * q + bit / 8] |= uint8_t(1u << (bit % 8));
+          continue;
+        }
+        gd[64 * c + 4 * lane + b] |= uint8_t((v & 15) << (4 * hi));
         if (bits == 5 && (v & 16)) gd[256 + 8 * q + bit / 8] |= uint8_t(1u << (bit % 8));  // uint64 mask of quad q
         if (bits == 6) gd[256 + 64 * (q / 4) + 4 * lane + b] |= uint8_t(((v >> 4) & 3) << (2 * (q % 4)));
       }
