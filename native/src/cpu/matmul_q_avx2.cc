@@ -47,6 +47,17 @@ WEFT_AVX2 inline __m256i spread_bits(uint32_t m) {
   return _mm256_cmpeq_epi8(_mm256_and_si256(rep, bit), bit);
 }
 
+// Sets `bit` in the weight bytes whose bit is set in a plane of 8 uint64 masks (one a k-quad, bit
+// 4*lane + b; this half's 32 rows-bits of each): Q3_K's third bit, Q5's fifth.
+WEFT_AVX2 inline void or_mask_plane(__m256i wv[8], const uint8_t* plane, int half, char bit) {
+  const __m256i b = _mm256_set1_epi8(bit);
+  for (int q = 0; q < 8; ++q) {
+    uint32_t m;
+    std::memcpy(&m, plane + 8 * q + 4 * half, 4);
+    wv[q] = _mm256_or_si256(wv[q], _mm256_and_si256(spread_bits(m), b));
+  }
+}
+
 struct QArgs2 {
   const uint8_t* pd;
   const uint16_t* dm;
@@ -82,14 +93,7 @@ template <int BITS, int SUB, bool HS, bool MNSC, int T, bool VNNI> WEFT_AVX2 voi
           const __m256i f = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(gd + 64 * h + off));
           for (int j = 0; j < 4; ++j) wv[4 * h + j] = _mm256_and_si256(_mm256_srli_epi16(f, 2 * j), two);
         }
-        if (BITS == 3) {
-          const __m256i bit = _mm256_set1_epi8(4);
-          for (int q = 0; q < 8; ++q) {
-            uint32_t m;
-            std::memcpy(&m, gd + 128 + 8 * q + 4 * a.half, 4);
-            wv[q] = _mm256_or_si256(wv[q], _mm256_and_si256(spread_bits(m), bit));
-          }
-        }
+        if (BITS == 3) or_mask_plane(wv, gd + 128, a.half, 4);
       } else {
         for (int c = 0; c < 4; ++c) {
           const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(gd + 64 * c + off));
@@ -97,14 +101,7 @@ template <int BITS, int SUB, bool HS, bool MNSC, int T, bool VNNI> WEFT_AVX2 voi
           wv[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
         }
       }
-      if (BITS == 5) {
-        const __m256i bit = _mm256_set1_epi8(16);
-        for (int q = 0; q < 8; ++q) {
-          uint32_t m;
-          std::memcpy(&m, gd + 256 + 8 * q + 4 * a.half, 4);
-          wv[q] = _mm256_or_si256(wv[q], _mm256_and_si256(spread_bits(m), bit));
-        }
-      }
+      if (BITS == 5) or_mask_plane(wv, gd + 256, a.half, 16);
       if (BITS == 6) {  // as in matmul_q_avx512.cc
         const __m256i b45 = _mm256_set1_epi8(0x30);
         for (int h = 0; h < 2; ++h) {

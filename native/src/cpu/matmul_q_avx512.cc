@@ -37,6 +37,17 @@ WEFT_AVX512 inline __m512 load_f16_ps(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
+// Adds `bit` to the weight bytes whose bit is set in a plane of 8 uint64 masks (one a k-quad, bit
+// 4*lane + b): Q3_K's third bit, Q5's fifth.
+WEFT_AVX512 inline void add_mask_plane(__m512i wv[8], const uint8_t* plane, char bit) {
+  const __m512i b = _mm512_set1_epi8(bit);
+  for (int q = 0; q < 8; ++q) {
+    uint64_t m;
+    std::memcpy(&m, plane + 8 * q, 8);
+    wv[q] = _mm512_mask_add_epi8(wv[q], _cvtu64_mask64(m), wv[q], b);
+  }
+}
+
 // The 8 k-quads of a group as unsigned weights, BITS bits each.
 template <int BITS> WEFT_AVX512 inline void unpack_group(const uint8_t* gd, __m512i wv[8]) {
   if (BITS <= 3) {
@@ -49,14 +60,7 @@ template <int BITS> WEFT_AVX512 inline void unpack_group(const uint8_t* gd, __m5
       wv[4 * h + 2] = _mm512_and_si512(_mm512_srli_epi16(f, 4), two);
       wv[4 * h + 3] = _mm512_and_si512(_mm512_srli_epi16(f, 6), two);
     }
-    if (BITS == 3) {
-      const __m512i bit = _mm512_set1_epi8(4);
-      for (int q = 0; q < 8; ++q) {
-        uint64_t m;
-        std::memcpy(&m, gd + 128 + 8 * q, 8);
-        wv[q] = _mm512_mask_add_epi8(wv[q], _cvtu64_mask64(m), wv[q], bit);
-      }
-    }
+    if (BITS == 3) add_mask_plane(wv, gd + 128, 4);
     return;
   }
   const __m512i low = _mm512_set1_epi8(15);
@@ -65,14 +69,7 @@ template <int BITS> WEFT_AVX512 inline void unpack_group(const uint8_t* gd, __m5
     wv[2 * c] = _mm512_and_si512(v, low);
     wv[2 * c + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
   }
-  if (BITS == 5) {
-    const __m512i bit = _mm512_set1_epi8(16);
-    for (int q = 0; q < 8; ++q) {
-      uint64_t m;
-      std::memcpy(&m, gd + 256 + 8 * q, 8);
-      wv[q] = _mm512_mask_add_epi8(wv[q], _cvtu64_mask64(m), wv[q], bit);
-    }
-  }
+  if (BITS == 5) add_mask_plane(wv, gd + 256, 16);
   if (BITS == 6) {
     // bits 2j..2j+1 of a byte to bits 4..5 (16-bit shifts: what crosses a byte lands outside 0x30)
     const __m512i b45 = _mm512_set1_epi8(0x30);
