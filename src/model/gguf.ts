@@ -47,6 +47,11 @@ export const GGML_TYPES: Record<number, [TensorDType, number, number]> = {
   30: ['BF16', 1, 2],
 };
 export const GGML_TYPE_ID = { F32: 0, F16: 1, Q8_0: 8 } as const;
+// "F32, F16, …, Q6_K and BF16", from the table, for the error that refuses any other type
+const READ_TYPE_NAMES = Object.values(GGML_TYPES)
+  .map(([d]) => d)
+  .join(', ')
+  .replace(/, ([^,]*)$/, ' and $1');
 const GGML_TYPE_NAMES = [
   'F32',
   'F16',
@@ -285,7 +290,7 @@ export function ggufTensorBytes(info: GgufTensorInfo, path: string): number {
   if (!t)
     throw new WeftError(
       'WEFT_ERR_MODEL_UNSUPPORTED_DTYPE',
-      `${path}: tensor ${info.name} has type ${ggmlTypeName(info.type)}; weft reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K`,
+      `${path}: tensor ${info.name} has type ${ggmlTypeName(info.type)}; weft reads ${READ_TYPE_NAMES}`,
     );
   const [, blockValues, blockBytes] = t;
   if (info.dims.some((d) => !Number.isInteger(d) || d < 1))
