@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { loadModelSpec } from '../../src/model/load.js';
-import { BLOCK_DTYPES } from '../../src/model/types.js';
+import { checkpointKind } from '../../src/model/types.js';
 import { f32ToF16 } from '../../src/model/safetensors.js';
 import { toNativeModelSpec, type NativeModelSpec, type WeightDtype } from '../../src/workers/binding.js';
 import { LeBytes } from './bytes.js';
@@ -84,7 +84,7 @@ export async function writeNativeSeeds(models: string[], dir: string): Promise<n
     const spec = await loadModelSpec(path);
     const base = path.split('/').filter(Boolean).slice(-1)[0];
     const hasI8 = Object.values(spec.tensors).some((t) => t.dtype === 'I8');
-    const hasBlocks = Object.values(spec.tensors).some((t) => BLOCK_DTYPES.includes(t.dtype));
+    const hasBlocks = checkpointKind(spec) === 'blocks';
     const file = new Uint8Array(readFileSync(Object.values(spec.tensors)[0].file));
     // big (real) models are slow inputs: two seeds each, the small synthetic ones cover the rest
     const big = file.length > BIG_SEED_BYTES;

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { WeftError } from '../../src/errors.js';
 import { readGguf, type GgufFile } from '../../src/model/gguf.js';
 import { loadModelSpec } from '../../src/model/load.js';
-import { BLOCK_DTYPES, type ModelSpec } from '../../src/model/types.js';
+import { checkpointKind, type ModelSpec } from '../../src/model/types.js';
 import { loadNative, toNativeModelSpec } from '../../src/workers/binding.js';
 import { makeRng, type Rng } from '../serve/rng.js';
 import { jsonText, mutateBytes, mutateGguf, mutateJson } from './mutate.js';
@@ -197,8 +197,7 @@ export async function runTsFuzz(o: TsFuzzOptions, send: (m: TsFuzzMessage) => vo
     if (bad) keep(bad, path);
     if (spec && native && !bad) {
       // as --dtype auto would also ask for a file with GGML blocks: kept as they are
-      const blocks = Object.values(spec.tensors).some((t) => BLOCK_DTYPES.includes(t.dtype));
-      for (const wd of blocks ? (['f32', 'int8', 'quant'] as const) : (['f32', 'int8'] as const)) {
+      for (const wd of checkpointKind(spec) === 'blocks' ? (['f32', 'int8', 'quant'] as const) : (['f32', 'int8'] as const)) {
         try {
           native.loadModel(toNativeModelSpec(spec, wd, path));
           count(`native ${wd} loaded`);

@@ -12,6 +12,7 @@ import t from 'tap';
 import { resolveDtype } from '../../src/config.js';
 import { alignUp, encodeGgufHeader, readGguf, type GgufTensorInfo } from '../../src/model/gguf.js';
 import { loadModelSpec } from '../../src/model/load.js';
+import { f32ToF16 } from '../../src/model/safetensors.js';
 import { synthesizeModel } from '../../src/model/synth.js';
 import { checkpointKind } from '../../src/model/types.js';
 import { runOffline } from '../../src/offline.js';
@@ -32,13 +33,6 @@ const BLOCKS: Record<number, { bytes: number; halves: [number, number][] }> = {
   [Q3_K]: { bytes: 110, halves: [[108, 1.5e-3]] }, // d: scales -32..31 on values -4..3
 };
 
-// An fp16 bit pattern of v (normal range, round toward zero: enough for a scale).
-function half(v: number): number {
-  const f = new Float32Array([v]),
-    u = new Uint32Array(f.buffer)[0];
-  return ((u >>> 16) & 0x8000) | ((((u >>> 23) & 0xff) - 112) << 10) | ((u >>> 13) & 0x3ff);
-}
-
 function randomBlocks(type: number, numValues: number, seed: number): Uint8Array {
   const { bytes, halves } = BLOCKS[type];
   const out = new Uint8Array((numValues / 256) * bytes);
@@ -47,7 +41,7 @@ function randomBlocks(type: number, numValues: number, seed: number): Uint8Array
   for (let i = 0; i < out.length; i++) out[i] = next() >>> 24;
   for (let b = 0; b < out.length; b += bytes)
     for (const [at, size] of halves) {
-      const h = half(size * (0.5 + (next() >>> 8) / 2 ** 24));
+      const h = f32ToF16(size * (0.5 + (next() >>> 8) / 2 ** 24));
       out[b + at] = h & 255;
       out[b + at + 1] = h >>> 8;
     }
