@@ -41,6 +41,15 @@ const PROMPTS = [
   [1, 29871, 13, 1576, 338, 263, 1243],
 ];
 
+// One sequence, one thread, as bench/llamacpp runs llama.cpp for a single stream.
+const contextOptions = (flashAttention: 'auto' | boolean) => ({
+  contextSize: 128,
+  sequences: 1,
+  threads: { ideal: 1, min: 1 },
+  ignoreMemorySafetyChecks: true,
+  flashAttention,
+});
+
 // Greedy ids per prompt; with `forced`, teacher-forced: after its k-th choice the context goes on
 // with forced[prompt][k] (node-llama-cpp evaluates a token given to next() instead of its own).
 async function llamaCppIds(
@@ -53,13 +62,7 @@ async function llamaCppIds(
   const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
   const out: number[][] = [];
   for (const [p, prompt] of PROMPTS.entries()) {
-    const ctx = await model.createContext({
-      contextSize: 128,
-      sequences: 1,
-      threads: { ideal: 1, min: 1 },
-      ignoreMemorySafetyChecks: true,
-      flashAttention,
-    });
+    const ctx = await model.createContext(contextOptions(flashAttention));
     const gen = ctx.getSequence().evaluate(prompt); // temperature 0: greedy argmax
     const ids: number[] = [];
     for (let i = 0; i < tokens; i++) {
@@ -81,7 +84,7 @@ async function llamaCppFirstLogprobs(llama: NlcLlama, file: string, flashAttenti
   const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
   const out: Map<number, number>[] = [];
   for (const prompt of PROMPTS) {
-    const ctx = await model.createContext({ contextSize: 128, sequences: 1, threads: { ideal: 1, min: 1 }, flashAttention });
+    const ctx = await model.createContext(contextOptions(flashAttention));
     const gen = ctx.getSequence().evaluateWithMetadata(prompt, { probabilities: true });
     const { value } = await gen.next();
     if (value) out.push(new Map([...value.probabilities].map(([id, p]) => [id, Math.log(p)])));
