@@ -119,17 +119,31 @@ void matmul_i8_avx2_vnni(const QuantAct& x, const PackedI8& w, float* y, int ldy
 inline int q_group_bytes(int bits) {
   return 64 * bits;  // 16 rows x 32 k x bits / 8
 }
+// Where a PackedQ group keeps the bits of u for row `lane`, k-offset j (0..31), as the layout above
+// says: the low field (two bits for bits <= 3, a nibble otherwise) and, for bits 3, 5 and 6, one
+// more field holding u's next bits (a mask bit, or Q6's 2-bit field). The packing writes through
+// it and the portable code reads through it, so the two cannot disagree.
+struct QField {
+  int byte, shift, width;
+};
+inline QField q_low_field(int bits, int lane, int j) {
+  const int q = j / 4, b = j % 4;
+  if (bits <= 3) return {64 * (q / 4) + 4 * lane + b, 2 * (q % 4), 2};
+  return {64 * (j / 8) + 4 * lane + b, 4 * (q % 2), 4};
+}
+inline bool q_high_field(int bits, int lane, int j, QField* f) {
+  const int q = j / 4, b = j % 4, bit = 4 * lane + b, planes = bits <= 3 ? 128 : 256;
+  if (bits == 3 || bits == 5) *f = {planes + 8 * q + bit / 8, bit % 8, 1};  // uint64 mask of k-quad q
+  else if (bits == 6) *f = {planes + 64 * (q / 4) + 4 * lane + b, 2 * (q % 4), 2};
+  else return false;
+  return true;
+}
 // u of row `lane` at k-offset j (0..31) of a PackedQ group (portable code: packing tests, scalar kernel).
 inline int q_group_u(const uint8_t* gd, int bits, int lane, int j) {
-  const int c = j / 8, b = j % 4, q = j / 4, bit = 4 * lane + b;
-  if (bits <= 3) {
-    int v = (gd[64 * (q / 4) + 4 * lane + b] >> (2 * (q % 4))) & 3;
-    if (bits == 3) v |= ((gd[128 + 8 * q + bit / 8] >> (bit % 8)) & 1) << 2;
-    return v;
-  }
-  int v = (gd[64 * c + 4 * lane + b] >> (4 * (q % 2))) & 15;
-  if (bits == 5) v |= ((gd[256 + 8 * q + bit / 8] >> (bit % 8)) & 1) << 4;
-  if (bits == 6) v |= ((gd[256 + 64 * (q / 4) + 4 * lane + b] >> (2 * (q % 4))) & 3) << 4;
+  const QField lo = q_low_field(bits, lane, j);
+  int v = (gd[lo.byte] >> lo.shift) & ((1 << lo.width) - 1);
+  QField hi;
+  if (q_high_field(bits, lane, j, &hi)) v |= ((gd[hi.byte] >> hi.shift) & ((1 << hi.width) - 1)) << lo.width;
   return v;
 }
 void quantize_blocks_avx512(const float* x, int k, int t0, int t1, BlockAct fmt, QuantBlocks* out);

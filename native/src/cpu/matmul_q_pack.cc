@@ -14,16 +14,18 @@ namespace weft {
 
 using detail::panels_of;
 using detail::q_group_bytes;
+using detail::q_high_field;
+using detail::q_low_field;
+using detail::QField;
 using detail::round_up;
 
 void pack_q(int type, const uint8_t* const* rows, int n, int k, PackedQ* out) {
   const BlockFormat& f = *block_format(static_cast<TensorDType>(type));
-  const int bits = f.bits;
-  const int np = panels_of(n), groups = k / 32, gb = q_group_bytes(bits);
+  const int np = panels_of(n), groups = k / 32, gb = q_group_bytes(f.bits);
   const int supers = k / f.super, subs = k / f.sub;
   out->n = n;
   out->k = k;
-  out->bits = bits;
+  out->bits = f.bits;
   out->sub = f.sub;
   out->super = f.super;
   out->has_sub = f.has_sub;
@@ -44,16 +46,11 @@ void pack_q(int type, const uint8_t* const* rows, int n, int k, PackedQ* out) {
     for (int g = 0; g < groups; ++g) {
       uint8_t* gd = pd + size_t(g) * gb;
       for (int j = 0; j < 32; ++j) {
-        const int c = j / 8, b = j % 4, hi = (j / 4) % 2, v = u[g * 32 + j];
-        const int q = j / 4, bit = 4 * lane + b;
-        if (bits <= 3) {  // 2-bit fields, and for 3 bits a mask plane of the third
-          gd[64 * (q / 4) + 4 * lane + b] |= uint8_t((v & 3) << (2 * (q % 4)));
-          if (bits == 3 && (v & 4)) gd[128 + 8 * q + bit / 8] |= uint8_t(1u << (bit % 8));
-          continue;
-        }
-        gd[64 * c + 4 * lane + b] |= uint8_t((v & 15) << (4 * hi));
-        if (bits == 5 && (v & 16)) gd[256 + 8 * q + bit / 8] |= uint8_t(1u << (bit % 8));  // uint64 mask of quad q
-        if (bits == 6) gd[256 + 64 * (q / 4) + 4 * lane + b] |= uint8_t(((v >> 4) & 3) << (2 * (q % 4)));
+        const int v = u[g * 32 + j];
+        const QField lo = q_low_field(f.bits, lane, j);
+        gd[lo.byte] |= uint8_t((v & ((1 << lo.width) - 1)) << lo.shift);
+        QField hi;
+        if (q_high_field(f.bits, lane, j, &hi)) gd[hi.byte] |= uint8_t(((v >> lo.width) & ((1 << hi.width) - 1)) << hi.shift);
       }
     }
     uint16_t* dm = out->dm.as<uint16_t>() + size_t(p) * supers * 2 * kPackRows + lane;
