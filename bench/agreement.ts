@@ -6,7 +6,8 @@
 // rounding order alone can change a greedy choice, after which every later position may differ;
 // so it also prints the teacher-forced count (each choice made on llama.cpp's own context), the
 // log-prob difference on the same context, and all three for llama.cpp against itself with flash
-// attention off (node-llama-cpp's default, "auto", turns it on for the CPU): the noise floor.
+// attention off (node-llama-cpp's default, "auto", turns it on for the CPU): the noise floor; and
+// weft against that second llama.cpp, to show which of llama.cpp's two paths weft is nearer to.
 //
 //   npm run bench:agreement -- [--shape 110m] [--types q4_k_m,q5_k_m,q6_k,q4_0,q5_0] [--tokens 32]
 import { existsSync } from 'node:fs';
@@ -150,9 +151,10 @@ async function main(): Promise<void> {
   const llama = await nlc.getLlama({ gpu: false, build: 'never', maxThreads: 1 });
   process.stdout.write(
     `against llama.cpp (flash attention auto): free = greedy ids equal, forced = teacher-forced, dev = max |log-prob|\n` +
-      `difference at the first position over llama.cpp's top 20; the last three: llama.cpp without flash attention\n` +
+      `difference at the first position over llama.cpp's top 20; then llama.cpp without flash attention against\n` +
+      `llama.cpp with it (free, forced, dev), and weft against llama.cpp without it (free, dev)\n` +
       `${'model'.padEnd(12)} ${'weft'.padEnd(6)} prompt  ${'free'.padEnd(11)} ${'forced'.padEnd(8)} ${'dev'.padEnd(8)} ` +
-      `${'free'.padEnd(11)} ${'forced'.padEnd(8)} dev\n`,
+      `${'free'.padEnd(11)} ${'forced'.padEnd(8)} ${'dev'.padEnd(8)} ${'free'.padEnd(6)} dev\n`,
   );
   let ok = true;
   for (const type of values.types!.split(',')) {
@@ -193,7 +195,11 @@ async function main(): Promise<void> {
           .padEnd(8),
         `${same(theirsNoFa[i], theirs[i])}/${tokens}`.padEnd(11),
         `${same(theirsNoFaForced[i], theirs[i])}/${tokens}`.padEnd(8),
-        maxDeviation(firstLp[i], (id) => firstLpNoFa[i].get(id) ?? -Infinity).toFixed(4),
+        maxDeviation(firstLp[i], (id) => firstLpNoFa[i].get(id) ?? -Infinity)
+          .toFixed(4)
+          .padEnd(8),
+        `${same(ours[i], theirsNoFa[i])}/${tokens}`.padEnd(6),
+        maxDeviation(firstLpNoFa[i], (id) => lp[id]).toFixed(4),
       ];
       process.stdout.write(`${row.join(' ')}${where}\n`);
     });
