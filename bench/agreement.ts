@@ -10,9 +10,6 @@
 // weft against that second llama.cpp, to show which of llama.cpp's two paths weft is nearer to.
 //
 //   npm run bench:agreement -- [--shape 110m] [--types q4_k_m,q5_k_m,q6_k,q4_0,q5_0] [--tokens 32]
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { resolveDtype } from '../src/config.js';
@@ -21,20 +18,8 @@ import { checkpointKind } from '../src/model/types.js';
 import { runOffline } from '../src/offline.js';
 import { EngineInstance } from '../src/workers/engine-instance.js';
 import { SHAPES } from './shapes.js';
-import { blockGguf, foreignLlamaLibraryDirs } from './timing.js';
-
-interface NlcSequence {
-  evaluate(t: number[]): AsyncGenerator<number, void, number | undefined>;
-  evaluateWithMetadata(t: number[], m: { probabilities: true }): AsyncGenerator<{ probabilities: Map<number, number> }>;
-}
-
-interface NlcLlama {
-  loadModel(o: { modelPath: string; gpuLayers: number }): Promise<{
-    createContext(o: Record<string, unknown>): Promise<{ getSequence(): NlcSequence; dispose(): Promise<void> }>;
-    dispose(): Promise<void>;
-  }>;
-  dispose(): Promise<void>;
-}
+import { loadLlama, type NlcLlama } from './nlc.js';
+import { blockGguf } from './timing.js';
 
 const PROMPTS = [
   [1, 450, 4996, 17354, 1701, 432],
@@ -132,23 +117,7 @@ async function main(): Promise<void> {
   });
   const tokens = Number(values.tokens),
     need = Math.ceil((tokens * 28) / 32);
-  const nlcPath = join(
-    dirname(fileURLToPath(import.meta.url)),
-    '..',
-    '..',
-    'bench',
-    'llamacpp',
-    'node_modules',
-    'node-llama-cpp',
-    'dist',
-    'index.js',
-  );
-  if (!existsSync(nlcPath)) throw new Error(`node-llama-cpp not installed (sh bench/llamacpp/install.sh): ${nlcPath}`);
-  const foreign = foreignLlamaLibraryDirs(process.env);
-  if (foreign.length > 0)
-    throw new Error(`LD_LIBRARY_PATH holds another llama.cpp build (${foreign.join(', ')}): node-llama-cpp would load its libraries; unset it`);
-  const nlc = (await import(pathToFileURL(nlcPath).href)) as { getLlama(o: Record<string, unknown>): Promise<NlcLlama> };
-  const llama = await nlc.getLlama({ gpu: false, build: 'never', maxThreads: 1 });
+  const llama = await loadLlama();
   process.stdout.write(
     `against llama.cpp (flash attention auto): free = greedy ids equal, forced = teacher-forced, dev = max |log-prob|\n` +
       `difference at the first position over llama.cpp's top 20; then llama.cpp without flash attention against\n` +

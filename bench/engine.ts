@@ -20,8 +20,7 @@
 // overhead outside the model (scheduling, packing, thread hops).
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { timeLoop } from './loop-mode.js';
@@ -30,7 +29,8 @@ import { SHAPES } from './shapes.js';
 import { resolveDtype } from '../src/config.js';
 import { loadModelSpec } from '../src/model/load.js';
 import { checkpointKind } from '../src/model/types.js';
-import { BLOCK_TYPES, blockGguf, envWithoutLlamaLibraries, median, readBandwidth, syntheticGguf, timeDecode, timePrefill } from './timing.js';
+import { envWithoutLlamaLibraries, NLC_DIR } from './nlc.js';
+import { BLOCK_TYPES, blockGguf, median, readBandwidth, syntheticGguf, timeDecode, timePrefill } from './timing.js';
 import type { WeightDtype } from '../src/workers/binding.js';
 
 // The file and weight dtype of a --dtypes entry.
@@ -47,8 +47,7 @@ async function modelFor(shape: string, dtype: string): Promise<{ path: string; w
 type LlamaCppRef = Map<number, { decode: number; prefill: number }> | null;
 
 function runLlamaCpp(gguf: string, o: { threads: number; batches: number[]; promptTokens: number; decodeTokens: number }): LlamaCppRef {
-  const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'llamacpp');
-  const install = spawnSync('bash', [join(dir, 'install.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const install = spawnSync('bash', [join(NLC_DIR, 'install.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
   if (install.status !== 0) return null;
   // llama.cpp's best of 1 and N threads, flash attention on and off (its prebuilt binary runs
   // batch-1 decode far slower with 2 threads on a small machine: bench/llamacpp/README.md).
@@ -56,7 +55,7 @@ function runLlamaCpp(gguf: string, o: { threads: number; batches: number[]; prom
   const r = spawnSync(
     process.execPath,
     [
-      join(dir, 'run.mjs'),
+      join(NLC_DIR, 'run.mjs'),
       '--model',
       gguf,
       '--threads',

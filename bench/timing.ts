@@ -11,21 +11,6 @@ import { synthesizeModel } from '../src/model/synth.js';
 import type { EngineInstance } from '../src/workers/engine-instance.js';
 import { GREEDY, packStep, type SeqStep } from '../src/workers/step-pack.js';
 
-// Directories on LD_LIBRARY_PATH that hold a llama.cpp build's shared libraries. A process that
-// loads node-llama-cpp with one of them there loads those instead of its own (the search path
-// comes before the addon's RUNPATH): the two builds' ABIs differ, and the heap was seen corrupted.
-export function foreignLlamaLibraryDirs(env: NodeJS.ProcessEnv): string[] {
-  return (env.LD_LIBRARY_PATH ?? '').split(':').filter((d) => d && ['libllama.so', 'libggml.so'].some((f) => existsSync(join(d, f))));
-}
-
-// The environment for a child that loads node-llama-cpp: without such directories.
-export function envWithoutLlamaLibraries(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const foreign = new Set(foreignLlamaLibraryDirs(env));
-  const path = (env.LD_LIBRARY_PATH ?? '').split(':').filter((d) => d && !foreign.has(d));
-  const { LD_LIBRARY_PATH: _, ...rest } = env;
-  return path.length > 0 ? { ...rest, LD_LIBRARY_PATH: path.join(':') } : rest;
-}
-
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 // A seeded random GGUF at the shape of `config`, written once to $WEFT_BENCH_DIR (default

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 
 import t from 'tap';
 
-import { envWithoutLlamaLibraries, foreignLlamaLibraryDirs } from '../../bench/timing.js';
+import { envWithoutLlamaLibraries, foreignLlamaLibraryDirs } from '../../bench/nlc.js';
 
 t.test('directories with libllama.so or libggml.so are found and dropped, others kept', async (t) => {
   const root = mkdtempSync(join(tmpdir(), 'weft-ldpath-'));

@@ -2,13 +2,11 @@
 // for the tests that check weft's GGUF files against llama.cpp.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 
-import { LLAMA_QUANTIZE, REPO_ROOT } from '../fixtures/paths.js';
+import { loadLlama, type NlcSequence } from '../../bench/nlc.js';
+import { LLAMA_QUANTIZE } from '../fixtures/paths.js';
 
-const NLC = join(REPO_ROOT, 'bench', 'llamacpp', 'node_modules', 'node-llama-cpp', 'dist', 'index.js');
-export const NO_NLC = existsSync(NLC) ? false : 'node-llama-cpp is not installed (sh bench/llamacpp/install.sh)';
+export { NO_NLC } from '../../bench/nlc.js';
 export const NO_QUANTIZE = existsSync(LLAMA_QUANTIZE) ? false : `llama-quantize is not built (${LLAMA_QUANTIZE})`;
 
 // llama-quantize SRC OUT TYPE with one thread (TYPE as weft spells it: q4_k_m, …).
@@ -29,25 +27,9 @@ export function randomPrefix(n: number, vocab: number): number[] {
   ];
 }
 
-interface NlcSequence {
-  evaluate(tokens: number[]): AsyncGenerator<number>;
-  controlledEvaluate(input: [number, { generateNext: { token: true } }][]): Promise<({ next: { token?: number | null } } | undefined)[]>;
-}
-
-interface NlcModule {
-  getLlama(o: Record<string, unknown>): Promise<{
-    loadModel(o: { modelPath: string; gpuLayers: number }): Promise<{
-      createContext(o: Record<string, unknown>): Promise<{ getSequence(): NlcSequence; dispose(): Promise<void> }>;
-      dispose(): Promise<void>;
-    }>;
-    dispose(): Promise<void>;
-  }>;
-}
-
 // `use` on a one-sequence, one-thread context of each file in turn; its results, file by file.
 async function eachFile<T>(files: string[], use: (seq: NlcSequence) => Promise<T>): Promise<T[]> {
-  const nlc = (await import(pathToFileURL(NLC).href)) as NlcModule;
-  const llama = await nlc.getLlama({ gpu: false, build: 'never', maxThreads: 1, logLevel: 'error' });
+  const llama = await loadLlama();
   const out: T[] = [];
   for (const file of files) {
     const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
