@@ -45,8 +45,8 @@ export const BLOCK_TYPES = [
 
 // The F32 synthetic model requantized by llama.cpp's llama-quantize ($WEFT_LLAMA_QUANTIZE, default
 // the build in ~/.cache/weft-llamacpp) to `type` (e.g. q4_k_m), cached beside it. Without
-// llama-quantize, weft's own quantizer writes the types it knows (the `_s` mixes it does not:
-// null), to a file named apart so the two never mix.
+// llama-quantize, weft's own quantizer writes it (null for a type weft does not write), to a file
+// named apart so the two never mix.
 export async function blockGguf(name: string, config: Record<string, unknown>, type: string): Promise<string | null> {
   const src = await syntheticGguf(name, config, 'f32');
   const out = src.replace('-f32-seed0.gguf', `-${type}-seed0.gguf`);

@@ -4,7 +4,7 @@
 
 import { GGML_TYPES } from './gguf.js';
 
-const QUANT_TYPES = ['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0', 'Q4_K', 'Q5_K', 'Q6_K'] as const;
+const QUANT_TYPES = ['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0', 'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K'] as const;
 export type QuantType = (typeof QUANT_TYPES)[number];
 
 // [values per block, bytes per block], from the one GGML type table (gguf.ts)
@@ -74,6 +74,35 @@ function decodeBlock(type: QuantType, q: Uint8Array, o: number, y: Float32Array,
           const hb = five ? ((q[o + 16 + i] >> (2 * c + high)) & 1) << 4 : 0;
           y[yi + 32 * j + i] = Math.fround(dj * (nib | hb)) - mj;
         }
+      }
+      return;
+    }
+    case 'Q2_K': {
+      // scales[16] (low nibble scale, high nibble min, per 16 values), qs[64], d, dmin; value
+      // v = 128n + 32j + l has its 2 bits at qs[32n + l] >> 2j
+      const d = getHalf(q, o + 80),
+        dmin = getHalf(q, o + 82);
+      for (let v = 0; v < 256; v++) {
+        const sc = q[o + (v >> 4)],
+          u = (q[o + 16 + 32 * (v >> 7) + (v & 31)] >> (2 * ((v >> 5) & 3))) & 3;
+        y[yi + v] = Math.fround(Math.fround(d * (sc & 15)) * u) - Math.fround(dmin * (sc >> 4));
+      }
+      return;
+    }
+    case 'Q3_K': {
+      // hmask[32], qs[64], scales[12] (16 six-bit codes, centred by 32), d; value v = 128n + 32j + l:
+      // low 2 bits at qs[32n + l] >> 2j, high bit at hmask[l] bit 4n + j; the level is u − 4
+      const d = getHalf(q, o + 108);
+      for (let v = 0; v < 256; v++) {
+        const s = v >> 4,
+          k = s & 3,
+          g = s >> 2;
+        const code = ((q[o + 96 + (g & 1 ? 4 : 0) + k] >> (g >= 2 ? 4 : 0)) & 15) | (((q[o + 104 + k] >> (2 * g)) & 3) << 4);
+        const n = v >> 7,
+          j = (v >> 5) & 3,
+          l = v & 31;
+        const u = ((q[o + 32 + 32 * n + l] >> (2 * j)) & 3) | (((q[o + l] >> (4 * n + j)) & 1) << 2);
+        y[yi + v] = Math.fround(d * (code - 32)) * (u - 4);
       }
       return;
     }

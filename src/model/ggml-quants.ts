@@ -8,8 +8,8 @@
 // reference quantizers do, in float32 arithmetic step by step (Math.fround), so their blocks come
 // out byte-equal to llama-quantize's. The K-quants search each sub-block's scale (and min) on a
 // small grid and keep the weighted least-squares fit with the lowest error, then quantize the
-// sub-block scales to 6 or 8 bits against one fp16 super-block scale and requantize the values
-// with the scales as the decoder will see them.
+// sub-block scales to 4 (Q2_K), 6 or 8 bits against one fp16 super-block scale and requantize the
+// values with the scales as the decoder will see them.
 //
 // fp16 scales saturate at 65504: a block whose values exceed about 5·10⁵ (Q4_0) to 8·10⁶ (Q8_0)
 // cannot be stored faithfully, and is clamped rather than written as infinity.
@@ -102,7 +102,7 @@ function encodeBlockAffine(bits: 4 | 5, x: Float32Array, xi: number, out: Uint8A
   if (bits === 5) for (let k = 0; k < 4; k++) out[o + 4 + k] = (qh >>> (8 * k)) & 0xff;
 }
 
-// ---- K-quants: 256-value super-blocks of 8 (Q4_K, Q5_K) or 16 (Q6_K) sub-blocks ----
+// ---- K-quants: 256-value super-blocks of 8 (Q4_K, Q5_K) or 16 (Q2_K, Q3_K, Q6_K) sub-blocks ----
 
 const L = new Uint8Array(256);
 const lTry = new Uint8Array(32);
@@ -194,11 +194,11 @@ function fitAffine(x: Float32Array, xi: number, n: number, nmax: number, lo: num
 }
 
 // Sub-block weights: larger values count more, but no value counts for nothing.
-function setWeights(x: Float32Array, xi: number): void {
+function setWeights(x: Float32Array, xi: number, n: number): void {
   let s2 = 0;
-  for (let i = 0; i < 32; i++) s2 += x[xi + i] * x[xi + i];
-  const rms = Math.sqrt(s2 / 32);
-  for (let i = 0; i < 32; i++) w[i] = rms + Math.abs(x[xi + i]);
+  for (let i = 0; i < n; i++) s2 += x[xi + i] * x[xi + i];
+  const rms = Math.sqrt(s2 / n);
+  for (let i = 0; i < n; i++) w[i] = rms + Math.abs(x[xi + i]);
 }
 
 // Q4_K / Q5_K: 8 sub-blocks of 32 with 6-bit scale and min against fp16 d and dmin; x = d·sc·q − dmin·m.
@@ -209,7 +209,7 @@ function encodeBlockK(bits: 4 | 5, x: Float32Array, xi: number, out: Uint8Array,
   let maxScale = 0,
     maxMin = 0;
   for (let j = 0; j < 8; j++) {
-    setWeights(x, xi + 32 * j);
+    setWeights(x, xi + 32 * j, 32);
     const s = bits === 4 ? fitAffine(x, xi + 32 * j, 32, nmax, 32 * j, -1, 0.1, 20) : fitAffine(x, xi + 32 * j, 32, nmax, 32 * j, -0.5, 0.1, 15);
     subScale[j] = s;
     subMin[j] = fitMin;
@@ -252,10 +252,11 @@ function encodeBlockK(bits: 4 | 5, x: Float32Array, xi: number, out: Uint8Array,
 const sL = new Int8Array(256);
 const sTry = new Int8Array(16);
 
-// Symmetric fit of 16 values to x ≈ s·l with l in −32…31, weights x² (big values matter most).
-// The value of largest magnitude sits at level −32 (the range's long end) in the first try; then
-// a few slightly wider and narrower grids, each with its least-squares s, keeping the best.
-function fitSymmetric(x: Float32Array, xi: number, lo: number): number {
+// Symmetric fit of 16 values to x ≈ s·l with l in −half…half−1 (32 for Q6_K, 4 for Q3_K), weights
+// x² (big values matter most). The value of largest magnitude sits at level −half (the range's long
+// end) in the first try; then a few slightly wider and narrower grids, each with its least-squares
+// s, keeping the best.
+function fitSymmetric(x: Float32Array, xi: number, lo: number, half: number): number {
   const max = signedMax(x, xi, 16);
   if (Math.abs(max) < 1e-30) {
     sL.fill(0, lo, lo + 16);
@@ -265,14 +266,14 @@ function fitSymmetric(x: Float32Array, xi: number, lo: number): number {
     bestScore = -1;
   for (let k = 0; k <= 18; k++) {
     const step = k === 0 ? 0 : k <= 9 ? k - 10 : k - 9; // 0, then −9…−1, 1…9 tenths of a level
-    const is = -(32 + 0.1 * step) / max;
+    const is = -(half + 0.1 * step) / max;
     let sxl = 0,
       sl2 = 0;
     for (let i = 0; i < 16; i++) {
       const v = x[xi + i],
         wt = v * v;
       let l = Math.floor(is * v + 0.5);
-      l = l < -32 ? -32 : l > 31 ? 31 : l;
+      l = l < -half ? -half : l > half - 1 ? half - 1 : l;
       sTry[i] = l;
       sxl += wt * v * l;
       sl2 += wt * l * l;
@@ -288,36 +289,46 @@ function fitSymmetric(x: Float32Array, xi: number, lo: number): number {
   return bestS;
 }
 
-// Q6_K: 16 sub-blocks of 16 with int8 scales against fp16 d; x = d·sc·(q − 32).
-// ql[128]: low nibbles; qh[64]: top two bits; per 128 values (n = 0, 1), value 32·g + i (g = 0…3,
-// i < 32) has its low nibble in ql[64n + 32·(g & 1) + i] (high half when g ≥ 2) and its top bits at
-// qh[32n + i] >> 2g; the scale of value v is scales[v / 16].
-function encodeBlockQ6_K(x: Float32Array, xi: number, out: Uint8Array, o: number): void {
+// 16 sub-block scales to signed codes against one fp16 d stored at out[at]: the scale of largest
+// magnitude becomes −half (the codes' long end); then each sub-block's levels are rounded again
+// against its scale as decoded, into sL. Returns d; codes go to the caller through `code`.
+function symmetricScales(x: Float32Array, xi: number, out: Uint8Array, at: number, half: number, levels: number, code: Int8Array): number {
   let maxAbs = 0,
     maxScale = 0;
   for (let j = 0; j < 16; j++) {
-    const s = fitSymmetric(x, xi + 16 * j, 16 * j);
+    const s = fitSymmetric(x, xi + 16 * j, 16 * j, levels);
     subScale[j] = s;
     if (Math.abs(s) > maxAbs) {
       maxAbs = Math.abs(s);
       maxScale = s;
     }
   }
-  out.fill(0, o, o + 210);
-  if (maxAbs < 1e-30) return;
-  // the largest scale becomes −128 (int8's long end), as the values' largest magnitude became −32
-  const d = putHalf(out, o + 208, maxScale / -128);
-  const sc = o + 192;
-  for (let j = 0; j < 16; j++) {
-    const ls = d === 0 ? 0 : clamp(Math.round(subScale[j] / d), -128, 127);
-    out[sc + j] = ls & 0xff;
-    const ds = d * ls;
-    if (ds === 0) {
-      sL.fill(0, 16 * j, 16 * j + 16);
-      continue;
-    }
-    for (let i = 0; i < 16; i++) sL[16 * j + i] = clamp(Math.round(x[xi + 16 * j + i] / ds), -32, 31);
+  if (maxAbs < 1e-30) {
+    putHalf(out, at, 0);
+    code.fill(0);
+    sL.fill(0);
+    return 0;
   }
+  const d = putHalf(out, at, maxScale / -half);
+  for (let j = 0; j < 16; j++) {
+    const ls = d === 0 ? 0 : clamp(Math.round(subScale[j] / d), -half, half - 1);
+    code[j] = ls;
+    const ds = d * ls;
+    if (ds === 0) sL.fill(0, 16 * j, 16 * j + 16);
+    else for (let i = 0; i < 16; i++) sL[16 * j + i] = clamp(Math.round(x[xi + 16 * j + i] / ds), -levels, levels - 1);
+  }
+  return d;
+}
+const codes = new Int8Array(16);
+
+// Q6_K: 16 sub-blocks of 16 with int8 scales against fp16 d; x = d·sc·(q − 32).
+// ql[128]: low nibbles; qh[64]: top two bits; per 128 values (n = 0, 1), value 32·g + i (g = 0…3,
+// i < 32) has its low nibble in ql[64n + 32·(g & 1) + i] (high half when g ≥ 2) and its top bits at
+// qh[32n + i] >> 2g; the scale of value v is scales[v / 16].
+function encodeBlockQ6_K(x: Float32Array, xi: number, out: Uint8Array, o: number): void {
+  out.fill(0, o, o + 210);
+  if (symmetricScales(x, xi, out, o + 208, 128, 32, codes) === 0) return; // all zero decodes to zeros
+  for (let j = 0; j < 16; j++) out[o + 192 + j] = codes[j] & 0xff;
   for (let n = 0; n < 2; n++) {
     for (let i = 0; i < 32; i++) {
       const v = 128 * n + i,
@@ -332,6 +343,60 @@ function encodeBlockQ6_K(x: Float32Array, xi: number, out: Uint8Array, o: number
   }
 }
 
+// Q3_K: 16 sub-blocks of 16 with 6-bit scale codes centred by 32 against fp16 d; x = d·(c − 32)·(u − 4)
+// with u in 0…7. Value v = 128n + 32j + l keeps u's low 2 bits at qs[32n + l] >> 2j and its top
+// bit at hmask[l] bit 4n + j; code i (of values 16i…16i+15) has its low nibble in byte
+// (i & 4 ? 4 : 0) + (i & 3) of scales, high half when i ≥ 8, and its top 2 bits in byte 8 + (i & 3)
+// at bit 2·(i >> 2).
+function encodeBlockQ3_K(x: Float32Array, xi: number, out: Uint8Array, o: number): void {
+  out.fill(0, o, o + 110);
+  if (symmetricScales(x, xi, out, o + 108, 32, 4, codes) === 0) return;
+  for (let i = 0; i < 16; i++) {
+    const c = codes[i] + 32,
+      g = i >> 2,
+      k = i & 3;
+    out[o + 96 + (g & 1 ? 4 : 0) + k] |= (c & 15) << (g >= 2 ? 4 : 0);
+    out[o + 104 + k] |= (c >> 4) << (2 * g);
+  }
+  for (let v = 0; v < 256; v++) {
+    const u = sL[v] + 4,
+      n = v >> 7,
+      j = (v >> 5) & 3,
+      l = v & 31;
+    out[o + 32 + 32 * n + l] |= (u & 3) << (2 * j);
+    out[o + l] |= (u >> 2) << (4 * n + j);
+  }
+}
+
+// Q2_K: 16 sub-blocks of 16 with a 4-bit scale and a 4-bit min against fp16 d and dmin;
+// x = d·sc·u − dmin·m with u in 0…3 at qs[32n + l] >> 2j (value v = 128n + 32j + l), and
+// scales[i] = sc | m << 4 for values 16i…16i+15.
+function encodeBlockQ2_K(x: Float32Array, xi: number, out: Uint8Array, o: number): void {
+  let maxScale = 0,
+    maxMin = 0;
+  for (let j = 0; j < 16; j++) {
+    setWeights(x, xi + 16 * j, 16);
+    const s = fitAffine(x, xi + 16 * j, 16, 3, 16 * j, -0.5, 0.1, 15);
+    subScale[j] = s;
+    subMin[j] = fitMin;
+    maxScale = Math.max(maxScale, s);
+    maxMin = Math.max(maxMin, fitMin);
+  }
+  out.fill(0, o, o + 84);
+  const d = putHalf(out, o + 80, maxScale / 15),
+    dmin = putHalf(out, o + 82, maxMin / 15);
+  for (let j = 0; j < 16; j++) {
+    // the 4-bit codes against the stored d/dmin, then the levels against the scale and min as decoded
+    const ls = d > 0 ? clamp(Math.round(subScale[j] / d), 0, 15) : 0,
+      lm = dmin > 0 ? clamp(Math.round(subMin[j] / dmin), 0, 15) : 0;
+    out[o + j] = ls | (lm << 4);
+    const ds = d * ls,
+      dm = dmin * lm;
+    for (let i = 0; i < 16; i++) L[16 * j + i] = ds === 0 ? 0 : clamp(Math.round((x[xi + 16 * j + i] + dm) / ds), 0, 3);
+  }
+  for (let v = 0; v < 256; v++) out[o + 16 + 32 * (v >> 7) + (v & 31)] |= L[v] << (2 * ((v >> 5) & 3));
+}
+
 // ---- entry points ----
 
 type BlockEncoder = (x: Float32Array, xi: number, out: Uint8Array, o: number) => void;
@@ -341,6 +406,8 @@ const ENCODERS: Record<QuantType, BlockEncoder> = {
   Q5_0: (x, xi, out, o) => encodeBlockSym(5, x, xi, out, o),
   Q4_1: (x, xi, out, o) => encodeBlockAffine(4, x, xi, out, o),
   Q5_1: (x, xi, out, o) => encodeBlockAffine(5, x, xi, out, o),
+  Q2_K: encodeBlockQ2_K,
+  Q3_K: encodeBlockQ3_K,
   Q4_K: (x, xi, out, o) => encodeBlockK(4, x, xi, out, o),
   Q5_K: (x, xi, out, o) => encodeBlockK(5, x, xi, out, o),
   Q6_K: encodeBlockQ6_K,

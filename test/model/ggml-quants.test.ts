@@ -8,7 +8,7 @@ import { dequantize, halfToFloat, QUANT_BLOCK, quantizedBytes, type QuantType } 
 import { quantize } from '../../src/model/ggml-quants.js';
 import { f32ToF16 } from '../../src/model/safetensors.js';
 
-const TYPES: QuantType[] = ['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0', 'Q4_K', 'Q5_K', 'Q6_K'];
+const TYPES: QuantType[] = ['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0', 'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K'];
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -53,6 +53,34 @@ function refValue(type: QuantType, b: Uint8Array, o: number, i: number): number 
       if (type === 'Q5_K') q |= ((b[o + 16 + l] >> (2 * chunk + high)) & 1) << 4;
       return f(f(f16(b, o) * sc) * q) - f(f16(b, o + 2) * mn);
     }
+    case 'Q2_K': {
+      // ggml's loop: per 128 values, 4 shifts of 2 bits over the same 32 bytes; one scales byte per 16
+      const half = i >> 7,
+        shift = 2 * ((i >> 5) & 3),
+        l = i & 31,
+        sc = b[o + (i >> 4)];
+      const q = (b[o + 16 + 32 * half + l] >> shift) & 3;
+      return f(f(f16(b, o + 80) * (sc & 15)) * q) - f(f16(b, o + 82) * (sc >> 4));
+    }
+    case 'Q3_K': {
+      // the 12 scale bytes read as three little-endian words and re-spread to 16 six-bit codes, as ggml does
+      const word = (k: number) => (b[o + 96 + 4 * k] | (b[o + 97 + 4 * k] << 8) | (b[o + 98 + 4 * k] << 16) | (b[o + 99 + 4 * k] << 24)) >>> 0;
+      const [a0, a1, tmp] = [word(0), word(1), word(2)];
+      const aux = [
+        (a0 & 0x0f0f0f0f) | (((tmp >>> 0) & 0x03030303) << 4),
+        (a1 & 0x0f0f0f0f) | (((tmp >>> 2) & 0x03030303) << 4),
+        ((a0 >>> 4) & 0x0f0f0f0f) | (((tmp >>> 4) & 0x03030303) << 4),
+        ((a1 >>> 4) & 0x0f0f0f0f) | (((tmp >>> 6) & 0x03030303) << 4),
+      ];
+      const s = i >> 4,
+        code = (aux[s >> 2] >>> (8 * (s & 3))) & 0xff;
+      const half = i >> 7,
+        j = (i >> 5) & 3,
+        l = i & 31;
+      const low = (b[o + 32 + 32 * half + l] >> (2 * j)) & 3,
+        hi = (b[o + l] >> (4 * half + j)) & 1;
+      return f(f16(b, o + 108) * (code - 32)) * (low - (hi ? 0 : 4));
+    }
     case 'Q6_K': {
       const half = i >> 7,
         g = (i >> 5) & 3,
@@ -70,9 +98,20 @@ function randomBlocks(type: QuantType, numBlocks: number, r: () => number): Uint
   const [, bytes] = QUANT_BLOCK[type];
   const b = new Uint8Array(numBlocks * bytes);
   for (let i = 0; i < b.length; i++) b[i] = Math.floor(r() * 256);
-  const halves = type === 'Q6_K' ? [208] : type === 'Q4_1' || type === 'Q5_1' || type.endsWith('_K') ? [0, 2] : [0];
+  const halves: Record<QuantType, number[]> = {
+    Q8_0: [0],
+    Q4_0: [0],
+    Q5_0: [0],
+    Q4_1: [0, 2],
+    Q5_1: [0, 2],
+    Q2_K: [80, 82],
+    Q3_K: [108],
+    Q4_K: [0, 2],
+    Q5_K: [0, 2],
+    Q6_K: [208],
+  };
   for (let k = 0; k < numBlocks; k++)
-    for (const at of halves) {
+    for (const at of halves[type]) {
       const h = f32ToF16((r() - 0.5) * 0.2);
       b[k * bytes + at] = h & 0xff;
       b[k * bytes + at + 1] = h >> 8;
@@ -149,6 +188,10 @@ function maxErrorBound(type: QuantType, x: Float32Array): number {
     Q5_0: amax / 16 + amax * fp16,
     Q4_1: (max - min) / 30 + (amax + max - min) * fp16,
     Q5_1: (max - min) / 62 + (amax + max - min) * fp16,
+    // half a step (range/6), the 4-bit scale and min codes' rounding (up to range/30 a level, 3 levels)
+    Q2_K: 0.3 * range + amax * 2 * fp16,
+    // the far side's top level is 3, not 4, and the grid search may widen the step to amax/3.1
+    Q3_K: amax / 3 + amax * 2 * fp16,
     Q4_K: range / 15 + amax * 2 * fp16, // a sub-block may sit at a coarser step than its own best fit
     Q5_K: range / 31 + amax * 2 * fp16,
     Q6_K: amax / 32 + amax * 2 * fp16,
@@ -157,13 +200,16 @@ function maxErrorBound(type: QuantType, x: Float32Array): number {
 }
 
 // Relative RMS error on Gaussian data: about one step over √12 of each type (measured: Q8_0 0.0053,
-// Q4_0 0.085, Q4_1 0.078, Q5_0 0.042, Q5_1 0.038, Q4_K 0.071, Q5_K 0.036, Q6_K 0.017).
+// Q4_0 0.085, Q4_1 0.078, Q5_0 0.042, Q5_1 0.038, Q2_K 0.275, Q3_K 0.153, Q4_K 0.071, Q5_K 0.036,
+// Q6_K 0.017).
 const RMS_BOUND: Record<QuantType, number> = {
   Q8_0: 0.006,
   Q4_0: 0.09,
   Q4_1: 0.083,
   Q5_0: 0.045,
   Q5_1: 0.041,
+  Q2_K: 0.29,
+  Q3_K: 0.16,
   Q4_K: 0.075,
   Q5_K: 0.039,
   Q6_K: 0.019,

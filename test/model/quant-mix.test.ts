@@ -74,6 +74,7 @@ interface Expected {
   output?: TensorType;
   v: (i: number) => TensorType;
   down: (i: number) => TensorType;
+  attnOut?: TensorType; // attn_output, when it is not `other`
   other: TensorType;
 }
 function check(t: Test, got: Map<string, TensorType>, e: Expected, what: string): void {
@@ -90,7 +91,9 @@ function check(t: Test, got: Map<string, TensorType>, e: Expected, what: string)
             ? e.v(layer)
             : name.includes('ffn_down')
               ? e.down(layer)
-              : e.other;
+              : name.includes('attn_output')
+                ? (e.attnOut ?? e.other)
+                : e.other;
     if (type !== want) wrong.push(`${name}: ${type}, expected ${want}`);
   }
   t.same(wrong, [], what);
@@ -113,6 +116,16 @@ t.test('110M shape (tied embeddings, rows of 768 and 2048)', async (t) => {
   for (const q of ['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1'] as const) // the tied embedding is the output: Q6_K
     check(t, choose(q.toLowerCase() as GgufFileType, SHAPE_110M), { embd: 'Q6_K', v: all(q), down: all(q), other: q }, q);
   check(t, choose('q8_0', SHAPE_110M), { embd: 'Q8_0', v: all('Q8_0'), down: all('Q8_0'), other: 'Q8_0' }, 'q8_0');
+  // the smaller mixes: no GQA here, so Q2_K's attn_v takes Q3_K; 12 layers: Q3_K_M's first sixteenth is empty
+  const first = (k: number, hi: TensorType, lo: TensorType) => (i: number) => (i < k ? hi : lo);
+  check(t, choose('q2_k', SHAPE_110M), { embd: 'Q6_K', v: all('Q3_K'), down: all('Q3_K'), attnOut: 'Q3_K', other: 'Q2_K' }, 'q2_k');
+  const gqa4 = { ...SHAPE_110M, num_key_value_heads: 3 }; // 12 heads over 3: Q2_K's attn_v takes Q4_K
+  check(t, choose('q2_k', gqa4), { embd: 'Q6_K', v: all('Q4_K'), down: all('Q3_K'), attnOut: 'Q3_K', other: 'Q2_K' }, 'q2_k, GQA 4');
+  check(t, choose('q3_k_s', SHAPE_110M), { embd: 'Q6_K', v: all('Q3_K'), down: all('Q3_K'), other: 'Q3_K' }, 'q3_k_s');
+  check(t, choose('q3_k_m', SHAPE_110M), { embd: 'Q6_K', v: first(2, 'Q5_K', 'Q4_K'), down: all('Q4_K'), attnOut: 'Q4_K', other: 'Q3_K' }, 'q3_k_m');
+  check(t, choose('q3_k_l', SHAPE_110M), { embd: 'Q6_K', v: all('Q5_K'), down: all('Q5_K'), attnOut: 'Q5_K', other: 'Q3_K' }, 'q3_k_l');
+  check(t, choose('q4_k_s', SHAPE_110M), { embd: 'Q6_K', v: first(4, 'Q5_K', 'Q4_K'), down: first(1, 'Q5_K', 'Q4_K'), other: 'Q4_K' }, 'q4_k_s');
+  check(t, choose('q5_k_s', SHAPE_110M), { embd: 'Q6_K', v: all('Q5_K'), down: all('Q5_K'), other: 'Q5_K' }, 'q5_k_s');
   check(t, choose('f16', SHAPE_110M), { embd: 'F16', v: all('F16'), down: all('F16'), other: 'F16' }, 'f16');
   check(t, choose('f32', SHAPE_110M), { embd: 'F32', v: all('F32'), down: all('F32'), other: 'F32' }, 'f32');
 });
@@ -128,6 +141,12 @@ t.test('stories260K shape (untied, rows of 64 and 172: the fallbacks)', async (t
   // Q4_0: the output rule picks Q6_K (rows of 64 tile Q4_0's 32), which falls back to Q8_0
   check(t, choose('q4_0', SHAPE_260K), { embd: 'Q4_0', output: 'Q8_0', v: all('Q4_0'), down: all('F16'), other: 'Q4_0' }, 'q4_0');
   check(t, choose('q8_0', SHAPE_260K), { embd: 'Q8_0', output: 'Q8_0', v: all('Q8_0'), down: all('F16'), other: 'Q8_0' }, 'q8_0');
+  // Q2_K and Q3_K fall back to Q4_0; GQA 2 is under Q2_K's 4, so its attn_v is Q3_K, then Q4_0
+  const out = { embd: 'Q4_0', output: 'Q8_0', down: all('F16'), other: 'Q4_0' } as const;
+  check(t, choose('q2_k', SHAPE_260K), { ...out, v: all('Q4_0'), attnOut: 'Q4_0' }, 'q2_k');
+  check(t, choose('q3_k_m', SHAPE_260K), { ...out, v: (i) => (i < 2 ? 'Q5_1' : 'Q5_0'), attnOut: 'Q5_0' }, 'q3_k_m');
+  check(t, choose('q3_k_l', SHAPE_260K), { ...out, v: all('Q5_1'), attnOut: 'Q5_1' }, 'q3_k_l');
+  check(t, choose('q4_k_s', SHAPE_260K), { ...out, embd: 'Q5_0', v: (i) => (i < 4 ? 'Q5_1' : 'Q5_0'), other: 'Q5_0' }, 'q4_k_s');
 });
 
 t.test('llama-quantize writes the same types, and so does weft quantize', { skip: NO_QUANTIZE }, async (t) => {
@@ -155,7 +174,7 @@ t.test('llama-quantize writes the same types, and so does weft quantize', { skip
       t.ok(ratio <= 1.1, `${shape} ${type}: RMS error against the F32 source, weft / llama.cpp = ${ratio.toFixed(3)}`);
       // round to nearest against one scale per block has one answer: the same bytes as llama.cpp's
       const [a, b] = [readGguf(ours), readGguf(theirs)];
-      const legacy = a.tensors.filter((x) => !['Q4_K', 'Q5_K', 'Q6_K'].includes(tensorBytes(a, x.name).type));
+      const legacy = a.tensors.filter((x) => !['Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K'].includes(tensorBytes(a, x.name).type));
       const differ = legacy.filter((x) => Buffer.compare(tensorBytes(a, x.name).buf, tensorBytes(b, x.name).buf) !== 0);
       t.same(
         differ.map((x) => x.name),
