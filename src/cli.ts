@@ -30,9 +30,10 @@ const USAGE = `usage:
                                          TYPE: a HF directory or an F32/F16/BF16 .gguf IN → one GGUF file OUT
   weft synth CONFIG OUT [--format gguf|hf] [--type TYPE] [--seed S]
                                          seeded random weights at the shape of a config.json (hf: f32 or f16)
-  TYPE: q4_k_m | q5_k_m | q6_k | q4_0 | q4_1 | q5_0 | q5_1 | q8_0 | f16 | f32, with llama.cpp's per-tensor
-        rules (q4_k_m: Q4_K, Q6_K for the output and for attn_v/ffn_down on some layers; rows that are not
-        a multiple of 256 fall back to Q5_0/Q5_1/Q8_0); synth's --dtype is another spelling of --type
+  TYPE: ${GGUF_FILE_TYPES.join(' | ')},
+        with llama.cpp's per-tensor rules (q4_k_m: Q4_K, Q6_K for the output and for attn_v/ffn_down on
+        some layers; rows that are not a multiple of 256 fall back to a 32-value type: Q4_0, Q5_0, Q5_1,
+        Q8_0); synth's --dtype is another spelling of --type
   weft serve [options]                   the HTTP server (same as npm start; weft serve --help lists its flags)
   weft --version`;
 
