@@ -289,14 +289,16 @@ function fitSymmetric(x: Float32Array, xi: number, lo: number, half: number): nu
   return bestS;
 }
 
-// 16 sub-block scales to signed codes against one fp16 d stored at out[at]: the scale of largest
-// magnitude becomes −half (the codes' long end); then each sub-block's levels are rounded again
-// against its scale as decoded, into sL. Returns d; codes go to the caller through `code`.
-function symmetricScales(x: Float32Array, xi: number, out: Uint8Array, at: number, half: number, levels: number, code: Int8Array): number {
+// Fits the 16 sub-blocks (levels −levelHalf…levelHalf−1) and codes their scales as signed
+// integers −codeHalf…codeHalf−1 against one fp16 d stored at out[at]: the scale of largest
+// magnitude becomes −codeHalf (the codes' long end). Then each sub-block's levels are rounded
+// again against its scale as decoded, into sL. Returns d (0: the block decodes to zeros); the
+// codes go to `code`.
+function symmetricScales(x: Float32Array, xi: number, out: Uint8Array, at: number, codeHalf: number, levelHalf: number, code: Int8Array): number {
   let maxAbs = 0,
     maxScale = 0;
   for (let j = 0; j < 16; j++) {
-    const s = fitSymmetric(x, xi + 16 * j, 16 * j, levels);
+    const s = fitSymmetric(x, xi + 16 * j, 16 * j, levelHalf);
     subScale[j] = s;
     if (Math.abs(s) > maxAbs) {
       maxAbs = Math.abs(s);
@@ -309,13 +311,13 @@ function symmetricScales(x: Float32Array, xi: number, out: Uint8Array, at: numbe
     sL.fill(0);
     return 0;
   }
-  const d = putHalf(out, at, maxScale / -half);
+  const d = putHalf(out, at, maxScale / -codeHalf);
   for (let j = 0; j < 16; j++) {
-    const ls = d === 0 ? 0 : clamp(Math.round(subScale[j] / d), -half, half - 1);
+    const ls = d === 0 ? 0 : clamp(Math.round(subScale[j] / d), -codeHalf, codeHalf - 1);
     code[j] = ls;
     const ds = d * ls;
     if (ds === 0) sL.fill(0, 16 * j, 16 * j + 16);
-    else for (let i = 0; i < 16; i++) sL[16 * j + i] = clamp(Math.round(x[xi + 16 * j + i] / ds), -levels, levels - 1);
+    else for (let i = 0; i < 16; i++) sL[16 * j + i] = clamp(Math.round(x[xi + 16 * j + i] / ds), -levelHalf, levelHalf - 1);
   }
   return d;
 }
