@@ -32,13 +32,18 @@ static void ref_quantize(const float* w, int len, int8_t* q, float* s) {
   *s = amax > 0 ? amax / 127.0f : 1.0f;
   for (int i = 0; i < len; ++i) q[i] = int8_t(std::clamp<long>(std::lround(w[i] / *s), -127, 127));
 }
-// The documented activation rule: scale = absmax/127, round to nearest (even), clamp.
-static void ref_quantize_act(const float* x, int k, int8_t* q, float* s) {
-  float amax = 0;
-  for (int i = 0; i < k; ++i) amax = std::max(amax, std::fabs(x[i]));
-  *s = amax / 127.0f;
-  const float inv = *s > 0 ? 1.0f / *s : 0.0f;
-  for (int i = 0; i < k; ++i) q[i] = int8_t(std::clamp(int(std::nearbyint(x[i] * inv)), -127, 127));
+// The documented activation rule: scale = absmax/127, round to nearest (even), clamp; over the
+// whole row for per-row weights, over each 32 values (s[g]) for group-32 weights.
+static void ref_quantize_act(const float* x, int k, int group, int8_t* q, float* s) {
+  const int span = group ? group : k;
+  for (int g = 0; g * span < k; ++g) {
+    const int i0 = g * span, i1 = std::min(k, i0 + span);
+    float amax = 0;
+    for (int i = i0; i < i1; ++i) amax = std::max(amax, std::fabs(x[i]));
+    s[g] = amax / 127.0f;
+    const float inv = s[g] > 0 ? 1.0f / s[g] : 0.0f;
+    for (int i = i0; i < i1; ++i) q[i] = int8_t(std::clamp(int(std::nearbyint(x[i] * inv)), -127, 127));
+  }
 }
 
 // float -> IEEE half bits, for values exactly representable as normal halves (test data only).
@@ -121,9 +126,11 @@ static void test_f32(const Case& c, int m, const std::vector<Isa>& isas) {
 static void test_i8(const char* kind, const IntW& iw, const PackedI8& pw, const Case& c, int m, const std::vector<I8Impl>& impls, bool report_float) {
   const int n = iw.n, k = iw.k, ldy = n + 1, glen = iw.group ? iw.group : k;
   // Reference from the documented rules, in exact integers then double.
+  // activation scales: one a token (per-row weights) or one a token and group (group-32 weights)
+  const int xg = iw.group ? iw.groups : 1;
   std::vector<int8_t> xq(size_t(m) * k);
-  std::vector<float> xs(m);
-  for (int t = 0; t < m; ++t) ref_quantize_act(&c.x[size_t(t) * k], k, &xq[size_t(t) * k], &xs[t]);
+  std::vector<float> xs(size_t(m) * xg);
+  for (int t = 0; t < m; ++t) ref_quantize_act(&c.x[size_t(t) * k], k, iw.group, &xq[size_t(t) * k], &xs[size_t(t) * xg]);
   std::vector<double> ref(size_t(m) * n), bound(size_t(m) * n);
   for (int t = 0; t < m; ++t)
     for (int r = 0; r < n; ++r) {
@@ -131,18 +138,21 @@ static void test_i8(const char* kind, const IntW& iw, const PackedI8& pw, const 
       for (int g = 0; g < iw.groups; ++g) {
         int64_t dot = 0;
         for (int i = g * glen; i < std::min(k, (g + 1) * glen); ++i) dot += int(xq[size_t(t) * k + i]) * iw.q[size_t(r) * k + i];
-        y += double(iw.s[size_t(r) * iw.groups + g]) * dot;
-        mag += std::fabs(double(iw.s[size_t(r) * iw.groups + g]) * dot);
+        const double s = double(iw.s[size_t(r) * iw.groups + g]) * (iw.group ? xs[size_t(t) * xg + g] : 1.0);
+        y += s * dot;
+        mag += std::fabs(s * dot);
       }
-      ref[size_t(t) * n + r] = y * xs[t];
-      bound[size_t(t) * n + r] = (iw.group ? (iw.groups + 2) * kU * mag * xs[t] : 4 * kU * std::fabs(y * xs[t])) + 1e-30;
+      const double sx = iw.group ? 1.0 : xs[t];
+      ref[size_t(t) * n + r] = y * sx;
+      // group-32: each term's two roundings (ws * xs, then the fma) and the sum's, over |terms|
+      bound[size_t(t) * n + r] = (iw.group ? (iw.groups + 2) * kU * mag : 4 * kU * std::fabs(y * sx)) + 1e-30;
     }
   std::vector<float> first;
   for (const I8Impl& im : impls) {
     const std::string tag = std::string(kind) + " " + im.name + " n=" + std::to_string(n) + " k=" + std::to_string(k) + " m=" + std::to_string(m);
     QuantAct qa;
     quantize_act(im.isa, c.x.data(), m, k, iw.group, &qa);
-    check(std::memcmp(qa.scales.ptr, xs.data(), m * 4) == 0, tag + " activation scales");
+    check(std::memcmp(qa.scales.ptr, xs.data(), xs.size() * 4) == 0, tag + " activation scales");
     auto y = run_ranges(
         m, n, ldy, [&](float* out, int n0, int n1) { im.kernel(qa, pw, out, ldy, n0, n1); }, tag);
     double worst = 0, diff_isa = 0;

@@ -72,12 +72,24 @@ t.test('scalar, AVX2 and AVX-512 agree; f16 KV stays close to f32 KV', async (t)
       }
     }
   }
-  // Q8_0 weights keep their group-32 scales in the int8 kernels
+  // Q8_0 weights keep their group-32 scales in the int8 kernels, and their activations get one
+  // scale per 32 values: the kernels are bit-identical (test_matmul), and a one-token prompt gives
+  // equal logits, but attention's summation order differs by ISA at the ulp level, and with 32-value
+  // steps that is enough to flip one activation's rounding somewhere in these prompts: the f16
+  // KV bound, not the summation-order one.
   const q8ref = await run('int8', 'scalar', 'f32', q8Path);
+  const oneToken = async (isa: 'scalar' | 'avx2' | 'avx512') => {
+    const e = await EngineInstance.open({ modelPath: q8Path, dtype: 'int8', numThreads: 1, numKvBlocks: 32, blockSize: 16, isa });
+    const logits = runOffline(e, [{ promptIds: [1], maxTokens: 1, ignoreEos: true }], { returnLogits: true })[0].logits[0];
+    e.close();
+    return logits;
+  };
   for (const isa of loadNative().cpuInfo().supported) {
     const r = await run('int8', isa, 'f32', q8Path);
     const d = maxDiff(q8ref, r);
-    t.ok(d < 2e-4, `Q8_0 (group-32) int8, ${isa}: max |logit diff| vs scalar ${d.toExponential(2)}`);
+    t.ok(d < 5e-2, `Q8_0 (group-32) int8, ${isa}: max |logit diff| vs scalar ${d.toExponential(2)}`);
+    const [a, b] = [await oneToken('scalar'), await oneToken(isa)];
+    t.ok(a.length > 0 && a.every((v, j) => v === b[j]), `Q8_0 (group-32) int8, ${isa}: a one-token prompt's logits equal scalar's bit for bit`);
     r.forEach((x, i) => t.same(x.outputIds, q8ref[i].outputIds, `Q8_0 ${isa} request ${i} tokens`));
   }
 });

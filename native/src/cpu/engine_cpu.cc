@@ -119,7 +119,7 @@ class CpuEngine final : public Engine {
   // y[m][n] = x[m][k] W^T, split over the pool in panels of 16 columns. A segmented matrix writes
   // its segments' columns side by side; each activation form is made once per call.
   void matmul(const Matrix& w, const float* x, int m, float* y) {
-    bool made_i8 = false;
+    int made_i8 = -1;  // act_q_'s group (a per-row int8 part and a Q8_0 part take different ones)
     int made_q = -1;  // act_b_'s BlockAct (segments of K-quant and legacy types take different ones)
     if (w.segments.empty()) return matmul_part(w, x, m, y, w.n, &made_i8, &made_q);
     int col = 0;
@@ -129,7 +129,7 @@ class CpuEngine final : public Engine {
     }
   }
 
-  void matmul_part(const Matrix& w, const float* x, int m, float* y, int ldy, bool* made_i8, int* made_q) {
+  void matmul_part(const Matrix& w, const float* x, int m, float* y, int ldy, int* made_i8, int* made_q) {
     make_act(w, x, m, made_i8, made_q);
     const int panels = (w.n + kPackRows - 1) / kPackRows;
     // Many small tasks: a compute thread that loses its core to another process (the Node main
@@ -143,10 +143,10 @@ class CpuEngine final : public Engine {
   }
 
   // The activation form w's kernel takes, made once per input (the flags say what is made).
-  void make_act(const Matrix& w, const float* x, int m, bool* made_i8, int* made_q) {
-    if (w.kind == MatrixKind::i8 && !*made_i8) {
+  void make_act(const Matrix& w, const float* x, int m, int* made_i8, int* made_q) {
+    if (w.kind == MatrixKind::i8 && *made_i8 != w.i8.group) {
       quantize_act(isa_, x, m, w.k, w.i8.group, &act_q_);
-      *made_i8 = true;
+      *made_i8 = w.i8.group;
     }
     if (w.kind == MatrixKind::q && *made_q != int(w.q.act)) {
       act_b_.reserve(m, w.k);
@@ -172,8 +172,7 @@ class CpuEngine final : public Engine {
   void lm_head_rows(const StepInput& in, int S) {
     const Matrix& w = model_->lm_head;
     const int V = cfg_.vocab_size;
-    bool made_i8 = false;
-    int made_q = -1;
+    int made_i8 = -1, made_q = -1;
     make_act(w, h_.data(), S, &made_i8, &made_q);
     std::vector<float> kept(size_t(S) * in.num_logit_rows);
     int done_panel = -1;

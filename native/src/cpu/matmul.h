@@ -49,14 +49,18 @@ struct PackedI8 {
   AlignedBuffer row_sums;
 };
 
-// Activations quantized per row (token): symmetric int8 with one float scale per row,
-// stored in whatever form the int8 kernels want (e.g. offset to uint8 for VNNI).
+// Activations quantized to symmetric int8, in whatever form the int8 kernels want (e.g. offset
+// to uint8 for VNNI), with one float scale per row (token) for per-row weights (group 0) or per
+// 32 values of a row for group-32 weights (GGUF Q8_0), as llama.cpp quantizes what a Q8_0 matrix
+// multiplies: one outlier then coarsens only its own 32 values, not the whole row.
 struct QuantAct {
   int m = 0, k = 0;
+  int group = 0;  // 0 or kQ8Group, as the weights it feeds
   AlignedBuffer data;
-  AlignedBuffer scales;
+  AlignedBuffer scales;  // float [m] (group 0) or [m][kp / 32] (group 32)
   AlignedBuffer aux;  // kernel-private (e.g. per-group sums)
-  void reserve(int m, int k);
+  void reserve(int m, int k, int group);
+  int groups() const;  // scales per row
 };
 
 // llama.cpp's activation format for a block weight type (ggml's vec_dot_type), which weft's
@@ -122,7 +126,8 @@ void unpack_i8_row(const PackedI8& w, int r, float* out);
 // ---- compute (per step) ----
 // x: [m][k] row-major floats. y: row-major with leading dimension ldy; writes y[i][n0..n1).
 void matmul_f32(Isa isa, const float* x, int m, const PackedF32& w, float* y, int ldy, int n0, int n1);
-// Quantize activations once per step per input (shared by every matrix with the same input).
+// Quantize activations once per step per input (shared by every matrix with the same input and
+// the same group); matmul_i8 takes x quantized with w's group.
 void quantize_act(Isa isa, const float* x, int m, int k, int group, QuantAct* out);
 void matmul_i8(Isa isa, const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
 // Quantizes rows [t0, t1) of x (rows of k floats) into `out`, sized by out->reserve(m, k), with

@@ -49,7 +49,7 @@ WEFT_AVX2 inline __m256i bcast4(const uint8_t* p) {
 struct I8Args {
   const uint8_t* x;  // k-quads of the tile's first token (QuantAct layout)
   size_t xstride;  // 4 * m
-  const float* xs;
+  const float* xs;  // activation scales of the tile's tokens, `groups` a token
   const int8_t* w;  // the panel's data
   const float* ws;  // the panel's scales [g][16]
   const int32_t* rs;  // the panel's row sums [g][16] (VNNI only)
@@ -123,18 +123,16 @@ template <int T, bool G, bool VNNI> WEFT_AVX2 void i8_tile(const I8Args& a) {
       const __m256 ws = _mm256_load_ps(a.ws + g * kPackRows + h * kHalf);
 #pragma GCC unroll 8
       for (int t = 0; t < T; ++t) {
-        const __m256 dot = _mm256_cvtepi32_ps(acc[h][t]);
-        if (G)  // same float ops as the scalar and AVX-512 kernels
-          facc[h][t] = _mm256_fmadd_ps(dot, ws, facc[h][t]);
-        else facc[h][t] = _mm256_mul_ps(dot, _mm256_mul_ps(ws, _mm256_set1_ps(a.xs[t])));
+        // weight x activation scale (the token's, or its group's); the scalar and AVX-512 kernels' float ops
+        const __m256 dot = _mm256_cvtepi32_ps(acc[h][t]), sc = _mm256_mul_ps(ws, _mm256_set1_ps(a.xs[size_t(t) * a.groups + g]));
+        facc[h][t] = G ? _mm256_fmadd_ps(dot, sc, facc[h][t]) : _mm256_mul_ps(dot, sc);
       }
     }
   }
 #pragma GCC unroll 8
   for (int h = 0; h < 2; ++h)
 #pragma GCC unroll 8
-    for (int t = 0; t < T; ++t)
-      store_rows(a.y + size_t(t) * a.ldy + h * kHalf, a.valid - h * kHalf, G ? _mm256_mul_ps(facc[h][t], _mm256_set1_ps(a.xs[t])) : facc[h][t]);
+    for (int t = 0; t < T; ++t) store_rows(a.y + size_t(t) * a.ldy + h * kHalf, a.valid - h * kHalf, facc[h][t]);
 }
 
 using I8Fn = void (*)(const I8Args&);
@@ -165,7 +163,7 @@ template <bool VNNI> void i8_run(const QuantAct& x, const PackedI8& w, float* y,
     for (int tile = 0; tile < tiles; ++tile) {
       const int t0 = int(int64_t(m) * tile / tiles), t1 = int(int64_t(m) * (tile + 1) / tiles);
       a.x = x.data.as<uint8_t>() + size_t(kQuad) * t0;
-      a.xs = x.scales.as<float>() + t0;
+      a.xs = x.scales.as<float>() + size_t(t0) * groups;
       a.y = y + size_t(t0) * ldy + p * kPackRows;
       a.pf = Prefetch(a.w + size_t(kq) * 64, grouped ? a.ws + groups * kPackRows : nullptr, grouped && VNNI ? a.rs + groups * kPackRows : nullptr,
                       p + 1 < p1 ? kq : 0, tile, tiles, kq);
@@ -247,26 +245,30 @@ WEFT_AVX2 void quantize_act_avx2(const float* x, int m, int k, QuantAct* out) {
   const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,  //
                                         0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
   const size_t s = size_t(kQuad) * m;
+  const int groups = out->groups(), span = kp / groups;
   for (int t = 0; t < m; ++t) {
     const float* xr = x + size_t(t) * k;
-    __m256 vmax = _mm256_setzero_ps();
-    for (int c = 0; c < k; c += kHalf) vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, _mm256_maskload_ps(xr + c, half_mask(k - c))));
-    alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, vmax);
-    float amax = 0.0f;
-    for (float v : lanes) amax = v > amax ? v : amax;
-    const float scale = amax / 127.0f, inv = scale > 0.0f ? 1.0f / scale : 0.0f;
-    out->scales.as<float>()[t] = scale;
-    const __m256 vinv = _mm256_set1_ps(inv);
     uint8_t* dst = d + size_t(t) * kQuad;
-    for (int c = 0; c < kp; c += kHalf, dst += 2 * s) {
-      const __m256 v = _mm256_maskload_ps(xr + c, half_mask(k - c));
-      __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(v, vinv));  // round half to even
-      q = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(q, lo), hi), off);
-      q = _mm256_shuffle_epi8(q, pick);
-      const int32_t q0 = _mm256_extract_epi32(q, 0), q1 = _mm256_extract_epi32(q, 4);
-      std::memcpy(dst, &q0, 4);
-      std::memcpy(dst + s, &q1, 4);
+    for (int g = 0; g < groups; ++g) {
+      const int c0 = g * span, c1 = c0 + span;
+      __m256 vmax = _mm256_setzero_ps();
+      for (int c = c0; c < c1 && c < k; c += kHalf) vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, _mm256_maskload_ps(xr + c, half_mask(k - c))));
+      alignas(32) float lanes[8];
+      _mm256_store_ps(lanes, vmax);
+      float amax = 0.0f;
+      for (float v : lanes) amax = v > amax ? v : amax;
+      const float scale = amax / 127.0f, inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+      out->scales.as<float>()[size_t(t) * groups + g] = scale;
+      const __m256 vinv = _mm256_set1_ps(inv);
+      for (int c = c0; c < c1; c += kHalf, dst += 2 * s) {
+        const __m256 v = _mm256_maskload_ps(xr + c, half_mask(k - c));
+        __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(v, vinv));  // round half to even
+        q = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(q, lo), hi), off);
+        q = _mm256_shuffle_epi8(q, pick);
+        const int32_t q0 = _mm256_extract_epi32(q, 0), q1 = _mm256_extract_epi32(q, 4);
+        std::memcpy(dst, &q0, 4);
+        std::memcpy(dst + s, &q1, 4);
+      }
     }
   }
 }

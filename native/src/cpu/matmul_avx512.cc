@@ -43,7 +43,7 @@ WEFT_AVX512 inline void dpbusd(__m512i& acc, __m512i x, __m512i w) {
 struct I8Tile {
   const uint8_t* x;  // activation quads of the tile's first token (QuantAct layout)
   size_t xstride;  // bytes between consecutive k-quads (4 * m)
-  const float* xs;  // scales of the tile's tokens
+  const float* xs;  // activation scales of the tile's tokens, `groups` a token
   const int8_t* w;  // first panel's packed data
   size_t wstride;  // bytes between panels
   int kq;  // k-quads (padded k / 4)
@@ -128,15 +128,17 @@ template <int NP, int T> WEFT_AVX512 void i8_tile_group(const I8Tile& a) {
     for (int i = 0; i < NP; ++i) {
       const __m512 ws = _mm512_load_ps(a.ws + i * gstride + g * kPackRows);
 #pragma GCC unroll 16
-      for (int t = 0; t < T; ++t) facc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][t]), ws, facc[i][t]);
+      for (int t = 0; t < T; ++t) {
+        const __m512 s = _mm512_mul_ps(ws, _mm512_set1_ps(a.xs[size_t(t) * a.groups + g]));  // weight x activation scale
+        facc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][t]), s, facc[i][t]);
+      }
     }
   }
 #pragma GCC unroll 16
   for (int i = 0; i < NP; ++i) {
     const __mmask16 mask = row_mask(a.valid - i * kPackRows);
 #pragma GCC unroll 16
-    for (int t = 0; t < T; ++t)
-      _mm512_mask_storeu_ps(a.y + size_t(t) * a.ldy + i * kPackRows, mask, _mm512_mul_ps(facc[i][t], _mm512_set1_ps(a.xs[t])));
+    for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(a.y + size_t(t) * a.ldy + i * kPackRows, mask, facc[i][t]);
   }
 }
 
@@ -149,7 +151,6 @@ template <bool G, int NP> WEFT_AVX512 void i8_gemv(const I8Tile& a) {
   const int glen = G ? kQ8Group / kQuad : a.kq;  // k-quads per scale group
   const size_t gstride = size_t(a.groups) * kPackRows;
   const __m512i c128 = _mm512_set1_epi8(char(0x80));
-  const float xs = a.xs[0];
   const uint8_t* xj = a.x;
   const int8_t* wj = a.w;
   Prefetch pf = a.pf;
@@ -184,13 +185,12 @@ template <bool G, int NP> WEFT_AVX512 void i8_gemv(const I8Tile& a) {
       const __m512 ws = _mm512_load_ps(a.ws + i * gstride + g * kPackRows);
       __m512i idot = _mm512_add_epi32(acc0[i], acc1[i]);
       if (G) idot = _mm512_sub_epi32(idot, _mm512_add_epi32(off0[i], off1[i]));
-      const __m512 dot = _mm512_cvtepi32_ps(idot);
-      facc[i] = G ? _mm512_fmadd_ps(dot, ws, facc[i]) : _mm512_mul_ps(dot, _mm512_mul_ps(ws, _mm512_set1_ps(xs)));
+      const __m512 dot = _mm512_cvtepi32_ps(idot), s = _mm512_mul_ps(ws, _mm512_set1_ps(a.xs[g]));  // weight x activation scale
+      facc[i] = G ? _mm512_fmadd_ps(dot, s, facc[i]) : _mm512_mul_ps(dot, s);
     }
   }
 #pragma GCC unroll 16
-  for (int i = 0; i < NP; ++i)
-    _mm512_mask_storeu_ps(a.y + i * kPackRows, row_mask(a.valid - i * kPackRows), G ? _mm512_mul_ps(facc[i], _mm512_set1_ps(xs)) : facc[i]);
+  for (int i = 0; i < NP; ++i) _mm512_mask_storeu_ps(a.y + i * kPackRows, row_mask(a.valid - i * kPackRows), facc[i]);
 }
 
 // Tile shapes [panels x tokens]. Per k-quad a tile issues NP weight loads, T broadcasts and
@@ -235,7 +235,7 @@ template <bool G, int NPM, int TM> void i8_run(const QuantAct& x, const PackedI8
                       G && TM > 1 ? a.rs + size_t(np) * groups * kPackRows : nullptr, next * a.kq, tile, tiles, a.kq);
       const int t0 = int(int64_t(m) * tile / tiles), t1 = int(int64_t(m) * (tile + 1) / tiles);
       a.x = x.data.as<uint8_t>() + size_t(kQuad) * t0;
-      a.xs = x.scales.as<float>() + t0;
+      a.xs = x.scales.as<float>() + size_t(t0) * groups;
       a.y = y + size_t(t0) * ldy + p * kPackRows;
       table[np - 1][t1 - t0 - 1](a);
     }
@@ -316,33 +316,37 @@ WEFT_AVX512 void quantize_act_avx512(const float* x, int m, int k, QuantAct* out
   const int kp = i8_kpad(k);
   uint8_t* d = out->data.as<uint8_t>();
   const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127), off = _mm512_set1_epi32(128);
+  const int groups = out->groups(), span = kp / groups;
   for (int t = 0; t < m; ++t) {
     const float* xr = x + size_t(t) * k;
-    __m512 vmax = _mm512_setzero_ps();
-    for (int c = 0; c < k; c += 16) {
-      const __mmask16 mk = row_mask(k - c);
-      vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_maskz_loadu_ps(mk, xr + c)));
-    }
-    const float amax = _mm512_reduce_max_ps(vmax);
-    const float scale = amax / 127.0f, inv = scale > 0.0f ? 1.0f / scale : 0.0f;
-    out->scales.as<float>()[t] = scale;
-    const __m512 vinv = _mm512_set1_ps(inv);
-    for (int c = 0; c < kp; c += 16) {
-      const __m512 v = _mm512_maskz_loadu_ps(row_mask(k - c), xr + c);
-      __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, vinv));  // round half to even
-      q = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi), off);
-      const __m128i b = _mm512_cvtepi32_epi8(q);
-      uint8_t* dst = d + size_t(c / kQuad) * kQuad * m + size_t(t) * kQuad;
-      if (m == 1) {
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), b);
-      } else {
-        const size_t s = size_t(kQuad) * m;
-        const int32_t q0 = _mm_extract_epi32(b, 0), q1 = _mm_extract_epi32(b, 1);
-        const int32_t q2 = _mm_extract_epi32(b, 2), q3 = _mm_extract_epi32(b, 3);
-        std::memcpy(dst, &q0, 4);
-        std::memcpy(dst + s, &q1, 4);
-        std::memcpy(dst + 2 * s, &q2, 4);
-        std::memcpy(dst + 3 * s, &q3, 4);
+    for (int g = 0; g < groups; ++g) {
+      const int c0 = g * span, c1 = c0 + span;
+      __m512 vmax = _mm512_setzero_ps();
+      for (int c = c0; c < c1 && c < k; c += 16) {
+        const __mmask16 mk = row_mask(k - c);
+        vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_maskz_loadu_ps(mk, xr + c)));
+      }
+      const float amax = _mm512_reduce_max_ps(vmax);
+      const float scale = amax / 127.0f, inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+      out->scales.as<float>()[size_t(t) * groups + g] = scale;
+      const __m512 vinv = _mm512_set1_ps(inv);
+      for (int c = c0; c < c1; c += 16) {
+        const __m512 v = _mm512_maskz_loadu_ps(row_mask(k - c), xr + c);
+        __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, vinv));  // round half to even
+        q = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi), off);
+        const __m128i b = _mm512_cvtepi32_epi8(q);
+        uint8_t* dst = d + size_t(c / kQuad) * kQuad * m + size_t(t) * kQuad;
+        if (m == 1) {
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), b);
+        } else {
+          const size_t s = size_t(kQuad) * m;
+          const int32_t q0 = _mm_extract_epi32(b, 0), q1 = _mm_extract_epi32(b, 1);
+          const int32_t q2 = _mm_extract_epi32(b, 2), q3 = _mm_extract_epi32(b, 3);
+          std::memcpy(dst, &q0, 4);
+          std::memcpy(dst + s, &q1, 4);
+          std::memcpy(dst + 2 * s, &q2, 4);
+          std::memcpy(dst + 3 * s, &q3, 4);
+        }
       }
     }
   }

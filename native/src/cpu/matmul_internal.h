@@ -15,7 +15,8 @@
 //  QuantAct.data    uint8 x+128, k-quad major: the 4 bytes of token t, k-quad j are at
 //                   byte 4*(j*m + t), so a token tile's broadcasts are contiguous. Padded
 //                   k-quads hold 128 (x = 0).
-//  QuantAct.scales  float [m]: absmax/127 of each token (0 for an all-zero token).
+//  QuantAct.scales  float [m]: absmax/127 of each token (0 for an all-zero token); for group-32
+//                   weights [m][kp/32], of each 32 values of a token (QuantAct::group).
 //
 //  PackedQ.data     panel p contiguous: [p][k/32 groups][group bytes = 64 * bits]. bits 4-6:
 //                   4 nibble chunks of 64 bytes, then (bits - 4) planes of 64 bytes.

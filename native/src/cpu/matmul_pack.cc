@@ -2,6 +2,7 @@
 // the per-ISA dispatch of the compute kernels.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -43,12 +44,17 @@ AlignedBuffer& AlignedBuffer::operator=(AlignedBuffer&& o) noexcept {
 }
 
 // Grows only (called every step with the step's token count).
-void QuantAct::reserve(int m_, int k_) {
+void QuantAct::reserve(int m_, int k_, int group_) {
   m = m_;
   k = k_;
-  const size_t data_bytes = size_t(m_) * i8_kpad(k_), scale_bytes = size_t(m_) * sizeof(float);
+  group = group_;
+  const size_t data_bytes = size_t(m_) * i8_kpad(k_), scale_bytes = size_t(m_) * groups() * sizeof(float);
   if (data.bytes < data_bytes) data = AlignedBuffer(data_bytes);
   if (scales.bytes < scale_bytes) scales = AlignedBuffer(scale_bytes);
+}
+
+int QuantAct::groups() const {
+  return group == 0 ? 1 : i8_kpad(k) / kQ8Group;
 }
 
 void pack_f32(const float* w, int n, int k, PackedF32* out) {
@@ -161,8 +167,8 @@ void matmul_f32(Isa isa, const float* x, int m, const PackedF32& w, float* y, in
 }
 
 // `group` does not change the activation format (the weights' k padding is always to 32).
-void quantize_act(Isa isa, const float* x, int m, int k, int /*group*/, QuantAct* out) {
-  out->reserve(m, k);
+void quantize_act(Isa isa, const float* x, int m, int k, int group, QuantAct* out) {
+  out->reserve(m, k, group);
   if (m <= 0) return;
   switch (isa) {
     case Isa::avx512:
@@ -175,6 +181,10 @@ void quantize_act(Isa isa, const float* x, int m, int k, int /*group*/, QuantAct
 }
 
 void matmul_i8(Isa isa, const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1) {
+  if (x.group != w.group) {  // an engine bug, never input: the scales would be read in the wrong layout
+    std::fprintf(stderr, "weft: matmul_i8 with activations of group %d for weights of group %d\n", x.group, w.group);
+    std::abort();
+  }
   if (x.m <= 0 || n1 <= n0) return;
   switch (isa) {
     case Isa::avx512:

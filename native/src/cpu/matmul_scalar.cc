@@ -23,19 +23,22 @@ void matmul_f32_scalar(const float* x, int m, const PackedF32& w, float* y, int 
 }
 
 void quantize_act_scalar(const float* x, int m, int k, QuantAct* out) {
-  const int kp = i8_kpad(k);
+  const int kp = i8_kpad(k), groups = out->groups(), span = kp / groups;
   uint8_t* d = out->data.as<uint8_t>();
   float* scales = out->scales.as<float>();
   for (int t = 0; t < m; ++t) {
     const float* xr = x + size_t(t) * k;
-    float amax = 0.0f;
-    for (int c = 0; c < k; ++c) amax = std::max(amax, std::fabs(xr[c]));
-    const float scale = amax / 127.0f, inv = scale > 0.0f ? 1.0f / scale : 0.0f;
-    scales[t] = scale;
-    for (int c = 0; c < kp; ++c) {
-      // nearbyint: round half to even, like cvtps2dq in the vector versions.
-      const int q = c < k ? std::clamp(int(std::nearbyint(xr[c] * inv)), -127, 127) : 0;
-      d[size_t(c / kQuad) * kQuad * m + size_t(t) * kQuad + c % kQuad] = uint8_t(q + 128);
+    for (int g = 0; g < groups; ++g) {
+      const int c0 = g * span, c1 = c0 + span;
+      float amax = 0.0f;
+      for (int c = c0; c < std::min(c1, k); ++c) amax = std::max(amax, std::fabs(xr[c]));
+      const float scale = amax / 127.0f, inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+      scales[size_t(t) * groups + g] = scale;
+      for (int c = c0; c < c1; ++c) {
+        // nearbyint: round half to even, like cvtps2dq in the vector versions.
+        const int q = c < k ? std::clamp(int(std::nearbyint(xr[c] * inv)), -127, 127) : 0;
+        d[size_t(c / kQuad) * kQuad * m + size_t(t) * kQuad + c % kQuad] = uint8_t(q + 128);
+      }
     }
   }
 }
@@ -49,15 +52,16 @@ void matmul_i8_scalar(const QuantAct& x, const PackedI8& w, float* y, int ldy, i
     const int8_t* wp = w.data.as<int8_t>() + size_t(p) * kq * 64 + lane * kQuad;
     const float* ws = w.scales.as<float>() + size_t(p) * groups * kPackRows + lane;
     for (int t = 0; t < m; ++t) {
+      const float* xs = x.scales.as<float>() + size_t(t) * groups;  // one per group of the weights
       float acc = 0.0f;
       for (int g = 0; g < groups; ++g) {
         int32_t dot = 0;
         for (int c = g * glen; c < (g + 1) * glen; ++c)
           dot += (int(xd[size_t(c / kQuad) * kQuad * m + size_t(t) * kQuad + c % kQuad]) - 128) * wp[size_t(c / kQuad) * 64 + c % kQuad];
-        if (w.group == 0) acc = float(dot) * (ws[0] * x.scales.as<float>()[t]);
-        else acc = std::fma(float(dot), ws[size_t(g) * kPackRows], acc);
+        if (w.group == 0) acc = float(dot) * (ws[0] * xs[0]);
+        else acc = std::fma(float(dot), ws[size_t(g) * kPackRows] * xs[g], acc);
       }
-      y[size_t(t) * ldy + r] = w.group == 0 ? acc : acc * x.scales.as<float>()[t];
+      y[size_t(t) * ldy + r] = acc;
     }
   }
 }
