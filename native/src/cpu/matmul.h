@@ -58,7 +58,6 @@ struct QuantAct {
   int group = 0;  // 0 or kQ8Group, as the weights it feeds
   AlignedBuffer data;
   AlignedBuffer scales;  // float [m] (group 0) or [m][kp / 32] (group 32)
-  AlignedBuffer aux;  // kernel-private (e.g. per-group sums)
   void reserve(int m, int k, int group);
   int groups() const;  // scales per row
 };
