@@ -305,12 +305,7 @@ function symmetricScales(x: Float32Array, xi: number, out: Uint8Array, at: numbe
       maxScale = s;
     }
   }
-  if (maxAbs < 1e-30) {
-    putHalf(out, at, 0);
-    code.fill(0);
-    sL.fill(0);
-    return 0;
-  }
+  if (maxAbs < 1e-30) return putHalf(out, at, 0); // callers stop at d = 0: codes and levels unused
   const d = putHalf(out, at, maxScale / -codeHalf);
   for (let j = 0; j < 16; j++) {
     const ls = d === 0 ? 0 : clamp(Math.round(subScale[j] / d), -codeHalf, codeHalf - 1);
