@@ -93,16 +93,18 @@ function decodeBlock(type: QuantType, q: Uint8Array, o: number, y: Float32Array,
       // hmask[32], qs[64], scales[12] (16 six-bit codes, centred by 32), d; value v = 128n + 32j + l:
       // low 2 bits at qs[32n + l] >> 2j, high bit at hmask[l] bit 4n + j; the level is u − 4
       const d = getHalf(q, o + 108);
-      for (let v = 0; v < 256; v++) {
-        const s = v >> 4,
-          k = s & 3,
+      for (let s = 0; s < 16; s++) {
+        const k = s & 3,
           g = s >> 2;
         const code = ((q[o + 96 + (g & 1 ? 4 : 0) + k] >> (g >= 2 ? 4 : 0)) & 15) | (((q[o + 104 + k] >> (2 * g)) & 3) << 4);
-        const n = v >> 7,
-          j = (v >> 5) & 3,
-          l = v & 31;
-        const u = ((q[o + 32 + 32 * n + l] >> (2 * j)) & 3) | (((q[o + l] >> (4 * n + j)) & 1) << 2);
-        y[yi + v] = Math.fround(d * (code - 32)) * (u - 4);
+        const dl = Math.fround(d * (code - 32));
+        for (let v = 16 * s; v < 16 * s + 16; v++) {
+          const n = v >> 7,
+            j = (v >> 5) & 3,
+            l = v & 31;
+          const u = ((q[o + 32 + 32 * n + l] >> (2 * j)) & 3) | (((q[o + l] >> (4 * n + j)) & 1) << 2);
+          y[yi + v] = dl * (u - 4);
+        }
       }
       return;
     }
