@@ -152,7 +152,6 @@ async function main(): Promise<void> {
       `${'model'.padEnd(12)} ${'weft'.padEnd(6)} prompt  ${'free'.padEnd(11)} ${'forced'.padEnd(8)} ${'dev'.padEnd(8)} ` +
       `${'free'.padEnd(11)} ${'forced'.padEnd(8)} ${'dev'.padEnd(8)} ${'free'.padEnd(6)} dev\n`,
   );
-  let ok = true;
   for (const type of values.types!.split(',')) {
     const file = await blockGguf(values.shape!, SHAPES[values.shape!], type);
     if (!file) throw new Error(`${type}: neither llama-quantize (set WEFT_LLAMA_QUANTIZE) nor weft's quantizer writes this type`);
@@ -175,7 +174,6 @@ async function main(): Promise<void> {
     const same = (a: number[], b: number[]): number => a.filter((id, j) => id === b[j]).length;
     prompts.forEach((_, i) => {
       const agree = same(ours[i], theirs[i]);
-      ok &&= agree >= need;
       const lp = logSoftmax(runs[i].logits[0]);
       const dev = maxDeviation(firstLp[i], (id) => lp[id]),
         devNoFa = maxDeviation(firstLp[i], (id) => firstLpNoFa[i].get(id) ?? -Infinity);
@@ -213,7 +211,7 @@ async function main(): Promise<void> {
       `forced, lowest: weft ${Math.min(...all.forced)}/${tokens}, llama.cpp without flash attention ${Math.min(...all.forcedNoFa)}/${tokens}; ` +
       `dev, median: weft ${median(devs.weft).toFixed(4)}, llama.cpp without flash attention ${median(devs.noFa).toFixed(4)}\n`,
   );
-  process.exit(ok ? 0 : 1);
+  process.exit(under(all.weft, all.weft.length) === 0 ? 0 : 1); // 1: some case under the bound
 }
 
 await main();
