@@ -38,7 +38,7 @@ async function modelFor(shape: string, dtype: string): Promise<{ path: string; w
   if (dtype === 'f32' || dtype === 'int8') return { path: await syntheticGguf(shape, SHAPES[shape], 'f32'), weights: dtype, sameAsLlamacpp: false };
   if (dtype === 'int8-q8_0' || dtype === 'q8_0')
     return { path: await syntheticGguf(shape, SHAPES[shape], 'q8_0'), weights: 'int8', sameAsLlamacpp: true };
-  if (!(BLOCK_TYPES as readonly string[]).includes(dtype)) throw new Error(`unknown dtype ${dtype}`);
+  if (!BLOCK_TYPES.includes(dtype)) throw new Error(`unknown dtype ${dtype}`);
   const path = await blockGguf(shape, SHAPES[shape], dtype);
   if (!path) return null;
   return { path, weights: resolveDtype('auto', 'cpu', checkpointKind(await loadModelSpec(path))), sameAsLlamacpp: true };

@@ -26,22 +26,9 @@ export async function syntheticGguf(name: string, config: Record<string, unknown
   return out;
 }
 
-// llama.cpp's block types the benchmarks load (their file names: the lower-case llama-quantize type).
-export const BLOCK_TYPES = [
-  'q4_0',
-  'q4_1',
-  'q5_0',
-  'q5_1',
-  'q2_k',
-  'q3_k_s',
-  'q3_k_m',
-  'q3_k_l',
-  'q4_k_m',
-  'q4_k_s',
-  'q5_k_m',
-  'q5_k_s',
-  'q6_k',
-] as const;
+// llama.cpp's block types the benchmarks load (their file names: the lower-case llama-quantize
+// type): every GGUF file type weft writes but the int8 (Q8_0) and float ones.
+export const BLOCK_TYPES: readonly string[] = GGUF_FILE_TYPES.filter((t) => !['q8_0', 'f16', 'f32'].includes(t));
 
 // The F32 synthetic model requantized by llama.cpp's llama-quantize ($WEFT_LLAMA_QUANTIZE, default
 // the build in ~/.cache/weft-llamacpp) to `type` (e.g. q4_k_m), cached beside it. Without
