@@ -145,7 +145,7 @@ static void bench_blocks(Isa isa, const Shape& s, const std::vector<int>& ms) {
     std::vector<PackedQ> qc(copies_for(q0.bytes()));
     for (auto& c : qc) {
       c.n = q0.n, c.k = q0.k, c.bits = q0.bits, c.sub = q0.sub, c.super = q0.super, c.has_sub = q0.has_sub, c.act = q0.act, c.mn_is_sc = q0.mn_is_sc;
-      c.data = clone(q0.data), c.dm = clone(q0.dm), c.sm = clone(q0.sm);
+      c.mem = clone(q0.mem), c.panel_bytes = q0.panel_bytes, c.dm_offset = q0.dm_offset, c.sm_offset = q0.sm_offset, c.data_offset = q0.data_offset;
     }
     QuantBlocks qb;
     for (int m : ms) {

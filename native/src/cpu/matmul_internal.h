@@ -18,7 +18,9 @@
 //  QuantAct.scales  float [m]: absmax/127 of each token (0 for an all-zero token); for group-32
 //                   weights [m][kp/32], of each 32 values of a token (QuantAct::group).
 //
-//  PackedQ.data     panel p contiguous: [p][k/32 groups][group bytes = 64 * bits]. bits 4-6:
+//  PackedQ.mem      panel p is one span of panel_bytes: its dm at dm_offset, its sm at sm_offset,
+//                   its groups (data below) at data_offset (one sequential stream per panel).
+//  PackedQ data     panel p: [k/32 groups][group bytes = 64 * bits]. bits 4-6:
 //                   4 nibble chunks of 64 bytes, then (bits - 4) planes of 64 bytes.
 //                   Nibble chunk c (k 8c..8c+7 of the group), byte 4*lane + b: low nibble
 //                   u[k = 8c + b], high nibble u[k = 8c + 4 + b] (lane = row in the panel).
@@ -31,8 +33,8 @@
 //                   bits 2 (Q2_K) and 3 (Q3_K): two 64-byte chunks of 2-bit fields, chunk h, byte
 //                   4*lane + b, bits 2j..2j+1 = bits 0..1 of u[k = 4(4h + j) + b]; bits 3 adds
 //                   one plane of 8 uint64 masks as bits 5 does, each bit being bit 2 of u.
-//  PackedQ.dm       fp16 [p][k/super][2][16]: D of the 16 rows, then M.
-//  PackedQ.sm       int8 [p][k/sub][sm_per_sub()][16]: sc of the 16 rows, then mn (has_sub
+//  PackedQ dm       fp16, panel p: [k/super][2][16]: D of the 16 rows, then M.
+//  PackedQ sm       int8, panel p: [k/sub][sm_per_sub()][16]: sc of the 16 rows, then mn (has_sub
 //                   only; Q6_K and Q3_K store sc alone: their mn equals sc, M being -32 D, -4 D).
 //  Every kernel computes, per row and token, in this order: for each super-block, from zero,
 //    for each sub-block s:  isum += dot_s * sc_s                  (int32, |isum| < 2^29)
@@ -95,6 +97,24 @@ struct Prefetch {
         if (sums) _mm_prefetch(sums + size_t(line >> 3) * 64, _MM_HINT_T0);
       }
     }
+  }
+};
+
+// The same for PackedQ weights, whose panels are each one contiguous span (matmul.h): while a
+// panel's first tile runs, the next panel's lines are prefetched, a few per group of 32 k.
+struct PanelPrefetch {
+  const char* next = nullptr;  // nullptr: nothing to prefetch
+  int lines = 0, per_group = 0;
+
+  PanelPrefetch() = default;
+  PanelPrefetch(const PackedQ& w, int next_panel) : next(reinterpret_cast<const char*>(w.panel_base(next_panel))) {
+    lines = int(w.panel_bytes / 64);
+    per_group = (lines + w.k / 32 - 1) / (w.k / 32);
+  }
+  inline void group(int g) const {
+    if (!next) return;
+    const int l1 = (g + 1) * per_group < lines ? (g + 1) * per_group : lines;
+    for (int l = g * per_group; l < l1; ++l) _mm_prefetch(next + size_t(l) * 64, _MM_HINT_T0);
   }
 };
 

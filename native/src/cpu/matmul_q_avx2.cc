@@ -68,6 +68,7 @@ struct QArgs2 {
   int groups, kp, super, half, valid;
   float* y;
   int ldy;
+  PanelPrefetch pf;  // as in matmul_q_avx512.cc
 };
 
 WEFT_AVX2 inline __m256i load_i8_epi32(const int8_t* p) {
@@ -85,6 +86,7 @@ template <int BITS, int SUB, bool HS, bool MNSC, int T, bool VNNI> WEFT_AVX2 voi
     __m256 ms[T];
     for (int i = 0; i < T; ++i) isum[i] = _mm256_setzero_si256(), ms[i] = _mm256_setzero_ps();
     for (int g = sb * gps; g < (sb + 1) * gps; ++g) {
+      a.pf.group(g);
       const uint8_t* gd = a.pd + size_t(g) * gb;
       __m256i wv[8];
       if (BITS <= 3) {  // as in matmul_q_avx512.cc
@@ -145,20 +147,22 @@ template <int BITS, int SUB, bool HS, bool MNSC, int T, bool VNNI> WEFT_AVX2 voi
 
 template <int BITS, int SUB, bool HS, bool MNSC, bool VNNI>
 void q_kernel2(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
-  const int groups = w.k / 32, gb = q_group_bytes(BITS), kp = w.k, nfs = 32 / SUB * (kp / 32);
+  const int groups = w.k / 32, kp = w.k, nfs = 32 / SUB * (kp / 32);
   for (int r = n0; r < n1; r += kPackRows) {
     const int p = r / kPackRows;
     for (int half = 0; half < 2 && r + 8 * half < n1; ++half) {
       QArgs2 a;
-      a.pd = w.data.as<uint8_t>() + size_t(p) * groups * gb;
-      a.dm = w.dm.as<uint16_t>() + size_t(p) * (w.k / w.super) * 2 * kPackRows;
-      a.sm = HS ? w.sm.as<int8_t>() + size_t(p) * (w.k / SUB) * w.sm_per_sub() * kPackRows : nullptr;
+      a.pd = w.panel(p);
+      a.dm = w.panel_dm(p);
+      a.sm = w.panel_sm(p);
       a.groups = groups;
       a.kp = kp;
       a.super = w.super;
       a.half = half;
       a.valid = n1 - r - 8 * half;
       a.ldy = ldy;
+      // half 0's first tile prefetches the next panel; half 1 finds this one in cache
+      a.pf = half == 0 && r + kPackRows < n1 ? PanelPrefetch(w, p + 1) : PanelPrefetch();
       int t = 0;
       auto at = [&](int t0) {
         a.xq = x.q.as<int8_t>() + size_t(t0) * kp;
@@ -169,6 +173,7 @@ void q_kernel2(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0
       for (; t + 4 <= x.m; t += 4) {
         at(t);
         q_tile2<BITS, SUB, HS, MNSC, 4, VNNI>(a);
+        a.pf = PanelPrefetch();
       }
       for (; t < x.m; ++t) {
         at(t);

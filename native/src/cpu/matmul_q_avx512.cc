@@ -92,16 +92,15 @@ struct QArgs {
   float* y;  // first token's output at the panel's first row
   int ldy;
   __mmask16 rows;  // real rows of the panel
-  // The next panel's weights, prefetched while this one computes (nullptr: none). As for the int8
-  // kernels (matmul_internal.h's Prefetch), one core's hardware prefetch alone falls short of its
-  // DRAM bandwidth at a token's decode, where every weight byte is read once.
-  const char* pf_data = nullptr;
-  const char* pf_dm = nullptr;
-  const char* pf_sm = nullptr;
-  int pf_dm_lines = 0, pf_sm_lines = 0;  // both at most the number of groups
+  // The next panel, prefetched while this one computes. As for the int8 kernels, one core's hardware
+  // prefetch alone falls short of its DRAM bandwidth at a token's decode, where every weight byte
+  // is read once.
+  PanelPrefetch pf;
 };
 
-template <int BITS, int SUB, bool HS, bool MNSC, int T> WEFT_AVX512 void q_tile(const QArgs& a) {
+// Inlined into q_kernel: GCC left some instances as calls that re-read QArgs in the inner loop
+// (prefill of Q4_0 and Q4_K ran 10-25% slower in bench_matmul).
+template <int BITS, int SUB, bool HS, bool MNSC, int T> WEFT_AVX512 inline __attribute__((always_inline)) void q_tile(const QArgs& a) {
   constexpr int kSubs = 32 / SUB, kQuads = SUB / 4;
   const int gb = q_group_bytes(BITS), nfs = 32 / SUB * (a.kp / 32), gps = a.super / 32;
   __m512 acc[T];
@@ -111,11 +110,7 @@ template <int BITS, int SUB, bool HS, bool MNSC, int T> WEFT_AVX512 void q_tile(
     __m512 ms[T];
     for (int i = 0; i < T; ++i) isum[i] = _mm512_setzero_si512(), ms[i] = _mm512_setzero_ps();
     for (int g = sb * gps; g < (sb + 1) * gps; ++g) {
-      if (a.pf_data) {
-        for (int l = 0; l < gb; l += 64) _mm_prefetch(a.pf_data + size_t(g) * gb + l, _MM_HINT_T0);
-        if (g < a.pf_dm_lines) _mm_prefetch(a.pf_dm + size_t(g) * 64, _MM_HINT_T0);
-        if (g < a.pf_sm_lines) _mm_prefetch(a.pf_sm + size_t(g) * 64, _MM_HINT_T0);
-      }
+      a.pf.group(g);
       __m512i wv[8];
       unpack_group<BITS>(a.pd + size_t(g) * gb, wv);
       for (int h = 0; h < kSubs; ++h) {
@@ -153,26 +148,20 @@ template <int BITS, int SUB, bool HS, bool MNSC, int T> WEFT_AVX512 void q_tile(
 
 template <int BITS, int SUB, bool HS, bool MNSC>
 WEFT_AVX512 void q_kernel(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
-  const int groups = w.k / 32, gb = q_group_bytes(BITS), kp = w.k;
+  const int groups = w.k / 32, kp = w.k;
   const int nfs = 32 / SUB * (kp / 32);
   for (int r = n0; r < n1; r += kPackRows) {
     const int p = r / kPackRows, valid = n1 - r;
     QArgs a;
-    a.pd = w.data.as<uint8_t>() + size_t(p) * groups * gb;
-    a.dm = w.dm.as<uint16_t>() + size_t(p) * (w.k / w.super) * 2 * kPackRows;
-    a.sm = HS ? w.sm.as<int8_t>() + size_t(p) * (w.k / SUB) * w.sm_per_sub() * kPackRows : nullptr;
+    a.pd = w.panel(p);
+    a.dm = w.panel_dm(p);
+    a.sm = w.panel_sm(p);
     a.groups = groups;
     a.kp = kp;
     a.super = w.super;
     a.ldy = ldy;
     a.rows = valid >= kPackRows ? __mmask16(0xFFFF) : __mmask16((1u << valid) - 1);
-    const size_t dm_bytes = size_t(w.k / w.super) * 2 * kPackRows * 2, sm_bytes = HS ? size_t(w.k / SUB) * w.sm_per_sub() * kPackRows : 0;
-    const bool next = r + kPackRows < n1;
-    a.pf_data = next ? reinterpret_cast<const char*>(a.pd + size_t(groups) * gb) : nullptr;
-    a.pf_dm = reinterpret_cast<const char*>(a.dm) + dm_bytes;
-    a.pf_sm = reinterpret_cast<const char*>(a.sm) + sm_bytes;
-    a.pf_dm_lines = int(dm_bytes / 64);
-    a.pf_sm_lines = int(sm_bytes / 64);
+    a.pf = r + kPackRows < n1 ? PanelPrefetch(w, p + 1) : PanelPrefetch();
     int t = 0;
     auto at = [&](int t0) {
       a.xq = x.q.as<int8_t>() + size_t(t0) * kp;
@@ -183,12 +172,12 @@ WEFT_AVX512 void q_kernel(const QuantBlocks& x, const PackedQ& w, float* y, int 
     for (; t + kTile <= x.m; t += kTile) {
       at(t);
       q_tile<BITS, SUB, HS, MNSC, kTile>(a);
-      a.pf_data = nullptr;  // the first tile prefetched the next panel
+      a.pf = PanelPrefetch();  // the first tile prefetched the next panel
     }
     for (; t + 2 <= x.m; t += 2) {
       at(t);
       q_tile<BITS, SUB, HS, MNSC, 2>(a);
-      a.pf_data = nullptr;
+      a.pf = PanelPrefetch();
     }
     for (; t < x.m; ++t) {
       at(t);

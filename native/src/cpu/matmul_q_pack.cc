@@ -31,18 +31,20 @@ void pack_q(int type, const uint8_t* const* rows, int n, int k, PackedQ* out) {
   out->has_sub = f.has_sub;
   const TensorDType t = static_cast<TensorDType>(type);
   out->act = f.super == 256 ? BlockAct::q8_k : t == TensorDType::q4_1 || t == TensorDType::q5_1 ? BlockAct::q8_1 : BlockAct::q8_0;
-  out->data = AlignedBuffer(size_t(np) * groups * gb);
-  out->dm = AlignedBuffer(size_t(np) * supers * 2 * kPackRows * sizeof(uint16_t));
   out->mn_is_sc = t == TensorDType::q6_k || t == TensorDType::q3_k;
   const int sps = out->sm_per_sub();
-  out->sm = f.has_sub ? AlignedBuffer(size_t(np) * subs * sps * kPackRows) : AlignedBuffer();
+  out->dm_offset = 0;
+  out->sm_offset = out->dm_offset + size_t(supers) * 2 * kPackRows * sizeof(uint16_t);
+  out->data_offset = round_up(out->sm_offset + (f.has_sub ? size_t(subs) * sps * kPackRows : 0), 64);
+  out->panel_bytes = out->data_offset + size_t(groups) * gb;
+  out->mem = AlignedBuffer(size_t(np) * out->panel_bytes);
   std::vector<uint8_t> u(k);
   std::vector<float> D(supers), M(supers);
   std::vector<int8_t> sc(subs), mn(subs);
   for (int r = 0; r < n; ++r) {
     block_row_decode(static_cast<TensorDType>(type), rows[r], k, u.data(), D.data(), M.data(), sc.data(), mn.data());
     const int p = r / kPackRows, lane = r % kPackRows;
-    uint8_t* pd = out->data.as<uint8_t>() + size_t(p) * groups * gb;
+    uint8_t* pd = const_cast<uint8_t*>(out->panel(p));
     for (int g = 0; g < groups; ++g) {
       uint8_t* gd = pd + size_t(g) * gb;
       for (int j = 0; j < 32; ++j) {
@@ -53,13 +55,13 @@ void pack_q(int type, const uint8_t* const* rows, int n, int k, PackedQ* out) {
         if (q_high_field(f.bits, lane, j, &hi)) gd[hi.byte] |= uint8_t(((v >> lo.width) & ((1 << hi.width) - 1)) << hi.shift);
       }
     }
-    uint16_t* dm = out->dm.as<uint16_t>() + size_t(p) * supers * 2 * kPackRows + lane;
+    uint16_t* dm = const_cast<uint16_t*>(out->panel_dm(p)) + lane;
     for (int s = 0; s < supers; ++s) {
       dm[(2 * s) * kPackRows] = f32_to_f16(D[s]);
       dm[(2 * s + 1) * kPackRows] = f32_to_f16(M[s]);
     }
     if (!f.has_sub) continue;
-    int8_t* sm = out->sm.as<int8_t>() + size_t(p) * subs * sps * kPackRows + lane;
+    int8_t* sm = const_cast<int8_t*>(out->panel_sm(p)) + lane;
     for (int s = 0; s < subs; ++s) {
       sm[(sps * s) * kPackRows] = sc[s];
       if (sps == 2) sm[(2 * s + 1) * kPackRows] = mn[s];
@@ -68,11 +70,11 @@ void pack_q(int type, const uint8_t* const* rows, int n, int k, PackedQ* out) {
 }
 
 void unpack_q_row(const PackedQ& w, int r, float* out) {
-  const int p = r / kPackRows, lane = r % kPackRows, groups = w.k / 32, gb = q_group_bytes(w.bits);
-  const uint8_t* pd = w.data.as<uint8_t>() + size_t(p) * groups * gb;
-  const uint16_t* dm = w.dm.as<uint16_t>() + size_t(p) * (w.k / w.super) * 2 * kPackRows + lane;
+  const int p = r / kPackRows, lane = r % kPackRows, gb = q_group_bytes(w.bits);
+  const uint8_t* pd = w.panel(p);
+  const uint16_t* dm = w.panel_dm(p) + lane;
   const int sps = w.sm_per_sub();
-  const int8_t* sm = w.has_sub ? w.sm.as<int8_t>() + size_t(p) * (w.k / w.sub) * sps * kPackRows + lane : nullptr;
+  const int8_t* sm = w.has_sub ? w.panel_sm(p) + lane : nullptr;
   for (int i = 0; i < w.k; ++i) {
     const int v = detail::q_group_u(pd + size_t(i / 32) * gb, w.bits, lane, i % 32);
     const int s = i / w.super, q = i / w.sub;

@@ -9,14 +9,14 @@ namespace weft {
 namespace detail {
 
 void matmul_q_scalar(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0, int n1) {
-  const int groups = w.k / 32, gb = q_group_bytes(w.bits), kp = w.k, subs_per_group = 32 / w.sub;
+  const int gb = q_group_bytes(w.bits), kp = w.k, subs_per_group = 32 / w.sub;
   const int groups_per_super = w.super / 32;
   for (int r = n0; r < n1; ++r) {
     const int p = r / kPackRows, lane = r % kPackRows;
-    const uint8_t* pd = w.data.as<uint8_t>() + size_t(p) * groups * gb;
-    const uint16_t* dm = w.dm.as<uint16_t>() + size_t(p) * (w.k / w.super) * 2 * kPackRows + lane;
+    const uint8_t* pd = w.panel(p);
+    const uint16_t* dm = w.panel_dm(p) + lane;
     const int sps = w.sm_per_sub();
-    const int8_t* sm = w.has_sub ? w.sm.as<int8_t>() + size_t(p) * (w.k / w.sub) * sps * kPackRows + lane : nullptr;
+    const int8_t* sm = w.has_sub ? w.panel_sm(p) + lane : nullptr;
     for (int t = 0; t < x.m; ++t) {
       const int8_t* xq = x.q.as<int8_t>() + size_t(t) * kp;
       const float* sx = x.sx.as<float>() + size_t(t) * (kp / 32);
