@@ -13,8 +13,8 @@
 // quantized on load); int8-q8_0 (or q8_0) loads the Q8_0 GGUF that llama.cpp runs (group-32 scales);
 // a llama.cpp type (q4_0, q5_0, q4_k_m, q5_k_m, q6_k, …) loads the F32 model requantized by
 // llama-quantize, with --dtype auto (its block types kept), and with --llamacpp llama.cpp runs that
-// very file. Batch-1 rows print the weight bytes a decode step streams per second against a
-// single-thread memory read probe (the physical limit the decode step is bound by).
+// very file. Batch-1 rows print the weight bytes a decode step reads per second against a memory
+// read probe on as many threads (the physical limit the decode step is bound by).
 // --mode loop (or both) runs the largest batch again through the scheduler, the engine loop and a
 // Piscina worker, and prints its decode tokens/s next to the raw engine's, with the per-step
 // overhead outside the model (scheduling, packing, thread hops).
@@ -110,8 +110,13 @@ async function main(): Promise<void> {
   const promptTokens = Number(values['prompt-tokens']),
     decodeTokens = Number(values['decode-tokens']);
   const rows: Record<string, unknown>[] = [];
-  const bandwidth = readBandwidth();
-  process.stdout.write(`memory read bandwidth (1 thread, memcmp): ${(bandwidth / 1e9).toFixed(1)} GB/s\n`);
+  const bandwidth1 = await readBandwidth(1),
+    bandwidth = threads > 1 ? await readBandwidth(threads) : bandwidth1;
+  process.stdout.write(
+    `memory read bandwidth (memcmp): ${(bandwidth1 / 1e9).toFixed(1)} GB/s on 1 thread` +
+      (threads > 1 ? `, ${(bandwidth / 1e9).toFixed(1)} GB/s on ${threads} (the probe below)` : '') +
+      '\n',
+  );
   const lcOpts = { threads, batches, promptTokens, decodeTokens };
   for (const shape of values.shapes!.split(',')) {
     // Every dtype's engine is open at once and the reps go round them in turn, so a neighbour's load
@@ -161,8 +166,13 @@ async function main(): Promise<void> {
           llamacppPrefillTokPerSec: lc ? +lc.prefill.toFixed(1) : null,
           prefillRatioVsLlamacpp: lc ? +(prefill / lc.prefill).toFixed(2) : null,
           weightBytes: e.weightBytes,
+          tokenWeightBytes: e.tokenWeightBytes,
           ...(batch === 1
-            ? { bytesPerSec: Math.round(decode * e.weightBytes), ofBandwidth: +((decode * e.weightBytes) / bandwidth).toFixed(3) }
+            ? {
+                bytesPerSec: Math.round(decode * e.tokenWeightBytes),
+                probeBytesPerSec: Math.round(bandwidth),
+                ofBandwidth: +((decode * e.tokenWeightBytes) / bandwidth).toFixed(3),
+              }
             : {}),
         };
         rows.push(row);
@@ -175,8 +185,8 @@ async function main(): Promise<void> {
                 `  prefill ${lc.prefill.toFixed(0)} tok/s ratio ${(prefill / lc.prefill).toFixed(2)}x`
               : '') +
             (batch === 1
-              ? `   weights ${(e.weightBytes / 1e6).toFixed(1)} MB/step: ${((decode * e.weightBytes) / 1e9).toFixed(1)} GB/s` +
-                ` = ${((100 * decode * e.weightBytes) / bandwidth).toFixed(0)}% of the probe`
+              ? `   weights read ${(e.tokenWeightBytes / 1e6).toFixed(1)} MB/step: ${((decode * e.tokenWeightBytes) / 1e9).toFixed(1)} GB/s` +
+                ` = ${((100 * decode * e.tokenWeightBytes) / bandwidth).toFixed(0)}% of the probe`
               : '') +
             '\n',
         );

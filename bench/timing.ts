@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 
 import { GGUF_FILE_TYPES, type GgufFileType } from '../src/model/quant-mix.js';
 import { quantizeToGguf } from '../src/model/quantize-gguf.js';
@@ -56,17 +57,51 @@ export async function blockGguf(name: string, config: Record<string, unknown>, t
   return out;
 }
 
-// Single-thread memory read bandwidth in bytes/s: memcmp (Buffer.compare) of two equal 256 MiB
-// buffers, best of 5 — the ceiling that a decode step streaming weights is measured against.
-export function readBandwidth(): number {
-  const n = 256 << 20,
-    a = new Uint8Array(n).fill(1),
-    b = new Uint8Array(n).fill(1);
+// Memory read bandwidth in bytes/s of `threads` threads reading at once, each a memcmp
+// (Buffer.compare) of its own two equal 128 MiB buffers; best of 5 rounds, each round's bytes over
+// its slowest thread's time. The ceiling that a decode step on as many threads, streaming its
+// weights, is measured against (one core alone cannot draw the whole DRAM bandwidth).
+export async function readBandwidth(threads = 1): Promise<number> {
+  const n = 128 << 20,
+    rounds = 5;
+  const go = new Int32Array(new SharedArrayBuffer(4));
+  const src = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const go = new Int32Array(workerData.sab);
+    const a = new Uint8Array(workerData.n).fill(1), b = new Uint8Array(workerData.n).fill(1);
+    for (let r = 0; r < workerData.rounds; r++) {
+      parentPort.postMessage('ready');
+      Atomics.wait(go, 0, r);
+      const t0 = performance.now();
+      if (Buffer.compare(a, b) !== 0) throw new Error('bandwidth probe: buffers differ');
+      parentPort.postMessage(performance.now() - t0);
+    }`;
+  const workers = Array.from({ length: threads }, () => new Worker(src, { eval: true, workerData: { n, sab: go.buffer, rounds } }));
+  // Each worker's messages in order, awaited one at a time.
+  const queues = workers.map((w) => {
+    const items: unknown[] = [];
+    const waiting: ((v: unknown) => void)[] = [];
+    w.on('message', (m) => (waiting.length ? waiting.shift()!(m) : items.push(m)));
+    w.on('error', (e) => (waiting.length ? waiting.shift()!(e) : items.push(e)));
+    return () => (items.length ? Promise.resolve(items.shift()) : new Promise<unknown>((res) => waiting.push(res)));
+  });
+  const next = async () => {
+    const got = await Promise.all(queues.map((q) => q()));
+    const err = got.find((m) => m instanceof Error);
+    if (err) throw err;
+    return got;
+  };
   let best = 0;
-  for (let i = 0; i < 5; i++) {
-    const t0 = performance.now();
-    if (Buffer.compare(a, b) !== 0) throw new Error('bandwidth probe: buffers differ');
-    best = Math.max(best, (2 * n) / ((performance.now() - t0) / 1000));
+  try {
+    for (let r = 0; r < rounds; r++) {
+      await next(); // every worker has its buffers and waits
+      Atomics.store(go, 0, r + 1);
+      Atomics.notify(go, 0);
+      const ms = (await next()) as number[];
+      best = Math.max(best, (2 * n * threads) / (Math.max(...ms) / 1000));
+    }
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
   }
   return best;
 }

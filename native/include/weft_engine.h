@@ -194,6 +194,8 @@ class Engine {
   virtual int block_size() const = 0;
   virtual const char* isa_name() const = 0;  // CPU ISA, or the CUDA device name
   virtual const char* kv_dtype_name() const = 0;  // "f32", "f16" or "bf16"
+  // Weight bytes one decode step at batch 1 reads (the figure its memory bandwidth bounds).
+  virtual uint64_t token_weight_bytes() const = 0;
 };
 
 Status engine_create(std::shared_ptr<const Model> model, const EngineOptions& opts, std::unique_ptr<Engine>* out);

@@ -353,6 +353,7 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
     res.Set("blockSize", Napi::Number::New(env, h->engine->block_size()));
     res.Set("isa", Napi::String::New(env, h->engine->isa_name()));
     res.Set("kvDtype", Napi::String::New(env, h->engine->kv_dtype_name()));
+    res.Set("tokenWeightBytes", Napi::Number::New(env, double(h->engine->token_weight_bytes())));
     return res;
   }
 

@@ -100,7 +100,13 @@ export interface NativeAddon {
   createEngine(model: ModelHandle, options: NativeEngineOptions): EngineHandle;
   engineStep(engine: EngineHandle, input: NativeStepInput): NativeStepOutput;
   // isa: the CPU ISA, or the CUDA device's name
-  engineInfo(engine: EngineHandle): { numKvBlocks: number; blockSize: number; isa: string; kvDtype: 'f32' | 'f16' | 'bf16' };
+  engineInfo(engine: EngineHandle): {
+    numKvBlocks: number;
+    blockSize: number;
+    isa: string;
+    kvDtype: 'f32' | 'f16' | 'bf16';
+    tokenWeightBytes: number;
+  };
   engineClose(engine: EngineHandle): void;
   cpuInfo(): { isa: IsaName; supported: IsaName[] };
   cudaDeviceCount(): number;

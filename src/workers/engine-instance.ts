@@ -42,7 +42,8 @@ export class EngineInstance {
   readonly isa: string; // the CPU ISA, or the CUDA device
   readonly kvDtype: 'f32' | 'f16' | 'bf16';
   readonly backend: 'cpu' | 'gpu';
-  readonly weightBytes: number;
+  readonly weightBytes: number; // resident
+  readonly tokenWeightBytes: number; // read by one decode step at batch 1 (the kernels may skip some resident bytes)
   #handle: EngineHandle | null;
 
   private constructor(spec: ModelSpec, handle: EngineHandle, weightBytes: number, backend: 'cpu' | 'gpu') {
@@ -54,6 +55,7 @@ export class EngineInstance {
     this.isa = info.isa;
     this.kvDtype = info.kvDtype;
     this.weightBytes = weightBytes;
+    this.tokenWeightBytes = info.tokenWeightBytes;
     this.backend = backend;
   }
 

@@ -76,6 +76,11 @@ class CpuEngine final : public Engine {
   const char* kv_dtype_name() const override {
     return kv_f16_ ? "f16" : "f32";
   }
+  uint64_t token_weight_bytes() const override {
+    uint64_t b = token_bytes(model_->lm_head);
+    for (const LayerWeights& w : model_->layers) b += token_bytes(w.qkv) + token_bytes(w.o) + token_bytes(w.gate_up) + token_bytes(w.down);
+    return b;
+  }
 
   Status step(const StepInput& in, StepOutput* out) override {
     Status s = validate_step(in, cfg_, opts_.num_kv_blocks, opts_.block_size);
@@ -164,6 +169,19 @@ class CpuEngine final : public Engine {
         return matmul_q(isa_, act_b_, w.q, y, ldy, n0, n1);
       default:
         return matmul_f32(isa_, x, m, w.f32, y, ldy, n0, n1);
+    }
+  }
+
+  uint64_t token_bytes(const Matrix& m) const {
+    uint64_t b = 0;
+    for (const Matrix& s : m.segments) b += token_bytes(s);
+    switch (m.kind) {
+      case MatrixKind::i8:
+        return b + matmul_i8_token_bytes(isa_, m.i8);
+      case MatrixKind::q:
+        return b + m.q.bytes();
+      default:
+        return b + m.f32.data.bytes;
     }
   }
 

@@ -143,6 +143,8 @@ void matmul_f32(Isa isa, const float* x, int m, const PackedF32& w, float* y, in
 // the same group); matmul_i8 takes x quantized with w's group.
 void quantize_act(Isa isa, const float* x, int m, int k, int group, QuantAct* out);
 void matmul_i8(Isa isa, const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
+// The bytes of w that one token's matmul_i8 reads (what a decode step at batch 1 streams).
+uint64_t matmul_i8_token_bytes(Isa isa, const PackedI8& w);
 // Quantizes rows [t0, t1) of x (rows of k floats) into `out`, sized by out->reserve(m, k), with
 // the format of the matrix it feeds (PackedQ::act). Every ISA writes the same bytes and floats.
 void quantize_blocks(const float* x, int k, int t0, int t1, BlockAct fmt, QuantBlocks* out);

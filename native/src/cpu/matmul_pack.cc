@@ -180,6 +180,13 @@ void quantize_act(Isa isa, const float* x, int m, int k, int group, QuantAct* ou
   }
 }
 
+uint64_t matmul_i8_token_bytes(Isa isa, const PackedI8& w) {
+  // The row sums cancel the +128 offset of VNNI's unsigned activations: AVX-512's group GEMV
+  // recomputes them instead, and the scalar and plain AVX2 kernels take signed activations.
+  const bool sums = (isa == Isa::avx512 && w.group == 0) || (isa == Isa::avx2 && detail::avx_vnni_supported());
+  return w.data.bytes + w.scales.bytes + (sums ? w.row_sums.bytes : 0);
+}
+
 void matmul_i8(Isa isa, const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1) {
   if (x.group != w.group) {  // an engine bug, never input: the scales would be read in the wrong layout
     std::fprintf(stderr, "weft: matmul_i8 with activations of group %d for weights of group %d\n", x.group, w.group);

@@ -183,6 +183,9 @@ class CudaEngine final : public Engine {
   const char* kv_dtype_name() const override {
     return cuda::dtype_name(act_);
   }
+  uint64_t token_weight_bytes() const override {
+    return model_->weight_bytes;  // every staged matrix is read whole by a decode step
+  }
 
   Status step(const StepInput& in, StepOutput* out) override {
     Status s = validate_step(in, cfg_, num_blocks_, opts_.block_size);
