@@ -153,6 +153,14 @@ static void test_i8(const char* kind, const IntW& iw, const PackedI8& pw, const 
     QuantAct qa;
     quantize_act(im.isa, c.x.data(), m, k, iw.group, &qa);
     check(std::memcmp(qa.scales.ptr, xs.data(), xs.size() * 4) == 0, tag + " activation scales");
+    if (m > 1) {  // rows quantized in two calls (as the engine's threads split them) give the same bytes
+      QuantAct parts;
+      parts.reserve(m, k, iw.group);
+      quantize_act_rows(im.isa, c.x.data(), k, m / 2, m, &parts);
+      quantize_act_rows(im.isa, c.x.data(), k, 0, m / 2, &parts);
+      check(std::memcmp(parts.data.ptr, qa.data.ptr, qa.data.bytes) == 0 && std::memcmp(parts.scales.ptr, qa.scales.ptr, qa.scales.bytes) == 0,
+            tag + " rows quantized in two parts");
+    }
     auto y = run_ranges(
         m, n, ldy, [&](float* out, int n0, int n1) { im.kernel(qa, pw, out, ldy, n0, n1); }, tag);
     double worst = 0, diff_isa = 0;

@@ -150,7 +150,9 @@ class CpuEngine final : public Engine {
   // The activation form w's kernel takes, made once per input (the flags say what is made).
   void make_act(const Matrix& w, const float* x, int m, int* made_i8, int* made_q) {
     if (w.kind == MatrixKind::i8 && *made_i8 != w.i8.group) {
-      quantize_act(isa_, x, m, w.k, w.i8.group, &act_q_);
+      // Split over the threads in runs of 16 tokens (one was ~10% of a batch-64 step on its own)
+      act_q_.reserve(m, w.k, w.i8.group);
+      parallel_rows((m + 15) / 16, [&](int c, int) { quantize_act_rows(isa_, x, w.k, 16 * c, std::min(m, 16 * c + 16), &act_q_); });
       *made_i8 = w.i8.group;
     }
     if (w.kind == MatrixKind::q && *made_q != int(w.q.act)) {

@@ -142,6 +142,9 @@ void matmul_f32(Isa isa, const float* x, int m, const PackedF32& w, float* y, in
 // Quantize activations once per step per input (shared by every matrix with the same input and
 // the same group); matmul_i8 takes x quantized with w's group.
 void quantize_act(Isa isa, const float* x, int m, int k, int group, QuantAct* out);
+// Rows [t0, t1) of x into `out`, sized by out->reserve(m, k, group): rows are independent, so the
+// threads of a step can split them (in runs of 16 tokens, whole cache lines of the k-quad layout).
+void quantize_act_rows(Isa isa, const float* x, int k, int t0, int t1, QuantAct* out);
 void matmul_i8(Isa isa, const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
 // The bytes of w that one token's matmul_i8 reads (what a decode step at batch 1 streams).
 uint64_t matmul_i8_token_bytes(Isa isa, const PackedI8& w);

@@ -236,8 +236,8 @@ void matmul_i8_avx2(const QuantAct& x, const PackedI8& w, float* y, int ldy, int
 }
 
 // 8 floats -> 8 bytes of x+128 = two k-quads, stored at their QuantAct positions.
-WEFT_AVX2 void quantize_act_avx2(const float* x, int m, int k, QuantAct* out) {
-  const int kp = i8_kpad(k);
+WEFT_AVX2 void quantize_act_avx2(const float* x, int k, int t0, int t1, QuantAct* out) {
+  const int m = out->m, kp = i8_kpad(k);
   uint8_t* d = out->data.as<uint8_t>();
   const __m256 sign = _mm256_set1_ps(-0.0f);
   const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127), off = _mm256_set1_epi32(128);
@@ -246,7 +246,7 @@ WEFT_AVX2 void quantize_act_avx2(const float* x, int m, int k, QuantAct* out) {
                                         0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
   const size_t s = size_t(kQuad) * m;
   const int groups = out->groups(), span = kp / groups;
-  for (int t = 0; t < m; ++t) {
+  for (int t = t0; t < t1; ++t) {
     const float* xr = x + size_t(t) * k;
     uint8_t* dst = d + size_t(t) * kQuad;
     for (int g = 0; g < groups; ++g) {

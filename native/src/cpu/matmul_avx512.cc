@@ -312,12 +312,12 @@ void matmul_f32_avx512(const float* x, int m, const PackedF32& w, float* y, int 
 }
 
 // 16 floats -> 16 bytes of x+128; the caller scatters them as 4 k-quads.
-WEFT_AVX512 void quantize_act_avx512(const float* x, int m, int k, QuantAct* out) {
-  const int kp = i8_kpad(k);
+WEFT_AVX512 void quantize_act_avx512(const float* x, int k, int t0, int t1, QuantAct* out) {
+  const int m = out->m, kp = i8_kpad(k);
   uint8_t* d = out->data.as<uint8_t>();
   const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127), off = _mm512_set1_epi32(128);
   const int groups = out->groups(), span = kp / groups;
-  for (int t = 0; t < m; ++t) {
+  for (int t = t0; t < t1; ++t) {
     const float* xr = x + size_t(t) * k;
     for (int g = 0; g < groups; ++g) {
       const int c0 = g * span, c1 = c0 + span;

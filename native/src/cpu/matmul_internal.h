@@ -123,11 +123,11 @@ void matmul_f32_scalar(const float* x, int m, const PackedF32& w, float* y, int 
 void matmul_f32_avx2(const float* x, int m, const PackedF32& w, float* y, int ldy, int n0, int n1);
 void matmul_f32_avx512(const float* x, int m, const PackedF32& w, float* y, int ldy, int n0, int n1);
 
-// Activation quantization; `out` is already reserved for (m, k). All ISAs produce identical
-// bytes and scales (round-half-even via the default rounding mode, same float ops).
-void quantize_act_scalar(const float* x, int m, int k, QuantAct* out);
-void quantize_act_avx2(const float* x, int m, int k, QuantAct* out);
-void quantize_act_avx512(const float* x, int m, int k, QuantAct* out);
+// Activation quantization of rows [t0, t1); `out` is already reserved for (m, k). All ISAs produce
+// identical bytes and scales (round-half-even via the default rounding mode, same float ops).
+void quantize_act_scalar(const float* x, int k, int t0, int t1, QuantAct* out);
+void quantize_act_avx2(const float* x, int k, int t0, int t1, QuantAct* out);
+void quantize_act_avx512(const float* x, int k, int t0, int t1, QuantAct* out);
 
 void matmul_i8_scalar(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);
 void matmul_i8_avx2(const QuantAct& x, const PackedI8& w, float* y, int ldy, int n0, int n1);

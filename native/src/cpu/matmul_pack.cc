@@ -169,14 +169,18 @@ void matmul_f32(Isa isa, const float* x, int m, const PackedF32& w, float* y, in
 // `group` does not change the activation format (the weights' k padding is always to 32).
 void quantize_act(Isa isa, const float* x, int m, int k, int group, QuantAct* out) {
   out->reserve(m, k, group);
-  if (m <= 0) return;
+  quantize_act_rows(isa, x, k, 0, m, out);
+}
+
+void quantize_act_rows(Isa isa, const float* x, int k, int t0, int t1, QuantAct* out) {
+  if (t1 <= t0) return;
   switch (isa) {
     case Isa::avx512:
-      return detail::quantize_act_avx512(x, m, k, out);
+      return detail::quantize_act_avx512(x, k, t0, t1, out);
     case Isa::avx2:
-      return detail::quantize_act_avx2(x, m, k, out);
+      return detail::quantize_act_avx2(x, k, t0, t1, out);
     default:
-      return detail::quantize_act_scalar(x, m, k, out);
+      return detail::quantize_act_scalar(x, k, t0, t1, out);
   }
 }
 

@@ -22,11 +22,11 @@ void matmul_f32_scalar(const float* x, int m, const PackedF32& w, float* y, int 
   }
 }
 
-void quantize_act_scalar(const float* x, int m, int k, QuantAct* out) {
-  const int kp = i8_kpad(k), groups = out->groups(), span = kp / groups;
+void quantize_act_scalar(const float* x, int k, int t0, int t1, QuantAct* out) {
+  const int m = out->m, kp = i8_kpad(k), groups = out->groups(), span = kp / groups;
   uint8_t* d = out->data.as<uint8_t>();
   float* scales = out->scales.as<float>();
-  for (int t = 0; t < m; ++t) {
+  for (int t = t0; t < t1; ++t) {
     const float* xr = x + size_t(t) * k;
     for (int g = 0; g < groups; ++g) {
       const int c0 = g * span, c1 = c0 + span;
