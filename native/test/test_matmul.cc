@@ -153,6 +153,9 @@ static void test_i8(const char* kind, const IntW& iw, const PackedI8& pw, const 
     QuantAct qa;
     quantize_act(im.isa, c.x.data(), m, k, iw.group, &qa);
     check(std::memcmp(qa.scales.ptr, xs.data(), xs.size() * 4) == 0, tag + " activation scales");
+    QuantAct scalar;  // every ISA writes the scalar rule's bytes, in the k-quad-major layout
+    quantize_act(Isa::scalar, c.x.data(), m, k, iw.group, &scalar);
+    check(std::memcmp(qa.data.ptr, scalar.data.ptr, size_t(m) * detail::i8_kpad(k)) == 0, tag + " activation bytes equal the scalar rule's");
     if (m > 1) {  // rows quantized in two calls (as the engine's threads split them) give the same bytes
       QuantAct parts;
       parts.reserve(m, k, iw.group);

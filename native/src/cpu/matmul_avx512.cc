@@ -311,42 +311,96 @@ void matmul_f32_avx512(const float* x, int m, const PackedF32& w, float* y, int 
   }
 }
 
-// 16 floats -> 16 bytes of x+128; the caller scatters them as 4 k-quads.
-WEFT_AVX512 void quantize_act_avx512(const float* x, int k, int t0, int t1, QuantAct* out) {
-  const int m = out->m, kp = i8_kpad(k);
-  uint8_t* d = out->data.as<uint8_t>();
+namespace {
+
+// out[j] = column j of the 16 x 16 dwords in r (r[i] holds row i), by 32- and 64-bit unpacks
+// within 128-bit lanes (a 4 x 4 transpose per lane and group of 4 rows), then two rounds of lane
+// shuffles (the 4 x 4 transpose of those blocks).
+WEFT_AVX512 inline void transpose16_epi32(const __m512i r[16], __m512i out[16]) {
+  __m512i u[4][4];  // u[c][g], lane L: column 4L + c of rows 4g .. 4g + 3
+  for (int g = 0; g < 4; ++g) {
+    const __m512i t0 = _mm512_unpacklo_epi32(r[4 * g], r[4 * g + 1]), t1 = _mm512_unpackhi_epi32(r[4 * g], r[4 * g + 1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(r[4 * g + 2], r[4 * g + 3]), t3 = _mm512_unpackhi_epi32(r[4 * g + 2], r[4 * g + 3]);
+    u[0][g] = _mm512_unpacklo_epi64(t0, t2);
+    u[1][g] = _mm512_unpackhi_epi64(t0, t2);
+    u[2][g] = _mm512_unpacklo_epi64(t1, t3);
+    u[3][g] = _mm512_unpackhi_epi64(t1, t3);
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512i v0 = _mm512_shuffle_i32x4(u[c][0], u[c][1], 0x44), v1 = _mm512_shuffle_i32x4(u[c][0], u[c][1], 0xEE);
+    const __m512i v2 = _mm512_shuffle_i32x4(u[c][2], u[c][3], 0x44), v3 = _mm512_shuffle_i32x4(u[c][2], u[c][3], 0xEE);
+    out[c] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+    out[4 + c] = _mm512_shuffle_i32x4(v0, v2, 0xDD);
+    out[8 + c] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+    out[12 + c] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
+  }
+}
+
+// 16 floats of row xr from c (zeros past k) -> 16 bytes of x * inv + 128, rounded half to even.
+WEFT_AVX512 inline __m128i quantize16(const float* xr, int k, int c, __m512 vinv) {
   const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127), off = _mm512_set1_epi32(128);
+  __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(row_mask(k - c), xr + c), vinv));
+  return _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi), off));
+}
+
+WEFT_AVX512 inline float act_inv(float scale) {
+  return scale > 0.0f ? 1.0f / scale : 0.0f;
+}
+
+// The scales of token t: absmax / 127 of each group (of the whole row for per-row weights).
+WEFT_AVX512 void act_scales(const float* xr, int k, int groups, int span, float* scales) {
+  for (int g = 0; g < groups; ++g) {
+    __m512 vmax = _mm512_setzero_ps();
+    for (int c = g * span; c < (g + 1) * span && c < k; c += 16)
+      vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_maskz_loadu_ps(row_mask(k - c), xr + c)));
+    scales[g] = _mm512_reduce_max_ps(vmax) / 127.0f;
+  }
+}
+
+}  // namespace
+
+// Rows one at a time, each 16 values' 4 k-quads scattered to their rows of the k-quad-major
+// layout; a run of 16 tokens (m > 1) instead quantizes 64 values of each token, transposes the
+// 16 x 16 k-quads in registers and stores each k-quad's 16 tokens as one 64-byte line.
+WEFT_AVX512 void quantize_act_avx512(const float* x, int k, int t0, int t1, QuantAct* out) {
+  const int m = out->m, kp = i8_kpad(k), kq = kp / kQuad;
+  uint8_t* d = out->data.as<uint8_t>();
   const int groups = out->groups(), span = kp / groups;
-  for (int t = t0; t < t1; ++t) {
-    const float* xr = x + size_t(t) * k;
-    for (int g = 0; g < groups; ++g) {
-      const int c0 = g * span, c1 = c0 + span;
-      __m512 vmax = _mm512_setzero_ps();
-      for (int c = c0; c < c1 && c < k; c += 16) {
-        const __mmask16 mk = row_mask(k - c);
-        vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_maskz_loadu_ps(mk, xr + c)));
+  float* scales = out->scales.as<float>();
+  const size_t s = size_t(kQuad) * m;
+  int t = t0;
+  for (; m > 1 && t + 16 <= t1; t += 16) {
+    for (int i = 0; i < 16; ++i) act_scales(x + size_t(t + i) * k, k, groups, span, scales + size_t(t + i) * groups);
+    for (int c = 0; c < kp; c += 64) {
+      __m512i r[16], col[16];
+      for (int i = 0; i < 16; ++i) {
+        const float* xr = x + size_t(t + i) * k;
+        const float* sc = scales + size_t(t + i) * groups;
+        __m128i b[4];
+        for (int h = 0; h < 4; ++h)
+          b[h] = c + 16 * h < kp ? quantize16(xr, k, c + 16 * h, _mm512_set1_ps(act_inv(sc[(c + 16 * h) / span]))) : _mm_setzero_si128();
+        r[i] = _mm512_inserti32x4(_mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(b[0]), b[1], 1), b[2], 2), b[3], 3);
       }
-      const float amax = _mm512_reduce_max_ps(vmax);
-      const float scale = amax / 127.0f, inv = scale > 0.0f ? 1.0f / scale : 0.0f;
-      out->scales.as<float>()[size_t(t) * groups + g] = scale;
-      const __m512 vinv = _mm512_set1_ps(inv);
-      for (int c = c0; c < c1; c += 16) {
-        const __m512 v = _mm512_maskz_loadu_ps(row_mask(k - c), xr + c);
-        __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, vinv));  // round half to even
-        q = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi), off);
-        const __m128i b = _mm512_cvtepi32_epi8(q);
-        uint8_t* dst = d + size_t(c / kQuad) * kQuad * m + size_t(t) * kQuad;
-        if (m == 1) {
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), b);
-        } else {
-          const size_t s = size_t(kQuad) * m;
-          const int32_t q0 = _mm_extract_epi32(b, 0), q1 = _mm_extract_epi32(b, 1);
-          const int32_t q2 = _mm_extract_epi32(b, 2), q3 = _mm_extract_epi32(b, 3);
-          std::memcpy(dst, &q0, 4);
-          std::memcpy(dst + s, &q1, 4);
-          std::memcpy(dst + 2 * s, &q2, 4);
-          std::memcpy(dst + 3 * s, &q3, 4);
-        }
+      transpose16_epi32(r, col);
+      for (int j = 0; j < 16 && c / kQuad + j < kq; ++j) _mm512_storeu_si512(d + size_t(c / kQuad + j) * s + size_t(t) * kQuad, col[j]);
+    }
+  }
+  for (; t < t1; ++t) {
+    const float* xr = x + size_t(t) * k;
+    float* sc = scales + size_t(t) * groups;
+    act_scales(xr, k, groups, span, sc);
+    for (int c = 0; c < kp; c += 16) {
+      const __m128i b = quantize16(xr, k, c, _mm512_set1_ps(act_inv(sc[c / span])));
+      uint8_t* dst = d + size_t(c / kQuad) * s + size_t(t) * kQuad;
+      if (m == 1) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), b);
+      } else {
+        const int32_t q0 = _mm_extract_epi32(b, 0), q1 = _mm_extract_epi32(b, 1);
+        const int32_t q2 = _mm_extract_epi32(b, 2), q3 = _mm_extract_epi32(b, 3);
+        std::memcpy(dst, &q0, 4);
+        std::memcpy(dst + s, &q1, 4);
+        std::memcpy(dst + 2 * s, &q2, 4);
+        std::memcpy(dst + 3 * s, &q3, 4);
       }
     }
   }
