@@ -9,29 +9,13 @@ import { synthesizeModel } from '../../src/model/synth.js';
 import { runOffline, type OfflineRequest } from '../../src/offline.js';
 import { loadNative } from '../../src/workers/binding.js';
 import { EngineInstance } from '../../src/workers/engine-instance.js';
-
-const CONFIG = {
-  architectures: ['LlamaForCausalLM'],
-  model_type: 'llama',
-  hidden_size: 128,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  intermediate_size: 256,
-  vocab_size: 512,
-  max_position_embeddings: 256,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  tie_word_embeddings: true,
-  bos_token_id: 1,
-  eos_token_id: 2,
-};
+import { SMALL_LLAMA } from '../fixtures/small-llama.js';
 
 t.test('scalar, AVX2 and AVX-512 agree; f16 KV stays close to f32 KV', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'weft-isa-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'm.gguf');
-  await synthesizeModel({ config: CONFIG, out: path, format: 'gguf', dtype: 'f32', seed: 11 });
+  await synthesizeModel({ config: SMALL_LLAMA, out: path, format: 'gguf', dtype: 'f32', seed: 11 });
   // prompts long enough to span several blocks and the 4-position attention groups, with tails
   const reqs: OfflineRequest[] = [37, 5, 70].map((n, i) => ({
     promptIds: [1, ...Array.from({ length: n }, (_, j) => 3 + ((i * 53 + j * 29) % 500))],
@@ -39,7 +23,7 @@ t.test('scalar, AVX2 and AVX-512 agree; f16 KV stays close to f32 KV', async (t)
     ignoreEos: true,
   }));
   const q8Path = join(dir, 'm-q8_0.gguf');
-  await synthesizeModel({ config: CONFIG, out: q8Path, format: 'gguf', dtype: 'q8_0', seed: 11 });
+  await synthesizeModel({ config: SMALL_LLAMA, out: q8Path, format: 'gguf', dtype: 'q8_0', seed: 11 });
   const run = async (dtype: 'f32' | 'int8', isa: 'scalar' | 'avx2' | 'avx512', kvDtype: 'f32' | 'f16', model = path) => {
     const e = await EngineInstance.open({ modelPath: model, dtype, numThreads: 1, numKvBlocks: 32, blockSize: 16, isa, kvDtype });
     const r = runOffline(e, reqs, { returnLogits: true, chunkSize: 9 });

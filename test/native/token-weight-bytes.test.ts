@@ -13,23 +13,7 @@ import t from 'tap';
 import { synthesizeModel } from '../../src/model/synth.js';
 import { loadNative } from '../../src/workers/binding.js';
 import { EngineInstance } from '../../src/workers/engine-instance.js';
-
-const CONFIG = {
-  architectures: ['LlamaForCausalLM'],
-  model_type: 'llama',
-  hidden_size: 128,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  intermediate_size: 256,
-  vocab_size: 512,
-  max_position_embeddings: 256,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  tie_word_embeddings: true,
-  bos_token_id: 1,
-  eos_token_id: 2,
-};
+import { SMALL_LLAMA } from '../fixtures/small-llama.js';
 
 t.test('a decode step reads all of f32 and block weights, and Q8_0 without its row sums', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'weft-token-bytes-'));
@@ -38,7 +22,7 @@ t.test('a decode step reads all of f32 and block weights, and Q8_0 without its r
   const files: Record<string, string> = {};
   for (const type of ['f32', 'q8_0', 'q4_k_m'] as const) {
     files[type] = join(dir, `m-${type}.gguf`);
-    const config = type === 'q4_k_m' ? { ...CONFIG, hidden_size: 256, intermediate_size: 512 } : CONFIG;
+    const config = type === 'q4_k_m' ? { ...SMALL_LLAMA, hidden_size: 256, intermediate_size: 512 } : SMALL_LLAMA;
     await synthesizeModel({ config, out: files[type], format: 'gguf', dtype: type, seed: 3 });
   }
   const open = (path: string, dtype: 'f32' | 'int8' | 'quant', isa: 'scalar' | 'avx2' | 'avx512') =>
