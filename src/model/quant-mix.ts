@@ -3,7 +3,7 @@
 // holds the same mix as one made by llama-quantize from the same weights: more bits where a
 // model is most sensitive (the output matrix, attn_v and ffn_down on the "more bits" layers),
 // and a fallback to a 32-value block type for rows whose length is not a multiple of 256.
-import type { QuantType } from './ggml-dequant.js';
+import { QUANT_BLOCK, type QuantType } from './ggml-dequant.js';
 import type { ModelConfig } from './types.js';
 
 export const GGUF_FILE_TYPES = [
@@ -48,20 +48,8 @@ const FILE_TYPE: Record<GgufFileType, [ftype: number, base: TensorType]> = {
 };
 export const llamaFileType = (t: GgufFileType): number => FILE_TYPE[t][0];
 
-const BLOCK_VALUES: Record<TensorType, number> = {
-  F32: 1,
-  F16: 1,
-  Q4_0: 32,
-  Q4_1: 32,
-  Q5_0: 32,
-  Q5_1: 32,
-  Q8_0: 32,
-  Q2_K: 256,
-  Q3_K: 256,
-  Q4_K: 256,
-  Q5_K: 256,
-  Q6_K: 256,
-};
+// values per block: the GGML type table's (ggml-dequant.ts), 1 for the float types
+const blockValues = (t: TensorType): number => (t === 'F32' || t === 'F16' ? 1 : QUANT_BLOCK[t][0]);
 // A 256-value type on rows it cannot tile falls back to a 32-value type of about as many bits.
 const FALLBACK: Partial<Record<TensorType, TensorType>> = { Q2_K: 'Q4_0', Q3_K: 'Q4_0', Q4_K: 'Q5_0', Q5_K: 'Q5_1', Q6_K: 'Q8_0' };
 
@@ -77,9 +65,9 @@ export function useMoreBits(layer: number, numLayers: number): boolean {
 }
 
 function fallback(type: TensorType, rowLen: number): TensorType {
-  if (rowLen % BLOCK_VALUES[type] === 0) return type;
+  if (rowLen % blockValues(type) === 0) return type;
   const next = FALLBACK[type] ?? type;
-  return rowLen % BLOCK_VALUES[next] === 0 ? next : 'F16';
+  return rowLen % blockValues(next) === 0 ? next : 'F16';
 }
 
 // The mixes' departures from the base type (llama_tensor_get_type_impl, for dense models that are
@@ -141,7 +129,7 @@ export function chooseTensorTypes(
     const rowLen = t.dims[0];
     let type: TensorType = base;
     if (t.name === 'output.weight' || (tied && t.name === 'token_embd.weight'))
-      type = rowLen % BLOCK_VALUES[base] !== 0 || base === 'Q8_0' ? 'Q8_0' : 'Q6_K';
+      type = rowLen % blockValues(base) !== 0 || base === 'Q8_0' ? 'Q8_0' : 'Q6_K';
     else if (t.name.includes('attn_v.weight')) {
       type = rule.attnV?.(attnV.indexOf(t.name), attnV.length) ?? base;
       if (is70B && (type === 'Q3_K' || type === 'Q4_K')) type = 'Q5_K';
