@@ -166,7 +166,8 @@ void matmul_f32(Isa isa, const float* x, int m, const PackedF32& w, float* y, in
   }
 }
 
-// `group` does not change the activation format (the weights' k padding is always to 32).
+// `group` sets the scales' layout (one per token, or one per 32 values of a token); the int8 bytes
+// are laid out alike for both (the weights' k padding is always to 32).
 void quantize_act(Isa isa, const float* x, int m, int k, int group, QuantAct* out) {
   out->reserve(m, k, group);
   quantize_act_rows(isa, x, k, 0, m, out);

@@ -178,6 +178,7 @@ void q_kernel2(const QuantBlocks& x, const PackedQ& w, float* y, int ldy, int n0
       for (; t < x.m; ++t) {
         at(t);
         q_tile2<BITS, SUB, HS, MNSC, 1, VNNI>(a);
+        a.pf = PanelPrefetch();
       }
     }
   }
