@@ -62,16 +62,34 @@ export class SseLines {
 // One keep-alive agent for the run, as an HTTP client library would use.
 const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
 
-function post(url: string, body: string, timeoutMs: number, onData: (data: string) => boolean): Promise<void> {
+// A kept-alive socket that the server closed after its last response (llama-server does after
+// each stream) fails the next request sent on it with ECONNRESET before any response byte, the
+// request unseen by the server. That one request is sent again on a new connection, as undici
+// and browsers do; `onRetry` lets the caller restart its clock. Before this, about half of the
+// requests to llama-server failed ("socket hang up") at 1 and 16 streams.
+function post(url: string, body: string, timeoutMs: number, onData: (data: string) => boolean, onRetry: () => void): Promise<void> {
+  return postOnce(url, body, timeoutMs, onData, agent).catch((e: Error & { staleSocket?: boolean }) => {
+    if (!e.staleSocket) throw e;
+    onRetry();
+    return postOnce(url, body, timeoutMs, onData, false);
+  });
+}
+
+function postOnce(url: string, body: string, timeoutMs: number, onData: (data: string) => boolean, via: http.Agent | false): Promise<void> {
   return new Promise((resolve, reject) => {
     const req = http.request(url, {
       method: 'POST',
-      agent,
+      agent: via,
       headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
       signal: AbortSignal.timeout(timeoutMs),
     });
-    req.on('error', (e) => reject(e.name === 'AbortError' ? new Error(`timed out after ${timeoutMs} ms`) : e));
+    let answered = false;
+    req.on('error', (e: Error & { code?: string }) => {
+      if (e.name === 'AbortError') return reject(new Error(`timed out after ${timeoutMs} ms`));
+      reject(Object.assign(e, { staleSocket: req.reusedSocket && !answered && e.code === 'ECONNRESET' }));
+    });
     req.on('response', (res) => {
+      answered = true;
       if (res.statusCode !== 200) {
         let text = '';
         res.setEncoding('utf8');
@@ -115,7 +133,7 @@ export async function sendRequest(t: ClientTarget, req: BenchRequest, runStart: 
     itlMs: [],
     latencyMs: 0,
   };
-  const st = performance.now();
+  let st = performance.now();
   rec.startMs = st - runStart;
   let last = st,
     numChunks = 0,
@@ -140,7 +158,10 @@ export async function sendRequest(t: ClientTarget, req: BenchRequest, runStart: 
     return true;
   };
   try {
-    await post(t.baseUrl + t.endpoint, JSON.stringify(requestBody(t, req)), t.timeoutMs, onData);
+    await post(t.baseUrl + t.endpoint, JSON.stringify(requestBody(t, req)), t.timeoutMs, onData, () => {
+      st = last = performance.now();
+      rec.startMs = st - runStart;
+    });
     rec.latencyMs = performance.now() - st;
     rec.generatedText = texts.join('');
     rec.outputTokens = usageTokens ?? numChunks;

@@ -94,3 +94,59 @@ t.test('a stream that stalls ends at the timeout as a failed request, not a hang
   t.notOk(r.success);
   t.equal(r.error, 'timed out after 200 ms');
 });
+
+// llama-server closes a kept-alive connection after each stream; a request the client then sends on
+// that socket dies unseen. Here the server makes that deterministic: a second request on a socket is
+// answered by closing it.
+t.test('a request sent on a kept-alive socket the server has closed is sent again on a new connection', async (t) => {
+  const served = new WeakMap<object, number>();
+  let seen = 0;
+  const server = createServer((req, res) => {
+    seen++;
+    const n = (served.get(req.socket) ?? 0) + 1;
+    served.set(req.socket, n);
+    if (n > 1) return req.socket.destroy();
+    req.resume();
+    req.on('end', () => sse(res, [text('a'), text('b'), 'data: [DONE]\n\n']));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const { port } = server.address() as AddressInfo;
+  const results = [];
+  const target: ClientTarget = {
+    baseUrl: `http://127.0.0.1:${port}`,
+    endpoint: '/v1/completions',
+    temperature: 0,
+    ignoreEos: true,
+    timeoutMs: 10_000,
+  };
+  for (let i = 0; i < 4; i++) results.push(await sendRequest(target, REQ, performance.now()));
+  t.same(
+    results.map((r) => [r.success, r.error, r.outputTokens]),
+    Array(4).fill([true, '', 2]),
+    'every request completed',
+  );
+  t.ok(seen > 4, `the server closed reused sockets (${seen} arrivals for 4 requests)`);
+});
+
+t.test('a request that dies on a new connection is not sent again (the server may have seen it)', async (t) => {
+  let seen = 0;
+  const server = createServer((req) => {
+    seen++;
+    req.socket.destroy();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const { port } = server.address() as AddressInfo;
+  const target: ClientTarget = {
+    baseUrl: `http://127.0.0.1:${port}`,
+    endpoint: '/v1/completions',
+    temperature: 0,
+    ignoreEos: true,
+    timeoutMs: 10_000,
+  };
+  const r = await sendRequest(target, REQ, performance.now());
+  t.notOk(r.success);
+  t.match(r.error, /socket hang up|ECONNRESET/);
+  t.equal(seen, 1, 'sent once');
+});
