@@ -1,6 +1,6 @@
 // The bench's streaming client: SSE payloads across reads, what a request records, and its errors,
 // against a local server whose every write the test controls (no timing is asserted).
-import { createServer, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 import t, { type Test } from 'tap';
@@ -17,11 +17,16 @@ t.test('SseLines: data payloads split across reads, CRLF lines, comments and the
 });
 
 // A server that answers POST /v1/completions with `script` (one write per entry) or a status.
-async function serve(t: Test, respond: (res: ServerResponse) => void): Promise<ClientTarget> {
-  const server = createServer((req, res) => {
+function serve(t: Test, respond: (res: ServerResponse) => void): Promise<ClientTarget> {
+  return serveRaw(t, (req, res) => {
     req.resume();
     req.on('end', () => respond(res));
   });
+}
+
+// A server whose handler sees each request as it arrives (before its body is read).
+async function serveRaw(t: Test, handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<ClientTarget> {
+  const server = createServer(handler);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
   server.unref();
@@ -101,7 +106,7 @@ t.test('a stream that stalls ends at the timeout as a failed request, not a hang
 t.test('a request sent on a kept-alive socket the server has closed is sent again on a new connection', async (t) => {
   const served = new WeakMap<object, number>();
   let seen = 0;
-  const server = createServer((req, res) => {
+  const target = await serveRaw(t, (req, res) => {
     seen++;
     const n = (served.get(req.socket) ?? 0) + 1;
     served.set(req.socket, n);
@@ -109,17 +114,7 @@ t.test('a request sent on a kept-alive socket the server has closed is sent agai
     req.resume();
     req.on('end', () => sse(res, [text('a'), text('b'), 'data: [DONE]\n\n']));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  const { port } = server.address() as AddressInfo;
   const results = [];
-  const target: ClientTarget = {
-    baseUrl: `http://127.0.0.1:${port}`,
-    endpoint: '/v1/completions',
-    temperature: 0,
-    ignoreEos: true,
-    timeoutMs: 10_000,
-  };
   for (let i = 0; i < 4; i++) results.push(await sendRequest(target, REQ, performance.now()));
   t.same(
     results.map((r) => [r.success, r.error, r.outputTokens]),
@@ -131,20 +126,10 @@ t.test('a request sent on a kept-alive socket the server has closed is sent agai
 
 t.test('a request that dies on a new connection is not sent again (the server may have seen it)', async (t) => {
   let seen = 0;
-  const server = createServer((req) => {
+  const target = await serveRaw(t, (req) => {
     seen++;
     req.socket.destroy();
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  const { port } = server.address() as AddressInfo;
-  const target: ClientTarget = {
-    baseUrl: `http://127.0.0.1:${port}`,
-    endpoint: '/v1/completions',
-    temperature: 0,
-    ignoreEos: true,
-    timeoutMs: 10_000,
-  };
   const r = await sendRequest(target, REQ, performance.now());
   t.notOk(r.success);
   t.match(r.error, /socket hang up|ECONNRESET/);
