@@ -236,7 +236,11 @@ class CpuEngine final : public Engine {
     token_seq_.resize(T);
     for (int i = 0; i < in.num_seqs; ++i)
       for (int t = in.query_start[i]; t < in.query_start[i + 1]; ++t) token_seq_[t] = i;
-    parallel_rows(T, [&](int t, int) { tensor_row_f32(model_->embed, in.token_ids[t], &x_[size_t(t) * D]); });
+    rope_cs_.resize(size_t(T) * hd);
+    parallel_rows(T, [&](int t, int) {
+      tensor_row_f32(model_->embed, in.token_ids[t], &x_[size_t(t) * D]);
+      rope_angles(in.positions[t], hd, inv_freq_.data(), &rope_cs_[size_t(t) * hd]);
+    });
     const float scale = 1.0f / std::sqrt(float(hd));
     for (int l = 0; l < cfg_.num_layers; ++l) {
       const LayerWeights& w = model_->layers[l];
@@ -251,8 +255,8 @@ class CpuEngine final : public Engine {
           for (int h = 0; h < cfg_.num_heads; ++h) rmsnorm_isa(isa_, r + h * hd, w.q_norm.data(), cfg_.rms_eps, hd, r + h * hd);
           for (int h = 0; h < cfg_.num_kv_heads; ++h) rmsnorm_isa(isa_, r + q_cols + h * hd, w.k_norm.data(), cfg_.rms_eps, hd, r + q_cols + h * hd);
         }
-        rope_apply_f32(r, cfg_.num_heads, hd, in.positions[t], inv_freq_.data());
-        rope_apply_f32(r + q_cols, cfg_.num_kv_heads, hd, in.positions[t], inv_freq_.data());
+        rope_apply_cs(r, cfg_.num_heads, hd, &rope_cs_[size_t(t) * hd]);
+        rope_apply_cs(r + q_cols, cfg_.num_kv_heads, hd, &rope_cs_[size_t(t) * hd]);
         kv_write_isa(isa_, kv, in.slot_mapping[t], r + q_cols, r + q_cols + kv_cols);
       });
       parallel_rows(T * cfg_.num_kv_heads, [&](int task, int thread) {
@@ -316,7 +320,7 @@ class CpuEngine final : public Engine {
   ThreadPool pool_;
   bool kv_f16_ = false;
   KvBuffer k_cache_, v_cache_;
-  std::vector<float> inv_freq_;
+  std::vector<float> inv_freq_, rope_cs_;  // rope_cs_: each token's cos and sin, [T][head_dim]
   std::vector<float> x_, h_, qkv_, attn_, gu_, act_, tmp_, logits_;
   std::vector<int> token_seq_, rows_;
   QuantAct act_q_;

@@ -1,6 +1,7 @@
 #include "cpu/ops.h"
 
 #include <cmath>
+#include <vector>
 
 namespace weft {
 
@@ -33,18 +34,31 @@ void rope_inv_freq(const ModelConfig& c, float* inv_freq) {
   }
 }
 
-void rope_apply_f32(float* x, int num_heads, int head_dim, int pos, const float* inv_freq) {
+void rope_angles(int pos, int head_dim, const float* inv_freq, float* cs) {
   const int half = head_dim / 2;
   for (int i = 0; i < half; ++i) {
     const float angle = float(pos) * inv_freq[i];
-    const float c = std::cos(angle), s = std::sin(angle);
-    for (int h = 0; h < num_heads; ++h) {
-      float* v = x + h * head_dim;
-      const float a = v[i], b = v[i + half];
+    cs[i] = std::cos(angle);
+    cs[half + i] = std::sin(angle);
+  }
+}
+
+void rope_apply_cs(float* x, int num_heads, int head_dim, const float* cs) {
+  const int half = head_dim / 2;
+  for (int h = 0; h < num_heads; ++h) {
+    float* v = x + h * head_dim;
+    for (int i = 0; i < half; ++i) {
+      const float a = v[i], b = v[i + half], c = cs[i], s = cs[half + i];
       v[i] = a * c - b * s;
       v[i + half] = b * c + a * s;
     }
   }
+}
+
+void rope_apply_f32(float* x, int num_heads, int head_dim, int pos, const float* inv_freq) {
+  std::vector<float> cs(head_dim);
+  rope_angles(pos, head_dim, inv_freq, cs.data());
+  rope_apply_cs(x, num_heads, head_dim, cs.data());
 }
 
 void silu_mul_f32(const float* gate, const float* up, int n, float* out) {
