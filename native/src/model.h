@@ -61,6 +61,7 @@ struct LayerWeights {
 };
 
 struct Model {
+  WeightArena arena;  // the packed CPU weights' memory (declared first: it outlives the matrices)
   ModelConfig config;
   WeightDType weight_dtype = WeightDType::f32;
   std::vector<std::shared_ptr<MappedFile>> files;  // keep the mappings alive

@@ -402,7 +402,10 @@ Status model_load(const ModelSpec& spec, std::shared_ptr<const Model>* out) {
   load_progress_begin(total);
   try {
     auto model = std::make_shared<Model>();
-    Status s = load_uncached(spec, model.get());
+    Status s = [&] {
+      WeightArenaScope in_arena(&model->arena);
+      return load_uncached(spec, model.get());
+    }();
     load_progress_end(s.ok());
     if (!s.ok()) return s;
     for (const auto& f : model->files) mapped_file_drop_pages(*f);

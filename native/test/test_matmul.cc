@@ -10,6 +10,7 @@
 //  Error against the unquantized float product is reported (and only sanity-checked).
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -249,6 +250,68 @@ static void make_q8_0(int n, int k, std::mt19937& rng, IntW* iw, std::vector<uin
   }
 }
 
+// A model's packed weights come from a WeightArena: pieces aligned, zeroed, apart, not freed one by
+// one (ASan would report a free of arena memory), scopes nesting, and a matrix packed in an arena
+// computing the same products as one packed on the heap.
+static void test_weight_arena(const std::vector<Isa>& isas) {
+  AlignedBuffer heap(100);
+  check(heap.owned && heap.ptr && reinterpret_cast<uintptr_t>(heap.ptr) % 64 == 0, "a buffer outside an arena scope is owned");
+  WeightArena arena, inner;
+  std::vector<AlignedBuffer> pieces;
+  const size_t sizes[] = {1, 64, 65, 1000, size_t(3) << 20, size_t(40) << 20, 7};  // 40 MiB: more than a mapping
+  {
+    WeightArenaScope scope(&arena);
+    for (size_t n : sizes) pieces.emplace_back(n);
+    {
+      WeightArenaScope nested(&inner);
+      AlignedBuffer b(128);
+      check(!b.owned, "a nested scope's buffers come from its arena");
+    }
+    AlignedBuffer after(32);
+    check(!after.owned, "the outer scope holds again after a nested one");
+    pieces.push_back(std::move(after));
+  }
+  check(AlignedBuffer(16).owned, "no arena once the scopes end");
+  bool aligned = true, zero = true;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const auto* p = static_cast<const uint8_t*>(pieces[i].ptr);
+    aligned &= !pieces[i].owned && reinterpret_cast<uintptr_t>(p) % 64 == 0;
+    for (size_t j = 0; j < pieces[i].bytes; j += 4093) zero &= p[j] == 0;
+    zero &= p[pieces[i].bytes - 1] == 0;
+  }
+  check(aligned, "arena pieces are 64-byte aligned and not owned");
+  check(zero, "arena pieces are zeroed");
+  for (size_t i = 0; i < pieces.size(); ++i) std::memset(pieces[i].ptr, int(i + 1), pieces[i].bytes);
+  bool apart = true;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const auto* p = static_cast<const uint8_t*>(pieces[i].ptr);
+    apart &= p[0] == uint8_t(i + 1) && p[pieces[i].bytes - 1] == uint8_t(i + 1);
+  }
+  check(apart, "arena pieces do not overlap");
+  // The same matrix packed on the heap and in an arena: the same products on every ISA.
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const int n = 100, k = 96, m = 3;
+  std::vector<float> w(size_t(n) * k), x(size_t(m) * k);
+  for (auto& v : w) v = nd(rng);
+  for (auto& v : x) v = nd(rng);
+  PackedI8 on_heap, in_arena;
+  quantize_pack_i8(w.data(), n, k, kQ8Group, &on_heap);
+  {
+    WeightArenaScope scope(&arena);
+    quantize_pack_i8(w.data(), n, k, kQ8Group, &in_arena);
+  }
+  check(!in_arena.data.owned && on_heap.data.owned, "packing inside a scope takes arena memory");
+  QuantAct act;
+  for (Isa isa : isas) {
+    quantize_act(isa, x.data(), m, k, kQ8Group, &act);
+    std::vector<float> y0(size_t(m) * n), y1(size_t(m) * n);
+    matmul_i8(isa, act, on_heap, y0.data(), n, 0, n);
+    matmul_i8(isa, act, in_arena, y1.data(), n, 0, n);
+    check(y0 == y1, std::string("arena-packed weights, same products: ") + isa_name(isa));
+  }
+}
+
 int main() {
   std::vector<Isa> isas;
   for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512})
@@ -310,6 +373,7 @@ int main() {
       }
     }
   }
+  test_weight_arena(isas);
   // Rounding of the weight rule: half away from zero (amax 127 -> scale exactly 1).
   {
     const float w[6] = {127.0f, 2.5f, -2.5f, 0.49999997f, -126.5f, 0.5f};

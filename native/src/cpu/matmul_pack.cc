@@ -2,11 +2,14 @@
 // the per-ISA dispatch of the compute kernels.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <vector>
+
+#include <sys/mman.h>
 
 #include "cpu/matmul.h"
 #include "cpu/matmul_internal.h"
@@ -18,27 +21,75 @@ using detail::kQuad;
 using detail::panels_of;
 using detail::round_up;
 
+namespace {
+thread_local WeightArena* t_arena = nullptr;
+constexpr size_t kHugePage = size_t(2) << 20;
+constexpr size_t kArenaChunk = size_t(32) << 20;  // a mapping's size, unless one piece needs more
+}  // namespace
+
+WeightArena::~WeightArena() {
+  for (const Mapping& m : mappings_) munmap(m.ptr, m.bytes);
+}
+
+void* WeightArena::take(size_t n) {
+  n = (n + 63) / 64 * 64;
+  if (n > left_) {
+    // A new mapping, 2 MiB aligned (over-mapped by one huge page, the ends given back) so that
+    // whole huge pages fit in it.
+    const size_t bytes = std::max(kArenaChunk, (n + kHugePage - 1) / kHugePage * kHugePage);
+    void* raw = mmap(nullptr, bytes + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) throw std::bad_alloc();
+    const uintptr_t start = (reinterpret_cast<uintptr_t>(raw) + kHugePage - 1) / kHugePage * kHugePage;
+    const size_t head = start - reinterpret_cast<uintptr_t>(raw);
+    if (head) munmap(raw, head);
+    if (kHugePage - head) munmap(reinterpret_cast<char*>(start) + bytes, kHugePage - head);
+    madvise(reinterpret_cast<void*>(start), bytes, MADV_HUGEPAGE);  // advice: without THP, 4 KiB pages
+    mappings_.push_back({reinterpret_cast<void*>(start), bytes});
+    next_ = reinterpret_cast<char*>(start);
+    left_ = bytes;
+  }
+  void* p = next_;  // fresh anonymous pages: already zero
+  next_ += n;
+  left_ -= n;
+  return p;
+}
+
+WeightArenaScope::WeightArenaScope(WeightArena* arena) : saved_(t_arena) {
+  t_arena = arena;
+}
+WeightArenaScope::~WeightArenaScope() {
+  t_arena = saved_;
+}
+
 AlignedBuffer::AlignedBuffer(size_t n) : bytes(n) {
   if (n == 0) return;
+  if (t_arena) {
+    ptr = t_arena->take(n);
+    return;
+  }
   // Round the allocation up to whole cache lines: kernels may read a full vector at the end.
   ptr = std::aligned_alloc(64, (n + 63) / 64 * 64);
   if (!ptr) throw std::bad_alloc();
+  owned = true;
   std::memset(ptr, 0, (n + 63) / 64 * 64);
 }
 AlignedBuffer::~AlignedBuffer() {
-  std::free(ptr);
+  if (owned) std::free(ptr);
 }
-AlignedBuffer::AlignedBuffer(AlignedBuffer&& o) noexcept : ptr(o.ptr), bytes(o.bytes) {
+AlignedBuffer::AlignedBuffer(AlignedBuffer&& o) noexcept : ptr(o.ptr), bytes(o.bytes), owned(o.owned) {
   o.ptr = nullptr;
   o.bytes = 0;
+  o.owned = false;
 }
 AlignedBuffer& AlignedBuffer::operator=(AlignedBuffer&& o) noexcept {
   if (this != &o) {
-    std::free(ptr);
+    if (owned) std::free(ptr);
     ptr = o.ptr;
     bytes = o.bytes;
+    owned = o.owned;
     o.ptr = nullptr;
     o.bytes = 0;
+    o.owned = false;
   }
   return *this;
 }
