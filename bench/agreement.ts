@@ -10,13 +10,13 @@
 // weft against that second llama.cpp, to show which of llama.cpp's two paths weft is nearer to.
 //
 //   npm run bench:agreement -- [--shape 110m] [--types q4_k_m,q5_k_m,q6_k,q4_0,q5_0] [--tokens 32] [--prompts 3]
-import { parseArgs } from 'node:util';
 
 import { resolveDtype } from '../src/config.js';
 import { loadModelSpec } from '../src/model/load.js';
 import { checkpointKind } from '../src/model/types.js';
 import { runOffline } from '../src/offline.js';
 import { EngineInstance } from '../src/workers/engine-instance.js';
+import { benchArgs } from './args.js';
 import { SHAPES } from './shapes.js';
 import { loadLlama, type NlcLlama } from './nlc.js';
 import { blockGguf, median } from './timing.js';
@@ -123,14 +123,12 @@ function topGap(logits: Float32Array): number {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      shape: { type: 'string', default: '110m' },
-      types: { type: 'string', default: 'q4_k_m,q5_k_m,q6_k,q4_0,q5_0' },
-      tokens: { type: 'string', default: '32' },
-      threads: { type: 'string', default: '2' },
-      prompts: { type: 'string', default: '3' },
-    },
+  const { values } = benchArgs('npm run bench:agreement --', {
+    shape: { type: 'string', default: '110m' },
+    types: { type: 'string', default: 'q4_k_m,q5_k_m,q6_k,q4_0,q5_0' },
+    tokens: { type: 'string', default: '32' },
+    threads: { type: 'string', default: '2' },
+    prompts: { type: 'string', default: '3' },
   });
   const tokens = Number(values.tokens),
     need = Math.ceil((tokens * 28) / 32);

@@ -8,12 +8,12 @@
 //
 //   npm run bench:beam -- [--shape 110m] [--dtype q8_0] [--width 4] [--prompt-tokens 128]
 //                         [--output-tokens 32] [--threads auto] [--reps 3]
-import { parseArgs } from 'node:util';
 
 import { BeamSearch, type BeamCandidate } from '../src/scheduler/beam-search.js';
 import { EngineLoop, type RequestHandle } from '../src/scheduler/engine.js';
 import { usableCpuCount } from '../src/system.js';
 import { EngineWorker } from '../src/workers/pool.js';
+import { benchArgs } from './args.js';
 import { SHAPES } from './shapes.js';
 import { median, syntheticGguf } from './timing.js';
 
@@ -46,16 +46,14 @@ async function resubmitSearch(loop: EngineLoop, prompt: number[], width: number,
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      shape: { type: 'string', default: '110m' },
-      dtype: { type: 'string', default: 'q8_0' },
-      width: { type: 'string', default: '4' },
-      'prompt-tokens': { type: 'string', default: '128' },
-      'output-tokens': { type: 'string', default: '32' },
-      threads: { type: 'string', default: 'auto' },
-      reps: { type: 'string', default: '3' },
-    },
+  const { values } = benchArgs('npm run bench:beam --', {
+    shape: { type: 'string', default: '110m' },
+    dtype: { type: 'string', default: 'q8_0' },
+    width: { type: 'string', default: '4' },
+    'prompt-tokens': { type: 'string', default: '128' },
+    'output-tokens': { type: 'string', default: '32' },
+    threads: { type: 'string', default: 'auto' },
+    reps: { type: 'string', default: '3' },
   });
   const width = Number(values.width),
     P = Number(values['prompt-tokens']),

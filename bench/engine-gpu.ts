@@ -12,11 +12,11 @@
 // one. Medians over --reps. bf16 loads an F16 GGUF as bf16; int8 loads the Q8_0 GGUF (group-32
 // scales, the CPU path's layout).
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 
 import { loadNative } from '../src/workers/binding.js';
 import { EngineInstance } from '../src/workers/engine-instance.js';
+import { benchArgs } from './args.js';
 import { median, syntheticGguf, timeDecode, timePrefill } from './timing.js';
 
 export const GPU_SHAPES: Record<string, Record<string, unknown>> = {
@@ -106,9 +106,9 @@ async function timeStreams(k: number, j: StreamJob): Promise<{ aggregate: number
 }
 
 export async function mainGpu(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
+  const { values } = benchArgs(
+    'npm run bench:engine -- --backend gpu',
+    {
       shapes: { type: 'string', default: '1b' },
       dtypes: { type: 'string', default: 'bf16,int8' },
       batches: { type: 'string', default: '1,64,256' },
@@ -123,7 +123,8 @@ export async function mainGpu(argv: string[]): Promise<void> {
       'no-graphs': { type: 'boolean', default: false },
       json: { type: 'string' },
     },
-  });
+    argv,
+  );
   const native = loadNative();
   if (native.cudaDeviceCount() === 0) throw new Error('bench --backend gpu: no CUDA device visible');
   const dev = native.cudaDeviceInfo(0);

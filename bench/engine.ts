@@ -21,8 +21,8 @@
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 
+import { benchArgs } from './args.js';
 import { timeLoop } from './loop-mode.js';
 import { EngineInstance } from '../src/workers/engine-instance.js';
 import { SHAPES } from './shapes.js';
@@ -89,9 +89,9 @@ async function main(): Promise<void> {
   const backend = b >= 0 ? argv.splice(b, 2)[1] : 'cpu';
   if (backend === 'gpu') return (await import('./engine-gpu.js')).mainGpu(argv);
   if (backend !== 'cpu') throw new Error('--backend must be cpu or gpu');
-  const { values } = parseArgs({
-    args: argv,
-    options: {
+  const { values } = benchArgs(
+    'npm run bench:engine --',
+    {
       shapes: { type: 'string', default: '15m,110m' },
       dtypes: { type: 'string', default: 'f32,int8,int8-q8_0' },
       batches: { type: 'string', default: '1,16,64' },
@@ -103,7 +103,8 @@ async function main(): Promise<void> {
       json: { type: 'string' },
       mode: { type: 'string', default: 'raw' },
     },
-  });
+    argv,
+  );
   const batches = values.batches!.split(',').map(Number);
   const threads = Number(values.threads),
     reps = Number(values.reps);

@@ -15,9 +15,9 @@
 //     [--nonreading 10] [--write-timeout-ms 5000] [--streams 50] [--bodies 20] [--server-args "..."]
 import { cpus, loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
+import { benchArgs } from './args.js';
 import { parseResponse, postHead, rawConnect, writeThenRead, type RawConnection } from './raw-socket.js';
 import { DEFAULT_MODEL, formatCounts, increments, restingRss, serverState, settledState, startWeft } from './server-state.js';
 import { treeRssKb } from './serve/rss.js';
@@ -266,9 +266,9 @@ const SCENARIOS: Record<string, { flags: (a: Args) => string; run: (s: ServerPro
 };
 
 async function main(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
+  const { values } = benchArgs(
+    'npm run bench:hostile --',
+    {
       scenario: { type: 'string', default: 'all' },
       model: { type: 'string', default: DEFAULT_MODEL },
       'server-args': { type: 'string', default: '' },
@@ -281,7 +281,8 @@ async function main(argv: string[]): Promise<void> {
       streams: { type: 'string', default: '50' },
       bodies: { type: 'string', default: '20' },
     },
-  });
+    argv,
+  );
   const a = values as Args;
   for (const name of a.scenario === 'all' ? Object.keys(SCENARIOS) : a.scenario.split(',')) {
     const sc = SCENARIOS[name];

@@ -8,13 +8,13 @@
 //
 //   npm run bench:itl -- [--shape 110m] [--dtype q8_0] [--pairs 5] [--requests 20]
 //                        [--prompt-tokens 128] [--output-tokens 64]
-import { parseArgs } from 'node:util';
 
 import { resolveDtype } from '../src/config.js';
 import { loadModelSpec } from '../src/model/load.js';
 import { checkpointKind } from '../src/model/types.js';
 import { usableCpuCount } from '../src/system.js';
 import { EngineInstance } from '../src/workers/engine-instance.js';
+import { benchArgs } from './args.js';
 import { sendRequest, type ClientTarget } from './serve/client.js';
 import { randomIds } from './serve/datasets.js';
 import { makeRng } from './serve/rng.js';
@@ -23,15 +23,13 @@ import { SHAPES } from './shapes.js';
 import { median, syntheticGguf, timeDecode } from './timing.js';
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      shape: { type: 'string', default: '110m' },
-      dtype: { type: 'string', default: 'q8_0' },
-      pairs: { type: 'string', default: '5' },
-      requests: { type: 'string', default: '20' },
-      'prompt-tokens': { type: 'string', default: '128' },
-      'output-tokens': { type: 'string', default: '64' },
-    },
+  const { values } = benchArgs('npm run bench:itl --', {
+    shape: { type: 'string', default: '110m' },
+    dtype: { type: 'string', default: 'q8_0' },
+    pairs: { type: 'string', default: '5' },
+    requests: { type: 'string', default: '20' },
+    'prompt-tokens': { type: 'string', default: '128' },
+    'output-tokens': { type: 'string', default: '64' },
   });
   const pairs = Number(values.pairs),
     numRequests = Number(values.requests),

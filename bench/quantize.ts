@@ -7,16 +7,18 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { homedir, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { parseArgs } from 'node:util';
 
 import { GGUF_FILE_TYPES, type GgufFileType } from '../src/model/quant-mix.js';
 import { quantizeToGguf } from '../src/model/quantize-gguf.js';
 import { synthesizeModel } from '../src/model/synth.js';
+import { benchArgs } from './args.js';
 import { SHAPES } from './shapes.js';
 import { median } from './timing.js';
 
-const { values } = parseArgs({
-  options: { shape: { type: 'string', default: '110m' }, type: { type: 'string', default: 'q4_k_m' }, repeat: { type: 'string', default: '3' } },
+const { values } = benchArgs('node dist/bench/quantize.js', {
+  shape: { type: 'string', default: '110m' },
+  type: { type: 'string', default: 'q4_k_m' },
+  repeat: { type: 'string', default: '3' },
 });
 const shape = SHAPES[values.shape!],
   type = values.type as GgufFileType,

@@ -6,8 +6,8 @@
 //
 //   npm run bench:soak -- [--model DIR | --url http://host:port] [--requests 10000] [--concurrency 256] [--routes 0,1,2,3,4,5,6]
 //                         [--abort-share 0.2] [--rounds 2] [--max-tokens 32] [--seed 1] [--server-args "..."]
-import { parseArgs } from 'node:util';
 
+import { benchArgs } from './args.js';
 import { makeRng } from './serve/rng.js';
 import { DEFAULT_MODEL, formatCounts, formatState, restingRss, serverState, settledState, startWeft, type ServerState } from './server-state.js';
 
@@ -148,9 +148,9 @@ async function round(o: Options, numRequests: number, concurrency: number, seed:
 }
 
 async function main(argv: string[]): Promise<number> {
-  const { values: a } = parseArgs({
-    args: argv,
-    options: {
+  const { values: a } = benchArgs(
+    'npm run bench:soak --',
+    {
       url: { type: 'string' },
       model: { type: 'string', default: DEFAULT_MODEL },
       'server-args': { type: 'string', default: '' },
@@ -163,7 +163,8 @@ async function main(argv: string[]): Promise<number> {
       'timeout-ms': { type: 'string', default: '300000' },
       routes: { type: 'string', default: ROUTES.map((_, i) => i).join(',') }, // indices into ROUTES, to isolate one
     },
-  });
+    argv,
+  );
   const server = a.url ? null : await startWeft(a.model!, a['server-args']!);
   const baseUrl = a.url ?? server!.baseUrl;
   const routes = a.routes!.split(',').map((i) => ROUTES[Number(i)]);

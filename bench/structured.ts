@@ -12,7 +12,6 @@
 //    scheduler, the engine loop and the worker (where masks are computed), sampled at temperature 1.
 import { writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 
 import { loadTokenizerFiles } from '../src/model/load.js';
 import { EngineLoop, type StepTiming } from '../src/scheduler/engine.js';
@@ -22,6 +21,7 @@ import { grammarVocabFromJson } from '../src/structured/vocab.js';
 import { XgrammarCompiler } from '../src/structured/xgrammar.js';
 import { findInPackage } from '../src/package-path.js';
 import { EngineWorker } from '../src/workers/pool.js';
+import { benchArgs } from './args.js';
 import { mulberry32 } from './random.js';
 import { SHAPES } from './shapes.js';
 import { median, syntheticGguf } from './timing.js';
@@ -202,19 +202,17 @@ async function engineDecode(o: { shape: string; batch: number; decodeTokens: num
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      tokenizer: { type: 'string', default: findInPackage(import.meta.url, '..', 'shared', 'models', 'smollm2-135m-shape') ?? '' },
-      'mask-tokens': { type: 'string', default: '2000' },
-      shape: { type: 'string', default: '110m' },
-      batch: { type: 'string', default: '64' },
-      'decode-tokens': { type: 'string', default: '32' },
-      threads: { type: 'string', default: '2' },
-      backend: { type: 'string', default: 'cpu' },
-      reps: { type: 'string', default: '3' },
-      json: { type: 'string' },
-      'skip-engine': { type: 'boolean', default: false },
-    },
+  const { values } = benchArgs('npm run bench:structured --', {
+    tokenizer: { type: 'string', default: findInPackage(import.meta.url, '..', 'shared', 'models', 'smollm2-135m-shape') ?? '' },
+    'mask-tokens': { type: 'string', default: '2000' },
+    shape: { type: 'string', default: '110m' },
+    batch: { type: 'string', default: '64' },
+    'decode-tokens': { type: 'string', default: '32' },
+    threads: { type: 'string', default: '2' },
+    backend: { type: 'string', default: 'cpu' },
+    reps: { type: 'string', default: '3' },
+    json: { type: 'string' },
+    'skip-engine': { type: 'boolean', default: false },
   });
   const g = await grammarEngine(values.tokenizer!, Number(values['mask-tokens']));
   const ms = (x: number) => x.toFixed(3);
