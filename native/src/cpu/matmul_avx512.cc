@@ -8,6 +8,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <utility>
@@ -376,9 +377,10 @@ WEFT_AVX512 void quantize_act_avx512(const float* x, int k, int t0, int t1, Quan
       for (int i = 0; i < 16; ++i) {
         const float* xr = x + size_t(t + i) * k;
         const float* sc = scales + size_t(t + i) * groups;
+        // span is a multiple of 32: the two halves of 32 values each have one scale
+        const __m512 vinv[2] = {_mm512_set1_ps(act_inv(sc[c / span])), _mm512_set1_ps(act_inv(sc[std::min(c + 32, kp - 1) / span]))};
         __m128i b[4];
-        for (int h = 0; h < 4; ++h)
-          b[h] = c + 16 * h < kp ? quantize16(xr, k, c + 16 * h, _mm512_set1_ps(act_inv(sc[(c + 16 * h) / span]))) : _mm_setzero_si128();
+        for (int h = 0; h < 4; ++h) b[h] = c + 16 * h < kp ? quantize16(xr, k, c + 16 * h, vinv[h / 2]) : _mm_setzero_si128();
         r[i] = _mm512_inserti32x4(_mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(b[0]), b[1], 1), b[2], 2), b[3], 3);
       }
       transpose16_epi32(r, col);
@@ -389,18 +391,21 @@ WEFT_AVX512 void quantize_act_avx512(const float* x, int k, int t0, int t1, Quan
     const float* xr = x + size_t(t) * k;
     float* sc = scales + size_t(t) * groups;
     act_scales(xr, k, groups, span, sc);
-    for (int c = 0; c < kp; c += 16) {
-      const __m128i b = quantize16(xr, k, c, _mm512_set1_ps(act_inv(sc[c / span])));
-      uint8_t* dst = d + size_t(c / kQuad) * s + size_t(t) * kQuad;
-      if (m == 1) {
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), b);
-      } else {
-        const int32_t q0 = _mm_extract_epi32(b, 0), q1 = _mm_extract_epi32(b, 1);
-        const int32_t q2 = _mm_extract_epi32(b, 2), q3 = _mm_extract_epi32(b, 3);
-        std::memcpy(dst, &q0, 4);
-        std::memcpy(dst + s, &q1, 4);
-        std::memcpy(dst + 2 * s, &q2, 4);
-        std::memcpy(dst + 3 * s, &q3, 4);
+    for (int g = 0; g < groups; ++g) {
+      const __m512 vinv = _mm512_set1_ps(act_inv(sc[g]));
+      for (int c = g * span; c < (g + 1) * span; c += 16) {
+        const __m128i b = quantize16(xr, k, c, vinv);
+        uint8_t* dst = d + size_t(c / kQuad) * s + size_t(t) * kQuad;
+        if (m == 1) {
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), b);
+        } else {
+          const int32_t q0 = _mm_extract_epi32(b, 0), q1 = _mm_extract_epi32(b, 1);
+          const int32_t q2 = _mm_extract_epi32(b, 2), q3 = _mm_extract_epi32(b, 3);
+          std::memcpy(dst, &q0, 4);
+          std::memcpy(dst + s, &q1, 4);
+          std::memcpy(dst + 2 * s, &q2, 4);
+          std::memcpy(dst + 3 * s, &q3, 4);
+        }
       }
     }
   }
