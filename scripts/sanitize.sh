@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm run test:sanitize`: the native code under AddressSanitizer + UndefinedBehaviorSanitizer.
 # Builds the addon and the C++ test drivers with -DWEFT_SANITIZE=ON (g++, CPU backend) into
-# build-asan/, runs the drivers (test_matmul, test_model_load), then the native tap tests with the
+# build-asan/, runs the drivers (test_matmul, test_model_load, test_attention), then the native tap tests with the
 # sanitized addon: node itself is not instrumented, so the ASan runtime is preloaded, and leak
 # checking is off (V8 and node keep allocations to exit by design). Any report aborts the process
 # (-fno-sanitize-recover=all), which fails the test that triggered it.
@@ -12,6 +12,7 @@ export WEFT_TEST_MODEL_DIR="${WEFT_TEST_MODEL_DIR:-$(cd .. && pwd)/shared/models
 npx cmake-js compile --out build-asan --CDCMAKE_BUILD_TYPE=RelWithDebInfo --CDWEFT_SANITIZE=ON
 build-asan/test_matmul | tail -n 1
 build-asan/test_model_load
+build-asan/test_attention | tail -n 1
 
 # The tests load build/Release/weft_native.node from the package root they run in: a copy of the
 # sources whose build/ holds the sanitized addon.

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 namespace weft {
 
@@ -10,14 +11,11 @@ void kv_write_ref(const PagedKv& kv, int slot, const float* k, const float* v) {
   const int hd = kv.head_dim;
   for (int g = 0; g < kv.num_kv_heads; ++g) {
     const size_t o = kv_offset(kv, slot, g);
-    if (!kv.f16) {
-      std::memcpy(static_cast<float*>(kv.k) + o, k + g * hd, hd * sizeof(float));
-      std::memcpy(static_cast<float*>(kv.v) + o, v + g * hd, hd * sizeof(float));
-      continue;
+    for (int i = 0; i < hd; ++i) {
+      const size_t ki = kv_k_index(kv, slot, g, i);
+      if (kv.f16) static_cast<uint16_t*>(kv.k)[ki] = f32_to_f16(k[g * hd + i]), static_cast<uint16_t*>(kv.v)[o + i] = f32_to_f16(v[g * hd + i]);
+      else static_cast<float*>(kv.k)[ki] = k[g * hd + i], static_cast<float*>(kv.v)[o + i] = v[g * hd + i];
     }
-    uint16_t* kd = static_cast<uint16_t*>(kv.k) + o;
-    uint16_t* vd = static_cast<uint16_t*>(kv.v) + o;
-    for (int i = 0; i < hd; ++i) kd[i] = f32_to_f16(k[g * hd + i]), vd[i] = f32_to_f16(v[g * hd + i]);
   }
 }
 
@@ -34,9 +32,9 @@ void attention_token_group_ref(const PagedKv& kv, const int32_t* block_table, in
     const float* qh = q + h * hd;
     float max_score = -INFINITY;
     for (int p = 0; p < ctx_len; ++p) {
-      const size_t base = kv_pos_offset(kv, block_table, p, kv_head);
+      const int slot = block_table[p / kv.block_size] * kv.block_size + p % kv.block_size;
       float dot = 0;
-      for (int i = 0; i < hd; ++i) dot += qh[i] * kv_at(kv, kv.k, base + i);
+      for (int i = 0; i < hd; ++i) dot += qh[i] * kv_at(kv, kv.k, kv_k_index(kv, slot, kv_head, i));
       scores[p] = dot * scale;
       if (scores[p] > max_score) max_score = scores[p];
     }
@@ -51,6 +49,14 @@ void attention_token_group_ref(const PagedKv& kv, const int32_t* block_table, in
       for (int i = 0; i < hd; ++i) oh[i] += w * kv_at(kv, kv.v, base + i);
     }
   }
+}
+
+void attention_tile_ref(const PagedKv& kv, const AttentionTile& t, int heads_per_group, float scale) {
+  thread_local std::vector<float> scores;
+  if (scores.size() < size_t(t.pos0 + t.nq)) scores.resize(t.pos0 + t.nq);
+  for (int i = 0; i < t.nq; ++i)
+    attention_token_group_ref(kv, t.block_table, t.pos0 + i + 1, t.kv_head, t.q + i * t.q_stride, heads_per_group, scale, scores.data(),
+                              t.out + i * t.out_stride);
 }
 
 }  // namespace weft

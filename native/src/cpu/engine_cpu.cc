@@ -60,7 +60,9 @@ class CpuEngine final : public Engine {
     v_cache_.allocate(bytes);
     inv_freq_.resize(cfg_.head_dim / 2);
     rope_inv_freq(cfg_, inv_freq_.data());
-    thread_scratch_.resize(pool_.size());
+    const int group = cfg_.num_heads / cfg_.num_kv_heads;
+    tile_queries_ = std::max(1, kAttentionTileRows / group);
+    thread_scratch_.assign(pool_.size(), std::vector<float>(attention_scratch_floats(cfg_.head_dim, tile_queries_ * group)));
     sample_scratch_.resize(pool_.size());
   }
 
@@ -107,7 +109,13 @@ class CpuEngine final : public Engine {
   }
   PagedKv layer_kv(int l) {
     const size_t per_layer = block_bytes() * opts_.num_kv_blocks;
-    return PagedKv{k_cache_.data() + l * per_layer, v_cache_.data() + l * per_layer, kv_f16_, opts_.block_size, cfg_.num_kv_heads, cfg_.head_dim};
+    return PagedKv{k_cache_.data() + l * per_layer,
+                   v_cache_.data() + l * per_layer,
+                   kv_f16_,
+                   opts_.block_size,
+                   cfg_.num_kv_heads,
+                   cfg_.head_dim,
+                   /*k_by_dim=*/true};
   }
 
   void housekeeping(const StepInput& in) {
@@ -236,6 +244,7 @@ class CpuEngine final : public Engine {
     token_seq_.resize(T);
     for (int i = 0; i < in.num_seqs; ++i)
       for (int t = in.query_start[i]; t < in.query_start[i + 1]; ++t) token_seq_[t] = i;
+    plan_attention(in);
     rope_cs_.resize(size_t(T) * hd);
     parallel_rows(T, [&](int t, int) {
       tensor_row_f32(model_->embed, in.token_ids[t], &x_[size_t(t) * D]);
@@ -259,13 +268,15 @@ class CpuEngine final : public Engine {
         rope_apply_cs(r + q_cols, cfg_.num_kv_heads, hd, &rope_cs_[size_t(t) * hd]);
         kv_write_isa(isa_, kv, in.slot_mapping[t], r + q_cols, r + q_cols + kv_cols);
       });
-      parallel_rows(T * cfg_.num_kv_heads, [&](int task, int thread) {
-        const int t = task / cfg_.num_kv_heads, g = task % cfg_.num_kv_heads, i = token_seq_[t];
-        auto& scores = thread_scratch_[thread];
-        const int ctx = in.positions[t] + 1;
-        if (scores.size() < size_t(ctx)) scores.resize(ctx);
-        attention_group_isa(isa_, kv, in.block_tables + size_t(i) * in.max_blocks_per_seq, ctx, g, &qkv_[size_t(t) * qkv_cols + g * group * hd],
-                            group, scale, scores.data(), &attn_[size_t(t) * q_cols + g * group * hd]);
+      parallel_rows(int(tiles_.size()) * cfg_.num_kv_heads, [&](int task, int thread) {
+        const Tile& tile = tiles_[task / cfg_.num_kv_heads];
+        const int g = task % cfg_.num_kv_heads;
+        AttentionTile a;
+        a.block_table = in.block_tables + size_t(tile.seq) * in.max_blocks_per_seq;
+        a.pos0 = in.positions[tile.token], a.nq = tile.nq, a.kv_head = g;
+        a.q = &qkv_[size_t(tile.token) * qkv_cols + g * group * hd], a.q_stride = qkv_cols;
+        a.out = &attn_[size_t(tile.token) * q_cols + g * group * hd], a.out_stride = q_cols;
+        attention_tile_isa(isa_, kv, a, group, scale, thread_scratch_[thread].data());
       });
       matmul(w.o, attn_.data(), T, tmp_.data());
       add_inplace_isa(isa_, x_.data(), tmp_.data(), x_.size());
@@ -275,6 +286,21 @@ class CpuEngine final : public Engine {
       matmul(w.down, act_.data(), T, tmp_.data());
       add_inplace_isa(isa_, x_.data(), tmp_.data(), x_.size());
     }
+  }
+
+  // Cuts each sequence's query tokens into attention tiles of up to tile_queries_ consecutive
+  // positions (a decode token is a tile of one), costliest first so that no long tile starts
+  // last and leaves the other threads waiting at the end of the layer.
+  void plan_attention(const StepInput& in) {
+    tiles_.clear();
+    for (int i = 0; i < in.num_seqs; ++i)
+      for (int t = in.query_start[i]; t < in.query_start[i + 1];) {
+        int nq = 1;  // positions must follow each other inside a tile
+        while (nq < tile_queries_ && t + nq < in.query_start[i + 1] && in.positions[t + nq] == in.positions[t] + nq) ++nq;
+        tiles_.push_back({i, t, nq, int64_t(nq) * (in.positions[t] + nq)});
+        t += nq;
+      }
+    std::stable_sort(tiles_.begin(), tiles_.end(), [](const Tile& a, const Tile& b) { return a.cost > b.cost; });
   }
 
   void sample(const StepInput& in, StepOutput* out) {
@@ -325,7 +351,13 @@ class CpuEngine final : public Engine {
   std::vector<int> token_seq_, rows_;
   QuantAct act_q_;
   QuantBlocks act_b_;
-  std::vector<std::vector<float>> thread_scratch_;
+  struct Tile {
+    int seq, token, nq;
+    int64_t cost;  // query rows x positions read
+  };
+  std::vector<Tile> tiles_;
+  int tile_queries_ = 1;
+  std::vector<std::vector<float>> thread_scratch_;  // attention tiles' scratch
   std::vector<SampleScratch> sample_scratch_;
   SequenceHistory history_;
 };

@@ -96,14 +96,13 @@ void kv_write_isa(Isa isa, const PagedKv& kv, int slot, const float* k, const fl
   kv_write_ref(kv, slot, k, v);
 }
 
-void attention_group_isa(Isa isa, const PagedKv& kv, const int32_t* block_table, int ctx_len, int kv_head, const float* q, int heads_per_group,
-                         float scale, float* scores, float* out) {
+void attention_tile_isa(Isa isa, const PagedKv& kv, const AttentionTile& t, int heads_per_group, float scale, float* scratch) {
   // wide paths need whole vectors per head and at most 16 of them (the accumulator array)
-  if (isa == Isa::avx512 && kv.head_dim % 16 == 0 && kv.head_dim <= 256)
-    return avx512::attention_group(kv, block_table, ctx_len, kv_head, q, heads_per_group, scale, scores, out);
-  if (isa != Isa::scalar && kv.head_dim % 8 == 0 && kv.head_dim <= 128)
-    return avx2::attention_group(kv, block_table, ctx_len, kv_head, q, heads_per_group, scale, scores, out);
-  attention_token_group_ref(kv, block_table, ctx_len, kv_head, q, heads_per_group, scale, scores, out);
+  if (kv.k_by_dim && isa == Isa::avx512 && kv.head_dim % 16 == 0 && kv.head_dim <= 256)
+    return avx512::attention_tile(kv, t, heads_per_group, scale, scratch);
+  if (kv.k_by_dim && isa != Isa::scalar && kv.head_dim % 8 == 0 && kv.head_dim <= 128)
+    return avx2::attention_tile(kv, t, heads_per_group, scale, scratch);
+  attention_tile_ref(kv, t, heads_per_group, scale);
 }
 
 }  // namespace weft

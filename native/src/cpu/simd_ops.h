@@ -8,13 +8,12 @@
 
 namespace weft {
 
-#define WEFT_SIMD_OPS_DECL                                                                                                                        \
-  void rmsnorm(const float* x, const float* w, float eps, int dim, float* out);                                                                   \
-  void silu_mul(const float* gate, const float* up, int n, float* out);                                                                           \
-  void add_inplace(float* x, const float* y, size_t n);                                                                                           \
-  void kv_write(const PagedKv& kv, int slot, const float* k, const float* v);                                                                     \
-  void attention_group(const PagedKv& kv, const int32_t* block_table, int ctx_len, int kv_head, const float* q, int heads_per_group, float scale, \
-                       float* scores, float* out);
+#define WEFT_SIMD_OPS_DECL                                                      \
+  void rmsnorm(const float* x, const float* w, float eps, int dim, float* out); \
+  void silu_mul(const float* gate, const float* up, int n, float* out);         \
+  void add_inplace(float* x, const float* y, size_t n);                         \
+  void kv_write(const PagedKv& kv, int slot, const float* k, const float* v);   \
+  void attention_tile(const PagedKv& kv, const AttentionTile& t, int heads_per_group, float scale, float* scratch);
 namespace avx2 {
 WEFT_SIMD_OPS_DECL
 }
@@ -27,7 +26,8 @@ void rmsnorm_isa(Isa isa, const float* x, const float* w, float eps, int dim, fl
 void silu_mul_isa(Isa isa, const float* gate, const float* up, int n, float* out);
 void add_inplace_isa(Isa isa, float* x, const float* y, size_t n);
 void kv_write_isa(Isa isa, const PagedKv& kv, int slot, const float* k, const float* v);
-void attention_group_isa(Isa isa, const PagedKv& kv, const int32_t* block_table, int ctx_len, int kv_head, const float* q, int heads_per_group,
-                         float scale, float* scores, float* out);
+// One attention tile; the vectorized kernels need K stored by dimension (PagedKv::k_by_dim) and
+// scratch of attention_scratch_floats(head_dim, tile rows) floats, else the scalar reference runs.
+void attention_tile_isa(Isa isa, const PagedKv& kv, const AttentionTile& t, int heads_per_group, float scale, float* scratch);
 
 }  // namespace weft

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <cmath>
+#include <vector>
 
 #include "cpu/attention.h"
 
@@ -63,6 +64,12 @@ struct V {
     const __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
     const __m256 abcd = _mm256_hadd_ps(ab, cd);
     _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1)));
+  }
+  static float reduce_max(T a) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
   }
   static float reduce_add(T a) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));

@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <cmath>
+#include <vector>
 
 #include "cpu/attention.h"
 
@@ -58,6 +59,9 @@ struct V {
   }
   static T scale2(T p, T n) {
     return _mm512_scalef_ps(p, n);
+  }
+  static float reduce_max(T a) {
+    return _mm512_reduce_max_ps(a);
   }
   static float reduce_add(T a) {
     return _mm512_reduce_add_ps(a);
