@@ -241,9 +241,6 @@ class CpuEngine final : public Engine {
     gu_.resize(size_t(T) * 2 * F);
     act_.resize(size_t(T) * F);
     tmp_.resize(size_t(T) * D);
-    token_seq_.resize(T);
-    for (int i = 0; i < in.num_seqs; ++i)
-      for (int t = in.query_start[i]; t < in.query_start[i + 1]; ++t) token_seq_[t] = i;
     plan_attention(in);
     rope_cs_.resize(size_t(T) * hd);
     parallel_rows(T, [&](int t, int) {
@@ -348,7 +345,7 @@ class CpuEngine final : public Engine {
   KvBuffer k_cache_, v_cache_;
   std::vector<float> inv_freq_, rope_cs_;  // rope_cs_: each token's cos and sin, [T][head_dim]
   std::vector<float> x_, h_, qkv_, attn_, gu_, act_, tmp_, logits_;
-  std::vector<int> token_seq_, rows_;
+  std::vector<int> rows_;
   QuantAct act_q_;
   QuantBlocks act_b_;
   struct Tile {
