@@ -3,7 +3,7 @@
 //
 //   npm run bench:engine -- [--shapes 15m,110m] [--dtypes f32,int8,int8-q8_0,q4_k_m,…] [--batches 1,16,64]
 //                           [--threads 2] [--prompt-tokens 128] [--decode-tokens 32] [--reps 3]
-//                           [--llamacpp] [--mode raw|loop|both] [--json FILE]
+//                           [--kv-dtypes auto,f16,int8] [--llamacpp] [--mode raw|loop|both] [--json FILE]
 //   npm run bench:engine -- --backend gpu [...]   the CUDA backend (bench/engine-gpu.ts)
 //
 // Decode tokens/s at batch B: B sequences are prefilled with P-token prompts (untimed), then D
@@ -13,7 +13,8 @@
 // quantized on load); int8-q8_0 (or q8_0) loads the Q8_0 GGUF that llama.cpp runs (group-32 scales);
 // a llama.cpp type (q4_0, q5_0, q4_k_m, q5_k_m, q6_k, …) loads the F32 model requantized by
 // llama-quantize, with --dtype auto (its block types kept), and with --llamacpp llama.cpp runs that
-// very file. Batch-1 rows print the weight bytes a decode step reads per second against a memory
+// very file. --kv-dtypes runs each dtype with each CPU KV cache type (side by side, as the dtypes);
+// llama.cpp gets a Q8_0 cache where weft's is int8 (F16 otherwise). Batch-1 rows print the weight bytes a decode step reads per second against a memory
 // read probe on as many threads (the physical limit the decode step is bound by).
 // --mode loop (or both) runs the largest batch again through the scheduler, the engine loop and a
 // Piscina worker, and prints its decode tokens/s next to the raw engine's, with the per-step
@@ -31,7 +32,7 @@ import { loadModelSpec } from '../src/model/load.js';
 import { checkpointKind } from '../src/model/types.js';
 import { envWithoutLlamaLibraries, NLC_DIR } from './nlc.js';
 import { BLOCK_TYPES, blockGguf, median, readBandwidth, syntheticGguf, timeDecode, timePrefill } from './timing.js';
-import type { WeightDtype } from '../src/workers/binding.js';
+import type { KvDtype, WeightDtype } from '../src/workers/binding.js';
 
 // The file and weight dtype of a --dtypes entry.
 async function modelFor(shape: string, dtype: string): Promise<{ path: string; weights: WeightDtype; sameAsLlamacpp: boolean } | null> {
@@ -46,7 +47,10 @@ async function modelFor(shape: string, dtype: string): Promise<{ path: string; w
 
 type LlamaCppRef = Map<number, { decode: number; prefill: number }> | null;
 
-function runLlamaCpp(gguf: string, o: { threads: number; batches: number[]; promptTokens: number; decodeTokens: number }): LlamaCppRef {
+function runLlamaCpp(
+  gguf: string,
+  o: { threads: number; batches: number[]; promptTokens: number; decodeTokens: number; kvType: string },
+): LlamaCppRef {
   const install = spawnSync('bash', [join(NLC_DIR, 'install.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
   if (install.status !== 0) return null;
   // llama.cpp's best of 1 and N threads, flash attention on and off (its prebuilt binary runs
@@ -61,7 +65,7 @@ function runLlamaCpp(gguf: string, o: { threads: number; batches: number[]; prom
       '--threads',
       threads,
       '--flash-attention',
-      'on,off',
+      o.kvType === 'F16' ? 'on,off' : 'on', // llama.cpp quantizes V only with flash attention
       '--repeat',
       '2',
       '--batches',
@@ -70,6 +74,8 @@ function runLlamaCpp(gguf: string, o: { threads: number; batches: number[]; prom
       String(o.promptTokens),
       '--decode-tokens',
       String(o.decodeTokens),
+      '--kv-type',
+      o.kvType,
     ],
     { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env: envWithoutLlamaLibraries(process.env) },
   );
@@ -99,6 +105,7 @@ async function main(): Promise<void> {
       'prompt-tokens': { type: 'string', default: '128' },
       'decode-tokens': { type: 'string', default: '32' },
       reps: { type: 'string', default: '3' },
+      'kv-dtypes': { type: 'string', default: 'auto' },
       llamacpp: { type: 'boolean', default: false },
       json: { type: 'string' },
       mode: { type: 'string', default: 'raw' },
@@ -119,30 +126,44 @@ async function main(): Promise<void> {
       '\n',
   );
   const lcOpts = { threads, batches, promptTokens, decodeTokens };
+  const kvDtypes = values['kv-dtypes']!.split(',') as KvDtype[];
   for (const shape of values.shapes!.split(',')) {
     // Every dtype's engine is open at once and the reps go round them in turn, so a neighbour's load
     // on a shared machine falls on all of them alike and the ratios between them hold.
-    const runs: { dtype: string; path: string; weights: WeightDtype; e: EngineInstance; ref: LlamaCppRef; prefill: number[]; decode: number[][] }[] =
-      [];
-    let q8Ref: LlamaCppRef | undefined;
-    for (const dtype of values.dtypes!.split(',')) {
-      const m = await modelFor(shape, dtype);
-      if (!m) {
-        process.stderr.write(`${dtype}: neither llama-quantize (set WEFT_LLAMA_QUANTIZE) nor weft's quantizer writes this type; skipped\n`);
-        continue;
+    const runs: {
+      dtype: string;
+      kvDtype: KvDtype;
+      path: string;
+      weights: WeightDtype;
+      e: EngineInstance;
+      ref: LlamaCppRef;
+      prefill: number[];
+      decode: number[][];
+    }[] = [];
+    const refs = new Map<string, LlamaCppRef>(); // llama.cpp's figures per file and cache type
+    for (const dtype of values.dtypes!.split(','))
+      for (const kvDtype of kvDtypes) {
+        const m = await modelFor(shape, dtype);
+        if (!m) {
+          process.stderr.write(`${dtype}: neither llama-quantize (set WEFT_LLAMA_QUANTIZE) nor weft's quantizer writes this type; skipped\n`);
+          continue;
+        }
+        const label = kvDtype === 'auto' ? dtype : `${dtype}/kv-${kvDtype}`;
+        // f32/int8 compare with llama.cpp on the Q8_0 file, as before; a llama.cpp file type with llama.cpp on that very file
+        let ref: LlamaCppRef = null;
+        if (values.llamacpp) {
+          const file = m.sameAsLlamacpp && !dtype.includes('8_0') ? m.path : await syntheticGguf(shape, SHAPES[shape], 'q8_0');
+          const kvType = kvDtype === 'int8' ? 'Q8_0' : 'F16';
+          const key = `${file}|${kvType}`;
+          if (!refs.has(key)) refs.set(key, runLlamaCpp(file, { ...lcOpts, kvType }));
+          ref = refs.get(key)!;
+          if (!ref) process.stderr.write(`llama.cpp run failed for ${label} (see above); printing weft figures only\n`);
+        }
+        const numKvBlocks = Math.max(...batches, 4) * Math.ceil((promptTokens + decodeTokens + 1) / 16) + 8;
+        const e = await EngineInstance.open({ modelPath: m.path, dtype: m.weights, numThreads: threads, numKvBlocks, blockSize: 16, kvDtype });
+        timeDecode(e, 1, 8, 4); // warm-up
+        runs.push({ dtype: label, kvDtype, path: m.path, weights: m.weights, e, ref, prefill: [], decode: batches.map(() => []) });
       }
-      // f32/int8 compare with llama.cpp on the Q8_0 file, as before; a llama.cpp file type with llama.cpp on that very file
-      let ref: LlamaCppRef = null;
-      if (values.llamacpp) {
-        if (m.sameAsLlamacpp && !dtype.includes('8_0')) ref = runLlamaCpp(m.path, lcOpts);
-        else ref = q8Ref ??= runLlamaCpp(await syntheticGguf(shape, SHAPES[shape], 'q8_0'), lcOpts);
-        if (!ref) process.stderr.write(`llama.cpp run failed for ${dtype} (see above); printing weft figures only\n`);
-      }
-      const numKvBlocks = Math.max(...batches, 4) * Math.ceil((promptTokens + decodeTokens + 1) / 16) + 8;
-      const e = await EngineInstance.open({ modelPath: m.path, dtype: m.weights, numThreads: threads, numKvBlocks, blockSize: 16 });
-      timeDecode(e, 1, 8, 4); // warm-up
-      runs.push({ dtype, path: m.path, weights: m.weights, e, ref, prefill: [], decode: batches.map(() => []) });
-    }
     for (let r = 0; r < reps; r++)
       for (const run of runs) {
         run.prefill.push(timePrefill(run.e, promptTokens));
@@ -178,7 +199,7 @@ async function main(): Promise<void> {
         };
         rows.push(row);
         process.stdout.write(
-          `${shape.padEnd(5)} ${dtype.padEnd(10)} ${e.isa.padEnd(7)} t=${threads} batch ${String(batch).padStart(3)}: ` +
+          `${shape.padEnd(5)} ${dtype.padEnd(14)} ${e.isa.padEnd(7)} t=${threads} batch ${String(batch).padStart(3)}: ` +
             `decode ${decode.toFixed(1).padStart(8)} tok/s` +
             `  prefill ${prefill.toFixed(0).padStart(6)} tok/s` +
             (lc
@@ -197,7 +218,7 @@ async function main(): Promise<void> {
         const batch = Math.max(...batches);
         const raw = (rows.at(-1) as { decodeTokPerSec: number }).decodeTokPerSec;
         const loops = [];
-        for (let r = 0; r < reps; r++) loops.push(await timeLoop(run.path, run.weights, threads, batch, promptTokens, decodeTokens));
+        for (let r = 0; r < reps; r++) loops.push(await timeLoop(run.path, run.weights, threads, batch, promptTokens, decodeTokens, run.kvDtype));
         const l = loops.sort((a, b) => a.decodeTokPerSec - b.decodeTokPerSec)[Math.floor(loops.length / 2)];
         rows.push({
           shape,
@@ -215,7 +236,7 @@ async function main(): Promise<void> {
           nativeUs: Math.round(l.nativeUs),
         });
         process.stdout.write(
-          `${shape.padEnd(5)} ${dtype.padEnd(10)} loop    t=${threads} batch ${String(batch).padStart(3)}: ` +
+          `${shape.padEnd(5)} ${dtype.padEnd(14)} loop    t=${threads} batch ${String(batch).padStart(3)}: ` +
             `decode ${l.decodeTokPerSec.toFixed(1).padStart(8)} tok/s` +
             `  = ${((100 * l.decodeTokPerSec) / raw).toFixed(1)}% of raw; per step: overhead ${l.overheadUsPerStep.toFixed(0)} us` +
             ` (schedule ${l.scheduleUs.toFixed(0)}, pack ${l.packUs.toFixed(0)}, transfer ${l.transferUs.toFixed(0)}),` +

@@ -1,7 +1,7 @@
 // bench:engine --mode loop: the same decode workload through the scheduler, the engine loop and
 // a Piscina worker, to measure what serving costs outside the model.
 import { EngineLoop, type StepTiming } from '../src/scheduler/engine.js';
-import type { WeightDtype } from '../src/workers/binding.js';
+import type { KvDtype, WeightDtype } from '../src/workers/binding.js';
 import { EngineWorker } from '../src/workers/pool.js';
 import { median } from './timing.js';
 
@@ -22,9 +22,10 @@ export async function timeLoop(
   batch: number,
   promptTokens: number,
   decodeTokens: number,
+  kvDtype: KvDtype = 'auto',
 ): Promise<LoopResult> {
   const numKvBlocks = batch * Math.ceil((promptTokens + decodeTokens + 1) / 16) + 8;
-  const worker = await EngineWorker.start(0, { modelPath, dtype, numThreads: threads, numKvBlocks, blockSize: 16 });
+  const worker = await EngineWorker.start(0, { modelPath, dtype, numThreads: threads, numKvBlocks, blockSize: 16, kvDtype });
   const steps: (StepTiming & { at: number })[] = [];
   const loop = new EngineLoop([worker], {
     scheduler: {

@@ -47,8 +47,10 @@ const KEYS = {
       'after the weights (GPU: used only when gpuMemoryUtilization is 0, auto = 1024)',
   },
   kvDtype: {
-    kind: ['auto', 'f32', 'f16'],
-    help: 'CPU KV cache element type; auto = f32 with f32 weights, f16 with int8 or block weights (the GPU caches in its activation type)',
+    kind: ['auto', 'f32', 'f16', 'int8'],
+    help:
+      'CPU KV cache element type; auto = f32 with f32 weights, f16 with int8 or block weights; int8 = a scale per position and head, ' +
+      '0.53x the bytes of f16 (the GPU caches in its activation type)',
   },
   gpuMemoryUtilization: {
     kind: 'number',
@@ -125,7 +127,7 @@ export interface Config {
   numInstances: number;
   numThreads: number;
   kvCacheBlocks: number;
-  kvDtype: 'auto' | 'f32' | 'f16';
+  kvDtype: 'auto' | 'f32' | 'f16' | 'int8';
   gpuMemoryUtilization: number;
   cudaGraphs: boolean;
   blockSize: number;
@@ -300,7 +302,7 @@ export function loadConfig({ argv = [], env = process.env, overrides = {} }: Loa
     invalid('dtype', 'merged', `${c.dtype} weights run on the GPU backend; the CPU takes f32 or int8 (or auto)`);
   if (c.bodyTimeoutMs > 0 && c.headersTimeoutMs > c.bodyTimeoutMs)
     invalid('headersTimeoutMs', 'merged', `must not exceed bodyTimeoutMs (${c.bodyTimeoutMs}): the headers are part of the request`);
-  if (c.backend === 'gpu' && c.kvDtype === 'f32')
+  if (c.backend === 'gpu' && (c.kvDtype === 'f32' || c.kvDtype === 'int8'))
     invalid('kvDtype', 'merged', 'the GPU caches keys and values in its activation type (f16 or bf16); use auto');
   return Object.freeze(c);
 }

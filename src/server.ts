@@ -92,8 +92,10 @@ function kvCacheBlocksFor(
 ): { blocks: number; limitedByMemory: boolean; bytesPerToken: number } {
   const c = spec.config;
   // GPU caches hold f16 or bf16; the CPU engine says which of its types auto gives these weights.
-  const element = backend === 'gpu' || loadNative().cpuKvDtype(dtype, e.kvDtype) === 'f16' ? 2 : 4;
-  const bytesPerToken = c.numLayers * c.numKvHeads * c.headDim * 2 * element;
+  const kv = backend === 'gpu' ? 'f16' : loadNative().cpuKvDtype(dtype, e.kvDtype);
+  // int8: a byte a value and a float scale per position and kv head
+  const elementBytes = kv === 'int8' ? 1 + 4 / c.headDim : kv === 'f16' ? 2 : 4;
+  const bytesPerToken = c.numLayers * c.numKvHeads * c.headDim * 2 * elementBytes;
   if (backend === 'gpu') return { blocks: e.kvCacheBlocks || AUTO_KV_MIN_BLOCKS, limitedByMemory: false, bytesPerToken };
   const weightBytes = Object.values(spec.tensors).reduce((n, t) => n + t.byteLength, 0);
   const r = resolveKvCacheBlocks(e.kvCacheBlocks, {

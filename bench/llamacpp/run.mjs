@@ -45,6 +45,7 @@ const { values: opt } = parseArgs({
     ctx: { type: 'string' },
     'batch-size': { type: 'string' },
     'flash-attention': { type: 'string', default: 'auto' },
+    'kv-type': { type: 'string', default: 'F16' },
     'warmup-tokens': { type: 'string', default: '4' },
     repeat: { type: 'string', default: '1' },
     'check-golden': { type: 'boolean', default: false },
@@ -58,7 +59,7 @@ const { values: opt } = parseArgs({
 if (opt.help) {
   log('usage: node bench/llamacpp/run.mjs --model FILE.gguf [--threads 2|1,2] [--batches 1,16,64]\n' +
       '         [--decode-tokens 64] [--prompt-tokens 128] [--ctx CELLS_PER_SEQ (default P+D+1)] [--batch-size N]\n' +
-      '         [--flash-attention auto|on|off|on,off] [--repeat N] [--check-golden] [--golden-tokens 48]');
+      '         [--flash-attention auto|on|off|on,off] [--kv-type F16|Q8_0] [--repeat N] [--check-golden] [--golden-tokens 48]');
   process.exit(0);
 }
 if (!opt.model) fail('--model FILE.gguf is required');
@@ -153,6 +154,9 @@ async function makeContext(sequences, tokensPerSeq, batchSize, nThreads = thread
     contextSize: tokensPerSeq,
     batchSize,
     flashAttention: faValue(fa),
+    // the KV cache's type, keys and values alike (llama.cpp's -ctk / -ctv)
+    experimentalKvCacheKeyType: opt['kv-type'],
+    experimentalKvCacheValueType: opt['kv-type'],
     threads: { ideal: nThreads, min: nThreads },
     ignoreMemorySafetyChecks: true,
     failedCreationRemedy: false,

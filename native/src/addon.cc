@@ -167,7 +167,8 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
   static weft::KvDType kv_dtype(Napi::Env env, const std::string& kv) {
     if (kv == "f32") return weft::KvDType::f32;
     if (kv == "f16") return weft::KvDType::f16;
-    if (kv != "auto") throw_bad(env, "kvDtype must be auto, f32 or f16");
+    if (kv == "int8") return weft::KvDType::i8;
+    if (kv != "auto") throw_bad(env, "kvDtype must be auto, f32, f16 or int8");
     return weft::KvDType::automatic;
   }
 
@@ -176,7 +177,7 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
     Napi::Env env = info.Env();
     if (!info[0].IsString() || !info[1].IsString()) throw_bad(env, "cpuKvDtype(weightDtype, kvDtype) needs two strings");
     const weft::KvDType kv = weft::cpu_kv_dtype(kv_dtype(env, info[1].As<Napi::String>()), weight_dtype(env, info[0].As<Napi::String>()));
-    return Napi::String::New(env, kv == weft::KvDType::f16 ? "f16" : "f32");
+    return Napi::String::New(env, kv == weft::KvDType::i8 ? "int8" : kv == weft::KvDType::f16 ? "f16" : "f32");
   }
 
   Napi::Value LoadModel(const Napi::CallbackInfo& info) {

@@ -15,6 +15,7 @@ KvDType cpu_kv_dtype(KvDType kv, WeightDType weights) {
 Status engine_create(std::shared_ptr<const Model> model, const EngineOptions& o, std::unique_ptr<Engine>* out) {
   if (!model) return Status::Error(StatusCode::bad_input, "no model");
   if (o.backend == Backend::cpu) return cpu_engine_create(std::move(model), o, out);
+  if (o.kv_dtype == KvDType::i8) return Status::Error(StatusCode::bad_input, "an int8 KV cache is CPU-only: the GPU caches in its activation type");
 #ifdef WEFT_HAVE_CUDA
   return cuda_engine_create(std::move(model), o, out);
 #else

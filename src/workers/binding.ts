@@ -42,7 +42,9 @@ export interface NativeEngineOptions {
   cudaGraphs?: boolean;
 }
 
-export type KvDtype = 'auto' | 'f32' | 'f16';
+export type KvDtype = 'auto' | 'f32' | 'f16' | 'int8';
+// What an engine's cache holds (the GPU: its activation type).
+export type KvElement = 'f32' | 'f16' | 'bf16' | 'int8';
 
 // One batched step: T tokens of N sequences, packed (see native/include/weft_engine.h).
 // The sampling arrays (one per field of src/sampling.ts, and the seeds) are part of every step.
@@ -104,7 +106,7 @@ export interface NativeAddon {
     numKvBlocks: number;
     blockSize: number;
     isa: string;
-    kvDtype: 'f32' | 'f16' | 'bf16';
+    kvDtype: KvElement;
     tokenWeightBytes: number;
   };
   engineClose(engine: EngineHandle): void;
@@ -115,7 +117,7 @@ export interface NativeAddon {
   loadProgress(): { bytesDone: number; bytesTotal: number; active: boolean };
   mallocTrim(): boolean; // true when glibc gave memory back to the OS
   // the CPU engine's KV element type for these weights (auto resolved by the engine's own rule)
-  cpuKvDtype(weightDtype: WeightDtype, kvDtype: KvDtype): 'f32' | 'f16';
+  cpuKvDtype(weightDtype: WeightDtype, kvDtype: KvDtype): Exclude<KvElement, 'bf16'>;
 }
 
 export interface CudaDeviceInfo {

@@ -12,6 +12,7 @@ import {
   type EngineHandle,
   type IsaName,
   type KvDtype,
+  type KvElement,
   type NativeStepInput,
   type NativeStepOutput,
   type WeightDtype,
@@ -40,7 +41,7 @@ export class EngineInstance {
   readonly numKvBlocks: number;
   readonly blockSize: number;
   readonly isa: string; // the CPU ISA, or the CUDA device
-  readonly kvDtype: 'f32' | 'f16' | 'bf16';
+  readonly kvDtype: KvElement;
   readonly backend: 'cpu' | 'gpu';
   readonly weightBytes: number; // resident
   readonly tokenWeightBytes: number; // read by one decode step at batch 1 (the kernels may skip some resident bytes)

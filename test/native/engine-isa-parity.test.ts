@@ -1,4 +1,4 @@
-// Every ISA path (scalar reference, AVX2, AVX-512) and both KV cache types agree on a synthetic
+// Every ISA path (scalar reference, AVX2, AVX-512) and every KV cache type agree on a synthetic
 // model whose head_dim (32) takes the wide attention paths that stories260K (head_dim 8) cannot.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +11,7 @@ import { loadNative } from '../../src/workers/binding.js';
 import { EngineInstance } from '../../src/workers/engine-instance.js';
 import { SMALL_LLAMA } from '../fixtures/small-llama.js';
 
-t.test('scalar, AVX2 and AVX-512 agree; f16 KV stays close to f32 KV', async (t) => {
+t.test('scalar, AVX2 and AVX-512 agree; f16 and int8 KV stay close to f32 KV', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'weft-isa-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'm.gguf');
@@ -24,7 +24,7 @@ t.test('scalar, AVX2 and AVX-512 agree; f16 KV stays close to f32 KV', async (t)
   }));
   const q8Path = join(dir, 'm-q8_0.gguf');
   await synthesizeModel({ config: SMALL_LLAMA, out: q8Path, format: 'gguf', dtype: 'q8_0', seed: 11 });
-  const run = async (dtype: 'f32' | 'int8', isa: 'scalar' | 'avx2' | 'avx512', kvDtype: 'f32' | 'f16', model = path) => {
+  const run = async (dtype: 'f32' | 'int8', isa: 'scalar' | 'avx2' | 'avx512', kvDtype: 'f32' | 'f16' | 'int8', model = path) => {
     const e = await EngineInstance.open({ modelPath: model, dtype, numThreads: 1, numKvBlocks: 32, blockSize: 16, isa, kvDtype });
     const r = runOffline(e, reqs, { returnLogits: true, chunkSize: 9 });
     e.close();
@@ -43,16 +43,23 @@ t.test('scalar, AVX2 and AVX-512 agree; f16 KV stays close to f32 KV', async (t)
   };
   for (const dtype of ['f32', 'int8'] as const) {
     const ref = await run(dtype, 'scalar', 'f32');
+    // an int8 cache against its own scalar path: every ISA writes the same int8 values and scales
+    const ref8 = await run(dtype, 'scalar', 'int8');
+    const d8 = maxDiff(ref, ref8);
+    t.ok(d8 > 0 && d8 < 0.05, `${dtype} weights: int8 KV moves the logits a little from f32 KV's (${d8.toExponential(2)})`);
     for (const isa of loadNative().cpuInfo().supported) {
-      for (const kv of ['f32', 'f16'] as const) {
+      for (const kv of ['f32', 'f16', 'int8'] as const) {
         const r = await run(dtype, isa, kv);
-        const d = maxDiff(ref, r);
+        const d = maxDiff(kv === 'int8' ? ref8 : ref, r);
         // f32 KV: only summation order differs. f16 KV: K/V rounded to 11 bits (~5e-4 relative);
-        // with int8 weights that perturbation can flip an activation's int8 rounding by one
-        // step (1/127 of the row's absmax), so the bound is looser there (logits here are |x| < 3).
+        // int8 KV: attention sums in another order, and a later layer's K or V may round a value
+        // a step the other way. With int8 weights such a perturbation can flip an activation's
+        // int8 rounding by one step (1/127 of the row's absmax), so the bound is looser there
+        // (logits here are |x| < 3).
         const tol = kv === 'f32' ? 2e-4 : dtype === 'f32' ? 2e-3 : 5e-2;
         t.ok(d < tol, `${dtype} weights, ${isa}, ${kv} KV: max |logit diff| vs scalar ${d.toExponential(2)} < ${tol}`);
-        if (kv === 'f32') r.forEach((x, i) => t.same(x.outputIds, ref[i].outputIds, `${dtype} ${isa} request ${i} tokens`));
+        if (kv === 'f32' || (kv === 'int8' && dtype === 'f32'))
+          r.forEach((x, i) => t.same(x.outputIds, (kv === 'int8' ? ref8 : ref)[i].outputIds, `${dtype} ${isa} ${kv} KV request ${i} tokens`));
       }
     }
   }

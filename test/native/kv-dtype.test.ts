@@ -13,12 +13,13 @@ t.test('auto: f32 with f32 weights, f16 with int8 or block weights; an explicit 
   t.equal(native.cpuKvDtype('quant', 'auto'), 'f16');
   t.equal(native.cpuKvDtype('int8', 'f32'), 'f32');
   t.equal(native.cpuKvDtype('f32', 'f16'), 'f16');
+  t.equal(native.cpuKvDtype('quant', 'int8'), 'int8');
   t.throws(() => native.cpuKvDtype('f32', 'f8' as never), { code: 'WEFT_ERR_ENGINE_BAD_INPUT' });
   t.throws(() => native.cpuKvDtype('q4' as never, 'auto'), { code: 'WEFT_ERR_ENGINE_BAD_INPUT' });
 });
 
 for (const dtype of ['f32', 'int8'] as const)
-  for (const kvDtype of ['auto', 'f32', 'f16'] as const)
+  for (const kvDtype of ['auto', 'f32', 'f16', 'int8'] as const)
     t.test(`an engine with ${dtype} weights and kvDtype ${kvDtype} reports the rule's type`, async (t) => {
       const e = await EngineInstance.open({ modelPath: MODEL_DIR, dtype, numThreads: 1, numKvBlocks: 4, blockSize: 16, kvDtype });
       t.equal(e.kvDtype, loadNative().cpuKvDtype(dtype, kvDtype));

@@ -52,6 +52,8 @@ t.test('invalid values name the key', async (t) => {
     [{}, ['--backend', 'gpu', '--dtype', 'f32'], /dtype.*f32 weights run on the CPU/],
     [{}, ['--backend', 'cpu', '--dtype', 'bf16'], /dtype.*bf16 weights run on the GPU/],
     [{}, ['--backend', 'gpu', '--kv-dtype', 'f32'], /kvDtype/],
+    [{}, ['--backend', 'gpu', '--kv-dtype', 'int8'], /kvDtype/],
+    [{}, ['--kv-dtype', 'q4'], /kvDtype.*auto \| f32 \| f16 \| int8/],
     [{}, ['--gpu-memory-utilization', '1.5'], /gpuMemoryUtilization.*\[0, 0.99\]/],
     [{}, ['--gpu-memory-utilization', 'lots'], /gpuMemoryUtilization.*number/],
     [{}, ['--cuda-graphs', 'maybe'], /cudaGraphs.*true or false/],
@@ -240,4 +242,19 @@ t.test('the KV cache by default: auto, said at startup, the floor for a short-co
   t.teardown(() => engine.close());
   t.match(infos.join('\n'), /KV cache: 1024 blocks of 16 per instance, \d+ MiB at most, taken from the OS as used \(auto\)/);
   t.equal(engine.workers[0].info.numKvBlocks, 1024, 'the engine has them');
+});
+
+t.test('--kv-dtype int8: the engine caches int8, and the cache is sized by its bytes (a value and a scale per position and head)', async (t) => {
+  const mib = async (kvDtype: 'auto' | 'int8') => {
+    const infos: string[] = [];
+    const log = { info: (m: string) => infos.push(m), debug() {}, error() {}, fatal() {}, trace() {}, warn() {}, child: () => log, level: 'info' };
+    const engine = await startEngine(testConfig({ kvCacheBlocks: 0, kvDtype }), new Metrics({ defaultMetrics: false }), log as never);
+    t.teardown(() => engine.close());
+    t.equal(engine.workers[0].info.kvDtype, kvDtype === 'int8' ? 'int8' : 'f32');
+    return Number(/KV cache: 1024 blocks of 16 per instance, (\d+) MiB/.exec(infos.join('\n'))![1]);
+  };
+  const f32 = await mib('auto');
+  const i8 = await mib('int8');
+  // stories260K: head_dim 8, so an int8 value with its share of the scale is 1.5 bytes against 4
+  t.ok(Math.abs(i8 - (f32 * 1.5) / 4) <= 1, `int8 ${i8} MiB against f32 ${f32} MiB`);
 });

@@ -1,16 +1,35 @@
 #include "cpu/attention.h"
 #include "half.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 namespace weft {
 
+namespace {
+// n values as int8 with one scale: absmax / 127, rounded to nearest (ties to even); an all-zero
+// row gets scale 0. Returns the scale.
+float quantize_row_i8(const float* x, int n, int8_t* q, size_t stride) {
+  float amax = 0;
+  for (int i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+  for (int i = 0; i < n; ++i) q[i * stride] = int8_t(std::clamp(std::nearbyint(x[i] * inv), -127.0f, 127.0f));
+  return amax / 127.0f;
+}
+}  // namespace
+
 void kv_write_ref(const PagedKv& kv, int slot, const float* k, const float* v) {
   const int hd = kv.head_dim;
   for (int g = 0; g < kv.num_kv_heads; ++g) {
     const size_t o = kv_offset(kv, slot, g);
+    if (kv.i8) {
+      const size_t k_step = kv.k_by_dim ? kv.block_size : 1;
+      kv.k_scale[kv_scale_index(kv, slot, g)] = quantize_row_i8(k + g * hd, hd, static_cast<int8_t*>(kv.k) + kv_k_index(kv, slot, g, 0), k_step);
+      kv.v_scale[kv_scale_index(kv, slot, g)] = quantize_row_i8(v + g * hd, hd, static_cast<int8_t*>(kv.v) + o, 1);
+      continue;
+    }
     for (int i = 0; i < hd; ++i) {
       const size_t ki = kv_k_index(kv, slot, g, i);
       if (kv.f16) static_cast<uint16_t*>(kv.k)[ki] = f32_to_f16(k[g * hd + i]), static_cast<uint16_t*>(kv.v)[o + i] = f32_to_f16(v[g * hd + i]);
@@ -20,7 +39,9 @@ void kv_write_ref(const PagedKv& kv, int slot, const float* k, const float* v) {
 }
 
 namespace {
-inline float kv_at(const PagedKv& kv, const void* base, size_t index) {
+// Element `index` of a cache part (k or v) as a float; `scale` is its (slot, head)'s int8 scale.
+inline float kv_at(const PagedKv& kv, const void* base, size_t index, float scale) {
+  if (kv.i8) return static_cast<const int8_t*>(base)[index] * scale;
   return kv.f16 ? f16_to_f32(static_cast<const uint16_t*>(base)[index]) : static_cast<const float*>(base)[index];
 }
 }  // namespace
@@ -33,8 +54,9 @@ void attention_token_group_ref(const PagedKv& kv, const int32_t* block_table, in
     float max_score = -INFINITY;
     for (int p = 0; p < ctx_len; ++p) {
       const int slot = block_table[p / kv.block_size] * kv.block_size + p % kv.block_size;
+      const float ks = kv.i8 ? kv.k_scale[kv_scale_index(kv, slot, kv_head)] : 1.0f;
       float dot = 0;
-      for (int i = 0; i < hd; ++i) dot += qh[i] * kv_at(kv, kv.k, kv_k_index(kv, slot, kv_head, i));
+      for (int i = 0; i < hd; ++i) dot += qh[i] * kv_at(kv, kv.k, kv_k_index(kv, slot, kv_head, i), ks);
       scores[p] = dot * scale;
       if (scores[p] > max_score) max_score = scores[p];
     }
@@ -44,9 +66,11 @@ void attention_token_group_ref(const PagedKv& kv, const int32_t* block_table, in
     float* oh = out + h * hd;
     for (int i = 0; i < hd; ++i) oh[i] = 0;
     for (int p = 0; p < ctx_len; ++p) {
-      const size_t base = kv_pos_offset(kv, block_table, p, kv_head);
+      const int slot = block_table[p / kv.block_size] * kv.block_size + p % kv.block_size;
+      const size_t base = kv_offset(kv, slot, kv_head);
+      const float vs = kv.i8 ? kv.v_scale[kv_scale_index(kv, slot, kv_head)] : 1.0f;
       const float w = scores[p] * inv;
-      for (int i = 0; i < hd; ++i) oh[i] += w * kv_at(kv, kv.v, base + i);
+      for (int i = 0; i < hd; ++i) oh[i] += w * kv_at(kv, kv.v, base + i, vs);
     }
   }
 }

@@ -1,5 +1,6 @@
 // Causal attention of a packed batch over the paged KV cache (prefill chunks and decode tokens).
-// The cache holds fp32 or fp16 values (fp16 halves the memory each decode step streams).
+// The cache holds fp32, fp16 or int8 values (fp16 halves the memory each decode step streams,
+// int8 with a scale per position and head nearly halves it again).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -17,6 +18,12 @@ struct PagedKv {
   bool f16 = false;
   int block_size = 16, num_kv_heads = 0, head_dim = 0;
   bool k_by_dim = false;
+  // int8 cache (the CPU engine's --kv-dtype int8; f16 false): k and v hold int8 values, each
+  // (slot, kv head) with its own float scale in k_scale / v_scale at kv_scale_index, value =
+  // int8 * scale (absmax / 127 of the head's head_dim values, as kv_write_ref rounds them).
+  bool i8 = false;
+  float* k_scale = nullptr;
+  float* v_scale = nullptr;
 };
 
 // Element offset of (slot, kv head) in a layer's cache; slot = block * block_size + offset.
@@ -34,6 +41,12 @@ inline size_t kv_k_index(const PagedKv& kv, int slot, int kv_head, int d) {
   if (!kv.k_by_dim) return kv_offset(kv, slot, kv_head) + d;
   const int b = slot / kv.block_size, s = slot % kv.block_size;
   return ((size_t(b) * kv.num_kv_heads + kv_head) * kv.head_dim + d) * kv.block_size + s;
+}
+
+// Index of (slot, kv head)'s scale in k_scale / v_scale of an int8 cache: [block][kv head][offset].
+inline size_t kv_scale_index(const PagedKv& kv, int slot, int kv_head) {
+  const int b = slot / kv.block_size, s = slot % kv.block_size;
+  return (size_t(b) * kv.num_kv_heads + kv_head) * kv.block_size + s;
 }
 
 // Writes one token's k and v ([num_kv_heads * head_dim] each) into its slot (scalar reference).

@@ -54,10 +54,15 @@ class CpuEngine final : public Engine {
  public:
   CpuEngine(std::shared_ptr<const Model> model, const EngineOptions& o, Isa isa)
       : model_(std::move(model)), cfg_(model_->config), opts_(o), isa_(isa), pool_(o.num_threads) {
-    kv_f16_ = cpu_kv_dtype(o.kv_dtype, model_->weight_dtype) == KvDType::f16;
+    kv_ = cpu_kv_dtype(o.kv_dtype, model_->weight_dtype);
     const size_t bytes = block_bytes() * o.num_kv_blocks * cfg_.num_layers;
     k_cache_.allocate(bytes);
     v_cache_.allocate(bytes);
+    if (kv_ == KvDType::i8) {
+      const size_t scale_bytes = block_scale_bytes() * o.num_kv_blocks * cfg_.num_layers;
+      k_scales_.allocate(scale_bytes);
+      v_scales_.allocate(scale_bytes);
+    }
     inv_freq_.resize(cfg_.head_dim / 2);
     rope_inv_freq(cfg_, inv_freq_.data());
     const int group = cfg_.num_heads / cfg_.num_kv_heads;
@@ -76,7 +81,7 @@ class CpuEngine final : public Engine {
     return weft::isa_name(isa_);
   }
   const char* kv_dtype_name() const override {
-    return kv_f16_ ? "f16" : "f32";
+    return kv_ == KvDType::i8 ? "int8" : kv_ == KvDType::f16 ? "f16" : "f32";
   }
   uint64_t token_weight_bytes() const override {
     uint64_t b = token_bytes(model_->lm_head);
@@ -105,17 +110,28 @@ class CpuEngine final : public Engine {
 
  private:
   size_t block_bytes() const {
-    return size_t(opts_.block_size) * cfg_.num_kv_heads * cfg_.head_dim * (kv_f16_ ? 2 : 4);
+    return size_t(opts_.block_size) * cfg_.num_kv_heads * cfg_.head_dim * (kv_ == KvDType::i8 ? 1 : kv_ == KvDType::f16 ? 2 : 4);
+  }
+  // An int8 cache's scales of one block (K or V): a float per slot and kv head.
+  size_t block_scale_bytes() const {
+    return kv_ == KvDType::i8 ? size_t(opts_.block_size) * cfg_.num_kv_heads * sizeof(float) : 0;
   }
   PagedKv layer_kv(int l) {
     const size_t per_layer = block_bytes() * opts_.num_kv_blocks;
-    return PagedKv{k_cache_.data() + l * per_layer,
-                   v_cache_.data() + l * per_layer,
-                   kv_f16_,
-                   opts_.block_size,
-                   cfg_.num_kv_heads,
-                   cfg_.head_dim,
-                   /*k_by_dim=*/true};
+    PagedKv kv{k_cache_.data() + l * per_layer,
+               v_cache_.data() + l * per_layer,
+               kv_ == KvDType::f16,
+               opts_.block_size,
+               cfg_.num_kv_heads,
+               cfg_.head_dim,
+               /*k_by_dim=*/true};
+    if (kv_ == KvDType::i8) {
+      const size_t scales_per_layer = block_scale_bytes() * opts_.num_kv_blocks;
+      kv.i8 = true;
+      kv.k_scale = reinterpret_cast<float*>(k_scales_.data() + l * scales_per_layer);
+      kv.v_scale = reinterpret_cast<float*>(v_scales_.data() + l * scales_per_layer);
+    }
+    return kv;
   }
 
   void housekeeping(const StepInput& in) {
@@ -126,6 +142,11 @@ class CpuEngine final : public Engine {
         const size_t n = block_bytes(), src = in.block_copies[2 * c] * n, dst = in.block_copies[2 * c + 1] * n;
         std::memcpy(static_cast<uint8_t*>(kv.k) + dst, static_cast<uint8_t*>(kv.k) + src, n);
         std::memcpy(static_cast<uint8_t*>(kv.v) + dst, static_cast<uint8_t*>(kv.v) + src, n);
+        if (kv.i8) {
+          const size_t ns = block_scale_bytes(), s_src = in.block_copies[2 * c] * ns, s_dst = in.block_copies[2 * c + 1] * ns;
+          std::memcpy(reinterpret_cast<uint8_t*>(kv.k_scale) + s_dst, reinterpret_cast<uint8_t*>(kv.k_scale) + s_src, ns);
+          std::memcpy(reinterpret_cast<uint8_t*>(kv.v_scale) + s_dst, reinterpret_cast<uint8_t*>(kv.v_scale) + s_src, ns);
+        }
       }
   }
 
@@ -341,8 +362,9 @@ class CpuEngine final : public Engine {
   EngineOptions opts_;
   Isa isa_;
   ThreadPool pool_;
-  bool kv_f16_ = false;
+  KvDType kv_ = KvDType::f32;  // never automatic (cpu_kv_dtype)
   KvBuffer k_cache_, v_cache_;
+  KvBuffer k_scales_, v_scales_;  // int8 cache only: [layer][block][kv head][slot] floats
   std::vector<float> inv_freq_, rope_cs_;  // rope_cs_: each token's cos and sin, [T][head_dim]
   std::vector<float> x_, h_, qkv_, attn_, gu_, act_, tmp_, logits_;
   std::vector<int> rows_;

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/attention.h"
@@ -25,8 +26,21 @@ struct V {
   static T loadk(const uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
+  static T loadk(const int8_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
   static void store_f16(uint16_t* p, T v) {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  // int8 of each lane rounded to nearest (ties to even), clamped to [-127, 127]
+  static void store_i8(int8_t* p, T v) {
+    __m256i i = _mm256_cvtps_epi32(v);
+    i = _mm256_min_epi32(_mm256_max_epi32(i, _mm256_set1_epi32(-127)), _mm256_set1_epi32(127));
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packs_epi16(w, w));
+  }
+  static T abs(T a) {
+    return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a);
   }
   static T set1(float f) {
     return _mm256_set1_ps(f);

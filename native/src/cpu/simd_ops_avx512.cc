@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/attention.h"
@@ -27,8 +28,20 @@ struct V {
   static T loadk(const uint16_t* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
+  static T loadk(const int8_t* p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
   static void store_f16(uint16_t* p, T v) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  // int8 of each lane rounded to nearest (ties to even), clamped to [-127, 127]
+  static void store_i8(int8_t* p, T v) {
+    __m512i i = _mm512_cvtps_epi32(v);
+    i = _mm512_min_epi32(_mm512_max_epi32(i, _mm512_set1_epi32(-127)), _mm512_set1_epi32(127));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(i));
+  }
+  static T abs(T a) {
+    return _mm512_abs_ps(a);
   }
   static T set1(float f) {
     return _mm512_set1_ps(f);
