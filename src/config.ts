@@ -49,8 +49,8 @@ const KEYS = {
   kvDtype: {
     kind: ['auto', 'f32', 'f16', 'int8'],
     help:
-      'CPU KV cache element type; auto = f32 with f32 weights, f16 with int8 or block weights; int8 = a scale per position and head, ' +
-      '0.53x the bytes of f16 (the GPU caches in its activation type)',
+      'CPU KV cache element type; auto = f32 with f32 weights, f16 with int8 or block weights; int8 = a scale per 32 K values and ' +
+      'per head of V values, 0.55x the bytes of f16 (the GPU caches in its activation type)',
   },
   gpuMemoryUtilization: {
     kind: 'number',

@@ -93,9 +93,11 @@ function kvCacheBlocksFor(
   const c = spec.config;
   // GPU caches hold f16 or bf16; the CPU engine says which of its types auto gives these weights.
   const kv = backend === 'gpu' ? 'f16' : loadNative().cpuKvDtype(dtype, e.kvDtype);
-  // int8: a byte a value and a float scale per position and kv head
-  const elementBytes = kv === 'int8' ? 1 + 4 / c.headDim : kv === 'f16' ? 2 : 4;
-  const bytesPerToken = c.numLayers * c.numKvHeads * c.headDim * 2 * elementBytes;
+  // int8: a byte a value, and a float scale per 32 K values (the head when head_dim is no multiple
+  // of 32; kv_k_group in native/src/cpu/attention.h) and per head of V values
+  const kGroup = c.headDim % 32 === 0 ? 32 : c.headDim;
+  const bytesPerValue = (k: boolean) => (kv === 'int8' ? 1 + 4 / (k ? kGroup : c.headDim) : kv === 'f16' ? 2 : 4);
+  const bytesPerToken = c.numLayers * c.numKvHeads * c.headDim * (bytesPerValue(true) + bytesPerValue(false));
   if (backend === 'gpu') return { blocks: e.kvCacheBlocks || AUTO_KV_MIN_BLOCKS, limitedByMemory: false, bytesPerToken };
   const weightBytes = Object.values(spec.tensors).reduce((n, t) => n + t.byteLength, 0);
   const r = resolveKvCacheBlocks(e.kvCacheBlocks, {

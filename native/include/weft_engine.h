@@ -84,7 +84,8 @@ const ModelConfig& model_config(const Model& m);
 uint64_t model_weight_bytes(const Model& m);  // bytes one decode step reads from weights
 
 // KV cache element type; automatic = f32 for f32 weights (the reference path), f16 otherwise.
-// i8 (CPU only): int8 values with a float scale per position and kv head, ~0.53x f16's bytes.
+// i8 (CPU only): int8 values, a float scale per 32 K values and per head of V values (attention.h),
+// ~0.55x f16's bytes.
 enum class KvDType { automatic = 0, f32 = 1, f16 = 2, i8 = 3 };
 
 // The CPU engine's KV element type for `kv` with `weights` (never automatic): the one place the

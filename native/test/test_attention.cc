@@ -6,8 +6,8 @@
 //    shuffled order. Every cache slot outside the contexts holds NaN, so a kernel that reads a
 //    position it may not see (past the context, or later than its query) fails the check (int8:
 //    every scale NaN, every value -128, which the quantizer never writes).
-//  - The int8 cache's rounding: one scale per (position, head) = absmax / 127, values within half
-//    a step of the input, the absmax value at +-127.
+//  - The int8 cache's rounding: scales absmax / 127 (V one per position and head, K one per 32
+//    values), values within half a step of the input, the absmax value at +-127.
 // `test_attention --bench [prefill|decode]` times the AVX-512 (else AVX2) kernel on a prefill and a decode shape.
 #include <algorithm>
 #include <chrono>
@@ -68,11 +68,11 @@ struct Cache {
   std::vector<int32_t> table;
 };
 
-// Points kv at c's buffers (n values each; int8 scales: one per n / hd), every slot poisoned.
+// Points kv at c's buffers (n values each; int8 scales: K one per kv_k_group values, V per hd), every slot poisoned.
 void poison(Cache& c, Elem e, size_t n, int hd) {
   if (e == Elem::f16) c.k16.assign(n, 0x7e00), c.v16.assign(n, 0x7e00);  // f16 NaN
   if (e == Elem::f32) c.k32.assign(n, NAN), c.v32.assign(n, NAN);
-  if (e == Elem::i8) c.k8.assign(n, -128), c.v8.assign(n, -128), c.ks.assign(n / hd, NAN), c.vs.assign(n / hd, NAN);
+  if (e == Elem::i8) c.k8.assign(n, -128), c.v8.assign(n, -128), c.ks.assign(n / kv_k_group(hd), NAN), c.vs.assign(n / hd, NAN);
   c.kv.k = e == Elem::f16 ? static_cast<void*>(c.k16.data()) : e == Elem::i8 ? static_cast<void*>(c.k8.data()) : c.k32.data();
   c.kv.v = e == Elem::f16 ? static_cast<void*>(c.v16.data()) : e == Elem::i8 ? static_cast<void*>(c.v8.data()) : c.v32.data();
   c.kv.f16 = e == Elem::f16, c.kv.i8 = e == Elem::i8, c.kv.k_scale = c.ks.data(), c.kv.v_scale = c.vs.data();
@@ -119,22 +119,26 @@ void test_kv_write(const std::vector<Isa>& isas) {
         kv_write_ref(ref.kv, slot, k.data(), v.data());
         const std::string where = std::string(elem_name(e)) + " hd=" + std::to_string(hd) + (by_dim ? " K by dim" : " K by position");
         if (e == Elem::i8) {
-          // the rounding rule, value by value, for both parts
+          // the rounding rule, value by value: V one scale per head, K one per kv_k_group values
           bool ok = true;
           for (int g = 0; g < kvh; ++g)
             for (int part = 0; part < 2; ++part) {
-              const float* x = (part ? v.data() : k.data()) + g * hd;
-              const float sc = (part ? ref.vs : ref.ks)[kv_scale_index(ref.kv, slot, g)];
-              float amax = 0;
-              for (int i = 0; i < hd; ++i) amax = std::max(amax, std::fabs(x[i]));
-              ok = ok && sc == amax / 127.0f;
-              for (int i = 0; i < hd; ++i) {
-                const int8_t q = part ? ref.v8[kv_offset(ref.kv, slot, g) + i] : ref.k8[kv_k_index(ref.kv, slot, g, i)];
-                ok = ok && q >= -127 && q <= 127 && std::fabs(q * sc - x[i]) <= 0.5f * sc * (1 + 1e-5f);
-                if (std::fabs(x[i]) == amax && amax > 0) ok = ok && std::abs(q) == 127;
+              const int group = part ? hd : kv_k_group(hd);
+              for (int d0 = 0; d0 < hd; d0 += group) {
+                const float* x = (part ? v.data() : k.data()) + g * hd + d0;
+                const float sc = part ? ref.vs[kv_v_scale_index(ref.kv, slot, g)] : ref.ks[kv_k_scale_index(ref.kv, slot, g, d0 / group)];
+                float amax = 0;
+                for (int i = 0; i < group; ++i) amax = std::max(amax, std::fabs(x[i]));
+                ok = ok && sc == amax / 127.0f;
+                for (int i = 0; i < group; ++i) {
+                  const int8_t q = part ? ref.v8[kv_offset(ref.kv, slot, g) + d0 + i] : ref.k8[kv_k_index(ref.kv, slot, g, d0 + i)];
+                  ok = ok && q >= -127 && q <= 127 && std::fabs(q * sc - x[i]) <= 0.5f * sc * (1 + 1e-5f);
+                  if (std::fabs(x[i]) == amax && amax > 0) ok = ok && std::abs(q) == 127;
+                }
               }
             }
-          check(ok, "kv_write_ref " + where + ": scale absmax / 127 per position and head, values within half a step");
+          check(ok, "kv_write_ref " + where + ": scales absmax / 127 (V per head, K per " + std::to_string(kv_k_group(hd)) +
+                        " values), values within half a step");
         }
         for (Isa isa : isas) {
           Cache got;

@@ -1,12 +1,18 @@
 // The CPU engine's int8 KV cache (--kv-dtype int8): it stays close to the f32 cache on a trained
 // model, and a copy-on-write block copy carries the scales with the values (a fork must continue
-// exactly like its parent). Every ISA against the scalar path: engine-isa-parity.test.ts.
+// exactly like its parent). Every ISA against the scalar path: engine-isa-parity.test.ts; the
+// kernels and the rounding rule: native/test/test_attention.cc.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
 
+import { synthesizeModel } from '../../src/model/synth.js';
 import { runOffline, type OfflineRequest, type OfflineResult } from '../../src/offline.js';
 import { EngineInstance } from '../../src/workers/engine-instance.js';
 import { GREEDY, packStep } from '../../src/workers/step-pack.js';
 import { MODEL_DIR } from '../fixtures/paths.js';
+import { SMALL_LLAMA } from '../fixtures/small-llama.js';
 
 async function run(model: string, kvDtype: 'f32' | 'f16' | 'int8', reqs: OfflineRequest[]): Promise<OfflineResult[]> {
   const e = await EngineInstance.open({ modelPath: model, dtype: 'f32', numThreads: 1, numKvBlocks: 64, blockSize: 16, kvDtype });
@@ -61,28 +67,40 @@ t.test('int8 KV on a trained model (stories260K): greedy and logits close to the
   t.ok(d8 > d16 && d8 < 0.15, `teacher-forced log-probs: RMS difference ${d8.toFixed(4)} < 0.15`);
 });
 
-t.test('int8 KV: a block copy carries the scales, so a fork continues exactly like the original', async (t) => {
-  const e = await EngineInstance.open({ modelPath: MODEL_DIR, dtype: 'f32', numThreads: 1, numKvBlocks: 8, blockSize: 16, kvDtype: 'int8' });
-  const prompt = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267]; // 2 blocks
-  const a = e.step(packStep([{ seqId: 1, tokens: prompt, startPos: 0, promptLen: 20, blockTable: [0, 1], doSample: true, sampling: GREEDY }], 16));
-  let next = [a.sampled[0], a.sampled[0]];
-  // seq 2 shares block 0 and gets a copy of the partly filled block 1; both go on for 14 tokens,
-  // past the copied block's end
-  for (let pos = 20; pos < 34; pos++) {
-    const out = e.step(
-      packStep(
-        [
-          { seqId: 1, tokens: [next[0]], startPos: pos, promptLen: 20, blockTable: [0, 1, 3], doSample: true, sampling: GREEDY },
-          { seqId: 2, tokens: [next[1]], startPos: pos, promptLen: 20, blockTable: [0, 2, 4], doSample: true, sampling: GREEDY },
-        ],
-        16,
-        pos === 20 ? { blockCopies: [1, 2], forks: [1, 2], returnLogits: true } : { returnLogits: true },
-      ),
-    );
-    const V = out.logits!.length / 2;
-    const same = out.logits!.subarray(0, V).every((v, j) => v === out.logits![V + j]);
-    t.ok(same, `position ${pos}: the fork's logits equal the original's bit for bit`);
-    next = [out.sampled[0], out.sampled[1]];
-  }
-  e.close();
-});
+// head_dim 8 (stories260K: K one scale per head) and 64 (two 32-value K groups, so K's scales
+// take twice V's room)
+const HEAD_DIM_64 = { ...SMALL_LLAMA, num_attention_heads: 2, num_key_value_heads: 1 };
+for (const headDim of [8, 64])
+  t.test(`int8 KV, head_dim ${headDim}: a block copy carries the scales, so a fork continues exactly like the original`, async (t) => {
+    let model = MODEL_DIR;
+    if (headDim === 64) {
+      const dir = mkdtempSync(join(tmpdir(), 'weft-kv8-'));
+      t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+      model = join(dir, 'm.gguf');
+      await synthesizeModel({ config: HEAD_DIM_64, out: model, format: 'gguf', dtype: 'f32', seed: 3 });
+    }
+    const e = await EngineInstance.open({ modelPath: model, dtype: 'f32', numThreads: 1, numKvBlocks: 8, blockSize: 16, kvDtype: 'int8' });
+    t.equal(e.spec.config.headDim, headDim);
+    const prompt = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267]; // 2 blocks
+    const a = e.step(packStep([{ seqId: 1, tokens: prompt, startPos: 0, promptLen: 20, blockTable: [0, 1], doSample: true, sampling: GREEDY }], 16));
+    let next = [a.sampled[0], a.sampled[0]];
+    // seq 2 shares block 0 and gets a copy of the partly filled block 1; both go on for 14 tokens,
+    // past the copied block's end
+    for (let pos = 20; pos < 34; pos++) {
+      const out = e.step(
+        packStep(
+          [
+            { seqId: 1, tokens: [next[0]], startPos: pos, promptLen: 20, blockTable: [0, 1, 3], doSample: true, sampling: GREEDY },
+            { seqId: 2, tokens: [next[1]], startPos: pos, promptLen: 20, blockTable: [0, 2, 4], doSample: true, sampling: GREEDY },
+          ],
+          16,
+          pos === 20 ? { blockCopies: [1, 2], forks: [1, 2], returnLogits: true } : { returnLogits: true },
+        ),
+      );
+      const V = out.logits!.length / 2;
+      const same = out.logits!.subarray(0, V).every((v, j) => v === out.logits![V + j]);
+      t.ok(same, `position ${pos}: the fork's logits equal the original's bit for bit`);
+      next = [out.sampled[0], out.sampled[1]];
+    }
+    e.close();
+  });

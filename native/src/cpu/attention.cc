@@ -26,8 +26,11 @@ void kv_write_ref(const PagedKv& kv, int slot, const float* k, const float* v) {
     const size_t o = kv_offset(kv, slot, g);
     if (kv.i8) {
       const size_t k_step = kv.k_by_dim ? kv.block_size : 1;
-      kv.k_scale[kv_scale_index(kv, slot, g)] = quantize_row_i8(k + g * hd, hd, static_cast<int8_t*>(kv.k) + kv_k_index(kv, slot, g, 0), k_step);
-      kv.v_scale[kv_scale_index(kv, slot, g)] = quantize_row_i8(v + g * hd, hd, static_cast<int8_t*>(kv.v) + o, 1);
+      const int kg = kv_k_group(hd);
+      for (int d0 = 0; d0 < hd; d0 += kg)
+        kv.k_scale[kv_k_scale_index(kv, slot, g, d0 / kg)] =
+            quantize_row_i8(k + g * hd + d0, kg, static_cast<int8_t*>(kv.k) + kv_k_index(kv, slot, g, d0), k_step);
+      kv.v_scale[kv_v_scale_index(kv, slot, g)] = quantize_row_i8(v + g * hd, hd, static_cast<int8_t*>(kv.v) + o, 1);
       continue;
     }
     for (int i = 0; i < hd; ++i) {
@@ -54,9 +57,11 @@ void attention_token_group_ref(const PagedKv& kv, const int32_t* block_table, in
     float max_score = -INFINITY;
     for (int p = 0; p < ctx_len; ++p) {
       const int slot = block_table[p / kv.block_size] * kv.block_size + p % kv.block_size;
-      const float ks = kv.i8 ? kv.k_scale[kv_scale_index(kv, slot, kv_head)] : 1.0f;
       float dot = 0;
-      for (int i = 0; i < hd; ++i) dot += qh[i] * kv_at(kv, kv.k, kv_k_index(kv, slot, kv_head, i), ks);
+      for (int i = 0; i < hd; ++i) {
+        const float ks = kv.i8 ? kv.k_scale[kv_k_scale_index(kv, slot, kv_head, i / kv_k_group(hd))] : 1.0f;
+        dot += qh[i] * kv_at(kv, kv.k, kv_k_index(kv, slot, kv_head, i), ks);
+      }
       scores[p] = dot * scale;
       if (scores[p] > max_score) max_score = scores[p];
     }
@@ -68,7 +73,7 @@ void attention_token_group_ref(const PagedKv& kv, const int32_t* block_table, in
     for (int p = 0; p < ctx_len; ++p) {
       const int slot = block_table[p / kv.block_size] * kv.block_size + p % kv.block_size;
       const size_t base = kv_offset(kv, slot, kv_head);
-      const float vs = kv.i8 ? kv.v_scale[kv_scale_index(kv, slot, kv_head)] : 1.0f;
+      const float vs = kv.i8 ? kv.v_scale[kv_v_scale_index(kv, slot, kv_head)] : 1.0f;
       const float w = scores[p] * inv;
       for (int i = 0; i < hd; ++i) oh[i] += w * kv_at(kv, kv.v, base + i, vs);
     }

@@ -1,6 +1,6 @@
 // Causal attention of a packed batch over the paged KV cache (prefill chunks and decode tokens).
 // The cache holds fp32, fp16 or int8 values (fp16 halves the memory each decode step streams,
-// int8 with a scale per position and head nearly halves it again).
+// int8 with its scales nearly halves it again).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -18,9 +18,11 @@ struct PagedKv {
   bool f16 = false;
   int block_size = 16, num_kv_heads = 0, head_dim = 0;
   bool k_by_dim = false;
-  // int8 cache (the CPU engine's --kv-dtype int8; f16 false): k and v hold int8 values, each
-  // (slot, kv head) with its own float scale in k_scale / v_scale at kv_scale_index, value =
-  // int8 * scale (absmax / 127 of the head's head_dim values, as kv_write_ref rounds them).
+  // int8 cache (the CPU engine's --kv-dtype int8; f16 false): k and v hold int8 values, value =
+  // int8 * scale, each scale absmax / 127 of the values it covers (as kv_write_ref rounds them).
+  // K: a scale per kv_k_group(head_dim) values of a (slot, kv head), at kv_k_scale_index. V: one
+  // per (slot, kv head), at kv_v_scale_index. K takes the finer scales because its error is the
+  // one that shows: a few large dimensions would set the scale of a whole head's values.
   bool i8 = false;
   float* k_scale = nullptr;
   float* v_scale = nullptr;
@@ -43,8 +45,19 @@ inline size_t kv_k_index(const PagedKv& kv, int slot, int kv_head, int d) {
   return ((size_t(b) * kv.num_kv_heads + kv_head) * kv.head_dim + d) * kv.block_size + s;
 }
 
-// Index of (slot, kv head)'s scale in k_scale / v_scale of an int8 cache: [block][kv head][offset].
-inline size_t kv_scale_index(const PagedKv& kv, int slot, int kv_head) {
+// K values per scale of an int8 cache: 32, as llama.cpp's q8_0 cache, or the whole head when
+// head_dim is not a multiple of 32.
+inline int kv_k_group(int head_dim) {
+  return head_dim % 32 == 0 ? 32 : head_dim;
+}
+// Index of the scale of group g of K at (slot, kv head) in k_scale: [block][kv head][group][offset],
+// so one group's scales of a block's positions are contiguous (a vector of scores takes them).
+inline size_t kv_k_scale_index(const PagedKv& kv, int slot, int kv_head, int g) {
+  const int b = slot / kv.block_size, s = slot % kv.block_size, groups = kv.head_dim / kv_k_group(kv.head_dim);
+  return ((size_t(b) * kv.num_kv_heads + kv_head) * groups + g) * kv.block_size + s;
+}
+// Index of V's scale at (slot, kv head) in v_scale: [block][kv head][offset].
+inline size_t kv_v_scale_index(const PagedKv& kv, int slot, int kv_head) {
   const int b = slot / kv.block_size, s = slot % kv.block_size;
   return (size_t(b) * kv.num_kv_heads + kv_head) * kv.block_size + s;
 }

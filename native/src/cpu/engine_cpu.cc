@@ -59,9 +59,8 @@ class CpuEngine final : public Engine {
     k_cache_.allocate(bytes);
     v_cache_.allocate(bytes);
     if (kv_ == KvDType::i8) {
-      const size_t scale_bytes = block_scale_bytes() * o.num_kv_blocks * cfg_.num_layers;
-      k_scales_.allocate(scale_bytes);
-      v_scales_.allocate(scale_bytes);
+      k_scales_.allocate(block_scale_bytes(true) * o.num_kv_blocks * cfg_.num_layers);
+      v_scales_.allocate(block_scale_bytes(false) * o.num_kv_blocks * cfg_.num_layers);
     }
     inv_freq_.resize(cfg_.head_dim / 2);
     rope_inv_freq(cfg_, inv_freq_.data());
@@ -112,9 +111,11 @@ class CpuEngine final : public Engine {
   size_t block_bytes() const {
     return size_t(opts_.block_size) * cfg_.num_kv_heads * cfg_.head_dim * (kv_ == KvDType::i8 ? 1 : kv_ == KvDType::f16 ? 2 : 4);
   }
-  // An int8 cache's scales of one block (K or V): a float per slot and kv head.
-  size_t block_scale_bytes() const {
-    return kv_ == KvDType::i8 ? size_t(opts_.block_size) * cfg_.num_kv_heads * sizeof(float) : 0;
+  // An int8 cache's scales of one block: a float per slot and kv head, for K one per group of
+  // kv_k_group(head_dim) values.
+  size_t block_scale_bytes(bool k) const {
+    const size_t per_slot_head = k ? cfg_.head_dim / kv_k_group(cfg_.head_dim) : 1;
+    return kv_ == KvDType::i8 ? size_t(opts_.block_size) * cfg_.num_kv_heads * per_slot_head * sizeof(float) : 0;
   }
   PagedKv layer_kv(int l) {
     const size_t per_layer = block_bytes() * opts_.num_kv_blocks;
@@ -126,10 +127,9 @@ class CpuEngine final : public Engine {
                cfg_.head_dim,
                /*k_by_dim=*/true};
     if (kv_ == KvDType::i8) {
-      const size_t scales_per_layer = block_scale_bytes() * opts_.num_kv_blocks;
       kv.i8 = true;
-      kv.k_scale = reinterpret_cast<float*>(k_scales_.data() + l * scales_per_layer);
-      kv.v_scale = reinterpret_cast<float*>(v_scales_.data() + l * scales_per_layer);
+      kv.k_scale = reinterpret_cast<float*>(k_scales_.data() + l * block_scale_bytes(true) * opts_.num_kv_blocks);
+      kv.v_scale = reinterpret_cast<float*>(v_scales_.data() + l * block_scale_bytes(false) * opts_.num_kv_blocks);
     }
     return kv;
   }
@@ -142,11 +142,12 @@ class CpuEngine final : public Engine {
         const size_t n = block_bytes(), src = in.block_copies[2 * c] * n, dst = in.block_copies[2 * c + 1] * n;
         std::memcpy(static_cast<uint8_t*>(kv.k) + dst, static_cast<uint8_t*>(kv.k) + src, n);
         std::memcpy(static_cast<uint8_t*>(kv.v) + dst, static_cast<uint8_t*>(kv.v) + src, n);
-        if (kv.i8) {
-          const size_t ns = block_scale_bytes(), s_src = in.block_copies[2 * c] * ns, s_dst = in.block_copies[2 * c + 1] * ns;
-          std::memcpy(reinterpret_cast<uint8_t*>(kv.k_scale) + s_dst, reinterpret_cast<uint8_t*>(kv.k_scale) + s_src, ns);
-          std::memcpy(reinterpret_cast<uint8_t*>(kv.v_scale) + s_dst, reinterpret_cast<uint8_t*>(kv.v_scale) + s_src, ns);
-        }
+        if (kv.i8)
+          for (const bool k : {true, false}) {
+            const size_t ns = block_scale_bytes(k), s_src = in.block_copies[2 * c] * ns, s_dst = in.block_copies[2 * c + 1] * ns;
+            uint8_t* scales = reinterpret_cast<uint8_t*>(k ? kv.k_scale : kv.v_scale);
+            std::memcpy(scales + s_dst, scales + s_src, ns);
+          }
       }
   }
 
@@ -364,7 +365,7 @@ class CpuEngine final : public Engine {
   ThreadPool pool_;
   KvDType kv_ = KvDType::f32;  // never automatic (cpu_kv_dtype)
   KvBuffer k_cache_, v_cache_;
-  KvBuffer k_scales_, v_scales_;  // int8 cache only: [layer][block][kv head][slot] floats
+  KvBuffer k_scales_, v_scales_;  // int8 cache only: [layer][block][kv head]([K group])[slot] floats
   std::vector<float> inv_freq_, rope_cs_;  // rope_cs_: each token's cos and sin, [T][head_dim]
   std::vector<float> x_, h_, qkv_, attn_, gu_, act_, tmp_, logits_;
   std::vector<int> rows_;
