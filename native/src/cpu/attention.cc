@@ -42,7 +42,7 @@ void kv_write_ref(const PagedKv& kv, int slot, const float* k, const float* v) {
 }
 
 namespace {
-// Element `index` of a cache part (k or v) as a float; `scale` is its (slot, head)'s int8 scale.
+// Element `index` of a cache part (k or v) as a float; `scale`: the int8 scale that covers it.
 inline float kv_at(const PagedKv& kv, const void* base, size_t index, float scale) {
   if (kv.i8) return static_cast<const int8_t*>(base)[index] * scale;
   return kv.f16 ? f16_to_f32(static_cast<const uint16_t*>(base)[index]) : static_cast<const float*>(base)[index];
