@@ -61,6 +61,13 @@ inline size_t kv_v_scale_index(const PagedKv& kv, int slot, int kv_head) {
   const int b = slot / kv.block_size, s = slot % kv.block_size;
   return (size_t(b) * kv.num_kv_heads + kv_head) * kv.block_size + s;
 }
+// A block's int8 scales of one kv head: K's [group][offset], V's [offset].
+inline const float* kv_k_scales(const PagedKv& kv, int block, int kv_head) {
+  return kv.k_scale + kv_k_scale_index(kv, block * kv.block_size, kv_head, 0);
+}
+inline const float* kv_v_scales(const PagedKv& kv, int block, int kv_head) {
+  return kv.v_scale + kv_v_scale_index(kv, block * kv.block_size, kv_head);
+}
 
 // Writes one token's k and v ([num_kv_heads * head_dim] each) into its slot (scalar reference).
 void kv_write_ref(const PagedKv& kv, int slot, const float* k, const float* v);
