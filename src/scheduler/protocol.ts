@@ -4,7 +4,7 @@
 import type { MessagePort } from 'node:worker_threads';
 
 import type { ErrorData } from '../errors.js';
-import type { NativeStepOutput } from '../workers/binding.js';
+import type { KvElement, NativeStepOutput } from '../workers/binding.js';
 import type { EngineInstanceOptions } from '../workers/engine-instance.js';
 import type { LogitBias, SamplingParams } from '../sampling.js';
 import type { ConstraintSpec } from '../structured/types.js';
@@ -33,6 +33,7 @@ export interface InitReply {
   numKvBlocks: number;
   blockSize: number;
   isa: string;
+  kvDtype: KvElement; // what the instance's KV cache holds
   weightBytes: number;
 }
 

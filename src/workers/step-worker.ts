@@ -168,7 +168,13 @@ export default async function handle(msg: WorkerMessage): Promise<unknown> {
       maxGrammarHosts = msg.options.maxGrammarHosts;
       const port = msg.steps;
       port.on('message', (m: StepEnvelope) => void onStep(port, m));
-      const reply: InitReply = { numKvBlocks: engine.numKvBlocks, blockSize: engine.blockSize, isa: engine.isa, weightBytes: engine.weightBytes };
+      const reply: InitReply = {
+        numKvBlocks: engine.numKvBlocks,
+        blockSize: engine.blockSize,
+        isa: engine.isa,
+        kvDtype: engine.kvDtype,
+        weightBytes: engine.weightBytes,
+      };
       return reply;
     }
     return await prepare(msg);
