@@ -91,13 +91,12 @@ function kvCacheBlocksFor(
   maxModelLen: number,
 ): { blocks: number; limitedByMemory: boolean; bytesPerToken: number } {
   const c = spec.config;
-  // GPU caches hold f16 or bf16; the CPU engine says which of its types auto gives these weights.
-  const kv = backend === 'gpu' ? 'f16' : loadNative().cpuKvDtype(dtype, e.kvDtype);
-  // int8: a byte a value, and a float scale per 32 K values (the head when head_dim is no multiple
-  // of 32; kv_k_group in native/src/cpu/attention.h) and per head of V values
-  const kGroup = c.headDim % 32 === 0 ? 32 : c.headDim;
-  const bytesPerValue = (k: boolean) => (kv === 'int8' ? 1 + 4 / (k ? kGroup : c.headDim) : kv === 'f16' ? 2 : 4);
-  const bytesPerToken = c.numLayers * c.numKvHeads * c.headDim * (bytesPerValue(true) + bytesPerValue(false));
+  // GPU caches hold f16 or bf16 (two bytes a value); the CPU engine says which of its types auto
+  // gives these weights and what a token of that type takes (an int8 cache's scales included).
+  const bytesPerToken =
+    backend === 'gpu'
+      ? c.numLayers * c.numKvHeads * c.headDim * 2 * 2
+      : loadNative().cpuKvBytesPerToken(loadNative().cpuKvDtype(dtype, e.kvDtype), c);
   if (backend === 'gpu') return { blocks: e.kvCacheBlocks || AUTO_KV_MIN_BLOCKS, limitedByMemory: false, bytesPerToken };
   const weightBytes = Object.values(spec.tensors).reduce((n, t) => n + t.byteLength, 0);
   const r = resolveKvCacheBlocks(e.kvCacheBlocks, {

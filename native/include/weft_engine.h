@@ -91,6 +91,12 @@ enum class KvDType { automatic = 0, f32 = 1, f16 = 2, i8 = 3 };
 // The CPU engine's KV element type for `kv` with `weights` (never automatic): the one place the
 // rule lives, asked by the CPU engine and by the server before any engine exists (to size the cache).
 KvDType cpu_kv_dtype(KvDType kv, WeightDType weights);
+// "f32", "f16", "int8" ("auto" for automatic): the names the API and the engines report.
+const char* kv_dtype_name(KvDType kv);
+// Bytes one token's K and V take in the CPU engine's cache over every layer, an int8 cache's
+// scales included (kv never automatic): the rule the engine allocates by, which the server also
+// sizes the cache by before any engine exists.
+uint64_t cpu_kv_bytes_per_token(KvDType kv, const ModelConfig& c);
 
 struct EngineOptions {
   Backend backend = Backend::cpu;
@@ -195,7 +201,8 @@ class Engine {
   virtual int num_kv_blocks() const = 0;
   virtual int block_size() const = 0;
   virtual const char* isa_name() const = 0;  // CPU ISA, or the CUDA device name
-  virtual const char* kv_dtype_name() const = 0;  // "f32", "f16" or "bf16"
+  virtual const char* kv_dtype_name() const = 0;  // "f32", "f16", "int8" or "bf16"
+  virtual uint64_t kv_cache_bytes() const = 0;  // the K and V caches' bytes, with any scales
   // Weight bytes one decode step at batch 1 reads (the figure its memory bandwidth bounds).
   virtual uint64_t token_weight_bytes() const = 0;
 };

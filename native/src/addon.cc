@@ -127,6 +127,7 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
                              InstanceMethod("loadProgress", &WeftAddon::Guarded<&WeftAddon::LoadProgressOf>),
                              InstanceMethod("mallocTrim", &WeftAddon::Guarded<&WeftAddon::MallocTrim>),
                              InstanceMethod("cpuKvDtype", &WeftAddon::Guarded<&WeftAddon::CpuKvDtype>),
+                             InstanceMethod("cpuKvBytesPerToken", &WeftAddon::Guarded<&WeftAddon::CpuKvBytesPerToken>),
                          });
   }
 
@@ -177,7 +178,24 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
     Napi::Env env = info.Env();
     if (!info[0].IsString() || !info[1].IsString()) throw_bad(env, "cpuKvDtype(weightDtype, kvDtype) needs two strings");
     const weft::KvDType kv = weft::cpu_kv_dtype(kv_dtype(env, info[1].As<Napi::String>()), weight_dtype(env, info[0].As<Napi::String>()));
-    return Napi::String::New(env, kv == weft::KvDType::i8 ? "int8" : kv == weft::KvDType::f16 ? "f16" : "f32");
+    return Napi::String::New(env, weft::kv_dtype_name(kv));
+  }
+
+  // cpuKvBytesPerToken(kvElement, {numLayers, numKvHeads, headDim}): what one token's K and V take
+  // in the CPU engine's cache (int8's scales included), to size the cache before any engine exists.
+  Napi::Value CpuKvBytesPerToken(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsString() || !info[1].IsObject()) throw_bad(env, "cpuKvBytesPerToken(kvDtype, config) needs a string and an object");
+    const weft::KvDType kv = kv_dtype(env, info[0].As<Napi::String>());
+    if (kv == weft::KvDType::automatic) throw_bad(env, "cpuKvBytesPerToken needs a resolved KV type (cpuKvDtype), not auto");
+    Napi::Object c = info[1].As<Napi::Object>();
+    weft::ModelConfig mc;
+    mc.num_layers = get_int(c, "numLayers", 0);
+    mc.num_kv_heads = get_int(c, "numKvHeads", 0);
+    mc.head_dim = get_int(c, "headDim", 0);
+    if (mc.num_layers <= 0 || mc.num_kv_heads <= 0 || mc.head_dim <= 0)
+      throw_bad(env, "cpuKvBytesPerToken: numLayers, numKvHeads and headDim must be positive integers");
+    return Napi::Number::New(env, double(weft::cpu_kv_bytes_per_token(kv, mc)));
   }
 
   Napi::Value LoadModel(const Napi::CallbackInfo& info) {
@@ -354,6 +372,7 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
     res.Set("blockSize", Napi::Number::New(env, h->engine->block_size()));
     res.Set("isa", Napi::String::New(env, h->engine->isa_name()));
     res.Set("kvDtype", Napi::String::New(env, h->engine->kv_dtype_name()));
+    res.Set("kvCacheBytes", Napi::Number::New(env, double(h->engine->kv_cache_bytes())));
     res.Set("tokenWeightBytes", Napi::Number::New(env, double(h->engine->token_weight_bytes())));
     return res;
   }

@@ -12,6 +12,20 @@ KvDType cpu_kv_dtype(KvDType kv, WeightDType weights) {
   return weights == WeightDType::int8 || weights == WeightDType::quant ? KvDType::f16 : KvDType::f32;
 }
 
+const char* kv_dtype_name(KvDType kv) {
+  switch (kv) {
+    case KvDType::f32:
+      return "f32";
+    case KvDType::f16:
+      return "f16";
+    case KvDType::i8:
+      return "int8";
+    case KvDType::automatic:
+      break;
+  }
+  return "auto";
+}
+
 Status engine_create(std::shared_ptr<const Model> model, const EngineOptions& o, std::unique_ptr<Engine>* out) {
   if (!model) return Status::Error(StatusCode::bad_input, "no model");
   if (o.backend == Backend::cpu) return cpu_engine_create(std::move(model), o, out);

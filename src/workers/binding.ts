@@ -107,6 +107,7 @@ export interface NativeAddon {
     blockSize: number;
     isa: string;
     kvDtype: KvElement;
+    kvCacheBytes: number; // the K and V caches as allocated, an int8 cache's scales included
     tokenWeightBytes: number;
   };
   engineClose(engine: EngineHandle): void;
@@ -118,6 +119,8 @@ export interface NativeAddon {
   mallocTrim(): boolean; // true when glibc gave memory back to the OS
   // the CPU engine's KV element type for these weights (auto resolved by the engine's own rule)
   cpuKvDtype(weightDtype: WeightDtype, kvDtype: KvDtype): Exclude<KvElement, 'bf16'>;
+  // bytes one token's K and V take in the CPU engine's cache over every layer (the engine's rule)
+  cpuKvBytesPerToken(kvDtype: Exclude<KvElement, 'bf16'>, config: { numLayers: number; numKvHeads: number; headDim: number }): number;
 }
 
 export interface CudaDeviceInfo {
@@ -175,6 +178,7 @@ export function loadNative(): NativeAddon {
     loadProgress: guard(raw.loadProgress.bind(raw)),
     mallocTrim: guard(raw.mallocTrim.bind(raw)),
     cpuKvDtype: guard(raw.cpuKvDtype.bind(raw)),
+    cpuKvBytesPerToken: guard(raw.cpuKvBytesPerToken.bind(raw)),
   };
   return addon;
 }

@@ -42,6 +42,7 @@ export class EngineInstance {
   readonly blockSize: number;
   readonly isa: string; // the CPU ISA, or the CUDA device
   readonly kvDtype: KvElement;
+  readonly kvCacheBytes: number;
   readonly backend: 'cpu' | 'gpu';
   readonly weightBytes: number; // resident
   readonly tokenWeightBytes: number; // read by one decode step at batch 1 (the kernels may skip some resident bytes)
@@ -55,6 +56,7 @@ export class EngineInstance {
     this.blockSize = info.blockSize;
     this.isa = info.isa;
     this.kvDtype = info.kvDtype;
+    this.kvCacheBytes = info.kvCacheBytes;
     this.weightBytes = weightBytes;
     this.tokenWeightBytes = info.tokenWeightBytes;
     this.backend = backend;

@@ -20,6 +20,16 @@
 namespace weft {
 namespace {
 
+// Bytes of one layer's block of K or V values (the same for both), and of an int8 block's scales:
+// a float per slot and kv head, for K one per group of kv_k_group(head_dim) values.
+size_t kv_block_value_bytes(KvDType kv, const ModelConfig& c, int block_size) {
+  return size_t(block_size) * c.num_kv_heads * c.head_dim * (kv == KvDType::i8 ? 1 : kv == KvDType::f16 ? 2 : 4);
+}
+size_t kv_block_scale_bytes(KvDType kv, const ModelConfig& c, int block_size, bool k) {
+  const size_t per_slot_head = k ? c.head_dim / kv_k_group(c.head_dim) : 1;
+  return kv == KvDType::i8 ? size_t(block_size) * c.num_kv_heads * per_slot_head * sizeof(float) : 0;
+}
+
 // The KV cache: anonymous pages, which the kernel zero-fills on first touch, so memory is taken
 // as blocks are used rather than all at start (a std::vector zero-fills, and so touches, all of
 // it). Size refused like any allocation: std::bad_alloc.
@@ -36,14 +46,19 @@ class KvBuffer {
     if (p == MAP_FAILED) throw std::bad_alloc();
     ptr_ = static_cast<uint8_t*>(p);
     bytes_ = std::max<size_t>(bytes, 1);
+    size_ = bytes;
   }
   uint8_t* data() const {
     return ptr_;
   }
+  size_t size() const {
+    return size_;
+  }
 
  private:
   uint8_t* ptr_ = nullptr;
-  size_t bytes_ = 0;
+  size_t bytes_ = 0;  // mapped
+  size_t size_ = 0;  // asked for
 };
 
 double now_us() {
@@ -80,7 +95,10 @@ class CpuEngine final : public Engine {
     return weft::isa_name(isa_);
   }
   const char* kv_dtype_name() const override {
-    return kv_ == KvDType::i8 ? "int8" : kv_ == KvDType::f16 ? "f16" : "f32";
+    return weft::kv_dtype_name(kv_);
+  }
+  uint64_t kv_cache_bytes() const override {
+    return uint64_t(k_cache_.size()) + v_cache_.size() + k_scales_.size() + v_scales_.size();
   }
   uint64_t token_weight_bytes() const override {
     uint64_t b = token_bytes(model_->lm_head);
@@ -109,13 +127,10 @@ class CpuEngine final : public Engine {
 
  private:
   size_t block_bytes() const {
-    return size_t(opts_.block_size) * cfg_.num_kv_heads * cfg_.head_dim * (kv_ == KvDType::i8 ? 1 : kv_ == KvDType::f16 ? 2 : 4);
+    return kv_block_value_bytes(kv_, cfg_, opts_.block_size);
   }
-  // An int8 cache's scales of one block: a float per slot and kv head, for K one per group of
-  // kv_k_group(head_dim) values.
   size_t block_scale_bytes(bool k) const {
-    const size_t per_slot_head = k ? cfg_.head_dim / kv_k_group(cfg_.head_dim) : 1;
-    return kv_ == KvDType::i8 ? size_t(opts_.block_size) * cfg_.num_kv_heads * per_slot_head * sizeof(float) : 0;
+    return kv_block_scale_bytes(kv_, cfg_, opts_.block_size, k);
   }
   PagedKv layer_kv(int l) {
     const size_t per_layer = block_bytes() * opts_.num_kv_blocks;
@@ -383,6 +398,11 @@ class CpuEngine final : public Engine {
 };
 
 }  // namespace
+
+uint64_t cpu_kv_bytes_per_token(KvDType kv, const ModelConfig& c) {
+  // a block of one slot: the values and scales of one position
+  return uint64_t(2 * kv_block_value_bytes(kv, c, 1) + kv_block_scale_bytes(kv, c, 1, true) + kv_block_scale_bytes(kv, c, 1, false)) * c.num_layers;
+}
 
 Status cpu_engine_create(std::shared_ptr<const Model> model, const EngineOptions& o, std::unique_ptr<Engine>* out) {
   if (model->target != Backend::cpu)

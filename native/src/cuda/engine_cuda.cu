@@ -183,6 +183,9 @@ class CudaEngine final : public Engine {
   const char* kv_dtype_name() const override {
     return cuda::dtype_name(act_);
   }
+  uint64_t kv_cache_bytes() const override {
+    return uint64_t(2) * block_bytes_ * cfg_.num_layers * num_blocks_;
+  }
   uint64_t token_weight_bytes() const override {
     return model_->weight_bytes;  // every staged matrix is read whole by a decode step
   }
