@@ -64,7 +64,7 @@ export class ModelReranker implements Reranker {
   }
 
   static async start(name: string, options: EngineInitOptions): Promise<ModelReranker> {
-    const spec = await loadModelSpec(options.modelPath);
+    const spec = options.spec ?? (await loadModelSpec(options.modelPath));
     const tokenizer = new TextTokenizer(spec);
     const one = async (word: string) => {
       const ids = await tokenizer.encode(word, false);

@@ -175,6 +175,7 @@ export async function startEngine(
       workers.push(
         await EngineWorker.start(i, {
           modelPath,
+          spec,
           dtype,
           numThreads,
           numKvBlocks: kv.blocks,
@@ -256,6 +257,7 @@ export async function startEngine(
     const rlen = Math.min(sched.maxModelLen, rspec.config.maxPositions);
     reranker = await ModelReranker.start(basename(config.rerankerModel).replace(/\.gguf$/, ''), {
       modelPath: config.rerankerModel,
+      spec: rspec,
       dtype: rdtype,
       numThreads,
       numKvBlocks: kvCacheBlocksFor({ ...e, numInstances: 1 }, rspec, rdtype, backend, rlen).blocks,

@@ -1,10 +1,15 @@
 // model_load: spec (file offsets from the TypeScript loader) → packed weights, cached per key
 // so every engine instance in the process shares one copy.
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <exception>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <new>
+#include <thread>
 
 #include "half.h"
 #include "load_progress.h"
@@ -313,6 +318,45 @@ Status stage_embeddings_cuda(const ModelSpec& spec, const TensorView& head, Mode
   return Status::Ok();
 }
 
+// Runs the jobs (each packs one matrix) on up to one thread per core, each thread allocating
+// from the model's arena; the first failure is returned, an exception (std::bad_alloc) rethrown
+// here. Packing reads and converts every weight byte: one thread packed the 110M shape's Q4_K_M
+// file at ~175 MB/s (an 8B model's 4.9 GB would take ~28 s); two made it 1.9x faster.
+Status run_build_jobs(std::vector<std::function<Status()>>& jobs, WeightArena* arena) {
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const size_t num_threads = std::min<size_t>({jobs.size(), cores, 32});
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  Status first = Status::Ok();
+  std::exception_ptr thrown;
+  auto work = [&] {
+    WeightArenaScope in_arena(arena);
+    for (size_t j; (j = next.fetch_add(1)) < jobs.size();) {
+      Status s = Status::Ok();
+      try {
+        s = jobs[j]();
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!thrown) thrown = std::current_exception();
+        next = jobs.size();  // the others stop after their current job
+        return;
+      }
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (first.ok()) first = s;
+        next = jobs.size();
+        return;
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < num_threads; ++t) threads.emplace_back(work);
+  work();
+  for (std::thread& t : threads) t.join();
+  if (thrown) std::rethrow_exception(thrown);
+  return first;
+}
+
 Status load_uncached(const ModelSpec& spec, Model* model) {
   const ModelConfig& c = spec.config;
   Status s = validate_config(c);
@@ -332,6 +376,7 @@ Status load_uncached(const ModelSpec& spec, Model* model) {
   const int perm_q = spec.rope_interleaved ? c.num_heads : 0, perm_k = spec.rope_interleaved ? c.num_kv_heads : 0;
   // grown layer by layer: a config with 2^31 layers fails at the first missing tensor, before
   // allocating anything for the layers it claims
+  std::vector<std::function<Status()>> jobs;  // the matrices to pack (run_build_jobs)
   for (int l = 0; l < c.num_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights& lw = model->layers.emplace_back();
@@ -366,21 +411,32 @@ Status load_uncached(const ModelSpec& spec, Model* model) {
       if (!(s = L.vec(p + "self_attn.q_norm.weight", c.head_dim, &lw.q_norm)).ok()) return s;
       if (!(s = L.vec(p + "self_attn.k_norm.weight", c.head_dim, &lw.k_norm)).ok()) return s;
     }
-    if (!(s = build_target_matrix({{q, perm_q}, {k, perm_k}, {v, 0}}, spec, &lw.qkv, &lw.g_qkv)).ok()) return s;
-    if (!(s = build_target_matrix({{o, 0}}, spec, &lw.o, &lw.g_o)).ok()) return s;
-    if (!(s = build_target_matrix({{g, 0}, {u, 0}}, spec, &lw.gate_up, &lw.g_gate_up)).ok()) return s;
-    if (!(s = build_target_matrix({{d, 0}}, spec, &lw.down, &lw.g_down)).ok()) return s;
-    model->weight_bytes += matrix_bytes(lw.qkv) + matrix_bytes(lw.o) + matrix_bytes(lw.gate_up) + matrix_bytes(lw.down) + lw.g_qkv.bytes() +
-                           lw.g_o.bytes() + lw.g_gate_up.bytes() + lw.g_down.bytes();
+    // packed below, once every layer's tensors are found (model->layers no longer grows then)
+    jobs.push_back([=, &spec] {
+      LayerWeights& w = model->layers[size_t(l)];
+      return build_target_matrix({{q, perm_q}, {k, perm_k}, {v, 0}}, spec, &w.qkv, &w.g_qkv);
+    });
+    jobs.push_back([=, &spec] { return build_target_matrix({{o, 0}}, spec, &model->layers[size_t(l)].o, &model->layers[size_t(l)].g_o); });
+    jobs.push_back([=, &spec] {
+      LayerWeights& w = model->layers[size_t(l)];
+      return build_target_matrix({{g, 0}, {u, 0}}, spec, &w.gate_up, &w.g_gate_up);
+    });
+    jobs.push_back([=, &spec] { return build_target_matrix({{d, 0}}, spec, &model->layers[size_t(l)].down, &model->layers[size_t(l)].g_down); });
   }
   if (!(s = L.vec("model.norm.weight", c.dim, &model->final_norm)).ok()) return s;
   TensorView head = model->embed;
   if (!c.tie_embeddings || L.views.count("lm_head.weight"))
     if (!(s = L.get("lm_head.weight", c.vocab_size, c.dim, &head)).ok()) return s;
+  if (spec.target == Backend::cpu)
+    jobs.push_back([=, &spec] {
+      Matrix* lm = &model->lm_head;
+      return spec.weight_dtype == WeightDType::quant ? build_quant_matrix({{head, 0}}, lm) : build_matrix({{head, 0}}, spec.weight_dtype, lm);
+    });
+  if (!(s = run_build_jobs(jobs, &model->arena)).ok()) return s;
+  for (const LayerWeights& lw : model->layers)
+    model->weight_bytes += matrix_bytes(lw.qkv) + matrix_bytes(lw.o) + matrix_bytes(lw.gate_up) + matrix_bytes(lw.down) + lw.g_qkv.bytes() +
+                           lw.g_o.bytes() + lw.g_gate_up.bytes() + lw.g_down.bytes();
   if (spec.target == Backend::cpu) {
-    Matrix* lm = &model->lm_head;
-    if (!(s = spec.weight_dtype == WeightDType::quant ? build_quant_matrix({{head, 0}}, lm) : build_matrix({{head, 0}}, spec.weight_dtype, lm)).ok())
-      return s;
     model->weight_bytes += matrix_bytes(model->lm_head);
     return Status::Ok();
   }

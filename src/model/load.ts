@@ -9,6 +9,7 @@ import { WeftError } from '../errors.js';
 import { configFromGguf, configFromHf, type TokenDefaults } from './config.js';
 import { ggufTensorRefs, readGguf } from './gguf.js';
 import { tokenizerJsonFromGguf } from './gguf-tokenizer.js';
+import { keepCheckedTokenizer } from '../tokenizer.js';
 import { readSafetensors, readSafetensorsIndex, readTensorBytes, toFloat32 } from './safetensors.js';
 import { isQuantizedDtype, type ModelConfig, type ModelSpec, type TensorRef } from './types.js';
 
@@ -51,9 +52,10 @@ function parseJsonObject(text: string, file: string, code: TextCode): Record<str
 }
 
 // The tokenizer JSON must load in HF tokenizers; anything else fails here, not at the first request.
+// The tokenizer it builds is kept for the TextTokenizer made next from this JSON (tokenizer.ts).
 function checkTokenizer(json: string, file: string): void {
   try {
-    tokenizers.Tokenizer.fromString(json);
+    keepCheckedTokenizer(json, tokenizers.Tokenizer.fromString(json));
   } catch (e) {
     throw new WeftError('WEFT_ERR_MODEL_TOKENIZER', `${file}: HF tokenizers cannot load it: ${(e as Error).message}`);
   }

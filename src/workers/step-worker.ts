@@ -164,7 +164,7 @@ export default async function handle(msg: WorkerMessage): Promise<unknown> {
       seqs.clear();
       await grammars?.close();
       grammars = null;
-      engine = await EngineInstance.open(msg.options);
+      engine = await EngineInstance.open(msg.options, msg.options.spec);
       maxGrammarHosts = msg.options.maxGrammarHosts;
       const port = msg.steps;
       port.on('message', (m: StepEnvelope) => void onStep(port, m));

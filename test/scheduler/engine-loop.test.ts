@@ -4,6 +4,7 @@ import t from 'tap';
 
 import { EngineLoop, MAX_QUEUED_EVENTS, type InstanceFailure, type RequestHandle, type StepTiming } from '../../src/scheduler/engine.js';
 import { runOffline } from '../../src/offline.js';
+import { loadModelSpec } from '../../src/model/load.js';
 import { EngineInstance } from '../../src/workers/engine-instance.js';
 import { EngineWorker } from '../../src/workers/pool.js';
 import { MODEL_DIR } from '../fixtures/paths.js';
@@ -132,6 +133,21 @@ t.test('penalties see the whole prompt when its prefix came from the cache', asy
   t.same(r.ids, expected);
   await loop.close();
   await worker.close();
+});
+
+t.test('a worker given the spec the main thread read loads the model from it, not from the path again', async (t) => {
+  const spec = await loadModelSpec(MODEL_DIR);
+  const plain = await EngineWorker.start(0, opts(16));
+  const full = plain.info.weightBytes;
+  await plain.close(); // the process-wide model cache drops the model (it is keyed by path)
+  // a spec the path does not give: one layer fewer, which only the worker's load from this spec sees
+  const fewer = { ...spec, config: { ...spec.config, numLayers: spec.config.numLayers - 1 } };
+  const given = await EngineWorker.start(0, { ...opts(16), spec: fewer });
+  t.ok(given.info.weightBytes < full, `${given.info.weightBytes} < ${full} bytes: the worker used the spec it was given`);
+  await given.close();
+  const again = await EngineWorker.start(0, { ...opts(16), spec });
+  t.equal(again.info.weightBytes, full, 'the same spec as read from the path: the same weights');
+  await again.close();
 });
 
 t.test('a worker whose thread ended while idle fails the next request with a typed error (no hang) and serves again', async (t) => {

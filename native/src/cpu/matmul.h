@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 #include "cpu/isa.h"
@@ -26,10 +27,12 @@ class WeightArena {
   ~WeightArena();
   WeightArena(const WeightArena&) = delete;
   WeightArena& operator=(const WeightArena&) = delete;
-  // n bytes, zeroed, 64-byte aligned; throws std::bad_alloc.
+  // n bytes, zeroed, 64-byte aligned; throws std::bad_alloc. Thread-safe: a model's matrices
+  // are packed on several threads at once (model_load.cc).
   void* take(size_t n);
 
  private:
+  std::mutex mu_;
   struct Mapping {
     void* ptr;
     size_t bytes;

@@ -32,6 +32,7 @@ WeightArena::~WeightArena() {
 }
 
 void* WeightArena::take(size_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
   n = (n + 63) / 64 * 64;
   if (n > left_) {
     // A new mapping, 2 MiB aligned (over-mapped by one huge page, the ends given back) so that
