@@ -40,6 +40,9 @@ export interface GenRequest {
   sampling?: Partial<SamplingParams>;
   constraint?: ConstraintSpec; // structured output: only the tokens it allows are sampled
   logitBias?: LogitBias; // OpenAI's logit_bias
+  // Prompt scoring (echo with logprobs): each prompt token's log-prob given the ones before it,
+  // with this many likeliest alternatives. CPU backend only; n > 1 samples score it once.
+  promptLogprobs?: number;
 }
 
 // Beam search: HF generate(num_beams=…) semantics (see scheduler/beam-search.ts).
@@ -66,7 +69,12 @@ export interface GenDelta {
   text: string;
   tokenId: number;
   logprob?: TokenLogprob;
+  promptLogprobs?: PromptLogprobs; // on the first delta of a request that scores its prompt
 }
+
+// A scored prompt: entry p is prompt token p's log-prob given tokens 0..p-1; the first token has
+// none (null).
+export type PromptLogprobs = (TokenLogprob | null)[];
 
 export interface GenResult {
   text: string;
@@ -76,6 +84,7 @@ export interface GenResult {
   numPromptTokens: number;
   numOutputTokens: number;
   numCachedTokens: number; // prompt tokens found in the prefix cache (not computed)
+  promptLogprobs?: PromptLogprobs; // a request that scores its prompt (its first sample's result)
   beam?: BeamOutcome; // beam search: every returned hypothesis and the chosen one
 }
 
@@ -192,6 +201,8 @@ export class GenerationService {
         sampling: { ...req.sampling, seed: seed === undefined ? Math.floor(Math.random() * 2 ** 53) : (seed + i) % Number.MAX_SAFE_INTEGER },
         ...(req.constraint ? { constraint: req.constraint } : {}),
         ...(req.logitBias ? { logitBias: req.logitBias } : {}),
+        // the others fork from the first once its prompt is computed: it alone scores the prompt
+        ...(i === 0 && req.promptLogprobs !== undefined ? { promptLogprobs: req.promptLogprobs } : {}),
       })),
     );
     return handles.map((h, i) => this.#track(h, req, hooks(i)));
@@ -303,6 +314,16 @@ export class GenerationService {
     let reason: FinishReason | undefined;
     let beam: BeamOutcome | undefined;
     let lastTokenAt = 0;
+    const scoring = handle.sequence.promptLogprobs !== null;
+    const promptLps: PromptLogprobs = scoring ? new Array<TokenLogprob | null>(req.promptIds.length).fill(null) : [];
+    let numScored = 0;
+    // every prompt position after the first, scored: checked once, before the first token goes out
+    const scoredPrompt = (): PromptLogprobs | undefined => {
+      if (!scoring) return undefined;
+      if (numScored < req.promptIds.length - 1)
+        throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', `the engine scored ${numScored} of ${req.promptIds.length - 1} prompt positions`);
+      return promptLps;
+    };
 
     // Finds a stop string in the text not yet released; releases what can no longer start one.
     const advance = (isEnd: boolean): string => {
@@ -322,6 +343,10 @@ export class GenerationService {
     for await (const ev of handle.events) {
       if (ev.error) throw ev.error;
       if (ev.beams) await hooks.onBeams?.(ev.beams);
+      for (const s of ev.promptLogprobs ?? []) {
+        if (promptLps[s.position] === null) numScored++; // a recomputed chunk (after preemption) scores again
+        promptLps[s.position] = { id: s.id, logprob: s.logprob, top: s.top };
+      }
       if (ev.tokenId !== null && stopAt < 0) {
         const now = performance.now();
         if (lastTokenAt > 0) this.metrics?.observeInterTokenLatency((now - lastTokenAt) / 1000);
@@ -336,7 +361,8 @@ export class GenerationService {
         const text = advance(!!ev.finishReason);
         // a beam search ends its hypotheses on stop strings itself; its stream goes on to the result
         if (stopAt >= 0 && !ev.finishReason && !handle.sequence.isBeam) this.loop.finish(handle.requestId, 'stop');
-        await hooks.onDelta?.({ text, tokenId: ev.tokenId, ...(lp ? { logprob: lp } : {}) });
+        const first = tokenIds.length === 1 ? scoredPrompt() : undefined;
+        await hooks.onDelta?.({ text, tokenId: ev.tokenId, ...(lp ? { logprob: lp } : {}), ...(first ? { promptLogprobs: first } : {}) });
       }
       if (ev.finishReason) {
         reason = ev.finishReason;
@@ -374,6 +400,7 @@ export class GenerationService {
       numPromptTokens: req.promptIds.length,
       numOutputTokens: tokenIds.length,
       numCachedTokens: handle.sequence.numCachedPromptTokens,
+      ...(scoring && finishReason !== 'abort' ? { promptLogprobs: scoredPrompt() } : {}),
       ...(beam ? { beam } : {}),
     };
   }

@@ -182,6 +182,12 @@ struct StepInput {
   const int32_t* bias_offsets = nullptr;  // [N + 1]
   const int32_t* bias_ids = nullptr;
   const float* bias_values = nullptr;
+  // Prompt scoring (OpenAI's echo with logprobs, vLLM's prompt_logprobs): token row t with
+  // score_targets[t] >= 0 gets the log-prob of that token (the next prompt token) under the raw
+  // model distribution at its position, and the score_top_n likeliest tokens'. No mask, bias or
+  // penalty applies. null: no row is scored. CPU only.
+  const int32_t* score_targets = nullptr;  // [T]
+  int score_top_n = 0;
 };
 
 struct StepOutput {
@@ -191,6 +197,11 @@ struct StepOutput {
   std::vector<int32_t> top_ids;  // [N * top_n], -1 padded
   std::vector<float> top_logprobs;  // [N * top_n]
   std::vector<float> logits;  // [num sampled rows * vocab] when return_logits
+  // with score_targets: [T] the target's log-prob (NaN for rows not scored), [T * score_top_n]
+  // the likeliest tokens (-1 / NaN padded); empty without
+  std::vector<float> scored_logprobs;
+  std::vector<int32_t> scored_top_ids;
+  std::vector<float> scored_top_logprobs;
   double forward_us = 0, sample_us = 0;
 };
 

@@ -348,6 +348,10 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
       s.bias_ids = I32("biasIds", size_t(total));
       s.bias_values = typed<float, napi_float32_array>(env, in, "biasValues", size_t(total));
     }
+    if (in.Get("scoreTargets").IsTypedArray()) {
+      s.score_targets = I32("scoreTargets", T);
+      s.score_top_n = get_int(in, "scoreTopN", 0);
+    }
     weft::StepOutput out;
     Status st = h->engine->step(s, &out);
     if (!st.ok()) throw_status(env, st);
@@ -358,6 +362,11 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
     res.Set("topIds", to_array(env, out.top_ids));
     res.Set("topLogprobs", to_array(env, out.top_logprobs));
     if (s.return_logits) res.Set("logits", to_array(env, out.logits));
+    if (s.score_targets) {
+      res.Set("scoredLogprobs", to_array(env, out.scored_logprobs));
+      res.Set("scoredTopIds", to_array(env, out.scored_top_ids));
+      res.Set("scoredTopLogprobs", to_array(env, out.scored_top_logprobs));
+    }
     res.Set("forwardUs", Napi::Number::New(env, out.forward_us));
     res.Set("sampleUs", Napi::Number::New(env, out.sample_us));
     return res;

@@ -117,6 +117,11 @@ int32_t sample_stochastic(const float* logits, int vocab, const SampleParams& p,
 
 }  // namespace
 
+void score_row(const float* logits, int vocab, int32_t target, int top_n, SampleScratch* s, SampleResult* out) {
+  out->token = target;
+  log_softmax_top(logits, vocab, top_n, target, s, out);
+}
+
 void sample_row(const float* logits, int vocab, const SampleParams& p, const int32_t* history, int history_len, int prompt_len, uint64_t counter,
                 SampleScratch* s, SampleResult* out, const uint32_t* mask, const LogitBias& bias) {
   if (mask || bias.count > 0) {

@@ -52,4 +52,8 @@ struct LogitBias {
 void sample_row(const float* logits, int vocab, const SampleParams& p, const int32_t* history, int history_len, int prompt_len, uint64_t counter,
                 SampleScratch* scratch, SampleResult* out, const uint32_t* mask = nullptr, const LogitBias& bias = {});
 
+// The log-prob of `target` under the raw distribution of `logits` (a log-softmax), and the top_n
+// likeliest tokens' (best first, ties to the lower id): prompt scoring.
+void score_row(const float* logits, int vocab, int32_t target, int top_n, SampleScratch* scratch, SampleResult* out);
+
 }  // namespace weft

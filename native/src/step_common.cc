@@ -61,6 +61,11 @@ Status validate_step(const StepInput& in, const ModelConfig& cfg, int num_blocks
       }
     }
   }
+  if (in.score_targets) {
+    if (in.score_top_n < 0 || in.score_top_n > cfg.vocab_size) return bad("score_top_n must be in [0, vocab_size]");
+    for (int t = 0; t < T; ++t)
+      if (in.score_targets[t] < -1 || in.score_targets[t] >= cfg.vocab_size) return bad("score target out of range");
+  }
   if (in.num_masks > 0) {
     const int words = (cfg.vocab_size + 31) / 32;
     if (in.mask_words != words) return bad("mask_words must be ceil(vocab_size / 32) = " + std::to_string(words));

@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 import type { MessageInput } from '../chat-template.js';
 import { WeftError } from '../errors.js';
-import type { GenDelta, GenRequest, GenResult, Generation, GenerationService, TokenLogprob } from '../generation.js';
+import type { GenDelta, GenRequest, GenResult, Generation, GenerationService, PromptLogprobs, TokenLogprob } from '../generation.js';
 import { renderChat } from './chat.js';
 import { streamErrorBody } from './error-body.js';
 import { allOrAbort, startAll } from './generate.js';
@@ -15,7 +15,7 @@ import { chatCompletionsBody, completionsBody } from './schemas.js';
 import { SseStream, onClientGone } from './sse.js';
 import { constrain, type StructuredFields } from './structured.js';
 import { planTools, withToolCalls, type ToolFields } from './tools.js';
-import { tokenAlone, TokenTextStream } from '../tokenizer.js';
+import { IncrementalDetokenizer, tokenAlone, TokenTextStream } from '../tokenizer.js';
 
 interface OpenAiCommon extends SamplingFields, StructuredFields {
   model: string;
@@ -249,7 +249,15 @@ async function respond(
 
 // Log-prob token strings: the chosen tokens in context (joined, they are the text: leading spaces
 // kept, a character split over byte tokens on the token completing it), alternatives on their own.
-function completionLogprobs(svc: GenerationService, lps: TokenLogprob[], stream: TokenTextStream, startOffset = 0) {
+// OpenAI's legacy completions log-probs; null for a prompt's first token (echo with logprobs).
+interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: (number | null)[];
+  top_logprobs: (Record<string, number> | null)[];
+  text_offset: number[];
+}
+
+function completionLogprobs(svc: GenerationService, lps: TokenLogprob[], stream: TokenTextStream, startOffset = 0): CompletionLogprobs {
   const tokens = lps.map((l) => stream.push(l.id));
   const offsets: number[] = [];
   tokens.reduce((at, t) => {
@@ -283,20 +291,76 @@ function completionFormat(svc: GenerationService, withLogprobs: boolean): Format
   };
 }
 
-// echo (completions): each choice's text starts with its prompt, so does a streamed choice's first chunk.
-function withEcho(fmt: Format, prompts: readonly string[], n: number): Format {
+// Prompt scoring (echo with logprobs) runs on the CPU engine, for one sample of each prompt.
+function checkPromptScoring(svc: GenerationService, n: number): void {
+  if (svc.model.backend === 'gpu')
+    throw new WeftError(
+      'WEFT_ERR_REQ_INVALID',
+      "echo with logprobs needs the prompt's log-probs, which the GPU backend does not compute yet (the CPU backend does)",
+    );
+  if (n > 1) throw new WeftError('WEFT_ERR_REQ_INVALID', 'echo with logprobs takes n = 1');
+}
+
+// A scored prompt's log-prob block: every prompt token, the first without a log-prob (null), as
+// OpenAI's legacy completions give it. A token's offset is where its text starts in the prompt's
+// decoded text (a BOS token and a SentencePiece text's first space take no room there).
+function promptLogprobsBlock(svc: GenerationService, ids: readonly number[], lps: PromptLogprobs): CompletionLogprobs {
+  const stream = new TokenTextStream(svc.tokenizer);
+  const tokens = ids.map((id) => stream.push(id));
+  const detok = new IncrementalDetokenizer(svc.tokenizer);
+  let at = 0;
+  const offsets = ids.map((id) => {
+    const o = at;
+    at += detok.push(id).length;
+    return o;
+  });
+  return {
+    tokens,
+    token_logprobs: lps.map((l) => l?.logprob ?? null),
+    top_logprobs: lps.map((l) => (l ? Object.fromEntries((l.top ?? []).map((x) => [tokenAlone(svc.tokenizer.tokenBytes(x.id)), x.logprob])) : null)),
+    text_offset: offsets,
+  };
+}
+
+// The completion's log-probs after its echoed prompt: offsets shift by the prompt's text.
+function afterPrompt(prompt: CompletionLogprobs | null, rest: CompletionLogprobs | null, shift: number): CompletionLogprobs | null {
+  if (!rest) return prompt;
+  const shifted = { ...rest, text_offset: rest.text_offset.map((o) => o + shift) };
+  if (!prompt) return shifted;
+  return {
+    tokens: [...prompt.tokens, ...shifted.tokens],
+    token_logprobs: [...prompt.token_logprobs, ...shifted.token_logprobs],
+    top_logprobs: [...prompt.top_logprobs, ...shifted.top_logprobs],
+    text_offset: [...prompt.text_offset, ...shifted.text_offset],
+  };
+}
+
+// echo (completions): each choice's text starts with its prompt, so does a streamed choice's first
+// chunk. scoring: echo with logprobs, whose log-probs start with the prompt's (n = 1).
+function withEcho(fmt: Format, prompts: readonly string[], n: number, scoring: { svc: GenerationService; prompts: number[][] } | null): Format {
   const started = new Set<number>();
+  const promptBlock = (index: number, lps: PromptLogprobs | undefined) =>
+    scoring && lps ? promptLogprobsBlock(scoring.svc, scoring.prompts[index], lps) : null;
   return {
     ...fmt,
     choice: async (index, r) => {
       const c = await fmt.choice(index, r);
-      return { ...c, text: prompts[Math.floor(index / n)] + String(c.text) };
+      const text = prompts[Math.floor(index / n)];
+      if (!scoring) return { ...c, text: text + String(c.text) };
+      const lps = afterPrompt(promptBlock(index, r.promptLogprobs), c.logprobs as CompletionLogprobs | null, text.length);
+      return { ...c, text: text + String(c.text), logprobs: lps };
     },
     chunkChoice: async (index, d, isFirst) => {
       const c = await fmt.chunkChoice(index, d, isFirst);
-      if (started.has(index)) return c;
-      started.add(index);
       const text = prompts[Math.floor(index / n)];
+      const first = !started.has(index);
+      started.add(index);
+      if (scoring) {
+        const lps = afterPrompt(first ? promptBlock(index, d.promptLogprobs) : null, (c?.logprobs ?? null) as CompletionLogprobs | null, text.length);
+        if (!first) return c && { ...c, logprobs: lps };
+        return { ...(c ?? { index, finish_reason: null }), text: text + String(c?.text ?? ''), logprobs: lps };
+      }
+      if (!first) return c;
       return c ? { ...c, text: text + String(c.text) } : { index, text, logprobs: null, finish_reason: null };
     },
   };
@@ -352,14 +416,21 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
             : await Promise.all((b.prompt as string[]).map((p) => svc.encode(p)));
       const numLogprobs = b.logprobs == null ? -1 : b.logprobs;
       checkBeam(b, numLogprobs >= 0);
-      if (b.echo && numLogprobs >= 0)
-        throw new WeftError('WEFT_ERR_REQ_INVALID', "echo with logprobs needs the prompt's log-probs, which weft does not compute; drop one of them");
-      const reqs = await Promise.all(prompts.map((ids) => constrain(toGenRequest(svc, ids, b, numLogprobs, 16), b))); // OpenAI's default max_tokens
+      // echo with logprobs scores the prompt too (what lm-evaluation-harness's loglikelihood asks)
+      const scorePrompt = b.echo === true && numLogprobs >= 0;
+      if (scorePrompt) checkPromptScoring(svc, b.n ?? 1);
+      const reqs = await Promise.all(
+        prompts.map(async (ids) => {
+          const r = await constrain(toGenRequest(svc, ids, b, numLogprobs, 16), b); // OpenAI's default max_tokens
+          return scorePrompt ? { ...r, promptLogprobs: numLogprobs } : r;
+        }),
+      );
       const fmt = completionFormat(svc, b.logprobs != null);
       const promptText = (ids: number[], p: number) =>
         typeof b.prompt === 'string' ? b.prompt : typeof b.prompt[p] === 'string' ? (b.prompt[p] as string) : svc.tokenizer.decode(ids);
       const texts = b.echo ? await Promise.all(prompts.map(promptText)) : null;
-      return respond(app, request, reply, b, reqs, texts ? withEcho(fmt, texts, b.n ?? 1) : fmt, 'cmpl');
+      const echo = texts && withEcho(fmt, texts, b.n ?? 1, scorePrompt ? { svc, prompts } : null);
+      return respond(app, request, reply, b, reqs, echo ?? fmt, 'cmpl');
     },
   );
 

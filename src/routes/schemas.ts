@@ -244,7 +244,11 @@ export const completionsBody = body(
       ],
     },
     logprobs: nullable(int(0, 20)),
-    echo: { type: 'boolean', description: 'the prompt is returned before the completion (not with logprobs)' },
+    echo: {
+      type: 'boolean',
+      description:
+        'the prompt is returned before the completion; with logprobs, the prompt tokens come scored too (the first with null; CPU backend, n = 1)',
+    },
   },
   ['prompt'],
   'OpenAI-compatible text completion',

@@ -6,7 +6,7 @@ import type { ConstraintSpec } from '../structured/types.js';
 import { BeamGroup, checkBeamFits, type BeamOutcome, type BeamSelector, type LiveBeams } from './beam-group.js';
 import type { BeamCandidate, BeamParams } from './beam-search.js';
 import type { StepMessage, StepReply } from './protocol.js';
-import { buildStepMessage, candidatesOf, logitsRow, releasedIds } from './step-message.js';
+import { buildStepMessage, candidatesOf, logitsRow, promptScoresOf, releasedIds, type PromptScore } from './step-message.js';
 import { Scheduler, type SchedulerOptions, type SchedulerOutput, type SchedulerStats } from './scheduler.js';
 import { Sequence, type FinishReason, type SequenceInit } from './sequence.js';
 import { TokenStream } from './token-stream.js';
@@ -30,6 +30,7 @@ export interface TokenEvent {
   beam?: BeamOutcome; // a beam search's final event: every hypothesis and the chosen one
   logits?: Float32Array; // the sampled row's raw logits, for sequences that asked
   beams?: LiveBeams; // a beam search that asked for them: its beams after each step (no token)
+  promptLogprobs?: PromptScore[]; // prompt scoring: the positions this step computed (no token)
 }
 
 export interface StepTiming {
@@ -365,6 +366,7 @@ export class EngineLoop {
 
   #emit(inst: Instance, out: SchedulerOutput, reply: StepReply, now: number): void {
     const events = inst.scheduler.postprocess(out, reply.sampled, now);
+    if (reply.scoredLogprobs) this.#emitPromptScores(inst, out, reply);
     const index = new Map(out.scheduled.map((s, i) => [s.seq, i]));
     for (const ev of events) {
       if (ev.seq.isBeam) {
@@ -394,6 +396,20 @@ export class EngineLoop {
       }
       stream.push(e, !!ev.finished);
       if (!ev.finished && stream.size >= MAX_QUEUED_EVENTS && !ev.seq.isHeld) this.#hold(inst, ev.seq, stream);
+    }
+  }
+
+  // Before the step's tokens: a scoring sequence's prompt scores go out as the chunks that hold
+  // their positions are computed (a preempted one's again when it recomputes).
+  #emitPromptScores(inst: Instance, out: SchedulerOutput, reply: StepReply): void {
+    let row = 0;
+    for (const s of out.scheduled) {
+      const stream = s.seq.promptLogprobs === null ? undefined : inst.streams.get(s.seq.seqId)?.stream;
+      if (stream) {
+        const scores = promptScoresOf(reply, s, row);
+        if (scores.length > 0) stream.push({ tokenId: null, promptLogprobs: scores });
+      }
+      row += s.numNewTokens;
     }
   }
 

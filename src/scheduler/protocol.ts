@@ -67,6 +67,10 @@ export interface StepMessage {
   returnLogits: boolean;
   // the only LM-head rows the step needs (every sampled sequence asked for these: a reranker's)
   logitRows?: Int32Array;
+  // prompt scoring: per token row (tokenIds' order) the next prompt token to score, -1 none; and
+  // how many likeliest tokens each scored row returns
+  scoreTargets?: Int32Array;
+  scoreTopN?: number;
 }
 
 // Compile a constraint before its sequence is first scheduled: the reply comes when it is ready.

@@ -28,6 +28,10 @@ export interface SequenceInit {
   logitRows?: readonly number[];
   constraint?: ConstraintSpec; // structured output: the worker masks the tokens it disallows
   logitBias?: LogitBias; // OpenAI's logit_bias, passed to the engine untouched
+  // Prompt scoring (echo with logprobs): every prompt token after the first gets its log-prob
+  // given the tokens before it, with this many likeliest alternatives. Such a sequence takes
+  // nothing from the prefix cache: a cached position is never computed, so it has no logits.
+  promptLogprobs?: number;
 }
 
 let nextSeqId = 0;
@@ -53,6 +57,7 @@ export class Sequence {
   readonly logitRows: readonly number[] | null;
   readonly constraint: ConstraintSpec | null;
   readonly logitBias: LogitBias | null;
+  readonly promptLogprobs: number | null;
 
   status: SeqStatus = 'waiting';
   isHeld = false; // its consumer lags: not computed until it catches up (Scheduler.hold)
@@ -97,6 +102,7 @@ export class Sequence {
     this.logitRows = init.logitRows?.length ? [...init.logitRows] : null;
     this.constraint = init.constraint ?? null;
     this.logitBias = init.logitBias?.length ? init.logitBias : null;
+    this.promptLogprobs = init.promptLogprobs ?? null;
   }
 
   get numTokens(): number {

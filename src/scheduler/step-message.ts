@@ -2,7 +2,7 @@
 // and the pieces of a step's reply a request reads (its logits row, a beam's candidates).
 import type { BeamCandidate } from './beam-search.js';
 import type { StepMessage, StepReply } from './protocol.js';
-import type { SchedulerOutput } from './scheduler.js';
+import type { ScheduledSeq, SchedulerOutput } from './scheduler.js';
 
 // The logits of scheduled sequence i: the engine returns one row per sampling sequence, in order.
 export function logitsRow(logits: Float32Array, out: SchedulerOutput, i: number): Float32Array {
@@ -66,7 +66,57 @@ export function buildStepMessage(out: SchedulerOutput, earlierReleases: number[]
     release: Int32Array.from([...earlierReleases, ...releasedIds(out)]),
     returnLogits: out.scheduled.some((s) => s.doSample && s.seq.returnLogits),
     ...stepLogitRows(out),
+    ...stepScoreTargets(out),
   };
+}
+
+// Prompt scoring: the token at position p of a scoring sequence is scored against the prompt's
+// token p + 1, so the last prompt position (which samples the first output) and outputs are not.
+function stepScoreTargets(out: SchedulerOutput): { scoreTargets?: Int32Array; scoreTopN?: number } {
+  if (!out.scheduled.some((s) => s.seq.promptLogprobs !== null && s.startPos + 1 < s.seq.numPromptTokens)) return {};
+  const targets = new Int32Array(out.numScheduledTokens).fill(-1);
+  let topN = 0,
+    row = 0;
+  for (const s of out.scheduled) {
+    const n = s.seq.promptLogprobs;
+    if (n !== null)
+      for (let j = 0; j < s.numNewTokens; j++) {
+        const p = s.startPos + j;
+        if (p + 1 < s.seq.numPromptTokens) {
+          targets[row + j] = s.seq.tokenIds[p + 1];
+          topN = Math.max(topN, n);
+        }
+      }
+    row += s.numNewTokens;
+  }
+  return { scoreTargets: targets, scoreTopN: topN };
+}
+
+// The prompt scores of a scheduled sequence in a step's reply: one entry per scored position.
+// row: the sequence's first token row in the step.
+export function promptScoresOf(reply: StepReply, s: ScheduledSeq, row: number): PromptScore[] {
+  const n = s.seq.promptLogprobs;
+  if (n === null || !reply.scoredLogprobs || !reply.scoredTopIds || !reply.scoredTopLogprobs) return [];
+  const topN = reply.scoredTopIds.length / reply.scoredLogprobs.length;
+  const scores: PromptScore[] = [];
+  for (let j = 0; j < s.numNewTokens; j++) {
+    const t = row + j,
+      p = s.startPos + j;
+    if (p + 1 >= s.seq.numPromptTokens || Number.isNaN(reply.scoredLogprobs[t])) continue;
+    const top: { id: number; logprob: number }[] = [];
+    for (let k = 0; k < Math.min(n, topN) && reply.scoredTopIds[t * topN + k] >= 0; k++)
+      top.push({ id: reply.scoredTopIds[t * topN + k], logprob: reply.scoredTopLogprobs[t * topN + k] });
+    scores.push({ position: p + 1, id: s.seq.tokenIds[p + 1], logprob: reply.scoredLogprobs[t], top });
+  }
+  return scores;
+}
+
+// A prompt token's score: its log-prob given the tokens before it, and the likeliest tokens'.
+export interface PromptScore {
+  position: number; // in the prompt (>= 1)
+  id: number;
+  logprob: number;
+  top: { id: number; logprob: number }[];
 }
 
 // The LM-head rows a step needs, when every sampled sequence asks for the same few (else all).

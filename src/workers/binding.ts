@@ -84,6 +84,10 @@ export interface NativeStepInput extends SamplingArrays {
   biasOffsets?: Int32Array;
   biasIds?: Int32Array;
   biasValues?: Float32Array;
+  // Prompt scoring (CPU only): row t with scoreTargets[t] >= 0 gets that token's log-prob at its
+  // position and the scoreTopN likeliest tokens' (the raw distribution: no mask, bias or penalty).
+  scoreTargets?: Int32Array;
+  scoreTopN?: number;
 }
 
 export interface NativeStepOutput {
@@ -93,6 +97,10 @@ export interface NativeStepOutput {
   topIds: Int32Array;
   topLogprobs: Float32Array;
   logits?: Float32Array;
+  // with scoreTargets: [T] (NaN: row not scored), [T * scoreTopN] (-1 / NaN padded)
+  scoredLogprobs?: Float32Array;
+  scoredTopIds?: Int32Array;
+  scoredTopLogprobs?: Float32Array;
   forwardUs: number;
   sampleUs: number;
 }

@@ -103,6 +103,7 @@ export class EngineWorker {
       msg.blockCopies,
       msg.forks,
       msg.release,
+      ...(msg.scoreTargets ? [msg.scoreTargets] : []),
     ].map((a) => a.buffer as ArrayBuffer);
     // A message on a closed port is dropped without a word: a thread that ended while idle must
     // fail the next step, not leave it waiting.

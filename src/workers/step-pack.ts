@@ -25,6 +25,7 @@ export interface StepExtras {
   history?: { seqId: number; tokens: ArrayLike<number> }[]; // prefixes not fed (prefix-cache hits)
   returnLogits?: boolean;
   logitRows?: ArrayLike<number>; // the only LM-head rows needed (weft_engine.h's logit_rows)
+  score?: { targets: Int32Array; topN: number }; // prompt scoring, one target per token row (-1: none)
 }
 
 export function packStep(seqs: readonly SeqStep[], blockSize: number, extras: StepExtras = {}): NativeStepInput {
@@ -64,6 +65,7 @@ export function packStep(seqs: readonly SeqStep[], blockSize: number, extras: St
     ...packHistory(extras.history ?? []),
     returnLogits: extras.returnLogits ?? false,
     ...(extras.logitRows?.length ? { numLogitRows: extras.logitRows.length, logitRows: Int32Array.from(extras.logitRows) } : {}),
+    ...(extras.score ? { scoreTargets: extras.score.targets, scoreTopN: extras.score.topN } : {}),
   };
   let t = 0;
   seqs.forEach((s, i) => {

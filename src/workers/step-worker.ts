@@ -127,6 +127,7 @@ async function runStep(m: StepMessage): Promise<StepReply> {
     history,
     returnLogits: m.returnLogits,
     ...(m.logitRows ? { logitRows: m.logitRows } : {}),
+    ...(m.scoreTargets ? { score: { targets: m.scoreTargets, topN: m.scoreTopN ?? 0 } } : {}),
   });
   const packUs = (performance.now() - t0) * 1000;
   const out = engine.step(input);
@@ -150,9 +151,8 @@ async function onStep(port: MessagePort, { id, msg }: StepEnvelope): Promise<voi
     port.postMessage({ id, reply: { ok: false, error: toErrorData(e) } } satisfies StepReplyEnvelope);
     return;
   }
-  const buffers = [reply.sampled, reply.logprobs, reply.topIds, reply.topLogprobs, ...(reply.logits ? [reply.logits] : [])].map(
-    (a) => a.buffer as ArrayBuffer,
-  );
+  const optional = [reply.logits, reply.scoredLogprobs, reply.scoredTopIds, reply.scoredTopLogprobs].filter((a) => a !== undefined);
+  const buffers = [reply.sampled, reply.logprobs, reply.topIds, reply.topLogprobs, ...optional].map((a) => a.buffer as ArrayBuffer);
   port.postMessage({ id, reply } satisfies StepReplyEnvelope, buffers);
 }
 

@@ -371,6 +371,40 @@ class CpuEngine final : public Engine {
       }
     });
     if (in.return_logits) out->logits = logits_;
+    if (in.score_targets) score_prompt_rows(in, out);
+  }
+
+  // Prompt scoring: the rows with a target go through the final norm and the whole LM head
+  // (after sampling, which is done with logits_), then a log-softmax each; 64 rows at a time, so
+  // that a long chunk's logits stay small (2048 rows of a 128K vocabulary would be 1 GB).
+  void score_prompt_rows(const StepInput& in, StepOutput* out) {
+    const int T = in.num_tokens, D = cfg_.dim, V = cfg_.vocab_size, n = in.score_top_n;
+    rows_.clear();
+    for (int t = 0; t < T; ++t)
+      if (in.score_targets[t] >= 0) rows_.push_back(t);
+    const int R = int(rows_.size());
+    out->scored_logprobs.assign(T, NAN);
+    out->scored_top_ids.assign(size_t(T) * n, -1);
+    out->scored_top_logprobs.assign(size_t(T) * n, NAN);
+    constexpr int kRows = 64;
+    for (int r0 = 0; r0 < R; r0 += kRows) {
+      const int nr = std::min(kRows, R - r0);
+      h_.resize(size_t(nr) * D);
+      parallel_rows(
+          nr, [&](int r, int) { rmsnorm_isa(isa_, &x_[size_t(rows_[r0 + r]) * D], model_->final_norm.data(), cfg_.rms_eps, D, &h_[size_t(r) * D]); });
+      logits_.resize(size_t(nr) * V);
+      matmul(model_->lm_head, h_.data(), nr, logits_.data());
+      parallel_rows(nr, [&](int r, int thread) {
+        const int t = rows_[r0 + r];
+        SampleResult res;
+        score_row(&logits_[size_t(r) * V], V, in.score_targets[t], n, &sample_scratch_[thread], &res);
+        out->scored_logprobs[t] = res.logprob;
+        for (size_t j = 0; j < res.top.size(); ++j) {
+          out->scored_top_ids[size_t(t) * n + j] = res.top[j].first;
+          out->scored_top_logprobs[size_t(t) * n + j] = res.top[j].second;
+        }
+      });
+    }
   }
 
   std::shared_ptr<const Model> model_;

@@ -1,0 +1,163 @@
+// Prompt scoring: /v1/completions with echo and logprobs (what lm-evaluation-harness's
+// loglikelihood sends) returns every prompt token's log-prob given the tokens before it. The
+// oracle runs each prefix of the prompt alone through an engine and takes the log-softmax of its
+// last row's full logits here, sharing no code with the scoring path.
+import t from 'tap';
+
+import { loadModelSpec } from '../../src/model/load.js';
+import { GREEDY } from '../../src/sampling.js';
+import { EngineInstance } from '../../src/workers/engine-instance.js';
+import { packStep } from '../../src/workers/step-pack.js';
+import { MODEL_DIR } from '../fixtures/paths.js';
+import { sseData, startTestApp } from './helpers.js';
+
+const PROMPT = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends.';
+const TOP = 2;
+
+interface Oracle {
+  logprob: number[]; // [p]: prompt token p's log-prob given tokens 0..p-1 (p >= 1)
+  top: number[][]; // [p]: the TOP likeliest log-probs there, best first
+}
+
+async function oracle(ids: number[]): Promise<Oracle> {
+  const e = await EngineInstance.open({ modelPath: MODEL_DIR, dtype: 'f32', numThreads: 1, numKvBlocks: 16, blockSize: 16 });
+  const out: Oracle = { logprob: [], top: [] };
+  for (let p = 1; p < ids.length; p++) {
+    const tokens = ids.slice(0, p);
+    const blockTable = Array.from({ length: Math.ceil(p / 16) }, (_, i) => i);
+    const step = { seqId: p, tokens, startPos: 0, promptLen: p, blockTable, doSample: true, sampling: { ...GREEDY } };
+    const logits = e.step(packStep([step], 16, { returnLogits: true, release: p > 1 ? [p - 1] : [] })).logits!;
+    let max = -Infinity;
+    for (const x of logits) max = Math.max(max, x);
+    let sum = 0;
+    for (const x of logits) sum += Math.exp(x - max);
+    const lse = max + Math.log(sum);
+    out.logprob[p] = logits[ids[p]] - lse;
+    out.top[p] = [...logits]
+      .sort((a, b) => b - a)
+      .slice(0, TOP)
+      .map((x) => x - lse);
+  }
+  e.close();
+  return out;
+}
+
+interface Lp {
+  tokens: string[];
+  token_logprobs: (number | null)[];
+  top_logprobs: (Record<string, number> | null)[];
+  text_offset: number[];
+}
+
+function checkPrompt(t: Tap.Test, lp: Lp, o: Oracle, n: number, what: string): void {
+  t.equal(lp.token_logprobs[0], null, `${what}: the first prompt token has no log-prob`);
+  t.equal(lp.top_logprobs[0], null);
+  let worst = 0,
+    worstTop = 0;
+  for (let p = 1; p < n; p++) {
+    worst = Math.max(worst, Math.abs((lp.token_logprobs[p] as number) - o.logprob[p]));
+    const top = Object.values(lp.top_logprobs[p] ?? {}).sort((a, b) => b - a);
+    // two alternatives with the same text would fold into one key; the stories260K vocabulary has none
+    t.equal(top.length, TOP, `${what}: position ${p} has ${TOP} alternatives`);
+    for (let k = 0; k < TOP; k++) worstTop = Math.max(worstTop, Math.abs(top[k] - o.top[p][k]));
+  }
+  t.ok(worst < 1e-4, `${what}: prompt log-probs equal the prefixes run alone (largest difference ${worst})`);
+  t.ok(worstTop < 1e-4, `${what}: and so do the likeliest alternatives' (largest difference ${worstTop})`);
+}
+
+const spec = await loadModelSpec(MODEL_DIR);
+t.ok(spec.config.vocabSize > 0);
+
+for (const maxNumBatchedTokens of [256, 7]) {
+  t.test(`echo with logprobs scores the prompt (max_num_batched_tokens ${maxNumBatchedTokens})`, async (t) => {
+    const s = await startTestApp({ maxNumBatchedTokens, maxNumSeqs: 4, backend: 'cpu' });
+    t.teardown(() => s.close());
+    const post = (payload: unknown) => s.app.inject({ method: 'POST', url: '/v1/completions', payload });
+    const ids: number[] = (await s.app.inject({ method: 'POST', url: '/tokenize', payload: { text: PROMPT } })).json().ids;
+    t.ok(ids.length > 20, `a prompt of ${ids.length} tokens`);
+    const o = await oracle(ids);
+
+    // the same prompt once without scoring first: its blocks are in the prefix cache, which a
+    // scoring request must not use (a cached position yields no log-prob)
+    const plain = (await post({ prompt: PROMPT, max_tokens: 4, temperature: 0, logprobs: TOP })).json();
+    const body = { prompt: PROMPT, max_tokens: 4, temperature: 0, logprobs: TOP, echo: true };
+    const r = await post(body);
+    t.equal(r.statusCode, 200, r.body);
+    const c = r.json().choices[0];
+    const lp = c.logprobs as Lp;
+    t.equal(c.text, PROMPT + plain.choices[0].text, 'the text: the prompt, then the same completion');
+    t.equal(lp.tokens.length, ids.length + 4, 'a log-prob entry for every prompt and completion token');
+    checkPrompt(t, lp, o, ids.length, 'plain');
+    t.same(lp.token_logprobs.slice(ids.length), plain.choices[0].logprobs.token_logprobs, "the completion's log-probs as without echo");
+    t.equal(lp.text_offset[ids.length], PROMPT.length, "the completion's offsets start after the echoed prompt");
+    // a prompt token's offset: where its text starts in the echoed prompt (BOS takes no room)
+    t.same(lp.text_offset.slice(0, 3), [0, 0, 'Once'.length]);
+    for (let p = 1; p < ids.length; p++)
+      t.ok(
+        PROMPT.startsWith(lp.tokens[p].trimStart(), lp.text_offset[p] + (lp.tokens[p].startsWith(' ') && p > 1 ? 1 : 0)),
+        `token ${p} at its offset`,
+      );
+    t.same(
+      lp.text_offset.slice(ids.length),
+      plain.choices[0].logprobs.text_offset.map((x: number) => x + PROMPT.length),
+    );
+    t.equal(r.json().usage.prompt_tokens_details.cached_tokens, 0, 'nothing came from the prefix cache');
+    t.equal(r.json().usage.completion_tokens, 4);
+
+    // streamed: the first chunk carries the prompt and its log-probs, the rest as without echo
+    const streamed = await post({ ...body, stream: true });
+    const chunks = (sseData(streamed.body).filter((d) => d !== '[DONE]') as { choices: { text: string; logprobs: Lp | null }[] }[])
+      .map((d) => d.choices[0])
+      .filter((x) => x !== undefined);
+    t.equal(chunks.map((x) => x.text).join(''), c.text, 'streamed text');
+    const joined: Lp = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+    for (const x of chunks) if (x.logprobs) for (const k of Object.keys(joined) as (keyof Lp)[]) (joined[k] as unknown[]).push(...x.logprobs[k]);
+    t.same(joined, lp, 'streamed log-probs, joined, equal the plain ones');
+  });
+}
+
+t.test('scoring and plain requests sent together (batched in the same steps): each scored prompt as alone', async (t) => {
+  const s = await startTestApp({ backend: 'cpu' });
+  t.teardown(() => s.close());
+  const post = (payload: unknown) => s.app.inject({ method: 'POST', url: '/v1/completions', payload });
+  const other = 'The little dog ran to the tree and barked at a bird.';
+  const idsOf = async (text: string): Promise<number[]> => (await s.app.inject({ method: 'POST', url: '/tokenize', payload: { text } })).json().ids;
+  const [ids1, ids2] = [await idsOf(PROMPT), await idsOf(other)];
+  const [o1, o2] = [await oracle(ids1), await oracle(ids2)];
+  const [r1, r2, r3] = await Promise.all([
+    post({ prompt: PROMPT, max_tokens: 8, temperature: 0, logprobs: TOP, echo: true }),
+    post({ prompt: other, max_tokens: 8, temperature: 0, logprobs: TOP, echo: true }),
+    post({ prompt: 'Lily', max_tokens: 8, temperature: 0 }),
+  ]);
+  for (const r of [r1, r2, r3]) t.equal(r.statusCode, 200, r.body);
+  checkPrompt(t, r1.json().choices[0].logprobs, o1, ids1.length, 'first of three');
+  checkPrompt(t, r2.json().choices[0].logprobs, o2, ids2.length, 'second of three');
+});
+
+t.test('the engine refuses scoring input out of range with a code', async (t) => {
+  const e = await EngineInstance.open({ modelPath: MODEL_DIR, dtype: 'f32', numThreads: 1, numKvBlocks: 4, blockSize: 16 });
+  t.teardown(() => e.close());
+  const step = { seqId: 1, tokens: [1, 403, 407], startPos: 0, promptLen: 3, blockTable: [0], doSample: true, sampling: { ...GREEDY } };
+  const bad = { code: 'WEFT_ERR_ENGINE_BAD_INPUT' };
+  t.throws(() => e.step(packStep([step], 16, { score: { targets: Int32Array.from([403, spec.config.vocabSize, -1]), topN: 1 } })), bad);
+  t.throws(() => e.step(packStep([step], 16, { score: { targets: Int32Array.from([403, 407, -1]), topN: spec.config.vocabSize + 1 } })), bad);
+  const ok = e.step(packStep([step], 16, { score: { targets: Int32Array.from([403, 407, -1]), topN: 3 } }));
+  t.equal(ok.scoredLogprobs!.length, 3);
+  t.ok(Number.isNaN(ok.scoredLogprobs![2]), 'a row without a target is not scored');
+  t.equal(ok.scoredTopIds!.length, 9);
+});
+
+t.test('echo with logprobs: bad combinations are refused with a code', async (t) => {
+  const s = await startTestApp({ backend: 'cpu' });
+  t.teardown(() => s.close());
+  const r = await s.app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'Lily', n: 2, max_tokens: 2, echo: true, logprobs: 1 } });
+  t.equal(r.statusCode, 400);
+  t.equal(r.json().error.code, 'WEFT_ERR_REQ_INVALID');
+  t.match(r.json().error.message, /n = 1/);
+  const beam = await s.app.inject({
+    method: 'POST',
+    url: '/v1/completions',
+    payload: { prompt: 'Lily', n: 2, max_tokens: 2, echo: true, logprobs: 1, use_beam_search: true },
+  });
+  t.equal(beam.statusCode, 400);
+});
