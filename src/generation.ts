@@ -32,7 +32,9 @@ export interface ModelInfo {
 
 export interface GenRequest {
   promptIds: number[];
-  maxTokens?: number; // default: what the context leaves after the prompt
+  // default: what the context leaves after the prompt. 0: the prompt is computed (and scored, with
+  // promptLogprobs) and nothing is returned: the token its last position samples is dropped.
+  maxTokens?: number;
   minTokens?: number;
   ignoreEos?: boolean;
   stopTokenIds?: number[];
@@ -194,7 +196,7 @@ export class GenerationService {
     const handles = this.loop.submitN(
       Array.from({ length: n }, (_, i) => ({
         promptTokenIds: req.promptIds,
-        maxTokens: req.maxTokens,
+        maxTokens: req.maxTokens === 0 ? 1 : req.maxTokens,
         minTokens: req.minTokens,
         ignoreEos: req.ignoreEos,
         stopTokenIds: req.stopTokenIds,
@@ -340,6 +342,7 @@ export class GenerationService {
       return out;
     };
 
+    const dropsTheToken = req.maxTokens === 0;
     for await (const ev of handle.events) {
       if (ev.error) throw ev.error;
       if (ev.beams) await hooks.onBeams?.(ev.beams);
@@ -347,7 +350,7 @@ export class GenerationService {
         if (promptLps[s.position] === null) numScored++; // a recomputed chunk (after preemption) scores again
         promptLps[s.position] = { id: s.id, logprob: s.logprob, top: s.top };
       }
-      if (ev.tokenId !== null && stopAt < 0) {
+      if (ev.tokenId !== null && stopAt < 0 && !dropsTheToken) {
         const now = performance.now();
         if (lastTokenAt > 0) this.metrics?.observeInterTokenLatency((now - lastTokenAt) / 1000);
         lastTokenAt = now;
@@ -391,7 +394,7 @@ export class GenerationService {
       }
     }
     if (reason === undefined || reason === 'error') throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', 'the engine ended the request without a result');
-    const finishReason = stopAt >= 0 ? 'stop' : reason;
+    const finishReason = dropsTheToken ? 'length' : stopAt >= 0 ? 'stop' : reason;
     return {
       text: full.slice(0, stopAt >= 0 ? stopAt : full.length),
       tokenIds,

@@ -343,6 +343,13 @@ function withEcho(fmt: Format, prompts: readonly string[], n: number, scoring: {
     scoring && lps ? promptLogprobsBlock(scoring.svc, scoring.prompts[index], lps) : null;
   return {
     ...fmt,
+    // a choice that sent no chunk (max_tokens 0): its prompt comes with the last one
+    endChoice: (index, r) => {
+      const c = fmt.endChoice(index, r);
+      if (started.has(index)) return c;
+      started.add(index);
+      return { ...c, text: prompts[Math.floor(index / n)], logprobs: promptBlock(index, r.promptLogprobs) };
+    },
     choice: async (index, r) => {
       const c = await fmt.choice(index, r);
       const text = prompts[Math.floor(index / n)];
@@ -419,6 +426,8 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
       // echo with logprobs scores the prompt too (what lm-evaluation-harness's loglikelihood asks)
       const scorePrompt = b.echo === true && numLogprobs >= 0;
       if (scorePrompt) checkPromptScoring(svc, b.n ?? 1);
+      if (b.max_tokens === 0 && (!b.echo || b.use_beam_search))
+        throw new WeftError('WEFT_ERR_REQ_INVALID', 'max_tokens 0 returns the prompt alone: it takes echo: true (and no beam search)');
       const reqs = await Promise.all(
         prompts.map(async (ids) => {
           const r = await constrain(toGenRequest(svc, ids, b, numLogprobs, 16), b); // OpenAI's default max_tokens

@@ -244,6 +244,7 @@ export const completionsBody = body(
       ],
     },
     logprobs: nullable(int(0, 20)),
+    max_tokens: nullable(int(0, 1 << 22, '0 only with echo: the prompt alone (scored, with logprobs), nothing generated')),
     echo: {
       type: 'boolean',
       description:

@@ -113,6 +113,33 @@ for (const maxNumBatchedTokens of [256, 7]) {
     const joined: Lp = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
     for (const x of chunks) if (x.logprobs) for (const k of Object.keys(joined) as (keyof Lp)[]) (joined[k] as unknown[]).push(...x.logprobs[k]);
     t.same(joined, lp, 'streamed log-probs, joined, equal the plain ones');
+
+    // max_tokens 0 (how scoring scripts ask): the prompt alone, scored, nothing generated
+    const zero = await post({ ...body, max_tokens: 0 });
+    t.equal(zero.statusCode, 200, zero.body);
+    const z = zero.json();
+    t.equal(z.choices[0].text, PROMPT);
+    t.equal(z.choices[0].finish_reason, 'length');
+    t.equal(z.usage.completion_tokens, 0);
+    t.same(
+      z.choices[0].logprobs,
+      {
+        tokens: lp.tokens.slice(0, ids.length),
+        token_logprobs: lp.token_logprobs.slice(0, ids.length),
+        top_logprobs: lp.top_logprobs.slice(0, ids.length),
+        text_offset: lp.text_offset.slice(0, ids.length),
+      },
+      'max_tokens 0: the prompt part of the same log-probs',
+    );
+    const zeroStreamed = await post({ ...body, max_tokens: 0, stream: true });
+    const zc = (
+      sseData(zeroStreamed.body).filter((d) => d !== '[DONE]') as { choices: { text: string; logprobs: Lp | null; finish_reason: string | null }[] }[]
+    )
+      .map((d) => d.choices[0])
+      .filter((x) => x !== undefined);
+    t.equal(zc.map((x) => x.text).join(''), PROMPT, 'max_tokens 0 streamed: the prompt');
+    t.same(zc.at(-1)?.logprobs, z.choices[0].logprobs, 'and its log-probs, in the last chunk');
+    t.equal(zc.at(-1)?.finish_reason, 'length');
   });
 }
 
@@ -154,6 +181,19 @@ t.test('echo with logprobs: bad combinations are refused with a code', async (t)
   t.equal(r.statusCode, 400);
   t.equal(r.json().error.code, 'WEFT_ERR_REQ_INVALID');
   t.match(r.json().error.message, /n = 1/);
+  const zero = await s.app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'Lily', max_tokens: 0 } });
+  t.equal(zero.statusCode, 400, 'max_tokens 0 without echo');
+  t.match(zero.json().error.message, /echo/);
+  const chatZero = await s.app.inject({
+    method: 'POST',
+    url: '/v1/chat/completions',
+    payload: { messages: [{ role: 'user', content: 'x' }], max_tokens: 0 },
+  });
+  t.equal(chatZero.statusCode, 400, 'chat completions keep max_tokens >= 1');
+  const echoOnly = await s.app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'Lily', max_tokens: 0, echo: true } });
+  t.equal(echoOnly.statusCode, 200, echoOnly.body);
+  t.equal(echoOnly.json().choices[0].text, 'Lily', 'max_tokens 0 with echo and no logprobs: the prompt');
+  t.equal(echoOnly.json().choices[0].logprobs, null);
   const beam = await s.app.inject({
     method: 'POST',
     url: '/v1/completions',
