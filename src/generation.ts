@@ -62,6 +62,7 @@ export interface BeamRequest {
 export interface TokenLogprob {
   id: number;
   logprob: number;
+  rank?: number; // a scored prompt token's rank among the vocabulary (1 = likeliest)
   top?: { id: number; logprob: number }[];
 }
 
@@ -348,7 +349,7 @@ export class GenerationService {
       if (ev.beams) await hooks.onBeams?.(ev.beams);
       for (const s of ev.promptLogprobs ?? []) {
         if (promptLps[s.position] === null) numScored++; // a recomputed chunk (after preemption) scores again
-        promptLps[s.position] = { id: s.id, logprob: s.logprob, top: s.top };
+        promptLps[s.position] = { id: s.id, logprob: s.logprob, rank: s.rank, top: s.top };
       }
       if (ev.tokenId !== null && stopAt < 0 && !dropsTheToken) {
         const now = performance.now();

@@ -200,6 +200,7 @@ struct StepOutput {
   // with score_targets: [T] the target's log-prob (NaN for rows not scored), [T * score_top_n]
   // the likeliest tokens (-1 / NaN padded); empty without
   std::vector<float> scored_logprobs;
+  std::vector<int32_t> scored_ranks;  // [T] the target's rank (1 = likeliest), 0 for rows not scored
   std::vector<int32_t> scored_top_ids;
   std::vector<float> scored_top_logprobs;
   double forward_us = 0, sample_us = 0;

@@ -364,6 +364,7 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
     if (s.return_logits) res.Set("logits", to_array(env, out.logits));
     if (s.score_targets) {
       res.Set("scoredLogprobs", to_array(env, out.scored_logprobs));
+      res.Set("scoredRanks", to_array(env, out.scored_ranks));
       res.Set("scoredTopIds", to_array(env, out.scored_top_ids));
       res.Set("scoredTopLogprobs", to_array(env, out.scored_top_logprobs));
     }

@@ -117,9 +117,12 @@ int32_t sample_stochastic(const float* logits, int vocab, const SampleParams& p,
 
 }  // namespace
 
-void score_row(const float* logits, int vocab, int32_t target, int top_n, SampleScratch* s, SampleResult* out) {
+void score_row(const float* logits, int vocab, int32_t target, int top_n, SampleScratch* s, SampleResult* out, int32_t* rank) {
   out->token = target;
   log_softmax_top(logits, vocab, top_n, target, s, out);
+  int32_t above = 0;
+  for (int i = 0; i < vocab; ++i) above += logits[i] > logits[target];
+  *rank = above + 1;
 }
 
 void sample_row(const float* logits, int vocab, const SampleParams& p, const int32_t* history, int history_len, int prompt_len, uint64_t counter,

@@ -53,7 +53,8 @@ void sample_row(const float* logits, int vocab, const SampleParams& p, const int
                 SampleScratch* scratch, SampleResult* out, const uint32_t* mask = nullptr, const LogitBias& bias = {});
 
 // The log-prob of `target` under the raw distribution of `logits` (a log-softmax), and the top_n
-// likeliest tokens' (best first, ties to the lower id): prompt scoring.
-void score_row(const float* logits, int vocab, int32_t target, int top_n, SampleScratch* scratch, SampleResult* out);
+// likeliest tokens' (best first, ties to the lower id): prompt scoring. *rank: 1 + the number of
+// tokens with a larger logit (vLLM's rank of a prompt token).
+void score_row(const float* logits, int vocab, int32_t target, int top_n, SampleScratch* scratch, SampleResult* out, int32_t* rank);
 
 }  // namespace weft

@@ -30,6 +30,7 @@ interface CompletionsBody extends OpenAiCommon {
   prompt: string | string[] | number[];
   logprobs?: number | null;
   echo?: boolean;
+  prompt_logprobs?: number | null; // vLLM's
 }
 interface ChatCompletionsBody extends OpenAiCommon, ToolFields {
   messages: Exclude<MessageInput, string>[];
@@ -304,7 +305,7 @@ function checkPromptScoring(svc: GenerationService, n: number): void {
 // A scored prompt's log-prob block: every prompt token, the first without a log-prob (null), as
 // OpenAI's legacy completions give it. A token's offset is where its text starts in the prompt's
 // decoded text (a BOS token and a SentencePiece text's first space take no room there).
-function promptLogprobsBlock(svc: GenerationService, ids: readonly number[], lps: PromptLogprobs): CompletionLogprobs {
+function promptLogprobsBlock(svc: GenerationService, ids: readonly number[], lps: PromptLogprobs, numTop: number): CompletionLogprobs {
   const stream = new TokenTextStream(svc.tokenizer);
   const tokens = ids.map((id) => stream.push(id));
   const detok = new IncrementalDetokenizer(svc.tokenizer);
@@ -317,7 +318,9 @@ function promptLogprobsBlock(svc: GenerationService, ids: readonly number[], lps
   return {
     tokens,
     token_logprobs: lps.map((l) => l?.logprob ?? null),
-    top_logprobs: lps.map((l) => (l ? Object.fromEntries((l.top ?? []).map((x) => [tokenAlone(svc.tokenizer.tokenBytes(x.id)), x.logprob])) : null)),
+    top_logprobs: lps.map((l) =>
+      l ? Object.fromEntries((l.top ?? []).slice(0, numTop).map((x) => [tokenAlone(svc.tokenizer.tokenBytes(x.id)), x.logprob])) : null,
+    ),
     text_offset: offsets,
   };
 }
@@ -337,10 +340,15 @@ function afterPrompt(prompt: CompletionLogprobs | null, rest: CompletionLogprobs
 
 // echo (completions): each choice's text starts with its prompt, so does a streamed choice's first
 // chunk. scoring: echo with logprobs, whose log-probs start with the prompt's (n = 1).
-function withEcho(fmt: Format, prompts: readonly string[], n: number, scoring: { svc: GenerationService; prompts: number[][] } | null): Format {
+function withEcho(
+  fmt: Format,
+  prompts: readonly string[],
+  n: number,
+  scoring: { svc: GenerationService; prompts: number[][]; top: number } | null,
+): Format {
   const started = new Set<number>();
   const promptBlock = (index: number, lps: PromptLogprobs | undefined) =>
-    scoring && lps ? promptLogprobsBlock(scoring.svc, scoring.prompts[index], lps) : null;
+    scoring && lps ? promptLogprobsBlock(scoring.svc, scoring.prompts[index], lps, scoring.top) : null;
   return {
     ...fmt,
     // a choice that sent no chunk (max_tokens 0): its prompt comes with the last one
@@ -370,6 +378,27 @@ function withEcho(fmt: Format, prompts: readonly string[], n: number, scoring: {
       if (!first) return c;
       return c ? { ...c, text: text + String(c.text) } : { index, text, logprobs: null, finish_reason: null };
     },
+  };
+}
+
+// vLLM's prompt_logprobs (completions, not streamed): per prompt position null for the first,
+// then {token id: {logprob, rank, decoded_token}} for the `top` likeliest tokens and the prompt's own.
+function withPromptLogprobs(svc: GenerationService, fmt: Format, top: number | null): Format {
+  if (top === null) return fmt;
+  const entry = (id: number, logprob: number, rank: number) => [
+    String(id),
+    { logprob, rank, decoded_token: tokenAlone(svc.tokenizer.tokenBytes(id)) },
+  ];
+  return {
+    ...fmt,
+    choice: async (index, r) => ({
+      ...(await fmt.choice(index, r)),
+      prompt_logprobs: (r.promptLogprobs ?? []).map((l) =>
+        l
+          ? Object.fromEntries([...(l.top ?? []).slice(0, top).map((x, k) => entry(x.id, x.logprob, k + 1)), entry(l.id, l.logprob, l.rank ?? 0)])
+          : null,
+      ),
+    }),
   };
 }
 
@@ -423,23 +452,28 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
             : await Promise.all((b.prompt as string[]).map((p) => svc.encode(p)));
       const numLogprobs = b.logprobs == null ? -1 : b.logprobs;
       checkBeam(b, numLogprobs >= 0);
-      // echo with logprobs scores the prompt too (what lm-evaluation-harness's loglikelihood asks)
+      // echo with logprobs scores the prompt too (what lm-evaluation-harness's loglikelihood asks),
+      // and so does vLLM's prompt_logprobs
       const scorePrompt = b.echo === true && numLogprobs >= 0;
-      if (scorePrompt) checkPromptScoring(svc, b.n ?? 1);
+      const promptTop = b.prompt_logprobs ?? null;
+      if (promptTop !== null && b.stream)
+        throw new WeftError('WEFT_ERR_REQ_INVALID', 'prompt_logprobs is not streamed: ask without stream, or use echo with logprobs');
+      const scoreTop = Math.max(scorePrompt ? numLogprobs : -1, promptTop ?? -1);
+      if (scoreTop >= 0) checkPromptScoring(svc, b.n ?? 1);
       if (b.max_tokens === 0 && (!b.echo || b.use_beam_search))
         throw new WeftError('WEFT_ERR_REQ_INVALID', 'max_tokens 0 returns the prompt alone: it takes echo: true (and no beam search)');
       const reqs = await Promise.all(
         prompts.map(async (ids) => {
           const r = await constrain(toGenRequest(svc, ids, b, numLogprobs, 16), b); // OpenAI's default max_tokens
-          return scorePrompt ? { ...r, promptLogprobs: numLogprobs } : r;
+          return scoreTop >= 0 ? { ...r, promptLogprobs: scoreTop } : r;
         }),
       );
       const fmt = completionFormat(svc, b.logprobs != null);
       const promptText = (ids: number[], p: number) =>
         typeof b.prompt === 'string' ? b.prompt : typeof b.prompt[p] === 'string' ? (b.prompt[p] as string) : svc.tokenizer.decode(ids);
       const texts = b.echo ? await Promise.all(prompts.map(promptText)) : null;
-      const echo = texts && withEcho(fmt, texts, b.n ?? 1, scorePrompt ? { svc, prompts } : null);
-      return respond(app, request, reply, b, reqs, echo ?? fmt, 'cmpl');
+      const echo = texts && withEcho(fmt, texts, b.n ?? 1, scorePrompt ? { svc, prompts, top: numLogprobs } : null);
+      return respond(app, request, reply, b, reqs, withPromptLogprobs(svc, echo ?? fmt, promptTop), 'cmpl');
     },
   );
 

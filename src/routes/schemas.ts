@@ -245,6 +245,9 @@ export const completionsBody = body(
     },
     logprobs: nullable(int(0, 20)),
     max_tokens: nullable(int(0, 1 << 22, '0 only with echo: the prompt alone (scored, with logprobs), nothing generated')),
+    prompt_logprobs: nullable(
+      int(0, 20, "vLLM's: each choice's prompt_logprobs give every prompt token's log-prob and rank, and this many likeliest tokens'; not streamed"),
+    ),
     echo: {
       type: 'boolean',
       description:

@@ -96,7 +96,7 @@ function stepScoreTargets(out: SchedulerOutput): { scoreTargets?: Int32Array; sc
 // row: the sequence's first token row in the step.
 export function promptScoresOf(reply: StepReply, s: ScheduledSeq, row: number): PromptScore[] {
   const n = s.seq.promptLogprobs;
-  if (n === null || !reply.scoredLogprobs || !reply.scoredTopIds || !reply.scoredTopLogprobs) return [];
+  if (n === null || !reply.scoredLogprobs || !reply.scoredRanks || !reply.scoredTopIds || !reply.scoredTopLogprobs) return [];
   const topN = reply.scoredTopIds.length / reply.scoredLogprobs.length;
   const scores: PromptScore[] = [];
   for (let j = 0; j < s.numNewTokens; j++) {
@@ -106,7 +106,7 @@ export function promptScoresOf(reply: StepReply, s: ScheduledSeq, row: number): 
     const top: { id: number; logprob: number }[] = [];
     for (let k = 0; k < Math.min(n, topN) && reply.scoredTopIds[t * topN + k] >= 0; k++)
       top.push({ id: reply.scoredTopIds[t * topN + k], logprob: reply.scoredTopLogprobs[t * topN + k] });
-    scores.push({ position: p + 1, id: s.seq.tokenIds[p + 1], logprob: reply.scoredLogprobs[t], top });
+    scores.push({ position: p + 1, id: s.seq.tokenIds[p + 1], logprob: reply.scoredLogprobs[t], rank: reply.scoredRanks[t], top });
   }
   return scores;
 }
@@ -116,6 +116,7 @@ export interface PromptScore {
   position: number; // in the prompt (>= 1)
   id: number;
   logprob: number;
+  rank: number; // among the whole vocabulary, 1 = likeliest
   top: { id: number; logprob: number }[];
 }
 

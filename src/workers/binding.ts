@@ -99,6 +99,7 @@ export interface NativeStepOutput {
   logits?: Float32Array;
   // with scoreTargets: [T] (NaN: row not scored), [T * scoreTopN] (-1 / NaN padded)
   scoredLogprobs?: Float32Array;
+  scoredRanks?: Int32Array; // [T] the target's rank among the vocabulary (1 = likeliest); 0: not scored
   scoredTopIds?: Int32Array;
   scoredTopLogprobs?: Float32Array;
   forwardUs: number;

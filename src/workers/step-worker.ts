@@ -151,7 +151,9 @@ async function onStep(port: MessagePort, { id, msg }: StepEnvelope): Promise<voi
     port.postMessage({ id, reply: { ok: false, error: toErrorData(e) } } satisfies StepReplyEnvelope);
     return;
   }
-  const optional = [reply.logits, reply.scoredLogprobs, reply.scoredTopIds, reply.scoredTopLogprobs].filter((a) => a !== undefined);
+  const optional = [reply.logits, reply.scoredLogprobs, reply.scoredRanks, reply.scoredTopIds, reply.scoredTopLogprobs].filter(
+    (a) => a !== undefined,
+  );
   const buffers = [reply.sampled, reply.logprobs, reply.topIds, reply.topLogprobs, ...optional].map((a) => a.buffer as ArrayBuffer);
   port.postMessage({ id, reply } satisfies StepReplyEnvelope, buffers);
 }

@@ -16,12 +16,14 @@ const TOP = 2;
 
 interface Oracle {
   logprob: number[]; // [p]: prompt token p's log-prob given tokens 0..p-1 (p >= 1)
-  top: number[][]; // [p]: the TOP likeliest log-probs there, best first
+  rank: number[]; // [p]: 1 + the tokens with a larger logit there
+  top: number[][]; // [p]: the 3 likeliest log-probs there, best first
+  topIds: number[][];
 }
 
 async function oracle(ids: number[]): Promise<Oracle> {
   const e = await EngineInstance.open({ modelPath: MODEL_DIR, dtype: 'f32', numThreads: 1, numKvBlocks: 16, blockSize: 16 });
-  const out: Oracle = { logprob: [], top: [] };
+  const out: Oracle = { logprob: [], rank: [], top: [], topIds: [] };
   for (let p = 1; p < ids.length; p++) {
     const tokens = ids.slice(0, p);
     const blockTable = Array.from({ length: Math.ceil(p / 16) }, (_, i) => i);
@@ -33,10 +35,10 @@ async function oracle(ids: number[]): Promise<Oracle> {
     for (const x of logits) sum += Math.exp(x - max);
     const lse = max + Math.log(sum);
     out.logprob[p] = logits[ids[p]] - lse;
-    out.top[p] = [...logits]
-      .sort((a, b) => b - a)
-      .slice(0, TOP)
-      .map((x) => x - lse);
+    out.rank[p] = 1 + logits.filter((x) => x > logits[ids[p]]).length;
+    const order = [...logits.keys()].sort((a, b) => logits[b] - logits[a] || a - b).slice(0, 3);
+    out.top[p] = order.map((i) => logits[i] - lse);
+    out.topIds[p] = order;
   }
   e.close();
   return out;
@@ -140,6 +142,32 @@ for (const maxNumBatchedTokens of [256, 7]) {
     t.equal(zc.map((x) => x.text).join(''), PROMPT, 'max_tokens 0 streamed: the prompt');
     t.same(zc.at(-1)?.logprobs, z.choices[0].logprobs, 'and its log-probs, in the last chunk');
     t.equal(zc.at(-1)?.finish_reason, 'length');
+
+    // vLLM's prompt_logprobs: per position the prompt token's log-prob and rank, and the likeliest 3
+    const v = await post({ prompt: PROMPT, max_tokens: 2, temperature: 0, prompt_logprobs: 3, echo: true, logprobs: 1 });
+    t.equal(v.statusCode, 200, v.body);
+    const pl = v.json().choices[0].prompt_logprobs as (Record<string, { logprob: number; rank: number; decoded_token: string }> | null)[];
+    t.equal(pl.length, ids.length);
+    t.equal(pl[0], null);
+    let worst = 0,
+      ranks = 0;
+    for (let p = 1; p < ids.length; p++) {
+      const own = pl[p]![String(ids[p])];
+      worst = Math.max(worst, Math.abs(own.logprob - o.logprob[p]));
+      if (own.rank === o.rank[p]) ranks++;
+      for (let k = 0; k < 3; k++) {
+        const e = pl[p]![String(o.topIds[p][k])];
+        worst = Math.max(worst, Math.abs(e.logprob - o.top[p][k]));
+        t.equal(e.rank, k + 1, `position ${p}: the ${k + 1}. likeliest has rank ${k + 1}`);
+      }
+      t.equal(Object.keys(pl[p]!).length, o.rank[p] <= 3 ? 3 : 4, `position ${p}: the 3 likeliest and the prompt's own token`);
+    }
+    t.ok(worst < 1e-4, `prompt_logprobs equal the prefixes run alone (largest difference ${worst})`);
+    t.equal(ranks, ids.length - 1, 'every prompt token has its rank');
+    t.ok(
+      (v.json().choices[0].logprobs as Lp).top_logprobs.slice(1, ids.length).every((x) => Object.keys(x ?? {}).length === 1),
+      "echo's log-probs keep their own count (1) beside prompt_logprobs' 3",
+    );
   });
 }
 
@@ -181,6 +209,13 @@ t.test('echo with logprobs: bad combinations are refused with a code', async (t)
   t.equal(r.statusCode, 400);
   t.equal(r.json().error.code, 'WEFT_ERR_REQ_INVALID');
   t.match(r.json().error.message, /n = 1/);
+  const streamed = await s.app.inject({
+    method: 'POST',
+    url: '/v1/completions',
+    payload: { prompt: 'Lily', max_tokens: 2, prompt_logprobs: 1, stream: true },
+  });
+  t.equal(streamed.statusCode, 400, 'prompt_logprobs is not streamed');
+  t.match(streamed.json().error.message, /prompt_logprobs/);
   const zero = await s.app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'Lily', max_tokens: 0 } });
   t.equal(zero.statusCode, 400, 'max_tokens 0 without echo');
   t.match(zero.json().error.message, /echo/);

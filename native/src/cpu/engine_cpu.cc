@@ -384,6 +384,7 @@ class CpuEngine final : public Engine {
       if (in.score_targets[t] >= 0) rows_.push_back(t);
     const int R = int(rows_.size());
     out->scored_logprobs.assign(T, NAN);
+    out->scored_ranks.assign(T, 0);
     out->scored_top_ids.assign(size_t(T) * n, -1);
     out->scored_top_logprobs.assign(size_t(T) * n, NAN);
     constexpr int kRows = 64;
@@ -397,7 +398,7 @@ class CpuEngine final : public Engine {
       parallel_rows(nr, [&](int r, int thread) {
         const int t = rows_[r0 + r];
         SampleResult res;
-        score_row(&logits_[size_t(r) * V], V, in.score_targets[t], n, &sample_scratch_[thread], &res);
+        score_row(&logits_[size_t(r) * V], V, in.score_targets[t], n, &sample_scratch_[thread], &res, &out->scored_ranks[t]);
         out->scored_logprobs[t] = res.logprob;
         for (size_t j = 0; j < res.top.size(); ++j) {
           out->scored_top_ids[size_t(t) * n + j] = res.top[j].first;
