@@ -349,7 +349,7 @@ export class GenerationService {
       if (ev.beams) await hooks.onBeams?.(ev.beams);
       for (const s of ev.promptLogprobs ?? []) {
         if (promptLps[s.position] === null) numScored++; // a recomputed chunk (after preemption) scores again
-        promptLps[s.position] = { id: s.id, logprob: s.logprob, rank: s.rank, top: s.top };
+        promptLps[s.position] = s;
       }
       if (ev.tokenId !== null && stopAt < 0 && !dropsTheToken) {
         const now = performance.now();

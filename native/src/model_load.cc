@@ -412,16 +412,16 @@ Status load_uncached(const ModelSpec& spec, Model* model) {
       if (!(s = L.vec(p + "self_attn.k_norm.weight", c.head_dim, &lw.k_norm)).ok()) return s;
     }
     // packed below, once every layer's tensors are found (model->layers no longer grows then)
-    jobs.push_back([=, &spec] {
-      LayerWeights& w = model->layers[size_t(l)];
-      return build_target_matrix({{q, perm_q}, {k, perm_k}, {v, 0}}, spec, &w.qkv, &w.g_qkv);
-    });
-    jobs.push_back([=, &spec] { return build_target_matrix({{o, 0}}, spec, &model->layers[size_t(l)].o, &model->layers[size_t(l)].g_o); });
-    jobs.push_back([=, &spec] {
-      LayerWeights& w = model->layers[size_t(l)];
-      return build_target_matrix({{g, 0}, {u, 0}}, spec, &w.gate_up, &w.g_gate_up);
-    });
-    jobs.push_back([=, &spec] { return build_target_matrix({{d, 0}}, spec, &model->layers[size_t(l)].down, &model->layers[size_t(l)].g_down); });
+    auto pack = [&](std::vector<Part> parts, Matrix LayerWeights::*cpu, HostMatrix LayerWeights::*gpu) {
+      jobs.push_back([=, &spec] {
+        LayerWeights& w = model->layers[size_t(l)];
+        return build_target_matrix(parts, spec, &(w.*cpu), &(w.*gpu));
+      });
+    };
+    pack({{q, perm_q}, {k, perm_k}, {v, 0}}, &LayerWeights::qkv, &LayerWeights::g_qkv);
+    pack({{o, 0}}, &LayerWeights::o, &LayerWeights::g_o);
+    pack({{g, 0}, {u, 0}}, &LayerWeights::gate_up, &LayerWeights::g_gate_up);
+    pack({{d, 0}}, &LayerWeights::down, &LayerWeights::g_down);
   }
   if (!(s = L.vec("model.norm.weight", c.dim, &model->final_norm)).ok()) return s;
   TensorView head = model->embed;

@@ -258,6 +258,11 @@ interface CompletionLogprobs {
   text_offset: number[];
 }
 
+// A token's alternatives as legacy completions list them: {token text: log-prob}.
+function topByText(svc: GenerationService, top: TokenLogprob['top'], max = Number.POSITIVE_INFINITY): Record<string, number> {
+  return Object.fromEntries((top ?? []).slice(0, max).map((x) => [tokenAlone(svc.tokenizer.tokenBytes(x.id)), x.logprob]));
+}
+
 function completionLogprobs(svc: GenerationService, lps: TokenLogprob[], stream: TokenTextStream, startOffset = 0): CompletionLogprobs {
   const tokens = lps.map((l) => stream.push(l.id));
   const offsets: number[] = [];
@@ -265,7 +270,7 @@ function completionLogprobs(svc: GenerationService, lps: TokenLogprob[], stream:
     offsets.push(at);
     return at + t.length;
   }, startOffset);
-  const top = lps.map((l) => Object.fromEntries((l.top ?? []).map((x) => [tokenAlone(svc.tokenizer.tokenBytes(x.id)), x.logprob])));
+  const top = lps.map((l) => topByText(svc, l.top));
   return { tokens, token_logprobs: lps.map((l) => l.logprob), top_logprobs: top, text_offset: offsets };
 }
 
@@ -318,9 +323,7 @@ function promptLogprobsBlock(svc: GenerationService, ids: readonly number[], lps
   return {
     tokens,
     token_logprobs: lps.map((l) => l?.logprob ?? null),
-    top_logprobs: lps.map((l) =>
-      l ? Object.fromEntries((l.top ?? []).slice(0, numTop).map((x) => [tokenAlone(svc.tokenizer.tokenBytes(x.id)), x.logprob])) : null,
-    ),
+    top_logprobs: lps.map((l) => (l ? topByText(svc, l.top, numTop) : null)),
     text_offset: offsets,
   };
 }

@@ -6,7 +6,7 @@ import type { ConstraintSpec } from '../structured/types.js';
 import { BeamGroup, checkBeamFits, type BeamOutcome, type BeamSelector, type LiveBeams } from './beam-group.js';
 import type { BeamCandidate, BeamParams } from './beam-search.js';
 import type { StepMessage, StepReply } from './protocol.js';
-import { buildStepMessage, candidatesOf, logitsRow, promptScoresOf, releasedIds, type PromptScore } from './step-message.js';
+import { buildStepMessage, candidatesOf, logitsRow, promptScoresOf, releasedIds, topOf, type PromptScore } from './step-message.js';
 import { Scheduler, type SchedulerOptions, type SchedulerOutput, type SchedulerStats } from './scheduler.js';
 import { Sequence, type FinishReason, type SequenceInit } from './sequence.js';
 import { TokenStream } from './token-stream.js';
@@ -382,11 +382,7 @@ export class EngineLoop {
       if (ev.newTokenId !== null && ev.seq.returnLogits && reply.logits) e.logits = logitsRow(reply.logits, out, i);
       if (ev.newTokenId !== null && !Number.isNaN(reply.logprobs[i])) {
         e.logprob = reply.logprobs[i];
-        if (reply.topN > 0) {
-          e.topLogprobs = [];
-          for (let j = 0; j < reply.topN && reply.topIds[i * reply.topN + j] >= 0; j++)
-            e.topLogprobs.push({ id: reply.topIds[i * reply.topN + j], logprob: reply.topLogprobs[i * reply.topN + j] });
-        }
+        if (reply.topN > 0) e.topLogprobs = topOf(reply.topIds, reply.topLogprobs, reply.topN, i);
       }
       if (ev.finished) {
         e.finishReason = ev.finished;

@@ -13,12 +13,17 @@ export function logitsRow(logits: Float32Array, out: SchedulerOutput, i: number)
   return logits.slice(row * vocab, (row + 1) * vocab);
 }
 
+// Row `row` of a reply's likeliest tokens (`width` a row, -1 padded), at most `max` of them.
+export function topOf(ids: Int32Array, logprobs: Float32Array, width: number, row: number, max = width): { id: number; logprob: number }[] {
+  const out: { id: number; logprob: number }[] = [];
+  for (let j = 0; j < Math.min(width, max) && ids[row * width + j] >= 0; j++)
+    out.push({ id: ids[row * width + j], logprob: logprobs[row * width + j] });
+  return out;
+}
+
 // A beam's candidates for the search: the top log-probs the engine returned for row i.
 export function candidatesOf(reply: StepReply, i: number): BeamCandidate[] {
-  const out: BeamCandidate[] = [];
-  for (let j = 0; j < reply.topN && reply.topIds[i * reply.topN + j] >= 0; j++)
-    out.push({ tokenId: reply.topIds[i * reply.topN + j], logprob: reply.topLogprobs[i * reply.topN + j] });
-  return out;
+  return topOf(reply.topIds, reply.topLogprobs, reply.topN, i).map((x) => ({ tokenId: x.id, logprob: x.logprob }));
 }
 
 export function releasedIds(out: SchedulerOutput): number[] {
@@ -103,9 +108,7 @@ export function promptScoresOf(reply: StepReply, s: ScheduledSeq, row: number): 
     const t = row + j,
       p = s.startPos + j;
     if (p + 1 >= s.seq.numPromptTokens || Number.isNaN(reply.scoredLogprobs[t])) continue;
-    const top: { id: number; logprob: number }[] = [];
-    for (let k = 0; k < Math.min(n, topN) && reply.scoredTopIds[t * topN + k] >= 0; k++)
-      top.push({ id: reply.scoredTopIds[t * topN + k], logprob: reply.scoredTopLogprobs[t * topN + k] });
+    const top = topOf(reply.scoredTopIds, reply.scoredTopLogprobs, topN, t, n);
     scores.push({ position: p + 1, id: s.seq.tokenIds[p + 1], logprob: reply.scoredLogprobs[t], rank: reply.scoredRanks[t], top });
   }
   return scores;

@@ -337,15 +337,21 @@ class CpuEngine final : public Engine {
     std::stable_sort(tiles_.begin(), tiles_.end(), [](const Tile& a, const Tile& b) { return a.cost > b.cost; });
   }
 
+  // The final norm of n token rows of x_ into h_ (token_row(r): the r-th row's token), the LM
+  // head's input: for sampling, a sequence's last token; for prompt scoring, every scored token.
+  template <class TokenRow> void final_norm_rows(int n, TokenRow token_row) {
+    const int D = cfg_.dim;
+    h_.resize(size_t(std::max(n, 1)) * D);
+    for (int r = 0; r < n; ++r) rmsnorm_isa(isa_, &x_[size_t(token_row(r)) * D], model_->final_norm.data(), cfg_.rms_eps, D, &h_[size_t(r) * D]);
+  }
+
   void sample(const StepInput& in, StepOutput* out) {
-    const int N = in.num_seqs, D = cfg_.dim, V = cfg_.vocab_size;
+    const int N = in.num_seqs, V = cfg_.vocab_size;
     rows_.clear();
     for (int i = 0; i < N; ++i)
       if (in.do_sample[i]) rows_.push_back(i);
     const int S = int(rows_.size());
-    h_.resize(size_t(std::max(S, 1)) * D);
-    for (int r = 0; r < S; ++r)
-      rmsnorm_isa(isa_, &x_[size_t(in.query_start[rows_[r] + 1] - 1) * D], model_->final_norm.data(), cfg_.rms_eps, D, &h_[size_t(r) * D]);
+    final_norm_rows(S, [&](int r) { return in.query_start[rows_[r] + 1] - 1; });
     logits_.resize(size_t(S) * V);
     if (S > 0 && in.num_logit_rows > 0 && model_->lm_head.segments.empty()) lm_head_rows(in, S);
     else if (S > 0) matmul(model_->lm_head, h_.data(), S, logits_.data());
@@ -378,7 +384,7 @@ class CpuEngine final : public Engine {
   // (after sampling, which is done with logits_), then a log-softmax each; 64 rows at a time, so
   // that a long chunk's logits stay small (2048 rows of a 128K vocabulary would be 1 GB).
   void score_prompt_rows(const StepInput& in, StepOutput* out) {
-    const int T = in.num_tokens, D = cfg_.dim, V = cfg_.vocab_size, n = in.score_top_n;
+    const int T = in.num_tokens, V = cfg_.vocab_size, n = in.score_top_n;
     rows_.clear();
     for (int t = 0; t < T; ++t)
       if (in.score_targets[t] >= 0) rows_.push_back(t);
@@ -390,9 +396,7 @@ class CpuEngine final : public Engine {
     constexpr int kRows = 64;
     for (int r0 = 0; r0 < R; r0 += kRows) {
       const int nr = std::min(kRows, R - r0);
-      h_.resize(size_t(nr) * D);
-      parallel_rows(
-          nr, [&](int r, int) { rmsnorm_isa(isa_, &x_[size_t(rows_[r0 + r]) * D], model_->final_norm.data(), cfg_.rms_eps, D, &h_[size_t(r) * D]); });
+      final_norm_rows(nr, [&](int r) { return rows_[r0 + r]; });
       logits_.resize(size_t(nr) * V);
       matmul(model_->lm_head, h_.data(), nr, logits_.data());
       parallel_rows(nr, [&](int r, int thread) {
