@@ -212,6 +212,10 @@ function onResponseClosed(app: FastifyInstance, request: FastifyRequest, reply: 
         `into the response, before its end (${raw.headersSent ? `status ${raw.statusCode} sent` : 'nothing sent'})`,
     );
   if (app.weft.inFlight.size === 0) app.weft.relief.idle();
+  // Shutting down: the keep-alive connection this response leaves idle is closed now (on the next
+  // tick, once the server has marked it idle). server.close() closes only the connections idle
+  // when it is called; one whose response ends later would hold it until its keep-alive timeout.
+  if (app.weft.isShuttingDown) setImmediate(() => app.server.closeIdleConnections());
 }
 
 async function sendError(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, e: WeftError): Promise<FastifyReply> {

@@ -144,9 +144,14 @@ t.test('the official openai client works, streaming and not', async (t) => {
   t.ok(err instanceof OpenAI.BadRequestError, 'errors reach the client as API errors');
 });
 
-t.test('shutdown: stops accepting, finishes in-flight requests, then closes', async (t) => {
+// The in-flight stream's keep-alive connection goes idle only after close() began; shutdown must
+// close it then, not leave it open until its keep-alive timeout (an hour here: a regression hangs
+// past the test's timeout instead of passing slowly).
+t.test('shutdown: stops accepting, finishes in-flight requests, then closes', { timeout: 60_000 }, async (t) => {
   const other = await startTestApp();
   await other.app.listen({ port: 0, host: '127.0.0.1' });
+  other.app.server.keepAliveTimeout = 3_600_000;
+  t.teardown(() => other.app.server.closeAllConnections()); // after a timeout: let the file end
   const url = `http://127.0.0.1:${(other.app.server.address() as { port: number }).port}`;
   const inflight = fetch(`${url}/stream`, {
     method: 'POST',
