@@ -8,7 +8,7 @@ import t from 'tap';
 
 import { buildApp } from '../../src/app.js';
 import { Metrics } from '../../src/metrics.js';
-import { PACED_FROM_BYTES, TurnBudget } from '../../src/routes/upload-pacing.js';
+import { PACED_FROM_BYTES, TURN_BUDGET_BYTES, TurnBudget } from '../../src/routes/upload-pacing.js';
 import { startTestApp, testConfig } from './helpers.js';
 
 t.test('the turn budget: what fits passes at once, the rest waits for later turns in order', async (t) => {
@@ -53,7 +53,7 @@ function postTokenize(port: number, body: string, chunked: boolean): Promise<{ s
   });
 }
 
-t.test('paced bodies arrive whole: several megabytes at once, by length and chunked, with multi-byte text', async (t) => {
+t.test('paced bodies arrive whole: two megabytes at once, by length and chunked, with multi-byte text', async (t) => {
   const s = await startTestApp();
   t.teardown(() => s.close());
   const app = await buildApp(testConfig({ bodyLimit: 16 << 20 }), { service: s.engine.service, metrics: new Metrics({ defaultMetrics: false }) });
@@ -61,8 +61,9 @@ t.test('paced bodies arrive whole: several megabytes at once, by length and chun
   await app.listen({ port: 0, host: '127.0.0.1' });
   const port = (app.server.address() as AddressInfo).port;
   // distinct texts, each far over the pacing threshold and together over one turn's budget
-  const texts = [0, 1, 2, 3].map((i) => `${'Once upon a time, a little cat — café ü '.repeat(40_000)}${i} end`);
-  t.ok(Buffer.byteLength(JSON.stringify({ text: texts[0] })) > 20 * PACED_FROM_BYTES);
+  const texts = [0, 1, 2, 3].map((i) => `${'Once upon a time, a little cat — café ü '.repeat(12_000)}${i} end`);
+  const bytes = texts.map((x) => Buffer.byteLength(JSON.stringify({ text: x })));
+  t.ok(bytes[0] > 5 * PACED_FROM_BYTES && bytes.reduce((a, b) => a + b) > 1.5 * TURN_BUDGET_BYTES, 'each body is paced; together they span turns');
   // the reference: the same text tokenized in process, as a small request would be
   const expected = await Promise.all(texts.map((x) => s.engine.service.encode(x, true)));
   const got = await Promise.all(texts.map((x, i) => postTokenize(port, JSON.stringify({ text: x }), i % 2 === 1)));
