@@ -29,7 +29,7 @@ const UNSUPPORTED_FIELDS: Record<string, string> = {
   functions: 'the legacy functions API is not supported: use tools',
   function_call: 'the legacy functions API is not supported: use tool_choice',
   suffix: 'suffix (insertion) is not supported',
-  prompt_logprobs: "prompt_logprobs is not supported: weft does not compute the prompt's log-probs",
+  prompt_logprobs: 'prompt_logprobs is taken by /v1/completions and /v1/chat/completions only',
 };
 
 // An Ajv error that names a field (an unknown one, or one out of range), said with that name.

@@ -36,6 +36,7 @@ interface ChatCompletionsBody extends OpenAiCommon, ToolFields {
   messages: Exclude<MessageInput, string>[];
   logprobs?: boolean | null;
   top_logprobs?: number | null;
+  prompt_logprobs?: number | null; // vLLM's
 }
 
 // Shapes one choice's output for the wire: completions and chat differ only here.
@@ -45,6 +46,7 @@ interface Format {
   choice(index: number, r: GenResult): Promise<Record<string, unknown>>;
   chunkChoice(index: number, d: GenDelta, isFirst: boolean): Promise<Record<string, unknown> | null>;
   endChoice(index: number, r: GenResult): Record<string, unknown>; // a streamed choice's last chunk
+  response?(results: GenResult[]): Record<string, unknown>; // fields beside the choices (not streamed)
 }
 
 // The end of every streamed response: each choice's last chunk (sent by `run`, which returns the
@@ -210,7 +212,8 @@ async function respond(
     const gens = startAll(svc, reqs, undefined, n);
     onClientGone(reply, () => gens.forEach((g) => g.abort()));
     const results = await allOrAbort(gens);
-    return { ...base, object: fmt.object, choices: await Promise.all(results.map((r, i) => fmt.choice(i, r))), usage: total(results) };
+    const choices = await Promise.all(results.map((r, i) => fmt.choice(i, r)));
+    return { ...base, object: fmt.object, choices, usage: total(results), ...fmt.response?.(results) };
   }
 
   let sse: SseStream | null = null;
@@ -298,13 +301,23 @@ function completionFormat(svc: GenerationService, withLogprobs: boolean): Format
 }
 
 // Prompt scoring (echo with logprobs) runs on the CPU engine, for one sample of each prompt.
-function checkPromptScoring(svc: GenerationService, n: number): void {
+// `what` asked for the prompt's log-probs: echo with logprobs, or prompt_logprobs.
+function checkPromptScoring(svc: GenerationService, n: number, what: string): void {
   if (svc.model.backend === 'gpu')
     throw new WeftError(
       'WEFT_ERR_REQ_INVALID',
-      "echo with logprobs needs the prompt's log-probs, which the GPU backend does not compute yet (the CPU backend does)",
+      `${what} needs the prompt's log-probs, which the GPU backend does not compute yet (the CPU backend does)`,
     );
-  if (n > 1) throw new WeftError('WEFT_ERR_REQ_INVALID', 'echo with logprobs takes n = 1');
+  if (n > 1) throw new WeftError('WEFT_ERR_REQ_INVALID', `${what} takes n = 1`);
+}
+
+// prompt_logprobs is vLLM's, for a whole response: not streamed.
+function checkPromptLogprobs(svc: GenerationService, b: OpenAiCommon & { prompt_logprobs?: number | null }): number | null {
+  const top = b.prompt_logprobs ?? null;
+  if (top === null) return null;
+  if (b.stream) throw new WeftError('WEFT_ERR_REQ_INVALID', 'prompt_logprobs is not streamed: ask without stream');
+  checkPromptScoring(svc, b.n ?? 1, 'prompt_logprobs');
+  return top;
 }
 
 // A scored prompt's log-prob block: every prompt token, the first without a log-prob (null), as
@@ -384,24 +397,24 @@ function withEcho(
   };
 }
 
-// vLLM's prompt_logprobs (completions, not streamed): per prompt position null for the first,
-// then {token id: {logprob, rank, decoded_token}} for the `top` likeliest tokens and the prompt's own.
-function withPromptLogprobs(svc: GenerationService, fmt: Format, top: number | null): Format {
-  if (top === null) return fmt;
+// vLLM's prompt_logprobs: per prompt position null for the first, then {token id: {logprob, rank,
+// decoded_token}} for the `top` likeliest tokens and the prompt's own.
+function vllmPromptLogprobs(svc: GenerationService, lps: PromptLogprobs, top: number) {
   const entry = (id: number, logprob: number, rank: number) => [
     String(id),
     { logprob, rank, decoded_token: tokenAlone(svc.tokenizer.tokenBytes(id)) },
   ];
+  return lps.map((l) =>
+    l ? Object.fromEntries([...(l.top ?? []).slice(0, top).map((x, k) => entry(x.id, x.logprob, k + 1)), entry(l.id, l.logprob, l.rank ?? 0)]) : null,
+  );
+}
+
+// Completions give each choice its prompt's (vLLM's layout).
+function withPromptLogprobs(svc: GenerationService, fmt: Format, top: number | null): Format {
+  if (top === null) return fmt;
   return {
     ...fmt,
-    choice: async (index, r) => ({
-      ...(await fmt.choice(index, r)),
-      prompt_logprobs: (r.promptLogprobs ?? []).map((l) =>
-        l
-          ? Object.fromEntries([...(l.top ?? []).slice(0, top).map((x, k) => entry(x.id, x.logprob, k + 1)), entry(l.id, l.logprob, l.rank ?? 0)])
-          : null,
-      ),
-    }),
+    choice: async (index, r) => ({ ...(await fmt.choice(index, r)), prompt_logprobs: vllmPromptLogprobs(svc, r.promptLogprobs ?? [], top) }),
   };
 }
 
@@ -454,15 +467,13 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
             ? [b.prompt as number[]]
             : await Promise.all((b.prompt as string[]).map((p) => svc.encode(p)));
       const numLogprobs = b.logprobs == null ? -1 : b.logprobs;
-      checkBeam(b, numLogprobs >= 0);
+      checkBeam(b, numLogprobs >= 0 || b.prompt_logprobs != null);
       // echo with logprobs scores the prompt too (what lm-evaluation-harness's loglikelihood asks),
       // and so does vLLM's prompt_logprobs
       const scorePrompt = b.echo === true && numLogprobs >= 0;
-      const promptTop = b.prompt_logprobs ?? null;
-      if (promptTop !== null && b.stream)
-        throw new WeftError('WEFT_ERR_REQ_INVALID', 'prompt_logprobs is not streamed: ask without stream, or use echo with logprobs');
+      const promptTop = checkPromptLogprobs(svc, b);
+      if (scorePrompt) checkPromptScoring(svc, b.n ?? 1, 'echo with logprobs');
       const scoreTop = Math.max(scorePrompt ? numLogprobs : -1, promptTop ?? -1);
-      if (scoreTop >= 0) checkPromptScoring(svc, b.n ?? 1);
       if (b.max_tokens === 0 && (!b.echo || b.use_beam_search))
         throw new WeftError('WEFT_ERR_REQ_INVALID', 'max_tokens 0 returns the prompt alone: it takes echo: true (and no beam search)');
       const reqs = await Promise.all(
@@ -491,9 +502,16 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
       const tools = planTools(b, svc.model.chatTemplate, svc.model.toolCallParser);
       const { ids } = await renderChat(svc, b.messages, true, tools);
       const numLogprobs = b.logprobs ? (b.top_logprobs ?? 0) : -1;
-      checkBeam(b, numLogprobs >= 0);
+      checkBeam(b, numLogprobs >= 0 || b.prompt_logprobs != null);
+      const promptTop = checkPromptLogprobs(svc, b);
       const req = await constrain(toGenRequest(svc, ids, b, numLogprobs, svc.model.maxModelLen), b, tools.constraint);
-      return respond(app, request, reply, b, [req], withToolCalls(chatFormat(svc, !!b.logprobs), tools), 'chatcmpl');
+      const fmt = withToolCalls(chatFormat(svc, !!b.logprobs), tools);
+      // vLLM's chat layout: the (one) prompt's log-probs beside the choices
+      const scored: Format =
+        promptTop === null
+          ? fmt
+          : { ...fmt, response: (rs) => ({ prompt_logprobs: vllmPromptLogprobs(svc, rs[0].promptLogprobs ?? [], promptTop) }) };
+      return respond(app, request, reply, b, [promptTop === null ? req : { ...req, promptLogprobs: promptTop }], scored, 'chatcmpl');
     },
   );
 

@@ -267,6 +267,9 @@ export const chatCompletionsBody = body(
     max_completion_tokens: nullable(int(1, 1 << 22)),
     logprobs: nullable({ type: 'boolean' }),
     top_logprobs: nullable(int(0, 20)),
+    prompt_logprobs: nullable(
+      int(0, 20, "vLLM's: the response's prompt_logprobs give every prompt token's log-prob and rank, and this many likeliest tokens'; not streamed"),
+    ),
   },
   ['messages'],
   'OpenAI-compatible chat completion',

@@ -171,6 +171,40 @@ for (const maxNumBatchedTokens of [256, 7]) {
   });
 }
 
+t.test("chat completions' prompt_logprobs: the rendered prompt's, beside the choices (vLLM's layout)", async (t) => {
+  const s = await startTestApp({ backend: 'cpu' });
+  t.teardown(() => s.close());
+  const messages = [{ role: 'user', content: PROMPT }];
+  const ids: number[] = (await s.app.inject({ method: 'POST', url: '/tokenize', payload: { messages } })).json().ids;
+  const o = await oracle(ids);
+  const post = (extra: object) =>
+    s.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { messages, max_tokens: 4, temperature: 0, ...extra } });
+  const r = await post({ prompt_logprobs: 2 });
+  t.equal(r.statusCode, 200, r.body);
+  const pl = r.json().prompt_logprobs as (Record<string, { logprob: number; rank: number }> | null)[];
+  t.equal(pl.length, ids.length, 'one entry per token of the rendered prompt');
+  t.equal(pl[0], null);
+  let worst = 0;
+  for (let p = 1; p < ids.length; p++) {
+    const own = pl[p]![String(ids[p])];
+    t.equal(own.rank, o.rank[p], `position ${p}: the prompt token's rank`);
+    worst = Math.max(worst, Math.abs(own.logprob - o.logprob[p]), Math.abs(pl[p]![String(o.topIds[p][0])].logprob - o.top[p][0]));
+  }
+  t.ok(worst < 1e-4, `equal to the prefixes run alone (largest difference ${worst})`);
+  const plain = await post({});
+  t.equal(r.json().choices[0].message.content, plain.json().choices[0].message.content, 'the completion is the one asked without it');
+  t.notOk('prompt_logprobs' in plain.json(), 'absent when not asked');
+  for (const [extra, why] of [
+    [{ prompt_logprobs: 1, stream: true }, /not streamed/],
+    [{ prompt_logprobs: 1, n: 2 }, /prompt_logprobs takes n = 1/],
+    [{ prompt_logprobs: 1, n: 2, use_beam_search: true }, /beam/],
+  ] as const) {
+    const bad = await post(extra);
+    t.equal(bad.statusCode, 400, JSON.stringify(extra));
+    t.match(bad.json().error, { code: 'WEFT_ERR_REQ_INVALID', message: why });
+  }
+});
+
 t.test('scoring and plain requests sent together (batched in the same steps): each scored prompt as alone', async (t) => {
   const s = await startTestApp({ backend: 'cpu' });
   t.teardown(() => s.close());
@@ -235,4 +269,11 @@ t.test('echo with logprobs: bad combinations are refused with a code', async (t)
     payload: { prompt: 'Lily', n: 2, max_tokens: 2, echo: true, logprobs: 1, use_beam_search: true },
   });
   t.equal(beam.statusCode, 400);
+  const beamPrompt = await s.app.inject({
+    method: 'POST',
+    url: '/v1/completions',
+    payload: { prompt: 'Lily', n: 2, max_tokens: 2, prompt_logprobs: 1, use_beam_search: true },
+  });
+  t.equal(beamPrompt.statusCode, 400, 'prompt_logprobs with beam search');
+  t.match(beamPrompt.json().error.message, /beam/);
 });
