@@ -3,7 +3,7 @@
 //
 //   npm run bench:engine -- [--shapes 15m,110m] [--dtypes f32,int8,int8-q8_0,q4_k_m,…] [--batches 1,16,64]
 //                           [--threads 2] [--prompt-tokens 128] [--decode-tokens 32] [--reps 3]
-//                           [--kv-dtypes auto,f16,int8] [--llamacpp] [--mode raw|loop|both] [--json FILE]
+//                           [--kv-dtypes auto,f16,int8] [--llamacpp] [--mode raw|loop|both] [--score TOP] [--json FILE]
 //   npm run bench:engine -- --backend gpu [...]   the CUDA backend (bench/engine-gpu.ts)
 //
 // Decode tokens/s at batch B: B sequences are prefilled with P-token prompts (untimed), then D
@@ -19,6 +19,8 @@
 // --mode loop (or both) runs the largest batch again through the scheduler, the engine loop and a
 // Piscina worker, and prints its decode tokens/s next to the raw engine's, with the per-step
 // overhead outside the model (scheduling, packing, thread hops).
+// --score TOP times the prefill again with every prompt row scored (echo with logprobs,
+// prompt_logprobs: TOP likeliest tokens a row), in the same reps, and prints its cost beside it.
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -109,6 +111,7 @@ async function main(): Promise<void> {
       llamacpp: { type: 'boolean', default: false },
       json: { type: 'string' },
       mode: { type: 'string', default: 'raw' },
+      score: { type: 'string' },
     },
     argv,
   );
@@ -117,6 +120,7 @@ async function main(): Promise<void> {
     reps = Number(values.reps);
   const promptTokens = Number(values['prompt-tokens']),
     decodeTokens = Number(values['decode-tokens']);
+  const scoreTop = values.score === undefined ? -1 : Number(values.score);
   const rows: Record<string, unknown>[] = [];
   const bandwidth1 = await readBandwidth(1),
     bandwidth = threads > 1 ? await readBandwidth(threads) : bandwidth1;
@@ -138,6 +142,7 @@ async function main(): Promise<void> {
       e: EngineInstance;
       ref: LlamaCppRef;
       prefill: number[];
+      scored: number[]; // --score: the prefill with every row scored
       decode: number[][];
     }[] = [];
     const refs = new Map<string, LlamaCppRef>(); // llama.cpp's figures per file and cache type
@@ -162,11 +167,12 @@ async function main(): Promise<void> {
         const numKvBlocks = Math.max(...batches, 4) * Math.ceil((promptTokens + decodeTokens + 1) / 16) + 8;
         const e = await EngineInstance.open({ modelPath: m.path, dtype: m.weights, numThreads: threads, numKvBlocks, blockSize: 16, kvDtype });
         timeDecode(e, 1, 8, 4); // warm-up
-        runs.push({ dtype: label, kvDtype, path: m.path, weights: m.weights, e, ref, prefill: [], decode: batches.map(() => []) });
+        runs.push({ dtype: label, kvDtype, path: m.path, weights: m.weights, e, ref, prefill: [], scored: [], decode: batches.map(() => []) });
       }
     for (let r = 0; r < reps; r++)
       for (const run of runs) {
         run.prefill.push(timePrefill(run.e, promptTokens));
+        if (scoreTop >= 0) run.scored.push(timePrefill(run.e, promptTokens, 4, scoreTop));
         batches.forEach((batch, i) => run.decode[i].push(timeDecode(run.e, batch, promptTokens, decodeTokens)));
       }
     for (const run of runs) {
@@ -213,6 +219,14 @@ async function main(): Promise<void> {
             '\n',
         );
       });
+      if (scoreTop >= 0) {
+        const scored = median(run.scored);
+        rows.push({ shape, dtype, mode: 'score', threads, scoreTop, prefillTokPerSec: +prefill.toFixed(1), scoredTokPerSec: +scored.toFixed(1) });
+        process.stdout.write(
+          `${shape.padEnd(5)} ${dtype.padEnd(14)} score   t=${threads}: prefill with every row scored (top ${scoreTop}) ` +
+            `${scored.toFixed(0).padStart(6)} tok/s, ${(prefill / scored).toFixed(2)}x the plain prefill's time\n`,
+        );
+      }
       e.close();
       if (values.mode === 'loop' || values.mode === 'both') {
         const batch = Math.max(...batches);

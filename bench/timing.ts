@@ -156,7 +156,9 @@ export function timeDecode(
 }
 
 // Prefill tokens/s: n prompts of P tokens in one step.
-export function timePrefill(e: EngineInstance, promptTokens: number, n = 4): number {
+// scoreTop >= 0: every prompt row is scored too (its next token's log-prob and the scoreTop
+// likeliest, as echo with logprobs and prompt_logprobs ask), through the LM head and a log-softmax.
+export function timePrefill(e: EngineInstance, promptTokens: number, n = 4, scoreTop = -1): number {
   const bs = e.blockSize,
     blocksPer = Math.ceil(promptTokens / bs);
   const seqs: SeqStep[] = Array.from({ length: n }, (_, i) => ({
@@ -168,8 +170,10 @@ export function timePrefill(e: EngineInstance, promptTokens: number, n = 4): num
     doSample: true,
     sampling: GREEDY,
   }));
+  const score =
+    scoreTop < 0 ? {} : { score: { targets: Int32Array.from(seqs.flatMap((q) => [...Array.from(q.tokens).slice(1), -1])), topN: scoreTop } };
   const t0 = performance.now();
-  e.step(packStep(seqs, bs, {}));
+  e.step(packStep(seqs, bs, score));
   const seconds = (performance.now() - t0) / 1000;
   e.step(packStep([], bs, { release: seqs.map((s) => s.seqId) }));
   return (n * promptTokens) / seconds;

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "cpu/simd_ops.h"
+
 namespace weft {
 namespace {
 
@@ -45,24 +47,28 @@ void apply_penalties(float* logits, int vocab, const SampleParams& p, const int3
   }
 }
 
+// The chosen token's log-prob and the top_n likeliest (best first, ties to the lower id). The top
+// is kept in one pass over the row, a sorted list of top_n that a logit enters only when it beats
+// the list's last: a row of a 32K vocabulary costs about one comparison a logit, where sorting a
+// copy of it took as long as the log-sum-exp.
 void log_softmax_top(const float* logits, int vocab, int top_n, int32_t chosen, SampleScratch* s, SampleResult* out) {
-  float mx = -INFINITY;
-  for (int i = 0; i < vocab; ++i) mx = std::max(mx, logits[i]);
-  double sum = 0;
-  for (int i = 0; i < vocab; ++i) sum += std::exp(double(logits[i] - mx));
-  const float lse = mx + float(std::log(sum));
+  const float lse = log_sum_exp_isa(s->isa, logits, vocab);
   out->logprob = logits[chosen] - lse;
   out->top.clear();
   if (top_n <= 0) return;
   top_n = std::min(top_n, vocab);
   auto& c = s->cand;
-  c.resize(vocab);
-  for (int i = 0; i < vocab; ++i) c[i] = {logits[i], i};
-  auto desc = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  };
-  std::partial_sort(c.begin(), c.begin() + top_n, c.end(), desc);
-  for (int i = 0; i < top_n; ++i) out->top.push_back({c[i].second, c[i].first - lse});
+  c.clear();
+  c.reserve(top_n + 1);
+  for (int i = 0; i < vocab; ++i) {
+    const float x = logits[i];
+    if (int(c.size()) == top_n && !(x > c.back().first)) continue;
+    // after the kept ones with the same logit: their ids are lower
+    auto at = std::upper_bound(c.begin(), c.end(), x, [](float v, const std::pair<float, int32_t>& e) { return v > e.first; });
+    c.insert(at, {x, i});
+    if (int(c.size()) > top_n) c.pop_back();
+  }
+  for (const auto& [logit, id] : c) out->top.push_back({id, logit - lse});
 }
 
 int32_t argmax(const float* x, int n) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "cpu/isa.h"
 #include "weft_engine.h"
 
 namespace weft {
@@ -27,6 +28,7 @@ struct SampleParams {
 };
 
 struct SampleScratch {
+  Isa isa = Isa::scalar;  // the engine's, for the log-softmax of log-probs
   std::vector<float> logits;
   std::vector<float> masked;  // the raw logits with a token mask applied
   std::vector<int32_t> counts;  // per vocab id, all zero between calls

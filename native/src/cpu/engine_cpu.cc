@@ -83,6 +83,7 @@ class CpuEngine final : public Engine {
     tile_queries_ = std::max(1, kAttentionTileRows / group);
     thread_scratch_.assign(pool_.size(), std::vector<float>(attention_scratch_floats(cfg_.head_dim, tile_queries_ * group)));
     sample_scratch_.resize(pool_.size());
+    for (auto& s : sample_scratch_) s.isa = isa_;
   }
 
   int num_kv_blocks() const override {

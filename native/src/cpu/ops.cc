@@ -1,5 +1,6 @@
 #include "cpu/ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -94,6 +95,22 @@ void kv_write_isa(Isa isa, const PagedKv& kv, int slot, const float* k, const fl
   if (isa == Isa::avx512) return avx512::kv_write(kv, slot, k, v);
   if (isa == Isa::avx2) return avx2::kv_write(kv, slot, k, v);
   kv_write_ref(kv, slot, k, v);
+}
+
+float log_sum_exp_isa(Isa isa, const float* x, int n) {
+  float mx = -INFINITY;
+  double sum = 0;
+  if (isa == Isa::avx512) {
+    mx = avx512::max_of(x, n);
+    sum = avx512::sum_exp(x, n, mx);
+  } else if (isa == Isa::avx2) {
+    mx = avx2::max_of(x, n);
+    sum = avx2::sum_exp(x, n, mx);
+  } else {
+    for (int i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+    for (int i = 0; i < n; ++i) sum += std::exp(double(x[i] - mx));
+  }
+  return mx + float(std::log(sum));
 }
 
 void attention_tile_isa(Isa isa, const PagedKv& kv, const AttentionTile& t, int heads_per_group, float scale, float* scratch) {

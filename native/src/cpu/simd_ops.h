@@ -8,12 +8,14 @@
 
 namespace weft {
 
-#define WEFT_SIMD_OPS_DECL                                                      \
-  void rmsnorm(const float* x, const float* w, float eps, int dim, float* out); \
-  void silu_mul(const float* gate, const float* up, int n, float* out);         \
-  void add_inplace(float* x, const float* y, size_t n);                         \
-  void kv_write(const PagedKv& kv, int slot, const float* k, const float* v);   \
-  void attention_tile(const PagedKv& kv, const AttentionTile& t, int heads_per_group, float scale, float* scratch);
+#define WEFT_SIMD_OPS_DECL                                                                                          \
+  void rmsnorm(const float* x, const float* w, float eps, int dim, float* out);                                     \
+  void silu_mul(const float* gate, const float* up, int n, float* out);                                             \
+  void add_inplace(float* x, const float* y, size_t n);                                                             \
+  void kv_write(const PagedKv& kv, int slot, const float* k, const float* v);                                       \
+  void attention_tile(const PagedKv& kv, const AttentionTile& t, int heads_per_group, float scale, float* scratch); \
+  float max_of(const float* x, int n);                                                                              \
+  double sum_exp(const float* x, int n, float shift);
 namespace avx2 {
 WEFT_SIMD_OPS_DECL
 }
@@ -29,5 +31,8 @@ void kv_write_isa(Isa isa, const PagedKv& kv, int slot, const float* k, const fl
 // One attention tile; the vectorized kernels need K stored by dimension (PagedKv::k_by_dim) and
 // scratch of attention_scratch_floats(head_dim, tile rows) floats, else the scalar reference runs.
 void attention_tile_isa(Isa isa, const PagedKv& kv, const AttentionTile& t, int heads_per_group, float scale, float* scratch);
+// log(sum exp(x)) of a row of logits: its max, then the sum of exp(x - max), in float lanes whose
+// partial sums go to a double every 1024 values (a 128K vocabulary loses nothing a float would).
+float log_sum_exp_isa(Isa isa, const float* x, int n);
 
 }  // namespace weft

@@ -2,6 +2,7 @@
 #pragma GCC target("avx2,fma,f16c")
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <type_traits>
 #include <vector>
