@@ -105,6 +105,26 @@ export interface Generation {
 // Why a request was aborted on the server's side (timeout, shutdown): its result rejects with this.
 type Failure = (numOutputTokens: number) => WeftError;
 
+// What a run may carry besides its request: a beam search's reranker hook, or the prompt scores
+// its n samples share.
+interface RunExtra {
+  choose?: BeamRequest['choose'];
+  share?: SharedPromptScores;
+}
+
+// A prompt's log-probs, from the sample that computes them (the first of n) to its siblings, which
+// fork from it once the prompt is computed and so never score it: every choice of a scoring
+// request gets the prompt's log-probs, as a sample alone would. Settled once (later calls do nothing).
+class SharedPromptScores {
+  readonly scores: Promise<PromptLogprobs | undefined>;
+  settle!: (scores: PromptLogprobs | undefined) => void;
+  constructor() {
+    this.scores = new Promise((resolve) => {
+      this.settle = resolve;
+    });
+  }
+}
+
 export class GenerationService {
   readonly #active = new Map<RequestHandle, (why: Failure) => void>(); // each request in flight → how to fail it
   readonly #idle = new EventTarget(); // 'idle' when the last request in flight ends
@@ -208,19 +228,20 @@ export class GenerationService {
         ...(i === 0 && req.promptLogprobs !== undefined ? { promptLogprobs: req.promptLogprobs } : {}),
       })),
     );
-    return handles.map((h, i) => this.#track(h, req, hooks(i)));
+    const share = req.promptLogprobs !== undefined && n > 1 ? new SharedPromptScores() : undefined;
+    return handles.map((h, i) => this.#track(h, req, hooks(i), { share }));
   }
 
-  #track(handle: RequestHandle, req: GenRequest, hooks: RunHooks, choose?: BeamRequest['choose']): Generation {
+  #track(handle: RequestHandle, req: GenRequest, hooks: RunHooks, extra: RunExtra = {}): Generation {
     const abort = () => {
       this.loop.abort(handle.requestId);
     };
     hooks.signal?.addEventListener('abort', abort, { once: true });
     if (hooks.signal?.aborted) abort();
-    return { abort, result: this.#finishRun(handle, req, hooks, choose) };
+    return { abort, result: this.#finishRun(handle, req, hooks, extra) };
   }
 
-  async #finishRun(handle: RequestHandle, req: GenRequest, hooks: RunHooks, choose?: BeamRequest['choose']): Promise<GenResult> {
+  async #finishRun(handle: RequestHandle, req: GenRequest, hooks: RunHooks, extra: RunExtra): Promise<GenResult> {
     let failure: Failure | null = null;
     const fail = (why: Failure) => {
       failure ??= why;
@@ -231,13 +252,14 @@ export class GenerationService {
     const timedOut = (n: number) => new WeftError('WEFT_ERR_REQ_TIMEOUT', `the request ran past its ${ms} ms limit after ${n} tokens`);
     const timer = ms > 0 ? setTimeout(() => fail(timedOut), ms) : null;
     try {
-      const res = await this.#consume(handle, req, hooks, choose);
+      const res = await this.#consume(handle, req, hooks, extra);
       if (failure && res.finishReason === 'abort') throw (failure as Failure)(res.numOutputTokens);
       return res;
     } finally {
       if (timer) clearTimeout(timer);
       this.#active.delete(handle);
       if (this.#active.size === 0) this.#idle.dispatchEvent(new Event('idle'));
+      extra.share?.settle(undefined); // the scoring sample ended without its scores: its siblings go on without
       // a consumer that throws (a broken socket) must not leave the sequence running
       if (!handle.sequence.isFinished) this.loop.abort(handle.requestId);
     }
@@ -268,7 +290,7 @@ export class GenerationService {
       beam.choose ? 'defer' : undefined,
       beam.streamBeams ?? false,
     );
-    return this.#track(handle, req, hooks, beam.choose);
+    return this.#track(handle, req, hooks, { choose: beam.choose });
   }
 
   // Beam search with stop strings: a hypothesis ends once its text contains one. Only the tail
@@ -305,7 +327,7 @@ export class GenerationService {
     }
   }
 
-  async #consume(handle: RequestHandle, req: GenRequest, hooks: RunHooks, choose?: BeamRequest['choose']): Promise<GenResult> {
+  async #consume(handle: RequestHandle, req: GenRequest, hooks: RunHooks, { choose, share }: RunExtra): Promise<GenResult> {
     const detok = new IncrementalDetokenizer(this.tokenizer, true, req.promptIds.slice(-DETOKENIZE_CONTEXT));
     const stops = (req.stop ?? []).filter((s) => s.length > 0);
     const holdBack = stops.reduce((m, s) => Math.max(m, s.length - 1), 0);
@@ -320,11 +342,13 @@ export class GenerationService {
     const scoring = handle.sequence.promptLogprobs !== null;
     const promptLps: PromptLogprobs = scoring ? new Array<TokenLogprob | null>(req.promptIds.length).fill(null) : [];
     let numScored = 0;
-    // every prompt position after the first, scored: checked once, before the first token goes out
-    const scoredPrompt = (): PromptLogprobs | undefined => {
-      if (!scoring) return undefined;
+    // every prompt position after the first, scored: checked once, before the first token goes out;
+    // a sibling of the scoring sample waits for its scores
+    const scoredPrompt = async (): Promise<PromptLogprobs | undefined> => {
+      if (!scoring) return share?.scores;
       if (numScored < req.promptIds.length - 1)
         throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', `the engine scored ${numScored} of ${req.promptIds.length - 1} prompt positions`);
+      share?.settle(promptLps);
       return promptLps;
     };
 
@@ -365,7 +389,7 @@ export class GenerationService {
         const text = advance(!!ev.finishReason);
         // a beam search ends its hypotheses on stop strings itself; its stream goes on to the result
         if (stopAt >= 0 && !ev.finishReason && !handle.sequence.isBeam) this.loop.finish(handle.requestId, 'stop');
-        const first = tokenIds.length === 1 ? scoredPrompt() : undefined;
+        const first = tokenIds.length === 1 ? await scoredPrompt() : undefined;
         await hooks.onDelta?.({ text, tokenId: ev.tokenId, ...(lp ? { logprob: lp } : {}), ...(first ? { promptLogprobs: first } : {}) });
       }
       if (ev.finishReason) {
@@ -396,6 +420,7 @@ export class GenerationService {
     }
     if (reason === undefined || reason === 'error') throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', 'the engine ended the request without a result');
     const finishReason = dropsTheToken ? 'length' : stopAt >= 0 ? 'stop' : reason;
+    const prompt = finishReason !== 'abort' ? await scoredPrompt() : undefined;
     return {
       text: full.slice(0, stopAt >= 0 ? stopAt : full.length),
       tokenIds,
@@ -404,7 +429,7 @@ export class GenerationService {
       numPromptTokens: req.promptIds.length,
       numOutputTokens: tokenIds.length,
       numCachedTokens: handle.sequence.numCachedPromptTokens,
-      ...(scoring && finishReason !== 'abort' ? { promptLogprobs: scoredPrompt() } : {}),
+      ...(prompt ? { promptLogprobs: prompt } : {}),
       ...(beam ? { beam } : {}),
     };
   }

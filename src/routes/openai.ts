@@ -300,15 +300,15 @@ function completionFormat(svc: GenerationService, withLogprobs: boolean): Format
   };
 }
 
-// Prompt scoring (echo with logprobs) runs on the CPU engine, for one sample of each prompt.
-// `what` asked for the prompt's log-probs: echo with logprobs, or prompt_logprobs.
-function checkPromptScoring(svc: GenerationService, n: number, what: string): void {
+// Prompt scoring runs on the CPU engine; `what` asked for it: echo with logprobs, or
+// prompt_logprobs. A prompt is scored once, by the first of its n samples; the others are given
+// its scores (GenerationService.startN).
+function checkPromptScoring(svc: GenerationService, what: string): void {
   if (svc.model.backend === 'gpu')
     throw new WeftError(
       'WEFT_ERR_REQ_INVALID',
       `${what} needs the prompt's log-probs, which the GPU backend does not compute yet (the CPU backend does)`,
     );
-  if (n > 1) throw new WeftError('WEFT_ERR_REQ_INVALID', `${what} takes n = 1`);
 }
 
 // prompt_logprobs is vLLM's, for a whole response: not streamed.
@@ -316,7 +316,7 @@ function checkPromptLogprobs(svc: GenerationService, b: OpenAiCommon & { prompt_
   const top = b.prompt_logprobs ?? null;
   if (top === null) return null;
   if (b.stream) throw new WeftError('WEFT_ERR_REQ_INVALID', 'prompt_logprobs is not streamed: ask without stream');
-  checkPromptScoring(svc, b.n ?? 1, 'prompt_logprobs');
+  checkPromptScoring(svc, 'prompt_logprobs');
   return top;
 }
 
@@ -355,7 +355,7 @@ function afterPrompt(prompt: CompletionLogprobs | null, rest: CompletionLogprobs
 }
 
 // echo (completions): each choice's text starts with its prompt, so does a streamed choice's first
-// chunk. scoring: echo with logprobs, whose log-probs start with the prompt's (n = 1).
+// chunk. scoring: echo with logprobs, whose log-probs start with the prompt's.
 function withEcho(
   fmt: Format,
   prompts: readonly string[],
@@ -364,7 +364,7 @@ function withEcho(
 ): Format {
   const started = new Set<number>();
   const promptBlock = (index: number, lps: PromptLogprobs | undefined) =>
-    scoring && lps ? promptLogprobsBlock(scoring.svc, scoring.prompts[index], lps, scoring.top) : null;
+    scoring && lps ? promptLogprobsBlock(scoring.svc, scoring.prompts[Math.floor(index / n)], lps, scoring.top) : null;
   return {
     ...fmt,
     // a choice that sent no chunk (max_tokens 0): its prompt comes with the last one
@@ -472,7 +472,7 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
       // and so does vLLM's prompt_logprobs
       const scorePrompt = b.echo === true && numLogprobs >= 0;
       const promptTop = checkPromptLogprobs(svc, b);
-      if (scorePrompt) checkPromptScoring(svc, b.n ?? 1, 'echo with logprobs');
+      if (scorePrompt) checkPromptScoring(svc, 'echo with logprobs');
       const scoreTop = Math.max(scorePrompt ? numLogprobs : -1, promptTop ?? -1);
       if (b.max_tokens === 0 && (!b.echo || b.use_beam_search))
         throw new WeftError('WEFT_ERR_REQ_INVALID', 'max_tokens 0 returns the prompt alone: it takes echo: true (and no beam search)');

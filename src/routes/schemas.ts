@@ -251,7 +251,7 @@ export const completionsBody = body(
     echo: {
       type: 'boolean',
       description:
-        'the prompt is returned before the completion; with logprobs, the prompt tokens come scored too (the first with null; CPU backend, n = 1)',
+        'the prompt is returned before the completion; with logprobs, the prompt tokens come scored too (the first with null; CPU backend)',
     },
   },
   ['prompt'],

@@ -193,15 +193,50 @@ t.test("chat completions' prompt_logprobs: the rendered prompt's, beside the cho
   t.ok(worst < 1e-4, `equal to the prefixes run alone (largest difference ${worst})`);
   const plain = await post({});
   t.equal(r.json().choices[0].message.content, plain.json().choices[0].message.content, 'the completion is the one asked without it');
+  const two = await post({ prompt_logprobs: 2, n: 2 });
+  t.equal(two.statusCode, 200, two.body);
+  t.same(two.json().prompt_logprobs, pl, 'n = 2: the same prompt_logprobs (the prompt is scored once)');
+  t.equal(two.json().choices.length, 2);
   t.notOk('prompt_logprobs' in plain.json(), 'absent when not asked');
   for (const [extra, why] of [
     [{ prompt_logprobs: 1, stream: true }, /not streamed/],
-    [{ prompt_logprobs: 1, n: 2 }, /prompt_logprobs takes n = 1/],
     [{ prompt_logprobs: 1, n: 2, use_beam_search: true }, /beam/],
   ] as const) {
     const bad = await post(extra);
     t.equal(bad.statusCode, 400, JSON.stringify(extra));
     t.match(bad.json().error, { code: 'WEFT_ERR_REQ_INVALID', message: why });
+  }
+});
+
+// n samples fork from the first once its prompt is computed: it alone scores the prompt and hands
+// its scores to the others, so every choice carries them, streamed or not.
+t.test('echo with logprobs, two prompts × n = 2: every choice has its own prompt scored', async (t) => {
+  const s = await startTestApp({ backend: 'cpu' });
+  t.teardown(() => s.close());
+  const other = 'The little dog ran to the tree and barked at a bird.';
+  const idsOf = async (text: string): Promise<number[]> => (await s.app.inject({ method: 'POST', url: '/tokenize', payload: { text } })).json().ids;
+  const ids = [await idsOf(PROMPT), await idsOf(other)];
+  const o = [await oracle(ids[0]), await oracle(ids[1])];
+  const body = { prompt: [PROMPT, other], n: 2, max_tokens: 3, temperature: 1, seed: 5, logprobs: TOP, echo: true, prompt_logprobs: 1 };
+  const r = await s.app.inject({ method: 'POST', url: '/v1/completions', payload: body });
+  t.equal(r.statusCode, 200, r.body);
+  const choices = r.json().choices as { index: number; text: string; logprobs: Lp; prompt_logprobs: unknown[] }[];
+  t.equal(choices.length, 4);
+  for (const c of choices) {
+    const p = Math.floor(c.index / 2);
+    t.ok(c.text.startsWith([PROMPT, other][p]), `choice ${c.index}: its prompt echoed`);
+    checkPrompt(t, c.logprobs, o[p], ids[p].length, `choice ${c.index}`);
+    t.equal(c.prompt_logprobs.length, ids[p].length, `choice ${c.index}: prompt_logprobs for its prompt`);
+  }
+  const streamed = await s.app.inject({ method: 'POST', url: '/v1/completions', payload: { ...body, prompt_logprobs: undefined, stream: true } });
+  t.equal(streamed.statusCode, 200, streamed.body);
+  const chunks = (sseData(streamed.body).filter((d) => d !== '[DONE]') as { choices: { index: number; logprobs: Lp | null }[] }[]).flatMap(
+    (d) => d.choices,
+  );
+  for (let i = 0; i < 4; i++) {
+    const first = chunks.find((c) => c.index === i && c.logprobs);
+    t.ok(first, `streamed choice ${i} has log-probs`);
+    if (first) checkPrompt(t, first.logprobs!, o[Math.floor(i / 2)], ids[Math.floor(i / 2)].length, `streamed choice ${i}`);
   }
 });
 
@@ -239,10 +274,6 @@ t.test('the engine refuses scoring input out of range with a code', async (t) =>
 t.test('echo with logprobs: bad combinations are refused with a code', async (t) => {
   const s = await startTestApp({ backend: 'cpu' });
   t.teardown(() => s.close());
-  const r = await s.app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'Lily', n: 2, max_tokens: 2, echo: true, logprobs: 1 } });
-  t.equal(r.statusCode, 400);
-  t.equal(r.json().error.code, 'WEFT_ERR_REQ_INVALID');
-  t.match(r.json().error.message, /n = 1/);
   const streamed = await s.app.inject({
     method: 'POST',
     url: '/v1/completions',

@@ -91,14 +91,6 @@ const BAD: Case[] = [
     400,
     'WEFT_ERR_REQ_INVALID_TOKEN_ID',
   ],
-  [
-    'completions: echo with logprobs and n > 1',
-    'POST',
-    '/v1/completions',
-    { model: m, prompt: 'a', echo: true, logprobs: 1, n: 2 },
-    400,
-    'WEFT_ERR_REQ_INVALID',
-  ],
   ['chat completions: missing messages', 'POST', '/v1/chat/completions', { model: m }, 400, 'WEFT_ERR_REQ_INVALID'],
   [
     'chat completions: top_logprobs without logprobs',

@@ -23,10 +23,6 @@ t.test('echo: every choice, plain and streamed, starts with its prompt', async (
   t.equal(text, 'Once upon a time' + plain, 'streamed: the prompt, then the same completion');
   const ids = (await post('/v1/completions', { prompt: [1, 403, 407], max_tokens: 2, temperature: 0, echo: true })).json();
   t.match(ids.choices[0].text, /^Once/, 'token-id prompts are decoded');
-  // echo with logprobs scores the prompt (test/routes/echo-logprobs.test.ts), for one sample of it
-  const lp = await post('/v1/completions', { prompt: 'a', max_tokens: 2, echo: true, logprobs: 1, n: 2 });
-  t.equal(lp.statusCode, 400);
-  t.match(lp.json().error.message, /echo with logprobs takes n = 1/);
 });
 
 t.test('the developer role is the system role', async (t) => {
