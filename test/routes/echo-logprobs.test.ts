@@ -228,6 +228,13 @@ t.test('echo with logprobs, two prompts × n = 2: every choice has its own promp
     checkPrompt(t, c.logprobs, o[p], ids[p].length, `choice ${c.index}`);
     t.equal(c.prompt_logprobs.length, ids[p].length, `choice ${c.index}: prompt_logprobs for its prompt`);
   }
+  const zero = await s.app.inject({ method: 'POST', url: '/v1/completions', payload: { ...body, max_tokens: 0, prompt_logprobs: undefined } });
+  t.equal(zero.statusCode, 200, zero.body);
+  for (const c of zero.json().choices as { index: number; text: string; logprobs: Lp }[]) {
+    const p = Math.floor(c.index / 2);
+    t.equal(c.text, [PROMPT, other][p], `max_tokens 0, choice ${c.index}: the prompt alone`);
+    checkPrompt(t, c.logprobs, o[p], ids[p].length, `max_tokens 0, choice ${c.index}`);
+  }
   const streamed = await s.app.inject({ method: 'POST', url: '/v1/completions', payload: { ...body, prompt_logprobs: undefined, stream: true } });
   t.equal(streamed.statusCode, 200, streamed.body);
   const chunks = (sseData(streamed.body).filter((d) => d !== '[DONE]') as { choices: { index: number; logprobs: Lp | null }[] }[]).flatMap(
