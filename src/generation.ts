@@ -43,7 +43,7 @@ export interface GenRequest {
   constraint?: ConstraintSpec; // structured output: only the tokens it allows are sampled
   logitBias?: LogitBias; // OpenAI's logit_bias
   // Prompt scoring (echo with logprobs): each prompt token's log-prob given the ones before it,
-  // with this many likeliest alternatives. CPU backend only; n > 1 samples score it once.
+  // with this many likeliest alternatives. CPU backend only; n samples score it once (the first).
   promptLogprobs?: number;
 }
 
@@ -259,7 +259,9 @@ export class GenerationService {
       if (timer) clearTimeout(timer);
       this.#active.delete(handle);
       if (this.#active.size === 0) this.#idle.dispatchEvent(new Event('idle'));
-      extra.share?.settle(undefined); // the scoring sample ended without its scores: its siblings go on without
+      // the scoring sample ended without its scores (it failed or was aborted): its siblings go on
+      // without; a sibling's own end settles nothing
+      if (handle.sequence.promptLogprobs !== null) extra.share?.settle(undefined);
       // a consumer that throws (a broken socket) must not leave the sequence running
       if (!handle.sequence.isFinished) this.loop.abort(handle.requestId);
     }

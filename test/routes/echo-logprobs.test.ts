@@ -247,6 +247,18 @@ t.test('echo with logprobs, two prompts × n = 2: every choice has its own promp
   }
 });
 
+t.test('a sibling aborted before the fork leaves the others their prompt scores', async (t) => {
+  const s = await startTestApp({ backend: 'cpu' });
+  t.teardown(() => s.close());
+  const ids: number[] = (await s.app.inject({ method: 'POST', url: '/tokenize', payload: { text: PROMPT } })).json().ids;
+  const gens = s.engine.service.startN({ promptIds: ids, maxTokens: 3, promptLogprobs: 1, sampling: { temperature: 1, seed: 9 } }, 3);
+  gens[1].abort();
+  const [first, aborted, last] = await Promise.all(gens.map((g) => g.result));
+  t.equal(aborted.finishReason, 'abort');
+  t.equal(first.promptLogprobs?.length, ids.length, 'the scoring sample has its scores');
+  t.equal(last.promptLogprobs, first.promptLogprobs, 'the sibling after the aborted one is given them');
+});
+
 t.test('scoring and plain requests sent together (batched in the same steps): each scored prompt as alone', async (t) => {
   const s = await startTestApp({ backend: 'cpu' });
   t.teardown(() => s.close());
