@@ -71,6 +71,7 @@ export interface TokenLogprob {
 export interface GenDelta {
   text: string;
   tokenId: number;
+  numOutputTokens: number; // the request's output tokens so far, this one included
   logprob?: TokenLogprob;
   promptLogprobs?: PromptLogprobs; // on the first delta of a request that scores its prompt
 }
@@ -392,7 +393,13 @@ export class GenerationService {
         // a beam search ends its hypotheses on stop strings itself; its stream goes on to the result
         if (stopAt >= 0 && !ev.finishReason && !handle.sequence.isBeam) this.loop.finish(handle.requestId, 'stop');
         const first = tokenIds.length === 1 ? await scoredPrompt() : undefined;
-        await hooks.onDelta?.({ text, tokenId: ev.tokenId, ...(lp ? { logprob: lp } : {}), ...(first ? { promptLogprobs: first } : {}) });
+        await hooks.onDelta?.({
+          text,
+          tokenId: ev.tokenId,
+          numOutputTokens: tokenIds.length,
+          ...(lp ? { logprob: lp } : {}),
+          ...(first ? { promptLogprobs: first } : {}),
+        });
       }
       if (ev.finishReason) {
         reason = ev.finishReason;
@@ -405,7 +412,7 @@ export class GenerationService {
             tokenIds.push(id);
             full += detok.push(id);
             if (i === rest.length - 1) full += detok.flush();
-            await hooks.onDelta?.({ text: advance(i === rest.length - 1), tokenId: id });
+            await hooks.onDelta?.({ text: advance(i === rest.length - 1), tokenId: id, numOutputTokens: tokenIds.length });
           }
           reason = beam.chosen.finishReason;
           if (rest.length > 0) break;
@@ -415,7 +422,7 @@ export class GenerationService {
           const tail = detok.flush();
           full += tail;
           const text = advance(true);
-          if (text && tokenIds.length > 0) await hooks.onDelta?.({ text, tokenId: tokenIds[tokenIds.length - 1] });
+          if (text && tokenIds.length > 0) await hooks.onDelta?.({ text, tokenId: tokenIds[tokenIds.length - 1], numOutputTokens: tokenIds.length });
         }
         break;
       }

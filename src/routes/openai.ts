@@ -21,7 +21,7 @@ interface OpenAiCommon extends SamplingFields, StructuredFields {
   model: string;
   n?: number;
   stream?: boolean | null;
-  stream_options?: { include_usage?: boolean } | null;
+  stream_options?: { include_usage?: boolean; continuous_usage_stats?: boolean } | null;
   use_beam_search?: boolean;
   length_penalty?: number;
   early_stopping?: boolean | 'never';
@@ -73,6 +73,13 @@ async function endStream(
 }
 
 const finishReason = (r: GenResult) => (r.finishReason === 'abort' ? 'stop' : r.finishReason);
+
+// vLLM's stream_options.continuous_usage_stats (with include_usage): every chunk carries its
+// choice's usage so far, its prompt's tokens and the output tokens streamed for it. null when not asked.
+function continuousUsage(body: OpenAiCommon, reqs: GenRequest[], n: number) {
+  if (!body.stream_options?.include_usage || !body.stream_options.continuous_usage_stats) return null;
+  return (choice: number, numOutputTokens: number) => ({ usage: usage(reqs[Math.floor(choice / n)].promptIds.length, numOutputTokens) });
+}
 
 // What a beam search cannot combine with: log-probs (and beam-only fields without it).
 function checkBeam(b: OpenAiCommon, wantsLogprobs: boolean): void {
@@ -131,6 +138,7 @@ async function respondBeam(
   let sse: SseStream | null = null;
   const first = reqs.map(() => true);
   const chunk = (choices: unknown[], extra = {}) => ({ ...base, object: fmt.chunkObject, choices, ...extra });
+  const running = continuousUsage(body, reqs, n);
   const gens: Generation[] = [];
   try {
     reqs.forEach((r, p) =>
@@ -144,7 +152,7 @@ async function respondBeam(
                   const c = await fmt.chunkChoice(p * n, d, first[p]);
                   if (c) {
                     first[p] = false;
-                    await sse?.send(chunk([c]));
+                    await sse?.send(chunk([c], running?.(p * n, d.numOutputTokens)));
                   }
                 },
               }
@@ -173,9 +181,11 @@ async function respondBeam(
         gens.map(async (g, p) => {
           const choices = await asChoices(reqs[p], await g.result);
           for (const [j, c] of choices.entries()) {
-            const whole = j === 0 ? null : await fmt.chunkChoice(p * n + j, { text: c.text, tokenId: c.tokenIds.at(-1) ?? -1 }, true);
-            if (whole) await sse!.send(chunk([whole]));
-            await sse!.send(chunk([fmt.endChoice(p * n + j, c)]));
+            const i = p * n + j;
+            const whole =
+              j === 0 ? null : await fmt.chunkChoice(i, { text: c.text, tokenId: c.tokenIds.at(-1) ?? -1, numOutputTokens: c.numOutputTokens }, true);
+            if (whole) await sse!.send(chunk([whole], running?.(i, c.numOutputTokens)));
+            await sse!.send(chunk([fmt.endChoice(i, c)], running?.(i, c.numOutputTokens)));
           }
           return choices;
         }),
@@ -219,6 +229,7 @@ async function respond(
   let sse: SseStream | null = null;
   const first = Array.from({ length: reqs.length * n }, () => true); // per choice: no chunk sent yet
   const chunk = (choices: unknown[], extra = {}) => ({ ...base, object: fmt.chunkObject, choices, ...extra });
+  const running = continuousUsage(body, reqs, n);
   const gens = startAll(
     svc,
     reqs,
@@ -227,7 +238,7 @@ async function respond(
         const c = await fmt.chunkChoice(i, d, first[i]);
         if (c) {
           first[i] = false;
-          await sse?.send(chunk([c]));
+          await sse?.send(chunk([c], running?.(i, d.numOutputTokens)));
         }
       },
     }),
@@ -240,7 +251,7 @@ async function respond(
       await Promise.all(
         gens.map(async (g, i) => {
           const r = await g.result;
-          await sse!.send(chunk([fmt.endChoice(i, r)]));
+          await sse!.send(chunk([fmt.endChoice(i, r)], running?.(i, r.numOutputTokens)));
           return r;
         }),
       ),

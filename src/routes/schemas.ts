@@ -221,7 +221,10 @@ const openaiCommon = {
   stream_options: nullable({
     type: 'object',
     additionalProperties: false,
-    properties: { include_usage: { type: 'boolean' }, continuous_usage_stats: { type: 'boolean' } },
+    properties: {
+      include_usage: { type: 'boolean', description: "a last chunk with the whole request's usage" },
+      continuous_usage_stats: { type: 'boolean', description: "vLLM's: with include_usage, every chunk carries its choice's usage so far" },
+    },
   }),
   user: { type: 'string', maxLength: 256 },
   ...sampling,

@@ -189,6 +189,56 @@ t.test('/v1 streaming framing: chunks, include_usage, [DONE] unquoted', async (t
   t.equal(events.at(-1)!.usage?.completion_tokens, 4);
 });
 
+// vLLM's continuous_usage_stats: each chunk carries its choice's usage so far (its prompt's tokens,
+// the output tokens streamed for that choice), the last usage chunk the whole request's.
+t.test("/v1 streaming: continuous_usage_stats puts each choice's running usage on every chunk", async (t) => {
+  const opts = { stream: true, stream_options: { include_usage: true, continuous_usage_stats: true } };
+  type Chunk = { choices: { index: number }[]; usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number } };
+  // url, body, the choices, the choices of one prompt
+  const cases = [
+    ['/v1/completions', { prompt: ['Once upon', 'Lily'], n: 2, max_tokens: 5, ignore_eos: true, temperature: 1, seed: 3 }, 4, 2],
+    ['/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 5, ignore_eos: true }, 1, 1],
+    ['/v1/completions', { prompt: 'Once upon', n: 3, max_tokens: 5, ignore_eos: true, use_beam_search: true }, 3, 3],
+  ] as const;
+  for (const [url, body, numChoices, perPrompt] of cases) {
+    const res = await app.inject({ method: 'POST', url, payload: { model: m, ...body, ...opts } });
+    t.equal(res.statusCode, 200, res.body);
+    const events = sseData(res.body).slice(0, -1) as Chunk[];
+    const last = events.at(-1)!;
+    t.same(last.choices, [], `${url}: the usage chunk last`);
+    const perChoice = new Map<number, number[]>();
+    const prompt = new Map<number, number>();
+    for (const e of events.slice(0, -1)) {
+      const i = e.choices[0].index;
+      t.ok(e.usage, `${url}: choice ${i}'s chunk has usage`);
+      if (!e.usage) continue;
+      t.equal(e.usage.total_tokens, e.usage.prompt_tokens + e.usage.completion_tokens);
+      perChoice.set(i, [...(perChoice.get(i) ?? []), e.usage.completion_tokens]);
+      prompt.set(i, e.usage.prompt_tokens);
+    }
+    t.equal(perChoice.size, numChoices, `${url}: every choice streamed`);
+    for (const [i, counts] of perChoice) {
+      t.ok(
+        counts.every((c, k) => k === 0 || c >= counts[k - 1]),
+        `${url}: choice ${i}'s count never goes back (${counts.join(' ')})`,
+      );
+      t.equal(counts.at(-1), 5, `${url}: choice ${i} ends at its 5 tokens`);
+    }
+    // each prompt's tokens counted once in the request's usage (its n samples or beams share it)
+    const promptTokens = [...prompt].filter(([i]) => i % perPrompt === 0).reduce((a, [, p]) => a + p, 0);
+    t.equal(last.usage!.prompt_tokens, promptTokens, `${url}: the request's prompt tokens in the last chunk`);
+  }
+  const plain = await app.inject({
+    method: 'POST',
+    url: '/v1/completions',
+    payload: { model: m, prompt: 'a', max_tokens: 2, stream: true, stream_options: { include_usage: true } },
+  });
+  t.ok(
+    (sseData(plain.body).slice(0, -2) as Chunk[]).every((e) => !('usage' in e)),
+    'without continuous_usage_stats only the last chunk has usage',
+  );
+});
+
 t.test('errors during admission keep their status on streaming routes; full queue → 429 + Retry-After', async (t) => {
   const tight = await startTestApp({ maxNumSeqs: 1, maxNumWaiting: 1, maxNumBatchedTokens: 64 });
   t.teardown(() => tight.close());
