@@ -91,6 +91,18 @@ export function normalizeMessages(messages: readonly MessageInput[]): ChatMessag
   });
 }
 
+// How a chat renders, past its messages: `tools` (OpenAI-shaped {type: "function", function}
+// entries, for templates that render them), `addGenerationPrompt` (the assistant turn's header at
+// the end; default true), `continueFinalMessage` (vLLM's and transformers': the last message left
+// open, so the model continues it; needs addGenerationPrompt false), and `kwargs`, further
+// variables for the template (vLLM's chat_template_kwargs, e.g. Qwen3's enable_thinking).
+export interface RenderOptions {
+  tools?: readonly object[];
+  addGenerationPrompt?: boolean;
+  continueFinalMessage?: boolean;
+  kwargs?: Readonly<Record<string, unknown>>;
+}
+
 export class ChatTemplate {
   readonly #template: Template | null;
   readonly source: 'model' | typeof PLAIN_FALLBACK;
@@ -125,21 +137,39 @@ export class ChatTemplate {
 
   // Renders the messages; where the template refuses consecutive user turns (templates that
   // demand user/assistant alternation raise an exception), they are joined into one, by lines.
-  renderJoiningUserTurns(messages: readonly ChatMessage[], addGenerationPrompt = true, tools?: readonly object[]): string {
+  renderJoiningUserTurns(messages: readonly ChatMessage[], options: RenderOptions = {}): string {
     try {
-      return this.render(messages, addGenerationPrompt, tools);
+      return this.render(messages, options);
     } catch (e) {
       const joined = joinConsecutiveUserTurns(messages);
       if (joined.length === messages.length) throw e;
-      return this.render(joined, addGenerationPrompt, tools);
+      return this.render(joined, options);
     }
   }
 
-  // `tools`: OpenAI-shaped {type: "function", function} entries, for templates that render them.
-  render(messages: readonly ChatMessage[], addGenerationPrompt = true, tools?: readonly object[]): string {
+  render(
+    messages: readonly ChatMessage[],
+    { tools, addGenerationPrompt = true, continueFinalMessage = false, kwargs = {} }: RenderOptions = {},
+  ): string {
+    const last = messages.at(-1);
+    if (continueFinalMessage) {
+      if (addGenerationPrompt)
+        throw new WeftError(
+          'WEFT_ERR_REQ_INVALID',
+          'continue_final_message and add_generation_prompt cannot both be true: set add_generation_prompt to false',
+        );
+      if (!last?.content.trim()) throw new WeftError('WEFT_ERR_REQ_INVALID', 'continue_final_message needs a last message with content to continue');
+    }
+    const text = this.#renderWhole(messages, addGenerationPrompt, tools, kwargs);
+    return continueFinalMessage ? cutAfterFinalMessage(text, last!.content) : text;
+  }
+
+  #renderWhole(messages: readonly ChatMessage[], addGenerationPrompt: boolean, tools: readonly object[] | undefined, kwargs: object): string {
     if (!this.#template) return messages.map((m) => `${m.role}: ${m.content}\n`).join('') + (addGenerationPrompt ? 'assistant:' : '');
     try {
+      // the request's variables first: they cannot replace the messages or what weft sets
       return this.#template.render({
+        ...kwargs,
         messages,
         add_generation_prompt: addGenerationPrompt,
         bos_token: this.specials.bosToken,
@@ -150,6 +180,21 @@ export class ChatTemplate {
       throw new WeftError('WEFT_ERR_REQ_CHAT_TEMPLATE', `the chat template failed on these messages: ${(e as Error).message}`);
     }
   }
+}
+
+// The rendered chat up to the end of its last message's content, dropping what the template
+// writes after it (its end-of-turn): transformers' rule, the content found trimmed, its trailing
+// whitespace kept where the template kept it.
+function cutAfterFinalMessage(text: string, content: string): string {
+  const trimmed = content.trim();
+  const at = text.lastIndexOf(trimmed);
+  if (at < 0)
+    throw new WeftError(
+      'WEFT_ERR_REQ_CHAT_TEMPLATE',
+      'continue_final_message: the chat template does not write the last message as given, so it cannot be left open',
+    );
+  const kept = content.trimStart();
+  return text.slice(0, at + (text.startsWith(kept, at) ? kept.length : trimmed.length));
 }
 
 function joinConsecutiveUserTurns(messages: readonly ChatMessage[]): ChatMessage[] {

@@ -3,7 +3,7 @@
 // routes (/v1/chat/completions, /tokenize with messages) share.
 import type { FastifyInstance } from 'fastify';
 
-import { ChatTemplate, normalizeMessages, type ChatMessage, type MessageInput } from '../chat-template.js';
+import { ChatTemplate, normalizeMessages, type ChatMessage, type MessageInput, type RenderOptions } from '../chat-template.js';
 import type { GenerationService } from '../generation.js';
 import { resultBody, streamGeneration } from './generate.js';
 import { toGenRequest, type SamplingFields } from './params.js';
@@ -27,18 +27,31 @@ function templateFor(svc: GenerationService): Promise<ChatTemplate> {
   return t;
 }
 
+// vLLM's chat fields that shape the rendered prompt (OpenAI chat and /tokenize).
+export interface ChatRenderFields {
+  add_generation_prompt?: boolean;
+  continue_final_message?: boolean;
+  chat_template_kwargs?: Record<string, unknown> | null;
+}
+
+export const renderOptionsOf = (b: ChatRenderFields): Omit<RenderOptions, 'tools'> => ({
+  addGenerationPrompt: b.add_generation_prompt ?? !b.continue_final_message,
+  continueFinalMessage: b.continue_final_message ?? false,
+  kwargs: b.chat_template_kwargs ?? {},
+});
+
 // messages → prompt text and ids (BOS added by the tokenizer unless the template wrote it).
 // `tools`: a tool-calling plan (routes/tools.ts) whose functions the prompt shows.
 export async function renderChat(
   svc: GenerationService,
   messages: readonly MessageInput[],
-  addGenerationPrompt = true,
+  options: Omit<RenderOptions, 'tools'> = {},
   tools?: ToolPlan,
 ): Promise<{ text: string; ids: number[]; messages: ChatMessage[] }> {
   const template = await templateFor(svc);
   const prompt = promptMessages(normalizeMessages(messages), tools, template.supportsTools);
   const norm = prompt.messages;
-  const text = template.renderJoiningUserTurns(norm, addGenerationPrompt, prompt.tools);
+  const text = template.renderJoiningUserTurns(norm, { ...options, tools: prompt.tools });
   const ids = await svc.encode(text, template.addSpecialTokensFor(text));
   return { text, ids, messages: norm };
 }

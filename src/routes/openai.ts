@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { MessageInput } from '../chat-template.js';
 import { WeftError } from '../errors.js';
 import type { GenDelta, GenRequest, GenResult, Generation, GenerationService, PromptLogprobs, TokenLogprob } from '../generation.js';
-import { renderChat } from './chat.js';
+import { renderChat, renderOptionsOf, type ChatRenderFields } from './chat.js';
 import { streamErrorBody } from './error-body.js';
 import { allOrAbort, startAll } from './generate.js';
 import { toGenRequest, usage, type SamplingFields } from './params.js';
@@ -32,7 +32,7 @@ interface CompletionsBody extends OpenAiCommon {
   echo?: boolean;
   prompt_logprobs?: number | null; // vLLM's
 }
-interface ChatCompletionsBody extends OpenAiCommon, ToolFields {
+interface ChatCompletionsBody extends OpenAiCommon, ToolFields, ChatRenderFields {
   messages: Exclude<MessageInput, string>[];
   logprobs?: boolean | null;
   top_logprobs?: number | null;
@@ -511,7 +511,7 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
       checkModel(svc, b.model);
       if (b.top_logprobs != null && !b.logprobs) throw new WeftError('WEFT_ERR_REQ_INVALID', 'top_logprobs needs logprobs: true');
       const tools = planTools(b, svc.model.chatTemplate, svc.model.toolCallParser);
-      const { ids } = await renderChat(svc, b.messages, true, tools);
+      const { ids } = await renderChat(svc, b.messages, renderOptionsOf(b), tools);
       const numLogprobs = b.logprobs ? (b.top_logprobs ?? 0) : -1;
       checkBeam(b, numLogprobs >= 0 || b.prompt_logprobs != null);
       const promptTop = checkPromptLogprobs(svc, b);

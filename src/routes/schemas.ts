@@ -201,9 +201,28 @@ export const rerankBody = body(
   { query: 'What do cats eat?', documents: ['Cats eat fish and meat.', 'Paris is the capital of France.'], top_n: 1 },
 );
 
+// vLLM's fields that shape a rendered chat (OpenAI chat, and /tokenize with messages)
+const chatRenderFields = {
+  add_generation_prompt: {
+    type: 'boolean',
+    description: "the assistant turn's header at the end of the prompt (default: true, false with continue_final_message)",
+  },
+  continue_final_message: { type: 'boolean', description: 'the last message is left open (no end-of-turn), so the model continues it' },
+  chat_template_kwargs: nullable({
+    type: 'object',
+    maxProperties: 64,
+    description: 'further variables for the chat template, e.g. {"enable_thinking": false} for Qwen3\'s',
+  }),
+};
+
 export const tokenizeBody = {
   ...body(
-    { text: { type: 'string', maxLength: 1 << 22 }, messages: seedMessages, add_special_tokens: { type: 'boolean', default: true } },
+    {
+      text: { type: 'string', maxLength: 1 << 22 },
+      messages: seedMessages,
+      add_special_tokens: { type: 'boolean', default: true },
+      ...chatRenderFields,
+    },
     [],
     'Text or chat messages → token ids and token strings',
     { text: 'Once upon a time' },
@@ -266,6 +285,7 @@ export const chatCompletionsBody = body(
   {
     ...toolFields,
     ...openaiCommon,
+    ...chatRenderFields,
     messages,
     max_completion_tokens: nullable(int(1, 1 << 22)),
     logprobs: nullable({ type: 'boolean' }),

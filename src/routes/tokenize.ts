@@ -1,10 +1,10 @@
 // /tokenize (text or chat messages → ids and token strings) and /detokenize (ids → text).
 import type { FastifyInstance } from 'fastify';
 
-import { renderChat } from './chat.js';
+import { renderChat, renderOptionsOf, type ChatRenderFields } from './chat.js';
 import { detokenizeBody, tokenizeBody } from './schemas.js';
 
-interface TokenizeBody {
+interface TokenizeBody extends ChatRenderFields {
   text?: string;
   messages?: (string | { role: string; content: string })[];
   add_special_tokens?: boolean;
@@ -20,7 +20,7 @@ export async function tokenizeRoutes(app: FastifyInstance): Promise<void> {
       const addSpecial = b.add_special_tokens ?? true;
       let ids: number[];
       let prompt: string | undefined;
-      if (b.messages !== undefined) ({ ids, text: prompt } = await renderChat(svc, b.messages));
+      if (b.messages !== undefined) ({ ids, text: prompt } = await renderChat(svc, b.messages, renderOptionsOf(b)));
       else ids = await svc.encode(b.text!, addSpecial);
       // tokens joined are the text of the ids (leading spaces kept; a character split over byte
       // tokens is on the token completing it), token_bytes each token's own UTF-8 bytes

@@ -200,3 +200,51 @@ t.test('chat templates: the model template through jinja, or the plain fallback'
     code: 'WEFT_ERR_REQ_CHAT_TEMPLATE',
   });
 });
+
+// vLLM's (and transformers') add_generation_prompt, continue_final_message and chat_template_kwargs.
+t.test('chat templates: the generation prompt, a final message left open, template variables', async (t) => {
+  const chatml =
+    '{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}' +
+    '{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is defined and enable_thinking is false %}<think></think>{% endif %}{% endif %}';
+  const tpl = new ChatTemplate(chatml, { bosToken: '', eosToken: '' });
+  const turns = normalizeMessages([
+    { role: 'user', content: 'Tell me a story.' },
+    { role: 'assistant', content: 'Once upon a time ' },
+  ]);
+  t.equal(tpl.render(turns.slice(0, 1), { addGenerationPrompt: false }), '<|im_start|>user\nTell me a story.<|im_end|>\n');
+  t.equal(
+    tpl.render(turns, { addGenerationPrompt: false, continueFinalMessage: true }),
+    '<|im_start|>user\nTell me a story.<|im_end|>\n<|im_start|>assistant\nOnce upon a time ',
+    'the last message open: its trailing space kept, its end-of-turn dropped',
+  );
+  const trims = new ChatTemplate('{% for m in messages %}[{{ m.role }}] {{ m.content | trim }}</s>{% endfor %}', { bosToken: '', eosToken: '' });
+  t.equal(
+    trims.render(turns, { addGenerationPrompt: false, continueFinalMessage: true }),
+    '[user] Tell me a story.</s>[assistant] Once upon a time',
+    'a template that trims it',
+  );
+  t.equal(
+    new ChatTemplate(null, { bosToken: '', eosToken: '' }).render(turns, { addGenerationPrompt: false, continueFinalMessage: true }),
+    'user: Tell me a story.\nassistant: Once upon a time ',
+    'the plain fallback too',
+  );
+  t.throws(() => tpl.render(turns, { continueFinalMessage: true }), { code: 'WEFT_ERR_REQ_INVALID', message: /add_generation_prompt/ });
+  t.throws(
+    () => tpl.render([...turns.slice(0, 1), { role: 'assistant', content: ' ' }], { addGenerationPrompt: false, continueFinalMessage: true }),
+    {
+      code: 'WEFT_ERR_REQ_INVALID',
+    },
+  );
+  const upper = new ChatTemplate('{% for m in messages %}{{ m.content | upper }}{% endfor %}', { bosToken: '', eosToken: '' });
+  t.throws(() => upper.render(turns, { addGenerationPrompt: false, continueFinalMessage: true }), {
+    code: 'WEFT_ERR_REQ_CHAT_TEMPLATE',
+    message: /cannot be left open/,
+  });
+  t.match(tpl.render(turns.slice(0, 1), { kwargs: { enable_thinking: false } }), /<think><\/think>$/, 'a template variable from the request');
+  t.notMatch(tpl.render(turns.slice(0, 1)), /<think>/);
+  t.equal(
+    tpl.render(turns.slice(0, 1), { kwargs: { messages: [], add_generation_prompt: false } }),
+    tpl.render(turns.slice(0, 1)),
+    "the request's variables cannot replace the messages or the generation prompt",
+  );
+});

@@ -79,3 +79,50 @@ t.test("--chat-template: a template file (or the template itself) replaces the m
   }
   await t.rejects(startTestApp({ backend: 'cpu', chatTemplate: join(dir, 'missing.jinja') }), { code: 'WEFT_ERR_CONFIG_INVALID' });
 });
+
+// vLLM's add_generation_prompt, continue_final_message (an assistant turn to continue: a prefill of
+// the answer) and chat_template_kwargs, on chat completions and /tokenize.
+t.test('chat rendering fields: the generation prompt, a final message left open, template variables', async (t) => {
+  const messages = [
+    { role: 'user', content: 'Tell me a story.' },
+    { role: 'assistant', content: 'Once upon a time' },
+  ];
+  const tok = async (extra: object) => (await post('/tokenize', { messages, ...extra })).json();
+  const open = await tok({ continue_final_message: true, add_generation_prompt: false });
+  t.equal(open.prompt, 'user: Tell me a story.\nassistant: Once upon a time', 'the last message left open');
+  t.equal((await tok({ continue_final_message: true })).prompt, open.prompt, 'add_generation_prompt defaults to false with it');
+  t.equal((await tok({ add_generation_prompt: false })).prompt, 'user: Tell me a story.\nassistant: Once upon a time\n');
+  t.equal((await tok({})).prompt, 'user: Tell me a story.\nassistant: Once upon a time\nassistant:');
+  // the chat continues the assistant's text: the same tokens as a completion of the same ids
+  const chat = (await post('/v1/chat/completions', { messages, continue_final_message: true, max_tokens: 6, temperature: 0 })).json();
+  const completion = (await post('/v1/completions', { prompt: open.ids, max_tokens: 6, temperature: 0 })).json();
+  t.equal(chat.choices[0].message.content, completion.choices[0].text, `continued: ${JSON.stringify(chat.choices[0].message.content)}`);
+  t.equal(chat.usage.prompt_tokens, open.count);
+  const both = await post('/v1/chat/completions', { messages, continue_final_message: true, add_generation_prompt: true, max_tokens: 2 });
+  t.equal(both.statusCode, 400);
+  t.match(both.json().error, { code: 'WEFT_ERR_REQ_INVALID', message: /add_generation_prompt/ });
+
+  const template =
+    '{% for m in messages %}<<{{ m.role }}>>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<<assistant>>{% if terse %}(brief){% endif %}{% endif %}';
+  const custom = await startTestApp({ backend: 'cpu', chatTemplate: template });
+  t.teardown(() => custom.close());
+  const prompt = async (extra: object) =>
+    (await custom.app.inject({ method: 'POST', url: '/tokenize', payload: { messages: messages.slice(0, 1), ...extra } })).json().prompt;
+  t.equal(
+    await prompt({ chat_template_kwargs: { terse: true } }),
+    '<<user>>Tell me a story.\n<<assistant>>(brief)',
+    'a variable from chat_template_kwargs',
+  );
+  t.equal(await prompt({}), '<<user>>Tell me a story.\n<<assistant>>');
+  const r = await custom.app.inject({
+    method: 'POST',
+    url: '/v1/chat/completions',
+    payload: { messages: messages.slice(0, 1), chat_template_kwargs: { terse: true }, max_tokens: 1 },
+  });
+  t.equal(
+    r.json().usage.prompt_tokens,
+    (await custom.app.inject({ method: 'POST', url: '/tokenize', payload: { text: '<<user>>Tell me a story.\n<<assistant>>(brief)' } })).json().count,
+  );
+  const bad = await post('/v1/chat/completions', { messages, chat_template_kwargs: 'terse', max_tokens: 1 });
+  t.equal(bad.statusCode, 400, 'chat_template_kwargs is an object');
+});

@@ -108,7 +108,7 @@ t.test('a template with tool support renders tools, calls and results', async (t
   const tpl = new ChatTemplate(TOOL_TEMPLATE, { bosToken: '', eosToken: '' });
   t.ok(tpl.supportsTools);
   const p = promptMessages(history, plan, tpl.supportsTools);
-  const text = tpl.render(p.messages, true, p.tools);
+  const text = tpl.render(p.messages, { tools: p.tools });
   t.match(text, /^<\|system\|>Tools: add<\|user\|>/, 'the tools variable');
   t.match(text, /<tool_call>add \{"a": 1, "b": 2\}<\/tool_call>/, 'the call, its arguments as an object');
   t.match(text, /<\|tool\|>3<\|assistant\|>$/, 'the tool result, in the tool role');
@@ -118,7 +118,7 @@ t.test('a template without tool support gets the format written into the message
   const tpl = new ChatTemplate(null, { bosToken: '', eosToken: '' });
   t.notOk(tpl.supportsTools);
   const p = promptMessages(history, plan, tpl.supportsTools);
-  const text = tpl.render(p.messages, true, p.tools);
+  const text = tpl.render(p.messages, { tools: p.tools });
   t.match(text, /^system: You may call these functions:\n<tools>\n\{"type":"function","function":\{"name":"add"/, 'instructions first');
   t.match(text, /assistant: <tool_call>\n\{"name":"add","arguments":\{"a":1,"b":2\}\}\n<\/tool_call>\n/, 'the past call in the hermes format');
   t.match(text, /user: <tool_response>\n3\n<\/tool_response>\nassistant:$/, 'the result as a user turn');
