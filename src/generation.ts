@@ -38,7 +38,8 @@ export interface GenRequest {
   minTokens?: number;
   ignoreEos?: boolean;
   stopTokenIds?: number[];
-  stop?: string[]; // never part of the output
+  stop?: string[]; // not part of the output, unless includeStopStr
+  includeStopStr?: boolean; // vLLM's include_stop_str_in_output: the output ends with the stop string it met
   sampling?: Partial<SamplingParams>;
   constraint?: ConstraintSpec; // structured output: only the tokens it allows are sampled
   logitBias?: LogitBias; // OpenAI's logit_bias
@@ -105,6 +106,18 @@ export interface Generation {
 
 // Why a request was aborted on the server's side (timeout, shutdown): its result rejects with this.
 type Failure = (numOutputTokens: number) => WeftError;
+
+// Where a text ends at its first stop string (the earliest match, the longest at one place):
+// before it, or after it with includeStop. -1 when none starts at or after `from`.
+export function stopCut(text: string, stops: readonly string[], includeStop: boolean, from = 0): number {
+  let at = -1,
+    len = 0;
+  for (const s of stops) {
+    const i = s.length > 0 ? text.indexOf(s, from) : -1;
+    if (i >= 0 && (at < 0 || i < at || (i === at && s.length > len))) [at, len] = [i, s.length];
+  }
+  return at < 0 ? -1 : includeStop ? at + len : at;
+}
 
 // What a run may carry besides its request: a beam search's reranker hook, or the prompt scores
 // its n samples share.
@@ -308,17 +321,11 @@ export class GenerationService {
     };
   }
 
-  // The text of a hypothesis as returned: decoded as streamed, cut before its first stop string.
-  async hypothesisText(promptIds: readonly number[], tokens: readonly number[], stop: readonly string[] = []): Promise<string> {
+  // The text of a hypothesis as returned: decoded as streamed, cut at its first stop string.
+  async hypothesisText(promptIds: readonly number[], tokens: readonly number[], stop: readonly string[] = [], includeStop = false): Promise<string> {
     const text = await this.decodeContinuation(promptIds, tokens);
-    const cut = Math.min(
-      ...stop
-        .filter((x) => x.length > 0)
-        .map((x) => text.indexOf(x))
-        .filter((i) => i >= 0),
-      text.length,
-    );
-    return text.slice(0, cut);
+    const cut = stopCut(text, stop, includeStop);
+    return cut < 0 ? text : text.slice(0, cut);
   }
 
   // start() and wait.
@@ -338,7 +345,7 @@ export class GenerationService {
       logprobs: TokenLogprob[] = [];
     let full = '',
       released = 0,
-      stopAt = -1;
+      stopAt = -1; // a stop string met: where the output ends (stopCut)
     let reason: FinishReason | undefined;
     let beam: BeamOutcome | undefined;
     let lastTokenAt = 0;
@@ -357,13 +364,7 @@ export class GenerationService {
 
     // Finds a stop string in the text not yet released; releases what can no longer start one.
     const advance = (isEnd: boolean): string => {
-      if (stopAt < 0 && stops.length > 0) {
-        const from = Math.max(0, released - holdBack);
-        for (const s of stops) {
-          const i = full.indexOf(s, from);
-          if (i >= 0 && (stopAt < 0 || i < stopAt)) stopAt = i;
-        }
-      }
+      if (stopAt < 0 && stops.length > 0) stopAt = stopCut(full, stops, req.includeStopStr ?? false, Math.max(0, released - holdBack));
       const upTo = stopAt >= 0 ? stopAt : isEnd ? full.length : Math.max(released, full.length - holdBack);
       const out = full.slice(released, upTo);
       released = Math.max(released, upTo);

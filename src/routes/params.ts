@@ -17,6 +17,7 @@ export interface SamplingFields {
   min_tokens?: number;
   ignore_eos?: boolean;
   stop?: string | string[] | null;
+  include_stop_str_in_output?: boolean;
   stop_token_ids?: number[];
   allowed_token_ids?: number[];
   logit_bias?: Record<string, number> | null;
@@ -51,6 +52,7 @@ export function toGenRequest(
     ignoreEos: b.ignore_eos,
     stopTokenIds: b.stop_token_ids,
     stop: b.stop == null ? [] : typeof b.stop === 'string' ? [b.stop] : b.stop,
+    ...(b.include_stop_str_in_output ? { includeStopStr: true } : {}),
     sampling,
     ...(b.allowed_token_ids ? { constraint: { type: 'token_ids' as const, ids: b.allowed_token_ids } } : {}),
     ...(b.logit_bias && Object.keys(b.logit_bias).length

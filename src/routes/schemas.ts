@@ -42,6 +42,7 @@ const sampling = {
   min_tokens: int(0, 1 << 22),
   ignore_eos: { type: 'boolean' },
   stop,
+  include_stop_str_in_output: { type: 'boolean', description: "vLLM's: the output ends with the stop string it met (default: cut before it)" },
   stop_token_ids: tokenIds(64),
   allowed_token_ids: { ...tokenIds(1 << 20), minItems: 1, description: "vLLM's: only these tokens may be generated" },
   logit_bias: nullable({

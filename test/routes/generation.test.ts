@@ -4,7 +4,7 @@
 import t from 'tap';
 
 import { ChatTemplate, normalizeMessages } from '../../src/chat-template.js';
-import { GenerationService } from '../../src/generation.js';
+import { GenerationService, stopCut } from '../../src/generation.js';
 import { loadModelSpec } from '../../src/model/load.js';
 import type { EngineLoop, TokenEvent } from '../../src/scheduler/engine.js';
 import { TextTokenizer } from '../../src/tokenizer.js';
@@ -102,13 +102,14 @@ t.test('multi-byte characters over byte tokens stream whole', async (t) => {
   t.equal(r.text, await tok.decode(ids));
 });
 
-t.test('a stop string spanning tokens never leaks', async (t) => {
+// includeStopStr (vLLM's include_stop_str_in_output): the output ends with the stop string instead.
+t.test('a stop string spanning tokens never leaks (and ends the output when it is to be included)', async (t) => {
   const ids = await tok.encode('Once upon a time there was a big dog named Max', false);
-  for (const stop of ['there was', 'e w', 'Max', 'not in the text']) {
+  for (const [stop, includeStopStr] of ['there was', 'e w', 'Max', 'not in the text'].flatMap((x) => [[x, false] as const, [x, true] as const])) {
     const { svc, calls } = service(ids);
     const deltas: string[] = [];
     const r = await svc.run(
-      { promptIds: [1], stop: [stop, 'zzzz'] },
+      { promptIds: [1], stop: [stop, 'zzzz'], includeStopStr },
       {
         onDelta: (d) => {
           deltas.push(d.text);
@@ -117,11 +118,20 @@ t.test('a stop string spanning tokens never leaks', async (t) => {
     );
     const full = await tok.decode(ids);
     const at = full.indexOf(stop);
-    t.equal(r.text, at < 0 ? full : full.slice(0, at), `${stop}: text`);
+    t.equal(r.text, at < 0 ? full : full.slice(0, at + (includeStopStr ? stop.length : 0)), `${stop} (included: ${includeStopStr}): text`);
     t.equal(deltas.join(''), r.text, `${stop}: streamed == final`);
     t.equal(r.finishReason, at < 0 ? 'length' : 'stop');
     if (at >= 0 && at + stop.length < full.length) t.same(calls, ['stop'], `${stop}: the sequence is finished with reason stop`);
   }
+});
+
+t.test('stopCut: the earliest stop string, the longest where two start together', async (t) => {
+  t.equal(stopCut('abcdef', ['de', 'bc'], false), 1);
+  t.equal(stopCut('abcdef', ['de', 'bc'], true), 3);
+  t.equal(stopCut('abcdef', ['b', 'bcd'], true), 4, 'the longer of two matches at one place');
+  t.equal(stopCut('abcdef', ['b', 'bcd'], false), 1);
+  t.equal(stopCut('abcabc', ['ab'], false, 1), 3, 'from a position on');
+  t.equal(stopCut('abc', ['', 'x'], true), -1, 'none (an empty stop string never matches)');
 });
 
 t.test('a streamed request keeps no log-probs in its result (each went out with its delta)', async (t) => {

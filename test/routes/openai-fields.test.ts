@@ -126,3 +126,38 @@ t.test('chat rendering fields: the generation prompt, a final message left open,
   const bad = await post('/v1/chat/completions', { messages, chat_template_kwargs: 'terse', max_tokens: 1 });
   t.equal(bad.statusCode, 400, 'chat_template_kwargs is an object');
 });
+
+// vLLM's include_stop_str_in_output: the matched stop string ends the output instead of being cut.
+t.test('include_stop_str_in_output: the stop string ends the text, plain, streamed and in a beam search', async (t) => {
+  const body = { prompt: 'Once upon a time', max_tokens: 24, temperature: 0 };
+  const free = (await post('/v1/completions', body)).json().choices[0].text as string;
+  const stop = free.split(' ').filter((w) => w.length > 3)[1];
+  t.ok(stop && free.includes(stop), `greedy text ${JSON.stringify(free)}, stop ${JSON.stringify(stop)}`);
+  const upTo = free.slice(0, free.indexOf(stop));
+  const cut = (await post('/v1/completions', { ...body, stop })).json().choices[0];
+  t.equal(cut.text, upTo, 'by default cut before the stop string');
+  const kept = (await post('/v1/completions', { ...body, stop, include_stop_str_in_output: true })).json().choices[0];
+  t.equal(kept.text, upTo + stop, 'included: it ends the text');
+  t.equal(kept.finish_reason, 'stop');
+  const streamed = await post('/v1/completions', { ...body, stop, include_stop_str_in_output: true, stream: true });
+  const text = (sseData(streamed.body).filter((d) => d !== '[DONE]') as { choices: { text: string }[] }[])
+    .map((d) => d.choices[0]?.text ?? '')
+    .join('');
+  t.equal(text, upTo + stop, 'streamed the same');
+  const chat = (
+    await post('/v1/chat/completions', {
+      messages: [{ role: 'user', content: 'Hi' }],
+      max_tokens: 24,
+      temperature: 0,
+      stop: ['.', ','],
+      include_stop_str_in_output: true,
+    })
+  ).json().choices[0];
+  if (chat.finish_reason === 'stop') t.match(chat.message.content, /[.,]$/, 'chat too');
+  const beam = (await post('/v1/completions', { ...body, n: 2, use_beam_search: true, stop: ['.', ','], include_stop_str_in_output: true })).json();
+  for (const c of beam.choices) if (c.finish_reason === 'stop') t.match(c.text, /[.,]$/, `beam hypothesis ${c.index} ends with its stop string`);
+  t.ok(
+    beam.choices.some((c: { finish_reason: string }) => c.finish_reason === 'stop'),
+    'a hypothesis ended on a stop string',
+  );
+});
