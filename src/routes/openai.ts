@@ -25,6 +25,7 @@ interface OpenAiCommon extends SamplingFields, StructuredFields {
   use_beam_search?: boolean;
   length_penalty?: number;
   early_stopping?: boolean | 'never';
+  return_tokens_as_token_ids?: boolean; // vLLM's: log-prob entries name tokens "token_id:N"
 }
 interface CompletionsBody extends OpenAiCommon {
   prompt: string | string[] | number[];
@@ -272,23 +273,48 @@ interface CompletionLogprobs {
   text_offset: number[];
 }
 
-// A token's alternatives as legacy completions list them: {token text: log-prob}.
-function topByText(svc: GenerationService, top: TokenLogprob['top'], max = Number.POSITIVE_INFINITY): Record<string, number> {
-  return Object.fromEntries((top ?? []).slice(0, max).map((x) => [tokenAlone(svc.tokenizer.tokenBytes(x.id)), x.logprob]));
+// How log-prob entries name tokens: a chosen one by its text in context (its TokenTextStream
+// piece), an alternative by its text alone; with vLLM's return_tokens_as_token_ids both as
+// "token_id:N", exact where a text is not (part of a character, two tokens with one text).
+// Offsets stay in the text either way.
+class TokenNames {
+  constructor(
+    readonly svc: GenerationService,
+    readonly asIds = false,
+  ) {}
+  chosen(piece: string, id: number): string {
+    return this.asIds ? `token_id:${id}` : piece;
+  }
+  alone(id: number): string {
+    return this.asIds ? `token_id:${id}` : tokenAlone(this.svc.tokenizer.tokenBytes(id));
+  }
+  stream(): TokenTextStream {
+    return new TokenTextStream(this.svc.tokenizer);
+  }
 }
 
-function completionLogprobs(svc: GenerationService, lps: TokenLogprob[], stream: TokenTextStream, startOffset = 0): CompletionLogprobs {
-  const tokens = lps.map((l) => stream.push(l.id));
+// A token's alternatives as legacy completions list them: {token name: log-prob}.
+function topByText(names: TokenNames, top: TokenLogprob['top'], max = Number.POSITIVE_INFINITY): Record<string, number> {
+  return Object.fromEntries((top ?? []).slice(0, max).map((x) => [names.alone(x.id), x.logprob]));
+}
+
+function completionLogprobs(names: TokenNames, lps: TokenLogprob[], stream: TokenTextStream, startOffset = 0): CompletionLogprobs {
+  const pieces = lps.map((l) => stream.push(l.id));
   const offsets: number[] = [];
-  tokens.reduce((at, t) => {
+  pieces.reduce((at, t) => {
     offsets.push(at);
     return at + t.length;
   }, startOffset);
-  const top = lps.map((l) => topByText(svc, l.top));
-  return { tokens, token_logprobs: lps.map((l) => l.logprob), top_logprobs: top, text_offset: offsets };
+  const top = lps.map((l) => topByText(names, l.top));
+  return {
+    tokens: pieces.map((p, i) => names.chosen(p, lps[i].id)),
+    token_logprobs: lps.map((l) => l.logprob),
+    top_logprobs: top,
+    text_offset: offsets,
+  };
 }
 
-function completionFormat(svc: GenerationService, withLogprobs: boolean): Format {
+function completionFormat(names: TokenNames, withLogprobs: boolean): Format {
   const textSoFar: number[] = [];
   const streams: TokenTextStream[] = [];
   return {
@@ -298,12 +324,12 @@ function completionFormat(svc: GenerationService, withLogprobs: boolean): Format
       index,
       text: r.text,
       finish_reason: finishReason(r),
-      logprobs: withLogprobs ? completionLogprobs(svc, r.logprobs, new TokenTextStream(svc.tokenizer)) : null,
+      logprobs: withLogprobs ? completionLogprobs(names, r.logprobs, names.stream()) : null,
     }),
     chunkChoice: async (index, d) => {
       if (d.text === '' && !(withLogprobs && d.logprob)) return null;
-      const stream = (streams[index] ??= new TokenTextStream(svc.tokenizer));
-      const lp = withLogprobs && d.logprob ? completionLogprobs(svc, [d.logprob], stream, textSoFar[index] ?? 0) : null;
+      const stream = (streams[index] ??= names.stream());
+      const lp = withLogprobs && d.logprob ? completionLogprobs(names, [d.logprob], stream, textSoFar[index] ?? 0) : null;
       textSoFar[index] = (textSoFar[index] ?? 0) + d.text.length;
       return { index, text: d.text, logprobs: lp, finish_reason: null };
     },
@@ -334,10 +360,10 @@ function checkPromptLogprobs(svc: GenerationService, b: OpenAiCommon & { prompt_
 // A scored prompt's log-prob block: every prompt token, the first without a log-prob (null), as
 // OpenAI's legacy completions give it. A token's offset is where its text starts in the prompt's
 // decoded text (a BOS token and a SentencePiece text's first space take no room there).
-function promptLogprobsBlock(svc: GenerationService, ids: readonly number[], lps: PromptLogprobs, numTop: number): CompletionLogprobs {
-  const stream = new TokenTextStream(svc.tokenizer);
-  const tokens = ids.map((id) => stream.push(id));
-  const detok = new IncrementalDetokenizer(svc.tokenizer);
+function promptLogprobsBlock(names: TokenNames, ids: readonly number[], lps: PromptLogprobs, numTop: number): CompletionLogprobs {
+  const stream = names.stream();
+  const tokens = ids.map((id) => names.chosen(stream.push(id), id));
+  const detok = new IncrementalDetokenizer(names.svc.tokenizer);
   let at = 0;
   const offsets = ids.map((id) => {
     const o = at;
@@ -347,7 +373,7 @@ function promptLogprobsBlock(svc: GenerationService, ids: readonly number[], lps
   return {
     tokens,
     token_logprobs: lps.map((l) => l?.logprob ?? null),
-    top_logprobs: lps.map((l) => (l ? topByText(svc, l.top, numTop) : null)),
+    top_logprobs: lps.map((l) => (l ? topByText(names, l.top, numTop) : null)),
     text_offset: offsets,
   };
 }
@@ -371,11 +397,11 @@ function withEcho(
   fmt: Format,
   prompts: readonly string[],
   n: number,
-  scoring: { svc: GenerationService; prompts: number[][]; top: number } | null,
+  scoring: { names: TokenNames; prompts: number[][]; top: number } | null,
 ): Format {
   const started = new Set<number>();
   const promptBlock = (index: number, lps: PromptLogprobs | undefined) =>
-    scoring && lps ? promptLogprobsBlock(scoring.svc, scoring.prompts[Math.floor(index / n)], lps, scoring.top) : null;
+    scoring && lps ? promptLogprobsBlock(scoring.names, scoring.prompts[Math.floor(index / n)], lps, scoring.top) : null;
   return {
     ...fmt,
     // a choice that sent no chunk (max_tokens 0): its prompt comes with the last one
@@ -410,22 +436,19 @@ function withEcho(
 
 // vLLM's prompt_logprobs: per prompt position null for the first, then {token id: {logprob, rank,
 // decoded_token}} for the `top` likeliest tokens and the prompt's own.
-function vllmPromptLogprobs(svc: GenerationService, lps: PromptLogprobs, top: number) {
-  const entry = (id: number, logprob: number, rank: number) => [
-    String(id),
-    { logprob, rank, decoded_token: tokenAlone(svc.tokenizer.tokenBytes(id)) },
-  ];
+function vllmPromptLogprobs(names: TokenNames, lps: PromptLogprobs, top: number) {
+  const entry = (id: number, logprob: number, rank: number) => [String(id), { logprob, rank, decoded_token: names.alone(id) }];
   return lps.map((l) =>
     l ? Object.fromEntries([...(l.top ?? []).slice(0, top).map((x, k) => entry(x.id, x.logprob, k + 1)), entry(l.id, l.logprob, l.rank ?? 0)]) : null,
   );
 }
 
 // Completions give each choice its prompt's (vLLM's layout).
-function withPromptLogprobs(svc: GenerationService, fmt: Format, top: number | null): Format {
+function withPromptLogprobs(names: TokenNames, fmt: Format, top: number | null): Format {
   if (top === null) return fmt;
   return {
     ...fmt,
-    choice: async (index, r) => ({ ...(await fmt.choice(index, r)), prompt_logprobs: vllmPromptLogprobs(svc, r.promptLogprobs ?? [], top) }),
+    choice: async (index, r) => ({ ...(await fmt.choice(index, r)), prompt_logprobs: vllmPromptLogprobs(names, r.promptLogprobs ?? [], top) }),
   };
 }
 
@@ -433,30 +456,30 @@ function withPromptLogprobs(svc: GenerationService, fmt: Format, top: number | n
 
 // OpenAI's chat log-prob entry: `bytes` are the token's own UTF-8 bytes (concatenated, the
 // content's); `token` as in completionLogprobs.
-function chatLogprobEntry(svc: GenerationService, l: TokenLogprob, stream: TokenTextStream) {
-  const bytes = (id: number) => [...svc.tokenizer.tokenBytes(id)];
-  const top = (l.top ?? []).map((x) => ({ token: tokenAlone(svc.tokenizer.tokenBytes(x.id)), logprob: x.logprob, bytes: bytes(x.id) }));
-  return { token: stream.push(l.id), logprob: l.logprob, bytes: bytes(l.id), top_logprobs: top };
+function chatLogprobEntry(names: TokenNames, l: TokenLogprob, stream: TokenTextStream) {
+  const bytes = (id: number) => [...names.svc.tokenizer.tokenBytes(id)];
+  const top = (l.top ?? []).map((x) => ({ token: names.alone(x.id), logprob: x.logprob, bytes: bytes(x.id) }));
+  return { token: names.chosen(stream.push(l.id), l.id), logprob: l.logprob, bytes: bytes(l.id), top_logprobs: top };
 }
 
-function chatFormat(svc: GenerationService, withLogprobs: boolean): Format {
+function chatFormat(names: TokenNames, withLogprobs: boolean): Format {
   const streams: TokenTextStream[] = [];
   return {
     object: 'chat.completion',
     chunkObject: 'chat.completion.chunk',
     choice: async (index, r) => {
-      const stream = new TokenTextStream(svc.tokenizer);
+      const stream = names.stream();
       return {
         index,
         message: { role: 'assistant', content: r.text },
         finish_reason: finishReason(r),
-        logprobs: withLogprobs ? { content: r.logprobs.map((l) => chatLogprobEntry(svc, l, stream)) } : null,
+        logprobs: withLogprobs ? { content: r.logprobs.map((l) => chatLogprobEntry(names, l, stream)) } : null,
       };
     },
     chunkChoice: async (index, d, isFirst) => {
       if (d.text === '' && !isFirst && !(withLogprobs && d.logprob)) return null;
-      const stream = (streams[index] ??= new TokenTextStream(svc.tokenizer));
-      const lp = withLogprobs && d.logprob ? { content: [chatLogprobEntry(svc, d.logprob, stream)] } : null;
+      const stream = (streams[index] ??= names.stream());
+      const lp = withLogprobs && d.logprob ? { content: [chatLogprobEntry(names, d.logprob, stream)] } : null;
       return { index, delta: isFirst ? { role: 'assistant', content: d.text } : { content: d.text }, logprobs: lp, finish_reason: null };
     },
     endChoice: (index, r) => ({ index, delta: {}, logprobs: null, finish_reason: finishReason(r) }),
@@ -493,12 +516,13 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
           return scoreTop >= 0 ? { ...r, promptLogprobs: scoreTop } : r;
         }),
       );
-      const fmt = completionFormat(svc, b.logprobs != null);
+      const names = new TokenNames(svc, b.return_tokens_as_token_ids ?? false);
+      const fmt = completionFormat(names, b.logprobs != null);
       const promptText = (ids: number[], p: number) =>
         typeof b.prompt === 'string' ? b.prompt : typeof b.prompt[p] === 'string' ? (b.prompt[p] as string) : svc.tokenizer.decode(ids);
       const texts = b.echo ? await Promise.all(prompts.map(promptText)) : null;
-      const echo = texts && withEcho(fmt, texts, b.n ?? 1, scorePrompt ? { svc, prompts, top: numLogprobs } : null);
-      return respond(app, request, reply, b, reqs, withPromptLogprobs(svc, echo ?? fmt, promptTop), 'cmpl');
+      const echo = texts && withEcho(fmt, texts, b.n ?? 1, scorePrompt ? { names, prompts, top: numLogprobs } : null);
+      return respond(app, request, reply, b, reqs, withPromptLogprobs(names, echo ?? fmt, promptTop), 'cmpl');
     },
   );
 
@@ -516,12 +540,13 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
       checkBeam(b, numLogprobs >= 0 || b.prompt_logprobs != null);
       const promptTop = checkPromptLogprobs(svc, b);
       const req = await constrain(toGenRequest(svc, ids, b, numLogprobs, svc.model.maxModelLen), b, tools.constraint);
-      const fmt = withToolCalls(chatFormat(svc, !!b.logprobs), tools);
+      const names = new TokenNames(svc, b.return_tokens_as_token_ids ?? false);
+      const fmt = withToolCalls(chatFormat(names, !!b.logprobs), tools);
       // vLLM's chat layout: the (one) prompt's log-probs beside the choices
       const scored: Format =
         promptTop === null
           ? fmt
-          : { ...fmt, response: (rs) => ({ prompt_logprobs: vllmPromptLogprobs(svc, rs[0].promptLogprobs ?? [], promptTop) }) };
+          : { ...fmt, response: (rs) => ({ prompt_logprobs: vllmPromptLogprobs(names, rs[0].promptLogprobs ?? [], promptTop) }) };
       return respond(app, request, reply, b, [promptTop === null ? req : { ...req, promptLogprobs: promptTop }], scored, 'chatcmpl');
     },
   );

@@ -250,6 +250,10 @@ const openaiCommon = {
   ...sampling,
   ...structuredFields,
   stop: { anyOf: [...stop.anyOf, { type: 'null' }] },
+  return_tokens_as_token_ids: {
+    type: 'boolean',
+    description: 'vLLM\'s: log-prob entries (and prompt_logprobs\' decoded_token) name tokens "token_id:N" instead of by their text',
+  },
   // vLLM's beam search extension: n is the width, every beam a choice
   use_beam_search: { type: 'boolean', description: 'beam search of width n (HF semantics); the choices are the n hypotheses, best first' },
   length_penalty: num(-10, 10),

@@ -161,3 +161,44 @@ t.test('include_stop_str_in_output: the stop string ends the text, plain, stream
     'a hypothesis ended on a stop string',
   );
 });
+
+// vLLM's return_tokens_as_token_ids: log-prob entries name tokens "token_id:N" (exact where a text
+// is not); the log-probs and text offsets stay what they are without it.
+t.test('return_tokens_as_token_ids: "token_id:N" in every log-prob entry, the rest unchanged', async (t) => {
+  const body = { prompt: 'Once upon a time', max_tokens: 6, temperature: 0, logprobs: 2, echo: true, prompt_logprobs: 1 };
+  const byText = (await post('/v1/completions', body)).json().choices[0];
+  const byId = (await post('/v1/completions', { ...body, return_tokens_as_token_ids: true })).json().choices[0];
+  const promptIds: number[] = (await post('/tokenize', { text: 'Once upon a time' })).json().ids;
+  const ids = byId.logprobs.tokens.map((x: string) => Number(/^token_id:(\d+)$/.exec(x)?.[1] ?? -1));
+  t.same(ids.slice(0, promptIds.length), promptIds, 'the echoed prompt: its ids');
+  const out: string = (await post('/detokenize', { ids: ids.slice(promptIds.length) })).json().text;
+  t.equal('Once upon a time' + out, byText.text, 'the completion: the ids of its text');
+  t.same(byId.logprobs.token_logprobs, byText.logprobs.token_logprobs);
+  t.same(byId.logprobs.text_offset, byText.logprobs.text_offset, 'offsets stay in the text');
+  t.ok(
+    byId.logprobs.top_logprobs.slice(1).every((m: Record<string, number>) => Object.keys(m).every((k) => /^token_id:\d+$/.test(k))),
+    'alternatives too',
+  );
+  t.ok(
+    byId.prompt_logprobs
+      .slice(1)
+      .every((m: Record<string, { decoded_token: string }>) => Object.entries(m).every(([id, e]) => e.decoded_token === `token_id:${id}`)),
+    "prompt_logprobs' decoded_token",
+  );
+  const chat = (
+    await post('/v1/chat/completions', {
+      messages: [{ role: 'user', content: 'Hi' }],
+      max_tokens: 4,
+      temperature: 0,
+      logprobs: true,
+      top_logprobs: 1,
+      return_tokens_as_token_ids: true,
+    })
+  ).json().choices[0];
+  t.ok(
+    chat.logprobs.content.every(
+      (e: { token: string; top_logprobs: { token: string }[] }) => /^token_id:\d+$/.test(e.token) && /^token_id:\d+$/.test(e.top_logprobs[0].token),
+    ),
+    'chat entries',
+  );
+});
