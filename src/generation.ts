@@ -40,6 +40,7 @@ export interface GenRequest {
   stopTokenIds?: number[];
   stop?: string[]; // not part of the output, unless includeStopStr
   includeStopStr?: boolean; // vLLM's include_stop_str_in_output: the output ends with the stop string it met
+  skipSpecialTokens?: boolean; // default true: special tokens (EOS, chat markers) leave no text
   sampling?: Partial<SamplingParams>;
   constraint?: ConstraintSpec; // structured output: only the tokens it allows are sampled
   logitBias?: LogitBias; // OpenAI's logit_bias
@@ -175,9 +176,9 @@ export class GenerationService {
 
   // The text `tokens` add after a prompt, as a streamed response shows it (a SentencePiece decoder
   // would drop the leading space of a text decoded on its own).
-  async decodeContinuation(promptIds: readonly number[], tokens: readonly number[]): Promise<string> {
+  async decodeContinuation(promptIds: readonly number[], tokens: readonly number[], skipSpecialTokens = true): Promise<string> {
     const ctx = promptIds.slice(-DETOKENIZE_CONTEXT);
-    const [head, full] = await this.tokenizer.decodeMany([ctx, [...ctx, ...tokens]]);
+    const [head, full] = await this.tokenizer.decodeMany([ctx, [...ctx, ...tokens]], skipSpecialTokens);
     return full.slice(head.length);
   }
 
@@ -322,9 +323,13 @@ export class GenerationService {
   }
 
   // The text of a hypothesis as returned: decoded as streamed, cut at its first stop string.
-  async hypothesisText(promptIds: readonly number[], tokens: readonly number[], stop: readonly string[] = [], includeStop = false): Promise<string> {
-    const text = await this.decodeContinuation(promptIds, tokens);
-    const cut = stopCut(text, stop, includeStop);
+  async hypothesisText(
+    promptIds: readonly number[],
+    tokens: readonly number[],
+    req: Pick<GenRequest, 'stop' | 'includeStopStr' | 'skipSpecialTokens'> = {},
+  ): Promise<string> {
+    const text = await this.decodeContinuation(promptIds, tokens, req.skipSpecialTokens);
+    const cut = stopCut(text, req.stop ?? [], req.includeStopStr ?? false);
     return cut < 0 ? text : text.slice(0, cut);
   }
 
@@ -338,7 +343,7 @@ export class GenerationService {
   }
 
   async #consume(handle: RequestHandle, req: GenRequest, hooks: RunHooks, { choose, share }: RunExtra): Promise<GenResult> {
-    const detok = new IncrementalDetokenizer(this.tokenizer, true, req.promptIds.slice(-DETOKENIZE_CONTEXT));
+    const detok = new IncrementalDetokenizer(this.tokenizer, req.skipSpecialTokens ?? true, req.promptIds.slice(-DETOKENIZE_CONTEXT));
     const stops = (req.stop ?? []).filter((s) => s.length > 0);
     const holdBack = stops.reduce((m, s) => Math.max(m, s.length - 1), 0);
     const tokenIds: number[] = [],

@@ -67,7 +67,7 @@ function queryOf(b: BeamChatBody): string {
 // Hypotheses as returned (text cut before a stop string), ranked by the reranker: each with its
 // index among `hyps` and its /rerank_scores entry.
 async function ranked(svc: GenerationService, reranker: Reranker, query: string, promptIds: number[], stops: string[], hyps: Hypothesis[]) {
-  const texts = await Promise.all(hyps.map((h) => svc.hypothesisText(promptIds, h.tokens, stops)));
+  const texts = await Promise.all(hyps.map((h) => svc.hypothesisText(promptIds, h.tokens, { stop: stops })));
   const t0 = performance.now();
   const order = await reranker.rank(
     query,

@@ -119,7 +119,7 @@ async function respondBeam(
   const asChoices = async (req: GenRequest, r: GenResult): Promise<GenResult[]> =>
     Promise.all(
       r.beam!.hypotheses.map(async (h) => ({
-        text: await svc.hypothesisText(req.promptIds, h.tokens, req.stop, req.includeStopStr),
+        text: await svc.hypothesisText(req.promptIds, h.tokens, req),
         tokenIds: h.tokens,
         logprobs: [],
         finishReason: h.finishReason,

@@ -18,6 +18,7 @@ export interface SamplingFields {
   ignore_eos?: boolean;
   stop?: string | string[] | null;
   include_stop_str_in_output?: boolean;
+  skip_special_tokens?: boolean;
   stop_token_ids?: number[];
   allowed_token_ids?: number[];
   logit_bias?: Record<string, number> | null;
@@ -53,6 +54,7 @@ export function toGenRequest(
     stopTokenIds: b.stop_token_ids,
     stop: b.stop == null ? [] : typeof b.stop === 'string' ? [b.stop] : b.stop,
     ...(b.include_stop_str_in_output ? { includeStopStr: true } : {}),
+    ...(b.skip_special_tokens === false ? { skipSpecialTokens: false } : {}),
     sampling,
     ...(b.allowed_token_ids ? { constraint: { type: 'token_ids' as const, ids: b.allowed_token_ids } } : {}),
     ...(b.logit_bias && Object.keys(b.logit_bias).length

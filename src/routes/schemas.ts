@@ -43,6 +43,7 @@ const sampling = {
   ignore_eos: { type: 'boolean' },
   stop,
   include_stop_str_in_output: { type: 'boolean', description: "vLLM's: the output ends with the stop string it met (default: cut before it)" },
+  skip_special_tokens: { type: 'boolean', description: "vLLM's: false keeps special tokens' text (EOS, chat markers) in the output (default true)" },
   stop_token_ids: tokenIds(64),
   allowed_token_ids: { ...tokenIds(1 << 20), minItems: 1, description: "vLLM's: only these tokens may be generated" },
   logit_bias: nullable({

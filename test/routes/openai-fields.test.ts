@@ -202,3 +202,20 @@ t.test('return_tokens_as_token_ids: "token_id:N" in every log-prob entry, the re
     'chat entries',
   );
 });
+
+// vLLM's skip_special_tokens (default true): false keeps the special tokens' text in the output.
+t.test('skip_special_tokens: false keeps special tokens in the text', async (t) => {
+  // EOS (</s>, id 2) all but forced, and not ending the request
+  const body = { prompt: 'Once', max_tokens: 3, temperature: 0, ignore_eos: true, logit_bias: { '2': 100 } };
+  const skipped = (await post('/v1/completions', body)).json().choices[0];
+  t.equal(skipped.text, '', 'by default the special tokens leave no text');
+  const kept = (await post('/v1/completions', { ...body, skip_special_tokens: false })).json().choices[0];
+  t.equal(kept.text, '</s></s></s>', 'kept');
+  const streamed = await post('/v1/completions', { ...body, skip_special_tokens: false, stream: true });
+  const text = (sseData(streamed.body).filter((d) => d !== '[DONE]') as { choices: { text: string }[] }[])
+    .map((d) => d.choices[0]?.text ?? '')
+    .join('');
+  t.equal(text, kept.text, 'streamed the same');
+  const beam = (await post('/v1/completions', { ...body, n: 2, use_beam_search: true, skip_special_tokens: false })).json();
+  t.match(beam.choices[0].text, /<\/s>/, 'beam hypotheses too');
+});
