@@ -333,6 +333,10 @@ export class GenerationService {
     return cut < 0 ? text : text.slice(0, cut);
   }
 
+  #isStopToken(req: GenRequest, id: number): boolean {
+    return (req.stopTokenIds ?? []).includes(id) || (!req.ignoreEos && this.model.eosTokenIds.includes(id));
+  }
+
   // start() and wait.
   run(req: GenRequest, hooks: RunHooks = {}): Promise<GenResult> {
     try {
@@ -393,7 +397,10 @@ export class GenerationService {
           ev.logprob === undefined ? undefined : { id: ev.tokenId, logprob: ev.logprob, ...(ev.topLogprobs ? { top: ev.topLogprobs } : {}) };
         // a streamed request has had each one already: kept, n × max_tokens × top-k entries would be its largest memory
         if (lp && !hooks.onDelta) logprobs.push(lp);
-        full += detok.push(ev.tokenId);
+        // a stop token (EOS, stop_token_ids) ends the text without its own, as vLLM's does, unless
+        // includeStopStr; a beam search's hypotheses keep theirs (their text streams as it becomes final)
+        const isStopToken = ev.finishReason === 'stop' && !req.includeStopStr && !handle.sequence.isBeam && this.#isStopToken(req, ev.tokenId);
+        if (!isStopToken) full += detok.push(ev.tokenId);
         if (ev.finishReason) full += detok.flush();
         const text = advance(!!ev.finishReason);
         // a beam search ends its hypotheses on stop strings itself; its stream goes on to the result

@@ -154,6 +154,17 @@ t.test('include_stop_str_in_output: the stop string ends the text, plain, stream
     })
   ).json().choices[0];
   if (chat.finish_reason === 'stop') t.match(chat.message.content, /[.,]$/, 'chat too');
+  // a stop token's text is not part of the output either (vLLM's rule), unless included; it is
+  // still a generated token
+  const gen = (await post('/generate', { prompt: 'Once upon a time', max_tokens: 8, temperature: 0 })).json();
+  const [first, second] = gen.output_ids as number[];
+  const firstText: string = (await post('/detokenize', { ids: [first] })).json().text;
+  const byId = (await post('/v1/completions', { ...body, stop_token_ids: [second] })).json();
+  t.equal(byId.choices[0].text, firstText, 'a stop token ends the text without its own');
+  t.equal(byId.choices[0].finish_reason, 'stop');
+  t.equal(byId.usage.completion_tokens, 2, 'and counts as generated');
+  const byIdKept = (await post('/v1/completions', { ...body, stop_token_ids: [second], include_stop_str_in_output: true })).json();
+  t.equal(byIdKept.choices[0].text, (await post('/detokenize', { ids: [first, second] })).json().text, 'included: its text ends the output');
   const beam = (await post('/v1/completions', { ...body, n: 2, use_beam_search: true, stop: ['.', ','], include_stop_str_in_output: true })).json();
   for (const c of beam.choices) if (c.finish_reason === 'stop') t.match(c.text, /[.,]$/, `beam hypothesis ${c.index} ends with its stop string`);
   t.ok(
