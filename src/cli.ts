@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 
 import { hubEnv, resolveBackend, resolveDtype, resolveNumThreads, type Config } from './config.js';
 import { checkpointKind } from './model/types.js';
-import { findInPackage } from './package-path.js';
+import { packageVersion } from './package-path.js';
 import { usableCpuCount } from './system.js';
 import { isWeftError, WeftError } from './errors.js';
 import { parseHubId, resolveHubModel } from './hub.js';
@@ -36,11 +36,6 @@ const USAGE = `usage:
         Q8_0); synth's --dtype is another spelling of --type
   weft serve [options]                   the HTTP server (same as npm start; weft serve --help lists its flags)
   weft --version`;
-
-async function packageVersion(): Promise<string> {
-  const path = findInPackage(import.meta.url, 'package.json');
-  return path ? (JSON.parse(await readFile(path, 'utf8')) as { version: string }).version : 'unknown';
-}
 
 function usageError(message: string): never {
   throw new WeftError('WEFT_ERR_CONFIG_INVALID', `${message}\n${USAGE}`);

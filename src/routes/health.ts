@@ -1,9 +1,10 @@
 // Liveness (/health: the process answers), readiness (/ready: model loaded, workers up; 503
-// before), and Prometheus metrics (/metrics).
+// before), the server's version (/version, as vLLM's), and Prometheus metrics (/metrics).
 import type { FastifyInstance } from 'fastify';
 
 import { errorBody } from './error-body.js';
 import { WeftError } from '../errors.js';
+import { packageVersion } from '../package-path.js';
 
 export async function healthRoutes(app: FastifyInstance): Promise<void> {
   app.get('/health', { schema: { summary: 'Liveness: 200 while the process serves', tags: ['health'] } }, async () => ({ status: 'ok' }));
@@ -38,6 +39,9 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
       };
     },
   );
+
+  const version = await packageVersion();
+  app.get('/version', { schema: { summary: "weft's version", tags: ['health'] } }, async () => ({ version }));
 
   app.get('/metrics', { schema: { summary: 'Prometheus metrics (text format)', tags: ['health'] } }, async (_request, reply) => {
     const text = await app.weft.metrics.text();

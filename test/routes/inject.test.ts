@@ -445,3 +445,11 @@ t.test('stop strings never leak; stream text equals non-streamed text', async (t
   const st = sseData((await app.inject({ method: 'POST', url: '/stream', payload: p })).body);
   t.equal((st.slice(0, -2) as { text: string }[]).map((e) => e.text).join(''), cut.output_text);
 });
+
+t.test("/version: weft's version from its package.json (vLLM's route)", async (t) => {
+  const { readFileSync } = await import('node:fs');
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const r = await app.inject({ url: '/version' });
+  t.equal(r.statusCode, 200);
+  t.same(r.json(), { version: pkg.version });
+});
