@@ -26,7 +26,13 @@ interface OpenAiCommon extends SamplingFields, StructuredFields {
   length_penalty?: number;
   early_stopping?: boolean | 'never';
   return_tokens_as_token_ids?: boolean; // vLLM's: log-prob entries name tokens "token_id:N"
+  truncate_prompt_tokens?: number | null; // vLLM's: only the prompt's last k tokens are used
 }
+
+// vLLM's truncate_prompt_tokens: a prompt longer than k tokens keeps its last k (the template's
+// and BOS included in what is cut, as vLLM does).
+const truncated = (ids: number[], b: OpenAiCommon): number[] =>
+  b.truncate_prompt_tokens != null && ids.length > b.truncate_prompt_tokens ? ids.slice(-b.truncate_prompt_tokens) : ids;
 interface CompletionsBody extends OpenAiCommon {
   prompt: string | string[] | number[];
   logprobs?: number | null;
@@ -494,12 +500,13 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
       const svc = app.weft.service;
       const b = request.body;
       checkModel(svc, b.model);
-      const prompts: number[][] =
+      const given: number[][] =
         typeof b.prompt === 'string'
           ? [await svc.encode(b.prompt)]
           : b.prompt.every((p) => typeof p === 'number')
             ? [b.prompt as number[]]
             : await Promise.all((b.prompt as string[]).map((p) => svc.encode(p)));
+      const prompts = given.map((ids) => truncated(ids, b));
       const numLogprobs = b.logprobs == null ? -1 : b.logprobs;
       checkBeam(b, numLogprobs >= 0 || b.prompt_logprobs != null);
       // echo with logprobs scores the prompt too (what lm-evaluation-harness's loglikelihood asks),
@@ -518,8 +525,15 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
       );
       const names = new TokenNames(svc, b.return_tokens_as_token_ids ?? false);
       const fmt = completionFormat(names, b.logprobs != null);
+      // the prompt as given, or the text of what was kept of it
       const promptText = (ids: number[], p: number) =>
-        typeof b.prompt === 'string' ? b.prompt : typeof b.prompt[p] === 'string' ? (b.prompt[p] as string) : svc.tokenizer.decode(ids);
+        ids !== given[p]
+          ? svc.tokenizer.decode(ids)
+          : typeof b.prompt === 'string'
+            ? b.prompt
+            : typeof b.prompt[p] === 'string'
+              ? (b.prompt[p] as string)
+              : svc.tokenizer.decode(ids);
       const texts = b.echo ? await Promise.all(prompts.map(promptText)) : null;
       const echo = texts && withEcho(fmt, texts, b.n ?? 1, scorePrompt ? { names, prompts, top: numLogprobs } : null);
       return respond(app, request, reply, b, reqs, withPromptLogprobs(names, echo ?? fmt, promptTop), 'cmpl');
@@ -535,7 +549,7 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
       checkModel(svc, b.model);
       if (b.top_logprobs != null && !b.logprobs) throw new WeftError('WEFT_ERR_REQ_INVALID', 'top_logprobs needs logprobs: true');
       const tools = planTools(b, svc.model.chatTemplate, svc.model.toolCallParser);
-      const { ids } = await renderChat(svc, b.messages, renderOptionsOf(b), tools);
+      const ids = truncated((await renderChat(svc, b.messages, renderOptionsOf(b), tools)).ids, b);
       const numLogprobs = b.logprobs ? (b.top_logprobs ?? 0) : -1;
       checkBeam(b, numLogprobs >= 0 || b.prompt_logprobs != null);
       const promptTop = checkPromptLogprobs(svc, b);

@@ -251,6 +251,7 @@ const openaiCommon = {
   ...sampling,
   ...structuredFields,
   stop: { anyOf: [...stop.anyOf, { type: 'null' }] },
+  truncate_prompt_tokens: nullable(int(1, 1 << 22, "vLLM's: a prompt longer than this many tokens keeps only its last ones")),
   return_tokens_as_token_ids: {
     type: 'boolean',
     description: 'vLLM\'s: log-prob entries (and prompt_logprobs\' decoded_token) name tokens "token_id:N" instead of by their text',

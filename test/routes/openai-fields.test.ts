@@ -230,3 +230,26 @@ t.test('skip_special_tokens: false keeps special tokens in the text', async (t) 
   const beam = (await post('/v1/completions', { ...body, n: 2, use_beam_search: true, skip_special_tokens: false })).json();
   t.match(beam.choices[0].text, /<\/s>/, 'beam hypotheses too');
 });
+
+// vLLM's truncate_prompt_tokens: a longer prompt keeps its last k tokens.
+t.test("truncate_prompt_tokens: only the prompt's last k tokens are used", async (t) => {
+  const prompt = 'Once upon a time, there was a little girl named Lily.';
+  const ids: number[] = (await post('/tokenize', { text: prompt })).json().ids;
+  const k = 5;
+  const body = { prompt, max_tokens: 6, temperature: 0 };
+  const cut = (await post('/v1/completions', { ...body, truncate_prompt_tokens: k, echo: true, logprobs: 0 })).json();
+  const tail = (await post('/v1/completions', { ...body, prompt: ids.slice(-k), echo: true, logprobs: 0 })).json();
+  t.equal(cut.usage.prompt_tokens, k);
+  t.equal(cut.choices[0].text, tail.choices[0].text, 'the same as the last k ids given as the prompt (echo: their text)');
+  t.same(cut.choices[0].logprobs.token_logprobs, tail.choices[0].logprobs.token_logprobs, 'and the same scores');
+  const whole = (await post('/v1/completions', { ...body, truncate_prompt_tokens: ids.length + 10 })).json();
+  t.equal(whole.usage.prompt_tokens, ids.length, 'a shorter prompt is kept whole');
+  const messages = [{ role: 'user', content: prompt }];
+  const chatIds: number[] = (await post('/tokenize', { messages })).json().ids;
+  const chat = (await post('/v1/chat/completions', { messages, max_tokens: 4, temperature: 0, truncate_prompt_tokens: k })).json();
+  const chatTail = (await post('/v1/completions', { prompt: chatIds.slice(-k), max_tokens: 4, temperature: 0 })).json();
+  t.equal(chat.usage.prompt_tokens, k);
+  t.equal(chat.choices[0].message.content, chatTail.choices[0].text, 'chat: the rendered prompt is cut');
+  const bad = await post('/v1/completions', { ...body, truncate_prompt_tokens: 0 });
+  t.equal(bad.statusCode, 400);
+});
