@@ -44,6 +44,7 @@ interface ChatCompletionsBody extends OpenAiCommon, ToolFields, ChatRenderFields
   logprobs?: boolean | null;
   top_logprobs?: number | null;
   prompt_logprobs?: number | null; // vLLM's
+  echo?: boolean; // vLLM's: a last assistant message starts each choice's content
 }
 
 // Shapes one choice's output for the wire: completions and chat differ only here.
@@ -492,6 +493,35 @@ function chatFormat(names: TokenNames, withLogprobs: boolean): Format {
   };
 }
 
+// vLLM's chat echo: where the last message is the assistant's (say, continued with
+// continue_final_message), each choice's content starts with it, streamed in its first chunk.
+function withChatEcho(fmt: Format, prefix: string | null): Format {
+  if (prefix === null) return fmt;
+  const started = new Set<number>();
+  const prepend = <T extends Record<string, unknown>>(m: T): T => (typeof m.content === 'string' ? { ...m, content: prefix + m.content } : m);
+  return {
+    ...fmt,
+    choice: async (index, r) => {
+      const c = await fmt.choice(index, r);
+      return { ...c, message: prepend(c.message as Record<string, unknown>) };
+    },
+    chunkChoice: async (index, d, isFirst) => {
+      const c = await fmt.chunkChoice(index, d, isFirst);
+      if (!c || started.has(index)) return c;
+      started.add(index);
+      return { ...c, delta: prepend(c.delta as Record<string, unknown>) };
+    },
+  };
+}
+
+// The text of the last message when it is the assistant's (chat echo's prefix), else null.
+function lastAssistantText(messages: ChatCompletionsBody['messages']): string | null {
+  const last = messages.at(-1);
+  if (!last || last.role !== 'assistant') return null;
+  const c = last.content;
+  return typeof c === 'string' ? c : Array.isArray(c) ? c.map((p) => (p as { text?: string }).text ?? '').join('') : '';
+}
+
 export async function openaiRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: CompletionsBody }>(
     '/v1/completions',
@@ -555,7 +585,7 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
       const promptTop = checkPromptLogprobs(svc, b);
       const req = await constrain(toGenRequest(svc, ids, b, numLogprobs, svc.model.maxModelLen), b, tools.constraint);
       const names = new TokenNames(svc, b.return_tokens_as_token_ids ?? false);
-      const fmt = withToolCalls(chatFormat(names, !!b.logprobs), tools);
+      const fmt = withChatEcho(withToolCalls(chatFormat(names, !!b.logprobs), tools), b.echo ? lastAssistantText(b.messages) : null);
       // vLLM's chat layout: the (one) prompt's log-probs beside the choices
       const scored: Format =
         promptTop === null

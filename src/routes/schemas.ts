@@ -293,6 +293,7 @@ export const chatCompletionsBody = body(
     ...toolFields,
     ...openaiCommon,
     ...chatRenderFields,
+    echo: { type: 'boolean', description: "vLLM's: where the last message is the assistant's, each choice's content starts with it" },
     messages,
     max_completion_tokens: nullable(int(1, 1 << 22)),
     logprobs: nullable({ type: 'boolean' }),

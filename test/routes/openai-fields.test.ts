@@ -98,6 +98,28 @@ t.test('chat rendering fields: the generation prompt, a final message left open,
   const completion = (await post('/v1/completions', { prompt: open.ids, max_tokens: 6, temperature: 0 })).json();
   t.equal(chat.choices[0].message.content, completion.choices[0].text, `continued: ${JSON.stringify(chat.choices[0].message.content)}`);
   t.equal(chat.usage.prompt_tokens, open.count);
+  // vLLM's chat echo: the continued assistant text starts the content, plain and streamed
+  const echoed = (await post('/v1/chat/completions', { messages, continue_final_message: true, echo: true, max_tokens: 6, temperature: 0 })).json();
+  t.equal(
+    echoed.choices[0].message.content,
+    'Once upon a time' + chat.choices[0].message.content,
+    'echo: the last assistant message, then the continuation',
+  );
+  const echoStream = await post('/v1/chat/completions', {
+    messages,
+    continue_final_message: true,
+    echo: true,
+    max_tokens: 6,
+    temperature: 0,
+    stream: true,
+  });
+  const streamedText = (sseData(echoStream.body).filter((d) => d !== '[DONE]') as { choices: { delta: { content?: string } }[] }[])
+    .map((d) => d.choices[0]?.delta.content ?? '')
+    .join('');
+  t.equal(streamedText, echoed.choices[0].message.content, 'streamed the same');
+  const noEcho = (await post('/v1/chat/completions', { messages: messages.slice(0, 1), echo: true, max_tokens: 3, temperature: 0 })).json();
+  const plainAnswer = (await post('/v1/chat/completions', { messages: messages.slice(0, 1), max_tokens: 3, temperature: 0 })).json();
+  t.equal(noEcho.choices[0].message.content, plainAnswer.choices[0].message.content, "echo with a user's last message adds nothing");
   const both = await post('/v1/chat/completions', { messages, continue_final_message: true, add_generation_prompt: true, max_tokens: 2 });
   t.equal(both.statusCode, 400);
   t.match(both.json().error, { code: 'WEFT_ERR_REQ_INVALID', message: /add_generation_prompt/ });
