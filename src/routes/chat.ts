@@ -70,7 +70,7 @@ export async function chatRoutes(app: FastifyInstance): Promise<void> {
       const svc = app.weft.service;
       const b = request.body;
       const { text, ids } = await renderChat(svc, b.messages);
-      const req = await constrain(toGenRequest(svc, ids, b, b.logprobs ?? -1, svc.model.maxModelLen), b);
+      const req = await constrain(svc, toGenRequest(svc, ids, b, b.logprobs ?? -1, svc.model.maxModelLen), b);
       if (b.stream === false) {
         const gen = svc.start(req);
         onClientGone(reply, gen.abort);

@@ -99,7 +99,7 @@ export async function generateRoutes(app: FastifyInstance): Promise<void> {
     async (request, reply) => {
       const svc = app.weft.service;
       const b = request.body;
-      const req = await constrain(toGenRequest(svc, await svc.encode(b.prompt), b, b.logprobs ?? -1), b);
+      const req = await constrain(svc, toGenRequest(svc, await svc.encode(b.prompt), b, b.logprobs ?? -1), b);
       const gen = svc.start(req);
       onClientGone(reply, gen.abort);
       return resultBody(b.prompt, await gen.result, b.logprobs !== undefined);
@@ -112,7 +112,7 @@ export async function generateRoutes(app: FastifyInstance): Promise<void> {
     async (request, reply) => {
       const svc = app.weft.service;
       const b = request.body;
-      const req = await constrain(toGenRequest(svc, await svc.encode(b.prompt), b, b.logprobs ?? -1), b);
+      const req = await constrain(svc, toGenRequest(svc, await svc.encode(b.prompt), b, b.logprobs ?? -1), b);
       await streamGeneration(app, request, reply, svc, req, b.prompt);
     },
   );
@@ -123,7 +123,7 @@ export async function generateRoutes(app: FastifyInstance): Promise<void> {
     async (request, reply) => {
       const svc = app.weft.service;
       const b = request.body;
-      const reqs = await Promise.all(b.prompts.map(async (p) => constrain(toGenRequest(svc, await svc.encode(p), b, b.logprobs ?? -1), b)));
+      const reqs = await Promise.all(b.prompts.map(async (p) => constrain(svc, toGenRequest(svc, await svc.encode(p), b, b.logprobs ?? -1), b)));
       const gens = startAll(svc, reqs);
       onClientGone(reply, () => gens.forEach((g) => g.abort()));
       const results = await allOrAbort(gens);

@@ -549,7 +549,7 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
         throw new WeftError('WEFT_ERR_REQ_INVALID', 'max_tokens 0 returns the prompt alone: it takes echo: true (and no beam search)');
       const reqs = await Promise.all(
         prompts.map(async (ids) => {
-          const r = await constrain(toGenRequest(svc, ids, b, numLogprobs, 16), b); // OpenAI's default max_tokens
+          const r = await constrain(svc, toGenRequest(svc, ids, b, numLogprobs, 16), b); // OpenAI's default max_tokens
           return scoreTop >= 0 ? { ...r, promptLogprobs: scoreTop } : r;
         }),
       );
@@ -583,7 +583,7 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
       const numLogprobs = b.logprobs ? (b.top_logprobs ?? 0) : -1;
       checkBeam(b, numLogprobs >= 0 || b.prompt_logprobs != null);
       const promptTop = checkPromptLogprobs(svc, b);
-      const req = await constrain(toGenRequest(svc, ids, b, numLogprobs, svc.model.maxModelLen), b, tools.constraint);
+      const req = await constrain(svc, toGenRequest(svc, ids, b, numLogprobs, svc.model.maxModelLen), b, tools.constraint);
       const names = new TokenNames(svc, b.return_tokens_as_token_ids ?? false);
       const fmt = withChatEcho(withToolCalls(chatFormat(names, !!b.logprobs), tools), b.echo ? lastAssistantText(b.messages) : null);
       // vLLM's chat layout: the (one) prompt's log-probs beside the choices

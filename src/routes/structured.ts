@@ -8,7 +8,7 @@
 //   Ollama     format: "json" | a JSON Schema
 // One request asks for one constraint: two of them (allowed_token_ids included) is a 400.
 import { WeftError } from '../errors.js';
-import type { GenRequest } from '../generation.js';
+import type { GenerationService, GenRequest } from '../generation.js';
 import type { ConstraintSpec } from '../structured/types.js';
 import { constraintValidator } from '../structured/validate.js';
 
@@ -57,6 +57,12 @@ export const structuredFields = {
   grammar: { type: 'string', description: "llama.cpp's: a GBNF grammar, root rule `root`" },
   json_schema: { anyOf: schemaValue.anyOf, description: "llama.cpp's: a JSON Schema the output must follow" },
   format: { anyOf: [{ type: 'string', enum: ['json', ''] }, { type: 'object' }], description: 'Ollama\'s: "json" or a JSON Schema' },
+  bad_words: {
+    type: 'array',
+    maxItems: 64,
+    items: { type: 'string', minLength: 1, maxLength: 256 },
+    description: "vLLM's: words the output never contains (each word's tokens, at the start and after a space, never completed)",
+  },
 } as const;
 
 type SchemaValue = boolean | Record<string, unknown>;
@@ -74,6 +80,7 @@ export interface StructuredFields {
   grammar?: string;
   json_schema?: SchemaValue;
   format?: 'json' | '' | Record<string, unknown>;
+  bad_words?: string[];
 }
 
 const jsonSchemaSpec = (s: SchemaValue | string): ConstraintSpec => ({ type: 'json_schema', schema: typeof s === 'string' ? s : JSON.stringify(s) });
@@ -113,11 +120,29 @@ function requested(b: StructuredFields): [field: string, spec: ConstraintSpec][]
   return out;
 }
 
+// vLLM's bad_words: each word's tokens as the text's start and after a space, the sequences the
+// output may never complete (a constraint like the others: one per request).
+async function badWordsSpec(svc: GenerationService, words: readonly string[]): Promise<ConstraintSpec> {
+  const sequences = new Map<string, number[]>();
+  for (const w of words)
+    for (const text of [w.trimStart(), ` ${w.trimStart()}`]) {
+      const ids = await svc.encode(text, false);
+      if (ids.length > 0) sequences.set(ids.join(','), ids);
+    }
+  return { type: 'bad_words', sequences: [...sequences.values()] };
+}
+
 // The request with its constraint set and checked (a 400 naming the problem otherwise). `extra` is
 // a constraint the route adds itself (tool calling with tool_choice required or a named function).
-export async function constrain(req: GenRequest, b: StructuredFields, extra?: [field: string, spec: ConstraintSpec]): Promise<GenRequest> {
+export async function constrain(
+  svc: GenerationService,
+  req: GenRequest,
+  b: StructuredFields,
+  extra?: [field: string, spec: ConstraintSpec],
+): Promise<GenRequest> {
   const all = requested(b);
   if (extra) all.push(extra);
+  if (b.bad_words?.length) all.push(['bad_words', await badWordsSpec(svc, b.bad_words)]);
   if (req.constraint) all.push(['allowed_token_ids', req.constraint]);
   if (all.length === 0) return req;
   if (all.length > 1)

@@ -45,6 +45,7 @@ export async function grammarOf(api: XgApi, spec: ConstraintSpec): Promise<XgGra
     case 'grammar':
       return api.Grammar.fromEBNF(gbnfToEbnf(spec.grammar));
     case 'token_ids':
-      throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', 'allowed_token_ids needs no grammar (structured/allowed-tokens.ts)');
+    case 'bad_words':
+      throw new WeftError('WEFT_ERR_ENGINE_INTERNAL', `${spec.type} needs no grammar (structured/matchers.ts)`);
   }
 }

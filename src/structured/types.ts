@@ -18,7 +18,8 @@ export type ConstraintSpec =
   | { type: 'regex'; pattern: string }
   | { type: 'choice'; choices: string[] } // exactly one of these strings
   | { type: 'grammar'; grammar: string } // llama.cpp GBNF, root rule `root`
-  | { type: 'token_ids'; ids: number[] }; // vLLM's allowed_token_ids: only these, at every step
+  | { type: 'token_ids'; ids: number[] } // vLLM's allowed_token_ids: only these, at every step
+  | { type: 'bad_words'; sequences: number[][] }; // vLLM's bad_words: token sequences never completed
 
 export interface TokenMatcher {
   // Writes the allowed next tokens: bit (t & 31) of word (t >> 5) is set when token t may follow.

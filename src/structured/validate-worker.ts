@@ -27,6 +27,7 @@ const CODES: Record<ConstraintSpec['type'], ErrorCode> = {
   choice: 'WEFT_ERR_REQ_BAD_CHOICE',
   grammar: 'WEFT_ERR_REQ_BAD_GRAMMAR',
   token_ids: 'WEFT_ERR_REQ_INVALID_TOKEN_ID',
+  bad_words: 'WEFT_ERR_REQ_INVALID',
 };
 
 const instance = new Lazy(() => XgrammarInstance.create());
