@@ -196,7 +196,7 @@ export const rerankBody = body(
     top_n: int(1, 1000),
     return_documents: { type: 'boolean' },
     instruction: { type: 'string', maxLength: 4096, description: 'the <Instruct> of the reranker prompt' },
-    max_chunks_per_doc: int(1, 1000),
+    max_chunks_per_doc: int(1, 1000, "Cohere's; weft scores each document whole, as one chunk, so any limit holds"),
   },
   ['query', 'documents'],
   'Score documents against a query with the reranker model (Cohere, Jina and vLLM shapes)',
