@@ -185,6 +185,11 @@ t.test('include_stop_str_in_output: the stop string ends the text, plain, stream
   t.equal(byId.choices[0].text, firstText, 'a stop token ends the text without its own');
   t.equal(byId.choices[0].finish_reason, 'stop');
   t.equal(byId.usage.completion_tokens, 2, 'and counts as generated');
+  const byIdStreamed = await post('/v1/completions', { ...body, stop_token_ids: [second], stream: true });
+  const streamedById = (sseData(byIdStreamed.body).filter((d) => d !== '[DONE]') as { choices: { text: string }[] }[])
+    .map((d) => d.choices[0]?.text ?? '')
+    .join('');
+  t.equal(streamedById, firstText, 'streamed the same');
   const byIdKept = (await post('/v1/completions', { ...body, stop_token_ids: [second], include_stop_str_in_output: true })).json();
   t.equal(byIdKept.choices[0].text, (await post('/detokenize', { ids: [first, second] })).json().text, 'included: its text ends the output');
   const beam = (await post('/v1/completions', { ...body, n: 2, use_beam_search: true, stop: ['.', ','], include_stop_str_in_output: true })).json();
