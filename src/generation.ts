@@ -333,10 +333,6 @@ export class GenerationService {
     return cut < 0 ? text : text.slice(0, cut);
   }
 
-  #isStopToken(req: GenRequest, id: number): boolean {
-    return (req.stopTokenIds ?? []).includes(id) || (!req.ignoreEos && this.model.eosTokenIds.includes(id));
-  }
-
   // start() and wait.
   run(req: GenRequest, hooks: RunHooks = {}): Promise<GenResult> {
     try {
@@ -397,9 +393,11 @@ export class GenerationService {
           ev.logprob === undefined ? undefined : { id: ev.tokenId, logprob: ev.logprob, ...(ev.topLogprobs ? { top: ev.topLogprobs } : {}) };
         // a streamed request has had each one already: kept, n × max_tokens × top-k entries would be its largest memory
         if (lp && !hooks.onDelta) logprobs.push(lp);
-        // a stop token (EOS, stop_token_ids) ends the text without its own, as vLLM's does, unless
-        // includeStopStr; a beam search's hypotheses keep theirs (their text streams as it becomes final)
-        const isStopToken = ev.finishReason === 'stop' && !req.includeStopStr && !handle.sequence.isBeam && this.#isStopToken(req, ev.tokenId);
+        // A token that ends its sequence with 'stop' is a stop token (EOS, stop_token_ids: the
+        // scheduler's checkStop; stop strings end a sequence without a token). Its text is left
+        // out, as vLLM's is, unless includeStopStr; a beam search's hypotheses keep theirs (their
+        // text streams as it becomes final).
+        const isStopToken = ev.finishReason === 'stop' && !req.includeStopStr && !handle.sequence.isBeam;
         if (!isStopToken) full += detok.push(ev.tokenId);
         if (ev.finishReason) full += detok.flush();
         const text = advance(!!ev.finishReason);

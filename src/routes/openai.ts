@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
-import type { MessageInput } from '../chat-template.js';
+import type { ChatMessage, MessageInput } from '../chat-template.js';
 import { WeftError } from '../errors.js';
 import type { GenDelta, GenRequest, GenResult, Generation, GenerationService, PromptLogprobs, TokenLogprob } from '../generation.js';
 import { renderChat, renderOptionsOf, type ChatRenderFields } from './chat.js';
@@ -28,11 +28,6 @@ interface OpenAiCommon extends SamplingFields, StructuredFields {
   return_tokens_as_token_ids?: boolean; // vLLM's: log-prob entries name tokens "token_id:N"
   truncate_prompt_tokens?: number | null; // vLLM's: only the prompt's last k tokens are used
 }
-
-// vLLM's truncate_prompt_tokens: a prompt longer than k tokens keeps its last k (the template's
-// and BOS included in what is cut, as vLLM does).
-const truncated = (ids: number[], b: OpenAiCommon): number[] =>
-  b.truncate_prompt_tokens != null && ids.length > b.truncate_prompt_tokens ? ids.slice(-b.truncate_prompt_tokens) : ids;
 interface CompletionsBody extends OpenAiCommon {
   prompt: string | string[] | number[];
   logprobs?: number | null;
@@ -46,6 +41,11 @@ interface ChatCompletionsBody extends OpenAiCommon, ToolFields, ChatRenderFields
   prompt_logprobs?: number | null; // vLLM's
   echo?: boolean; // vLLM's: a last assistant message starts each choice's content
 }
+
+// vLLM's truncate_prompt_tokens: a prompt longer than k tokens keeps its last k (the template's
+// and BOS included in what is cut, as vLLM does).
+const truncated = (ids: number[], b: OpenAiCommon): number[] =>
+  b.truncate_prompt_tokens != null && ids.length > b.truncate_prompt_tokens ? ids.slice(-b.truncate_prompt_tokens) : ids;
 
 // Shapes one choice's output for the wire: completions and chat differ only here.
 interface Format {
@@ -514,12 +514,10 @@ function withChatEcho(fmt: Format, prefix: string | null): Format {
   };
 }
 
-// The text of the last message when it is the assistant's (chat echo's prefix), else null.
-function lastAssistantText(messages: ChatCompletionsBody['messages']): string | null {
+// The last message's text when it is the assistant's (chat echo's prefix), else null.
+function lastAssistantText(messages: readonly ChatMessage[]): string | null {
   const last = messages.at(-1);
-  if (!last || last.role !== 'assistant') return null;
-  const c = last.content;
-  return typeof c === 'string' ? c : Array.isArray(c) ? c.map((p) => (p as { text?: string }).text ?? '').join('') : '';
+  return last?.role === 'assistant' ? last.content : null;
 }
 
 export async function openaiRoutes(app: FastifyInstance): Promise<void> {
@@ -555,15 +553,9 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
       );
       const names = new TokenNames(svc, b.return_tokens_as_token_ids ?? false);
       const fmt = completionFormat(names, b.logprobs != null);
-      // the prompt as given, or the text of what was kept of it
-      const promptText = (ids: number[], p: number) =>
-        ids !== given[p]
-          ? svc.tokenizer.decode(ids)
-          : typeof b.prompt === 'string'
-            ? b.prompt
-            : typeof b.prompt[p] === 'string'
-              ? (b.prompt[p] as string)
-              : svc.tokenizer.decode(ids);
+      // the prompt's text as given; token ids, or what truncation kept, decoded
+      const givenText = (p: number) => (typeof b.prompt === 'string' ? b.prompt : typeof b.prompt[p] === 'string' ? (b.prompt[p] as string) : null);
+      const promptText = async (ids: number[], p: number) => (ids === given[p] ? givenText(p) : null) ?? svc.tokenizer.decode(ids);
       const texts = b.echo ? await Promise.all(prompts.map(promptText)) : null;
       const echo = texts && withEcho(fmt, texts, b.n ?? 1, scorePrompt ? { names, prompts, top: numLogprobs } : null);
       return respond(app, request, reply, b, reqs, withPromptLogprobs(names, echo ?? fmt, promptTop), 'cmpl');
@@ -579,13 +571,14 @@ export async function openaiRoutes(app: FastifyInstance): Promise<void> {
       checkModel(svc, b.model);
       if (b.top_logprobs != null && !b.logprobs) throw new WeftError('WEFT_ERR_REQ_INVALID', 'top_logprobs needs logprobs: true');
       const tools = planTools(b, svc.model.chatTemplate, svc.model.toolCallParser);
-      const ids = truncated((await renderChat(svc, b.messages, renderOptionsOf(b), tools)).ids, b);
+      const chat = await renderChat(svc, b.messages, renderOptionsOf(b), tools);
+      const ids = truncated(chat.ids, b);
       const numLogprobs = b.logprobs ? (b.top_logprobs ?? 0) : -1;
       checkBeam(b, numLogprobs >= 0 || b.prompt_logprobs != null);
       const promptTop = checkPromptLogprobs(svc, b);
       const req = await constrain(svc, toGenRequest(svc, ids, b, numLogprobs, svc.model.maxModelLen), b, tools.constraint);
       const names = new TokenNames(svc, b.return_tokens_as_token_ids ?? false);
-      const fmt = withChatEcho(withToolCalls(chatFormat(names, !!b.logprobs), tools), b.echo ? lastAssistantText(b.messages) : null);
+      const fmt = withChatEcho(withToolCalls(chatFormat(names, !!b.logprobs), tools), b.echo ? lastAssistantText(chat.messages) : null);
       // vLLM's chat layout: the (one) prompt's log-probs beside the choices
       const scored: Format =
         promptTop === null

@@ -215,7 +215,8 @@ t.test('chat templates: the model template through jinja, or the plain fallback'
 t.test('chat templates: the generation prompt, a final message left open, template variables', async (t) => {
   const chatml =
     '{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}' +
-    '{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is defined and enable_thinking is false %}<think></think>{% endif %}{% endif %}';
+    '{% if add_generation_prompt %}<|im_start|>assistant\n' +
+    '{% if enable_thinking is defined and enable_thinking is false %}<think></think>{% endif %}{% endif %}';
   const tpl = new ChatTemplate(chatml, { bosToken: '', eosToken: '' });
   const turns = normalizeMessages([
     { role: 'user', content: 'Tell me a story.' },

@@ -125,7 +125,8 @@ t.test('chat rendering fields: the generation prompt, a final message left open,
   t.match(both.json().error, { code: 'WEFT_ERR_REQ_INVALID', message: /add_generation_prompt/ });
 
   const template =
-    '{% for m in messages %}<<{{ m.role }}>>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<<assistant>>{% if terse %}(brief){% endif %}{% endif %}';
+    '{% for m in messages %}<<{{ m.role }}>>{{ m.content }}\n{% endfor %}' +
+    '{% if add_generation_prompt %}<<assistant>>{% if terse %}(brief){% endif %}{% endif %}';
   const custom = await startTestApp({ backend: 'cpu', chatTemplate: template });
   t.teardown(() => custom.close());
   const prompt = async (extra: object) =>
