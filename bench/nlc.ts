@@ -29,8 +29,15 @@ export interface NlcContext {
   dispose(): Promise<void>;
 }
 
+export interface NlcEmbeddingContext {
+  // the final-normed hidden state of the input's last token (a model without pooling_type), or the pooled one
+  getEmbeddingFor(input: number[] | string): Promise<{ vector: readonly number[] }>;
+  dispose(): Promise<void>;
+}
+
 export interface NlcModel {
   createContext(options: Record<string, unknown>): Promise<NlcContext>;
+  createEmbeddingContext(options: Record<string, unknown>): Promise<NlcEmbeddingContext>;
   dispose(): Promise<void>;
 }
 

@@ -12,6 +12,7 @@ import { prettyLine, prettyLogStream } from './log-format.js';
 import { WeftError } from './errors.js';
 import type { GenerationService } from './generation.js';
 import { Metrics } from './metrics.js';
+import type { Embedder } from './embed.js';
 import type { Reranker } from './rerank.js';
 import { connectionOptions, drainUnreadBody, onClientError } from './routes/connection.js';
 import { pacedBody } from './routes/upload-pacing.js';
@@ -19,6 +20,7 @@ import { registerDocs } from './routes/docs.js';
 import { errorBody, toWeftError } from './routes/error-body.js';
 import { beamRoutes } from './routes/beam.js';
 import { rerankRoutes } from './routes/rerank.js';
+import { embeddingRoutes } from './routes/embeddings.js';
 import { chatRoutes } from './routes/chat.js';
 import { generateRoutes } from './routes/generate.js';
 import { healthRoutes } from './routes/health.js';
@@ -42,6 +44,7 @@ export interface LoadProgress {
 export class AppState {
   #service: GenerationService | null = null;
   reranker: Reranker | null = null; // a reranker model (--reranker-model), when one is loaded
+  embedder: Embedder | null = null; // an embedding model (--embedding-model), when one is loaded
   isShuttingDown = false;
   loadProgress: LoadProgress | null = null; // while the model downloads or loads: what /ready reports
   readonly inFlight: InFlight; // responses not yet closed (shutdown waits on them; slow readers are cut off)
@@ -115,6 +118,7 @@ declare module 'fastify' {
 export interface AppDeps {
   service?: GenerationService; // attach now (else call app.weft.attach later)
   reranker?: Reranker;
+  embedder?: Embedder;
   metrics?: Metrics; // default: a fresh registry for this app
   logStream?: { write(line: string): void }; // where the log goes (default stdout): tests read it
 }
@@ -149,6 +153,7 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
   app.addHook('preParsing', async (request, _reply, payload) => pacedBody(request.raw, payload));
   if (deps.service) app.weft.attach(deps.service);
   if (deps.reranker) app.weft.reranker = deps.reranker;
+  if (deps.embedder) app.weft.embedder = deps.embedder;
 
   app.setErrorHandler((err, request, reply) => sendError(app, request, reply, toWeftError(err, request.body)));
   // request logging: the request at debug, one access line per response at info
@@ -182,6 +187,7 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
   await app.register(chatRoutes);
   await app.register(beamRoutes);
   await app.register(rerankRoutes);
+  await app.register(embeddingRoutes);
   await app.register(tokenizeRoutes);
   await app.register(openaiRoutes);
   if (s.webui) await app.register(webuiRoutes);

@@ -114,6 +114,14 @@ const KEYS = {
     help: "a Jinja chat template (a file's path, or the template itself) used instead of the model's; empty = the model's",
   },
   rerankerModel: { kind: 'string', help: 'a Qwen3-Reranker-style causal LM (HF directory or .gguf) for /v1/rerank and use_rerank; empty = none' },
+  embeddingModel: {
+    kind: 'string',
+    help: 'an embedding model, a causal LM such as Qwen3-Embedding (HF directory or .gguf), for /v1/embeddings; empty = none',
+  },
+  embeddingPooling: {
+    kind: ['auto', 'last', 'mean'],
+    help: "how the embedding model's hidden states become one vector; auto = as its files say (GGUF pooling_type, sentence-transformers), else last",
+  },
   logLevel: { kind: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], help: 'pino log level' },
   logFormat: { kind: ['auto', 'json', 'pretty'], help: 'log lines as JSON or readable text; auto = readable on a terminal, JSON otherwise' },
   metricsCompat: { kind: ['none', 'vllm'], help: "vllm = also export the load gauges under vLLM's names (vllm:num_requests_waiting, …)" },
@@ -153,6 +161,8 @@ export interface Config {
   maxSeqsPerRequest: number;
   exposeModelPath: boolean;
   rerankerModel: string;
+  embeddingModel: string;
+  embeddingPooling: 'auto' | 'last' | 'mean';
   toolCallParser: 'auto' | 'hermes' | 'llama3_json' | 'mistral';
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   logFormat: 'auto' | 'json' | 'pretty';
@@ -196,6 +206,8 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   maxSeqsPerRequest: 256, // sequences per request
   exposeModelPath: false,
   rerankerModel: '', // path; '' = no reranker model
+  embeddingModel: '', // path; '' = no embedding model
+  embeddingPooling: 'auto',
   toolCallParser: 'auto', // tool-call format; auto = from the chat template
   logLevel: 'info',
   logFormat: 'auto',

@@ -55,6 +55,7 @@ export const ERRORS = {
   // request content: schema violations and values the schema cannot judge
   WEFT_ERR_REQ_INVALID: { status: 400, type: 'invalid_request_error' },
   WEFT_ERR_REQ_NO_RERANKER: { status: 400, type: 'invalid_request_error' },
+  WEFT_ERR_REQ_NO_EMBEDDING_MODEL: { status: 400, type: 'invalid_request_error' },
   WEFT_ERR_REQ_PROMPT_TOO_LONG: { status: 400, type: 'invalid_request_error' },
   WEFT_ERR_REQ_INVALID_TOKEN_ID: { status: 400, type: 'invalid_request_error' },
   WEFT_ERR_REQ_BAD_MESSAGES: { status: 400, type: 'invalid_request_error' },

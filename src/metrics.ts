@@ -64,6 +64,9 @@ export class Metrics {
   readonly beamSearches;
   readonly beamHypotheses;
   readonly rerankTime;
+  readonly embeddingInputs;
+  readonly embeddingTokens;
+  readonly embeddingTime;
 
   constructor(opts: { maxModelLen?: number; defaultMetrics?: boolean; compat?: 'none' | 'vllm' } = {}) {
     const registers = [this.registry];
@@ -105,6 +108,9 @@ export class Metrics {
     ]);
     this.beamHypotheses = hist('weft_beam_search_hypotheses', 'Hypotheses returned per beam search', [1, 2, 4, 8, 16]);
     this.rerankTime = hist('weft_rerank_time_seconds', 'Time to rank the hypotheses of one beam search', LATENCY_S);
+    this.embeddingInputs = counter('weft_embedding_inputs_total', 'Inputs embedded (/v1/embeddings)');
+    this.embeddingTokens = counter('weft_embedding_prompt_tokens_total', 'Tokens of the inputs embedded');
+    this.embeddingTime = hist('weft_embedding_request_seconds', 'Time to answer one embeddings request', REQUEST_S);
 
     const sum = (f: (s: SchedulerStats) => number) => this.#stats().reduce((a, s) => a + f(s), 0);
     this.running = loadGauge('num_requests_running', 'Requests in the running batch', (g) => g.set(sum((s) => s.numRunning)));
@@ -212,6 +218,12 @@ export class Metrics {
     this.beamSearches.inc({ reranker });
     this.beamHypotheses.observe(numHypotheses);
     this.rerankTime.observe(rerankSeconds);
+  }
+
+  observeEmbeddings(numInputs: number, numTokens: number, seconds: number): void {
+    this.embeddingInputs.inc(numInputs);
+    this.embeddingTokens.inc(numTokens);
+    this.embeddingTime.observe(seconds);
   }
 
   observeInterTokenLatency(seconds: number): void {

@@ -31,9 +31,12 @@ import { loadModelSpec } from './model/load.js';
 import { progressBar } from './progress.js';
 import { checkpointKind, type ModelSpec } from './model/types.js';
 import { ModelReranker } from './rerank.js';
+import { Embedder } from './embed.js';
+import { readPoolingConfig } from './model/pooling.js';
 import { availableMemoryBytes, usableCpuCount } from './system.js';
 import type { Metrics } from './metrics.js';
 import { EngineLoop } from './scheduler/engine.js';
+import type { EngineInitOptions } from './scheduler/protocol.js';
 import { TextTokenizer } from './tokenizer.js';
 import { loadNative } from './workers/binding.js';
 import { EngineWorker } from './workers/pool.js';
@@ -41,6 +44,7 @@ import { EngineWorker } from './workers/pool.js';
 export interface Engine {
   service: GenerationService;
   reranker: ModelReranker | null; // --reranker-model
+  embedder: Embedder | null; // --embedding-model
   workers: readonly EngineWorker[]; // the engine instances (a test kills one to see it restarted)
   close(): Promise<void>;
 }
@@ -249,37 +253,61 @@ export async function startEngine(
       `${backend === 'cpu' ? ` × ${numThreads} thread(s)` : ''}, ${dtype} weights, ` +
       `${workers.map((w) => w.info.numKvBlocks).join('/')} KV blocks of ${e.blockSize}, context ${sched.maxModelLen}`,
   );
-  let reranker: ModelReranker | null = null;
-  if (config.rerankerModel) {
-    // one instance beside the model's, on the same backend; its own KV cache and prefix cache
-    const rspec = await loadModelSpec(config.rerankerModel);
-    const rdtype = resolveDtype('auto', backend, checkpointKind(rspec));
+  // A side model (reranker, embedding model): one instance beside the model's, with its own KV
+  // cache and prefix cache.
+  const sideModel = async (path: string, on: 'cpu' | 'gpu'): Promise<EngineInitOptions> => {
+    const rspec = await loadModelSpec(path);
+    const rdtype = resolveDtype('auto', on, checkpointKind(rspec));
     const rlen = Math.min(sched.maxModelLen, rspec.config.maxPositions);
-    reranker = await ModelReranker.start(basename(config.rerankerModel).replace(/\.gguf$/, ''), {
-      modelPath: config.rerankerModel,
+    return {
+      modelPath: path,
       spec: rspec,
       dtype: rdtype,
       numThreads,
-      numKvBlocks: kvCacheBlocksFor({ ...e, numInstances: 1 }, rspec, rdtype, backend, rlen).blocks,
+      numKvBlocks: kvCacheBlocksFor({ ...e, numInstances: 1 }, rspec, rdtype, on, rlen).blocks,
       blockSize: e.blockSize,
-      backend,
+      backend: on,
       device: 0,
       kvCacheFraction: 0,
       maxNumTokens: sched.maxNumBatchedTokens,
       maxNumSeqs: sched.maxNumSeqs,
       maxContextLen: rlen,
       cudaGraphs: e.cudaGraphs,
-    });
+    };
+  };
+  const sideName = (path: string) => basename(path).replace(/\.gguf$/, '');
+  let reranker: ModelReranker | null = null;
+  if (config.rerankerModel) {
+    reranker = await ModelReranker.start(sideName(config.rerankerModel), await sideModel(config.rerankerModel, backend));
     log?.info(`reranker ${reranker.name} ready: ${config.rerankerModel} (yes = ${reranker.yesId}, no = ${reranker.noId})`);
+  }
+  let embedder: Embedder | null = null;
+  if (config.embeddingModel) {
+    // on the CPU whatever the backend: the CUDA engine does not return hidden states yet
+    const files = readPoolingConfig(config.embeddingModel);
+    const pooling = config.embeddingPooling === 'auto' ? (files.pooling ?? 'last') : config.embeddingPooling;
+    if (pooling === 'cls')
+      throw new WeftError(
+        'WEFT_ERR_CONFIG_INVALID',
+        `${config.embeddingModel} asks for CLS pooling, which a causal LM cannot give (its first position sees only itself): ` +
+          'give --embedding-pooling last or mean',
+      );
+    embedder = await Embedder.start(sideName(config.embeddingModel), await sideModel(config.embeddingModel, 'cpu'), pooling, files.normalize ?? true);
+    log?.info(
+      `embedding model ${embedder.name} ready: ${config.embeddingModel} (${embedder.dim} dimensions, ${pooling} pooling` +
+        `${embedder.normalize ? ', normalized' : ''}, on the CPU)`,
+    );
   }
   return {
     service,
     reranker,
+    embedder,
     workers,
     async close() {
       await loop.close();
       await Promise.all(workers.map((w) => w.close()));
       await reranker?.close();
+      await embedder?.close();
     },
   };
 }
@@ -375,6 +403,7 @@ export async function runServer(argv: string[]): Promise<number> {
     }
     app.weft.attach(engine.service);
     app.weft.reranker = engine.reranker;
+    app.weft.embedder = engine.embedder;
   } catch (e) {
     app.log.fatal({ err: e }, `cannot start the engine: ${(e as Error).message}`);
     process.stderr.write(`weft: cannot start the engine: ${isWeftError(e) ? e.code + ': ' : ''}${(e as Error).message}\n`);

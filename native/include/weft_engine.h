@@ -188,6 +188,11 @@ struct StepInput {
   // penalty applies. null: no row is scored. CPU only.
   const int32_t* score_targets = nullptr;  // [T]
   int score_top_n = 0;
+  // Hidden states (embeddings): the final-normed hidden state (the LM head's input) of each token
+  // row hidden_rows[j] is returned, in that order. For pooling, so any row may be asked for,
+  // sampled or not. null: none. CPU only.
+  const int32_t* hidden_rows = nullptr;  // [num_hidden_rows] token rows in [0, T)
+  int num_hidden_rows = 0;
 };
 
 struct StepOutput {
@@ -203,6 +208,7 @@ struct StepOutput {
   std::vector<int32_t> scored_ranks;  // [T] the target's rank (1 = likeliest), 0 for rows not scored
   std::vector<int32_t> scored_top_ids;
   std::vector<float> scored_top_logprobs;
+  std::vector<float> hidden;  // with hidden_rows: [num_hidden_rows * dim]
   double forward_us = 0, sample_us = 0;
 };
 

@@ -352,6 +352,10 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
       s.score_targets = I32("scoreTargets", T);
       s.score_top_n = get_int(in, "scoreTopN", 0);
     }
+    if (in.Get("hiddenRows").IsTypedArray()) {
+      s.num_hidden_rows = int(in.Get("hiddenRows").As<Napi::TypedArray>().ElementLength());
+      s.hidden_rows = I32("hiddenRows", size_t(s.num_hidden_rows));
+    }
     weft::StepOutput out;
     Status st = h->engine->step(s, &out);
     if (!st.ok()) throw_status(env, st);
@@ -368,6 +372,7 @@ class WeftAddon : public Napi::Addon<WeftAddon> {
       res.Set("scoredTopIds", to_array(env, out.scored_top_ids));
       res.Set("scoredTopLogprobs", to_array(env, out.scored_top_logprobs));
     }
+    if (s.hidden_rows) res.Set("hidden", to_array(env, out.hidden));
     res.Set("forwardUs", Napi::Number::New(env, out.forward_us));
     res.Set("sampleUs", Napi::Number::New(env, out.sample_us));
     return res;

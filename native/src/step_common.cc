@@ -66,6 +66,9 @@ Status validate_step(const StepInput& in, const ModelConfig& cfg, int num_blocks
     for (int t = 0; t < T; ++t)
       if (in.score_targets[t] < -1 || in.score_targets[t] >= cfg.vocab_size) return bad("score target out of range");
   }
+  if (in.num_hidden_rows < 0 || (in.num_hidden_rows > 0 && !in.hidden_rows)) return bad("hidden_rows missing");
+  for (int j = 0; j < in.num_hidden_rows; ++j)
+    if (in.hidden_rows[j] < 0 || in.hidden_rows[j] >= T) return bad("hidden row out of range");
   if (in.num_masks > 0) {
     const int words = (cfg.vocab_size + 31) / 32;
     if (in.mask_words != words) return bad("mask_words must be ceil(vocab_size / 32) = " + std::to_string(words));

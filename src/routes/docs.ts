@@ -48,7 +48,7 @@ export async function registerDocs(app: FastifyInstance): Promise<void> {
       },
       components: { schemas: { Error: errorSchema }, securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
-      tags: [{ name: 'generate' }, { name: 'openai' }, { name: 'tokenize' }, { name: 'health' }],
+      tags: [{ name: 'generate' }, { name: 'openai' }, { name: 'tokenize' }, { name: 'rerank' }, { name: 'embeddings' }, { name: 'health' }],
     },
     transform: ({ schema, url }) => ({
       schema: { ...schema, response: { 200: { description: 'OK: JSON, or an SSE stream (text/event-stream) when streaming' }, ...errorResponses() } },

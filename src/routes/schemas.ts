@@ -203,6 +203,34 @@ export const rerankBody = body(
   { query: 'What do cats eat?', documents: ['Cats eat fish and meat.', 'Paris is the capital of France.'], top_n: 1 },
 );
 
+// OpenAI's embeddings (vLLM's extensions too): texts or token ids, one or a list.
+const MAX_EMBEDDING_INPUTS = 2048; // OpenAI's limit per request
+export const embeddingsBody = body(
+  {
+    model: { type: 'string', maxLength: 512 },
+    input: {
+      description: 'a text, a list of texts, a list of token ids, or a list of such lists',
+      anyOf: [
+        { type: 'string', minLength: 1, maxLength: 1 << 22 },
+        { type: 'array', minItems: 1, maxItems: MAX_EMBEDDING_INPUTS, items: { type: 'string', minLength: 1, maxLength: 1 << 22 } },
+        { ...tokenIds(1 << 22), minItems: 1 },
+        { type: 'array', minItems: 1, maxItems: MAX_EMBEDDING_INPUTS, items: { ...tokenIds(1 << 22), minItems: 1 } },
+      ],
+    },
+    encoding_format: { type: 'string', enum: ['float', 'base64'], description: 'base64: little-endian float32 values' },
+    dimensions: int(1, 1 << 20, 'the first this many values, then normalized again (meaningful for Matryoshka-trained models)'),
+    user: { type: 'string', maxLength: 512 },
+    add_special_tokens: { type: 'boolean', description: "vLLM's: the tokenizer's special tokens around each text (default true)" },
+    normalize: { type: 'boolean', description: "vLLM's: unit length (default: as the model's files say, else true)" },
+    truncate_prompt_tokens: nullable(
+      int(-1, 1 << 22, "vLLM's: an input longer than this many tokens keeps only its last ones; -1 = the most the model takes"),
+    ),
+  },
+  ['input'],
+  'Embed texts or token ids with the embedding model (OpenAI and vLLM shapes)',
+  { input: ['The cat sat on the mat.', 'A dog ran in the park.'] },
+);
+
 // vLLM's fields that shape a rendered chat (OpenAI chat, and /tokenize with messages)
 const chatRenderFields = {
   add_generation_prompt: {

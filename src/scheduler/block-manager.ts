@@ -87,7 +87,7 @@ export class BlockManager {
   // left to compute so that the step yields logits: a fully cached prompt recomputes its last block.
   // A sequence that scores its prompt computes all of it (a cached position yields no logits).
   getCachedPrefix(seq: Sequence): CachedPrefix {
-    if (!this.enablePrefixCaching || seq.promptLogprobs !== null) return EMPTY_PREFIX;
+    if (!this.enablePrefixCaching || seq.promptLogprobs !== null || seq.hiddenStates === 'all') return EMPTY_PREFIX;
     const maxBlocks = Math.floor((seq.numTokens - 1) / this.blockSize);
     this.#extendHashes(seq, maxBlocks);
     const blockIds: number[] = [];

@@ -6,7 +6,7 @@ import type { ConstraintSpec } from '../structured/types.js';
 import { BeamGroup, checkBeamFits, type BeamOutcome, type BeamSelector, type LiveBeams } from './beam-group.js';
 import type { BeamCandidate, BeamParams } from './beam-search.js';
 import type { StepMessage, StepReply } from './protocol.js';
-import { buildStepMessage, candidatesOf, logitsRow, promptScoresOf, releasedIds, topOf, type PromptScore } from './step-message.js';
+import { buildStepMessage, candidatesOf, hiddenSpan, logitsRow, promptScoresOf, releasedIds, topOf, type PromptScore } from './step-message.js';
 import { Scheduler, type SchedulerOptions, type SchedulerOutput, type SchedulerStats } from './scheduler.js';
 import { Sequence, type FinishReason, type SequenceInit } from './sequence.js';
 import { TokenStream } from './token-stream.js';
@@ -31,6 +31,9 @@ export interface TokenEvent {
   logits?: Float32Array; // the sampled row's raw logits, for sequences that asked
   beams?: LiveBeams; // a beam search that asked for them: its beams after each step (no token)
   promptLogprobs?: PromptScore[]; // prompt scoring: the positions this step computed (no token)
+  // hidden states (embeddings): rows × dim final-normed hidden states of consecutive prompt
+  // positions from `position` (no token); a preempted sequence's come again as it recomputes
+  hidden?: { position: number; states: Float32Array };
 }
 
 export interface StepTiming {
@@ -367,6 +370,7 @@ export class EngineLoop {
   #emit(inst: Instance, out: SchedulerOutput, reply: StepReply, now: number): void {
     const events = inst.scheduler.postprocess(out, reply.sampled, now);
     if (reply.scoredLogprobs) this.#emitPromptScores(inst, out, reply);
+    if (reply.hidden) this.#emitHiddenStates(inst, out, reply.hidden);
     const index = new Map(out.scheduled.map((s, i) => [s.seq, i]));
     for (const ev of events) {
       if (ev.seq.isBeam) {
@@ -407,6 +411,22 @@ export class EngineLoop {
       }
       row += s.numNewTokens;
     }
+  }
+
+  // Before the step's tokens, as prompt scores: the hidden states each asking sequence's chunk
+  // computed, in the step's row order (stepHiddenRows').
+  #emitHiddenStates(inst: Instance, out: SchedulerOutput, hidden: Float32Array): void {
+    const spans = out.scheduled.map(hiddenSpan);
+    const numRows = spans.reduce((n, [from, to]) => n + to - from, 0);
+    const dim = hidden.length / numRows;
+    let row = 0;
+    out.scheduled.forEach((s, i) => {
+      const [from, to] = spans[i];
+      if (to === from) return;
+      const stream = inst.streams.get(s.seq.seqId)?.stream;
+      stream?.push({ tokenId: null, hidden: { position: from, states: hidden.slice(row * dim, (row + to - from) * dim) } });
+      row += to - from;
+    });
   }
 
   #hold(inst: Instance, seq: Sequence, stream: TokenStream<TokenEvent>): void {

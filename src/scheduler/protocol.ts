@@ -71,6 +71,8 @@ export interface StepMessage {
   // how many likeliest tokens each scored row returns
   scoreTargets?: Int32Array;
   scoreTopN?: number;
+  // hidden states (embeddings): the token rows whose final-normed hidden state the reply carries
+  hiddenRows?: Int32Array;
 }
 
 // Compile a constraint before its sequence is first scheduled: the reply comes when it is ready.

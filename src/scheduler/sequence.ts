@@ -32,6 +32,10 @@ export interface SequenceInit {
   // given the tokens before it, with this many likeliest alternatives. Such a sequence takes
   // nothing from the prefix cache: a cached position is never computed, so it has no logits.
   promptLogprobs?: number;
+  // Hidden states (embeddings): the final-normed hidden state of the last prompt position
+  // ('last'), or of every prompt position ('all', for mean pooling; such a sequence takes nothing
+  // from the prefix cache, as prompt scoring). They come back in events without a token.
+  hiddenStates?: 'last' | 'all';
 }
 
 let nextSeqId = 0;
@@ -58,6 +62,7 @@ export class Sequence {
   readonly constraint: ConstraintSpec | null;
   readonly logitBias: LogitBias | null;
   readonly promptLogprobs: number | null;
+  readonly hiddenStates: 'last' | 'all' | null;
 
   status: SeqStatus = 'waiting';
   isHeld = false; // its consumer lags: not computed until it catches up (Scheduler.hold)
@@ -103,6 +108,7 @@ export class Sequence {
     this.constraint = init.constraint ?? null;
     this.logitBias = init.logitBias?.length ? init.logitBias : null;
     this.promptLogprobs = init.promptLogprobs ?? null;
+    this.hiddenStates = init.hiddenStates ?? null;
   }
 
   get numTokens(): number {

@@ -72,7 +72,31 @@ export function buildStepMessage(out: SchedulerOutput, earlierReleases: number[]
     returnLogits: out.scheduled.some((s) => s.doSample && s.seq.returnLogits),
     ...stepLogitRows(out),
     ...stepScoreTargets(out),
+    ...stepHiddenRows(out),
   };
+}
+
+// Hidden states (embeddings): the prompt positions [from, to) of scheduled sequence s whose
+// final-normed hidden states the step returns ('last': the last prompt position, in the chunk
+// that holds it; 'all': every prompt position the chunk holds). Empty: from === to.
+export function hiddenSpan(s: ScheduledSeq): [number, number] {
+  const h = s.seq.hiddenStates,
+    P = s.seq.numPromptTokens;
+  if (h === null) return [0, 0];
+  const from = Math.max(s.startPos, h === 'last' ? P - 1 : 0),
+    to = Math.min(s.startPos + s.numNewTokens, P);
+  return to > from ? [from, to] : [0, 0];
+}
+
+function stepHiddenRows(out: SchedulerOutput): { hiddenRows?: Int32Array } {
+  const rows: number[] = [];
+  let row = 0;
+  for (const s of out.scheduled) {
+    const [from, to] = hiddenSpan(s);
+    for (let p = from; p < to; p++) rows.push(row + p - s.startPos);
+    row += s.numNewTokens;
+  }
+  return rows.length > 0 ? { hiddenRows: Int32Array.from(rows) } : {};
 }
 
 // Prompt scoring: the token at position p of a scoring sequence is scored against the prompt's

@@ -88,6 +88,7 @@ export interface NativeStepInput extends SamplingArrays {
   // position and the scoreTopN likeliest tokens' (the raw distribution: no mask, bias or penalty).
   scoreTargets?: Int32Array;
   scoreTopN?: number;
+  hiddenRows?: Int32Array; // CPU only: these token rows' final-normed hidden states come back (embeddings)
 }
 
 export interface NativeStepOutput {
@@ -102,6 +103,7 @@ export interface NativeStepOutput {
   scoredRanks?: Int32Array; // [T] the target's rank among the vocabulary (1 = likeliest); 0: not scored
   scoredTopIds?: Int32Array;
   scoredTopLogprobs?: Float32Array;
+  hidden?: Float32Array; // with hiddenRows: [hiddenRows.length * dim]
   forwardUs: number;
   sampleUs: number;
 }

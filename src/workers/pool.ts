@@ -104,6 +104,7 @@ export class EngineWorker {
       msg.forks,
       msg.release,
       ...(msg.scoreTargets ? [msg.scoreTargets] : []),
+      ...(msg.hiddenRows ? [msg.hiddenRows] : []),
     ].map((a) => a.buffer as ArrayBuffer);
     // A message on a closed port is dropped without a word: a thread that ended while idle must
     // fail the next step, not leave it waiting.

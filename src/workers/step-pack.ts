@@ -26,6 +26,7 @@ export interface StepExtras {
   returnLogits?: boolean;
   logitRows?: ArrayLike<number>; // the only LM-head rows needed (weft_engine.h's logit_rows)
   score?: { targets: Int32Array; topN: number }; // prompt scoring, one target per token row (-1: none)
+  hiddenRows?: Int32Array; // token rows whose final-normed hidden state comes back
 }
 
 export function packStep(seqs: readonly SeqStep[], blockSize: number, extras: StepExtras = {}): NativeStepInput {
@@ -66,6 +67,7 @@ export function packStep(seqs: readonly SeqStep[], blockSize: number, extras: St
     returnLogits: extras.returnLogits ?? false,
     ...(extras.logitRows?.length ? { numLogitRows: extras.logitRows.length, logitRows: Int32Array.from(extras.logitRows) } : {}),
     ...(extras.score ? { scoreTargets: extras.score.targets, scoreTopN: extras.score.topN } : {}),
+    ...(extras.hiddenRows ? { hiddenRows: extras.hiddenRows } : {}),
   };
   let t = 0;
   seqs.forEach((s, i) => {

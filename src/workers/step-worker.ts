@@ -128,6 +128,7 @@ async function runStep(m: StepMessage): Promise<StepReply> {
     returnLogits: m.returnLogits,
     ...(m.logitRows ? { logitRows: m.logitRows } : {}),
     ...(m.scoreTargets ? { score: { targets: m.scoreTargets, topN: m.scoreTopN ?? 0 } } : {}),
+    ...(m.hiddenRows ? { hiddenRows: m.hiddenRows } : {}),
   });
   const packUs = (performance.now() - t0) * 1000;
   const out = engine.step(input);
@@ -151,7 +152,7 @@ async function onStep(port: MessagePort, { id, msg }: StepEnvelope): Promise<voi
     port.postMessage({ id, reply: { ok: false, error: toErrorData(e) } } satisfies StepReplyEnvelope);
     return;
   }
-  const optional = [reply.logits, reply.scoredLogprobs, reply.scoredRanks, reply.scoredTopIds, reply.scoredTopLogprobs].filter(
+  const optional = [reply.logits, reply.scoredLogprobs, reply.scoredRanks, reply.scoredTopIds, reply.scoredTopLogprobs, reply.hidden].filter(
     (a) => a !== undefined,
   );
   const buffers = [reply.sampled, reply.logprobs, reply.topIds, reply.topLogprobs, ...optional].map((a) => a.buffer as ArrayBuffer);

@@ -13,7 +13,8 @@ import { SMOLLM_DIR } from '../fixtures/paths.js';
 import { TINY_SMOL_CONFIG } from '../fixtures/tiny-smol.js';
 import { startTestApp, testConfig } from './helpers.js';
 
-// a tiny reranker, as in rerank.test.ts, so that /v1/rerank's example has a model to answer it
+// a tiny reranker, as in rerank.test.ts, so that /v1/rerank's example has a model to answer it (and
+// /v1/embeddings' an embedding model)
 const dir = mkdtempSync(join(tmpdir(), 'weft-docs-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 await synthesizeModel({
@@ -24,7 +25,7 @@ await synthesizeModel({
   seed: 3,
   tokenizerJson: readFileSync(join(SMOLLM_DIR, 'tokenizer.json'), 'utf8'),
 });
-const s = await startTestApp({ backend: 'cpu', rerankerModel: dir });
+const s = await startTestApp({ backend: 'cpu', rerankerModel: dir, embeddingModel: dir });
 t.teardown(() => s.close());
 
 interface Operation {

@@ -36,7 +36,12 @@ export async function startTestApp(overrides: Partial<Config> = {}): Promise<Tes
   const config = testConfig(overrides);
   const metrics = new Metrics({ defaultMetrics: false, compat: config.metricsCompat });
   const engine = await startEngine(config, metrics);
-  const app = await buildApp(config, { service: engine.service, metrics, ...(engine.reranker ? { reranker: engine.reranker } : {}) });
+  const app = await buildApp(config, {
+    service: engine.service,
+    metrics,
+    ...(engine.reranker ? { reranker: engine.reranker } : {}),
+    ...(engine.embedder ? { embedder: engine.embedder } : {}),
+  });
   return {
     app,
     engine,

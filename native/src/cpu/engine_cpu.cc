@@ -379,6 +379,10 @@ class CpuEngine final : public Engine {
     });
     if (in.return_logits) out->logits = logits_;
     if (in.score_targets) score_prompt_rows(in, out);
+    if (in.num_hidden_rows > 0) {  // after sampling and scoring, which use h_ themselves
+      final_norm_rows(in.num_hidden_rows, [&](int r) { return in.hidden_rows[r]; });
+      out->hidden.assign(h_.begin(), h_.begin() + size_t(in.num_hidden_rows) * cfg_.dim);
+    }
   }
 
   // Prompt scoring: the rows with a target go through the final norm and the whole LM head

@@ -212,6 +212,7 @@ class CudaEngine final : public Engine {
   Status validate_cuda(const StepInput& in) const {
     auto bad = [](const std::string& m) { return Status::Error(StatusCode::bad_input, m); };
     if (in.score_targets) return bad("prompt scoring (score_targets) is CPU-only for now");
+    if (in.num_hidden_rows > 0) return bad("hidden states (hidden_rows) are CPU-only for now");
     for (int i = 0; i < in.num_seqs; ++i) {
       const int q0 = in.query_start[i], q1 = in.query_start[i + 1], ctx = in.context_lens[i];
       for (int t = q0; t < q1; ++t)
