@@ -7,6 +7,7 @@ import { WeftError } from './errors.js';
 import { loadModelSpec } from './model/load.js';
 import type { Pooling } from './model/pooling.js';
 import { EngineLoop } from './scheduler/engine.js';
+import { sideLoopOptions } from './scheduler/scheduler-options.js';
 import type { EngineInitOptions } from './scheduler/protocol.js';
 import { TextTokenizer } from './tokenizer.js';
 import { EngineWorker } from './workers/pool.js';
@@ -27,7 +28,7 @@ export class Embedder {
     const spec = options.spec ?? (await loadModelSpec(options.modelPath));
     const maxModelLen = options.maxContextLen || spec.config.maxPositions;
     const worker = await EngineWorker.start(0, options);
-    const loop = new EngineLoop([worker], { scheduler: { maxModelLen }, eosTokenIds: [] });
+    const loop = new EngineLoop([worker], { scheduler: sideLoopOptions(options, maxModelLen), eosTokenIds: [] });
     return new Embedder(name, pooling, normalize, spec.config.dim, maxModelLen - 1, new TextTokenizer(spec), loop, worker);
   }
 
@@ -47,7 +48,8 @@ export class Embedder {
     signal?.addEventListener('abort', abort, { once: true });
     const pool = new Float32Array(this.dim);
     // A preempted sequence recomputes its prompt from the start: positions already pooled come
-    // again and are skipped.
+    // again and are skipped. (Prefill-only sequences seldom are: the running ones take a step's
+    // budget in order, so few grow at once; no test forces it.)
     let next = 0;
     try {
       for await (const ev of h.events) {

@@ -7,6 +7,7 @@
 import { WeftError } from './errors.js';
 import { loadModelSpec } from './model/load.js';
 import { EngineLoop } from './scheduler/engine.js';
+import { sideLoopOptions } from './scheduler/scheduler-options.js';
 import { TextTokenizer } from './tokenizer.js';
 import type { EngineInitOptions } from './scheduler/protocol.js';
 import { EngineWorker } from './workers/pool.js';
@@ -74,7 +75,10 @@ export class ModelReranker implements Reranker {
     };
     const [yesId, noId] = [await one('yes'), await one('no')];
     const worker = await EngineWorker.start(0, options);
-    const loop = new EngineLoop([worker], { scheduler: { maxModelLen: options.maxContextLen || spec.config.maxPositions }, eosTokenIds: [] });
+    const loop = new EngineLoop([worker], {
+      scheduler: sideLoopOptions(options, options.maxContextLen || spec.config.maxPositions),
+      eosTokenIds: [],
+    });
     return new ModelReranker(name, loop, worker, tokenizer, yesId, noId);
   }
 

@@ -21,6 +21,13 @@ export const SCHEDULER_DEFAULTS: Readonly<SchedulerOptions> = Object.freeze({
   maxModelLen: 4096,
 });
 
+// The scheduler of a side model's loop (reranker, embedding model): the step limits its engine
+// instance was sized for (a GPU's workspaces hold maxNumTokens tokens of maxNumSeqs sequences;
+// the defaults would overrun them under a smaller --max-num-batched-tokens), and its context.
+export function sideLoopOptions(o: { maxNumTokens?: number; maxNumSeqs?: number }, maxModelLen: number): Partial<SchedulerOptions> {
+  return { maxModelLen, maxNumBatchedTokens: o.maxNumTokens, maxNumSeqs: o.maxNumSeqs };
+}
+
 // Merges options over the defaults (an undefined value keeps the default), validates, freezes.
 export function resolveOptions(options: Partial<SchedulerOptions>): Readonly<SchedulerOptions> {
   const o: SchedulerOptions = { ...SCHEDULER_DEFAULTS };

@@ -143,6 +143,21 @@ t.test('an input is embedded the same alone, in a batch, again (prefix cache), a
   }
 });
 
+t.test('inputs longer than a step: pooled over the chunks that prefill them', async (t) => {
+  // 32 tokens a step: each input's hidden states come in two or more steps, beside other inputs'
+  const tight = await startTestApp({ embeddingModel: dir, embeddingPooling: 'mean', maxNumBatchedTokens: 32, maxNumSeqs: 4 });
+  t.teardown(() => tight.close());
+  const inputs = [0, 1, 2, 3].map((k) => `${texts.join(' ')} ${texts[k]} ${texts[(k + 1) % 4]} (number ${k})`);
+  const counts = await Promise.all(inputs.map(async (x) => (await tok.encode(x, true)).length));
+  t.ok(
+    counts.every((n) => n > 32),
+    `every input is longer than a step (${counts.join(', ')} tokens)`,
+  );
+  const got = await embed(tight, { input: inputs });
+  const want = await embed(mean, { input: inputs });
+  inputs.forEach((_, i) => t.ok(maxDiff(vec(got, i), vec(want, i)) < 1e-5, `input ${i}: as prefilled in one step`));
+});
+
 t.test('base64, dimensions, truncate_prompt_tokens', async (t) => {
   const f = vec(await embed(last, { input: texts[0], encoding_format: 'float' }), 0);
   const b64 = (await embed(last, { input: texts[0], encoding_format: 'base64' })).data[0].embedding as string;
