@@ -108,6 +108,12 @@ export interface Generation {
 // Why a request was aborted on the server's side (timeout, shutdown): its result rejects with this.
 type Failure = (numOutputTokens: number) => WeftError;
 
+// Ids a client sent (prompts, stop ids, inputs to embed) against a vocabulary of vocabSize tokens.
+export function checkTokenIds(ids: readonly number[], vocabSize: number, what: string): void {
+  const bad = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= vocabSize);
+  if (bad !== undefined) throw new WeftError('WEFT_ERR_REQ_INVALID_TOKEN_ID', `${what}: token id ${bad} is outside the vocabulary [0, ${vocabSize})`);
+}
+
 // Where a text ends at its first stop string (the earliest match, the longest at one place):
 // before it, or after it with includeStop. -1 when none starts at or after `from`.
 export function stopCut(text: string, stops: readonly string[], includeStop: boolean, from = 0): number {
@@ -165,9 +171,7 @@ export class GenerationService {
 
   // Checks ids a client sent (prompts, stop ids) against the vocabulary.
   checkTokenIds(ids: readonly number[], what: string): void {
-    const bad = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= this.model.vocabSize);
-    if (bad !== undefined)
-      throw new WeftError('WEFT_ERR_REQ_INVALID_TOKEN_ID', `${what}: token id ${bad} is outside the vocabulary [0, ${this.model.vocabSize})`);
+    checkTokenIds(ids, this.model.vocabSize, what);
   }
 
   async encode(text: string, addSpecialTokens = true): Promise<number[]> {

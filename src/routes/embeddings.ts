@@ -8,6 +8,7 @@ import type { FastifyInstance } from 'fastify';
 
 import { finishEmbedding, type Embedder } from '../embed.js';
 import { WeftError } from '../errors.js';
+import { checkTokenIds } from '../generation.js';
 import { embeddingsBody } from './schemas.js';
 import { onClientGone } from './sse.js';
 
@@ -35,10 +36,7 @@ function inputsOf(input: EmbeddingsBody['input']): (string | number[])[] {
 
 async function tokenIdsOf(e: Embedder, b: EmbeddingsBody, input: string | number[], index: number): Promise<number[]> {
   let ids = typeof input === 'string' ? await e.tokenizer.encode(input, b.add_special_tokens ?? true) : input;
-  const vocab = e.tokenizer.vocabSize();
-  const bad = ids.find((id) => id >= vocab);
-  if (bad !== undefined)
-    throw new WeftError('WEFT_ERR_REQ_INVALID_TOKEN_ID', `input ${index}: token id ${bad} is outside the vocabulary [0, ${vocab})`);
+  checkTokenIds(ids, e.tokenizer.vocabSize(), `input ${index}`);
   const k = b.truncate_prompt_tokens === -1 ? e.maxInputTokens : b.truncate_prompt_tokens;
   if (k != null && ids.length > k) ids = ids.slice(-k);
   if (ids.length === 0) throw new WeftError('WEFT_ERR_REQ_INVALID', `input ${index} has no tokens`);
