@@ -5,7 +5,7 @@
 // then, unless asked not to, scaled to unit length.
 import { WeftError } from './errors.js';
 import { loadModelSpec } from './model/load.js';
-import type { Pooling } from './model/pooling.js';
+import type { Pooling } from './model/types.js';
 import { EngineLoop } from './scheduler/engine.js';
 import { sideLoopOptions } from './scheduler/scheduler-options.js';
 import type { EngineInitOptions } from './scheduler/protocol.js';

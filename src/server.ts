@@ -32,7 +32,6 @@ import { progressBar } from './progress.js';
 import { checkpointKind, type ModelSpec } from './model/types.js';
 import { ModelReranker } from './rerank.js';
 import { Embedder } from './embed.js';
-import { readPoolingConfig } from './model/pooling.js';
 import { availableMemoryBytes, usableCpuCount } from './system.js';
 import type { Metrics } from './metrics.js';
 import { EngineLoop } from './scheduler/engine.js';
@@ -255,7 +254,7 @@ export async function startEngine(
   );
   // A side model (reranker, embedding model): one instance beside the model's, with its own KV
   // cache and prefix cache.
-  const sideModel = async (path: string, on: 'cpu' | 'gpu'): Promise<EngineInitOptions> => {
+  const sideModel = async (path: string, on: 'cpu' | 'gpu'): Promise<EngineInitOptions & { spec: ModelSpec }> => {
     const rspec = await loadModelSpec(path);
     const rdtype = resolveDtype('auto', on, checkpointKind(rspec));
     const rlen = Math.min(sched.maxModelLen, rspec.config.maxPositions);
@@ -284,7 +283,8 @@ export async function startEngine(
   let embedder: Embedder | null = null;
   if (config.embeddingModel) {
     // on the CPU whatever the backend: the CUDA engine does not return hidden states yet
-    const files = readPoolingConfig(config.embeddingModel);
+    const options = await sideModel(config.embeddingModel, 'cpu');
+    const files = options.spec.pooling;
     const pooling = config.embeddingPooling === 'auto' ? (files.pooling ?? 'last') : config.embeddingPooling;
     if (pooling === 'cls')
       throw new WeftError(
@@ -292,7 +292,7 @@ export async function startEngine(
         `${config.embeddingModel} asks for CLS pooling, which a causal LM cannot give (its first position sees only itself): ` +
           'give --embedding-pooling last or mean',
       );
-    embedder = await Embedder.start(sideName(config.embeddingModel), await sideModel(config.embeddingModel, 'cpu'), pooling, files.normalize ?? true);
+    embedder = await Embedder.start(sideName(config.embeddingModel), options, pooling, files.normalize ?? true);
     log?.info(
       `embedding model ${embedder.name} ready: ${config.embeddingModel} (${embedder.dim} dimensions, ${pooling} pooling` +
         `${embedder.normalize ? ', normalized' : ''}, on the CPU)`,

@@ -9,6 +9,7 @@ import { WeftError } from '../errors.js';
 import { configFromGguf, configFromHf, type TokenDefaults } from './config.js';
 import { ggufTensorRefs, readGguf } from './gguf.js';
 import { tokenizerJsonFromGguf } from './gguf-tokenizer.js';
+import { ggufPooling, sentenceTransformersPooling } from './pooling.js';
 import { keepCheckedTokenizer } from '../tokenizer.js';
 import { readSafetensors, readSafetensorsIndex, readTensorBytes, toFloat32 } from './safetensors.js';
 import { isQuantizedDtype, type ModelConfig, type ModelSpec, type TensorRef } from './types.js';
@@ -161,6 +162,7 @@ function loadHfDir(dir: string): ModelSpec {
     tokenizerJson,
     chatTemplate,
     generationDefaults: generationDefaults(gen),
+    pooling: sentenceTransformersPooling(dir),
   };
 }
 
@@ -191,6 +193,7 @@ function loadGgufFile(file: string): ModelSpec {
     tokenizerJson,
     chatTemplate: ggufChatTemplate(g.metadata),
     generationDefaults: {},
+    pooling: ggufPooling(g.metadata),
   };
 }
 

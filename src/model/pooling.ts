@@ -1,19 +1,13 @@
 // How an embedding model turns its hidden states into one vector, as its files say: a GGUF's
 // `<arch>.pooling_type` (llama.cpp's enum), or a sentence-transformers directory's
-// `1_Pooling/config.json` (and a `Normalize` module in `modules.json`). null: the files do not say.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+// `1_Pooling/config.json` (and a `Normalize` module in `modules.json`). The loader reads it with
+// the rest of the model's files (ModelSpec.pooling).
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { WeftError } from '../errors.js';
-import { readGguf } from './gguf.js';
-
-// CLS pooling is refused: in a causal LM the first position sees only itself (a constant vector).
-export type Pooling = 'last' | 'mean';
-
-export interface PoolingConfig {
-  pooling: Pooling | 'cls' | null;
-  normalize: boolean | null;
-}
+import type { GgufValue } from './gguf.js';
+import type { Pooling, PoolingConfig } from './types.js';
 
 // llama.cpp's enum llama_pooling_type: 0 none, 1 mean, 2 cls, 3 last, 4 rank (a reranker's head)
 const GGUF_POOLING: Record<number, Pooling | 'cls'> = { 1: 'mean', 2: 'cls', 3: 'last' };
@@ -25,19 +19,18 @@ const ST_MODES: [string, Pooling | 'cls'][] = [
   ['pooling_mode_cls_token', 'cls'],
 ];
 
-export function readPoolingConfig(path: string): PoolingConfig {
-  if (!statSync(path).isDirectory()) {
-    const { metadata } = readGguf(path);
-    const arch = metadata.get('general.architecture');
-    const t = metadata.get(`${String(arch)}.pooling_type`);
-    return { pooling: typeof t === 'number' || typeof t === 'bigint' ? (GGUF_POOLING[Number(t)] ?? null) : null, normalize: null };
-  }
+export function ggufPooling(metadata: ReadonlyMap<string, GgufValue>): PoolingConfig {
+  const t = metadata.get(`${String(metadata.get('general.architecture'))}.pooling_type`);
+  return { pooling: typeof t === 'number' ? (GGUF_POOLING[t] ?? null) : null, normalize: null };
+}
+
+export function sentenceTransformersPooling(dir: string): PoolingConfig {
   const json = (f: string): unknown => {
-    if (!existsSync(join(path, f))) return null;
+    if (!existsSync(join(dir, f))) return null;
     try {
-      return JSON.parse(readFileSync(join(path, f), 'utf8'));
+      return JSON.parse(readFileSync(join(dir, f), 'utf8'));
     } catch (e) {
-      throw new WeftError('WEFT_ERR_MODEL_BAD_CONFIG', `${join(path, f)}: ${(e as Error).message}`);
+      throw new WeftError('WEFT_ERR_MODEL_BAD_CONFIG', `${join(dir, f)}: ${(e as Error).message}`);
     }
   };
   const modules = json('modules.json');

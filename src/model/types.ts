@@ -43,6 +43,14 @@ export interface ModelConfig {
   eosTokenIds: number[];
 }
 
+// How an embedding model pools its hidden states, as its files say (src/model/pooling.ts); null:
+// they do not say. CLS pooling is refused later: in a causal LM the first position sees only itself.
+export type Pooling = 'last' | 'mean';
+export interface PoolingConfig {
+  pooling: Pooling | 'cls' | null;
+  normalize: boolean | null;
+}
+
 export interface ModelSpec {
   format: 'hf' | 'gguf';
   path: string; // the directory or .gguf file given
@@ -57,6 +65,7 @@ export interface ModelSpec {
   tokenizerJson: string; // a HF tokenizers JSON document
   chatTemplate: string | null;
   generationDefaults: { temperature?: number; topP?: number; topK?: number };
+  pooling: PoolingConfig; // read with the rest of the files, for when the model serves embeddings
 }
 
 // blocks when any matrix is stored in a GGML block type (a Q4_K_M file mixes several, with Q8_0 or

@@ -9,10 +9,10 @@ import { basename, join } from 'node:path';
 
 import t from 'tap';
 
-import { GGUF_TYPE } from '../../src/model/gguf.js';
+import { GGUF_TYPE, readGguf } from '../../src/model/gguf.js';
 import { writeGgufFile } from '../../src/model/gguf-write.js';
 import { loadModelSpec } from '../../src/model/load.js';
-import { readPoolingConfig } from '../../src/model/pooling.js';
+import { ggufPooling, sentenceTransformersPooling } from '../../src/model/pooling.js';
 import { synthesizeModel } from '../../src/model/synth.js';
 import { runOffline } from '../../src/offline.js';
 import { TextTokenizer } from '../../src/tokenizer.js';
@@ -228,7 +228,7 @@ t.test('the engine returns the hidden rows asked for, and refuses rows outside t
 t.test('pooling as the files say: sentence-transformers directories, GGUF pooling_type', async (t) => {
   const st = join(dir, 'st');
   mkdirSync(join(st, '1_Pooling'), { recursive: true });
-  t.same(readPoolingConfig(st), { pooling: null, normalize: null }, 'no files: nothing said');
+  t.same(sentenceTransformersPooling(st), { pooling: null, normalize: null }, 'no files: nothing said');
   writeFileSync(
     join(st, 'modules.json'),
     JSON.stringify([
@@ -237,15 +237,19 @@ t.test('pooling as the files say: sentence-transformers directories, GGUF poolin
     ]),
   );
   writeFileSync(join(st, '1_Pooling', 'config.json'), JSON.stringify({ pooling_mode_mean_tokens: true, pooling_mode_lasttoken: false }));
-  t.same(readPoolingConfig(st), { pooling: 'mean', normalize: false });
+  t.same(sentenceTransformersPooling(st), { pooling: 'mean', normalize: false });
   writeFileSync(
     join(st, 'modules.json'),
     JSON.stringify([{ type: 'sentence_transformers.models.Pooling' }, { type: 'sentence_transformers.models.Normalize' }]),
   );
   writeFileSync(join(st, '1_Pooling', 'config.json'), JSON.stringify({ pooling_mode_lasttoken: true }));
-  t.same(readPoolingConfig(st), { pooling: 'last', normalize: true });
+  t.same(sentenceTransformersPooling(st), { pooling: 'last', normalize: true });
+  // the loader reads them with the model's other files
+  mkdirSync(join(dir, '1_Pooling'), { recursive: true });
+  writeFileSync(join(dir, '1_Pooling', 'config.json'), JSON.stringify({ pooling_mode_mean_tokens: true }));
+  t.same((await loadModelSpec(dir)).pooling, { pooling: 'mean', normalize: null }, 'ModelSpec.pooling');
   writeFileSync(join(st, 'modules.json'), '{not json');
-  t.throws(() => readPoolingConfig(st), { code: 'WEFT_ERR_MODEL_BAD_CONFIG' });
+  t.throws(() => sentenceTransformersPooling(st), { code: 'WEFT_ERR_MODEL_BAD_CONFIG' });
   for (const [type, want] of [
     [3, 'last'],
     [1, 'mean'],
@@ -261,6 +265,6 @@ t.test('pooling as the files say: sentence-transformers directories, GGUF poolin
       ],
       [],
     );
-    t.equal(readPoolingConfig(f).pooling, want, `pooling_type ${type}`);
+    t.equal(ggufPooling(readGguf(f).metadata).pooling, want, `pooling_type ${type}`);
   }
 });
