@@ -16,15 +16,7 @@ import { usableCpuCount } from '../src/system.js';
 import { benchArgs } from './args.js';
 import { loadLlama, NO_NLC } from './nlc.js';
 import { SHAPES } from './shapes.js';
-import { median, syntheticGguf } from './timing.js';
-
-const cosine = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let ab = 0,
-    aa = 0,
-    bb = 0;
-  for (let i = 0; i < a.length; i++) [ab, aa, bb] = [ab + a[i] * b[i], aa + a[i] * a[i], bb + b[i] * b[i]];
-  return ab / Math.sqrt(aa * bb);
-};
+import { cosine, median, syntheticGguf } from './timing.js';
 
 async function main(): Promise<void> {
   const { values } = benchArgs('npm run bench:embed --', {

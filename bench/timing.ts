@@ -1,4 +1,4 @@
-// What the benchmarks share: synthetic models cached on disk, medians, and timed decode and
+// What the benchmarks share: synthetic models cached on disk, medians and cosines, and timed decode and
 // prefill on one engine instance (CPU or GPU).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync } from 'node:fs';
@@ -13,6 +13,15 @@ import type { EngineInstance } from '../src/workers/engine-instance.js';
 import { GREEDY, packStep, type SeqStep } from '../src/workers/step-pack.js';
 
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+// The cosine of the angle between two vectors (two engines' embeddings of one input).
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let ab = 0,
+    aa = 0,
+    bb = 0;
+  for (let i = 0; i < a.length; i++) [ab, aa, bb] = [ab + a[i] * b[i], aa + a[i] * a[i], bb + b[i] * b[i]];
+  return ab / Math.sqrt(aa * bb);
+}
 
 // A seeded random GGUF at the shape of `config`, written once to $WEFT_BENCH_DIR (default
 // $TMPDIR)/weft-bench/NAME-DTYPE-seed0.gguf.

@@ -8,20 +8,13 @@ import { join } from 'node:path';
 import t from 'tap';
 
 import { loadLlama, NO_NLC } from '../../bench/nlc.js';
+import { cosine } from '../../bench/timing.js';
 import { synthesizeModel } from '../../src/model/synth.js';
 import { GOLDEN_IDS, MODEL_DIR } from '../fixtures/paths.js';
 import { QWEN3 } from '../fixtures/qwen3.js';
 import { startTestApp } from '../routes/helpers.js';
 
 const INPUTS = [GOLDEN_IDS.slice(0, 12), [1, ...GOLDEN_IDS.slice(20, 27).reverse()], GOLDEN_IDS.slice(0, 40)];
-
-const cosine = (a: readonly number[], b: readonly number[]) => {
-  let ab = 0,
-    aa = 0,
-    bb = 0;
-  for (let i = 0; i < a.length; i++) [ab, aa, bb] = [ab + a[i] * b[i], aa + a[i] * a[i], bb + b[i] * b[i]];
-  return ab / Math.sqrt(aa * bb);
-};
 
 t.test("last-token embeddings equal llama.cpp's on a synthetic Qwen3 GGUF", { skip: NO_NLC }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'weft-embed-llamacpp-'));
