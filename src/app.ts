@@ -27,6 +27,7 @@ import { healthRoutes } from './routes/health.js';
 import { MemoryRelief } from './memory-relief.js';
 import { InFlight } from './routes/in-flight.js';
 import { openaiRoutes } from './routes/openai.js';
+import { responsesRoutes } from './routes/responses.js';
 import { ajvOptions } from './routes/schemas.js';
 import { tokenizeRoutes } from './routes/tokenize.js';
 import { webuiRoutes } from './routes/webui.js';
@@ -190,6 +191,7 @@ export async function buildApp(config: Readonly<Config>, deps: AppDeps = {}): Pr
   await app.register(embeddingRoutes);
   await app.register(tokenizeRoutes);
   await app.register(openaiRoutes);
+  await app.register(responsesRoutes);
   if (s.webui) await app.register(webuiRoutes);
   return app;
 }

@@ -122,6 +122,12 @@ const KEYS = {
     kind: ['auto', 'last', 'mean'],
     help: "how the embedding model's hidden states become one vector; auto = as its files say (GGUF pooling_type, sentence-transformers), else last",
   },
+  responsesStoreBytes: {
+    kind: 'int',
+    min: 0,
+    max: 2 ** 40,
+    help: '/v1/responses: bytes of stored responses kept in memory (the least recently used go first); 0 = store nothing',
+  },
   logLevel: { kind: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], help: 'pino log level' },
   logFormat: { kind: ['auto', 'json', 'pretty'], help: 'log lines as JSON or readable text; auto = readable on a terminal, JSON otherwise' },
   metricsCompat: { kind: ['none', 'vllm'], help: "vllm = also export the load gauges under vLLM's names (vllm:num_requests_waiting, …)" },
@@ -163,6 +169,7 @@ export interface Config {
   rerankerModel: string;
   embeddingModel: string;
   embeddingPooling: 'auto' | 'last' | 'mean';
+  responsesStoreBytes: number;
   toolCallParser: 'auto' | 'hermes' | 'llama3_json' | 'mistral';
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   logFormat: 'auto' | 'json' | 'pretty';
@@ -208,6 +215,7 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   rerankerModel: '', // path; '' = no reranker model
   embeddingModel: '', // path; '' = no embedding model
   embeddingPooling: 'auto',
+  responsesStoreBytes: 67_108_864, // bytes of stored /v1/responses
   toolCallParser: 'auto', // tool-call format; auto = from the chat template
   logLevel: 'info',
   logFormat: 'auto',
@@ -416,6 +424,7 @@ export const clientLimitsSlice = (c: Readonly<Config>) =>
     lingerMaxBytes: c.lingerMaxBytes,
     maxSeqsPerRequest: c.maxSeqsPerRequest,
     exposeModelPath: c.exposeModelPath,
+    responsesStoreBytes: c.responsesStoreBytes,
   });
 export type ClientLimits = ReturnType<typeof clientLimitsSlice>;
 

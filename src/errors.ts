@@ -61,6 +61,8 @@ export const ERRORS = {
   WEFT_ERR_REQ_BAD_MESSAGES: { status: 400, type: 'invalid_request_error' },
   WEFT_ERR_REQ_CHAT_TEMPLATE: { status: 400, type: 'invalid_request_error' },
   WEFT_ERR_REQ_UNKNOWN_MODEL: { status: 404, type: 'not_found_error' },
+  WEFT_ERR_REQ_RESPONSE_NOT_FOUND: { status: 404, type: 'not_found_error' }, // /v1/responses: not stored, deleted or evicted
+  WEFT_ERR_REQ_NO_RESPONSE_STORE: { status: 400, type: 'invalid_request_error' }, // background or previous_response_id with the store off
   WEFT_ERR_REQ_TIMEOUT: { status: 504, type: 'timeout_error' },
   // structured output and tool calling: a constraint the grammar engine cannot take, named by kind
   WEFT_ERR_REQ_BAD_JSON_SCHEMA: { status: 400, type: 'invalid_request_error' },

@@ -207,6 +207,11 @@ export class GenerationService {
       );
   }
 
+  // The most prompt tokens a request may have (--max-prompt-tokens, else the context less one).
+  get promptLimit(): number {
+    return this.options.maxPromptTokens || this.model.maxModelLen - 1;
+  }
+
   #checkPrompt(req: GenRequest): void {
     const n = req.promptIds.length;
     if (n === 0) throw new WeftError('WEFT_ERR_REQ_INVALID', 'the prompt has no tokens (and the model has no BOS token)');
@@ -218,7 +223,7 @@ export class GenerationService {
         req.logitBias.map(([id]) => id),
         'logit_bias',
       );
-    const limit = this.options.maxPromptTokens || this.model.maxModelLen - 1;
+    const limit = this.promptLimit;
     if (n > limit) throw new WeftError('WEFT_ERR_REQ_PROMPT_TOO_LONG', `the prompt has ${n} tokens; at most ${limit} are allowed`);
   }
 

@@ -67,6 +67,7 @@ export class Metrics {
   readonly embeddingInputs;
   readonly embeddingTokens;
   readonly embeddingTime;
+  #responseStore: () => { count: number; bytes: number } = () => ({ count: 0, bytes: 0 });
 
   constructor(opts: { maxModelLen?: number; defaultMetrics?: boolean; compat?: 'none' | 'vllm' } = {}) {
     const registers = [this.registry];
@@ -111,6 +112,10 @@ export class Metrics {
     this.embeddingInputs = counter('weft_embedding_inputs_total', 'Inputs embedded (/v1/embeddings)');
     this.embeddingTokens = counter('weft_embedding_prompt_tokens_total', 'Tokens of the inputs embedded');
     this.embeddingTime = hist('weft_embedding_request_seconds', 'Time to answer one embeddings request', REQUEST_S);
+    gauge('weft_responses_stored', 'Responses kept for GET /v1/responses/{id} and previous_response_id', (g) => g.set(this.#responseStore().count));
+    gauge('weft_responses_store_bytes', 'Bytes (as JSON) of the stored responses, at most --responses-store-bytes', (g) =>
+      g.set(this.#responseStore().bytes),
+    );
 
     const sum = (f: (s: SchedulerStats) => number) => this.#stats().reduce((a, s) => a + f(s), 0);
     this.running = loadGauge('num_requests_running', 'Requests in the running batch', (g) => g.set(sum((s) => s.numRunning)));
@@ -159,6 +164,10 @@ export class Metrics {
   // Where gauges read engine state (one source per engine loop).
   addStatsSource(f: () => SchedulerStats[]): void {
     this.#statsSources.push(f);
+  }
+
+  setResponseStoreSource(f: () => { count: number; bytes: number }): void {
+    this.#responseStore = f;
   }
 
   setPreemptedSource(f: () => number): void {

@@ -1,5 +1,6 @@
 // OpenAI-compatible routes: /v1/completions, /v1/chat/completions (both streamed or not,
-// with n, stop, seed, logprobs, usage and vLLM's sampling extras) and /v1/models.
+// with n, stop, seed, logprobs, usage and vLLM's sampling extras) and /v1/models. The chat
+// format (chatFormat, with tool calls read by withToolCalls) also shapes /v1/responses' output.
 import { randomUUID } from 'node:crypto';
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -48,7 +49,7 @@ const truncated = (ids: number[], b: OpenAiCommon): number[] =>
   b.truncate_prompt_tokens != null && ids.length > b.truncate_prompt_tokens ? ids.slice(-b.truncate_prompt_tokens) : ids;
 
 // Shapes one choice's output for the wire: completions and chat differ only here.
-interface Format {
+export interface Format {
   object: string;
   chunkObject: string;
   choice(index: number, r: GenResult): Promise<Record<string, unknown>>;
@@ -101,7 +102,7 @@ function checkBeam(b: OpenAiCommon, wantsLogprobs: boolean): void {
 
 // `model` may be left out (as vLLM allows): it then means the one served model. Any of its names
 // (--served-model-name) is accepted: a gateway may rewrite the name a client sent.
-function checkModel(svc: GenerationService, model: string | undefined): void {
+export function checkModel(svc: GenerationService, model: string | undefined): void {
   const names = [svc.model.id, ...svc.model.aliases];
   if (model !== undefined && !names.includes(model))
     throw new WeftError('WEFT_ERR_REQ_UNKNOWN_MODEL', `the model "${model}" does not exist; served: ${names.map((x) => `"${x}"`).join(', ')}`);
@@ -284,7 +285,7 @@ interface CompletionLogprobs {
 // piece), an alternative by its text alone; with vLLM's return_tokens_as_token_ids both as
 // "token_id:N", exact where a text is not (part of a character, two tokens with one text).
 // Offsets stay in the text either way.
-class TokenNames {
+export class TokenNames {
   constructor(
     readonly svc: GenerationService,
     readonly asIds = false,
@@ -469,7 +470,7 @@ function chatLogprobEntry(names: TokenNames, l: TokenLogprob, stream: TokenTextS
   return { token: names.chosen(stream.push(l.id), l.id), logprob: l.logprob, bytes: bytes(l.id), top_logprobs: top };
 }
 
-function chatFormat(names: TokenNames, withLogprobs: boolean): Format {
+export function chatFormat(names: TokenNames, withLogprobs: boolean): Format {
   const streams: TokenTextStream[] = [];
   return {
     object: 'chat.completion',

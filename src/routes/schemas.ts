@@ -2,7 +2,7 @@
 // (additionalProperties: false, with Ajv's removeAdditional off); every sampling value has a range.
 // The same schemas generate the OpenAPI document at /docs.
 import { structuredFields } from './structured.js';
-import { toolFields } from './tools.js';
+import { functionProperties, toolFields } from './tools.js';
 
 const int = (minimum: number, maximum: number, description?: string) => ({
   type: 'integer',
@@ -336,3 +336,127 @@ export const chatCompletionsBody = body(
 );
 
 export const ajvOptions = { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } as const;
+
+// OpenAI's Responses API. Input items are read (and refused with a message naming the item) by
+// routes/response-items.ts: an anyOf over their shapes would answer a bad item with an unclear error.
+const INCLUDABLE = [
+  'message.output_text.logprobs',
+  'code_interpreter_call.outputs',
+  'computer_call_output.output.image_url',
+  'file_search_call.results',
+  'message.input_image.image_url',
+  'reasoning.encrypted_content',
+  'web_search_call.action.sources',
+];
+export const responsesBody = body(
+  {
+    model: { type: 'string', maxLength: 512 },
+    input: {
+      description: 'a user message, or a list of items: messages {role, content}, function_call, function_call_output, reasoning',
+      anyOf: [
+        { type: 'string', maxLength: 1 << 22 },
+        { type: 'array', minItems: 1, maxItems: 4096, items: { type: 'object' } },
+      ],
+    },
+    instructions: nullable({ type: 'string', maxLength: 1 << 20, description: 'a system message first; not carried over by previous_response_id' }),
+    previous_response_id: nullable({ type: 'string', maxLength: 256, description: 'continue a stored response: its conversation, then this input' }),
+    max_output_tokens: nullable(int(1, 1 << 22)),
+    top_logprobs: nullable(int(0, 20, 'alternatives per output token (with include message.output_text.logprobs, or alone when above 0)')),
+    include: nullable({ type: 'array', maxItems: 16, items: { type: 'string', enum: INCLUDABLE } }),
+    stream: nullable({ type: 'boolean' }),
+    store: nullable({ type: 'boolean', description: 'keep the response for GET and previous_response_id (default true; in memory)' }),
+    background: nullable({ type: 'boolean', description: 'answer at once (status queued); poll GET /v1/responses/{id}; needs store' }),
+    tools: {
+      type: 'array',
+      maxItems: 128,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['type', 'name'],
+        properties: { type: { type: 'string', enum: ['function'] }, ...functionProperties },
+      },
+    },
+    tool_choice: {
+      anyOf: [
+        { type: 'string', enum: ['none', 'auto', 'required'] },
+        {
+          type: 'object',
+          additionalProperties: false,
+          required: ['type', 'name'],
+          properties: { type: { type: 'string', enum: ['function'] }, name: { type: 'string', maxLength: 64 } },
+        },
+      ],
+    },
+    parallel_tool_calls: nullable({ type: 'boolean' }),
+    max_tool_calls: nullable(int(1, 128)),
+    text: nullable({
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        format: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['type'],
+          properties: {
+            type: { type: 'string', enum: ['text', 'json_object', 'json_schema'] },
+            name: { type: 'string', maxLength: 256 },
+            description: { type: 'string' },
+            schema: { anyOf: [{ type: 'object' }, { type: 'boolean' }] },
+            strict: nullable({ type: 'boolean' }),
+          },
+        },
+        verbosity: nullable({ type: 'string', enum: ['low', 'medium', 'high'] }),
+      },
+    }),
+    truncation: nullable({ type: 'string', enum: ['auto', 'disabled'], description: 'auto: drop the oldest turns until the prompt fits' }),
+    metadata: nullable({ type: 'object', maxProperties: 16, additionalProperties: { type: 'string', maxLength: 512 } }),
+    user: { type: 'string', maxLength: 256 },
+    safety_identifier: { type: 'string', maxLength: 256 },
+    prompt_cache_key: { type: 'string', maxLength: 256 },
+    service_tier: nullable({ type: 'string', enum: ['auto', 'default', 'flex', 'scale', 'priority'] }),
+    reasoning: nullable({
+      type: 'object',
+      description: 'accepted and echoed; the model decides (for Qwen3, chat_template_kwargs enable_thinking)',
+      properties: { effort: nullable({ type: 'string' }), summary: nullable({ type: 'string' }), generate_summary: nullable({ type: 'string' }) },
+    }),
+    // vLLM's sampling extras
+    temperature: sampling.temperature,
+    top_p: sampling.top_p,
+    top_k: sampling.top_k,
+    min_p: sampling.min_p,
+    repetition_penalty: sampling.repetition_penalty,
+    presence_penalty: sampling.presence_penalty,
+    frequency_penalty: sampling.frequency_penalty,
+    seed: sampling.seed,
+    stop: { anyOf: [...stop.anyOf, { type: 'null' }] },
+    ignore_eos: sampling.ignore_eos,
+    chat_template_kwargs: chatRenderFields.chat_template_kwargs,
+  },
+  ['input'],
+  "OpenAI's Responses API: a turn of a conversation, stored for previous_response_id unless store is false",
+  { input: 'Tell me a story.', max_output_tokens: 32 },
+);
+export const responseIdParams = {
+  type: 'object',
+  required: ['id'],
+  properties: { id: { type: 'string', maxLength: 256 } },
+};
+// Query strings arrive as text (the validator coerces nothing): numbers and booleans as patterns.
+export const getResponseQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    stream: { type: 'string', enum: ['true', 'false'], description: 'resuming a stream is not supported: false only' },
+    include: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] },
+  },
+};
+export const inputItemsQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    limit: { type: 'string', pattern: '^(100|[1-9][0-9]?)$', description: '1 to 100 (default 20)' },
+    order: { type: 'string', enum: ['asc', 'desc'], description: 'default desc: the last item first' },
+    after: { type: 'string', maxLength: 256, description: 'an item id: the page starts after it' },
+    include: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] },
+  },
+};

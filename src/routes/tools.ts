@@ -27,6 +27,15 @@ import {
   type ToolParserName,
 } from '../tool-formats.js';
 
+// A function tool's fields: nested under `function` on chat, at the tool's top level on
+// /v1/responses (whose clients send null for what is not given).
+export const functionProperties = {
+  name: { type: 'string', pattern: '^[a-zA-Z0-9_.-]{1,64}$' },
+  description: { type: ['string', 'null'], maxLength: 1 << 16 },
+  parameters: { type: ['object', 'null'] },
+  strict: { type: ['boolean', 'null'] },
+} as const;
+
 export const toolFields = {
   tools: {
     type: 'array',
@@ -37,17 +46,7 @@ export const toolFields = {
       required: ['type', 'function'],
       properties: {
         type: { type: 'string', enum: ['function'] },
-        function: {
-          type: 'object',
-          additionalProperties: false,
-          required: ['name'],
-          properties: {
-            name: { type: 'string', pattern: '^[a-zA-Z0-9_.-]{1,64}$' },
-            description: { type: 'string', maxLength: 1 << 16 },
-            parameters: { type: 'object' },
-            strict: { type: 'boolean', nullable: true },
-          },
-        },
+        function: { type: 'object', additionalProperties: false, required: ['name'], properties: functionProperties },
       },
     },
   },
@@ -68,8 +67,10 @@ export const toolFields = {
   parallel_tool_calls: { type: 'boolean', nullable: true },
 } as const;
 
+type NullableFunction = { [K in keyof ToolFunction]: ToolFunction[K] | null } & { name: string; strict?: boolean | null };
+
 export interface ToolFields {
-  tools?: { type: 'function'; function: ToolFunction & { strict?: boolean | null } }[];
+  tools?: { type: 'function'; function: NullableFunction }[];
   tool_choice?: 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
   parallel_tool_calls?: boolean | null;
 }
@@ -114,7 +115,12 @@ function requiredSchema(functions: ToolFunction[], isParallel: boolean): object 
 }
 
 export function planTools(b: ToolFields, template: string | null, configured: ToolParserName | 'auto' = 'auto'): ToolPlan {
-  const functions = (b.tools ?? []).map((t) => t.function);
+  // null is "not given": the templates and the tool instructions see only what was
+  const functions: ToolFunction[] = (b.tools ?? []).map(({ function: f }) => ({
+    name: f.name,
+    ...(f.description != null ? { description: f.description } : {}),
+    ...(f.parameters != null ? { parameters: f.parameters } : {}),
+  }));
   const names = new Set<string>();
   functions.forEach((f, i) => {
     if (names.has(f.name)) throw new WeftError('WEFT_ERR_REQ_BAD_TOOLS', `tools[${i}]: the function name "${f.name}" is used twice`);
