@@ -344,7 +344,14 @@ export async function responsesRoutes(app: FastifyInstance): Promise<void> {
         store.put(response.id, { response, inputItems, conversation, cancel }, !!cancel);
       };
 
-      if (b.background) return background(base, keep, () => store.has(base.id), svc.start(req), fmt, withLogprobs, maxCalls);
+      if (b.background) {
+        const onFailure = (e: WeftError) => {
+          app.weft.metrics.countError(e.code);
+          request.log.warn({ code: e.code, response: base.id }, `background response failed: ${e.message}`);
+        };
+        const gen = svc.start(req);
+        return background(base, { keep, isKept: () => store.has(base.id), gen, fmt, withLogprobs, maxCalls, onFailure });
+      }
 
       if (!b.stream) {
         const gen = svc.start(req);
@@ -410,22 +417,27 @@ export async function responsesRoutes(app: FastifyInstance): Promise<void> {
 // status cancelled.
 function background(
   base: ResponseObject,
-  keep: (r: ResponseObject, cancel?: () => Promise<void>) => void,
-  isKept: () => boolean,
-  gen: Generation,
-  fmt: Format,
-  withLogprobs: boolean,
-  maxCalls: number,
+  s: {
+    keep: (r: ResponseObject, cancel?: () => Promise<void>) => void;
+    isKept: () => boolean;
+    gen: Generation;
+    fmt: Format;
+    withLogprobs: boolean;
+    maxCalls: number;
+    onFailure: (e: WeftError) => void; // no client hears of it: logged and counted
+  },
 ): ResponseObject {
   const settle = (response: ResponseObject) => {
-    if (isKept()) keep(response);
+    if (s.isKept()) s.keep(response);
   };
-  const done = gen.result.then(
-    async (r) => settle(finished(base, r, await outputOf(fmt, r, withLogprobs, maxCalls))),
-    (e) => settle(failed(base, e)),
-  );
-  keep(base, () => {
-    gen.abort();
+  const fail = (e: unknown) => {
+    const we = toWeftError(e);
+    s.onFailure(we);
+    settle(failed(base, we));
+  };
+  const done = s.gen.result.then(async (r) => settle(finished(base, r, await outputOf(s.fmt, r, s.withLogprobs, s.maxCalls)))).catch(fail);
+  s.keep(base, () => {
+    s.gen.abort();
     return done;
   });
   return base;

@@ -8,7 +8,10 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { OpenAI } from 'openai';
 import t from 'tap';
 
-import { metricValue, startTestApp } from './helpers.js';
+import { buildApp } from '../../src/app.js';
+import { WeftError } from '../../src/errors.js';
+import { Metrics } from '../../src/metrics.js';
+import { logSink, metricValue, startTestApp, testConfig } from './helpers.js';
 
 const s = await startTestApp({ backend: 'cpu' });
 t.teardown(() => s.close());
@@ -372,6 +375,27 @@ t.test('a client that leaves a stream aborts its generation', async (t) => {
   t.equal(s.engine.service.numActive, 0, 'nothing left running');
   t.equal(await aborted(), before + 1, 'the request ended aborted, not at its 400 tokens');
   t.equal((await inject('GET', `/v1/responses/${id}`)).statusCode, 404, 'an abandoned response is not stored');
+});
+
+t.test('a background response that fails is stored failed, logged and counted', async (t) => {
+  const log = logSink();
+  const metrics = new Metrics({ defaultMetrics: false });
+  const app = await buildApp(testConfig({ logLevel: 'warn' }), { service: s.engine.service, metrics, logStream: log });
+  t.teardown(() => app.close());
+  const r = await app.inject({
+    method: 'POST',
+    url: '/v1/responses',
+    payload: { input: 'x', max_output_tokens: 400, ignore_eos: true, background: true },
+  });
+  const id = r.json().id;
+  s.engine.service.abortAll(new WeftError('WEFT_ERR_REQ_TIMEOUT', 'the request took too long'));
+  const line = await log.waitFor(/background response failed/);
+  t.match(line, id, 'the log line names the response');
+  t.match(line, 'WEFT_ERR_REQ_TIMEOUT');
+  const got = (await app.inject({ method: 'GET', url: `/v1/responses/${id}` })).json();
+  t.equal(got.status, 'failed');
+  t.equal(got.error.code, 'WEFT_ERR_REQ_TIMEOUT');
+  t.equal(metricValue(await metrics.registry.metrics(), 'weft_errors_total', 'code="WEFT_ERR_REQ_TIMEOUT"'), 1, 'counted');
 });
 
 t.test('truncation auto drops the oldest turns until the prompt fits', async (t) => {
