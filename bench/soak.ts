@@ -2,9 +2,9 @@
 // mid-stream, in rounds; after each round the server must be back to nothing running, nothing
 // waiting, no KV block in use, and its memory flat. Every request is accounted for: completed,
 // aborted (by its client, on purpose), an error (by code), or lost (a stream that ended without
-// [DONE], or no answer at all) — lost must be 0. Exit code 1 otherwise.
+// its end: [DONE], or the Responses API's status event; or no answer at all) — lost must be 0. Exit code 1 otherwise.
 //
-//   npm run bench:soak -- [--model DIR | --url http://host:port] [--requests 10000] [--concurrency 256] [--routes 0,1,2,3,4,5,6]
+//   npm run bench:soak -- [--model DIR | --url http://host:port] [--requests 10000] [--concurrency 256] [--routes 0,1,2,3,4,5,6,7]
 //                         [--abort-share 0.2] [--rounds 2] [--max-tokens 32] [--seed 1] [--server-args "..."]
 
 import { benchArgs } from './args.js';
@@ -13,14 +13,33 @@ import { DEFAULT_MODEL, formatCounts, formatState, restingRss, serverState, sett
 
 const WORDS = 'once upon a time there was a little girl named lily who loved to play in the park with her dog and cat'.split(' ');
 
+// What one SSE `data:` payload says about the stream: its normal end, an error (by code), or neither.
+type FrameMeaning = 'done' | { error: string } | null;
+
 interface Route {
   path: string;
   body(prompt: string, maxTokens: number, seed: number): object;
+  read?(data: string): FrameMeaning; // default: `[DONE]` ends, an {error} frame fails
+}
+
+const readDone = (data: string): FrameMeaning =>
+  data === '[DONE]'
+    ? 'done'
+    : data.includes('"error"')
+      ? { error: (JSON.parse(data) as { error?: { code?: string } }).error?.code ?? 'error event' }
+      : null;
+
+// The Responses API ends on its status event, without [DONE]; every event's response carries `"error": null`.
+function readResponseEvent(data: string): FrameMeaning {
+  const ev = JSON.parse(data) as { type: string; response?: { error?: { code?: string } | null } };
+  if (ev.type === 'response.completed' || ev.type === 'response.incomplete') return 'done';
+  return ev.type === 'response.failed' ? { error: ev.response?.error?.code ?? 'response.failed' } : null;
 }
 
 // Streamed routes, in turn: OpenAI completions (n 1 and 2) and chat, weft's /stream and /chat, and
 // beam searches (sequence groups sharing KV blocks: a vanished client must free the whole group),
-// on weft's own route (widths 2 to 4, the seed's two-turn form) and on completions (vLLM's form).
+// on weft's own route (widths 2 to 4, the seed's two-turn form) and on completions (vLLM's form),
+// and the Responses API, half of its responses stored (the store must stay within its bound).
 const ROUTES: Route[] = [
   { path: '/v1/completions', body: (prompt, max_tokens, seed) => ({ prompt, max_tokens, seed, stream: true }) },
   { path: '/v1/chat/completions', body: (p, max_tokens, seed) => ({ messages: [{ role: 'user', content: p }], max_tokens, seed, stream: true }) },
@@ -34,6 +53,11 @@ const ROUTES: Route[] = [
   {
     path: '/v1/completions',
     body: (prompt, max_tokens) => ({ prompt, max_tokens, n: 3, use_beam_search: true, stream: true }),
+  },
+  {
+    path: '/v1/responses',
+    body: (input, max_output_tokens, seed) => ({ input, max_output_tokens, seed, store: seed % 2 === 0, stream: true }),
+    read: readResponseEvent,
   },
 ];
 
@@ -97,8 +121,9 @@ async function oneRequest(o: Options, route: Route, prompt: string, seed: number
       errorCode: string | null = null;
     const how = await readFrames(res.body!, (data) => {
       numFrames++;
-      if (data === '[DONE]') isDone = true;
-      else if (data.includes('"error"')) errorCode = (JSON.parse(data) as { error?: { code?: string } }).error?.code ?? 'error event';
+      const meaning = (route.read ?? readDone)(data);
+      if (meaning === 'done') isDone = true;
+      else if (meaning) errorCode = meaning.error;
       return abortAfter >= 0 && numFrames >= abortAfter && !isDone;
     });
     if (how === 'stopped') {
